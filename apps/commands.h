@@ -1,0 +1,14 @@
+// The `mambagrad` subcommands. Each registers its options on the CLI11 app and returns the exit code
+// of its run; errors are mg::Error exceptions, turned into a message and exit code 1 by main.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace mg::app {
+
+using Run = std::function<int()>;
+
+// Adds the subcommand to `app`; `run` is set to its action.
+void add_gradcheck_command(CLI::App& app, Run& run);
+
+}  // namespace mg::app

@@ -1,0 +1,27 @@
+// mambagrad: the command line. `mambagrad --help` lists the subcommands.
+#include <cstdio>
+
+#include "apps/commands.h"
+#include "core/error.h"
+#include "core/parallel.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"mambagrad: a from-scratch tensor library with autograd, and Mamba on enwik8"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "CPU threads (default: MG_NUM_THREADS, else all cores)")->check(CLI::PositiveNumber);
+  mg::app::Run run;
+  mg::app::add_gradcheck_command(app, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (threads > 0) mg::set_num_threads(threads);
+    return run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

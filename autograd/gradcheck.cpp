@@ -1,0 +1,107 @@
+#include "autograd/gradcheck.h"
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "ops/ops.h"
+
+namespace mg {
+
+Tensor gc_randn(const Shape& s, Generator& g, Device dev) {
+  Tensor t = randn(s, DType::f64, &g);
+  if (!dev.is_cpu()) t = to_device(t, dev);
+  return t.requires_grad_();
+}
+
+Tensor gc_uniform(const Shape& s, double lo, double hi, Generator& g, Device dev) {
+  Tensor t = rand(s, DType::f64, &g, lo, hi);
+  if (!dev.is_cpu()) t = to_device(t, dev);
+  return t.requires_grad_();
+}
+
+std::string describe_inputs(const std::vector<Tensor>& inputs) {
+  std::string s;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (i) s += ", ";
+    s += inputs[i].defined() ? fmt::format("{} {}", inputs[i].shape(), inputs[i].dtype() == DType::i64 ? "i64" : dtype_name(inputs[i].dtype()) == "float64" ? "f64" : "f32") : "none";
+  }
+  return s;
+}
+
+GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inputs, double atol, double rtol,
+                          double eps, uint64_t seed) {
+  GradcheckResult res;
+  try {
+    for (auto& t : inputs)
+      if (t.defined() && t.requires_grad())
+        MG_CHECK(t.dtype() == DType::f64, "[gradcheck] inputs that require grad must be float64, got {} {}",
+                 t.shape(), t.dtype());
+    Tensor out = fn(inputs);
+    MG_CHECK(out.requires_grad(), "[gradcheck] the output does not require grad: nothing was recorded");
+    Generator g(seed ^ 0x5eed);
+    Tensor r = randn(out.shape(), DType::f64, &g);
+    if (!out.device().is_cpu()) r = to_device(r, out.device());
+    auto loss_of = [&](const Tensor& o) {
+      NoGradGuard ng;
+      return sum(mul(o, r)).item();
+    };
+    for (auto& t : inputs)
+      if (t.defined()) t.zero_grad();
+    sum(mul(out, r)).backward();
+
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const Tensor& t = inputs[k];
+      if (!t.defined() || !t.requires_grad()) continue;
+      Tensor ga = t.grad();
+      std::vector<double> analytic = ga.defined() ? ga.to_vector<double>() : std::vector<double>(t.numel(), 0.0);
+      // Perturb one element at a time, on a host copy written back into the input's storage.
+      MG_CHECK(t.is_contiguous(), "[gradcheck] input {} must be contiguous", k);
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        double* p = nullptr;
+        Tensor host = t.device().is_cpu() ? t : Tensor();
+        MG_CHECK(host.defined(), "[gradcheck] inputs on {} are not supported yet", t.device());
+        p = host.data<double>() + i;
+        const double orig = *p;
+        double fp, fm;
+        {
+          NoGradGuard ng;
+          *p = orig + eps;
+          fp = loss_of(fn(inputs));
+          *p = orig - eps;
+          fm = loss_of(fn(inputs));
+          *p = orig;
+        }
+        const double numeric = (fp - fm) / (2 * eps);
+        const double a = analytic[i];
+        const double err = std::abs(a - numeric);
+        const double scale = std::max(std::abs(a), std::abs(numeric));
+        res.max_abs_err = std::max(res.max_abs_err, err);
+        if (scale > atol) res.max_rel_err = std::max(res.max_rel_err, err / scale);
+        if (!(err <= atol + rtol * std::abs(numeric)) && res.message.empty())
+          res.message = fmt::format("input {} element {}: analytic {:.10g}, numeric {:.10g}", k, i, a, numeric);
+      }
+    }
+    res.pass = res.message.empty();
+  } catch (const Error& e) {
+    res.pass = false;
+    res.message = e.what();
+  }
+  return res;
+}
+
+GradcheckRegistry& GradcheckRegistry::get() {
+  static GradcheckRegistry reg = [] {
+    GradcheckRegistry r;
+    register_elementwise_gradchecks(r);
+    register_reduce_gradchecks(r);
+    register_matmul_gradchecks(r);
+    register_shape_gradchecks(r);
+    register_embedding_gradchecks(r);
+    register_softmax_gradchecks(r);
+    register_rms_norm_gradchecks(r);
+    return r;
+  }();
+  return reg;
+}
+
+}  // namespace mg

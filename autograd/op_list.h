@@ -1,0 +1,30 @@
+// Every differentiable primitive, by name. autograd::record() takes an OpId from this list, so an op
+// cannot record a backward without being listed here, and the gradcheck registry test fails for any
+// listed op that has no gradcheck case: a differentiable op cannot go unchecked.
+#pragma once
+#include <array>
+#include <string_view>
+
+#define MG_DIFFERENTIABLE_OPS(X)                                                                 \
+  X(add) X(sub) X(mul) X(div) X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(pow) X(sigmoid) X(silu)    \
+  X(softplus) X(tanh) X(add_scalar) X(mul_scalar) X(sum) X(mean) X(max) X(matmul) X(linear)      \
+  X(reshape) X(transpose) X(permute) X(narrow) X(expand) X(cat) X(contiguous) X(to_dtype)        \
+  X(embedding) X(log_softmax) X(cross_entropy) X(rms_norm)
+
+namespace mg {
+
+enum class OpId {
+#define MG_X(name) name,
+  MG_DIFFERENTIABLE_OPS(MG_X)
+#undef MG_X
+};
+
+inline constexpr std::array kAllOpNames = {
+#define MG_X(name) std::string_view(#name),
+    MG_DIFFERENTIABLE_OPS(MG_X)
+#undef MG_X
+};
+
+constexpr std::string_view op_name(OpId id) { return kAllOpNames[static_cast<size_t>(id)]; }
+
+}  // namespace mg

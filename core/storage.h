@@ -1,0 +1,32 @@
+// Storage: a block of bytes on one device, shared by every view of it, with a version counter that
+// in-place ops bump so autograd can tell when a saved tensor was changed before backward.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/device.h"
+
+namespace mg {
+
+class Storage {
+ public:
+  // Allocates nbytes (uninitialised) on `device`; `op` names the caller in error messages.
+  Storage(size_t nbytes, Device device, const char* op = "alloc");
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+  uint64_t version() const { return version_; }
+  void bump_version() { ++version_; }
+
+ private:
+  void* data_ = nullptr;
+  size_t nbytes_ = 0;
+  Device device_;
+  uint64_t version_ = 0;
+};
+
+}  // namespace mg

@@ -1,0 +1,292 @@
+// Elementwise ops: add, sub, mul, div (broadcasting; the vjp sums back to each input's shape), the
+// unary functions of ops/unary_functors.h, and the in-place updates used by optimizers.
+#include "autograd/gradcheck.h"
+#include "autograd/node.h"
+#include "cuda/runtime.h"
+#include "ops/cpu/loops.h"
+#include "ops/ops.h"
+#include "ops/unary_functors.h"
+
+namespace mg {
+
+namespace {
+
+void check_same(const char* op, const Tensor& a, const Tensor& b) {
+  MG_CHECK(a.defined() && b.defined(), "[{}] got an undefined tensor", op);
+  MG_CHECK(a.dtype() == b.dtype(), "[{}] dtypes differ: {} and {} (convert one with .to(DType))", op, a.dtype(),
+           b.dtype());
+  MG_CHECK(a.device() == b.device(), "[{}] devices differ: {} and {} (move one with .to(Device))", op,
+           a.device(), b.device());
+}
+
+void check_floating(const char* op, const Tensor& x) {
+  MG_CHECK(x.defined(), "[{}] got an undefined tensor", op);
+  MG_CHECK(is_floating(x.dtype()), "[{}] expects a floating tensor (float32 or float64), got {} of shape {}", op,
+           x.dtype(), x.shape());
+}
+
+// ---- binary ----
+enum class BinOp { add, sub, mul, div };
+
+template <class T, BinOp op>
+inline T bin(T a, T b) {
+  if constexpr (op == BinOp::add) return a + b;
+  if constexpr (op == BinOp::sub) return a - b;
+  if constexpr (op == BinOp::mul) return a * b;
+  if constexpr (op == BinOp::div) return a / b;
+}
+
+template <BinOp op>
+Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b) {
+  check_same(name, a, b);
+  check_floating(name, a);
+  Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  if (!a.device().is_cpu()) cuda::unsupported(name);
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  MG_DISPATCH_FLOAT(a.dtype(), name, [&] {
+    scalar_t* po = out.data<scalar_t>();
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    cpu::strided_loop<3>(shape, {contiguous_strides(shape), cpu::broadcast_strides(a, shape),
+                                 cpu::broadcast_strides(b, shape)},
+                         [&](auto off, int64_t n, auto st) {
+                           scalar_t* o = po + off[0];
+                           const scalar_t* x = pa + off[1];
+                           const scalar_t* y = pb + off[2];
+                           if (st[1] == 1 && st[2] == 1) {
+                             for (int64_t i = 0; i < n; ++i) o[i] = bin<scalar_t, op>(x[i], y[i]);
+                           } else if (st[1] == 1 && st[2] == 0) {
+                             const scalar_t yv = *y;
+                             for (int64_t i = 0; i < n; ++i) o[i] = bin<scalar_t, op>(x[i], yv);
+                           } else {
+                             for (int64_t i = 0; i < n; ++i)
+                               o[i * st[0]] = bin<scalar_t, op>(x[i * st[1]], y[i * st[2]]);
+                           }
+                         });
+  });
+  return out;
+}
+
+// ---- unary ----
+template <class F>
+Tensor unary_values(const Tensor& x, double p) {
+  const char* name = op_name(F::id).data();
+  check_floating(name, x);
+  if (!x.device().is_cpu()) cuda::unsupported(name);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  MG_DISPATCH_FLOAT(x.dtype(), name, [&] {
+    scalar_t* po = out.data<scalar_t>();
+    const scalar_t* px = x.data<scalar_t>();
+    const scalar_t pp = (scalar_t)p;
+    cpu::strided_loop<2>(x.shape(), {out.strides(), x.strides()}, [&](auto off, int64_t n, auto st) {
+      scalar_t* o = po + off[0];
+      const scalar_t* a = px + off[1];
+      if (st[1] == 1)
+        for (int64_t i = 0; i < n; ++i) o[i] = F::f(a[i], pp);
+      else
+        for (int64_t i = 0; i < n; ++i) o[i * st[0]] = F::f(a[i * st[1]], pp);
+    });
+  });
+  return out;
+}
+
+// g * f'(x), with y = f(x) available to the derivative.
+template <class F>
+Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, double p) {
+  const char* name = op_name(F::id).data();
+  if (!g.device().is_cpu()) cuda::unsupported(name);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  MG_DISPATCH_FLOAT(x.dtype(), name, [&] {
+    scalar_t* po = out.data<scalar_t>();
+    const scalar_t *pg = g.data<scalar_t>(), *px = x.data<scalar_t>(), *py = y.data<scalar_t>();
+    const scalar_t pp = (scalar_t)p;
+    cpu::strided_loop<4>(x.shape(), {out.strides(), g.strides(), x.strides(), y.strides()},
+                         [&](auto off, int64_t n, auto st) {
+                           for (int64_t i = 0; i < n; ++i)
+                             po[off[0] + i * st[0]] =
+                                 pg[off[1] + i * st[1]] *
+                                 F::df(px[off[2] + i * st[2]], py[off[3] + i * st[3]], pp);
+                         });
+  });
+  return out;
+}
+
+template <class F>
+Tensor unary(const Tensor& x, double p = 0.0) {
+  Tensor out = unary_values<F>(x, p);
+  record(F::id, {x}, {&out}, [sx = SavedTensor(x, F::id), sy = SavedTensor(out, F::id), p](const VjpArgs& a) {
+    return std::vector<Tensor>{unary_backward<F>(a[0], sx.get(), sy.get(), p)};
+  });
+  return out;
+}
+
+void check_inplace(const char* op, const Tensor& t) {
+  MG_CHECK(t.defined(), "[{}] on an undefined tensor", op);
+  MG_CHECK(!(GradMode::enabled() && t.requires_grad()),
+           "[{}] in-place ops are not recorded by autograd, and this tensor {} requires grad (run the update "
+           "inside a NoGradGuard, or use the out-of-place op)",
+           op, t.shape());
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward<BinOp::add>("add", a, b);
+  record(OpId::add, {a, b}, {&out}, [sa = a.shape(), sb = b.shape()](const VjpArgs& g) {
+    return std::vector<Tensor>{g.needs_grad(0) ? sum_to(g[0], sa) : Tensor(),
+                               g.needs_grad(1) ? sum_to(g[0], sb) : Tensor()};
+  });
+  return out;
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward<BinOp::sub>("sub", a, b);
+  record(OpId::sub, {a, b}, {&out}, [sa = a.shape(), sb = b.shape()](const VjpArgs& g) {
+    return std::vector<Tensor>{g.needs_grad(0) ? sum_to(g[0], sa) : Tensor(),
+                               g.needs_grad(1) ? sum_to(neg(g[0]), sb) : Tensor()};
+  });
+  return out;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward<BinOp::mul>("mul", a, b);
+  record(OpId::mul, {a, b}, {&out}, [sa = SavedTensor(a, OpId::mul), sb = SavedTensor(b, OpId::mul)](const VjpArgs& g) {
+    Tensor a = sa.get(), b = sb.get();
+    return std::vector<Tensor>{g.needs_grad(0) ? sum_to(mul(g[0], b), a.shape()) : Tensor(),
+                               g.needs_grad(1) ? sum_to(mul(g[0], a), b.shape()) : Tensor()};
+  });
+  return out;
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward<BinOp::div>("div", a, b);
+  record(OpId::div, {a, b}, {&out},
+         [sb = SavedTensor(b, OpId::div), so = SavedTensor(out, OpId::div), sa = a.shape()](const VjpArgs& g) {
+           Tensor b = sb.get();
+           Tensor ga = div(g[0], b);  // d(a/b)/da = 1/b; d(a/b)/db = -(a/b)/b
+           return std::vector<Tensor>{g.needs_grad(0) ? sum_to(ga, sa) : Tensor(),
+                                      g.needs_grad(1) ? sum_to(neg(mul(ga, so.get())), b.shape()) : Tensor()};
+         });
+  return out;
+}
+
+Tensor neg(const Tensor& x) { return unary<fn::Neg>(x); }
+Tensor exp(const Tensor& x) { return unary<fn::Exp>(x); }
+Tensor log(const Tensor& x) { return unary<fn::Log>(x); }
+Tensor sqrt(const Tensor& x) { return unary<fn::Sqrt>(x); }
+Tensor rsqrt(const Tensor& x) { return unary<fn::Rsqrt>(x); }
+Tensor pow(const Tensor& x, double p) { return unary<fn::Pow>(x, p); }
+Tensor sigmoid(const Tensor& x) { return unary<fn::Sigmoid>(x); }
+Tensor silu(const Tensor& x) { return unary<fn::Silu>(x); }
+Tensor softplus(const Tensor& x) { return unary<fn::Softplus>(x); }
+Tensor tanh(const Tensor& x) { return unary<fn::Tanh>(x); }
+Tensor add_scalar(const Tensor& x, double s) { return unary<fn::AddScalar>(x, s); }
+Tensor mul_scalar(const Tensor& x, double s) { return unary<fn::MulScalar>(x, s); }
+
+// ---- in-place ----
+
+const Tensor& Tensor::fill_(double v) const {
+  check_inplace("fill_", *this);
+  if (!device().is_cpu()) cuda::unsupported("fill_");
+  MG_DISPATCH_ALL(dtype(), "fill_", [&] {
+    scalar_t* p = data<scalar_t>();
+    scalar_t val = (scalar_t)v;
+    cpu::strided_loop<1>(shape(), {strides()}, [&](auto off, int64_t n, auto st) {
+      for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] = val;
+    });
+  });
+  storage()->bump_version();
+  return *this;
+}
+
+const Tensor& Tensor::copy_(const Tensor& src) const {
+  check_inplace("copy_", *this);
+  MG_CHECK(src.defined(), "[copy_] source is undefined");
+  broadcast_shapes(src.shape(), shape(), "copy_");
+  MG_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
+           "[copy_] source of shape {} cannot be broadcast to the destination's shape {}", src.shape(), shape());
+  Tensor s = src.device() == device() ? src : to_device(src, device());
+  if (s.dtype() != dtype()) s = to_dtype(s.detach(), dtype());
+  if (!device().is_cpu()) cuda::unsupported("copy_");
+  MG_DISPATCH_ALL(dtype(), "copy_", [&] {
+    scalar_t* pd = data<scalar_t>();
+    const scalar_t* ps = s.data<scalar_t>();
+    cpu::strided_loop<2>(shape(), {strides(), cpu::broadcast_strides(s, shape())}, [&](auto off, int64_t n, auto st) {
+      for (int64_t i = 0; i < n; ++i) pd[off[0] + i * st[0]] = ps[off[1] + i * st[1]];
+    });
+  });
+  storage()->bump_version();
+  return *this;
+}
+
+const Tensor& Tensor::add_(const Tensor& other, double alpha) const {
+  check_inplace("add_", *this);
+  check_same("add_", *this, other);
+  check_floating("add_", *this);
+  MG_CHECK(broadcast_shapes(other.shape(), shape(), "add_") == shape(),
+           "[add_] operand of shape {} cannot be broadcast to {}", other.shape(), shape());
+  if (!device().is_cpu()) cuda::unsupported("add_");
+  MG_DISPATCH_FLOAT(dtype(), "add_", [&] {
+    scalar_t* pd = data<scalar_t>();
+    const scalar_t* ps = other.data<scalar_t>();
+    const scalar_t al = (scalar_t)alpha;
+    cpu::strided_loop<2>(shape(), {strides(), cpu::broadcast_strides(other, shape())},
+                         [&](auto off, int64_t n, auto st) {
+                           for (int64_t i = 0; i < n; ++i) pd[off[0] + i * st[0]] += al * ps[off[1] + i * st[1]];
+                         });
+  });
+  storage()->bump_version();
+  return *this;
+}
+
+const Tensor& Tensor::mul_(double s) const {
+  check_inplace("mul_", *this);
+  check_floating("mul_", *this);
+  if (!device().is_cpu()) cuda::unsupported("mul_");
+  MG_DISPATCH_FLOAT(dtype(), "mul_", [&] {
+    scalar_t* p = data<scalar_t>();
+    const scalar_t v = (scalar_t)s;
+    cpu::strided_loop<1>(shape(), {strides()}, [&](auto off, int64_t n, auto st) {
+      for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] *= v;
+    });
+  });
+  storage()->bump_version();
+  return *this;
+}
+
+// ---- gradcheck cases ----
+void register_elementwise_gradchecks(GradcheckRegistry& r) {
+  auto bin = [&](OpId id, Tensor (*f)(const Tensor&, const Tensor&), Shape sa, Shape sb, std::string label,
+                 bool positive_b = false) {
+    r.add({id, label,
+           [=](Generator& g, Device d) {
+             return std::vector<Tensor>{gc_randn(sa, g, d),
+                                        positive_b ? gc_uniform(sb, 0.5, 2.0, g, d) : gc_randn(sb, g, d)};
+           },
+           [f](const std::vector<Tensor>& in) { return f(in[0], in[1]); }});
+  };
+  for (auto [id, f] : {std::pair{OpId::add, &add}, {OpId::sub, &sub}, {OpId::mul, &mul}, {OpId::div, &div}}) {
+    bin(id, f, {3, 4}, {3, 4}, "same shape", id == OpId::div);
+    bin(id, f, {2, 3, 1}, {4}, "broadcast both ways", id == OpId::div);
+  }
+  auto un = [&](OpId id, std::function<Tensor(const Tensor&)> f, double lo, double hi, std::string label) {
+    r.add({id, label, [=](Generator& g, Device d) { return std::vector<Tensor>{gc_uniform({3, 5}, lo, hi, g, d)}; },
+           [f](const std::vector<Tensor>& in) { return f(in[0]); }});
+  };
+  un(OpId::neg, neg, -2, 2, "");
+  un(OpId::exp, [](const Tensor& x) { return exp(x); }, -2, 2, "");
+  un(OpId::log, [](const Tensor& x) { return log(x); }, 0.5, 3, "x in [0.5, 3]");
+  un(OpId::sqrt, [](const Tensor& x) { return sqrt(x); }, 0.5, 3, "x in [0.5, 3]");
+  un(OpId::rsqrt, rsqrt, 0.5, 3, "x in [0.5, 3]");
+  un(OpId::pow, [](const Tensor& x) { return pow(x, 2.0); }, -2, 2, "p = 2");
+  un(OpId::pow, [](const Tensor& x) { return pow(x, -1.5); }, 0.5, 3, "p = -1.5");
+  un(OpId::sigmoid, sigmoid, -4, 4, "");
+  un(OpId::silu, silu, -4, 4, "");
+  un(OpId::softplus, softplus, -4, 4, "");
+  un(OpId::softplus, softplus, 20.5, 30, "x > 20 (linear branch)");
+  un(OpId::tanh, [](const Tensor& x) { return tanh(x); }, -2, 2, "");
+  un(OpId::add_scalar, [](const Tensor& x) { return add_scalar(x, 1.5); }, -2, 2, "s = 1.5");
+  un(OpId::mul_scalar, [](const Tensor& x) { return mul_scalar(x, -0.7); }, -2, 2, "s = -0.7");
+}
+
+}  // namespace mg

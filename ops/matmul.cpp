@@ -1,0 +1,191 @@
+// matmul (batched, broadcasting batch dims) and linear (x W^T + b), both on ops/cpu/gemm.
+// Transposed operands are passed to the gemm as flags, never copied.
+#include "autograd/gradcheck.h"
+#include "autograd/node.h"
+#include "cuda/runtime.h"
+#include "ops/cpu/gemm.h"
+#include "ops/cpu/loops.h"
+#include "ops/ops.h"
+
+namespace mg {
+
+namespace {
+
+// How the gemm should read the last two dims of a (possibly strided) matrix view.
+struct MatLayout {
+  bool trans;
+  int64_t ld;
+};
+std::optional<MatLayout> mat_layout(int64_t rows, int64_t cols, int64_t s_row, int64_t s_col) {
+  if (s_col == 1 || cols == 1) return MatLayout{false, rows == 1 ? std::max<int64_t>(cols, 1) : s_row};
+  if (s_row == 1 || rows == 1) return MatLayout{true, cols == 1 ? std::max<int64_t>(rows, 1) : s_col};
+  return std::nullopt;
+}
+
+// Makes the last two dims readable by the gemm (copies only when neither layout fits).
+Tensor gemm_ready(const Tensor& x) {
+  int64_t n = x.dim();
+  if (mat_layout(x.size(n - 2), x.size(n - 1), x.strides()[n - 2], x.strides()[n - 1])) return x;
+  return contiguous(x);
+}
+
+void check_mm_operands(const char* op, const Tensor& a, const Tensor& b) {
+  MG_CHECK(a.defined() && b.defined(), "[{}] got an undefined tensor", op);
+  MG_CHECK(a.dtype() == b.dtype(), "[{}] dtypes differ: {} and {}", op, a.dtype(), b.dtype());
+  MG_CHECK(is_floating(a.dtype()), "[{}] expects floating tensors, got {}", op, a.dtype());
+  MG_CHECK(a.device() == b.device(), "[{}] devices differ: {} and {}", op, a.device(), b.device());
+}
+
+// out (..., m, n) = a (..., m, k) @ b (..., k, n) with broadcast batch dims, no autograd.
+Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
+  if (!a_in.device().is_cpu()) cuda::unsupported("matmul");
+  const int64_t m = a_in.size(-2), k = a_in.size(-1), n = b_in.size(-1);
+  Shape ba(a_in.shape().begin(), a_in.shape().end() - 2), bb(b_in.shape().begin(), b_in.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul");
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
+  if (out.numel() == 0) return out;
+  if (k == 0) return out.fill_(0.0), out;
+
+  Tensor a = gemm_ready(a_in), b = gemm_ready(b_in);
+  // Expand both to the full batch (views with stride 0 on broadcast dims).
+  Shape sa = batch, sb = batch;
+  sa.insert(sa.end(), {m, k});
+  sb.insert(sb.end(), {k, n});
+  a = a.detach().expand(sa);
+  b = b.detach().expand(sb);
+  const int64_t nd = a.dim();
+  MatLayout la = *mat_layout(m, k, a.strides()[nd - 2], a.strides()[nd - 1]);
+  MatLayout lb = *mat_layout(k, n, b.strides()[nd - 2], b.strides()[nd - 1]);
+
+  // Element offsets of each batch matrix.
+  const int64_t nbatch = batch.numel();
+  std::vector<int64_t> off_a(nbatch), off_b(nbatch);
+  for (int64_t i = 0; i < nbatch; ++i) {
+    int64_t r = i, oa = 0, ob = 0;
+    for (int64_t d = (int64_t)batch.size() - 1; d >= 0; --d) {
+      int64_t idx = r % batch[d];
+      r /= batch[d];
+      oa += idx * a.strides()[d];
+      ob += idx * b.strides()[d];
+    }
+    off_a[i] = oa, off_b[i] = ob;
+  }
+  MG_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    // Many small matrices: threads over the batch; few large ones: threads inside the gemm.
+    parallel_for(nbatch, nbatch > 1 ? m * n * k : 1, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i)
+        cpu::gemm<scalar_t>(la.trans, lb.trans, m, n, k, pa + off_a[i], la.ld, pb + off_b[i], lb.ld, scalar_t(0),
+                            po + i * m * n, n);
+    });
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_mm_operands("matmul", a, b);
+  MG_CHECK(a.dim() >= 2 && b.dim() >= 2, "[matmul] needs operands with at least 2 dims, got {} @ {}", a.shape(),
+           b.shape());
+  MG_CHECK(a.size(-1) == b.size(-2), "[matmul] inner dimensions differ: {} @ {} ({} != {})", a.shape(), b.shape(),
+           a.size(-1), b.size(-2));
+  Tensor out;
+  // A matrix times a batch of rows: fold the batch into M for one large gemm.
+  if (b.dim() == 2 && a.dim() > 2) {
+    Tensor a2 = a.detach().reshape({-1, a.size(-1)});
+    Shape s = a.shape();
+    s.back() = b.size(-1);
+    out = matmul_forward(a2, b.detach()).view(s);
+  } else {
+    out = matmul_forward(a, b);
+  }
+  record(OpId::matmul, {a, b}, {&out},
+         [sa = SavedTensor(a, OpId::matmul), sb = SavedTensor(b, OpId::matmul)](const VjpArgs& g) {
+           Tensor a = sa.get(), b = sb.get();
+           Tensor da, db;
+           if (g.needs_grad(0)) da = sum_to(matmul(g[0], transpose(b, -1, -2)), a.shape());
+           if (g.needs_grad(1)) {
+             if (b.dim() == 2 && a.dim() > 2)  // sum over the batch inside one gemm
+               db = matmul(transpose(reshape(a, {-1, a.size(-1)}), 0, 1), reshape(g[0], {-1, b.size(-1)}));
+             else
+               db = sum_to(matmul(transpose(a, -1, -2), g[0]), b.shape());
+           }
+           return std::vector<Tensor>{da, db};
+         });
+  return out;
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  check_mm_operands("linear", x, w);
+  MG_CHECK(w.dim() == 2, "[linear] weight must be (out_features, in_features), got {}", w.shape());
+  MG_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1),
+           "[linear] input {} has {} features in its last dim, but the weight {} expects {}", x.shape(),
+           x.dim() ? x.size(-1) : 0, w.shape(), w.size(1));
+  if (b.defined()) {
+    check_mm_operands("linear", x, b);
+    MG_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "[linear] bias must be ({},), got {}", w.size(0), b.shape());
+  }
+  if (!x.device().is_cpu()) cuda::unsupported("linear");
+  const int64_t in = w.size(1), outf = w.size(0);
+  Tensor x2 = gemm_ready(x.detach().reshape({-1, in}));
+  Tensor wr = gemm_ready(w.detach());
+  const int64_t rows = x2.size(0);
+  Shape out_shape = x.shape();
+  out_shape.back() = outf;
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
+  MG_DISPATCH_FLOAT(x.dtype(), "linear", [&] {
+    scalar_t* po = out.data<scalar_t>();
+    scalar_t beta = 0;
+    if (b.defined()) {  // start C from the bias: the gemm adds to it
+      Tensor bc = contiguous(b.detach());
+      const scalar_t* pb = bc.data<scalar_t>();
+      for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, po + r * outf);
+      beta = 1;
+    }
+    auto lx = *mat_layout(rows, in, x2.strides()[0], x2.strides()[1]);
+    auto lw = *mat_layout(outf, in, wr.strides()[0], wr.strides()[1]);
+    // out = x2 @ w^T: w^T is w read with the opposite transpose flag.
+    cpu::gemm<scalar_t>(lx.trans, !lw.trans, rows, outf, in, x2.data<scalar_t>(), lx.ld, wr.data<scalar_t>(), lw.ld,
+                        beta, po, outf);
+  });
+  record(OpId::linear, {x, w, b}, {&out},
+         [sx = SavedTensor(x, OpId::linear), sw = SavedTensor(w, OpId::linear), has_b = b.defined()](const VjpArgs& g) {
+           Tensor x = sx.get(), w = sw.get();
+           Tensor g2 = reshape(g[0], {-1, w.size(0)});
+           Tensor dx, dw, db;
+           if (g.needs_grad(0)) dx = reshape(matmul(g2, w), x.shape());
+           if (g.needs_grad(1)) dw = matmul(transpose(g2, 0, 1), reshape(x, {-1, w.size(1)}));
+           if (has_b && g.needs_grad(2)) db = sum(g2, {0});
+           return std::vector<Tensor>{dx, dw, db};
+         });
+  return out;
+}
+
+void register_matmul_gradchecks(GradcheckRegistry& r) {
+  auto mm = [&](Shape sa, Shape sb, std::string label, bool ta = false) {
+    r.add({OpId::matmul, label,
+           [=](Generator& g, Device d) { return std::vector<Tensor>{gc_randn(sa, g, d), gc_randn(sb, g, d)}; },
+           [ta](const std::vector<Tensor>& in) { return matmul(ta ? transpose(in[0], -1, -2) : in[0], in[1]); }});
+  };
+  mm({3, 4}, {4, 5}, "2-D");
+  mm({4, 3}, {4, 5}, "transposed left operand", true);
+  mm({2, 3, 4}, {2, 4, 5}, "batched");
+  mm({2, 1, 3, 4}, {3, 4, 2}, "broadcast batch dims");
+  mm({2, 3, 4}, {4, 5}, "batch of rows @ matrix");
+  r.add({OpId::linear, "with bias, 3-D input",
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{gc_randn({2, 3, 4}, g, d), gc_randn({5, 4}, g, d), gc_randn({5}, g, d)};
+         },
+         [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }});
+  r.add({OpId::linear, "no bias",
+         [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 4}, g, d), gc_randn({2, 4}, g, d)}; },
+         [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }});
+}
+
+}  // namespace mg

@@ -1,0 +1,154 @@
+// log_softmax over one dim, and cross_entropy from logits: fused (one pass for the log-sum-exp, the
+// vjp is softmax minus one-hot) with a composed reference from primitives as its oracle.
+#include <cmath>
+
+#include "autograd/gradcheck.h"
+#include "autograd/node.h"
+#include "cuda/runtime.h"
+#include "ops/cpu/loops.h"
+#include "ops/ops.h"
+
+namespace mg {
+
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  MG_CHECK(x.defined(), "[log_softmax] got an undefined tensor");
+  MG_CHECK(is_floating(x.dtype()), "[log_softmax] expects a floating tensor, got {}", x.dtype());
+  MG_CHECK(x.dim() > 0, "[log_softmax] needs at least one dim");
+  int64_t d = wrap_dim(dim, x.dim(), "log_softmax");
+  if (!x.device().is_cpu()) cuda::unsupported("log_softmax");
+  // Move `dim` last, work on contiguous rows, move it back.
+  Tensor xt = contiguous(transpose(x.detach(), d, -1));
+  const int64_t n = xt.size(-1), rows = xt.numel() / std::max<int64_t>(n, 1);
+  Tensor yt = Tensor::empty(xt.shape(), x.dtype());
+  MG_DISPATCH_FLOAT(x.dtype(), "log_softmax", [&] {
+    const scalar_t* px = xt.data<scalar_t>();
+    scalar_t* py = yt.data<scalar_t>();
+    parallel_for(rows, n, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const scalar_t* row = px + r * n;
+        scalar_t m = row[0];
+        for (int64_t i = 1; i < n; ++i) m = std::max(m, row[i]);
+        double s = 0;
+        for (int64_t i = 0; i < n; ++i) s += std::exp((double)(row[i] - m));
+        scalar_t lse = m + (scalar_t)std::log(s);
+        for (int64_t i = 0; i < n; ++i) py[r * n + i] = row[i] - lse;
+      }
+    });
+  });
+  Tensor out = contiguous(transpose(yt, d, -1));
+  record(OpId::log_softmax, {x}, {&out}, [so = SavedTensor(out, OpId::log_softmax), d](const VjpArgs& g) {
+    Tensor y = so.get();  // dx = g - softmax * sum(g)
+    return std::vector<Tensor>{sub(g[0], mul(exp(y), sum(g[0], {d}, true)))};
+  });
+  return out;
+}
+
+namespace {
+void check_ce(const char* op, const Tensor& logits, const Tensor& targets) {
+  MG_CHECK(logits.defined() && targets.defined(), "[{}] got an undefined tensor", op);
+  MG_CHECK(logits.dim() == 2, "[{}] logits must be (N, C), got {} (flatten the leading dims first)", op,
+           logits.shape());
+  MG_CHECK(is_floating(logits.dtype()), "[{}] logits must be floating, got {}", op, logits.dtype());
+  MG_CHECK(targets.dtype() == DType::i64, "[{}] targets must be int64, got {}", op, targets.dtype());
+  MG_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0),
+           "[{}] targets must be ({},) to match logits {}, got {}", op, logits.size(0), logits.shape(),
+           targets.shape());
+  MG_CHECK(logits.device() == targets.device(), "[{}] logits are on {} but targets on {}", op, logits.device(),
+           targets.device());
+}
+void check_targets(const char* op, const Tensor& tc, int64_t C, int64_t ignore_index) {
+  const int64_t* pt = tc.data<int64_t>();
+  for (int64_t i = 0; i < tc.numel(); ++i)
+    MG_CHECK(pt[i] == ignore_index || (pt[i] >= 0 && pt[i] < C),
+             "[{}] target {} at position {} is out of range for {} classes (valid: 0 to {}, or ignore_index {})", op,
+             pt[i], i, C, C - 1, ignore_index);
+}
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  check_ce("cross_entropy", logits, targets);
+  if (!logits.device().is_cpu()) cuda::unsupported("cross_entropy");
+  const int64_t N = logits.size(0), C = logits.size(1);
+  Tensor x = contiguous(logits.detach());
+  Tensor tc = contiguous(targets);
+  check_targets("cross_entropy", tc, C, ignore_index);
+  const int64_t* pt = tc.data<int64_t>();
+  int64_t count = 0;
+  for (int64_t i = 0; i < N; ++i) count += pt[i] != ignore_index;
+  Tensor lse = Tensor::empty({N}, x.dtype());  // saved: the vjp needs softmax = exp(x - lse)
+  double total = 0;
+  MG_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* pl = lse.data<scalar_t>();
+    std::vector<double> row_loss(N, 0.0);
+    parallel_for(N, C, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        const scalar_t* row = px + r * C;
+        scalar_t m = row[0];
+        for (int64_t i = 1; i < C; ++i) m = std::max(m, row[i]);
+        double s = 0;
+        for (int64_t i = 0; i < C; ++i) s += std::exp((double)(row[i] - m));
+        pl[r] = m + (scalar_t)std::log(s);
+        if (pt[r] != ignore_index) row_loss[r] = (double)pl[r] - (double)row[pt[r]];
+      }
+    });
+    for (int64_t r = 0; r < N; ++r) total += row_loss[r];  // in order: deterministic
+  });
+  // Mean over counted targets; with none counted the loss is NaN, as in PyTorch.
+  Tensor out = scalar_tensor(count ? total / (double)count : std::nan(""), x.dtype());
+  record(OpId::cross_entropy, {logits, targets}, {&out},
+         [sx = SavedTensor(x, OpId::cross_entropy), lse, tc, count, ignore_index](const VjpArgs& g) {
+           Tensor x = sx.get();
+           const int64_t N = x.size(0), C = x.size(1);
+           Tensor dx = Tensor::empty({N, C}, x.dtype());
+           MG_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
+             const scalar_t* px = x.data<scalar_t>();
+             const scalar_t* pl = lse.data<scalar_t>();
+             const int64_t* pt = tc.data<int64_t>();
+             scalar_t* pd = dx.data<scalar_t>();
+             const scalar_t scale = count ? (scalar_t)(g[0].item() / (double)count) : scalar_t(0);
+             parallel_for(N, C, [&](int64_t b, int64_t e) {
+               for (int64_t r = b; r < e; ++r) {
+                 scalar_t* d = pd + r * C;
+                 if (pt[r] == ignore_index) {
+                   std::fill(d, d + C, scalar_t(0));
+                   continue;
+                 }
+                 for (int64_t i = 0; i < C; ++i) d[i] = std::exp(px[r * C + i] - pl[r]) * scale;
+                 d[pt[r]] -= scale;
+               }
+             });
+           });
+           return std::vector<Tensor>{dx, Tensor()};
+         });
+  return out;
+}
+
+Tensor cross_entropy_reference(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  check_ce("cross_entropy_reference", logits, targets);
+  const int64_t N = logits.size(0), C = logits.size(1);
+  Tensor tc = contiguous(targets);
+  check_targets("cross_entropy_reference", tc, C, ignore_index);
+  // A one-hot mask of the counted targets (a constant), then -sum(mask * log_softmax) / count.
+  std::vector<double> mask(N * C, 0.0);
+  const int64_t* pt = tc.data<int64_t>();
+  int64_t count = 0;
+  for (int64_t r = 0; r < N; ++r)
+    if (pt[r] != ignore_index) mask[r * C + pt[r]] = 1.0, ++count;
+  Tensor m = to_dtype(from_vector<double>(mask, {N, C}), logits.dtype());
+  return mul_scalar(sum(mul(log_softmax(logits, 1), m)), -1.0 / (double)count);
+}
+
+void register_softmax_gradchecks(GradcheckRegistry& r) {
+  r.add({OpId::log_softmax, "dim -1", [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 5}, g, d)}; },
+         [](const std::vector<Tensor>& in) { return log_softmax(in[0], -1); }});
+  r.add({OpId::log_softmax, "dim 0 of 3-D", [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({4, 2, 3}, g, d)}; },
+         [](const std::vector<Tensor>& in) { return log_softmax(in[0], 0); }});
+  r.add({OpId::cross_entropy, "with an ignored target",
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{gc_randn({4, 6}, g, d), from_vector<int64_t>({1, -100, 5, 0}, {4}, d)};
+         },
+         [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); }});
+}
+
+}  // namespace mg
