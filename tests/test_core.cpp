@@ -1,0 +1,161 @@
+// Tensors, views, factories, the generator and printing.
+#include <doctest/doctest.h>
+
+#include "core/parallel.h"
+#include "ops/ops.h"
+
+using namespace mg;
+
+TEST_CASE("core: factories fill and report shape, dtype and device") {
+  Tensor z = zeros({2, 3});
+  CHECK(z.shape() == Shape{2, 3});
+  CHECK(z.dtype() == DType::f32);
+  CHECK(z.device() == kCPU);
+  CHECK(z.numel() == 6);
+  for (float v : z.to_vector<float>()) CHECK(v == 0.0f);
+  for (double v : ones({4}, DType::f64).to_vector<double>()) CHECK(v == 1.0);
+  for (float v : full({2, 2}, 2.5).to_vector<float>()) CHECK(v == 2.5f);
+  CHECK(arange(5).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 2, 3, 4});
+  CHECK(arange(2, 11, 3).to_vector<int64_t>() == std::vector<int64_t>{2, 5, 8});
+  CHECK(arange(5, 0, -2).to_vector<int64_t>() == std::vector<int64_t>{5, 3, 1});
+  Tensor v = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
+  CHECK(v.to_vector<double>() == std::vector<double>{1, 2, 3, 4, 5, 6});
+  CHECK(scalar_tensor(3.0).dim() == 0);
+  CHECK(scalar_tensor(3.0).item() == 3.0);
+}
+
+TEST_CASE("core: rand and randn are reproducible and independent of the thread count") {
+  int saved = num_threads();
+  set_num_threads(1);
+  Generator g1(42);
+  auto a = randn({1000, 70}, DType::f32, &g1).to_vector<float>();
+  auto ua = rand({5000}, DType::f64, &g1).to_vector<double>();
+  set_num_threads(2);
+  Generator g2(42);
+  auto b = randn({1000, 70}, DType::f32, &g2).to_vector<float>();
+  auto ub = rand({5000}, DType::f64, &g2).to_vector<double>();
+  set_num_threads(saved);
+  CHECK(a == b);
+  CHECK(ua == ub);
+  Generator g3(43);
+  CHECK(randn({1000, 70}, DType::f32, &g3).to_vector<float>() != a);
+  // Sanity of the distributions: mean and variance of 70,000 normal draws, range of uniforms.
+  double m = 0, s = 0;
+  for (float x : a) m += x;
+  m /= a.size();
+  for (float x : a) s += (x - m) * (x - m);
+  s /= a.size();
+  CHECK(std::abs(m) < 0.02);
+  CHECK(std::abs(s - 1.0) < 0.03);
+  for (double u : ua) CHECK((u >= 0.0 && u < 1.0));
+  auto ri = randint(3, 7, {1000}, &g1).to_vector<int64_t>();
+  for (auto r : ri) CHECK((r >= 3 && r < 7));
+}
+
+TEST_CASE("core: the generator's state restores the same stream") {
+  Generator g(7);
+  randn({10}, DType::f32, &g);
+  uint64_t seed = g.seed(), off = g.offset();
+  auto x = randn({10}, DType::f32, &g).to_vector<float>();
+  Generator h;
+  h.set_state(seed, off);
+  CHECK(randn({10}, DType::f32, &h).to_vector<float>() == x);
+}
+
+TEST_CASE("core: views share storage and see in-place writes") {
+  Tensor x = arange(0, 12, 1, DType::f32).reshape({3, 4});
+  CHECK(x.is_contiguous());
+  Tensor t = x.transpose(0, 1);
+  CHECK(t.shape() == Shape{4, 3});
+  CHECK(t.strides() == Strides{1, 4});
+  CHECK(!t.is_contiguous());
+  CHECK(t.storage() == x.storage());
+  CHECK(t.contiguous().to_vector<float>() == std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
+  Tensor row = x.narrow(0, 1, 1);
+  CHECK(row.offset() == 4);
+  row.fill_(-1);
+  CHECK(x.to_vector<float>()[4] == -1);
+  CHECK(x.to_vector<float>()[7] == -1);
+  CHECK(x.to_vector<float>()[8] == 8);
+  Tensor col = x.narrow(1, 2, 1);
+  CHECK(col.contiguous().to_vector<float>() == std::vector<float>{2, -1, 10});
+  Tensor p = arange(0, 24, 1, DType::f32).reshape({2, 3, 4}).permute({2, 0, 1});
+  CHECK(p.shape() == Shape{4, 2, 3});
+  CHECK(p.contiguous().to_vector<float>()[1] == 4);   // p[0,0,1] = x[0,1,0]
+  CHECK(p.contiguous().to_vector<float>()[3] == 12);  // p[0,1,0] = x[1,0,0]
+}
+
+TEST_CASE("core: reshape views when it can and copies when it must") {
+  Tensor x = arange(0, 24, 1, DType::f32).reshape({2, 3, 4});
+  Tensor v = x.reshape({6, 4});
+  CHECK(v.storage() == x.storage());
+  CHECK(x.reshape({-1}).shape() == Shape{24});
+  CHECK(x.reshape({4, -1}).shape() == Shape{4, 6});
+  Tensor t = x.transpose(1, 2);  // (2, 4, 3), not viewable as (8, 3)? it is: dims 0 and 1 merge
+  CHECK(t.reshape({2, 12}).storage() != x.storage());  // (4, 3) transposed cannot flatten without a copy
+  CHECK(t.reshape({2, 12}).to_vector<float>()[1] == 4);
+  // Merging an outer dim with a transposed pair keeps the view when strides allow.
+  Tensor u = x.reshape({2, 12}).narrow(1, 0, 12);
+  CHECK(u.view({24}).storage() == x.storage());
+  CHECK(unsqueeze(x, 1).shape() == Shape{2, 1, 3, 4});
+  CHECK(squeeze(unsqueeze(x, -1), -1).shape() == Shape{2, 3, 4});
+  CHECK(flatten(x, 1).shape() == Shape{2, 12});
+}
+
+TEST_CASE("core: expand uses stride 0 and contiguous() materialises it") {
+  Tensor x = from_vector<float>({1, 2, 3}, {3, 1});
+  Tensor e = x.expand({2, 3, 4});
+  CHECK(e.strides() == Strides{0, 1, 0});
+  auto v = e.contiguous().to_vector<float>();
+  CHECK(v.size() == 24);
+  CHECK(v[0] == 1);
+  CHECK(v[4] == 2);
+  CHECK(v[12 + 11] == 3);
+}
+
+TEST_CASE("core: cat, split and chunk") {
+  Tensor a = from_vector<float>({1, 2, 3, 4}, {2, 2});
+  Tensor b = from_vector<float>({5, 6}, {2, 1});
+  Tensor c = cat({a, b}, 1);
+  CHECK(c.to_vector<float>() == std::vector<float>{1, 2, 5, 3, 4, 6});
+  auto parts = split(c, {1, 2}, 1);
+  CHECK(parts.size() == 2);
+  CHECK(parts[1].contiguous().to_vector<float>() == std::vector<float>{2, 5, 4, 6});
+  auto ch = chunk(arange(0, 7, 1, DType::f32), 3, 0);
+  REQUIRE(ch.size() == 3);
+  CHECK(ch[0].numel() == 3);
+  CHECK(ch[2].numel() == 1);
+  CHECK(split(arange(0, 5, 1, DType::f32), 2, 0).size() == 3);
+}
+
+TEST_CASE("core: to(dtype) converts and item() reads a scalar") {
+  Tensor x = from_vector<double>({1.5, -2.25}, {2});
+  Tensor f = x.to(DType::f32);
+  CHECK(f.dtype() == DType::f32);
+  CHECK(f.to_vector<float>() == std::vector<float>{1.5f, -2.25f});
+  CHECK(x.to(DType::i64).to_vector<int64_t>() == std::vector<int64_t>{1, -2});
+  CHECK(sum(x).item() == doctest::Approx(-0.75));
+}
+
+TEST_CASE("core: printing looks like PyTorch's") {
+  Tensor x = from_vector<float>({1, 2, 3, 4}, {2, 2});
+  CHECK(fmt::format("{}", x) == "tensor([[1.0000, 2.0000],\n        [3.0000, 4.0000]], dtype=float32)");
+  CHECK(fmt::format("{}", arange(3)) == "tensor([0, 1, 2], dtype=int64)");
+  CHECK(fmt::format("{}", scalar_tensor(2.0, DType::f64)) == "tensor(2.0000, dtype=float64)");
+  Tensor w = ones({2}).requires_grad_();
+  CHECK(fmt::format("{}", w) == "tensor([1.0000, 1.0000], dtype=float32, requires_grad)");
+  CHECK(fmt::format("{}", w * 2.0).find("grad_fn=mul_scalar") != std::string::npos);
+  std::string big = fmt::format("{}", zeros({40, 40}));
+  CHECK(big.find("...") != std::string::npos);
+  CHECK(big.size() < 2000);
+}
+
+TEST_CASE("core: devices parse and cuda requests fail clearly without CUDA") {
+  CHECK(Device::parse("cpu") == kCPU);
+  CHECK(Device::parse("cuda:1") == Device(DeviceKind::cuda, 1));
+  CHECK_THROWS_WITH_AS(Device::parse("gpu"), "[device] 'gpu' is not a device (valid: cpu, cuda, cuda:N)", Error);
+#ifndef MG_HAVE_CUDA
+  CHECK_THROWS_WITH_AS(zeros({2}, DType::f32, kCUDA),
+                       doctest::Contains("this build has no CUDA support"), Error);
+#endif
+}

@@ -1,0 +1,231 @@
+// Op values against independent computations (plain loops, <cmath>), and each fused op against its
+// composed reference on fresh random inputs, values and gradients, in float32.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "ops/ops.h"
+#include "tests/check.h"
+
+using namespace mg;
+
+TEST_CASE("ops: broadcasting binary ops match explicit loops") {
+  Generator g(1);
+  Tensor a = randn({2, 3, 1}, DType::f64, &g), b = randn({4}, DType::f64, &g);
+  auto va = a.to_vector<double>(), vb = b.to_vector<double>();
+  auto add_v = add(a, b).to_vector<double>(), mul_v = mul(a, b).to_vector<double>();
+  auto sub_v = sub(b, a).to_vector<double>(), div_v = div(a, b).to_vector<double>();
+  CHECK(add(a, b).shape() == Shape{2, 3, 4});
+  for (int i = 0; i < 6; ++i)
+    for (int j = 0; j < 4; ++j) {
+      CHECK(add_v[i * 4 + j] == va[i] + vb[j]);
+      CHECK(mul_v[i * 4 + j] == va[i] * vb[j]);
+      CHECK(sub_v[i * 4 + j] == vb[j] - va[i]);
+      CHECK(div_v[i * 4 + j] == va[i] / vb[j]);
+    }
+  // Non-contiguous operands.
+  Tensor m = randn({5, 7}, DType::f32, &g);
+  Tensor t = m.transpose(0, 1);
+  auto tv = t.contiguous().to_vector<float>();
+  auto s = add(t, t).to_vector<float>();
+  for (size_t i = 0; i < s.size(); ++i) CHECK(s[i] == tv[i] + tv[i]);
+}
+
+TEST_CASE("ops: unary functions match <cmath>") {
+  Tensor x = from_vector<double>({-25, -3, -0.5, 0, 0.7, 2, 19.5, 20.5, 40}, {9});
+  auto v = x.to_vector<double>();
+  auto sp = softplus(x).to_vector<double>(), si = silu(x).to_vector<double>(), sg = sigmoid(x).to_vector<double>();
+  auto th = tanh(x).to_vector<double>(), ex = exp(x).to_vector<double>(), ng = neg(x).to_vector<double>();
+  for (size_t i = 0; i < v.size(); ++i) {
+    double sig = 1.0 / (1.0 + std::exp(-v[i]));
+    CHECK(sg[i] == doctest::Approx(sig).epsilon(1e-14));
+    CHECK(si[i] == doctest::Approx(v[i] * sig).epsilon(1e-14));
+    CHECK(sp[i] == doctest::Approx(v[i] > 20 ? v[i] : std::log(1 + std::exp(v[i]))).epsilon(1e-14));
+    CHECK(th[i] == doctest::Approx(std::tanh(v[i])).epsilon(1e-14));
+    CHECK(ex[i] == doctest::Approx(std::exp(v[i])).epsilon(1e-14));
+    CHECK(ng[i] == -v[i]);
+  }
+  Tensor p = from_vector<double>({0.25, 1, 4}, {3});
+  CHECK(sqrt(p).to_vector<double>() == std::vector<double>{0.5, 1, 2});
+  CHECK(rsqrt(p).to_vector<double>() == std::vector<double>{2, 1, 0.5});
+  CHECK(pow(p, 3).to_vector<double>()[2] == doctest::Approx(64));
+  CHECK(log(p).to_vector<double>()[2] == doctest::Approx(std::log(4.0)));
+  CHECK((p * 2.0 + 1.0).to_vector<double>() == std::vector<double>{1.5, 3, 9});
+  CHECK((1.0 - p).to_vector<double>() == std::vector<double>{0.75, 0, -3});
+}
+
+TEST_CASE("ops: sum, mean and max over dims match loops") {
+  Generator g(2);
+  Tensor x = randn({3, 4, 5}, DType::f64, &g);
+  auto v = x.to_vector<double>();
+  auto s02 = sum(x, {0, 2}).to_vector<double>();
+  CHECK(sum(x, {0, 2}).shape() == Shape{4});
+  CHECK(sum(x, {0, 2}, true).shape() == Shape{1, 4, 1});
+  for (int j = 0; j < 4; ++j) {
+    double acc = 0;
+    for (int i = 0; i < 3; ++i)
+      for (int k = 0; k < 5; ++k) acc += v[i * 20 + j * 5 + k];
+    CHECK(s02[j] == doctest::Approx(acc).epsilon(1e-13));
+  }
+  auto m1 = mean(x, {-1}).to_vector<double>();
+  for (int r = 0; r < 12; ++r) {
+    double acc = 0;
+    for (int k = 0; k < 5; ++k) acc += v[r * 5 + k];
+    CHECK(m1[r] == doctest::Approx(acc / 5).epsilon(1e-13));
+  }
+  double total = 0;
+  for (double e : v) total += e;
+  CHECK(sum(x).item() == doctest::Approx(total).epsilon(1e-13));
+  auto [mx, mi] = max(x, 1);
+  auto mxv = mx.to_vector<double>();
+  auto miv = mi.to_vector<int64_t>();
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 5; ++k) {
+      int best = 0;
+      for (int j = 1; j < 4; ++j)
+        if (v[i * 20 + j * 5 + k] > v[i * 20 + best * 5 + k]) best = j;
+      CHECK(miv[i * 5 + k] == best);
+      CHECK(mxv[i * 5 + k] == v[i * 20 + best * 5 + k]);
+    }
+  // Long float32 rows keep their precision.
+  Tensor big = full({1 << 20}, 0.1);
+  CHECK(sum(big).item() == doctest::Approx(0.1 * (1 << 20)).epsilon(1e-6));
+}
+
+namespace {
+// C = op(A) @ op(B) by the textbook triple loop in double.
+std::vector<double> naive_mm(const std::vector<double>& a, const std::vector<double>& b, int64_t m, int64_t k,
+                             int64_t n) {
+  std::vector<double> c(m * n, 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double acc = 0;
+      for (int64_t p = 0; p < k; ++p) acc += a[i * k + p] * b[p * n + j];
+      c[i * n + j] = acc;
+    }
+  return c;
+}
+}  // namespace
+
+TEST_CASE("ops: matmul matches the triple loop for every layout and odd sizes") {
+  Generator g(3);
+  for (auto [m, k, n] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {3, 5, 2}, {67, 300, 130}, {130, 17, 600}}) {
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        Tensor a = ta ? randn({k, m}, DType::f64, &g).transpose(0, 1) : randn({m, k}, DType::f64, &g);
+        Tensor b = tb ? randn({n, k}, DType::f64, &g).transpose(0, 1) : randn({k, n}, DType::f64, &g);
+        auto ref = naive_mm(a.contiguous().to_vector<double>(), b.contiguous().to_vector<double>(), m, k, n);
+        auto got = matmul(a, b).to_vector<double>();
+        auto got32 = matmul(a.to(DType::f32), b.to(DType::f32)).to_vector<float>();
+        INFO("m=" << m << " k=" << k << " n=" << n << " ta=" << ta << " tb=" << tb);
+        CHECK(max_abs_diff(got, ref) < 1e-13 * (double)k);
+        CHECK(max_abs_diff(std::vector<double>(got32.begin(), got32.end()), ref) < 2e-4 * std::sqrt((double)k));
+      }
+  }
+}
+
+TEST_CASE("ops: batched and broadcast matmul match per-matrix products") {
+  Generator g(4);
+  Tensor a = randn({2, 1, 3, 4}, DType::f64, &g), b = randn({3, 4, 5}, DType::f64, &g);
+  Tensor c = matmul(a, b);
+  REQUIRE(c.shape() == Shape{2, 3, 3, 5});
+  auto cv = c.to_vector<double>();
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) {
+      auto ref = naive_mm(a.narrow(0, i, 1).contiguous().to_vector<double>(),
+                          b.narrow(0, j, 1).contiguous().to_vector<double>(), 3, 4, 5);
+      for (int e = 0; e < 15; ++e) CHECK(cv[(i * 3 + j) * 15 + e] == doctest::Approx(ref[e]).epsilon(1e-13));
+    }
+  Tensor x = randn({2, 3, 4}, DType::f64, &g), w = randn({4, 6}, DType::f64, &g);
+  auto xv = x.to_vector<double>();
+  auto ref = naive_mm(xv, w.to_vector<double>(), 6, 4, 6);
+  CHECK(max_abs_diff(matmul(x, w).to_vector<double>(), ref) < 1e-13);
+}
+
+TEST_CASE("ops: linear is x W^T + b") {
+  Generator g(5);
+  Tensor x = randn({2, 3, 4}, DType::f64, &g), w = randn({5, 4}, DType::f64, &g), b = randn({5}, DType::f64, &g);
+  auto y = linear(x, w, b).to_vector<double>();
+  auto xv = x.to_vector<double>(), wv = w.to_vector<double>(), bv = b.to_vector<double>();
+  CHECK(linear(x, w, b).shape() == Shape{2, 3, 5});
+  for (int r = 0; r < 6; ++r)
+    for (int o = 0; o < 5; ++o) {
+      double acc = bv[o];
+      for (int i = 0; i < 4; ++i) acc += xv[r * 4 + i] * wv[o * 4 + i];
+      CHECK(y[r * 5 + o] == doctest::Approx(acc).epsilon(1e-13));
+    }
+}
+
+TEST_CASE("ops: embedding picks rows and its gradient accumulates repeated ids") {
+  Tensor w = from_vector<float>({0, 1, 10, 11, 20, 21}, {3, 2}).requires_grad_();
+  Tensor ids = from_vector<int64_t>({2, 0, 2}, {3});
+  Tensor e = embedding(w, ids);
+  CHECK(e.to_vector<float>() == std::vector<float>{20, 21, 0, 1, 20, 21});
+  sum(e * from_vector<float>({1, 2, 3, 4, 5, 6}, {3, 2})).backward();
+  CHECK(w.grad().to_vector<float>() == std::vector<float>{3, 4, 0, 0, 6, 8});
+}
+
+TEST_CASE("ops: log_softmax matches the definition") {
+  Generator g(6);
+  Tensor x = randn({3, 7}, DType::f64, &g) * 10.0;
+  auto v = x.to_vector<double>();
+  auto y = log_softmax(x, 1).to_vector<double>();
+  for (int r = 0; r < 3; ++r) {
+    double s = 0;
+    for (int i = 0; i < 7; ++i) s += std::exp(v[r * 7 + i]);
+    for (int i = 0; i < 7; ++i) CHECK(y[r * 7 + i] == doctest::Approx(v[r * 7 + i] - std::log(s)).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("ops: fused cross_entropy matches its composed reference (values and gradients, float32)") {
+  Generator g(7);
+  for (bool with_ignore : {false, true}) {
+    Tensor logits = (randn({64, 256}, DType::f32, &g) * 3.0).detach().requires_grad_();
+    std::vector<int64_t> t(64);
+    for (int i = 0; i < 64; ++i) t[i] = (int64_t)(g.next_u64() % 256);
+    if (with_ignore) t[3] = t[17] = -100;
+    Tensor targets = from_vector<int64_t>(t, {64});
+    Tensor fused = cross_entropy(logits, targets);
+    fused.backward();
+    Tensor g_fused = logits.grad();
+    logits.zero_grad();
+    Tensor ref = cross_entropy_reference(logits, targets);
+    ref.backward();
+    CHECK(fused.item() == doctest::Approx(ref.item()).epsilon(1e-6));
+    CHECK(check_close(g_fused, logits.grad(), 1e-7, 1e-5, "cross_entropy grad"));
+    if (with_ignore) {
+      auto gv = g_fused.to_vector<float>();
+      for (int i = 0; i < 256; ++i) CHECK(gv[3 * 256 + i] == 0.0f);
+    }
+  }
+}
+
+TEST_CASE("ops: cross_entropy of a known case") {
+  // Two rows, uniform logits over 4 classes: loss = ln 4.
+  Tensor logits = zeros({2, 4}, DType::f64);
+  CHECK(cross_entropy(logits, from_vector<int64_t>({0, 3}, {2})).item() == doctest::Approx(std::log(4.0)));
+  CHECK(std::isnan(cross_entropy(logits, from_vector<int64_t>({-100, -100}, {2})).item()));
+}
+
+TEST_CASE("ops: fused rms_norm matches its composed reference (values and gradients, float32)") {
+  Generator g(8);
+  Tensor x = randn({4, 9, 64}, DType::f32, &g).requires_grad_();
+  Tensor w = (randn({64}, DType::f32, &g) + 1.0).detach().requires_grad_();
+  Tensor r = randn({4, 9, 64}, DType::f32, &g);
+  sum(rms_norm(x, w) * r).backward();
+  Tensor gx = x.grad(), gw = w.grad();
+  x.zero_grad(), w.zero_grad();
+  sum(rms_norm_reference(x, w) * r).backward();
+  CHECK(check_close(rms_norm(x, w), rms_norm_reference(x, w), 1e-6, 1e-5, "rms_norm"));
+  CHECK(check_close(gx, x.grad(), 1e-6, 1e-4, "rms_norm dx"));
+  CHECK(check_close(gw, w.grad(), 1e-5, 1e-4, "rms_norm dw"));
+  // And against the definition in double.
+  auto xv = x.to_vector<float>(), wv = w.to_vector<float>(), yv = rms_norm(x, w).to_vector<float>();
+  for (int row = 0; row < 36; ++row) {
+    double ss = 0;
+    for (int i = 0; i < 64; ++i) ss += (double)xv[row * 64 + i] * xv[row * 64 + i];
+    double rs = 1.0 / std::sqrt(ss / 64 + 1e-5);
+    for (int i = 0; i < 64; i += 13) CHECK(yv[row * 64 + i] == doctest::Approx(xv[row * 64 + i] * rs * wv[i]).epsilon(1e-5));
+  }
+}

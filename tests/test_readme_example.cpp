@@ -1,0 +1,24 @@
+// The C++ example of README.md, verbatim between the markers, so the README cannot rot.
+#include <doctest/doctest.h>
+
+// README-EXAMPLE-BEGIN
+#include "ops/ops.h"
+using namespace mg;
+
+double readme_example() {
+  Generator gen(0);
+  Tensor x = randn({4, 3}, DType::f32, &gen);                       // a batch of 4 inputs
+  Tensor w = randn({2, 3}, DType::f32, &gen).requires_grad_();      // leaf parameters
+  Tensor b = zeros({2}).requires_grad_();
+  Tensor y = silu(linear(x, w, b));                                 // (4, 2)
+  Tensor loss = mean(y * y);                                        // a scalar
+  loss.backward();                                                  // fills w.grad() and b.grad()
+  fmt::print("loss {:.4f}\ndw {}\n", loss.item(), w.grad());
+  return loss.item();
+}
+// README-EXAMPLE-END
+
+TEST_CASE("readme: the example builds a graph and backpropagates") {
+  double loss = readme_example();
+  CHECK(loss > 0);
+}
