@@ -1,0 +1,34 @@
+// Byte-file readers: the whole content of a file as bytes, the tokens of a byte-level LM.
+//
+// read_byte_file() detects the format by its magic bytes, never by the file's extension:
+//   - "PK\x03\x04": a zip archive (enwik8.zip). The member named `enwik8` is taken, or the only
+//     member when there is just one. Stored (method 0) and deflated (method 8) members are
+//     supported; the central directory is parsed here, deflate data is inflated with zlib's raw
+//     inflate, and the CRC-32 is checked against the zip's.
+//   - "\x1f\x8b": a gzip file (concatenated gzip members are read one after another, as gzip does).
+//   - anything else: the raw bytes of the file, so any text file can be trained on.
+// Every problem (missing file, empty file, truncated or corrupt archive, CRC mismatch, an
+// unsupported zip feature) throws mg::Error naming the file and what is wrong.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mg {
+
+// How to get the standard data set, shown in the error for a missing file.
+inline constexpr const char* kEnwik8DownloadCommand = "curl -LO http://mattmahoney.net/dc/enwik8.zip";
+
+std::vector<uint8_t> read_byte_file(const std::string& path);
+
+// The same over a file's content already in memory: detects the format by magic bytes and decodes
+// (raw content is returned as is). `path` only names the source in errors.
+std::vector<uint8_t> decode_byte_file(std::vector<uint8_t> content, const std::string& path);
+
+// The decoders on their own, over bytes already in memory; `path` only names the source in
+// errors. decode_byte_file() calls these.
+std::vector<uint8_t> unzip_member(const std::vector<uint8_t>& zip, const std::string& path,
+                                  const std::string& member = "enwik8");
+std::vector<uint8_t> gunzip_bytes(const std::vector<uint8_t>& gz, const std::string& path);
+
+}  // namespace mg

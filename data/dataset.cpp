@@ -1,0 +1,118 @@
+#include "data/dataset.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "data/bytes.h"
+#include "ops/ops.h"
+
+namespace mg {
+
+ByteSplits split_bytes(std::vector<uint8_t> all) {
+  const uint64_t n = all.size();
+  // floor(0.9 n) and floor(0.95 n) in integers (no rounding of 0.9 in floating point); 128-bit so
+  // that any size works.
+  const size_t a = (size_t)((unsigned __int128)n * 9 / 10);
+  const size_t b = (size_t)((unsigned __int128)n * 19 / 20);
+  ByteSplits s;
+  s.val.assign(all.begin() + a, all.begin() + b);
+  s.test.assign(all.begin() + b, all.end());
+  all.resize(a);
+  s.train = std::move(all);
+  return s;
+}
+
+ByteDataset::ByteDataset(std::vector<uint8_t> bytes, std::string name)
+    : bytes_(std::make_shared<const std::vector<uint8_t>>(std::move(bytes))), name_(std::move(name)) {}
+
+const std::vector<uint8_t>& ByteDataset::bytes() const {
+  static const std::vector<uint8_t> kEmpty;
+  return bytes_ ? *bytes_ : kEmpty;
+}
+
+void ByteDataset::check_window(int64_t seq_len, int64_t available, bool capped) const {
+  MG_CHECK(seq_len >= 1, "[data] seq_len must be at least 1, got {}", seq_len);
+  MG_CHECK(
+      available >= seq_len + 1,
+      "[data] the {} split{} has {} bytes, shorter than one window: seq_len {} needs seq_len + 1 = {} bytes; use a "
+      "shorter seq_len or a larger {}",
+      name_, capped ? fmt::format(" (capped at max_bytes = {})", available) : std::string(), available, seq_len,
+      seq_len + 1, capped ? "max_bytes" : "data file");
+}
+
+Batch ByteDataset::sample(int64_t batch, int64_t seq_len, Generator& gen, Device device) const {
+  MG_CHECK(batch >= 1, "[data] sample: batch must be at least 1, got {}", batch);
+  check_window(seq_len, size(), false);
+  const uint8_t* src = bytes_->data();
+  const uint64_t starts = (uint64_t)(size() - seq_len);  // valid window starts: 0 .. size - seq_len - 1
+  const uint64_t base = gen.advance((uint64_t)batch);
+  Tensor inputs = Tensor::empty(Shape{batch, seq_len}, DType::i64);   // (b, l)
+  Tensor targets = Tensor::empty(Shape{batch, seq_len}, DType::i64);  // (b, l)
+  int64_t* in = inputs.data<int64_t>();
+  int64_t* tg = targets.data<int64_t>();
+  for (int64_t r = 0; r < batch; ++r) {
+    const uint64_t start = (uint64_t)(((unsigned __int128)gen.bits(base + (uint64_t)r) * starts) >> 64);
+    const uint8_t* w = src + start;
+    for (int64_t t = 0; t < seq_len; ++t) {
+      in[r * seq_len + t] = w[t];
+      tg[r * seq_len + t] = w[t + 1];
+    }
+  }
+  if (device != kCPU) inputs = to_device(inputs, device), targets = to_device(targets, device);
+  return {inputs, targets};
+}
+
+int64_t ByteDataset::eval_span(int64_t seq_len, int64_t max_bytes) const {
+  if (max_bytes < 0) {
+    check_window(seq_len, size(), false);
+    return size();
+  }
+  const int64_t span = std::min(size(), max_bytes);
+  check_window(seq_len, span, size() > max_bytes);
+  return span;
+}
+
+int64_t ByteDataset::num_eval_windows(int64_t seq_len, int64_t max_bytes) const {
+  return (eval_span(seq_len, max_bytes) - 1) / seq_len;
+}
+
+int64_t ByteDataset::num_eval_batches(int64_t batch, int64_t seq_len, int64_t max_bytes) const {
+  MG_CHECK(batch >= 1, "[data] eval: batch must be at least 1, got {}", batch);
+  const int64_t w = num_eval_windows(seq_len, max_bytes);
+  return (w + batch - 1) / batch;
+}
+
+int64_t ByteDataset::num_eval_targets(int64_t seq_len, int64_t max_bytes) const {
+  return num_eval_windows(seq_len, max_bytes) * seq_len;
+}
+
+Batch ByteDataset::eval_batch(int64_t i, int64_t batch, int64_t seq_len, int64_t max_bytes, Device device) const {
+  const int64_t nb = num_eval_batches(batch, seq_len, max_bytes);
+  MG_CHECK(i >= 0 && i < nb,
+           "[data] eval batch {} of the {} split is out of range: there are {} (batch {}, seq_len {})", i, name_, nb,
+           batch, seq_len);
+  const int64_t windows = num_eval_windows(seq_len, max_bytes);
+  const int64_t first = i * batch, rows = std::min(batch, windows - first);
+  const uint8_t* src = bytes_->data();
+  Tensor inputs = Tensor::empty(Shape{rows, seq_len}, DType::i64);   // (rows, l)
+  Tensor targets = Tensor::empty(Shape{rows, seq_len}, DType::i64);  // (rows, l)
+  int64_t* in = inputs.data<int64_t>();
+  int64_t* tg = targets.data<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* w = src + (first + r) * seq_len;
+    for (int64_t t = 0; t < seq_len; ++t) {
+      in[r * seq_len + t] = w[t];
+      tg[r * seq_len + t] = w[t + 1];
+    }
+  }
+  if (device != kCPU) inputs = to_device(inputs, device), targets = to_device(targets, device);
+  return {inputs, targets};
+}
+
+ByteDatasets load_byte_datasets(const std::string& path) {
+  ByteSplits s = split_bytes(read_byte_file(path));
+  return {ByteDataset(std::move(s.train), "train"), ByteDataset(std::move(s.val), "validation"),
+          ByteDataset(std::move(s.test), "test")};
+}
+
+}  // namespace mg
