@@ -1,0 +1,236 @@
+#include "train/optim.h"
+
+#include <cmath>
+#include <numbers>
+#include <map>
+#include <set>
+
+#include "autograd/grad_mode.h"
+#include "core/parallel.h"
+#include "cuda/runtime.h"
+#include "ops/ops.h"
+
+namespace mg {
+
+namespace {
+
+// p, g, m, v contiguous of n elements; scalars precomputed in double, applied in T. The expressions
+// follow PyTorch's single-tensor AdamW (lerp_, mul_().addcmul_(), sqrt / bc2_sqrt + eps, addcdiv_).
+template <class T>
+void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double decay, double beta1, double beta2,
+                  double step_size, double bc2_sqrt, double eps) {
+  const T kdecay = (T)decay, w1 = (T)(1.0 - beta1), b2 = (T)beta2, w2 = (T)(1.0 - beta2);
+  const T ss = (T)step_size, bcs = (T)bc2_sqrt, e = (T)eps;
+  parallel_for(n, 8, [&](int64_t b, int64_t end) {
+    for (int64_t i = b; i < end; ++i) {
+      const T gi = g[i];
+      const T mi = m[i] + w1 * (gi - m[i]);
+      const T vi = v[i] * b2 + w2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = p[i] * kdecay - ss * (mi / (std::sqrt(vi) / bcs + e));
+    }
+  });
+}
+
+template <class T>
+void adamw_dispatch(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double decay, double beta1,
+                    double beta2, double step_size, double bc2_sqrt, double eps) {
+  adamw_update<T>(p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), p.numel(), decay, beta1, beta2, step_size,
+                  bc2_sqrt, eps);
+}
+
+template <class Visit>
+void for_each_param(const std::vector<ParamGroup>& groups, Visit&& visit) {
+  for (const auto& grp : groups)
+    for (const auto& [name, p] : grp.params) visit(p);
+}
+
+// Sum of squares of a contiguous host tensor in double. Fixed blocks summed in order: the result
+// does not depend on the number of threads.
+template <class T>
+double sum_squares(const T* x, int64_t n) {
+  constexpr int64_t kBlock = 1 << 14;
+  int64_t nb = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(nb, 0.0);
+  parallel_for(nb, kBlock, [&](int64_t b, int64_t e) {
+    for (int64_t blk = b; blk < e; ++blk) {
+      int64_t lo = blk * kBlock, hi = std::min(n, lo + kBlock);
+      double s = 0.0;
+      for (int64_t i = lo; i < hi; ++i) s += (double)x[i] * (double)x[i];
+      partial[blk] = s;
+    }
+  });
+  double s = 0.0;
+  for (double v : partial) s += v;
+  return s;
+}
+
+double clip_grads(const std::vector<Tensor>& grads, double max_norm) {
+  MG_CHECK(max_norm > 0 && std::isfinite(max_norm), "[clip_grad_norm] max_norm must be positive and finite, got {}",
+           max_norm);
+  double total = 0.0;
+  for (const Tensor& g : grads) {
+    Tensor c = contiguous(to_device(g, kCPU));
+    switch (c.dtype()) {
+      case DType::f32: total += sum_squares(c.data<float>(), c.numel()); break;
+      case DType::f64: total += sum_squares(c.data<double>(), c.numel()); break;
+      default: MG_THROW("[clip_grad_norm] gradients must be float32 or float64, got {}", c.dtype());
+    }
+  }
+  double norm = std::sqrt(total);
+  if (norm > max_norm) {  // false for NaN; inf gives a coefficient of 0, as in PyTorch (callers should skip)
+    double coef = max_norm / (norm + 1e-6);
+    NoGradGuard guard;
+    for (const Tensor& g : grads) g.mul_(coef);
+  }
+  return norm;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- AdamW
+
+AdamW::AdamW(std::vector<ParamGroup> groups, double lr, std::pair<double, double> betas, double eps)
+    : AdamW(std::move(groups), AdamWOptions{lr, betas.first, betas.second, eps}) {}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options) : groups_(std::move(groups)), options_(options) {
+  MG_CHECK(options_.lr >= 0 && std::isfinite(options_.lr), "[AdamW] lr must be finite and >= 0, got {}", options_.lr);
+  MG_CHECK(options_.beta1 >= 0 && options_.beta1 < 1 && options_.beta2 >= 0 && options_.beta2 < 1,
+           "[AdamW] betas must be in [0, 1), got ({}, {})", options_.beta1, options_.beta2);
+  MG_CHECK(options_.eps >= 0, "[AdamW] eps must be >= 0, got {}", options_.eps);
+  std::set<std::string> names;
+  std::set<const void*> impls;
+  NoGradGuard guard;
+  for (const auto& grp : groups_) {
+    MG_CHECK(grp.weight_decay >= 0 && std::isfinite(grp.weight_decay),
+             "[AdamW] weight_decay must be finite and >= 0, got {}", grp.weight_decay);
+    std::vector<State> st;
+    for (const auto& [name, p] : grp.params) {
+      MG_CHECK(!name.empty(), "[AdamW] a parameter has an empty name");
+      MG_CHECK(names.insert(name).second, "[AdamW] parameter name '{}' appears twice", name);
+      MG_CHECK(p.defined(), "[AdamW] parameter '{}' is undefined", name);
+      MG_CHECK(impls.insert(p.unsafe_impl()).second, "[AdamW] parameter '{}' is the same tensor as another one", name);
+      MG_CHECK(is_floating(p.dtype()), "[AdamW] parameter '{}' is {}; only float32 and float64 can be optimized", name,
+               p.dtype());
+      MG_CHECK(p.is_leaf(), "[AdamW] parameter '{}' {} is not a leaf (it was computed by an op)", name, p.shape());
+      MG_CHECK(p.is_contiguous(), "[AdamW] parameter '{}' {} must be contiguous", name, p.shape());
+      st.push_back({zeros(p.shape(), p.dtype(), p.device()), zeros(p.shape(), p.dtype(), p.device())});
+    }
+    state_.push_back(std::move(st));
+  }
+}
+
+void AdamW::set_lr(double lr) {
+  MG_CHECK(lr >= 0 && std::isfinite(lr), "[AdamW] lr must be finite and >= 0, got {}", lr);
+  options_.lr = lr;
+}
+
+void AdamW::step() {
+  NoGradGuard guard;
+  ++step_;
+  const double lr = options_.lr, b1 = options_.beta1, b2 = options_.beta2;
+  const double bc1 = 1.0 - std::pow(b1, (double)step_);
+  const double bc2 = 1.0 - std::pow(b2, (double)step_);
+  const double step_size = lr / bc1;
+  const double bc2_sqrt = std::sqrt(bc2);
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const double decay = 1.0 - lr * groups_[gi].weight_decay;
+    for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
+      const auto& [name, p] = groups_[gi].params[pi];
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      const State& s = state_[gi][pi];
+      if (!p.device().is_cpu()) cuda::unsupported("adamw_step");
+      if (!g.is_contiguous()) g = contiguous(g);
+      MG_CHECK(p.is_contiguous(), "[AdamW] parameter '{}' is no longer contiguous", name);
+      if (p.dtype() == DType::f32)
+        adamw_dispatch<float>(p, g, s.exp_avg, s.exp_avg_sq, decay, b1, b2, step_size, bc2_sqrt, options_.eps);
+      else
+        adamw_dispatch<double>(p, g, s.exp_avg, s.exp_avg_sq, decay, b1, b2, step_size, bc2_sqrt, options_.eps);
+      p.storage()->bump_version();
+      s.exp_avg.storage()->bump_version();
+      s.exp_avg_sq.storage()->bump_version();
+    }
+  }
+}
+
+void AdamW::zero_grad() {
+  for_each_param(groups_, [](const Tensor& p) { p.zero_grad(); });
+}
+
+std::vector<std::pair<std::string, Tensor>> AdamW::state_tensors() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (size_t gi = 0; gi < groups_.size(); ++gi)
+    for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
+      const std::string& name = groups_[gi].params[pi].first;
+      out.emplace_back(name + ".exp_avg", state_[gi][pi].exp_avg);
+      out.emplace_back(name + ".exp_avg_sq", state_[gi][pi].exp_avg_sq);
+    }
+  return out;
+}
+
+void AdamW::load_state(const std::vector<std::pair<std::string, Tensor>>& tensors, int64_t step_count) {
+  MG_CHECK(step_count >= 0, "[AdamW::load_state] step count must be >= 0, got {}", step_count);
+  std::map<std::string, Tensor> by_name;
+  for (const auto& [name, t] : tensors) {
+    MG_CHECK(t.defined(), "[AdamW::load_state] state tensor '{}' is undefined", name);
+    MG_CHECK(by_name.emplace(name, t).second, "[AdamW::load_state] state tensor '{}' appears twice", name);
+  }
+  auto live = state_tensors();
+  // Check everything before changing anything.
+  for (const auto& [name, dst] : live) {
+    auto it = by_name.find(name);
+    MG_CHECK(it != by_name.end(), "[AdamW::load_state] the checkpoint has no optimizer state '{}'", name);
+    MG_CHECK(it->second.shape() == dst.shape(), "[AdamW::load_state] state '{}' has shape {} but the parameter has {}",
+             name, it->second.shape(), dst.shape());
+    MG_CHECK(is_floating(it->second.dtype()), "[AdamW::load_state] state '{}' is {}, expected a floating dtype", name,
+             it->second.dtype());
+  }
+  if (by_name.size() != live.size()) {
+    std::set<std::string> known;
+    for (const auto& [name, t] : live) known.insert(name);
+    for (const auto& [name, t] : by_name)
+      MG_CHECK(known.count(name), "[AdamW::load_state] unexpected optimizer state '{}' (no such parameter)", name);
+  }
+  NoGradGuard guard;
+  for (const auto& [name, dst] : live) dst.copy_(by_name.at(name));
+  step_ = step_count;
+}
+
+// ---------------------------------------------------------------- clipping
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  std::vector<Tensor> grads;
+  for (const Tensor& p : params)
+    if (p.defined() && p.grad().defined()) grads.push_back(p.grad());
+  return clip_grads(grads, max_norm);
+}
+
+double clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, double max_norm) {
+  std::vector<Tensor> ps;
+  for (const auto& [name, p] : params) ps.push_back(p);
+  return clip_grad_norm(ps, max_norm);
+}
+
+double clip_grad_norm(const std::vector<ParamGroup>& groups, double max_norm) {
+  std::vector<Tensor> ps;
+  for_each_param(groups, [&](const Tensor& p) { ps.push_back(p); });
+  return clip_grad_norm(ps, max_norm);
+}
+
+// ---------------------------------------------------------------- schedule
+
+double lr_at(int64_t step, int64_t warmup, int64_t total, double peak, double min_ratio) {
+  MG_CHECK(step >= 0 && warmup >= 0 && total >= 0, "[lr_at] step {}, warmup {} and total {} must be >= 0", step,
+           warmup, total);
+  MG_CHECK(warmup <= total, "[lr_at] warmup {} is longer than the whole schedule of {} steps", warmup, total);
+  MG_CHECK(min_ratio >= 0 && min_ratio <= 1, "[lr_at] min_ratio must be in [0, 1], got {}", min_ratio);
+  if (step < warmup) return peak * (double)(step + 1) / (double)warmup;
+  const double lo = min_ratio * peak;
+  if (step >= total) return lo;
+  double progress = (double)(step - warmup) / (double)(total - warmup);
+  return lo + (peak - lo) * 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+}
+
+}  // namespace mg
