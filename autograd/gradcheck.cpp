@@ -99,6 +99,8 @@ GradcheckRegistry& GradcheckRegistry::get() {
     register_embedding_gradchecks(r);
     register_softmax_gradchecks(r);
     register_rms_norm_gradchecks(r);
+    register_selective_scan_gradchecks(r);
+    register_causal_conv1d_gradchecks(r);
     return r;
   }();
   return reg;

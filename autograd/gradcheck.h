@@ -60,5 +60,7 @@ void register_shape_gradchecks(GradcheckRegistry&);
 void register_embedding_gradchecks(GradcheckRegistry&);
 void register_softmax_gradchecks(GradcheckRegistry&);
 void register_rms_norm_gradchecks(GradcheckRegistry&);
+void register_selective_scan_gradchecks(GradcheckRegistry&);
+void register_causal_conv1d_gradchecks(GradcheckRegistry&);
 
 }  // namespace mg

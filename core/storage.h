@@ -29,4 +29,10 @@ class Storage {
   uint64_t version_ = 0;
 };
 
+// Live bytes of CPU storages, and the high-water mark since the last reset (for memory benchmarks
+// and tests: counts every Tensor allocation on the CPU, not other heap use).
+size_t cpu_bytes_in_use();
+size_t cpu_peak_bytes();
+void reset_cpu_peak_bytes();  // sets the peak to the bytes in use now
+
 }  // namespace mg

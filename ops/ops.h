@@ -113,3 +113,4 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps = 1e-5);
 Tensor rms_norm_reference(const Tensor& x, const Tensor& weight, double eps = 1e-5);
 
 }  // namespace mg
+#include "ops/scan.h"

@@ -18,6 +18,10 @@ template <class T>
 MG_HD inline T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
+template <class T>
+MG_HD inline T silu(T x) {
+  return x * sigmoid(x);
+}
 // softplus(x) = log1p(exp(x)), and x itself above 20 (PyTorch's threshold), computed stably below.
 template <class T>
 MG_HD inline T softplus(T x) {

@@ -1,0 +1,179 @@
+// selective_scan: argument checks, the fused op's forward dispatch and vjp, the composed reference,
+// and the gradcheck cases. The math is in ops/scan.h and SPEC section 2; the CPU kernels and the
+// account of where their memory goes are in ops/cpu/selective_scan.cpp.
+//
+// Memory: the forward saves for backward only its (contiguous) inputs and the chunk-end states
+// (b, ceil(l / kScanChunk), d, n), i.e. 1/kScanChunk of all states; it saves nothing when no input
+// requires grad. The backward recomputes each chunk's states from the saved state before it.
+#include <cmath>
+
+#include "autograd/gradcheck.h"
+#include "autograd/node.h"
+#include "cuda/runtime.h"
+#include "ops/cpu/loops.h"
+#include "ops/cpu/selective_scan.h"
+#include "ops/ops.h"
+
+namespace mg {
+
+namespace {
+
+struct ScanDims {
+  int64_t b, l, d, n;
+};
+
+ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
+                    const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias) {
+  const std::pair<const char*, const Tensor*> required[] = {{"u", &u}, {"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}};
+  for (auto& [name, t] : required) MG_CHECK(t->defined(), "[{}] {} is required but was undefined", op, name);
+  MG_CHECK(is_floating(u.dtype()), "[{}] u must be float32 or float64, got {}", op, u.dtype());
+  MG_CHECK(u.dim() == 3, "[{}] u must be (b, l, d), got {}", op, u.shape());
+  const int64_t b = u.size(0), l = u.size(1), d = u.size(2);
+  MG_CHECK(A.dim() == 2 && A.size(0) == d, "[{}] A must be ({}, n) to match u {}, got {}", op, d, u.shape(), A.shape());
+  const int64_t n = A.size(1);
+  MG_CHECK(b > 0 && l > 0 && d > 0 && n > 0, "[{}] every size must be positive, got u {} and A {}", op, u.shape(),
+           A.shape());
+  const Shape bld{b, l, d}, bln{b, l, n}, dd{d};
+  MG_CHECK(delta.shape() == bld, "[{}] delta must be {} like u, got {}", op, bld, delta.shape());
+  MG_CHECK(B.shape() == bln, "[{}] B must be {} to match u {} and A {}, got {}", op, bln, u.shape(), A.shape(),
+           B.shape());
+  MG_CHECK(C.shape() == bln, "[{}] C must be {} to match u {} and A {}, got {}", op, bln, u.shape(), A.shape(),
+           C.shape());
+  MG_CHECK(!D.defined() || D.shape() == dd, "[{}] D must be {} to match u {}, got {}", op, dd, u.shape(), D.shape());
+  MG_CHECK(!z.defined() || z.shape() == bld, "[{}] z must be {} like u, got {}", op, bld, z.shape());
+  MG_CHECK(!delta_bias.defined() || delta_bias.shape() == dd, "[{}] delta_bias must be {} to match u {}, got {}", op,
+           dd, u.shape(), delta_bias.shape());
+  const std::pair<const char*, const Tensor*> all[] = {{"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C},
+                                                       {"D", &D},         {"z", &z}, {"delta_bias", &delta_bias}};
+  for (auto& [name, t] : all) {
+    if (!t->defined()) continue;
+    MG_CHECK(t->dtype() == u.dtype(), "[{}] {} is {} but u is {}: all inputs must share one dtype", op, name,
+             t->dtype(), u.dtype());
+    MG_CHECK(t->device() == u.device(), "[{}] {} is on {} but u is on {}: all inputs must be on one device", op, name,
+             t->device(), u.device());
+  }
+  return {b, l, d, n};
+}
+
+template <class T>
+cpu::ScanArgs<T> scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
+                           const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias, bool softplus) {
+  auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+  cpu::ScanArgs<T> a;
+  a.b = s.b, a.l = s.l, a.d = s.d, a.n = s.n;
+  a.u = ptr(u), a.delta = ptr(delta), a.A = ptr(A), a.B = ptr(B), a.C = ptr(C);
+  a.D = ptr(D), a.z = ptr(z), a.delta_bias = ptr(delta_bias);
+  a.softplus = softplus;
+  return a;
+}
+
+}  // namespace
+
+ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& A_in, const Tensor& B_in,
+                          const Tensor& C_in, const Tensor& D_in, const Tensor& z_in, const Tensor& delta_bias_in,
+                          bool delta_softplus, bool return_last_state) {
+  const ScanDims s = check_scan("selective_scan", u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in);
+  if (!u_in.device().is_cpu()) cuda::unsupported("selective_scan");
+  auto prep = [](const Tensor& t) { return t.defined() ? contiguous(t.detach()) : Tensor(); };
+  Tensor u = prep(u_in), delta = prep(delta_in), A = prep(A_in), B = prep(B_in), C = prep(C_in), D = prep(D_in),
+         z = prep(z_in), delta_bias = prep(delta_bias_in);
+  const DType dtype = u.dtype();
+  const bool needs_backward = any_requires_grad({&u_in, &delta_in, &A_in, &B_in, &C_in, &D_in, &z_in, &delta_bias_in});
+
+  Tensor y = Tensor::empty({s.b, s.l, s.d}, dtype);  // (b, l, d)
+  // The state at the end of every chunk: all that the backward keeps beyond the inputs.
+  Tensor states = needs_backward ? Tensor::empty({s.b, cpu::scan_num_chunks(s.l), s.d, s.n}, dtype) : Tensor();
+  Tensor last = return_last_state ? Tensor::empty({s.b, s.d, s.n}, dtype) : Tensor();  // (b, d, n)
+  MG_DISPATCH_FLOAT(dtype, "selective_scan", [&] {
+    auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+    cpu::selective_scan_forward(a, y.data<scalar_t>(), states.defined() ? states.data<scalar_t>() : nullptr,
+                                last.defined() ? last.data<scalar_t>() : nullptr);
+  });
+
+  std::vector<Tensor*> outs{&y};
+  if (return_last_state) outs.push_back(&last);
+  constexpr OpId id = OpId::selective_scan;
+  record(id, {u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in}, outs,
+         [su = SavedTensor(u, id), sdelta = SavedTensor(delta, id), sA = SavedTensor(A, id), sB = SavedTensor(B, id),
+          sC = SavedTensor(C, id), sD = SavedTensor(D, id), sz = SavedTensor(z, id), sbias = SavedTensor(delta_bias, id),
+          states, s, delta_softplus, return_last_state](const VjpArgs& g) {
+           Tensor u = su.get(), delta = sdelta.get(), A = sA.get(), B = sB.get(), C = sC.get(), D = sD.get(),
+                  z = sz.get(), delta_bias = sbias.get();
+           Tensor dout = contiguous(g[0]);
+           Tensor dlast = return_last_state ? contiguous(g[1]) : Tensor();
+           const DType dt = u.dtype();
+           auto grad_like = [&](size_t i, const Tensor& t) { return g.needs_grad(i) ? Tensor::empty(t.shape(), dt) : Tensor(); };
+           std::vector<Tensor> grads{grad_like(0, u), grad_like(1, delta), grad_like(2, A), grad_like(3, B),
+                                     grad_like(4, C), D.defined() ? grad_like(5, D) : Tensor(),
+                                     z.defined() ? grad_like(6, z) : Tensor(),
+                                     delta_bias.defined() ? grad_like(7, delta_bias) : Tensor()};
+           MG_DISPATCH_FLOAT(dt, "selective_scan", [&] {
+             auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+             auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
+             cpu::ScanGrads<scalar_t> gr;
+             gr.du = ptr(grads[0]), gr.ddelta = ptr(grads[1]), gr.dA = ptr(grads[2]), gr.dB = ptr(grads[3]);
+             gr.dC = ptr(grads[4]), gr.dD = ptr(grads[5]), gr.dz = ptr(grads[6]), gr.ddelta_bias = ptr(grads[7]);
+             cpu::selective_scan_backward(a, dout.data<scalar_t>(), ptr(dlast), states.data<scalar_t>(), gr);
+           });
+           return grads;
+         });
+  return {y, last};
+}
+
+ScanResult selective_scan_reference(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
+                                    const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias,
+                                    bool delta_softplus, bool return_last_state) {
+  const ScanDims s = check_scan("selective_scan_reference", u, delta, A, B, C, D, z, delta_bias);
+  Tensor dt = delta_bias.defined() ? add(delta, delta_bias) : delta;  // (b, l, d)
+  if (delta_softplus) dt = softplus(dt);
+  Tensor h = zeros({s.b, s.d, s.n}, u.dtype(), u.device());  // (b, d, n)
+  std::vector<Tensor> ys;
+  for (int64_t t = 0; t < s.l; ++t) {
+    Tensor dt_t = squeeze(narrow(dt, 1, t, 1), 1);  // (b, d)
+    Tensor u_t = squeeze(narrow(u, 1, t, 1), 1);    // (b, d)
+    Tensor B_t = narrow(B, 1, t, 1);                 // (b, 1, n)
+    Tensor C_t = narrow(C, 1, t, 1);                 // (b, 1, n)
+    Tensor decay = exp(mul(unsqueeze(dt_t, -1), A));  // (b, d, n)
+    h = add(mul(decay, h), mul(unsqueeze(mul(dt_t, u_t), -1), B_t));
+    ys.push_back(unsqueeze(sum(mul(h, C_t), {-1}), 1));  // (b, 1, d)
+  }
+  Tensor y = cat(ys, 1);  // (b, l, d)
+  if (D.defined()) y = add(y, mul(u, D));
+  if (z.defined()) y = mul(y, silu(z));
+  return {y, return_last_state ? h : Tensor()};
+}
+
+void register_selective_scan_gradchecks(GradcheckRegistry& r) {
+  struct Cfg {
+    const char* label;
+    int64_t b, l, d, n;
+    bool D, z, bias, softplus, last;
+  };
+  const Cfg cfgs[] = {
+      {"all inputs, softplus, last state, 2 chunks", 1, 130, 3, 4, true, true, true, true, true},
+      {"l 1, n 1, no optional inputs", 2, 1, 2, 1, false, false, false, false, false},
+      {"d 17 (partial block), n 16, D and z", 1, 6, 17, 16, true, true, false, true, false},
+  };
+  for (const Cfg& c : cfgs) {
+    r.add({OpId::selective_scan, c.label,
+           [c](Generator& g, Device dev) {
+             std::vector<Tensor> in{gc_randn({c.b, c.l, c.d}, g, dev),
+                                    c.softplus ? gc_randn({c.b, c.l, c.d}, g, dev)
+                                               : gc_uniform({c.b, c.l, c.d}, 0.05, 0.6, g, dev),
+                                    gc_uniform({c.d, c.n}, -2.0, -0.2, g, dev),
+                                    gc_randn({c.b, c.l, c.n}, g, dev),
+                                    gc_randn({c.b, c.l, c.n}, g, dev),
+                                    c.D ? gc_randn({c.d}, g, dev) : Tensor(),
+                                    c.z ? gc_randn({c.b, c.l, c.d}, g, dev) : Tensor(),
+                                    c.bias ? gc_uniform({c.d}, -1.0, 1.0, g, dev) : Tensor()};
+             return in;
+           },
+           [c](const std::vector<Tensor>& in) {
+             ScanResult res = selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last);
+             if (!c.last) return res.y;
+             return cat({reshape(res.y, {res.y.numel()}), reshape(res.last_state, {res.last_state.numel()})}, 0);
+           }});
+  }
+}
+
+}  // namespace mg

@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Writes tests/fixtures/scan_fixture.bin: inputs, outputs and every gradient of the selective scan
+and the causal depthwise conv1d, computed in float64 by PyTorch autograd from the math in SPEC.md
+sections 2 and 3 (a plain loop over time; nothing here is taken from the C++ code).
+
+Not part of the build; the fixture is committed and the tests never need PyTorch. Run with
+    /usr/bin/python3 tests/reference/make_scan_fixture.py      (Debian: apt-get install python3-torch)
+
+File format (little-endian):
+    8 bytes  magic b"MGSCANFX"
+    u32      version (1)
+    u32      number of arrays
+    then per array: u32 name length, name (ASCII), u32 ndim, i64 dims[ndim], f64 data[numel] (row-major)
+Arrays are named "<case>.<what>": inputs (u, delta, A, B, C, D, z, delta_bias / x, weight, bias),
+"flags" (scan: [delta_softplus, return_last_state]; conv: [apply_silu]), outputs ("y", "last_state"),
+the output gradients used ("dy", "dlast"), and "grad.<input>" for every input.
+"""
+import os
+import struct
+
+import torch
+
+torch.manual_seed(1234)
+DT = torch.float64
+
+
+def softplus(x):
+    # SPEC: log1p(exp(x)), and x itself where x > 20
+    return torch.where(x > 20, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    b, l, d = u.shape
+    n = A.shape[1]
+    dt = delta + delta_bias if delta_bias is not None else delta  # (b, l, d)
+    if delta_softplus:
+        dt = softplus(dt)
+    h = torch.zeros(b, d, n, dtype=u.dtype)
+    ys = []
+    for t in range(l):
+        dtt = dt[:, t, :, None]  # (b, d, 1)
+        h = torch.exp(dtt * A) * h + dtt * B[:, t, None, :] * u[:, t, :, None]  # (b, d, n)
+        ys.append((h * C[:, t, None, :]).sum(-1))  # (b, d)
+    y = torch.stack(ys, 1)  # (b, l, d)
+    if D is not None:
+        y = y + D * u
+    if z is not None:
+        y = y * (z * torch.sigmoid(z))
+    return y, h
+
+
+def causal_conv1d(x, weight, bias=None, apply_silu=False):
+    b, l, d = x.shape
+    k = weight.shape[1]
+    y = torch.zeros(b, l, d, dtype=x.dtype)
+    for t in range(l):
+        for j in range(k):
+            s = t - (k - 1) + j
+            if s >= 0:
+                y[:, t, :] = y[:, t, :] + weight[:, j] * x[:, s, :]
+    if bias is not None:
+        y = y + bias
+    if apply_silu:
+        y = y * torch.sigmoid(y)
+    return y
+
+
+arrays = []
+
+
+def put(name, t):
+    arrays.append((name, t.detach().to(DT).contiguous()))
+
+
+def scan_case(name, b, l, d, n, with_D, with_z, with_bias, delta_softplus, delta_lo_hi=None):
+    ins = {
+        "u": torch.randn(b, l, d, dtype=DT),
+        "delta": (torch.randn(b, l, d, dtype=DT) if delta_softplus
+                  else torch.empty(b, l, d, dtype=DT).uniform_(*delta_lo_hi)),
+        "A": -torch.empty(d, n, dtype=DT).uniform_(0.2, 2.0),
+        "B": torch.randn(b, l, n, dtype=DT),
+        "C": torch.randn(b, l, n, dtype=DT),
+    }
+    if with_D:
+        ins["D"] = torch.randn(d, dtype=DT)
+    if with_z:
+        ins["z"] = torch.randn(b, l, d, dtype=DT)
+    if with_bias:
+        ins["delta_bias"] = torch.empty(d, dtype=DT).uniform_(-1, 1)
+    for v in ins.values():
+        v.requires_grad_(True)
+    y, last = selective_scan(ins["u"], ins["delta"], ins["A"], ins["B"], ins["C"], ins.get("D"), ins.get("z"),
+                             ins.get("delta_bias"), delta_softplus)
+    dy = torch.randn_like(y)
+    dlast = torch.randn_like(last)
+    ((y * dy).sum() + (last * dlast).sum()).backward()
+    for k, v in ins.items():
+        put(f"{name}.{k}", v)
+    put(f"{name}.flags", torch.tensor([float(delta_softplus), 1.0]))
+    put(f"{name}.y", y)
+    put(f"{name}.last_state", last)
+    put(f"{name}.dy", dy)
+    put(f"{name}.dlast", dlast)
+    for k, v in ins.items():
+        put(f"{name}.grad.{k}", v.grad)
+
+
+def conv_case(name, b, l, d, k, with_bias, apply_silu):
+    ins = {"x": torch.randn(b, l, d, dtype=DT), "weight": torch.randn(d, k, dtype=DT)}
+    if with_bias:
+        ins["bias"] = torch.randn(d, dtype=DT)
+    for v in ins.values():
+        v.requires_grad_(True)
+    y = causal_conv1d(ins["x"], ins["weight"], ins.get("bias"), apply_silu)
+    dy = torch.randn_like(y)
+    (y * dy).sum().backward()
+    for key, v in ins.items():
+        put(f"{name}.{key}", v)
+    put(f"{name}.flags", torch.tensor([float(apply_silu)]))
+    put(f"{name}.y", y)
+    put(f"{name}.dy", dy)
+    for key, v in ins.items():
+        put(f"{name}.grad.{key}", v.grad)
+
+
+# Scan: every optional input, softplus, two chunks of time steps (the C++ chunk is 128 steps, but
+# the fixture does not depend on it), a channel count that is not a multiple of the vector width.
+scan_case("scan_full", b=2, l=150, d=5, n=4, with_D=True, with_z=True, with_bias=True, delta_softplus=True)
+# Scan: no optional input, no softplus (positive delta), n = 1.
+scan_case("scan_bare", b=2, l=7, d=3, n=1, with_D=False, with_z=False, with_bias=False, delta_softplus=False,
+          delta_lo_hi=(0.05, 0.8))
+# Scan: n = 16, d = 17, D and delta_bias but no z.
+scan_case("scan_n16", b=1, l=20, d=17, n=16, with_D=True, with_z=False, with_bias=True, delta_softplus=True)
+conv_case("conv_k4", b=2, l=10, d=5, k=4, with_bias=True, apply_silu=True)
+conv_case("conv_k3", b=1, l=6, d=3, k=3, with_bias=False, apply_silu=False)
+
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "scan_fixture.bin")
+os.makedirs(os.path.dirname(out), exist_ok=True)
+with open(out, "wb") as f:
+    f.write(b"MGSCANFX")
+    f.write(struct.pack("<II", 1, len(arrays)))
+    for name, t in arrays:
+        nb = name.encode("ascii")
+        f.write(struct.pack("<I", len(nb)))
+        f.write(nb)
+        f.write(struct.pack("<I", t.dim()))
+        f.write(struct.pack(f"<{t.dim()}q", *t.shape))
+        f.write(t.numpy().astype("<f8").tobytes())
+print(f"wrote {out}: {len(arrays)} arrays, {os.path.getsize(out)} bytes")

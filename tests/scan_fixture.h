@@ -1,0 +1,45 @@
+// Reads tests/fixtures/scan_fixture.bin, written by tests/reference/make_scan_fixture.py from
+// PyTorch (the format is described there): named float64 arrays.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "ops/ops.h"
+
+namespace mg::test {
+
+inline std::map<std::string, Tensor> load_scan_fixture() {
+  const std::string path = std::string(MG_SOURCE_DIR) + "/tests/fixtures/scan_fixture.bin";
+  std::ifstream f(path, std::ios::binary);
+  MG_CHECK(f.good(), "[fixture] cannot open {}", path);
+  auto read = [&](void* p, size_t n) {
+    f.read(static_cast<char*>(p), (std::streamsize)n);
+    MG_CHECK(f.good(), "[fixture] {} is truncated", path);
+  };
+  char magic[8];
+  read(magic, 8);
+  MG_CHECK(std::memcmp(magic, "MGSCANFX", 8) == 0, "[fixture] {} has a wrong magic number", path);
+  uint32_t version = 0, count = 0;
+  read(&version, 4);
+  read(&count, 4);
+  MG_CHECK(version == 1, "[fixture] {} has version {}, expected 1", path, version);
+  std::map<std::string, Tensor> out;
+  for (uint32_t a = 0; a < count; ++a) {
+    uint32_t len = 0, ndim = 0;
+    read(&len, 4);
+    std::string name(len, '\0');
+    read(name.data(), len);
+    read(&ndim, 4);
+    Shape shape(ndim);
+    read(shape.data(), 8 * ndim);
+    Tensor t = Tensor::empty(shape, DType::f64);
+    read(t.data<double>(), 8 * (size_t)t.numel());
+    out[name] = t;
+  }
+  return out;
+}
+
+}  // namespace mg::test

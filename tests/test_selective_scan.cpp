@@ -1,0 +1,281 @@
+// selective_scan: gradcheck over edge cases, the fused op against its composed reference (float64
+// and float32 at the SPEC tolerances), determinism, the memory rule, error messages, and a
+// PyTorch fixture written from the SPEC's math (tests/reference/make_scan_fixture.py).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "autograd/grad_mode.h"
+#include "autograd/gradcheck.h"
+#include "core/parallel.h"
+#include "core/storage.h"
+#include "ops/cpu/selective_scan.h"
+#include "ops/ops.h"
+#include "tests/scan_fixture.h"
+
+using namespace mg;
+
+namespace {
+
+struct Cfg {
+  const char* label;
+  int64_t b, l, d, n;
+  bool D = true, z = true, bias = true, softplus = true, last = false;
+  double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
+  double A_lo = -2.0, A_hi = -0.2;
+};
+
+// u, delta, A, B, C, D, z, delta_bias as float64 (optional ones undefined when off).
+std::vector<Tensor> make_inputs(const Cfg& c, Generator& g) {
+  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
+  auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
+  const Shape bld{c.b, c.l, c.d};
+  return {rn(bld),
+          c.delta_lo == c.delta_hi ? rn(bld) : un(bld, c.delta_lo, c.delta_hi),
+          un({c.d, c.n}, c.A_lo, c.A_hi),
+          rn({c.b, c.l, c.n}),
+          rn({c.b, c.l, c.n}),
+          c.D ? rn({c.d}) : Tensor(),
+          c.z ? rn(bld) : Tensor(),
+          c.bias ? un({c.d}, -1.0, 1.0) : Tensor()};
+}
+
+// Detached copies in `dt` that require grad.
+std::vector<Tensor> leaves(const std::vector<Tensor>& in, DType dt) {
+  std::vector<Tensor> out;
+  for (auto& t : in) out.push_back(t.defined() ? t.detach().to(dt).detach().requires_grad_() : Tensor());
+  return out;
+}
+
+ScanResult run_scan(const Cfg& c, const std::vector<Tensor>& in, bool reference) {
+  auto f = reference ? selective_scan_reference : selective_scan;
+  return f(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last);
+}
+
+// max |got - want| / max |want|, over the whole tensor (the SPEC's relative error of a result).
+double rel_err(const Tensor& got, const Tensor& want) {
+  auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
+  REQUIRE(g.size() == w.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    num = std::max(num, std::abs(g[i] - w[i]));
+    den = std::max(den, std::abs(w[i]));
+  }
+  return den > 0 ? num / den : num;
+}
+
+const char* kInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
+
+// Backward of sum(y * dy) + sum(last * dlast) for fused and reference on copies of the same inputs;
+// checks outputs and gradients.
+void compare_with_reference(const Cfg& c, DType dt, double tol_y, double tol_grad, double tol_ddelta) {
+  Generator g(42);
+  std::vector<Tensor> in = make_inputs(c, g);
+  std::vector<Tensor> fin = leaves(in, dt), rin = leaves(in, DType::f64);
+  ScanResult fr = run_scan(c, fin, false), rr = run_scan(c, rin, true);
+  Tensor dy = randn(fr.y.shape(), DType::f64, &g);
+  Tensor floss = sum(mul(fr.y, dy.to(dt))), rloss = sum(mul(rr.y, dy));
+  if (c.last) {
+    Tensor dl = randn(fr.last_state.shape(), DType::f64, &g);
+    floss = add(floss, sum(mul(fr.last_state, dl.to(dt))));
+    rloss = add(rloss, sum(mul(rr.last_state, dl)));
+    const double e = rel_err(fr.last_state, rr.last_state);
+    INFO("last_state rel err " << e);
+    CHECK(e < tol_y);
+  }
+  const double ey = rel_err(fr.y, rr.y);
+  INFO("y rel err " << ey);
+  CHECK(ey < tol_y);
+  floss.backward();
+  rloss.backward();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (!in[i].defined()) continue;
+    REQUIRE(fin[i].grad().defined());
+    const double e = rel_err(fin[i].grad(), rin[i].grad());
+    INFO("gradient of " << kInputNames[i] << " rel err " << e);
+    CHECK(e < (i == 1 || i == 7 ? tol_ddelta : tol_grad));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("selective_scan: gradcheck over edge cases (float64, central differences)") {
+  const int64_t K = cpu::kScanChunk;
+  const Cfg cfgs[] = {
+      {"l 1", 2, 1, 3, 4, true, true, true, true, true},
+      {"l 1, n 1, no optional inputs, no softplus", 1, 1, 2, 1, false, false, false, false, false, 0.1, 0.9},
+      {"l not a multiple of the chunk", 1, K + 7, 2, 2, true, true, true, true, true},
+      {"l three chunks and a bit, last state", 1, 3 * K + 5, 2, 3, false, false, true, true, true},
+      {"n 16, d 17 (not a multiple of the vector width)", 1, 9, 17, 16, true, true, true, true, true},
+      {"n 64", 1, 12, 3, 64, true, false, true, true, true},
+      {"D only", 2, 6, 5, 3, true, false, false, true, false},
+      {"z only", 2, 6, 5, 3, false, true, false, true, false},
+      {"delta_bias only, softplus off", 2, 6, 5, 3, false, false, true, false, false, 0.6, 1.2},
+      {"none optional, softplus off, last state", 2, 6, 5, 3, false, false, false, false, true, 0.05, 0.5},
+      {"large positive delta (softplus, dt 25..40)", 1, 8, 4, 3, true, true, false, true, true, 25, 40},
+      {"large negative delta (softplus, dt ~ e^-30)", 1, 8, 4, 3, true, true, false, true, true, -40, -25},
+      {"large dt without softplus", 1, 8, 4, 3, true, false, false, false, true, 5, 15},
+      {"negative dt without softplus (growing state)", 1, 5, 3, 2, true, false, false, false, true, -1.0, -0.3},
+  };
+  for (const Cfg& c : cfgs) {
+    Generator g(7);
+    std::vector<Tensor> in = make_inputs(c, g);
+    for (auto& t : in)
+      if (t.defined()) t.requires_grad_();
+    auto fn = [&](const std::vector<Tensor>& x) {
+      ScanResult r = run_scan(c, x, false);
+      if (!c.last) return r.y;
+      return cat({reshape(r.y, {r.y.numel()}), reshape(r.last_state, {r.last_state.numel()})}, 0);
+    };
+    GradcheckResult r = gradcheck(fn, in);
+    INFO(c.label << ": " << r.message << " (max abs " << r.max_abs_err << ")");
+    CHECK(r.pass);
+  }
+}
+
+TEST_CASE("selective_scan: fused equals the composed reference in float64, values and every gradient") {
+  Cfg c{"", 2, 2 * cpu::kScanChunk + 44, 19, 8, true, true, true, true, true};
+  compare_with_reference(c, DType::f64, 1e-12, 1e-11, 1e-11);
+  Cfg bare{"", 3, 50, 4, 5, false, false, false, false, true, 0.05, 0.6};
+  compare_with_reference(bare, DType::f64, 1e-12, 1e-11, 1e-11);
+}
+
+TEST_CASE("selective_scan: float32 parity with the float64 reference at (b=2, l=1000, d=64, n=16)") {
+  // SPEC: forward under 1e-5, gradients under 1e-4, delta (and delta_bias) under 5e-4.
+  Cfg c{"", 2, 1000, 64, 16, true, true, true, true, true};
+  compare_with_reference(c, DType::f32, 1e-5, 1e-4, 5e-4);
+}
+
+TEST_CASE("selective_scan: gradients are bit-identical across runs and thread counts") {
+  Cfg c{"", 2, 300, 70, 16, true, true, true, true, true};
+  Generator g(3);
+  std::vector<Tensor> in = make_inputs(c, g);
+  Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g), dl = randn({c.b, c.d, c.n}, DType::f32, &g);
+  const int saved_threads = num_threads();
+  std::vector<std::vector<std::vector<float>>> runs;
+  for (int threads : {1, 2, 3, 2}) {
+    set_num_threads(threads);
+    std::vector<Tensor> x = leaves(in, DType::f32);
+    ScanResult r = run_scan(c, x, false);
+    add(sum(mul(r.y, dy)), sum(mul(r.last_state, dl))).backward();
+    std::vector<std::vector<float>> got{r.y.to_vector<float>()};
+    for (auto& t : x)
+      if (t.defined()) got.push_back(t.grad().to_vector<float>());
+    runs.push_back(got);
+  }
+  set_num_threads(saved_threads);
+  for (size_t k = 1; k < runs.size(); ++k)
+    for (size_t i = 0; i < runs[0].size(); ++i) {
+      INFO("run " << k << ", tensor " << i);
+      CHECK(std::memcmp(runs[0][i].data(), runs[k][i].data(), runs[0][i].size() * sizeof(float)) == 0);
+    }
+}
+
+TEST_CASE("selective_scan: memory rule: no (b, l, d, n) tensor, chunk-end states only") {
+  Cfg c{"", 2, 1024, 64, 16, true, true, true, true, false};
+  Generator g(5);
+  std::vector<Tensor> x = leaves(make_inputs(c, g), DType::f32);
+  Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g);
+  const size_t all_states = (size_t)(c.b * c.l * c.d * c.n) * sizeof(float);
+  const size_t y_bytes = (size_t)(c.b * c.l * c.d) * sizeof(float);
+  size_t grad_bytes = 0;
+  for (auto& t : x)
+    if (t.defined()) grad_bytes += t.nbytes();
+
+  // Without grad: the output only.
+  {
+    NoGradGuard ng;
+    const size_t before = cpu_bytes_in_use();
+    reset_cpu_peak_bytes();
+    ScanResult r = run_scan(c, x, false);
+    CHECK(cpu_peak_bytes() - before == y_bytes);
+  }
+  // A first backward gives the leaves their .grad, so that the measured one accumulates in place
+  // and its peak is the vjp's gradients plus the kernel's scratch.
+  sum(mul(run_scan(c, x, false).y, dy)).backward();
+  // With grad: the output and the chunk-end states, 1/kScanChunk of all states.
+  const size_t before = cpu_bytes_in_use();
+  reset_cpu_peak_bytes();
+  ScanResult r = run_scan(c, x, false);
+  const size_t saved = cpu_bytes_in_use() - before - y_bytes;
+  CHECK(saved == all_states / cpu::kScanChunk);
+  CHECK(cpu_peak_bytes() - before == y_bytes + saved);
+  // Backward: the saved states plus what it holds beyond the gradients must stay under 1/8 of all
+  // states (a (b, l, d, n) tensor would be 8x that).
+  Tensor loss = sum(mul(r.y, dy));
+  const size_t before_bwd = cpu_bytes_in_use();
+  reset_cpu_peak_bytes();
+  loss.backward();
+  const int64_t peak = (int64_t)(cpu_peak_bytes() - before_bwd);
+  // Beyond the gradients it returns and the gradient of y (made by mul's backward, not the scan's).
+  const int64_t extra = (int64_t)saved + std::max<int64_t>(0, peak - (int64_t)grad_bytes - (int64_t)y_bytes);
+  MESSAGE("backward peak above its start " << peak << " bytes; gradients " << grad_bytes << "; saved states " << saved
+                                           << "; extra " << extra << "; all states " << all_states);
+  CHECK(peak >= (int64_t)(grad_bytes + y_bytes));
+  CHECK(extra <= (int64_t)all_states / 8);
+}
+
+TEST_CASE("selective_scan: without softplus, D, z or bias the output is the plain recurrence") {
+  // A hand-computed case: d = n = 1, A = -1, dt = 0.5, B = 2, C = 3, u = 1, 2:
+  // h0 = 0.5*2*1 = 1, y0 = 3; h1 = e^-0.5 * 1 + 0.5*2*2 = 2.60653066, y1 = 7.81959198.
+  Tensor u = from_vector<double>({1, 2}, {1, 2, 1}), delta = from_vector<double>({0.5, 0.5}, {1, 2, 1});
+  Tensor A = from_vector<double>({-1}, {1, 1}), B = from_vector<double>({2, 2}, {1, 2, 1}),
+         C = from_vector<double>({3, 3}, {1, 2, 1});
+  ScanResult r = selective_scan(u, delta, A, B, C, Tensor(), Tensor(), Tensor(), false, true);
+  auto y = r.y.to_vector<double>();
+  CHECK(y[0] == doctest::Approx(3.0).epsilon(1e-14));
+  CHECK(y[1] == doctest::Approx(3 * (std::exp(-0.5) + 2)).epsilon(1e-14));
+  CHECK(r.last_state.item() == doctest::Approx(std::exp(-0.5) + 2).epsilon(1e-14));
+}
+
+TEST_CASE("selective_scan: matches the PyTorch fixture (outputs and every gradient)") {
+  auto fx = test::load_scan_fixture();
+  for (const char* name : {"scan_full", "scan_bare", "scan_n16"}) {
+    auto get = [&](const std::string& what) {
+      auto it = fx.find(std::string(name) + "." + what);
+      return it == fx.end() ? Tensor() : it->second;
+    };
+    REQUIRE(get("u").defined());
+    std::vector<Tensor> in;
+    for (const char* n : kInputNames) in.push_back(get(n).defined() ? get(n).clone().requires_grad_() : Tensor());
+    auto flags = get("flags").to_vector<double>();
+    ScanResult r = selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], flags[0] != 0, flags[1] != 0);
+    INFO(name);
+    CHECK(rel_err(r.y, get("y")) < 1e-12);
+    CHECK(rel_err(r.last_state, get("last_state")) < 1e-12);
+    add(sum(mul(r.y, get("dy"))), sum(mul(r.last_state, get("dlast")))).backward();
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (!in[i].defined()) continue;
+      INFO("gradient of " << kInputNames[i]);
+      CHECK(rel_err(in[i].grad(), get(std::string("grad.") + kInputNames[i])) < 1e-11);
+    }
+  }
+}
+
+TEST_CASE("selective_scan: error messages name the op, the tensor and the shapes") {
+  auto f = [](const Shape& s, DType dt = DType::f32) { return zeros(s, dt); };
+  Tensor u = f({2, 10, 64}), A = f({64, 16}), B = f({2, 10, 16});
+  CHECK_THROWS_WITH_AS(selective_scan(u, u, A, f({2, 10, 8}), B),
+                       "[selective_scan] B must be (2, 10, 16) to match u (2, 10, 64) and A (64, 16), got (2, 10, 8)",
+                       Error);
+  CHECK_THROWS_WITH_AS(selective_scan(u, u, A, B, f({2, 9, 16})),
+                       "[selective_scan] C must be (2, 10, 16) to match u (2, 10, 64) and A (64, 16), got (2, 9, 16)",
+                       Error);
+  CHECK_THROWS_WITH_AS(selective_scan(u, u, f({32, 16}), B, B),
+                       "[selective_scan] A must be (64, n) to match u (2, 10, 64), got (32, 16)", Error);
+  CHECK_THROWS_WITH_AS(selective_scan(u, f({2, 10, 64}, DType::f64), A, B, B),
+                       "[selective_scan] delta is float64 but u is float32: all inputs must share one dtype", Error);
+  CHECK_THROWS_WITH_AS(selective_scan(u, u, A, B, B, f({63})),
+                       "[selective_scan] D must be (64,) to match u (2, 10, 64), got (63,)", Error);
+  CHECK_THROWS_WITH_AS(selective_scan(u, u, A, B, B, Tensor(), f({2, 10, 32})),
+                       "[selective_scan] z must be (2, 10, 64) like u, got (2, 10, 32)", Error);
+  CHECK_THROWS_WITH_AS(selective_scan(f({10, 64}), u, A, B, B), "[selective_scan] u must be (b, l, d), got (10, 64)",
+                       Error);
+  CHECK_THROWS_WITH_AS(selective_scan(u, Tensor(), A, B, B), "[selective_scan] delta is required but was undefined",
+                       Error);
+  CHECK_THROWS_WITH_AS(selective_scan_reference(u, u, A, f({2, 10, 8}), B),
+                       "[selective_scan_reference] B must be (2, 10, 16) to match u (2, 10, 64) and A (64, 16), got "
+                       "(2, 10, 8)",
+                       Error);
+}
