@@ -10,5 +10,9 @@ using Run = std::function<int()>;
 
 // Adds the subcommand to `app`; `run` is set to its action.
 void add_gradcheck_command(CLI::App& app, Run& run);
+void add_bench_command(CLI::App& app, Run& run);
+void add_train_command(CLI::App& app, Run& run);
+void add_eval_command(CLI::App& app, Run& run);
+void add_generate_command(CLI::App& app, Run& run);
 
 }  // namespace mg::app

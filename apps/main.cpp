@@ -11,7 +11,11 @@ int main(int argc, char** argv) {
   int threads = 0;
   app.add_option("--threads", threads, "CPU threads (default: MG_NUM_THREADS, else all cores)")->check(CLI::PositiveNumber);
   mg::app::Run run;
+  mg::app::add_train_command(app, run);
+  mg::app::add_eval_command(app, run);
+  mg::app::add_generate_command(app, run);
   mg::app::add_gradcheck_command(app, run);
+  mg::app::add_bench_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,169 @@
+// `mambagrad bench scan`: the fused selective_scan against selective_scan_reference in the same run.
+//
+// Times are medians over --reps runs after one warm-up for the fused op, and a single run for the
+// reference (it is slow). The reference may be timed on fewer steps (--ref-steps) and scaled
+// linearly to l: its backward grows faster than linearly in l (each step's narrow() gradient is a
+// full-size tensor), so the scaled figure understates its time and the ratio is conservative.
+// "Bytes moved" counts each tensor the op must read or write once: forward = inputs + y;
+// forward+backward = that + inputs + dy + gradients. The same count is used for both, so GB/s is a
+// throughput, not a measured memory bandwidth. Memory is measured with the CPU storage counters
+// (core/storage.h): every tensor, including the fused backward's partials, and nothing else.
+#include <algorithm>
+#include <chrono>
+#include <fmt/format.h>
+#include <vector>
+
+#include "autograd/grad_mode.h"
+#include "bench/bench.h"
+#include "core/parallel.h"
+#include "core/storage.h"
+#include "ops/cpu/selective_scan.h"
+#include "ops/ops.h"
+
+namespace mg::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Inputs {
+  Tensor u, delta, A, B, C, D, z, bias;
+  std::vector<Tensor*> all() { return {&u, &delta, &A, &B, &C, &D, &z, &bias}; }
+};
+
+// Model-like float32 inputs: dt = softplus(delta + bias) mostly in [0.01, 0.2], A = -(0.5 .. 8).
+Inputs make_inputs(int64_t b, int64_t l, int64_t d, int64_t n, Generator& g) {
+  Inputs x;
+  x.u = randn({b, l, d}, DType::f32, &g);
+  x.delta = randn({b, l, d}, DType::f32, &g, 0.0, 0.5);
+  x.A = rand({d, n}, DType::f32, &g, -8.0, -0.5);
+  x.B = randn({b, l, n}, DType::f32, &g);
+  x.C = randn({b, l, n}, DType::f32, &g);
+  x.D = randn({d}, DType::f32, &g);
+  x.z = randn({b, l, d}, DType::f32, &g);
+  x.bias = rand({d}, DType::f32, &g, -4.0, -2.0);
+  return x;
+}
+
+// The first `steps` time steps, as contiguous leaves (requiring grad when `grad`).
+Inputs first_steps(Inputs full, int64_t steps, bool grad) {
+  Inputs x;
+  auto v = full.all(), o = x.all();
+  for (size_t i = 0; i < v.size(); ++i) {
+    Tensor t = *v[i];
+    if (t.dim() == 3) t = narrow(t, 1, 0, steps);
+    t = t.contiguous().clone().detach();
+    if (grad) t.requires_grad_();
+    *o[i] = t;
+  }
+  return x;
+}
+
+ScanResult call(const Inputs& x, bool reference) {
+  auto f = reference ? selective_scan_reference : selective_scan;
+  return f(x.u, x.delta, x.A, x.B, x.C, x.D, x.z, x.bias, true, false);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+struct Measure {
+  double fwd_ms = 0, fb_ms = 0;  // forward; forward + backward
+  size_t saved = 0;              // bytes the forward keeps alive beyond its output
+  size_t bwd_peak = 0;           // peak bytes above the start of backward
+};
+
+Measure measure(const Inputs& full, int64_t steps, bool reference, int reps) {
+  Measure m;
+  const int runs = reference ? 1 : reps;
+  Generator g(99);
+  {
+    Inputs x = first_steps(full, steps, false);
+    NoGradGuard ng;
+    if (!reference) call(x, false);  // warm-up
+    std::vector<double> t;
+    for (int r = 0; r < runs; ++r) {
+      auto t0 = Clock::now();
+      ScanResult y = call(x, reference);
+      t.push_back(ms_since(t0));
+    }
+    m.fwd_ms = median(t);
+  }
+  Inputs x = first_steps(full, steps, true);
+  Tensor dy = randn({full.u.size(0), steps, full.u.size(2)}, DType::f32, &g);
+  std::vector<double> t;
+  for (int r = 0; r < runs + (reference ? 0 : 1); ++r) {
+    // The reference runs once on fresh leaves. The fused op keeps the .grad of its warm-up run, so
+    // later runs accumulate in place and the backward's peak is its vjp's gradients plus scratch.
+    if (reference)
+      for (Tensor* p : x.all()) p->zero_grad();
+    const size_t before = cpu_bytes_in_use();
+    auto t0 = Clock::now();
+    ScanResult y = call(x, reference);
+    const size_t after_fwd = cpu_bytes_in_use();
+    reset_cpu_peak_bytes();
+    y.y.backward(dy);
+    const double ms = ms_since(t0);
+    if (reference || r > 0) t.push_back(ms);  // the fused op's first run is a warm-up
+    m.saved = after_fwd - before - y.y.nbytes();
+    m.bwd_peak = cpu_peak_bytes() - after_fwd;
+  }
+  m.fb_ms = median(t);
+  return m;
+}
+
+std::string mib(double bytes) { return fmt::format("{:.1f} MiB", bytes / (1024.0 * 1024.0)); }
+
+}  // namespace
+
+int run_scan_bench(const ScanBenchOptions& o) {
+  struct Cfg {
+    int64_t b, l, d, n;
+  };
+  std::vector<Cfg> cfgs = o.quick ? std::vector<Cfg>{{2, 256, 128, 16}} : std::vector<Cfg>{{8, 1024, 1024, 16}, {16, 256, 512, 16}};
+  fmt::print("selective_scan on the CPU, float32, delta_softplus with D, z and delta_bias; {} threads; chunk {} steps\n",
+             num_threads(), cpu::kScanChunk);
+  for (const Cfg& c : cfgs) {
+    Generator g(1);
+    Inputs full = make_inputs(c.b, c.l, c.d, c.n, g);
+    const int64_t ref_steps = std::min(c.l, o.ref_steps > 0 ? o.ref_steps : int64_t(256));
+    const double scale = (double)c.l / (double)ref_steps;
+    Measure f = measure(full, c.l, false, o.reps);
+    Measure r = measure(full, ref_steps, true, o.reps);
+    r.fwd_ms *= scale, r.fb_ms *= scale, r.saved = (size_t)(r.saved * scale), r.bwd_peak = (size_t)(r.bwd_peak * scale);
+
+    const double bld = (double)(c.b * c.l * c.d) * 4, bln = (double)(c.b * c.l * c.n) * 4,
+                 small = (double)(c.d * c.n + 2 * c.d) * 4;
+    const double inputs = 3 * bld + 2 * bln + small;
+    const double fwd_bytes = inputs + bld, fb_bytes = fwd_bytes + inputs + bld + inputs;
+    const double all_states = (double)(c.b * c.l * c.d * c.n) * 4;
+    const double grads = inputs;
+
+    fmt::print("\n(b, l, d, n) = ({}, {}, {}, {})   reference measured on {} steps{}\n", c.b, c.l, c.d, c.n, ref_steps,
+               scale != 1 ? fmt::format(", times and memory scaled x{:g} (a lower bound)", scale) : std::string());
+    fmt::print("  {:<22} {:>12} {:>14} {:>9} {:>12} {:>12}\n", "", "fused ms", "reference ms", "ratio", "fused GB/s",
+               "ref GB/s");
+    auto row = [&](const char* what, double fm, double rm, double bytes) {
+      fmt::print("  {:<22} {:>12.1f} {:>14.1f} {:>8.1f}x {:>12.2f} {:>12.3f}\n", what, fm, rm, rm / fm, bytes / fm / 1e6,
+                 bytes / rm / 1e6);
+    };
+    row("forward", f.fwd_ms, r.fwd_ms, fwd_bytes);
+    row("forward+backward", f.fb_ms, r.fb_ms, fb_bytes);
+    // The fused backward's extra memory: the chunk states the forward saved plus what the backward
+    // holds at its peak beyond the gradients it returns.
+    const double f_extra = (double)f.saved + std::max(0.0, (double)f.bwd_peak - grads);
+    fmt::print("  memory: all states (b, l, d, n) would take {}\n", mib(all_states));
+    fmt::print("    fused:     saved for backward {} (chunk-end states), backward peak {} above its start;\n"
+               "               extra = saved + (peak - gradients {}) = {} = 1/{:.0f} of all states\n",
+               mib(f.saved), mib(f.bwd_peak), mib(grads), mib(f_extra), all_states / std::max(f_extra, 1.0));
+    fmt::print("    reference: saved for backward {} (the graph), backward peak {} above its start\n", mib(r.saved),
+               mib(r.bwd_peak));
+  }
+  return 0;
+}
+
+}  // namespace mg::bench

@@ -1,0 +1,250 @@
+#include "models/mamba.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "autograd/grad_mode.h"
+#include "ops/unary_functors.h"
+
+namespace mg {
+
+// ---- config ----
+
+void MambaConfig::validate() const {
+  auto positive = [](const char* name, int64_t v) {
+    MG_CHECK(v >= 1, "[config] {} must be at least 1, got {}", name, v);
+  };
+  positive("vocab_size", vocab_size);
+  positive("d_model", d_model);
+  positive("n_layer", n_layer);
+  positive("d_state", d_state);
+  positive("d_conv", d_conv);
+  positive("expand", expand);
+  MG_CHECK(dt_rank >= 0, "[config] dt_rank must be 0 (auto: ceil(d_model / 16)) or positive, got {}", dt_rank);
+  MG_CHECK(norm_eps > 0, "[config] norm_eps must be positive, got {}", norm_eps);
+}
+
+std::vector<std::string> MambaConfig::preset_names() { return {"tiny", "small", "base"}; }
+
+MambaConfig MambaConfig::preset(const std::string& name) {
+  MambaConfig c;
+  if (name == "tiny") {
+    c.d_model = 64, c.n_layer = 2;
+  } else if (name == "small") {
+    c.d_model = 256, c.n_layer = 4;
+  } else if (name == "base") {
+    c.d_model = 512, c.n_layer = 8;
+  } else {
+    MG_THROW("[config] unknown preset '{}' (valid: tiny, small, base)", name);
+  }
+  return c;
+}
+
+std::string MambaConfig::to_json() const {
+  nlohmann::ordered_json j;
+  j["model_type"] = "mamba";
+  j["architectures"] = {"MambaForCausalLM"};
+  j["vocab_size"] = padded_vocab();
+  j["hidden_size"] = d_model;
+  j["intermediate_size"] = d_inner();
+  j["state_size"] = d_state;
+  j["num_hidden_layers"] = n_layer;
+  j["expand"] = expand;
+  j["conv_kernel"] = d_conv;
+  j["time_step_rank"] = rank();
+  j["use_bias"] = false;
+  j["use_conv_bias"] = true;
+  j["layer_norm_epsilon"] = norm_eps;
+  j["residual_in_fp32"] = true;
+  j["tie_word_embeddings"] = true;
+  j["mambagrad_vocab_size"] = vocab_size;  // the unpadded vocabulary
+  return j.dump(2) + "\n";
+}
+
+MambaConfig MambaConfig::from_json(const std::string& text, const std::string& source) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    MG_THROW("[config] {} is not valid JSON: {}", source, e.what());
+  }
+  MambaConfig c;
+  auto get = [&](const char* key, auto& field) {
+    MG_CHECK(j.contains(key), "[config] {} has no \"{}\"", source, key);
+    try {
+      field = j.at(key).get<std::decay_t<decltype(field)>>();
+    } catch (const std::exception&) {
+      MG_THROW("[config] \"{}\" in {} has the wrong type: {}", key, source, j.at(key).dump());
+    }
+  };
+  get("hidden_size", c.d_model);
+  get("num_hidden_layers", c.n_layer);
+  get("state_size", c.d_state);
+  get("conv_kernel", c.d_conv);
+  get("expand", c.expand);
+  get("time_step_rank", c.dt_rank);
+  get("layer_norm_epsilon", c.norm_eps);
+  if (j.contains("mambagrad_vocab_size"))
+    get("mambagrad_vocab_size", c.vocab_size);
+  else
+    get("vocab_size", c.vocab_size);
+  c.validate();
+  return c;
+}
+
+// ---- mixer ----
+
+MambaMixer::MambaMixer(const MambaConfig& c, Generator& gen) : cfg(c) {
+  const int64_t di = c.d_inner(), n = c.d_state, R = c.rank(), k = c.d_conv;
+  in_proj = register_module("in_proj", std::make_shared<Linear>(c.d_model, 2 * di, false, gen));
+  // Depthwise Conv1d default init: fan_in = k (one input channel per group).
+  const double cb = 1.0 / std::sqrt((double)k);
+  conv_weight = register_parameter("conv1d.weight", rand({di, 1, k}, DType::f32, &gen, -cb, cb), true);
+  conv_bias = register_parameter("conv1d.bias", rand({di}, DType::f32, &gen, -cb, cb), false);
+  x_proj = register_module("x_proj", std::make_shared<Linear>(di, R + 2 * n, false, gen));
+  dt_proj = register_module("dt_proj", std::make_shared<Linear>(R, di, true, gen));
+  {
+    NoGradGuard ng;
+    const double s = 1.0 / std::sqrt((double)R);  // dt_init "random", dt_scale 1
+    dt_proj->weight.copy_(rand({di, R}, DType::f32, &gen, -s, s));
+    // dt = exp(U(ln 1e-3, ln 1e-1)) clamped >= 1e-4; the bias is its inverse softplus.
+    Tensor u = rand({di}, DType::f64, &gen);
+    std::vector<double> bias(di);
+    auto uv = u.to_vector<double>();
+    for (int64_t i = 0; i < di; ++i) {
+      double dt = std::exp(uv[i] * (std::log(0.1) - std::log(1e-3)) + std::log(1e-3));
+      dt = std::max(dt, 1e-4);
+      bias[i] = dt + std::log(-std::expm1(-dt));
+    }
+    dt_proj->bias.copy_(from_vector<double>(bias, {di}));
+  }
+  std::vector<float> alog(di * n);
+  for (int64_t c2 = 0; c2 < di; ++c2)
+    for (int64_t s = 0; s < n; ++s) alog[c2 * n + s] = (float)std::log((double)(s + 1));  // real S4D init
+  A_log = register_parameter("A_log", from_vector<float>(alog, {di, n}), false);
+  D = register_parameter("D", ones({di}), false);
+  out_proj = register_module("out_proj", std::make_shared<Linear>(di, c.d_model, false, gen));
+  {
+    NoGradGuard ng;
+    out_proj->weight.mul_(1.0 / std::sqrt((double)c.n_layer));
+  }
+}
+
+Tensor MambaMixer::forward(const Tensor& x) const {
+  const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank();
+  Tensor xz = in_proj->forward(x);  // (b, l, 2 di)
+  auto xs = split(xz, {di, di}, -1);
+  Tensor xc = causal_conv1d(contiguous(xs[0]), conv_weight.reshape({di, cfg.d_conv}), conv_bias, /*silu=*/true);
+  Tensor x_dbl = x_proj->forward(xc);  // (b, l, R + 2n)
+  auto p = split(x_dbl, {R, n, n}, -1);
+  Tensor delta = linear(p[0], dt_proj->weight);  // (b, l, di); the bias goes in as delta_bias
+  Tensor A = neg(exp(A_log));
+  ScanResult r = selective_scan(xc, delta, A, contiguous(p[1]), contiguous(p[2]), D, contiguous(xs[1]),
+                                dt_proj->bias, /*delta_softplus=*/true);
+  return out_proj->forward(r.y);
+}
+
+Tensor MambaMixer::step(const Tensor& x, LayerState& st) const {
+  NoGradGuard ng;
+  const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv, b = x.size(0);
+  Tensor xz = contiguous(in_proj->forward(x));  // (b, 2 di)
+  Tensor xc = Tensor::empty({b, di});
+  {
+    const float *pxz = xz.data<float>(), *pw = conv_weight.data<float>(), *pb = conv_bias.data<float>();
+    float *pc = st.conv.data<float>(), *pxc = xc.data<float>();
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t c = 0; c < di; ++c) {
+        float* s = pc + (i * di + c) * k;
+        for (int64_t j = 0; j + 1 < k; ++j) s[j] = s[j + 1];  // shift out the oldest input
+        s[k - 1] = pxz[i * 2 * di + c];
+        float acc = pb[c];
+        for (int64_t j = 0; j < k; ++j) acc += pw[c * k + j] * s[j];
+        pxc[i * di + c] = fn::silu(acc);
+      }
+  }
+  Tensor x_dbl = contiguous(x_proj->forward(xc));                                 // (b, R + 2n)
+  Tensor delta = contiguous(linear(narrow(x_dbl, 1, 0, R), dt_proj->weight));  // (b, di)
+  Tensor y = Tensor::empty({b, di});
+  {
+    const float *pd = delta.data<float>(), *pdb = dt_proj->bias.data<float>(), *pal = A_log.data<float>(),
+                *pD = D.data<float>(), *pxd = x_dbl.data<float>(), *pxc = xc.data<float>(), *pxz = xz.data<float>();
+    float *ph = st.ssm.data<float>(), *py = y.data<float>();
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t c = 0; c < di; ++c) {
+        const float dt = fn::softplus(pd[i * di + c] + pdb[c]);
+        const float u = pxc[i * di + c];
+        const float* Bv = pxd + i * (R + 2 * n) + R;
+        const float* Cv = Bv + n;
+        float* h = ph + (i * di + c) * n;
+        float acc = 0;
+        for (int64_t s = 0; s < n; ++s) {
+          h[s] = std::exp(dt * -std::exp(pal[c * n + s])) * h[s] + dt * Bv[s] * u;
+          acc += Cv[s] * h[s];
+        }
+        acc += pD[c] * u;
+        const float z = pxz[i * 2 * di + di + c];
+        py[i * di + c] = acc * fn::silu(z);
+      }
+  }
+  return out_proj->forward(y);
+}
+
+// ---- the language model ----
+
+MambaBlock::MambaBlock(const MambaConfig& cfg, Generator& gen) {
+  mixer = register_module("mixer", std::make_shared<MambaMixer>(cfg, gen));
+  norm = register_module("norm", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
+}
+
+MambaLM::MambaLM(const MambaConfig& cfg, uint64_t seed) : cfg_(cfg) {
+  cfg.validate();
+  Generator gen(seed);
+  embeddings = register_module("backbone.embeddings", std::make_shared<Embedding>(cfg.padded_vocab(), cfg.d_model, 0.02, gen));
+  for (int64_t i = 0; i < cfg.n_layer; ++i)
+    layers.push_back(register_module(fmt::format("backbone.layers.{}", i), std::make_shared<MambaBlock>(cfg, gen)));
+  norm_f = register_module("backbone.norm_f", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
+}
+
+Tensor MambaLM::forward(const Tensor& tokens) const {
+  MG_CHECK(tokens.dim() == 2 && tokens.dtype() == DType::i64, "[mamba] tokens must be int64 (batch, length), got {} {}",
+           tokens.dtype(), tokens.shape());
+  Tensor h = embeddings->forward(tokens);  // (b, l, d_model)
+  Tensor residual;                          // kept in float32, as residual_in_fp32
+  for (auto& layer : layers) {
+    residual = residual.defined() ? add(residual, h) : h;
+    h = layer->mixer->forward(layer->norm->forward(residual));
+  }
+  residual = residual.defined() ? add(residual, h) : h;
+  return linear(norm_f->forward(residual), embeddings->weight);  // tied head: (b, l, vocab)
+}
+
+Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets) const {
+  Tensor logits = forward(tokens);
+  return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(targets, {-1}));
+}
+
+std::vector<LayerState> MambaLM::initial_state(int64_t batch) const {
+  std::vector<LayerState> s;
+  for (int64_t i = 0; i < cfg_.n_layer; ++i)
+    s.push_back({zeros({batch, cfg_.d_inner(), cfg_.d_conv}), zeros({batch, cfg_.d_inner(), cfg_.d_state})});
+  return s;
+}
+
+Tensor MambaLM::step(const Tensor& tokens, std::vector<LayerState>& state) const {
+  MG_CHECK(tokens.dim() == 1 && tokens.dtype() == DType::i64, "[mamba step] tokens must be int64 (batch,), got {} {}",
+           tokens.dtype(), tokens.shape());
+  MG_CHECK((int64_t)state.size() == cfg_.n_layer && state[0].ssm.size(0) == tokens.size(0),
+           "[mamba step] state is for {} layers and batch {}, but the model has {} layers and the batch is {}",
+           state.size(), state.empty() ? 0 : state[0].ssm.size(0), cfg_.n_layer, tokens.size(0));
+  NoGradGuard ng;
+  Tensor h = embeddings->forward(tokens);  // (b, d_model)
+  Tensor residual;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    residual = residual.defined() ? add(residual, h) : h;
+    h = layers[i]->mixer->step(layers[i]->norm->forward(residual), state[i]);
+  }
+  residual = residual.defined() ? add(residual, h) : h;
+  return linear(norm_f->forward(residual), embeddings->weight);
+}
+
+}  // namespace mg

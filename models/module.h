@@ -1,0 +1,54 @@
+// A small module system: a module owns named parameters (each marked for weight decay or not) and
+// named child modules; named_parameters() lists them with dotted names ("layers.0.mixer.D").
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace mg {
+
+struct NamedParam {
+  std::string name;
+  Tensor tensor;
+  bool decay;  // whether AdamW's weight decay applies (SPEC 7: matrices only)
+};
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Every parameter below this module, in registration order, named from here.
+  std::vector<NamedParam> named_parameters() const;
+  // Name -> tensor pairs: the state dict (tensors are the live parameters, not copies).
+  std::vector<std::pair<std::string, Tensor>> state_dict() const;
+  // Copies every tensor of `sd` into the parameter of the same name. Throws naming the tensor when
+  // a name is missing or unexpected, or when shapes differ.
+  void load_state_dict(const std::vector<std::pair<std::string, Tensor>>& sd, const std::string& source);
+  int64_t num_parameters() const;
+
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+ protected:
+  // Registers a leaf parameter (requires grad) and returns it.
+  Tensor register_parameter(const std::string& name, Tensor t, bool decay);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    children_.push_back({name, m});
+    return m;
+  }
+
+ private:
+  std::vector<NamedParam> params_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+}  // namespace mg
