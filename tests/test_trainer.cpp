@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <csignal>
 #include <fstream>
+#include <thread>
 
 #include "train/metrics.h"
 #include "train/safetensors.h"
@@ -158,4 +160,31 @@ TEST_CASE("trainer: greedy generation is reproducible and sampling follows its s
   CHECK(generate(*model, "the", s1, [&](char c) { streamed += c; }) == streamed);
   CHECK(generate(*model, "the", s1) == streamed);
   CHECK(generate(*model, "the", s2) != streamed);
+}
+
+TEST_CASE("trainer: Ctrl-C saves a checkpoint and returns cleanly") {
+  TempDir d("sigint");
+  std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "run");
+  o.steps = 1000000;
+  o.eval_every = 0;
+  std::thread interrupter([&] {
+    // Wait for the first logged step: by then the trainer's handler is installed.
+    for (int i = 0; i < 6000 && read_jsonl(d / "run/metrics.jsonl").empty(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::raise(SIGINT);
+  });
+  auto before = std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGINT, before);
+  train(o, false);
+  interrupter.join();
+  auto steps = read_jsonl(d / "run/metrics.jsonl");
+  REQUIRE(!steps.empty());
+  CHECK(steps.size() < 1000000);
+  TrainOptions saved = load_run_options(d / "run");
+  CHECK(saved.steps == 1000000);
+  auto st = read_safetensors(d / "run/trainer_state.safetensors");
+  CHECK(std::stoll(st.metadata.at("step")) == (int64_t)steps.size());
+  bool restored = std::signal(SIGINT, before) == before;  // the trainer put the previous handler back
+  CHECK(restored);
 }

@@ -25,7 +25,7 @@ struct TrainOptions {
   double weight_decay = 0.1;
   double clip = 1.0;
   int64_t eval_every = 200;    // validation bpc and a checkpoint every this many steps (0: only at the end)
-  int64_t eval_bytes = 262144; // validation bytes per evaluation (-1: the whole split)
+  int64_t eval_bytes = 131072; // validation bytes per evaluation (-1: the whole split)
   int64_t test_bytes = -1;     // test bytes at the end (-1: the whole split)
   uint64_t seed = 0;
   bool progress = true;        // print progress (an in-place line on a terminal, plain lines otherwise)
