@@ -8,7 +8,7 @@
 #include "autograd/gradcheck.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
-#include "tests/scan_fixture.h"
+#include "tests/fixture.h"
 
 using namespace mg;
 

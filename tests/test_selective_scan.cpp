@@ -12,7 +12,7 @@
 #include "core/storage.h"
 #include "ops/cpu/selective_scan.h"
 #include "ops/ops.h"
-#include "tests/scan_fixture.h"
+#include "tests/fixture.h"
 
 using namespace mg;
 

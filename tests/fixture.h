@@ -1,5 +1,6 @@
-// Reads tests/fixtures/scan_fixture.bin, written by tests/reference/make_scan_fixture.py from
-// PyTorch (the format is described there): named float64 arrays.
+// Reads the binary fixtures in tests/fixtures/, written from PyTorch by the scripts in
+// tests/reference/ (the format is described in make_scan_fixture.py): an 8-byte magic, a version,
+// then named float64 arrays.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -11,8 +12,9 @@
 
 namespace mg::test {
 
-inline std::map<std::string, Tensor> load_scan_fixture() {
-  const std::string path = std::string(MG_SOURCE_DIR) + "/tests/fixtures/scan_fixture.bin";
+// `file` is relative to tests/fixtures/; `magic` is its 8-byte magic number.
+inline std::map<std::string, Tensor> load_fixture(const std::string& file, const char (&magic_expected)[9]) {
+  const std::string path = std::string(MG_SOURCE_DIR) + "/tests/fixtures/" + file;
   std::ifstream f(path, std::ios::binary);
   MG_CHECK(f.good(), "[fixture] cannot open {}", path);
   auto read = [&](void* p, size_t n) {
@@ -21,7 +23,7 @@ inline std::map<std::string, Tensor> load_scan_fixture() {
   };
   char magic[8];
   read(magic, 8);
-  MG_CHECK(std::memcmp(magic, "MGSCANFX", 8) == 0, "[fixture] {} has a wrong magic number", path);
+  MG_CHECK(std::memcmp(magic, magic_expected, 8) == 0, "[fixture] {} has a wrong magic number", path);
   uint32_t version = 0, count = 0;
   read(&version, 4);
   read(&count, 4);
@@ -41,5 +43,8 @@ inline std::map<std::string, Tensor> load_scan_fixture() {
   }
   return out;
 }
+
+inline std::map<std::string, Tensor> load_scan_fixture() { return load_fixture("scan_fixture.bin", "MGSCANFX"); }
+inline std::map<std::string, Tensor> load_mamba_fixture() { return load_fixture("mamba_fixture.bin", "MGMAMBFX"); }
 
 }  // namespace mg::test

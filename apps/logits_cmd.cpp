@@ -1,0 +1,51 @@
+// `mambagrad logits --run DIR --input FILE --out OUT.safetensors [--bytes N]`: the full forward of a
+// trained run's model over the first N bytes of a file, as one sequence, written as safetensors
+// {"tokens": int64 (1, N), "logits": float32 (1, N, vocab)} (vocab: the model's padded vocabulary,
+// as in config.json). For cross-checks against other implementations, such as Hugging Face
+// transformers' MambaForCausalLM (tests/reference/compare_transformers.py).
+#include <fmt/format.h>
+
+#include "apps/commands.h"
+#include "autograd/grad_mode.h"
+#include "core/error.h"
+#include "data/bytes.h"
+#include "train/safetensors.h"
+#include "train/trainer.h"
+
+namespace mg::app {
+
+void add_logits_command(CLI::App& app, Run& run) {
+  struct Opts {
+    std::string run_dir, input, out;
+    int64_t bytes = 256;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("logits", "write a run's logits over the first bytes of a file (safetensors)");
+  cmd->add_option("--run", o->run_dir, "run folder")->required();
+  cmd->add_option("--input", o->input, "byte file (a zip or gzip is decoded, anything else is read raw)")->required();
+  cmd->add_option("--out", o->out, "output .safetensors file")->required();
+  cmd->add_option("--bytes", o->bytes, "sequence length: the first N bytes of the file")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->callback([o, &run] {
+    run = [o] {
+      auto model = load_model(o->run_dir);
+      model->eval();
+      std::vector<uint8_t> data = read_byte_file(o->input);
+      MG_CHECK((int64_t)data.size() >= o->bytes, "[logits] {} has {} bytes, fewer than --bytes {}", o->input,
+               data.size(), o->bytes);
+      std::vector<int64_t> toks(data.begin(), data.begin() + o->bytes);
+      Tensor tokens = from_vector<int64_t>(toks, {1, o->bytes});
+      Tensor logits;
+      {
+        NoGradGuard ng;
+        logits = model->forward(tokens);  // (1, N, padded vocab), float32
+      }
+      save_safetensors(o->out, {{"tokens", tokens}, {"logits", logits}});
+      fmt::print("wrote {}: tokens (1, {}), logits (1, {}, {})\n", o->out, o->bytes, o->bytes, logits.size(-1));
+      return 0;
+    };
+  });
+}
+
+}  // namespace mg::app
