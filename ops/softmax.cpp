@@ -10,6 +10,18 @@
 
 namespace mg {
 
+namespace {
+// log(sum(exp(row))), shifted by the row's max so nothing overflows; the sum is kept in double.
+template <class T>
+T row_logsumexp(const T* row, int64_t n) {
+  T m = row[0];
+  for (int64_t i = 1; i < n; ++i) m = std::max(m, row[i]);
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp((double)(row[i] - m));
+  return m + (T)std::log(s);
+}
+}  // namespace
+
 Tensor log_softmax(const Tensor& x, int64_t dim) {
   MG_CHECK(x.defined(), "[log_softmax] got an undefined tensor");
   MG_CHECK(is_floating(x.dtype()), "[log_softmax] expects a floating tensor, got {}", x.dtype());
@@ -26,11 +38,7 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
     parallel_for(rows, n, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const scalar_t* row = px + r * n;
-        scalar_t m = row[0];
-        for (int64_t i = 1; i < n; ++i) m = std::max(m, row[i]);
-        double s = 0;
-        for (int64_t i = 0; i < n; ++i) s += std::exp((double)(row[i] - m));
-        scalar_t lse = m + (scalar_t)std::log(s);
+        const scalar_t lse = row_logsumexp(row, n);
         for (int64_t i = 0; i < n; ++i) py[r * n + i] = row[i] - lse;
       }
     });
@@ -84,11 +92,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     parallel_for(N, C, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const scalar_t* row = px + r * C;
-        scalar_t m = row[0];
-        for (int64_t i = 1; i < C; ++i) m = std::max(m, row[i]);
-        double s = 0;
-        for (int64_t i = 0; i < C; ++i) s += std::exp((double)(row[i] - m));
-        pl[r] = m + (scalar_t)std::log(s);
+        pl[r] = row_logsumexp(row, C);
         if (pt[r] != ignore_index) row_loss[r] = (double)pl[r] - (double)row[pt[r]];
       }
     });

@@ -23,6 +23,18 @@ inline double max_rel_diff(const std::vector<double>& a, const std::vector<doubl
   return m;
 }
 
+// max |got - want| / max |want| over the whole tensor (the SPEC's relative error of a result).
+inline double rel_err(const Tensor& got, const Tensor& want) {
+  auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
+  REQUIRE(g.size() == w.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    num = std::max(num, std::abs(g[i] - w[i]));
+    den = std::max(den, std::abs(w[i]));
+  }
+  return den > 0 ? num / den : num;
+}
+
 // True when every element of `got` is within atol + rtol * |want|; prints up to five mismatches.
 inline bool check_close(const Tensor& got, const Tensor& want, double atol, double rtol, const std::string& what) {
   if (got.shape() != want.shape()) {

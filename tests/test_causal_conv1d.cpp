@@ -8,22 +8,12 @@
 #include "autograd/gradcheck.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
+#include "tests/check.h"
 #include "tests/fixture.h"
 
 using namespace mg;
 
 namespace {
-
-double rel_err(const Tensor& got, const Tensor& want) {
-  auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
-  REQUIRE(g.size() == w.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    num = std::max(num, std::abs(g[i] - w[i]));
-    den = std::max(den, std::abs(w[i]));
-  }
-  return den > 0 ? num / den : num;
-}
 
 }  // namespace
 

@@ -12,6 +12,7 @@
 #include "core/storage.h"
 #include "ops/cpu/selective_scan.h"
 #include "ops/ops.h"
+#include "tests/check.h"
 #include "tests/fixture.h"
 
 using namespace mg;
@@ -51,18 +52,6 @@ std::vector<Tensor> leaves(const std::vector<Tensor>& in, DType dt) {
 ScanResult run_scan(const Cfg& c, const std::vector<Tensor>& in, bool reference) {
   auto f = reference ? selective_scan_reference : selective_scan;
   return f(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last);
-}
-
-// max |got - want| / max |want|, over the whole tensor (the SPEC's relative error of a result).
-double rel_err(const Tensor& got, const Tensor& want) {
-  auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
-  REQUIRE(g.size() == w.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    num = std::max(num, std::abs(g[i] - w[i]));
-    den = std::max(den, std::abs(w[i]));
-  }
-  return den > 0 ? num / den : num;
 }
 
 const char* kInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
