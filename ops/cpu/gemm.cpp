@@ -1,86 +1,370 @@
+// Packed, register-blocked GEMM in the BLIS / GotoBLAS structure. No BLAS: this is the library's matmul.
+//
+//   C (M, N) = op(A) (M, K) · op(B) (K, N) + beta · C          (row-major C, any ldc >= N)
+//
+// Loop nest, outermost first (one thread runs all of it on its own slice of C, see "Threads"):
+//
+//   for jc in N step NC:                    B block (KC x NC) lives in L3 / L2
+//     for pc in K step KC:                  pack op(B)[pc:pc+KC, jc:jc+NC] into KC x NR micro-panels
+//       for ic in M step MC:                A block (MC x KC) lives in L2
+//         pack op(A)[ic:ic+MC, pc:pc+KC] into MR x KC micro-panels
+//         for jr in NC step NR:             one B micro-panel (KC x NR) stays in L1 for the whole ir loop
+//           for ir in MC step MR:
+//             micro-kernel: an MR x NR tile of C held in vector registers, KC rank-1 updates
+//             (per k: NR/W vector loads of B, MR broadcasts of A, MR*NR/W FMAs; C is touched once per KC)
+//
+// Packed layouts: an A micro-panel is Ap[k * MR + i] (the MR values of column k contiguous), a B
+// micro-panel is Bp[k * NR + j] (the NR values of row k contiguous), both zero-padded to full MR / NR,
+// so the kernel never branches on the edge. The packing routines read op(A) / op(B) through their
+// transposition flag and leading dimension (0 for broadcast rows), so the caller never copies an operand.
+// When C has at most MG_GEMM_DIRECT_PANELS NR-wide column panels (x_proj, dt_proj with N = 16..64), a
+// packed A block would be used once or twice, so the kernel reads op(A) in place (full MR-row panels).
+// The last columns of C, when they fit one vector (N = 16, 48 in float), use a one-vector kernel.
+//
+// Edge tiles (fewer than MR rows or NR columns of C left) run the same kernel on a local MR x NR tile
+// (a copy of the C edge when it must be read) and copy the valid part back: the same arithmetic as a
+// full tile, so an element's value never depends on where the tiles fall.
+//
+// beta: applied when the first K block is written. beta == 0 overwrites C (never reads it, so NaN or
+// garbage in C is ignored); otherwise C = acc + beta * C; later K blocks do C += acc.
+//
+// Vector width (set at compile time): AVX-512 (W = 16 floats / 8 doubles), AVX2 + FMA (8 / 4), else
+// GCC vector extensions of 16 bytes (SSE2 on plain x86-64, NEON elsewhere). The tile is MR x (NV * W).
+//
+// Threads: C is split into contiguous ranges of whole MR row panels (or NR column panels when C has more
+// of those), one per thread, via mg::parallel_for. K is never split and the KC blocking is fixed, so
+// every element of C is summed over K in the same order whatever the thread count: results are
+// bit-identical for 1 or many threads.
 #include "ops/cpu/gemm.h"
 
 #include <algorithm>
-#include <vector>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 
 #include "core/parallel.h"
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 namespace mg::cpu {
 
 namespace {
-constexpr int64_t kMC = 64, kKC = 256, kNC = 512;
 
-// Copies the (mc, kc) block of op(A) starting at (i0, k0) into row-major `dst`.
+// ---- vector traits: V, W, zero, load, store, set1, fma (a * b + c), add, mul ----
+template <class T>
+struct Vec;
+
+#if defined(__AVX512F__)
+template <>
+struct Vec<float> {
+  using V = __m512;
+  static constexpr int W = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+};
+template <>
+struct Vec<double> {
+  using V = __m512d;
+  static constexpr int W = 8;
+  static V zero() { return _mm512_setzero_pd(); }
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static V set1(double x) { return _mm512_set1_pd(x); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+};
+constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 32 registers
+#elif defined(__AVX2__) && defined(__FMA__)
+template <>
+struct Vec<float> {
+  using V = __m256;
+  static constexpr int W = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+};
+template <>
+struct Vec<double> {
+  using V = __m256d;
+  static constexpr int W = 4;
+  static V zero() { return _mm256_setzero_pd(); }
+  static V load(const double* p) { return _mm256_loadu_pd(p); }
+  static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+  static V set1(double x) { return _mm256_set1_pd(x); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+};
+constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
+#else
+// Portable: GCC / Clang vector extensions, 16 bytes (SSE2 on x86-64).
+template <class T>
+struct Vec {
+  typedef T V __attribute__((vector_size(16)));
+  static constexpr int W = 16 / sizeof(T);
+  static V zero() { return V{}; }
+  static V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static V set1(T x) { return V{} + x; }
+  static V fma(V a, V b, V c) { return a * b + c; }
+  static V add(V a, V b) { return a + b; }
+  static V mul(V a, V b) { return a * b; }
+};
+constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
+#endif
+
+// Tile and cache-block sizes per type. MC is a multiple of MR, NC of NR.
+#ifndef MG_GEMM_KC
+#define MG_GEMM_KC 256
+#endif
+#ifndef MG_GEMM_MC_PANELS
+#define MG_GEMM_MC_PANELS 24
+#endif
+#ifndef MG_GEMM_NC_PANELS
+#define MG_GEMM_NC_PANELS 128
+#endif
+template <class T>
+struct Blocking {
+  static constexpr int MR = kMRf, NV = kNVf, NR = NV * Vec<T>::W;
+  static constexpr int64_t KC = MG_GEMM_KC;               // KC x NR of B: 32 KiB in float with AVX-512 (L1)
+  static constexpr int64_t MC = MR * MG_GEMM_MC_PANELS;   // MC x KC of A: 144 KiB in float (L2)
+  static constexpr int64_t NC = NR * MG_GEMM_NC_PANELS;   // KC x NC of B: 4 MiB in float (L3)
+};
+
+// How the micro-kernel writes its tile: C = acc (first K block, beta 0), C = acc + beta C (first
+// block, beta != 0), C += acc (later blocks).
+enum class Store { overwrite, scale, accumulate };
+
+// C[0:MR, 0:NV*W] (row stride ldc) <- the product of an MR x kc panel of A and one packed B micro-panel.
+// A element (i, k) is Ap[i * rsa + k * csa]: a packed panel (rsa 1, csa MR) or op(A) read in place.
+// NV < the full Blocking::NV is the narrow kernel for the last columns of C (the B panel keeps stride NR).
+template <class T, int NV>
+inline void micro_kernel(int64_t kc, const T* __restrict Ap, int64_t rsa, int64_t csa, const T* __restrict Bp,
+                         T* __restrict C, int64_t ldc, Store mode, T beta) {
+  using X = Vec<T>;
+  using V = typename X::V;
+  constexpr int MR = Blocking<T>::MR, W = X::W, NR = Blocking<T>::NR;
+  const T* a_row[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) a_row[i] = Ap + i * rsa;
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = X::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) b[v] = X::load(Bp + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V a = X::set1(a_row[i][k * csa]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = X::fma(a, b[v], acc[i][v]);
+    }
+    Bp += NR;
+  }
+  const V vb = X::set1(beta);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      T* c = C + i * ldc + v * W;
+      if (mode == Store::overwrite)
+        X::store(c, acc[i][v]);
+      else if (mode == Store::scale)
+        X::store(c, X::add(acc[i][v], X::mul(vb, X::load(c))));
+      else
+        X::store(c, X::add(X::load(c), acc[i][v]));
+    }
+}
+
+// Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc / MR) micro-panels of MR x kc (zero rows past mc).
 template <class T>
 void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, T* dst) {
-  for (int64_t i = 0; i < mc; ++i)
-    for (int64_t k = 0; k < kc; ++k)
-      dst[i * kc + k] = trans ? A[(k0 + k) * lda + i0 + i] : A[(i0 + i) * lda + k0 + k];
+  constexpr int MR = Blocking<T>::MR;
+  for (int64_t ip = 0; ip < mc; ip += MR, dst += MR * kc) {
+    const int64_t mr = std::min<int64_t>(MR, mc - ip);
+    if (trans) {  // op(A)(i, k) = A[k * lda + i]: MR contiguous values per k
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* src = A + (k0 + k) * lda + i0 + ip;
+        T* d = dst + k * MR;
+        for (int64_t i = 0; i < mr; ++i) d[i] = src[i];
+        for (int64_t i = mr; i < MR; ++i) d[i] = T(0);
+      }
+    } else {  // op(A)(i, k) = A[i * lda + k]: read each row along k
+      for (int64_t i = 0; i < mr; ++i) {
+        const T* src = A + (i0 + ip + i) * lda + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
+      }
+      for (int64_t i = mr; i < MR; ++i)
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
+    }
+  }
 }
 
-// Copies the (kc, nc) block of op(B) starting at (k0, j0) into row-major `dst`.
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc / NR) micro-panels of kc x NR (zero columns past nc).
 template <class T>
 void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t j0, int64_t kc, int64_t nc, T* dst) {
-  for (int64_t k = 0; k < kc; ++k)
-    for (int64_t j = 0; j < nc; ++j)
-      dst[k * nc + j] = trans ? B[(j0 + j) * ldb + k0 + k] : B[(k0 + k) * ldb + j0 + j];
+  constexpr int NR = Blocking<T>::NR;
+  for (int64_t jp = 0; jp < nc; jp += NR, dst += NR * kc) {
+    const int64_t nr = std::min<int64_t>(NR, nc - jp);
+    if (!trans) {  // op(B)(k, j) = B[k * ldb + j]: NR contiguous values per k
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* src = B + (k0 + k) * ldb + j0 + jp;
+        T* d = dst + k * NR;
+        if (nr == NR) {
+          std::memcpy(d, src, sizeof(T) * NR);
+        } else {
+          for (int64_t j = 0; j < nr; ++j) d[j] = src[j];
+          for (int64_t j = nr; j < NR; ++j) d[j] = T(0);
+        }
+      }
+    } else {  // op(B)(k, j) = B[j * ldb + k]: read each stored row along k
+      for (int64_t j = 0; j < nr; ++j) {
+        const T* src = B + (j0 + jp + j) * ldb + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+      }
+      for (int64_t j = nr; j < NR; ++j)
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = T(0);
+    }
+  }
 }
 
-// C[mc, nc] += Ap[mc, kc] Bp[kc, nc], four rows of C at a time so each B row is loaded once per four.
+// Per-thread 64-byte-aligned packing buffers, grown on demand and kept for the thread's lifetime.
 template <class T>
-void block_kernel(int64_t mc, int64_t nc, int64_t kc, const T* __restrict Ap, const T* __restrict Bp,
-                  T* __restrict C, int64_t ldc) {
-  int64_t i = 0;
-  for (; i + 4 <= mc; i += 4) {
-    T* c0 = C + i * ldc;
-    T* c1 = c0 + ldc;
-    T* c2 = c1 + ldc;
-    T* c3 = c2 + ldc;
-    for (int64_t k = 0; k < kc; ++k) {
-      const T a0 = Ap[i * kc + k], a1 = Ap[(i + 1) * kc + k], a2 = Ap[(i + 2) * kc + k], a3 = Ap[(i + 3) * kc + k];
-      const T* b = Bp + k * nc;
-#pragma omp simd
-      for (int64_t j = 0; j < nc; ++j) {
-        c0[j] += a0 * b[j];
-        c1[j] += a1 * b[j];
-        c2[j] += a2 * b[j];
-        c3[j] += a3 * b[j];
+T* scratch(int which, size_t n) {
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<T, Free> buf[2];
+  thread_local size_t cap[2] = {0, 0};
+  if (cap[which] < n) {
+    size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+    buf[which].reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
+    cap[which] = n;
+  }
+  return buf[which].get();
+}
+
+#ifndef MG_GEMM_DIRECT_PANELS
+#define MG_GEMM_DIRECT_PANELS 2
+#endif
+
+// One MR x nr tile of C (nr <= NR) with the kernel as wide as it needs: NV vectors, or one when the
+// last columns fit in a single vector (N = 16, 48, ... in float with AVX-512).
+template <class T>
+inline void run_tile(int64_t kc, const T* ap, int64_t rsa, int64_t csa, const T* bp, T* c, int64_t ldc, int64_t nr,
+                     Store mode, T beta) {
+  if (nr <= Vec<T>::W)
+    micro_kernel<T, 1>(kc, ap, rsa, csa, bp, c, ldc, mode, beta);
+  else
+    micro_kernel<T, Blocking<T>::NV>(kc, ap, rsa, csa, bp, c, ldc, mode, beta);
+}
+
+// The whole loop nest for one (M, N) slice of C, on one thread.
+template <class T>
+void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T beta, T* C, int64_t ldc) {
+  using Bk = Blocking<T>;
+  constexpr int MR = Bk::MR, NR = Bk::NR, W = Vec<T>::W;
+  const int64_t kc_max = std::min<int64_t>(Bk::KC, K);
+  const int64_t nc_max = std::min<int64_t>(Bk::NC, (N + NR - 1) / NR * NR);
+  const int64_t mc_max = std::min<int64_t>(Bk::MC, (M + MR - 1) / MR * MR);
+  T* bp = scratch<T>(0, size_t(kc_max * nc_max));
+  T* ap = scratch<T>(1, size_t(kc_max * mc_max));
+  alignas(64) T tile[MR * NR];
+
+  for (int64_t jc = 0; jc < N; jc += Bk::NC) {
+    const int64_t nc = std::min<int64_t>(Bk::NC, N - jc);
+    // With few B panels the packed A block would be used only once or twice: read op(A) in place
+    // instead (full MR-row panels; the last partial one is still packed, see below).
+    const bool direct_a = nc <= MG_GEMM_DIRECT_PANELS * NR;
+    const int64_t rsa_d = trans_a ? 1 : lda, csa_d = trans_a ? lda : 1;
+    for (int64_t pc = 0; pc < K; pc += Bk::KC) {
+      const int64_t kc = std::min<int64_t>(Bk::KC, K - pc);
+      const Store mode = pc > 0 ? Store::accumulate : beta == T(0) ? Store::overwrite : Store::scale;
+      pack_b(trans_b, B, ldb, pc, jc, kc, nc, bp);
+      for (int64_t ic = 0; ic < M; ic += Bk::MC) {
+        const int64_t mc = std::min<int64_t>(Bk::MC, M - ic);
+        if (!direct_a) pack_a(trans_a, A, lda, ic, pc, mc, kc, ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = std::min<int64_t>(NR, nc - jr);
+          const T* bpanel = bp + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = std::min<int64_t>(MR, mc - ir);
+            const T* apanel = ap + ir * kc;
+            int64_t rsa = 1, csa = MR;
+            if (direct_a && mr == MR) {
+              apanel = trans_a ? A + pc * lda + ic + ir : A + (ic + ir) * lda + pc;
+              rsa = rsa_d;
+              csa = csa_d;
+            } else if (direct_a) {
+              pack_a(trans_a, A, lda, ic + ir, pc, mr, kc, ap);
+              apanel = ap;
+            }
+            T* c = C + (ic + ir) * ldc + jc + jr;
+            if (mr == MR && (nr == NR || nr == W)) {
+              run_tile<T>(kc, apanel, rsa, csa, bpanel, c, ldc, nr, mode, beta);
+              continue;
+            }
+            // Edge tile: same kernel on a local copy, then the valid part back.
+            if (mode != Store::overwrite) {
+              std::fill(tile, tile + MR * NR, T(0));
+              for (int64_t i = 0; i < mr; ++i) std::copy(c + i * ldc, c + i * ldc + nr, tile + i * NR);
+            }
+            run_tile<T>(kc, apanel, rsa, csa, bpanel, tile, NR, nr, mode, beta);
+            for (int64_t i = 0; i < mr; ++i) std::copy(tile + i * NR, tile + i * NR + nr, c + i * ldc);
+          }
+        }
       }
     }
   }
-  for (; i < mc; ++i) {
-    T* c = C + i * ldc;
-    for (int64_t k = 0; k < kc; ++k) {
-      const T a = Ap[i * kc + k];
-      const T* b = Bp + k * nc;
-#pragma omp simd
-      for (int64_t j = 0; j < nc; ++j) c[j] += a * b[j];
-    }
-  }
 }
+
 }  // namespace
 
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
-  if (M == 0 || N == 0) return;
-  const int64_t mt = (M + kMC - 1) / kMC, nt = (N + kNC - 1) / kNC;
-  parallel_for(mt * nt, kMC * kNC * std::max<int64_t>(K, 1), [&](int64_t b, int64_t e) {
-    std::vector<T> ap(kMC * kKC), bp(kKC * kNC);
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t i0 = (t / nt) * kMC, j0 = (t % nt) * kNC;
-      const int64_t mc = std::min(kMC, M - i0), nc = std::min(kNC, N - j0);
-      T* c = C + i0 * ldc + j0;
-      for (int64_t i = 0; i < mc; ++i)
-        for (int64_t j = 0; j < nc; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
-      for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-        const int64_t kc = std::min(kKC, K - k0);
-        pack_a(trans_a, A, lda, i0, k0, mc, kc, ap.data());
-        pack_b(trans_b, B, ldb, k0, j0, kc, nc, bp.data());
-        block_kernel(mc, nc, kc, ap.data(), bp.data(), c, ldc);
-      }
-    }
-  });
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // no products: C = beta C (0 overwrites)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    return;
+  }
+  constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  const int64_t m_panels = (M + MR - 1) / MR, n_panels = (N + NR - 1) / NR;
+  const int64_t flops_per_row = N * K, flops_per_col = M * K;
+  if (m_panels >= n_panels) {  // threads over row panels; each packs all of op(B) it needs
+    parallel_for(m_panels, MR * flops_per_row, [&](int64_t b, int64_t e) {
+      const int64_t i0 = b * MR, i1 = std::min(M, e * MR);
+      const T* a = trans_a ? A + i0 : A + i0 * lda;
+      gemm_serial<T>(trans_a, trans_b, i1 - i0, N, K, a, lda, B, ldb, beta, C + i0 * ldc, ldc);
+    });
+  } else {  // threads over column panels
+    parallel_for(n_panels, NR * flops_per_col, [&](int64_t b, int64_t e) {
+      const int64_t j0 = b * NR, j1 = std::min(N, e * NR);
+      const T* bb = trans_b ? B + j0 * ldb : B + j0;
+      gemm_serial<T>(trans_a, trans_b, M, j1 - j0, K, A, lda, bb, ldb, beta, C + j0, ldc);
+    });
+  }
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float,
