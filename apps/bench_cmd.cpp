@@ -1,4 +1,6 @@
-// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick]`: the benchmarks in bench/.
+// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick]`, `mambagrad bench matmul [--reps R] [--quick]`:
+// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer]`:
+// the benchmarks in bench/.
 #include "apps/commands.h"
 #include "bench/bench.h"
 
@@ -8,19 +10,39 @@ void add_bench_command(CLI::App& app, Run& run) {
   struct Opts {
     std::string what;
     bench::ScanBenchOptions scan;
+    std::vector<std::string> presets;  // train
+    int64_t batch = 16, seq = 256;
+    int steps = 5, warmup = 2;
+    bool peer = false;
+    std::string data;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "benchmarks that print figures (see docs/perf.md)");
-  cmd->add_option("what", o->what, "which benchmark: scan (fused selective_scan vs its composed reference)")
+  cmd->add_option("what", o->what,
+                  "which benchmark: scan (fused selective_scan vs its composed reference), matmul (our CPU gemm vs "
+                  "OpenBLAS on the training shapes), train (full training steps: tokens/s and peak memory)")
       ->required()
-      ->check(CLI::IsMember({"scan"}));
-  cmd->add_option("--reps", o->scan.reps, "timed repetitions of the fused op (median reported)")->capture_default_str();
+      ->check(CLI::IsMember({"scan", "matmul", "train"}));
+  cmd->add_option("--reps", o->scan.reps, "timed repetitions (scan: median reported; matmul: best reported)")
+      ->capture_default_str();
   cmd->add_option("--ref-steps", o->scan.ref_steps,
-                  "time the reference on at most this many steps and scale to l (0: min(l, 256))")
+                  "scan: time the reference on at most this many steps and scale to l (0: min(l, 256))")
       ->capture_default_str();
   cmd->add_flag("--quick", o->scan.quick, "small shapes only (a smoke test)");
+  cmd->add_option("--preset", o->presets, "train: presets to run (default: small base)");
+  cmd->add_option("--batch", o->batch, "train: batch size")->capture_default_str();
+  cmd->add_option("--seq", o->seq, "train: sequence length")->capture_default_str();
+  cmd->add_option("--steps", o->steps, "train: timed steps")->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str();
+  cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
+  cmd->add_flag("--peer", o->peer, "train: also run the PyTorch peer, bench/torch_peer.py, and print the ratios");
   cmd->callback([o, &run] {
-    run = [o] { return bench::run_scan_bench(o->scan); };
+    if (o->what == "train")
+      run = [o] { return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data); };
+    else if (o->what == "matmul")
+      run = [o] { return bench::run_matmul_bench(o->scan.reps, o->scan.quick); };
+    else
+      run = [o] { return bench::run_scan_bench(o->scan); };
   });
 }
 

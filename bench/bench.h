@@ -1,6 +1,8 @@
 // Benchmarks that print figures (never timed tests). `mambagrad bench NAME` runs them.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace mg::bench {
 
@@ -13,5 +15,13 @@ struct ScanBenchOptions {
 // selective_scan fused vs composed reference: forward and forward+backward times, their ratio,
 // bytes moved per second, and the memory the backward needs. Returns 0.
 int run_scan_bench(const ScanBenchOptions& o);
+
+// bench/matmul_bench.cpp: our gemm vs OpenBLAS (loaded at run time) on the presets' training shapes.
+int run_matmul_bench(int reps, bool quick);
+
+// bench/train_bench.cpp: full training steps of the presets (tokens/s, peak memory), optionally beside
+// the PyTorch peer bench/torch_peer.py.
+int run_train_bench(const std::vector<std::string>& presets, int64_t batch, int64_t seq, int steps, int warmup,
+                    bool peer, const std::string& data);
 
 }  // namespace mg::bench

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench.h"
 #include "core/parallel.h"
 #include "ops/cpu/gemm.h"
 

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""PyTorch peer of `mambagrad bench train`: the same Mamba LM, init, batch and training step on the CPU.
+
+    /usr/bin/python3 bench/torch_peer.py --preset small --batch 16 --seq 256 --steps 5 --threads 2
+
+The model is SPEC section 4 written as a careful PyTorch user would (no custom kernels): embedding;
+per layer residual add + RMSNorm + mixer (in_proj, split, causal depthwise nn.Conv1d with
+groups=d_inner and padding d_conv-1 then sliced, silu, x_proj, dt/B/C split, dt_proj + softplus,
+selective scan, D skip, silu(z) gate, out_proj); final RMSNorm; head tied to the embedding. The
+selective scan precomputes exp(delta*A) and delta*B*u for all steps and loops over time on views
+from unbind(), so the backward of each step's slice is not a full-size gradient (the backward of
+unbind stacks them once). Like any autograd scan it keeps O(b*l*d_inner*n) tensors for the backward
+(mambagrad's fused scan does not; that is part of what the benchmark shows).
+
+Init as SPEC section 4 (nn.Linear / nn.Conv1d defaults, dt_proj as the official Mamba, A_log =
+log(1..n), D = 1, out_proj / sqrt(n_layer), embedding N(0, 0.02)). The step: sample a batch, forward,
+loss.item(), zero_grad(set_to_none=True), backward, clip_grad_norm_(1.0), AdamW(lr 1e-3, betas
+(0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices only). The learning rate is constant.
+
+Prints one line that `mambagrad bench train --peer` parses:
+
+    torch_peer preset=small tokens_per_s=... ms_per_step=... peak_rss_mb=... base_rss_mb=... ...
+
+(peak_rss_mb: getrusage ru_maxrss of this process; base_rss_mb: its RSS before the model is built,
+i.e. the interpreter and torch). Prints `torch_peer skipped: REASON` and exits 0 when torch is
+missing.
+
+Checks (not timed):
+    --load RUN --check-logits FILE   load RUN/model.safetensors (as written by `mambagrad train`) and
+                                     compare the logits with `mambagrad logits --run RUN --out FILE`
+                                     (needs the `safetensors` package; skipped if missing)
+    --data enwik8.zip --steps 20 --warmup 0 --verbose
+                                     loss per step: about ln(256) = 5.55 at first, then falling
+"""
+import argparse
+import gzip
+import io
+import math
+import os
+import resource
+import sys
+import time
+import zipfile
+
+PRESETS = {"tiny": (64, 2), "small": (256, 4), "base": (512, 8)}  # d_model, n_layer (models/mamba.cpp)
+
+
+def current_rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kilobytes
+
+
+def read_bytes(path):
+    """The bytes of a file: the `enwik8` (or only) member of a zip, a gunzipped gzip, or the raw file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(raw)) as z:
+            names = z.namelist()
+            return z.read("enwik8" if "enwik8" in names else names[0])
+    if raw[:2] == b"\x1f\x8b":
+        return gzip.decompress(raw)
+    return raw
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
+    ap.add_argument("--data", default="", help="byte file (enwik8 zip, gzip or raw): batches from its first 90%%; "
+                                                "default random bytes")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true", help="print the loss of every step")
+    ap.add_argument("--load", default="", help="mambagrad run folder: load its model.safetensors")
+    ap.add_argument("--check-logits", default="", help="with --load: compare with `mambagrad logits` output, exit")
+    args = ap.parse_args()
+
+    try:
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+    except ImportError as e:
+        print(f"torch_peer skipped: torch is not importable ({e})")
+        return 0
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    d_model, n_layer = PRESETS[args.preset]
+    vocab = 256
+
+    class RMSNorm(nn.Module):
+        def __init__(self, d, eps=1e-5):
+            super().__init__()
+            self.eps = eps
+            self.weight = nn.Parameter(torch.ones(d))
+
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+    def selective_scan(u, delta, A, B, C):
+        """u, delta (b, l, d); A (d, n); B, C (b, l, n) -> y (b, l, d) without the D skip and gate."""
+        b, l, d = u.shape
+        deltaA = torch.exp(delta.unsqueeze(-1) * A)               # (b, l, d, n)
+        deltaB_u = (delta * u).unsqueeze(-1) * B.unsqueeze(2)     # (b, l, d, n)
+        h = u.new_zeros(b, d, A.shape[1])
+        ys = []
+        for dA, dBu, c in zip(deltaA.unbind(1), deltaB_u.unbind(1), C.unbind(1)):
+            h = dA * h + dBu                                      # (b, d, n)
+            ys.append(torch.bmm(h, c.unsqueeze(-1)).squeeze(-1))  # (b, d)
+        return torch.stack(ys, dim=1)
+
+    class Mixer(nn.Module):
+        def __init__(self, d_model, n_layer, d_state=16, d_conv=4, expand=2):
+            super().__init__()
+            di, R = expand * d_model, math.ceil(d_model / 16)
+            self.di, self.R, self.n = di, R, d_state
+            self.in_proj = nn.Linear(d_model, 2 * di, bias=False)
+            self.conv1d = nn.Conv1d(di, di, d_conv, groups=di, padding=d_conv - 1, bias=True)
+            self.x_proj = nn.Linear(di, R + 2 * d_state, bias=False)
+            self.dt_proj = nn.Linear(R, di, bias=True)
+            with torch.no_grad():
+                s = R ** -0.5
+                nn.init.uniform_(self.dt_proj.weight, -s, s)
+                dt = torch.exp(torch.rand(di) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)).clamp(min=1e-4)
+                self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+            self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(di, 1))
+            self.D = nn.Parameter(torch.ones(di))
+            self.out_proj = nn.Linear(di, d_model, bias=False)
+            with torch.no_grad():
+                self.out_proj.weight /= math.sqrt(n_layer)
+
+        def forward(self, hidden):  # (b, l, d_model)
+            l = hidden.shape[1]
+            x, z = self.in_proj(hidden).chunk(2, dim=-1)
+            x = F.silu(self.conv1d(x.transpose(1, 2))[..., :l].transpose(1, 2))  # causal depthwise conv
+            dt, B, C = self.x_proj(x).split([self.R, self.n, self.n], dim=-1)
+            delta = F.softplus(self.dt_proj(dt))
+            A = -torch.exp(self.A_log)
+            y = selective_scan(x, delta, A, B, C)
+            y = (y + x * self.D) * F.silu(z)
+            return self.out_proj(y)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mixer = Mixer(d_model, n_layer)
+            self.norm = RMSNorm(d_model)
+
+    class Backbone(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embeddings = nn.Embedding(vocab, d_model)
+            nn.init.normal_(self.embeddings.weight, std=0.02)
+            self.layers = nn.ModuleList([Block() for _ in range(n_layer)])
+            self.norm_f = RMSNorm(d_model)
+
+    class MambaLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = Backbone()  # parameter names as Hugging Face's Mamba (SPEC section 6)
+
+        def forward(self, tokens):
+            bb = self.backbone
+            h, residual = bb.embeddings(tokens), None
+            for layer in bb.layers:
+                residual = h if residual is None else residual + h
+                h = layer.mixer(layer.norm(residual))
+            residual = residual + h
+            return F.linear(bb.norm_f(residual), bb.embeddings.weight)  # tied head
+
+    # data first, then the baseline RSS: what the process holds before the model exists
+    if args.data:
+        buf = read_bytes(args.data)
+        buf = torch.frombuffer(bytearray(buf[: len(buf) * 9 // 10]), dtype=torch.uint8)
+    else:
+        g = torch.Generator().manual_seed(1234)
+        buf = torch.randint(0, 256, (1 << 20,), dtype=torch.uint8, generator=g)
+    base_rss = current_rss_mb()
+
+    model = MambaLM()
+    model.train()
+
+    if args.load:
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            print("torch_peer check skipped: the safetensors package is not installed")
+            return 0
+        sd = load_file(os.path.join(args.load, "model.safetensors"))
+        model.load_state_dict(sd, strict=True)
+        if args.check_logits:
+            f = load_file(args.check_logits)
+            with torch.no_grad():
+                ours = model(f["tokens"].long()).double()
+            ref = f["logits"].double()
+            d = (ours - ref).abs().max().item()
+            rel = d / ref.abs().max().item()
+            loss_t = F.cross_entropy(ours[0, :-1], f["tokens"][0, 1:].long()).item()
+            loss_m = F.cross_entropy(ref[0, :-1], f["tokens"][0, 1:].long()).item()
+            print(f"torch_peer check_logits max_abs_diff={d:.3e} max_rel_diff={rel:.3e} "
+                  f"loss_torch={loss_t:.6f} loss_mambagrad={loss_m:.6f}")
+            return 0 if rel < 1e-4 else 1
+
+    decay = [p for name, p in model.named_parameters()
+             if name.endswith(("in_proj.weight", "conv1d.weight", "x_proj.weight", "dt_proj.weight", "out_proj.weight"))]
+    ids = {id(p) for p in decay}
+    no_decay = [p for p in model.parameters() if id(p) not in ids]  # biases, norms, A_log, D, embedding
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+    data_gen = torch.Generator().manual_seed(args.seed + 1)
+    offsets = torch.arange(args.seq + 1)
+
+    total = fwd = bwd = upd = 0.0
+    loss_first = loss_last = float("nan")
+    for step in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        starts = torch.randint(0, buf.numel() - args.seq, (args.batch,), generator=data_gen)
+        window = buf[starts.unsqueeze(1) + offsets].long()
+        inputs, targets = window[:, :-1], window[:, 1:]
+        loss = F.cross_entropy(model(inputs).reshape(-1, vocab), targets.reshape(-1))
+        lv = loss.item()
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        t3 = time.perf_counter()
+        if step == 0:
+            loss_first = lv
+        loss_last = lv
+        if args.verbose:
+            print(f"torch_peer_step step={step + 1} loss={lv:.4f} ms={1e3 * (t3 - t0):.1f}", flush=True)
+        if step >= args.warmup:
+            total += t3 - t0
+            fwd += t1 - t0
+            bwd += t2 - t1
+            upd += t3 - t2
+
+    n = args.steps
+    nparams = sum(p.numel() for p in model.parameters())
+    print(f"torch_peer preset={args.preset} params={nparams} threads={torch.get_num_threads()} "
+          f"tokens_per_s={args.batch * args.seq * n / total:.1f} ms_per_step={1e3 * total / n:.1f} "
+          f"fwd_ms={1e3 * fwd / n:.1f} bwd_ms={1e3 * bwd / n:.1f} opt_ms={1e3 * upd / n:.1f} "
+          f"peak_rss_mb={peak_rss_mb():.1f} base_rss_mb={base_rss:.1f} "
+          f"loss_first={loss_first:.4f} loss_last={loss_last:.4f} torch={torch.__version__}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

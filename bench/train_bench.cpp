@@ -1,0 +1,278 @@
+// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--warmup W] [--data FILE] [--peer]`:
+// full training steps of MambaLM, timed, with the memory they need; optionally beside a PyTorch peer.
+//
+// One step is what train/trainer.cpp does: sample a batch (ByteDataset::sample), model.loss, read
+// the loss (.item()), zero_grad, backward, clip_grad_norm(groups, 1.0), AdamW step. The learning
+// rate is held at 1e-3 (no schedule: it does not change the cost). Batches are random windows of
+// random bytes, or of the train split of --data (an enwik8 zip, gzip or raw file). The first
+// --warmup steps are run untimed; the rest are timed one by one with a steady clock and
+// tokens/s = batch * seq * steps / (sum of step times).
+//
+// Memory: "peak RSS" is getrusage's ru_maxrss. Several presets run in one process, so before each
+// one the kernel's high-water mark is reset to the current RSS (writing "5" to
+// /proc/self/clear_refs); when that is not allowed the figure is the peak since the process began
+// and says so. "baseline RSS" is the RSS just before the model is built (program, libraries, data).
+// "tensor peak" is the CPU storage counters' high-water mark (core/storage.h), reset before the
+// model is built: parameters, gradients, AdamW state, activations and temporaries, nothing else.
+//
+// --peer runs bench/torch_peer.py (the same model, init, batch and optimizer in PyTorch, on the
+// CPU in float32, with as many threads) for each preset in a child process, and prints the ratios.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fmt/format.h>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/storage.h"
+#include "data/bytes.h"
+#include "data/dataset.h"
+#include "models/mamba.h"
+#include "train/optim.h"
+
+#ifndef MG_SOURCE_DIR
+#define MG_SOURCE_DIR "."
+#endif
+
+namespace mg::bench {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+double max_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0;  // Linux: kilobytes
+}
+
+// VmRSS from /proc/self/status, in MB (0 when unreadable).
+double current_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  if (!f) return false;
+  f << "5";
+  f.flush();
+  return f.good();
+}
+
+struct Result {
+  std::string preset;
+  int64_t params = 0;
+  double tokens_per_s = 0, ms_per_step = 0, fwd_ms = 0, bwd_ms = 0, opt_ms = 0;
+  double peak_rss_mb = 0, base_rss_mb = 0, tensor_peak_mb = 0;
+  bool rss_reset = false;
+  double loss_first = 0, loss_last = 0;
+};
+
+Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t batch, int64_t seq, int steps,
+                    int warmup) {
+  Result r;
+  r.preset = preset;
+  const MambaConfig cfg = MambaConfig::preset(preset);
+  r.rss_reset = reset_peak_rss();
+  r.base_rss_mb = current_rss_mb();
+  reset_cpu_peak_bytes();
+  const size_t bytes_before = cpu_bytes_in_use();
+  {
+    MambaLM model(cfg, /*seed=*/0);
+    model.train();
+    r.params = model.num_parameters();
+    std::vector<ParamGroup> groups(2);
+    groups[0].weight_decay = 0.1;  // SPEC 7: matrices only
+    for (auto& p : model.named_parameters()) groups[p.decay ? 0 : 1].params.push_back({p.name, p.tensor});
+    AdamW opt(groups, 1e-3);
+    Generator gen(1);
+    double total = 0, fwd = 0, bwd = 0, upd = 0;
+    for (int s = 0; s < warmup + steps; ++s) {
+      const auto t0 = Clock::now();
+      Batch b = data.sample(batch, seq, gen);
+      Tensor loss = model.loss(b.inputs, b.targets);
+      const double lv = loss.item();
+      const auto t1 = Clock::now();
+      opt.zero_grad();
+      loss.backward();
+      const auto t2 = Clock::now();
+      clip_grad_norm(opt.groups(), 1.0);
+      opt.step();
+      const auto t3 = Clock::now();
+      if (s == 0) r.loss_first = lv;
+      r.loss_last = lv;
+      if (s >= warmup) {
+        fwd += std::chrono::duration<double>(t1 - t0).count();
+        bwd += std::chrono::duration<double>(t2 - t1).count();
+        upd += std::chrono::duration<double>(t3 - t2).count();
+        total += seconds_since(t0);
+      }
+    }
+    r.tokens_per_s = (double)(batch * seq) * steps / total;
+    r.ms_per_step = 1e3 * total / steps;
+    r.fwd_ms = 1e3 * fwd / steps, r.bwd_ms = 1e3 * bwd / steps, r.opt_ms = 1e3 * upd / steps;
+  }
+  r.peak_rss_mb = max_rss_mb();
+  r.tensor_peak_mb = (double)(cpu_peak_bytes() - bytes_before) / (1024.0 * 1024.0);
+  return r;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Runs the PyTorch peer for one preset; echoes its output indented. Returns its key=value figures
+// (empty when it was skipped or failed; `status` says which).
+std::map<std::string, std::string> run_peer(const std::string& preset, int64_t batch, int64_t seq, int steps,
+                                            int warmup, const std::string& data, std::string& status) {
+  const std::string python = "/usr/bin/python3";
+  const std::string script = std::string(MG_SOURCE_DIR) + "/bench/torch_peer.py";
+  if (access(python.c_str(), X_OK) != 0) {
+    status = "skipped: " + python + " not found";
+    return {};
+  }
+  if (access(script.c_str(), R_OK) != 0) {
+    status = "skipped: " + script + " not found";
+    return {};
+  }
+  // Debian's OpenBLAS misdetects this CPU; SkylakeX kernels are right for AVX-512 machines.
+  std::string cmd = fmt::format(
+      "OPENBLAS_CORETYPE=SkylakeX {} {} --preset {} --batch {} --seq {} --steps {} --warmup {} --threads {}{} 2>&1",
+      python, shell_quote(script), preset, batch, seq, steps, warmup, num_threads(),
+      data.empty() ? "" : " --data " + shell_quote(data));
+  std::fflush(stdout);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    status = "skipped: could not start " + python;
+    return {};
+  }
+  std::map<std::string, std::string> kv;
+  bool skipped = false;
+  std::string skip_reason;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, p)) {
+    std::string line(buf);
+    fmt::print("  | {}", line);
+    if (line.empty() || line.back() != '\n') fmt::print("\n");
+    if (line.rfind("torch_peer skipped", 0) == 0) {
+      skipped = true;
+      skip_reason = line.substr(std::string("torch_peer skipped").size());
+      while (!skip_reason.empty() && (skip_reason.back() == '\n' || skip_reason.back() == ' ')) skip_reason.pop_back();
+    } else if (line.rfind("torch_peer ", 0) == 0) {
+      std::istringstream ss(line.substr(11));
+      std::string tok;
+      while (ss >> tok) {
+        auto eq = tok.find('=');
+        if (eq != std::string::npos) kv[tok.substr(0, eq)] = tok.substr(eq + 1);
+      }
+    }
+  }
+  std::fflush(stdout);
+  int rc = pclose(p);
+  if (skipped) {
+    status = "skipped" + skip_reason;
+    return {};
+  }
+  if (rc != 0 || !kv.count("tokens_per_s")) {
+    status = fmt::format("failed (exit status {})", WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
+    return {};
+  }
+  status = "ok";
+  return kv;
+}
+
+}  // namespace
+
+int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps, int warmup,
+                    bool peer, const std::string& data_path) {
+  MG_CHECK(batch >= 1 && seq >= 1 && steps >= 1 && warmup >= 0,
+           "[bench train] batch, seq and steps must be positive and warmup not negative (got {}, {}, {}, {})", batch,
+           seq, steps, warmup);
+  const std::vector<std::string> presets = presets_in.empty() ? std::vector<std::string>{"small", "base"} : presets_in;
+  for (auto& p : presets) MambaConfig::preset(p);  // unknown names fail before any work
+
+  ByteDataset data;
+  std::string source;
+  if (data_path.empty()) {
+    std::vector<uint8_t> bytes(size_t(1) << 20);
+    std::mt19937_64 rng(1234);
+    for (auto& b : bytes) b = (uint8_t)(rng() >> 56);
+    data = ByteDataset(std::move(bytes), "random");
+    source = "random bytes";
+  } else {
+    data = ByteDataset(split_bytes(read_byte_file(data_path)).train, "train");
+    source = fmt::format("the train split of {} ({} bytes)", data_path, data.size());
+  }
+
+  fmt::print("mambagrad bench train: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
+             "batches from {}\n",
+             batch, seq, batch * seq, warmup, steps, num_threads(), source);
+  fmt::print("step = sample + forward + loss.item() | zero_grad + backward | clip_grad_norm(1.0) + AdamW (lr 1e-3)\n");
+  std::fflush(stdout);
+
+  std::vector<std::pair<Result, std::map<std::string, std::string>>> rows;
+  std::vector<std::string> peer_status;
+  bool peer_failed = false;
+  for (auto& preset : presets) {
+    Result r = bench_preset(preset, data, batch, seq, steps, warmup);
+    fmt::print("mambagrad preset={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} fwd_ms={:.1f} bwd_ms={:.1f} "
+               "opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f} loss_first={:.4f} "
+               "loss_last={:.4f}\n",
+               r.preset, r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms, r.bwd_ms, r.opt_ms, r.peak_rss_mb,
+               r.rss_reset ? "" : " (peak since start: could not reset)", r.base_rss_mb, r.tensor_peak_mb,
+               r.loss_first, r.loss_last);
+    std::fflush(stdout);
+    std::map<std::string, std::string> kv;
+    if (peer) {
+      std::string status;
+      kv = run_peer(preset, batch, seq, steps, warmup, data_path, status);
+      if (status != "ok") fmt::print("torch peer for {}: {}\n", preset, status);
+      peer_failed |= status.rfind("failed", 0) == 0;
+      peer_status.push_back(status);
+    }
+    rows.push_back({r, kv});
+  }
+
+  if (peer) {
+    fmt::print("\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
+               "model was built)\n",
+               num_threads());
+    fmt::print("{:<8} {:>12} {:>12} {:>7} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s",
+               "torch tok/s", "ratio", "mg MB", "torch MB", "ratio", "mg +MB", "torch +MB", "ratio");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      auto& [r, kv] = rows[i];
+      if (kv.empty()) {
+        fmt::print("{:<8} torch peer {}\n", r.preset, peer_status[i]);
+        continue;
+      }
+      const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_rss_mb"));
+      const double tb = kv.count("base_rss_mb") ? std::stod(kv.at("base_rss_mb")) : 0.0;
+      const double mg_extra = r.peak_rss_mb - r.base_rss_mb, t_extra = tm - tb;
+      fmt::print("{:<8} {:>12.1f} {:>12.1f} {:>6.2f}x | {:>9.1f} {:>9.1f} {:>6.3f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n",
+                 r.preset, r.tokens_per_s, tt, r.tokens_per_s / tt, r.peak_rss_mb, tm, r.peak_rss_mb / tm, mg_extra,
+                 t_extra, t_extra > 0 ? mg_extra / t_extra : NAN);
+    }
+  }
+  return peer_failed ? 1 : 0;  // a skipped peer (no python3 or torch) is not a failure
+}
+
+}  // namespace mg::bench
