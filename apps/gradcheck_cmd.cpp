@@ -6,6 +6,7 @@
 #include "autograd/gradcheck.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "cuda/runtime.h"
 
 namespace mg::app {
 
@@ -22,6 +23,11 @@ void add_gradcheck_command(CLI::App& app, Run& run) {
   cmd->callback([o, &run] {
     run = [o] {
       Device dev = Device::parse(o->device);
+      if (dev.is_cuda()) {
+        if (!cuda::built_with_cuda()) cuda::unsupported("gradcheck");
+        MG_CHECK(dev.index < cuda::device_count(), "[gradcheck] --device {}: this machine has {} CUDA devices",
+                 dev.str(), cuda::device_count());
+      }
       const auto& cases = GradcheckRegistry::get().cases();
       bool known = o->op.empty();
       for (auto& c : cases) known = known || op_name(c.op) == o->op;
