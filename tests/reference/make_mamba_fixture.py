@@ -30,9 +30,12 @@ its gradient has both contributions.
 """
 import math
 import os
-import struct
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import write_fixture  # noqa: E402
 
 torch.manual_seed(20240611)
 torch.set_num_threads(1)  # the same bytes on every run (threaded reductions round differently)
@@ -180,16 +183,5 @@ for name, t in params.items():
 for name, t in params.items():
     put("grad." + name, t.grad)
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "mamba_fixture.bin")
-os.makedirs(os.path.dirname(out), exist_ok=True)
-with open(out, "wb") as f:
-    f.write(b"MGMAMBFX")
-    f.write(struct.pack("<II", 1, len(arrays)))
-    for name, t in arrays:
-        nb = name.encode("ascii")
-        f.write(struct.pack("<I", len(nb)))
-        f.write(nb)
-        f.write(struct.pack("<I", t.dim()))
-        f.write(struct.pack(f"<{t.dim()}q", *t.shape))
-        f.write(t.numpy().astype("<f8").tobytes())
+out = write_fixture("mamba_fixture.bin", b"MGMAMBFX", arrays)
 print(f"wrote {out}: {len(arrays)} arrays, {os.path.getsize(out)} bytes; loss {loss.item():.6f}")

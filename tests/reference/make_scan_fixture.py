@@ -16,9 +16,12 @@ Arrays are named "<case>.<what>": inputs (u, delta, A, B, C, D, z, delta_bias / 
 the output gradients used ("dy", "dlast"), and "grad.<input>" for every input.
 """
 import os
-import struct
+import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import write_fixture  # noqa: E402
 
 torch.manual_seed(1234)
 DT = torch.float64
@@ -134,16 +137,5 @@ scan_case("scan_n16", b=1, l=20, d=17, n=16, with_D=True, with_z=False, with_bia
 conv_case("conv_k4", b=2, l=10, d=5, k=4, with_bias=True, apply_silu=True)
 conv_case("conv_k3", b=1, l=6, d=3, k=3, with_bias=False, apply_silu=False)
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "scan_fixture.bin")
-os.makedirs(os.path.dirname(out), exist_ok=True)
-with open(out, "wb") as f:
-    f.write(b"MGSCANFX")
-    f.write(struct.pack("<II", 1, len(arrays)))
-    for name, t in arrays:
-        nb = name.encode("ascii")
-        f.write(struct.pack("<I", len(nb)))
-        f.write(nb)
-        f.write(struct.pack("<I", t.dim()))
-        f.write(struct.pack(f"<{t.dim()}q", *t.shape))
-        f.write(t.numpy().astype("<f8").tobytes())
+out = write_fixture("scan_fixture.bin", b"MGSCANFX", arrays)
 print(f"wrote {out}: {len(arrays)} arrays, {os.path.getsize(out)} bytes")
