@@ -1,8 +1,11 @@
-"""Writes the binary fixtures that tests/fixture.h reads: an 8-byte magic, version 1 and the array
+"""What the fixture scripts share: the causal depthwise conv1d of SPEC section 3, and the writer of
+the binary fixtures. Writes the binary fixtures that tests/fixture.h reads: an 8-byte magic, version 1 and the array
 count (little-endian uint32), then per array: name length (uint32), name (ASCII), ndim (uint32),
 shape (int64 each), and the values as little-endian float64."""
 import os
 import struct
+
+import torch
 
 
 def write_fixture(filename, magic, arrays):
@@ -21,3 +24,20 @@ def write_fixture(filename, magic, arrays):
             f.write(struct.pack(f"<{t.dim()}q", *t.shape))
             f.write(t.detach().numpy().astype("<f8").tobytes())
     return out
+
+
+def causal_conv1d(x, weight, bias=None, apply_silu=False):
+    # SPEC section 3: y[t, c] = bias[c] + sum_j weight[c, j] * x[t - (k-1) + j, c], zero before t = 0.
+    b, l, d = x.shape
+    k = weight.shape[1]
+    y = torch.zeros(b, l, d, dtype=x.dtype)
+    for t in range(l):
+        for j in range(k):
+            s = t - (k - 1) + j
+            if s >= 0:
+                y[:, t, :] = y[:, t, :] + weight[:, j] * x[:, s, :]
+    if bias is not None:
+        y = y + bias
+    if apply_silu:
+        y = y * torch.sigmoid(y)
+    return y

@@ -35,7 +35,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_io import write_fixture  # noqa: E402
+from fixture_io import causal_conv1d, write_fixture  # noqa: E402
 
 torch.manual_seed(20240611)
 torch.set_num_threads(1)  # the same bytes on every run (threaded reductions round differently)
@@ -69,19 +69,6 @@ def selective_scan(u, delta, A, B, C, D, z, delta_bias):
         ys.append((h * C[:, t, None, :]).sum(-1))  # (b, d)
     y = torch.stack(ys, 1) + D * u  # (b, l, d)
     return y * silu(z)
-
-
-def causal_conv1d(x, weight, bias):
-    # SPEC section 3: y[t, c] = bias[c] + sum_j weight[c, j] * x[t - (k-1) + j, c], zero before t = 0.
-    b, l, d = x.shape
-    k = weight.shape[1]
-    y = torch.zeros(b, l, d, dtype=x.dtype)
-    for t in range(l):
-        for j in range(k):
-            s = t - (k - 1) + j
-            if s >= 0:
-                y[:, t, :] = y[:, t, :] + weight[:, j] * x[:, s, :]
-    return y + bias
 
 
 def rmsnorm(x, w, eps):

@@ -21,7 +21,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_io import write_fixture  # noqa: E402
+from fixture_io import causal_conv1d, write_fixture  # noqa: E402
 
 torch.manual_seed(1234)
 DT = torch.float64
@@ -50,22 +50,6 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if z is not None:
         y = y * (z * torch.sigmoid(z))
     return y, h
-
-
-def causal_conv1d(x, weight, bias=None, apply_silu=False):
-    b, l, d = x.shape
-    k = weight.shape[1]
-    y = torch.zeros(b, l, d, dtype=x.dtype)
-    for t in range(l):
-        for j in range(k):
-            s = t - (k - 1) + j
-            if s >= 0:
-                y[:, t, :] = y[:, t, :] + weight[:, j] * x[:, s, :]
-    if bias is not None:
-        y = y + bias
-    if apply_silu:
-        y = y * torch.sigmoid(y)
-    return y
 
 
 arrays = []
