@@ -1,21 +1,29 @@
-// CUDA runtime glue: device memory and copies. Every call is checked and a failure throws mg::Error
+// CUDA runtime glue: the stream, device memory and copies. Every call is checked and a failure throws mg::Error
 // naming the call, file and line. The caching allocator and kernels come with the CUDA backend.
 #include <cuda_runtime.h>
 
-#include "core/error.h"
-#include "cuda/runtime.h"
+#include <mutex>
+#include <vector>
 
-#define MG_CUDA_CHECK(call, op)                                                                  \
-  do {                                                                                           \
-    cudaError_t err_ = (call);                                                                   \
-    if (err_ != cudaSuccess)                                                                     \
-      MG_THROW("[{}] CUDA error in {} at {}:{}: {}", op, #call, __FILE__, __LINE__,              \
-               cudaGetErrorString(err_));                                                        \
-  } while (0)
+#include "core/error.h"
+#include "cuda/check.cuh"
+#include "cuda/runtime.h"
 
 namespace mg::cuda {
 
 bool built_with_cuda() { return true; }
+
+cudaStream_t stream(int device) {
+  static std::mutex mu;
+  static std::vector<cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(mu);
+  if (device >= (int)streams.size()) streams.resize(device + 1, nullptr);
+  if (!streams[device]) {
+    MG_CUDA_CHECK(cudaSetDevice(device), "stream");
+    MG_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[device], cudaStreamNonBlocking), "stream");
+  }
+  return streams[device];
+}
 
 int device_count() {
   int n = 0;
@@ -42,19 +50,21 @@ void device_free(void* p, int device) noexcept {
 
 void copy_host_to_device(void* dst, const void* src, size_t n, int device, const char* op) {
   MG_CUDA_CHECK(cudaSetDevice(device), op);
-  MG_CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), op);
+  MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, stream(device)), op);
+  MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), op);  // src is pageable host memory the caller may free
 }
 void copy_device_to_host(void* dst, const void* src, size_t n, int device, const char* op) {
   MG_CUDA_CHECK(cudaSetDevice(device), op);
-  MG_CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost), op);
+  MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, stream(device)), op);
+  MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), op);
 }
 void copy_device_to_device(void* dst, const void* src, size_t n, int device, const char* op) {
   MG_CUDA_CHECK(cudaSetDevice(device), op);
-  MG_CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToDevice), op);
+  MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, stream(device)), op);
 }
 void synchronize(int device) {
-  cudaSetDevice(device);
-  cudaDeviceSynchronize();
+  MG_CUDA_CHECK(cudaSetDevice(device), "synchronize");
+  MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), "synchronize");
 }
 void unsupported(const char* op) {
   MG_THROW("[{}] is not implemented on cuda yet (move the tensors to the cpu with .to(mg::kCPU))", op);

@@ -12,7 +12,7 @@ void device_free(void* p, int device) noexcept;
 void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, const char* op);
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device, const char* op);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes, int device, const char* op);
-void synchronize(int device);
+void synchronize(int device);  // waits for all work queued on the device's stream; throws on a device fault
 // Throws "[op] ... not implemented on cuda" until the kernel exists, or "no CUDA support".
 [[noreturn]] void unsupported(const char* op);
 
