@@ -19,5 +19,10 @@ void copy_device_to_host(void*, const void*, size_t, int, const char* op) { no_c
 void copy_device_to_device(void*, const void*, size_t, int, const char* op) { no_cuda(op); }
 void synchronize(int) {}
 void unsupported(const char* op) { no_cuda(op); }
+MemoryStats memory_stats(int) { return {}; }
+void reset_peak_memory(int) {}
+void empty_cache(int) {}
+void set_allow_tf32(bool) {}
+bool allow_tf32() { return false; }
 
 }  // namespace mg::cuda

@@ -66,6 +66,16 @@ void synchronize(int device) {
   MG_CUDA_CHECK(cudaSetDevice(device), "synchronize");
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), "synchronize");
 }
+// Placeholders until the caching allocator lands (it owns these counters).
+MemoryStats memory_stats(int) { return {}; }
+void reset_peak_memory(int) {}
+void empty_cache(int) {}
+namespace {
+bool g_allow_tf32 = false;
+}
+void set_allow_tf32(bool on) { g_allow_tf32 = on; }
+bool allow_tf32() { return g_allow_tf32; }
+
 void unsupported(const char* op) {
   MG_THROW("[{}] is not implemented on cuda yet (move the tensors to the cpu with .to(mg::kCPU))", op);
 }

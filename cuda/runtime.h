@@ -13,6 +13,19 @@ void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, 
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device, const char* op);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes, int device, const char* op);
 void synchronize(int device);  // waits for all work queued on the device's stream; throws on a device fault
+// Device memory counters of the caching allocator: bytes held by live tensors, their high-water mark
+// since the last reset, and bytes cached (freed by tensors, kept for reuse). All 0 without CUDA.
+struct MemoryStats {
+  size_t in_use = 0, peak = 0, cached = 0;
+};
+MemoryStats memory_stats(int device);
+void reset_peak_memory(int device);  // sets the peak to the bytes in use now
+void empty_cache(int device);        // returns cached blocks to the driver
+
+// cuBLAS float32 matmuls in TF32 (faster, ~1e-3 relative error) when on; off (full float32) by default.
+void set_allow_tf32(bool on);
+bool allow_tf32();
+
 // Throws "[op] ... not implemented on cuda" until the kernel exists, or "no CUDA support".
 [[noreturn]] void unsupported(const char* op);
 
