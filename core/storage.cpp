@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "core/cpu_allocator.h"
 #include "core/error.h"
 #include "cuda/runtime.h"
 
@@ -28,10 +29,7 @@ Storage::Storage(size_t nbytes, Device device, const char* op) : nbytes_(nbytes)
     data_ = cuda::device_malloc(nbytes, device.index, op);
     return;
   }
-  // 64-byte alignment for vector loads; aligned_alloc needs a multiple of the alignment.
-  size_t rounded = ((nbytes + 63) / 64) * 64;
-  data_ = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
-  MG_CHECK(data_ != nullptr, "[{}] out of memory allocating {} bytes on the cpu", op, nbytes);
+  data_ = cpu_alloc(nbytes, op);  // 64-byte aligned, cached, huge pages when large (core/cpu_allocator.h)
   count_alloc(nbytes_);
 }
 
@@ -39,7 +37,7 @@ Storage::~Storage() {
   if (device_.is_cuda())
     cuda::device_free(data_, device_.index);
   else {
-    std::free(data_);
+    cpu_free(data_, nbytes_);
     g_cpu_live.fetch_sub(nbytes_, std::memory_order_relaxed);
   }
 }
