@@ -1,0 +1,191 @@
+// Fixed-width SIMD vectors for the CPU scan kernels: Vec<T> holds kVecLanes = 16 values (GCC/Clang
+// vector extensions, so one AVX-512 register for float, two for double, and whatever the target
+// has otherwise), with the few functions the kernels need: unaligned and partial loads and stores,
+// exp, softplus and sigmoid, and a transposing row sum.
+//
+// float gets vectorised exp/softplus (std::exp does not vectorise without -ffast-math); double,
+// used by gradcheck, calls std::exp lane by lane so that its results are as exact as the library's.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace mg::cpu {
+
+inline constexpr int kVecLanes = 16;
+
+template <class T>
+struct VecTraits;
+template <>
+struct VecTraits<float> {
+  typedef float vec __attribute__((vector_size(kVecLanes * sizeof(float))));
+  typedef int32_t ivec __attribute__((vector_size(kVecLanes * sizeof(int32_t))));
+  using ielem = int32_t;
+};
+template <>
+struct VecTraits<double> {
+  typedef double vec __attribute__((vector_size(kVecLanes * sizeof(double))));
+  typedef int64_t ivec __attribute__((vector_size(kVecLanes * sizeof(int64_t))));
+  using ielem = int64_t;
+};
+template <class T>
+using Vec = typename VecTraits<T>::vec;
+template <class T>
+using IVec = typename VecTraits<T>::ivec;
+
+template <class T>
+inline Vec<T> splat(T x) {
+  return Vec<T>{} + x;
+}
+template <class T>
+inline Vec<T> loadu(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class T>
+inline void storeu(T* p, Vec<T> v) {
+  std::memcpy(p, &v, sizeof v);
+}
+// The first m lanes from p, the rest 0 (m <= kVecLanes); never reads past p[m - 1].
+template <class T>
+inline Vec<T> load_first(const T* p, int64_t m) {
+  if (m == kVecLanes) return loadu(p);
+  Vec<T> v = {};
+  for (int64_t j = 0; j < m; ++j) v[j] = p[j];
+  return v;
+}
+template <class T>
+inline void store_first(T* p, Vec<T> v, int64_t m) {
+  if (m == kVecLanes) return storeu(p, v);
+  for (int64_t j = 0; j < m; ++j) p[j] = v[j];
+}
+
+// exp, portable: Cephes' expf written on whole vectors. x = m ln2 + r with |r| <= ln2/2 (ln2 split in
+// two for an exact reduction), a degree-6 polynomial for exp(r), 2^m built in the exponent bits.
+// Relative error about 1 ulp; 0 below -87.3 (where expf is denormal anyway), finite up to 88.
+inline Vec<float> vexp_portable(Vec<float> x) {
+  using V = Vec<float>;
+  using I = IVec<float>;
+  const V round = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  V xc = x < splat(-87.0f) ? splat(-87.0f) : x;
+  xc = xc > splat(88.0f) ? splat(88.0f) : xc;
+  const V t = xc * 1.44269504088896341f + round;
+  const V mf = t - round;                         // m = round(x / ln2), in [-126, 127]
+  const I m = (I)t - 0x4B400000;                  // the same m as an integer
+  V r = xc - mf * 0.693359375f;
+  r = r + mf * 2.12194440e-4f;
+  V p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const V v = p * (V)((m + 127) << 23);
+  return x < splat(-87.3f) ? splat(0.0f) : v;
+}
+
+// exp: on AVX-512 the same reduction and polynomial, with vscalefps doing 2^m (it also handles
+// underflow to 0 and overflow to inf, so no clamps are needed but one for -inf).
+inline Vec<float> vexp(Vec<float> x) {
+#if defined(__AVX512F__)
+  // (The masked forms with every lane selected avoid GCC 12's false "may be used uninitialized"
+  // from the unmasked intrinsics' undefined pass-through operand.)
+  constexpr __mmask16 all = 0xFFFF;
+  const __m512 xc = (__m512)(x < splat(-150.0f) ? splat(-150.0f) : x);  // -inf -> -150 (-> 0); NaN stays NaN
+  const __m512 y = _mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f));
+  const __m512 mf = _mm512_mask_roundscale_ps(y, all, y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(mf, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(mf, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return (Vec<float>)_mm512_mask_scalef_ps(p, all, p, mf);
+#else
+  return vexp_portable(x);
+#endif
+}
+inline Vec<double> vexp(Vec<double> x) {
+  for (int j = 0; j < kVecLanes; ++j) x[j] = std::exp(x[j]);
+  return x;
+}
+
+// softplus(x) = log1p(exp(x)), x itself above 20. float: max(x, 0) + log1p(t) with t = exp(-|x|) in
+// (0, 1], and log1p(t) = 2 atanh(s) with s = t / (2 + t) <= 1/3, as an odd series in s (truncation
+// error below 1e-8).
+inline Vec<float> vsoftplus(Vec<float> x) {
+  using V = Vec<float>;
+  const V zero = splat(0.0f);
+  const V t = vexp(x < zero ? x : -x);  // exp(-|x|)
+  const V s = t / (2.0f + t), s2 = s * s;
+  V p = splat(1.0f / 15);
+  p = p * s2 + 1.0f / 13;
+  p = p * s2 + 1.0f / 11;
+  p = p * s2 + 1.0f / 9;
+  p = p * s2 + 1.0f / 7;
+  p = p * s2 + 1.0f / 5;
+  p = p * s2 + 1.0f / 3;
+  p = p * s2 + 1.0f;
+  const V v = (x > zero ? x : zero) + 2.0f * s * p;
+  return x > splat(20.0f) ? x : v;
+}
+inline Vec<double> vsoftplus(Vec<double> x) {
+  for (int j = 0; j < kVecLanes; ++j) x[j] = x[j] > 20.0 ? x[j] : std::log1p(std::exp(x[j]));
+  return x;
+}
+
+inline Vec<float> vsigmoid(Vec<float> x) { return 1.0f / (1.0f + vexp(-x)); }
+inline Vec<double> vsigmoid(Vec<double> x) { return 1.0 / (1.0 + vexp(-x)); }
+
+namespace detail {
+// Lane j of the result takes lane (j / H) * 2H + j % H + off of the pair (x, y) (y's lanes count from
+// kVecLanes): the halves of every 2H-lane group of x, then of y.
+template <class T, int H, size_t... J>
+constexpr IVec<T> pair_mask(std::index_sequence<J...>, int off) {
+  using E = typename VecTraits<T>::ielem;
+  return IVec<T>{static_cast<E>((int(J) / H) * 2 * H + int(J) % H + off)...};
+}
+template <class T, int H>
+inline Vec<T> fold_pair(Vec<T> x, Vec<T> y) {
+  constexpr IVec<T> lo = pair_mask<T, H>(std::make_index_sequence<kVecLanes>{}, 0);
+  constexpr IVec<T> hi = pair_mask<T, H>(std::make_index_sequence<kVecLanes>{}, H);
+#if defined(__GNUC__) && !defined(__clang__)
+  return __builtin_shuffle(x, y, lo) + __builtin_shuffle(x, y, hi);
+#else
+  Vec<T> a, b;
+  for (int j = 0; j < kVecLanes; ++j) {
+    a[j] = lo[j] < kVecLanes ? x[lo[j]] : y[lo[j] - kVecLanes];
+    b[j] = hi[j] < kVecLanes ? x[hi[j]] : y[hi[j] - kVecLanes];
+  }
+  return a + b;
+#endif
+}
+template <class T, int H>
+inline void fold_level(Vec<T>* r) {  // 2H vectors holding 16 / 2H rows each -> H vectors holding 16 / H rows each
+  for (int p = 0; p < H; ++p) r[p] = fold_pair<T, H>(r[2 * p], r[2 * p + 1]);
+}
+}  // namespace detail
+
+// rows[0 .. kVecLanes): returns the vector whose lane k is the sum of the lanes of rows[k]: kVecLanes
+// horizontal sums for 15 shuffle pairs and adds, in a fixed order. Overwrites rows.
+template <class T>
+inline Vec<T> sum_rows(Vec<T>* rows) {
+  static_assert(kVecLanes == 16, "sum_rows folds 16 lanes in four levels");
+  detail::fold_level<T, 8>(rows);
+  detail::fold_level<T, 4>(rows);
+  detail::fold_level<T, 2>(rows);
+  detail::fold_level<T, 1>(rows);
+  return rows[0];
+}
+
+}  // namespace mg::cpu

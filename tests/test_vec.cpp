@@ -1,0 +1,100 @@
+// The vector helpers of the CPU scan kernels (ops/cpu/vec.h) against the C library, lane by lane.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "ops/cpu/vec.h"
+
+using namespace mg::cpu;
+
+namespace {
+
+// Max relative error of f over x in [lo, hi] (16 lanes at a time), against std::exp in double.
+template <class F>
+double max_rel_err_exp(F f, float lo, float hi) {
+  double worst = 0;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  for (int it = 0; it < 20000; ++it) {
+    Vec<float> x;
+    for (int j = 0; j < kVecLanes; ++j) x[j] = dist(rng);
+    const Vec<float> y = f(x);
+    for (int j = 0; j < kVecLanes; ++j) {
+      const double want = std::exp((double)x[j]);
+      if (want < 1e-37) continue;  // denormal results: checked separately
+      worst = std::max(worst, std::abs(y[j] - want) / want);
+    }
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("vec: exp is within 2 float ulps of exp over [-87, 88] (the AVX-512 and the portable forms)") {
+  const double eps = std::numeric_limits<float>::epsilon();
+  for (auto [lo, hi] : {std::pair{-87.0f, 88.0f}, std::pair{-1.0f, 1.0f}, std::pair{-20.0f, 0.0f}}) {
+    CAPTURE(lo);
+    CAPTURE(hi);
+    CHECK(max_rel_err_exp([](Vec<float> x) { return vexp(x); }, lo, hi) < 2 * eps);
+    CHECK(max_rel_err_exp([](Vec<float> x) { return vexp_portable(x); }, lo, hi) < 2 * eps);
+  }
+}
+
+TEST_CASE("vec: exp at the edges: tiny or 0 for very negative x, 0 for -inf, NaN stays NaN") {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  Vec<float> x = {};
+  const float xs[] = {0.0f, -100.0f, -1000.0f, -inf, nan, 1.0f, -87.5f, 88.0f};
+  for (int j = 0; j < 8; ++j) x[j] = xs[j];
+  for (auto y : {vexp(x), vexp_portable(x)}) {
+    CHECK(y[0] == 1.0f);
+    CHECK(y[1] < 1e-37f);  // exp(-100) = 3.7e-44: denormal or flushed to 0
+    CHECK(y[1] >= 0.0f);
+    CHECK(y[2] == 0.0f);
+    CHECK(y[3] == 0.0f);
+    CHECK(std::isnan(y[4]));
+    CHECK(y[5] == doctest::Approx(std::exp(1.0f)).epsilon(1e-6));
+    CHECK(y[6] < 1e-37f);
+    CHECK(y[6] >= 0.0f);
+    CHECK(y[7] == doctest::Approx(std::exp(88.0f)).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("vec: softplus and sigmoid match log1p(exp(x)) and 1 / (1 + exp(-x))") {
+  Vec<float> x;
+  double worst_sp = 0, worst_sg = 0;
+  for (int base = -3000; base < 3000; base += kVecLanes) {
+    for (int j = 0; j < kVecLanes; ++j) x[j] = (base + j) * 0.01f;  // [-30, 30)
+    const Vec<float> sp = vsoftplus(x), sg = vsigmoid(x);
+    for (int j = 0; j < kVecLanes; ++j) {
+      const double xd = x[j], want_sp = xd > 20 ? xd : std::log1p(std::exp(xd)), want_sg = 1 / (1 + std::exp(-xd));
+      worst_sp = std::max(worst_sp, std::abs(sp[j] - want_sp) / want_sp);
+      worst_sg = std::max(worst_sg, std::abs(sg[j] - want_sg) / want_sg);
+    }
+  }
+  CHECK(worst_sp < 4e-7);
+  CHECK(worst_sg < 4e-7);
+}
+
+TEST_CASE("vec: sum_rows gives lane k = the sum of row k, for float and double") {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  Vec<float> rf[kVecLanes];
+  Vec<double> rd[kVecLanes];
+  double want[kVecLanes] = {};
+  for (int k = 0; k < kVecLanes; ++k)
+    for (int j = 0; j < kVecLanes; ++j) {
+      const float v = (float)dist(rng) * (k + 1);
+      rf[k][j] = v;
+      rd[k][j] = v;
+      want[k] += v;
+    }
+  const Vec<float> sf = sum_rows<float>(rf);
+  const Vec<double> sd = sum_rows<double>(rd);
+  for (int k = 0; k < kVecLanes; ++k) {
+    CAPTURE(k);
+    CHECK(sd[k] == doctest::Approx(want[k]).epsilon(1e-14));
+    CHECK(sf[k] == doctest::Approx(want[k]).epsilon(1e-5));
+  }
+}
