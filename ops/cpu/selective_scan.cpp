@@ -38,18 +38,19 @@ static_assert(kScanBlock == kVecLanes, "a block of channels is one vector of lan
 template <class T>
 using VecArray = std::vector<Vec<T>>;  // over-aligned element type: C++17 aligned new
 
-// Per-block constants: A transposed to n vectors (lane j = channel c0 + j), D, delta_bias; zero in
-// padded lanes.
+// Per-block constants: A transposed to n vectors (lane j = channel c0 + j) and A log2(e) (the decay
+// factor exp(dt A) is computed as 2^(dt A log2(e)), see vexp2), D, delta_bias; zero in padded lanes.
 template <class T>
 struct BlockParams {
-  VecArray<T> A;
+  VecArray<T> A, A2;
   Vec<T> D{}, bias{};
-  explicit BlockParams(int64_t n) : A(n) {}
+  explicit BlockParams(int64_t n) : A(n), A2(n) {}
   void load(const ScanArgs<T>& a, int64_t c0, int64_t nc) {
     for (int64_t k = 0; k < a.n; ++k) {
       Vec<T> v = {};
       for (int64_t j = 0; j < nc; ++j) v[j] = a.A[(c0 + j) * a.n + k];
       A[k] = v;
+      A2[k] = v * T(1.442695040888963407359924681001892137);
     }
     D = a.D ? load_first(a.D + c0, nc) : Vec<T>{};
     bias = a.delta_bias ? load_first(a.delta_bias + c0, nc) : Vec<T>{};
@@ -57,11 +58,17 @@ struct BlockParams {
 };
 
 // dt = delta + bias (softplus'd when asked) and u of one time step; row = the element offset of
-// channel c0 at this (batch, t). Padded lanes get dt = 0 and u = 0.
+// channel c0 at this (batch, t). Padded lanes get dt = 0 and u = 0. With ddt, also d(dt)/d(delta).
 template <class T>
-inline void load_step(const ScanArgs<T>& a, const BlockParams<T>& p, int64_t row, int64_t nc, Vec<T>& dt, Vec<T>& u) {
+inline void load_step(const ScanArgs<T>& a, const BlockParams<T>& p, int64_t row, int64_t nc, Vec<T>& dt, Vec<T>& u,
+                      Vec<T>* ddt = nullptr) {
   const Vec<T> x = load_first(a.delta + row, nc) + p.bias;
-  dt = a.softplus ? vsoftplus(x) : x;
+  if (!a.softplus)
+    dt = x;
+  else if (ddt)
+    dt = vsoftplus(x, *ddt);
+  else
+    dt = vsoftplus(x);
   if (nc < W)
     for (int64_t j = nc; j < W; ++j) dt[j] = T(0);  // padded lanes: identity steps
   u = load_first(a.u + row, nc);
@@ -116,7 +123,7 @@ void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* la
         const Vec<T> dtu = dt * u;
         Vec<T> y = p.D * u;
         for (int64_t k = 0; k < n; ++k) {
-          const Vec<T> hk = vexp(dt * p.A[k]) * h[k] + dtu * Bt[k];
+          const Vec<T> hk = vexp2(dt * p.A2[k]) * h[k] + dtu * Bt[k];
           h[k] = hk;
           y += hk * Ct[k];
         }
@@ -160,9 +167,10 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
   parallel_for(b * G, l * W * n * bpg * 3, [&](int64_t lo, int64_t hi) {
     // Per-thread scratch. hbuf holds the chunk's states, hbuf[tt * n + k] = h[t0 + tt - 1] (row 0: the
     // saved start state); abuf the decay factors exp(dt A) of each step; dtb, ub, dyb the steps' dt, u
-    // and dL/dy.
+    // and dL/dy, dspb the derivative of softplus at each step.
     BlockParams<T> p(n);
-    VecArray<T> hbuf((kScanChunk + 1) * n), abuf(kScanChunk * n), dtb(kScanChunk), ub(kScanChunk), dyb(kScanChunk);
+    VecArray<T> hbuf((kScanChunk + 1) * n), abuf(kScanChunk * n), dtb(kScanChunk), ub(kScanChunk), dyb(kScanChunk),
+        dspb(kScanChunk);
     VecArray<T> gst(n), dAc(n), rows(nr);  // dL/dh carried backwards; dA of the chunk; rows to sum
     std::vector<Vec<double>> dAtot(n);
     Vec<double> dDtot, dbtot;
@@ -196,7 +204,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
           for (int64_t tt = 0; tt < L; ++tt) {
             const int64_t t = t0 + tt, row = (i * l + t) * d + c0;
             Vec<T> dt, u;
-            load_step(a, p, row, nc, dt, u);
+            load_step(a, p, row, nc, dt, u, &dspb[tt]);
             const Vec<T> go = load_first(dout + row, nc);
             Vec<T> dy = go, zz{}, sg{};
             if (a.z) {
@@ -212,7 +220,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
             const Vec<T> dtu = dt * u;
             Vec<T> y = p.D * u;
             for (int64_t k = 0; k < n; ++k) {
-              const Vec<T> e = vexp(dt * p.A[k]);
+              const Vec<T> e = vexp2(dt * p.A2[k]);
               const Vec<T> hk = e * prev[k] + dtu * Bt[k];
               ac[k] = e;
               hc[k] = hk;
@@ -225,6 +233,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
 
           // 2. The reverse recurrence over the chunk; gst carries dL/dh across steps and chunks.
           std::fill(dAc.begin(), dAc.end(), Vec<T>{});
+          Vec<T> dDc{}, dbc{};
           for (int64_t tt = L - 1; tt >= 0; --tt) {
             const int64_t t = t0 + tt, row = (i * l + t) * d + c0;
             const Vec<T> dt = dtb[tt], u = ub[tt], dy = dyb[tt], dtu = dt * u;
@@ -244,16 +253,15 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
             if (pB) add_row_sums(rows.data(), n, pB + t * n);
             if (g.du) store_first(g.du + row, dua * dt + p.D * dy, nc);
             Vec<T> dd = dua * u + dtA;  // dL/d(dt)
-            if (a.softplus) {
-              const Vec<T> x = load_first(a.delta + row, nc) + p.bias;
-              const Vec<T> sx = vsigmoid(x);
-              for (int64_t j = 0; j < W; ++j) dd[j] *= x[j] > T(20) ? T(1) : sx[j];
-            }
+            if (a.softplus) dd *= dspb[tt];
             if (g.ddelta) store_first(g.ddelta + row, dd, nc);
-            dDtot += __builtin_convertvector(dy * u, Vec<double>);
-            dbtot += __builtin_convertvector(dd, Vec<double>);
+            dDc += dy * u;
+            dbc += dd;
           }
+          // Sums over a chunk in T, over chunks in double.
           for (int64_t k = 0; k < n; ++k) dAtot[k] += __builtin_convertvector(dAc[k], Vec<double>);
+          dDtot += __builtin_convertvector(dDc, Vec<double>);
+          dbtot += __builtin_convertvector(dbc, Vec<double>);
         }
         for (int64_t j = 0; j < nc; ++j) {
           if (pdA_all)
