@@ -98,3 +98,48 @@ TEST_CASE("vec: sum_rows gives lane k = the sum of row k, for float and double")
     CHECK(sf[k] == doctest::Approx(want[k]).epsilon(1e-5));
   }
 }
+
+TEST_CASE("vec: exp2 is within 2 float ulps of exp2 over [-126, 127], 0 at -inf and below -150, NaN stays NaN") {
+  const double eps = std::numeric_limits<float>::epsilon();
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-126.0f, 127.0f);
+  double worst = 0, worst_portable = 0;
+  for (int it = 0; it < 20000; ++it) {
+    Vec<float> x;
+    for (int j = 0; j < kVecLanes; ++j) x[j] = it % 2 ? dist(rng) : dist(rng) / 64;  // wide, and near 0
+    const Vec<float> y = vexp2(x), yp = vexp2_portable(x);
+    for (int j = 0; j < kVecLanes; ++j) {
+      const double want = std::exp2((double)x[j]);
+      worst = std::max(worst, std::abs(y[j] - want) / want);
+      worst_portable = std::max(worst_portable, std::abs(yp[j] - want) / want);
+    }
+  }
+  CHECK(worst < 2 * eps);
+  CHECK(worst_portable < 2 * eps);
+  const float inf = std::numeric_limits<float>::infinity();
+  Vec<float> x = {};
+  x[0] = -inf, x[1] = -200.0f, x[2] = std::numeric_limits<float>::quiet_NaN(), x[3] = 0.0f;
+  for (auto y : {vexp2(x), vexp2_portable(x)}) {
+    CHECK(y[0] == 0.0f);
+    CHECK(y[1] == 0.0f);
+    CHECK(std::isnan(y[2]));
+    CHECK(y[3] == 1.0f);
+  }
+}
+
+TEST_CASE("vec: softplus with its derivative: the same softplus, and sigmoid(x) (1 above 20)") {
+  Vec<float> x, dsp;
+  Vec<double> xd, dspd;
+  for (int base = -3000; base < 3000; base += kVecLanes) {
+    for (int j = 0; j < kVecLanes; ++j) x[j] = (base + j) * 0.01f, xd[j] = x[j];
+    const Vec<float> sp = vsoftplus(x, dsp), sp_only = vsoftplus(x);
+    const Vec<double> spd = vsoftplus(xd, dspd);
+    for (int j = 0; j < kVecLanes; ++j) {
+      const double v = x[j], sig = v > 20 ? 1.0 : 1 / (1 + std::exp(-v));
+      CHECK(sp[j] == sp_only[j]);
+      CHECK(dsp[j] == doctest::Approx(sig).epsilon(4e-7));
+      CHECK(dspd[j] == doctest::Approx(sig).epsilon(1e-15));
+      CHECK(spd[j] == doctest::Approx(v > 20 ? v : std::log1p(std::exp(v))).epsilon(1e-15));
+    }
+  }
+}
