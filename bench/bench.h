@@ -16,6 +16,11 @@ struct ScanBenchOptions {
 // bytes moved per second, and the memory the backward needs. Returns 0.
 int run_scan_bench(const ScanBenchOptions& o);
 
+// bench/machine.cpp: the machine's practical peak (fp32 multiply-adds on `threads` threads, as GFLOP/s =
+// 2 x multiply-adds) and memory bandwidth (a parallel copy of 256 MiB: GB/s of bytes read + written).
+double measure_peak_gflops(int threads);
+double measure_memory_bandwidth_gbs(int threads);
+
 // bench/matmul_bench.cpp: our gemm vs OpenBLAS (loaded at run time) on the presets' training shapes.
 int run_matmul_bench(int reps, bool quick);
 

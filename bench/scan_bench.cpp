@@ -127,6 +127,10 @@ int run_scan_bench(const ScanBenchOptions& o) {
   std::vector<Cfg> cfgs = o.quick ? std::vector<Cfg>{{2, 256, 128, 16}} : std::vector<Cfg>{{8, 1024, 1024, 16}, {16, 256, 512, 16}};
   fmt::print("selective_scan on the CPU, float32, delta_softplus with D, z and delta_bias; {} threads; chunk {} steps\n",
              num_threads(), cpu::kScanChunk);
+  const double peak_madds = measure_peak_gflops(num_threads()) / 2 * 1e9;  // multiply-adds per second
+  const double bandwidth = measure_memory_bandwidth_gbs(num_threads()) * 1e9;  // bytes per second
+  fmt::print("machine, measured now: {:.1f} G fp32 multiply-adds/s, memory bandwidth {:.1f} GB/s (parallel copy)\n",
+             peak_madds / 1e9, bandwidth / 1e9);
   for (const Cfg& c : cfgs) {
     Generator g(1);
     Inputs full = make_inputs(c.b, c.l, c.d, c.n, g);
@@ -153,6 +157,21 @@ int run_scan_bench(const ScanBenchOptions& o) {
     };
     row("forward", f.fwd_ms, r.fwd_ms, fwd_bytes);
     row("forward+backward", f.fb_ms, r.fb_ms, fb_bytes);
+    // Floors (issue 6): the bytes above at the measured bandwidth, and the arithmetic at the measured
+    // peak with an exponential counted as 10 operations. Per state update (b l d n of them):
+    // forward dA = exp(dt A): 1 multiply + 1 exp, h = dA h + (dt u) B: 2, y += C h: 1 -> 4 + 1 exp;
+    // backward, which must recompute the states (the memory rule allows 1/8 of them to be kept):
+    // the same 4 + 1 exp, then the reverse step: dh + dy C, (dh dt u) for dB, (dh B) for du,
+    // dh dA h (2), dt.. for dA, A.. for ddelta, dh dA for the next dh, dy h for dC -> 9.
+    const double updates = (double)c.b * c.l * c.d * c.n;
+    const double fwd_ops = updates * (4 + 10), fb_ops = updates * (4 + 10 + 4 + 10 + 9);
+    auto floors = [&](const char* what, double measured_ms, double bytes, double ops) {
+      const double mem_ms = bytes / bandwidth * 1e3, ops_ms = ops / peak_madds * 1e3, hi = std::max(mem_ms, ops_ms);
+      fmt::print("  {:<22} floors: bytes {:.1f} ms, operations {:.1f} ms; fused {:.1f} ms = {:.2f}x the larger{}\n",
+                 what, mem_ms, ops_ms, measured_ms, measured_ms / hi, measured_ms / hi <= 3 ? "" : "  (target: within 3x)");
+    };
+    floors("forward", f.fwd_ms, fwd_bytes, fwd_ops);
+    floors("forward+backward", f.fb_ms, fb_bytes, fb_ops);
     // The fused backward's extra memory: the chunk states the forward saved plus what the backward
     // holds at its peak beyond the gradients it returns.
     const double f_extra = (double)f.saved + std::max(0.0, (double)f.bwd_peak - grads);
