@@ -5,7 +5,9 @@
 
 #include "core/cpu_allocator.h"
 #include "core/storage.h"
+#include "models/mamba.h"
 #include "ops/ops.h"
+#include "train/optim.h"
 
 using namespace mg;
 
@@ -51,4 +53,25 @@ TEST_CASE("cpu allocator: repeating a step of tensor allocations asks the system
   const size_t after_first = cpu_system_allocations();
   for (int i = 0; i < 3; ++i) step();
   CHECK(cpu_system_allocations() == after_first);
+}
+
+TEST_CASE("cpu allocator: after the first, a training step of the small model asks the system for no memory") {
+  MambaLM model(MambaConfig::preset("small"), 1);
+  std::vector<ParamGroup> groups(1);
+  for (auto& p : model.named_parameters()) groups[0].params.push_back({p.name, p.tensor});
+  AdamW opt(groups, 1e-3);
+  Generator g(2);
+  Tensor tokens = randint(0, 256, {2, 64}, &g), targets = randint(0, 256, {2, 64}, &g);
+  auto step = [&] {
+    opt.zero_grad();
+    Tensor loss = model.loss(tokens, targets);
+    loss.backward();
+    clip_grad_norm(groups[0].params, 1.0);
+    opt.step();
+  };
+  step();
+  step();
+  const size_t after_warmup = cpu_system_allocations();
+  for (int i = 0; i < 3; ++i) step();
+  CHECK(cpu_system_allocations() == after_warmup);
 }
