@@ -281,12 +281,29 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t(0));
   MG_CHECK(total == x.size(d), "[split] sizes ({}) add up to {}, but dim {} of {} has size {}",
            fmt::join(sizes, ", "), total, dim, x.shape(), x.size(d));
+  // Views of x, recorded as one node: its vjp writes every part's gradient into one (x-shaped)
+  // tensor, as PyTorch's split_backward does, instead of one zero-padded x-sized gradient per part
+  // summed afterwards.
   std::vector<Tensor> out;
+  std::vector<Tensor*> outs;
   int64_t at = 0;
   for (int64_t s : sizes) {
-    out.push_back(narrow(x, d, at, s));
+    MG_CHECK(s >= 0, "[split] sizes must be non-negative, got ({})", fmt::join(sizes, ", "));
+    Shape sh = x.shape();
+    sh[d] = s;
+    out.push_back(make_view(x, sh, x.strides(), x.offset() + at * x.strides()[d]));
     at += s;
   }
+  for (Tensor& t : out) outs.push_back(&t);
+  record(OpId::split, {x}, outs, [in = x.shape(), d, sizes](const VjpArgs& g) {
+    Tensor dx = Tensor::empty(in, g[0].dtype(), g[0].device());  // every element is written below
+    int64_t at = 0;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      narrow(dx, d, at, sizes[i]).copy_(g[i]);  // g[i] is zero-filled where part i got no gradient
+      at += sizes[i];
+    }
+    return std::vector<Tensor>{dx};
+  });
   return out;
 }
 
@@ -357,8 +374,12 @@ void register_shape_gradchecks(GradcheckRegistry& r) {
   one(OpId::transpose, {2, 3, 4}, [](const Tensor& x) { return transpose(x, 0, 2); }, "dims 0, 2");
   one(OpId::permute, {2, 3, 4}, [](const Tensor& x) { return permute(x, {1, 2, 0}); }, "(1, 2, 0)");
   one(OpId::narrow, {5, 4}, [](const Tensor& x) { return narrow(x, 0, 1, 3); }, "dim 0 [1, 4)");
-  one(OpId::narrow, {3, 6}, [](const Tensor& x) { return split(x, {2, 4}, 1)[1]; }, "split [2, 4] along dim 1");
-  one(OpId::narrow, {3, 6}, [](const Tensor& x) { return chunk(x, 3, 1)[2] * chunk(x, 3, 1)[0]; }, "chunk 3, two chunks used");
+  one(OpId::split, {3, 6}, [](const Tensor& x) { return split(x, {2, 4}, 1)[1]; }, "split [2, 4] along dim 1, one part used");
+  one(OpId::split, {3, 6}, [](const Tensor& x) { return chunk(x, 3, 1)[2] * chunk(x, 3, 1)[0]; }, "chunk 3, two chunks used");
+  one(OpId::split, {4, 5}, [](const Tensor& x) {
+        auto p = split(x, {1, 0, 3}, 0);
+        return cat({p[2], p[0] * p[0], p[1].reshape({0, 5})}, 0);
+      }, "sizes [1, 0, 3] along dim 0, every part used");
   one(OpId::expand, {3, 1}, [](const Tensor& x) { return expand(x, {2, 3, 4}); }, "(3,1) -> (2,3,4)");
   one(OpId::contiguous, {3, 4}, [](const Tensor& x) { return contiguous(transpose(x, 0, 1)); }, "of a transpose");
   // The float32 round trip rounds the finite differences to ~6% of the step: a loose tolerance that
