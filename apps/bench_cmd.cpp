@@ -15,6 +15,7 @@ void add_bench_command(CLI::App& app, Run& run) {
     int steps = 5, warmup = 2;
     bool peer = false;
     std::string data;
+    std::string device = "cpu";  // train (one --device option for every benchmark that takes one)
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "benchmarks that print figures (see docs/perf.md)");
@@ -36,9 +37,12 @@ void add_bench_command(CLI::App& app, Run& run) {
   cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str();
   cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
   cmd->add_flag("--peer", o->peer, "train: also run the PyTorch peer, bench/torch_peer.py, and print the ratios");
+  cmd->add_option("--device", o->device, "train: cpu, cuda or cuda:N")->capture_default_str();
   cmd->callback([o, &run] {
     if (o->what == "train")
-      run = [o] { return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data); };
+      run = [o] {
+        return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device);
+      };
     else if (o->what == "matmul")
       run = [o] { return bench::run_matmul_bench(o->scan.reps, o->scan.quick); };
     else

@@ -1,4 +1,4 @@
-// `mambagrad logits --run DIR --input FILE --out OUT.safetensors [--bytes N]`: the full forward of a
+// `mambagrad logits --run DIR --input FILE --out OUT.safetensors [--bytes N] [--device D]`: the full forward of a
 // trained run's model over the first N bytes of a file, as one sequence, written as safetensors
 // {"tokens": int64 (1, N), "logits": float32 (1, N, vocab)} (vocab: the model's padded vocabulary,
 // as in config.json). For cross-checks against other implementations, such as Hugging Face
@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "apps/commands.h"
+#include "apps/device_option.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
 #include "data/bytes.h"
@@ -16,7 +17,7 @@ namespace mg::app {
 
 void add_logits_command(CLI::App& app, Run& run) {
   struct Opts {
-    std::string run_dir, input, out;
+    std::string run_dir, input, out, device = "cpu";
     int64_t bytes = 256;
   };
   auto o = std::make_shared<Opts>();
@@ -27,9 +28,11 @@ void add_logits_command(CLI::App& app, Run& run) {
   cmd->add_option("--bytes", o->bytes, "sequence length: the first N bytes of the file")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  add_device_option(cmd, o->device, "run the forward on this device (the file is written from a host copy)");
   cmd->callback([o, &run] {
     run = [o] {
-      auto model = load_model(o->run_dir);
+      const Device device = resolve_device(o->device, "logits");
+      auto model = load_model(o->run_dir, device);
       model->eval();
       std::vector<uint8_t> data = read_byte_file(o->input);
       MG_CHECK((int64_t)data.size() >= o->bytes, "[logits] {} has {} bytes, fewer than --bytes {}", o->input,
@@ -39,7 +42,7 @@ void add_logits_command(CLI::App& app, Run& run) {
       Tensor logits;
       {
         NoGradGuard ng;
-        logits = model->forward(tokens);  // (1, N, padded vocab), float32
+        logits = model->forward(tokens.to(device));  // (1, N, padded vocab), float32, on `device`
       }
       save_safetensors(o->out, {{"tokens", tokens}, {"logits", logits}});
       fmt::print("wrote {}: tokens (1, {}), logits (1, {}, {})\n", o->out, o->bytes, o->bytes, logits.size(-1));

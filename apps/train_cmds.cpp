@@ -1,7 +1,9 @@
-// `mambagrad train`, `eval` and `generate`: thin wrappers over train/trainer.h.
+// `mambagrad train`, `eval` and `generate`: thin wrappers over train/trainer.h. Each takes
+// `--device cpu|cuda|cuda:N`, checked before any work (apps/device_option.h).
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "apps/device_option.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "train/trainer.h"
@@ -12,7 +14,7 @@ void add_train_command(CLI::App& app, Run& run) {
   auto o = std::make_shared<TrainOptions>();
   struct Over {
     int64_t d_model = 0, n_layer = 0, d_state = 0, d_conv = 0, expand = 0, dt_rank = -1;
-    std::string resume;
+    std::string resume, device = "cpu";
     bool quiet = false;
   };
   auto ov = std::make_shared<Over>();
@@ -40,8 +42,10 @@ void add_train_command(CLI::App& app, Run& run) {
   cmd->add_option("--resume", ov->resume, "continue the run in this folder");
   cmd->add_option("--stop-at", o->stop_at, "save and stop after this step (continue later with --resume)");
   cmd->add_flag("--quiet", ov->quiet, "no progress output");
+  add_device_option(cmd, ov->device, "train on this device (a run may resume on another)");
   cmd->callback([o, ov, cmd, &run] {
     run = [o, ov, cmd] {
+      const Device device = resolve_device(ov->device, "train");
       TrainOptions opts = *o;
       bool resume = !ov->resume.empty();
       if (resume) {
@@ -64,6 +68,7 @@ void add_train_command(CLI::App& app, Run& run) {
       }
       opts.progress = !ov->quiet;
       opts.stop_at = o->stop_at;
+      opts.device = device;
       train(opts, resume);
       return 0;
     };
@@ -72,7 +77,7 @@ void add_train_command(CLI::App& app, Run& run) {
 
 void add_eval_command(CLI::App& app, Run& run) {
   struct Opts {
-    std::string run_dir, split = "test", data;
+    std::string run_dir, split = "test", data, device = "cpu";
     int64_t bytes = -1, batch = 16, seq = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -83,10 +88,12 @@ void add_eval_command(CLI::App& app, Run& run) {
   cmd->add_option("--bytes", o->bytes, "evaluate only the first N bytes of the split (-1: all)")->capture_default_str();
   cmd->add_option("--batch", o->batch, "sequences per batch")->capture_default_str();
   cmd->add_option("--seq", o->seq, "bytes per window (default: the run's)");
+  add_device_option(cmd, o->device, "evaluate on this device");
   cmd->callback([o, &run] {
     run = [o] {
+      const Device device = resolve_device(o->device, "eval");
       TrainOptions opts = load_run_options(o->run_dir);
-      auto model = load_model(o->run_dir);
+      auto model = load_model(o->run_dir, device);
       std::string path = o->data.empty() ? opts.data : o->data;
       ByteSplits s = split_bytes(read_byte_file(path));
       MG_CHECK(o->split == "train" || o->split == "validation" || o->split == "test",
@@ -104,7 +111,7 @@ void add_eval_command(CLI::App& app, Run& run) {
 
 void add_generate_command(CLI::App& app, Run& run) {
   struct Opts {
-    std::string run_dir, prompt;
+    std::string run_dir, prompt, device = "cpu";
     SampleOptions s;
   };
   auto o = std::make_shared<Opts>();
@@ -115,9 +122,11 @@ void add_generate_command(CLI::App& app, Run& run) {
   cmd->add_option("--temperature", o->s.temperature, "0 means greedy")->capture_default_str();
   cmd->add_option("--top-k", o->s.top_k, "sample among the k likeliest bytes (0: all)")->capture_default_str();
   cmd->add_option("--seed", o->s.seed, "sampling seed")->capture_default_str();
+  add_device_option(cmd, o->device, "run the model on this device");
   cmd->callback([o, &run] {
     run = [o] {
-      auto model = load_model(o->run_dir);
+      const Device device = resolve_device(o->device, "generate");
+      auto model = load_model(o->run_dir, device);
       std::fwrite(o->prompt.data(), 1, o->prompt.size(), stdout);
       generate(*model, o->prompt, o->s, [](char c) {
         std::fputc(c, stdout);

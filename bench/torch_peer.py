@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch peer of `mambagrad bench train`: the same Mamba LM, init, batch and training step on the CPU.
+"""PyTorch peer of `mambagrad bench train`: the same Mamba LM, init, batch and training step, on the CPU or a GPU.
 
     /usr/bin/python3 bench/torch_peer.py --preset small --batch 16 --seq 256 --steps 5 --threads 2
+    /usr/bin/python3 bench/torch_peer.py --preset base --batch 16 --seq 256 --steps 20 --device cuda
 
 The model is SPEC section 4 written as a careful PyTorch user would (no custom kernels): embedding;
 per layer residual add + RMSNorm + mixer (in_proj, split, causal depthwise nn.Conv1d with
@@ -16,6 +17,15 @@ Init as SPEC section 4 (nn.Linear / nn.Conv1d defaults, dt_proj as the official 
 log(1..n), D = 1, out_proj / sqrt(n_layer), embedding N(0, 0.02)). The step: sample a batch, forward,
 loss.item(), zero_grad(set_to_none=True), backward, clip_grad_norm_(1.0), AdamW(lr 1e-3, betas
 (0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices only). The learning rate is constant.
+
+--device cuda: the model and optimizer on the GPU (AdamW with fused=True, PyTorch's fastest
+update), batches sampled on the host and copied, as mambagrad does. Device work is asynchronous, so
+every clock read follows a wait for the device: loss.item() ends the forward, torch.cuda.synchronize()
+ends the backward and the update (the same points as `mambagrad bench train --device cuda`). Memory:
+peak_dev_mb is torch.cuda.max_memory_allocated() after reset_peak_memory_stats() before the model is
+built, minus what was allocated then (tensors only; the caching allocator's reserve is not counted,
+as mambagrad's figure does not count its cache). TF32 stays off (PyTorch's default for float32
+matmuls, and mambagrad's).
 
 Prints one line that `mambagrad bench train --peer` parses:
 
@@ -81,6 +91,7 @@ def main():
     ap.add_argument("--data", default="", help="byte file (enwik8 zip, gzip or raw): batches from its first 90%%; "
                                                 "default random bytes")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     ap.add_argument("--verbose", action="store_true", help="print the loss of every step")
     ap.add_argument("--load", default="", help="mambagrad run folder: load its model.safetensors")
     ap.add_argument("--check-logits", default="", help="with --load: compare with `mambagrad logits` output, exit")
@@ -96,6 +107,18 @@ def main():
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    gpu = device.type == "cuda"
+    if gpu and not torch.cuda.is_available():
+        print("torch_peer skipped: this torch has no CUDA device (torch.cuda.is_available() is False)")
+        return 0
+    if gpu:
+        torch.backends.cuda.matmul.allow_tf32 = False  # full float32, as mambagrad by default
+        torch.backends.cudnn.allow_tf32 = False
+
+    def sync():
+        if gpu:
+            torch.cuda.synchronize(device)
     torch.manual_seed(args.seed)
     d_model, n_layer = PRESETS[args.preset]
     vocab = 256
@@ -188,8 +211,14 @@ def main():
         g = torch.Generator().manual_seed(1234)
         buf = torch.randint(0, 256, (1 << 20,), dtype=torch.uint8, generator=g)
     base_rss = current_rss_mb()
+    base_dev = 0
+    if gpu:
+        torch.cuda.init()
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+        base_dev = torch.cuda.memory_allocated(device)
 
-    model = MambaLM()
+    model = MambaLM()  # initialised on the CPU (the same draws on any device), then moved
     model.train()
 
     if args.load:
@@ -213,12 +242,13 @@ def main():
                   f"loss_torch={loss_t:.6f} loss_mambagrad={loss_m:.6f}")
             return 0 if rel < 1e-4 else 1
 
+    model.to(device)
     decay = [p for name, p in model.named_parameters()
              if name.endswith(("in_proj.weight", "conv1d.weight", "x_proj.weight", "dt_proj.weight", "out_proj.weight"))]
     ids = {id(p) for p in decay}
     no_decay = [p for p in model.parameters() if id(p) not in ids]  # biases, norms, A_log, D, embedding
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+                            lr=1e-3, betas=(0.9, 0.95), eps=1e-8, **({"fused": True} if gpu else {}))
     data_gen = torch.Generator().manual_seed(args.seed + 1)
     offsets = torch.arange(args.seq + 1)
 
@@ -227,16 +257,18 @@ def main():
     for step in range(args.warmup + args.steps):
         t0 = time.perf_counter()
         starts = torch.randint(0, buf.numel() - args.seq, (args.batch,), generator=data_gen)
-        window = buf[starts.unsqueeze(1) + offsets].long()
+        window = buf[starts.unsqueeze(1) + offsets].long().to(device, non_blocking=True)
         inputs, targets = window[:, :-1], window[:, 1:]
         loss = F.cross_entropy(model(inputs).reshape(-1, vocab), targets.reshape(-1))
         lv = loss.item()
         t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()
         t3 = time.perf_counter()
         if step == 0:
             loss_first = lv
@@ -251,7 +283,11 @@ def main():
 
     n = args.steps
     nparams = sum(p.numel() for p in model.parameters())
-    print(f"torch_peer preset={args.preset} params={nparams} threads={torch.get_num_threads()} "
+    dev_fields = ""
+    if gpu:
+        peak_dev = (torch.cuda.max_memory_allocated(device) - base_dev) / (1024.0 * 1024.0)
+        dev_fields = f"device={args.device} gpu={torch.cuda.get_device_name(device).replace(' ', '_')} peak_dev_mb={peak_dev:.1f} "
+    print(f"torch_peer preset={args.preset} params={nparams} threads={torch.get_num_threads()} {dev_fields}"
           f"tokens_per_s={args.batch * args.seq * n / total:.1f} ms_per_step={1e3 * total / n:.1f} "
           f"fwd_ms={1e3 * fwd / n:.1f} bwd_ms={1e3 * bwd / n:.1f} opt_ms={1e3 * upd / n:.1f} "
           f"peak_rss_mb={peak_rss_mb():.1f} base_rss_mb={base_rss:.1f} "

@@ -1,4 +1,5 @@
-// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--warmup W] [--data FILE] [--peer]`:
+// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--warmup W] [--data FILE] [--peer]
+//                       [--device cpu|cuda]`:
 // full training steps of MambaLM, timed, with the memory they need; optionally beside a PyTorch peer.
 //
 // One step is what train/trainer.cpp does: sample a batch (ByteDataset::sample), model.loss, read
@@ -17,6 +18,15 @@
 //
 // --peer runs bench/torch_peer.py (the same model, init, batch and optimizer in PyTorch, on the
 // CPU in float32, with as many threads) for each preset in a child process, and prints the ratios.
+//
+// --device cuda: the model, gradients, AdamW state and batches live on the GPU (batches are sampled on
+// the host and copied, as the trainer does). Device work is asynchronous, so the clock is read only
+// after the device is idle: loss.item() ends the forward, cuda::synchronize ends the backward, and the
+// gradient norm's read-back plus a synchronize end the update (one more wait per step than the trainer
+// has, a few microseconds). Memory: "device peak" is the caching allocator's high-water mark
+// (cuda::memory_stats), reset before the model is built, minus the bytes in use then: parameters,
+// gradients, AdamW state, activations and temporaries. The peer runs with --device cuda (PyTorch on
+// the same GPU, timed between torch.cuda.synchronize() calls, torch.cuda.max_memory_allocated).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -24,6 +34,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fmt/format.h>
 #include <fstream>
 #include <map>
@@ -36,6 +47,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/storage.h"
+#include "cuda/runtime.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "models/mamba.h"
@@ -80,22 +92,34 @@ struct Result {
   std::string preset;
   int64_t params = 0;
   double tokens_per_s = 0, ms_per_step = 0, fwd_ms = 0, bwd_ms = 0, opt_ms = 0;
-  double peak_rss_mb = 0, base_rss_mb = 0, tensor_peak_mb = 0;
+  double peak_rss_mb = 0, base_rss_mb = 0, tensor_peak_mb = 0, device_peak_mb = 0;
   bool rss_reset = false;
   double loss_first = 0, loss_last = 0;
 };
 
 Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t batch, int64_t seq, int steps,
-                    int warmup) {
+                    int warmup, Device device) {
   Result r;
   r.preset = preset;
   const MambaConfig cfg = MambaConfig::preset(preset);
+  const bool gpu = device.is_cuda();
+  // Waits for the device, so that a host clock read after it covers the work queued before.
+  auto sync = [&] {
+    if (gpu) cuda::synchronize(device.index);
+  };
   r.rss_reset = reset_peak_rss();
   r.base_rss_mb = current_rss_mb();
   reset_cpu_peak_bytes();
   const size_t bytes_before = cpu_bytes_in_use();
+  size_t device_before = 0;
+  if (gpu) {
+    sync();
+    cuda::reset_peak_memory(device.index);
+    device_before = cuda::memory_stats(device.index).in_use;
+  }
   {
     MambaLM model(cfg, /*seed=*/0);
+    model.to(device);
     model.train();
     r.params = model.num_parameters();
     std::vector<ParamGroup> groups(2);
@@ -106,15 +130,17 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
     double total = 0, fwd = 0, bwd = 0, upd = 0;
     for (int s = 0; s < warmup + steps; ++s) {
       const auto t0 = Clock::now();
-      Batch b = data.sample(batch, seq, gen);
+      Batch b = data.sample(batch, seq, gen, device);
       Tensor loss = model.loss(b.inputs, b.targets);
       const double lv = loss.item();
       const auto t1 = Clock::now();
       opt.zero_grad();
       loss.backward();
+      sync();
       const auto t2 = Clock::now();
       clip_grad_norm(opt.groups(), 1.0);
       opt.step();
+      sync();
       const auto t3 = Clock::now();
       if (s == 0) r.loss_first = lv;
       r.loss_last = lv;
@@ -131,6 +157,7 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
   }
   r.peak_rss_mb = max_rss_mb();
   r.tensor_peak_mb = (double)(cpu_peak_bytes() - bytes_before) / (1024.0 * 1024.0);
+  if (gpu) r.device_peak_mb = (double)(cuda::memory_stats(device.index).peak - device_before) / (1024.0 * 1024.0);
   return r;
 }
 
@@ -143,8 +170,10 @@ std::string shell_quote(const std::string& s) {
 // Runs the PyTorch peer for one preset; echoes its output indented. Returns its key=value figures
 // (empty when it was skipped or failed; `status` says which).
 std::map<std::string, std::string> run_peer(const std::string& preset, int64_t batch, int64_t seq, int steps,
-                                            int warmup, const std::string& data, std::string& status) {
-  const std::string python = "/usr/bin/python3";
+                                            int warmup, const std::string& data, Device device, std::string& status) {
+  // MG_PYTHON picks the interpreter (scripts/gpu-check.sh points it at the one holding PyTorch).
+  const char* env_python = std::getenv("MG_PYTHON");
+  const std::string python = env_python && *env_python ? env_python : "/usr/bin/python3";
   const std::string script = std::string(MG_SOURCE_DIR) + "/bench/torch_peer.py";
   if (access(python.c_str(), X_OK) != 0) {
     status = "skipped: " + python + " not found";
@@ -156,9 +185,9 @@ std::map<std::string, std::string> run_peer(const std::string& preset, int64_t b
   }
   // Debian's OpenBLAS misdetects this CPU; SkylakeX kernels are right for AVX-512 machines.
   std::string cmd = fmt::format(
-      "OPENBLAS_CORETYPE=SkylakeX {} {} --preset {} --batch {} --seq {} --steps {} --warmup {} --threads {}{} 2>&1",
+      "OPENBLAS_CORETYPE=SkylakeX {} {} --preset {} --batch {} --seq {} --steps {} --warmup {} --threads {}{}{} 2>&1",
       python, shell_quote(script), preset, batch, seq, steps, warmup, num_threads(),
-      data.empty() ? "" : " --data " + shell_quote(data));
+      data.empty() ? "" : " --data " + shell_quote(data), device.is_cuda() ? " --device " + device.str() : "");
   std::fflush(stdout);
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) {
@@ -203,10 +232,17 @@ std::map<std::string, std::string> run_peer(const std::string& preset, int64_t b
 }  // namespace
 
 int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps, int warmup,
-                    bool peer, const std::string& data_path) {
+                    bool peer, const std::string& data_path, const std::string& device_name) {
   MG_CHECK(batch >= 1 && seq >= 1 && steps >= 1 && warmup >= 0,
            "[bench train] batch, seq and steps must be positive and warmup not negative (got {}, {}, {}, {})", batch,
            seq, steps, warmup);
+  const Device device = Device::parse(device_name);
+  if (device.is_cuda()) {  // before any work, as the other commands
+    if (!cuda::built_with_cuda()) cuda::unsupported("bench train");
+    MG_CHECK(device.index < cuda::device_count(), "[bench train] {} is not present: this machine has {} CUDA devices",
+             device.str(), cuda::device_count());
+  }
+  const bool gpu = device.is_cuda();
   const std::vector<std::string> presets = presets_in.empty() ? std::vector<std::string>{"small", "base"} : presets_in;
   for (auto& p : presets) MambaConfig::preset(p);  // unknown names fail before any work
 
@@ -223,28 +259,31 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     source = fmt::format("the train split of {} ({} bytes)", data_path, data.size());
   }
 
-  fmt::print("mambagrad bench train: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
-             "batches from {}\n",
-             batch, seq, batch * seq, warmup, steps, num_threads(), source);
-  fmt::print("step = sample + forward + loss.item() | zero_grad + backward | clip_grad_norm(1.0) + AdamW (lr 1e-3)\n");
+  fmt::print("mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
+             "batches from {}{}\n",
+             device.str(), batch, seq, batch * seq, warmup, steps, num_threads(), source,
+             gpu ? fmt::format(", TF32 {}", cuda::allow_tf32() ? "on" : "off") : "");
+  fmt::print("step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
+             gpu ? " + synchronize" : "", gpu ? " + synchronize" : "");
   std::fflush(stdout);
 
   std::vector<std::pair<Result, std::map<std::string, std::string>>> rows;
   std::vector<std::string> peer_status;
   bool peer_failed = false;
   for (auto& preset : presets) {
-    Result r = bench_preset(preset, data, batch, seq, steps, warmup);
-    fmt::print("mambagrad preset={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} fwd_ms={:.1f} bwd_ms={:.1f} "
-               "opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f} loss_first={:.4f} "
-               "loss_last={:.4f}\n",
-               r.preset, r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms, r.bwd_ms, r.opt_ms, r.peak_rss_mb,
-               r.rss_reset ? "" : " (peak since start: could not reset)", r.base_rss_mb, r.tensor_peak_mb,
-               r.loss_first, r.loss_last);
+    Result r = bench_preset(preset, data, batch, seq, steps, warmup, device);
+    fmt::print("mambagrad preset={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} fwd_ms={:.1f} "
+               "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
+               "loss_first={:.4f} loss_last={:.4f}\n",
+               r.preset, device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms, r.bwd_ms, r.opt_ms,
+               r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)", r.base_rss_mb,
+               r.tensor_peak_mb, gpu ? fmt::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
+               r.loss_last);
     std::fflush(stdout);
     std::map<std::string, std::string> kv;
     if (peer) {
       std::string status;
-      kv = run_peer(preset, batch, seq, steps, warmup, data_path, status);
+      kv = run_peer(preset, batch, seq, steps, warmup, data_path, device, status);
       if (status != "ok") fmt::print("torch peer for {}: {}\n", preset, status);
       peer_failed |= status.rfind("failed", 0) == 0;
       peer_status.push_back(status);
@@ -252,7 +291,24 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     rows.push_back({r, kv});
   }
 
-  if (peer) {
+  if (peer && gpu) {
+    fmt::print("\nmambagrad / PyTorch on {} (memory: peak device memory of tensors above what was in use before the "
+               "model was built; PyTorch: torch.cuda.max_memory_allocated)\n",
+               device.str());
+    fmt::print("{:<8} {:>12} {:>12} {:>8} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s", "torch tok/s", "ratio",
+               "mg dev MB", "torch MB", "ratio");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      auto& [r, kv] = rows[i];
+      if (kv.empty() || !kv.count("peak_dev_mb")) {
+        fmt::print("{:<8} torch peer {}\n", r.preset, kv.empty() ? peer_status[i] : "gave no device memory figure");
+        continue;
+      }
+      const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_dev_mb"));
+      fmt::print("{:<8} {:>12.1f} {:>12.1f} {:>7.2f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n", r.preset, r.tokens_per_s, tt,
+                 r.tokens_per_s / tt, r.device_peak_mb, tm, tm > 0 ? r.device_peak_mb / tm : NAN);
+    }
+    fmt::print("target: mambagrad at least 10x the PyTorch peer's tokens/s\n");
+  } else if (peer) {
     fmt::print("\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
                "model was built)\n",
                num_threads());

@@ -144,7 +144,26 @@ Tensor MambaMixer::forward(const Tensor& x) const {
   return out_proj->forward(r.y);
 }
 
+Tensor MambaMixer::step_composed(const Tensor& x, LayerState& st) const {
+  NoGradGuard ng;
+  const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv;
+  Tensor xz = in_proj->forward(x);  // (b, 2 di)
+  Tensor xin = narrow(xz, 1, 0, di), z = narrow(xz, 1, di, di);
+  // Shift the conv window: drop the oldest input, append this one. (b, di, k)
+  st.conv = k > 1 ? cat({narrow(st.conv, 2, 1, k - 1), unsqueeze(xin, 2)}, 2) : contiguous(unsqueeze(xin, 2));
+  Tensor xc = silu(add(sum(mul(st.conv, conv_weight.reshape({di, k})), {2}), conv_bias));  // (b, di)
+  Tensor x_dbl = x_proj->forward(xc);                                                    // (b, R + 2n)
+  Tensor delta = linear(narrow(x_dbl, 1, 0, R), dt_proj->weight);                        // (b, di)
+  Tensor Bv = unsqueeze(narrow(x_dbl, 1, R, n), 1), Cv = unsqueeze(narrow(x_dbl, 1, R + n, n), 1);  // (b, 1, n)
+  Tensor dt = softplus(add(delta, dt_proj->bias));                                       // (b, di)
+  Tensor dA = exp(mul(unsqueeze(dt, 2), neg(exp(A_log))));                               // (b, di, n)
+  st.ssm = add(mul(dA, st.ssm), mul(unsqueeze(mul(dt, xc), 2), Bv));                     // (b, di, n)
+  Tensor y = add(sum(mul(st.ssm, Cv), {2}), mul(D, xc));                                 // (b, di)
+  return out_proj->forward(mul(y, silu(z)));
+}
+
 Tensor MambaMixer::step(const Tensor& x, LayerState& st) const {
+  if (!x.device().is_cpu()) return step_composed(x, st);
   NoGradGuard ng;
   const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv, b = x.size(0);
   Tensor xz = contiguous(in_proj->forward(x));  // (b, 2 di)
@@ -208,6 +227,9 @@ MambaLM::MambaLM(const MambaConfig& cfg, uint64_t seed) : cfg_(cfg) {
 Tensor MambaLM::forward(const Tensor& tokens) const {
   MG_CHECK(tokens.dim() == 2 && tokens.dtype() == DType::i64, "[mamba] tokens must be int64 (batch, length), got {} {}",
            tokens.dtype(), tokens.shape());
+  MG_CHECK(tokens.device() == embeddings->weight.device(),
+           "[mamba] tokens are on {} but the model is on {} (copy them with .to(device))", tokens.device(),
+           embeddings->weight.device());
   Tensor h = embeddings->forward(tokens);  // (b, l, d_model)
   Tensor residual;                          // kept in float32, as residual_in_fp32
   for (auto& layer : layers) {
@@ -226,13 +248,17 @@ Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets) const {
 std::vector<LayerState> MambaLM::initial_state(int64_t batch) const {
   std::vector<LayerState> s;
   for (int64_t i = 0; i < cfg_.n_layer; ++i)
-    s.push_back({zeros({batch, cfg_.d_inner(), cfg_.d_conv}), zeros({batch, cfg_.d_inner(), cfg_.d_state})});
+    s.push_back({zeros({batch, cfg_.d_inner(), cfg_.d_conv}, DType::f32, device()),
+                 zeros({batch, cfg_.d_inner(), cfg_.d_state}, DType::f32, device())});
   return s;
 }
 
 Tensor MambaLM::step(const Tensor& tokens, std::vector<LayerState>& state) const {
   MG_CHECK(tokens.dim() == 1 && tokens.dtype() == DType::i64, "[mamba step] tokens must be int64 (batch,), got {} {}",
            tokens.dtype(), tokens.shape());
+  MG_CHECK(tokens.device() == embeddings->weight.device(),
+           "[mamba step] tokens are on {} but the model is on {} (copy them with .to(device))", tokens.device(),
+           embeddings->weight.device());
   MG_CHECK((int64_t)state.size() == cfg_.n_layer && state[0].ssm.size(0) == tokens.size(0),
            "[mamba step] state is for {} layers and batch {}, but the model has {} layers and the batch is {}",
            state.size(), state.empty() ? 0 : state[0].ssm.size(0), cfg_.n_layer, tokens.size(0));

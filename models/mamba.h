@@ -45,8 +45,12 @@ class MambaMixer : public Module {
   MambaMixer(const MambaConfig& cfg, Generator& gen);
   // (b, l, d_model) -> (b, l, d_model)
   Tensor forward(const Tensor& x) const;
-  // One token per sequence: (b, d_model) -> (b, d_model), updating `state`. No autograd.
+  // One token per sequence: (b, d_model) -> (b, d_model), updating `state`. No autograd. On the CPU
+  // a fused loop over the raw data; on other devices step_composed.
   Tensor step(const Tensor& x, LayerState& state) const;
+  // The same step written with ops only, so it runs on any device (public for the tests, which
+  // compare it with the CPU loop). Replaces state.conv and state.ssm with new tensors.
+  Tensor step_composed(const Tensor& x, LayerState& state) const;
 
   std::shared_ptr<Linear> in_proj, x_proj, dt_proj, out_proj;
   Tensor conv_weight, conv_bias;  // (d_inner, 1, d_conv), (d_inner)
@@ -65,13 +69,14 @@ class MambaLM : public Module {
  public:
   // Initialised from `seed` (SPEC section 4).
   MambaLM(const MambaConfig& cfg, uint64_t seed = 0);
-  // tokens (b, l) int64 -> logits (b, l, padded_vocab)
+  // tokens (b, l) int64, on the model's device (Module::to) -> logits (b, l, padded_vocab)
   Tensor forward(const Tensor& tokens) const;
   // Mean cross-entropy in nats of predicting `targets` (b, l) from `tokens` (b, l).
   Tensor loss(const Tensor& tokens, const Tensor& targets) const;
 
-  // Recurrent inference: a fresh state for `batch` sequences, and one token per sequence
-  // (int64 (b,)) -> logits (b, padded_vocab). Costs O(layers * d_inner * d_state) per token.
+  // Recurrent inference: a fresh state for `batch` sequences (on the model's device), and one token
+  // per sequence (int64 (b,), on the model's device) -> logits (b, padded_vocab). Costs
+  // O(layers * d_inner * d_state) per token.
   std::vector<LayerState> initial_state(int64_t batch) const;
   Tensor step(const Tensor& tokens, std::vector<LayerState>& state) const;
 

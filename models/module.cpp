@@ -3,6 +3,7 @@
 #include <map>
 
 #include "autograd/grad_mode.h"
+#include "cuda/runtime.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -42,6 +43,43 @@ int64_t Module::num_parameters() const {
   int64_t n = 0;
   for (auto& p : named_parameters()) n += p.tensor.numel();
   return n;
+}
+
+void Module::to(Device device) {
+  if (device.is_cuda()) {  // a clear error before anything is copied
+    if (!cuda::built_with_cuda()) cuda::unsupported("Module::to");
+    MG_CHECK(device.index < cuda::device_count(), "[Module::to] {} is not present: this machine has {} CUDA devices",
+             device.str(), cuda::device_count());
+  }
+  NoGradGuard ng;
+  struct Move {
+    Tensor param, data, grad;
+  };
+  std::vector<Move> moves;
+  for (auto& p : named_parameters()) {
+    if (p.tensor.device() == device) continue;
+    MG_CHECK(p.tensor.is_contiguous(), "[Module::to] parameter '{}' {} is not contiguous", p.name, p.tensor.shape());
+    Tensor g = p.tensor.grad();
+    moves.push_back({p.tensor, to_device(p.tensor.detach(), device),
+                     g.defined() ? to_device(contiguous(g.detach()), device) : Tensor()});
+  }
+  // Switch each parameter's storage under its existing TensorImpl: the handles stay the same tensor.
+  for (auto& m : moves) {
+    TensorImpl* impl = m.param.unsafe_impl();
+    impl->storage = m.data.storage();
+    impl->strides = m.data.strides();
+    impl->offset = m.data.offset();
+    m.param.set_grad(m.grad);
+  }
+}
+
+Device Module::device() const {
+  if (!params_.empty()) return params_.front().tensor.device();
+  for (auto& [name, child] : children_) {
+    auto ps = child->named_parameters();
+    if (!ps.empty()) return ps.front().tensor.device();
+  }
+  return kCPU;
 }
 
 void Module::train(bool on) {

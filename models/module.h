@@ -32,6 +32,17 @@ class Module {
   void load_state_dict(const std::vector<std::pair<std::string, Tensor>>& sd, const std::string& source);
   int64_t num_parameters() const;
 
+  // Moves every parameter below this module (and its gradient, if any) to `device`, in place, as
+  // torch's module.to(device): every Tensor handle to a parameter (the modules' fields, the state
+  // dict, an optimizer's groups) sees the moved data, with the same name, shape, dtype,
+  // requires_grad and leaf status. All parameters are copied before any is switched, so a failure
+  // (no CUDA, out of memory) leaves the module where it was. Parameters already on `device` are not
+  // touched (to(kCPU) of a CPU module is a no-op). Make optimizers after moving: their state is
+  // allocated on the parameters' device.
+  void to(Device device);
+  // Where the parameters are (the first parameter's device; kCPU for a module without any).
+  Device device() const;
+
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }

@@ -31,8 +31,10 @@ struct AdamWOptions {
 //   p <- p * (1 - lr * weight_decay)
 //   m <- beta1 m + (1 - beta1) g               v <- beta2 v + (1 - beta2) g^2
 //   p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
-// One fused pass over p, g, m, v per parameter (float32 or float64, contiguous, CPU), in the
-// parameter's precision. Unlike PyTorch, which keeps a step count per parameter, the step count is
+// One fused pass over p, g, m, v per parameter (float32 or float64, contiguous), in the parameter's
+// precision. On the CPU parameter by parameter; on CUDA every parameter of a device in one launch per
+// dtype (cuda/optim.cu, the same arithmetic). The state lives on each parameter's device: move the
+// model (Module::to) before making the optimizer. Unlike PyTorch, which keeps a step count per parameter, the step count is
 // shared: it differs only for parameters that sometimes have no gradient (never the case for the LM).
 // The state (m, v: zeros like each parameter) is allocated at construction, so state_tensors() is
 // complete before the first step and a checkpoint can be restored into a fresh optimizer.
@@ -73,7 +75,9 @@ class AdamW {
 // gradients together (parameters without a gradient are skipped) is computed in double in a fixed
 // order, independent of the thread count; when norm > max_norm every gradient is multiplied by
 // max_norm / (norm + 1e-6). Returns the norm before clipping (NaN or inf when a gradient is not
-// finite; then nothing is scaled and the caller should skip the step).
+// finite; then nothing is scaled and the caller should skip the step). CUDA gradients are summed on
+// their device (per-block partial sums in double, added in a fixed order: deterministic) and scaled
+// in one launch; only the norm comes back to the host.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 double clip_grad_norm(const std::vector<std::pair<std::string, Tensor>>& params, double max_norm);
 double clip_grad_norm(const std::vector<ParamGroup>& groups, double max_norm);

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "autograd/grad_mode.h"
+#include "cuda/runtime.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "train/atomic_file.h"
@@ -97,12 +98,28 @@ std::string require_run(const std::string& dir) {
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void on_sigint(int) { g_interrupted = 1; }
 
+// "| cuda mem 123.4 MB (peak 456.7 MB)": the caching allocator's counters (cuda/runtime.h).
+std::string device_memory(Device d) {
+  if (!d.is_cuda()) return "";
+  const cuda::MemoryStats m = cuda::memory_stats(d.index);
+  return fmt::format(" | {} mem {:.1f} MB (peak {:.1f} MB)", d.str(), (double)m.in_use / 1048576.0,
+                     (double)m.peak / 1048576.0);
+}
+
 std::string fmt_duration(double s) {
   int64_t t = (int64_t)std::max(0.0, s);
   return t >= 3600 ? fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60) : fmt::format("{:02}:{:02}", t / 60, t % 60);
 }
 
 }  // namespace
+
+void require_device(Device device, const char* op) {
+  if (device.is_cpu()) return;
+  if (!cuda::built_with_cuda()) cuda::unsupported(op);  // "[op] this build has no CUDA support ..."
+  const int n = cuda::device_count();
+  MG_CHECK(device.index < n, "[{}] {} is not present: this machine has {} CUDA device{}{}", op, device.str(), n,
+           n == 1 ? "" : "s", n == 0 ? " (use --device cpu)" : "");
+}
 
 TrainOptions load_run_options(const std::string& run_dir) {
   require_run(run_dir);
@@ -113,11 +130,13 @@ TrainOptions load_run_options(const std::string& run_dir) {
   return TrainOptions::from_json(f.metadata.at("options"), path);
 }
 
-std::unique_ptr<MambaLM> load_model(const std::string& run_dir) {
+std::unique_ptr<MambaLM> load_model(const std::string& run_dir, Device device) {
+  require_device(device, "load_model");
   require_run(run_dir);
   MambaConfig cfg = MambaConfig::from_json(read_text(run_dir + "/" + kConfigFile), run_dir + "/" + kConfigFile);
   auto model = std::make_unique<MambaLM>(cfg);
   model->load_state_dict(load_safetensors(run_dir + "/" + kModelFile), run_dir + "/" + kModelFile);
+  model->to(device);
   return model;
 }
 
@@ -126,8 +145,9 @@ EvalResult evaluate(const MambaLM& model, const ByteDataset& data, int64_t batch
   EvalResult r;
   double total = 0;
   const int64_t n = data.num_eval_batches(batch, seq, max_bytes);
+  const Device device = model.device();
   for (int64_t i = 0; i < n; ++i) {
-    Batch b = data.eval_batch(i, batch, seq, max_bytes);
+    Batch b = data.eval_batch(i, batch, seq, max_bytes, device);
     const int64_t count = b.targets.numel();
     total += model.loss(b.inputs, b.targets).item() * (double)count;
     r.targets += count;
@@ -141,6 +161,7 @@ EvalResult train(TrainOptions opts, bool resume) {
            "[train] steps, batch and seq must be positive (got {}, {}, {})", opts.steps, opts.batch, opts.seq);
   MG_CHECK(opts.lr > 0 && std::isfinite(opts.lr), "[train] lr must be positive, got {}", opts.lr);
   opts.config.validate();
+  require_device(opts.device, "train");  // before reading data or writing anything
   if (opts.warmup < 0) opts.warmup = std::min<int64_t>(100, opts.steps / 10);
   const std::string dir = opts.out;
 
@@ -155,7 +176,20 @@ EvalResult train(TrainOptions opts, bool resume) {
     test_set.num_eval_batches(opts.batch, opts.seq, opts.test_bytes);
   }
 
+  // The model is initialised (and a checkpoint loaded) on the CPU, then moved; the optimizer is made
+  // after the move so that its state lives on the device too.
   MambaLM model(opts.config, opts.seed);
+  SafetensorsFile state_file;
+  if (resume) {
+    state_file = read_safetensors(dir + "/" + kStateFile);
+    auto model_file = read_safetensors(dir + "/" + kModelFile);
+    MG_CHECK(state_file.metadata.count("step") && model_file.metadata.count("step") &&
+                 state_file.metadata.at("step") == model_file.metadata.at("step"),
+             "[resume] {} and {} in {} are from different steps; the checkpoint is inconsistent", kModelFile,
+             kStateFile, dir);
+    model.load_state_dict(model_file.tensors, dir + "/" + kModelFile);
+  }
+  model.to(opts.device);
   std::vector<ParamGroup> groups(2);
   groups[0].weight_decay = opts.weight_decay;
   for (auto& p : model.named_parameters()) groups[p.decay ? 0 : 1].params.push_back({p.name, p.tensor});
@@ -164,13 +198,7 @@ EvalResult train(TrainOptions opts, bool resume) {
   int64_t start = 0;
 
   if (resume) {
-    auto st = read_safetensors(dir + "/" + kStateFile);
-    auto model_file = read_safetensors(dir + "/" + kModelFile);
-    MG_CHECK(st.metadata.count("step") && model_file.metadata.count("step") &&
-                 st.metadata.at("step") == model_file.metadata.at("step"),
-             "[resume] {} and {} in {} are from different steps; the checkpoint is inconsistent", kModelFile,
-             kStateFile, dir);
-    model.load_state_dict(model_file.tensors, dir + "/" + kModelFile);
+    const auto& st = state_file;
     start = std::stoll(st.metadata.at("step"));
     opt.load_state(st.tensors, std::stoll(st.metadata.at("adamw_steps")));
     data_gen.set_state(std::stoull(st.metadata.at("data_seed")), std::stoull(st.metadata.at("data_offset")));
@@ -209,9 +237,9 @@ EvalResult train(TrainOptions opts, bool resume) {
   const bool tty = opts.progress && isatty(fileno(stdout));
   if (opts.progress)
     fmt::print("mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} test "
-               "bytes; {} steps of {} x {}{}\n",
+               "bytes; {} steps of {} x {} on {}{}\n",
                opts.preset, model.num_parameters(), opts.config.n_layer, opts.config.d_model, train_set.size(),
-               val_set.size(), test_set.size(), opts.steps, opts.batch, opts.seq,
+               val_set.size(), test_set.size(), opts.steps, opts.batch, opts.seq, opts.device.str(),
                resume ? fmt::format(", resuming at step {}", start) : "");
   std::fflush(stdout);
 
@@ -230,17 +258,19 @@ EvalResult train(TrainOptions opts, bool resume) {
     const auto ts = clock::now();
     const double lr = lr_at(step, opts.warmup, opts.steps, opts.lr, opts.min_lr_ratio);
     opt.set_lr(lr);
-    Batch b = train_set.sample(opts.batch, opts.seq, data_gen);
+    Batch b = train_set.sample(opts.batch, opts.seq, data_gen, opts.device);  // copied to the device
     Tensor loss = model.loss(b.inputs, b.targets);
+    opt.zero_grad();
+    loss.backward();
+    // The norm comes back to the host (on CUDA the step's one wait for the device); the loss is read
+    // after it, so reading it costs no extra wait. Neither check lets a non-finite step update the model.
+    const double gnorm = clip_grad_norm(opt.groups(), opts.clip);
     const double lv = loss.item();
     if (!std::isfinite(lv)) {
       if (tty) fmt::print("\n");
       MG_THROW("[train] the loss is {} at step {}; stopping. The last good checkpoint in {} is from step {}", lv,
                step + 1, dir, last_saved);
     }
-    opt.zero_grad();
-    loss.backward();
-    const double gnorm = clip_grad_norm(opt.groups(), opts.clip);
     if (!std::isfinite(gnorm)) {
       if (tty) fmt::print("\n");
       MG_THROW("[train] the gradient norm is {} at step {}; stopping. The last good checkpoint in {} is from step {}",
@@ -255,6 +285,10 @@ EvalResult train(TrainOptions opts, bool resume) {
     rec["step"] = done, rec["lr"] = lr, rec["train_loss"] = lv, rec["train_bpc"] = lv / std::log(2.0);
     rec["grad_norm"] = gnorm, rec["tokens_per_s"] = inst;
     rec["elapsed_s"] = std::chrono::duration<double>(clock::now() - t0).count();
+    if (opts.device.is_cuda()) {
+      const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
+      rec["device_mem_mb"] = (double)m.in_use / 1048576.0, rec["device_peak_mb"] = (double)m.peak / 1048576.0;
+    }
 
     const bool eval_now = (opts.eval_every > 0 && done % opts.eval_every == 0) || done == opts.steps;
     if (eval_now) {
@@ -271,6 +305,7 @@ EvalResult train(TrainOptions opts, bool resume) {
                                      std::to_string(opts.steps).size(), opts.steps, lv, lv / std::log(2.0), tok_s,
                                      fmt_duration(elapsed), fmt_duration(eta));
       if (eval_now) line += fmt::format(" | val bpc {:.3f}", rec["val_bpc"].get<double>());
+      line += device_memory(opts.device);
       if (tty)
         fmt::print("\r\033[K{}{}", line, eval_now ? "\n" : "");
       else if (eval_now || done % 10 == 0 || done == start + 1)
@@ -295,9 +330,15 @@ EvalResult train(TrainOptions opts, bool resume) {
   nlohmann::ordered_json rec;
   rec["step"] = opts.steps, rec["test_loss"] = test.loss, rec["test_bpc"] = test.bpc();
   metrics.log(rec);
-  if (opts.progress)
+  if (opts.progress) {
     fmt::print("test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes\n", test.loss, test.bpc(),
                test.perplexity(), test.targets);
+    if (opts.device.is_cuda()) {
+      const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
+      fmt::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts.device.str(),
+                 (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
+    }
+  }
   return test;
 }
 
@@ -312,7 +353,8 @@ std::string generate(const MambaLM& model, const std::string& prompt, const Samp
   // An empty prompt starts from a newline, as if at the start of a line.
   std::string context = prompt.empty() ? std::string("\n") : prompt;
   Tensor logits;
-  for (unsigned char c : context) logits = model.step(from_vector<int64_t>({(int64_t)c}, {1}), state);
+  const Device device = model.device();
+  for (unsigned char c : context) logits = model.step(from_vector<int64_t>({(int64_t)c}, {1}, device), state);
   std::string out;
   for (int64_t i = 0; i < o.bytes; ++i) {
     std::vector<float> l = logits.to_vector<float>();
@@ -341,7 +383,7 @@ std::string generate(const MambaLM& model, const std::string& prompt, const Samp
     char c = (char)pick;
     out += c;
     if (emit) emit(c);
-    logits = model.step(from_vector<int64_t>({pick}, {1}), state);
+    logits = model.step(from_vector<int64_t>({pick}, {1}, device), state);
   }
   return out;
 }

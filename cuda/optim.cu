@@ -1,0 +1,282 @@
+// AdamW and gradient-norm kernels over many tensors at once (the launchers are declared in cuda/optim.h).
+//
+// Each call turns its list of tensors into a table of chunks (at most kOptimChunk elements of one
+// tensor each, pointers already offset to the chunk's first element), copies the table to the device
+// and launches one block per chunk: a whole model's update is one launch per dtype, whatever the
+// number of parameters. Tables travel through a pinned host buffer with cudaMemcpyAsync on the
+// device's one stream, so no call waits for the GPU except grad_sum_squares, which returns a number.
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda/check.cuh"
+#include "cuda/optim.h"
+
+namespace mg::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;  // per block; a power of two (the reductions halve it)
+
+// AdamW chunk: pointers at the chunk's first element.
+struct AdamWEntry {
+  void* p;
+  const void* g;
+  void* m;
+  void* v;
+  int64_t n;
+  double decay;
+};
+
+// Gradient chunk for the sum of squares and the scaling.
+struct GradEntry {
+  void* g;
+  int64_t n;
+};
+
+// Per-device scratch: a device buffer for the chunk tables and reduction partials (grown on demand,
+// never shrunk) and a pinned host buffer the tables are staged in. `staged` is recorded after each
+// copy out of the pinned buffer; the next call waits for it before overwriting the buffer.
+struct Workspace {
+  void* dev = nullptr;
+  size_t dev_cap = 0;
+  void* host = nullptr;
+  size_t host_cap = 0;
+  cudaEvent_t staged = nullptr;
+  bool pending = false;
+};
+
+std::mutex g_mu;
+std::vector<Workspace> g_ws;
+
+size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+// The device's workspace with at least `dev_bytes` of device memory and `host_bytes` of pinned host
+// memory. Call with g_mu held.
+Workspace& workspace(int device, size_t dev_bytes, size_t host_bytes, const char* op) {
+  if (device >= (int)g_ws.size()) g_ws.resize(device + 1);
+  Workspace& w = g_ws[device];
+  cudaStream_t s = stream(device);
+  if (!w.staged) MG_CUDA_CHECK(cudaEventCreateWithFlags(&w.staged, cudaEventDisableTiming), op);
+  if (w.dev_cap < dev_bytes) {
+    MG_CUDA_CHECK(cudaStreamSynchronize(s), op);  // earlier kernels may still read the old buffer
+    if (w.dev) MG_CUDA_CHECK(cudaFree(w.dev), op);
+    w.dev = nullptr;
+    w.dev_cap = 0;
+    const size_t cap = round_up(dev_bytes * 2, 4096);
+    MG_CUDA_CHECK(cudaMalloc(&w.dev, cap), op);
+    w.dev_cap = cap;
+  }
+  if (w.pending) {  // the last copy out of the pinned buffer must be done before it is rewritten
+    MG_CUDA_CHECK(cudaEventSynchronize(w.staged), op);
+    w.pending = false;
+  }
+  if (w.host_cap < host_bytes) {
+    if (w.host) MG_CUDA_CHECK(cudaFreeHost(w.host), op);
+    w.host = nullptr;
+    w.host_cap = 0;
+    const size_t cap = round_up(host_bytes * 2, 4096);
+    MG_CUDA_CHECK(cudaMallocHost(&w.host, cap), op);
+    w.host_cap = cap;
+  }
+  return w;
+}
+
+// Copies `n` bytes of `src` to w.dev + dst_offset on the stream, through the pinned buffer.
+void upload(Workspace& w, size_t dst_offset, const void* src, size_t n, int device, const char* op) {
+  if (n == 0) return;
+  std::memcpy(w.host, src, n);
+  cudaStream_t s = stream(device);
+  MG_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(w.dev) + dst_offset, w.host, n, cudaMemcpyHostToDevice, s), op);
+  MG_CUDA_CHECK(cudaEventRecord(w.staged, s), op);
+  w.pending = true;
+}
+
+unsigned grid_of(size_t chunks, const char* op) {
+  MG_CHECK(chunks <= (size_t)INT_MAX, "[{}] {} chunks is more than one launch can take", op, chunks);
+  return (unsigned)chunks;
+}
+
+// The per-element arithmetic of the CPU AdamW (train/optim.cpp, adamw_update), in T.
+template <class T>
+__global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWEntry* __restrict__ table, T w1, T b2, T w2,
+                                                          T step_size, T bc2_sqrt, T eps) {
+  const AdamWEntry e = table[blockIdx.x];
+  T* __restrict__ p = static_cast<T*>(e.p);
+  const T* __restrict__ g = static_cast<const T*>(e.g);
+  T* __restrict__ m = static_cast<T*>(e.m);
+  T* __restrict__ v = static_cast<T*>(e.v);
+  const T kdecay = (T)e.decay;
+  for (int64_t i = threadIdx.x; i < e.n; i += blockDim.x) {
+    const T gi = g[i];
+    const T mi = m[i] + w1 * (gi - m[i]);
+    const T vi = v[i] * b2 + w2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * kdecay - step_size * (mi / (sqrt(vi) / bc2_sqrt + eps));
+  }
+}
+
+// Fixed-order tree sum of kThreads values in shared memory; the result is in sh[0].
+__device__ void block_tree_sum(double* sh) {
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
+    __syncthreads();
+  }
+}
+
+// partials[blockIdx.x] = sum of x^2 over the block's chunk, in double.
+template <class T>
+__global__ void __launch_bounds__(kThreads) sum_squares_kernel(const GradEntry* __restrict__ table,
+                                                                double* __restrict__ partials) {
+  __shared__ double sh[kThreads];
+  const GradEntry e = table[blockIdx.x];
+  const T* __restrict__ g = static_cast<const T*>(e.g);
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < e.n; i += blockDim.x) {
+    const double x = (double)g[i];
+    s += x * x;
+  }
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  block_tree_sum(sh);
+  if (threadIdx.x == 0) partials[blockIdx.x] = sh[0];
+}
+
+// *out = sum of partials[0..n), one block: each thread adds a fixed strided subset in order, then a tree.
+__global__ void __launch_bounds__(kThreads) sum_partials_kernel(const double* __restrict__ partials, int64_t n,
+                                                                 double* __restrict__ out) {
+  __shared__ double sh[kThreads];
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) s += partials[i];
+  sh[threadIdx.x] = s;
+  __syncthreads();
+  block_tree_sum(sh);
+  if (threadIdx.x == 0) *out = sh[0];
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) scale_kernel(const GradEntry* __restrict__ table, T coef) {
+  const GradEntry e = table[blockIdx.x];
+  T* __restrict__ g = static_cast<T*>(e.g);
+  for (int64_t i = threadIdx.x; i < e.n; i += blockDim.x) g[i] = g[i] * coef;
+}
+
+// Chunk tables of the tensors of one dtype, f32 first then f64; `first_f64` is where f64 starts.
+template <class Entry, class Tensorish, class MakeEntry>
+std::vector<Entry> chunk_table(const std::vector<Tensorish>& ts, size_t& first_f64, MakeEntry make) {
+  std::vector<Entry> table;
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) first_f64 = table.size();
+    std::vector<int64_t> numels;
+    std::vector<const Tensorish*> picked;
+    for (const auto& t : ts)
+      if (t.f64 == (pass == 1)) numels.push_back(t.numel), picked.push_back(&t);
+    for (const Chunk& c : make_chunks(numels)) table.push_back(make(*picked[c.index], c.begin, c.count));
+  }
+  return table;
+}
+
+template <class T>
+T* offset_ptr(void* p, int64_t begin) {
+  return static_cast<T*>(p) + begin;
+}
+
+}  // namespace
+
+void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int device) {
+  const char* op = "adamw_step";
+  size_t first_f64 = 0;
+  std::vector<AdamWEntry> table =
+      chunk_table<AdamWEntry>(ts, first_f64, [](const AdamWTensor& t, int64_t b, int64_t n) {
+        const size_t es = t.f64 ? sizeof(double) : sizeof(float);
+        return AdamWEntry{static_cast<char*>(t.param) + b * es, static_cast<const char*>(t.grad) + b * es,
+                          static_cast<char*>(t.exp_avg) + b * es, static_cast<char*>(t.exp_avg_sq) + b * es, n,
+                          t.decay};
+      });
+  if (table.empty()) return;
+  const size_t bytes = table.size() * sizeof(AdamWEntry);
+  std::lock_guard<std::mutex> lock(g_mu);
+  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  Workspace& w = workspace(device, bytes, bytes, op);
+  upload(w, 0, table.data(), bytes, device, op);
+  const AdamWEntry* dt = static_cast<const AdamWEntry*>(w.dev);
+  cudaStream_t st = stream(device);
+  if (first_f64 > 0) {
+    adamw_kernel<float><<<grid_of(first_f64, op), kThreads, 0, st>>>(
+        dt, (float)(1.0 - s.beta1), (float)s.beta2, (float)(1.0 - s.beta2), (float)s.step_size, (float)s.bc2_sqrt,
+        (float)s.eps);
+    MG_CUDA_LAUNCH_CHECK(op);
+  }
+  if (table.size() > first_f64) {
+    adamw_kernel<double><<<grid_of(table.size() - first_f64, op), kThreads, 0, st>>>(
+        dt + first_f64, 1.0 - s.beta1, s.beta2, 1.0 - s.beta2, s.step_size, s.bc2_sqrt, s.eps);
+    MG_CUDA_LAUNCH_CHECK(op);
+  }
+}
+
+double grad_sum_squares(const std::vector<GradTensor>& gs, int device) {
+  const char* op = "clip_grad_norm";
+  size_t first_f64 = 0;
+  std::vector<GradEntry> table = chunk_table<GradEntry>(gs, first_f64, [](const GradTensor& t, int64_t b, int64_t n) {
+    return GradEntry{t.f64 ? (void*)offset_ptr<double>(t.data, b) : (void*)offset_ptr<float>(t.data, b), n};
+  });
+  if (table.empty()) return 0.0;
+  // Device layout: [table | partials (one per chunk) | result]; doubles stay 8-byte aligned.
+  const size_t table_bytes = round_up(table.size() * sizeof(GradEntry), 16);
+  const size_t partial_offset = table_bytes, result_offset = table_bytes + table.size() * sizeof(double);
+  std::lock_guard<std::mutex> lock(g_mu);
+  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  Workspace& w = workspace(device, result_offset + sizeof(double), table.size() * sizeof(GradEntry), op);
+  upload(w, 0, table.data(), table.size() * sizeof(GradEntry), device, op);
+  char* base = static_cast<char*>(w.dev);
+  const GradEntry* dt = reinterpret_cast<const GradEntry*>(base);
+  double* partials = reinterpret_cast<double*>(base + partial_offset);
+  double* result = reinterpret_cast<double*>(base + result_offset);
+  cudaStream_t st = stream(device);
+  if (first_f64 > 0) {
+    sum_squares_kernel<float><<<grid_of(first_f64, op), kThreads, 0, st>>>(dt, partials);
+    MG_CUDA_LAUNCH_CHECK(op);
+  }
+  if (table.size() > first_f64) {
+    sum_squares_kernel<double><<<grid_of(table.size() - first_f64, op), kThreads, 0, st>>>(dt + first_f64,
+                                                                                            partials + first_f64);
+    MG_CUDA_LAUNCH_CHECK(op);
+  }
+  sum_partials_kernel<<<1, kThreads, 0, st>>>(partials, (int64_t)table.size(), result);
+  MG_CUDA_LAUNCH_CHECK(op);
+  double total = 0.0;
+  MG_CUDA_CHECK(cudaMemcpyAsync(&total, result, sizeof(double), cudaMemcpyDeviceToHost, st), op);
+  MG_CUDA_CHECK(cudaStreamSynchronize(st), op);
+  return total;
+}
+
+void scale_grads(const std::vector<GradTensor>& gs, double coef, int device) {
+  const char* op = "clip_grad_norm";
+  size_t first_f64 = 0;
+  std::vector<GradEntry> table = chunk_table<GradEntry>(gs, first_f64, [](const GradTensor& t, int64_t b, int64_t n) {
+    return GradEntry{t.f64 ? (void*)offset_ptr<double>(t.data, b) : (void*)offset_ptr<float>(t.data, b), n};
+  });
+  if (table.empty()) return;
+  const size_t bytes = table.size() * sizeof(GradEntry);
+  std::lock_guard<std::mutex> lock(g_mu);
+  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  Workspace& w = workspace(device, bytes, bytes, op);
+  upload(w, 0, table.data(), bytes, device, op);
+  const GradEntry* dt = static_cast<const GradEntry*>(w.dev);
+  cudaStream_t st = stream(device);
+  if (first_f64 > 0) {
+    scale_kernel<float><<<grid_of(first_f64, op), kThreads, 0, st>>>(dt, (float)coef);
+    MG_CUDA_LAUNCH_CHECK(op);
+  }
+  if (table.size() > first_f64) {
+    scale_kernel<double><<<grid_of(table.size() - first_f64, op), kThreads, 0, st>>>(dt + first_f64, coef);
+    MG_CUDA_LAUNCH_CHECK(op);
+  }
+}
+
+}  // namespace mg::cuda
