@@ -66,7 +66,7 @@ TEST_CASE("autograd: two leaves fed the same gradient get independent .grad tens
   CHECK(b.grad().item() == 1.0);
 }
 
-TEST_CASE("autograd: retain_graph allows a second backward; without it the second one fails clearly") {
+TEST_CASE("autograd: retain_graph allows a second backward, and without it the second one fails clearly") {
   Tensor x = leaf({1.5}, {1});
   Tensor y = sum(exp(x));
   y.backward(Tensor(), /*retain_graph=*/true);

@@ -137,7 +137,7 @@ TEST_CASE("train: AdamW two steps match the PyTorch AdamW formula, decay only in
   }
 }
 
-TEST_CASE("train: AdamW skips parameters without a gradient; zero_grad drops gradients; set_lr") {
+TEST_CASE("train: AdamW skips parameters without a gradient, zero_grad drops gradients, set_lr") {
   Tensor a = leaf({1.0, 2.0}), b = leaf({3.0, 4.0});
   AdamW opt({ParamGroup{{{"a", a}, {"b", b}}, 0.1}}, 0.1);
   set_grad_values(a, {1.0, -1.0});
