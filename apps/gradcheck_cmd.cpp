@@ -36,6 +36,8 @@ void add_gradcheck_command(CLI::App& app, Run& run) {
         for (auto n : kAllOpNames) names += std::string(names.empty() ? "" : ", ") + std::string(n);
         MG_THROW("[gradcheck] unknown op '{}' (valid: {})", o->op, names);
       }
+      // On cuda the inputs live on the device and are perturbed there (autograd/gradcheck.cpp).
+      fmt::print("gradcheck on {}: float64, central differences\n", dev.str());
       fmt::print("{:<14} {:<40} {:<34} {:>10} {:>10}  {}\n", "op", "case", "inputs", "max abs", "max rel", "result");
       int failed = 0, total = 0;
       for (size_t i = 0; i < cases.size(); ++i) {

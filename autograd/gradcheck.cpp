@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "cuda/runtime.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -54,22 +55,25 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
       if (!t.defined() || !t.requires_grad()) continue;
       Tensor ga = t.grad();
       std::vector<double> analytic = ga.defined() ? ga.to_vector<double>() : std::vector<double>(t.numel(), 0.0);
-      // Perturb one element at a time, on a host copy written back into the input's storage.
+      // Perturb one element at a time in the input's own storage (on a device: one 8-byte copy each).
       MG_CHECK(t.is_contiguous(), "[gradcheck] input {} must be contiguous", k);
+      const std::vector<double> values = t.to_vector<double>();
       for (int64_t i = 0; i < t.numel(); ++i) {
-        double* p = nullptr;
-        Tensor host = t.device().is_cpu() ? t : Tensor();
-        MG_CHECK(host.defined(), "[gradcheck] inputs on {} are not supported yet", t.device());
-        p = host.data<double>() + i;
-        const double orig = *p;
+        auto set = [&](double v) {
+          if (t.device().is_cpu())
+            t.data<double>()[i] = v;
+          else
+            cuda::copy_host_to_device(t.data<double>() + i, &v, sizeof(double), t.device().index, "gradcheck");
+        };
+        const double orig = values[i];
         double fp, fm;
         {
           NoGradGuard ng;
-          *p = orig + eps;
+          set(orig + eps);
           fp = loss_of(fn(inputs));
-          *p = orig - eps;
+          set(orig - eps);
           fm = loss_of(fn(inputs));
-          *p = orig;
+          set(orig);
         }
         const double numeric = (fp - fm) / (2 * eps);
         const double a = analytic[i];

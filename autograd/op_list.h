@@ -8,7 +8,8 @@
 #define MG_DIFFERENTIABLE_OPS(X)                                                                 \
   X(add) X(sub) X(mul) X(div) X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(pow) X(sigmoid) X(silu)    \
   X(softplus) X(tanh) X(add_scalar) X(mul_scalar) X(sum) X(mean) X(max) X(matmul) X(linear)      \
-  X(reshape) X(transpose) X(permute) X(narrow) X(split) X(expand) X(cat) X(contiguous) X(to_dtype)        \
+  X(reshape) X(transpose) X(permute) X(narrow) X(split) X(expand) X(cat) X(contiguous) X(to_dtype) \
+  X(to_device)                                                                                   \
   X(embedding) X(log_softmax) X(cross_entropy) X(rms_norm) X(selective_scan) X(causal_conv1d)
 
 namespace mg {

@@ -9,11 +9,11 @@
 
 namespace mg {
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, const char* op) {
   for (auto s : shape)
-    MG_CHECK(s >= 0, "[empty] negative size in shape {}", shape);
+    MG_CHECK(s >= 0, "[{}] negative size in shape {}", op, shape);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>((size_t)shape.numel() * dtype_size(dtype), device, "empty");
+  impl->storage = std::make_shared<Storage>((size_t)shape.numel() * dtype_size(dtype), device, op);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;

@@ -1,5 +1,5 @@
-// CUDA runtime glue: the stream, device memory and copies. Every call is checked and a failure throws mg::Error
-// naming the call, file and line. The caching allocator and kernels come with the CUDA backend.
+// CUDA runtime glue: the stream, copies, the TF32 switch. Every call is checked and a failure throws mg::Error
+// naming the call, file and line. Device memory is in cuda/allocator.cu, cuBLAS in cuda/blas.cu.
 #include <cuda_runtime.h>
 
 #include <mutex>
@@ -34,42 +34,35 @@ int device_count() {
   return n;
 }
 
-void* device_malloc(size_t nbytes, int device, const char* op) {
-  MG_CHECK(device < device_count(), "[{}] cuda:{} is not present (this machine has {} CUDA devices)", op,
-           device, device_count());
-  void* p = nullptr;
-  MG_CUDA_CHECK(cudaSetDevice(device), op);
-  MG_CUDA_CHECK(cudaMalloc(&p, nbytes == 0 ? 1 : nbytes), op);
-  return p;
-}
-
-void device_free(void* p, int device) noexcept {
-  cudaSetDevice(device);
-  cudaFree(p);
-}
-
 void copy_host_to_device(void* dst, const void* src, size_t n, int device, const char* op) {
+  if (n == 0) return;
   MG_CUDA_CHECK(cudaSetDevice(device), op);
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, stream(device)), op);
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), op);  // src is pageable host memory the caller may free
 }
 void copy_device_to_host(void* dst, const void* src, size_t n, int device, const char* op) {
+  if (n == 0) return;
   MG_CUDA_CHECK(cudaSetDevice(device), op);
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, stream(device)), op);
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), op);
 }
 void copy_device_to_device(void* dst, const void* src, size_t n, int device, const char* op) {
+  if (n == 0) return;
   MG_CUDA_CHECK(cudaSetDevice(device), op);
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, stream(device)), op);
+}
+void copy_between_devices(void* dst, int dst_device, const void* src, int src_device, size_t n, const char* op) {
+  if (n == 0) return;
+  // dst may be a cached block still read by work queued on its device's stream: wait for that first.
+  synchronize(dst_device);
+  MG_CUDA_CHECK(cudaSetDevice(src_device), op);
+  MG_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, n, stream(src_device)), op);
+  MG_CUDA_CHECK(cudaStreamSynchronize(stream(src_device)), op);
 }
 void synchronize(int device) {
   MG_CUDA_CHECK(cudaSetDevice(device), "synchronize");
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), "synchronize");
 }
-// Placeholders until the caching allocator lands (it owns these counters).
-MemoryStats memory_stats(int) { return {}; }
-void reset_peak_memory(int) {}
-void empty_cache(int) {}
 namespace {
 bool g_allow_tf32 = false;
 }

@@ -2,6 +2,7 @@
 // "[op] this build has no CUDA support" (cuda/no_cuda.cpp); with CUDA they are in cuda/runtime.cu.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 namespace mg::cuda {
 
@@ -12,11 +13,16 @@ void device_free(void* p, int device) noexcept;
 void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device, const char* op);
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device, const char* op);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes, int device, const char* op);
+// Between two devices: waits for the destination's queued work, copies, and waits for the copy.
+void copy_between_devices(void* dst, int dst_device, const void* src, int src_device, size_t nbytes, const char* op);
 void synchronize(int device);  // waits for all work queued on the device's stream; throws on a device fault
-// Device memory counters of the caching allocator: bytes held by live tensors, their high-water mark
-// since the last reset, and bytes cached (freed by tensors, kept for reuse). All 0 without CUDA.
+// Device memory counters of the caching allocator (cuda/allocator.cu): bytes held by live tensors
+// (counted in the allocator's block sizes, see cuda/block_cache.h), their high-water mark since the
+// last reset, bytes cached (freed by tensors, kept for reuse), and how many times the allocator has
+// called cudaMalloc (flat after warm-up: no cudaMalloc per op). All 0 without CUDA.
 struct MemoryStats {
   size_t in_use = 0, peak = 0, cached = 0;
+  uint64_t driver_mallocs = 0;
 };
 MemoryStats memory_stats(int device);
 void reset_peak_memory(int device);  // sets the peak to the bytes in use now

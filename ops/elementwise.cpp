@@ -1,8 +1,11 @@
 // Elementwise ops: add, sub, mul, div (broadcasting; the vjp sums back to each input's shape), the
-// unary functions of ops/unary_functors.h, and the in-place updates used by optimizers.
+// unary functions of ops/unary_functors.h, and the in-place updates used by optimizers. On CUDA each
+// runs one kernel of cuda/elementwise.cu or cuda/copy.cu over the same strides as the cpu loop.
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "cuda/tensor_iter.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 #include "ops/unary_functors.h"
@@ -15,8 +18,8 @@ void check_same(const char* op, const Tensor& a, const Tensor& b) {
   MG_CHECK(a.defined() && b.defined(), "[{}] got an undefined tensor", op);
   MG_CHECK(a.dtype() == b.dtype(), "[{}] dtypes differ: {} and {} (convert one with .to(DType))", op, a.dtype(),
            b.dtype());
-  MG_CHECK(a.device() == b.device(), "[{}] devices differ: {} and {} (move one with .to(Device))", op,
-           a.device(), b.device());
+  MG_CHECK(a.device() == b.device(), "[{}] tensors are on different devices: {} and {} (move one with .to(Device))",
+           op, a.device(), b.device());
 }
 
 void check_floating(const char* op, const Tensor& x) {
@@ -26,7 +29,7 @@ void check_floating(const char* op, const Tensor& x) {
 }
 
 // ---- binary ----
-enum class BinOp { add, sub, mul, div };
+using BinOp = cuda::BinaryOp;
 
 template <class T, BinOp op>
 inline T bin(T a, T b) {
@@ -41,8 +44,14 @@ Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b) {
   check_same(name, a, b);
   check_floating(name, a);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  if (!a.device().is_cpu()) cuda::unsupported(name);
-  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device(), name);
+  if (a.device().is_cuda()) {
+    cuda::binary(op, a.dtype(), out.raw_data(), a.raw_data(), b.raw_data(),
+                 cuda::iter<3>(name, shape,
+                               {out.strides(), cuda::broadcast_strides(a, shape), cuda::broadcast_strides(b, shape)}),
+                 cuda::device_of(a));
+    return out;
+  }
   MG_DISPATCH_FLOAT(a.dtype(), name, [&] {
     scalar_t* po = out.data<scalar_t>();
     const scalar_t* pa = a.data<scalar_t>();
@@ -72,8 +81,12 @@ template <class F>
 Tensor unary_values(const Tensor& x, double p) {
   const char* name = op_name(F::id).data();
   check_floating(name, x);
-  if (!x.device().is_cpu()) cuda::unsupported(name);
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), name);
+  if (x.device().is_cuda()) {
+    cuda::unary(F::id, x.dtype(), out.raw_data(), x.raw_data(), p,
+                cuda::iter<2>(name, x.shape(), {out.strides(), x.strides()}), cuda::device_of(x));
+    return out;
+  }
   MG_DISPATCH_FLOAT(x.dtype(), name, [&] {
     scalar_t* po = out.data<scalar_t>();
     const scalar_t* px = x.data<scalar_t>();
@@ -94,8 +107,13 @@ Tensor unary_values(const Tensor& x, double p) {
 template <class F>
 Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, double p) {
   const char* name = op_name(F::id).data();
-  if (!g.device().is_cpu()) cuda::unsupported(name);
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), name);
+  if (x.device().is_cuda()) {
+    cuda::unary_backward(F::id, x.dtype(), out.raw_data(), g.raw_data(), x.raw_data(), y.raw_data(), p,
+                         cuda::iter<4>(name, x.shape(), {out.strides(), g.strides(), x.strides(), y.strides()}),
+                         cuda::device_of(x));
+    return out;
+  }
   MG_DISPATCH_FLOAT(x.dtype(), name, [&] {
     scalar_t* po = out.data<scalar_t>();
     const scalar_t *pg = g.data<scalar_t>(), *px = x.data<scalar_t>(), *py = y.data<scalar_t>();
@@ -187,7 +205,11 @@ Tensor mul_scalar(const Tensor& x, double s) { return unary<fn::MulScalar>(x, s)
 
 const Tensor& Tensor::fill_(double v) const {
   check_inplace("fill_", *this);
-  if (!device().is_cpu()) cuda::unsupported("fill_");
+  if (device().is_cuda()) {
+    cuda::fill(dtype(), raw_data(), v, cuda::iter<1>("fill_", shape(), {strides()}), cuda::device_of(*this));
+    storage()->bump_version();
+    return *this;
+  }
   MG_DISPATCH_ALL(dtype(), "fill_", [&] {
     scalar_t* p = data<scalar_t>();
     scalar_t val = (scalar_t)v;
@@ -205,9 +227,14 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   broadcast_shapes(src.shape(), shape(), "copy_");
   MG_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
            "[copy_] source of shape {} cannot be broadcast to the destination's shape {}", src.shape(), shape());
-  Tensor s = src.device() == device() ? src : to_device(src, device());
-  if (s.dtype() != dtype()) s = to_dtype(s.detach(), dtype());
-  if (!device().is_cpu()) cuda::unsupported("copy_");
+  Tensor s = src.device() == device() ? src.detach() : to_device(src.detach(), device());
+  if (device().is_cuda()) {  // the kernel converts the dtype as it copies
+    cuda::copy(dtype(), raw_data(), s.dtype(), s.raw_data(),
+               cuda::iter<2>("copy_", shape(), {strides(), cuda::broadcast_strides(s, shape())}), cuda::device_of(*this));
+    storage()->bump_version();
+    return *this;
+  }
+  if (s.dtype() != dtype()) s = to_dtype(s, dtype());
   MG_DISPATCH_ALL(dtype(), "copy_", [&] {
     scalar_t* pd = data<scalar_t>();
     const scalar_t* ps = s.data<scalar_t>();
@@ -225,7 +252,13 @@ const Tensor& Tensor::add_(const Tensor& other, double alpha) const {
   check_floating("add_", *this);
   MG_CHECK(broadcast_shapes(other.shape(), shape(), "add_") == shape(),
            "[add_] operand of shape {} cannot be broadcast to {}", other.shape(), shape());
-  if (!device().is_cpu()) cuda::unsupported("add_");
+  if (device().is_cuda()) {
+    cuda::add_scaled(dtype(), raw_data(), other.raw_data(), alpha,
+                     cuda::iter<2>("add_", shape(), {strides(), cuda::broadcast_strides(other, shape())}),
+                     cuda::device_of(*this));
+    storage()->bump_version();
+    return *this;
+  }
   MG_DISPATCH_FLOAT(dtype(), "add_", [&] {
     scalar_t* pd = data<scalar_t>();
     const scalar_t* ps = other.data<scalar_t>();
@@ -242,7 +275,11 @@ const Tensor& Tensor::add_(const Tensor& other, double alpha) const {
 const Tensor& Tensor::mul_(double s) const {
   check_inplace("mul_", *this);
   check_floating("mul_", *this);
-  if (!device().is_cpu()) cuda::unsupported("mul_");
+  if (device().is_cuda()) {
+    cuda::scale(dtype(), raw_data(), s, cuda::iter<1>("mul_", shape(), {strides()}), cuda::device_of(*this));
+    storage()->bump_version();
+    return *this;
+  }
   MG_DISPATCH_FLOAT(dtype(), "mul_", [&] {
     scalar_t* p = data<scalar_t>();
     const scalar_t v = (scalar_t)s;

@@ -1,13 +1,44 @@
 // embedding: rows of a weight table picked by int64 ids. The vjp scatter-adds the output gradient
-// into the rows; repeated ids accumulate. Threads split the embedding dim, so every row is summed in
-// id order by one thread: deterministic.
+// into the rows; repeated ids accumulate. Deterministic on both devices: on the cpu threads split the
+// embedding dim, so every row is summed in id order by one thread; on CUDA the positions are grouped
+// by id on the host (a counting sort, positions ascending within an id) and one thread per column of
+// a row sums its group in that order (cuda/embedding.cu): the same order, and bits, as the cpu.
+// On CUDA the ids are copied to the host once per forward, to check them and to group them.
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 
 namespace mg {
+
+namespace {
+// The positions 0..n-1 grouped by id for cuda::embedding_backward: [pos (n) | seg_start (nseg + 1) |
+// seg_id (nseg)], one segment per id that occurs, ids ascending, positions ascending within one.
+std::vector<int64_t> group_by_id(const int64_t* ids, int64_t n, int64_t V, int64_t& nseg) {
+  std::vector<int64_t> count(V, 0);
+  for (int64_t i = 0; i < n; ++i) ++count[ids[i]];
+  nseg = 0;
+  for (int64_t v = 0; v < V; ++v) nseg += count[v] > 0;
+  std::vector<int64_t> out(n + 2 * nseg + 1);
+  int64_t* pos = out.data();
+  int64_t* seg_start = pos + n;
+  int64_t* seg_id = seg_start + nseg + 1;
+  std::vector<int64_t> cursor(V, 0);
+  int64_t at = 0, s = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    if (!count[v]) continue;
+    cursor[v] = at;
+    seg_start[s] = at;
+    seg_id[s++] = v;
+    at += count[v];
+  }
+  seg_start[nseg] = n;
+  for (int64_t i = 0; i < n; ++i) pos[cursor[ids[i]]++] = i;
+  return out;
+}
+}  // namespace
 
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
   MG_CHECK(weight.defined() && ids.defined(), "[embedding] got an undefined tensor");
@@ -16,30 +47,43 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   MG_CHECK(ids.dtype() == DType::i64, "[embedding] ids must be int64, got {} of shape {}", ids.dtype(), ids.shape());
   MG_CHECK(weight.device() == ids.device(), "[embedding] weight is on {} but ids are on {}", weight.device(),
            ids.device());
-  if (!weight.device().is_cpu()) cuda::unsupported("embedding");
+  const Device dev = weight.device();
   const int64_t V = weight.size(0), D = weight.size(1);
   Tensor idc = contiguous(ids);
-  const int64_t* pi = idc.data<int64_t>();
+  Tensor ids_host = dev.is_cpu() ? idc : to_device(idc, kCPU);
+  const int64_t* pi = ids_host.data<int64_t>();
   const int64_t n = idc.numel();
   for (int64_t i = 0; i < n; ++i)
     MG_CHECK(pi[i] >= 0 && pi[i] < V, "[embedding] id {} at position {} is out of range for a table of {} rows (valid: 0 to {})",
              pi[i], i, V, V - 1);
   Shape out_shape = ids.shape();
   out_shape.push_back(D);
-  Tensor out = Tensor::empty(out_shape, weight.dtype());
+  Tensor out = Tensor::empty(out_shape, weight.dtype(), dev, "embedding");
   Tensor w = contiguous(weight.detach());
-  MG_DISPATCH_FLOAT(w.dtype(), "embedding", [&] {
-    const scalar_t* pw = w.data<scalar_t>();
-    scalar_t* po = out.data<scalar_t>();
-    parallel_for(n, D, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) std::copy(pw + pi[i] * D, pw + (pi[i] + 1) * D, po + i * D);
+  if (dev.is_cuda()) {
+    cuda::embedding_forward(w.dtype(), w.raw_data(), idc.data<int64_t>(), out.raw_data(), n, D, dev.index);
+  } else {
+    MG_DISPATCH_FLOAT(w.dtype(), "embedding", [&] {
+      const scalar_t* pw = w.data<scalar_t>();
+      scalar_t* po = out.data<scalar_t>();
+      parallel_for(n, D, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) std::copy(pw + pi[i] * D, pw + (pi[i] + 1) * D, po + i * D);
+      });
     });
-  });
-  record(OpId::embedding, {weight, ids}, {&out}, [idc, V, D](const VjpArgs& g) {
+  }
+  record(OpId::embedding, {weight, ids}, {&out}, [ids_host, V, D](const VjpArgs& g) {
     Tensor gc = contiguous(g[0]);
-    Tensor dw = zeros({V, D}, gc.dtype());
-    const int64_t* pi = idc.data<int64_t>();
-    const int64_t n = idc.numel();
+    Tensor dw = zeros({V, D}, gc.dtype(), gc.device());
+    const int64_t* pi = ids_host.data<int64_t>();
+    const int64_t n = ids_host.numel();
+    if (gc.device().is_cuda()) {
+      int64_t nseg = 0;
+      std::vector<int64_t> groups = group_by_id(pi, n, V, nseg);
+      Tensor groups_dev = from_vector<int64_t>(groups, {(int64_t)groups.size()}, gc.device());
+      cuda::embedding_backward(gc.dtype(), gc.raw_data(), groups_dev.data<int64_t>(), n, nseg, dw.raw_data(), D,
+                               gc.device().index);
+      return std::vector<Tensor>{dw, Tensor()};
+    }
     MG_DISPATCH_FLOAT(gc.dtype(), "embedding", [&] {
       const scalar_t* pg = gc.data<scalar_t>();
       scalar_t* pd = dw.data<scalar_t>();

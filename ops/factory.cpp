@@ -1,7 +1,11 @@
-// Tensor factories. Everything is made on the host and copied when another device is asked for.
+// Tensor factories. full/zeros/ones and arange are filled in place on a CUDA device (cuda/copy.cu);
+// from_vector copies the host values over. The random ones draw on the host, so a Generator gives
+// the same numbers whatever device the tensor then goes to (move them with to_device).
 #include <cmath>
 #include <cstring>
 
+#include "cuda/kernels.h"
+#include "cuda/tensor_iter.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 
@@ -18,6 +22,11 @@ Tensor on_device(Tensor t, Device d) { return d.is_cpu() ? t : to_device(t, d); 
 }  // namespace
 
 Tensor full(const Shape& shape, double value, DType dtype, Device device) {
+  if (device.is_cuda()) {
+    Tensor t = Tensor::empty(shape, dtype, device, "full");
+    cuda::fill(dtype, t.raw_data(), value, cuda::iter<1>("full", shape, {t.strides()}), device.index);
+    return t;
+  }
   Tensor t = Tensor::empty(shape, dtype);
   MG_DISPATCH_ALL(dtype, "full", [&] {
     scalar_t* p = t.data<scalar_t>();
@@ -36,6 +45,11 @@ Tensor scalar_tensor(double v, DType dtype, Device device) { return full(Shape{}
 Tensor arange(int64_t start, int64_t end, int64_t step, DType dtype, Device device) {
   MG_CHECK(step != 0, "[arange] step must be non-zero");
   int64_t n = std::max<int64_t>(0, (end - start + step - (step > 0 ? 1 : -1)) / step);
+  if (device.is_cuda()) {
+    Tensor t = Tensor::empty({n}, dtype, device, "arange");
+    cuda::arange(dtype, t.raw_data(), start, step, n, device.index);
+    return t;
+  }
   Tensor t = Tensor::empty({n}, dtype);
   MG_DISPATCH_ALL(dtype, "arange", [&] {
     scalar_t* p = t.data<scalar_t>();

@@ -1,8 +1,11 @@
-// matmul (batched, broadcasting batch dims) and linear (x W^T + b), both on ops/cpu/gemm.
+// matmul (batched, broadcasting batch dims) and linear (x W^T + b), on ops/cpu/gemm on the cpu and
+// on cuBLAS on CUDA (cuda/blas.cu: one strided-batched call per matmul where the batch allows).
 // Transposed operands are passed to the gemm as flags, never copied.
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "cuda/tensor_iter.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
@@ -29,6 +32,25 @@ Tensor gemm_ready(const Tensor& x) {
   return contiguous(x);
 }
 
+// The same for cuBLAS, which also needs the leading dimension to be at least the stored row length
+// (a stride-0 or overlapping layout is not readable by it).
+std::optional<MatLayout> cublas_layout(int64_t rows, int64_t cols, int64_t s_row, int64_t s_col) {
+  if ((s_col == 1 || cols == 1) && (rows == 1 || s_row >= std::max<int64_t>(cols, 1)))
+    return MatLayout{false, rows == 1 ? std::max<int64_t>(cols, 1) : s_row};
+  if ((s_row == 1 || rows == 1) && (cols == 1 || s_col >= std::max<int64_t>(rows, 1)))
+    return MatLayout{true, cols == 1 ? std::max<int64_t>(rows, 1) : s_col};
+  return std::nullopt;
+}
+MatLayout cublas_layout_of(const Tensor& x) {
+  const int64_t n = x.dim();
+  return *cublas_layout(x.size(n - 2), x.size(n - 1), x.strides()[n - 2], x.strides()[n - 1]);
+}
+Tensor cublas_ready(const Tensor& x) {
+  const int64_t n = x.dim();
+  if (cublas_layout(x.size(n - 2), x.size(n - 1), x.strides()[n - 2], x.strides()[n - 1])) return x;
+  return contiguous(x);
+}
+
 void check_mm_operands(const char* op, const Tensor& a, const Tensor& b) {
   MG_CHECK(a.defined() && b.defined(), "[{}] got an undefined tensor", op);
   MG_CHECK(a.dtype() == b.dtype(), "[{}] dtypes differ: {} and {}", op, a.dtype(), b.dtype());
@@ -36,18 +58,65 @@ void check_mm_operands(const char* op, const Tensor& a, const Tensor& b) {
   MG_CHECK(a.device() == b.device(), "[{}] devices differ: {} and {}", op, a.device(), b.device());
 }
 
+// Element offsets of each batch matrix of a and b, both expanded to `batch` + their matrix dims.
+void batch_offsets(const Shape& batch, const Tensor& a, const Tensor& b, std::vector<int64_t>& off_a,
+                   std::vector<int64_t>& off_b) {
+  const int64_t nbatch = batch.numel();
+  off_a.assign(nbatch, 0), off_b.assign(nbatch, 0);
+  for (int64_t i = 0; i < nbatch; ++i) {
+    int64_t r = i, oa = 0, ob = 0;
+    for (int64_t d = (int64_t)batch.size() - 1; d >= 0; --d) {
+      int64_t idx = r % batch[d];
+      r /= batch[d];
+      oa += idx * a.strides()[d];
+      ob += idx * b.strides()[d];
+    }
+    off_a[i] = oa, off_b[i] = ob;
+  }
+}
+
+// The CUDA forward of matmul_forward: one cuBLAS (strided-batched) call when every batch matrix of a
+// and of b sits at a fixed stride from the previous one (always, unless two batch dims broadcast
+// differently), else one call per matrix.
+Tensor matmul_forward_cuda(const Tensor& a_in, const Tensor& b_in, const Shape& batch, Tensor out) {
+  const int64_t m = a_in.size(-2), k = a_in.size(-1), n = b_in.size(-1);
+  Shape sa = batch, sb = batch;
+  sa.insert(sa.end(), {m, k});
+  sb.insert(sb.end(), {k, n});
+  Tensor a = cublas_ready(a_in).detach().expand(sa), b = cublas_ready(b_in).detach().expand(sb);
+  const MatLayout la = cublas_layout_of(a), lb = cublas_layout_of(b);
+  std::vector<int64_t> off_a, off_b;
+  batch_offsets(batch, a, b, off_a, off_b);
+  const int64_t nbatch = batch.numel();
+  const int64_t step_a = nbatch > 1 ? off_a[1] : 0, step_b = nbatch > 1 ? off_b[1] : 0;
+  bool even = true;
+  for (int64_t i = 0; i < nbatch && even; ++i) even = off_a[i] == i * step_a && off_b[i] == i * step_b;
+  const int dev = a.device().index;
+  if (even) {
+    cuda::gemm(a.dtype(), la.trans, lb.trans, m, n, k, a.raw_data(), la.ld, step_a, b.raw_data(), lb.ld, step_b, 0.0,
+               out.raw_data(), n, m * n, nbatch, dev);
+    return out;
+  }
+  const int64_t es = (int64_t)dtype_size(a.dtype());
+  for (int64_t i = 0; i < nbatch; ++i)
+    cuda::gemm(a.dtype(), la.trans, lb.trans, m, n, k, static_cast<const char*>(a.raw_data()) + off_a[i] * es, la.ld,
+               0, static_cast<const char*>(b.raw_data()) + off_b[i] * es, lb.ld, 0, 0.0,
+               static_cast<char*>(out.raw_data()) + i * m * n * es, n, 0, 1, dev);
+  return out;
+}
+
 // out (..., m, n) = a (..., m, k) @ b (..., k, n) with broadcast batch dims, no autograd.
 Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
-  if (!a_in.device().is_cpu()) cuda::unsupported("matmul");
   const int64_t m = a_in.size(-2), k = a_in.size(-1), n = b_in.size(-1);
   Shape ba(a_in.shape().begin(), a_in.shape().end() - 2), bb(b_in.shape().begin(), b_in.shape().end() - 2);
   Shape batch = broadcast_shapes(ba, bb, "matmul");
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device());
+  Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device(), "matmul");
   if (out.numel() == 0) return out;
   if (k == 0) return out.fill_(0.0), out;
+  if (a_in.device().is_cuda()) return matmul_forward_cuda(a_in, b_in, batch, out);
 
   Tensor a = gemm_ready(a_in), b = gemm_ready(b_in);
   // Expand both to the full batch (views with stride 0 on broadcast dims).
@@ -60,19 +129,9 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
   MatLayout la = *mat_layout(m, k, a.strides()[nd - 2], a.strides()[nd - 1]);
   MatLayout lb = *mat_layout(k, n, b.strides()[nd - 2], b.strides()[nd - 1]);
 
-  // Element offsets of each batch matrix.
   const int64_t nbatch = batch.numel();
-  std::vector<int64_t> off_a(nbatch), off_b(nbatch);
-  for (int64_t i = 0; i < nbatch; ++i) {
-    int64_t r = i, oa = 0, ob = 0;
-    for (int64_t d = (int64_t)batch.size() - 1; d >= 0; --d) {
-      int64_t idx = r % batch[d];
-      r /= batch[d];
-      oa += idx * a.strides()[d];
-      ob += idx * b.strides()[d];
-    }
-    off_a[i] = oa, off_b[i] = ob;
-  }
+  std::vector<int64_t> off_a, off_b;
+  batch_offsets(batch, a, b, off_a, off_b);
   MG_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
     const scalar_t* pa = a.data<scalar_t>();
     const scalar_t* pb = b.data<scalar_t>();
@@ -131,29 +190,50 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     check_mm_operands("linear", x, b);
     MG_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "[linear] bias must be ({},), got {}", w.size(0), b.shape());
   }
-  if (!x.device().is_cpu()) cuda::unsupported("linear");
   const int64_t in = w.size(1), outf = w.size(0);
-  Tensor x2 = gemm_ready(x.detach().reshape({-1, in}));
-  Tensor wr = gemm_ready(w.detach());
-  const int64_t rows = x2.size(0);
   Shape out_shape = x.shape();
   out_shape.back() = outf;
-  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
-  MG_DISPATCH_FLOAT(x.dtype(), "linear", [&] {
-    scalar_t* po = out.data<scalar_t>();
-    scalar_t beta = 0;
-    if (b.defined()) {  // start C from the bias: the gemm adds to it
-      Tensor bc = contiguous(b.detach());
-      const scalar_t* pb = bc.data<scalar_t>();
-      for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, po + r * outf);
+  Tensor out = Tensor::empty(out_shape, x.dtype(), x.device(), "linear");
+  if (x.device().is_cuda()) {
+    const int dev = x.device().index;
+    const int64_t rows = out.numel() / std::max<int64_t>(outf, 1);
+    const Shape out2{rows, outf};
+    double beta = 0;
+    if (b.defined()) {  // start from the bias broadcast over the rows: the gemm adds to it
+      cuda::copy(out.dtype(), out.raw_data(), b.dtype(), b.raw_data(),
+                 cuda::iter<2>("linear", out2, {contiguous_strides(out2), {0, b.strides()[0]}}), dev);
       beta = 1;
+    } else if (in == 0) {
+      out.fill_(0.0);
     }
-    auto lx = *mat_layout(rows, in, x2.strides()[0], x2.strides()[1]);
-    auto lw = *mat_layout(outf, in, wr.strides()[0], wr.strides()[1]);
-    // out = x2 @ w^T: w^T is w read with the opposite transpose flag.
-    cpu::gemm<scalar_t>(lx.trans, !lw.trans, rows, outf, in, x2.data<scalar_t>(), lx.ld, wr.data<scalar_t>(), lw.ld,
-                        beta, po, outf);
-  });
+    if (rows > 0 && outf > 0 && in > 0) {
+      Tensor x2 = cublas_ready(x.detach().reshape({-1, in}));
+      Tensor wr = cublas_ready(w.detach());
+      const MatLayout lx = cublas_layout_of(x2), lw = cublas_layout_of(wr);
+      // out = x2 @ w^T: w^T is w read with the opposite transpose flag.
+      cuda::gemm(x.dtype(), lx.trans, !lw.trans, rows, outf, in, x2.raw_data(), lx.ld, 0, wr.raw_data(), lw.ld, 0, beta,
+                 out.raw_data(), outf, 0, 1, dev);
+    }
+  } else {
+    Tensor x2 = gemm_ready(x.detach().reshape({-1, in}));
+    Tensor wr = gemm_ready(w.detach());
+    const int64_t rows = x2.size(0);
+    MG_DISPATCH_FLOAT(x.dtype(), "linear", [&] {
+      scalar_t* po = out.data<scalar_t>();
+      scalar_t beta = 0;
+      if (b.defined()) {  // start C from the bias: the gemm adds to it
+        Tensor bc = contiguous(b.detach());
+        const scalar_t* pb = bc.data<scalar_t>();
+        for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, po + r * outf);
+        beta = 1;
+      }
+      auto lx = *mat_layout(rows, in, x2.strides()[0], x2.strides()[1]);
+      auto lw = *mat_layout(outf, in, wr.strides()[0], wr.strides()[1]);
+      // out = x2 @ w^T: w^T is w read with the opposite transpose flag.
+      cpu::gemm<scalar_t>(lx.trans, !lw.trans, rows, outf, in, x2.data<scalar_t>(), lx.ld, wr.data<scalar_t>(), lw.ld,
+                          beta, po, outf);
+    });
+  }
   record(OpId::linear, {x, w, b}, {&out},
          [sx = SavedTensor(x, OpId::linear), sw = SavedTensor(w, OpId::linear), has_b = b.defined()](const VjpArgs& g) {
            Tensor x = sx.get(), w = sw.get();

@@ -1,10 +1,12 @@
 // Reductions: sum and mean over any dims (keepdim or not), max over one dim with indices, and
-// sum_to (the inverse of broadcasting, used by the broadcasting vjps).
+// sum_to (the inverse of broadcasting, used by the broadcasting vjps). On CUDA the row sums and max
+// run in cuda/reduce.cu, deterministically (fixed-order trees, no float atomics).
 #include <algorithm>
 #include <limits>
 
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
@@ -45,7 +47,6 @@ ReducePlan plan_reduce(const char* op, const Tensor& x, const std::vector<int64_
 // Sums the reduced dims of x, scaled by `scale`, into a tensor of plan.keep_shape.
 Tensor sum_kernel(const char* op, const Tensor& x, const ReducePlan& p, double scale) {
   MG_CHECK(is_floating(x.dtype()), "[{}] expects a floating tensor, got {} of shape {}", op, x.dtype(), x.shape());
-  if (!x.device().is_cpu()) cuda::unsupported(op);
   // Put kept dims first and reduced dims last, so each output sums one contiguous block.
   std::vector<int64_t> order;
   for (int64_t i = 0; i < x.dim(); ++i)
@@ -57,8 +58,12 @@ Tensor sum_kernel(const char* op, const Tensor& x, const ReducePlan& p, double s
     NoGradGuard ng;
     xc = contiguous(permute(x.detach(), order));
   }
-  Tensor out = Tensor::empty(p.keep_shape, x.dtype(), x.device());
+  Tensor out = Tensor::empty(p.keep_shape, x.dtype(), x.device(), op);
   const int64_t rows = out.numel(), n = p.count;
+  if (x.device().is_cuda()) {
+    cuda::sum_rows(x.dtype(), xc.raw_data(), out.raw_data(), rows, n, scale, x.device().index);
+    return out;
+  }
   MG_DISPATCH_FLOAT(x.dtype(), op, [&] {
     const scalar_t* px = xc.data<scalar_t>();
     scalar_t* po = out.data<scalar_t>();
@@ -115,7 +120,6 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
   MG_CHECK(x.dim() > 0, "[max] needs at least one dim, got a scalar");
   int64_t d = wrap_dim(dim, x.dim(), "max");
   MG_CHECK(x.size(d) > 0, "[max] cannot reduce the empty dim {} of shape {}", dim, x.shape());
-  if (!x.device().is_cpu()) cuda::unsupported("max");
   int64_t outer = 1, inner = 1, n = x.size(d);
   for (int64_t i = 0; i < d; ++i) outer *= x.size(i);
   for (int64_t i = d + 1; i < x.dim(); ++i) inner *= x.size(i);
@@ -124,28 +128,38 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
   Shape out_shape = keep;
   if (!keepdim) out_shape.erase(out_shape.begin() + d);
   Tensor xc = contiguous(x.detach());
-  Tensor values = Tensor::empty(out_shape, x.dtype());
-  Tensor indices = Tensor::empty(out_shape, DType::i64);
-  MG_DISPATCH_FLOAT(x.dtype(), "max", [&] {
-    const scalar_t* px = xc.data<scalar_t>();
-    scalar_t* pv = values.data<scalar_t>();
-    int64_t* pi = indices.data<int64_t>();
-    parallel_for(outer * inner, n, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        int64_t o = r / inner, in = r % inner;
-        const scalar_t* p = px + o * n * inner + in;
-        int64_t best = 0;
-        scalar_t bv = p[0];
-        for (int64_t i = 1; i < n; ++i)
-          if (p[i * inner] > bv || (std::isnan(p[i * inner]) && !std::isnan(bv))) bv = p[i * inner], best = i;
-        pv[r] = bv;
-        pi[r] = best;
-      }
+  Tensor values = Tensor::empty(out_shape, x.dtype(), x.device(), "max");
+  Tensor indices = Tensor::empty(out_shape, DType::i64, x.device(), "max");
+  if (x.device().is_cuda()) {
+    cuda::max_dim(x.dtype(), xc.raw_data(), values.raw_data(), indices.data<int64_t>(), outer, n, inner,
+                  x.device().index);
+  } else {
+    MG_DISPATCH_FLOAT(x.dtype(), "max", [&] {
+      const scalar_t* px = xc.data<scalar_t>();
+      scalar_t* pv = values.data<scalar_t>();
+      int64_t* pi = indices.data<int64_t>();
+      parallel_for(outer * inner, n, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          int64_t o = r / inner, in = r % inner;
+          const scalar_t* p = px + o * n * inner + in;
+          int64_t best = 0;
+          scalar_t bv = p[0];
+          for (int64_t i = 1; i < n; ++i)
+            if (p[i * inner] > bv || (std::isnan(p[i * inner]) && !std::isnan(bv))) bv = p[i * inner], best = i;
+          pv[r] = bv;
+          pi[r] = best;
+        }
+      });
     });
-  });
+  }
   record(OpId::max, {x}, {&values}, [idx = indices, in_shape = x.shape(), outer, inner, n](const VjpArgs& g) {
     Tensor gc = contiguous(g[0]);
-    Tensor dx = zeros(in_shape, gc.dtype());
+    Tensor dx = zeros(in_shape, gc.dtype(), gc.device());
+    if (gc.device().is_cuda()) {
+      cuda::max_backward(gc.dtype(), gc.raw_data(), idx.data<int64_t>(), dx.raw_data(), outer, n, inner,
+                         gc.device().index);
+      return std::vector<Tensor>{dx};
+    }
     MG_DISPATCH_FLOAT(gc.dtype(), "max", [&] {
       const scalar_t* pg = gc.data<scalar_t>();
       const int64_t* pi = idx.data<int64_t>();

@@ -1,11 +1,15 @@
 // Shape ops and views: reshape/view, transpose/permute, narrow/slice, expand, squeeze/unsqueeze,
 // cat/split/chunk, and the copies: contiguous, clone, to_dtype, to_device.
 // Views share the input's storage; their vjps route the gradient back to the input's layout.
+// Views are the same on every device; the copies run cuda::copy (cuda/copy.cu) on CUDA, and
+// to_device moves data between the host and devices (differentiable: the gradient moves back).
 #include <numeric>
 
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
+#include "cuda/tensor_iter.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 
@@ -34,9 +38,12 @@ void convert_copy(const Tensor& dst, const Tensor& src) {
 
 // A contiguous copy of x with dtype `dtype` (no autograd).
 Tensor copy_as(const Tensor& x, DType dtype) {
-  if (!x.device().is_cpu()) cuda::unsupported("copy");
-  Tensor out = Tensor::empty(x.shape(), dtype, x.device());
-  convert_copy(out, x);
+  Tensor out = Tensor::empty(x.shape(), dtype, x.device(), "copy");
+  if (x.device().is_cuda())
+    cuda::copy(dtype, out.raw_data(), x.dtype(), x.raw_data(),
+               cuda::iter<2>("copy", x.shape(), {out.strides(), x.strides()}), cuda::device_of(x));
+  else
+    convert_copy(out, x);
   return out;
 }
 
@@ -348,19 +355,18 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
 Tensor to_device(const Tensor& x, Device device) {
   check_defined("to_device", x);
   if (x.device() == device) return x;
-  MG_CHECK(!any_requires_grad({&x}),
-           "[to_device] copying a tensor that requires grad from {} to {} is not differentiable yet; move leaves "
-           "under NoGradGuard or detach() first",
-           x.device(), device);
-  Tensor src = x.device().is_cpu() ? contiguous(x) : x;
-  MG_CHECK(src.is_contiguous(), "[to_device] only contiguous cuda tensors can be copied for now");
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), device);
-  if (device.is_cuda() && x.device().is_cpu())
+  Tensor src = contiguous(x.detach());  // on x's device
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), device, "to_device");
+  if (x.device().is_cpu())
     cuda::copy_host_to_device(out.raw_data(), src.raw_data(), out.nbytes(), device.index, "to_device");
   else if (device.is_cpu())
     cuda::copy_device_to_host(out.raw_data(), src.raw_data(), out.nbytes(), x.device().index, "to_device");
   else
-    cuda::unsupported("to_device (between cuda devices)");
+    cuda::copy_between_devices(out.raw_data(), device.index, src.raw_data(), x.device().index, out.nbytes(),
+                               "to_device");
+  if (is_floating(x.dtype()))
+    record(OpId::to_device, {x}, {&out},
+           [from = x.device()](const VjpArgs& g) { return std::vector<Tensor>{to_device(g[0], from)}; });
   return out;
 }
 
@@ -387,6 +393,11 @@ void register_shape_gradchecks(GradcheckRegistry& r) {
   r.add({OpId::to_dtype, "f64 -> f32 -> f64 (loose: float32 rounding)",
          [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 4}, g, d)}; },
          [](const std::vector<Tensor>& in) { return to_dtype(to_dtype(in[0], DType::f32), DType::f64); }, 0.1, 0.1});
+  // On a CUDA device the round trip runs both directions of the vjp; on the cpu both moves are the
+  // identity (nothing is recorded and the gradient is the input's own).
+  r.add({OpId::to_device, "to the cpu and back",
+         [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 4}, g, d)}; },
+         [](const std::vector<Tensor>& in) { return to_device(to_device(in[0], kCPU), in[0].device()); }});
   r.add({OpId::cat, "three tensors along dim 1",
          [](Generator& g, Device d) {
            return std::vector<Tensor>{gc_randn({2, 1}, g, d), gc_randn({2, 3}, g, d), gc_randn({2, 2}, g, d)};

@@ -1,9 +1,12 @@
 // log_softmax over one dim, and cross_entropy from logits: fused (one pass for the log-sum-exp, the
-// vjp is softmax minus one-hot) with a composed reference from primitives as its oracle.
+// vjp is softmax minus one-hot) with a composed reference from primitives as its oracle. On CUDA the
+// rows run in cuda/softmax.cu (one block per row); the targets are copied to the host to be checked
+// and counted, as the cpu does.
 #include <cmath>
 
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
@@ -27,22 +30,25 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
   MG_CHECK(is_floating(x.dtype()), "[log_softmax] expects a floating tensor, got {}", x.dtype());
   MG_CHECK(x.dim() > 0, "[log_softmax] needs at least one dim");
   int64_t d = wrap_dim(dim, x.dim(), "log_softmax");
-  if (!x.device().is_cpu()) cuda::unsupported("log_softmax");
   // Move `dim` last, work on contiguous rows, move it back.
   Tensor xt = contiguous(transpose(x.detach(), d, -1));
   const int64_t n = xt.size(-1), rows = xt.numel() / std::max<int64_t>(n, 1);
-  Tensor yt = Tensor::empty(xt.shape(), x.dtype());
-  MG_DISPATCH_FLOAT(x.dtype(), "log_softmax", [&] {
-    const scalar_t* px = xt.data<scalar_t>();
-    scalar_t* py = yt.data<scalar_t>();
-    parallel_for(rows, n, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* row = px + r * n;
-        const scalar_t lse = row_logsumexp(row, n);
-        for (int64_t i = 0; i < n; ++i) py[r * n + i] = row[i] - lse;
-      }
+  Tensor yt = Tensor::empty(xt.shape(), x.dtype(), x.device(), "log_softmax");
+  if (x.device().is_cuda()) {
+    cuda::log_softmax_rows(x.dtype(), xt.raw_data(), yt.raw_data(), rows, n, x.device().index);
+  } else {
+    MG_DISPATCH_FLOAT(x.dtype(), "log_softmax", [&] {
+      const scalar_t* px = xt.data<scalar_t>();
+      scalar_t* py = yt.data<scalar_t>();
+      parallel_for(rows, n, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          const scalar_t* row = px + r * n;
+          const scalar_t lse = row_logsumexp(row, n);
+          for (int64_t i = 0; i < n; ++i) py[r * n + i] = row[i] - lse;
+        }
+      });
     });
-  });
+  }
   Tensor out = contiguous(transpose(yt, d, -1));
   record(OpId::log_softmax, {x}, {&out}, [so = SavedTensor(out, OpId::log_softmax), d](const VjpArgs& g) {
     Tensor y = so.get();  // dx = g - softmax * sum(g)
@@ -75,36 +81,50 @@ void check_targets(const char* op, const Tensor& tc, int64_t C, int64_t ignore_i
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   check_ce("cross_entropy", logits, targets);
-  if (!logits.device().is_cpu()) cuda::unsupported("cross_entropy");
+  const Device dev = logits.device();
   const int64_t N = logits.size(0), C = logits.size(1);
   Tensor x = contiguous(logits.detach());
   Tensor tc = contiguous(targets);
-  check_targets("cross_entropy", tc, C, ignore_index);
-  const int64_t* pt = tc.data<int64_t>();
+  Tensor targets_host = dev.is_cpu() ? tc : to_device(tc, kCPU);
+  check_targets("cross_entropy", targets_host, C, ignore_index);
+  const int64_t* pt = targets_host.data<int64_t>();
   int64_t count = 0;
   for (int64_t i = 0; i < N; ++i) count += pt[i] != ignore_index;
-  Tensor lse = Tensor::empty({N}, x.dtype());  // saved: the vjp needs softmax = exp(x - lse)
-  double total = 0;
-  MG_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
-    const scalar_t* px = x.data<scalar_t>();
-    scalar_t* pl = lse.data<scalar_t>();
-    std::vector<double> row_loss(N, 0.0);
-    parallel_for(N, C, [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; ++r) {
-        const scalar_t* row = px + r * C;
-        pl[r] = row_logsumexp(row, C);
-        if (pt[r] != ignore_index) row_loss[r] = (double)pl[r] - (double)row[pt[r]];
-      }
+  Tensor lse = Tensor::empty({N}, x.dtype(), dev, "cross_entropy");  // saved: the vjp needs softmax = exp(x - lse)
+  Tensor out;
+  if (dev.is_cuda()) {
+    out = Tensor::empty({}, x.dtype(), dev, "cross_entropy");
+    cuda::cross_entropy_forward(x.dtype(), x.raw_data(), tc.data<int64_t>(), N, C, ignore_index, count, lse.raw_data(),
+                                out.raw_data(), dev.index);
+  } else {
+    double total = 0;
+    MG_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
+      const scalar_t* px = x.data<scalar_t>();
+      scalar_t* pl = lse.data<scalar_t>();
+      std::vector<double> row_loss(N, 0.0);
+      parallel_for(N, C, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          const scalar_t* row = px + r * C;
+          pl[r] = row_logsumexp(row, C);
+          if (pt[r] != ignore_index) row_loss[r] = (double)pl[r] - (double)row[pt[r]];
+        }
+      });
+      for (int64_t r = 0; r < N; ++r) total += row_loss[r];  // in order: deterministic
     });
-    for (int64_t r = 0; r < N; ++r) total += row_loss[r];  // in order: deterministic
-  });
-  // Mean over counted targets; with none counted the loss is NaN, as in PyTorch.
-  Tensor out = scalar_tensor(count ? total / (double)count : std::nan(""), x.dtype());
+    // Mean over counted targets; with none counted the loss is NaN, as in PyTorch.
+    out = scalar_tensor(count ? total / (double)count : std::nan(""), x.dtype());
+  }
   record(OpId::cross_entropy, {logits, targets}, {&out},
          [sx = SavedTensor(x, OpId::cross_entropy), lse, tc, count, ignore_index](const VjpArgs& g) {
            Tensor x = sx.get();
            const int64_t N = x.size(0), C = x.size(1);
-           Tensor dx = Tensor::empty({N, C}, x.dtype());
+           Tensor dx = Tensor::empty({N, C}, x.dtype(), x.device(), "cross_entropy");
+           if (x.device().is_cuda()) {  // reads the loss gradient on the device: no sync
+             Tensor gl = contiguous(g[0]);
+             cuda::cross_entropy_backward(x.dtype(), x.raw_data(), lse.raw_data(), tc.data<int64_t>(), gl.raw_data(), N,
+                                          C, ignore_index, count, dx.raw_data(), x.device().index);
+             return std::vector<Tensor>{dx, Tensor()};
+           }
            MG_DISPATCH_FLOAT(x.dtype(), "cross_entropy", [&] {
              const scalar_t* px = x.data<scalar_t>();
              const scalar_t* pl = lse.data<scalar_t>();
@@ -131,7 +151,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 Tensor cross_entropy_reference(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   check_ce("cross_entropy_reference", logits, targets);
   const int64_t N = logits.size(0), C = logits.size(1);
-  Tensor tc = contiguous(targets);
+  Tensor tc = contiguous(to_device(targets, kCPU));
   check_targets("cross_entropy_reference", tc, C, ignore_index);
   // A one-hot mask of the counted targets (a constant), then -sum(mask * log_softmax) / count.
   std::vector<double> mask(N * C, 0.0);
@@ -139,7 +159,7 @@ Tensor cross_entropy_reference(const Tensor& logits, const Tensor& targets, int6
   int64_t count = 0;
   for (int64_t r = 0; r < N; ++r)
     if (pt[r] != ignore_index) mask[r * C + pt[r]] = 1.0, ++count;
-  Tensor m = to_dtype(from_vector<double>(mask, {N, C}), logits.dtype());
+  Tensor m = to_dtype(from_vector<double>(mask, {N, C}, logits.device()), logits.dtype());
   return mul_scalar(sum(mul(log_softmax(logits, 1), m)), -1.0 / (double)count);
 }
 

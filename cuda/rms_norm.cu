@@ -1,0 +1,110 @@
+// Fused rms_norm: the forward and the row part of the vjp take one block per row (sums of squares and
+// dot products in double, in a fixed tree); dw sums over rows in two passes, fixed chunks of
+// kRowChunk rows then the chunk partials in order, so it is deterministic without atomics.
+#include <cmath>
+
+#include "cuda/launch.cuh"
+
+namespace mg::cuda {
+
+namespace {
+
+constexpr int64_t kRowChunk = 64;
+
+template <class T>
+__global__ void rms_forward_kernel(const T* x, const T* w, T* out, T* rstd, int64_t rows, int64_t D, double eps) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * D;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    ss = block_sum(ss);
+    const T rs = (T)(1.0 / std::sqrt(ss / (double)D + eps));
+    if (threadIdx.x == 0) rstd[r] = rs;
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) out[r * D + i] = xr[i] * rs * w[i];
+  }
+}
+
+template <class T>
+__global__ void rms_backward_dx_kernel(const T* x, const T* w, const T* g, const T* rstd, T* dx, int64_t rows,
+                                       int64_t D) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T *xr = x + r * D, *gr = g + r * D;
+    const T rs = rstd[r];
+    double dot = 0;  // sum(g * w * xhat)
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) dot += (double)gr[i] * w[i] * xr[i] * rs;
+    dot = block_sum(dot);
+    const T c = (T)(dot / (double)D);
+    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) dx[r * D + i] = rs * (gr[i] * w[i] - xr[i] * rs * c);
+  }
+}
+
+// partial[chunk, j] = sum over the chunk's rows of g * x * rstd (column j).
+template <class T>
+__global__ void rms_dw_partial_kernel(const T* x, const T* g, const T* rstd, double* partial, int64_t rows, int64_t D,
+                                      int64_t chunks) {
+  for (int64_t c = blockIdx.y; c < chunks; c += gridDim.y) {
+    const int64_t r0 = c * kRowChunk, r1 = r0 + kRowChunk < rows ? r0 + kRowChunk : rows;
+    for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < D; j += (int64_t)gridDim.x * blockDim.x) {
+      double acc = 0;
+      for (int64_t r = r0; r < r1; ++r) acc += (double)g[r * D + j] * x[r * D + j] * rstd[r];
+      partial[c * D + j] = acc;
+    }
+  }
+}
+
+template <class T>
+__global__ void rms_dw_final_kernel(const double* partial, T* dw, int64_t D, int64_t chunks) {
+  for (int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; j < D; j += (int64_t)gridDim.x * blockDim.x) {
+    double acc = 0;
+    for (int64_t c = 0; c < chunks; ++c) acc += partial[c * D + j];
+    dw[j] = (T)acc;
+  }
+}
+
+unsigned capped(int64_t n) { return (unsigned)(n < 65535 ? n : 65535); }
+
+}  // namespace
+
+void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rstd, int64_t rows, int64_t D,
+                      double eps, int device) {
+  if (rows == 0) return;
+  set_device(device, "rms_norm");
+  MG_CUDA_DISPATCH_FLOAT(t, "rms_norm", {
+    rms_forward_kernel<scalar_t><<<capped(rows), kThreads, 0, stream(device)>>>(
+        static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(w), static_cast<scalar_t*>(out),
+        static_cast<scalar_t*>(rstd), rows, D, eps);
+  });
+  MG_CUDA_LAUNCH_CHECK("rms_norm");
+}
+
+void rms_norm_backward(DType t, const void* x, const void* w, const void* g, const void* rstd, void* dx, void* dw,
+                       int64_t rows, int64_t D, int device) {
+  if (D == 0) return;
+  set_device(device, "rms_norm");
+  cudaStream_t s = stream(device);
+  MG_CUDA_DISPATCH_FLOAT(t, "rms_norm", {
+    auto* px = static_cast<const scalar_t*>(x);
+    auto* pg = static_cast<const scalar_t*>(g);
+    auto* pr = static_cast<const scalar_t*>(rstd);
+    if (dx && rows > 0) {
+      rms_backward_dx_kernel<scalar_t><<<capped(rows), kThreads, 0, s>>>(px, static_cast<const scalar_t*>(w), pg, pr,
+                                                                         static_cast<scalar_t*>(dx), rows, D);
+      MG_CUDA_LAUNCH_CHECK("rms_norm");
+    }
+    if (dw) {
+      const int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+      Scratch partial((size_t)((chunks > 0 ? chunks : 1) * D) * sizeof(double), device, "rms_norm");
+      const unsigned col_blocks = grid_for(D);
+      if (chunks > 0) {
+        rms_dw_partial_kernel<scalar_t><<<dim3(col_blocks, capped(chunks)), kThreads, 0, s>>>(
+            px, pg, pr, partial.as<double>(), rows, D, chunks);
+        MG_CUDA_LAUNCH_CHECK("rms_norm");
+      }
+      rms_dw_final_kernel<scalar_t><<<col_blocks, kThreads, 0, s>>>(partial.as<double>(), static_cast<scalar_t*>(dw),
+                                                                    D, chunks);
+      MG_CUDA_LAUNCH_CHECK("rms_norm");
+    }
+  });
+}
+
+}  // namespace mg::cuda

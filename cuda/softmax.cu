@@ -1,0 +1,116 @@
+// log_softmax over contiguous rows, and the fused cross_entropy forward and backward. One block per
+// row: the max by a block reduction, then sum(exp(x - max)) in double in a fixed tree (as the cpu keeps
+// that sum in double); the loss is the mean of the per-row losses, summed in one block in a fixed tree.
+#include <cmath>
+
+#include "cuda/launch.cuh"
+
+namespace mg::cuda {
+
+namespace {
+
+// log(sum(exp(row))) shifted by the row's max; every thread of the block gets it.
+template <class T>
+__device__ T block_row_logsumexp(const T* row, int64_t n) {
+  T m = -INFINITY;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) m = m < row[i] ? row[i] : m;
+  m = block_max(m);
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += std::exp((double)(row[i] - m));
+  s = block_sum(s);
+  return m + (T)std::log(s);
+}
+
+template <class T>
+__global__ void log_softmax_kernel(const T* x, T* y, int64_t rows, int64_t n) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* row = x + r * n;
+    const T lse = block_row_logsumexp(row, n);
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) y[r * n + i] = row[i] - lse;
+  }
+}
+
+template <class T>
+__global__ void ce_rows_kernel(const T* x, const int64_t* targets, int64_t N, int64_t C, int64_t ignore_index, T* lse,
+                               double* row_loss) {
+  for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
+    const T* row = x + r * C;
+    const T l = block_row_logsumexp(row, C);
+    if (threadIdx.x == 0) {
+      lse[r] = l;
+      const int64_t t = targets[r];
+      row_loss[r] = t == ignore_index ? 0.0 : (double)l - (double)row[t];
+    }
+  }
+}
+
+template <class T>
+__global__ void ce_mean_kernel(const double* row_loss, int64_t N, int64_t count, T* loss) {
+  double acc = 0;
+  for (int64_t i = threadIdx.x; i < N; i += blockDim.x) acc += row_loss[i];
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) loss[0] = count ? (T)(acc / (double)count) : (T)NAN;
+}
+
+template <class T>
+__global__ void ce_backward_kernel(const T* x, const T* lse, const int64_t* targets, const T* gloss, int64_t N,
+                                   int64_t C, int64_t ignore_index, int64_t count, T* dx) {
+  const T scale = count ? (T)((double)gloss[0] / (double)count) : T(0);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < N * C; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t r = i / C, c = i % C;
+    const int64_t t = targets[r];
+    if (t == ignore_index) {
+      dx[i] = T(0);
+      continue;
+    }
+    T d = std::exp(x[i] - lse[r]) * scale;
+    if (c == t) d -= scale;
+    dx[i] = d;
+  }
+}
+
+unsigned row_blocks(int64_t rows) { return (unsigned)(rows < 65535 ? rows : 65535); }
+
+}  // namespace
+
+void log_softmax_rows(DType t, const void* x, void* y, int64_t rows, int64_t n, int device) {
+  if (rows == 0 || n == 0) return;
+  set_device(device, "log_softmax");
+  MG_CUDA_DISPATCH_FLOAT(t, "log_softmax", {
+    log_softmax_kernel<scalar_t><<<row_blocks(rows), kThreads, 0, stream(device)>>>(
+        static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), rows, n);
+  });
+  MG_CUDA_LAUNCH_CHECK("log_softmax");
+}
+
+void cross_entropy_forward(DType t, const void* logits, const int64_t* targets, int64_t N, int64_t C,
+                           int64_t ignore_index, int64_t count, void* lse, void* loss, int device) {
+  set_device(device, "cross_entropy");
+  cudaStream_t s = stream(device);
+  Scratch row_loss((size_t)(N > 0 ? N : 1) * sizeof(double), device, "cross_entropy");
+  MG_CUDA_DISPATCH_FLOAT(t, "cross_entropy", {
+    if (N > 0 && C > 0) {
+      ce_rows_kernel<scalar_t><<<row_blocks(N), kThreads, 0, s>>>(static_cast<const scalar_t*>(logits), targets, N, C,
+                                                                  ignore_index, static_cast<scalar_t*>(lse),
+                                                                  row_loss.as<double>());
+      MG_CUDA_LAUNCH_CHECK("cross_entropy");
+    }
+    ce_mean_kernel<scalar_t><<<1, kThreads, 0, s>>>(row_loss.as<double>(), C > 0 ? N : 0, count,
+                                                    static_cast<scalar_t*>(loss));
+    MG_CUDA_LAUNCH_CHECK("cross_entropy");
+  });
+}
+
+void cross_entropy_backward(DType t, const void* logits, const void* lse, const int64_t* targets, const void* gloss,
+                            int64_t N, int64_t C, int64_t ignore_index, int64_t count, void* dx, int device) {
+  if (N * C == 0) return;
+  set_device(device, "cross_entropy");
+  MG_CUDA_DISPATCH_FLOAT(t, "cross_entropy", {
+    ce_backward_kernel<scalar_t><<<grid_for(N * C), kThreads, 0, stream(device)>>>(
+        static_cast<const scalar_t*>(logits), static_cast<const scalar_t*>(lse), targets,
+        static_cast<const scalar_t*>(gloss), N, C, ignore_index, count, static_cast<scalar_t*>(dx));
+  });
+  MG_CUDA_LAUNCH_CHECK("cross_entropy");
+}
+
+}  // namespace mg::cuda
