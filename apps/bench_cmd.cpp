@@ -1,4 +1,4 @@
-// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick]`, `mambagrad bench matmul [--reps R] [--quick]`:
+// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]`, `mambagrad bench matmul [--reps R] [--quick]`:
 // `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer]`:
 // the benchmarks in bench/.
 #include "apps/commands.h"
@@ -29,6 +29,8 @@ void add_bench_command(CLI::App& app, Run& run) {
                   "scan: time the reference on at most this many steps and scale to l (0: min(l, 256))")
       ->capture_default_str();
   cmd->add_flag("--quick", o->scan.quick, "small shapes only (a smoke test)");
+  cmd->add_option("--device", o->scan.device, "scan: cpu, or cuda[:N] (the fused scan on the GPU against its copy bandwidth)")
+      ->capture_default_str();
   cmd->add_option("--preset", o->presets, "train: presets to run (default: small base)");
   cmd->add_option("--batch", o->batch, "train: batch size")->capture_default_str();
   cmd->add_option("--seq", o->seq, "train: sequence length")->capture_default_str();
@@ -41,6 +43,8 @@ void add_bench_command(CLI::App& app, Run& run) {
       run = [o] { return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data); };
     else if (o->what == "matmul")
       run = [o] { return bench::run_matmul_bench(o->scan.reps, o->scan.quick); };
+    else if (o->scan.device != "cpu")
+      run = [o] { return bench::run_scan_bench_cuda(o->scan); };
     else
       run = [o] { return bench::run_scan_bench(o->scan); };
   });
