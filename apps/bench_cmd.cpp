@@ -1,8 +1,9 @@
-// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick]`, `mambagrad bench matmul [--reps R] [--quick]`:
+// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]`, `mambagrad bench matmul [--reps R] [--quick]`:
 // `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer]`:
 // the benchmarks in bench/.
 #include "apps/commands.h"
 #include "bench/bench.h"
+#include "core/error.h"
 
 namespace mg::app {
 
@@ -15,7 +16,7 @@ void add_bench_command(CLI::App& app, Run& run) {
     int steps = 5, warmup = 2;
     bool peer = false;
     std::string data;
-    std::string device = "cpu";  // train (one --device option for every benchmark that takes one)
+    std::string device = "cpu";  // scan and train (one --device option for every benchmark that takes one)
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "benchmarks that print figures (see docs/perf.md)");
@@ -37,14 +38,25 @@ void add_bench_command(CLI::App& app, Run& run) {
   cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str();
   cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
   cmd->add_flag("--peer", o->peer, "train: also run the PyTorch peer, bench/torch_peer.py, and print the ratios");
-  cmd->add_option("--device", o->device, "train: cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--device", o->device,
+                  "scan, train: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
+      ->capture_default_str();
   cmd->callback([o, &run] {
     if (o->what == "train")
       run = [o] {
         return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device);
       };
     else if (o->what == "matmul")
-      run = [o] { return bench::run_matmul_bench(o->scan.reps, o->scan.quick); };
+      run = [o] {
+        MG_CHECK(o->device == "cpu", "[bench matmul] measures the CPU gemm against OpenBLAS; --device {} is not "
+                 "supported (cuBLAS is timed inside `bench train --device cuda`)", o->device);
+        return bench::run_matmul_bench(o->scan.reps, o->scan.quick);
+      };
+    else if (o->device != "cpu")
+      run = [o] {
+        o->scan.device = o->device;
+        return bench::run_scan_bench_cuda(o->scan);
+      };
     else
       run = [o] { return bench::run_scan_bench(o->scan); };
   });

@@ -10,6 +10,7 @@ struct ScanBenchOptions {
   int reps = 3;            // timed repetitions per measurement (the median is reported)
   int64_t ref_steps = 0;   // time the composed reference on at most this many steps and scale; 0: min(l, 256)
   bool quick = false;      // small shapes, for a smoke test
+  std::string device = "cpu";  // "cpu", or "cuda[:N]" for bench/scan_bench_cuda.cpp
 };
 
 // selective_scan fused vs composed reference: forward and forward+backward times, their ratio,
@@ -20,6 +21,11 @@ int run_scan_bench(const ScanBenchOptions& o);
 // 2 x multiply-adds) and memory bandwidth (a parallel copy of 256 MiB: GB/s of bytes read + written).
 double measure_peak_gflops(int threads);
 double measure_memory_bandwidth_gbs(int threads);
+
+// bench/scan_bench_cuda.cpp (`bench scan --device cuda`): the fused scan on the GPU, forward and
+// forward+backward, bytes per second against the device-to-device copy bandwidth of the same run,
+// peak device memory. Returns 2, saying why, without a CUDA build or a GPU.
+int run_scan_bench_cuda(const ScanBenchOptions& o);
 
 // bench/matmul_bench.cpp: our gemm vs OpenBLAS (loaded at run time) on the presets' training shapes.
 int run_matmul_bench(int reps, bool quick);

@@ -5,12 +5,14 @@
 //     dpre = dy * silu'(pre),  dx[s, c] = sum_j weight[c, j] dpre[s+(k-1)-j, c],
 //     dweight[c, j] = sum_{b,t} dpre[t, c] x[t-(k-1)+j, c],  dbias[c] = sum_{b,t} dpre[t, c].
 // dweight and dbias are summed per fixed block of channels in (batch, time) order: deterministic.
+// On CUDA the kernels are in cuda/causal_conv1d.cu (fixed-order partials: deterministic too).
 // causal_conv1d_reference composes the same from primitives (the test oracle).
 #include <cmath>
 
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
+#include "cuda/scan.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 
@@ -71,13 +73,18 @@ std::vector<T> transpose_weight(const T* w, int64_t d, int64_t k) {
 
 Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, bool apply_silu) {
   check_conv("causal_conv1d", x_in, w_in, bias_in);
-  if (!x_in.device().is_cpu()) cuda::unsupported("causal_conv1d");
   Tensor x = contiguous(x_in.detach()), w = contiguous(w_in.detach());
   Tensor bias = bias_in.defined() ? contiguous(bias_in.detach()) : Tensor();
   const int64_t b = x.size(0), l = x.size(1), d = x.size(2), k = w.size(1);
-  Tensor out = Tensor::empty(x.shape(), x.dtype());  // (b, l, d)
+  const Device dev = x.device();
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), dev);  // (b, l, d)
   MG_DISPATCH_FLOAT(x.dtype(), "causal_conv1d", [&] {
     const scalar_t* pb = bias.defined() ? bias.data<scalar_t>() : nullptr;
+    if (dev.is_cuda()) {
+      cuda::causal_conv1d_forward(x.data<scalar_t>(), w.data<scalar_t>(), pb, b, l, d, k, apply_silu,
+                                  out.data<scalar_t>(), dev.index);
+      return;
+    }
     std::vector<scalar_t> wt = transpose_weight(w.data<scalar_t>(), d, k);
     scalar_t* po = out.data<scalar_t>();
     parallel_for(b * l, d * k, [&](int64_t lo, int64_t hi) {
@@ -91,12 +98,26 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
          [sx = SavedTensor(x, id), sw = SavedTensor(w, id), sb = SavedTensor(bias, id), apply_silu](const VjpArgs& g) {
            Tensor x = sx.get(), w = sw.get(), bias = sb.get(), gout = contiguous(g[0]);
            const int64_t b = x.size(0), l = x.size(1), d = x.size(2), k = w.size(1);
-           Tensor dx = g.needs_grad(0) ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
-           Tensor dw = g.needs_grad(1) ? Tensor::empty(w.shape(), x.dtype()) : Tensor();
-           Tensor db = bias.defined() && g.needs_grad(2) ? Tensor::empty(bias.shape(), x.dtype()) : Tensor();
+           const Device dev = x.device();
+           Tensor dx = g.needs_grad(0) ? Tensor::empty(x.shape(), x.dtype(), dev) : Tensor();
+           Tensor dw = g.needs_grad(1) ? Tensor::empty(w.shape(), x.dtype(), dev) : Tensor();
+           Tensor db = bias.defined() && g.needs_grad(2) ? Tensor::empty(bias.shape(), x.dtype(), dev) : Tensor();
            MG_DISPATCH_FLOAT(x.dtype(), "causal_conv1d", [&] {
              using T = scalar_t;
              const T *px = x.data<T>(), *pb = bias.defined() ? bias.data<T>() : nullptr;
+             if (dev.is_cuda()) {
+               auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+               // Scratch: the gradient through silu (b, l, d), and the fixed-order partial sums of
+               // dweight and dbias (row blocks, k + 1, d) in float64.
+               Tensor dpre = apply_silu ? Tensor::empty(x.shape(), x.dtype(), dev) : Tensor();  // (b, l, d)
+               Tensor partials = dw.defined() || db.defined()
+                                     ? Tensor::empty({cuda::causal_conv1d_partials(b, l, d, k)}, DType::f64, dev)
+                                     : Tensor();
+               cuda::causal_conv1d_backward(px, w.data<T>(), pb, gout.data<T>(), b, l, d, k, apply_silu, ptr(dpre),
+                                            ptr(dx), ptr(dw), ptr(db),
+                                            partials.defined() ? partials.data<double>() : nullptr, dev.index);
+               return;
+             }
              std::vector<T> wt = transpose_weight(w.data<T>(), d, k);
              // dpre: the output gradient through silu, recomputing the pre-activation.
              Tensor dpre_t = gout;

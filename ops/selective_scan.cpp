@@ -5,11 +5,15 @@
 // Memory: the forward saves for backward only its (contiguous) inputs and the chunk-end states
 // (b, ceil(l / kScanChunk), d, n), i.e. 1/kScanChunk of all states; it saves nothing when no input
 // requires grad. The backward recomputes each chunk's states from the saved state before it.
+// On CUDA (cuda/selective_scan.cu, docs/cuda-scan.md) the same, with chunks of kScanChunkCuda steps and
+// the states laid out (b, nchunks, n, d); the backward's scratch (per-channel-group partials of dB and
+// dC, per-batch partials of dA, dD, ddelta_bias) is allocated here as device tensors.
 #include <cmath>
 
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
+#include "cuda/scan.h"
 #include "ops/cpu/loops.h"
 #include "ops/cpu/selective_scan.h"
 #include "ops/ops.h"
@@ -67,27 +71,49 @@ cpu::ScanArgs<T> scan_args(const ScanDims& s, const Tensor& u, const Tensor& del
   return a;
 }
 
+template <class T>
+cuda::ScanArgs<T> cuda_scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, const Tensor& A,
+                                 const Tensor& B, const Tensor& C, const Tensor& D, const Tensor& z,
+                                 const Tensor& delta_bias, bool softplus) {
+  const cpu::ScanArgs<T> c = scan_args<T>(s, u, delta, A, B, C, D, z, delta_bias, softplus);
+  cuda::ScanArgs<T> a;
+  a.b = c.b, a.l = c.l, a.d = c.d, a.n = c.n;
+  a.u = c.u, a.delta = c.delta, a.A = c.A, a.B = c.B, a.C = c.C, a.D = c.D, a.z = c.z, a.delta_bias = c.delta_bias;
+  a.softplus = c.softplus;
+  return a;
+}
+
 }  // namespace
 
 ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& A_in, const Tensor& B_in,
                           const Tensor& C_in, const Tensor& D_in, const Tensor& z_in, const Tensor& delta_bias_in,
                           bool delta_softplus, bool return_last_state) {
   const ScanDims s = check_scan("selective_scan", u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in);
-  if (!u_in.device().is_cpu()) cuda::unsupported("selective_scan");
+  const Device dev = u_in.device();
+  const bool on_cuda = dev.is_cuda();
   auto prep = [](const Tensor& t) { return t.defined() ? contiguous(t.detach()) : Tensor(); };
   Tensor u = prep(u_in), delta = prep(delta_in), A = prep(A_in), B = prep(B_in), C = prep(C_in), D = prep(D_in),
          z = prep(z_in), delta_bias = prep(delta_bias_in);
   const DType dtype = u.dtype();
   const bool needs_backward = any_requires_grad({&u_in, &delta_in, &A_in, &B_in, &C_in, &D_in, &z_in, &delta_bias_in});
 
-  Tensor y = Tensor::empty({s.b, s.l, s.d}, dtype);  // (b, l, d)
+  Tensor y = Tensor::empty({s.b, s.l, s.d}, dtype, dev);  // (b, l, d)
   // The state at the end of every chunk: all that the backward keeps beyond the inputs.
-  Tensor states = needs_backward ? Tensor::empty({s.b, cpu::scan_num_chunks(s.l), s.d, s.n}, dtype) : Tensor();
-  Tensor last = return_last_state ? Tensor::empty({s.b, s.d, s.n}, dtype) : Tensor();  // (b, d, n)
+  // CPU (b, nchunks, d, n); CUDA (b, nchunks, n, d), so that a warp's 32 channels store one row.
+  Tensor states = !needs_backward ? Tensor()
+                  : on_cuda       ? Tensor::empty({s.b, cuda::scan_num_chunks_cuda(s.l), s.n, s.d}, dtype, dev)
+                                  : Tensor::empty({s.b, cpu::scan_num_chunks(s.l), s.d, s.n}, dtype);
+  Tensor last = return_last_state ? Tensor::empty({s.b, s.d, s.n}, dtype, dev) : Tensor();  // (b, d, n)
   MG_DISPATCH_FLOAT(dtype, "selective_scan", [&] {
-    auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-    cpu::selective_scan_forward(a, y.data<scalar_t>(), states.defined() ? states.data<scalar_t>() : nullptr,
-                                last.defined() ? last.data<scalar_t>() : nullptr);
+    scalar_t* pstates = states.defined() ? states.data<scalar_t>() : nullptr;
+    scalar_t* plast = last.defined() ? last.data<scalar_t>() : nullptr;
+    if (on_cuda) {
+      auto a = cuda_scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+      cuda::selective_scan_forward(a, y.data<scalar_t>(), pstates, plast, dev.index);
+    } else {
+      auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+      cpu::selective_scan_forward(a, y.data<scalar_t>(), pstates, plast);
+    }
   });
 
   std::vector<Tensor*> outs{&y};
@@ -102,11 +128,38 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
            Tensor dout = contiguous(g[0]);
            Tensor dlast = return_last_state ? contiguous(g[1]) : Tensor();
            const DType dt = u.dtype();
-           auto grad_like = [&](size_t i, const Tensor& t) { return g.needs_grad(i) ? Tensor::empty(t.shape(), dt) : Tensor(); };
+           const Device dev = u.device();
+           auto grad_like = [&](size_t i, const Tensor& t) {
+             return g.needs_grad(i) ? Tensor::empty(t.shape(), dt, dev) : Tensor();
+           };
            std::vector<Tensor> grads{grad_like(0, u), grad_like(1, delta), grad_like(2, A), grad_like(3, B),
                                      grad_like(4, C), D.defined() ? grad_like(5, D) : Tensor(),
                                      z.defined() ? grad_like(6, z) : Tensor(),
                                      delta_bias.defined() ? grad_like(7, delta_bias) : Tensor()};
+           if (dev.is_cuda()) {
+             MG_DISPATCH_FLOAT(dt, "selective_scan", [&] {
+               using T = scalar_t;
+               auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+               auto dptr = [](const Tensor& t) { return t.defined() ? t.data<double>() : nullptr; };
+               auto a = cuda_scan_args<T>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+               cuda::ScanGrads<T> gr;
+               gr.du = ptr(grads[0]), gr.ddelta = ptr(grads[1]), gr.dA = ptr(grads[2]), gr.dB = ptr(grads[3]);
+               gr.dC = ptr(grads[4]), gr.dD = ptr(grads[5]), gr.dz = ptr(grads[6]), gr.ddelta_bias = ptr(grads[7]);
+               // Scratch: one (b, n, l) partial of dB and dC per group of 32 channels, summed in group
+               // order; per-batch float64 partials of dA, dD, ddelta_bias, summed in batch order.
+               const int64_t G = cuda::scan_num_groups_cuda(s.d);
+               Tensor part_dB = gr.dB ? Tensor::empty({G, s.b, s.n, s.l}, dt, dev) : Tensor();  // (G, b, n, l)
+               Tensor part_dC = gr.dC ? Tensor::empty({G, s.b, s.n, s.l}, dt, dev) : Tensor();  // (G, b, n, l)
+               Tensor part_dA = gr.dA ? Tensor::empty({s.b, s.d, s.n}, DType::f64, dev) : Tensor();       // (b, d, n)
+               Tensor part_dD = gr.dD ? Tensor::empty({s.b, s.d}, DType::f64, dev) : Tensor();            // (b, d)
+               Tensor part_db = gr.ddelta_bias ? Tensor::empty({s.b, s.d}, DType::f64, dev) : Tensor();  // (b, d)
+               cuda::ScanScratch<T> sc;
+               sc.part_dB = ptr(part_dB), sc.part_dC = ptr(part_dC);
+               sc.part_dA = dptr(part_dA), sc.part_dD = dptr(part_dD), sc.part_dbias = dptr(part_db);
+               cuda::selective_scan_backward(a, dout.data<T>(), ptr(dlast), states.data<T>(), gr, sc, dev.index);
+             });
+             return grads;
+           }
            MG_DISPATCH_FLOAT(dt, "selective_scan", [&] {
              auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
              auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
