@@ -148,9 +148,18 @@ inline Vec<float> vexp2_portable(Vec<float> x) {
 inline Vec<float> vexp2(Vec<float> x) {
 #if defined(__AVX512F__)
   constexpr __mmask16 all = 0xFFFF;
+  constexpr int nearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+#if defined(__AVX512DQ__)
+  // vreduceps gives f = x - round(x) in one step and 0 for +-inf, so 2^(-inf) = scalef(1, -inf) = 0
+  // with no clamp (NaN stays NaN).
+  const __m512 xc = (__m512)x;
+  const __m512 mf = _mm512_mask_roundscale_ps(xc, all, xc, nearest);
+  const __m512 f = _mm512_mask_reduce_ps(xc, all, xc, nearest);
+#else
   const __m512 xc = (__m512)(x < splat(-150.0f) ? splat(-150.0f) : x);  // -inf -> -150 (-> 0); NaN stays NaN
-  const __m512 mf = _mm512_mask_roundscale_ps(xc, all, xc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 mf = _mm512_mask_roundscale_ps(xc, all, xc, nearest);
   const __m512 f = _mm512_sub_ps(xc, mf);
+#endif
   __m512 p = _mm512_set1_ps(1.535384071758017e-4f);
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.339887036010623e-3f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618435986340046e-3f));
