@@ -104,13 +104,32 @@ inline int64_t round_up_lanes(int64_t n) { return (n + W - 1) / W * W; }
 
 }  // namespace
 
+namespace {
+
+// n state vectors: a fixed-size local array when N (the state size) is known at compile time, which
+// lets the compiler unroll the loops over states and keep the states in registers; else a vector.
+template <class T, int N>
+struct States {
+  Vec<T> v[N];
+  explicit States(int64_t) {}
+  Vec<T>& operator[](int64_t k) { return v[k]; }
+  const Vec<T>& operator[](int64_t k) const { return v[k]; }
+  Vec<T>* data() { return v; }
+  Vec<T>* begin() { return v; }
+  Vec<T>* end() { return v + N; }
+};
 template <class T>
-void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_state) {
-  const int64_t b = a.b, l = a.l, d = a.d, n = a.n;
+struct States<T, 0> : VecArray<T> {
+  explicit States(int64_t n) : VecArray<T>(n) {}
+};
+
+template <class T, int N>
+void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_state) {
+  const int64_t b = a.b, l = a.l, d = a.d, n = N ? N : a.n;
   const int64_t nblocks = (d + W - 1) / W, nchunks = scan_num_chunks(l);
   parallel_for(b * nblocks, l * W * n, [&](int64_t lo, int64_t hi) {
     BlockParams<T> p(n);
-    VecArray<T> h(n);
+    States<T, N> h(n);
     for (int64_t task = lo; task < hi; ++task) {
       const int64_t i = task / nblocks, c0 = (task % nblocks) * W, nc = std::min(W, d - c0);
       p.load(a, c0, nc);
@@ -138,6 +157,16 @@ void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* la
       if (last_state) store_state(h.data(), n, nc, last_state + (i * d + c0) * n);
     }
   });
+}
+
+}  // namespace
+
+template <class T>
+void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_state) {
+  if (a.n == 16)  // the Mamba default d_state
+    scan_forward_impl<T, 16>(a, out, chunk_states, last_state);
+  else
+    scan_forward_impl<T, 0>(a, out, chunk_states, last_state);
 }
 
 template <class T>
