@@ -76,13 +76,23 @@ class AccumulateGrad final : public Node {
   std::string_view name() const override { return "AccumulateGrad"; }
   std::vector<Tensor> apply(const std::vector<Tensor>& grads) override {
     Tensor leaf(leaf_);
-    Tensor g = grads[0];
+    const Tensor& g = grads[0];
     Tensor cur = leaf.grad();
-    if (!cur.defined())
-      leaf.autograd_meta().grad = mg::clone(g).impl_ptr();  // own copy: g may alias other gradients
-    else
+    if (cur.defined())
       cur.add_(g);
+    else if (can_steal(g))
+      leaf.autograd_meta().grad = g.impl_ptr();
+    else
+      leaf.autograd_meta().grad = mg::clone(g).impl_ptr();  // own copy: g may alias other gradients
     return {};
+  }
+
+  // As PyTorch's AccumulateGrad: the incoming gradient becomes .grad without a copy when nothing else
+  // can see it (the engine's buffer holds the only handle, no view shares its storage) and it is a
+  // plain dense tensor (not, say, an expanded view whose elements overlap).
+  static bool can_steal(const Tensor& g) {
+    return g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && !g.requires_grad() &&
+           g.is_contiguous() && g.offset() == 0 && g.storage()->nbytes() == g.nbytes();
   }
 
  private:

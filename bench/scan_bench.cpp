@@ -97,10 +97,10 @@ Measure measure(const Inputs& full, int64_t steps, bool reference, int reps) {
   Tensor dy = randn({full.u.size(0), steps, full.u.size(2)}, DType::f32, &g);
   std::vector<double> t;
   for (int r = 0; r < runs + (reference ? 0 : 1); ++r) {
-    // The reference runs once on fresh leaves. The fused op keeps the .grad of its warm-up run, so
-    // later runs accumulate in place and the backward's peak is its vjp's gradients plus scratch.
-    if (reference)
-      for (Tensor* p : x.all()) p->zero_grad();
+    // Every run starts from leaves without .grad (as a training step after zero_grad), so each
+    // backward's gradients become the leaves' .grad (without a copy: autograd/node.cpp) and its peak
+    // is its vjp's gradients plus scratch. The fused op's first run is a warm-up.
+    for (Tensor* p : x.all()) p->zero_grad();
     const size_t before = cpu_bytes_in_use();
     auto t0 = Clock::now();
     ScanResult y = call(x, reference);

@@ -157,3 +157,25 @@ TEST_CASE("autograd: max routes the gradient to the first maximal element") {
   sum(v).backward();
   CHECK(x.grad().to_vector<double>() == std::vector<double>{0, 1, 0, 0, 0, 1});
 }
+
+TEST_CASE("autograd: a leaf's .grad never shares memory with another gradient (stolen only when unaliased)") {
+  // add's vjp hands the same gradient to both inputs: one of them must get a copy.
+  Tensor a = randn({3, 4}, DType::f64).requires_grad_(), b = randn({3, 4}, DType::f64).requires_grad_();
+  (a + b).backward(ones({3, 4}, DType::f64));
+  a.grad().add_(ones({3, 4}, DType::f64));
+  CHECK(b.grad().to_vector<double>() == std::vector<double>(12, 1.0));
+  CHECK(a.grad().to_vector<double>() == std::vector<double>(12, 2.0));
+  // A gradient that is an expanded view (stride 0) must not become .grad: accumulating into it
+  // would write one element many times.
+  Tensor c = randn({1, 4}, DType::f64).requires_grad_();
+  Tensor w = randn({5, 4}, DType::f64);
+  for (int r = 0; r < 2; ++r) sum(expand(c, {5, 4}) * w).backward();
+  const auto gw = sum(w, {0}).to_vector<double>(), gc = c.grad().to_vector<double>();
+  for (size_t j = 0; j < 4; ++j) CHECK(gc[j] == doctest::Approx(2 * gw[j]));
+  // The gradient passed to backward() stays the caller's.
+  Tensor d = randn({4}, DType::f64).requires_grad_();
+  Tensor dy = full({4}, 3.0, DType::f64);
+  (d * 1.0).backward(dy);
+  d.grad().add_(ones({4}, DType::f64));
+  CHECK(dy.to_vector<double>() == std::vector<double>(4, 3.0));
+}
