@@ -1,7 +1,7 @@
 // `mambagrad bench scan`: the fused selective_scan against selective_scan_reference in the same run.
 //
-// Times are medians over --reps runs after one warm-up for the fused op, and a single run for the
-// reference (it is slow). The reference may be timed on fewer steps (--ref-steps) and scaled
+// Times are medians over --reps runs after one warm-up for the fused op, and over min(--reps, 3)
+// runs for the reference (it is slow). The reference may be timed on fewer steps (--ref-steps) and scaled
 // linearly to l: its backward grows faster than linearly in l (each step's narrow() gradient is a
 // full-size tensor), so the scaled figure understates its time and the ratio is conservative.
 // "Bytes moved" counts each tensor the op must read or write once: forward = inputs + y;
@@ -79,7 +79,7 @@ struct Measure {
 
 Measure measure(const Inputs& full, int64_t steps, bool reference, int reps) {
   Measure m;
-  const int runs = reference ? 1 : reps;
+  const int runs = reference ? std::min(reps, 3) : reps;  // the reference is slow: at most 3 runs, median
   Generator g(99);
   {
     Inputs x = first_steps(full, steps, false);
