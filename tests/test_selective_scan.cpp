@@ -82,7 +82,7 @@ void compare_with_reference(const Cfg& c, DType dt, double tol_y, double tol_gra
     if (!in[i].defined()) continue;
     REQUIRE(fin[i].grad().defined());
     const double e = rel_err(fin[i].grad(), rin[i].grad());
-    INFO("gradient of " << kInputNames[i] << " rel err " << e);
+    INFO("gradient of " << std::string(kInputNames[i]) << " rel err " << e);
     CHECK(e < (i == 1 || i == 7 ? tol_ddelta : tol_grad));
   }
 }
@@ -230,13 +230,13 @@ TEST_CASE("selective_scan: matches the PyTorch fixture (outputs and every gradie
     for (const char* n : kInputNames) in.push_back(get(n).defined() ? get(n).clone().requires_grad_() : Tensor());
     auto flags = get("flags").to_vector<double>();
     ScanResult r = selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], flags[0] != 0, flags[1] != 0);
-    INFO(name);
+    INFO(std::string(name));
     CHECK(rel_err(r.y, get("y")) < 1e-12);
     CHECK(rel_err(r.last_state, get("last_state")) < 1e-12);
     add(sum(mul(r.y, get("dy"))), sum(mul(r.last_state, get("dlast")))).backward();
     for (size_t i = 0; i < in.size(); ++i) {
       if (!in[i].defined()) continue;
-      INFO("gradient of " << kInputNames[i]);
+      INFO("gradient of " << std::string(kInputNames[i]));
       CHECK(rel_err(in[i].grad(), get(std::string("grad.") + kInputNames[i])) < 1e-11);
     }
   }
