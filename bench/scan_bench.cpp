@@ -15,6 +15,7 @@
 
 #include "autograd/grad_mode.h"
 #include "bench/bench.h"
+#include "bench/scan_inputs.h"
 #include "core/parallel.h"
 #include "core/storage.h"
 #include "ops/cpu/selective_scan.h"
@@ -26,28 +27,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Inputs {
-  Tensor u, delta, A, B, C, D, z, bias;
-  std::vector<Tensor*> all() { return {&u, &delta, &A, &B, &C, &D, &z, &bias}; }
-};
-
-// Model-like float32 inputs: dt = softplus(delta + bias) mostly in [0.01, 0.2], A = -(0.5 .. 8).
-Inputs make_inputs(int64_t b, int64_t l, int64_t d, int64_t n, Generator& g) {
-  Inputs x;
-  x.u = randn({b, l, d}, DType::f32, &g);
-  x.delta = randn({b, l, d}, DType::f32, &g, 0.0, 0.5);
-  x.A = rand({d, n}, DType::f32, &g, -8.0, -0.5);
-  x.B = randn({b, l, n}, DType::f32, &g);
-  x.C = randn({b, l, n}, DType::f32, &g);
-  x.D = randn({d}, DType::f32, &g);
-  x.z = randn({b, l, d}, DType::f32, &g);
-  x.bias = rand({d}, DType::f32, &g, -4.0, -2.0);
-  return x;
-}
-
 // The first `steps` time steps, as contiguous leaves (requiring grad when `grad`).
-Inputs first_steps(Inputs full, int64_t steps, bool grad) {
-  Inputs x;
+ScanInputs first_steps(ScanInputs full, int64_t steps, bool grad) {
+  ScanInputs x;
   auto v = full.all(), o = x.all();
   for (size_t i = 0; i < v.size(); ++i) {
     Tensor t = *v[i];
@@ -59,14 +41,9 @@ Inputs first_steps(Inputs full, int64_t steps, bool grad) {
   return x;
 }
 
-ScanResult call(const Inputs& x, bool reference) {
+ScanResult call(const ScanInputs& x, bool reference) {
   auto f = reference ? selective_scan_reference : selective_scan;
   return f(x.u, x.delta, x.A, x.B, x.C, x.D, x.z, x.bias, true, false);
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
@@ -77,12 +54,12 @@ struct Measure {
   size_t bwd_peak = 0;           // peak bytes above the start of backward
 };
 
-Measure measure(const Inputs& full, int64_t steps, bool reference, int reps) {
+Measure measure(const ScanInputs& full, int64_t steps, bool reference, int reps) {
   Measure m;
   const int runs = reference ? std::min(reps, 3) : reps;  // the reference is slow: at most 3 runs, median
   Generator g(99);
   {
-    Inputs x = first_steps(full, steps, false);
+    ScanInputs x = first_steps(full, steps, false);
     NoGradGuard ng;
     if (!reference) call(x, false);  // warm-up
     std::vector<double> t;
@@ -93,7 +70,7 @@ Measure measure(const Inputs& full, int64_t steps, bool reference, int reps) {
     }
     m.fwd_ms = median(t);
   }
-  Inputs x = first_steps(full, steps, true);
+  ScanInputs x = first_steps(full, steps, true);
   Tensor dy = randn({full.u.size(0), steps, full.u.size(2)}, DType::f32, &g);
   std::vector<double> t;
   for (int r = 0; r < runs + (reference ? 0 : 1); ++r) {
@@ -133,7 +110,7 @@ int run_scan_bench(const ScanBenchOptions& o) {
              peak_madds / 1e9, bandwidth / 1e9);
   for (const Cfg& c : cfgs) {
     Generator g(1);
-    Inputs full = make_inputs(c.b, c.l, c.d, c.n, g);
+    ScanInputs full = make_scan_inputs(c.b, c.l, c.d, c.n, g);
     const int64_t ref_steps = std::min(c.l, o.ref_steps > 0 ? o.ref_steps : int64_t(256));
     const double scale = (double)c.l / (double)ref_steps;
     Measure f = measure(full, c.l, false, o.reps);

@@ -22,6 +22,7 @@
 #include "bench/bench.h"
 #include "core/device.h"
 #include "cuda/runtime.h"
+#include "bench/scan_inputs.h"
 #include "cuda/scan.h"
 #include "ops/ops.h"
 
@@ -29,22 +30,9 @@ namespace mg::bench {
 
 namespace {
 
-struct CudaInputs {
-  Tensor u, delta, A, B, C, D, z, bias;
-  std::vector<Tensor*> all() { return {&u, &delta, &A, &B, &C, &D, &z, &bias}; }
-};
-
-// Model-like float32 inputs (as bench/scan_bench.cpp): dt = softplus(delta + bias) mostly in [0.01, 0.2].
-CudaInputs make_cuda_inputs(int64_t b, int64_t l, int64_t d, int64_t n, Generator& g, Device dev, bool grad) {
-  CudaInputs x;
-  x.u = randn({b, l, d}, DType::f32, &g);
-  x.delta = randn({b, l, d}, DType::f32, &g, 0.0, 0.5);
-  x.A = rand({d, n}, DType::f32, &g, -8.0, -0.5);
-  x.B = randn({b, l, n}, DType::f32, &g);
-  x.C = randn({b, l, n}, DType::f32, &g);
-  x.D = randn({d}, DType::f32, &g);
-  x.z = randn({b, l, d}, DType::f32, &g);
-  x.bias = rand({d}, DType::f32, &g, -4.0, -2.0);
+// The inputs of bench/scan_inputs.h, on `dev`.
+ScanInputs make_cuda_inputs(int64_t b, int64_t l, int64_t d, int64_t n, Generator& g, Device dev, bool grad) {
+  ScanInputs x = make_scan_inputs(b, l, d, n, g);
   for (Tensor* t : x.all()) {
     *t = t->to(dev).detach();
     if (grad) t->requires_grad_();
@@ -52,12 +40,8 @@ CudaInputs make_cuda_inputs(int64_t b, int64_t l, int64_t d, int64_t n, Generato
   return x;
 }
 
-ScanResult call(const CudaInputs& x) { return selective_scan(x.u, x.delta, x.A, x.B, x.C, x.D, x.z, x.bias, true, false); }
+ScanResult call(const ScanInputs& x) { return selective_scan(x.u, x.delta, x.A, x.B, x.C, x.D, x.z, x.bias, true, false); }
 
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 struct Timing {
   double seconds = 0;
@@ -74,7 +58,7 @@ Timing time_runs(int dev, int reps, F&& fn) {
   std::vector<double> t;
   for (int r = 0; r < reps; ++r) t.push_back(cuda::time_on_stream(dev, fn));
   const size_t peak = cuda::memory_stats(dev).peak;
-  return {median_of(t), peak > before ? peak - before : 0};
+  return {median(t), peak > before ? peak - before : 0};
 }
 
 std::string mib(double bytes) { return fmt::format("{:.0f} MiB", bytes / (1024.0 * 1024.0)); }
@@ -130,13 +114,13 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
 
     Timing fwd;
     {
-      CudaInputs x = make_cuda_inputs(c.b, c.l, c.d, c.n, g, device, false);
+      ScanInputs x = make_cuda_inputs(c.b, c.l, c.d, c.n, g, device, false);
       NoGradGuard ng;
       fwd = time_runs(dev, reps, [&] { ScanResult r = call(x); });
     }
     Timing fb;
     {
-      CudaInputs x = make_cuda_inputs(c.b, c.l, c.d, c.n, g, device, true);
+      ScanInputs x = make_cuda_inputs(c.b, c.l, c.d, c.n, g, device, true);
       Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g).to(device);
       fb = time_runs(dev, reps, [&] {
         ScanResult r = call(x);
