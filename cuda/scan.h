@@ -20,6 +20,7 @@
 #include <functional>
 
 #include "cuda/runtime.h"
+#include "ops/scan_args.h"
 
 namespace mg::cuda {
 
@@ -32,20 +33,8 @@ inline int64_t scan_num_chunks_cuda(int64_t l) { return (l + kScanChunkCuda - 1)
 // Channel groups of 32: each writes its own (b, n, l) partial of dB and dC.
 inline int64_t scan_num_groups_cuda(int64_t d) { return (d + kScanLanes - 1) / kScanLanes; }
 
-template <class T>
-struct ScanArgs {
-  int64_t b = 0, l = 0, d = 0, n = 0;
-  const T *u = nullptr, *delta = nullptr, *A = nullptr, *B = nullptr, *C = nullptr;  // required
-  const T *D = nullptr, *z = nullptr, *delta_bias = nullptr;                         // optional (null)
-  bool softplus = false;
-};
-
-// Gradients to write (null: not wanted). Shapes as the inputs.
-template <class T>
-struct ScanGrads {
-  T *du = nullptr, *ddelta = nullptr, *dA = nullptr, *dB = nullptr, *dC = nullptr;
-  T *dD = nullptr, *dz = nullptr, *ddelta_bias = nullptr;
-};
+using mg::ScanArgs;   // ops/scan_args.h
+using mg::ScanGrads;
 
 // Device scratch of the backward, allocated by the caller (null where the matching gradient is not
 // wanted): part_dB, part_dC (G, b, n, l) with G = scan_num_groups_cuda(d); part_dA (b, d, n),

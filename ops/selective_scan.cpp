@@ -60,26 +60,14 @@ ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const 
 }
 
 template <class T>
-cpu::ScanArgs<T> scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
-                           const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias, bool softplus) {
+ScanArgs<T> scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
+                      const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias, bool softplus) {
   auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-  cpu::ScanArgs<T> a;
+  ScanArgs<T> a;
   a.b = s.b, a.l = s.l, a.d = s.d, a.n = s.n;
   a.u = ptr(u), a.delta = ptr(delta), a.A = ptr(A), a.B = ptr(B), a.C = ptr(C);
   a.D = ptr(D), a.z = ptr(z), a.delta_bias = ptr(delta_bias);
   a.softplus = softplus;
-  return a;
-}
-
-template <class T>
-cuda::ScanArgs<T> cuda_scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, const Tensor& A,
-                                 const Tensor& B, const Tensor& C, const Tensor& D, const Tensor& z,
-                                 const Tensor& delta_bias, bool softplus) {
-  const cpu::ScanArgs<T> c = scan_args<T>(s, u, delta, A, B, C, D, z, delta_bias, softplus);
-  cuda::ScanArgs<T> a;
-  a.b = c.b, a.l = c.l, a.d = c.d, a.n = c.n;
-  a.u = c.u, a.delta = c.delta, a.A = c.A, a.B = c.B, a.C = c.C, a.D = c.D, a.z = c.z, a.delta_bias = c.delta_bias;
-  a.softplus = c.softplus;
   return a;
 }
 
@@ -108,7 +96,7 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
     scalar_t* pstates = states.defined() ? states.data<scalar_t>() : nullptr;
     scalar_t* plast = last.defined() ? last.data<scalar_t>() : nullptr;
     if (on_cuda) {
-      auto a = cuda_scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+      auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
       cuda::selective_scan_forward(a, y.data<scalar_t>(), pstates, plast, dev.index);
     } else {
       auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
@@ -141,8 +129,8 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
                using T = scalar_t;
                auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
                auto dptr = [](const Tensor& t) { return t.defined() ? t.data<double>() : nullptr; };
-               auto a = cuda_scan_args<T>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
-               cuda::ScanGrads<T> gr;
+               auto a = scan_args<T>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+               ScanGrads<T> gr;
                gr.du = ptr(grads[0]), gr.ddelta = ptr(grads[1]), gr.dA = ptr(grads[2]), gr.dB = ptr(grads[3]);
                gr.dC = ptr(grads[4]), gr.dD = ptr(grads[5]), gr.dz = ptr(grads[6]), gr.ddelta_bias = ptr(grads[7]);
                // Scratch: one (b, n, l) partial of dB and dC per group of 32 channels, summed in group
@@ -163,7 +151,7 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
            MG_DISPATCH_FLOAT(dt, "selective_scan", [&] {
              auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
              auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
-             cpu::ScanGrads<scalar_t> gr;
+             ScanGrads<scalar_t> gr;
              gr.du = ptr(grads[0]), gr.ddelta = ptr(grads[1]), gr.dA = ptr(grads[2]), gr.dB = ptr(grads[3]);
              gr.dC = ptr(grads[4]), gr.dD = ptr(grads[5]), gr.dz = ptr(grads[6]), gr.ddelta_bias = ptr(grads[7]);
              cpu::selective_scan_backward(a, dout.data<scalar_t>(), ptr(dlast), states.data<scalar_t>(), gr);

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "ops/scan_args.h"
+
 namespace mg::cpu {
 
 // Time steps per chunk: the forward saves the state at the end of each chunk, the backward
@@ -19,19 +21,8 @@ inline constexpr int64_t kScanMaxGroups = 16;
 
 inline int64_t scan_num_chunks(int64_t l) { return (l + kScanChunk - 1) / kScanChunk; }
 
-template <class T>
-struct ScanArgs {
-  int64_t b = 0, l = 0, d = 0, n = 0;
-  const T *u = nullptr, *delta = nullptr, *A = nullptr, *B = nullptr, *C = nullptr;  // required
-  const T *D = nullptr, *z = nullptr, *delta_bias = nullptr;                         // optional
-  bool softplus = false;
-};
-
-template <class T>
-struct ScanGrads {
-  T *du = nullptr, *ddelta = nullptr, *dA = nullptr, *dB = nullptr, *dC = nullptr;
-  T *dD = nullptr, *dz = nullptr, *ddelta_bias = nullptr;
-};
+using mg::ScanArgs;  // ops/scan_args.h
+using mg::ScanGrads;
 
 // out (b, l, d). chunk_states (b, nchunks, d, n): the state after the last step of each chunk, or
 // null when no backward will run. last_state (b, d, n) or null.
