@@ -23,7 +23,7 @@
 #include "ops/ops.h"
 #include "tests/check.h"
 #include "tests/devices.h"
-#include "tests/fixture.h"
+#include "tests/mamba_fixture.h"
 #include "train/metrics.h"
 #include "train/optim.h"
 #include "train/safetensors.h"
@@ -90,49 +90,6 @@ std::vector<Tensor> params_of(const std::vector<ParamGroup>& groups) {
   for (auto& g : groups)
     for (auto& [name, p] : g.params) ps.push_back(p);
   return ps;
-}
-
-// The PyTorch fixture of tests/test_mamba_fixture.cpp: config, tokens, targets, weights, logits, loss
-// and gradients (float64).
-struct MambaFixture {
-  std::map<std::string, Tensor> arrays = test::load_mamba_fixture();
-  MambaConfig cfg;
-  Tensor tokens, targets;
-  MambaFixture() {
-    auto c = at("config").to_vector<double>();
-    REQUIRE(c.size() == 8);
-    cfg.vocab_size = (int64_t)c[0], cfg.d_model = (int64_t)c[1], cfg.n_layer = (int64_t)c[2];
-    cfg.d_state = (int64_t)c[3], cfg.d_conv = (int64_t)c[4], cfg.expand = (int64_t)c[5];
-    cfg.dt_rank = (int64_t)c[6], cfg.norm_eps = c[7];
-    tokens = at("tokens").to(DType::i64);
-    targets = at("targets").to(DType::i64);
-  }
-  const Tensor& at(const std::string& name) const {
-    auto it = arrays.find(name);
-    MG_CHECK(it != arrays.end(), "[fixture] mamba_fixture.bin has no array '{}'", name);
-    return it->second;
-  }
-  std::unique_ptr<MambaLM> model() const {
-    auto m = std::make_unique<MambaLM>(cfg, 0);
-    std::vector<std::pair<std::string, Tensor>> sd;
-    for (auto& [name, t] : m->state_dict()) sd.push_back({name, at("param." + name).to(DType::f32)});
-    m->load_state_dict(sd, "mamba_fixture.bin");
-    return m;
-  }
-};
-
-// max |got - want| / max |want|, and the worst elementwise error relative to |want| + 1e-3 max |want|
-// (the measures of tests/test_mamba_fixture.cpp).
-std::pair<double, double> fixture_errors(const Tensor& got, const Tensor& want) {
-  auto g = got.to(kCPU).to(DType::f64).to_vector<double>(), w = want.to_vector<double>();
-  double max_ref = 0, max_abs = 0, worst = 0;
-  for (double v : w) max_ref = std::max(max_ref, std::abs(v));
-  for (size_t i = 0; i < g.size(); ++i) {
-    const double d = std::abs(g[i] - w[i]);
-    max_abs = std::max(max_abs, d);
-    worst = std::max(worst, d / (std::abs(w[i]) + 1e-3 * max_ref));
-  }
-  return {max_ref > 0 ? max_abs / max_ref : max_abs, worst};
 }
 
 TrainOptions tiny_run(const std::string& data, const std::string& out, Device device) {
@@ -241,7 +198,7 @@ TEST_CASE("cuda clip_grad_norm: deterministic, exact against a float64 host sum,
 
 TEST_CASE("cuda model: logits, loss and every gradient match the PyTorch fixture") {
   MG_REQUIRE_CUDA();
-  MambaFixture fx;
+  test::MambaFixture fx;
   auto m = fx.model();
   m->to(kCUDA);
   CHECK(m->device() == kCUDA);
@@ -249,7 +206,8 @@ TEST_CASE("cuda model: logits, loss and every gradient match the PyTorch fixture
   {
     Tensor logits = m->forward(tokens);
     CHECK(logits.device() == kCUDA);
-    auto [normwise, worst] = fixture_errors(logits, fx.at("logits"));
+    const test::FixtureErr e = test::compare_to_fixture(logits, fx.at("logits"));
+    const double normwise = e.normwise(), worst = e.worst_rel;
     MESSAGE("cuda logits: normwise error " << normwise << ", worst elementwise " << worst);
     CHECK(normwise < 1e-5);  // the CPU test's bounds (SPEC float32 forward 1e-5)
     CHECK(worst < 5e-4);
@@ -263,7 +221,8 @@ TEST_CASE("cuda model: logits, loss and every gradient match the PyTorch fixture
     INFO("gradient of " << name);
     REQUIRE(p.grad().defined());
     CHECK(p.grad().device() == kCUDA);
-    auto [normwise, worst] = fixture_errors(p.grad(), fx.at("grad." + name));
+    const test::FixtureErr e = test::compare_to_fixture(p.grad(), fx.at("grad." + name));
+    const double normwise = e.normwise(), worst = e.worst_rel;
     MESSAGE(name << ": normwise " << normwise << ", worst elementwise " << worst);
     CHECK(normwise < 1e-4);  // SPEC float32 gradients 1e-4
     CHECK(worst < 1e-3);
@@ -274,7 +233,7 @@ TEST_CASE("cuda model: logits, loss and every gradient match the PyTorch fixture
 
 TEST_CASE("cuda model: the recurrent step (composed from ops) reproduces the fixture's logits") {
   MG_REQUIRE_CUDA();
-  MambaFixture fx;
+  test::MambaFixture fx;
   auto m = fx.model();
   m->to(kCUDA);
   const int64_t b = fx.tokens.size(0), l = fx.tokens.size(1), V = fx.cfg.vocab_size;

@@ -14,71 +14,18 @@
 
 #include "models/mamba.h"
 #include "ops/ops.h"
-#include "tests/fixture.h"
+#include "tests/mamba_fixture.h"
 
 using namespace mg;
 
-namespace {
-
-struct Fixture {
-  std::map<std::string, Tensor> arrays;
-  MambaConfig cfg;
-  Tensor tokens, targets;  // int64 (b, l)
-
-  Fixture() : arrays(test::load_mamba_fixture()) {
-    auto c = at("config").to_vector<double>();
-    REQUIRE(c.size() == 8);
-    cfg.vocab_size = (int64_t)c[0], cfg.d_model = (int64_t)c[1], cfg.n_layer = (int64_t)c[2];
-    cfg.d_state = (int64_t)c[3], cfg.d_conv = (int64_t)c[4], cfg.expand = (int64_t)c[5];
-    cfg.dt_rank = (int64_t)c[6], cfg.norm_eps = c[7];
-    tokens = at("tokens").to(DType::i64);
-    targets = at("targets").to(DType::i64);
-  }
-  const Tensor& at(const std::string& name) const {
-    auto it = arrays.find(name);
-    MG_CHECK(it != arrays.end(), "[fixture] mamba_fixture.bin has no array '{}'", name);
-    return it->second;
-  }
-  // A float32 model holding the fixture's weights (converted from float64).
-  std::unique_ptr<MambaLM> model() const {
-    auto m = std::make_unique<MambaLM>(cfg, 0);
-    std::vector<std::pair<std::string, Tensor>> sd;
-    for (auto& [name, t] : m->state_dict()) sd.push_back({name, at("param." + name).to(DType::f32)});
-    m->load_state_dict(sd, "mamba_fixture.bin");
-    return m;
-  }
-};
-
-struct Err {
-  double max_abs = 0;   // max |got - want|
-  double max_ref = 0;   // max |want|
-  double worst_rel = 0; // max |got - want| / (|want| + floor), floor = 1e-3 * max |want|
-  int64_t worst_at = -1;
-  double normwise() const { return max_ref > 0 ? max_abs / max_ref : max_abs; }
-};
-
-Err compare(const Tensor& got, const Tensor& want) {
-  auto g = got.to(DType::f64).to_vector<double>(), w = want.to_vector<double>();
-  Err e;
-  for (double v : w) e.max_ref = std::max(e.max_ref, std::abs(v));
-  const double floor = 1e-3 * e.max_ref;
-  for (size_t i = 0; i < g.size(); ++i) {
-    double d = std::abs(g[i] - w[i]);
-    e.max_abs = std::max(e.max_abs, d);
-    double r = d / (std::abs(w[i]) + floor);
-    if (r > e.worst_rel) e.worst_rel = r, e.worst_at = (int64_t)i;
-  }
-  return e;
-}
-
-}  // namespace
+using test::MambaFixture;
 
 TEST_CASE("mamba fixture: logits and loss match PyTorch (float64 reference, float32 model)") {
-  Fixture fx;
+  MambaFixture fx;
   auto m = fx.model();
   Tensor logits = m->forward(fx.tokens);
   REQUIRE(logits.shape() == fx.at("logits").shape());
-  Err e = compare(logits, fx.at("logits"));
+  test::FixtureErr e = test::compare_to_fixture(logits, fx.at("logits"));
   MESSAGE("logits: max abs error " << e.max_abs << " over values up to " << e.max_ref << " (normwise "
                                    << e.normwise() << ", worst elementwise rel " << e.worst_rel << " at "
                                    << e.worst_at << ")");
@@ -92,7 +39,7 @@ TEST_CASE("mamba fixture: logits and loss match PyTorch (float64 reference, floa
 }
 
 TEST_CASE("mamba fixture: every parameter's gradient matches PyTorch") {
-  Fixture fx;
+  MambaFixture fx;
   auto m = fx.model();
   m->loss(fx.tokens, fx.targets).backward();
   int checked = 0;
@@ -103,7 +50,7 @@ TEST_CASE("mamba fixture: every parameter's gradient matches PyTorch") {
     REQUIRE(p.grad().defined());
     const Tensor& want = fx.at("grad." + name);
     REQUIRE(p.grad().shape() == want.shape());
-    Err e = compare(p.grad(), want);
+    test::FixtureErr e = test::compare_to_fixture(p.grad(), want);
     MESSAGE(name << ": max abs error " << e.max_abs << " over values up to " << e.max_ref << " (normwise "
                  << e.normwise() << ", worst elementwise rel " << e.worst_rel << " at " << e.worst_at << ")");
     REQUIRE(e.max_ref > 0);  // the fixture exercises every path
@@ -117,7 +64,7 @@ TEST_CASE("mamba fixture: every parameter's gradient matches PyTorch") {
 }
 
 TEST_CASE("mamba fixture: the recurrent step reproduces the fixture's logits") {
-  Fixture fx;
+  MambaFixture fx;
   auto m = fx.model();
   const int64_t b = fx.tokens.size(0), l = fx.tokens.size(1), V = fx.cfg.vocab_size;
   auto want = fx.at("logits").to_vector<double>();
