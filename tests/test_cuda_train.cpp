@@ -12,7 +12,6 @@
 #include <fstream>
 #include <map>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "cuda/optim.h"
@@ -21,6 +20,7 @@
 #include "cuda/runtime.h"
 #include "models/mamba.h"
 #include "ops/ops.h"
+#include "tests/temp_dir.h"
 #include "tests/check.h"
 #include "tests/devices.h"
 #include "tests/mamba_fixture.h"
@@ -30,20 +30,11 @@
 #include "train/trainer.h"
 
 using namespace mg;
+using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("mg_test_cuda_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
-};
 
 // Text with structure, so the tiny model learns within a few hundred steps.
 std::string write_text(const TempDir& d, size_t n) {
@@ -267,7 +258,7 @@ TEST_CASE("cuda model: the recurrent step (composed from ops) reproduces the fix
 // (a wrong gradient or update moves the loss by tenths of a nat within tens of steps).
 TEST_CASE("cuda training: 300 steps of the tiny preset on CUDA track the CPU run") {
   MG_REQUIRE_CUDA();
-  TempDir d("track");
+  TempDir d("cuda_track");
   const std::string data = write_text(d, 400000);
   EvalResult cpu_test = train(tiny_run(data, d / "cpu", kCPU), false);
   EvalResult gpu_test = train(tiny_run(data, d / "cuda", kCUDA), false);
@@ -296,7 +287,7 @@ TEST_CASE("cuda training: 300 steps of the tiny preset on CUDA track the CPU run
 
 TEST_CASE("cuda checkpoints: a CUDA model and optimizer state load on the CPU with identical values, and back") {
   MG_REQUIRE_CUDA();
-  TempDir d("ckpt");
+  TempDir d("cuda_ckpt");
   MambaConfig cfg = MambaConfig::preset("tiny");
   for (Device from : {kCUDA, kCPU}) {
     const Device to = from.is_cuda() ? kCPU : kCUDA;
@@ -352,7 +343,7 @@ TEST_CASE("cuda checkpoints: a CUDA model and optimizer state load on the CPU wi
 
 TEST_CASE("cuda trainer: a run stopped on CUDA resumes on the CPU and the other way round, eval and generate on CUDA") {
   MG_REQUIRE_CUDA();
-  TempDir d("resume");
+  TempDir d("cuda_resume");
   const std::string data = write_text(d, 200000);
   auto opts = [&](const std::string& name, Device dev) {
     TrainOptions o = tiny_run(data, d / name, dev);
@@ -465,7 +456,7 @@ TEST_CASE("devices: moving to a CUDA device that is not there throws and leaves 
 }
 
 TEST_CASE("devices: train --device cuda without a usable GPU fails at once, before reading data or writing") {
-  TempDir d("nodev");
+  TempDir d("cuda_nodev");
   const Device missing(DeviceKind::cuda, cuda::device_count());
   TrainOptions o = tiny_run(d / "does-not-exist.zip", d / "run", missing);
   // Without CUDA in the build the message is the one every CUDA request gives; with CUDA but no such

@@ -10,23 +10,14 @@
 
 #include "train/metrics.h"
 #include "train/safetensors.h"
+#include "tests/temp_dir.h"
 #include "train/trainer.h"
 
 using namespace mg;
+using test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A folder under the system temp dir, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) : path(fs::temp_directory_path() / ("mg_test_" + name + "_" + std::to_string(::getpid()))) {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& f) const { return (path / f).string(); }
-};
 
 // Text with structure, so a model can learn something in a few steps.
 std::string write_text(const TempDir& d, size_t n) {
