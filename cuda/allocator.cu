@@ -4,6 +4,7 @@
 // to a driver that may already be shutting down.
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -74,6 +75,11 @@ void* device_malloc(size_t nbytes, int device, const char* op) {
         "bytes before it was emptied for a retry; the driver reports {} of {} bytes free",
         op, device, nbytes, round_block_size(nbytes), s.in_use, s.cached, free_b, total_b);
   }
+#if MG_CUDA_EMULATED
+  // Under the emulator every block, new or reused, starts as NaN bytes (cudaMemset's analogue is not run on
+  // a real GPU): a kernel that reads memory nobody wrote fails its test instead of passing on stale values.
+  std::memset(p, 0xff, nbytes);
+#endif
   return p;
 }
 

@@ -1,0 +1,603 @@
+// The CUDA emulator (see cuda_runtime.h here): fibers for the threads of a block, the runtime API over
+// host memory, and cuBLAS's gemm in plain loops.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "cublas_v2.h"
+#include "cuda_runtime.h"
+
+thread_local uint3 threadIdx{0, 0, 0};
+thread_local uint3 blockIdx{0, 0, 0};
+thread_local dim3 blockDim{1, 1, 1};
+thread_local dim3 gridDim{1, 1, 1};
+
+namespace mg_emu {
+namespace {
+
+// ------------------------------------------------------------------ errors
+
+struct ErrorState {
+  cudaError_t code = cudaSuccess;
+  std::string detail;
+};
+thread_local ErrorState g_last;  // what cudaGetLastError returns (and clears)
+thread_local std::string g_message;
+
+cudaError_t set_error(cudaError_t e, std::string detail) {
+  if (g_last.code == cudaSuccess) g_last = {e, std::move(detail)};
+  return e;
+}
+
+// ------------------------------------------------------------------ memory
+
+constexpr size_t kDeviceBytes = size_t(16) << 30;  // the emulated card's memory
+constexpr size_t kPoisonLimit = size_t(64) << 20;  // fresh allocations up to this size are filled with NaN bytes
+
+std::mutex g_mem_mu;
+std::map<uintptr_t, size_t> g_device;  // base -> bytes, from cudaMalloc
+std::map<uintptr_t, size_t> g_pinned;  // base -> bytes, from cudaMallocHost
+size_t g_device_in_use = 0;
+
+bool in_map(const std::map<uintptr_t, size_t>& m, const void* p, size_t n) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = m.upper_bound(a);
+  if (it == m.begin()) return false;
+  --it;
+  return a >= it->first && a + n <= it->first + it->second;
+}
+
+// ------------------------------------------------------------------ fibers
+
+#if defined(__x86_64__)
+// mg_emu_switch(from, to): saves the callee-saved registers on the current stack, stores the stack pointer
+// in *from, and resumes the context whose stack pointer is `to`. (The floating-point control words are
+// not switched: no kernel changes them.)
+extern "C" void mg_emu_switch(void** from, void* to);
+asm(R"(
+.text
+.p2align 4
+.type mg_emu_switch,@function
+mg_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+.size mg_emu_switch,.-mg_emu_switch
+)");
+#else
+#error "the CUDA emulator's fibers are written for x86-64"
+#endif
+
+enum class State { ready, wait_block, wait_warp, done };
+
+struct Fiber {
+  void* sp = nullptr;        // null until the thread starts
+  int stack = -1;            // index into Block::stacks while the thread runs
+  State state = State::ready;
+  uint3 tid{};
+};
+
+constexpr size_t kStackBytes = 256 << 10;
+
+struct Block {
+  std::vector<Fiber> fibers;
+  std::vector<char*> stacks;  // kept between launches
+  std::vector<int> free_stacks;  // stacks of threads that finished: the next thread to start takes the
+                                 // most recently freed one, still in cache, so a kernel without barriers
+                                 // runs all its threads on one stack
+  std::vector<uint64_t> xchg;
+  std::vector<unsigned char> dyn;
+  int cur = -1;
+  void* sched_sp = nullptr;
+  const std::function<void()>* body = nullptr;
+  std::string failure;  // first kernel-side misuse or exception of this launch
+};
+thread_local Block g_block;
+
+struct Stats {
+  uint64_t launches = 0, blocks = 0, threads = 0, switches = 0;
+  ~Stats() {
+    if (std::getenv("MG_CUDA_EMU_STATS"))
+      std::fprintf(stderr, "cuda emulator: %llu launches, %llu blocks, %llu threads, %llu switches\n",
+                   (unsigned long long)launches, (unsigned long long)blocks, (unsigned long long)threads,
+                   (unsigned long long)switches);
+  }
+};
+Stats g_stats;
+
+[[noreturn]] void fiber_main() {
+  Block& b = g_block;
+  try {
+    (*b.body)();
+  } catch (const std::exception& e) {
+    if (b.failure.empty()) b.failure = std::string("exception in a kernel thread: ") + e.what();
+  } catch (...) {
+    if (b.failure.empty()) b.failure = "exception in a kernel thread";
+  }
+  b.fibers[b.cur].state = State::done;
+  void* dead = nullptr;
+  mg_emu_switch(&dead, b.sched_sp);
+  __builtin_unreachable();
+}
+
+char* new_stack() {
+  void* p = mmap(nullptr, kStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  mprotect(p, 4096, PROT_NONE);  // a guard page: a kernel thread overflowing its stack faults at once
+  return static_cast<char*>(p);
+}
+
+// Stack i starts i * 272 bytes (mod 4 KiB) below its mapping's top: were all tops at the same offset
+// within a page, they would share cache sets.
+void* init_stack(char* stack, int i) {
+  auto top = (reinterpret_cast<uintptr_t>(stack + kStackBytes) - uintptr_t(i) * 272 % 4096) & ~uintptr_t(15);
+  auto* s = reinterpret_cast<uint64_t*>(top);
+  s[-1] = 0;                                        // fiber_main's return address (it never returns)
+  s[-2] = reinterpret_cast<uint64_t>(&fiber_main);  // where `ret` goes
+  for (int r = 3; r <= 8; ++r) s[-r] = 0;           // rbp rbx r12 r13 r14 r15
+  return &s[-8];
+}
+
+void yield(State why) {
+  Block& b = g_block;
+  if (b.cur < 0) {
+    fail("__syncthreads or a warp shuffle outside a kernel");
+    return;
+  }
+  b.fibers[b.cur].state = why;
+  mg_emu_switch(&b.fibers[b.cur].sp, b.sched_sp);
+}
+
+bool reverse_order() {
+  static const bool rev = [] {
+    const char* e = std::getenv("MG_CUDA_EMU_ORDER");
+    return e && std::string(e) == "reverse";
+  }();
+  return rev;
+}
+
+// Runs one block to completion. Returns false (with b.failure set) on a deadlock.
+bool run_block(Block& b, int nthreads) {
+  const bool rev = reverse_order();
+  for (;;) {
+    for (int k = 0; k < nthreads; ++k) {
+      const int i = rev ? nthreads - 1 - k : k;
+      Fiber& f = b.fibers[i];
+      if (f.state != State::ready) continue;
+      if (!f.sp) {
+        if (b.free_stacks.empty()) {
+          b.free_stacks.push_back((int)b.stacks.size());
+          b.stacks.push_back(new_stack());
+        }
+        f.stack = b.free_stacks.back();
+        b.free_stacks.pop_back();
+        f.sp = init_stack(b.stacks[f.stack], f.stack);
+      }
+      b.cur = i;
+      threadIdx = f.tid;
+      mg_emu_switch(&b.sched_sp, f.sp);
+      ++g_stats.switches;
+      if (f.state == State::done) b.free_stacks.push_back(f.stack);
+    }
+    b.cur = -1;
+    // Every thread is now done or waiting. Release the warps whose live lanes all wait at a warp barrier,
+    // else the block if all its live threads wait at __syncthreads.
+    bool released = false;
+    int alive = 0, at_block = 0;
+    for (int w = 0; w < nthreads; w += 32) {
+      int live = 0, waiting = 0, done = 0;
+      const int end = std::min(nthreads, w + 32);
+      for (int i = w; i < end; ++i) {
+        const State s = b.fibers[i].state;
+        live += s != State::done;
+        done += s == State::done;
+        waiting += s == State::wait_warp;
+        at_block += s == State::wait_block;
+      }
+      alive += live;
+      if (waiting > 0 && waiting == live) {
+        if (done > 0 && b.failure.empty())
+          b.failure = "a warp shuffle or __syncwarp after some lanes of the warp have returned";
+        for (int i = w; i < end; ++i)
+          if (b.fibers[i].state == State::wait_warp) b.fibers[i].state = State::ready;
+        released = true;
+      }
+    }
+    if (alive == 0) return true;
+    if (released) continue;
+    if (at_block == alive) {
+      for (int i = 0; i < nthreads; ++i)
+        if (b.fibers[i].state == State::wait_block) b.fibers[i].state = State::ready;
+      continue;
+    }
+    if (b.failure.empty())
+      b.failure = "deadlock: some threads wait at __syncthreads while lanes of their warps wait at a shuffle";
+    return false;
+  }
+}
+
+}  // namespace
+
+void fail(const char* what) {
+  if (g_block.failure.empty()) g_block.failure = what;
+}
+void block_barrier() { yield(State::wait_block); }
+void warp_barrier() { yield(State::wait_warp); }
+int lane_slot() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
+uint64_t* exchange() { return g_block.xchg.data(); }
+void* dynamic_smem() { return g_block.dyn.data(); }
+
+bool is_device_pointer(const void* p) {
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  return in_map(g_device, p, 0) || in_map(g_pinned, p, 0);
+}
+
+namespace {
+std::mutex g_attr_mu;
+std::map<const void*, int> g_max_dyn_smem;  // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
+constexpr int kSmemDefault = 48 << 10, kSmemOptin = 227 << 10;
+}  // namespace
+
+void launch_error(const char* name, cudaError_t e, const char* why) {
+  set_error(e, std::string("kernel ") + name + ": " + why);
+}
+
+void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, size_t smem,
+                 const std::function<void()>& body) {
+  const uint64_t nthreads = uint64_t(block.x) * block.y * block.z;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || nthreads == 0 || nthreads > 1024 || block.z > 64 ||
+      grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu) {
+    launch_error(name, cudaErrorInvalidConfiguration,
+                 ("grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) + ", " + std::to_string(grid.z) +
+                  ") x block (" + std::to_string(block.x) + ", " + std::to_string(block.y) + ", " +
+                  std::to_string(block.z) + ")")
+                     .c_str());
+    return;
+  }
+  int limit = kSmemDefault;
+  {
+    std::lock_guard<std::mutex> lock(g_attr_mu);
+    auto it = g_max_dyn_smem.find(kernel);
+    if (it != g_max_dyn_smem.end()) limit = it->second;
+  }
+  if (smem > (size_t)limit) {
+    launch_error(name, cudaErrorInvalidValue,
+                 ("asks for " + std::to_string(smem) + " bytes of dynamic shared memory, over its limit of " +
+                  std::to_string(limit) + " (cudaFuncSetAttribute raises it)")
+                     .c_str());
+    return;
+  }
+  Block& b = g_block;
+  if (b.body) {
+    launch_error(name, cudaErrorLaunchFailure, "launched from inside a kernel");
+    return;
+  }
+  const int n = (int)nthreads;
+  ++g_stats.launches;
+  b.fibers.assign(n, Fiber{});
+  b.free_stacks.clear();
+  for (int i = (int)b.stacks.size() - 1; i >= 0; --i) b.free_stacks.push_back(i);
+  b.xchg.assign(n, 0);
+  b.dyn.assign(smem, 0xff);  // NaN bytes: a read of shared memory nobody wrote shows up
+  b.failure.clear();
+  b.body = &body;
+  blockDim = block;
+  gridDim = grid;
+  const bool rev = reverse_order();
+  const uint64_t nblocks = uint64_t(grid.x) * grid.y * grid.z;
+  bool ok = true;
+  for (uint64_t k = 0; k < nblocks && ok; ++k) {
+    const uint64_t lin = rev ? nblocks - 1 - k : k;
+    blockIdx = {unsigned(lin % grid.x), unsigned(lin / grid.x % grid.y), unsigned(lin / (uint64_t(grid.x) * grid.y))};
+    if (smem) std::fill(b.dyn.begin(), b.dyn.end(), 0xff);
+    for (int i = 0; i < n; ++i) {
+      Fiber& f = b.fibers[i];
+      f.state = State::ready;
+      f.tid = {unsigned(i % block.x), unsigned(i / block.x % block.y), unsigned(i / (block.x * block.y))};
+      f.sp = nullptr;
+    }
+    ok = run_block(b, n);
+    ++g_stats.blocks;
+    g_stats.threads += n;
+    if (!b.failure.empty()) ok = false;
+  }
+  b.body = nullptr;
+  threadIdx = {0, 0, 0};
+  if (!ok) launch_error(name, cudaErrorLaunchFailure, b.failure.c_str());
+}
+
+}  // namespace mg_emu
+
+using namespace mg_emu;
+
+// ------------------------------------------------------------------ runtime API
+
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  return device == 0 ? cudaSuccess : set_error(cudaErrorInvalidDevice, "the emulator has one device, 0");
+}
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = g_last.code;
+  g_message = g_last.detail;
+  g_last = {};
+  return e;
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  const char* base = "unknown error";
+  switch (e) {
+    case cudaSuccess: base = "no error"; break;
+    case cudaErrorInvalidValue: base = "invalid argument"; break;
+    case cudaErrorMemoryAllocation: base = "out of memory"; break;
+    case cudaErrorInvalidConfiguration: base = "invalid configuration argument"; break;
+    case cudaErrorInvalidDevice: base = "invalid device ordinal"; break;
+    case cudaErrorNoDevice: base = "no CUDA-capable device is detected"; break;
+    case cudaErrorIllegalAddress: base = "an illegal memory access was encountered"; break;
+    case cudaErrorLaunchFailure: base = "unspecified launch failure"; break;
+  }
+  thread_local std::string s;
+  s = std::string(base) + (g_message.empty() ? "" : " (emulator: " + g_message + ")");
+  return s.c_str();
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return set_error(cudaErrorInvalidDevice, "the emulator has one device, 0");
+  switch (attr) {
+    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = kSmemOptin; return cudaSuccess;
+  }
+  return set_error(cudaErrorInvalidValue, "cudaDeviceGetAttribute: attribute not emulated");
+}
+cudaError_t cudaFuncSetAttributeRaw(const void* kernel, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || value > kSmemOptin)
+    return set_error(cudaErrorInvalidValue, "cudaFuncSetAttribute: value over the device's opt-in limit");
+  std::lock_guard<std::mutex> lock(g_attr_mu);
+  g_max_dyn_smem[kernel] = value;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  static int token;
+  *s = reinterpret_cast<cudaStream_t>(&token);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+
+cudaError_t cudaMalloc(void** p, size_t n) {
+  *p = nullptr;
+  const size_t bytes = (std::max<size_t>(n, 1) + 255) / 256 * 256;
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  if (bytes > kDeviceBytes - g_device_in_use) return set_error(cudaErrorMemoryAllocation, "cudaMalloc: out of memory");
+  void* q = std::aligned_alloc(256, bytes);
+  if (!q) return set_error(cudaErrorMemoryAllocation, "cudaMalloc: the host is out of memory");
+  if (bytes <= kPoisonLimit) std::memset(q, 0xff, bytes);  // NaN bytes, as a stand-in for garbage
+  g_device[reinterpret_cast<uintptr_t>(q)] = n;
+  g_device_in_use += bytes;
+  *p = q;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  auto it = g_device.find(reinterpret_cast<uintptr_t>(p));
+  if (it == g_device.end()) return set_error(cudaErrorInvalidValue, "cudaFree: not a pointer from cudaMalloc");
+  g_device_in_use -= (std::max<size_t>(it->second, 1) + 255) / 256 * 256;
+  g_device.erase(it);
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t n) {
+  *p = std::malloc(std::max<size_t>(n, 1));
+  if (!*p) return set_error(cudaErrorMemoryAllocation, "cudaMallocHost: out of memory");
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  g_pinned[reinterpret_cast<uintptr_t>(*p)] = n;
+  return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  if (!g_pinned.erase(reinterpret_cast<uintptr_t>(p)))
+    return set_error(cudaErrorInvalidValue, "cudaFreeHost: not a pointer from cudaMallocHost");
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
+  std::lock_guard<std::mutex> lock(g_mem_mu);
+  *total_b = kDeviceBytes;
+  *free_b = kDeviceBytes - g_device_in_use;
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t) {
+  if (n == 0) return cudaSuccess;
+  bool dst_dev, src_dev;
+  {
+    std::lock_guard<std::mutex> lock(g_mem_mu);
+    dst_dev = in_map(g_device, dst, n);
+    src_dev = in_map(g_device, src, n);
+  }
+  const bool want_dst = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool want_src = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind != cudaMemcpyDefault && (dst_dev != want_dst || src_dev != want_src))
+    return set_error(cudaErrorInvalidValue,
+                     "cudaMemcpyAsync: the pointers do not match the copy's direction (or a device range is "
+                     "overrun)");
+  std::memmove(dst, src, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyPeerAsync(void* dst, int dst_device, const void* src, int src_device, size_t n, cudaStream_t s) {
+  if (dst_device != 0 || src_device != 0) return set_error(cudaErrorInvalidDevice, "the emulator has one device, 0");
+  return cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, s);
+}
+
+struct CUevent_st {
+  std::chrono::steady_clock::time_point t;
+  bool recorded = false;
+};
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st;
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  e->t = std::chrono::steady_clock::now();
+  e->recorded = true;
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  if (!a->recorded || !b->recorded) return set_error(cudaErrorInvalidValue, "cudaEventElapsedTime: event not recorded");
+  *ms = std::chrono::duration<float, std::milli>(b->t - a->t).count();
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+
+// ------------------------------------------------------------------ cuBLAS
+
+struct cublasContext {
+  cudaStream_t stream = nullptr;
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+
+cublasStatus_t cublasCreate(cublasHandle_t* h) {
+  *h = new cublasContext;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  h->stream = s;
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
+  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  h->math = mode;
+  return CUBLAS_STATUS_SUCCESS;
+}
+const char* cublasGetStatusName(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+  }
+  return "CUBLAS_STATUS_UNKNOWN";
+}
+const char* cublasGetStatusString(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "the library was not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "the resource allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "an invalid numeric value was used as an argument";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "the GPU program failed to execute (emulator: operand not device memory)";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// C = alpha op(A) op(B) + beta C, all column-major, `batch` times with the given strides.
+template <class T>
+cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const T* alpha,
+                    const T* A, int lda, long long sa, const T* B, int ldb, long long sb, const T* beta, T* C, int ldc,
+                    long long sc, int batch) {
+  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  const int rows_a = ta == CUBLAS_OP_N ? m : k, rows_b = tb == CUBLAS_OP_N ? k : n;
+  if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < std::max(1, rows_a) || ldb < std::max(1, rows_b) ||
+      ldc < std::max(1, m))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
+  // Every element each operand spans must be device memory.
+  const auto span = [](long long ld, long long cols, long long rows, long long stride, int nb) {
+    return (size_t)((nb - 1) * stride + (cols - 1) * ld + rows) * sizeof(T);
+  };
+  const int cols_a = ta == CUBLAS_OP_N ? k : m, cols_b = tb == CUBLAS_OP_N ? n : k;
+  {
+    std::lock_guard<std::mutex> lock(g_mem_mu);
+    if ((k > 0 && (!in_map(g_device, A, span(lda, cols_a, rows_a, sa, batch)) ||
+                   !in_map(g_device, B, span(ldb, cols_b, rows_b, sb, batch)))) ||
+        !in_map(g_device, C, span(ldc, n, m, sc, batch)))
+      return CUBLAS_STATUS_EXECUTION_FAILED;
+  }
+  // CUBLAS_TF32_TENSOR_OP_MATH: float32 inputs are rounded to TF32 (10 mantissa bits) before multiplying.
+  const bool tf32 = std::is_same_v<T, float> && h->math == CUBLAS_TF32_TENSOR_OP_MATH;
+  const auto in = [tf32](T v) -> double {
+    if constexpr (std::is_same_v<T, float>) {
+      if (tf32 && std::isfinite(v)) {
+        uint32_t u;
+        std::memcpy(&u, &v, 4);
+        u = (u + 0xfffu + ((u >> 13) & 1u)) & ~0x1fffu;  // round to nearest even at bit 13
+        std::memcpy(&v, &u, 4);
+      }
+    }
+    return (double)v;
+  };
+  for (int q = 0; q < batch; ++q) {
+    const T* a = A + q * sa;
+    const T* b = B + q * sb;
+    T* c = C + q * sc;
+    for (int j = 0; j < n; ++j)
+      for (int i = 0; i < m; ++i) {
+        double acc = 0;
+        for (int p = 0; p < k; ++p) {
+          const T av = ta == CUBLAS_OP_N ? a[i + (long long)p * lda] : a[p + (long long)i * lda];
+          const T bv = tb == CUBLAS_OP_N ? b[p + (long long)j * ldb] : b[j + (long long)p * ldb];
+          acc += in(av) * in(bv);
+        }
+        T& out = c[i + (long long)j * ldc];
+        // beta == 0: C is not read, so garbage (even NaN) in it does not matter, as in cuBLAS.
+        out = *beta == T(0) ? T(*alpha * (T)acc) : T(*alpha * (T)acc + *beta * out);
+      }
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+}  // namespace
+
+cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float* alpha, const float* A, int lda, const float* B, int ldb, const float* beta,
+                           float* C, int ldc) {
+  return gemm(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+cublasStatus_t cublasDgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const double* alpha, const double* A, int lda, const double* B, int ldb,
+                           const double* beta, double* C, int ldc) {
+  return gemm(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float* alpha, const float* A, int lda, long long stride_a,
+                                         const float* B, int ldb, long long stride_b, const float* beta, float* C,
+                                         int ldc, long long stride_c, int batch) {
+  return gemm(h, ta, tb, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch);
+}
+cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const double* alpha, const double* A, int lda, long long stride_a,
+                                         const double* B, int ldb, long long stride_b, const double* beta,
+                                         double* C, int ldc, long long stride_c, int batch) {
+  return gemm(h, ta, tb, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch);
+}
