@@ -5,6 +5,8 @@
 #include "bench/bench.h"
 #include "core/error.h"
 
+#include <cstdio>
+
 namespace mg::app {
 
 void add_bench_command(CLI::App& app, Run& run) {
@@ -42,6 +44,11 @@ void add_bench_command(CLI::App& app, Run& run) {
                   "scan, train: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
       ->capture_default_str();
   cmd->callback([o, &run] {
+#if MG_CUDA_EMULATED
+    if (o->device != "cpu")
+      std::fprintf(stderr, "note: this build runs CUDA on the CPU emulator (-DMG_CUDA=EMULATE): its timings say "
+                           "nothing about a GPU\n");
+#endif
     if (o->what == "train")
       run = [o] {
         return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device);

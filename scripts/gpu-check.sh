@@ -10,6 +10,7 @@
 #      skipped with a line saying so when python3 cannot import torch with CUDA)
 #   6. mambagrad train --device cuda: the tiny preset on the enwik8 sample, 300 steps
 #   7. that run evaluated on the CPU and on CUDA (the checkpoint crosses devices) and sampled on CUDA
+#   8. compute-sanitizer memcheck and racecheck over the scan's and conv's small test cases
 #
 # then prints a summary table last. All output also goes to $OUT/gpu-check.log when $OUT is set
 # (else build-gpu-check/ in the repository), with $OUT/summary.txt and the training run's
@@ -221,6 +222,21 @@ else
   say "train skipped: no enwik8 sample (set MG_DATA, or copy ../shared/data/enwik8-head.zip to gpu-data/ and carry it)"
   record "train tiny cuda" SKIPPED 0 "no enwik8-head.zip found"
 fi
+
+# compute-sanitizer over the fused kernels' small cases: memcheck (out-of-bounds and misaligned accesses,
+# which the CPU emulator cannot see inside a cached block) and racecheck (shared-memory hazards between
+# threads that truly run at once). Last, so a tight budget drops these first.
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+SAN_CASES="cuda selective_scan: float64*,cuda causal_conv1d*"
+for tool in memcheck racecheck; do
+  if [ -n "$SAN" ]; then
+    run_step "sanitizer-$tool" 60 "$SAN" --tool "$tool" --error-exitcode 3 "$BUILD/mg_tests" -tc="$SAN_CASES"
+    errs=$(grep -oE "ERROR SUMMARY: [0-9]+ errors?" "$LAST_OUT" | tail -n 1)
+    record "sanitizer $tool" "$(status_of "$LAST_RC")" "$LAST_SECS" "$(figure "${errs:-no summary}")"
+  else
+    record "sanitizer $tool" SKIPPED 0 "compute-sanitizer not found"
+  fi
+done
 
 # ---------------------------------------------------------------- summary (last)
 
