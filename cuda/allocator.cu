@@ -76,15 +76,20 @@ void* device_malloc(size_t nbytes, int device, const char* op) {
         op, device, nbytes, round_block_size(nbytes), s.in_use, s.cached, free_b, total_b);
   }
 #if MG_CUDA_EMULATED
-  // Under the emulator every block, new or reused, starts as NaN bytes (cudaMemset's analogue is not run on
-  // a real GPU): a kernel that reads memory nobody wrote fails its test instead of passing on stale values.
+  // Under the emulator every block, new or reused, starts as NaN bytes: a kernel that reads memory nobody
+  // wrote fails its test instead of passing on stale values. The rest of the block holds guard bytes that
+  // the emulator checks after each launch (cuda/emulator/cuda_runtime.h).
   std::memset(p, 0xff, nbytes);
+  ::mg_emu::guard_block(p, nbytes, round_block_size(nbytes));
 #endif
   return p;
 }
 
 void device_free(void* p, int device) noexcept {
   if (!p || device < 0) return;
+#if MG_CUDA_EMULATED
+  ::mg_emu::unguard_block(p);
+#endif
   try {
     cache(device).release(p);
   } catch (...) {

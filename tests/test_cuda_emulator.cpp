@@ -13,6 +13,8 @@
 
 #include <cmath>
 #include <string>
+
+#include "cuda/runtime.h"
 #endif
 
 #if !MG_CUDA_EMULATED
@@ -69,6 +71,11 @@ __global__ void dynamic_smem_kernel(float* out) {
   s[threadIdx.x] = (float)threadIdx.x;
   __syncthreads();
   out[threadIdx.x] = s[blockDim.x - 1 - threadIdx.x];
+}
+
+// Writes n + extra floats to a tensor of n.
+__global__ void overrun_kernel(float* out, int n, int extra) {
+  for (int i = (int)threadIdx.x; i < n + extra; i += (int)blockDim.x) out[i] = 1.0f;
 }
 
 __global__ void noop_kernel(int* out) {
@@ -173,6 +180,21 @@ TEST_CASE("cuda emulator: host pointers given to kernels and copies in the wrong
   CHECK(cudaFree(h) == cudaErrorInvalidValue);
   cudaGetLastError();
   CHECK(cudaFree(d) == cudaSuccess);
+}
+
+TEST_CASE("cuda emulator: a kernel writing past the end of its tensor fails, though the block has room") {
+  const int n = 100;  // 400 bytes in a 512-byte block
+  auto* p = static_cast<float*>(mg::cuda::device_malloc(n * sizeof(float), 0, "test"));
+  ::mg_emu::launch(overrun_kernel, "overrun_kernel", 1, 64)(p, n, 0);
+  CHECK(cudaGetLastError() == cudaSuccess);
+  ::mg_emu::launch(overrun_kernel, "overrun_kernel", 1, 64)(p, n, 1);
+  const cudaError_t e = cudaGetLastError();
+  CHECK(e == cudaErrorIllegalAddress);
+  const std::string msg = cudaGetErrorString(e);
+  CHECK(msg.find("overrun_kernel") != std::string::npos);
+  CHECK(msg.find("byte 400") != std::string::npos);
+  mg::cuda::device_free(p, 0);
+  cudaGetLastError();
 }
 
 TEST_CASE("cuda emulator: cuBLAS gemm is column-major, checks its leading dimensions and rounds to TF32 on request") {

@@ -136,6 +136,14 @@ void* dynamic_smem();  // the block's dynamic shared memory (extern __shared__)
 
 bool is_device_pointer(const void* p);
 
+// Guard bytes (cuda/allocator.cu under the emulator): the slack of a cached block, between the bytes a
+// tensor asked for and the block's size, is filled with a pattern. After each launch the blocks that its
+// pointer arguments point into are checked, and a block is checked again when it is freed; a kernel that
+// wrote past the end of its tensor fails with cudaErrorIllegalAddress naming the kernel (or the free).
+void guard_block(void* p, size_t requested, size_t capacity);
+void unguard_block(void* p);
+void check_guard(const void* p, const char* who);
+
 // Runs body once per thread of every block (blocks one at a time), or records a launch error.
 void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, size_t smem,
                  const std::function<void()>& body);
@@ -158,12 +166,22 @@ struct Launcher {
       return;
     }
     launch_impl(reinterpret_cast<const void*>(kernel), name, grid, block, smem, [&] { std::apply(kernel, args); });
+    check_guards(args, std::index_sequence_for<P...>{});
   }
 
  private:
   template <class Tuple, size_t... I>
   static bool pointers_ok(const Tuple& t, std::index_sequence<I...>) {
     return (pointer_ok(std::get<I>(t)) && ...);
+  }
+  template <class Tuple, size_t... I>
+  void check_guards(const Tuple& t, std::index_sequence<I...>) const {
+    (check_one(std::get<I>(t)), ...);
+  }
+  template <class T>
+  void check_one(const T& v) const {
+    if constexpr (std::is_pointer_v<T>)
+      if (v) check_guard(v, name);
   }
   template <class T>
   static bool pointer_ok(const T& v) {

@@ -256,6 +256,48 @@ bool is_device_pointer(const void* p) {
 }
 
 namespace {
+constexpr unsigned char kGuardByte = 0xa5;
+std::mutex g_guard_mu;
+struct Guard {
+  size_t requested, capacity;
+};
+std::map<uintptr_t, Guard> g_guards;  // block base -> sizes
+
+// The guard bytes of the block containing p are intact; else the sticky error names `who`.
+void check_guard_locked(std::map<uintptr_t, Guard>::const_iterator it, const char* who) {
+  const auto* base = reinterpret_cast<const unsigned char*>(it->first);
+  for (size_t i = it->second.requested; i < it->second.capacity; ++i)
+    if (base[i] != kGuardByte) {
+      set_error(cudaErrorIllegalAddress, std::string(who) + " wrote past the end of a tensor: byte " +
+                                             std::to_string(i) + " of a block whose tensor has " +
+                                             std::to_string(it->second.requested) + " bytes");
+      return;
+    }
+}
+}  // namespace
+
+void guard_block(void* p, size_t requested, size_t capacity) {
+  std::memset(static_cast<char*>(p) + requested, kGuardByte, capacity - requested);
+  std::lock_guard<std::mutex> lock(g_guard_mu);
+  g_guards[reinterpret_cast<uintptr_t>(p)] = {requested, capacity};
+}
+void unguard_block(void* p) {
+  std::lock_guard<std::mutex> lock(g_guard_mu);
+  auto it = g_guards.find(reinterpret_cast<uintptr_t>(p));
+  if (it == g_guards.end()) return;
+  check_guard_locked(it, "a kernel (found when its block was freed)");
+  g_guards.erase(it);
+}
+void check_guard(const void* p, const char* who) {
+  std::lock_guard<std::mutex> lock(g_guard_mu);
+  auto it = g_guards.upper_bound(reinterpret_cast<uintptr_t>(p));
+  if (it == g_guards.begin()) return;
+  --it;
+  if (reinterpret_cast<uintptr_t>(p) < it->first + it->second.capacity)
+    check_guard_locked(it, (std::string("kernel ") + who).c_str());
+}
+
+namespace {
 std::mutex g_attr_mu;
 std::map<const void*, int> g_max_dyn_smem;  // cudaFuncAttributeMaxDynamicSharedMemorySize per kernel
 constexpr int kSmemDefault = 48 << 10, kSmemOptin = 227 << 10;
