@@ -7,9 +7,11 @@
 
 #include "apps/commands.h"
 #include "apps/device_option.h"
+#include "apps/option_checks.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
 #include "data/bytes.h"
+#include "train/run_folder.h"
 #include "train/safetensors.h"
 #include "train/trainer.h"
 
@@ -27,10 +29,13 @@ void add_logits_command(CLI::App& app, Run& run) {
   cmd->add_option("--out", o->out, "output .safetensors file")->required();
   cmd->add_option("--bytes", o->bytes, "sequence length: the first N bytes of the file")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   add_device_option(cmd, o->device, "run the forward on this device (the file is written from a host copy)");
   cmd->callback([o, &run] {
     run = [o] {
+      // An output never replaces a run's own files (its model, config, metrics, checkpoints).
+      MG_CHECK(!is_run_file(o->out),
+               "[logits] --out {} is one of a run's own files; write the logits to another file", o->out);
       const Device device = resolve_device(o->device, "logits");
       auto model = load_model(o->run_dir, device);
       model->eval();

@@ -2,15 +2,19 @@
 #include <cstdio>
 
 #include "apps/commands.h"
+#include "apps/option_checks.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "cuda/runtime.h"
+#include "train/interrupt.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"mambagrad: a from-scratch tensor library with autograd, and Mamba on enwik8"};
   app.require_subcommand(1);
+  app.fallthrough();  // the global options below are accepted after the subcommand too
   int threads = 0;
-  app.add_option("--threads", threads, "CPU threads (default: MG_NUM_THREADS, else all cores)")->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "CPU threads (default: MG_NUM_THREADS, else all cores)")
+      ->check(mg::app::integer<int64_t>([](int64_t v) { return v >= 1 && v <= 4096; }, "an integer from 1 to 4096"));
   // Subcommands that run on a GPU take --device (apps/device_option.h); this switch is global.
   bool tf32 = false;
   app.add_flag("--tf32", tf32, "CUDA: float32 matmuls in TF32 (faster, ~1e-3 relative error; default full float32)");
@@ -24,12 +28,32 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // A first word that is not a subcommand: name it and the valid ones (CLI11 alone says only that
+    // a subcommand is required, or that the word was not expected).
+    if (app.get_subcommands().empty() && e.get_exit_code() != 0) {
+      for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--threads") {
+          ++i;
+          continue;
+        }
+        if (a.empty() || a[0] == '-') continue;
+        std::string names;
+        for (const CLI::App* sub : static_cast<const CLI::App&>(app).get_subcommands([](const CLI::App*) { return true; })) names += (names.empty() ? "" : ", ") + sub->get_name();
+        std::fprintf(stderr, "error: unknown command '%s' (valid: %s; see mambagrad --help)\n", a.c_str(),
+                     names.c_str());
+        return e.get_exit_code();
+      }
+    }
     return app.exit(e);
   }
   try {
     if (threads > 0) mg::set_num_threads(threads);
     mg::cuda::set_allow_tf32(tf32);
     return run();
+  } catch (const mg::Interrupted& e) {  // Ctrl-C while evaluating: the shell's status for it
+    std::fprintf(stderr, "%s\n", e.what());
+    return mg::interrupted_exit_status(e.signo);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

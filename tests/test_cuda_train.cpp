@@ -260,8 +260,8 @@ TEST_CASE("cuda training: 300 steps of the tiny preset on CUDA track the CPU run
   MG_REQUIRE_CUDA();
   TempDir d("cuda_track");
   const std::string data = write_text(d, 400000);
-  EvalResult cpu_test = train(tiny_run(data, d / "cpu", kCPU), false);
-  EvalResult gpu_test = train(tiny_run(data, d / "cuda", kCUDA), false);
+  EvalResult cpu_test = train(tiny_run(data, d / "cpu", kCPU), false).test;
+  EvalResult gpu_test = train(tiny_run(data, d / "cuda", kCUDA), false).test;
   auto lc = train_losses(d / "cpu/metrics.jsonl"), lg = train_losses(d / "cuda/metrics.jsonl");
   REQUIRE(lc.size() == 300);
   REQUIRE(lg.size() == 300);

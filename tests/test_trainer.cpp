@@ -11,43 +11,16 @@
 #include "train/metrics.h"
 #include "train/safetensors.h"
 #include "tests/temp_dir.h"
+#include "tests/trainer_fixture.h"
 #include "train/trainer.h"
 
 using namespace mg;
 using test::TempDir;
+using test::tiny_options;
+using test::write_text;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Text with structure, so a model can learn something in a few steps.
-std::string write_text(const TempDir& d, size_t n) {
-  std::string s;
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "<page>", "</page>\n"};
-  for (size_t i = 0; s.size() < n; ++i) s += words[(i * 7 + i / 3) % 8];
-  s.resize(n);
-  std::string p = d / "text.txt";
-  std::ofstream(p, std::ios::binary) << s;
-  return p;
-}
-
-TrainOptions tiny_options(const std::string& data, const std::string& out) {
-  TrainOptions o;
-  o.data = data;
-  o.out = out;
-  o.preset = "tiny";
-  o.config = MambaConfig::preset("tiny");
-  o.config.d_model = 32;
-  o.config.n_layer = 1;
-  o.steps = 8;
-  o.batch = 4;
-  o.seq = 32;
-  o.warmup = 2;
-  o.eval_every = 4;
-  o.eval_bytes = 2048;
-  o.test_bytes = 2048;
-  o.progress = false;
-  return o;
-}
 
 std::vector<double> train_losses(const std::string& metrics) {
   std::vector<double> out;
@@ -62,14 +35,14 @@ TEST_CASE("trainer: resuming continues bit-identically to an uninterrupted run")
   TempDir d("resume");
   std::string data = write_text(d, 60000);
   TrainOptions a = tiny_options(data, d / "a");
-  EvalResult ra = train(a, false);
+  EvalResult ra = train(a, false).test;
   TrainOptions b = tiny_options(data, d / "b");
   b.stop_at = 3;  // stops between evaluations: the checkpoint is written at the stop
   train(b, false);
   CHECK(train_losses(d / "b/metrics.jsonl").size() == 3);
   TrainOptions resumed = load_run_options(d / "b");
   resumed.progress = false;
-  EvalResult rb = train(resumed, true);
+  EvalResult rb = train(resumed, true).test;
   auto la = train_losses(d / "a/metrics.jsonl"), lb = train_losses(d / "b/metrics.jsonl");
   REQUIRE(la.size() == 8);
   REQUIRE(lb.size() == 8);
@@ -91,6 +64,7 @@ TEST_CASE("trainer: a non-finite loss stops training, names the step and keeps t
   o.lr = 1e30;  // blows the weights up after the first steps
   o.clip = 1e30;
   CHECK_THROWS_WITH_AS(train(o, false), doctest::Contains("at step"), Error);
+  o.overwrite = true;  // the folder holds the stopped run now
   try {
     train(o, false);
   } catch (const Error& e) {
@@ -174,7 +148,7 @@ TEST_CASE("trainer: Ctrl-C saves a checkpoint and returns cleanly") {
   CHECK(steps.size() < 1000000);
   TrainOptions saved = load_run_options(d / "run");
   CHECK(saved.steps == 1000000);
-  auto st = read_safetensors(d / "run/trainer_state.safetensors");
+  auto st = read_safetensors(d / ("run/checkpoint-" + std::to_string(steps.size()) + "/trainer_state.safetensors"));
   CHECK(std::stoll(st.metadata.at("step")) == (int64_t)steps.size());
   bool restored = std::signal(SIGINT, before) == before;  // the trainer put the previous handler back
   CHECK(restored);

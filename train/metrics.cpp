@@ -32,8 +32,9 @@ void MetricsLog::log(const nlohmann::json& record) {
   MG_CHECK(ok, "[metrics] writing to '{}' failed: {}", path_, std::strerror(errno));
 }
 
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
+std::vector<nlohmann::json> read_jsonl(const std::string& path, int64_t* dropped) {
   std::vector<nlohmann::json> out;
+  if (dropped) *dropped = 0;
   std::ifstream in(path);
   if (!in.is_open()) return out;
   std::string line;
@@ -42,6 +43,10 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
     try {
       out.push_back(nlohmann::json::parse(line));
     } catch (const nlohmann::json::exception& ex) {
+      if (dropped) {
+        ++*dropped;
+        continue;
+      }
       MG_THROW("[metrics] '{}' line {}: malformed JSON: {}", path, lineno, ex.what());
     }
   }

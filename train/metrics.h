@@ -29,9 +29,11 @@ class MetricsLog {
   std::FILE* file_ = nullptr;
 };
 
-// Every line of a JSON-lines file, parsed (blank lines skipped). Throws mg::Error naming the file
-// and line on malformed JSON; a missing file gives an empty list.
-std::vector<nlohmann::json> read_jsonl(const std::string& path);
+// Every line of a JSON-lines file, parsed (blank lines skipped); a missing file gives an empty list.
+// With `dropped` null, a malformed line throws mg::Error naming the file and line. With `dropped`
+// given, malformed lines (such as the last line a crash or a full disk cut short) are skipped and
+// counted there: the trainer reads metrics that way on resume.
+std::vector<nlohmann::json> read_jsonl(const std::string& path, int64_t* dropped = nullptr);
 
 struct CurvePoint {
   double step;

@@ -1,0 +1,63 @@
+// Validators for numeric options. They check the text a user typed before CLI11 converts it, so that a
+// value out of range is an error naming the option and what is valid, never clamped, wrapped or
+// replaced by a default: `--steps 99999999999999999999`, `--seed -1` and `--d-model 0` are refused.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+namespace mg::app {
+
+// An integer of type T (int64_t or uint64_t) for which `ok(v)` holds; `valid` says which values are
+// (e.g. "a positive integer"), and is the error's text.
+template <typename T>
+CLI::Validator integer(std::function<bool(T)> ok, std::string valid) {
+  return CLI::Validator(
+      [ok, valid](std::string& text) -> std::string {
+        T v{};
+        const char* b = text.data();
+        const char* e = text.data() + text.size();
+        auto [end, ec] = std::from_chars(b, e, v);
+        if (ec == std::errc::result_out_of_range && end == e)
+          return "must be " + valid + ", got '" + text + "', which is out of the 64-bit range";
+        if (text.empty() || ec != std::errc() || end != e || !ok(v))
+          return "must be " + valid + ", got '" + text + "'";
+        return "";
+      },
+      valid);
+}
+
+inline CLI::Validator at_least(int64_t lo) {
+  return integer<int64_t>([lo](int64_t v) { return v >= lo; },
+                          lo == 1   ? std::string("a positive integer")
+                          : lo == 0 ? std::string("a non-negative integer")
+                                    : "an integer >= " + std::to_string(lo));
+}
+
+// -1 (which means `minus_one`) or a positive integer.
+inline CLI::Validator minus_one_or_positive(const std::string& minus_one) {
+  return integer<int64_t>([](int64_t v) { return v == -1 || v >= 1; }, "-1 (" + minus_one + ") or a positive integer");
+}
+
+inline CLI::Validator unsigned_integer() {
+  return integer<uint64_t>([](uint64_t) { return true; }, "an integer from 0 to 18446744073709551615");
+}
+
+// A finite real number for which `ok(v)` holds.
+inline CLI::Validator real(std::function<bool(double)> ok, std::string valid) {
+  return CLI::Validator(
+      [ok, valid](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v) || !ok(v))
+          return "must be " + valid + ", got '" + text + "'";
+        return "";
+      },
+      valid);
+}
+
+}  // namespace mg::app

@@ -1,0 +1,533 @@
+// The run folder under hostile use: trainers killed at every point of a checkpoint and at random
+// moments, folders that already hold a run, a second trainer, damaged files, options a resumed run
+// cannot change, out-of-range options, Ctrl-C in every phase. Most cases run the `mambagrad` program
+// as a child process (tests/cli.h), as a user would.
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "data/bytes.h"
+#include "data/dataset.h"
+#include "tests/cli.h"
+#include "tests/temp_dir.h"
+#include "tests/trainer_fixture.h"
+#include "train/atomic_file.h"
+#include "train/interrupt.h"
+#include "train/metrics.h"
+#include "train/run_folder.h"
+#include "train/safetensors.h"
+#include "train/trainer.h"
+
+using namespace mg;
+using test::run_cli;
+using test::TempDir;
+using test::tiny_options;
+using test::write_text;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The command line of a tiny run with a checkpoint every step (--threads 1: bit-identical runs).
+std::vector<std::string> tiny_train(const std::string& data, const std::string& out, int steps) {
+  return {"train",         "--data",         data,   "--out",         out,   "--preset",    "tiny",
+          "--d-model",     "32",             "--n-layer", "1",          "--steps", std::to_string(steps),
+          "--batch",       "4",              "--seq",    "32",          "--eval-every", "1",  "--eval-bytes",
+          "512",           "--test-bytes",   "512",      "--threads",   "1",   "--quiet"};
+}
+
+test::CliRun resume_cli(const std::string& dir, std::vector<std::string> extra = {}, std::vector<std::string> env = {}) {
+  std::vector<std::string> args{"train", "--resume", dir, "--threads", "1", "--quiet"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_cli(args, env);
+}
+
+int count_checkpoints(const std::string& dir) {
+  int n = 0;
+  for (auto& e : fs::directory_iterator(dir)) n += e.path().filename().string().rfind("checkpoint-", 0) == 0;
+  return n;
+}
+
+bool has_temporaries(const std::string& dir) {
+  for (auto& e : fs::recursive_directory_iterator(dir))
+    if (e.path().filename().string().find(".tmp.") != std::string::npos) return true;
+  return false;
+}
+
+// Rewrites a checkpoint's manifest after a test changed one of its files on purpose.
+void rewrite_manifest(const std::string& ckpt) {
+  auto j = nlohmann::json::parse(slurp(ckpt + "/checkpoint.json"));
+  for (auto& [name, info] : j["files"].items()) {
+    info["bytes"] = fs::file_size(ckpt + "/" + name);
+    info["crc32"] = crc32_file(ckpt + "/" + name);
+  }
+  write_file_atomic(ckpt + "/checkpoint.json", j.dump());
+}
+
+}  // namespace
+
+TEST_CASE("run folder: a trainer killed at any point of a checkpoint resumes to the weights of a run never killed") {
+  TempDir d("kill_points");
+  const std::string data = write_text(d, 40000);
+  auto ref = run_cli(tiny_train(data, d / "ref", 5));
+  REQUIRE_MESSAGE(ref.exit_code == 0, ref.err);
+  const std::string want = slurp(d / "ref/model.safetensors");
+  REQUIRE(want.size() > 1000);
+  // Every named point the trainer passes, at the first checkpoint and at a later one (when an older
+  // checkpoint exists and must survive).
+  struct Point {
+    std::string name;
+    int64_t resumes_at;  // the checkpoint that must survive: the step the resumed run starts from
+  };
+  const std::vector<Point> points = {
+      {"run-started", 0},          {"metrics-logged:1", 0},       {"checkpoint-begin:1", 0},
+      {"checkpoint-model:1", 0},   {"checkpoint-state:1", 0},     {"checkpoint-written:1", 0},
+      {"checkpoint-renamed:1", 1}, {"checkpoint-published:1", 1}, {"checkpoint-done:1", 1},
+      {"validation:3", 2},         {"checkpoint-begin:3", 2},     {"checkpoint-model:3", 2},
+      {"checkpoint-state:3", 2},   {"checkpoint-written:3", 2},   {"checkpoint-renamed:3", 3},
+      {"checkpoint-published:3", 3}, {"checkpoint-done:3", 3},    {"test", 5}};
+  int i = 0;
+  for (const auto& [point, resumes_at] : points) {
+    INFO("killed at " << point);
+    const std::string dir = fmt::format("{}/k{}", d.path.string(), i++);
+    auto killed = run_cli(tiny_train(data, dir, 5), {"MG_TEST_CRASH_AT=" + point});
+    REQUIRE(killed.signal == SIGKILL);
+    if (resumes_at > 0) {  // a checkpoint exists: the folder loads as it is, mid-crash
+      CHECK(count_checkpoints(dir) >= 1);
+      CHECK_NOTHROW(load_model(dir));
+    }
+    auto r = resume_cli(dir);
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    CHECK(slurp(dir + "/model.safetensors") == want);
+    CHECK(count_checkpoints(dir) == 1);
+    CHECK(fs::exists(dir + "/checkpoint-5/trainer_state.safetensors"));
+    CHECK(!has_temporaries(dir));
+    int64_t resumed_from = -1, tests = 0;
+    for (auto& j : read_jsonl(dir + "/metrics.jsonl")) {  // strict: no line cut short
+      if (j.value("event", "") == "resume") resumed_from = j["step"].get<int64_t>();
+      tests += j.contains("test_loss");
+    }
+    CHECK(resumed_from == resumes_at);  // no completed checkpoint was lost
+    CHECK(tests == 1);
+  }
+}
+
+TEST_CASE("run folder: SIGKILL at random moments, resumed each time, ends with the weights of a run never killed") {
+  TempDir d("kill_random");
+  const std::string data = write_text(d, 40000);
+  const int steps = 30;
+  auto ref = run_cli(tiny_train(data, d / "ref", steps));
+  REQUIRE_MESSAGE(ref.exit_code == 0, ref.err);
+  const std::string dir = d / "run";
+  int kills = 0;
+  for (int i = 0; i < 12; ++i) {
+    const int delay_ms = 5 + (i * 37) % 90;  // spread over start-up, steps and checkpoint writes
+    const bool started = fs::exists(dir + "/run.json");
+    auto r = started ? run_cli({"train", "--resume", dir, "--threads", "1", "--quiet"}, {}, delay_ms)
+                     : run_cli(tiny_train(data, dir, steps), {}, delay_ms);
+    INFO("attempt " << i << ": " << r.err);
+    REQUIRE((r.signal == SIGKILL || r.exit_code == 0));
+    if (r.exit_code == 0) break;
+    ++kills;
+  }
+  CHECK(kills >= 3);
+  if (!fs::exists(fmt::format("{}/checkpoint-{}", dir, steps))) {
+    auto r = fs::exists(dir + "/run.json") ? resume_cli(dir) : run_cli(tiny_train(data, dir, steps));
+    REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  }
+  CHECK(slurp(dir + "/model.safetensors") == slurp(d / "ref/model.safetensors"));
+  CHECK(!has_temporaries(dir));
+}
+
+TEST_CASE("run folder: a run is never replaced unless asked, and a refused start changes nothing") {
+  TempDir d("refuse");
+  const std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "run");
+  o.steps = 4;
+  train(o, false);
+  const std::string metrics = slurp(d / "run/metrics.jsonl"), model = slurp(d / "run/model.safetensors");
+  CHECK_THROWS_WITH_AS(train(o, false),
+                       doctest::Contains("already holds a run (checkpoint-4, config.json, curves.svg, metrics.jsonl "
+                                         "and 2 more): continue it with --resume"),
+                       Error);
+  TrainOptions bad = o;  // a start that fails on an option touches nothing, even with --overwrite
+  bad.overwrite = true;
+  bad.clip = 0;
+  CHECK_THROWS_WITH_AS(train(bad, false), doctest::Contains("--clip must be positive"), Error);
+  bad.clip = 1, bad.warmup = 100;
+  CHECK_THROWS_WITH_AS(train(bad, false), doctest::Contains("--warmup must be -1"), Error);
+  CHECK(slurp(d / "run/metrics.jsonl") == metrics);
+  CHECK(slurp(d / "run/model.safetensors") == model);
+
+  // --overwrite replaces the run's own files and nothing else.
+  std::ofstream(d / "run/notes.txt") << "mine";
+  o.overwrite = true;
+  o.steps = 2;
+  o.eval_every = 1;
+  train(o, false);
+  CHECK(read_jsonl(d / "run/metrics.jsonl").size() == 3);  // two steps and the test line
+  CHECK(fs::exists(d / "run/checkpoint-2"));
+  CHECK(!fs::exists(d / "run/checkpoint-4"));
+  CHECK(slurp(d / "run/notes.txt") == "mine");
+
+  // A folder with files of its own, not a run, is refused.
+  fs::create_directories(d / "docs");
+  std::ofstream(d / "docs/thesis.tex") << "...";
+  CHECK_THROWS_WITH_AS(train(tiny_options(data, d / "docs"), false),
+                       doctest::Contains("is not empty and holds no run (thesis.tex)"), Error);
+  CHECK(!fs::exists(d / "docs/run.json"));
+
+  // Two runs without --out go to runs/tiny and runs/tiny-2.
+  for (int i = 0; i < 2; ++i) {
+    auto r = run_cli({"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer", "1", "--steps", "1",
+                      "--batch", "2", "--seq", "16", "--eval-bytes", "256", "--test-bytes", "256", "--threads", "1"},
+                     {}, -1, d.path.string());
+    REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+    CHECK(r.out.find(i == 0 ? "run folder runs/tiny\n" : "run folder runs/tiny-2\n") != std::string::npos);
+  }
+}
+
+TEST_CASE("run folder: a second trainer on a folder in use is refused") {
+  TempDir d("lock");
+  const std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "run");
+  o.steps = 2;
+  train(o, false);
+  {
+    RunLock held(d / "run");  // as a trainer running in another process holds it
+    TrainOptions r = load_run_options(d / "run");
+    r.steps = 4;
+    r.progress = false;
+    CHECK_THROWS_WITH_AS(train(r, true), doctest::Contains("is in use by another trainer (pid "), Error);
+    o.overwrite = true;
+    CHECK_THROWS_WITH_AS(train(o, false), doctest::Contains("is in use by another trainer"), Error);
+    CHECK(fs::exists(d / "run/checkpoint-2"));
+  }
+  TrainOptions r = load_run_options(d / "run");  // released: the run continues
+  r.steps = 4;
+  r.progress = false;
+  CHECK(train(r, true).finished);
+}
+
+TEST_CASE("run folder: a metrics line cut short by a full disk does not block resuming") {
+  TempDir d("metrics_tail");
+  const std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "run");
+  o.stop_at = 3;
+  train(o, false);
+  std::ofstream(d / "run/metrics.jsonl", std::ios::app) << "{\"step\": 4, \"train_lo";
+  TrainOptions r = load_run_options(d / "run");
+  r.progress = false;
+  CHECK(train(r, true).finished);
+  auto lines = read_jsonl(d / "run/metrics.jsonl");  // strict: every line is whole again
+  int64_t steps = 0;
+  for (auto& j : lines) steps += j.contains("train_loss");
+  CHECK(steps == 8);
+}
+
+TEST_CASE("run folder: outputs never replace a run's own files") {
+  TempDir d("logits_out");
+  const std::string data = write_text(d, 30000);
+  auto r = run_cli(tiny_train(data, d / "run", 2));
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  const std::string model = slurp(d / "run/model.safetensors");
+  for (std::string target : {"run/model.safetensors", "run/config.json", "run/metrics.jsonl",
+                             "run/checkpoint-2/model.safetensors", "run/checkpoint-2/new.safetensors"}) {
+    INFO(target);
+    auto l = run_cli({"logits", "--run", d / "run", "--input", data, "--bytes", "16", "--out", d / target});
+    CHECK(l.exit_code == 1);
+    CHECK(l.err.find("is one of a run's own files") != std::string::npos);
+  }
+  CHECK(slurp(d / "run/model.safetensors") == model);
+  auto ok = run_cli({"logits", "--run", d / "run", "--input", data, "--bytes", "16", "--out", d / "run/logits.safetensors"});
+  CHECK_MESSAGE(ok.exit_code == 0, ok.err);
+}
+
+TEST_CASE("run folder: on resume the options a run cannot change are refused by name, the others recorded") {
+  TempDir d("resume_opts");
+  const std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "run");
+  o.stop_at = 4;
+  train(o, false);
+  TrainOptions r = load_run_options(d / "run");
+  r.progress = false;
+  TrainOptions bad = r;
+  bad.lr = 0.002, bad.batch = 8, bad.config.d_state = 8;
+  CHECK_THROWS_WITH_AS(train(bad, true),
+                       doctest::Contains("cannot change when it resumes: --d-state 8 (the run's: 16), --batch 8 (the "
+                                         "run's: 4), --lr 0.002 (the run's: 0.001)"),
+                       Error);
+  auto cli = resume_cli(d / "run", {"--seq", "64"});
+  CHECK(cli.exit_code == 1);
+  CHECK(cli.err.find("--seq 64 (the run's: 32)") != std::string::npos);
+  auto same = resume_cli(d / "run", {"--seq", "32", "--steps", "10", "--eval-every", "5"});  // same value: fine
+  CHECK_MESSAGE(same.exit_code == 0, same.err);
+  bool recorded = false;
+  for (auto& j : read_jsonl(d / "run/metrics.jsonl"))
+    if (j.value("event", "") == "resume") {
+      recorded = true;
+      CHECK(j["step"] == 4);
+      CHECK(j["changed"]["steps"] == nlohmann::json::array({8, 10}));
+      CHECK(j["changed"]["eval_every"] == nlohmann::json::array({4, 5}));
+    }
+  CHECK(recorded);
+  CHECK(nlohmann::json::parse(slurp(d / "run/run.json"))["steps"] == 10);
+  CHECK(load_run_options(d / "run").steps == 10);
+  auto other = resume_cli(d / "run", {"--out", d / "elsewhere"});
+  CHECK(other.err.find("name different folders") != std::string::npos);
+  auto both = resume_cli(d / "run", {"--overwrite"});
+  CHECK(both.err.find("exclude each other") != std::string::npos);
+}
+
+TEST_CASE("run folder: every out-of-range option is an error naming it, before anything is written") {
+  TempDir d("ranges");
+  const std::string data = write_text(d, 30000);
+  const std::string out = d / "run";
+  struct Case {
+    std::vector<std::string> args;
+    std::string expect;
+  };
+  std::vector<Case> cases = {
+      {{"--d-model", "0"}, "--d-model: must be a positive integer, got '0'"},
+      {{"--n-layer", "0"}, "--n-layer: must be a positive integer"},
+      {{"--d-state", "0"}, "--d-state: must be a positive integer"},
+      {{"--dt-rank", "-2"}, "--dt-rank: must be a non-negative integer, got '-2'"},
+      {{"--eval-bytes", "-5"}, "--eval-bytes: must be -1 (the whole split) or a positive integer"},
+      {{"--eval-every", "-1"}, "--eval-every: must be a non-negative integer"},
+      {{"--stop-at", "-3"}, "--stop-at: must be a positive integer"},
+      {{"--stop-at", "99"}, "--stop-at must be between 1 and --steps (4), got 99"},
+      {{"--steps", "99999999999999999999"}, "out of the 64-bit range"},
+      {{"--seed", "-1"}, "--seed: must be an integer from 0 to 18446744073709551615, got '-1'"},
+      {{"--clip", "0"}, "--clip: must be a positive number"},
+      {{"--lr", "nan"}, "--lr: must be a positive number"},
+      {{"--warmup", "5"}, "--warmup must be -1 (auto: min(100, steps / 10)) or between 0 and --steps (4), got 5"},
+      {{"--preset", "huge"}, "--preset: huge not in {tiny,small,base}"},
+      {{"--batch", "4611686018427387904", "--seq", "1024"}, "more bytes than a 64-bit count holds"},
+      {{"--seq", "9223372036854775807"}, "more bytes than a 64-bit count holds"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args{"train", "--data", data, "--out", out, "--preset", "tiny", "--steps", "4", "--quiet"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    auto r = run_cli(args);
+    INFO(c.args[0] << " " << c.args[1] << ": " << r.err);
+    CHECK(r.exit_code != 0);
+    CHECK(r.signal == 0);
+    CHECK(r.err.find(c.expect) != std::string::npos);
+    CHECK(r.err.size() < 400);
+    CHECK(!fs::exists(out));
+  }
+  // generate rejects its options before printing the prompt
+  auto g = run_cli({"generate", "--run", d / "nowhere", "--prompt", "hello", "--temperature", "-1"});
+  CHECK(g.exit_code != 0);
+  CHECK(g.out.empty());
+  CHECK(g.err.find("--temperature: must be a non-negative number") != std::string::npos);
+  CHECK(run_cli({"generate", "--run", d / "nowhere", "--bytes", "-5"}).err.find("--bytes: must be a non-negative") !=
+        std::string::npos);
+  SampleOptions s;
+  s.top_k = -1;
+  CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("--top-k must be >= 0"), Error);
+  // global options: a short message, accepted after the subcommand too; an unknown command is named
+  auto t = run_cli({"--threads", "0", "gradcheck", "--op", "add"});
+  CHECK(t.exit_code != 0);
+  CHECK(t.err.find("--threads: must be an integer from 1 to 4096, got '0'") != std::string::npos);
+  CHECK(t.err.size() < 200);
+  auto after = run_cli({"gradcheck", "--op", "add", "--threads", "1"});
+  CHECK_MESSAGE(after.exit_code == 0, after.err);
+  auto bogus = run_cli({"bogus-command"});
+  CHECK(bogus.exit_code != 0);
+  CHECK(bogus.err.find("unknown command 'bogus-command' (valid: train, eval, generate") != std::string::npos);
+}
+
+TEST_CASE("run folder: a non-finite loss before any checkpoint says that none exists") {
+  TempDir d("nan_first");
+  const std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "run");
+  o.steps = 40;
+  o.eval_every = 0;
+  o.lr = 1e30;
+  o.clip = 1e30;
+  CHECK_THROWS_WITH_AS(train(o, false),
+                       doctest::Contains("stopping. No checkpoint had been written yet (the first was due at step 40)"),
+                       Error);
+}
+
+TEST_CASE("run folder: the run records its data by absolute path, size and CRC-32, and notices a changed file") {
+  TempDir d("data_id");
+  const std::string data = write_text(d, 30000);
+  const std::string rel = fs::relative(data).string();  // as a user types it
+  TrainOptions o = tiny_options(rel, d / "run");
+  o.stop_at = 2;
+  train(o, false);
+  TrainOptions stored = load_run_options(d / "run");
+  CHECK(fs::path(stored.data).is_absolute());
+  CHECK(fs::equivalent(stored.data, data));
+  CHECK(stored.data_bytes == 30000);
+  std::vector<uint8_t> bytes = read_byte_file(data);
+  CHECK(stored.data_crc32 == crc32_bytes(bytes.data(), bytes.size()));
+  CHECK_NOTHROW(check_run_data(stored, bytes, "eval"));
+  bytes[100] ^= 1;
+  CHECK_THROWS_WITH_AS(check_run_data(stored, bytes, "eval"),
+                       doctest::Contains("is not the data this run was trained on: it holds 30000 bytes"), Error);
+  std::ofstream(data, std::ios::app) << "more";
+  stored.progress = false;
+  CHECK_THROWS_WITH_AS(train(stored, true), doctest::Contains("Pass --data with the run's file"), Error);
+  // eval from another working directory finds the data by its absolute path ... and notices the change
+  auto e = run_cli({"eval", "--run", d / "run", "--split", "validation", "--bytes", "256"}, {}, -1, "/");
+  CHECK(e.err.find("is not the data this run was trained on") != std::string::npos);
+}
+
+TEST_CASE("run folder: eval works on a folder with only model.safetensors and config.json, given --data") {
+  TempDir d("eval_hf");
+  const std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "run");
+  o.steps = 2;
+  train(o, false);
+  fs::create_directories(d / "hf");
+  fs::copy_file(d / "run/model.safetensors", d / "hf/model.safetensors");
+  fs::copy_file(d / "run/config.json", d / "hf/config.json");
+  auto no_data = run_cli({"eval", "--run", d / "hf"});
+  CHECK(no_data.exit_code == 1);
+  CHECK(no_data.err.find("records no training run (no run.json and no checkpoint), so its data is unknown: pass "
+                         "--data FILE") != std::string::npos);
+  auto e = run_cli({"eval", "--run", d / "hf", "--data", data, "--split", "validation", "--seq", "32"});
+  CHECK_MESSAGE(e.exit_code == 0, e.err);
+  CHECK(e.out.find("bpc") != std::string::npos);
+}
+
+TEST_CASE("run folder: every field of a damaged trainer state is checked with a message naming it") {
+  TempDir d("state_fields");
+  const std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "run");
+  o.stop_at = 2;
+  o.eval_every = 2;
+  train(o, false);
+  const std::string ckpt = d / "run/checkpoint-2", state = ckpt + "/trainer_state.safetensors";
+  const std::string good = slurp(state);
+  struct Case {
+    std::string key, value, expect;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"step", "abc", "the metadata field 'step' of"},
+           {"data_offset", "-5", "the metadata field 'data_offset' of"},
+           {"data_seed", "18446744073709551616", "the metadata field 'data_seed' of"},
+           {"adamw_steps", "", "has no 'adamw_steps' in its metadata"},
+           {"options", "{\"data\": 3}", "the field 'data' of the training options in"},
+           {"options", "{not json", "are not valid JSON"},
+           {"format", "something", "is not a mambagrad trainer state"},
+       }) {
+    INFO(c.key << " = " << c.value);
+    { std::ofstream(state, std::ios::binary) << good; }
+    auto f = read_safetensors(state);
+    if (c.value.empty()) f.metadata.erase(c.key);
+    else f.metadata[c.key] = c.value;
+    save_safetensors(state, f.tensors, f.metadata);
+    rewrite_manifest(ckpt);
+    auto e = resume_cli(d / "run");
+    CHECK(e.exit_code == 1);
+    CHECK(e.err.find(c.expect) != std::string::npos);
+    CHECK(e.err.find("stoll") == std::string::npos);
+    CHECK(e.err.find("map::at") == std::string::npos);
+  }
+  // A checkpoint damaged on disk (its CRC no longer matches) with no older one is an error, not a silent
+  // restart from step 0.
+  { std::ofstream(state, std::ios::binary) << good; }
+  rewrite_manifest(ckpt);
+  std::string bytes = slurp(state);
+  bytes[bytes.size() - 5] ^= 0x40;
+  { std::ofstream(state, std::ios::binary) << bytes; }
+  auto e = resume_cli(d / "run");
+  CHECK(e.exit_code == 1);
+  CHECK(e.err.find("has no usable checkpoint") != std::string::npos);
+  CHECK(e.err.find("does not match its CRC-32") != std::string::npos);
+}
+
+TEST_CASE("run folder: a damaged newest checkpoint is set aside and the older complete one resumes bit-exactly") {
+  TempDir d("fallback");
+  const std::string data = write_text(d, 30000);
+  auto ref = run_cli(tiny_train(data, d / "ref", 4));
+  REQUIRE_MESSAGE(ref.exit_code == 0, ref.err);
+  // Kill right after checkpoint 4 committed, before the older one is removed: both are present.
+  auto k = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=checkpoint-published:4"});
+  REQUIRE(k.signal == SIGKILL);
+  REQUIRE(fs::exists(d / "run/checkpoint-3"));
+  REQUIRE(fs::exists(d / "run/checkpoint-4"));
+  std::string bytes = slurp(d / "run/checkpoint-4/model.safetensors");
+  bytes[bytes.size() / 2] ^= 1;
+  fs::remove(d / "run/checkpoint-4/model.safetensors");  // a hard link: write a new file, not through it
+  { std::ofstream(d / "run/checkpoint-4/model.safetensors", std::ios::binary) << bytes; }
+  auto r = resume_cli(d / "run");
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(r.err.find("checkpoint-4 is not a usable checkpoint") != std::string::npos);
+  CHECK(fs::exists(d / "run/checkpoint-4.damaged"));
+  CHECK(slurp(d / "run/model.safetensors") == slurp(d / "ref/model.safetensors"));
+}
+
+TEST_CASE("run folder: a run of the earlier layout (model and trainer state at the root) resumes") {
+  TempDir d("legacy");
+  const std::string data = write_text(d, 30000);
+  TrainOptions o = tiny_options(data, d / "ref");
+  train(o, false);
+  o.out = d / "run";
+  o.stop_at = 4;
+  train(o, false);
+  // Turn the folder into the earlier layout.
+  fs::remove(d / "run/model.safetensors");
+  fs::copy_file(d / "run/checkpoint-4/model.safetensors", d / "run/model.safetensors");
+  fs::copy_file(d / "run/checkpoint-4/trainer_state.safetensors", d / "run/trainer_state.safetensors");
+  fs::remove_all(d / "run/checkpoint-4");
+  fs::remove(d / "run/run.json");
+  TrainOptions r = load_run_options(d / "run");
+  r.progress = false;
+  CHECK(train(r, true).finished);
+  CHECK(slurp(d / "run/model.safetensors") == slurp(d / "ref/model.safetensors"));
+  CHECK(!fs::exists(d / "run/trainer_state.safetensors"));  // superseded by checkpoint-8/
+  CHECK(fs::exists(d / "run/checkpoint-8/trainer_state.safetensors"));
+}
+
+TEST_CASE("run folder: Ctrl-C stops training, validation and the test evaluation, saves, and exits with 130") {
+  TempDir d("ctrl_c");
+  const std::string data = write_text(d, 30000);
+  struct Case {
+    std::string point, says;
+    int saved_step;
+  };
+  for (const Case& c : std::vector<Case>{{"metrics-logged:2", "interrupted at step 2", 2},
+                                         {"validation:3", "interrupted during validation at step 3", 3},
+                                         {"test", "interrupted during the test evaluation", 4}}) {
+    INFO(c.point);
+    const std::string dir = d / c.point.substr(0, c.point.find(':'));
+    auto args = tiny_train(data, dir, 4);
+    args.pop_back();  // not --quiet: the message is part of the check
+    auto r = run_cli(args, {"MG_TEST_INTERRUPT_AT=" + c.point});
+    CHECK(r.exit_code == 130);
+    CHECK(r.out.find(c.says) != std::string::npos);
+    CHECK(fs::exists(fmt::format("{}/checkpoint-{}", dir, c.saved_step)));
+    if (c.saved_step < 4) {
+      auto lines = read_jsonl(dir + "/metrics.jsonl");
+      REQUIRE(!lines.empty());
+      CHECK(lines.back()["step"] == c.saved_step);
+      auto resumed = resume_cli(dir);
+      CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
+    }
+  }
+  // evaluate() itself stops between batches
+  ByteDataset set(std::vector<uint8_t>(4096, 'a'), "validation");
+  MambaLM model(tiny_options(data, "").config);
+  InterruptGuard guard;
+  std::raise(SIGINT);
+  CHECK(interrupt_signal() == SIGINT);
+  CHECK_THROWS_AS(evaluate(model, set, 2, 32, -1), Interrupted);
+}

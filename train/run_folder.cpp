@@ -1,0 +1,356 @@
+#include "train/run_folder.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "train/atomic_file.h"
+#include "train/safetensors.h"
+
+namespace mg {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kRootRunFiles[] = {kModelFile, kConfigFile, kStateFile, kRunFile, kMetricsFile, kCurvesFile};
+
+// "checkpoint-<digits>" -> the step; anything else -> -1.
+int64_t checkpoint_step(const std::string& name) {
+  const std::string prefix = "checkpoint-";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0 || name.size() > prefix.size() + 18)
+    return -1;
+  int64_t step = 0;
+  for (size_t i = prefix.size(); i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return -1;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
+}
+
+bool is_temporary(const std::string& name) { return name.find(".tmp.") != std::string::npos; }
+
+bool is_damaged_checkpoint(const std::string& name) {
+  const std::string suffix = ".damaged";
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+         checkpoint_step(name.substr(0, name.size() - suffix.size())) >= 0;
+}
+
+std::string pid_suffix() { return ".tmp." + std::to_string((long long)::getpid()); }
+
+void fsync_dir(const std::string& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // best effort: some filesystems do not let a directory be opened
+  ::fsync(fd);
+  ::close(fd);
+}
+
+void fsync_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  MG_CHECK(fd >= 0, "[checkpoint] cannot reopen '{}' to sync it: {}", path, std::strerror(errno));
+  const int rc = ::fsync(fd), err = errno;
+  ::close(fd);
+  MG_CHECK(rc == 0, "[checkpoint] fsync of '{}' failed: {}", path, std::strerror(err));
+}
+
+// The checkpoint folders of a run, newest first.
+std::vector<std::pair<int64_t, std::string>> checkpoint_folders(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(run_dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const int64_t step = checkpoint_step(name);
+    if (step >= 0 && e.is_directory()) out.push_back({step, e.path().string()});
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  return out;
+}
+
+// Empty when the checkpoint folder verifies, else what is wrong with it.
+std::string verify_checkpoint(const std::string& dir, int64_t step) {
+  const std::string manifest = dir + "/" + kManifestFile;
+  std::ifstream in(manifest, std::ios::binary);
+  if (!in) return fmt::format("it has no {}", kManifestFile);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+    if (j.at("step").get<int64_t>() != step)
+      return fmt::format("its {} names step {}", kManifestFile, j.at("step").get<int64_t>());
+    const auto& files = j.at("files");
+    for (const char* needed : {kModelFile, kStateFile})
+      if (!files.contains(needed)) return fmt::format("its {} does not list {}", kManifestFile, needed);
+    for (const auto& [name, info] : files.items()) {
+      const std::string path = dir + "/" + name;
+      std::error_code ec;
+      const auto size = fs::file_size(path, ec);
+      if (ec) return fmt::format("{} is missing", name);
+      if ((int64_t)size != info.at("bytes").get<int64_t>())
+        return fmt::format("{} has {} bytes, its manifest says {}", name, size, info.at("bytes").get<int64_t>());
+      if (crc32_file(path) != info.at("crc32").get<uint32_t>())
+        return fmt::format("{} does not match its CRC-32 in the manifest (the file is damaged)", name);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return fmt::format("its {} is unreadable: {}", kManifestFile, e.what());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Makes `dst` the same file as `src`: a hard link where the filesystem allows it, else a copy; either
+// way through a temporary name and a rename, so readers of `dst` see the old or the new file.
+void replace_with(const std::string& src, const std::string& dst) {
+  std::error_code ec;
+  if (fs::exists(dst, ec) && fs::equivalent(src, dst, ec)) return;
+  const std::string tmp = dst + pid_suffix();
+  fs::remove(tmp, ec);
+  if (::link(src.c_str(), tmp.c_str()) != 0) {
+    fs::copy_file(src, tmp, fs::copy_options::overwrite_existing);
+    fsync_file(tmp);
+  }
+  if (std::rename(tmp.c_str(), dst.c_str()) != 0) {
+    const int err = errno;
+    fs::remove(tmp, ec);
+    MG_THROW("[checkpoint] cannot rename '{}' to '{}': {}", tmp, dst, std::strerror(err));
+  }
+}
+
+}  // namespace
+
+uint32_t crc32_bytes(const void* data, size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto* p = static_cast<const Bytef*>(data);
+  while (n > 0) {  // zlib counts in uInt
+    const size_t k = std::min<size_t>(n, 1u << 30);
+    crc = crc32(crc, p, (uInt)k);
+    p += k, n -= k;
+  }
+  return (uint32_t)crc;
+}
+
+uint32_t crc32_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  MG_CHECK(in.good(), "[checkpoint] cannot open '{}'", path);
+  std::vector<char> buf(1 << 20);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (in) {
+    in.read(buf.data(), (std::streamsize)buf.size());
+    const std::streamsize got = in.gcount();
+    if (got > 0) crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), (uInt)got);
+  }
+  MG_CHECK(in.eof(), "[checkpoint] reading '{}' failed", path);
+  return (uint32_t)crc;
+}
+
+RunFolderContents inspect_run_folder(const std::string& dir) {
+  RunFolderContents c;
+  std::error_code ec;
+  const auto st = fs::status(dir, ec);
+  if (ec || !fs::exists(st)) return c;
+  if (!fs::is_directory(st)) {
+    c.is_file = true;
+    return c;
+  }
+  c.exists = true;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name == kLockFile || is_temporary(name)) continue;
+    const bool run_file = std::any_of(std::begin(kRootRunFiles), std::end(kRootRunFiles),
+                                      [&](const char* f) { return name == f; }) ||
+                          checkpoint_step(name) >= 0 || is_damaged_checkpoint(name);
+    (run_file ? c.run_files : c.other_files).push_back(name);
+  }
+  std::sort(c.run_files.begin(), c.run_files.end());
+  std::sort(c.other_files.begin(), c.other_files.end());
+  return c;
+}
+
+RunLock::RunLock(const std::string& dir) {
+  const std::string path = dir + "/" + kLockFile;
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  MG_CHECK(fd_ >= 0, "[train] cannot create the lock file '{}': {}", path, std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+    ::close(fd_);
+    fd_ = -1;
+    std::string pid = n > 0 ? std::string(buf, (size_t)n) : std::string("unknown");
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    if (err == EWOULDBLOCK)
+      MG_THROW("[train] {} is in use by another trainer (pid {}); wait for it to finish or stop it first", dir, pid);
+    MG_THROW("[train] cannot lock '{}': {}", path, std::strerror(err));
+  }
+  const std::string pid = std::to_string((long long)::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
+}
+
+RunLock::~RunLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the flock
+}
+
+std::optional<CheckpointRef> find_checkpoint(const std::string& run_dir, std::vector<std::string>* skipped) {
+  for (const auto& [step, dir] : checkpoint_folders(run_dir)) {
+    const std::string why = verify_checkpoint(dir, step);
+    if (why.empty()) return CheckpointRef{step, dir, false};
+    if (skipped) skipped->push_back(fmt::format("{} is not a usable checkpoint: {}", dir, why));
+  }
+  // The layout before checkpoint folders: both files at the root, the step in their metadata.
+  const std::string model = run_dir + "/" + kModelFile, state = run_dir + "/" + kStateFile;
+  if (!fs::exists(state) || !fs::exists(model)) return std::nullopt;
+  try {
+    const auto ms = read_safetensors(model).metadata, ss = read_safetensors(state).metadata;
+    if (!ms.count("step") || !ss.count("step") || ms.at("step") != ss.at("step")) {
+      if (skipped)
+        skipped->push_back(fmt::format("{} and {} in {} are from different steps ({} and {})", kModelFile, kStateFile,
+                                       run_dir, ms.count("step") ? ms.at("step") : "none",
+                                       ss.count("step") ? ss.at("step") : "none"));
+      return std::nullopt;
+    }
+    const std::string& s = ss.at("step");
+    int64_t step = 0;
+    MG_CHECK(!s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }),
+             "[resume] {} has a step that is not a non-negative integer: '{}'", state, s);
+    step = std::stoll(s);
+    return CheckpointRef{step, run_dir, true};
+  } catch (const Error& e) {
+    if (skipped) skipped->push_back(e.what());
+    return std::nullopt;
+  }
+}
+
+void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt) {
+  if (ckpt.legacy) return;
+  for (const char* name : {kModelFile, kConfigFile}) {
+    const std::string src = ckpt.dir + "/" + name;
+    if (fs::exists(src)) replace_with(src, run_dir + "/" + name);
+  }
+  fsync_dir(run_dir);
+}
+
+void write_checkpoint(const std::string& run_dir, int64_t step,
+                      const std::function<void(const std::string& tmp_dir)>& write_files) {
+  crash_point("checkpoint-begin");
+  const std::string final_dir = fmt::format("{}/checkpoint-{}", run_dir, step);
+  const std::string tmp = final_dir + pid_suffix();
+  const std::string aside = final_dir + ".old" + pid_suffix();
+  std::error_code ec;
+  try {
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp);
+    write_files(tmp);
+    nlohmann::ordered_json manifest;
+    manifest["format"] = "mambagrad-checkpoint";
+    manifest["step"] = step;
+    nlohmann::ordered_json files = nlohmann::ordered_json::object();
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(tmp))
+      if (e.is_regular_file() && !is_temporary(e.path().filename().string()))
+        names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) {
+      const std::string path = tmp + "/" + name;
+      files[name] = {{"bytes", (int64_t)fs::file_size(path)}, {"crc32", crc32_file(path)}};
+    }
+    manifest["files"] = files;
+    write_file_atomic(tmp + "/" + kManifestFile, manifest.dump(2) + "\n");
+    fsync_dir(tmp);
+    crash_point("checkpoint-written");
+    if (fs::exists(final_dir)) {  // the same step saved again: set the old folder aside first
+      fs::remove_all(aside, ec);
+      fs::rename(final_dir, aside);
+    }
+    fs::rename(tmp, final_dir);  // the commit point
+    fsync_dir(run_dir);
+  } catch (const std::exception& e) {
+    fs::remove_all(tmp, ec);
+    auto prev = find_checkpoint(run_dir);
+    MG_THROW("[checkpoint] could not write checkpoint-{} in {}: {}. {}", step, run_dir, e.what(),
+             prev ? fmt::format("The previous checkpoint (step {}) is intact.", prev->step)
+                  : std::string("No earlier checkpoint exists."));
+  }
+  crash_point("checkpoint-renamed");
+  publish_checkpoint(run_dir, CheckpointRef{step, final_dir, false});
+  crash_point("checkpoint-published");
+  for (const auto& [s, dir] : checkpoint_folders(run_dir))
+    if (s < step) fs::remove_all(dir, ec);
+  fs::remove_all(aside, ec);
+  fs::remove(run_dir + "/" + kStateFile, ec);  // a legacy root trainer_state is superseded now
+  fsync_dir(run_dir);
+  crash_point("checkpoint-done");
+}
+
+void set_aside_unusable_checkpoints(const std::string& run_dir, int64_t newest_good) {
+  for (const auto& [step, dir] : checkpoint_folders(run_dir)) {
+    if (step <= newest_good) continue;
+    const std::string aside = dir + ".damaged";
+    std::error_code ec;
+    fs::remove_all(aside, ec);
+    fs::rename(dir, aside, ec);
+    MG_CHECK(!ec, "[resume] cannot set the unusable checkpoint {} aside: {}", dir, ec.message());
+  }
+}
+
+void remove_temporaries(const std::string& run_dir) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const auto& e : fs::directory_iterator(run_dir, ec))
+    if (is_temporary(e.path().filename().string())) stale.push_back(e.path());
+  for (const auto& p : stale) fs::remove_all(p, ec);
+}
+
+void remove_run_files(const std::string& run_dir) {
+  const RunFolderContents c = inspect_run_folder(run_dir);
+  for (const auto& name : c.run_files) {
+    std::error_code ec;
+    fs::remove_all(fs::path(run_dir) / name, ec);
+    MG_CHECK(!ec, "[train] cannot remove '{}' to replace the run in {}: {}", name, run_dir, ec.message());
+  }
+  remove_temporaries(run_dir);
+  fsync_dir(run_dir);
+}
+
+bool is_run_file(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  if (ec) p = fs::absolute(path).lexically_normal();
+  const std::string name = p.filename().string();
+  const fs::path parent = p.parent_path();
+  const std::string parent_name = parent.filename().string();
+  if (checkpoint_step(parent_name) >= 0 || is_damaged_checkpoint(parent_name)) return true;
+  const bool root_name = std::any_of(std::begin(kRootRunFiles), std::end(kRootRunFiles),
+                                     [&](const char* f) { return name == f; }) ||
+                         name == kLockFile || checkpoint_step(name) >= 0;
+  return root_name && inspect_run_folder(parent.string()).holds_run();
+}
+
+void crash_point(const char* name) {
+  static std::map<std::string, int64_t> seen;
+  bool counted = false;
+  for (const char* var : {"MG_TEST_CRASH_AT", "MG_TEST_INTERRUPT_AT"}) {
+    const char* spec = std::getenv(var);
+    if (!spec || !*spec) continue;
+    const std::string s = spec;
+    const auto colon = s.find(':');
+    if (s.substr(0, colon) != name) continue;
+    if (!counted) ++seen[name], counted = true;
+    const int64_t nth = colon == std::string::npos ? 1 : std::atoll(s.c_str() + colon + 1);
+    if (seen[name] != nth) continue;
+    if (var[8] == 'C') ::kill(::getpid(), SIGKILL);
+    else std::raise(SIGINT);
+  }
+}
+
+}  // namespace mg
