@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -431,6 +432,48 @@ TEST_CASE("data: bad inputs give clear errors") {
     mg::ByteDataset none;
     CHECK_THROWS_AS(none.sample(1, 1, g), mg::Error);
   }
+}
+
+TEST_CASE("data: windows and batches whose sizes overflow int64 give clear errors") {
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  mg::ByteDataset ds(make_text(2000, 15), "train");
+  mg::Generator g(1);
+  auto error_of = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const mg::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto has_negative_number = [](const std::string& s) {
+    for (size_t i = 0; i + 1 < s.size(); ++i)
+      if (s[i] == '-' && s[i + 1] >= '0' && s[i + 1] <= '9') return true;
+    return false;
+  };
+  // seq_len = INT64_MAX: seq_len + 1 wrapped to a negative byte count, and the check passed.
+  std::string msg = error_of([&] { ds.sample(1, kMax, g); });
+  CAPTURE(msg);
+  CHECK(msg == "[data] the train split has 2000 bytes, shorter than one window: seq_len 9223372036854775807 needs "
+               "seq_len + 1 = 9223372036854775808 bytes; use a shorter seq_len or a larger data file");
+  msg = error_of([&] { ds.num_eval_batches(4, kMax); });
+  CHECK(contains(msg, "seq_len + 1 = 9223372036854775808 bytes"));
+  CHECK(!has_negative_number(msg));
+  msg = error_of([&] { ds.num_eval_batches(4, kMax, 100); });
+  CHECK(contains(msg, "(capped at max_bytes = 100) has 100 bytes"));
+  CHECK(!has_negative_number(msg));
+  // batch * seq_len = 2^54 * 1024 = 2^64 tokens: the batch wrapped to an empty tensor that was written to.
+  msg = error_of([&] { ds.sample(int64_t(1) << 54, 1024, g); });
+  CHECK(msg == "[data] sample: batch * seq_len (the tokens of one batch) overflows int64: 18014398509481984 * 1024 is "
+               "out of range (int64 holds at most 9223372036854775807)");
+  CHECK(!has_negative_number(msg));
+  msg = error_of([&] { ds.num_eval_batches(int64_t(1) << 54, 1024); });
+  CHECK(contains(msg, "[data] eval: batch * seq_len (the tokens of one batch) overflows int64"));
+  CHECK(!has_negative_number(msg));
+  // A huge batch of short windows is one eval batch (w + batch - 1 overflowed).
+  CHECK(ds.num_eval_batches(kMax, 1) == 1);
+  CHECK(ds.num_eval_batches(kMax - 1, 1) == 1);
+  CHECK(ds.eval_batch(0, kMax, 1).inputs.shape() == mg::Shape{1999, 1});
 }
 
 TEST_CASE("data: split sizes follow the 90/5/5 protocol") {
