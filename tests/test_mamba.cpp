@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "autograd/grad_mode.h"
@@ -159,4 +160,17 @@ TEST_CASE("mamba: config.json round-trips and bad configs are named") {
   MambaConfig bad = c;
   bad.d_state = 0;
   CHECK_THROWS_WITH_AS(MambaLM{bad}, "[config] d_state must be at least 1, got 0", Error);
+}
+
+TEST_CASE("mamba: a config whose sizes overflow int64 is refused") {
+  MambaConfig c = MambaConfig::preset("tiny");
+  c.d_model = int64_t(1) << 62;
+  CHECK_THROWS_WITH_AS(c.validate(),
+                       "[config] d_inner = expand * d_model overflows int64: 2 * 4611686018427387904 is out of range "
+                       "(int64 holds at most 9223372036854775807)",
+                       Error);
+  c = MambaConfig::preset("tiny");
+  c.vocab_size = std::numeric_limits<int64_t>::max();
+  CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("[config] vocab_size + 7 (for the padded vocabulary) overflows int64"),
+                       Error);
 }
