@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -50,6 +51,9 @@ size_t cpu_size_class(size_t nbytes) {
 }
 
 void* cpu_alloc(size_t nbytes, const char* op) {
+  // Rounding up to the size class must not wrap around to a small block.
+  MG_CHECK(nbytes <= std::numeric_limits<size_t>::max() / 2,
+           "[{}] cannot allocate {} bytes on the cpu: more than any machine's memory", op, nbytes);
   const size_t cls = cpu_size_class(nbytes);
   Cache& c = cache();
   if (cls >= kSmall) {
@@ -67,7 +71,7 @@ void* cpu_alloc(size_t nbytes, const char* op) {
     cpu_empty_cache();
     p = system_alloc(cls);
   }
-  MG_CHECK(p != nullptr, "[{}] out of memory allocating {} bytes on the cpu", op, nbytes);
+  MG_CHECK(p != nullptr, "[{}] cannot allocate {} bytes on the cpu: out of memory", op, nbytes);
   if (cls >= kSmall) {
     std::lock_guard<std::mutex> lock(c.mu);
     ++c.system_allocs;

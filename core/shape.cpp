@@ -1,5 +1,7 @@
 #include "core/shape.h"
 
+#include <limits>
+
 #include "core/error.h"
 
 namespace mg {
@@ -12,6 +14,27 @@ std::string Shape::str() const {
   }
   if (size() == 1) s += ",";
   return s + ")";
+}
+
+void Shape::throw_too_large(const char* op) const {
+  MG_THROW("[{}] shape {} has too many elements: the product of its sizes overflows int64 (a tensor holds at most "
+           "{} elements)",
+           op, *this, std::numeric_limits<int64_t>::max());
+}
+
+int64_t check_shape(const Shape& shape, const char* op) {
+  for (auto s : shape)
+    MG_CHECK(s >= 0, "[{}] negative size {} in shape {} (sizes must be 0 or more)", op, s, shape);
+  int64_t n = 1;
+  bool zero = false;
+  for (auto s : shape) {
+    if (s == 0) {
+      zero = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(n, s, &n)) shape.throw_too_large(op);
+  }
+  return zero ? 0 : n;
 }
 
 Strides contiguous_strides(const Shape& shape) {

@@ -2,18 +2,29 @@
 
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "autograd/node.h"
+#include "core/checked.h"
 #include "cuda/runtime.h"
 #include "ops/ops.h"
 
 namespace mg {
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, const char* op) {
-  for (auto s : shape)
-    MG_CHECK(s >= 0, "[{}] negative size in shape {}", op, shape);
+  const int64_t numel = check_shape(shape, op);
+  const int64_t nbytes = checked_mul(numel, (int64_t)dtype_size(dtype), op, "the byte count of a tensor");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>((size_t)shape.numel() * dtype_size(dtype), device, op);
+  // An allocation that is merely too large for this machine is an error naming the tensor, not a crash.
+  try {
+    impl->storage = std::make_shared<Storage>((size_t)nbytes, device, op);
+  } catch (const std::bad_alloc&) {
+    MG_THROW("[{}] cannot allocate {} bytes on {}: out of memory (a {} tensor of shape {})", op, nbytes, device.str(),
+             dtype_name(dtype), shape);
+  } catch (const Error& e) {  // cpu_alloc's out-of-memory error: add what the memory was for
+    if (!device.is_cpu()) throw;  // CUDA's errors say enough (no such device, or its memory in detail)
+    MG_THROW("{} (a {} tensor of shape {})", e.what(), dtype_name(dtype), shape);
+  }
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -21,6 +32,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, const char*
 }
 
 Tensor make_view(const Tensor& base, Shape shape, Strides strides, int64_t offset) {
+  check_shape(shape, "view");
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = base.storage();
   impl->shape = std::move(shape);

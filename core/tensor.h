@@ -42,7 +42,8 @@ class Tensor {
   Tensor() = default;
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-  // An uninitialised contiguous tensor; `op` names the caller in allocation errors (e.g. out of memory).
+  // An uninitialised contiguous tensor; `op` names the caller in errors: a negative size, an element
+  // or byte count that overflows int64 (check_shape, core/shape.h), or out of memory.
   static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = kCPU, const char* op = "empty");
 
   bool defined() const { return impl_ != nullptr; }

@@ -3,12 +3,14 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <string_view>
 
 #include "core/error.h"
 
@@ -314,12 +316,42 @@ std::vector<uint8_t> gunzip_bytes(const std::vector<uint8_t>& gz, const std::str
 
 std::vector<uint8_t> read_byte_file(const std::string& path) { return decode_byte_file(read_whole_file(path), path); }
 
+namespace {
+
+bool ends_with_nocase(const std::string& s, std::string_view suffix) {
+  if (s.size() < suffix.size()) return false;
+  for (size_t i = 0; i < suffix.size(); ++i)
+    if (std::tolower((unsigned char)s[s.size() - suffix.size() + i]) != suffix[i]) return false;
+  return true;
+}
+
+// "50 4b 03 04": the first (up to 4) bytes, for messages.
+std::string first_bytes_hex(const std::vector<uint8_t>& raw) {
+  std::string out;
+  for (size_t i = 0; i < raw.size() && i < 4; ++i) out += fmt::format("{}{:02x}", i ? " " : "", raw[i]);
+  return out;
+}
+
+}  // namespace
+
 std::vector<uint8_t> decode_byte_file(std::vector<uint8_t> raw, const std::string& path) {
   MG_CHECK(!raw.empty(), "[data] '{}' is empty (0 bytes); a data file needs at least one window of bytes", path);
-  if (raw.size() >= 4 && raw[0] == 'P' && raw[1] == 'K' &&
-      ((raw[2] == 3 && raw[3] == 4) || (raw[2] == 5 && raw[3] == 6)))
-    return unzip_member(raw, path);
-  if (raw.size() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) return gunzip_bytes(raw, path);
+  const bool zip_magic = raw.size() >= 4 && raw[0] == 'P' && raw[1] == 'K' &&
+                         ((raw[2] == 3 && raw[3] == 4) || (raw[2] == 5 && raw[3] == 6));  // 5 6: an empty zip
+  const bool gzip_magic = raw.size() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
+  // A name that promises an archive must be kept: a damaged archive is never read as raw bytes.
+  if (ends_with_nocase(path, ".zip") && !zip_magic)
+    MG_THROW(
+        "[data] '{}' is named .zip but does not start with a zip signature (PK\\x03\\x04); its first bytes are {}: the "
+        "file is damaged or not a zip",
+        path, first_bytes_hex(raw));
+  if (ends_with_nocase(path, ".gz") && !gzip_magic)
+    MG_THROW(
+        "[data] '{}' is named .gz but does not start with the gzip signature (\\x1f\\x8b); its first bytes are {}: "
+        "the file is damaged or not a gzip file",
+        path, first_bytes_hex(raw));
+  if (zip_magic) return unzip_member(raw, path);
+  if (gzip_magic) return gunzip_bytes(raw, path);
   return raw;
 }
 

@@ -1,12 +1,16 @@
 // Byte-file readers: the whole content of a file as bytes, the tokens of a byte-level LM.
 //
-// read_byte_file() detects the format by its magic bytes, never by the file's extension:
+// read_byte_file() detects the format by its magic bytes:
 //   - "PK\x03\x04": a zip archive (enwik8.zip). The member named `enwik8` is taken, or the only
 //     member when there is just one. Stored (method 0) and deflated (method 8) members are
 //     supported; the central directory is parsed here, deflate data is inflated with zlib's raw
 //     inflate, and the CRC-32 is checked against the zip's.
 //   - "\x1f\x8b": a gzip file (concatenated gzip members are read one after another, as gzip does).
 //   - anything else: the raw bytes of the file, so any text file can be trained on.
+// A name ending in .zip or .gz (in any case) must match: a .zip file must start with "PK\x03\x04" (or
+// "PK\x05\x06", an empty zip) and a .gz file with "\x1f\x8b", else it is an error naming the file,
+// the signature expected and the bytes found. So a damaged archive is never trained on as raw bytes;
+// files with other names (enwik8, notes.txt, data.bin) are told apart by their magic bytes alone.
 // Every problem (missing file, empty file, truncated or corrupt archive, CRC mismatch, an
 // unsupported zip feature) throws mg::Error naming the file and what is wrong.
 #pragma once
@@ -22,7 +26,8 @@ inline constexpr const char* kEnwik8DownloadCommand = "curl -LO http://mattmahon
 std::vector<uint8_t> read_byte_file(const std::string& path);
 
 // The same over a file's content already in memory: detects the format by magic bytes and decodes
-// (raw content is returned as is). `path` only names the source in errors.
+// (raw content is returned as is). `path` names the source in errors, and its .zip or .gz ending
+// must match the content as above.
 std::vector<uint8_t> decode_byte_file(std::vector<uint8_t> content, const std::string& path);
 
 // The decoders on their own, over bytes already in memory; `path` only names the source in

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/checked.h"
 #include "core/error.h"
 #include "data/bytes.h"
 #include "ops/ops.h"
@@ -32,17 +33,20 @@ const std::vector<uint8_t>& ByteDataset::bytes() const {
 
 void ByteDataset::check_window(int64_t seq_len, int64_t available, bool capped) const {
   MG_CHECK(seq_len >= 1, "[data] seq_len must be at least 1, got {}", seq_len);
+  // A window is seq_len + 1 bytes: compared as seq_len < available and printed in uint64, so that no
+  // seq_len (up to INT64_MAX) overflows here.
   MG_CHECK(
-      available >= seq_len + 1,
+      seq_len < available,
       "[data] the {} split{} has {} bytes, shorter than one window: seq_len {} needs seq_len + 1 = {} bytes; use a "
       "shorter seq_len or a larger {}",
       name_, capped ? fmt::format(" (capped at max_bytes = {})", available) : std::string(), available, seq_len,
-      seq_len + 1, capped ? "max_bytes" : "data file");
+      (uint64_t)seq_len + 1, capped ? "max_bytes" : "data file");
 }
 
 Batch ByteDataset::sample(int64_t batch, int64_t seq_len, Generator& gen, Device device) const {
   MG_CHECK(batch >= 1, "[data] sample: batch must be at least 1, got {}", batch);
   check_window(seq_len, size(), false);
+  checked_mul(batch, seq_len, "data", "sample: batch * seq_len (the tokens of one batch)");
   const uint8_t* src = bytes_->data();
   const uint64_t starts = (uint64_t)(size() - seq_len);  // valid window starts: 0 .. size - seq_len - 1
   const uint64_t base = gen.advance((uint64_t)batch);
@@ -79,11 +83,12 @@ int64_t ByteDataset::num_eval_windows(int64_t seq_len, int64_t max_bytes) const 
 int64_t ByteDataset::num_eval_batches(int64_t batch, int64_t seq_len, int64_t max_bytes) const {
   MG_CHECK(batch >= 1, "[data] eval: batch must be at least 1, got {}", batch);
   const int64_t w = num_eval_windows(seq_len, max_bytes);
-  return (w + batch - 1) / batch;
+  checked_mul(batch, seq_len, "data", "eval: batch * seq_len (the tokens of one batch)");
+  return w / batch + (w % batch != 0);  // ceil(w / batch); w + batch - 1 could overflow
 }
 
 int64_t ByteDataset::num_eval_targets(int64_t seq_len, int64_t max_bytes) const {
-  return num_eval_windows(seq_len, max_bytes) * seq_len;
+  return checked_mul(num_eval_windows(seq_len, max_bytes), seq_len, "data", "eval: windows * seq_len");
 }
 
 Batch ByteDataset::eval_batch(int64_t i, int64_t batch, int64_t seq_len, int64_t max_bytes, Device device) const {

@@ -45,7 +45,8 @@ class ByteDataset {
   // the last seq_len. Each window's start is uniform over all size() - seq_len valid starts (by a
   // 64x64->128-bit multiply of 64 random bits, whose bias is below starts / 2^64). Row r uses
   // counter base + r of `gen`, where base = gen.advance(batch): the same generator state gives
-  // the same batch, and the generator always moves on by exactly `batch`.
+  // the same batch, and the generator always moves on by exactly `batch`. Throws mg::Error when a
+  // window does not fit in the split or batch * seq_len overflows int64.
   Batch sample(int64_t batch, int64_t seq_len, Generator& gen, Device device = kCPU) const;
 
   // Evaluation walks the split (or its first max_bytes bytes when max_bytes >= 0) in order, in
@@ -54,7 +55,7 @@ class ByteDataset {
   // first input of the next), so every byte but the first is predicted exactly once and with no
   // context from before its window. The last partial window, the (n - 1) % seq_len trailing bytes
   // that do not fill one, is dropped. Batch i holds windows i * batch ... i * batch + batch - 1;
-  // the last batch may have fewer rows.
+  // the last batch may have fewer rows. batch * seq_len must fit in int64, as for sample().
   int64_t num_eval_windows(int64_t seq_len, int64_t max_bytes = -1) const;
   int64_t num_eval_batches(int64_t batch, int64_t seq_len, int64_t max_bytes = -1) const;
   // The number of predicted bytes over all eval batches (windows * seq_len), for bpc.

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/grad_mode.h"
+#include "core/checked.h"
 #include "ops/unary_functors.h"
 
 namespace mg {
@@ -22,6 +23,12 @@ void MambaConfig::validate() const {
   positive("expand", expand);
   MG_CHECK(dt_rank >= 0, "[config] dt_rank must be 0 (auto: ceil(d_model / 16)) or positive, got {}", dt_rank);
   MG_CHECK(norm_eps > 0, "[config] norm_eps must be positive, got {}", norm_eps);
+  // The sizes the model is built from must fit in int64 (each tensor's shape is checked again when made).
+  const int64_t di = checked_mul(expand, d_model, "config", "d_inner = expand * d_model");
+  checked_mul(2, di, "config", "in_proj's output size 2 * d_inner");
+  checked_add(d_model, 15, "config", "d_model + 15 (for the automatic dt_rank)");
+  checked_add(rank(), checked_mul(2, d_state, "config", "2 * d_state"), "config", "x_proj's output size dt_rank + 2 * d_state");
+  checked_add(vocab_size, 7, "config", "vocab_size + 7 (for the padded vocabulary)");
 }
 
 std::vector<std::string> MambaConfig::preset_names() { return {"tiny", "small", "base"}; }

@@ -1,5 +1,6 @@
 #include "models/module.h"
 
+#include <cmath>
 #include <map>
 
 #include "autograd/grad_mode.h"
@@ -7,6 +8,21 @@
 #include "ops/ops.h"
 
 namespace mg {
+
+namespace {
+// How many of p[0, n) are NaN or infinite; `first` gets the index of the first (-1 when none).
+template <class T>
+int64_t count_non_finite(const T* p, int64_t n, int64_t& first) {
+  int64_t bad = 0;
+  first = -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) {
+      if (first < 0) first = i;
+      ++bad;
+    }
+  return bad;
+}
+}  // namespace
 
 std::vector<NamedParam> Module::named_parameters() const {
   std::vector<NamedParam> out = params_;
@@ -35,8 +51,39 @@ void Module::load_state_dict(const std::vector<std::pair<std::string, Tensor>>& 
     for (auto& p : mine) known = known || p.name == name;
     MG_CHECK(known, "[load] {} has an unexpected tensor '{}' of shape {}", source, name, t.shape());
   }
+  // Every value is checked before any parameter is written, so a bad file leaves the model as it was.
+  // A float parameter takes F32 or F64 only (an integer tensor is not weights), converted to the
+  // parameter's dtype on the host, and every converted value must be finite: NaN or inf weights (or
+  // F64 values beyond float32's range) would only show later as a NaN loss or garbage text.
   NoGradGuard ng;
-  for (auto& p : mine) p.tensor.copy_(given.at(p.name));
+  std::vector<Tensor> values;
+  for (auto& p : mine) {
+    const Tensor& t = given.at(p.name);
+    if (!is_floating(p.tensor.dtype())) {
+      values.push_back(t);
+      continue;
+    }
+    MG_CHECK(is_floating(t.dtype()),
+             "[load] tensor '{}' in {} is {}, but the parameter is {}: weights must be float32 or float64 (F32 or "
+             "F64); the file is not a checkpoint of this model",
+             p.name, source, dtype_name(t.dtype()), dtype_name(p.tensor.dtype()));
+    const Tensor src = contiguous(to_device(t.detach(), kCPU));
+    const Tensor v = contiguous(to_dtype(src, p.tensor.dtype()));
+    int64_t first = -1;
+    const int64_t bad = v.dtype() == DType::f64 ? count_non_finite(v.data<double>(), v.numel(), first)
+                                                : count_non_finite(v.data<float>(), v.numel(), first);
+    if (bad > 0) {
+      const double x = src.dtype() == DType::f64 ? src.data<double>()[first] : src.data<float>()[first];
+      const std::string what = std::isnan(x)   ? std::string("NaN")
+                               : std::isinf(x) ? std::string(x > 0 ? "inf" : "-inf")
+                                               : fmt::format("{}, beyond {}'s range,", x, dtype_name(v.dtype()));
+      MG_THROW(
+          "[load] tensor '{}' in {} has {} non-finite value{} (first {} at flat index {}); the checkpoint is damaged",
+          p.name, source, bad, bad == 1 ? "" : "s", what, first);
+    }
+    values.push_back(v);
+  }
+  for (size_t i = 0; i < mine.size(); ++i) mine[i].tensor.copy_(values[i]);
 }
 
 int64_t Module::num_parameters() const {

@@ -27,8 +27,10 @@ class Module {
   std::vector<NamedParam> named_parameters() const;
   // Name -> tensor pairs: the state dict (tensors are the live parameters, not copies).
   std::vector<std::pair<std::string, Tensor>> state_dict() const;
-  // Copies every tensor of `sd` into the parameter of the same name. Throws naming the tensor when
-  // a name is missing or unexpected, or when shapes differ.
+  // Copies every tensor of `sd` into the parameter of the same name. Throws naming the tensor and
+  // `source` when a name is missing or unexpected, when shapes differ, when a float parameter is given
+  // a tensor that is not float32 or float64, or when a value is NaN or infinite (after conversion to
+  // the parameter's dtype); everything is checked before any parameter is written.
   void load_state_dict(const std::vector<std::pair<std::string, Tensor>>& sd, const std::string& source);
   int64_t num_parameters() const;
 

@@ -3,6 +3,7 @@
 // the same numbers whatever device the tensor then goes to (move them with to_device).
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "cuda/kernels.h"
 #include "cuda/tensor_iter.h"
@@ -44,7 +45,11 @@ Tensor scalar_tensor(double v, DType dtype, Device device) { return full(Shape{}
 
 Tensor arange(int64_t start, int64_t end, int64_t step, DType dtype, Device device) {
   MG_CHECK(step != 0, "[arange] step must be non-zero");
-  int64_t n = std::max<int64_t>(0, (end - start + step - (step > 0 ? 1 : -1)) / step);
+  // ceil((end - start) / step) in 128 bits: end - start may not fit in int64.
+  const __int128 span = (__int128)end - start, count = (span + step - (step > 0 ? 1 : -1)) / step;
+  MG_CHECK(count <= std::numeric_limits<int64_t>::max(),
+           "[arange] [{}, {}) in steps of {} has more elements than int64 can count", start, end, step);
+  const int64_t n = count > 0 ? (int64_t)count : 0;
   if (device.is_cuda()) {
     Tensor t = Tensor::empty({n}, dtype, device, "arange");
     cuda::arange(dtype, t.raw_data(), start, step, n, device.index);

@@ -3,10 +3,11 @@
 // Views share the input's storage; their vjps route the gradient back to the input's layout.
 // Views are the same on every device; the copies run cuda::copy (cuda/copy.cu) on CUDA, and
 // to_device moves data between the host and devices (differentiable: the gradient moves back).
-#include <numeric>
+#include <string>
 
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "core/checked.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "cuda/tensor_iter.h"
@@ -49,19 +50,22 @@ Tensor copy_as(const Tensor& x, DType dtype) {
 
 // Resolves a -1 in `shape` against `numel`.
 Shape infer_shape(const char* op, Shape shape, int64_t numel, const Shape& from) {
-  int64_t known = 1, infer = -1;
+  int64_t known = 1, infer = -1;  // known: the product of the non-zero sizes other than the -1
+  bool zero = false;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
       MG_CHECK(infer < 0, "[{}] only one dim can be -1 in {}", op, shape);
       infer = (int64_t)i;
     } else {
       MG_CHECK(shape[i] >= 0, "[{}] invalid size {} in {}", op, shape[i], shape);
-      known *= shape[i];
+      if (shape[i] == 0)
+        zero = true;
+      else
+        known = checked_mul(known, shape[i], op, "the product of the sizes");
     }
   }
   if (infer >= 0) {
-    MG_CHECK(known != 0 && numel % known == 0, "[{}] cannot reshape {} ({} elements) into {}", op, from, numel,
-             shape);
+    MG_CHECK(!zero && numel % known == 0, "[{}] cannot reshape {} ({} elements) into {}", op, from, numel, shape);
     shape[infer] = numel / known;
   }
   MG_CHECK(shape.numel() == numel, "[{}] cannot reshape {} ({} elements) into {} ({} elements)", op, from, numel,
@@ -192,8 +196,12 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   int64_t d = wrap_dim(dim, x.dim(), "narrow");
   int64_t n = x.size(d);
   if (start < 0) start += n;
-  MG_CHECK(start >= 0 && length >= 0 && start + length <= n,
-           "[narrow] range [{}, {}) is outside dim {} of size {} (shape {})", start, start + length, dim, n, x.shape());
+  if (!(start >= 0 && length >= 0 && start <= n && length <= n - start)) {  // start + length may overflow
+    int64_t end;
+    const std::string end_str =
+        __builtin_add_overflow(start, length, &end) ? fmt::format("{} + {}", start, length) : std::to_string(end);
+    MG_THROW("[narrow] range [{}, {}) is outside dim {} of size {} (shape {})", start, end_str, dim, n, x.shape());
+  }
   Shape s = x.shape();
   s[d] = length;
   Tensor out = make_view(x, s, x.strides(), x.offset() + start * x.strides()[d]);
@@ -227,6 +235,8 @@ Tensor expand(const Tensor& x, const Shape& shape) {
       s[i] = shape[i];
       continue;
     }
+    MG_CHECK(shape[i] >= -1, "[expand] invalid size {} in {} (sizes are 0 or more, or -1 to keep a dim)", shape[i],
+             shape);
     int64_t cur = x.size(i - lead), want = shape[i] == -1 ? cur : shape[i];
     MG_CHECK(cur == want || cur == 1,
              "[expand] cannot expand {} to {}: dim {} has size {} (only size-1 dims can grow)", x.shape(), shape, i,
@@ -257,7 +267,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     for (int64_t k = 0; ok && k < f.dim(); ++k) ok = k == d || x.size(k) == f.size(k);
     MG_CHECK(ok, "[cat] tensor {} has shape {}, which differs from tensor 0's {} outside dim {}", i, x.shape(),
              f.shape(), dim);
-    s[d] += x.size(d);
+    s[d] = checked_add(s[d], x.size(d), "cat", "the size of the concatenated dim");
   }
   Tensor out = Tensor::empty(s, f.dtype(), f.device());
   std::vector<int64_t> sizes;
@@ -285,7 +295,11 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
   check_defined("split", x);
   int64_t d = wrap_dim(dim, x.dim(), "split");
-  int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t(0));
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    MG_CHECK(s >= 0, "[split] sizes must be non-negative, got ({})", fmt::join(sizes, ", "));
+    total = checked_add(total, s, "split", "the sum of the sizes");
+  }
   MG_CHECK(total == x.size(d), "[split] sizes ({}) add up to {}, but dim {} of {} has size {}",
            fmt::join(sizes, ", "), total, dim, x.shape(), x.size(d));
   // Views of x, recorded as one node: its vjp writes every part's gradient into one (x-shaped)
@@ -295,7 +309,6 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   std::vector<Tensor*> outs;
   int64_t at = 0;
   for (int64_t s : sizes) {
-    MG_CHECK(s >= 0, "[split] sizes must be non-negative, got ({})", fmt::join(sizes, ", "));
     Shape sh = x.shape();
     sh[d] = s;
     out.push_back(make_view(x, sh, x.strides(), x.offset() + at * x.strides()[d]));
@@ -319,7 +332,7 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t dim) {
   MG_CHECK(size > 0, "[split] split size must be positive, got {}", size);
   int64_t n = x.size(dim);
   std::vector<int64_t> sizes;
-  for (int64_t at = 0; at < n; at += size) sizes.push_back(std::min(size, n - at));
+  for (int64_t at = 0; at < n; at += sizes.back()) sizes.push_back(std::min(size, n - at));  // at + size may overflow
   return split(x, sizes, dim);
 }
 
@@ -327,7 +340,7 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   MG_CHECK(chunks > 0, "[chunk] number of chunks must be positive, got {}", chunks);
   check_defined("chunk", x);
   int64_t n = x.size(dim);
-  return split(x, std::max<int64_t>(1, (n + chunks - 1) / chunks), dim);
+  return split(x, std::max<int64_t>(1, n / chunks + (n % chunks != 0)), dim);  // ceil(n / chunks), no overflow
 }
 
 Tensor contiguous(const Tensor& x) {

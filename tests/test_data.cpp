@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -216,13 +217,12 @@ TEST_CASE("data: md5 helper matches RFC 1321 vectors") {
   CHECK(md5_hex((const uint8_t*)longer.data(), longer.size()) == "57edf4a22be3c955ac49da2e2107b67a");
 }
 
-TEST_CASE("data: raw file is read byte for byte, whatever its name") {
+TEST_CASE("data: raw file is read byte for byte, whatever its name (but .zip and .gz)") {
   TempDir dir;
   Bytes text = make_text(70000, 3);
   CHECK(mg::read_byte_file(dir.file("notes.txt", text)) == text);
-  // An extension says nothing: a raw file named .zip / .gz is still raw.
-  CHECK(mg::read_byte_file(dir.file("looks.zip", text)) == text);
-  CHECK(mg::read_byte_file(dir.file("looks.gz", text)) == text);
+  CHECK(mg::read_byte_file(dir.file("looks.zip.txt", text)) == text);
+  CHECK(mg::read_byte_file(dir.file("gz", text)) == text);
   Bytes every_byte;
   for (int i = 0; i < 256; ++i) every_byte.push_back((uint8_t)(255 - i));
   CHECK(mg::read_byte_file(dir.file("bytes.bin", every_byte)) == every_byte);
@@ -431,6 +431,83 @@ TEST_CASE("data: bad inputs give clear errors") {
     mg::ByteDataset none;
     CHECK_THROWS_AS(none.sample(1, 1, g), mg::Error);
   }
+}
+
+TEST_CASE("data: a file named .zip or .gz must start with that format's signature") {
+  TempDir dir;
+  Bytes text = make_text(20000, 14);
+  Bytes zip = make_zip({{"enwik8", text, 8}}), gz = gzip(text);
+
+  // A zip whose first byte is damaged was trained on as raw bytes.
+  Bytes bad_zip = zip;
+  bad_zip[0] = 'Q';
+  std::string p = dir.file("enwik8.zip", bad_zip);
+  CHECK(read_error(p) == "[data] '" + p +
+                             "' is named .zip but does not start with a zip signature (PK\\x03\\x04); its first bytes "
+                             "are 51 4b 03 04: the file is damaged or not a zip");
+  Bytes bad_gz = gz;
+  bad_gz[1] = 0x8c;
+  p = dir.file("data.gz", bad_gz);
+  CHECK(read_error(p) == "[data] '" + p +
+                             "' is named .gz but does not start with the gzip signature (\\x1f\\x8b); its first bytes "
+                             "are 1f 8c 08 00: the file is damaged or not a gzip file");
+  // Any case; a short file shows what it has; text or the other format under the name is refused too.
+  CHECK(contains(read_error(dir.file("ENWIK8.ZIP", text)), "is named .zip but does not start with a zip signature"));
+  CHECK(contains(read_error(dir.file("notes.Gz", text)), "is named .gz but does not start with the gzip signature"));
+  CHECK(contains(read_error(dir.file("two.zip", Bytes{'P', 'K'})), "its first bytes are 50 4b:"));
+  CHECK(contains(read_error(dir.file("zip.gz", zip)), "its first bytes are 50 4b 03 04:"));
+  CHECK(contains(read_error(dir.file("gz.zip", gz)), "its first bytes are 1f 8b 08 00:"));
+  // Named right, they read; an empty zip (PK\x05\x06) is a zip, with its own error.
+  CHECK(mg::read_byte_file(dir.file("Corpus.ZIP", zip)) == text);
+  CHECK(mg::read_byte_file(dir.file("corpus.GZ", gz)) == text);
+  Bytes empty_zip = {'P', 'K', 5, 6};
+  empty_zip.resize(22, 0);
+  CHECK(contains(read_error(dir.file("empty.zip", empty_zip)), "is a zip with no files in it"));
+  // Other names keep the detection by magic bytes: the damaged zip is raw bytes there.
+  CHECK(mg::read_byte_file(dir.file("enwik8.raw", bad_zip)) == bad_zip);
+  CHECK(mg::read_byte_file(dir.file("enwik8", zip)) == text);
+}
+
+TEST_CASE("data: windows and batches whose sizes overflow int64 give clear errors") {
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  mg::ByteDataset ds(make_text(2000, 15), "train");
+  mg::Generator g(1);
+  auto error_of = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const mg::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  auto has_negative_number = [](const std::string& s) {
+    for (size_t i = 0; i + 1 < s.size(); ++i)
+      if (s[i] == '-' && s[i + 1] >= '0' && s[i + 1] <= '9') return true;
+    return false;
+  };
+  // seq_len = INT64_MAX: seq_len + 1 wrapped to a negative byte count, and the check passed.
+  std::string msg = error_of([&] { ds.sample(1, kMax, g); });
+  CAPTURE(msg);
+  CHECK(msg == "[data] the train split has 2000 bytes, shorter than one window: seq_len 9223372036854775807 needs "
+               "seq_len + 1 = 9223372036854775808 bytes; use a shorter seq_len or a larger data file");
+  msg = error_of([&] { ds.num_eval_batches(4, kMax); });
+  CHECK(contains(msg, "seq_len + 1 = 9223372036854775808 bytes"));
+  CHECK(!has_negative_number(msg));
+  msg = error_of([&] { ds.num_eval_batches(4, kMax, 100); });
+  CHECK(contains(msg, "(capped at max_bytes = 100) has 100 bytes"));
+  CHECK(!has_negative_number(msg));
+  // batch * seq_len = 2^54 * 1024 = 2^64 tokens: the batch wrapped to an empty tensor that was written to.
+  msg = error_of([&] { ds.sample(int64_t(1) << 54, 1024, g); });
+  CHECK(msg == "[data] sample: batch * seq_len (the tokens of one batch) overflows int64: 18014398509481984 * 1024 is "
+               "out of range (int64 holds at most 9223372036854775807)");
+  CHECK(!has_negative_number(msg));
+  msg = error_of([&] { ds.num_eval_batches(int64_t(1) << 54, 1024); });
+  CHECK(contains(msg, "[data] eval: batch * seq_len (the tokens of one batch) overflows int64"));
+  CHECK(!has_negative_number(msg));
+  // A huge batch of short windows is one eval batch (w + batch - 1 overflowed).
+  CHECK(ds.num_eval_batches(kMax, 1) == 1);
+  CHECK(ds.num_eval_batches(kMax - 1, 1) == 1);
+  CHECK(ds.eval_batch(0, kMax, 1).inputs.shape() == mg::Shape{1999, 1});
 }
 
 TEST_CASE("data: split sizes follow the 90/5/5 protocol") {

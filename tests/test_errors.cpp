@@ -2,6 +2,9 @@
 // be valid. Each message is checked in full where it is short enough to read.
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <limits>
+
 #include "ops/ops.h"
 
 using namespace mg;
@@ -62,4 +65,54 @@ TEST_CASE("errors: backward on a non-scalar without a gradient") {
                        Error);
   CHECK_THROWS_WITH_AS((x * 2.0).backward(ones({2})),
                        "[backward] gradient (2,) float32 on cpu does not match the output (3,) float32 on cpu", Error);
+}
+
+TEST_CASE("errors: sizes that overflow int64 are refused, never wrapped around") {
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  // 2^54 x 1024 = 2^64 elements: the product wrapped to 0, and the empty tensor was then written to.
+  CHECK_THROWS_WITH_AS(Tensor::empty({int64_t(1) << 54, 1024}, DType::i64),
+                       "[empty] shape (18014398509481984, 1024) has too many elements: the product of its sizes "
+                       "overflows int64 (a tensor holds at most 9223372036854775807 elements)",
+                       Error);
+  CHECK_THROWS_WITH_AS(zeros({int64_t(1) << 62, 4}), doctest::Contains("overflows int64"), Error);
+  CHECK_THROWS_WITH_AS(zeros({0, int64_t(1) << 62, 4}), doctest::Contains("overflows int64"), Error);  // zero aside
+  // The element count fits, its bytes do not (2^61 x 8 = 2^64).
+  CHECK_THROWS_WITH_AS(Tensor::empty({int64_t(1) << 61}, DType::f64),
+                       "[empty] the byte count of a tensor overflows int64: 2305843009213693952 * 8 is out of range "
+                       "(int64 holds at most 9223372036854775807)",
+                       Error);
+  CHECK_THROWS_WITH_AS(Tensor::empty({2, -3}), "[empty] negative size -3 in shape (2, -3) (sizes must be 0 or more)",
+                       Error);
+  CHECK(zeros({0, int64_t(1) << 40}).numel() == 0);  // a zero size with sizes that fit is fine
+#if !defined(__SANITIZE_ADDRESS__)  // ASan aborts on an allocation this size instead of returning null
+  // Fits in int64 but not in any machine: an error naming the tensor, not a crash.
+  CHECK_THROWS_WITH_AS(Tensor::empty({int64_t(1) << 60}, DType::f32),
+                       "[empty] cannot allocate 4611686018427387904 bytes on the cpu: out of memory (a float32 tensor "
+                       "of shape (1152921504606846976,))",
+                       Error);
+#endif
+
+  // Views and shape ops: a size or a sum of sizes that overflows is an error, not an out-of-bounds view.
+  CHECK_THROWS_WITH_AS(expand(zeros({1}), {-5}), "[expand] invalid size -5 in (-5,) (sizes are 0 or more, or -1 to keep a dim)",
+                       Error);
+  CHECK_THROWS_WITH_AS(expand(zeros({1, 1}), {kMax, 4}), doctest::Contains("[view] shape (9223372036854775807, 4) has too many elements"),
+                       Error);
+  CHECK_THROWS_WITH_AS(narrow(zeros({4}), 0, 1, kMax),
+                       "[narrow] range [1, 1 + 9223372036854775807) is outside dim 0 of size 4 (shape (4,))", Error);
+  CHECK_THROWS_WITH_AS(split(zeros({1}), {kMax, kMax, 3}, 0),
+                       "[split] the sum of the sizes overflows int64: 9223372036854775807 + 9223372036854775807 is out "
+                       "of range (int64 holds at most 9223372036854775807)",
+                       Error);
+  CHECK_THROWS_WITH_AS(reshape(zeros({6}), {int64_t(1) << 62, 4, -1}),
+                       doctest::Contains("[reshape] the product of the sizes overflows int64"), Error);
+  Tensor huge = expand(zeros({1}), {kMax});  // a valid view: one element seen kMax times
+  CHECK_THROWS_WITH_AS(cat({huge, huge}, 0), doctest::Contains("[cat] the size of the concatenated dim overflows int64"),
+                       Error);
+  CHECK(split(huge, kMax / 2 + 1, 0).size() == 2);  // the second part starts past kMax / 2: at + size overflowed
+  CHECK_THROWS_WITH_AS(arange(std::numeric_limits<int64_t>::min(), kMax, 1, DType::i64),
+                       "[arange] [-9223372036854775808, 9223372036854775807) in steps of 1 has more elements than "
+                       "int64 can count",
+                       Error);
+  CHECK(arange(kMax, std::numeric_limits<int64_t>::min(), 1, DType::i64).numel() == 0);
+  CHECK(arange(kMax - 2, kMax, 1, DType::i64).to_vector<int64_t>() == std::vector<int64_t>{kMax - 2, kMax - 1});
 }

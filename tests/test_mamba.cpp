@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "autograd/grad_mode.h"
@@ -159,4 +160,78 @@ TEST_CASE("mamba: config.json round-trips and bad configs are named") {
   MambaConfig bad = c;
   bad.d_state = 0;
   CHECK_THROWS_WITH_AS(MambaLM{bad}, "[config] d_state must be at least 1, got 0", Error);
+}
+
+TEST_CASE("mamba: load_state_dict refuses integer and non-finite weights, naming the tensor and the file") {
+  MambaLM m(MambaConfig::preset("tiny"), 1);
+  MambaLM other(MambaConfig::preset("tiny"), 2);
+  const std::string a_log = "backbone.layers.0.mixer.A_log";
+  auto fresh = [&] {  // the other model's weights, as copies
+    std::vector<std::pair<std::string, Tensor>> sd;
+    for (auto& [name, t] : other.state_dict()) sd.push_back({name, clone(t.detach())});
+    return sd;
+  };
+  auto set = [&](std::vector<std::pair<std::string, Tensor>>& sd, const std::string& name, Tensor t) {
+    for (auto& [n, v] : sd)
+      if (n == name) v = t;
+  };
+  const std::vector<float> before = m.state_dict()[0].second.to_vector<float>();
+  std::map<std::string, Tensor> mine;
+  for (auto& [name, t] : m.state_dict()) mine[name] = t;
+  const Shape a_shape = mine.at(a_log).shape();  // (128, 16)
+
+  // An integer tensor was cast to float silently.
+  auto sd = fresh();
+  set(sd, a_log, ones(a_shape, DType::i64));
+  CHECK_THROWS_WITH_AS(m.load_state_dict(sd, "runs/x/model.safetensors"),
+                       "[load] tensor 'backbone.layers.0.mixer.A_log' in runs/x/model.safetensors is int64, but the "
+                       "parameter is float32: weights must be float32 or float64 (F32 or F64); the file is not a "
+                       "checkpoint of this model",
+                       Error);
+
+  // NaN and inf weights loaded, and generation printed garbage.
+  sd = fresh();
+  std::vector<float> v = mine.at(a_log).to_vector<float>();
+  v[17] = std::nanf(""), v[20] = INFINITY, v[300] = std::nanf("");
+  set(sd, a_log, from_vector<float>(v, a_shape));
+  CHECK_THROWS_WITH_AS(m.load_state_dict(sd, "runs/x/model.safetensors"),
+                       "[load] tensor 'backbone.layers.0.mixer.A_log' in runs/x/model.safetensors has 3 non-finite "
+                       "values (first NaN at flat index 17); the checkpoint is damaged",
+                       Error);
+  sd = fresh();
+  set(sd, "backbone.norm_f.weight", full({64}, -INFINITY));
+  CHECK_THROWS_WITH_AS(m.load_state_dict(sd, "ckpt"),
+                       doctest::Contains("'backbone.norm_f.weight' in ckpt has 64 non-finite values (first -inf at flat "
+                                         "index 0)"),
+                       Error);
+  // float64 is accepted, but a value beyond float32's range would become inf.
+  sd = fresh();
+  std::vector<double> d(64, 1.0);
+  d[5] = 1e300;
+  set(sd, "backbone.norm_f.weight", from_vector<double>(d, {64}));
+  CHECK_THROWS_WITH_AS(m.load_state_dict(sd, "ckpt"),
+                       doctest::Contains("has 1 non-finite value (first 1e+300, beyond float32's range, at flat index 5)"),
+                       Error);
+  // Nothing was written by the refused loads.
+  CHECK(m.state_dict()[0].second.to_vector<float>() == before);
+
+  d[5] = 2.5;
+  set(sd, "backbone.norm_f.weight", from_vector<double>(d, {64}));
+  m.load_state_dict(sd, "ckpt");
+  CHECK(mine.at("backbone.norm_f.weight").to_vector<float>()[5] == 2.5f);
+  CHECK(mine.at("backbone.norm_f.weight").dtype() == DType::f32);
+  CHECK(m.state_dict()[0].second.to_vector<float>() == other.state_dict()[0].second.to_vector<float>());
+}
+
+TEST_CASE("mamba: a config whose sizes overflow int64 is refused") {
+  MambaConfig c = MambaConfig::preset("tiny");
+  c.d_model = int64_t(1) << 62;
+  CHECK_THROWS_WITH_AS(c.validate(),
+                       "[config] d_inner = expand * d_model overflows int64: 2 * 4611686018427387904 is out of range "
+                       "(int64 holds at most 9223372036854775807)",
+                       Error);
+  c = MambaConfig::preset("tiny");
+  c.vocab_size = std::numeric_limits<int64_t>::max();
+  CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("[config] vocab_size + 7 (for the padded vocabulary) overflows int64"),
+                       Error);
 }

@@ -392,6 +392,13 @@ TEST_CASE("train: safetensors loading rejects every kind of bad file with a clea
              {"tensor 'x'", "not a non-negative integer"});
   expect_bad(st_file(R"({"x":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", f32x2),
              {"tensor 'x'", "size mismatch", "needs 12 bytes"});
+  // Shapes whose element or byte count overflows int64 (a zero size does not excuse the others).
+  expect_bad(st_file(R"({"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})", f32x2),
+             {"tensor 'x'", "shape [4611686018427387904,4]: the product of its sizes overflows int64"});
+  expect_bad(st_file(R"({"x":{"dtype":"F32","shape":[0,4611686018427387904,4],"data_offsets":[0,0]}})", ""),
+             {"tensor 'x'", "the product of its sizes overflows int64"});
+  expect_bad(st_file(R"({"x":{"dtype":"F32","shape":[2305843009213693952],"data_offsets":[0,8]}})", f32x2),
+             {"tensor 'x'", "its byte count overflows int64: 2305843009213693952 * 4"});
   expect_bad(st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", f32x2),
              {"tensor 'x'", "out of range"});
   expect_bad(st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", f32x2), {"tensor 'x'", "end before"});

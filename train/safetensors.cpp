@@ -10,6 +10,7 @@
 #include <set>
 #include <string_view>
 
+#include "core/checked.h"
 #include "ops/ops.h"
 #include "train/atomic_file.h"
 
@@ -188,18 +189,19 @@ SafetensorsFile read_safetensors(const std::string& path) {
                js.dump());
       e.shape.push_back(d.get<int64_t>());
     }
-    // numel (any zero dim makes it 0, whatever the other dims are).
-    uint64_t numel = 1;
-    bool overflow = false;
+    // numel and bytes, overflow-checked. The rule is every tensor's (core/shape.h): the non-zero sizes
+    // multiply to at most 2^63 - 1 elements, and a zero size makes the tensor empty.
+    const std::string what = fmt::format("'{}': tensor '{}': shape {}:", path, name, js.dump());
+    int64_t numel = 1;
+    bool zero = false;
     for (int64_t d : e.shape) {
-      if (d == 0) {
-        numel = 0, overflow = false;
-        break;
-      }
-      if (numel > std::numeric_limits<uint64_t>::max() / (uint64_t)d) overflow = true;
-      numel *= (uint64_t)d;
+      if (d == 0)
+        zero = true;
+      else
+        numel = checked_mul(numel, d, "load_safetensors", what + " the product of its sizes");
     }
-    MG_CHECK(!overflow, "{} '{}': tensor '{}': shape {} is too large", op, path, name, js.dump());
+    if (zero) numel = 0;
+    const int64_t nbytes = checked_mul(numel, (int64_t)dtype_size(e.dtype), "load_safetensors", what + " its byte count");
 
     const auto& jo = field("data_offsets");
     MG_CHECK(jo.is_array() && jo.size() == 2 && jo[0].is_number_unsigned() && jo[1].is_number_unsigned(),
@@ -213,10 +215,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
              "{} '{}': tensor '{}': data_offsets [{}, {}] are out of range: the data section has {} bytes "
              "(truncated file?)",
              op, path, name, e.begin, e.end, data_size);
-    uint64_t esize = dtype_size(e.dtype);
-    MG_CHECK(numel <= std::numeric_limits<uint64_t>::max() / esize && numel * esize == e.end - e.begin,
+    MG_CHECK((uint64_t)nbytes == e.end - e.begin,
              "{} '{}': tensor '{}': size mismatch: shape {} of {} needs {} bytes but data_offsets [{}, {}] hold {}", op,
-             path, name, js.dump(), ds, numel * esize, e.begin, e.end, e.end - e.begin);
+             path, name, js.dump(), ds, nbytes, e.begin, e.end, e.end - e.begin);
     entries.push_back(std::move(e));
   }
 
