@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "data/bytes.h"
 #include "train/run_folder.h"
-#include "train/safetensors.h"
+#include "io/safetensors.h"
 #include "train/trainer.h"
 
 namespace mg::app {

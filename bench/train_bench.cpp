@@ -2,8 +2,9 @@
 //                       [--device cpu|cuda]`:
 // full training steps of MambaLM, timed, with the memory they need; optionally beside a PyTorch peer.
 //
-// One step is what train/trainer.cpp does: sample a batch (ByteDataset::sample), model.loss, read
-// the loss (.item()), zero_grad, backward, clip_grad_norm(groups, 1.0), AdamW step. The learning
+// One step is the trainer's own: sample a batch (ByteDataset::sample), then train_step
+// (train/train_step.h: model.loss, zero_grad, backward, clip_grad_norm(groups, 1.0), the loss read,
+// AdamW step), with the parameter groups of make_param_groups. The learning
 // rate is held at 1e-3 (no schedule: it does not change the cost). Batches are random windows of
 // random bytes, or of the train split of --data (an enwik8 zip, gzip or raw file). The first
 // --warmup steps are run untimed; the rest are timed one by one with a steady clock and
@@ -21,9 +22,8 @@
 //
 // --device cuda: the model, gradients, AdamW state and batches live on the GPU (batches are sampled on
 // the host and copied, as the trainer does). Device work is asynchronous, so the clock is read only
-// after the device is idle: loss.item() ends the forward, cuda::synchronize ends the backward, and the
-// gradient norm's read-back plus a synchronize end the update (one more wait per step than the trainer
-// has, a few microseconds). Memory: "device peak" is the caching allocator's high-water mark
+// after the device is idle: a cuda::synchronize ends each phase (forward, backward, update), two more
+// waits per step than the trainer has, a few microseconds each. Memory: "device peak" is the caching allocator's high-water mark
 // (cuda::memory_stats), reset before the model is built, minus the bytes in use then: parameters,
 // gradients, AdamW state, activations and temporaries. The peer runs with --device cuda (PyTorch on
 // the same GPU, timed between torch.cuda.synchronize() calls, torch.cuda.max_memory_allocated).
@@ -51,7 +51,7 @@
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "models/mamba.h"
-#include "train/optim.h"
+#include "train/train_step.h"
 
 #ifndef MG_SOURCE_DIR
 #define MG_SOURCE_DIR "."
@@ -120,30 +120,21 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
   {
     MambaLM model(cfg, /*seed=*/0);
     model.to(device);
-    model.train();
     r.params = model.num_parameters();
-    std::vector<ParamGroup> groups(2);
-    groups[0].weight_decay = 0.1;  // SPEC 7: matrices only
-    for (auto& p : model.named_parameters()) groups[p.decay ? 0 : 1].params.push_back({p.name, p.tensor});
-    AdamW opt(groups, 1e-3);
+    AdamW opt(make_param_groups(model, 0.1), 1e-3);
     Generator gen(1);
     double total = 0, fwd = 0, bwd = 0, upd = 0;
     for (int s = 0; s < warmup + steps; ++s) {
       const auto t0 = Clock::now();
       Batch b = data.sample(batch, seq, gen, device);
-      Tensor loss = model.loss(b.inputs, b.targets);
-      const double lv = loss.item();
-      const auto t1 = Clock::now();
-      opt.zero_grad();
-      loss.backward();
-      sync();
-      const auto t2 = Clock::now();
-      clip_grad_norm(opt.groups(), 1.0);
-      opt.step();
-      sync();
-      const auto t3 = Clock::now();
-      if (s == 0) r.loss_first = lv;
-      r.loss_last = lv;
+      Clock::time_point t1, t2, t3;
+      // The trainer's own step; each phase is timed once the device has finished it.
+      const StepResult sr = train_step(model, opt, b, 1.0, [&](StepPhase phase) {
+        sync();
+        (phase == StepPhase::forward ? t1 : phase == StepPhase::backward ? t2 : t3) = Clock::now();
+      });
+      if (s == 0) r.loss_first = sr.loss;
+      r.loss_last = sr.loss;
       if (s >= warmup) {
         fwd += std::chrono::duration<double>(t1 - t0).count();
         bwd += std::chrono::duration<double>(t2 - t1).count();

@@ -21,38 +21,23 @@
 #include "models/mamba.h"
 #include "ops/ops.h"
 #include "tests/temp_dir.h"
+#include "tests/trainer_fixture.h"
 #include "tests/check.h"
 #include "tests/devices.h"
 #include "tests/mamba_fixture.h"
 #include "train/metrics.h"
 #include "train/optim.h"
-#include "train/safetensors.h"
+#include "io/safetensors.h"
+#include "train/train_step.h"
 #include "train/trainer.h"
 
 using namespace mg;
 using test::TempDir;
+using test::train_losses;
 namespace fs = std::filesystem;
 
 namespace {
 
-
-// Text with structure, so the tiny model learns within a few hundred steps.
-std::string write_text(const TempDir& d, size_t n) {
-  std::string s;
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "<page>", "</page>\n", "[[Paris]] ", "is "};
-  for (size_t i = 0; s.size() < n; ++i) s += words[(i * 7 + i / 3 + i / 11) % 10];
-  s.resize(n);
-  std::string p = d / "text.txt";
-  std::ofstream(p, std::ios::binary) << s;
-  return p;
-}
-
-std::vector<double> train_losses(const std::string& metrics) {
-  std::vector<double> out;
-  for (auto& j : read_jsonl(metrics))
-    if (j.contains("train_loss")) out.push_back(j["train_loss"].get<double>());
-  return out;
-}
 
 bool bit_equal(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
@@ -259,7 +244,7 @@ TEST_CASE("cuda model: the recurrent step (composed from ops) reproduces the fix
 TEST_CASE("cuda training: 300 steps of the tiny preset on CUDA track the CPU run") {
   MG_REQUIRE_CUDA();
   TempDir d("cuda_track");
-  const std::string data = write_text(d, 400000);
+  const std::string data = test::write_text(d, 400000, /*rich=*/true);
   EvalResult cpu_test = train(tiny_run(data, d / "cpu", kCPU), false).test;
   EvalResult gpu_test = train(tiny_run(data, d / "cuda", kCUDA), false).test;
   auto lc = train_losses(d / "cpu/metrics.jsonl"), lg = train_losses(d / "cuda/metrics.jsonl");
@@ -294,10 +279,7 @@ TEST_CASE("cuda checkpoints: a CUDA model and optimizer state load on the CPU wi
     INFO("saved on " << from.str() << ", loaded on " << to.str());
     MambaLM m(cfg, 7);
     m.to(from);
-    std::vector<ParamGroup> groups(2);
-    groups[0].weight_decay = 0.1;
-    for (auto& p : m.named_parameters()) groups[p.decay ? 0 : 1].params.push_back({p.name, p.tensor});
-    AdamW opt(groups, 1e-3);
+    AdamW opt(make_param_groups(m, 0.1), 1e-3);
     Generator gen(1);
     for (int s = 0; s < 3; ++s) {  // a few real steps, so moments and weights are not their initial values
       Tensor tok = randint(0, 256, {2, 17}, &gen).to(from);
@@ -344,7 +326,7 @@ TEST_CASE("cuda checkpoints: a CUDA model and optimizer state load on the CPU wi
 TEST_CASE("cuda trainer: a run stopped on CUDA resumes on the CPU and the other way round, eval and generate on CUDA") {
   MG_REQUIRE_CUDA();
   TempDir d("cuda_resume");
-  const std::string data = write_text(d, 200000);
+  const std::string data = test::write_text(d, 200000, /*rich=*/true);
   auto opts = [&](const std::string& name, Device dev) {
     TrainOptions o = tiny_run(data, d / name, dev);
     o.steps = 12;
@@ -409,14 +391,11 @@ TEST_CASE("cuda: the README's CUDA example runs") {
   // README-CUDA-EXAMPLE-BEGIN
 MambaLM model(MambaConfig::preset("tiny"));
 model.to(kCUDA);                     // every parameter, in place: handles stay valid
-std::vector<ParamGroup> groups(2);   // weight decay on matrices only
-groups[0].weight_decay = 0.1;
-for (auto& p : model.named_parameters()) groups[p.decay ? 0 : 1].params.push_back({p.name, p.tensor});
-AdamW opt(groups, 1e-3);             // its state is allocated beside the parameters
+AdamW opt(make_param_groups(model, 0.1), 1e-3);  // decay on matrices only; state beside the parameters
 Tensor window = randint(0, 256, {4, 65}).to(kCUDA);  // (batch, seq + 1) bytes, on the GPU
 Tensor loss = model.loss(narrow(window, 1, 0, 64), narrow(window, 1, 1, 64));
 loss.backward();
-double norm = clip_grad_norm(groups, 1.0);  // the step's one read-back
+double norm = clip_grad_norm(opt.groups(), 1.0);  // the step's one read-back
 opt.step();
   // README-CUDA-EXAMPLE-END
   CHECK(std::isfinite(loss.item()));

@@ -17,11 +17,11 @@
 #include "tests/cli.h"
 #include "tests/temp_dir.h"
 #include "tests/trainer_fixture.h"
-#include "train/atomic_file.h"
+#include "io/atomic_file.h"
 #include "train/interrupt.h"
 #include "train/metrics.h"
 #include "train/run_folder.h"
-#include "train/safetensors.h"
+#include "io/safetensors.h"
 #include "train/trainer.h"
 
 using namespace mg;

@@ -17,10 +17,10 @@
 #include "autograd/grad_mode.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
-#include "train/atomic_file.h"
+#include "io/atomic_file.h"
 #include "train/metrics.h"
 #include "train/optim.h"
-#include "train/safetensors.h"
+#include "io/safetensors.h"
 
 using namespace mg;
 namespace fs = std::filesystem;

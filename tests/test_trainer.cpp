@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "train/metrics.h"
-#include "train/safetensors.h"
+#include "io/safetensors.h"
 #include "tests/temp_dir.h"
 #include "tests/trainer_fixture.h"
 #include "train/trainer.h"
@@ -18,16 +18,11 @@ using namespace mg;
 using test::TempDir;
 using test::tiny_options;
 using test::write_text;
+using test::train_losses;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<double> train_losses(const std::string& metrics) {
-  std::vector<double> out;
-  for (auto& j : read_jsonl(metrics))
-    if (j.contains("train_loss")) out.push_back(j["train_loss"].get<double>());
-  return out;
-}
 
 }  // namespace
 

@@ -2,17 +2,21 @@
 #pragma once
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "tests/temp_dir.h"
+#include "train/metrics.h"
 #include "train/trainer.h"
 
 namespace mg::test {
 
-// Text with structure, so a model can learn something in a few steps.
-inline std::string write_text(const TempDir& d, size_t n) {
+// Text with structure, so a model can learn something in a few steps (`rich`: ten words in a longer
+// cycle, which the tiny model learns within a few hundred steps). Written to d/text.txt.
+inline std::string write_text(const TempDir& d, size_t n, bool rich = false) {
   std::string s;
-  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "<page>", "</page>\n"};
-  for (size_t i = 0; s.size() < n; ++i) s += words[(i * 7 + i / 3) % 8];
+  const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "<page>", "</page>\n", "[[Paris]] ", "is "};
+  for (size_t i = 0; s.size() < n; ++i)
+    s += rich ? words[(i * 7 + i / 3 + i / 11) % 10] : words[(i * 7 + i / 3) % 8];
   s.resize(n);
   std::string p = d / "text.txt";
   std::ofstream(p, std::ios::binary) << s;
@@ -36,6 +40,14 @@ inline TrainOptions tiny_options(const std::string& data, const std::string& out
   o.test_bytes = 2048;
   o.progress = false;
   return o;
+}
+
+// The train_loss of every step logged in a metrics.jsonl, in order.
+inline std::vector<double> train_losses(const std::string& metrics) {
+  std::vector<double> out;
+  for (auto& j : read_jsonl(metrics))
+    if (j.contains("train_loss")) out.push_back(j["train_loss"].get<double>());
+  return out;
 }
 
 }  // namespace mg::test

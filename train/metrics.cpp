@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "core/error.h"
-#include "train/atomic_file.h"
+#include "io/atomic_file.h"
 
 namespace mg {
 

@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "train/atomic_file.h"
-#include "train/safetensors.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
 
 namespace mg {
 
@@ -128,6 +128,13 @@ void replace_with(const std::string& src, const std::string& dst) {
 }
 
 }  // namespace
+
+std::string join_names(const std::vector<std::string>& names, size_t max) {
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < max; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > max) s += fmt::format(" and {} more", names.size() - max);
+  return s;
+}
 
 uint32_t crc32_bytes(const void* data, size_t n) {
   uLong crc = crc32(0L, Z_NULL, 0);

@@ -99,6 +99,9 @@ void remove_run_files(const std::string& run_dir);
 // or any file inside a checkpoint folder. Commands that write an output refuse such a path.
 bool is_run_file(const std::string& path);
 
+// "a, b, c and 2 more": the first `max` names, for messages.
+std::string join_names(const std::vector<std::string>& names, size_t max = 4);
+
 // CRC-32 (zlib's) of bytes in memory and of a whole file.
 uint32_t crc32_bytes(const void* data, size_t n);
 uint32_t crc32_file(const std::string& path);

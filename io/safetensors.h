@@ -7,7 +7,7 @@
 // The writer lays tensors out as the reference implementation does (dtype I64, then F64, then F32;
 // by name within a dtype, so every tensor stays aligned to its element size) and writes the same
 // compact JSON, so its files are byte-identical to Python's safetensors.numpy.save with the same
-// metadata. Files are written atomically (train/atomic_file.h).
+// metadata. Files are written atomically (io/atomic_file.h).
 // The reader validates everything and throws mg::Error naming the file (and the tensor): bad header
 // length, malformed JSON, unknown dtype, shape/offset size mismatch, offsets that are out of range,
 // overlap or leave gaps, and truncated files.

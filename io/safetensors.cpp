@@ -1,4 +1,4 @@
-#include "train/safetensors.h"
+#include "io/safetensors.h"
 
 #include <algorithm>
 #include <bit>
@@ -12,7 +12,7 @@
 
 #include "core/checked.h"
 #include "ops/ops.h"
-#include "train/atomic_file.h"
+#include "io/atomic_file.h"
 
 namespace mg {
 

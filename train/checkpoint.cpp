@@ -1,0 +1,137 @@
+#include "train/checkpoint.h"
+
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "train/trainer.h"
+
+namespace mg {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A metadata field of a checkpoint file as an unsigned integer no larger than `max`, or an error naming it.
+uint64_t meta_uint(const SafetensorsFile& f, const std::string& key, const std::string& path, uint64_t max) {
+  auto it = f.metadata.find(key);
+  MG_CHECK(it != f.metadata.end(), "[resume] {} has no '{}' in its metadata (the checkpoint is damaged)", path, key);
+  const std::string& s = it->second;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  MG_CHECK(!s.empty() && ec == std::errc() && end == s.data() + s.size() && v <= max,
+           "[resume] the metadata field '{}' of {} is '{}', not an integer in [0, {}] (the checkpoint is damaged)", key,
+           path, s, max);
+  return v;
+}
+
+std::string require_folder(const std::string& dir) {
+  MG_CHECK(fs::is_directory(dir), "[run] {} is not a run folder (train one with: mambagrad train --out {})", dir, dir);
+  return dir;
+}
+
+// The options stored with a checkpoint (its trainer_state's metadata).
+TrainOptions checkpoint_options(const CheckpointRef& ckpt) {
+  const std::string path = ckpt.dir + "/" + kStateFile;
+  auto f = read_safetensors(path);
+  MG_CHECK(f.metadata.count("options"), "[resume] {} has no training options in its metadata", path);
+  return TrainOptions::from_json(f.metadata.at("options"), path);
+}
+
+}  // namespace
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  MG_CHECK(f.good(), "[load] cannot open {}", path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A checkpoint is one folder made atomically (train/run_folder.h); the step is also stored in both
+// safetensors files, and every metadata field is checked when it is read back.
+void save_checkpoint(const std::string& dir, const MambaLM& model, const AdamW& opt, const TrainOptions& opts,
+                     int64_t step, const Generator& data_gen) {
+  write_checkpoint(dir, step, [&](const std::string& tmp) {
+    write_file_atomic(tmp + "/" + kConfigFile, model.config().to_json());
+    save_safetensors(tmp + "/" + kModelFile, model.state_dict(), {{"format", "pt"}, {"step", std::to_string(step)}});
+    crash_point("checkpoint-model");
+    save_safetensors(tmp + "/" + kStateFile, opt.state_tensors(),
+                     {{"format", "mambagrad-trainer"},
+                      {"step", std::to_string(step)},
+                      {"adamw_steps", std::to_string(opt.step_count())},
+                      {"data_seed", std::to_string(data_gen.seed())},
+                      {"data_offset", std::to_string(data_gen.offset())},
+                      {"options", opts.to_json()}});
+    crash_point("checkpoint-state");
+  });
+}
+
+LoadedCheckpoint read_checkpoint(const CheckpointRef& ckpt) {
+  const std::string state_path = ckpt.dir + "/" + kStateFile, model_path = ckpt.dir + "/" + kModelFile;
+  SafetensorsFile state = read_safetensors(state_path), model = read_safetensors(model_path);
+  MG_CHECK(state.metadata.count("format") && state.metadata.at("format") == "mambagrad-trainer",
+           "[resume] {} is not a mambagrad trainer state (its metadata has no format 'mambagrad-trainer')", state_path);
+  const uint64_t kMaxI = (uint64_t)std::numeric_limits<int64_t>::max(), kMaxU = std::numeric_limits<uint64_t>::max();
+  LoadedCheckpoint c;
+  c.step = (int64_t)meta_uint(state, "step", state_path, kMaxI);
+  MG_CHECK((int64_t)meta_uint(model, "step", model_path, kMaxI) == c.step,
+           "[resume] {} and {} in {} are from different steps; the checkpoint is inconsistent", kModelFile, kStateFile,
+           ckpt.dir);
+  c.adamw_steps = (int64_t)meta_uint(state, "adamw_steps", state_path, kMaxI);
+  c.data_seed = meta_uint(state, "data_seed", state_path, kMaxU);
+  c.data_offset = meta_uint(state, "data_offset", state_path, kMaxU);
+  MG_CHECK(state.metadata.count("options"), "[resume] {} has no training options in its metadata", state_path);
+  c.options = TrainOptions::from_json(state.metadata.at("options"), state_path);
+  c.model = std::move(model.tensors), c.state = std::move(state.tensors);
+  return c;
+}
+
+bool has_run_options(const std::string& run_dir) {
+  return fs::exists(run_dir + "/" + kRunFile) || find_checkpoint(run_dir).has_value();
+}
+
+TrainOptions load_run_options(const std::string& run_dir) {
+  require_folder(run_dir);
+  std::vector<std::string> skipped;
+  if (auto ckpt = find_checkpoint(run_dir, &skipped)) return checkpoint_options(*ckpt);
+  const std::string run_file = run_dir + "/" + kRunFile;
+  if (fs::exists(run_file)) return TrainOptions::from_json(read_text_file(run_file), run_file);
+  MG_THROW("[run] {} holds no training run: it has no {} and no checkpoint{}{}", run_dir, kRunFile,
+           skipped.empty() ? "" : "; ", join_names(skipped, skipped.size()));
+}
+
+std::unique_ptr<MambaLM> load_model(const std::string& run_dir, Device device) {
+  require_device(device, "load_model");
+  require_folder(run_dir);
+  std::string dir = run_dir;
+  if (!fs::exists(run_dir + "/" + kModelFile) || !fs::exists(run_dir + "/" + kConfigFile)) {
+    // A crash between the first checkpoint's commit and the switch of the root files leaves them only
+    // in the checkpoint folder.
+    auto ckpt = find_checkpoint(run_dir);
+    if (ckpt && !ckpt->legacy) dir = ckpt->dir;
+  }
+  for (const char* f : {kModelFile, kConfigFile})
+    MG_CHECK(fs::exists(dir + "/" + f), "[run] {} has no {} (is it a run folder written by mambagrad train?)", run_dir,
+             f);
+  MambaConfig cfg = MambaConfig::from_json(read_text_file(dir + "/" + kConfigFile), dir + "/" + kConfigFile);
+  auto model = std::make_unique<MambaLM>(cfg);
+  model->load_state_dict(load_safetensors(dir + "/" + kModelFile), dir + "/" + kModelFile);
+  model->to(device);
+  return model;
+}
+
+void check_run_data(const TrainOptions& opts, const std::vector<uint8_t>& bytes, const char* what) {
+  if (opts.data_bytes == 0) return;  // a run from an older build recorded no identity
+  const uint32_t crc = crc32_bytes(bytes.data(), bytes.size());
+  MG_CHECK(bytes.size() == opts.data_bytes && crc == opts.data_crc32,
+           "[{}] {} is not the data this run was trained on: it holds {} bytes with CRC-32 {:08x}, the run's data held "
+           "{} bytes with CRC-32 {:08x}. Pass --data with the run's file",
+           what, opts.data, bytes.size(), crc, opts.data_bytes, opts.data_crc32);
+}
+
+}  // namespace mg

@@ -1,0 +1,125 @@
+#include "train/options.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "train/run_folder.h"
+
+namespace mg {
+
+void TrainOptions::validate() const {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  MG_CHECK(!out.empty(), "[train] --out must name a folder");
+  MG_CHECK(steps >= 1, "[train] --steps must be at least 1, got {}", steps);
+  MG_CHECK(batch >= 1, "[train] --batch must be at least 1, got {}", batch);
+  MG_CHECK(seq >= 1, "[train] --seq must be at least 1, got {}", seq);
+  MG_CHECK(seq < kMax && batch <= kMax / (seq + 1),
+           "[train] --batch {} windows of --seq {} + 1 bytes is more bytes than a 64-bit count holds", batch, seq);
+  MG_CHECK(std::isfinite(lr) && lr > 0, "[train] --lr must be positive and finite, got {}", lr);
+  MG_CHECK(min_lr_ratio >= 0 && min_lr_ratio <= 1, "[train] the final lr ratio must be in [0, 1], got {}",
+           min_lr_ratio);
+  MG_CHECK(warmup == -1 || (warmup >= 0 && warmup <= steps),
+           "[train] --warmup must be -1 (auto: min(100, steps / 10)) or between 0 and --steps ({}), got {}", steps,
+           warmup);
+  MG_CHECK(std::isfinite(weight_decay) && weight_decay >= 0, "[train] --weight-decay must be >= 0 and finite, got {}",
+           weight_decay);
+  MG_CHECK(std::isfinite(clip) && clip > 0,
+           "[train] --clip must be positive and finite (the largest global gradient norm allowed), got {}", clip);
+  MG_CHECK(eval_every >= 0, "[train] --eval-every must be >= 0 (0: only at the end), got {}", eval_every);
+  MG_CHECK(eval_bytes == -1 || eval_bytes >= 1, "[train] --eval-bytes must be -1 (the whole split) or positive, got {}",
+           eval_bytes);
+  MG_CHECK(test_bytes == -1 || test_bytes >= 1, "[train] --test-bytes must be -1 (the whole split) or positive, got {}",
+           test_bytes);
+  MG_CHECK(stop_at == -1 || (stop_at >= 1 && stop_at <= steps),
+           "[train] --stop-at must be between 1 and --steps ({}), got {}", steps, stop_at);
+  const auto names = MambaConfig::preset_names();
+  MG_CHECK(std::find(names.begin(), names.end(), preset) != names.end(),
+           "[train] unknown --preset '{}' (valid: tiny, small, base)", preset);
+  config.validate();
+}
+
+std::string TrainOptions::to_json() const {
+  nlohmann::ordered_json j;
+  j["data"] = data, j["data_bytes"] = data_bytes, j["data_crc32"] = data_crc32;
+  j["out"] = out, j["preset"] = preset;
+  j["config"] = nlohmann::json::parse(config.to_json());
+  j["steps"] = steps, j["batch"] = batch, j["seq"] = seq, j["lr"] = lr, j["min_lr_ratio"] = min_lr_ratio;
+  j["warmup"] = warmup, j["weight_decay"] = weight_decay, j["clip"] = clip, j["eval_every"] = eval_every;
+  j["eval_bytes"] = eval_bytes, j["test_bytes"] = test_bytes, j["seed"] = seed;
+  return j.dump();
+}
+
+TrainOptions TrainOptions::from_json(const std::string& text, const std::string& source) {
+  TrainOptions o;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    MG_THROW("[resume] the training options in {} are not valid JSON: {}", source, e.what());
+  }
+  MG_CHECK(j.is_object(), "[resume] the training options in {} are not a JSON object", source);
+  auto field = [&](const char* key, auto& dst, bool optional = false) {
+    using T = std::decay_t<decltype(dst)>;
+    if (!j.contains(key)) {
+      MG_CHECK(optional, "[resume] the training options in {} have no field '{}'", source, key);
+      return;
+    }
+    const auto& v = j.at(key);
+    bool ok;
+    if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
+    else if constexpr (std::is_floating_point_v<T>) ok = v.is_number();
+    else if constexpr (std::is_unsigned_v<T>) ok = v.is_number_unsigned() && v.template get<uint64_t>() <= std::numeric_limits<T>::max();
+    else ok = v.is_number_integer();
+    MG_CHECK(ok, "[resume] the field '{}' of the training options in {} has the wrong type or range: {}", key, source,
+             v.dump());
+    dst = v.template get<T>();
+  };
+  field("data", o.data), field("data_bytes", o.data_bytes, true), field("data_crc32", o.data_crc32, true);
+  field("out", o.out), field("preset", o.preset);
+  MG_CHECK(j.contains("config") && j.at("config").is_object(),
+           "[resume] the training options in {} have no model config", source);
+  o.config = MambaConfig::from_json(j.at("config").dump(), source);
+  field("steps", o.steps), field("batch", o.batch), field("seq", o.seq), field("lr", o.lr);
+  field("min_lr_ratio", o.min_lr_ratio), field("warmup", o.warmup), field("weight_decay", o.weight_decay);
+  field("clip", o.clip), field("eval_every", o.eval_every), field("eval_bytes", o.eval_bytes);
+  field("test_bytes", o.test_bytes), field("seed", o.seed);
+  try {
+    o.validate();
+  } catch (const Error& e) {
+    MG_THROW("[resume] the training options in {} are out of range: {}", source, e.what());
+  }
+  return o;
+}
+
+nlohmann::ordered_json resume_changes(const TrainOptions& stored, const TrainOptions& now, const std::string& dir) {
+  nlohmann::ordered_json changed = nlohmann::ordered_json::object();
+  std::vector<std::string> fixed;
+  auto check = [&](const char* flag, const auto& a, const auto& b) {
+    if (a != b) fixed.push_back(fmt::format("{} {} (the run's: {})", flag, b, a));
+  };
+  check("--preset", stored.preset, now.preset);
+  const MambaConfig &sc = stored.config, &nc = now.config;
+  check("--d-model", sc.d_model, nc.d_model), check("--n-layer", sc.n_layer, nc.n_layer);
+  check("--d-state", sc.d_state, nc.d_state), check("--d-conv", sc.d_conv, nc.d_conv);
+  check("--expand", sc.expand, nc.expand), check("--dt-rank", sc.rank(), nc.rank());
+  check("vocab_size", sc.vocab_size, nc.vocab_size), check("norm_eps", sc.norm_eps, nc.norm_eps);
+  check("--batch", stored.batch, now.batch), check("--seq", stored.seq, now.seq), check("--lr", stored.lr, now.lr);
+  check("--warmup", stored.warmup, now.warmup), check("--weight-decay", stored.weight_decay, now.weight_decay);
+  check("--clip", stored.clip, now.clip), check("--seed", stored.seed, now.seed);
+  check("min_lr_ratio", stored.min_lr_ratio, now.min_lr_ratio);
+  MG_CHECK(fixed.empty(),
+           "[resume] these options are fixed by the run in {} and cannot change when it resumes: {}. Drop them to "
+           "continue the run, or start a new run (another --out, or --overwrite) to use them",
+           dir, join_names(fixed, fixed.size()));
+  auto note = [&](const char* key, const auto& a, const auto& b) {
+    if (a != b) changed[key] = {a, b};
+  };
+  note("steps", stored.steps, now.steps), note("eval_every", stored.eval_every, now.eval_every);
+  note("eval_bytes", stored.eval_bytes, now.eval_bytes), note("test_bytes", stored.test_bytes, now.test_bytes);
+  note("data", stored.data, now.data);
+  return changed;
+}
+
+}  // namespace mg

@@ -1,0 +1,32 @@
+#include "train/train_step.h"
+
+#include <cmath>
+
+namespace mg {
+
+std::vector<ParamGroup> make_param_groups(const Module& model, double weight_decay) {
+  std::vector<ParamGroup> groups(2);
+  groups[0].weight_decay = weight_decay;
+  for (auto& p : model.named_parameters()) groups[p.decay ? 0 : 1].params.push_back({p.name, p.tensor});
+  return groups;
+}
+
+StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip,
+                      const std::function<void(StepPhase)>& on_phase) {
+  Tensor loss = model.loss(batch.inputs, batch.targets);
+  if (on_phase) on_phase(StepPhase::forward);
+  opt.zero_grad();
+  loss.backward();
+  if (on_phase) on_phase(StepPhase::backward);
+  StepResult r;
+  // The norm comes back to the host (on CUDA the step's one wait for the device); the loss is read
+  // after it, so reading it costs no extra wait. Neither lets a non-finite step update the model.
+  r.grad_norm = clip_grad_norm(opt.groups(), clip);
+  r.loss = loss.item();
+  r.updated = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
+  if (r.updated) opt.step();
+  if (on_phase) on_phase(StepPhase::update);
+  return r;
+}
+
+}  // namespace mg
