@@ -43,7 +43,7 @@ void add_train_command(CLI::App& app, Run& run) {
                   "-3 ... when that holds a run");
   cmd->add_flag("--overwrite", ov->overwrite, "replace the run already in --out (its own files only)");
   cmd->add_option("--preset", o->preset, "tiny, small or base")->capture_default_str()->check(
-      CLI::IsMember({"tiny", "small", "base"}));
+      CLI::IsMember(MambaConfig::preset_names()));
   cmd->add_option("--d-model", ov->d_model, "override the preset's d_model")->check(at_least(1));
   cmd->add_option("--n-layer", ov->n_layer, "override the number of layers")->check(at_least(1));
   cmd->add_option("--d-state", ov->d_state, "override the SSM state size")->check(at_least(1));

@@ -1,5 +1,7 @@
 #include "models/mamba.h"
 
+#include <fmt/ranges.h>
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -42,7 +44,7 @@ MambaConfig MambaConfig::preset(const std::string& name) {
   } else if (name == "base") {
     c.d_model = 512, c.n_layer = 8;
   } else {
-    MG_THROW("[config] unknown preset '{}' (valid: tiny, small, base)", name);
+    MG_THROW("[config] unknown preset '{}' (valid: {})", name, fmt::join(preset_names(), ", "));
   }
   return c;
 }

@@ -129,11 +129,6 @@ Device Module::device() const {
   return kCPU;
 }
 
-void Module::train(bool on) {
-  training_ = on;
-  for (auto& [name, child] : children_) child->train(on);
-}
-
 Tensor Module::register_parameter(const std::string& name, Tensor t, bool decay) {
   t.requires_grad_();
   params_.push_back({name, t, decay});

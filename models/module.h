@@ -45,10 +45,6 @@ class Module {
   // Where the parameters are (the first parameter's device; kCPU for a module without any).
   Device device() const;
 
-  void train(bool on = true);
-  void eval() { train(false); }
-  bool is_training() const { return training_; }
-
  protected:
   // Registers a leaf parameter (requires grad) and returns it.
   Tensor register_parameter(const std::string& name, Tensor t, bool decay);
@@ -61,7 +57,6 @@ class Module {
  private:
   std::vector<NamedParam> params_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
-  bool training_ = true;
 };
 
 }  // namespace mg

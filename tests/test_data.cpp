@@ -18,33 +18,15 @@
 #include "core/rng.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
+#include "tests/temp_dir.h"
 
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
+using mg::test::TempDir;
+
 namespace {
 
-// A fresh folder under the system's temporary directory, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("mg_test_data_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name, const Bytes& content) const {
-    std::string p = (path / name).string();
-    std::ofstream f(p, std::ios::binary);
-    f.write((const char*)content.data(), (std::streamsize)content.size());
-    REQUIRE(f.good());
-    return p;
-  }
-};
 
 // Text-like bytes (compressible, all byte values present now and then), deterministic in `seed`.
 Bytes make_text(size_t n, uint64_t seed = 1) {
@@ -310,7 +292,7 @@ TEST_CASE("data: bad inputs give clear errors") {
     CHECK(contains(msg, "is a directory"));
   }
   SUBCASE("empty file") {
-    std::string msg = read_error(dir.file("empty.txt", {}));
+    std::string msg = read_error(dir.file("empty.txt", Bytes{}));
     CHECK(contains(msg, "empty.txt"));
     CHECK(contains(msg, "is empty"));
   }

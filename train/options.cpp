@@ -1,5 +1,7 @@
 #include "train/options.h"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -36,7 +38,7 @@ void TrainOptions::validate() const {
            "[train] --stop-at must be between 1 and --steps ({}), got {}", steps, stop_at);
   const auto names = MambaConfig::preset_names();
   MG_CHECK(std::find(names.begin(), names.end(), preset) != names.end(),
-           "[train] unknown --preset '{}' (valid: tiny, small, base)", preset);
+           "[train] unknown --preset '{}' (valid: {})", preset, fmt::join(names, ", "));
   config.validate();
 }
 
