@@ -123,7 +123,7 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
     model.train();
     r.params = model.num_parameters();
     std::vector<ParamGroup> groups(2);
-    groups[0].weight_decay = 0.1;  // SPEC 7: matrices only
+    groups[0].weight_decay = 0.1;  // matrices only (docs/design.md#training-defaults)
     for (auto& p : model.named_parameters()) groups[p.decay ? 0 : 1].params.push_back({p.name, p.tensor});
     AdamW opt(groups, 1e-3);
     Generator gen(1);
