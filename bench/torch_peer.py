@@ -4,7 +4,7 @@
     /usr/bin/python3 bench/torch_peer.py --preset small --batch 16 --seq 256 --steps 5 --threads 2
     /usr/bin/python3 bench/torch_peer.py --preset base --batch 16 --seq 256 --steps 20 --device cuda
 
-The model is SPEC section 4 written as a careful PyTorch user would (no custom kernels): embedding;
+The model is docs/design.md#the-mamba-block written as a careful PyTorch user would (no custom kernels): embedding;
 per layer residual add + RMSNorm + mixer (in_proj, split, causal depthwise nn.Conv1d with
 groups=d_inner and padding d_conv-1 then sliced, silu, x_proj, dt/B/C split, dt_proj + softplus,
 selective scan, D skip, silu(z) gate, out_proj); final RMSNorm; head tied to the embedding. The
@@ -13,7 +13,7 @@ from unbind(), so the backward of each step's slice is not a full-size gradient 
 unbind stacks them once). Like any autograd scan it keeps O(b*l*d_inner*n) tensors for the backward
 (mambagrad's fused scan does not; that is part of what the benchmark shows).
 
-Init as SPEC section 4 (nn.Linear / nn.Conv1d defaults, dt_proj as the official Mamba, A_log =
+Init as docs/design.md#initialisation (nn.Linear / nn.Conv1d defaults, dt_proj as the official Mamba, A_log =
 log(1..n), D = 1, out_proj / sqrt(n_layer), embedding N(0, 0.02)). The step: sample a batch, forward,
 loss.item(), zero_grad(set_to_none=True), backward, clip_grad_norm_(1.0), AdamW(lr 1e-3, betas
 (0.9, 0.95), eps 1e-8, weight decay 0.1 on matrices only). The learning rate is constant.
@@ -192,7 +192,7 @@ def main():
     class MambaLM(nn.Module):
         def __init__(self):
             super().__init__()
-            self.backbone = Backbone()  # parameter names as Hugging Face's Mamba (SPEC section 6)
+            self.backbone = Backbone()  # Hugging Face's names (docs/design.md#checkpoints-and-the-run-folder)
 
         def forward(self, tokens):
             bb = self.backbone

@@ -121,7 +121,7 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
     MambaLM model(cfg, /*seed=*/0);
     model.to(device);
     r.params = model.num_parameters();
-    AdamW opt(make_param_groups(model, 0.1), 1e-3);
+    AdamW opt(make_param_groups(model, 0.1), 1e-3);  // decay on matrices only (docs/design.md#training-defaults)
     Generator gen(1);
     double total = 0, fwd = 0, bwd = 0, upd = 0;
     for (int s = 0; s < warmup + steps; ++s) {

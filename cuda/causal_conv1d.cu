@@ -1,4 +1,5 @@
-// causal_conv1d (+silu) on CUDA, forward and backward (SPEC section 3; the op is ops/causal_conv1d.cpp):
+// causal_conv1d (+silu) on CUDA, forward and backward (docs/design.md#causal-depthwise-conv;
+// the op is ops/causal_conv1d.cpp):
 //     pre[t, c] = bias[c] + sum_{j<k} w[c, j] x[t-(k-1)+j, c]   (x = 0 at negative times),  y = silu(pre).
 // Forward and dx are elementwise over (b, l, d) with c fastest (coalesced); each output reads its k
 // inputs, which the caches share between neighbouring time steps. The backward first writes

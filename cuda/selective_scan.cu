@@ -1,4 +1,4 @@
-// The fused selective scan on CUDA (SPEC section 2; the op, its checks and vjp are in
+// The fused selective scan on CUDA (docs/design.md#the-selective-scan; the op, its checks and vjp are in
 // ops/selective_scan.cpp; the design is in docs/cuda-scan.md).
 //
 // Work split. A block owns batch row i and the 32 channels c0 .. c0+31 (lane = channel), and walks the

@@ -2,7 +2,7 @@
 // batches. Tokens are bytes (vocabulary 256), handed out as int64 tensors for embedding() and
 // cross_entropy().
 //
-// The enwik8 protocol (SPEC.md section 5): train = the first 90% of the bytes, validation = the next
+// The enwik8 protocol (docs/design.md#enwik8): train = the first 90% of the bytes, validation = the next
 // 5%, test = the last 5%; for enwik8's 100,000,000 bytes exactly 90M / 5M / 5M.
 #pragma once
 #include <cstdint>

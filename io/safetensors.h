@@ -1,4 +1,5 @@
-// safetensors files (https://github.com/huggingface/safetensors), the checkpoint format of SPEC §6:
+// safetensors files (https://github.com/huggingface/safetensors), the checkpoint format
+// (docs/design.md#checkpoints-and-the-run-folder):
 //   8 bytes   little-endian u64 N, the header length
 //   N bytes   JSON {"__metadata__": {str: str}, name: {"dtype": "F32"|"F64"|"I64", "shape": [...],
 //             "data_offsets": [begin, end]}, ...}, padded with spaces so that 8 + N is a multiple of 8

@@ -1,4 +1,4 @@
-// The Mamba language model, exactly the official architecture and initialisation (SPEC section 4),
+// The Mamba language model, exactly the official architecture and initialisation (docs/design.md#the-mamba-block),
 // with Hugging Face's parameter names so checkpoints load in transformers' MambaForCausalLM.
 #pragma once
 #include <string>
@@ -29,7 +29,7 @@ struct MambaConfig {
   static MambaConfig preset(const std::string& name);
   static std::vector<std::string> preset_names();
 
-  // config.json in Hugging Face's format (SPEC section 6), and back.
+  // config.json in Hugging Face's format (docs/design.md#checkpoints-and-the-run-folder), and back.
   std::string to_json() const;
   static MambaConfig from_json(const std::string& text, const std::string& source);
 };
@@ -67,7 +67,7 @@ class MambaBlock : public Module {
 
 class MambaLM : public Module {
  public:
-  // Initialised from `seed` (SPEC section 4).
+  // Initialised from `seed` (docs/design.md#initialisation).
   MambaLM(const MambaConfig& cfg, uint64_t seed = 0);
   // tokens (b, l) int64, on the model's device (Module::to) -> logits (b, l, padded_vocab)
   Tensor forward(const Tensor& tokens) const;

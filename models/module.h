@@ -13,7 +13,7 @@ namespace mg {
 struct NamedParam {
   std::string name;
   Tensor tensor;
-  bool decay;  // whether AdamW's weight decay applies (SPEC 7: matrices only)
+  bool decay;  // whether AdamW's weight decay applies (matrices only: docs/design.md#initialisation)
 };
 
 class Module {

@@ -1,4 +1,4 @@
-// causal_conv1d(x, weight, bias, apply_silu): depthwise over time (SPEC section 3),
+// causal_conv1d(x, weight, bias, apply_silu): depthwise over time (docs/design.md#causal-depthwise-conv),
 //     pre[t, c] = bias[c] + sum_{j<k} weight[c, j] x[t-(k-1)+j, c]   (x = 0 at negative times),
 //     y = silu(pre) when apply_silu, else pre.
 // Fused forward and vjp; the forward saves only its inputs and the backward recomputes pre:

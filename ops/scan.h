@@ -1,4 +1,4 @@
-// The Mamba scan ops, fused on the CPU with composed references (SPEC sections 2 and 3).
+// The Mamba scan ops, fused on the CPU with composed references (math and gradients: docs/design.md).
 //
 // selective_scan: for each batch, channel c and state k, starting from h = 0,
 //     dt[t] = softplus(delta[t] + delta_bias[c])   (softplus only when delta_softplus)

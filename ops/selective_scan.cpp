@@ -1,5 +1,5 @@
 // selective_scan: argument checks, the fused op's forward dispatch and vjp, the composed reference,
-// and the gradcheck cases. The math is in ops/scan.h and SPEC section 2; the CPU kernels and the
+// and the gradcheck cases. The math is in ops/scan.h and docs/design.md#the-selective-scan; the CPU kernels and the
 // account of where their memory goes are in ops/cpu/selective_scan.cpp.
 //
 // Memory: the forward saves for backward only its (contiguous) inputs and the chunk-end states

@@ -23,7 +23,7 @@ inline double max_rel_diff(const std::vector<double>& a, const std::vector<doubl
   return m;
 }
 
-// max |got - want| / max |want| over the whole tensor (the SPEC's relative error of a result).
+// max |got - want| / max |want| over the whole tensor (the relative error of a result, docs/design.md#tolerances).
 inline double rel_err(const Tensor& got, const Tensor& want) {
   auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
   REQUIRE(g.size() == w.size());

@@ -1,6 +1,6 @@
 // selective_scan and causal_conv1d on CUDA against the CPU fused ops (which test_selective_scan.cpp and
 // test_causal_conv1d.cpp check against their composed references and PyTorch): fresh random inputs
-// over the CPU tests' edge cases, float64 tight and float32 at the SPEC tolerances, every output and
+// over the CPU tests' edge cases, float64 tight and float32 at docs/design.md#tolerances, every output and
 // every gradient; bit-identical gradients over repeated runs; the memory rule; device errors.
 // Every case starts with MG_REQUIRE_CUDA(): without a GPU it is reported as skipped.
 //
@@ -142,9 +142,9 @@ TEST_CASE("cuda selective_scan: float64 equals the CPU op over the edge cases (v
   for (const ScanCfg& c : kEdgeCases) compare_scan(c, DType::f64, 1e-11, 1e-10, 1e-10);
 }
 
-TEST_CASE("cuda selective_scan: float32 within the SPEC tolerances over the edge cases") {
+TEST_CASE("cuda selective_scan: float32 within the design tolerances over the edge cases") {
   MG_REQUIRE_CUDA();
-  // SPEC: forward under 1e-5, gradients under 1e-4, delta (and delta_bias) under 5e-4.
+  // docs/design.md#tolerances: forward under 1e-5, gradients under 1e-4, delta (and delta_bias) under 5e-4.
   for (const ScanCfg& c : kEdgeCases) compare_scan(c, DType::f32, 1e-5, 1e-4, 5e-4);
 }
 

@@ -185,7 +185,7 @@ TEST_CASE("cuda model: logits, loss and every gradient match the PyTorch fixture
     const test::FixtureErr e = test::compare_to_fixture(logits, fx.at("logits"));
     const double normwise = e.normwise(), worst = e.worst_rel;
     MESSAGE("cuda logits: normwise error " << normwise << ", worst elementwise " << worst);
-    CHECK(normwise < 1e-5);  // the CPU test's bounds (SPEC float32 forward 1e-5)
+    CHECK(normwise < 1e-5);  // the CPU test's bounds (docs/design.md#tolerances: float32 forward 1e-5)
     CHECK(worst < 5e-4);
   }
   Tensor loss = m->loss(tokens, targets);
@@ -200,7 +200,7 @@ TEST_CASE("cuda model: logits, loss and every gradient match the PyTorch fixture
     const test::FixtureErr e = test::compare_to_fixture(p.grad(), fx.at("grad." + name));
     const double normwise = e.normwise(), worst = e.worst_rel;
     MESSAGE(name << ": normwise " << normwise << ", worst elementwise " << worst);
-    CHECK(normwise < 1e-4);  // SPEC float32 gradients 1e-4
+    CHECK(normwise < 1e-4);  // docs/design.md#tolerances: float32 gradients 1e-4
     CHECK(worst < 1e-3);
     ++checked;
   }

@@ -1,4 +1,4 @@
-// The Mamba LM: parameter names and shapes (Hugging Face's), initialisation (SPEC section 4),
+// The Mamba LM: parameter names and shapes (Hugging Face's), initialisation (docs/design.md#initialisation),
 // parameter counts, gradients reaching every parameter, and the recurrent step against the full
 // forward.
 #include <doctest/doctest.h>
@@ -14,19 +14,20 @@
 using namespace mg;
 
 namespace {
-// The parameter count of SPEC section 4's architecture, written out from the shapes of SPEC section 6.
-int64_t spec_param_count(int64_t V, int64_t d, int64_t L, int64_t n = 16, int64_t k = 4) {
+// The parameter count of docs/design.md#the-mamba-block, written out from the weight shapes of
+// docs/design.md#checkpoints-and-the-run-folder.
+int64_t documented_param_count(int64_t V, int64_t d, int64_t L, int64_t n = 16, int64_t k = 4) {
   int64_t di = 2 * d, R = (d + 15) / 16;
   int64_t layer = 2 * di * d + di * k + di + (R + 2 * n) * di + di * R + di + di * n + di + d * di + d;
   return V * d + L * layer + d;
 }
 }  // namespace
 
-TEST_CASE("mamba: presets have the SPEC's sizes and parameter counts") {
+TEST_CASE("mamba: presets have the documented sizes and parameter counts") {
   MambaLM tiny(MambaConfig::preset("tiny"));
   MambaLM small(MambaConfig::preset("small"));
-  CHECK(tiny.num_parameters() == spec_param_count(256, 64, 2));
-  CHECK(small.num_parameters() == spec_param_count(256, 256, 4));
+  CHECK(tiny.num_parameters() == documented_param_count(256, 64, 2));
+  CHECK(small.num_parameters() == documented_param_count(256, 256, 4));
   CHECK(small.config().d_model == 256);
   CHECK(small.config().n_layer == 4);
   CHECK(MambaConfig::preset("base").d_model == 512);

@@ -1,4 +1,4 @@
-// The whole Mamba LM against a PyTorch fixture written from the SPEC's math in float64
+// The whole Mamba LM against a PyTorch fixture written from the math of docs/design.md in float64
 // (tests/reference/make_mamba_fixture.py, the format of tests/fixture.h with the magic
 // "MGMAMBFX"): the logits, the mean cross-entropy loss, and the gradient of every parameter, with
 // the fixture's float64 weights loaded into the float32 model.

@@ -1,6 +1,6 @@
 // selective_scan: gradcheck over edge cases, the fused op against its composed reference (float64
-// and float32 at the SPEC tolerances), determinism, the memory rule, error messages, and a
-// PyTorch fixture written from the SPEC's math (tests/reference/make_scan_fixture.py).
+// and float32 at docs/design.md#tolerances), determinism, the memory rule, error messages, and a
+// PyTorch fixture written from the math of docs/design.md (tests/reference/make_scan_fixture.py).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -131,7 +131,7 @@ TEST_CASE("selective_scan: fused equals the composed reference in float64, value
 }
 
 TEST_CASE("selective_scan: float32 parity with the float64 reference at (b=2, l=1000, d=64, n=16)") {
-  // SPEC: forward under 1e-5, gradients under 1e-4, delta (and delta_bias) under 5e-4.
+  // docs/design.md#tolerances: forward under 1e-5, gradients under 1e-4, delta (and delta_bias) under 5e-4.
   Cfg c{"", 2, 1000, 64, 16, true, true, true, true, true};
   compare_with_reference(c, DType::f32, 1e-5, 1e-4, 5e-4);
 }

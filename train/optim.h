@@ -1,5 +1,5 @@
 // AdamW (decoupled weight decay, Loshchilov & Hutter), global-norm gradient clipping and the
-// learning-rate schedule of SPEC §7. Formulas follow torch.optim.AdamW and
+// learning-rate schedule of docs/design.md#training-defaults. Formulas follow torch.optim.AdamW and
 // torch.nn.utils.clip_grad_norm_ so that runs can be compared with PyTorch.
 #pragma once
 #include <cstdint>
@@ -11,7 +11,7 @@
 
 namespace mg {
 
-// Parameters that share a weight decay (SPEC §7: 0.1 for matrices, 0 for biases, norm weights,
+// Parameters that share a weight decay (docs/design.md#training-defaults: 0.1 for matrices, 0 for biases, norm weights,
 // A_log, D and the embedding). Names must be unique across all groups; they name the optimizer
 // state in checkpoints ("<name>.exp_avg", "<name>.exp_avg_sq").
 struct ParamGroup {

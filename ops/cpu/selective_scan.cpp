@@ -4,7 +4,7 @@
 // of d are padded to full width with lanes that carry dt = 0, u = 0 (identity steps contributing 0),
 // so every channel runs through the same code whatever d and the thread count are.
 //
-// Where the memory goes (b, l, d, n as in SPEC section 2; "all states" = b*l*d*n values):
+// Where the memory goes (b, l, d, n as in docs/design.md#the-selective-scan; "all states" = b*l*d*n values):
 //   forward:  the output (b, l, d), and when a backward will run the chunk-end states
 //             (b, ceil(l/kScanChunk), d, n) = all states / kScanChunk. Per thread: O(n * kScanBlock).
 //   backward: per thread, the recomputed states and decay factors of one chunk of one block,

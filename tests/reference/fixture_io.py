@@ -1,4 +1,4 @@
-"""What the fixture scripts share: the causal depthwise conv1d of SPEC section 3, and the writer of
+"""What the fixture scripts share: the causal depthwise conv1d (docs/design.md), and the writer of
 the binary fixtures. Writes the binary fixtures that tests/fixture.h reads: an 8-byte magic, version 1 and the array
 count (little-endian uint32), then per array: name length (uint32), name (ASCII), ndim (uint32),
 shape (int64 each), and the values as little-endian float64."""
@@ -27,7 +27,7 @@ def write_fixture(filename, magic, arrays):
 
 
 def causal_conv1d(x, weight, bias=None, apply_silu=False):
-    # SPEC section 3: y[t, c] = bias[c] + sum_j weight[c, j] * x[t - (k-1) + j, c], zero before t = 0.
+    # docs/design.md: y[t, c] = bias[c] + sum_j weight[c, j] * x[t - (k-1) + j, c], zero before t = 0.
     b, l, d = x.shape
     k = weight.shape[1]
     y = torch.zeros(b, l, d, dtype=x.dtype)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes tests/fixtures/mamba_fixture.bin: a whole small Mamba language model (weights, a batch of
 tokens and targets, the logits, the mean cross-entropy loss and the gradient of that loss with
-respect to every parameter), computed in float64 by PyTorch autograd from the math of SPEC.md
+respect to every parameter), computed in float64 by PyTorch autograd from the math of docs/design.md
 sections 2, 3 and 4 (the selective scan and the causal conv1d are plain loops over time; nothing
 here is taken from the C++ code). It is the whole-model counterpart of make_scan_fixture.py, as
 llm.c's debug state is for GPT-2. tests/test_mamba_fixture.cpp checks the C++ MambaLM against it.
@@ -19,10 +19,10 @@ Arrays:
     "tokens", "targets" (b, l), byte values stored as float64
     "logits"           (b, l, vocab_size)
     "loss"             (1,) mean cross-entropy in nats over the b * l targets
-    "param.<name>"     every parameter, named as Hugging Face's Mamba (SPEC section 6)
+    "param.<name>"     every parameter, named as Hugging Face's Mamba (docs/design.md#checkpoints-and-the-run-folder)
     "grad.<name>"      d loss / d parameter, same shapes
 
-Weights: the SPEC's initialisation with noise on everything that it initialises to a constant (norm
+Weights: the initialisation of docs/design.md with noise on everything that it initialises to a constant (norm
 weights, A_log, D), an embedding of std 0.3 instead of 0.02 (so the logits are not near-uniform and
 the loss depends strongly on every path), and dt drawn from [1e-2, 1] rather than [1e-3, 1e-1]
 (so the recurrence forgets noticeably within the sequence). The embedding is tied to the head, so
@@ -48,7 +48,7 @@ B_, L_ = 2, 24
 
 
 def softplus(x):
-    # SPEC: log1p(exp(x)), and x itself where x > 20
+    # docs/design.md: log1p(exp(x)), and x itself where x > 20
     return torch.where(x > 20, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
 
 
@@ -57,7 +57,7 @@ def silu(x):
 
 
 def selective_scan(u, delta, A, B, C, D, z, delta_bias):
-    # SPEC section 2 with delta_softplus on, a plain loop over time; h starts at 0.
+    # docs/design.md#the-selective-scan with delta_softplus on, a plain loop over time; h starts at 0.
     b, l, d = u.shape
     n = A.shape[1]
     dt = softplus(delta + delta_bias)  # (b, l, d)
@@ -76,7 +76,7 @@ def rmsnorm(x, w, eps):
 
 
 def mixer(x, p, pre):
-    # SPEC section 4, the Mamba block's mixer.
+    # docs/design.md#the-mamba-block, the Mamba block's mixer.
     di, n, R = CFG["expand"] * CFG["d_model"], CFG["d_state"], CFG["dt_rank"]
     xz = x @ p[pre + "in_proj.weight"].T  # (b, l, 2 di)
     xi, z = xz.split([di, di], -1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes tests/fixtures/scan_fixture.bin: inputs, outputs and every gradient of the selective scan
-and the causal depthwise conv1d, computed in float64 by PyTorch autograd from the math in SPEC.md
+and the causal depthwise conv1d, computed in float64 by PyTorch autograd from the math in docs/design.md
 sections 2 and 3 (a plain loop over time; nothing here is taken from the C++ code).
 
 Not part of the build; the fixture is committed and the tests never need PyTorch. Run with
@@ -28,7 +28,7 @@ DT = torch.float64
 
 
 def softplus(x):
-    # SPEC: log1p(exp(x)), and x itself where x > 20
+    # docs/design.md: log1p(exp(x)), and x itself where x > 20
     return torch.where(x > 20, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
 
 
