@@ -1,4 +1,5 @@
-"""What the fixture scripts share: the causal depthwise conv1d (docs/design.md), and the writer of
+"""What the fixture scripts share: the reference selective scan and causal depthwise conv1d
+(docs/design.md), softplus and silu, and the writer of
 the binary fixtures. Writes the binary fixtures that tests/fixture.h reads: an 8-byte magic, version 1 and the array
 count (little-endian uint32), then per array: name length (uint32), name (ASCII), ndim (uint32),
 shape (int64 each), and the values as little-endian float64."""
@@ -41,3 +42,34 @@ def causal_conv1d(x, weight, bias=None, apply_silu=False):
     if apply_silu:
         y = y * torch.sigmoid(y)
     return y
+
+
+def softplus(x):
+    # docs/design.md: log1p(exp(x)), and x itself where x > 20
+    return torch.where(x > 20, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
+
+
+def silu(x):
+    return x * torch.sigmoid(x)
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The reference scan (docs/design.md#the-selective-scan), a plain loop over time from h = 0.
+    Returns y (b, l, d) and the last state (b, d, n). Both fixture scripts use this one."""
+    b, l, d = u.shape
+    n = A.shape[1]
+    dt = delta + delta_bias if delta_bias is not None else delta  # (b, l, d)
+    if delta_softplus:
+        dt = softplus(dt)
+    h = torch.zeros(b, d, n, dtype=u.dtype)
+    ys = []
+    for t in range(l):
+        dtt = dt[:, t, :, None]  # (b, d, 1)
+        h = torch.exp(dtt * A) * h + dtt * B[:, t, None, :] * u[:, t, :, None]  # (b, d, n)
+        ys.append((h * C[:, t, None, :]).sum(-1))  # (b, d)
+    y = torch.stack(ys, 1)  # (b, l, d)
+    if D is not None:
+        y = y + D * u
+    if z is not None:
+        y = y * (z * torch.sigmoid(z))
+    return y, h

@@ -35,7 +35,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_io import causal_conv1d, write_fixture  # noqa: E402
+from fixture_io import causal_conv1d, selective_scan, silu, write_fixture  # noqa: E402
 
 torch.manual_seed(20240611)
 torch.set_num_threads(1)  # the same bytes on every run (threaded reductions round differently)
@@ -45,30 +45,6 @@ DT = torch.float64
 CFG = dict(vocab_size=256, d_model=16, n_layer=2, d_state=8, d_conv=4, expand=2, norm_eps=1e-5)
 CFG["dt_rank"] = math.ceil(CFG["d_model"] / 16)
 B_, L_ = 2, 24
-
-
-def softplus(x):
-    # docs/design.md: log1p(exp(x)), and x itself where x > 20
-    return torch.where(x > 20, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
-
-
-def silu(x):
-    return x * torch.sigmoid(x)
-
-
-def selective_scan(u, delta, A, B, C, D, z, delta_bias):
-    # docs/design.md#the-selective-scan with delta_softplus on, a plain loop over time; h starts at 0.
-    b, l, d = u.shape
-    n = A.shape[1]
-    dt = softplus(delta + delta_bias)  # (b, l, d)
-    h = torch.zeros(b, d, n, dtype=u.dtype)
-    ys = []
-    for t in range(l):
-        dtt = dt[:, t, :, None]  # (b, d, 1)
-        h = torch.exp(dtt * A) * h + dtt * B[:, t, None, :] * u[:, t, :, None]  # (b, d, n)
-        ys.append((h * C[:, t, None, :]).sum(-1))  # (b, d)
-    y = torch.stack(ys, 1) + D * u  # (b, l, d)
-    return y * silu(z)
 
 
 def rmsnorm(x, w, eps):
@@ -85,7 +61,7 @@ def mixer(x, p, pre):
     dt, Bm, Cm = x_dbl.split([R, n, n], -1)
     delta = dt @ p[pre + "dt_proj.weight"].T  # (b, l, di); the bias goes in as delta_bias
     A = -torch.exp(p[pre + "A_log"])
-    y = selective_scan(xc, delta, A, Bm, Cm, p[pre + "D"], z, p[pre + "dt_proj.bias"])
+    y, _ = selective_scan(xc, delta, A, Bm, Cm, p[pre + "D"], z, p[pre + "dt_proj.bias"], delta_softplus=True)
     return y @ p[pre + "out_proj.weight"].T
 
 

@@ -21,35 +21,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_io import causal_conv1d, write_fixture  # noqa: E402
+from fixture_io import causal_conv1d, selective_scan, write_fixture  # noqa: E402
 
 torch.manual_seed(1234)
 DT = torch.float64
-
-
-def softplus(x):
-    # docs/design.md: log1p(exp(x)), and x itself where x > 20
-    return torch.where(x > 20, x, torch.log1p(torch.exp(torch.clamp(x, max=20))))
-
-
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    b, l, d = u.shape
-    n = A.shape[1]
-    dt = delta + delta_bias if delta_bias is not None else delta  # (b, l, d)
-    if delta_softplus:
-        dt = softplus(dt)
-    h = torch.zeros(b, d, n, dtype=u.dtype)
-    ys = []
-    for t in range(l):
-        dtt = dt[:, t, :, None]  # (b, d, 1)
-        h = torch.exp(dtt * A) * h + dtt * B[:, t, None, :] * u[:, t, :, None]  # (b, d, n)
-        ys.append((h * C[:, t, None, :]).sum(-1))  # (b, d)
-    y = torch.stack(ys, 1)  # (b, l, d)
-    if D is not None:
-        y = y + D * u
-    if z is not None:
-        y = y * (z * torch.sigmoid(z))
-    return y, h
 
 
 arrays = []
