@@ -244,14 +244,6 @@ TrainOptions checkpoint_options(const CheckpointRef& ckpt) {
 
 }  // namespace
 
-void require_device(Device device, const char* op) {
-  if (device.is_cpu()) return;
-  if (!cuda::built_with_cuda()) cuda::unsupported(op);  // "[op] this build has no CUDA support ..."
-  const int n = cuda::device_count();
-  MG_CHECK(device.index < n, "[{}] {} is not present: this machine has {} CUDA device{}{}", op, device.str(), n,
-           n == 1 ? "" : "s", n == 0 ? " (use --device cpu)" : "");
-}
-
 bool has_run_options(const std::string& run_dir) {
   return fs::exists(run_dir + "/" + kRunFile) || find_checkpoint(run_dir).has_value();
 }
