@@ -3,10 +3,9 @@
 #include <fmt/format.h>
 
 #include "apps/commands.h"
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "core/device.h"
 #include "core/error.h"
-#include "cuda/runtime.h"
 
 namespace mg::app {
 
@@ -23,11 +22,7 @@ void add_gradcheck_command(CLI::App& app, Run& run) {
   cmd->callback([o, &run] {
     run = [o] {
       Device dev = Device::parse(o->device);
-      if (dev.is_cuda()) {
-        if (!cuda::built_with_cuda()) cuda::unsupported("gradcheck");
-        MG_CHECK(dev.index < cuda::device_count(), "[gradcheck] --device {}: this machine has {} CUDA devices",
-                 dev.str(), cuda::device_count());
-      }
+      require_device(dev, "gradcheck");
       const auto& cases = GradcheckRegistry::get().cases();
       bool known = o->op.empty();
       for (auto& c : cases) known = known || op_name(c.op) == o->op;
@@ -36,7 +31,7 @@ void add_gradcheck_command(CLI::App& app, Run& run) {
         for (auto n : kAllOpNames) names += std::string(names.empty() ? "" : ", ") + std::string(n);
         MG_THROW("[gradcheck] unknown op '{}' (valid: {})", o->op, names);
       }
-      // On cuda the inputs live on the device and are perturbed there (autograd/gradcheck.cpp).
+      // On cuda the inputs live on the device and are perturbed there (ops/gradcheck.cpp).
       fmt::print("gradcheck on {}: float64, central differences\n", dev.str());
       fmt::print("{:<14} {:<40} {:<34} {:>10} {:>10}  {}\n", "op", "case", "inputs", "max abs", "max rel", "result");
       int failed = 0, total = 0;

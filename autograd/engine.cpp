@@ -1,6 +1,6 @@
 // The backward engine: count each node's dependencies (how many edges point at it from the part of
-// the graph reachable from the roots), then run nodes whose dependencies are all satisfied, from a
-// queue. Iterative throughout, so a graph of any depth is fine.
+// the graph reachable from the roots), then run nodes whose dependencies are all satisfied, taking
+// the most recently readied first (a LIFO stack, `ready`). Iterative throughout, so a graph of any depth is fine.
 #include <unordered_map>
 
 #include "autograd/node.h"

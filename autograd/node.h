@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "autograd/grad_mode.h"
-#include "autograd/op_list.h"
+#include "core/op_list.h"
 #include "core/tensor.h"
 
 namespace mg {

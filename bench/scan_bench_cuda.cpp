@@ -23,7 +23,7 @@
 #include "core/device.h"
 #include "cuda/runtime.h"
 #include "bench/scan_inputs.h"
-#include "cuda/scan.h"
+#include "cuda/scan_kernels.h"
 #include "ops/ops.h"
 
 namespace mg::bench {

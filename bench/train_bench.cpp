@@ -228,11 +228,7 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
            "[bench train] batch, seq and steps must be positive and warmup not negative (got {}, {}, {}, {})", batch,
            seq, steps, warmup);
   const Device device = Device::parse(device_name);
-  if (device.is_cuda()) {  // before any work, as the other commands
-    if (!cuda::built_with_cuda()) cuda::unsupported("bench train");
-    MG_CHECK(device.index < cuda::device_count(), "[bench train] {} is not present: this machine has {} CUDA devices",
-             device.str(), cuda::device_count());
-  }
+  require_device(device, "bench train");  // before any work, as the other commands
   const bool gpu = device.is_cuda();
   const std::vector<std::string> presets = presets_in.empty() ? std::vector<std::string>{"small", "base"} : presets_in;
   for (auto& p : presets) MambaConfig::preset(p);  // unknown names fail before any work

@@ -25,4 +25,10 @@ struct Device {
 inline constexpr Device kCPU{DeviceKind::cpu, 0};
 inline constexpr Device kCUDA{DeviceKind::cuda, 0};
 
+// The one check that a device is usable now: the CPU always is; a CUDA device needs a build with CUDA
+// ("[op] this build has no CUDA support ...") and that device present ("[op] cuda:N is not present:
+// this machine has M CUDA devices"). Throws mg::Error naming `op`. Commands and Module::to call it
+// before any work, so that a bad --device fails at once.
+void require_device(Device device, const char* op);
+
 }  // namespace mg

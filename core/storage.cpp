@@ -5,12 +5,15 @@
 #include <new>
 
 #include "core/cpu_allocator.h"
+#include "core/device_backend.h"
 #include "core/error.h"
-#include "cuda/runtime.h"
 
 namespace mg {
 
 namespace {
+const DeviceBackend* g_device_backend = nullptr;  // constant-initialised: a backend may install itself at any time
+DeviceBackend g_installed_backend;
+
 std::atomic<size_t> g_cpu_live{0}, g_cpu_peak{0};
 void count_alloc(size_t n) {
   size_t live = g_cpu_live.fetch_add(n, std::memory_order_relaxed) + n;
@@ -20,13 +23,25 @@ void count_alloc(size_t n) {
 }
 }  // namespace
 
+bool set_device_backend(DeviceBackend b) {
+  g_installed_backend = b;
+  g_device_backend = &g_installed_backend;
+  return true;
+}
+const DeviceBackend* device_backend() { return g_device_backend; }
+
+void throw_no_cuda(const char* op) {
+  MG_THROW("[{}] this build has no CUDA support (configure with -DMG_CUDA=ON on a machine with the CUDA toolkit)", op);
+}
+
 size_t cpu_bytes_in_use() { return g_cpu_live.load(std::memory_order_relaxed); }
 size_t cpu_peak_bytes() { return g_cpu_peak.load(std::memory_order_relaxed); }
 void reset_cpu_peak_bytes() { g_cpu_peak.store(g_cpu_live.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 
 Storage::Storage(size_t nbytes, Device device, const char* op) : nbytes_(nbytes), device_(device) {
   if (device.is_cuda()) {
-    data_ = cuda::device_malloc(nbytes, device.index, op);
+    if (!g_device_backend) throw_no_cuda(op);
+    data_ = g_device_backend->allocate(nbytes, device.index, op);
     return;
   }
   data_ = cpu_alloc(nbytes, op);  // 64-byte aligned, cached, huge pages when large (core/cpu_allocator.h)
@@ -35,7 +50,7 @@ Storage::Storage(size_t nbytes, Device device, const char* op) : nbytes_(nbytes)
 
 Storage::~Storage() {
   if (device_.is_cuda())
-    cuda::device_free(data_, device_.index);
+    g_device_backend->release(data_, device_.index);  // set, or this storage would not exist
   else {
     cpu_free(data_, nbytes_);
     g_cpu_live.fetch_sub(nbytes_, std::memory_order_relaxed);

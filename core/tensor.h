@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/shape.h"
 #include "core/storage.h"
+#include "core/strided.h"
 
 namespace mg {
 
@@ -132,6 +133,11 @@ class Tensor {
 
 // Builds a view of `base`'s storage with another shape/strides/offset (no autograd history).
 Tensor make_view(const Tensor& base, Shape shape, Strides strides, int64_t offset);
+
+// Strides of `t` broadcast to `shape` (0 on broadcast dims); t's shape must broadcast to it.
+inline Strides broadcast_strides(const Tensor& t, const Shape& shape) {
+  return broadcast_strides(t.shape(), t.strides(), shape);  // core/strided.h
+}
 
 }  // namespace mg
 

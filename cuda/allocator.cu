@@ -1,4 +1,5 @@
-// The caching device allocator behind device_malloc/device_free (Storage calls them): one BlockCache
+// The caching device allocator behind device_malloc/device_free (installed below as core's device backend,
+// which Storage allocates through): one BlockCache
 // (cuda/block_cache.h, where the policy is) per device over cudaMalloc/cudaFree. The caches are never
 // destroyed: tensors that die during static destruction still find theirs, and nothing is handed back
 // to a driver that may already be shutting down.
@@ -9,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/device_backend.h"
 #include "core/error.h"
 #include "cuda/block_cache.h"
 #include "cuda/check.cuh"
@@ -95,6 +97,12 @@ void device_free(void* p, int device) noexcept {
   } catch (...) {
   }
 }
+
+// core reaches the CUDA backend through these (core/device_backend.h). The CUDA library is linked whole
+// (CMakeLists.txt), so this initialiser runs in every program that links it.
+namespace {
+[[maybe_unused]] const bool g_installed = set_device_backend({&device_count, &device_malloc, &device_free});
+}  // namespace
 
 MemoryStats memory_stats(int device) {
   check_device(device, "memory_stats");

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "cuda/check.cuh"
-#include "cuda/scan.h"
+#include "cuda/scan_kernels.h"
 
 namespace mg::cuda {
 

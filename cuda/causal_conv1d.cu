@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #include "cuda/check.cuh"
-#include "cuda/scan.h"
+#include "cuda/scan_kernels.h"
 
 namespace mg::cuda {
 

@@ -1,9 +1,9 @@
-// Elementwise kernels: broadcasting binary ops, the unary functions of ops/unary_functors.h and
+// Elementwise kernels: broadcasting binary ops, the unary functions of core/unary_functors.h and
 // their derivatives, and the in-place updates (dst += alpha * src, dst *= s). One grid-stride
 // kernel per shape of work; operands are addressed through a StridedIter (contiguous operands
 // coalesce to one dim, so the common case does no index division).
 #include "cuda/launch.cuh"
-#include "ops/unary_functors.h"
+#include "core/unary_functors.h"
 
 namespace mg::cuda {
 

@@ -15,9 +15,10 @@
 #include <cstdint>
 #include <vector>
 
-#include "autograd/op_list.h"
+#include "core/op_list.h"
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/strided.h"
 
 namespace mg::cuda {
 
@@ -45,18 +46,7 @@ StridedIter<K> make_iter(const std::vector<int64_t>& shape, const std::array<std
   if (it.numel == 0) return it;
   std::vector<int64_t> sz;
   std::array<std::vector<int64_t>, K> st;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = !sz.empty();
-    for (int k = 0; k < K && merge; ++k) merge = st[k].back() == strides[k][d] * shape[d];
-    if (merge) {
-      sz.back() *= shape[d];
-      for (int k = 0; k < K; ++k) st[k].back() = strides[k][d];
-    } else {
-      sz.push_back(shape[d]);
-      for (int k = 0; k < K; ++k) st[k].push_back(strides[k][d]);
-    }
-  }
+  coalesce_dims<K>(shape, strides, sz, st);  // core/strided.h
   MG_CHECK((int)sz.size() <= kMaxDims,
            "[{}] the cuda kernels take at most {} dims that cannot be merged, this layout has {} (call contiguous() "
            "first)",
@@ -73,7 +63,7 @@ StridedIter<K> make_iter(const std::vector<int64_t>& shape, const std::array<std
 enum class BinaryOp { add, sub, mul, div };
 // out = a op b; t is float32 or float64.
 void binary(BinaryOp op, DType t, void* out, const void* a, const void* b, const StridedIter<3>& it, int device);
-// out = F::f(x, p) for the functor of ops/unary_functors.h named by `op` (neg .. mul_scalar).
+// out = F::f(x, p) for the functor of core/unary_functors.h named by `op` (neg .. mul_scalar).
 void unary(OpId op, DType t, void* out, const void* x, double p, const StridedIter<2>& it, int device);
 // dx = g * F::df(x, y, p).
 void unary_backward(OpId op, DType t, void* dx, const void* g, const void* x, const void* y, double p,

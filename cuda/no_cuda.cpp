@@ -1,16 +1,19 @@
-// Stand-in for the CUDA backend in builds without CUDA: every request is a clear error. The kernel
-// launchers of cuda/kernels.h are defined here too, so the ops link; a CUDA tensor cannot exist in
-// such a build, so none of them is ever reached through an op.
+// Stand-in for the CUDA backend in builds without CUDA, the one place that handles "no CUDA in this
+// build": every function of cuda/runtime.h and every launcher of cuda/kernels.h, cuda/scan_kernels.h and
+// cuda/optim.h is defined here to throw throw_no_cuda's error (or to report nothing), so the ops link.
+// No device backend is installed (core/device_backend.h), so a CUDA tensor cannot exist in such a build
+// and require_device refuses every CUDA device; none of the launchers is reached through an op.
+#include "core/device_backend.h"
 #include "core/error.h"
 #include "cuda/kernels.h"
+#include "cuda/optim.h"
 #include "cuda/runtime.h"
+#include "cuda/scan_kernels.h"
 
 namespace mg::cuda {
 
 namespace {
-[[noreturn]] void no_cuda(const char* op) {
-  MG_THROW("[{}] this build has no CUDA support (configure with -DMG_CUDA=ON on a machine with the CUDA toolkit)", op);
-}
+[[noreturn]] void no_cuda(const char* op) { throw_no_cuda(op); }  // core/device_backend.h: the one message
 }  // namespace
 
 bool built_with_cuda() { return false; }
@@ -22,7 +25,6 @@ void copy_device_to_host(void*, const void*, size_t, int, const char* op) { no_c
 void copy_device_to_device(void*, const void*, size_t, int, const char* op) { no_cuda(op); }
 void copy_between_devices(void*, int, const void*, int, size_t, const char* op) { no_cuda(op); }
 void synchronize(int) {}
-void unsupported(const char* op) { no_cuda(op); }
 MemoryStats memory_stats(int) { return {}; }
 void reset_peak_memory(int) {}
 void empty_cache(int) {}
@@ -65,5 +67,44 @@ void gemm(DType, bool, bool, int64_t, int64_t, int64_t, const void*, int64_t, in
           double, void*, int64_t, int64_t, int64_t, int) {
   no_cuda("matmul");
 }
+
+// ---- the scan kernels and the benchmarks' probes (cuda/scan_kernels.h) ----
+template <class T>
+void selective_scan_forward(const ScanArgs<T>&, T*, T*, T*, int) {
+  no_cuda("selective_scan");
+}
+template <class T>
+void selective_scan_backward(const ScanArgs<T>&, const T*, const T*, const T*, const ScanGrads<T>&,
+                             const ScanScratch<T>&, int) {
+  no_cuda("selective_scan");
+}
+template <class T>
+void causal_conv1d_forward(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, int) {
+  no_cuda("causal_conv1d");
+}
+template <class T>
+void causal_conv1d_backward(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, T*,
+                            T*, T*, double*, int) {
+  no_cuda("causal_conv1d");
+}
+#define MG_NO_CUDA_SCAN(T)                                                                                          \
+  template void selective_scan_forward<T>(const ScanArgs<T>&, T*, T*, T*, int);                                     \
+  template void selective_scan_backward<T>(const ScanArgs<T>&, const T*, const T*, const T*, const ScanGrads<T>&,   \
+                                           const ScanScratch<T>&, int);                                             \
+  template void causal_conv1d_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, \
+                                         int);                                                                      \
+  template void causal_conv1d_backward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,        \
+                                          int64_t, bool, T*, T*, T*, T*, double*, int);
+MG_NO_CUDA_SCAN(float)
+MG_NO_CUDA_SCAN(double)
+#undef MG_NO_CUDA_SCAN
+int64_t causal_conv1d_partials(int64_t, int64_t, int64_t, int64_t) { return 0; }
+double time_device_copy(void*, const void*, size_t, int, int) { no_cuda("bench scan --device cuda"); }
+double time_on_stream(int, const std::function<void()>&) { no_cuda("bench scan --device cuda"); }
+
+// ---- the optimizer kernels (cuda/optim.h) ----
+void adamw_step(const std::vector<AdamWTensor>&, const AdamWScalars&, int) { no_cuda("adamw_step"); }
+double grad_sum_squares(const std::vector<GradTensor>&, int) { no_cuda("clip_grad_norm"); }
+void scale_grads(const std::vector<GradTensor>&, double, int) { no_cuda("clip_grad_norm"); }
 
 }  // namespace mg::cuda

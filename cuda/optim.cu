@@ -101,7 +101,7 @@ unsigned grid_of(size_t chunks, const char* op) {
   return (unsigned)chunks;
 }
 
-// The per-element arithmetic of the CPU AdamW (train/optim.cpp, adamw_update), in T.
+// The per-element arithmetic of the CPU AdamW (ops/cpu/optim.cpp, adamw_update), in T.
 template <class T>
 __global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWEntry* __restrict__ table, T w1, T b2, T w2,
                                                           T step_size, T bc2_sqrt, T eps) {

@@ -1,7 +1,7 @@
 // Launchers of the optimizer kernels (cuda/optim.cu): AdamW over every parameter of a device in one
 // launch per dtype, and the global gradient norm for clipping. C++17 and free of core/tensor.h so the
 // .cu file can include it; train/optim.cpp builds the tables from tensors. In a build without CUDA
-// the launchers are inline stubs that throw "[op] this build has no CUDA support".
+// cuda/no_cuda.cpp defines them to throw "[op] this build has no CUDA support".
 //
 // Work is described by a host table of tensors; the launcher splits each tensor into chunks of at
 // most kOptimChunk elements (make_chunks below), copies the chunk table to the device through a
@@ -60,10 +60,8 @@ inline std::vector<Chunk> make_chunks(const std::vector<int64_t>& numels, int64_
   return out;
 }
 
-#if MG_HAVE_CUDA
-
 // One AdamW step over every tensor in `ts` (one launch per dtype present), with the same per-element
-// arithmetic as the CPU AdamW in train/optim.cpp.
+// arithmetic as the CPU AdamW (ops/cpu/optim.cpp).
 void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int device);
 
 // Sum over every element of every gradient of x^2, accumulated in double: per-block partial sums
@@ -74,12 +72,5 @@ double grad_sum_squares(const std::vector<GradTensor>& gs, int device);
 // g *= coef for every gradient, in the gradient's precision (one launch per dtype present).
 void scale_grads(const std::vector<GradTensor>& gs, double coef, int device);
 
-#else
-
-inline void adamw_step(const std::vector<AdamWTensor>&, const AdamWScalars&, int) { unsupported("adamw_step"); }
-inline double grad_sum_squares(const std::vector<GradTensor>&, int) { unsupported("clip_grad_norm"); }
-inline void scale_grads(const std::vector<GradTensor>&, double, int) { unsupported("clip_grad_norm"); }
-
-#endif
 
 }  // namespace mg::cuda

@@ -69,8 +69,4 @@ bool g_allow_tf32 = false;
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
 
-void unsupported(const char* op) {
-  MG_THROW("[{}] is not implemented on cuda yet (move the tensors to the cpu with .to(mg::kCPU))", op);
-}
-
 }  // namespace mg::cuda

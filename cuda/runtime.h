@@ -1,5 +1,6 @@
-// The host-side face of the CUDA backend. In a build without CUDA every function here throws
-// "[op] this build has no CUDA support" (cuda/no_cuda.cpp); with CUDA they are in cuda/runtime.cu.
+// The host-side face of the CUDA backend. With CUDA these are defined in cuda/runtime.cu, the memory
+// functions in cuda/allocator.cu; in a build without CUDA, cuda/no_cuda.cpp defines each one to throw
+// "[op] this build has no CUDA support" or to report nothing (no devices, no memory).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -31,8 +32,5 @@ void empty_cache(int device);        // returns cached blocks to the driver
 // cuBLAS float32 matmuls in TF32 (faster, ~1e-3 relative error) when on; off (full float32) by default.
 void set_allow_tf32(bool on);
 bool allow_tf32();
-
-// Throws "[op] ... not implemented on cuda" until the kernel exists, or "no CUDA support".
-[[noreturn]] void unsupported(const char* op);
 
 }  // namespace mg::cuda

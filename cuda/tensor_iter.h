@@ -9,13 +9,7 @@
 
 namespace mg::cuda {
 
-// Strides of `t` broadcast to `shape` (0 on broadcast dims); `t`'s shape must broadcast to it.
-inline std::vector<int64_t> broadcast_strides(const Tensor& t, const Shape& shape) {
-  std::vector<int64_t> st(shape.size(), 0);
-  const size_t off = shape.size() - t.shape().size();
-  for (size_t i = 0; i < t.shape().size(); ++i) st[off + i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
-  return st;
-}
+using mg::broadcast_strides;  // core/tensor.h: strides of a tensor broadcast to a shape
 
 // An iterator over `shape` for tensors that have that shape (or broadcast to it: pass their
 // broadcast_strides), in the order the launcher takes its operands.

@@ -7,7 +7,7 @@
 
 #include "autograd/grad_mode.h"
 #include "core/checked.h"
-#include "ops/unary_functors.h"
+#include "core/unary_functors.h"
 
 namespace mg {
 

@@ -4,7 +4,6 @@
 #include <map>
 
 #include "autograd/grad_mode.h"
-#include "cuda/runtime.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -93,11 +92,7 @@ int64_t Module::num_parameters() const {
 }
 
 void Module::to(Device device) {
-  if (device.is_cuda()) {  // a clear error before anything is copied
-    if (!cuda::built_with_cuda()) cuda::unsupported("Module::to");
-    MG_CHECK(device.index < cuda::device_count(), "[Module::to] {} is not present: this machine has {} CUDA devices",
-             device.str(), cuda::device_count());
-  }
+  require_device(device, "Module::to");  // a clear error before anything is copied
   NoGradGuard ng;
   struct Move {
     Tensor param, data, grad;

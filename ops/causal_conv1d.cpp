@@ -9,10 +9,10 @@
 // causal_conv1d_reference composes the same from primitives (the test oracle).
 #include <cmath>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
-#include "cuda/scan.h"
+#include "cuda/scan_kernels.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 

@@ -1,14 +1,14 @@
 // Elementwise ops: add, sub, mul, div (broadcasting; the vjp sums back to each input's shape), the
-// unary functions of ops/unary_functors.h, and the in-place updates used by optimizers. On CUDA each
+// unary functions of core/unary_functors.h, and the in-place updates used by optimizers. On CUDA each
 // runs one kernel of cuda/elementwise.cu or cuda/copy.cu over the same strides as the cpu loop.
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "cuda/tensor_iter.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
-#include "ops/unary_functors.h"
+#include "core/unary_functors.h"
 
 namespace mg {
 

@@ -4,7 +4,7 @@
 // by id on the host (a counting sort, positions ascending within an id) and one thread per column of
 // a row sums its group in that order (cuda/embedding.cu): the same order, and bits, as the cpu.
 // On CUDA the ids are copied to the host once per forward, to check them and to group them.
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"

@@ -1,7 +1,7 @@
 // matmul (batched, broadcasting batch dims) and linear (x W^T + b), on ops/cpu/gemm on the cpu and
 // on cuBLAS on CUDA (cuda/blas.cu: one strided-batched call per matmul where the batch allows).
 // Transposed operands are passed to the gemm as flags, never copied.
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"

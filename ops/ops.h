@@ -84,8 +84,6 @@ Tensor view(const Tensor& x, Shape shape);     // always a view; throws if the s
 Tensor transpose(const Tensor& x, int64_t d0, int64_t d1);
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims);
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length);
-// Python-style slice [start:end) of `dim`; negative indices count from the end, ends are clamped.
-Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end);
 Tensor expand(const Tensor& x, const Shape& shape);
 Tensor unsqueeze(const Tensor& x, int64_t dim);
 Tensor squeeze(const Tensor& x, int64_t dim);

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"

@@ -4,7 +4,7 @@
 // On CUDA both run in cuda/rms_norm.cu (one block per row; dw in fixed row chunks: deterministic).
 #include <cmath>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"

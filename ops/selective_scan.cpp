@@ -10,10 +10,10 @@
 // dC, per-batch partials of dA, dD, ddelta_bias) is allocated here as device tensors.
 #include <cmath>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
-#include "cuda/scan.h"
+#include "cuda/scan_kernels.h"
 #include "ops/cpu/loops.h"
 #include "ops/cpu/selective_scan.h"
 #include "ops/ops.h"

@@ -1,11 +1,11 @@
-// Shape ops and views: reshape/view, transpose/permute, narrow/slice, expand, squeeze/unsqueeze,
+// Shape ops and views: reshape/view, transpose/permute, narrow, expand, squeeze/unsqueeze,
 // cat/split/chunk, and the copies: contiguous, clone, to_dtype, to_device.
 // Views share the input's storage; their vjps route the gradient back to the input's layout.
 // Views are the same on every device; the copies run cuda::copy (cuda/copy.cu) on CUDA, and
 // to_device moves data between the host and devices (differentiable: the gradient moves back).
 #include <string>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "core/checked.h"
 #include "cuda/kernels.h"
@@ -211,16 +211,6 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
     return std::vector<Tensor>{dx};
   });
   return out;
-}
-
-Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end) {
-  check_defined("slice", x);
-  int64_t n = x.size(dim);
-  if (start < 0) start += n;
-  if (end < 0) end += n;
-  start = std::clamp<int64_t>(start, 0, n);
-  end = std::clamp<int64_t>(end, start, n);
-  return narrow(x, dim, start, end - start);
 }
 
 Tensor expand(const Tensor& x, const Shape& shape) {

@@ -4,7 +4,7 @@
 // and counted, as the cpu does.
 #include <cmath>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"

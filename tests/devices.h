@@ -6,7 +6,6 @@
 
 #include <cstdio>
 #include <string>
-#include <vector>
 
 #include "core/device.h"
 #include "cuda/runtime.h"
@@ -17,13 +16,6 @@ inline bool cuda_available() { return cuda::built_with_cuda() && cuda::device_co
 
 inline std::string no_cuda_reason() {
   return cuda::built_with_cuda() ? "this machine has no CUDA device" : "this build has no CUDA support";
-}
-
-// Every device present: {cpu} or {cpu, cuda:0}.
-inline std::vector<Device> test_devices() {
-  std::vector<Device> ds{kCPU};
-  if (cuda_available()) ds.push_back(kCUDA);
-  return ds;
 }
 
 }  // namespace mg::test

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
 #include "tests/check.h"

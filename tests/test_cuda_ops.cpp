@@ -9,7 +9,7 @@
 #include <functional>
 #include <string>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
 #include "ops/ops.h"
@@ -528,13 +528,6 @@ TEST_CASE("cuda ops: the gradcheck registry passes on cuda in float64") {
     for (auto& t : inputs)
       if (t.defined()) CHECK(t.device() == kCUDA);
     GradcheckResult r = gradcheck(c.fn, inputs, c.atol, c.rtol, 1e-6, i);
-    // The fused scan and conv kernels come with their own CUDA work; until then they say so.
-    const bool pending = (c.op == OpId::selective_scan || c.op == OpId::causal_conv1d) &&
-                         r.message.find("not implemented on cuda") != std::string::npos;
-    if (pending) {
-      MESSAGE(op_name(c.op) << " [" << c.label << "]: not on cuda yet");
-      continue;
-    }
     INFO(op_name(c.op) << " [" << c.label << "]: " << r.message);
     CHECK(r.pass);
     ++checked;

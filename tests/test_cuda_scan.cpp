@@ -16,7 +16,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
-#include "cuda/scan.h"
+#include "cuda/scan_kernels.h"
 #include "ops/ops.h"
 #include "tests/check.h"
 #include "tests/devices.h"

@@ -4,7 +4,7 @@
 
 #include <set>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "ops/ops.h"
 

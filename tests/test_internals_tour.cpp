@@ -10,7 +10,7 @@
 #include <set>
 #include <string>
 
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "models/mamba.h"
 #include "ops/ops.h"

@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "autograd/grad_mode.h"
-#include "autograd/gradcheck.h"
+#include "ops/gradcheck.h"
 #include "core/parallel.h"
 #include "core/storage.h"
 #include "ops/cpu/selective_scan.h"

@@ -8,7 +8,7 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
-#include "train/trainer.h"
+#include "core/device.h"
 
 namespace mg {
 

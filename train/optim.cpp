@@ -10,35 +10,17 @@
 #include "core/parallel.h"
 #include "cuda/optim.h"
 #include "cuda/runtime.h"
+#include "ops/cpu/optim.h"
 #include "ops/ops.h"
 
 namespace mg {
 
 namespace {
 
-// p, g, m, v contiguous of n elements; scalars precomputed in double, applied in T. The expressions
-// follow PyTorch's single-tensor AdamW (lerp_, mul_().addcmul_(), sqrt / bc2_sqrt + eps, addcdiv_).
-template <class T>
-void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double decay, double beta1, double beta2,
-                  double step_size, double bc2_sqrt, double eps) {
-  const T kdecay = (T)decay, w1 = (T)(1.0 - beta1), b2 = (T)beta2, w2 = (T)(1.0 - beta2);
-  const T ss = (T)step_size, bcs = (T)bc2_sqrt, e = (T)eps;
-  parallel_for(n, 8, [&](int64_t b, int64_t end) {
-    for (int64_t i = b; i < end; ++i) {
-      const T gi = g[i];
-      const T mi = m[i] + w1 * (gi - m[i]);
-      const T vi = v[i] * b2 + w2 * gi * gi;
-      m[i] = mi;
-      v[i] = vi;
-      p[i] = p[i] * kdecay - ss * (mi / (std::sqrt(vi) / bcs + e));
-    }
-  });
-}
-
 template <class T>
 void adamw_dispatch(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double decay, double beta1,
                     double beta2, double step_size, double bc2_sqrt, double eps) {
-  adamw_update<T>(p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), p.numel(), decay, beta1, beta2, step_size,
+  cpu::adamw_update<T>(p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), p.numel(), decay, beta1, beta2, step_size,
                   bc2_sqrt, eps);
 }
 
@@ -46,26 +28,6 @@ template <class Visit>
 void for_each_param(const std::vector<ParamGroup>& groups, Visit&& visit) {
   for (const auto& grp : groups)
     for (const auto& [name, p] : grp.params) visit(p);
-}
-
-// Sum of squares of a contiguous host tensor in double. Fixed blocks summed in order: the result
-// does not depend on the number of threads.
-template <class T>
-double sum_squares(const T* x, int64_t n) {
-  constexpr int64_t kBlock = 1 << 14;
-  int64_t nb = (n + kBlock - 1) / kBlock;
-  std::vector<double> partial(nb, 0.0);
-  parallel_for(nb, kBlock, [&](int64_t b, int64_t e) {
-    for (int64_t blk = b; blk < e; ++blk) {
-      int64_t lo = blk * kBlock, hi = std::min(n, lo + kBlock);
-      double s = 0.0;
-      for (int64_t i = lo; i < hi; ++i) s += (double)x[i] * (double)x[i];
-      partial[blk] = s;
-    }
-  });
-  double s = 0.0;
-  for (double v : partial) s += v;
-  return s;
 }
 
 // Gradients on one CUDA device, as the kernels in cuda/optim.h take them (contiguous only).
@@ -94,7 +56,7 @@ double clip_grads(const std::vector<Tensor>& grads, double max_norm) {
       if (g.is_contiguous()) continue;
     }
     Tensor c = to_device(contiguous(g), kCPU);
-    total += c.dtype() == DType::f32 ? sum_squares(c.data<float>(), c.numel()) : sum_squares(c.data<double>(), c.numel());
+    total += c.dtype() == DType::f32 ? cpu::sum_squares(c.data<float>(), c.numel()) : cpu::sum_squares(c.data<double>(), c.numel());
   }
   for (int d : devices) total += cuda::grad_sum_squares(cuda_grads(grads, d), d);
   double norm = std::sqrt(total);

@@ -62,14 +62,6 @@ void check_new_run_folder(const std::string& dir, const RunFolderContents& c, bo
 double EvalResult::bpc() const { return loss / std::log(2.0); }
 double EvalResult::perplexity() const { return std::exp(loss); }
 
-void require_device(Device device, const char* op) {
-  if (device.is_cpu()) return;
-  if (!cuda::built_with_cuda()) cuda::unsupported(op);  // "[op] this build has no CUDA support ..."
-  const int n = cuda::device_count();
-  MG_CHECK(device.index < n, "[{}] {} is not present: this machine has {} CUDA device{}{}", op, device.str(), n,
-           n == 1 ? "" : "s", n == 0 ? " (use --device cpu)" : "");
-}
-
 EvalResult evaluate(const MambaLM& model, const ByteDataset& data, int64_t batch, int64_t seq, int64_t max_bytes) {
   NoGradGuard ng;
   EvalResult r;

@@ -51,9 +51,7 @@ struct TrainResult {
 // non-finite loss throws mg::Error naming the step and the last good checkpoint, if any.
 TrainResult train(TrainOptions opts, bool resume);
 
-// Throws unless `device` can be used now, naming `op`: "[op] this build has no CUDA support ..." in a
-// build without CUDA, or that the machine has no such CUDA device. Commands call it before any work.
-void require_device(Device device, const char* op);
+// require_device(device, op), the one check that a device is usable, is in core/device.h.
 
 
 // Loss over the split's windows in order, on the model's device (batches are copied there; each

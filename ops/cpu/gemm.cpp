@@ -52,13 +52,14 @@ namespace mg::cpu {
 
 namespace {
 
-// ---- vector traits: V, W, zero, load, store, set1, fma (a * b + c), add, mul ----
+// ---- vector traits (GemmVec; the scan kernels' Vec is another, ops/cpu/vec.h):
+//      V, W, zero, load, store, set1, fma (a * b + c), add, mul ----
 template <class T>
-struct Vec;
+struct GemmVec;
 
 #if defined(__AVX512F__)
 template <>
-struct Vec<float> {
+struct GemmVec<float> {
   using V = __m512;
   static constexpr int W = 16;
   static V zero() { return _mm512_setzero_ps(); }
@@ -70,7 +71,7 @@ struct Vec<float> {
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
 };
 template <>
-struct Vec<double> {
+struct GemmVec<double> {
   using V = __m512d;
   static constexpr int W = 8;
   static V zero() { return _mm512_setzero_pd(); }
@@ -84,7 +85,7 @@ struct Vec<double> {
 constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 32 registers
 #elif defined(__AVX2__) && defined(__FMA__)
 template <>
-struct Vec<float> {
+struct GemmVec<float> {
   using V = __m256;
   static constexpr int W = 8;
   static V zero() { return _mm256_setzero_ps(); }
@@ -96,7 +97,7 @@ struct Vec<float> {
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
 };
 template <>
-struct Vec<double> {
+struct GemmVec<double> {
   using V = __m256d;
   static constexpr int W = 4;
   static V zero() { return _mm256_setzero_pd(); }
@@ -111,7 +112,7 @@ constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
 #else
 // Portable: GCC / Clang vector extensions, 16 bytes (SSE2 on x86-64).
 template <class T>
-struct Vec {
+struct GemmVec {
   typedef T V __attribute__((vector_size(16)));
   static constexpr int W = 16 / sizeof(T);
   static V zero() { return V{}; }
@@ -141,7 +142,7 @@ constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
 #endif
 template <class T>
 struct Blocking {
-  static constexpr int MR = kMRf, NV = kNVf, NR = NV * Vec<T>::W;
+  static constexpr int MR = kMRf, NV = kNVf, NR = NV * GemmVec<T>::W;
   static constexpr int64_t KC = MG_GEMM_KC;               // KC x NR of B: 32 KiB in float with AVX-512 (L1)
   static constexpr int64_t MC = MR * MG_GEMM_MC_PANELS;   // MC x KC of A: 144 KiB in float (L2)
   static constexpr int64_t NC = NR * MG_GEMM_NC_PANELS;   // KC x NC of B: 4 MiB in float (L3)
@@ -157,7 +158,7 @@ enum class Store { overwrite, scale, accumulate };
 template <class T, int NV>
 inline void micro_kernel(int64_t kc, const T* __restrict Ap, int64_t rsa, int64_t csa, const T* __restrict Bp,
                          T* __restrict C, int64_t ldc, Store mode, T beta) {
-  using X = Vec<T>;
+  using X = GemmVec<T>;
   using V = typename X::V;
   constexpr int MR = Blocking<T>::MR, W = X::W, NR = Blocking<T>::NR;
   const T* a_row[MR];
@@ -272,7 +273,7 @@ T* scratch(int which, size_t n) {
 template <class T>
 inline void run_tile(int64_t kc, const T* ap, int64_t rsa, int64_t csa, const T* bp, T* c, int64_t ldc, int64_t nr,
                      Store mode, T beta) {
-  if (nr <= Vec<T>::W)
+  if (nr <= GemmVec<T>::W)
     micro_kernel<T, 1>(kc, ap, rsa, csa, bp, c, ldc, mode, beta);
   else
     micro_kernel<T, Blocking<T>::NV>(kc, ap, rsa, csa, bp, c, ldc, mode, beta);
@@ -283,7 +284,7 @@ template <class T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                  int64_t ldb, T beta, T* C, int64_t ldc) {
   using Bk = Blocking<T>;
-  constexpr int MR = Bk::MR, NR = Bk::NR, W = Vec<T>::W;
+  constexpr int MR = Bk::MR, NR = Bk::NR, W = GemmVec<T>::W;
   const int64_t kc_max = std::min<int64_t>(Bk::KC, K);
   const int64_t nc_max = std::min<int64_t>(Bk::NC, (N + NR - 1) / NR * NR);
   const int64_t mc_max = std::min<int64_t>(Bk::MC, (M + MR - 1) / MR * MR);

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "ops/scan_args.h"
+#include "core/scan_args.h"
 
 namespace mg::cpu {
 
@@ -21,7 +21,7 @@ inline constexpr int64_t kScanMaxGroups = 16;
 
 inline int64_t scan_num_chunks(int64_t l) { return (l + kScanChunk - 1) / kScanChunk; }
 
-using mg::ScanArgs;  // ops/scan_args.h
+using mg::ScanArgs;  // core/scan_args.h
 using mg::ScanGrads;
 
 // out (b, l, d). chunk_states (b, nchunks, d, n): the state after the last step of each chunk, or

@@ -4,7 +4,7 @@
 #pragma once
 #include <cmath>
 
-#include "autograd/op_list.h"
+#include "core/op_list.h"
 
 #ifdef __CUDACC__
 #define MG_HD __host__ __device__

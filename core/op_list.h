@@ -1,6 +1,8 @@
-// Every differentiable primitive, by name. autograd::record() takes an OpId from this list, so an op
-// cannot record a backward without being listed here, and the gradcheck registry test fails for any
-// listed op that has no gradcheck case: a differentiable op cannot go unchecked.
+// Every differentiable primitive, by name. mg::record() (autograd/node.h) takes an OpId from this
+// list, so an op cannot record a backward without being listed here, and the gradcheck registry test
+// fails for any listed op that has no gradcheck case: a differentiable op cannot go unchecked. It lives
+// in core, free of other headers (C++17), because the kernels name their unary functions by these ids
+// too (core/unary_functors.h, cuda/kernels.h).
 #pragma once
 #include <array>
 #include <string_view>

@@ -4,8 +4,8 @@
 // output and scratch buffer (as device tensors, so that the allocator's counters see them) and the
 // autograd wiring; these functions take raw device pointers to contiguous row-major data and enqueue
 // kernels on cuda::stream(device). C++17 and free of core/tensor.h, so that .cu files can include it.
-// Without CUDA in the build every launcher is an inline stub that throws "[op] this build has no CUDA
-// support".
+// Without CUDA in the build cuda/no_cuda.cpp defines every launcher to throw "[op] this build has no
+// CUDA support".
 //
 // Kernel design (docs/cuda-scan.md): a block owns one batch row and 32 consecutive channels (one per
 // lane, so every load of u, delta, z, dout is one coalesced 128-byte row); its kScanWarps warps split
@@ -20,7 +20,7 @@
 #include <functional>
 
 #include "cuda/runtime.h"
-#include "ops/scan_args.h"
+#include "core/scan_args.h"
 
 namespace mg::cuda {
 
@@ -33,7 +33,7 @@ inline int64_t scan_num_chunks_cuda(int64_t l) { return (l + kScanChunkCuda - 1)
 // Channel groups of 32: each writes its own (b, n, l) partial of dB and dC.
 inline int64_t scan_num_groups_cuda(int64_t d) { return (d + kScanLanes - 1) / kScanLanes; }
 
-using mg::ScanArgs;   // ops/scan_args.h
+using mg::ScanArgs;   // core/scan_args.h
 using mg::ScanGrads;
 
 // Device scratch of the backward, allocated by the caller (null where the matching gradient is not
@@ -44,8 +44,6 @@ struct ScanScratch {
   T *part_dB = nullptr, *part_dC = nullptr;
   double *part_dA = nullptr, *part_dD = nullptr, *part_dbias = nullptr;
 };
-
-#if MG_HAVE_CUDA
 
 // out (b, l, d). chunk_states (b, nchunks, n, d) with nchunks = scan_num_chunks_cuda(l): the state
 // after the last step of each chunk, or null when no backward will run. last_state (b, d, n) or null.
@@ -84,30 +82,5 @@ double time_device_copy(void* dst, const void* src, size_t nbytes, int reps, int
 // must put its work on that stream); synchronises the stream.
 double time_on_stream(int device, const std::function<void()>& enqueue);
 
-#else
-
-template <class T>
-inline void selective_scan_forward(const ScanArgs<T>&, T*, T*, T*, int) {
-  unsupported("selective_scan");
-}
-template <class T>
-inline void selective_scan_backward(const ScanArgs<T>&, const T*, const T*, const T*, const ScanGrads<T>&,
-                                    const ScanScratch<T>&, int) {
-  unsupported("selective_scan");
-}
-template <class T>
-inline void causal_conv1d_forward(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, int) {
-  unsupported("causal_conv1d");
-}
-inline int64_t causal_conv1d_partials(int64_t, int64_t, int64_t, int64_t) { return 0; }
-template <class T>
-inline void causal_conv1d_backward(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool,
-                                   T*, T*, T*, T*, double*, int) {
-  unsupported("causal_conv1d");
-}
-inline double time_device_copy(void*, const void*, size_t, int, int) { unsupported("bench scan --device cuda"); }
-inline double time_on_stream(int, const std::function<void()>&) { unsupported("bench scan --device cuda"); }
-
-#endif
 
 }  // namespace mg::cuda

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/op_list.h"
+#include "core/op_list.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 

@@ -1,5 +1,5 @@
 // The raw arguments of the fused selective scan kernels, shared by the CPU (ops/cpu/selective_scan.h)
-// and CUDA (cuda/scan.h) launchers. Pointers are to contiguous row-major data on the kernels' device;
+// and CUDA (cuda/scan_kernels.h) launchers. Pointers are to contiguous row-major data on the kernels' device;
 // the optional inputs and the gradients that are not wanted are null. C++17, so .cu files include it.
 #pragma once
 #include <cstdint>
