@@ -79,6 +79,180 @@ EvalResult evaluate(const MambaLM& model, const ByteDataset& data, int64_t batch
   return r;
 }
 
+namespace {
+
+// The three splits, with every window size checked against them.
+struct TrainData {
+  ByteDataset train, val, test;
+};
+
+// Reads the data (a bad file fails before anything is written), checks that a resumed run sees its own
+// data, and records the data's absolute path and identity in `opts`.
+TrainData load_train_data(TrainOptions& opts, bool resume) {
+  std::vector<uint8_t> bytes = read_byte_file(opts.data);
+  if (resume) check_run_data(opts, bytes, "resume");
+  opts.data = fs::absolute(opts.data).lexically_normal().string();
+  opts.data_bytes = bytes.size(), opts.data_crc32 = crc32_bytes(bytes.data(), bytes.size());
+  ByteSplits splits = split_bytes(std::move(bytes));
+  TrainData d{ByteDataset(std::move(splits.train), "train"), ByteDataset(std::move(splits.val), "validation"),
+              ByteDataset(std::move(splits.test), "test")};
+  // Each split must hold one window: fail now, not after an hour of training.
+  Generator probe(0);
+  d.train.sample(1, opts.seq, probe);
+  d.val.num_eval_batches(opts.batch, opts.seq, opts.eval_bytes);
+  d.test.num_eval_batches(opts.batch, opts.seq, opts.test_bytes);
+  return d;
+}
+
+// What a resumed run starts from: the newest usable checkpoint (loaded into `model`), or step 0 when
+// the run stopped before its first; and the options it changed.
+struct Restored {
+  std::optional<CheckpointRef> ckpt;
+  LoadedCheckpoint loaded;
+  nlohmann::ordered_json changed = nlohmann::ordered_json::object();
+  int64_t start = 0;
+};
+
+Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& model) {
+  Restored r;
+  std::vector<std::string> skipped;
+  r.ckpt = find_checkpoint(dir, &skipped);
+  // A complete checkpoint folder never fails to verify after a crash (its rename is the commit point);
+  // one that does was damaged afterwards. An older good one is used (the newer is set aside, not
+  // deleted); with none, resuming would silently start again, so it is an error.
+  MG_CHECK(r.ckpt || skipped.empty(), "[resume] {} has no usable checkpoint: {}. Start the run again with --overwrite",
+           dir, join_names(skipped, skipped.size()));
+  for (const auto& s : skipped) fmt::print(stderr, "note: {}; it is set aside as <name>.damaged\n", s);
+  set_aside_unusable_checkpoints(dir, r.ckpt && !r.ckpt->legacy ? r.ckpt->step : -1);
+  if (r.ckpt) {
+    r.loaded = read_checkpoint(*r.ckpt);
+    r.start = r.loaded.step;
+    r.changed = resume_changes(r.loaded.options, opts, dir);
+    model.load_state_dict(r.loaded.model, r.ckpt->dir + "/" + kModelFile);
+  } else {
+    const std::string run_file = dir + "/" + kRunFile;
+    MG_CHECK(fs::exists(run_file), "[resume] {} holds no run to resume (no {} and no checkpoint)", dir, kRunFile);
+    r.changed = resume_changes(TrainOptions::from_json(read_text_file(run_file), run_file), opts, dir);
+    if (opts.progress)
+      fmt::print("note: {} has no checkpoint yet (the run stopped before its first); starting it from step 0\n", dir);
+  }
+  MG_CHECK(r.start <= opts.steps, "[resume] the run in {} already reached step {}, past --steps {}", dir, r.start,
+           opts.steps);
+  return r;
+}
+
+// metrics.jsonl and curves.svg. On resume it keeps what the checkpoint had seen, drops lines of steps it
+// had not reached (and a line that a crash or a full disk cut short), records the resume and the
+// changed options, and replaces the file atomically; then each record is appended and flushed.
+class RunHistory {
+ public:
+  RunHistory(const TrainOptions& opts, bool resume, int64_t start, const nlohmann::ordered_json& changed)
+      : opts_(opts), path_(opts.out + "/" + kMetricsFile) {
+    if (resume) {
+      int64_t dropped = 0;
+      history_ = read_jsonl(path_, &dropped);
+      if (dropped && opts.progress)
+        fmt::print("note: {} line{} of {} could not be read (cut short by a crash?) and {} dropped\n", dropped,
+                   dropped == 1 ? "" : "s", path_, dropped == 1 ? "is" : "are");
+    }
+    std::erase_if(history_, [&](const nlohmann::json& j) { return !j.is_object() || j.value("step", int64_t(0)) > start; });
+    if (resume && start == opts.steps) {  // training is done; only the final test evaluation may be missing
+      const bool tested = std::any_of(history_.begin(), history_.end(), [&](const nlohmann::json& j) {
+        return j.value("step", int64_t(-1)) == start && j.contains("test_loss");
+      });
+      MG_CHECK(!tested, "[resume] the run in {} already finished its {} steps (raise --steps to train further)",
+               opts.out, start);
+    }
+    if (resume) {
+      nlohmann::ordered_json rec;
+      rec["step"] = start, rec["event"] = "resume", rec["changed"] = changed;
+      history_.push_back(nlohmann::json::parse(rec.dump()));
+    }
+    write_file_atomic(path_, [&](std::ostream& out) {
+      for (auto& j : history_) out << j.dump() << '\n';
+    });
+    log_ = std::make_unique<MetricsLog>(path_, /*append=*/true);
+  }
+
+  void log(const nlohmann::ordered_json& rec) {
+    log_->log(rec);
+    history_.push_back(nlohmann::json::parse(rec.dump()));
+  }
+
+  // curves.svg: train bpc (every step) and validation bpc (dots) against step.
+  void plot() const {
+    CurveSeries tr{"train", {}, "#1f77b4", false}, va{"validation", {}, "#d62728", true};
+    for (auto& j : history_) {
+      if (j.contains("train_bpc") && j["train_bpc"].is_number())
+        tr.points.push_back({j["step"].get<double>(), j["train_bpc"].get<double>()});
+      if (j.contains("val_bpc") && j["val_bpc"].is_number())
+        va.points.push_back({j["step"].get<double>(), j["val_bpc"].get<double>()});
+    }
+    CurvesOptions co;
+    co.title = fmt::format("mambagrad {} on {}", opts_.preset, fs::path(opts_.data).filename().string());
+    double vmax = 0;  // clip early training (bpc ~8) so the rest of the curve stays readable
+    for (auto& p : va.points) vmax = std::max(vmax, p.value);
+    co.y_max = std::max(4.0, vmax + 0.25);
+    co.y_min = 0.0;
+    write_curves_svg(opts_.out + "/" + kCurvesFile, {tr, va}, co);
+  }
+
+ private:
+  const TrainOptions& opts_;
+  std::string path_;
+  std::vector<nlohmann::json> history_;
+  std::unique_ptr<MetricsLog> log_;
+};
+
+// The progress output: one line per step, updated in place on a terminal (plain lines every 10 steps
+// and at evaluations otherwise), with the ETA and, on CUDA, the allocator's counters.
+class Progress {
+ public:
+  Progress(const TrainOptions& opts, int64_t start)
+      : opts_(opts), start_(start), tty_(opts.progress && isatty(fileno(stdout))), t0_(Clock::now()) {}
+
+  void header(const MambaLM& model, const TrainData& d, bool resume) const {
+    if (opts_.progress)
+      fmt::print("mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} "
+                 "test bytes; {} steps of {} x {} on {}{}; run folder {}\n",
+                 opts_.preset, model.num_parameters(), opts_.config.n_layer, opts_.config.d_model, d.train.size(),
+                 d.val.size(), d.test.size(), opts_.steps, opts_.batch, opts_.seq, opts_.device.str(),
+                 resume ? fmt::format(", resuming at step {}", start_) : "", opts_.out);
+    std::fflush(stdout);
+  }
+
+  double elapsed() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
+
+  void step(const nlohmann::ordered_json& rec, double tok_s, bool eval_now) const {
+    if (!opts_.progress) return;
+    const int64_t done = rec["step"].get<int64_t>();
+    const double lv = rec["train_loss"].get<double>();
+    const double eta = elapsed() / (double)(done - start_) * (double)(opts_.steps - done);
+    std::string line = fmt::format("step {:>{}}/{} | loss {:.4f} | bpc {:.3f} | {:.0f} tok/s | {} < {}", done,
+                                   std::to_string(opts_.steps).size(), opts_.steps, lv, lv / std::log(2.0), tok_s,
+                                   fmt_duration(elapsed()), fmt_duration(eta));
+    if (rec.contains("val_bpc")) line += fmt::format(" | val bpc {:.3f}", rec["val_bpc"].get<double>());
+    line += device_memory(opts_.device);
+    if (tty_)
+      fmt::print("\r\033[K{}{}", line, eval_now ? "\n" : "");
+    else if (eval_now || done % 10 == 0 || done == start_ + 1)
+      fmt::print("{}\n", line);
+    std::fflush(stdout);
+  }
+
+  // Ends an in-place line before a message.
+  const char* break_line() const { return tty_ ? "\n" : ""; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  const TrainOptions& opts_;
+  int64_t start_;
+  bool tty_;
+  Clock::time_point t0_;
+};
+
+}  // namespace
+
 TrainResult train(TrainOptions opts, bool resume) {
   InterruptGuard interrupt;  // Ctrl-C from here on stops at the next safe point
   opts.validate();
@@ -87,28 +261,14 @@ TrainResult train(TrainOptions opts, bool resume) {
   const std::string dir = opts.out;
 
   // The folder, read only: a new run must not replace a run unless asked to.
-  RunFolderContents contents = inspect_run_folder(dir);
+  const RunFolderContents contents = inspect_run_folder(dir);
   if (resume) {
     MG_CHECK(contents.exists, "[resume] {} is not a run folder (train one with: mambagrad train --out {})", dir, dir);
     MG_CHECK(!opts.overwrite, "[train] --overwrite and --resume exclude each other");
   } else {
     check_new_run_folder(dir, contents, opts.overwrite);
   }
-
-  // The data: a bad file fails before anything is written; a resumed run must see its own data.
-  std::vector<uint8_t> bytes = read_byte_file(opts.data);
-  if (resume) check_run_data(opts, bytes, "resume");
-  opts.data = fs::absolute(opts.data).lexically_normal().string();
-  opts.data_bytes = bytes.size(), opts.data_crc32 = crc32_bytes(bytes.data(), bytes.size());
-  ByteSplits splits = split_bytes(std::move(bytes));
-  ByteDataset train_set(std::move(splits.train), "train"), val_set(std::move(splits.val), "validation"),
-      test_set(std::move(splits.test), "test");
-  {  // each split must hold one window: fail now, not after an hour of training
-    Generator probe(0);
-    train_set.sample(1, opts.seq, probe);
-    val_set.num_eval_batches(opts.batch, opts.seq, opts.eval_bytes);
-    test_set.num_eval_batches(opts.batch, opts.seq, opts.test_bytes);
-  }
+  TrainData data = load_train_data(opts, resume);
   throw_if_interrupted("train");
 
   // Take the folder: from here on this process is its only writer.
@@ -123,42 +283,15 @@ TrainResult train(TrainOptions opts, bool resume) {
   // The model is initialised (and a checkpoint loaded) on the CPU, then moved; the optimizer is made
   // after the move so that its state lives on the device too.
   MambaLM model(opts.config, opts.seed);
-  std::optional<CheckpointRef> ckpt;
-  LoadedCheckpoint loaded;
-  nlohmann::ordered_json changed = nlohmann::ordered_json::object();
-  int64_t start = 0;
-  if (resume) {
-    std::vector<std::string> skipped;
-    ckpt = find_checkpoint(dir, &skipped);
-    // A complete checkpoint folder never fails to verify after a crash (its rename is the commit point);
-    // one that does was damaged afterwards. An older good one is used (the newer is set aside, not
-    // deleted); with none, resuming would silently start again, so it is an error.
-    MG_CHECK(ckpt || skipped.empty(), "[resume] {} has no usable checkpoint: {}. Start the run again with --overwrite",
-             dir, join_names(skipped, skipped.size()));
-    for (const auto& s : skipped) fmt::print(stderr, "note: {}; it is set aside as <name>.damaged\n", s);
-    set_aside_unusable_checkpoints(dir, ckpt && !ckpt->legacy ? ckpt->step : -1);
-    if (ckpt) {
-      loaded = read_checkpoint(*ckpt);
-      start = loaded.step;
-      changed = resume_changes(loaded.options, opts, dir);
-      model.load_state_dict(loaded.model, ckpt->dir + "/" + kModelFile);
-    } else {
-      const std::string run_file = dir + "/" + kRunFile;
-      MG_CHECK(fs::exists(run_file), "[resume] {} holds no run to resume (no {} and no checkpoint)", dir, kRunFile);
-      changed = resume_changes(TrainOptions::from_json(read_text_file(run_file), run_file), opts, dir);
-      if (opts.progress)
-        fmt::print("note: {} has no checkpoint yet (the run stopped before its first); starting it from step 0\n", dir);
-    }
-    MG_CHECK(start <= opts.steps, "[resume] the run in {} already reached step {}, past --steps {}", dir, start,
-             opts.steps);
-  }
+  Restored from = resume ? restore_run(dir, opts, model) : Restored{};
+  const int64_t start = from.start;
   model.to(opts.device);
   AdamW opt(make_param_groups(model, opts.weight_decay), opts.lr);
   Generator data_gen(opts.seed + 1);
-  if (ckpt) {
-    opt.load_state(loaded.state, loaded.adamw_steps);
-    data_gen.set_state(loaded.data_seed, loaded.data_offset);
-    publish_checkpoint(dir, *ckpt);  // the root files may still be the previous checkpoint's after a crash
+  if (from.ckpt) {
+    opt.load_state(from.loaded.state, from.loaded.adamw_steps);
+    data_gen.set_state(from.loaded.data_seed, from.loaded.data_offset);
+    publish_checkpoint(dir, *from.ckpt);  // the root files may still be the previous checkpoint's after a crash
   }
 
   // The run's record: what it is, what it trains on, what it was asked. config.json at the root is what
@@ -166,69 +299,15 @@ TrainResult train(TrainOptions opts, bool resume) {
   write_file_atomic(dir + "/" + kRunFile, nlohmann::ordered_json::parse(opts.to_json()).dump(2) + "\n");
   write_file_atomic(dir + "/" + kConfigFile, model.config().to_json());
   crash_point("run-started");
+  RunHistory history(opts, resume, start, from.changed);
+  const Progress progress(opts, start);
+  progress.header(model, data, resume);
 
-  // Metrics: keep what the checkpoint had seen, drop lines of steps it had not reached (and a line that a
-  // crash or a full disk cut short); the file is replaced atomically.
-  const std::string metrics_path = dir + "/" + kMetricsFile;
-  std::vector<nlohmann::json> history;
-  if (resume) {
-    int64_t dropped = 0;
-    history = read_jsonl(metrics_path, &dropped);
-    if (dropped && opts.progress)
-      fmt::print("note: {} line{} of {} could not be read (cut short by a crash?) and {} dropped\n", dropped,
-                 dropped == 1 ? "" : "s", metrics_path, dropped == 1 ? "is" : "are");
-  }
-  std::erase_if(history, [&](const nlohmann::json& j) { return !j.is_object() || j.value("step", int64_t(0)) > start; });
-  if (resume && start == opts.steps) {  // training is done; only the final test evaluation may be missing
-    const bool tested = std::any_of(history.begin(), history.end(), [&](const nlohmann::json& j) {
-      return j.value("step", int64_t(-1)) == start && j.contains("test_loss");
-    });
-    MG_CHECK(!tested, "[resume] the run in {} already finished its {} steps (raise --steps to train further)", dir,
-             start);
-  }
-  if (resume) {
-    nlohmann::ordered_json rec;
-    rec["step"] = start, rec["event"] = "resume", rec["changed"] = changed;
-    history.push_back(nlohmann::json::parse(rec.dump()));
-  }
-  write_file_atomic(metrics_path, [&](std::ostream& out) {
-    for (auto& j : history) out << j.dump() << '\n';
-  });
-  MetricsLog metrics(metrics_path, /*append=*/true);
-  auto write_plot = [&] {
-    CurveSeries tr{"train", {}, "#1f77b4", false}, va{"validation", {}, "#d62728", true};
-    for (auto& j : history) {
-      if (j.contains("train_bpc") && j["train_bpc"].is_number())
-        tr.points.push_back({j["step"].get<double>(), j["train_bpc"].get<double>()});
-      if (j.contains("val_bpc") && j["val_bpc"].is_number())
-        va.points.push_back({j["step"].get<double>(), j["val_bpc"].get<double>()});
-    }
-    CurvesOptions co;
-    co.title = fmt::format("mambagrad {} on {}", opts.preset, fs::path(opts.data).filename().string());
-    double vmax = 0;  // clip early training (bpc ~8) so the rest of the curve stays readable
-    for (auto& p : va.points) vmax = std::max(vmax, p.value);
-    co.y_max = std::max(4.0, vmax + 0.25);
-    co.y_min = 0.0;
-    write_curves_svg(dir + "/" + kCurvesFile, {tr, va}, co);
-  };
-
-  const bool tty = opts.progress && isatty(fileno(stdout));
-  if (opts.progress)
-    fmt::print("mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} test "
-               "bytes; {} steps of {} x {} on {}{}; run folder {}\n",
-               opts.preset, model.num_parameters(), opts.config.n_layer, opts.config.d_model, train_set.size(),
-               val_set.size(), test_set.size(), opts.steps, opts.batch, opts.seq, opts.device.str(),
-               resume ? fmt::format(", resuming at step {}", start) : "", dir);
-  std::fflush(stdout);
-
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  double tok_s = 0;
   std::optional<int64_t> last_saved;
-  if (ckpt) last_saved = start;
+  if (from.ckpt) last_saved = start;
   const int64_t first_due = opts.eval_every > 0 ? std::min(opts.steps, opts.eval_every) : opts.steps;
   auto bad_step = [&](const char* what, double v, int64_t step) {
-    if (tty) fmt::print("\n");
+    fmt::print("{}", progress.break_line());
     MG_THROW("[train] the {} is {} at step {}; stopping. {}", what, v, step,
              last_saved ? fmt::format("The last good checkpoint in {} is from step {}", dir, *last_saved)
                         : fmt::format("No checkpoint had been written yet (the first was due at step {})", first_due));
@@ -236,35 +315,33 @@ TrainResult train(TrainOptions opts, bool resume) {
   auto save = [&](int64_t step) {
     save_checkpoint(dir, model, opt, opts, step, data_gen);
     last_saved = step;
-    write_plot();
+    history.plot();
   };
   auto stopped = [&](int64_t done, int signo, const char* phase) {
     if (last_saved != done) save(done);
     if (opts.progress)
       fmt::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
-                 tty ? "\n" : "", signo ? "interrupted" : "stopped", phase, done, dir, dir);
+                 progress.break_line(), signo ? "interrupted" : "stopped", phase, done, dir, dir);
     TrainResult r;
     r.step = done, r.signal = signo;
     return r;
   };
 
+  double tok_s = 0;
   for (int64_t step = start; step < opts.steps; ++step) {
-    const auto ts = clock::now();
+    const double ts = progress.elapsed();
     const double lr = lr_at(step, opts.warmup, opts.steps, opts.lr, opts.min_lr_ratio);
     opt.set_lr(lr);
-    Batch b = train_set.sample(opts.batch, opts.seq, data_gen, opts.device);  // copied to the device
+    Batch b = data.train.sample(opts.batch, opts.seq, data_gen, opts.device);  // copied to the device
     const StepResult sr = train_step(model, opt, b, opts.clip);
-    const double lv = sr.loss, gnorm = sr.grad_norm;
-    if (!std::isfinite(lv)) bad_step("loss", lv, step + 1);
-    if (!std::isfinite(gnorm)) bad_step("gradient norm", gnorm, step + 1);
-    const double dt = std::chrono::duration<double>(clock::now() - ts).count();
-    const double inst = (double)(opts.batch * opts.seq) / std::max(dt, 1e-9);
+    if (!std::isfinite(sr.loss)) bad_step("loss", sr.loss, step + 1);
+    if (!std::isfinite(sr.grad_norm)) bad_step("gradient norm", sr.grad_norm, step + 1);
+    const double inst = (double)(opts.batch * opts.seq) / std::max(progress.elapsed() - ts, 1e-9);
     tok_s = step == start ? inst : 0.9 * tok_s + 0.1 * inst;
     const int64_t done = step + 1;
     nlohmann::ordered_json rec;
-    rec["step"] = done, rec["lr"] = lr, rec["train_loss"] = lv, rec["train_bpc"] = lv / std::log(2.0);
-    rec["grad_norm"] = gnorm, rec["tokens_per_s"] = inst;
-    rec["elapsed_s"] = std::chrono::duration<double>(clock::now() - t0).count();
+    rec["step"] = done, rec["lr"] = lr, rec["train_loss"] = sr.loss, rec["train_bpc"] = sr.loss / std::log(2.0);
+    rec["grad_norm"] = sr.grad_norm, rec["tokens_per_s"] = inst, rec["elapsed_s"] = progress.elapsed();
     if (opts.device.is_cuda()) {
       const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
       rec["device_mem_mb"] = (double)m.in_use / 1048576.0, rec["device_peak_mb"] = (double)m.peak / 1048576.0;
@@ -275,30 +352,15 @@ TrainResult train(TrainOptions opts, bool resume) {
     if (eval_now) {
       crash_point("validation");
       try {
-        EvalResult v = evaluate(model, val_set, opts.batch, opts.seq, opts.eval_bytes);
+        EvalResult v = evaluate(model, data.val, opts.batch, opts.seq, opts.eval_bytes);
         rec["val_loss"] = v.loss, rec["val_bpc"] = v.bpc();
       } catch (const Interrupted& e) {
         signo = e.signo;  // the step itself is done: log it and save it without its validation
       }
     }
-    metrics.log(rec);
-    history.push_back(rec);
+    history.log(rec);
     crash_point("metrics-logged");
-
-    if (opts.progress) {
-      const double elapsed = std::chrono::duration<double>(clock::now() - t0).count();
-      const double eta = elapsed / (double)(done - start) * (double)(opts.steps - done);
-      std::string line = fmt::format("step {:>{}}/{} | loss {:.4f} | bpc {:.3f} | {:.0f} tok/s | {} < {}", done,
-                                     std::to_string(opts.steps).size(), opts.steps, lv, lv / std::log(2.0), tok_s,
-                                     fmt_duration(elapsed), fmt_duration(eta));
-      if (rec.contains("val_bpc")) line += fmt::format(" | val bpc {:.3f}", rec["val_bpc"].get<double>());
-      line += device_memory(opts.device);
-      if (tty)
-        fmt::print("\r\033[K{}{}", line, eval_now ? "\n" : "");
-      else if (eval_now || done % 10 == 0 || done == start + 1)
-        fmt::print("{}\n", line);
-      std::fflush(stdout);
-    }
+    progress.step(rec, tok_s, eval_now);
     if (eval_now && !signo) save(done);
     if (!signo) signo = interrupt_signal();
     if (signo) return stopped(done, signo, eval_now && !rec.contains("val_bpc") ? " during validation" : "");
@@ -309,7 +371,7 @@ TrainResult train(TrainOptions opts, bool resume) {
   result.step = opts.steps;
   crash_point("test");
   try {
-    result.test = evaluate(model, test_set, opts.batch, opts.seq, opts.test_bytes);
+    result.test = evaluate(model, data.test, opts.batch, opts.seq, opts.test_bytes);
   } catch (const Interrupted& e) {
     if (opts.progress)
       fmt::print("interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
@@ -321,7 +383,7 @@ TrainResult train(TrainOptions opts, bool resume) {
   result.finished = true;
   nlohmann::ordered_json rec;
   rec["step"] = opts.steps, rec["test_loss"] = result.test.loss, rec["test_bpc"] = result.test.bpc();
-  metrics.log(rec);
+  history.log(rec);
   if (opts.progress) {
     fmt::print("test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes\n", result.test.loss,
                result.test.bpc(), result.test.perplexity(), result.test.targets);
