@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -32,12 +31,28 @@ bool may_include(const std::string& from, const std::string& to) {
   return kLevel.at(to) < kLevel.at(from);
 }
 
+// The folder an `#include "folder/..."` line names ("ops/cpu" for ops/cpu/...), or "" for any other
+// line. (A hand parse: <regex> draws false warnings from GCC 12 in sanitizer builds.)
+std::string include_folder(const std::string& line) {
+  size_t i = line.find_first_not_of(" \t");
+  if (i == std::string::npos || line[i] != '#') return "";
+  i = line.find_first_not_of(" \t", i + 1);
+  if (i == std::string::npos || line.compare(i, 7, "include") != 0) return "";
+  i = line.find_first_not_of(" \t", i + 7);
+  if (i == std::string::npos || line[i] != '"') return "";
+  size_t j = ++i;
+  while (j < line.size() && ((line[j] >= 'a' && line[j] <= 'z') || line[j] == '_')) ++j;
+  if (j == i || j >= line.size() || line[j] != '/') return "";
+  std::string folder = line.substr(i, j - i);
+  if (line.compare(j, 5, "/cpu/") == 0) folder += "/cpu";
+  return folder;
+}
+
 }  // namespace
 
 TEST_CASE("layers: no #include goes up the stack (docs/layers.md)") {
   namespace fs = std::filesystem;
   const fs::path root = MG_SOURCE_DIR;
-  const std::regex include_re(R"re(^\s*#\s*include\s*"([a-z_]+(/cpu)?)/)re");
   std::vector<std::string> violations;
   int files = 0;
   for (const auto& [name, level] : kLevel) {
@@ -51,9 +66,8 @@ TEST_CASE("layers: no #include goes up the stack (docs/layers.md)") {
       std::ifstream in(e.path());
       std::string line;
       for (int n = 1; std::getline(in, line); ++n) {
-        std::smatch m;
-        if (!std::regex_search(line, m, include_re)) continue;
-        const std::string target = m[1].str();  // "ops/cpu" for ops/cpu/..., else the first folder
+        const std::string target = include_folder(line);  // "ops/cpu" for ops/cpu/..., else the first folder
+        if (target.empty()) continue;
         if (!kLevel.count(target)) continue;  // not one of our folders
         if (!may_include(from, target)) violations.push_back(rel + ":" + std::to_string(n) + ": " + line);
       }
