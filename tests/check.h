@@ -1,9 +1,12 @@
-// Comparison helpers for tests: |a - b| <= atol + rtol * |b| elementwise, printing the first mismatches.
+// Helpers for tests: comparisons (|a - b| <= atol + rtol * |b| elementwise, printing the first
+// mismatches), the expected error of a call, and whole files as bytes.
 #pragma once
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,29 @@ inline bool check_close(const Tensor& got, const Tensor& want, double atol, doub
   }
   if (bad) MESSAGE(what << ": " << bad << " of " << g.size() << " elements differ");
   return bad == 0;
+}
+
+// Checks that `what` throws mg::Error whose message contains every one of `parts`.
+template <class F>
+void check_error(F&& what, const std::vector<std::string>& parts) {
+  try {
+    what();
+    FAIL("expected an mg::Error containing '" << parts.front() << "'");
+  } catch (const mg::Error& e) {
+    std::string msg = e.what();
+    for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, "'" << p << "' not in: " << msg);
+  }
+}
+
+// A whole file's bytes ("" when it cannot be read), and a file made of `bytes`.
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), (std::streamsize)bytes.size());
 }
 
 }  // namespace mg

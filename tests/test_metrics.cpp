@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "core/error.h"
+#include "tests/check.h"
 #include "tests/temp_dir.h"
 #include "train/metrics.h"
 
@@ -22,33 +23,11 @@ using mg::test::TempDir;
 
 namespace {
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), (std::streamsize)bytes.size());
-}
-
 std::vector<std::string> temp_files_in(const fs::path& dir) {
   std::vector<std::string> out;
   for (const auto& e : fs::directory_iterator(dir))
     if (e.path().filename().string().find(".tmp.") != std::string::npos) out.push_back(e.path().string());
   return out;
-}
-
-// Checks that `what` throws mg::Error whose message contains every one of `parts`.
-template <class F>
-void check_error(F&& what, const std::vector<std::string>& parts) {
-  try {
-    what();
-    FAIL("expected an mg::Error containing '" << parts.front() << "'");
-  } catch (const mg::Error& e) {
-    std::string msg = e.what();
-    for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, "'" << p << "' not in: " << msg);
-  }
 }
 
 }  // namespace

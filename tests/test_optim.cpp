@@ -17,6 +17,7 @@
 #include "core/parallel.h"
 #include "ops/ops.h"
 #include "core/error.h"
+#include "tests/check.h"
 #include "tests/temp_dir.h"
 #include "io/safetensors.h"
 #include "train/optim.h"
@@ -26,18 +27,6 @@ namespace fs = std::filesystem;
 using mg::test::TempDir;
 
 namespace {
-
-// Checks that `what` throws mg::Error whose message contains every one of `parts`.
-template <class F>
-void check_error(F&& what, const std::vector<std::string>& parts) {
-  try {
-    what();
-    FAIL("expected an mg::Error containing '" << parts.front() << "'");
-  } catch (const mg::Error& e) {
-    std::string msg = e.what();
-    for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, "'" << p << "' not in: " << msg);
-  }
-}
 
 Tensor leaf(const std::vector<double>& v, DType dt = DType::f64) {
   Tensor t = from_vector<double>(v, Shape{(int64_t)v.size()}).to(dt);

@@ -14,6 +14,7 @@
 
 #include "data/bytes.h"
 #include "data/dataset.h"
+#include "tests/check.h"
 #include "tests/cli.h"
 #include "tests/temp_dir.h"
 #include "tests/trainer_fixture.h"
@@ -32,13 +33,6 @@ using test::write_text;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // The command line of a tiny run with a checkpoint every step (--threads 1: bit-identical runs).
 std::vector<std::string> tiny_train(const std::string& data, const std::string& out, int steps) {
@@ -68,7 +62,7 @@ bool has_temporaries(const std::string& dir) {
 
 // Rewrites a checkpoint's manifest after a test changed one of its files on purpose.
 void rewrite_manifest(const std::string& ckpt) {
-  auto j = nlohmann::json::parse(slurp(ckpt + "/checkpoint.json"));
+  auto j = nlohmann::json::parse(read_bytes(ckpt + "/checkpoint.json"));
   for (auto& [name, info] : j["files"].items()) {
     info["bytes"] = fs::file_size(ckpt + "/" + name);
     info["crc32"] = crc32_file(ckpt + "/" + name);
@@ -83,7 +77,7 @@ TEST_CASE("run folder: a trainer killed at any point of a checkpoint resumes to 
   const std::string data = write_text(d, 40000);
   auto ref = run_cli(tiny_train(data, d / "ref", 5));
   REQUIRE_MESSAGE(ref.exit_code == 0, ref.err);
-  const std::string want = slurp(d / "ref/model.safetensors");
+  const std::string want = read_bytes(d / "ref/model.safetensors");
   REQUIRE(want.size() > 1000);
   // Every named point the trainer passes, at the first checkpoint and at a later one (when an older
   // checkpoint exists and must survive).
@@ -111,7 +105,7 @@ TEST_CASE("run folder: a trainer killed at any point of a checkpoint resumes to 
     auto r = resume_cli(dir);
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
-    CHECK(slurp(dir + "/model.safetensors") == want);
+    CHECK(read_bytes(dir + "/model.safetensors") == want);
     CHECK(count_checkpoints(dir) == 1);
     CHECK(fs::exists(dir + "/checkpoint-5/trainer_state.safetensors"));
     CHECK(!has_temporaries(dir));
@@ -148,7 +142,7 @@ TEST_CASE("run folder: SIGKILL at random moments, resumed each time, ends with t
     auto r = fs::exists(dir + "/run.json") ? resume_cli(dir) : run_cli(tiny_train(data, dir, steps));
     REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   }
-  CHECK(slurp(dir + "/model.safetensors") == slurp(d / "ref/model.safetensors"));
+  CHECK(read_bytes(dir + "/model.safetensors") == read_bytes(d / "ref/model.safetensors"));
   CHECK(!has_temporaries(dir));
 }
 
@@ -158,7 +152,7 @@ TEST_CASE("run folder: a run is never replaced unless asked, and a refused start
   TrainOptions o = tiny_options(data, d / "run");
   o.steps = 4;
   train(o, false);
-  const std::string metrics = slurp(d / "run/metrics.jsonl"), model = slurp(d / "run/model.safetensors");
+  const std::string metrics = read_bytes(d / "run/metrics.jsonl"), model = read_bytes(d / "run/model.safetensors");
   CHECK_THROWS_WITH_AS(train(o, false),
                        doctest::Contains("already holds a run (checkpoint-4, config.json, curves.svg, metrics.jsonl "
                                          "and 2 more): continue it with --resume"),
@@ -169,8 +163,8 @@ TEST_CASE("run folder: a run is never replaced unless asked, and a refused start
   CHECK_THROWS_WITH_AS(train(bad, false), doctest::Contains("--clip must be positive"), Error);
   bad.clip = 1, bad.warmup = 100;
   CHECK_THROWS_WITH_AS(train(bad, false), doctest::Contains("--warmup must be -1"), Error);
-  CHECK(slurp(d / "run/metrics.jsonl") == metrics);
-  CHECK(slurp(d / "run/model.safetensors") == model);
+  CHECK(read_bytes(d / "run/metrics.jsonl") == metrics);
+  CHECK(read_bytes(d / "run/model.safetensors") == model);
 
   // --overwrite replaces the run's own files and nothing else.
   std::ofstream(d / "run/notes.txt") << "mine";
@@ -181,7 +175,7 @@ TEST_CASE("run folder: a run is never replaced unless asked, and a refused start
   CHECK(read_jsonl(d / "run/metrics.jsonl").size() == 3);  // two steps and the test line
   CHECK(fs::exists(d / "run/checkpoint-2"));
   CHECK(!fs::exists(d / "run/checkpoint-4"));
-  CHECK(slurp(d / "run/notes.txt") == "mine");
+  CHECK(read_bytes(d / "run/notes.txt") == "mine");
 
   // A folder with files of its own, not a run, is refused.
   fs::create_directories(d / "docs");
@@ -243,7 +237,7 @@ TEST_CASE("run folder: outputs never replace a run's own files") {
   const std::string data = write_text(d, 30000);
   auto r = run_cli(tiny_train(data, d / "run", 2));
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
-  const std::string model = slurp(d / "run/model.safetensors");
+  const std::string model = read_bytes(d / "run/model.safetensors");
   for (std::string target : {"run/model.safetensors", "run/config.json", "run/metrics.jsonl",
                              "run/checkpoint-2/model.safetensors", "run/checkpoint-2/new.safetensors"}) {
     INFO(target);
@@ -251,7 +245,7 @@ TEST_CASE("run folder: outputs never replace a run's own files") {
     CHECK(l.exit_code == 1);
     CHECK(l.err.find("is one of a run's own files") != std::string::npos);
   }
-  CHECK(slurp(d / "run/model.safetensors") == model);
+  CHECK(read_bytes(d / "run/model.safetensors") == model);
   auto ok = run_cli({"logits", "--run", d / "run", "--input", data, "--bytes", "16", "--out", d / "run/logits.safetensors"});
   CHECK_MESSAGE(ok.exit_code == 0, ok.err);
 }
@@ -284,7 +278,7 @@ TEST_CASE("run folder: on resume the options a run cannot change are refused by 
       CHECK(j["changed"]["eval_every"] == nlohmann::json::array({4, 5}));
     }
   CHECK(recorded);
-  CHECK(nlohmann::json::parse(slurp(d / "run/run.json"))["steps"] == 10);
+  CHECK(nlohmann::json::parse(read_bytes(d / "run/run.json"))["steps"] == 10);
   CHECK(load_run_options(d / "run").steps == 10);
   auto other = resume_cli(d / "run", {"--out", d / "elsewhere"});
   CHECK(other.err.find("name different folders") != std::string::npos);
@@ -415,7 +409,7 @@ TEST_CASE("run folder: every field of a damaged trainer state is checked with a 
   o.eval_every = 2;
   train(o, false);
   const std::string ckpt = d / "run/checkpoint-2", state = ckpt + "/trainer_state.safetensors";
-  const std::string good = slurp(state);
+  const std::string good = read_bytes(state);
   struct Case {
     std::string key, value, expect;
   };
@@ -445,7 +439,7 @@ TEST_CASE("run folder: every field of a damaged trainer state is checked with a 
   // restart from step 0.
   { std::ofstream(state, std::ios::binary) << good; }
   rewrite_manifest(ckpt);
-  std::string bytes = slurp(state);
+  std::string bytes = read_bytes(state);
   bytes[bytes.size() - 5] ^= 0x40;
   { std::ofstream(state, std::ios::binary) << bytes; }
   auto e = resume_cli(d / "run");
@@ -464,7 +458,7 @@ TEST_CASE("run folder: a damaged newest checkpoint is set aside and the older co
   REQUIRE(k.signal == SIGKILL);
   REQUIRE(fs::exists(d / "run/checkpoint-3"));
   REQUIRE(fs::exists(d / "run/checkpoint-4"));
-  std::string bytes = slurp(d / "run/checkpoint-4/model.safetensors");
+  std::string bytes = read_bytes(d / "run/checkpoint-4/model.safetensors");
   bytes[bytes.size() / 2] ^= 1;
   fs::remove(d / "run/checkpoint-4/model.safetensors");  // a hard link: write a new file, not through it
   { std::ofstream(d / "run/checkpoint-4/model.safetensors", std::ios::binary) << bytes; }
@@ -472,7 +466,7 @@ TEST_CASE("run folder: a damaged newest checkpoint is set aside and the older co
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.err.find("checkpoint-4 is not a usable checkpoint") != std::string::npos);
   CHECK(fs::exists(d / "run/checkpoint-4.damaged"));
-  CHECK(slurp(d / "run/model.safetensors") == slurp(d / "ref/model.safetensors"));
+  CHECK(read_bytes(d / "run/model.safetensors") == read_bytes(d / "ref/model.safetensors"));
 }
 
 TEST_CASE("run folder: a run of the earlier layout (model and trainer state at the root) resumes") {
@@ -492,7 +486,7 @@ TEST_CASE("run folder: a run of the earlier layout (model and trainer state at t
   TrainOptions r = load_run_options(d / "run");
   r.progress = false;
   CHECK(train(r, true).finished);
-  CHECK(slurp(d / "run/model.safetensors") == slurp(d / "ref/model.safetensors"));
+  CHECK(read_bytes(d / "run/model.safetensors") == read_bytes(d / "ref/model.safetensors"));
   CHECK(!fs::exists(d / "run/trainer_state.safetensors"));  // superseded by checkpoint-8/
   CHECK(fs::exists(d / "run/checkpoint-8/trainer_state.safetensors"));
 }
