@@ -33,8 +33,8 @@
 # elsewhere has that machine's paths compiled in (the tests read tests/fixtures/ under the source
 # folder); when that folder does not exist here, this script links it to this repository.
 #
-# Environment: OUT (where logs go), MG_DATA (the enwik8 sample; otherwise looked for in
-# shared/data/, gpu-data/ and ../shared/data/), MG_GPU_CHECK_BUDGET (seconds for everything,
+# Environment: OUT (where logs go), MG_DATA (an enwik8 zip, the whole file or its first megabytes;
+# otherwise gpu-data/enwik8-head.zip or gpu-data/enwik8.zip), MG_GPU_CHECK_BUDGET (seconds for everything,
 # default 470), MG_CTEST_JOBS (default 8).
 set -u -o pipefail
 
@@ -175,7 +175,7 @@ else
 fi
 
 DATA=${MG_DATA:-}
-for f in "$ROOT/shared/data/enwik8-head.zip" "$ROOT/gpu-data/enwik8-head.zip" "$ROOT/../shared/data/enwik8-head.zip"; do
+for f in "$ROOT/gpu-data/enwik8-head.zip" "$ROOT/gpu-data/enwik8.zip"; do
   [ -z "$DATA" ] && [ -f "$f" ] && DATA=$f
 done
 
@@ -219,7 +219,7 @@ if [ -n "$DATA" ]; then
     record "eval cpu/cuda, generate" "$(status_of "$LAST_RC")" "$LAST_SECS" "$(figure "val bpc (cpu, cuda): ${b:-?}")"
   fi
 else
-  say "train skipped: no enwik8 sample (set MG_DATA, or copy ../shared/data/enwik8-head.zip to gpu-data/ and carry it)"
+  say "train skipped: no enwik8 sample (set MG_DATA, or copy enwik8.zip to gpu-data/ and carry it)"
   record "train tiny cuda" SKIPPED 0 "no enwik8-head.zip found"
 fi
 
