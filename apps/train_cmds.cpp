@@ -154,13 +154,12 @@ void add_eval_command(CLI::App& app, Run& run) {
       const Device device = resolve_device(o->device, "eval");
       // A folder made by other tools (model.safetensors and config.json only) records no options: then
       // --data names the file, and the window is --seq or 256.
-      const bool recorded = has_run_options(o->run_dir);
-      TrainOptions opts;
-      if (recorded) opts = load_run_options(o->run_dir);
+      const std::optional<TrainOptions> recorded = find_run_options(o->run_dir);  // its checkpoint read once
       MG_CHECK(recorded || !o->data.empty(),
                "[eval] {} records no training run (no run.json and no checkpoint), so its data is unknown: pass "
                "--data FILE",
                o->run_dir);
+      const TrainOptions opts = recorded.value_or(TrainOptions{});
       auto model = load_model(o->run_dir, device);
       const std::string path = o->data.empty() ? opts.data : o->data;
       std::vector<uint8_t> bytes = read_byte_file(path);

@@ -26,15 +26,6 @@ uint32_t le32(const uint8_t* p) {
 }
 uint64_t le64(const uint8_t* p) { return uint64_t(le32(p)) | uint64_t(le32(p + 4)) << 32; }
 
-uint32_t crc32_of(const uint8_t* p, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  while (n > 0) {
-    size_t k = std::min(n, kZChunk);
-    crc = crc32(crc, p, (uInt)k);
-    p += k, n -= k;
-  }
-  return (uint32_t)crc;
-}
 
 std::vector<uint8_t> read_whole_file(const std::string& path) {
   namespace fs = std::filesystem;
@@ -256,7 +247,7 @@ std::vector<uint8_t> unzip_member(const std::vector<uint8_t>& z, const std::stri
     out.resize((size_t)e.usize);
     inflate_raw(b + data, (size_t)e.csize, out, what);
   }
-  uint32_t crc = crc32_of(out.data(), out.size());
+  uint32_t crc = crc32_bytes(out.data(), out.size());
   MG_CHECK(crc == e.crc,
            "[data] CRC-32 mismatch in {}: the zip records {:08x} but the data gives {:08x} (the file is corrupt)", what,
            e.crc, crc);
@@ -312,6 +303,17 @@ std::vector<uint8_t> gunzip_bytes(const std::vector<uint8_t>& gz, const std::str
   }
   MG_CHECK(!out.empty(), "[data] gzip file '{}' decompresses to 0 bytes (empty)", path);
   return out;
+}
+
+uint32_t crc32_bytes(const void* data, size_t n) {
+  const auto* p = static_cast<const Bytef*>(data);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    const size_t k = std::min(n, kZChunk);
+    crc = crc32(crc, p, (uInt)k);
+    p += k, n -= k;
+  }
+  return (uint32_t)crc;
 }
 
 std::vector<uint8_t> read_byte_file(const std::string& path) { return decode_byte_file(read_whole_file(path), path); }

@@ -14,6 +14,7 @@
 // Every problem (missing file, empty file, truncated or corrupt archive, CRC mismatch, an
 // unsupported zip feature) throws mg::Error naming the file and what is wrong.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,6 +25,9 @@ namespace mg {
 inline constexpr const char* kEnwik8DownloadCommand = "curl -LO http://mattmahoney.net/dc/enwik8.zip";
 
 std::vector<uint8_t> read_byte_file(const std::string& path);
+
+// zlib's CRC-32 of bytes in memory (the zip checksum; runs record their data's with it).
+uint32_t crc32_bytes(const void* data, size_t n);
 
 // The same over a file's content already in memory: detects the format by magic bytes and decodes
 // (raw content is returned as is). `path` names the source in errors, and its .zip or .gz ending

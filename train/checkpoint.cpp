@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "data/bytes.h"
 #include "io/atomic_file.h"
 #include "core/device.h"
 
@@ -91,8 +92,12 @@ LoadedCheckpoint read_checkpoint(const CheckpointRef& ckpt) {
   return c;
 }
 
-bool has_run_options(const std::string& run_dir) {
-  return fs::exists(run_dir + "/" + kRunFile) || find_checkpoint(run_dir).has_value();
+std::optional<TrainOptions> find_run_options(const std::string& run_dir) {
+  require_folder(run_dir);
+  if (auto ckpt = find_checkpoint(run_dir)) return checkpoint_options(*ckpt);
+  const std::string run_file = run_dir + "/" + kRunFile;
+  if (fs::exists(run_file)) return TrainOptions::from_json(read_text_file(run_file), run_file);
+  return std::nullopt;
 }
 
 TrainOptions load_run_options(const std::string& run_dir) {

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,9 +37,10 @@ LoadedCheckpoint read_checkpoint(const CheckpointRef& ckpt);
 // Reads a run folder's options (those of its newest checkpoint, else run.json) and model (the root
 // model.safetensors and config.json, which is all a folder made by other tools needs). Checkpoints
 // hold host copies, so a run trained on any device loads on any other: the model is read on the CPU,
-// then moved to `device`. has_run_options() says whether the folder records its options at all.
+// then moved to `device`. find_run_options() is load_run_options() for a folder that may record no
+// options at all (one made by other tools): nullopt then.
 TrainOptions load_run_options(const std::string& run_dir);
-bool has_run_options(const std::string& run_dir);
+std::optional<TrainOptions> find_run_options(const std::string& run_dir);
 std::unique_ptr<MambaLM> load_model(const std::string& run_dir, Device device = kCPU);
 
 // Throws unless `bytes` (a file's decoded content) are the data `opts` was trained on (when the run

@@ -136,17 +136,6 @@ std::string join_names(const std::vector<std::string>& names, size_t max) {
   return s;
 }
 
-uint32_t crc32_bytes(const void* data, size_t n) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  const auto* p = static_cast<const Bytef*>(data);
-  while (n > 0) {  // zlib counts in uInt
-    const size_t k = std::min<size_t>(n, 1u << 30);
-    crc = crc32(crc, p, (uInt)k);
-    p += k, n -= k;
-  }
-  return (uint32_t)crc;
-}
-
 uint32_t crc32_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   MG_CHECK(in.good(), "[checkpoint] cannot open '{}'", path);

@@ -102,8 +102,7 @@ bool is_run_file(const std::string& path);
 // "a, b, c and 2 more": the first `max` names, for messages.
 std::string join_names(const std::vector<std::string>& names, size_t max = 4);
 
-// CRC-32 (zlib's) of bytes in memory and of a whole file.
-uint32_t crc32_bytes(const void* data, size_t n);
+// CRC-32 (zlib's, as data/bytes.h's crc32_bytes) of a whole file.
 uint32_t crc32_file(const std::string& path);
 
 // A test hook for the crash tests: when the environment variable MG_TEST_CRASH_AT is `name` or
