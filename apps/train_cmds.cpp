@@ -2,6 +2,7 @@
 // `--device cpu|cuda|cuda:N`, checked before any work (apps/device_option.h).
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
 #include "apps/device_option.h"
@@ -181,9 +182,11 @@ void add_generate_command(CLI::App& app, Run& run) {
   struct Opts {
     std::string run_dir, prompt, device = "cpu";
     SampleOptions s;
+    bool jsonl = false;
   };
   auto o = std::make_shared<Opts>();
-  auto* cmd = app.add_subcommand("generate", "sample bytes from a trained run with the recurrent step");
+  auto* cmd = app.add_subcommand("generate", "sample bytes from a trained run (the prompt through the parallel "
+                                             "forward, then the recurrent step)");
   cmd->add_option("--run", o->run_dir, "run folder")->required();
   cmd->add_option("--prompt", o->prompt, "text to start from");
   cmd->add_option("--bytes", o->s.bytes, "bytes to sample")->capture_default_str()->check(at_least(0));
@@ -191,19 +194,39 @@ void add_generate_command(CLI::App& app, Run& run) {
       real([](double v) { return v >= 0; }, "a non-negative number (0: greedy)"));
   cmd->add_option("--top-k", o->s.top_k, "sample among the k likeliest bytes (0: all)")->capture_default_str()->check(
       at_least(0));
-  cmd->add_option("--seed", o->s.seed, "sampling seed")->capture_default_str()->check(unsigned_integer());
+  cmd->add_option("--seed", o->s.seed, "sampling seed (continuation i uses seed + i)")->capture_default_str()->check(
+      unsigned_integer());
+  cmd->add_option("--num-samples", o->s.num_samples,
+                  "continuations of the prompt, sampled as one batch and printed one after the other")
+      ->capture_default_str()
+      ->check(at_least(1));
+  cmd->add_flag("--jsonl", o->jsonl,
+                "print one JSON object per continuation: {\"sample\", \"seed\", \"prompt\", \"text\"} (bytes that are "
+                "not UTF-8 become U+FFFD)");
   add_device_option(cmd, o->device, "run the model on this device");
   cmd->callback([o, &run] {
     run = [o] {
       o->s.validate();  // before anything is printed
       const Device device = resolve_device(o->device, "generate");
       auto model = load_model(o->run_dir, device);
-      std::fwrite(o->prompt.data(), 1, o->prompt.size(), stdout);
-      generate(*model, o->prompt, o->s, [](char c) {
+      const bool stream = o->s.num_samples == 1 && !o->jsonl;
+      if (stream) std::fwrite(o->prompt.data(), 1, o->prompt.size(), stdout);
+      auto texts = generate_samples(*model, o->prompt, o->s, [stream](int64_t, char c) {
+        if (!stream) return;
         std::fputc(c, stdout);
         std::fflush(stdout);
       });
-      std::fputc('\n', stdout);
+      for (size_t i = 0; i < texts.size() && !stream; ++i) {
+        const uint64_t seed = o->s.seed + i;
+        if (o->jsonl) {
+          nlohmann::ordered_json j;
+          j["sample"] = i, j["seed"] = seed, j["prompt"] = o->prompt, j["text"] = texts[i];
+          fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        } else {
+          fmt::print("== sample {} of {} (seed {}) ==\n{}{}\n", i + 1, texts.size(), seed, o->prompt, texts[i]);
+        }
+      }
+      if (stream) std::fputc('\n', stdout);
       return 0;
     };
   });

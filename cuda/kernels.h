@@ -91,6 +91,12 @@ void max_dim(DType t, const void* x, void* values, int64_t* indices, int64_t out
 void max_backward(DType t, const void* g, const int64_t* indices, void* dx, int64_t outer, int64_t n, int64_t inner,
                   int device);
 
+// ---- sampling (cuda/sample.cu) ----
+// out[r] = the token picked from row r of logits (rows, ld) among its first `vocab` entries, by the rule
+// of mg::sample_tokens (ops/sample.cpp), with uniforms[r] (device, double); -1 for a row holding NaN.
+void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t vocab, double temperature,
+                 int64_t keep, const double* uniforms, int64_t* out, int device);
+
 // ---- embedding (cuda/embedding.cu) ----
 // out (n, D) = weight rows ids[i] (ids already checked to be in range).
 void embedding_forward(DType t, const void* weight, const int64_t* ids, void* out, int64_t n, int64_t D, int device);

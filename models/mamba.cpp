@@ -7,7 +7,6 @@
 
 #include "autograd/grad_mode.h"
 #include "core/checked.h"
-#include "core/unary_functors.h"
 
 namespace mg {
 
@@ -139,17 +138,25 @@ MambaMixer::MambaMixer(const MambaConfig& c, Generator& gen) : cfg(c) {
   }
 }
 
-Tensor MambaMixer::forward(const Tensor& x) const {
-  const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank();
+Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state) const {
+  const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv;
   Tensor xz = in_proj->forward(x);  // (b, l, 2 di)
   auto xs = split(xz, {di, di}, -1);
-  Tensor xc = causal_conv1d(contiguous(xs[0]), conv_weight.reshape({di, cfg.d_conv}), conv_bias, /*silu=*/true);
+  Tensor xc = causal_conv1d(contiguous(xs[0]), conv_weight.reshape({di, k}), conv_bias, /*silu=*/true);
   Tensor x_dbl = x_proj->forward(xc);  // (b, l, R + 2n)
   auto p = split(x_dbl, {R, n, n}, -1);
   Tensor delta = linear(p[0], dt_proj->weight);  // (b, l, di); the bias goes in as delta_bias
   Tensor A = neg(exp(A_log));
   ScanResult r = selective_scan(xc, delta, A, contiguous(p[1]), contiguous(p[2]), D, contiguous(xs[1]),
-                                dt_proj->bias, /*delta_softplus=*/true);
+                                dt_proj->bias, /*delta_softplus=*/true, /*return_last_state=*/final_state != nullptr);
+  if (final_state) {
+    // The conv's state is its last k - 1 inputs (b, di, k - 1), zeros standing for the times before the start.
+    const int64_t b = x.size(0), l = x.size(1), keep = k - 1;
+    Tensor tail = l >= keep ? narrow(xs[0], 1, l - keep, keep)
+                            : cat({zeros({b, keep - l, di}, xs[0].dtype(), xs[0].device()), xs[0]}, 1);
+    final_state->conv = contiguous(transpose(tail, 1, 2));
+    final_state->ssm = r.last_state;
+  }
   return out_proj->forward(r.y);
 }
 
@@ -158,64 +165,20 @@ Tensor MambaMixer::step_composed(const Tensor& x, LayerState& st) const {
   const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv;
   Tensor xz = in_proj->forward(x);  // (b, 2 di)
   Tensor xin = narrow(xz, 1, 0, di), z = narrow(xz, 1, di, di);
-  // Shift the conv window: drop the oldest input, append this one. (b, di, k)
-  st.conv = k > 1 ? cat({narrow(st.conv, 2, 1, k - 1), unsqueeze(xin, 2)}, 2) : contiguous(unsqueeze(xin, 2));
-  Tensor xc = silu(add(sum(mul(st.conv, conv_weight.reshape({di, k})), {2}), conv_bias));  // (b, di)
-  Tensor x_dbl = x_proj->forward(xc);                                                    // (b, R + 2n)
-  Tensor delta = linear(narrow(x_dbl, 1, 0, R), dt_proj->weight);                        // (b, di)
+  Tensor window = cat({st.conv, unsqueeze(xin, 2)}, 2);                                   // (b, di, k), oldest first
+  st.conv = contiguous(narrow(window, 2, 1, k - 1));                                      // drop the oldest input
+  Tensor xc = silu(add(sum(mul(window, conv_weight.reshape({di, k})), {2}), conv_bias));  // (b, di)
+  Tensor x_dbl = x_proj->forward(xc);                                                     // (b, R + 2n)
+  Tensor delta = linear(narrow(x_dbl, 1, 0, R), dt_proj->weight);                         // (b, di)
   Tensor Bv = unsqueeze(narrow(x_dbl, 1, R, n), 1), Cv = unsqueeze(narrow(x_dbl, 1, R + n, n), 1);  // (b, 1, n)
-  Tensor dt = softplus(add(delta, dt_proj->bias));                                       // (b, di)
-  Tensor dA = exp(mul(unsqueeze(dt, 2), neg(exp(A_log))));                               // (b, di, n)
-  st.ssm = add(mul(dA, st.ssm), mul(unsqueeze(mul(dt, xc), 2), Bv));                     // (b, di, n)
-  Tensor y = add(sum(mul(st.ssm, Cv), {2}), mul(D, xc));                                 // (b, di)
+  Tensor dt = softplus(add(delta, dt_proj->bias));                                        // (b, di)
+  Tensor dA = exp(mul(unsqueeze(dt, 2), neg(exp(A_log))));                                // (b, di, n)
+  st.ssm = add(mul(dA, st.ssm), mul(unsqueeze(mul(dt, xc), 2), Bv));                      // (b, di, n)
+  Tensor y = add(sum(mul(st.ssm, Cv), {2}), mul(D, xc));                                  // (b, di)
   return out_proj->forward(mul(y, silu(z)));
 }
 
-Tensor MambaMixer::step(const Tensor& x, LayerState& st) const {
-  if (!x.device().is_cpu()) return step_composed(x, st);
-  NoGradGuard ng;
-  const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv, b = x.size(0);
-  Tensor xz = contiguous(in_proj->forward(x));  // (b, 2 di)
-  Tensor xc = Tensor::empty({b, di});
-  {
-    const float *pxz = xz.data<float>(), *pw = conv_weight.data<float>(), *pb = conv_bias.data<float>();
-    float *pc = st.conv.data<float>(), *pxc = xc.data<float>();
-    for (int64_t i = 0; i < b; ++i)
-      for (int64_t c = 0; c < di; ++c) {
-        float* s = pc + (i * di + c) * k;
-        for (int64_t j = 0; j + 1 < k; ++j) s[j] = s[j + 1];  // shift out the oldest input
-        s[k - 1] = pxz[i * 2 * di + c];
-        float acc = pb[c];
-        for (int64_t j = 0; j < k; ++j) acc += pw[c * k + j] * s[j];
-        pxc[i * di + c] = fn::silu(acc);
-      }
-  }
-  Tensor x_dbl = contiguous(x_proj->forward(xc));                                 // (b, R + 2n)
-  Tensor delta = contiguous(linear(narrow(x_dbl, 1, 0, R), dt_proj->weight));  // (b, di)
-  Tensor y = Tensor::empty({b, di});
-  {
-    const float *pd = delta.data<float>(), *pdb = dt_proj->bias.data<float>(), *pal = A_log.data<float>(),
-                *pD = D.data<float>(), *pxd = x_dbl.data<float>(), *pxc = xc.data<float>(), *pxz = xz.data<float>();
-    float *ph = st.ssm.data<float>(), *py = y.data<float>();
-    for (int64_t i = 0; i < b; ++i)
-      for (int64_t c = 0; c < di; ++c) {
-        const float dt = fn::softplus(pd[i * di + c] + pdb[c]);
-        const float u = pxc[i * di + c];
-        const float* Bv = pxd + i * (R + 2 * n) + R;
-        const float* Cv = Bv + n;
-        float* h = ph + (i * di + c) * n;
-        float acc = 0;
-        for (int64_t s = 0; s < n; ++s) {
-          h[s] = std::exp(dt * -std::exp(pal[c * n + s])) * h[s] + dt * Bv[s] * u;
-          acc += Cv[s] * h[s];
-        }
-        acc += pD[c] * u;
-        const float z = pxz[i * 2 * di + di + c];
-        py[i * di + c] = acc * fn::silu(z);
-      }
-  }
-  return out_proj->forward(y);
-}
+Tensor MambaMixer::step(const Tensor& x, LayerState& st) const { return step_composed(x, st); }
 
 // ---- the language model ----
 
@@ -233,20 +196,28 @@ MambaLM::MambaLM(const MambaConfig& cfg, uint64_t seed) : cfg_(cfg) {
   norm_f = register_module("backbone.norm_f", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
 }
 
-Tensor MambaLM::forward(const Tensor& tokens) const {
-  MG_CHECK(tokens.dim() == 2 && tokens.dtype() == DType::i64, "[mamba] tokens must be int64 (batch, length), got {} {}",
-           tokens.dtype(), tokens.shape());
+void MambaLM::check_tokens(const Tensor& tokens, int64_t dims, const char* op) const {
+  MG_CHECK(tokens.dim() == dims && tokens.dtype() == DType::i64, "[{}] tokens must be int64 {}, got {} {}", op,
+           dims == 1 ? "(batch,)" : "(batch, length)", tokens.dtype(), tokens.shape());
   MG_CHECK(tokens.device() == embeddings->weight.device(),
-           "[mamba] tokens are on {} but the model is on {} (copy them with .to(device))", tokens.device(),
+           "[{}] tokens are on {} but the model is on {} (copy them with .to(device))", op, tokens.device(),
            embeddings->weight.device());
+}
+
+Tensor MambaLM::backbone(const Tensor& tokens, std::vector<LayerState>* states) const {
   Tensor h = embeddings->forward(tokens);  // (b, l, d_model)
   Tensor residual;                          // kept in float32, as residual_in_fp32
-  for (auto& layer : layers) {
+  if (states) states->resize(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
     residual = residual.defined() ? add(residual, h) : h;
-    h = layer->mixer->forward(layer->norm->forward(residual));
+    h = layers[i]->mixer->forward(layers[i]->norm->forward(residual), states ? &(*states)[i] : nullptr);
   }
-  residual = residual.defined() ? add(residual, h) : h;
-  return linear(norm_f->forward(residual), embeddings->weight);  // tied head: (b, l, vocab)
+  return residual.defined() ? add(residual, h) : h;
+}
+
+Tensor MambaLM::forward(const Tensor& tokens) const {
+  check_tokens(tokens, 2, "mamba");
+  return linear(norm_f->forward(backbone(tokens, nullptr)), embeddings->weight);  // tied head: (b, l, vocab)
 }
 
 Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets) const {
@@ -257,17 +228,23 @@ Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets) const {
 std::vector<LayerState> MambaLM::initial_state(int64_t batch) const {
   std::vector<LayerState> s;
   for (int64_t i = 0; i < cfg_.n_layer; ++i)
-    s.push_back({zeros({batch, cfg_.d_inner(), cfg_.d_conv}, DType::f32, device()),
+    s.push_back({zeros({batch, cfg_.d_inner(), cfg_.d_conv - 1}, DType::f32, device()),
                  zeros({batch, cfg_.d_inner(), cfg_.d_state}, DType::f32, device())});
   return s;
 }
 
+Tensor MambaLM::prefill(const Tensor& tokens, std::vector<LayerState>& state) const {
+  check_tokens(tokens, 2, "mamba prefill");
+  MG_CHECK(tokens.size(1) >= 1, "[mamba prefill] the prompt must hold at least one token, got shape {}",
+           tokens.shape());
+  NoGradGuard ng;
+  Tensor res = backbone(tokens, &state);
+  Tensor last = contiguous(narrow(res, 1, res.size(1) - 1, 1)).reshape({res.size(0), res.size(2)});  // (b, d_model)
+  return linear(norm_f->forward(last), embeddings->weight);
+}
+
 Tensor MambaLM::step(const Tensor& tokens, std::vector<LayerState>& state) const {
-  MG_CHECK(tokens.dim() == 1 && tokens.dtype() == DType::i64, "[mamba step] tokens must be int64 (batch,), got {} {}",
-           tokens.dtype(), tokens.shape());
-  MG_CHECK(tokens.device() == embeddings->weight.device(),
-           "[mamba step] tokens are on {} but the model is on {} (copy them with .to(device))", tokens.device(),
-           embeddings->weight.device());
+  check_tokens(tokens, 1, "mamba step");
   MG_CHECK((int64_t)state.size() == cfg_.n_layer && state[0].ssm.size(0) == tokens.size(0),
            "[mamba step] state is for {} layers and batch {}, but the model has {} layers and the batch is {}",
            state.size(), state.empty() ? 0 : state[0].ssm.size(0), cfg_.n_layer, tokens.size(0));

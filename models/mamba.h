@@ -34,22 +34,23 @@ struct MambaConfig {
   static MambaConfig from_json(const std::string& text, const std::string& source);
 };
 
-// Recurrent state of one layer for step(): the last d_conv inputs of the conv, and the SSM state.
+// Recurrent state of one layer: what the layer needs of the past to go on one token at a time.
 struct LayerState {
-  Tensor conv;  // (b, d_inner, d_conv), oldest first
-  Tensor ssm;   // (b, d_inner, d_state)
+  Tensor conv;  // (b, d_inner, d_conv - 1): the conv's last d_conv - 1 inputs, oldest first
+  Tensor ssm;   // (b, d_inner, d_state): the selective scan's state
 };
 
 class MambaMixer : public Module {
  public:
   MambaMixer(const MambaConfig& cfg, Generator& gen);
-  // (b, l, d_model) -> (b, l, d_model)
-  Tensor forward(const Tensor& x) const;
-  // One token per sequence: (b, d_model) -> (b, d_model), updating `state`. No autograd. On the CPU
-  // a fused loop over the raw data; on other devices step_composed.
+  // (b, l, d_model) -> (b, l, d_model). With `final_state`, also the state after the last position
+  // (the conv's last inputs and the scan's last state), from which step() continues: the prefill.
+  Tensor forward(const Tensor& x, LayerState* final_state = nullptr) const;
+  // One token per sequence: (b, d_model) -> (b, d_model), updating `state` in place with the fused
+  // step ops (causal_conv1d_update_, selective_state_update_). No autograd.
   Tensor step(const Tensor& x, LayerState& state) const;
-  // The same step written with ops only, so it runs on any device (public for the tests, which
-  // compare it with the CPU loop). Replaces state.conv and state.ssm with new tensors.
+  // The same step written with primitive ops only (the reference the tests compare step() with).
+  // Replaces state.conv and state.ssm with new tensors.
   Tensor step_composed(const Tensor& x, LayerState& state) const;
 
   std::shared_ptr<Linear> in_proj, x_proj, dt_proj, out_proj;
@@ -74,11 +75,15 @@ class MambaLM : public Module {
   // Mean cross-entropy in nats of predicting `targets` (b, l) from `tokens` (b, l).
   Tensor loss(const Tensor& tokens, const Tensor& targets) const;
 
-  // Recurrent inference: a fresh state for `batch` sequences (on the model's device), and one token
-  // per sequence (int64 (b,), on the model's device) -> logits (b, padded_vocab). Costs
+  // Recurrent inference: a fresh (zero) state for `batch` sequences (on the model's device), and one
+  // token per sequence (int64 (b,), on the model's device) -> logits (b, padded_vocab). Costs
   // O(layers * d_inner * d_state) per token.
   std::vector<LayerState> initial_state(int64_t batch) const;
   Tensor step(const Tensor& tokens, std::vector<LayerState>& state) const;
+  // The prompt through the parallel forward (the fused scan): tokens (b, l) -> the logits of the last
+  // position (b, padded_vocab), and `state` set to the state after it, ready for step(). The same
+  // result as step() over the prompt from initial_state, up to float rounding. No autograd.
+  Tensor prefill(const Tensor& tokens, std::vector<LayerState>& state) const;
 
   const MambaConfig& config() const { return cfg_; }
 
@@ -87,6 +92,9 @@ class MambaLM : public Module {
   std::shared_ptr<RMSNorm> norm_f;
 
  private:
+  // The residual stream after the last layer (b, l, d_model), before norm_f; fills `states` when given.
+  Tensor backbone(const Tensor& tokens, std::vector<LayerState>* states) const;
+  void check_tokens(const Tensor& tokens, int64_t dims, const char* op) const;
   MambaConfig cfg_;
 };
 

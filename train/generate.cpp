@@ -1,8 +1,6 @@
 #include "train/generate.h"
 
-#include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "autograd/grad_mode.h"
 #include "core/error.h"
@@ -14,51 +12,57 @@ void SampleOptions::validate() const {
   MG_CHECK(std::isfinite(temperature) && temperature >= 0,
            "[generate] --temperature must be >= 0 and finite (0: greedy), got {}", temperature);
   MG_CHECK(top_k >= 0, "[generate] --top-k must be >= 0 (0: no cut), got {}", top_k);
+  MG_CHECK(num_samples >= 1, "[generate] --num-samples must be at least 1, got {}", num_samples);
+}
+
+std::vector<std::string> generate_samples(const MambaLM& model, const std::string& prompt, const SampleOptions& o,
+                                          const std::function<void(int64_t, char)>& emit) {
+  o.validate();
+  NoGradGuard ng;
+  const Device device = model.device();
+  const int64_t n = o.num_samples, vocab = model.config().vocab_size;
+  const std::string context = prompt.empty() ? std::string("\n") : prompt;
+  std::vector<int64_t> ids;
+  for (unsigned char c : context) {
+    MG_CHECK(c < vocab, "[generate] the prompt's byte {} (at offset {}) is outside the model's vocabulary of {}",
+             (int)c, ids.size(), vocab);
+    ids.push_back(c);
+  }
+  std::vector<LayerState> state;
+  Tensor logits = model.prefill(from_vector<int64_t>(ids, {1, (int64_t)ids.size()}, device), state);
+  if (n > 1) {  // every continuation starts from the prompt's state
+    for (auto& s : state) {
+      s.conv = contiguous(expand(s.conv, {n, s.conv.size(1), s.conv.size(2)}));
+      s.ssm = contiguous(expand(s.ssm, {n, s.ssm.size(1), s.ssm.size(2)}));
+    }
+    logits = contiguous(expand(logits, {n, logits.size(1)}));
+  }
+  std::vector<Generator> gens;
+  for (int64_t i = 0; i < n; ++i) gens.emplace_back(o.seed + (uint64_t)i);
+  std::vector<std::string> out(n);
+  std::vector<double> u(o.temperature > 0 ? n : 0);
+  for (int64_t t = 0; t < o.bytes; ++t) {
+    for (size_t i = 0; i < u.size(); ++i) u[i] = gens[i].next_uniform();
+    Tensor picks = sample_tokens(logits, vocab, o.temperature, o.top_k, u);  // (n) on the device
+    Tensor host = device.is_cpu() ? picks : to_device(picks, kCPU);
+    const int64_t* p = host.data<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      MG_CHECK(p[i] >= 0, "[generate] the model's logits hold NaN (continuation {}, byte {}): the weights are broken",
+               i, t);
+      out[i] += (char)p[i];
+      if (emit) emit(i, (char)p[i]);
+    }
+    if (t + 1 < o.bytes) logits = model.step(picks, state);
+  }
+  return out;
 }
 
 std::string generate(const MambaLM& model, const std::string& prompt, const SampleOptions& o,
                      const std::function<void(char)>& emit) {
-  o.validate();
-  NoGradGuard ng;
-  auto state = model.initial_state(1);
-  Generator gen(o.seed);
-  const int64_t vocab = model.config().vocab_size;
-  // An empty prompt starts from a newline, as if at the start of a line.
-  std::string context = prompt.empty() ? std::string("\n") : prompt;
-  Tensor logits;
-  const Device device = model.device();
-  for (unsigned char c : context) logits = model.step(from_vector<int64_t>({(int64_t)c}, {1}, device), state);
-  std::string out;
-  for (int64_t i = 0; i < o.bytes; ++i) {
-    std::vector<float> l = logits.to_vector<float>();
-    l.resize(vocab);  // padded rows are never sampled
-    int64_t pick = 0;
-    if (o.temperature == 0) {
-      pick = std::max_element(l.begin(), l.end()) - l.begin();
-    } else {
-      std::vector<int64_t> idx(vocab);
-      for (int64_t k = 0; k < vocab; ++k) idx[k] = k;
-      int64_t keep = o.top_k > 0 ? std::min(o.top_k, vocab) : vocab;
-      std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(), [&](int64_t a, int64_t b) { return l[a] > l[b]; });
-      std::vector<double> p(keep);
-      double mx = l[idx[0]], total = 0;
-      for (int64_t k = 0; k < keep; ++k) total += p[k] = std::exp((l[idx[k]] - mx) / o.temperature);
-      double r = gen.next_uniform() * total;
-      pick = idx[keep - 1];
-      for (int64_t k = 0; k < keep; ++k) {
-        if (r < p[k]) {
-          pick = idx[k];
-          break;
-        }
-        r -= p[k];
-      }
-    }
-    char c = (char)pick;
-    out += c;
-    if (emit) emit(c);
-    logits = model.step(from_vector<int64_t>({pick}, {1}, device), state);
-  }
-  return out;
+  MG_CHECK(o.num_samples == 1, "[generate] generate() makes one continuation; use generate_samples for {}",
+           o.num_samples);
+  return generate_samples(model, prompt, o, emit ? [&](int64_t, char c) { emit(c); }
+                                                 : std::function<void(int64_t, char)>())[0];
 }
 
 }  // namespace mg

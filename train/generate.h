@@ -1,8 +1,10 @@
-// Sampling bytes from a trained model with its recurrent step.
+// Sampling bytes from a trained model: the prompt through the parallel forward (prefill), then one
+// byte at a time with the recurrent step, every continuation of a batch at once.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "models/mamba.h"
 
@@ -13,12 +15,20 @@ struct SampleOptions {
   double temperature = 0.8;  // 0: greedy
   int64_t top_k = 40;        // 0: no cut
   uint64_t seed = 0;
-  // Throws mg::Error naming the option (--bytes, --temperature, --top-k) and its valid range.
+  int64_t num_samples = 1;   // continuations of the prompt, sampled as one batch; continuation i uses seed + i
+  // Throws mg::Error naming the option (--bytes, --temperature, --top-k, --num-samples) and its valid range.
   void validate() const;
 };
 
-// Feeds `prompt` through the recurrent step, then samples; each byte goes to `emit` as it is made.
-// Runs on the model's device; each step's logits are read back to the host to sample.
+// opts.num_samples continuations of `prompt` (an empty prompt starts from a newline), sampled together
+// on the model's device. Continuation i draws from the generator seeded seed + i, and a row's
+// arithmetic does not depend on the batch, so it is the same text as the single continuation with that
+// seed. emit(i, byte) is called for each byte as it is made. Only the picked bytes come back from the
+// device, never the logits (ops/sample.cpp).
+std::vector<std::string> generate_samples(const MambaLM& model, const std::string& prompt, const SampleOptions& opts,
+                                          const std::function<void(int64_t, char)>& emit = nullptr);
+
+// One continuation (opts.num_samples must be 1); each byte goes to `emit` as it is made.
 std::string generate(const MambaLM& model, const std::string& prompt, const SampleOptions& opts,
                      const std::function<void(char)>& emit = nullptr);
 

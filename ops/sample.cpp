@@ -1,0 +1,80 @@
+// sample_tokens: the next token of each sequence from its logits, on the logits' device. Not an
+// autograd op (its output is an index). The rule, the same on every device:
+//   keep the top_k largest of the first `vocab` entries (all when top_k is 0, the largest alone when
+//   temperature is 0), ordered by value descending and, on ties, by index ascending; give the kept
+//   entry k the weight p_k = exp((l_k - l_0) / temperature) (in double); with u the row's uniform
+//   draw in [0, 1) and r = u * sum p, walk the kept entries in order and pick the first with r < p_k
+//   (r -= p_k otherwise; the last one when rounding runs past the end).
+// On CUDA one kernel does all rows (cuda/sample.cu), so decoding never copies logits to the host;
+// only the picks (b int64) come back, and the uniform draws (b double) go over.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/dispatch.h"
+#include "cuda/kernels.h"
+#include "ops/ops.h"
+
+namespace mg {
+
+namespace {
+
+template <class T>
+int64_t pick_row(const T* l, int64_t vocab, double temperature, int64_t keep, double u, std::vector<int64_t>& idx,
+                 std::vector<double>& p) {
+  for (int64_t i = 0; i < vocab; ++i)
+    if (std::isnan((double)l[i])) return -1;
+  if (temperature == 0) return std::max_element(l, l + vocab) - l;  // the first of the largest
+  idx.resize(vocab);
+  std::iota(idx.begin(), idx.end(), int64_t(0));
+  std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(),
+                    [&](int64_t a, int64_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+  p.resize(keep);
+  const double top = (double)l[idx[0]];
+  double total = 0;
+  for (int64_t k = 0; k < keep; ++k) total += p[k] = std::exp(((double)l[idx[k]] - top) / temperature);
+  double r = u * total;
+  for (int64_t k = 0; k < keep; ++k) {
+    if (r < p[k]) return idx[k];
+    r -= p[k];
+  }
+  return idx[keep - 1];
+}
+
+}  // namespace
+
+Tensor sample_tokens(const Tensor& logits, int64_t vocab, double temperature, int64_t top_k,
+                     const std::vector<double>& uniforms) {
+  MG_CHECK(logits.defined() && logits.dim() == 2 && is_floating(logits.dtype()),
+           "[sample] logits must be a floating (batch, vocab) tensor, got {} {}", logits.dtype(), logits.shape());
+  const int64_t b = logits.size(0), V = logits.size(1);
+  MG_CHECK(vocab >= 1 && vocab <= V, "[sample] vocab must be from 1 to the logits' {} columns, got {}", V, vocab);
+  MG_CHECK(std::isfinite(temperature) && temperature >= 0, "[sample] temperature must be >= 0 and finite, got {}",
+           temperature);
+  MG_CHECK(top_k >= 0, "[sample] top_k must be >= 0 (0: no cut), got {}", top_k);
+  MG_CHECK(temperature == 0 || (int64_t)uniforms.size() == b,
+           "[sample] needs one uniform draw per row: {} rows, {} draws", b, uniforms.size());
+  for (double u : uniforms) MG_CHECK(u >= 0 && u < 1, "[sample] uniform draws must be in [0, 1), got {}", u);
+  const int64_t keep = temperature == 0 ? 1 : top_k > 0 ? std::min(top_k, vocab) : vocab;
+  const Device dev = logits.device();
+  Tensor l = logits.detach();
+  if (l.stride(1) != 1) l = contiguous(l);
+  Tensor out = Tensor::empty({b}, DType::i64, dev, "sample");
+  if (dev.is_cuda()) {
+    Tensor u = from_vector<double>(temperature == 0 ? std::vector<double>(b, 0.0) : uniforms, {b}, dev);
+    cuda::sample_rows(l.dtype(), l.raw_data(), b, l.stride(0), vocab, temperature, keep, u.data<double>(),
+                      out.data<int64_t>(), dev.index);
+    return out;
+  }
+  MG_DISPATCH_FLOAT(l.dtype(), "sample", [&] {
+    std::vector<int64_t> idx;
+    std::vector<double> p;
+    const scalar_t* pl = l.data<scalar_t>();
+    int64_t* po = out.data<int64_t>();
+    for (int64_t r = 0; r < b; ++r)
+      po[r] = pick_row(pl + r * l.stride(0), vocab, temperature, keep, temperature == 0 ? 0.0 : uniforms[r], idx, p);
+  });
+  return out;
+}
+
+}  // namespace mg
