@@ -1,10 +1,12 @@
 // `mambagrad bench scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]`, `mambagrad bench matmul [--reps R] [--quick]`:
-// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer]`:
+// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer]`,
+// `mambagrad bench generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]`:
 // the benchmarks in bench/.
 #include "apps/commands.h"
 #include "bench/bench.h"
 #include "core/error.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace mg::app {
@@ -19,37 +21,57 @@ void add_bench_command(CLI::App& app, Run& run) {
     bool peer = false;
     std::string data;
     std::string device = "cpu";  // scan and train (one --device option for every benchmark that takes one)
+    bench::GenerateBenchOptions gen;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "benchmarks that print figures (see docs/perf.md)");
   cmd->add_option("what", o->what,
                   "which benchmark: scan (fused selective_scan vs its composed reference), matmul (our CPU gemm vs "
-                  "OpenBLAS on the training shapes), train (full training steps: tokens/s and peak memory)")
+                  "OpenBLAS on the training shapes), train (full training steps: tokens/s and peak memory), generate (prefill "
+                  "and decode tokens/s against the machine's floors)")
       ->required()
-      ->check(CLI::IsMember({"scan", "matmul", "train"}));
+      ->check(CLI::IsMember({"scan", "matmul", "train", "generate"}));
   cmd->add_option("--reps", o->scan.reps, "timed repetitions (scan: median reported; matmul: best reported)")
       ->capture_default_str();
   cmd->add_option("--ref-steps", o->scan.ref_steps,
                   "scan: time the reference on at most this many steps and scale to l (0: min(l, 256))")
       ->capture_default_str();
   cmd->add_flag("--quick", o->scan.quick, "small shapes only (a smoke test)");
-  cmd->add_option("--preset", o->presets, "train: presets to run (default: small base)");
-  cmd->add_option("--batch", o->batch, "train: batch size")->capture_default_str();
+  cmd->add_option("--preset", o->presets, "train, generate: presets to run (default: small base; generate: small)");
+  auto* batch = cmd->add_option("--batch", o->batch, "train: batch size; generate: sequences decoded together "
+                                                     "(default 1)")->capture_default_str();
+  cmd->add_option("--prompt-bytes", o->gen.prompt_bytes, "generate: prompt length (prefill)")->capture_default_str();
+  cmd->add_option("--tokens", o->gen.tokens, "generate: decoded tokens per sequence")->capture_default_str();
+  cmd->add_flag("--background-load", o->gen.background_load,
+                "generate: a busy thread on CPU 0 during the measurements (a shared machine)");
   cmd->add_option("--seq", o->seq, "train: sequence length")->capture_default_str();
   cmd->add_option("--steps", o->steps, "train: timed steps")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str();
   cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
-  cmd->add_flag("--peer", o->peer, "train: also run the PyTorch peer, bench/torch_peer.py, and print the ratios");
+  cmd->add_flag("--peer", o->peer, "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
+                                   "ratios");
   cmd->add_option("--device", o->device,
-                  "scan, train: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
+                  "scan, train, generate: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
       ->capture_default_str();
-  cmd->callback([o, &run] {
+  cmd->callback([o, &run, batch] {
 #if MG_CUDA_EMULATED
     if (o->device != "cpu")
       std::fprintf(stderr, "note: this build runs CUDA on the CPU emulator (-DMG_CUDA=EMULATE): its timings say "
                            "nothing about a GPU\n");
 #endif
-    if (o->what == "train")
+    if (o->what == "generate")
+      run = [o, batch] {
+        o->gen.batch = batch->count() ? o->batch : 1;
+        o->gen.peer = o->peer;
+        o->gen.device = o->device;
+        int rc = 0;
+        for (const std::string& p : o->presets.empty() ? std::vector<std::string>{"small"} : o->presets) {
+          o->gen.preset = p;
+          rc = std::max(rc, bench::run_generate_bench(o->gen));
+        }
+        return rc;
+      };
+    else if (o->what == "train")
       run = [o] {
         return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device);
       };

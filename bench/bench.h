@@ -1,6 +1,7 @@
 // Benchmarks that print figures (never timed tests). `mambagrad bench NAME` runs them.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -34,5 +35,27 @@ int run_matmul_bench(int reps, bool quick);
 // the PyTorch peer bench/torch_peer.py, on `device` ("cpu", "cuda" or "cuda:N").
 int run_train_bench(const std::vector<std::string>& presets, int64_t batch, int64_t seq, int steps, int warmup,
                     bool peer, const std::string& data, const std::string& device = "cpu");
+
+struct GenerateBenchOptions {
+  std::string preset = "small";
+  int64_t batch = 1;            // sequences decoded together
+  int64_t prompt_bytes = 4096;  // prefill length
+  int64_t tokens = 1000;        // decoded tokens per sequence (timed)
+  bool peer = false;            // also time bench/torch_peer.py --generate
+  bool background_load = false; // a busy thread on one core during every measurement
+  std::string device = "cpu";
+};
+
+// bench/generate_bench.cpp: prefill and decode tokens/s of a preset, against the floors of this machine
+// (weight bytes per step at the measured memory bandwidth; the step's multiply-adds at the measured
+// peak), at 1 thread and at --threads, optionally beside the PyTorch peer's recurrent step.
+int run_generate_bench(const GenerateBenchOptions& o);
+
+// bench/torch_peer_run.cpp: runs bench/torch_peer.py with `args` (echoing its output, indented) and
+// returns the key=value figures of its `torch_peer ...` line; empty when it was skipped (no python3,
+// no torch) or failed, or its line lacks `required_key`: `status` says which ("ok" otherwise).
+std::map<std::string, std::string> run_torch_peer(const std::string& args, const std::string& required_key,
+                                                  std::string& status);
+std::string shell_quote(const std::string& s);
 
 }  // namespace mg::bench

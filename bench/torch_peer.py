@@ -35,6 +35,14 @@ Prints one line that `mambagrad bench train --peer` parses:
 i.e. the interpreter and torch). Prints `torch_peer skipped: REASON` and exits 0 when torch is
 missing.
 
+--generate: what `mambagrad bench generate --peer` compares with. Under torch.inference_mode(), the
+prompt (--batch rows of --prompt-bytes random bytes) through the model's forward (the prefill), then
+--tokens greedy tokens per row through the recurrent step as a PyTorch user writes it (mamba.py's
+step: a cached conv window and SSM state per layer, the conv as a sum over the window, one
+exp(dt A) per step), each pick read back with .tolist() as a sampler would. Prints
+
+    torch_peer preset=small batch=1 prefill_tokens_per_s=... gen_tokens_per_s=... ms_per_step=...
+
 Checks (not timed):
     --load RUN --check-logits FILE   load RUN/model.safetensors (as written by `mambagrad train`) and
                                      compare the logits with `mambagrad logits --run RUN --out FILE`
@@ -95,6 +103,9 @@ def main():
     ap.add_argument("--verbose", action="store_true", help="print the loss of every step")
     ap.add_argument("--load", default="", help="mambagrad run folder: load its model.safetensors")
     ap.add_argument("--check-logits", default="", help="with --load: compare with `mambagrad logits` output, exit")
+    ap.add_argument("--generate", action="store_true", help="time prefill and the recurrent step instead of training")
+    ap.add_argument("--prompt-bytes", type=int, default=4096, help="--generate: prompt length")
+    ap.add_argument("--tokens", type=int, default=300, help="--generate: decoded tokens per row")
     args = ap.parse_args()
 
     try:
@@ -175,6 +186,20 @@ def main():
             y = (y + x * self.D) * F.silu(z)
             return self.out_proj(y)
 
+        def step(self, hidden, cache):  # hidden (b, d_model); cache = (conv window (b, di, k), ssm state (b, di, n))
+            conv_state, h = cache
+            x, z = self.in_proj(hidden).chunk(2, dim=-1)
+            conv_state.copy_(torch.roll(conv_state, shifts=-1, dims=-1))
+            conv_state[:, :, -1] = x
+            x = F.silu(torch.sum(conv_state * self.conv1d.weight.squeeze(1), dim=-1) + self.conv1d.bias)
+            dt, B, C = self.x_proj(x).split([self.R, self.n, self.n], dim=-1)
+            dt = F.softplus(self.dt_proj(dt))
+            A = -torch.exp(self.A_log)
+            dA = torch.exp(dt.unsqueeze(-1) * A)
+            h.copy_(dA * h + (dt * x).unsqueeze(-1) * B.unsqueeze(1))
+            y = (h @ C.unsqueeze(-1)).squeeze(-1) + self.D * x
+            return self.out_proj(y * F.silu(z))
+
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
@@ -202,6 +227,15 @@ def main():
                 h = layer.mixer(layer.norm(residual))
             residual = residual + h
             return F.linear(bb.norm_f(residual), bb.embeddings.weight)  # tied head
+
+        def step(self, tokens, caches):  # tokens (b,) -> logits (b, vocab)
+            bb = self.backbone
+            h, residual = bb.embeddings(tokens), None
+            for layer, cache in zip(bb.layers, caches):
+                residual = h if residual is None else residual + h
+                h = layer.mixer.step(layer.norm(residual), cache)
+            residual = residual + h
+            return F.linear(bb.norm_f(residual), bb.embeddings.weight)
 
     # data first, then the baseline RSS: what the process holds before the model exists
     if args.data:
@@ -243,6 +277,8 @@ def main():
             return 0 if rel < 1e-4 else 1
 
     model.to(device)
+    if args.generate:
+        return run_generate(args, model, device, sync, torch, F)
     decay = [p for name, p in model.named_parameters()
              if name.endswith(("in_proj.weight", "conv1d.weight", "x_proj.weight", "dt_proj.weight", "out_proj.weight"))]
     ids = {id(p) for p in decay}
@@ -292,6 +328,49 @@ def main():
           f"fwd_ms={1e3 * fwd / n:.1f} bwd_ms={1e3 * bwd / n:.1f} opt_ms={1e3 * upd / n:.1f} "
           f"peak_rss_mb={peak_rss_mb():.1f} base_rss_mb={base_rss:.1f} "
           f"loss_first={loss_first:.4f} loss_last={loss_last:.4f} torch={torch.__version__}", flush=True)
+    return 0
+
+
+def run_generate(args, model, device, sync, torch, F):
+    """Prefill and greedy decode timings (see --generate in the module docstring)."""
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(0, 256, (args.batch, args.prompt_bytes), generator=g).to(device)
+    mixers = [layer.mixer for layer in model.backbone.layers]
+
+    def fresh_caches():
+        k = mixers[0].conv1d.weight.shape[-1]
+        return [(torch.zeros(args.batch, m.di, k, device=device), torch.zeros(args.batch, m.di, m.n, device=device))
+                for m in mixers]
+
+    with torch.inference_mode():
+        model(prompt)  # warm-up
+        times = []
+        for _ in range(3):
+            sync()
+            t0 = time.perf_counter()
+            model(prompt)
+            sync()
+            times.append(time.perf_counter() - t0)
+        prefill = args.batch * args.prompt_bytes / sorted(times)[1]
+
+        caches = fresh_caches()
+        tok = prompt[:, -1]
+        for _ in range(10):  # warm-up
+            tok = model.step(tok, caches).argmax(-1)
+            tok.tolist()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(args.tokens):
+                tok = model.step(tok, caches).argmax(-1)
+                tok.tolist()  # the sampler reads each pick
+            sync()
+            times.append(time.perf_counter() - t0)
+        t = sorted(times)[1]
+    print(f"torch_peer preset={args.preset} batch={args.batch} threads={torch.get_num_threads()} "
+          f"prefill_tokens_per_s={prefill:.1f} gen_tokens_per_s={args.batch * args.tokens / t:.1f} "
+          f"ms_per_step={1e3 * t / args.tokens:.4f} torch={torch.__version__}", flush=True)
     return 0
 
 

@@ -7,15 +7,24 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "autograd/grad_mode.h"
 #include "core/cpu_allocator.h"
 #include "models/mamba.h"
 #include "tests/check.h"
+#include "tests/cli.h"
 #include "tests/devices.h"
+#include "tests/temp_dir.h"
+#include "tests/trainer_fixture.h"
+#include "train/checkpoint.h"
 #include "train/generate.h"
 
 using namespace mg;
+using mg::test::TempDir;
+using mg::test::tiny_options;
+using mg::test::write_text;
 
 namespace {
 
@@ -205,4 +214,42 @@ TEST_CASE("cuda generate: a batch of continuations on the device is the text of 
   // The two devices round differently; a continuation may part ways where two bytes are nearly tied.
   // Over the first bytes they must agree.
   for (int i = 0; i < 3; ++i) CHECK(gpu[i].substr(0, 8) == cpu[i].substr(0, 8));
+}
+
+TEST_CASE("generate CLI: --num-samples prints each continuation, --jsonl one object per line") {
+  TempDir d("gen_cli");
+  TrainOptions o = tiny_options(write_text(d, 30000), d / "run");
+  o.steps = 2;
+  train(o, false);
+  SampleOptions s;
+  s.bytes = 30, s.temperature = 1.0, s.seed = 5, s.num_samples = 3;
+  const auto want = generate_samples(*load_model(d / "run"), "the ", s);
+  auto r = test::run_cli({"generate", "--run", d / "run", "--prompt", "the ", "--bytes", "30", "--temperature", "1",
+                          "--seed", "5", "--num-samples", "3", "--jsonl"});
+  REQUIRE(r.exit_code == 0);
+  std::istringstream lines(r.out);
+  std::string line;
+  int64_t i = 0;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line);
+    CHECK(j["sample"] == i);
+    CHECK(j["seed"] == 5 + i);
+    CHECK(j["prompt"] == "the ");
+    // bytes that are not UTF-8 become U+FFFD in JSON: compare up to the first byte above ASCII
+    const std::string text = j["text"];
+    const size_t ascii = std::find_if(want[i].begin(), want[i].end(), [](char c) { return (unsigned char)c >= 0x80; }) -
+                         want[i].begin();
+    CHECK(text.substr(0, ascii) == want[i].substr(0, ascii));
+    ++i;
+  }
+  CHECK(i == 3);
+  auto plain = test::run_cli({"generate", "--run", d / "run", "--prompt", "the ", "--bytes", "30", "--temperature",
+                              "1", "--seed", "5", "--num-samples", "3"});
+  REQUIRE(plain.exit_code == 0);
+  for (int64_t k = 0; k < 3; ++k)
+    CHECK(plain.out.find(fmt::format("== sample {} of 3 (seed {}) ==\nthe {}\n", k + 1, 5 + k, want[k])) !=
+          std::string::npos);
+  auto bad = test::run_cli({"generate", "--run", d / "run", "--num-samples", "0"});
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("--num-samples: must be a positive integer, got '0'") != std::string::npos);
 }
