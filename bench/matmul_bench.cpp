@@ -1,5 +1,6 @@
 // `mambagrad bench matmul`: our CPU gemm (ops/cpu/gemm) on the training shapes of the `small` and
-// `base` presets, against OpenBLAS sgemm in the same run, and the machine's measured FMA peak.
+// `base` presets, against OpenBLAS sgemm in the same run, and the machine's measured FMA peak; first
+// a decode section (M = 1 and 16 rows against each weight, see decode_section).
 //
 // Shapes: tokens M = batch 16 x seq 256 = 4096; each linear layer y = x W^T (W stored (N, K)) in its
 // three forms: forward  Y (M, N) = X (M, K) W^T            gemm(trans_b)
@@ -85,6 +86,74 @@ double best_seconds(int reps, const std::function<void()>& f) {
   return best;
 }
 
+// Decode section: token-by-token generation calls linear(x, W) with M = batch rows, W (N, K) stored
+// row-major (trans_b), every layer of the `small` and `base` presets; dt_proj reads its A as a narrow
+// of x_proj's output (lda = dt_rank + 2 d_state). Ours (cpu::gemm, the small-M path) against the packed
+// path (cpu::gemm_packed, what gemm did before for every M) and OpenBLAS; GB/s = bytes of W / our time.
+void decode_section(int reps, const OpenBlas& ob) {
+  struct Shape {
+    const char* preset;
+    const char* layer;
+    int64_t N, K, lda;
+  };
+  const Shape shapes[] = {{"small", "in_proj", 1024, 256, 256},  {"small", "x_proj", 48, 512, 512},
+                          {"small", "dt_proj", 512, 16, 48},     {"small", "out_proj", 256, 512, 512},
+                          {"small", "head", 256, 256, 256},      {"base", "in_proj", 2048, 512, 512},
+                          {"base", "x_proj", 64, 1024, 1024},    {"base", "dt_proj", 1024, 32, 64},
+                          {"base", "out_proj", 512, 1024, 1024}, {"base", "head", 256, 512, 512}};
+  struct Row {
+    const Shape* s;
+    int64_t M;
+    double ours = 0, packed = 0, theirs = 0;  // seconds per call
+  };
+  std::vector<Row> rows;
+  for (const Shape& s : shapes)
+    for (int64_t M : {1, 16}) rows.push_back({&s, M});
+  // Ours, then the packed path, then OpenBLAS, 0.5 s apart: the packed path's and OpenBLAS's idle
+  // threads spin after each call and would take a core from the next (serial) measurement.
+  for (int lib = 0; lib < (ob.sgemm ? 3 : 2); ++lib) {
+    if (lib > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::mt19937 rng(2);
+    std::uniform_real_distribution<float> dist(-1.f, 1.f);
+    for (Row& r : rows) {
+      const Shape& s = *r.s;
+      std::vector<float> a(r.M * s.lda), w(s.N * s.K), c(r.M * s.N, 0.f);
+      for (float& x : a) x = dist(rng);
+      for (float& x : w) x = dist(rng);
+      if (lib == 0) {
+        r.ours = best_seconds(reps, [&] {
+          cpu::gemm<float>(false, true, r.M, s.N, s.K, a.data(), s.lda, w.data(), s.K, 0.f, c.data(), s.N);
+        });
+      } else if (lib == 1) {
+        r.packed = best_seconds(reps, [&] {
+          cpu::gemm_packed<float>(false, true, r.M, s.N, s.K, a.data(), s.lda, w.data(), s.K, 0.f, c.data(), s.N);
+        });
+      } else {
+        r.theirs = best_seconds(reps, [&] {
+          ob.sgemm(101, 111, 112, int(r.M), int(s.N), int(s.K), 1.f, a.data(), int(s.lda), w.data(), int(s.K), 0.f,
+                   c.data(), int(s.N));
+        });
+      }
+    }
+  }
+  fmt::print("\ndecode: linear y = x W^T, x (M, K), W (N, K), float32; microseconds per call\n");
+  fmt::print("  {:<6} {:<9} {:>10} {:>3} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n", "preset", "layer", "W N x K", "M",
+             "ours us", "packed", "OpenBLAS", "W GB/s", "packed/us", "OBLAS/us");
+  double lp = 0, lo = 0;
+  for (const Row& r : rows) {
+    const Shape& s = *r.s;
+    const double gbs = double(s.N * s.K * sizeof(float)) / r.ours / 1e9;
+    lp += std::log(r.packed / r.ours);
+    if (ob.sgemm) lo += std::log(r.theirs / r.ours);
+    fmt::print("  {:<6} {:<9} {:>10} {:>3} {:>8.2f} {:>8.2f} {:>8} {:>8.1f} {:>8.2f}x {:>8}\n", s.preset, s.layer,
+               fmt::format("{}x{}", s.N, s.K), r.M, r.ours * 1e6, r.packed * 1e6,
+               ob.sgemm ? fmt::format("{:.2f}", r.theirs * 1e6) : "-", gbs, r.packed / r.ours,
+               ob.sgemm ? fmt::format("{:.2f}x", r.theirs / r.ours) : "-");
+  }
+  fmt::print("decode, geometric mean over {} calls: packed / ours {:.2f}x", rows.size(), std::exp(lp / rows.size()));
+  if (ob.sgemm) fmt::print(", OpenBLAS / ours {:.2f}x", std::exp(lo / rows.size()));
+  fmt::print(" (above 1: ours faster)\n");
+}
 
 }  // namespace
 
@@ -100,6 +169,7 @@ int run_matmul_bench(int reps, bool quick) {
                getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
   else
     fmt::print("peer: OpenBLAS skipped ({})\n", ob.error);
+  decode_section(reps, ob);
 
   struct Preset {
     const char* name;

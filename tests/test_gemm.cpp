@@ -192,3 +192,97 @@ TEST_CASE("gemm: results are bit-identical for 1 and 2 threads") {
   }
   set_num_threads(saved);
 }
+
+// ---- Small M (decoding, M <= cpu::kGemmSmallM without trans_a: op(B) read in place) ----
+
+TEST_CASE("gemm small M: both layouts of B, M = 1..16, odd N and K, strides, beta 0 over NaN and beta 1") {
+  std::vector<Case> cases;
+  for (int64_t M = 1; M <= cpu::kGemmSmallM; ++M)
+    for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 33}, {97, 301}, {37, 16}, {131, 47}, {9, 130}})
+      for (bool tb : {false, true})
+        for (double beta : {0.0, 1.0}) {
+          Case c{false, tb, M, N, K};
+          c.beta = beta;
+          if ((M + N) % 2) {  // every other case with padded strides
+            c.lda_pad = 3;
+            c.ldb_pad = 5;
+            c.ldc_pad = 7;
+          }
+          cases.push_back(c);
+        }
+  check_cases<float>(cases);
+  check_cases<double>(cases);
+}
+
+namespace {
+
+// C = op(A) op(B) for the rows [r0, r0 + m) of a fixed A (stored (16, K) with row stride lda), B as
+// given (trans_b: (N, K), else (K, N)), beta 1 over a fixed C0; returns those m rows of C (N each).
+template <class T>
+std::vector<T> rows_product(bool tb, int64_t r0, int64_t m, int64_t N, int64_t K, const std::vector<T>& A,
+                            int64_t lda, const std::vector<T>& B, int64_t ldb, const std::vector<T>& C0, T beta) {
+  std::vector<T> C(C0.begin() + r0 * N, C0.begin() + (r0 + m) * N);
+  cpu::gemm<T>(false, tb, m, N, K, A.data() + r0 * lda, lda, B.data(), ldb, beta, C.data(), N);
+  return C;
+}
+
+// all_windows: every window of rows; else the full product and three single rows (for large sizes).
+template <class T>
+void check_rows_bit_identical(int64_t N, int64_t K, bool all_windows = true) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  const int64_t M = cpu::kGemmSmallM, lda = K + 3;
+  std::vector<T> A(M * lda), Bt(N * K), Bn(K * N), C0(M * N);
+  for (T& x : A) x = T(dist(rng));
+  for (T& x : Bt) x = T(dist(rng));
+  for (T& x : Bn) x = T(dist(rng));
+  for (T& x : C0) x = T(dist(rng));
+  const int saved = num_threads();
+  for (bool tb : {false, true})
+    for (T beta : {T(0), T(1)}) {
+      const std::vector<T>& B = tb ? Bt : Bn;
+      const int64_t ldb = tb ? K : N;
+      set_num_threads(1);
+      const std::vector<T> full = rows_product<T>(tb, 0, M, N, K, A, lda, B, ldb, C0, beta);
+      // Every row alone, and every window of rows (1..16 rows starting anywhere), on 1 and 2 threads.
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        const std::vector<T> again = rows_product<T>(tb, 0, M, N, K, A, lda, B, ldb, C0, beta);
+        INFO("tb " << tb << " beta " << double(beta) << " N " << N << " K " << K << " threads " << threads);
+        CHECK(again == full);
+        for (int64_t r0 = 0; r0 < M; r0 += all_windows ? 1 : 7)
+          for (int64_t m = 1; r0 + m <= M; m += all_windows ? (m < 5 ? 1 : 4) : M) {
+            const std::vector<T> part = rows_product<T>(tb, r0, m, N, K, A, lda, B, ldb, C0, beta);
+            INFO("rows " << r0 << ".." << r0 + m - 1);
+            CHECK(std::equal(part.begin(), part.end(), full.begin() + r0 * N));
+          }
+      }
+    }
+  set_num_threads(saved);
+}
+
+}  // namespace
+
+TEST_CASE("gemm small M: a row's result does not depend on M, on the other rows, or on the thread count") {
+  check_rows_bit_identical<float>(131, 47);
+  check_rows_bit_identical<double>(37, 301);
+  check_rows_bit_identical<float>(131, 16);  // K <= 32: the transposed-tile path of trans_b
+  check_rows_bit_identical<double>(45, 31);
+  // Above the grain, so the 2-thread runs really split N over threads.
+  static_assert(cpu::kGemmSmallM * 4099 * 4097 >= cpu::kGemmSmallMGrain, "test size below the thread grain");
+  check_rows_bit_identical<float>(4099, 4097, /*all_windows=*/false);
+}
+
+TEST_CASE("gemm small M: the direct path is taken (its rounding differs from the packed gemm's)") {
+  // Guards against the dispatch silently falling back to the packed path: for some element the two
+  // summation orders must give different floats (K = 4097 products of mixed sign).
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-1, 1);
+  const int64_t M = 4, N = 64, K = 4097;
+  std::vector<float> A(M * K), B(N * K), C1(M * N), C2(M * N);
+  for (float& x : A) x = dist(rng);
+  for (float& x : B) x = dist(rng);
+  cpu::gemm<float>(false, true, M, N, K, A.data(), K, B.data(), K, 0.f, C1.data(), N);
+  cpu::gemm_packed<float>(false, true, M, N, K, A.data(), K, B.data(), K, 0.f, C2.data(), N);
+  CHECK(C1 != C2);
+}

@@ -38,6 +38,7 @@
 #include "ops/cpu/gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -69,6 +70,13 @@ struct GemmVec<float> {
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static float hsum(V v) {  // lanes i + 8, then i + 4, i + 2, i + 1 (no _mm512_reduce: GCC 12 warns on it)
+    __m256 y = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+  }
 };
 template <>
 struct GemmVec<double> {
@@ -81,6 +89,11 @@ struct GemmVec<double> {
   static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
   static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
+  static double hsum(V v) {
+    __m256d y = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    __m128d x = _mm_add_pd(_mm256_castpd256_pd128(y), _mm256_extractf128_pd(y, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
+  }
 };
 constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 32 registers
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -95,6 +108,11 @@ struct GemmVec<float> {
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static float hsum(V v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
+  }
 };
 template <>
 struct GemmVec<double> {
@@ -107,6 +125,10 @@ struct GemmVec<double> {
   static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
   static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static double hsum(V v) {
+    __m128d x = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
+  }
 };
 constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
 #else
@@ -126,6 +148,13 @@ struct GemmVec {
   static V fma(V a, V b, V c) { return a * b + c; }
   static V add(V a, V b) { return a + b; }
   static V mul(V a, V b) { return a * b; }
+  static T hsum(V v) {  // pairwise, lanes i and i + W/2 first (as the x86 versions)
+    T x[W];
+    std::memcpy(x, &v, sizeof v);
+    for (int h = W / 2; h >= 1; h /= 2)
+      for (int i = 0; i < h; ++i) x[i] += x[i + h];
+    return x[0];
+  }
 };
 constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
 #endif
@@ -339,6 +368,245 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
   }
 }
 
+
+// ---- Small M (token-by-token decoding: M = batch = 1..16) ----
+//
+// C = op(A) op(B) + beta C computed directly, op(B) read in place: no packing, no copies. With M this
+// small each element of op(B) is used at most M times, so packing it (a full copy of the weight on every
+// call) costs as much as the product. Two layouts:
+//   trans_b (B stored (N, K), a weight W of linear): per element a dot product over contiguous K;
+//     dot_block runs MB rows of A against NB rows of W, MB x NB vector accumulators.
+//   !trans_b (B stored (K, N)): vectorised over N; axpy_block keeps an MB x (NV * W) tile of C in
+//     registers and adds a[i, k] * B[k, n-block] for k in order.
+// Order of the arithmetic, per element, fixed whatever MB / NB / NV, the tile's position, M and the
+// thread count (so row i of a batch-M product is bit-identical to the batch-1 product of that row, and
+// to any thread count; tests/test_gemm.cpp checks both):
+//   trans_b:  acc (one vector) = fma(a[k:k+W], b[k:k+W], acc) over the full W-chunks of K in order,
+//             s = hsum(acc) (a fixed tree), then s = fma(a[k], b[k], s) over the last K % W in order;
+//   !trans_b: s = 0, s = fma(a[k], b[k, n], s) for k = 0..K-1 (vector lanes and the scalar tail columns
+//             do the same correctly rounded fma);
+//   trans_b with K <= kSmallKDot (32): as !trans_b (see small_m_dot_small_k);
+//   then C = s (beta 0: C is never read) or C = fma(beta, C, s).
+// (Not the packed gemm's order: a product with M <= kGemmSmallM rounds differently from the same
+// rows inside a larger M, but never depends on which other rows come with it up to that bound.)
+constexpr int64_t kSmallM = kGemmSmallM;
+
+// Threads for the small-M path only from this many multiply-adds (M * N * K) up; gemm.h has the
+// measurements behind the figure.
+constexpr int64_t kSmallMGrain = kGemmSmallMGrain;
+
+template <class T>
+inline void put(T* c, T s, T beta) {
+  *c = beta == T(0) ? s : std::fma(beta, *c, s);
+}
+
+// Accumulators per call, by rows of A in the group: enough independent chains for the FMA latency
+// (8+), few enough for the registers (32 with AVX-512, 16 otherwise). Each divides kSmallNStep.
+constexpr int kSmallNStep = 8;
+template <class T, int MB>
+constexpr int dot_nb() {
+  return GemmVec<T>::W * sizeof(T) == 64 ? (MB == 1 ? 8 : 4) : (MB <= 2 ? 4 : 2);
+}
+template <class T, int MB>
+constexpr int axpy_nv() {
+  return GemmVec<T>::W * sizeof(T) == 64 ? (MB == 1 ? 8 : 4) : (MB <= 2 ? 4 : 2);
+}
+
+// C[i, j] (i < MB, j < NB) = sum_k A[i * lda + k] B[j * ldb + k], then beta (see the order above).
+template <class T, int MB, int NB>
+inline void dot_block(int64_t K, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb, T beta,
+                      T* __restrict C, int64_t ldc) {
+  using X = GemmVec<T>;
+  using V = typename X::V;
+  constexpr int W = X::W;
+  V acc[MB][NB];
+#pragma GCC unroll 8
+  for (int i = 0; i < MB; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) acc[i][j] = X::zero();
+  const int64_t kv = K / W * W;
+  for (int64_t k = 0; k < kv; k += W) {
+    V b[NB];
+#pragma GCC unroll 8
+    for (int j = 0; j < NB; ++j) b[j] = X::load(B + j * ldb + k);
+#pragma GCC unroll 8
+    for (int i = 0; i < MB; ++i) {
+      const V a = X::load(A + i * lda + k);
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) acc[i][j] = X::fma(a, b[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    for (int j = 0; j < NB; ++j) {
+      T s = X::hsum(acc[i][j]);
+      for (int64_t k = kv; k < K; ++k) s = std::fma(A[i * lda + k], B[j * ldb + k], s);
+      put(C + i * ldc + j, s, beta);
+    }
+}
+
+// Rows [0, M) of C, columns [n0, n1), trans_b.
+template <class T, int MB>
+inline void dot_group(int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
+                      T* C, int64_t ldc) {
+  constexpr int NB = dot_nb<T, MB>();
+  for (int64_t n = n0; n < n1; n += NB) dot_block<T, MB, NB>(K, A, lda, B + n * ldb, ldb, beta, C + n, ldc);
+}
+template <class T>
+void small_m_dot(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                 T beta, T* C, int64_t ldc) {
+  // n outer, in steps of kSmallNStep rows of W (a few KiB: they stay in L1 while every row group of A
+  // passes over them), so W is read from memory once whatever M.
+  for (int64_t n = n0; n < n1; n += kSmallNStep) {
+    const int64_t ne = std::min(n1, n + kSmallNStep);
+    for (int64_t i = 0; i < M; i += 4) {
+      const T* a = A + i * lda;
+      T* c = C + i * ldc;
+      if (ne - n < kSmallNStep) {  // the last columns, one at a time
+        for (int64_t j = n; j < ne; ++j) {
+          switch (std::min<int64_t>(4, M - i)) {
+            case 1: dot_block<T, 1, 1>(K, a, lda, B + j * ldb, ldb, beta, c + j, ldc); break;
+            case 2: dot_block<T, 2, 1>(K, a, lda, B + j * ldb, ldb, beta, c + j, ldc); break;
+            case 3: dot_block<T, 3, 1>(K, a, lda, B + j * ldb, ldb, beta, c + j, ldc); break;
+            default: dot_block<T, 4, 1>(K, a, lda, B + j * ldb, ldb, beta, c + j, ldc); break;
+          }
+        }
+        continue;
+      }
+      switch (std::min<int64_t>(4, M - i)) {
+        case 1: dot_group<T, 1>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+        case 2: dot_group<T, 2>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+        case 3: dot_group<T, 3>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+        default: dot_group<T, 4>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+      }
+    }
+  }
+}
+
+// C[i, 0:NV*W] (i < MB) = sum_k A[i * lda + k] B[k * ldb + 0:NV*W], k in order, then beta.
+template <class T, int MB, int NV>
+inline void axpy_block(int64_t K, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb, T beta,
+                       T* __restrict C, int64_t ldc) {
+  using X = GemmVec<T>;
+  using V = typename X::V;
+  constexpr int W = X::W;
+  V acc[MB][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MB; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = X::zero();
+  for (int64_t k = 0; k < K; ++k) {
+    V b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = X::load(B + k * ldb + v * W);
+#pragma GCC unroll 8
+    for (int i = 0; i < MB; ++i) {
+      const V a = X::set1(A[i * lda + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = X::fma(a, b[v], acc[i][v]);
+    }
+  }
+  const V vb = X::set1(beta);
+#pragma GCC unroll 8
+  for (int i = 0; i < MB; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      T* c = C + i * ldc + v * W;
+      X::store(c, beta == T(0) ? acc[i][v] : X::fma(vb, X::load(c), acc[i][v]));
+    }
+}
+
+template <class T, int MB>
+void axpy_rows(int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
+               int64_t ldc) {
+  constexpr int W = GemmVec<T>::W, NV = axpy_nv<T, MB>(), step = kSmallNStep * W;
+  int64_t n = n0;
+  for (; n + step <= n1; n += step)
+    for (int64_t j = n; j < n + step; j += NV * W) axpy_block<T, MB, NV>(K, A, lda, B + j, ldb, beta, C + j, ldc);
+  for (; n + W <= n1; n += W) axpy_block<T, MB, 1>(K, A, lda, B + n, ldb, beta, C + n, ldc);
+  for (int i = 0; i < MB; ++i)  // the last N % W columns: the same fma chain, one column at a time
+    for (int64_t j = n; j < n1; ++j) {
+      T s = T(0);
+      for (int64_t k = 0; k < K; ++k) s = std::fma(A[i * lda + k], B[k * ldb + j], s);
+      put(C + i * ldc + j, s, beta);
+    }
+}
+template <class T>
+void small_m_axpy(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                  T beta, T* C, int64_t ldc) {
+  // n outer in blocks of kSmallNStep vectors (K x 8W of B: a few hundred KiB at most, L2), row groups
+  // of 4 inner, so B is read from memory once.
+  constexpr int64_t step = kSmallNStep * GemmVec<T>::W;
+  for (int64_t n = n0; n < n1; n += step) {
+    const int64_t ne = std::min(n1, n + step);
+    for (int64_t i = 0; i < M; i += 4) {
+      const T* a = A + i * lda;
+      T* c = C + i * ldc;
+      switch (std::min<int64_t>(4, M - i)) {
+        case 1: axpy_rows<T, 1>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+        case 2: axpy_rows<T, 2>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+        case 3: axpy_rows<T, 3>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+        default: axpy_rows<T, 4>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+      }
+    }
+  }
+}
+
+// trans_b with K <= kSmallKDot (dt_proj: K = dt_rank = 16, 32): a dot product is one or two vectors,
+// so a horizontal sum per element would cost more than the products. Instead W columns of W's rows are
+// transposed into a K x W tile on the stack (K x W values, shared by all M rows) and run through
+// axpy_block: per element s = fma(a[k], b[k], s), k in order (the !trans_b order). Which order is
+// used depends on K only, never on M.
+constexpr int64_t kSmallKDot = 32;
+template <class T>
+void small_m_dot_small_k(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B,
+                         int64_t ldb, T beta, T* C, int64_t ldc) {
+  constexpr int W = GemmVec<T>::W;
+  alignas(64) T wt[kSmallKDot * W];
+  int64_t n = n0;
+  for (; n + W <= n1; n += W) {
+    for (int j = 0; j < W; ++j)
+      for (int64_t k = 0; k < K; ++k) wt[k * W + j] = B[(n + j) * ldb + k];
+    for (int64_t i = 0; i < M; i += 4) {
+      const T* a = A + i * lda;
+      T* c = C + i * ldc + n;
+      switch (std::min<int64_t>(4, M - i)) {
+        case 1: axpy_block<T, 1, 1>(K, a, lda, wt, W, beta, c, ldc); break;
+        case 2: axpy_block<T, 2, 1>(K, a, lda, wt, W, beta, c, ldc); break;
+        case 3: axpy_block<T, 3, 1>(K, a, lda, wt, W, beta, c, ldc); break;
+        default: axpy_block<T, 4, 1>(K, a, lda, wt, W, beta, c, ldc); break;
+      }
+    }
+  }
+  for (int64_t i = 0; i < M; ++i)  // the last N % W columns: the same fma chain, one at a time
+    for (int64_t j = n; j < n1; ++j) {
+      T s = T(0);
+      for (int64_t k = 0; k < K; ++k) s = std::fma(A[i * lda + k], B[j * ldb + k], s);
+      put(C + i * ldc + j, s, beta);
+    }
+}
+
+// The small-M product, threads over contiguous ranges of N (each thread reads its own rows / columns
+// of op(B)) only above kSmallMGrain multiply-adds.
+template <class T>
+void gemm_small_m(bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                  T beta, T* C, int64_t ldc) {
+  const int64_t unit = trans_b && K > kSmallKDot ? kSmallNStep : kSmallNStep * GemmVec<T>::W;  // columns per item
+  auto run = [&](int64_t b, int64_t e) {
+    const int64_t n0 = b * unit, n1 = std::min(N, e * unit);
+    if (trans_b && K <= kSmallKDot)
+      small_m_dot_small_k<T>(M, n0, n1, K, A, lda, B, ldb, beta, C, ldc);
+    else if (trans_b)
+      small_m_dot<T>(M, n0, n1, K, A, lda, B, ldb, beta, C, ldc);
+    else
+      small_m_axpy<T>(M, n0, n1, K, A, lda, B, ldb, beta, C, ldc);
+  };
+  const int64_t items = (N + unit - 1) / unit;
+  if (M * N * K < kSmallMGrain || num_threads() <= 1)
+    run(0, items);
+  else
+    parallel_for(items, unit * M * K, run);
+}
+
 }  // namespace
 
 template <class T>
@@ -348,6 +616,21 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* 
   if (K <= 0) {  // no products: C = beta C (0 overwrites)
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
+    return;
+  }
+  if (!trans_a && M <= kSmallM) {  // decoding: op(B) read in place, see gemm_small_m
+    gemm_small_m<T>(trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  gemm_packed<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <class T>
+void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
@@ -372,5 +655,9 @@ template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, const float*, i
                           float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, const double*, int64_t, const double*, int64_t,
                            double, double*, int64_t);
+template void gemm_packed<float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t,
+                                 float, float*, int64_t);
+template void gemm_packed<double>(bool, bool, int64_t, int64_t, int64_t, const double*, int64_t, const double*,
+                                  int64_t, double, double*, int64_t);
 
 }  // namespace mg::cpu

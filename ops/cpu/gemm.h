@@ -1,13 +1,34 @@
 // Our CPU matrix multiply (no BLAS). Row-major C (M, N) = op(A) op(B) + beta * C, where op(A) is
 // A (M, K) with row stride lda, or, when trans_a, the transpose of a stored (K, M) matrix; same for B.
-// Blocked for the caches, vectorised over N, threaded over tiles of C. The one place to make fast.
+// Blocked for the caches, vectorised over N, threaded over tiles of C. The one place to make fast. At most
+// 16 rows of C without trans_a (decoding) take a direct path that reads op(B) in place (gemm.cpp, "Small M").
 #pragma once
 #include <cstdint>
 
 namespace mg::cpu {
 
+// At most this many rows of C, without trans_a, take the small-M path (gemm.cpp, "Small M").
+inline constexpr int64_t kGemmSmallM = 16;
+// The small-M path runs threads only from this many multiply-adds (M N K) up. Measured on the 2-core
+// Xeon (Sapphire Rapids class) under load (other builds, load average 6.5), bench matmul's decode
+// section with the grain forced to 0: serial costs ~44 ps per multiply-add (base in_proj 16x2048x512,
+// 16.7 M multiply-adds: 0.65-0.73 ms on 1 thread), while every 2-thread region cost 9.3-12 ms whatever
+// the shape (one thread descheduled for a scheduler slice; the packed path's regions show the same
+// ~10 ms). An idle fork/join is a few microseconds, but on a shared machine a region can cost a slice,
+// so threads only where a ~10 ms stall is small next to the work: 2^28 = 268 M multiply-adds (~12 ms
+// serial), 16x the largest decode product of the presets; every decode call is serial, so --threads 2
+// runs exactly the 1-thread code there (never slower, busy core or not). With a busy process on one
+// core 2 threads cannot beat 1 at any size (one of them gets half a core).
+inline constexpr int64_t kGemmSmallMGrain = int64_t(1) << 28;
+
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc);
+
+// The packed (BLIS-style) path alone, whatever M: gemm uses it except for small M without trans_a
+// (at most 16 rows of C, see gemm.cpp's "Small M"). Exposed for the benchmark's before / after.
+template <class T>
+void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                 int64_t ldb, T beta, T* C, int64_t ldc);
 
 }  // namespace mg::cpu
