@@ -1,6 +1,7 @@
 // The Mamba language model, exactly the official architecture and initialisation (docs/design.md#the-mamba-block),
 // with Hugging Face's parameter names so checkpoints load in transformers' MambaForCausalLM.
 #pragma once
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,15 @@ class MambaMixer : public Module {
   Tensor conv_weight, conv_bias;  // (d_inner, 1, d_conv), (d_inner)
   Tensor A_log, D;                // (d_inner, d_state), (d_inner)
   MambaConfig cfg;
+
+ private:
+  // A = -exp(A_log) for step(), computed again only when A_log changed (its storage or version):
+  // decoding would otherwise spend d_inner * d_state exponentials per layer and token on it.
+  Tensor decay_for_step() const;
+  mutable std::mutex a_mutex_;
+  mutable Tensor a_cache_;
+  mutable const void* a_cache_storage_ = nullptr;
+  mutable uint64_t a_cache_version_ = 0;
 };
 
 class MambaBlock : public Module {

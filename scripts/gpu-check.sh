@@ -8,9 +8,11 @@
 #   4. mambagrad bench scan --device cuda
 #   5. mambagrad bench train --device cuda --peer (base preset, batch 16 x 256; PyTorch on the same GPU,
 #      skipped with a line saying so when python3 cannot import torch with CUDA)
-#   6. mambagrad train --device cuda: the tiny preset on the enwik8 sample, 300 steps
-#   7. that run evaluated on the CPU and on CUDA (the checkpoint crosses devices) and sampled on CUDA
-#   8. compute-sanitizer memcheck and racecheck over the scan's and conv's small test cases
+#   6. mambagrad bench generate --device cuda --peer (base preset: prefill of 4096 bytes and decode at
+#      batch 1 and 16, against PyTorch's recurrent step on the same GPU)
+#   7. mambagrad train --device cuda: the tiny preset on the enwik8 sample, 300 steps
+#   8. that run evaluated on the CPU and on CUDA (the checkpoint crosses devices) and sampled on CUDA
+#   9. compute-sanitizer memcheck and racecheck over the scan's and conv's small test cases
 #
 # then prints a summary table last. All output also goes to $OUT/gpu-check.log when $OUT is set
 # (else build-gpu-check/ in the repository), with $OUT/summary.txt and the training run's
@@ -202,6 +204,16 @@ ratio=$(grep -E "^base +[0-9]" "$LAST_OUT" | tail -n 1 | awk '{print $4}')
 record "bench train cuda" "$(status_of "$LAST_RC")" "$LAST_SECS" \
   "$(figure "base ${tok:-?} tok/s, ${mem:-?} MB peak, vs torch ${ratio:-${PEER:+?}${PEER:-skipped}}")"
 
+for gb in 1 16; do
+  run_step "bench-generate-b$gb" 60 "$MG" bench generate --device cuda --preset base --batch $gb --prompt-bytes 4096 \
+    --tokens 300 $PEER
+  gen=$(grep -oE "^mambagrad preset=base .*gen_tokens_per_s=[0-9.]+" "$LAST_OUT" | grep -oE "gen_tokens_per_s=[0-9.]+" | cut -d= -f2)
+  pre=$(grep -oE "^mambagrad preset=base .*prefill_tokens_per_s=[0-9.]+" "$LAST_OUT" | grep -oE "prefill_tokens_per_s=[0-9.]+" | cut -d= -f2)
+  vs=$(grep -oE "decode [0-9]+ / [0-9]+ tokens/s = [0-9.]+x" "$LAST_OUT" | tail -n 1 | grep -oE "[0-9.]+x$")
+  record "bench generate b$gb cuda" "$(status_of "$LAST_RC")" "$LAST_SECS" \
+    "$(figure "base decode ${gen:-?} tok/s, prefill ${pre:-?} tok/s, vs torch ${vs:-${PEER:+?}${PEER:-skipped}}")"
+done
+
 RUN=$STEP_DIR/run-tiny
 if [ -n "$DATA" ]; then
   run_step train 75 "$MG" train --device cuda --data "$DATA" --preset tiny --steps 300 --batch 16 --seq 256 \
@@ -227,7 +239,7 @@ fi
 # which the CPU emulator cannot see inside a cached block) and racecheck (shared-memory hazards between
 # threads that truly run at once). Last, so a tight budget drops these first.
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-SAN_CASES="cuda selective_scan: float64*,cuda causal_conv1d*"
+SAN_CASES="cuda selective_scan: float64*,cuda causal_conv1d*,cuda state_update*,cuda sample*"
 for tool in memcheck racecheck; do
   if [ -n "$SAN" ]; then
     run_step "sanitizer-$tool" 60 "$SAN" --tool "$tool" --error-exitcode 3 "$BUILD/mg_tests" -tc="$SAN_CASES"
