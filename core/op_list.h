@@ -12,7 +12,8 @@
   X(softplus) X(tanh) X(add_scalar) X(mul_scalar) X(sum) X(mean) X(max) X(matmul) X(linear)      \
   X(reshape) X(transpose) X(permute) X(narrow) X(split) X(expand) X(cat) X(contiguous) X(to_dtype) \
   X(to_device)                                                                                   \
-  X(embedding) X(log_softmax) X(cross_entropy) X(rms_norm) X(selective_scan) X(causal_conv1d)
+  X(embedding) X(log_softmax) X(cross_entropy) X(rms_norm) X(selective_scan) X(causal_conv1d) \
+  X(selective_state_update) X(causal_conv1d_update)
 
 namespace mg {
 

@@ -22,3 +22,33 @@ struct ScanGrads {
 };
 
 }  // namespace mg
+
+namespace mg {
+
+// The raw arguments of the recurrent-step kernels (selective_state_update, ops/state_update.cpp).
+// x, dt, z (b, d) and B, C (b, n) are read at row i from ptr + i * row stride (inner stride 1), so
+// that narrows of a wider projection's output need no copy; A (d, n) likewise with its row stride.
+// state (b, d, n) is contiguous; D and dt_bias (d) are contiguous; the optional ones are null.
+template <class T>
+struct StateUpdateArgs {
+  int64_t b = 0, d = 0, n = 0;
+  const T* state = nullptr;  // (b, d, n), may be the same memory as the new state (in place)
+  const T *x = nullptr, *dt = nullptr, *z = nullptr, *A = nullptr, *B = nullptr, *C = nullptr;
+  int64_t x_rs = 0, dt_rs = 0, z_rs = 0, A_rs = 0, B_rs = 0, C_rs = 0;  // row strides, in elements
+  const T *D = nullptr, *dt_bias = nullptr;
+  bool softplus = false;
+};
+
+// The conv's step: conv_state (b, d, k - 1) contiguous (may be the new state's memory), x (b, d)
+// with row stride x_rs, weight (d, k) and bias (d) contiguous (bias optional).
+template <class T>
+struct ConvUpdateArgs {
+  int64_t b = 0, d = 0, k = 0;
+  const T* state = nullptr;
+  const T* x = nullptr;
+  int64_t x_rs = 0;
+  const T *weight = nullptr, *bias = nullptr;
+  bool silu = false;
+};
+
+}  // namespace mg

@@ -90,6 +90,14 @@ void causal_conv1d_backward(const T*, const T*, const T*, const T*, int64_t, int
                             T*, T*, double*, int) {
   no_cuda("causal_conv1d");
 }
+template <class T>
+void selective_state_update(const StateUpdateArgs<T>&, T*, T*, int) {
+  no_cuda("selective_state_update");
+}
+template <class T>
+void causal_conv1d_update(const ConvUpdateArgs<T>&, T*, T*, int) {
+  no_cuda("causal_conv1d_update");
+}
 #define MG_NO_CUDA_SCAN(T)                                                                                          \
   template void selective_scan_forward<T>(const ScanArgs<T>&, T*, T*, T*, int);                                     \
   template void selective_scan_backward<T>(const ScanArgs<T>&, const T*, const T*, const T*, const ScanGrads<T>&,   \
@@ -97,7 +105,9 @@ void causal_conv1d_backward(const T*, const T*, const T*, const T*, int64_t, int
   template void causal_conv1d_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, \
                                          int);                                                                      \
   template void causal_conv1d_backward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,        \
-                                          int64_t, bool, T*, T*, T*, T*, double*, int);
+                                          int64_t, bool, T*, T*, T*, T*, double*, int);        \
+  template void selective_state_update<T>(const StateUpdateArgs<T>&, T*, T*, int);                                \
+  template void causal_conv1d_update<T>(const ConvUpdateArgs<T>&, T*, T*, int);
 MG_NO_CUDA_SCAN(float)
 MG_NO_CUDA_SCAN(double)
 #undef MG_NO_CUDA_SCAN

@@ -35,6 +35,8 @@ inline int64_t scan_num_groups_cuda(int64_t d) { return (d + kScanLanes - 1) / k
 
 using mg::ScanArgs;   // core/scan_args.h
 using mg::ScanGrads;
+using mg::StateUpdateArgs;
+using mg::ConvUpdateArgs;
 
 // Device scratch of the backward, allocated by the caller (null where the matching gradient is not
 // wanted): part_dB, part_dC (G, b, n, l) with G = scan_num_groups_cuda(d); part_dA (b, d, n),
@@ -73,6 +75,13 @@ template <class T>
 void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* dout, int64_t b, int64_t l, int64_t d,
                             int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias, double* partials,
                             int device);
+
+// The recurrent-step kernels (cuda/state_update.cu), one launch each: y (b, d) and new_state
+// contiguous; new_state may be a.state's memory (the in-place forms). Arguments: core/scan_args.h.
+template <class T>
+void selective_state_update(const StateUpdateArgs<T>& a, T* y, T* new_state, int device);
+template <class T>
+void causal_conv1d_update(const ConvUpdateArgs<T>& a, T* y, T* new_state, int device);
 
 // Median seconds of one device-to-device cudaMemcpyAsync of nbytes (src and dst are device buffers of
 // at least nbytes) on cuda::stream(device), over `reps` copies after one warm-up.

@@ -105,6 +105,7 @@ GradcheckRegistry& GradcheckRegistry::get() {
     register_rms_norm_gradchecks(r);
     register_selective_scan_gradchecks(r);
     register_causal_conv1d_gradchecks(r);
+    register_state_update_gradchecks(r);
     return r;
   }();
   return reg;

@@ -62,5 +62,6 @@ void register_softmax_gradchecks(GradcheckRegistry&);
 void register_rms_norm_gradchecks(GradcheckRegistry&);
 void register_selective_scan_gradchecks(GradcheckRegistry&);
 void register_causal_conv1d_gradchecks(GradcheckRegistry&);
+void register_state_update_gradchecks(GradcheckRegistry&);
 
 }  // namespace mg

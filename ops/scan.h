@@ -14,6 +14,10 @@
 // causal_conv1d: depthwise over time, y[t, c] = bias[c] + sum_{j<k} weight[c, j] x[t-(k-1)+j, c] with
 // x = 0 at negative times, then silu when apply_silu.
 //
+// selective_state_update and causal_conv1d_update: one time step of each for decoding, one token per
+// sequence (ops/state_update.cpp, docs/design.md#the-recurrent-step-ops); stepping them over a
+// sequence from zero states gives the two sequence ops above.
+//
 // The *_reference functions compute the same from primitive ops (a loop over time for the scan):
 // the test oracle and the readable statement of the math. Both accept the same arguments.
 #pragma once
@@ -40,5 +44,47 @@ ScanResult selective_scan_reference(const Tensor& u, const Tensor& delta, const 
 Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), bool apply_silu = false);
 Tensor causal_conv1d_reference(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
                                bool apply_silu = false);
+
+// One time step of selective_scan for a batch of single tokens (decoding):
+//   dt = softplus(dt + dt_bias[c]) (softplus when dt_softplus), h' = exp(dt A[c,k]) h + dt B[k] x,
+//   y = sum_k C[k] h'[k] + D[c] x, out = y * silu(z) when z is given.
+// state (b, d, n); x, dt, z: (b, d); A (d, n); B, C: (b, n); D, dt_bias: (d); optional ones may be undefined.
+// x, dt, z, B, C and A may be views with any row stride (inner stride 1 is read without a copy).
+// Differentiable in every input, the state included, and through both outputs.
+struct StateUpdateResult {
+  Tensor y;      // (b, d)
+  Tensor state;  // the new state (b, d, n)
+};
+StateUpdateResult selective_state_update(const Tensor& state, const Tensor& x, const Tensor& dt, const Tensor& A,
+                                         const Tensor& B, const Tensor& C, const Tensor& D = Tensor(),
+                                         const Tensor& z = Tensor(), const Tensor& dt_bias = Tensor(),
+                                         bool dt_softplus = false);
+// The same in place for decoding: overwrites `state` with the new state and writes y into `out` (b, d);
+// records nothing; throws (naming the op) when grad mode is on and any input requires grad, when
+// state/out are not contiguous or have the wrong shape/dtype/device. No allocation (unless an input's
+// inner stride is not 1, when it is copied first).
+void selective_state_update_(Tensor& state, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& B,
+                             const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& dt_bias,
+                             bool dt_softplus, Tensor& out);
+StateUpdateResult selective_state_update_reference(const Tensor& state, const Tensor& x, const Tensor& dt,
+                                                   const Tensor& A, const Tensor& B, const Tensor& C,
+                                                   const Tensor& D = Tensor(), const Tensor& z = Tensor(),
+                                                   const Tensor& dt_bias = Tensor(), bool dt_softplus = false);
+
+// The conv's step: conv_state (b, d, k - 1) holds the last k - 1 inputs, oldest first (it is the
+// zero padding at the start of a sequence); window = [conv_state, x] (k values per channel);
+//   out[c] = bias[c] + sum_j weight[c, j] window[c, j], then silu when apply_silu; new state = window[1:].
+// x (b, d), weight (d, k) (k >= 1; for k == 1 the state is (b, d, 0)), bias (d) optional.
+struct ConvUpdateResult {
+  Tensor y;      // (b, d)
+  Tensor state;  // the new state (b, d, k - 1)
+};
+ConvUpdateResult causal_conv1d_update(const Tensor& conv_state, const Tensor& x, const Tensor& weight,
+                                      const Tensor& bias = Tensor(), bool apply_silu = false);
+// In place, like selective_state_update_: conv_state becomes the new state, y goes into out (b, d).
+void causal_conv1d_update_(Tensor& conv_state, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                           bool apply_silu, Tensor& out);
+ConvUpdateResult causal_conv1d_update_reference(const Tensor& conv_state, const Tensor& x, const Tensor& weight,
+                                                const Tensor& bias = Tensor(), bool apply_silu = false);
 
 }  // namespace mg
