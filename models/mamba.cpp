@@ -178,7 +178,31 @@ Tensor MambaMixer::step_composed(const Tensor& x, LayerState& st) const {
   return out_proj->forward(mul(y, silu(z)));
 }
 
-Tensor MambaMixer::step(const Tensor& x, LayerState& st) const { return step_composed(x, st); }
+Tensor MambaMixer::decay_for_step() const {
+  std::lock_guard<std::mutex> lock(a_mutex_);
+  const void* storage = A_log.storage().get();
+  const uint64_t version = A_log.storage()->version();
+  if (!a_cache_.defined() || a_cache_storage_ != storage || a_cache_version_ != version ||
+      a_cache_.device() != A_log.device()) {
+    a_cache_ = neg(exp(A_log.detach()));
+    a_cache_storage_ = storage, a_cache_version_ = version;
+  }
+  return a_cache_;
+}
+
+Tensor MambaMixer::step(const Tensor& x, LayerState& st) const {
+  NoGradGuard ng;
+  const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv, b = x.size(0);
+  Tensor xz = in_proj->forward(x);  // (b, 2 di); x and z are column ranges of it, read in place
+  Tensor xc = Tensor::empty({b, di}, x.dtype(), x.device());
+  causal_conv1d_update_(st.conv, narrow(xz, 1, 0, di), conv_weight.reshape({di, k}), conv_bias, /*silu=*/true, xc);
+  Tensor x_dbl = x_proj->forward(xc);                              // (b, R + 2n)
+  Tensor delta = linear(narrow(x_dbl, 1, 0, R), dt_proj->weight);  // (b, di); the bias goes in as dt_bias
+  Tensor y = Tensor::empty({b, di}, x.dtype(), x.device());
+  selective_state_update_(st.ssm, xc, delta, decay_for_step(), narrow(x_dbl, 1, R, n), narrow(x_dbl, 1, R + n, n),
+                          D, narrow(xz, 1, di, di), dt_proj->bias, /*dt_softplus=*/true, y);
+  return out_proj->forward(y);
+}
 
 // ---- the language model ----
 
