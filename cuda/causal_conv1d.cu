@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/scan_kernels.h"
 
 namespace mg::cuda {
@@ -137,11 +138,6 @@ __global__ void conv_dw_finish_kernel(const double* partials, int64_t row_blocks
   }
 }
 
-int grid_for(int64_t m, int threads) {
-  const int64_t blocks = (m + threads - 1) / threads;
-  return (int)(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
-}
-
 int64_t row_blocks(int64_t rows) {
   const int64_t r = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   return r < 1 ? 1 : (r > kMaxRowBlocks ? kMaxRowBlocks : r);
@@ -154,10 +150,9 @@ int64_t causal_conv1d_partials(int64_t b, int64_t l, int64_t d, int64_t k) { ret
 template <class T>
 void causal_conv1d_forward(const T* x, const T* w, const T* bias, int64_t b, int64_t l, int64_t d, int64_t k,
                            bool apply_silu, T* out, int device) {
-  MG_CUDA_CHECK(cudaSetDevice(device), "causal_conv1d");
-  constexpr int kThreads = 256;
-  conv_forward_kernel<T><<<grid_for(b * l * d, kThreads), kThreads, 0, stream(device)>>>(x, w, bias, b, l, d, k,
-                                                                                         apply_silu, out);
+  set_device(device, "causal_conv1d");
+  conv_forward_kernel<T><<<grid_for(b * l * d), kThreads, 0, stream(device)>>>(x, w, bias, b, l, d, k, apply_silu,
+                                                                               out);
   MG_CUDA_LAUNCH_CHECK("causal_conv1d");
 }
 
@@ -165,20 +160,19 @@ template <class T>
 void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* dout, int64_t b, int64_t l, int64_t d,
                             int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias, double* partials,
                             int device) {
-  MG_CUDA_CHECK(cudaSetDevice(device), "causal_conv1d");
+  set_device(device, "causal_conv1d");
   MG_CHECK(!apply_silu || dpre, "[causal_conv1d] internal error: the silu backward needs its dpre buffer");
   MG_CHECK(!(dw || dbias) || partials, "[causal_conv1d] internal error: dweight needs its partials");
-  constexpr int kThreads = 256;
   cudaStream_t st = stream(device);
   const int64_t m = b * l * d;
   const T* g = dout;
   if (apply_silu) {
-    conv_dpre_kernel<T><<<grid_for(m, kThreads), kThreads, 0, st>>>(x, w, bias, dout, b, l, d, k, dpre);
+    conv_dpre_kernel<T><<<grid_for(m), kThreads, 0, st>>>(x, w, bias, dout, b, l, d, k, dpre);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
     g = dpre;
   }
   if (dx) {
-    conv_dx_kernel<T><<<grid_for(m, kThreads), kThreads, 0, st>>>(w, g, b, l, d, k, dx);
+    conv_dx_kernel<T><<<grid_for(m), kThreads, 0, st>>>(w, g, b, l, d, k, dx);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
   }
   if (dw || dbias) {
@@ -189,7 +183,7 @@ void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* dout
     dim3 grid((unsigned)groups, (unsigned)rb, (unsigned)tap_groups);
     conv_dw_kernel<T><<<grid, dim3(kLanes, kWarps), 0, st>>>(x, g, rows, l, d, k, rows_per_block, partials);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
-    conv_dw_finish_kernel<T><<<grid_for((k + 1) * d, kThreads), kThreads, 0, st>>>(partials, rb, d, k, dw, dbias);
+    conv_dw_finish_kernel<T><<<grid_for((k + 1) * d), kThreads, 0, st>>>(partials, rb, d, k, dw, dbias);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
   }
 }

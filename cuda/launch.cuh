@@ -3,6 +3,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <climits>
+#include <cstddef>
 #include <cstdint>
 
 #include "core/error.h"
@@ -12,12 +14,19 @@
 
 namespace mg::cuda {
 
-constexpr int kThreads = 256;  // threads per block of every elementwise and row kernel
+constexpr int kThreads = 256;  // threads per block of every kernel that takes no other; a power of two
 
 // Blocks for a grid-stride loop over n elements (n > 0).
 inline unsigned grid_for(int64_t n, int threads = kThreads) {
   int64_t b = (n + threads - 1) / threads;
   return (unsigned)(b < 65535 ? b : 65535);
+}
+
+// Blocks for a launch of one block per item (count > 0), e.g. per chunk of a table of tensors
+// (cuda/optim.cu): no grid-stride loop, so every item needs its own block; throws past INT_MAX.
+inline unsigned grid_of(size_t count, const char* op) {
+  MG_CHECK(count <= (size_t)INT_MAX, "[{}] {} blocks is more than one launch can take", op, count);
+  return (unsigned)count;
 }
 
 // Before a launch: the device is current. After: MG_CUDA_LAUNCH_CHECK.

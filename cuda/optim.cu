@@ -14,13 +14,15 @@
 
 #include "core/error.h"
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/optim.h"
 
 namespace mg::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;  // per block; a power of two (the reductions halve it)
+// Blocks of kThreads (cuda/launch.cuh), a power of two: the reductions halve it.
+static_assert((kThreads & (kThreads - 1)) == 0, "the block reductions halve kThreads");
 
 // AdamW chunk: pointers at the chunk's first element.
 struct AdamWEntry {
@@ -94,11 +96,6 @@ void upload(Workspace& w, size_t dst_offset, const void* src, size_t n, int devi
   MG_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(w.dev) + dst_offset, w.host, n, cudaMemcpyHostToDevice, s), op);
   MG_CUDA_CHECK(cudaEventRecord(w.staged, s), op);
   w.pending = true;
-}
-
-unsigned grid_of(size_t chunks, const char* op) {
-  MG_CHECK(chunks <= (size_t)INT_MAX, "[{}] {} chunks is more than one launch can take", op, chunks);
-  return (unsigned)chunks;
 }
 
 // The per-element arithmetic of the CPU AdamW (ops/cpu/optim.cpp, adamw_update), in T.
@@ -201,7 +198,7 @@ void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int d
   if (table.empty()) return;
   const size_t bytes = table.size() * sizeof(AdamWEntry);
   std::lock_guard<std::mutex> lock(g_mu);
-  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  set_device(device, op);
   Workspace& w = workspace(device, bytes, bytes, op);
   upload(w, 0, table.data(), bytes, device, op);
   const AdamWEntry* dt = static_cast<const AdamWEntry*>(w.dev);
@@ -230,7 +227,7 @@ double grad_sum_squares(const std::vector<GradTensor>& gs, int device) {
   const size_t table_bytes = round_up(table.size() * sizeof(GradEntry), 16);
   const size_t partial_offset = table_bytes, result_offset = table_bytes + table.size() * sizeof(double);
   std::lock_guard<std::mutex> lock(g_mu);
-  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  set_device(device, op);
   Workspace& w = workspace(device, result_offset + sizeof(double), table.size() * sizeof(GradEntry), op);
   upload(w, 0, table.data(), table.size() * sizeof(GradEntry), device, op);
   char* base = static_cast<char*>(w.dev);
@@ -264,7 +261,7 @@ void scale_grads(const std::vector<GradTensor>& gs, double coef, int device) {
   if (table.empty()) return;
   const size_t bytes = table.size() * sizeof(GradEntry);
   std::lock_guard<std::mutex> lock(g_mu);
-  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  set_device(device, op);
   Workspace& w = workspace(device, bytes, bytes, op);
   upload(w, 0, table.data(), bytes, device, op);
   const GradEntry* dt = static_cast<const GradEntry*>(w.dev);

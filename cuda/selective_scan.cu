@@ -27,6 +27,7 @@
 #include <cstdint>
 
 #include "cuda/check.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/scan_kernels.h"
 
 namespace mg::cuda {
@@ -422,11 +423,6 @@ __global__ void sum_batch_kernel(const double* part, int64_t b, int64_t m, T* ds
   }
 }
 
-int grid_for(int64_t m, int threads) {
-  const int64_t blocks = (m + threads - 1) / threads;
-  return (int)(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
-}
-
 // Sets the kernel's dynamic shared memory, opting in above 48 KiB; throws when the device has less.
 template <class K>
 void prepare_smem(K kernel, size_t bytes, int64_t n, int device, const char* dtype) {
@@ -457,7 +453,7 @@ dim3 scan_grid(const ScanArgs<T>& a) {
 
 template <class T>
 void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_state, int device) {
-  MG_CUDA_CHECK(cudaSetDevice(device), "selective_scan");
+  set_device(device, "selective_scan");
   const size_t smem = (size_t)fwd_smem_elems(a.n) * sizeof(T);
   prepare_smem(scan_forward_kernel<T>, smem, a.n, device, dtype_label<T>());
   scan_forward_kernel<T><<<scan_grid(a), dim3(W, P), smem, stream(device)>>>(a, out, chunk_states, last_state);
@@ -467,7 +463,7 @@ void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* la
 template <class T>
 void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast, const T* chunk_states,
                              const ScanGrads<T>& g, const ScanScratch<T>& s, int device) {
-  MG_CUDA_CHECK(cudaSetDevice(device), "selective_scan");
+  set_device(device, "selective_scan");
   MG_CHECK(a.l <= kScanChunkCuda || chunk_states, "[selective_scan] internal error: the backward needs the chunk states");
   MG_CHECK(!g.dB || s.part_dB, "[selective_scan] internal error: dB needs its partials");
   MG_CHECK(!g.dC || s.part_dC, "[selective_scan] internal error: dC needs its partials");
@@ -480,26 +476,25 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
   scan_backward_kernel<T><<<scan_grid(a), dim3(W, P), smem, st>>>(a, dout, dlast, chunk_states, g, s);
   MG_CUDA_LAUNCH_CHECK("selective_scan");
 
-  constexpr int kThreads = 256;
   const int64_t G = scan_num_groups_cuda(a.d), mbc = a.b * a.n * a.l;
   if (g.dB) {
-    sum_groups_kernel<T><<<grid_for(mbc, kThreads), kThreads, 0, st>>>(s.part_dB, G, a.b, a.n, a.l, g.dB);
+    sum_groups_kernel<T><<<grid_for(mbc), kThreads, 0, st>>>(s.part_dB, G, a.b, a.n, a.l, g.dB);
     MG_CUDA_LAUNCH_CHECK("selective_scan");
   }
   if (g.dC) {
-    sum_groups_kernel<T><<<grid_for(mbc, kThreads), kThreads, 0, st>>>(s.part_dC, G, a.b, a.n, a.l, g.dC);
+    sum_groups_kernel<T><<<grid_for(mbc), kThreads, 0, st>>>(s.part_dC, G, a.b, a.n, a.l, g.dC);
     MG_CUDA_LAUNCH_CHECK("selective_scan");
   }
   if (g.dA) {
-    sum_batch_kernel<T><<<grid_for(a.d * a.n, kThreads), kThreads, 0, st>>>(s.part_dA, a.b, a.d * a.n, g.dA);
+    sum_batch_kernel<T><<<grid_for(a.d * a.n), kThreads, 0, st>>>(s.part_dA, a.b, a.d * a.n, g.dA);
     MG_CUDA_LAUNCH_CHECK("selective_scan");
   }
   if (g.dD) {
-    sum_batch_kernel<T><<<grid_for(a.d, kThreads), kThreads, 0, st>>>(s.part_dD, a.b, a.d, g.dD);
+    sum_batch_kernel<T><<<grid_for(a.d), kThreads, 0, st>>>(s.part_dD, a.b, a.d, g.dD);
     MG_CUDA_LAUNCH_CHECK("selective_scan");
   }
   if (g.ddelta_bias) {
-    sum_batch_kernel<T><<<grid_for(a.d, kThreads), kThreads, 0, st>>>(s.part_dbias, a.b, a.d, g.ddelta_bias);
+    sum_batch_kernel<T><<<grid_for(a.d), kThreads, 0, st>>>(s.part_dbias, a.b, a.d, g.ddelta_bias);
     MG_CUDA_LAUNCH_CHECK("selective_scan");
   }
 }
