@@ -239,7 +239,7 @@ fi
 # which the CPU emulator cannot see inside a cached block) and racecheck (shared-memory hazards between
 # threads that truly run at once). Last, so a tight budget drops these first.
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-SAN_CASES="cuda selective_scan: float64*,cuda causal_conv1d*,cuda state_update*,cuda sample*"
+SAN_CASES="cuda selective_scan: float64*,cuda causal_conv1d*,cuda selective_state_update*,cuda sample*"
 for tool in memcheck racecheck; do
   if [ -n "$SAN" ]; then
     run_step "sanitizer-$tool" 60 "$SAN" --tool "$tool" --error-exitcode 3 "$BUILD/mg_tests" -tc="$SAN_CASES"

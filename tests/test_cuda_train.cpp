@@ -449,24 +449,32 @@ TEST_CASE("devices: train --device cuda without a usable GPU fails at once, befo
   CHECK_NOTHROW(require_device(kCPU, "train"));
 }
 
-TEST_CASE("devices: the composed recurrent step (the CUDA path) matches the CPU step loop") {
+TEST_CASE("devices: the fused recurrent step matches the step composed of primitive ops, on every device") {
   MambaConfig cfg = MambaConfig::preset("tiny");
   MambaLM m(cfg, 5);
-  Generator gen(2);
-  const int64_t b = 3;
-  auto s_loop = m.initial_state(b), s_comp = m.initial_state(b);
-  double worst = 0;
-  for (int t = 0; t < 24; ++t) {
-    Tensor tok = randint(0, 256, {b}, &gen);
-    Tensor h = m.embeddings->forward(tok);  // one layer's input: (b, d_model)
-    Tensor want = m.layers[0]->mixer->step(h, s_loop[0]);
-    Tensor got = m.layers[0]->mixer->step_composed(h, s_comp[0]);
-    worst = std::max(worst, rel_err(got, want));
-    CHECK(check_close(s_comp[0].conv, s_loop[0].conv, 1e-7, 1e-6, "conv state"));
-    CHECK(check_close(s_comp[0].ssm, s_loop[0].ssm, 1e-7, 1e-5, "ssm state"));
+  std::vector<Device> devices = {kCPU};
+  if (test::cuda_available()) devices.push_back(kCUDA);
+  for (Device dev : devices) {
+    CAPTURE(dev.str());
+    m.to(dev);
+    Generator gen(2);
+    const int64_t b = 3;
+    auto s_fused = m.initial_state(b), s_comp = m.initial_state(b);
+    double worst = 0;
+    for (int t = 0; t < 24; ++t) {
+      Tensor tok = randint(0, 256, {b}, &gen).to(dev);
+      Tensor h = m.embeddings->forward(tok);  // one layer's input: (b, d_model)
+      Tensor want = m.layers[0]->mixer->step_composed(h, s_comp[0]);
+      Tensor got = m.layers[0]->mixer->step(h, s_fused[0]);
+      CHECK(got.device() == dev);
+      worst = std::max(worst, rel_err(got.to(kCPU), want.to(kCPU)));
+      CHECK(check_close(s_fused[0].conv.to(kCPU), s_comp[0].conv.to(kCPU), 1e-7, 1e-6, "conv state"));
+      CHECK(check_close(s_fused[0].ssm.to(kCPU), s_comp[0].ssm.to(kCPU), 1e-7, 1e-5, "ssm state"));
+    }
+    MESSAGE(dev.str() << ": fused vs composed step: worst relative error " << worst);
+    CHECK(worst < 1e-5);
   }
-  MESSAGE("composed vs loop step: worst relative error " << worst);
-  CHECK(worst < 1e-5);
+  m.to(kCPU);
 }
 
 TEST_CASE("devices: README.md shows the CUDA example of this file verbatim") {
