@@ -266,7 +266,7 @@ void check_rows_bit_identical(int64_t N, int64_t K, bool all_windows = true) {
 TEST_CASE("gemm small M: a row's result does not depend on M, on the other rows, or on the thread count") {
   check_rows_bit_identical<float>(131, 47);
   check_rows_bit_identical<double>(37, 301);
-  check_rows_bit_identical<float>(131, 16);  // K <= 32: the transposed-tile path of trans_b
+  check_rows_bit_identical<float>(131, 16);  // K <= 32: the transposed tile from 3 rows, butterflies below
   check_rows_bit_identical<double>(45, 31);
   // Above the grain, so the 2-thread runs really split N over threads.
   static_assert(cpu::kGemmSmallM * 4099 * 4097 >= cpu::kGemmSmallMGrain, "test size below the thread grain");
