@@ -518,6 +518,7 @@ inline void dot_block(int64_t K, const T* __restrict A, int64_t lda, const T* __
 #pragma GCC unroll 16
   for (int t = 0; t < MB * NB; ++t) acc[t] = X::zero();
   const int64_t kv = K / W * W;
+#pragma GCC unroll 2
   for (int64_t k = 0; k < kv; k += W) {
     V b[NB];
 #pragma GCC unroll 16
