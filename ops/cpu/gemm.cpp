@@ -448,6 +448,8 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
 //     dot_block runs MB rows of A against NB rows of W (MB x NB = kDotAcc vector accumulators: 16 with
 //     AVX-512, else 8) and reduces them W at a time to one vector of C values with GemmVec::reduce, a
 //     transposing butterfly (for 16 floats: 30 shuffles + 15 adds, not 16 separate horizontal sums).
+//     K <= kSmallKDot (dt_proj) with at least kSmallKRows rows: the same order from a tile of W
+//     transposed once per 16 columns and shared by the rows (small_m_dot_small_k).
 //   !trans_b (B stored (K, N)): vectorised over N; axpy_block keeps an MB x (NV * W) tile of C in
 //     registers and adds a[i, k] * B[k, n-block] for k in order.
 // Order of the arithmetic, per element, fixed whatever MB / NB / NV, the tile's position, M and the
