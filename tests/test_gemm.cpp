@@ -266,7 +266,7 @@ void check_rows_bit_identical(int64_t N, int64_t K, bool all_windows = true) {
 TEST_CASE("gemm small M: a row's result does not depend on M, on the other rows, or on the thread count") {
   check_rows_bit_identical<float>(131, 47);
   check_rows_bit_identical<double>(37, 301);
-  check_rows_bit_identical<float>(131, 16);  // K <= 32: the transposed-tile path of trans_b
+  check_rows_bit_identical<float>(131, 16);  // K <= 32: the transposed tile from 3 rows, butterflies below
   check_rows_bit_identical<double>(45, 31);
   // Above the grain, so the 2-thread runs really split N over threads.
   static_assert(cpu::kGemmSmallM * 4099 * 4097 >= cpu::kGemmSmallMGrain, "test size below the thread grain");
@@ -286,3 +286,58 @@ TEST_CASE("gemm small M: the direct path is taken (its rounding differs from the
   cpu::gemm_packed<float>(false, true, M, N, K, A.data(), K, B.data(), K, 0.f, C2.data(), N);
   CHECK(C1 != C2);
 }
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+namespace {
+
+// The documented trans_b order (gemm.cpp, "Small M"), in scalars: W lanes of fma over the full
+// W-chunks of K, the tree (lane i + W/2, then i + W/4, ..., i + 1), the tail fma chain, then beta.
+// Only where the vector fma rounds once (AVX2, AVX-512), as std::fma.
+template <class T>
+T documented_dot(int64_t K, const T* a, const T* b, T beta, T c) {
+#if defined(__AVX512F__)
+  constexpr int W = 64 / sizeof(T);
+#else
+  constexpr int W = 32 / sizeof(T);
+#endif
+  T x[W] = {};
+  const int64_t kv = K / W * W;
+  for (int64_t k = 0; k < kv; k += W)
+    for (int l = 0; l < W; ++l) x[l] = std::fma(a[k + l], b[k + l], x[l]);
+  for (int h = W / 2; h >= 1; h /= 2)
+    for (int i = 0; i < h; ++i) x[i] = x[i] + x[i + h];
+  T s = x[0];
+  for (int64_t k = kv; k < K; ++k) s = std::fma(a[k], b[k], s);
+  return beta == T(0) ? s : std::fma(beta, c, s);
+}
+
+template <class T>
+void check_documented_order() {
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  for (int64_t K : {5, 16, 31, 32, 47, 300})
+    for (int64_t M : {1, 2, 3, 4, 7, 16})
+      for (T beta : {T(0), T(1)}) {
+        const int64_t N = 37, lda = K + 1;
+        std::vector<T> A(M * lda), B(N * K), C(M * N), C0;
+        for (T& x : A) x = T(dist(rng));
+        for (T& x : B) x = T(dist(rng));
+        for (T& x : C) x = T(dist(rng));
+        C0 = C;
+        cpu::gemm<T>(false, true, M, N, K, A.data(), lda, B.data(), K, beta, C.data(), N);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j)
+            bad += C[i * N + j] != documented_dot<T>(K, A.data() + i * lda, B.data() + j * K, beta, C0[i * N + j]);
+        INFO("K " << K << " M " << M << " beta " << double(beta));
+        CHECK(bad == 0);
+      }
+}
+
+}  // namespace
+
+TEST_CASE("gemm small M: trans_b sums in the documented order (vector lanes, hsum's tree, tail fma)") {
+  check_documented_order<float>();
+  check_documented_order<double>();
+}
+#endif

@@ -42,6 +42,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 
 #include "core/parallel.h"
 
@@ -68,6 +69,7 @@ template <>
 struct GemmVec<float> {
   using V = __m512;
   static constexpr int W = 16;
+  static constexpr bool fused = true;  // fma rounds once (as std::fma)
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
@@ -82,11 +84,32 @@ struct GemmVec<float> {
     x = _mm_add_ps(x, _mm_movehl_ps(x, x));
     return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
   }
+  // r[l] = hsum(v[l]) for the 16 vectors v[0..15], the same tree per lane (a transposing butterfly:
+  // 30 shuffles and 15 adds instead of 16 horizontal sums). Each level adds the lanes hsum adds at
+  // that level (i + 8, i + 4, i + 2, i + 1), so the sums are bit-identical to hsum's. The butterfly
+  // puts v[p] in lane p with bits 0 / 1 and 2 / 3 swapped, so it is fed v[swap(l)].
+  static V reduce(const V* v) {
+    constexpr int perm[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+    V u[8], w[4], x[2];
+    for (int p = 0; p < 8; ++p) {  // lanes i + 8: halves [v[p] | v[p + 8]]
+      const V a = v[perm[p]], b = v[perm[p + 8]];
+      u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    }
+    for (int p = 0; p < 4; ++p)  // lanes i + 4: quarters [v[p] | v[p + 8] | v[p + 4] | v[p + 12]]
+      w[p] = _mm512_add_ps(_mm512_shuffle_f32x4(u[p], u[p + 4], _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_f32x4(u[p], u[p + 4], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int p = 0; p < 2; ++p)  // lanes i + 2
+      x[p] = _mm512_add_ps(_mm512_shuffle_ps(w[p], w[p + 2], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm512_shuffle_ps(w[p], w[p + 2], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),  // lanes i + 1
+                         _mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
 };
 template <>
 struct GemmVec<double> {
   using V = __m512d;
   static constexpr int W = 8;
+  static constexpr bool fused = true;
   static V zero() { return _mm512_setzero_pd(); }
   static V load(const double* p) { return _mm512_loadu_pd(p); }
   static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
@@ -99,6 +122,19 @@ struct GemmVec<double> {
     __m128d x = _mm_add_pd(_mm256_castpd256_pd128(y), _mm256_extractf128_pd(y, 1));
     return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
   }
+  // r[l] = hsum(v[l]) for v[0..7], hsum's tree (lanes i + 4, i + 2, i + 1); fed v[l with bits 1 / 2 swapped].
+  static V reduce(const V* v) {
+    constexpr int perm[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    V u[4], w[2];
+    for (int p = 0; p < 4; ++p) {  // lanes i + 4: halves [v[p] | v[p + 4]]
+      const V a = v[perm[p]], b = v[perm[p + 4]];
+      u[p] = _mm512_add_pd(_mm512_shuffle_f64x2(a, b, 0x44), _mm512_shuffle_f64x2(a, b, 0xEE));
+    }
+    for (int p = 0; p < 2; ++p)  // lanes i + 2: quarters [v[p] | v[p + 4] | v[p + 2] | v[p + 6]]
+      w[p] = _mm512_add_pd(_mm512_shuffle_f64x2(u[p], u[p + 2], _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_f64x2(u[p], u[p + 2], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_pd(_mm512_unpacklo_pd(w[0], w[1]), _mm512_unpackhi_pd(w[0], w[1]));  // lanes i + 1
+  }
 };
 #pragma GCC diagnostic pop
 constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 32 registers
@@ -107,6 +143,7 @@ template <>
 struct GemmVec<float> {
   using V = __m256;
   static constexpr int W = 8;
+  static constexpr bool fused = true;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
@@ -119,11 +156,26 @@ struct GemmVec<float> {
     x = _mm_add_ps(x, _mm_movehl_ps(x, x));
     return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
   }
+  // r[l] = hsum(v[l]) for v[0..7], hsum's tree (lanes i + 4, i + 2, i + 1); fed v[l with bits 0 / 1 swapped].
+  static V reduce(const V* v) {
+    constexpr int perm[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    V u[4], w[2];
+    for (int p = 0; p < 4; ++p) {  // lanes i + 4: halves [v[p] | v[p + 4]]
+      const V a = v[perm[p]], b = v[perm[p + 4]];
+      u[p] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+    }
+    for (int p = 0; p < 2; ++p)  // lanes i + 2
+      w[p] = _mm256_add_ps(_mm256_shuffle_ps(u[p], u[p + 2], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm256_shuffle_ps(u[p], u[p + 2], _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),  // lanes i + 1
+                         _mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
 };
 template <>
 struct GemmVec<double> {
   using V = __m256d;
   static constexpr int W = 4;
+  static constexpr bool fused = true;
   static V zero() { return _mm256_setzero_pd(); }
   static V load(const double* p) { return _mm256_loadu_pd(p); }
   static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
@@ -135,6 +187,12 @@ struct GemmVec<double> {
     __m128d x = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
   }
+  // r[l] = hsum(v[l]) for v[0..3] (lanes i + 2, then i + 1).
+  static V reduce(const V* v) {
+    const V u0 = _mm256_add_pd(_mm256_permute2f128_pd(v[0], v[2], 0x20), _mm256_permute2f128_pd(v[0], v[2], 0x31));
+    const V u1 = _mm256_add_pd(_mm256_permute2f128_pd(v[1], v[3], 0x20), _mm256_permute2f128_pd(v[1], v[3], 0x31));
+    return _mm256_add_pd(_mm256_unpacklo_pd(u0, u1), _mm256_unpackhi_pd(u0, u1));  // [v0 v1 | v2 v3]
+  }
 };
 constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
 #else
@@ -143,6 +201,7 @@ template <class T>
 struct GemmVec {
   typedef T V __attribute__((vector_size(16)));
   static constexpr int W = 16 / sizeof(T);
+  static constexpr bool fused = false;  // a * b + c: two roundings unless the compiler contracts it
   static V zero() { return V{}; }
   static V load(const T* p) {
     V v;
@@ -160,6 +219,11 @@ struct GemmVec {
     for (int h = W / 2; h >= 1; h /= 2)
       for (int i = 0; i < h; ++i) x[i] += x[i + h];
     return x[0];
+  }
+  static V reduce(const V* v) {  // r[l] = hsum(v[l])
+    T r[W];
+    for (int l = 0; l < W; ++l) r[l] = hsum(v[l]);
+    return load(r);
   }
 };
 constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
@@ -381,17 +445,23 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
 // small each element of op(B) is used at most M times, so packing it (a full copy of the weight on every
 // call) costs as much as the product. Two layouts:
 //   trans_b (B stored (N, K), a weight W of linear): per element a dot product over contiguous K;
-//     dot_block runs MB rows of A against NB rows of W, MB x NB vector accumulators.
+//     dot_block runs MB rows of A against NB rows of W (MB x NB = kDotAcc vector accumulators: 16 with
+//     AVX-512, else 8) and reduces them W at a time to one vector of C values with GemmVec::reduce, a
+//     transposing butterfly (for 16 floats: 30 shuffles + 15 adds, not 16 separate horizontal sums).
+//     K <= kSmallKDot (dt_proj) with at least kSmallKRows rows: the same order from a tile of W
+//     transposed once per 16 columns and shared by the rows (small_m_dot_small_k).
 //   !trans_b (B stored (K, N)): vectorised over N; axpy_block keeps an MB x (NV * W) tile of C in
 //     registers and adds a[i, k] * B[k, n-block] for k in order.
 // Order of the arithmetic, per element, fixed whatever MB / NB / NV, the tile's position, M and the
 // thread count (so row i of a batch-M product is bit-identical to the batch-1 product of that row, and
 // to any thread count; tests/test_gemm.cpp checks both):
-//   trans_b:  acc (one vector) = fma(a[k:k+W], b[k:k+W], acc) over the full W-chunks of K in order,
-//             s = hsum(acc) (a fixed tree), then s = fma(a[k], b[k], s) over the last K % W in order;
+//   trans_b:  acc (one vector of W lanes) = fma(a[k:k+W], b[k:k+W], acc) over the full W-chunks of K in
+//             order (from 0), s = the lanes of acc summed by a fixed tree: lane i + W/2 added to lane i,
+//             then i + W/4, ..., i + 1 (GemmVec::hsum; GemmVec::reduce adds the same pairs, so the
+//             butterfly and the one-column hsum give the same bits), then s = fma(a[k], b[k], s) over
+//             the last K % W in order (all of K when K < W: then s = 0 and the fma chain, as !trans_b);
 //   !trans_b: s = 0, s = fma(a[k], b[k, n], s) for k = 0..K-1 (vector lanes and the scalar tail columns
 //             do the same correctly rounded fma);
-//   trans_b with K <= kSmallKDot (32): as !trans_b (see small_m_dot_small_k);
 //   then C = s (beta 0: C is never read) or C = fma(beta, C, s).
 // (Not the packed gemm's order: a product with M <= kGemmSmallM rounds differently from the same
 // rows inside a larger M, but never depends on which other rows come with it up to that bound.)
@@ -406,16 +476,36 @@ inline void put(T* c, T s, T beta) {
   *c = beta == T(0) ? s : std::fma(beta, *c, s);
 }
 
-// Accumulators per call, by rows of A in the group: enough independent chains for the FMA latency
-// (8+), few enough for the registers (32 with AVX-512, 16 otherwise). Each divides kSmallNStep.
-constexpr int kSmallNStep = 8;
-template <class T, int MB>
-constexpr int dot_nb() {
-  return GemmVec<T>::W * sizeof(T) == 64 ? (MB == 1 ? 8 : 4) : (MB <= 2 ? 4 : 2);
+// W contiguous values of C = r (beta 0) or fma(beta, C, r), the fma rounded once as put's std::fma.
+template <class T>
+inline void put_vec(T* c, typename GemmVec<T>::V r, T beta) {
+  using X = GemmVec<T>;
+  if (beta == T(0)) {
+    X::store(c, r);
+  } else if (X::fused) {
+    X::store(c, X::fma(X::set1(beta), X::load(c), r));
+  } else {
+    alignas(64) T t[X::W];
+    X::store(t, r);
+    for (int l = 0; l < X::W; ++l) put(c + l, t[l], beta);
+  }
 }
+
+// !trans_b: vectors of C per call, by rows of A in the group: enough independent chains for the FMA
+// latency (8+), few enough for the registers (32 with AVX-512, 16 otherwise). Each divides kSmallNStep.
+constexpr int kSmallNStep = 8;
 template <class T, int MB>
 constexpr int axpy_nv() {
   return GemmVec<T>::W * sizeof(T) == 64 ? (MB == 1 ? 8 : 4) : (MB <= 2 ? 4 : 2);
+}
+
+// trans_b: dot_block keeps kDotAcc vector accumulators, MB rows of A x NB = kDotAcc / MB rows of W
+// (MB = 1, 2, 4), and reduces them W at a time with GemmVec::reduce into vectors of C values.
+// kDotAcc is a multiple of W (16 or 8 floats, 8 or 4 doubles, 4 or 2 with 16-byte vectors).
+constexpr int kDotAcc = GemmVec<float>::W == 16 ? 16 : 8;
+template <class T, int MB>
+constexpr int dot_nb() {
+  return kDotAcc / MB;
 }
 
 // C[i, j] (i < MB, j < NB) = sum_k A[i * lda + k] B[j * ldb + k], then beta (see the order above).
@@ -425,67 +515,204 @@ inline void dot_block(int64_t K, const T* __restrict A, int64_t lda, const T* __
   using X = GemmVec<T>;
   using V = typename X::V;
   constexpr int W = X::W;
-  V acc[MB][NB];
-#pragma GCC unroll 8
-  for (int i = 0; i < MB; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < NB; ++j) acc[i][j] = X::zero();
+  static_assert(MB * NB % W == 0, "dot_block reduces W accumulators at a time");
+  V acc[MB * NB];  // acc[i * NB + j]
+#pragma GCC unroll 16
+  for (int t = 0; t < MB * NB; ++t) acc[t] = X::zero();
   const int64_t kv = K / W * W;
+#pragma GCC unroll 2
   for (int64_t k = 0; k < kv; k += W) {
     V b[NB];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NB; ++j) b[j] = X::load(B + j * ldb + k);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MB; ++i) {
       const V a = X::load(A + i * lda + k);
-#pragma GCC unroll 8
-      for (int j = 0; j < NB; ++j) acc[i][j] = X::fma(a, b[j], acc[i][j]);
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j) acc[i * NB + j] = X::fma(a, b[j], acc[i * NB + j]);
     }
   }
-  for (int i = 0; i < MB; ++i)
-    for (int j = 0; j < NB; ++j) {
-      T s = X::hsum(acc[i][j]);
-      for (int64_t k = kv; k < K; ++k) s = std::fma(A[i * lda + k], B[j * ldb + k], s);
-      put(C + i * ldc + j, s, beta);
+#pragma GCC unroll 4
+  for (int g = 0; g < MB * NB / W; ++g) {
+    const V r = X::reduce(acc + g * W);  // lane l: element t = g * W + l, row t / NB, column t % NB
+    if (NB >= W && kv == K) {  // one row, W contiguous columns
+      put_vec<T>(C + (g * W / NB) * ldc + g * W % NB, r, beta);
+      continue;
     }
+    alignas(64) T s[W];
+    X::store(s, r);
+    for (int l = 0; l < W; ++l) {
+      const int i = (g * W + l) / NB, j = (g * W + l) % NB;
+      for (int64_t k = kv; k < K; ++k) s[l] = std::fma(A[i * lda + k], B[j * ldb + k], s[l]);
+    }
+    if (beta == T(0)) {
+      for (int l = 0; l < W; l += std::min(NB, W))  // rows of min(NB, W) contiguous columns
+        std::memcpy(C + ((g * W + l) / NB) * ldc + (g * W + l) % NB, s + l, sizeof(T) * std::min(NB, W));
+    } else {
+      for (int l = 0; l < W; ++l) put(C + ((g * W + l) / NB) * ldc + (g * W + l) % NB, s[l], beta);
+    }
+  }
 }
 
-// Rows [0, M) of C, columns [n0, n1), trans_b.
+// One column j of C, rows i < MB (the last N % kDotAcc columns): the same order, hsum per element.
 template <class T, int MB>
-inline void dot_group(int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
-                      T* C, int64_t ldc) {
+inline void dot_column(int64_t K, const T* __restrict A, int64_t lda, const T* __restrict B, T beta,
+                       T* __restrict C, int64_t ldc) {
+  using X = GemmVec<T>;
+  using V = typename X::V;
+  constexpr int W = X::W;
+  V acc[MB];
+#pragma GCC unroll 4
+  for (int i = 0; i < MB; ++i) acc[i] = X::zero();
+  const int64_t kv = K / W * W;
+  for (int64_t k = 0; k < kv; k += W) {
+    const V b = X::load(B + k);
+#pragma GCC unroll 4
+    for (int i = 0; i < MB; ++i) acc[i] = X::fma(X::load(A + i * lda + k), b, acc[i]);
+  }
+  for (int i = 0; i < MB; ++i) {
+    T s = X::hsum(acc[i]);
+    for (int64_t k = kv; k < K; ++k) s = std::fma(A[i * lda + k], B[k], s);
+    put(C + i * ldc, s, beta);
+  }
+}
+
+// Columns [n, n + kDotAcc) of C, rows [i0, i1): blocks of 4 rows (4 x NB), then 2, then 1.
+template <class T, int MB>
+inline void dot_rows(int64_t i0, int64_t i1, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                     T beta, T* C, int64_t ldc) {
   constexpr int NB = dot_nb<T, MB>();
-  for (int64_t n = n0; n < n1; n += NB) dot_block<T, MB, NB>(K, A, lda, B + n * ldb, ldb, beta, C + n, ldc);
+  // W's NB rows outer (they stay in L1 while every row group of A passes over them).
+  for (int64_t j = n; j < n + kDotAcc; j += NB)
+    for (int64_t i = i0; i + MB <= i1; i += MB)
+      dot_block<T, MB, NB>(K, A + i * lda, lda, B + j * ldb, ldb, beta, C + i * ldc + j, ldc);
 }
 template <class T>
 void small_m_dot(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
                  T beta, T* C, int64_t ldc) {
-  // n outer, in steps of kSmallNStep rows of W (a few KiB: they stay in L1 while every row group of A
-  // passes over them), so W is read from memory once whatever M.
-  for (int64_t n = n0; n < n1; n += kSmallNStep) {
-    const int64_t ne = std::min(n1, n + kSmallNStep);
+  // n outer, in steps of kDotAcc rows of W, so W is read from memory once whatever M.
+  const int64_t m4 = M / 4 * 4, m2 = M / 2 * 2;
+  int64_t n = n0;
+  for (; n + kDotAcc <= n1; n += kDotAcc) {
+    dot_rows<T, 4>(0, m4, n, K, A, lda, B, ldb, beta, C, ldc);
+    dot_rows<T, 2>(m4, m2, n, K, A, lda, B, ldb, beta, C, ldc);
+    dot_rows<T, 1>(m2, M, n, K, A, lda, B, ldb, beta, C, ldc);
+  }
+  for (int64_t j = n; j < n1; ++j)  // the last columns, one at a time
     for (int64_t i = 0; i < M; i += 4) {
       const T* a = A + i * lda;
-      T* c = C + i * ldc;
-      if (ne - n < kSmallNStep) {  // the last columns, one at a time
-        for (int64_t j = n; j < ne; ++j) {
-          switch (std::min<int64_t>(4, M - i)) {
-            case 1: dot_block<T, 1, 1>(K, a, lda, B + j * ldb, ldb, beta, c + j, ldc); break;
-            case 2: dot_block<T, 2, 1>(K, a, lda, B + j * ldb, ldb, beta, c + j, ldc); break;
-            case 3: dot_block<T, 3, 1>(K, a, lda, B + j * ldb, ldb, beta, c + j, ldc); break;
-            default: dot_block<T, 4, 1>(K, a, lda, B + j * ldb, ldb, beta, c + j, ldc); break;
-          }
-        }
-        continue;
-      }
+      T* c = C + i * ldc + j;
       switch (std::min<int64_t>(4, M - i)) {
-        case 1: dot_group<T, 1>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
-        case 2: dot_group<T, 2>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
-        case 3: dot_group<T, 3>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
-        default: dot_group<T, 4>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+        case 1: dot_column<T, 1>(K, a, lda, B + j * ldb, beta, c, ldc); break;
+        case 2: dot_column<T, 2>(K, a, lda, B + j * ldb, beta, c, ldc); break;
+        case 3: dot_column<T, 3>(K, a, lda, B + j * ldb, beta, c, ldc); break;
+        default: dot_column<T, 4>(K, a, lda, B + j * ldb, beta, c, ldc); break;
+      }
+    }
+}
+
+// trans_b with K <= kSmallKDot (dt_proj: K = dt_rank = 16, 32) and at least kSmallKRows rows: a dot
+// product is one or two vectors, and M butterflies per W columns would cost more than the products. W
+// rows of W are transposed once into a K x W tile on the stack (shared by all M rows), and each row
+// computes the trans_b order above vectorised over the W columns: lane-vector P[l] (l < W) =
+// fma(a[k], wt[k], P[l]) for k = l, l + W, ... (the full W-chunks), then the same tree (P[l] += P[l + h]
+// for h = W/2, ..., 1), then the tail fma chain: the same operations as dot_block's, so bit-identical.
+constexpr int64_t kSmallKDot = 32, kSmallKRows = 3;
+
+// wt[k * W + j] = B[j * ldb + k] for j < W, k < K (K <= kSmallKDot). AVX-512 float: 16 x 16 blocks
+// transposed in registers (64 shuffles: unpack, shuffle_ps, two shuffle_f32x4 rounds), the rest scalar.
+// (GCC 12's false 'uninitialized' warnings of the AVX-512 shuffles silenced as around GemmVec.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <class T>
+inline void transpose_tile(const T* __restrict B, int64_t ldb, int64_t K, T* __restrict wt) {
+  constexpr int W = GemmVec<T>::W;
+  int64_t k0 = 0;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    for (; k0 + 16 <= K; k0 += 16) {
+      __m512 r[16], a[16], c[4][4];
+      for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(B + j * ldb + k0);
+      for (int j = 0; j < 16; j += 2) {  // lane q: [(j, 4q) (j+1, 4q) (j, 4q+1) (j+1, 4q+1)], then 4q+2, 4q+3
+        a[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+        a[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+      }
+      for (int J = 0; J < 4; ++J) {  // c[J][e] lane q: column 4q + e, rows 4J .. 4J + 3
+        c[J][0] = _mm512_shuffle_ps(a[4 * J], a[4 * J + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        c[J][1] = _mm512_shuffle_ps(a[4 * J], a[4 * J + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        c[J][2] = _mm512_shuffle_ps(a[4 * J + 1], a[4 * J + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        c[J][3] = _mm512_shuffle_ps(a[4 * J + 1], a[4 * J + 3], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      for (int e = 0; e < 4; ++e) {  // 4 x 4 transpose of 128-bit lanes across c[0..3][e]
+        const __m512 x = _mm512_shuffle_f32x4(c[0][e], c[1][e], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512 y = _mm512_shuffle_f32x4(c[0][e], c[1][e], _MM_SHUFFLE(3, 1, 3, 1));
+        const __m512 z = _mm512_shuffle_f32x4(c[2][e], c[3][e], _MM_SHUFFLE(2, 0, 2, 0));
+        const __m512 w = _mm512_shuffle_f32x4(c[2][e], c[3][e], _MM_SHUFFLE(3, 1, 3, 1));
+        _mm512_store_ps(wt + (k0 + e) * 16, _mm512_shuffle_f32x4(x, z, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_store_ps(wt + (k0 + 4 + e) * 16, _mm512_shuffle_f32x4(y, w, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_store_ps(wt + (k0 + 8 + e) * 16, _mm512_shuffle_f32x4(x, z, _MM_SHUFFLE(3, 1, 3, 1)));
+        _mm512_store_ps(wt + (k0 + 12 + e) * 16, _mm512_shuffle_f32x4(y, w, _MM_SHUFFLE(3, 1, 3, 1)));
       }
     }
   }
+#endif
+  for (int j = 0; j < W; ++j)
+    for (int64_t k = k0; k < K; ++k) wt[k * W + j] = B[j * ldb + k];
+}
+#pragma GCC diagnostic pop
+
+// One row of C, W columns, from the transposed tile: K / W full chunks (NC, or any when NC is -1).
+template <class T, int NC>
+inline void dot_tile_row(int64_t K, const T* __restrict a, const T* __restrict wt, T beta, T* __restrict c) {
+  using X = GemmVec<T>;
+  using V = typename X::V;
+  constexpr int W = X::W;
+  V P[W];
+#pragma GCC unroll 16
+  for (int l = 0; l < W; ++l) P[l] = X::zero();
+  const int64_t nc = NC >= 0 ? NC : K / W;
+#pragma GCC unroll 2
+  for (int64_t ch = 0; ch < nc; ++ch)
+#pragma GCC unroll 16
+    for (int l = 0; l < W; ++l) P[l] = X::fma(X::set1(a[ch * W + l]), X::load(wt + (ch * W + l) * W), P[l]);
+#pragma GCC unroll 16
+  for (int h = W / 2; h >= 1; h /= 2)
+#pragma GCC unroll 16
+    for (int l = 0; l < h; ++l) P[l] = X::add(P[l], P[l + h]);
+  V s = P[0];
+  if (X::fused) {
+    for (int64_t k = nc * W; k < K; ++k) s = X::fma(X::set1(a[k]), X::load(wt + k * W), s);
+  } else if (nc * W < K) {  // the tail with std::fma, as dot_block's
+    alignas(64) T t[W];
+    X::store(t, s);
+    for (int l = 0; l < W; ++l)
+      for (int64_t k = nc * W; k < K; ++k) t[l] = std::fma(a[k], wt[k * W + l], t[l]);
+    s = X::load(t);
+  }
+  put_vec<T>(c, s, beta);
+}
+
+template <class T>
+void small_m_dot_small_k(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B,
+                         int64_t ldb, T beta, T* C, int64_t ldc) {
+  constexpr int W = GemmVec<T>::W;
+  alignas(64) T wt[kSmallKDot * W];
+  int64_t n = n0;
+  for (; n + W <= n1; n += W) {
+    transpose_tile<T>(B + n * ldb, ldb, K, wt);
+    for (int64_t i = 0; i < M; ++i) {
+      const T* a = A + i * lda;
+      T* c = C + i * ldc + n;
+      switch (K / W) {  // the chunk count unrolled for dt_proj's 1 and 2
+        case 1: dot_tile_row<T, 1>(K, a, wt, beta, c); break;
+        case 2: dot_tile_row<T, 2>(K, a, wt, beta, c); break;
+        default: dot_tile_row<T, -1>(K, a, wt, beta, c); break;
+      }
+    }
+  }
+  for (int64_t j = n; j < n1; ++j)  // the last N % W columns
+    for (int64_t i = 0; i < M; ++i) dot_column<T, 1>(K, A + i * lda, lda, B + j * ldb, beta, C + i * ldc + j, ldc);
 }
 
 // C[i, 0:NV*W] (i < MB) = sum_k A[i * lda + k] B[k * ldb + 0:NV*W], k in order, then beta.
@@ -557,49 +784,15 @@ void small_m_axpy(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int6
   }
 }
 
-// trans_b with K <= kSmallKDot (dt_proj: K = dt_rank = 16, 32): a dot product is one or two vectors,
-// so a horizontal sum per element would cost more than the products. Instead W columns of W's rows are
-// transposed into a K x W tile on the stack (K x W values, shared by all M rows) and run through
-// axpy_block: per element s = fma(a[k], b[k], s), k in order (the !trans_b order). Which order is
-// used depends on K only, never on M.
-constexpr int64_t kSmallKDot = 32;
-template <class T>
-void small_m_dot_small_k(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B,
-                         int64_t ldb, T beta, T* C, int64_t ldc) {
-  constexpr int W = GemmVec<T>::W;
-  alignas(64) T wt[kSmallKDot * W];
-  int64_t n = n0;
-  for (; n + W <= n1; n += W) {
-    for (int j = 0; j < W; ++j)
-      for (int64_t k = 0; k < K; ++k) wt[k * W + j] = B[(n + j) * ldb + k];
-    for (int64_t i = 0; i < M; i += 4) {
-      const T* a = A + i * lda;
-      T* c = C + i * ldc + n;
-      switch (std::min<int64_t>(4, M - i)) {
-        case 1: axpy_block<T, 1, 1>(K, a, lda, wt, W, beta, c, ldc); break;
-        case 2: axpy_block<T, 2, 1>(K, a, lda, wt, W, beta, c, ldc); break;
-        case 3: axpy_block<T, 3, 1>(K, a, lda, wt, W, beta, c, ldc); break;
-        default: axpy_block<T, 4, 1>(K, a, lda, wt, W, beta, c, ldc); break;
-      }
-    }
-  }
-  for (int64_t i = 0; i < M; ++i)  // the last N % W columns: the same fma chain, one at a time
-    for (int64_t j = n; j < n1; ++j) {
-      T s = T(0);
-      for (int64_t k = 0; k < K; ++k) s = std::fma(A[i * lda + k], B[j * ldb + k], s);
-      put(C + i * ldc + j, s, beta);
-    }
-}
-
 // The small-M product, threads over contiguous ranges of N (each thread reads its own rows / columns
 // of op(B)) only above kSmallMGrain multiply-adds.
 template <class T>
 void gemm_small_m(bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
                   T beta, T* C, int64_t ldc) {
-  const int64_t unit = trans_b && K > kSmallKDot ? kSmallNStep : kSmallNStep * GemmVec<T>::W;  // columns per item
+  const int64_t unit = trans_b ? kDotAcc : kSmallNStep * GemmVec<T>::W;  // columns per item
   auto run = [&](int64_t b, int64_t e) {
     const int64_t n0 = b * unit, n1 = std::min(N, e * unit);
-    if (trans_b && K <= kSmallKDot)
+    if (trans_b && K <= kSmallKDot && M >= kSmallKRows)
       small_m_dot_small_k<T>(M, n0, n1, K, A, lda, B, ldb, beta, C, ldc);
     else if (trans_b)
       small_m_dot<T>(M, n0, n1, K, A, lda, B, ldb, beta, C, ldc);
