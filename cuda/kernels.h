@@ -93,7 +93,8 @@ void max_backward(DType t, const void* g, const int64_t* indices, void* dx, int6
 
 // ---- sampling (cuda/sample.cu) ----
 // out[r] = the token picked from row r of logits (rows, ld) among its first `vocab` entries, by the rule
-// of mg::sample_tokens (ops/sample.cpp), with uniforms[r] (device, double); -1 for a row holding NaN.
+// of mg::sample_tokens (ops/sample.cpp), with uniforms[r] (device, double; null when temperature is 0);
+// -1 for a row holding NaN.
 void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t vocab, double temperature,
                  int64_t keep, const double* uniforms, int64_t* out, int device);
 

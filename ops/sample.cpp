@@ -61,9 +61,9 @@ Tensor sample_tokens(const Tensor& logits, int64_t vocab, double temperature, in
   if (l.stride(1) != 1) l = contiguous(l);
   Tensor out = Tensor::empty({b}, DType::i64, dev, "sample");
   if (dev.is_cuda()) {
-    Tensor u = from_vector<double>(temperature == 0 ? std::vector<double>(b, 0.0) : uniforms, {b}, dev);
-    cuda::sample_rows(l.dtype(), l.raw_data(), b, l.stride(0), vocab, temperature, keep, u.data<double>(),
-                      out.data<int64_t>(), dev.index);
+    Tensor u = temperature == 0 ? Tensor() : from_vector<double>(uniforms, {b}, dev);  // greedy draws nothing
+    cuda::sample_rows(l.dtype(), l.raw_data(), b, l.stride(0), vocab, temperature, keep,
+                      u.defined() ? u.data<double>() : nullptr, out.data<int64_t>(), dev.index);
     return out;
   }
   MG_DISPATCH_FLOAT(l.dtype(), "sample", [&] {
