@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "ops/gradcheck.h"
+#include "ops/input_checks.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"
@@ -29,13 +30,7 @@ void check_conv(const char* op, const Tensor& x, const Tensor& w, const Tensor& 
            "[{}] weight must be ({}, k) with k >= 1 to match x {}, got {}", op, d, x.shape(), w.shape());
   MG_CHECK(!bias.defined() || bias.shape() == Shape{d}, "[{}] bias must be ({},) to match x {}, got {}", op, d,
            x.shape(), bias.shape());
-  const std::pair<const char*, const Tensor*> rest[] = {{"weight", &w}, {"bias", &bias}};
-  for (auto& [name, t] : rest) {
-    if (!t->defined()) continue;
-    MG_CHECK(t->dtype() == x.dtype(), "[{}] {} is {} but x is {}: all inputs must share one dtype", op, name,
-             t->dtype(), x.dtype());
-    MG_CHECK(t->device() == x.device(), "[{}] {} is on {} but x is on {}", op, name, t->device(), x.device());
-  }
+  check_same_dtype_device(op, "x", x, {{"weight", &w}, {"bias", &bias}});
 }
 
 template <class T>

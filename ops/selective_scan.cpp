@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "ops/gradcheck.h"
+#include "ops/input_checks.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"
@@ -47,15 +48,9 @@ ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const 
   MG_CHECK(!z.defined() || z.shape() == bld, "[{}] z must be {} like u, got {}", op, bld, z.shape());
   MG_CHECK(!delta_bias.defined() || delta_bias.shape() == dd, "[{}] delta_bias must be {} to match u {}, got {}", op,
            dd, u.shape(), delta_bias.shape());
-  const std::pair<const char*, const Tensor*> all[] = {{"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C},
-                                                       {"D", &D},         {"z", &z}, {"delta_bias", &delta_bias}};
-  for (auto& [name, t] : all) {
-    if (!t->defined()) continue;
-    MG_CHECK(t->dtype() == u.dtype(), "[{}] {} is {} but u is {}: all inputs must share one dtype", op, name,
-             t->dtype(), u.dtype());
-    MG_CHECK(t->device() == u.device(), "[{}] {} is on {} but u is on {}: all inputs must be on one device", op, name,
-             t->device(), u.device());
-  }
+  check_same_dtype_device(op, "u", u,
+                          {{"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}, {"D", &D}, {"z", &z},
+                           {"delta_bias", &delta_bias}});
   return {b, l, d, n};
 }
 

@@ -20,6 +20,7 @@
 //     dw_j = g weight_j + gstate'_{j-1} (j >= 1),  dstate = dw[:k-1], dx = dw[k-1],
 //     dweight = sum_b g w,  dbias = sum_b g.
 #include "ops/gradcheck.h"
+#include "ops/input_checks.h"
 #include "autograd/node.h"
 #include "core/dispatch.h"
 #include "cuda/runtime.h"
@@ -34,16 +35,6 @@ namespace {
 struct StepDims {
   int64_t b, d, n;  // n: the state size (selective_state_update) or the conv width k
 };
-
-void check_same(const char* op, const Tensor& x, std::initializer_list<std::pair<const char*, const Tensor*>> ts) {
-  for (auto& [name, t] : ts) {
-    if (!t->defined()) continue;
-    MG_CHECK(t->dtype() == x.dtype(), "[{}] {} is {} but x is {}: all inputs must share one dtype", op, name,
-             t->dtype(), x.dtype());
-    MG_CHECK(t->device() == x.device(), "[{}] {} is on {} but x is on {}: all inputs must be on one device", op, name,
-             t->device(), x.device());
-  }
-}
 
 StepDims check_state_update(const char* op, const Tensor& state, const Tensor& x, const Tensor& dt, const Tensor& A,
                             const Tensor& B, const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& dt_bias) {
@@ -68,8 +59,8 @@ StepDims check_state_update(const char* op, const Tensor& state, const Tensor& x
   MG_CHECK(!z.defined() || z.shape() == bd, "[{}] z must be {} like x, got {}", op, bd, z.shape());
   MG_CHECK(!dt_bias.defined() || dt_bias.shape() == dd, "[{}] dt_bias must be {} to match x {}, got {}", op, dd,
            x.shape(), dt_bias.shape());
-  check_same(
-      op, x,
+  check_same_dtype_device(
+      op, "x", x,
       {{"state", &state}, {"dt", &dt}, {"A", &A}, {"B", &B}, {"C", &C}, {"D", &D}, {"z", &z}, {"dt_bias", &dt_bias}});
   return {b, d, n};
 }
@@ -89,7 +80,7 @@ StepDims check_conv_update(const char* op, const Tensor& state, const Tensor& x,
            sshape, x.shape(), w.shape(), state.shape());
   MG_CHECK(!bias.defined() || bias.shape() == Shape{d}, "[{}] bias must be ({},) to match x {}, got {}", op, d,
            x.shape(), bias.shape());
-  check_same(op, x, {{"conv_state", &state}, {"weight", &w}, {"bias", &bias}});
+  check_same_dtype_device(op, "x", x, {{"conv_state", &state}, {"weight", &w}, {"bias", &bias}});
   return {b, d, k};
 }
 
