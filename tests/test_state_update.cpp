@@ -111,7 +111,9 @@ const ConvCfg kConvCases[] = {{1, 3, 4, true, true},
                               {2, 17, 4, false, false},
                               {3, 5, 1, true, true},
                               {2, 20, 2, true, false},
-                              {2, 33, 5, false, true}};
+                              {2, 33, 5, false, true},
+                              {3, 48, 8, true, true},  // the widest window of the vector path
+                              {2, 32, 9, true, false}};
 
 }  // namespace
 
