@@ -1,5 +1,6 @@
 #include "core/parallel.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -31,6 +32,52 @@ void set_num_threads(int n) {
   MG_CHECK(n >= 1, "[threads] thread count must be at least 1, got {}", n);
   thread_count() = n;
   omp_set_num_threads(n);
+}
+
+void SplitChooser::set_mode(Mode m) {
+  std::lock_guard<std::mutex> lock(mu_);
+  mode_ = m;
+}
+
+SplitChooser::Mode SplitChooser::mode() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return mode_;
+}
+
+bool SplitChooser::next() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (mode_ != Mode::kAuto) return mode_ == Mode::kSplit;
+  if (probe_ < kProbe) return probe_ % 2 == 1;  // one thread, split, one thread, ...
+  return choice_;
+}
+
+int64_t SplitChooser::split_runs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return split_runs_;
+}
+
+void SplitChooser::record(bool split, double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  split_runs_ += split;
+  if (mode_ != Mode::kAuto) return;
+  if (probe_ < kProbe) {
+    if (split != (probe_ % 2 == 1)) return;  // not the run next() asked for (another caller's)
+    if (probe_ >= 2) (split ? split_s_ : serial_s_)[(probe_ - 2) / 2] = seconds;
+    if (++probe_ == kProbe) decide();
+    return;
+  }
+  if (split && seconds > 2 * split_med_ && seconds > serial_med_) ++stalls_;
+  if (--run_left_ <= 0 || stalls_ >= kStalls) probe_ = 0, stalls_ = 0;
+}
+
+void SplitChooser::decide() {
+  auto median3 = [](const double* t) {
+    return std::max(std::min(t[0], t[1]), std::min(std::max(t[0], t[1]), t[2]));
+  };
+  serial_med_ = median3(serial_s_), split_med_ = median3(split_s_);
+  const bool c = split_med_ < 0.9 * serial_med_;
+  run_len_ = decided_ && c == choice_ ? std::min<int64_t>(2 * run_len_, kMaxRun) : kMinRun;
+  decided_ = true, choice_ = c, run_left_ = run_len_;
 }
 
 }  // namespace mg

@@ -2,11 +2,14 @@
 
 #include <fmt/ranges.h>
 
+#include <chrono>
 #include <cmath>
+#include <exception>
 #include <nlohmann/json.hpp>
 
 #include "autograd/grad_mode.h"
 #include "core/checked.h"
+#include "ops/cpu/gemm.h"
 
 namespace mg {
 
@@ -272,7 +275,41 @@ Tensor MambaLM::step(const Tensor& tokens, std::vector<LayerState>& state) const
   MG_CHECK((int64_t)state.size() == cfg_.n_layer && state[0].ssm.size(0) == tokens.size(0),
            "[mamba step] state is for {} layers and batch {}, but the model has {} layers and the batch is {}",
            state.size(), state.empty() ? 0 : state[0].ssm.size(0), cfg_.n_layer, tokens.size(0));
-  NoGradGuard ng;
+  // Rows split across threads only up to the matmul's small-M bound: below it a row's result does not
+  // depend on the other rows (ops/cpu/gemm.cpp), so splitting changes no bit.
+  const int64_t b = tokens.size(0), parts = std::min<int64_t>(num_threads(), b);
+  if (!device().is_cpu() || parts < 2 || b > cpu::kGemmSmallM) return step_rows(tokens, state);
+  const bool split = step_split_->next();
+  const auto t0 = std::chrono::steady_clock::now();
+  Tensor logits;
+  if (!split) {
+    logits = step_rows(tokens, state);
+  } else {
+    std::vector<Tensor> part_logits(parts);
+    std::vector<std::exception_ptr> error(parts);
+    parallel_for(parts, int64_t(1) << 40, [&](int64_t lo, int64_t hi) {
+      for (int64_t p = lo; p < hi; ++p) {
+        try {
+          const int64_t r0 = b * p / parts, r1 = b * (p + 1) / parts;
+          std::vector<LayerState> rows;
+          for (const LayerState& s : state)
+            rows.push_back({narrow(s.conv, 0, r0, r1 - r0), narrow(s.ssm, 0, r0, r1 - r0)});
+          part_logits[p] = step_rows(narrow(tokens, 0, r0, r1 - r0), rows);
+        } catch (...) {
+          error[p] = std::current_exception();
+        }
+      }
+    });
+    for (auto& e : error)
+      if (e) std::rethrow_exception(e);
+    logits = cat(part_logits, 0);
+  }
+  step_split_->record(split, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return logits;
+}
+
+Tensor MambaLM::step_rows(const Tensor& tokens, std::vector<LayerState>& state) const {
+  NoGradGuard ng;  // per thread
   Tensor h = embeddings->forward(tokens);  // (b, d_model)
   Tensor residual;
   for (size_t i = 0; i < layers.size(); ++i) {

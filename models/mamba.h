@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/parallel.h"
 #include "models/layers.h"
 #include "ops/ops.h"
 
@@ -90,6 +91,11 @@ class MambaLM : public Module {
   // O(layers * d_inner * d_state) per token.
   std::vector<LayerState> initial_state(int64_t batch) const;
   Tensor step(const Tensor& tokens, std::vector<LayerState>& state) const;
+  // How step() uses threads on the CPU for 2 to 16 sequences: one thread for all rows, or the rows
+  // split across the threads (each thread runs the whole step for its rows: one fork and join per
+  // token instead of one per op). kAuto (the default) times both now and then and keeps the faster
+  // (core/parallel.h, SplitChooser); the results are bit-identical either way.
+  SplitChooser& step_threads() const { return *step_split_; }
   // The prompt through the parallel forward (the fused scan): tokens (b, l) -> the logits of the last
   // position (b, padded_vocab), and `state` set to the state after it, ready for step(). The same
   // result as step() over the prompt from initial_state, up to float rounding. No autograd.
@@ -105,7 +111,9 @@ class MambaLM : public Module {
   // The residual stream after the last layer (b, l, d_model), before norm_f; fills `states` when given.
   Tensor backbone(const Tensor& tokens, std::vector<LayerState>* states) const;
   void check_tokens(const Tensor& tokens, int64_t dims, const char* op) const;
+  Tensor step_rows(const Tensor& tokens, std::vector<LayerState>& state) const;  // step() on one thread
   MambaConfig cfg_;
+  std::shared_ptr<SplitChooser> step_split_ = std::make_shared<SplitChooser>();
 };
 
 }  // namespace mg

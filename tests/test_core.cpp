@@ -159,3 +159,32 @@ TEST_CASE("core: devices parse and cuda requests fail clearly without CUDA") {
                        doctest::Contains("this build has no CUDA support"), Error);
 #endif
 }
+
+TEST_CASE("SplitChooser: probes both ways, keeps the faster, lengthens a confirmed choice, leaves a stalling split") {
+  SplitChooser c;
+  // Feeds n runs taking `serial` or `split` seconds as the chooser asks; returns how many it split.
+  auto feed = [&](int n, double serial, double split) {
+    int splits = 0;
+    for (int i = 0; i < n; ++i) {
+      const bool s = c.next();
+      splits += s;
+      c.record(s, s ? split : serial);
+    }
+    return splits;
+  };
+  CHECK(feed(8, 1.0, 0.5) == 4);  // the probe: one thread and split in turn
+  CHECK(feed(64, 1.0, 0.5) == 64);  // split is 2x faster: kept for 64 runs
+  CHECK(feed(8, 1.0, 0.5) == 4);    // probed again, confirmed: kept for 128
+  CHECK(feed(128, 1.0, 0.5) == 128);
+  CHECK(feed(8, 1.0, 0.95) == 4);   // less than 10% faster: one thread, for 64 runs
+  CHECK(feed(64, 1.0, 0.5) == 0);
+  feed(8, 1.0, 0.5);                // split again (64 runs), then a busy machine: split runs take 5x
+  CHECK(feed(3, 1.0, 5.0) == 3);    // 3 stalls end the run: the next probe starts at once
+  CHECK(feed(8, 1.0, 5.0) == 4);
+  CHECK(feed(64, 1.0, 0.5) == 0);   // one thread chosen: a faster split is not seen until the next probe
+  CHECK(c.split_runs() == 4 + 64 + 4 + 128 + 4 + 4 + 3 + 4);
+  c.set_mode(SplitChooser::Mode::kSerial);
+  CHECK(feed(5, 1.0, 0.1) == 0);
+  c.set_mode(SplitChooser::Mode::kSplit);
+  CHECK(feed(5, 0.1, 1.0) == 5);
+}

@@ -253,3 +253,33 @@ TEST_CASE("generate CLI: --num-samples prints each continuation, --jsonl one obj
   CHECK(bad.exit_code != 0);
   CHECK(bad.err.find("--num-samples: must be a positive integer, got '0'") != std::string::npos);
 }
+
+TEST_CASE("generate: a step split across threads gives the bits of one thread, for 2 to 16 sequences") {
+  const int saved = num_threads();
+  set_num_threads(2);
+  auto mp = perturbed_tiny(8);
+  MambaLM& m = *mp;
+  NoGradGuard ng;
+  for (int64_t b : {2, 3, 16}) {
+    CAPTURE(b);
+    Generator g(9 + b);
+    Tensor prompt = randint(0, 256, {b, 5}, &g);
+    std::vector<std::vector<float>> logits[2], states[2];
+    for (int split = 0; split < 2; ++split) {
+      m.step_threads().set_mode(split ? SplitChooser::Mode::kSplit : SplitChooser::Mode::kSerial);
+      const int64_t before = m.step_threads().split_runs();
+      std::vector<LayerState> state;
+      Tensor l = m.prefill(prompt, state);
+      for (int t = 0; t < 4; ++t) {
+        l = m.step(sample_tokens(l, 256, 0.0, 0), state);
+        logits[split].push_back(l.to_vector<float>());
+      }
+      for (auto& s : state) states[split].push_back(s.ssm.to_vector<float>()), states[split].push_back(s.conv.to_vector<float>());
+      CHECK(m.step_threads().split_runs() - before == (split ? 4 : 0));  // the split did run
+    }
+    CHECK(logits[0] == logits[1]);
+    CHECK(states[0] == states[1]);
+  }
+  m.step_threads().set_mode(SplitChooser::Mode::kAuto);
+  set_num_threads(saved);
+}
