@@ -49,10 +49,12 @@ struct ScanScratch {
 
 // out (b, l, d). chunk_states (b, nchunks, n, d) with nchunks = scan_num_chunks_cuda(l): the state
 // after the last step of each chunk, or null when no backward will run. last_state (b, d, n) or null.
+// The scan starts from a.h0 (b, d, n), or from zeros when it is null.
 template <class T>
 void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_state, int device);
 
-// dout (b, l, d); dlast (b, d, n) or null (zero); chunk_states as the forward wrote them.
+// dout (b, l, d); dlast (b, d, n) or null (zero); chunk_states as the forward wrote them. g.dh0
+// (b, d, n), when wanted, gets the gradient of a.h0.
 // Both throw when n is too large for the shared memory of one block (on an H100 about n = 190 in float32
 // and n = 100 in float64).
 template <class T>

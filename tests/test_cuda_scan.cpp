@@ -25,16 +25,17 @@ using namespace mg;
 
 namespace {
 
-const char* kScanInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
+const char* kScanInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
 
 struct ScanCfg {
   const char* label;
   int64_t b, l, d, n;
   bool D = true, z = true, bias = true, softplus = true, last = false;
   double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
+  bool h0 = false;                    // an initial state
 };
 
-// u, delta, A, B, C, D, z, delta_bias as float64 on the CPU (optional ones undefined when off).
+// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 on the CPU (optional ones undefined when off).
 std::vector<Tensor> scan_inputs(const ScanCfg& c, Generator& g) {
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
   auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
@@ -46,7 +47,8 @@ std::vector<Tensor> scan_inputs(const ScanCfg& c, Generator& g) {
           rn({c.b, c.l, c.n}),
           c.D ? rn({c.d}) : Tensor(),
           c.z ? rn(bld) : Tensor(),
-          c.bias ? un({c.d}, -1.0, 1.0) : Tensor()};
+          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
+          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
 }
 
 // Outputs and gradients, moved to the CPU as float64 (undefined where absent).
@@ -71,7 +73,7 @@ ScanRun run_scan_on(const ScanCfg& c, const std::vector<Tensor>& in, const Tenso
     if (wants.empty() || wants[i]) t.requires_grad_();
     x.push_back(t);
   }
-  ScanResult r = selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, c.last);
+  ScanResult r = selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, c.last, x[8]);
   REQUIRE(r.y.device() == dev);
   ScanRun out{host64(r.y), host64(r.last_state), {}};
   std::vector<Tensor> gouts{dy.to(dt).to(dev)};
@@ -160,7 +162,7 @@ TEST_CASE("cuda selective_scan: only some inputs need a gradient, and the forwar
   Generator g(9);
   std::vector<Tensor> in = scan_inputs(c, g);
   Tensor dy = randn({c.b, c.l, c.d}, DType::f64, &g), dlast = randn({c.b, c.d, c.n}, DType::f64, &g);
-  const std::vector<bool> wants{true, false, false, true, false, false, false, false};
+  const std::vector<bool> wants{true, false, false, true, false, false, false, false, false};
   ScanRun want = run_scan_on(c, in, dy, dlast, kCPU, DType::f64);
   ScanRun got = run_scan_on(c, in, dy, dlast, kCUDA, DType::f64, wants);
   for (size_t i = 0; i < in.size(); ++i) {
@@ -171,7 +173,7 @@ TEST_CASE("cuda selective_scan: only some inputs need a gradient, and the forwar
   // No input requires grad: no chunk states are written, the outputs are the same.
   std::vector<Tensor> x;
   for (auto& t : in) x.push_back(t.defined() ? t.to(kCUDA) : Tensor());
-  ScanResult r = selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, true);
+  ScanResult r = selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, true, x[8]);
   CHECK(!r.y.requires_grad());
   CHECK(rel_err(host64(r.y), want.y) < 1e-11);
   CHECK(rel_err(host64(r.last_state), want.last) < 1e-11);
@@ -211,7 +213,7 @@ TEST_CASE("cuda selective_scan: memory rule: chunk-end states only, the backward
   Generator g(5);
   std::vector<Tensor> in = scan_inputs(c, g);
   std::vector<Tensor> x;
-  for (auto& t : in) x.push_back(t.to(DType::f32).to(kCUDA).detach().requires_grad_());
+  for (auto& t : in) x.push_back(t.defined() ? t.to(DType::f32).to(kCUDA).detach().requires_grad_() : Tensor());
   Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g).to(kCUDA);
   const size_t all_states = (size_t)(c.b * c.l * c.d * c.n) * sizeof(float);
   const size_t y_bytes = (size_t)(c.b * c.l * c.d) * sizeof(float);
@@ -223,7 +225,8 @@ TEST_CASE("cuda selective_scan: memory rule: chunk-end states only, the backward
   CHECK(saved <= all_states / 8);
   CHECK(saved >= all_states / (size_t)cuda::kScanChunkCuda);
   size_t grad_bytes = 0;
-  for (auto& t : x) grad_bytes += t.nbytes();
+  for (auto& t : x)
+    if (t.defined()) grad_bytes += t.nbytes();
   cuda::reset_peak_memory(0);
   const size_t before_bwd = cuda::memory_stats(0).in_use;
   std::vector<Tensor> grads = r.y.grad_fn()->apply({dy});

@@ -25,9 +25,10 @@ struct Cfg {
   bool D = true, z = true, bias = true, softplus = true, last = false;
   double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
   double A_lo = -2.0, A_hi = -0.2;
+  bool h0 = false;  // an initial state
 };
 
-// u, delta, A, B, C, D, z, delta_bias as float64 (optional ones undefined when off).
+// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 (optional ones undefined when off).
 std::vector<Tensor> make_inputs(const Cfg& c, Generator& g) {
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
   auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
@@ -39,7 +40,8 @@ std::vector<Tensor> make_inputs(const Cfg& c, Generator& g) {
           rn({c.b, c.l, c.n}),
           c.D ? rn({c.d}) : Tensor(),
           c.z ? rn(bld) : Tensor(),
-          c.bias ? un({c.d}, -1.0, 1.0) : Tensor()};
+          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
+          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
 }
 
 // Detached copies in `dt` that require grad.
@@ -51,10 +53,10 @@ std::vector<Tensor> leaves(const std::vector<Tensor>& in, DType dt) {
 
 ScanResult run_scan(const Cfg& c, const std::vector<Tensor>& in, bool reference) {
   auto f = reference ? selective_scan_reference : selective_scan;
-  return f(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last);
+  return f(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last, in[8]);
 }
 
-const char* kInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
+const char* kInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
 
 // Backward of sum(y * dy) + sum(last * dlast) for fused and reference on copies of the same inputs;
 // checks outputs and gradients.
