@@ -11,6 +11,7 @@ struct ScanArgs {
   int64_t b = 0, l = 0, d = 0, n = 0;
   const T *u = nullptr, *delta = nullptr, *A = nullptr, *B = nullptr, *C = nullptr;  // required
   const T *D = nullptr, *z = nullptr, *delta_bias = nullptr;                         // optional
+  const T* h0 = nullptr;  // optional (b, d, n): the state before the first step (null: zeros)
   bool softplus = false;
 };
 
@@ -19,6 +20,7 @@ template <class T>
 struct ScanGrads {
   T *du = nullptr, *ddelta = nullptr, *dA = nullptr, *dB = nullptr, *dC = nullptr;
   T *dD = nullptr, *dz = nullptr, *ddelta_bias = nullptr;
+  T* dh0 = nullptr;  // (b, d, n), the gradient of ScanArgs::h0 (which must be set when this is)
 };
 
 }  // namespace mg

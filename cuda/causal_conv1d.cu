@@ -1,6 +1,8 @@
 // causal_conv1d (+silu) on CUDA, forward and backward (docs/design.md#causal-depthwise-conv;
 // the op is ops/causal_conv1d.cpp):
-//     pre[t, c] = bias[c] + sum_{j<k} w[c, j] x[t-(k-1)+j, c]   (x = 0 at negative times),  y = silu(pre).
+//     pre[t, c] = bias[c] + sum_{j<k} w[c, j] x[t-(k-1)+j, c],  y = silu(pre),
+// where x at the negative times -(k-1) .. -1 is init[:, c, 0 .. k-2] (the initial conv state, oldest
+// first) or zero when init is null. The gradient of init is its own small kernel over (b, d, k-1).
 // Forward and dx are elementwise over (b, l, d) with c fastest (coalesced); each output reads its k
 // inputs, which the caches share between neighbouring time steps. The backward first writes
 // dpre = dy * silu'(pre) (pre recomputed) when silu is on. dweight and dbias are sums over (b, l):
@@ -26,35 +28,45 @@ constexpr int64_t kMaxRowBlocks = 256;
 __device__ __forceinline__ float sigmoid_of(float x) { return 1.0f / (1.0f + expf(-x)); }
 __device__ __forceinline__ double sigmoid_of(double x) { return 1.0 / (1.0 + exp(-x)); }
 
+// The input at time s < 0 of row r = i * l + t: init[i, c, s + (k-1)] (zero without init).
 template <class T>
-__device__ __forceinline__ T conv_pre(const T* x, const T* w, const T* bias, int64_t r, int64_t t, int64_t c,
-                                      int64_t d, int64_t k) {
+__device__ __forceinline__ T conv_before(const T* init, int64_t r, int64_t l, int64_t s, int64_t c, int64_t d,
+                                         int64_t k) {
+  return init ? init[((r / l) * d + c) * (k - 1) + (s + k - 1)] : T(0);
+}
+
+template <class T>
+__device__ __forceinline__ T conv_pre(const T* x, const T* w, const T* bias, const T* init, int64_t r, int64_t l,
+                                      int64_t t, int64_t c, int64_t d, int64_t k) {
   T acc = bias ? bias[c] : T(0);
   for (int64_t j = 0; j < k; ++j) {
     const int64_t s = t - (k - 1) + j;
-    if (s >= 0) acc += w[c * k + j] * x[(r - t + s) * d + c];
+    if (s >= 0)
+      acc += w[c * k + j] * x[(r - t + s) * d + c];
+    else if (init)
+      acc += w[c * k + j] * conv_before(init, r, l, s, c, d, k);
   }
   return acc;
 }
 
 template <class T>
-__global__ void conv_forward_kernel(const T* x, const T* w, const T* bias, int64_t b, int64_t l, int64_t d,
-                                    int64_t k, bool apply_silu, T* out) {
+__global__ void conv_forward_kernel(const T* x, const T* w, const T* bias, const T* init, int64_t b, int64_t l,
+                                    int64_t d, int64_t k, bool apply_silu, T* out) {
   const int64_t m = b * l * d;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t c = e % d, r = e / d, t = r % l;
-    const T pre = conv_pre(x, w, bias, r, t, c, d, k);
+    const T pre = conv_pre(x, w, bias, init, r, l, t, c, d, k);
     out[e] = apply_silu ? pre * sigmoid_of(pre) : pre;
   }
 }
 
 template <class T>
-__global__ void conv_dpre_kernel(const T* x, const T* w, const T* bias, const T* dout, int64_t b, int64_t l,
-                                 int64_t d, int64_t k, T* dpre) {
+__global__ void conv_dpre_kernel(const T* x, const T* w, const T* bias, const T* init, const T* dout, int64_t b,
+                                 int64_t l, int64_t d, int64_t k, T* dpre) {
   const int64_t m = b * l * d;
   for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m; e += (int64_t)gridDim.x * blockDim.x) {
     const int64_t c = e % d, r = e / d, t = r % l;
-    const T pre = conv_pre(x, w, bias, r, t, c, d, k), sg = sigmoid_of(pre);
+    const T pre = conv_pre(x, w, bias, init, r, l, t, c, d, k), sg = sigmoid_of(pre);
     dpre[e] = dout[e] * sg * (T(1) + pre * (T(1) - sg));
   }
 }
@@ -74,12 +86,26 @@ __global__ void conv_dx_kernel(const T* w, const T* dpre, int64_t b, int64_t l, 
   }
 }
 
+// dinit[i, c, m] = sum_{j <= m, m - j < l} w[c, j] dpre[i, m - j, c]: the taps that reach back to the
+// input at time m - (k-1) < 0. One thread per element of (b, d, k-1); k > 1.
+template <class T>
+__global__ void conv_dinit_kernel(const T* w, const T* dpre, int64_t b, int64_t l, int64_t d, int64_t k, T* dinit) {
+  const int64_t km = k - 1, m_all = b * d * km;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < m_all; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t m = e % km, c = (e / km) % d, i = e / (km * d);
+    T acc = T(0);
+    for (int64_t j = 0; j <= m; ++j)
+      if (m - j < l) acc += w[c * k + j] * dpre[(i * l + m - j) * d + c];
+    dinit[e] = acc;
+  }
+}
+
 // Partial sums of taps [j0, j0 + kTapGroup) (tap k is the bias) over rows [blockIdx.y * rows_per_block, ...)
 // for channels blockIdx.x * 32 + lane: partials[(row_block * (k+1) + tap) * d + c].
 template <class T>
 __global__ void __launch_bounds__(kLanes* kWarps)
-    conv_dw_kernel(const T* x, const T* dpre, int64_t rows, int64_t l, int64_t d, int64_t k, int64_t rows_per_block,
-                   double* partials) {
+    conv_dw_kernel(const T* x, const T* init, const T* dpre, int64_t rows, int64_t l, int64_t d, int64_t k,
+                   int64_t rows_per_block, double* partials) {
   __shared__ double red[kWarps][kTapGroup][kLanes];
   const int lane = threadIdx.x, w = threadIdx.y;
   const int64_t c = blockIdx.x * (int64_t)kLanes + lane, j0 = blockIdx.z * (int64_t)kTapGroup;
@@ -101,7 +127,10 @@ __global__ void __launch_bounds__(kLanes* kWarps)
         const int64_t j = j0 + q;
         if (j < k) {
           const int64_t s = t - (k - 1) + j;
-          if (s >= 0) acc[q] += (double)(gr * x[(r - t + s) * d + c]);
+          if (s >= 0)
+            acc[q] += (double)(gr * x[(r - t + s) * d + c]);
+          else if (init)
+            acc[q] += (double)(gr * conv_before(init, r, l, s, c, d, k));
         } else if (j == k) {
           acc[q] += (double)gr;
         }
@@ -148,18 +177,18 @@ int64_t row_blocks(int64_t rows) {
 int64_t causal_conv1d_partials(int64_t b, int64_t l, int64_t d, int64_t k) { return row_blocks(b * l) * (k + 1) * d; }
 
 template <class T>
-void causal_conv1d_forward(const T* x, const T* w, const T* bias, int64_t b, int64_t l, int64_t d, int64_t k,
-                           bool apply_silu, T* out, int device) {
+void causal_conv1d_forward(const T* x, const T* w, const T* bias, const T* init, int64_t b, int64_t l, int64_t d,
+                           int64_t k, bool apply_silu, T* out, int device) {
   set_device(device, "causal_conv1d");
-  conv_forward_kernel<T><<<grid_for(b * l * d), kThreads, 0, stream(device)>>>(x, w, bias, b, l, d, k, apply_silu,
-                                                                               out);
+  conv_forward_kernel<T><<<grid_for(b * l * d), kThreads, 0, stream(device)>>>(x, w, bias, init, b, l, d, k,
+                                                                               apply_silu, out);
   MG_CUDA_LAUNCH_CHECK("causal_conv1d");
 }
 
 template <class T>
-void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* dout, int64_t b, int64_t l, int64_t d,
-                            int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias, double* partials,
-                            int device) {
+void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init, const T* dout, int64_t b,
+                            int64_t l, int64_t d, int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias,
+                            T* dinit, double* partials, int device) {
   set_device(device, "causal_conv1d");
   MG_CHECK(!apply_silu || dpre, "[causal_conv1d] internal error: the silu backward needs its dpre buffer");
   MG_CHECK(!(dw || dbias) || partials, "[causal_conv1d] internal error: dweight needs its partials");
@@ -167,12 +196,16 @@ void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* dout
   const int64_t m = b * l * d;
   const T* g = dout;
   if (apply_silu) {
-    conv_dpre_kernel<T><<<grid_for(m), kThreads, 0, st>>>(x, w, bias, dout, b, l, d, k, dpre);
+    conv_dpre_kernel<T><<<grid_for(m), kThreads, 0, st>>>(x, w, bias, init, dout, b, l, d, k, dpre);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
     g = dpre;
   }
   if (dx) {
     conv_dx_kernel<T><<<grid_for(m), kThreads, 0, st>>>(w, g, b, l, d, k, dx);
+    MG_CUDA_LAUNCH_CHECK("causal_conv1d");
+  }
+  if (dinit && k > 1) {
+    conv_dinit_kernel<T><<<grid_for(b * d * (k - 1)), kThreads, 0, st>>>(w, g, b, l, d, k, dinit);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
   }
   if (dw || dbias) {
@@ -181,21 +214,22 @@ void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* dout
     MG_CHECK(groups < INT32_MAX && tap_groups < 65536, "[causal_conv1d] d = {} or k = {} is too large for the grid",
              d, k);
     dim3 grid((unsigned)groups, (unsigned)rb, (unsigned)tap_groups);
-    conv_dw_kernel<T><<<grid, dim3(kLanes, kWarps), 0, st>>>(x, g, rows, l, d, k, rows_per_block, partials);
+    conv_dw_kernel<T><<<grid, dim3(kLanes, kWarps), 0, st>>>(x, init, g, rows, l, d, k, rows_per_block, partials);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
     conv_dw_finish_kernel<T><<<grid_for((k + 1) * d), kThreads, 0, st>>>(partials, rb, d, k, dw, dbias);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
   }
 }
 
-template void causal_conv1d_forward<float>(const float*, const float*, const float*, int64_t, int64_t, int64_t,
-                                           int64_t, bool, float*, int);
-template void causal_conv1d_forward<double>(const double*, const double*, const double*, int64_t, int64_t, int64_t,
-                                            int64_t, bool, double*, int);
-template void causal_conv1d_backward<float>(const float*, const float*, const float*, const float*, int64_t, int64_t,
-                                            int64_t, int64_t, bool, float*, float*, float*, float*, double*, int);
-template void causal_conv1d_backward<double>(const double*, const double*, const double*, const double*, int64_t,
-                                             int64_t, int64_t, int64_t, bool, double*, double*, double*, double*,
-                                             double*, int);
+template void causal_conv1d_forward<float>(const float*, const float*, const float*, const float*, int64_t,
+                                           int64_t, int64_t, int64_t, bool, float*, int);
+template void causal_conv1d_forward<double>(const double*, const double*, const double*, const double*, int64_t,
+                                            int64_t, int64_t, int64_t, bool, double*, int);
+template void causal_conv1d_backward<float>(const float*, const float*, const float*, const float*, const float*,
+                                            int64_t, int64_t, int64_t, int64_t, bool, float*, float*, float*, float*,
+                                            float*, double*, int);
+template void causal_conv1d_backward<double>(const double*, const double*, const double*, const double*,
+                                             const double*, int64_t, int64_t, int64_t, int64_t, bool, double*,
+                                             double*, double*, double*, double*, double*, int);
 
 }  // namespace mg::cuda

@@ -82,12 +82,12 @@ void selective_scan_backward(const ScanArgs<T>&, const T*, const T*, const T*, c
   no_cuda("selective_scan");
 }
 template <class T>
-void causal_conv1d_forward(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, int) {
+void causal_conv1d_forward(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, int) {
   no_cuda("causal_conv1d");
 }
 template <class T>
-void causal_conv1d_backward(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, T*,
-                            T*, T*, double*, int) {
+void causal_conv1d_backward(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool,
+                            T*, T*, T*, T*, T*, double*, int) {
   no_cuda("causal_conv1d");
 }
 template <class T>
@@ -102,10 +102,10 @@ void causal_conv1d_update(const ConvUpdateArgs<T>&, T*, T*, int) {
   template void selective_scan_forward<T>(const ScanArgs<T>&, T*, T*, T*, int);                                     \
   template void selective_scan_backward<T>(const ScanArgs<T>&, const T*, const T*, const T*, const ScanGrads<T>&,   \
                                            const ScanScratch<T>&, int);                                             \
-  template void causal_conv1d_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, bool, T*, \
-                                         int);                                                                      \
-  template void causal_conv1d_backward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,        \
-                                          int64_t, bool, T*, T*, T*, T*, double*, int);        \
+  template void causal_conv1d_forward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, \
+                                         bool, T*, int);                                                            \
+  template void causal_conv1d_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
+                                          int64_t, int64_t, bool, T*, T*, T*, T*, T*, double*, int);                \
   template void selective_state_update<T>(const StateUpdateArgs<T>&, T*, T*, int);                                \
   template void causal_conv1d_update<T>(const ConvUpdateArgs<T>&, T*, T*, int);
 MG_NO_CUDA_SCAN(float)

@@ -49,10 +49,12 @@ struct ScanScratch {
 
 // out (b, l, d). chunk_states (b, nchunks, n, d) with nchunks = scan_num_chunks_cuda(l): the state
 // after the last step of each chunk, or null when no backward will run. last_state (b, d, n) or null.
+// The scan starts from a.h0 (b, d, n), or from zeros when it is null.
 template <class T>
 void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_state, int device);
 
-// dout (b, l, d); dlast (b, d, n) or null (zero); chunk_states as the forward wrote them.
+// dout (b, l, d); dlast (b, d, n) or null (zero); chunk_states as the forward wrote them. g.dh0
+// (b, d, n), when wanted, gets the gradient of a.h0.
 // Both throw when n is too large for the shared memory of one block (on an H100 about n = 190 in float32
 // and n = 100 in float64).
 template <class T>
@@ -60,21 +62,22 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
                              const ScanGrads<T>& g, const ScanScratch<T>& s, int device);
 
 // causal_conv1d: x (b, l, d), w (d, k), bias (d) or null -> out (b, l, d), then silu when apply_silu.
+// init (b, d, k-1) or null: the inputs before the sequence, oldest first (null: zeros; null for k = 1).
 template <class T>
-void causal_conv1d_forward(const T* x, const T* w, const T* bias, int64_t b, int64_t l, int64_t d, int64_t k,
-                           bool apply_silu, T* out, int device);
+void causal_conv1d_forward(const T* x, const T* w, const T* bias, const T* init, int64_t b, int64_t l, int64_t d,
+                           int64_t k, bool apply_silu, T* out, int device);
 
 // Rows of (b*l) each block of the dweight/dbias reduction sums; the partials buffer the backward
 // needs is causal_conv1d_partials(b, l, d, k) doubles.
 int64_t causal_conv1d_partials(int64_t b, int64_t l, int64_t d, int64_t k);
 
 // dout (b, l, d). dpre: scratch (b, l, d) for the gradient through silu (only read when apply_silu;
-// may be null otherwise). dx, dw, dbias: null where not wanted. partials: causal_conv1d_partials(...)
-// doubles, needed when dw or dbias is wanted.
+// may be null otherwise). dx, dw, dbias, dinit (b, d, k-1): null where not wanted. partials:
+// causal_conv1d_partials(...) doubles, needed when dw or dbias is wanted.
 template <class T>
-void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* dout, int64_t b, int64_t l, int64_t d,
-                            int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias, double* partials,
-                            int device);
+void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init, const T* dout, int64_t b,
+                            int64_t l, int64_t d, int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias,
+                            T* dinit, double* partials, int device);
 
 // The recurrent-step kernels (cuda/state_update.cu), one launch each: y (b, d) and new_state
 // contiguous; new_state may be a.state's memory (the in-place forms). Arguments: core/scan_args.h.

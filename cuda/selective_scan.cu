@@ -13,7 +13,8 @@
 // each thread starts its steps from the chunk's start state composed with the pairs of the warps
 // before it. The chunk's end state carries to the next chunk. The reverse recurrence of the backward
 // is the same scan run backwards over e_t = a_t (dy_t C_t,k + e_t+1) (the gradient reaching h_t-1
-// through step t), carried from chunk to chunk, and starts from dlast.
+// through step t), carried from chunk to chunk, and starts from dlast. With an initial state h0 the
+// forward's first chunk starts from it instead of zeros, and the e that leaves chunk 0 is dh0.
 //
 // Determinism. No atomics: dB[t,k] and dC[t,k] (sums over channels) are reduced across the 32 lanes
 // of a warp with a fixed butterfly and written as one partial per channel group; dA, dD and
@@ -150,12 +151,13 @@ __global__ void __launch_bounds__(P * W) scan_forward_kernel(ScanArgs<T> p, T* o
   const T bias = (valid && p.delta_bias) ? p.delta_bias[c] : T(0);
   const T Dc = (valid && p.D) ? p.D[c] : T(0);
 
-  for (int64_t e = tid; e < n * W; e += P * W) carry[e] = T(0);
+  // carry[0] (chunk 0's start) is the initial state or zeros; e % W == lane, so c is this thread's channel.
+  for (int64_t e = tid; e < n * W; e += P * W) carry[e] = (valid && p.h0) ? p.h0[(i * d + c) * n + e / W] : T(0);
 
   for (int64_t ch = 0; ch < nchunks; ++ch) {
     const int64_t t0 = ch * TC;
     const int cur = (int)(ch & 1);
-    __syncthreads();  // the previous chunk is done with sB, sC (and carry[0] is zeroed)
+    __syncthreads();  // the previous chunk is done with sB, sC (and carry[0] holds the initial state)
     stage_BC(p, i, t0, sB, sC, tid);
 
     T u[S], dt[S], y[S];
@@ -235,8 +237,8 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
   double* red = dA_blk + n * W;                           // (2, P, W): dD and ddelta_bias across warps
   T* sB = reinterpret_cast<T*>(red + 2 * P * W);          // (n, TC)
   T* sC = sB + n * TC;                                    // (n, TC)
-  T* h0 = sC + n * TC;                                    // (n, W): the state before the chunk
-  T* ecarry = h0 + n * W;      // (2, n, W): gradient reaching the chunk's last state from later steps
+  T* hprev = sC + n * TC;                                 // (n, W): the state before the chunk
+  T* ecarry = hprev + n * W;   // (2, n, W): gradient reaching the chunk's last state from later steps
   T* aggA = ecarry + 2 * n * W;  // (2, P, W) by parity of k: product of a warp's a
   T* aggF = aggA + 2 * P * W;    // (2, P, W): the warp's forward b (start state 0)
   T* aggR = aggF + 2 * P * W;    // (2, P, W): the warp's reverse e (incoming gradient 0)
@@ -261,10 +263,15 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
   for (int64_t ch = nchunks - 1; ch >= 0; --ch) {
     const int64_t t0 = ch * TC;
     const int cur = (int)(ch & 1);
-    __syncthreads();  // the previous chunk is done with sB, sC, h0
+    __syncthreads();  // the previous chunk is done with sB, sC, hprev
     stage_BC(p, i, t0, sB, sC, tid);
-    for (int64_t k = w; k < n; k += P)
-      h0[k * W + lane] = (ch > 0 && valid) ? states[((i * nchunks + ch - 1) * n + k) * d + c] : T(0);
+    // The state before the chunk: the saved end of the chunk before, or for chunk 0 the initial state.
+    if (ch > 0) {
+      for (int64_t k = w; k < n; k += P)
+        hprev[k * W + lane] = valid ? states[((i * nchunks + ch - 1) * n + k) * d + c] : T(0);
+    } else {
+      for (int64_t k = w; k < n; k += P) hprev[k * W + lane] = (valid && p.h0) ? p.h0[(i * d + c) * n + k] : T(0);
+    }
 
     T u[S], dt[S], dy[S], yacc[S], du_acc[S], ddt_acc[S];
 #pragma unroll
@@ -286,7 +293,7 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
         u[s] = dt[s] = dy[s] = T(0);
       }
     }
-    __syncthreads();  // sB, sC, h0 ready
+    __syncthreads();  // sB, sC, hprev ready
 
     for (int64_t k = 0; k < n; ++k) {
       const T Ak = valid ? p.A[c * n + k] : T(0), Ak2 = scaled_A(Ak);
@@ -313,7 +320,7 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
         for (int q = 0; q < P; ++q) sacc += (double)dAtmp[((buf ^ 1) * P + q) * W + lane];
         dA_blk[(k - 1) * W + lane] += sacc;
       }
-      T h = h0[k * W + lane];
+      T h = hprev[k * W + lane];
       for (int q = 0; q < w; ++q) h = aggA[(buf * P + q) * W + lane] * h + aggF[(buf * P + q) * W + lane];
       T e = ecarry[(cur * n + k) * W + lane];
       for (int q = P - 1; q > w; --q) e = aggA[(buf * P + q) * W + lane] * e + aggR[(buf * P + q) * W + lane];
@@ -344,6 +351,7 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
         e = a[s] * dh;
       }
       if (w == 0) ecarry[((cur ^ 1) * n + k) * W + lane] = e;  // for the chunk before
+      if (w == 0 && ch == 0 && valid && g.dh0) g.dh0[(i * d + c) * n + k] = e;  // what reaches h0
       dAtmp[(buf * P + w) * W + lane] = dAk;
       if (want_BC) {
         const T r = warp_transpose_sum<2 * S>(v, lane);

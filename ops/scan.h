@@ -1,6 +1,7 @@
 // The Mamba scan ops, fused on the CPU with composed references (math and gradients: docs/design.md).
 //
-// selective_scan: for each batch, channel c and state k, starting from h = 0,
+// selective_scan: for each batch, channel c and state k, starting from h[-1] = initial_state (zeros
+// when it is undefined),
 //     dt[t] = softplus(delta[t] + delta_bias[c])   (softplus only when delta_softplus)
 //     h[t]  = exp(dt[t] A[c,k]) h[t-1] + dt[t] B[t,k] u[t]
 //     y[t]  = sum_k C[t,k] h[t,k] + D[c] u[t],   out = y * silu(z) when z is given.
@@ -9,10 +10,16 @@
 // every kScanChunk time steps; the backward recomputes each chunk's states from the saved start
 // state and runs the reverse recurrence (ops/cpu/selective_scan.cpp). Gradients are bit-identical
 // across runs and thread counts. The returned last_state (b, d, n), when requested, is
-// differentiable: its gradient is the reverse recurrence's starting dh.
+// differentiable: its gradient is the reverse recurrence's starting dh. The initial state is
+// differentiable too: its gradient is the dh that the reverse recurrence carries past t = 0,
+// dh0 = dL/dh[0] * exp(dt[0] A). A sequence cut in pieces therefore runs piece by piece, each piece's
+// last_state the next one's initial_state, with the same outputs and gradients as in one call.
 //
-// causal_conv1d: depthwise over time, y[t, c] = bias[c] + sum_{j<k} weight[c, j] x[t-(k-1)+j, c] with
-// x = 0 at negative times, then silu when apply_silu.
+// causal_conv1d: depthwise over time, y[t, c] = bias[c] + sum_{j<k} weight[c, j] x[t-(k-1)+j, c], then
+// silu when apply_silu. The inputs at negative times are the optional initial_state (b, d, k-1), the
+// previous k-1 inputs oldest first (the conv state of causal_conv1d_update), or zeros without one.
+// causal_conv1d_with_state also returns the final state, the last k-1 inputs of [initial_state, x],
+// to start the next piece from; both states are differentiable.
 //
 // selective_state_update and causal_conv1d_update: one time step of each for decoding, one token per
 // sequence (ops/state_update.cpp, docs/design.md#the-recurrent-step-ops); stepping them over a
@@ -30,20 +37,34 @@ struct ScanResult {
   Tensor last_state;  // (b, d, n); undefined unless return_last_state
 };
 
-// u, delta, z: (b, l, d); A: (d, n); B, C: (b, l, n); D, delta_bias: (d); the optional ones may be
-// undefined Tensor(). All share one floating dtype and device.
+// u, delta, z: (b, l, d); A: (d, n); B, C: (b, l, n); D, delta_bias: (d); initial_state: (b, d, n); the
+// optional ones may be undefined Tensor(). All share one floating dtype and device. Without an
+// initial state the scan starts from zeros.
 ScanResult selective_scan(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B, const Tensor& C,
                           const Tensor& D = Tensor(), const Tensor& z = Tensor(), const Tensor& delta_bias = Tensor(),
-                          bool delta_softplus = false, bool return_last_state = false);
+                          bool delta_softplus = false, bool return_last_state = false,
+                          const Tensor& initial_state = Tensor());
 ScanResult selective_scan_reference(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
                                     const Tensor& C, const Tensor& D = Tensor(), const Tensor& z = Tensor(),
                                     const Tensor& delta_bias = Tensor(), bool delta_softplus = false,
-                                    bool return_last_state = false);
+                                    bool return_last_state = false, const Tensor& initial_state = Tensor());
 
-// x (b, l, d), weight (d, k) with k >= 1, bias (d) optional -> (b, l, d).
-Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), bool apply_silu = false);
+// x (b, l, d), weight (d, k) with k >= 1, bias (d) optional, initial_state (b, d, k-1) optional (for
+// k = 1 it is (b, d, 0)) -> (b, l, d).
+Tensor causal_conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), bool apply_silu = false,
+                     const Tensor& initial_state = Tensor());
 Tensor causal_conv1d_reference(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
-                               bool apply_silu = false);
+                               bool apply_silu = false, const Tensor& initial_state = Tensor());
+struct ConvResult {
+  Tensor y;            // (b, l, d)
+  Tensor final_state;  // (b, d, k - 1): the last k - 1 inputs of [initial_state, x] along time, oldest first
+};
+// causal_conv1d and its final state, the initial_state of the next piece of the sequence (zeros stand
+// for a missing initial state when l < k - 1). Differentiable in both outputs.
+ConvResult causal_conv1d_with_state(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                                    bool apply_silu = false, const Tensor& initial_state = Tensor());
+ConvResult causal_conv1d_with_state_reference(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                                              bool apply_silu = false, const Tensor& initial_state = Tensor());
 
 // One time step of selective_scan for a batch of single tokens (decoding):
 //   dt = softplus(dt + dt_bias[c]) (softplus when dt_softplus), h' = exp(dt A[c,k]) h + dt B[k] x,

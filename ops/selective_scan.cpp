@@ -28,7 +28,8 @@ struct ScanDims {
 };
 
 ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
-                    const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias) {
+                    const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias,
+                    const Tensor& initial_state) {
   const std::pair<const char*, const Tensor*> required[] = {{"u", &u}, {"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}};
   for (auto& [name, t] : required) MG_CHECK(t->defined(), "[{}] {} is required but was undefined", op, name);
   MG_CHECK(is_floating(u.dtype()), "[{}] u must be float32 or float64, got {}", op, u.dtype());
@@ -48,20 +49,26 @@ ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const 
   MG_CHECK(!z.defined() || z.shape() == bld, "[{}] z must be {} like u, got {}", op, bld, z.shape());
   MG_CHECK(!delta_bias.defined() || delta_bias.shape() == dd, "[{}] delta_bias must be {} to match u {}, got {}", op,
            dd, u.shape(), delta_bias.shape());
+  const Shape bdn{b, d, n};
+  MG_CHECK(!initial_state.defined() || initial_state.shape() == bdn,
+           "[{}] initial_state must be {} (b, d, n) to match u {} and A {}, got {}", op, bdn, u.shape(), A.shape(),
+           initial_state.shape());
   check_same_dtype_device(op, "u", u,
                           {{"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}, {"D", &D}, {"z", &z},
-                           {"delta_bias", &delta_bias}});
+                           {"delta_bias", &delta_bias}, {"initial_state", &initial_state}});
   return {b, l, d, n};
 }
 
 template <class T>
 ScanArgs<T> scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
-                      const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias, bool softplus) {
+                      const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias, const Tensor& h0,
+                      bool softplus) {
   auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
   ScanArgs<T> a;
   a.b = s.b, a.l = s.l, a.d = s.d, a.n = s.n;
   a.u = ptr(u), a.delta = ptr(delta), a.A = ptr(A), a.B = ptr(B), a.C = ptr(C);
   a.D = ptr(D), a.z = ptr(z), a.delta_bias = ptr(delta_bias);
+  a.h0 = ptr(h0);
   a.softplus = softplus;
   return a;
 }
@@ -70,15 +77,17 @@ ScanArgs<T> scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, c
 
 ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& A_in, const Tensor& B_in,
                           const Tensor& C_in, const Tensor& D_in, const Tensor& z_in, const Tensor& delta_bias_in,
-                          bool delta_softplus, bool return_last_state) {
-  const ScanDims s = check_scan("selective_scan", u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in);
+                          bool delta_softplus, bool return_last_state, const Tensor& h0_in) {
+  const ScanDims s =
+      check_scan("selective_scan", u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in, h0_in);
   const Device dev = u_in.device();
   const bool on_cuda = dev.is_cuda();
   auto prep = [](const Tensor& t) { return t.defined() ? contiguous(t.detach()) : Tensor(); };
   Tensor u = prep(u_in), delta = prep(delta_in), A = prep(A_in), B = prep(B_in), C = prep(C_in), D = prep(D_in),
-         z = prep(z_in), delta_bias = prep(delta_bias_in);
+         z = prep(z_in), delta_bias = prep(delta_bias_in), h0 = prep(h0_in);
   const DType dtype = u.dtype();
-  const bool needs_backward = any_requires_grad({&u_in, &delta_in, &A_in, &B_in, &C_in, &D_in, &z_in, &delta_bias_in});
+  const bool needs_backward =
+      any_requires_grad({&u_in, &delta_in, &A_in, &B_in, &C_in, &D_in, &z_in, &delta_bias_in, &h0_in});
 
   Tensor y = Tensor::empty({s.b, s.l, s.d}, dtype, dev);  // (b, l, d)
   // The state at the end of every chunk: all that the backward keeps beyond the inputs.
@@ -91,10 +100,10 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
     scalar_t* pstates = states.defined() ? states.data<scalar_t>() : nullptr;
     scalar_t* plast = last.defined() ? last.data<scalar_t>() : nullptr;
     if (on_cuda) {
-      auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+      auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus);
       cuda::selective_scan_forward(a, y.data<scalar_t>(), pstates, plast, dev.index);
     } else {
-      auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+      auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus);
       cpu::selective_scan_forward(a, y.data<scalar_t>(), pstates, plast);
     }
   });
@@ -102,12 +111,12 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
   std::vector<Tensor*> outs{&y};
   if (return_last_state) outs.push_back(&last);
   constexpr OpId id = OpId::selective_scan;
-  record(id, {u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in}, outs,
+  record(id, {u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in, h0_in}, outs,
          [su = SavedTensor(u, id), sdelta = SavedTensor(delta, id), sA = SavedTensor(A, id), sB = SavedTensor(B, id),
           sC = SavedTensor(C, id), sD = SavedTensor(D, id), sz = SavedTensor(z, id), sbias = SavedTensor(delta_bias, id),
-          states, s, delta_softplus, return_last_state](const VjpArgs& g) {
+          sh0 = SavedTensor(h0, id), states, s, delta_softplus, return_last_state](const VjpArgs& g) {
            Tensor u = su.get(), delta = sdelta.get(), A = sA.get(), B = sB.get(), C = sC.get(), D = sD.get(),
-                  z = sz.get(), delta_bias = sbias.get();
+                  z = sz.get(), delta_bias = sbias.get(), h0 = sh0.get();
            Tensor dout = contiguous(g[0]);
            Tensor dlast = return_last_state ? contiguous(g[1]) : Tensor();
            const DType dt = u.dtype();
@@ -118,16 +127,18 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
            std::vector<Tensor> grads{grad_like(0, u), grad_like(1, delta), grad_like(2, A), grad_like(3, B),
                                      grad_like(4, C), D.defined() ? grad_like(5, D) : Tensor(),
                                      z.defined() ? grad_like(6, z) : Tensor(),
-                                     delta_bias.defined() ? grad_like(7, delta_bias) : Tensor()};
+                                     delta_bias.defined() ? grad_like(7, delta_bias) : Tensor(),
+                                     h0.defined() ? grad_like(8, h0) : Tensor()};
            if (dev.is_cuda()) {
              MG_DISPATCH_FLOAT(dt, "selective_scan", [&] {
                using T = scalar_t;
                auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
                auto dptr = [](const Tensor& t) { return t.defined() ? t.data<double>() : nullptr; };
-               auto a = scan_args<T>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+               auto a = scan_args<T>(s, u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus);
                ScanGrads<T> gr;
                gr.du = ptr(grads[0]), gr.ddelta = ptr(grads[1]), gr.dA = ptr(grads[2]), gr.dB = ptr(grads[3]);
                gr.dC = ptr(grads[4]), gr.dD = ptr(grads[5]), gr.dz = ptr(grads[6]), gr.ddelta_bias = ptr(grads[7]);
+               gr.dh0 = ptr(grads[8]);
                // Scratch: one (b, n, l) partial of dB and dC per group of 32 channels, summed in group
                // order; per-batch float64 partials of dA, dD, ddelta_bias, summed in batch order.
                const int64_t G = cuda::scan_num_groups_cuda(s.d);
@@ -144,11 +155,12 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
              return grads;
            }
            MG_DISPATCH_FLOAT(dt, "selective_scan", [&] {
-             auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, delta_softplus);
+             auto a = scan_args<scalar_t>(s, u, delta, A, B, C, D, z, delta_bias, h0, delta_softplus);
              auto ptr = [](const Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
              ScanGrads<scalar_t> gr;
              gr.du = ptr(grads[0]), gr.ddelta = ptr(grads[1]), gr.dA = ptr(grads[2]), gr.dB = ptr(grads[3]);
              gr.dC = ptr(grads[4]), gr.dD = ptr(grads[5]), gr.dz = ptr(grads[6]), gr.ddelta_bias = ptr(grads[7]);
+             gr.dh0 = ptr(grads[8]);
              cpu::selective_scan_backward(a, dout.data<scalar_t>(), ptr(dlast), states.data<scalar_t>(), gr);
            });
            return grads;
@@ -158,11 +170,11 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
 
 ScanResult selective_scan_reference(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
                                     const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias,
-                                    bool delta_softplus, bool return_last_state) {
-  const ScanDims s = check_scan("selective_scan_reference", u, delta, A, B, C, D, z, delta_bias);
+                                    bool delta_softplus, bool return_last_state, const Tensor& initial_state) {
+  const ScanDims s = check_scan("selective_scan_reference", u, delta, A, B, C, D, z, delta_bias, initial_state);
   Tensor dt = delta_bias.defined() ? add(delta, delta_bias) : delta;  // (b, l, d)
   if (delta_softplus) dt = softplus(dt);
-  Tensor h = zeros({s.b, s.d, s.n}, u.dtype(), u.device());  // (b, d, n)
+  Tensor h = initial_state.defined() ? initial_state : zeros({s.b, s.d, s.n}, u.dtype(), u.device());  // (b, d, n)
   std::vector<Tensor> ys;
   for (int64_t t = 0; t < s.l; ++t) {
     Tensor dt_t = squeeze(narrow(dt, 1, t, 1), 1);  // (b, d)
@@ -183,12 +195,17 @@ void register_selective_scan_gradchecks(GradcheckRegistry& r) {
   struct Cfg {
     const char* label;
     int64_t b, l, d, n;
-    bool D, z, bias, softplus, last;
+    bool D, z, bias, softplus, last, h0 = false;
   };
+  // l 130 is not a multiple of the chunk on either device (128 on the CPU, 64 on CUDA).
   const Cfg cfgs[] = {
       {"all inputs, softplus, last state, 2 chunks", 1, 130, 3, 4, true, true, true, true, true},
       {"l 1, n 1, no optional inputs", 2, 1, 2, 1, false, false, false, false, false},
       {"d 17 (partial block), n 16, D and z", 1, 6, 17, 16, true, true, false, true, false},
+      {"initial state, all inputs, softplus, last state, l 130", 1, 130, 3, 2, true, true, true, true, true, true},
+      {"initial state, l 1, no optional inputs, no softplus", 2, 1, 2, 3, false, false, false, false, true, true},
+      {"initial state, D and delta_bias without z, no last state", 2, 7, 3, 2, true, false, true, true, false, true},
+      {"initial state, z only, no softplus", 1, 9, 17, 4, false, true, false, false, true, true},
   };
   for (const Cfg& c : cfgs) {
     r.add({OpId::selective_scan, c.label,
@@ -201,11 +218,13 @@ void register_selective_scan_gradchecks(GradcheckRegistry& r) {
                                     gc_randn({c.b, c.l, c.n}, g, dev),
                                     c.D ? gc_randn({c.d}, g, dev) : Tensor(),
                                     c.z ? gc_randn({c.b, c.l, c.d}, g, dev) : Tensor(),
-                                    c.bias ? gc_uniform({c.d}, -1.0, 1.0, g, dev) : Tensor()};
+                                    c.bias ? gc_uniform({c.d}, -1.0, 1.0, g, dev) : Tensor(),
+                                    c.h0 ? gc_randn({c.b, c.d, c.n}, g, dev) : Tensor()};
              return in;
            },
            [c](const std::vector<Tensor>& in) {
-             ScanResult res = selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last);
+             ScanResult res =
+                 selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last, in[8]);
              if (!c.last) return res.y;
              return cat({reshape(res.y, {res.y.numel()}), reshape(res.last_state, {res.last_state.numel()})}, 0);
            }});

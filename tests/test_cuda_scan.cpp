@@ -1,7 +1,9 @@
 // selective_scan and causal_conv1d on CUDA against the CPU fused ops (which test_selective_scan.cpp and
 // test_causal_conv1d.cpp check against their composed references and PyTorch): fresh random inputs
 // over the CPU tests' edge cases, float64 tight and float32 at docs/design.md#tolerances, every output and
-// every gradient; bit-identical gradients over repeated runs; the memory rule; device errors.
+// every gradient; bit-identical gradients over repeated runs; the memory rule; device errors. The same
+// with initial states (and the conv's final state), and a sequence run in pieces on CUDA that carry
+// the states against one call.
 // Every case starts with MG_REQUIRE_CUDA(): without a GPU it is reported as skipped.
 //
 // The CUDA backward is called through the output's grad_fn (Node::apply) with explicit output
@@ -25,16 +27,17 @@ using namespace mg;
 
 namespace {
 
-const char* kScanInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
+const char* kScanInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
 
 struct ScanCfg {
   const char* label;
   int64_t b, l, d, n;
   bool D = true, z = true, bias = true, softplus = true, last = false;
   double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
+  bool h0 = false;                    // an initial state
 };
 
-// u, delta, A, B, C, D, z, delta_bias as float64 on the CPU (optional ones undefined when off).
+// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 on the CPU (optional ones undefined when off).
 std::vector<Tensor> scan_inputs(const ScanCfg& c, Generator& g) {
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
   auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
@@ -46,7 +49,8 @@ std::vector<Tensor> scan_inputs(const ScanCfg& c, Generator& g) {
           rn({c.b, c.l, c.n}),
           c.D ? rn({c.d}) : Tensor(),
           c.z ? rn(bld) : Tensor(),
-          c.bias ? un({c.d}, -1.0, 1.0) : Tensor()};
+          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
+          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
 }
 
 // Outputs and gradients, moved to the CPU as float64 (undefined where absent).
@@ -71,7 +75,7 @@ ScanRun run_scan_on(const ScanCfg& c, const std::vector<Tensor>& in, const Tenso
     if (wants.empty() || wants[i]) t.requires_grad_();
     x.push_back(t);
   }
-  ScanResult r = selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, c.last);
+  ScanResult r = selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, c.last, x[8]);
   REQUIRE(r.y.device() == dev);
   ScanRun out{host64(r.y), host64(r.last_state), {}};
   std::vector<Tensor> gouts{dy.to(dt).to(dev)};
@@ -107,7 +111,7 @@ void compare_scan(const ScanCfg& c, DType dt, double tol_y, double tol_grad, dou
     REQUIRE(got.grads[i].defined());
     const double e = rel_err(got.grads[i], want.grads[i]);
     const double tol = (i == 1 || i == 7) ? tol_ddelta : tol_grad;
-    INFO("gradient of " << kScanInputNames[i] << " rel err " << e);
+    INFO("gradient of " << std::string(kScanInputNames[i]) << " rel err " << e);
     if (!(e < tol)) check_close(got.grads[i], want.grads[i], 0.0, tol, kScanInputNames[i]);  // first mismatches
     CHECK(e < tol);
   }
@@ -135,6 +139,24 @@ const ScanCfg kEdgeCases[] = {
     {"negative dt without softplus (growing state)", 1, 20, 3, 2, true, false, false, false, true, -1.0, -0.3},
 };
 
+ScanCfg with_h0(ScanCfg c) {
+  c.h0 = true;
+  return c;
+}
+
+const ScanCfg kInitialStateCases[] = {
+    with_h0({"initial state, l 1", 2, 1, 3, 4, true, true, true, true, true}),
+    with_h0({"initial state, l 1, n 1, d 1, nothing optional, no softplus, no last state", 1, 1, 1, 1, false, false,
+             false, false, false, 0.1, 0.9}),
+    with_h0({"initial state, l below one chunk", 2, 5, 3, 4, true, true, true, true, true}),
+    with_h0({"initial state, l exactly two chunks, nothing optional", 1, 2 * K, 4, 3, false, false, false, false, true,
+             0.05, 0.5}),
+    with_h0({"initial state, l not a multiple of the chunk, d 33", 2, K + 7, 33, 2, true, true, true, true, true}),
+    with_h0({"initial state, n 16, several chunks, d 70", 2, 5 * K + 11, 70, 16, true, true, true, true, true}),
+    with_h0({"initial state, z only, no last state", 2, 70, 5, 3, false, true, false, true, false}),
+    with_h0({"initial state, D and delta_bias, softplus off", 2, 70, 5, 3, true, false, true, false, true, 0.6, 1.2}),
+};
+
 }  // namespace
 
 TEST_CASE("cuda selective_scan: float64 equals the CPU op over the edge cases (values and every gradient)") {
@@ -160,7 +182,7 @@ TEST_CASE("cuda selective_scan: only some inputs need a gradient, and the forwar
   Generator g(9);
   std::vector<Tensor> in = scan_inputs(c, g);
   Tensor dy = randn({c.b, c.l, c.d}, DType::f64, &g), dlast = randn({c.b, c.d, c.n}, DType::f64, &g);
-  const std::vector<bool> wants{true, false, false, true, false, false, false, false};
+  const std::vector<bool> wants{true, false, false, true, false, false, false, false, false};
   ScanRun want = run_scan_on(c, in, dy, dlast, kCPU, DType::f64);
   ScanRun got = run_scan_on(c, in, dy, dlast, kCUDA, DType::f64, wants);
   for (size_t i = 0; i < in.size(); ++i) {
@@ -171,7 +193,7 @@ TEST_CASE("cuda selective_scan: only some inputs need a gradient, and the forwar
   // No input requires grad: no chunk states are written, the outputs are the same.
   std::vector<Tensor> x;
   for (auto& t : in) x.push_back(t.defined() ? t.to(kCUDA) : Tensor());
-  ScanResult r = selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, true);
+  ScanResult r = selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, true, x[8]);
   CHECK(!r.y.requires_grad());
   CHECK(rel_err(host64(r.y), want.y) < 1e-11);
   CHECK(rel_err(host64(r.last_state), want.last) < 1e-11);
@@ -179,7 +201,7 @@ TEST_CASE("cuda selective_scan: only some inputs need a gradient, and the forwar
 
 TEST_CASE("cuda selective_scan: gradients are bit-identical across runs (deterministic reductions)") {
   MG_REQUIRE_CUDA();
-  const ScanCfg c{"", 3, 4 * K + 17, 100, 16, true, true, true, true, true};
+  const ScanCfg c = with_h0({"", 3, 4 * K + 17, 100, 16, true, true, true, true, true});  // dh0 included
   Generator g(3);
   std::vector<Tensor> in = scan_inputs(c, g);
   Tensor dy = randn({c.b, c.l, c.d}, DType::f64, &g), dlast = randn({c.b, c.d, c.n}, DType::f64, &g);
@@ -211,7 +233,7 @@ TEST_CASE("cuda selective_scan: memory rule: chunk-end states only, the backward
   Generator g(5);
   std::vector<Tensor> in = scan_inputs(c, g);
   std::vector<Tensor> x;
-  for (auto& t : in) x.push_back(t.to(DType::f32).to(kCUDA).detach().requires_grad_());
+  for (auto& t : in) x.push_back(t.defined() ? t.to(DType::f32).to(kCUDA).detach().requires_grad_() : Tensor());
   Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g).to(kCUDA);
   const size_t all_states = (size_t)(c.b * c.l * c.d * c.n) * sizeof(float);
   const size_t y_bytes = (size_t)(c.b * c.l * c.d) * sizeof(float);
@@ -223,7 +245,8 @@ TEST_CASE("cuda selective_scan: memory rule: chunk-end states only, the backward
   CHECK(saved <= all_states / 8);
   CHECK(saved >= all_states / (size_t)cuda::kScanChunkCuda);
   size_t grad_bytes = 0;
-  for (auto& t : x) grad_bytes += t.nbytes();
+  for (auto& t : x)
+    if (t.defined()) grad_bytes += t.nbytes();
   cuda::reset_peak_memory(0);
   const size_t before_bwd = cuda::memory_stats(0).in_use;
   std::vector<Tensor> grads = r.y.grad_fn()->apply({dy});
@@ -323,4 +346,138 @@ TEST_CASE("cuda causal_conv1d: dweight and dbias are bit-identical across runs")
     REQUIRE(va.size() == vb.size());
     CHECK(std::memcmp(va.data(), vb.data(), va.size() * sizeof(double)) == 0);
   }
+}
+
+// ---- initial states ----
+
+TEST_CASE("cuda selective_scan: with an initial state, float64 equals the CPU op (values and every gradient)") {
+  MG_REQUIRE_CUDA();
+  for (const ScanCfg& c : kInitialStateCases) compare_scan(c, DType::f64, 1e-11, 1e-10, 1e-10);
+}
+
+TEST_CASE("cuda selective_scan: with an initial state, float32 within the design tolerances") {
+  MG_REQUIRE_CUDA();
+  for (const ScanCfg& c : kInitialStateCases) compare_scan(c, DType::f32, 1e-5, 1e-4, 5e-4);
+}
+
+TEST_CASE("cuda selective_scan: only the initial state needs a gradient") {
+  MG_REQUIRE_CUDA();
+  const ScanCfg c = with_h0({"initial state only", 2, 2 * K + 9, 37, 5, true, true, true, true, true});
+  Generator g(10);
+  std::vector<Tensor> in = scan_inputs(c, g);
+  Tensor dy = randn({c.b, c.l, c.d}, DType::f64, &g), dlast = randn({c.b, c.d, c.n}, DType::f64, &g);
+  const std::vector<bool> wants{false, false, false, false, false, false, false, false, true};
+  ScanRun want = run_scan_on(c, in, dy, dlast, kCPU, DType::f64);
+  ScanRun got = run_scan_on(c, in, dy, dlast, kCUDA, DType::f64, wants);
+  for (size_t i = 0; i < in.size(); ++i) {
+    INFO("input " << std::string(kScanInputNames[i]));
+    CHECK(got.grads[i].defined() == (bool)wants[i]);
+  }
+  CHECK(rel_err(got.grads[8], want.grads[8]) < 1e-10);
+}
+
+TEST_CASE("cuda selective_scan and causal_conv1d: pieces that carry both states equal one call on the CPU") {
+  MG_REQUIRE_CUDA();
+  // conv (silu) then scan, as in the mixer; on CUDA in pieces (crossing the 64-step chunk, some shorter
+  // than the conv state), on the CPU in one call; float64, every output and every gradient.
+  const int64_t b = 2, l = K + 9, d = 35, n = 4, k = 4;
+  const std::vector<int64_t> pieces{2, 1, K, 6};
+  Generator g(12);
+  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
+  std::vector<Tensor> in{rn({b, l, d}),     rn({d, k}),    rn({d}),     rn({b, d, k - 1}),
+                         rn({b, l, d}),     rand({d, n}, DType::f64, &g, -2.0, -0.2),
+                         rn({b, l, n}),     rn({b, l, n}), rn({d}),     rn({b, l, d}),
+                         rand({d}, DType::f64, &g, -1, 1), rn({b, d, n})};
+  const char* names[] = {"x", "weight", "bias", "conv initial_state", "delta", "A", "B", "C", "D", "z",
+                         "delta_bias", "scan initial_state"};
+  Tensor dy = rn({b, l, d}), dconv = rn({b, d, k - 1}), dlast = rn({b, d, n});
+  auto run = [&](Device dev, const std::vector<int64_t>& ps) {
+    std::vector<Tensor> v;
+    for (auto& t : in) v.push_back(t.to(dev).detach().requires_grad_());
+    std::vector<Tensor> ys;
+    Tensor cs = v[3], h = v[11];
+    int64_t t0 = 0;
+    for (int64_t len : ps) {
+      auto cut = [&](const Tensor& t) { return narrow(t, 1, t0, len); };
+      ConvResult cr = causal_conv1d_with_state(cut(v[0]), v[1], v[2], true, cs);
+      ScanResult sr = selective_scan(cr.y, cut(v[4]), v[5], cut(v[6]), cut(v[7]), v[8], cut(v[9]), v[10], true, true, h);
+      ys.push_back(sr.y);
+      cs = cr.final_state, h = sr.last_state;
+      t0 += len;
+    }
+    std::vector<Tensor> out{cat(ys, 1), cs, h};
+    add(add(sum(mul(out[0], dy.to(dev))), sum(mul(out[1], dconv.to(dev)))), sum(mul(out[2], dlast.to(dev))))
+        .backward();
+    for (auto& t : v) out.push_back(t.grad());
+    for (auto& t : out) {
+      CHECK(t.device() == dev);
+      t = host64(t);
+    }
+    return out;
+  };
+  std::vector<Tensor> want = run(kCPU, {l}), got = run(kCUDA, pieces);
+  for (size_t i = 0; i < want.size(); ++i) {
+    const std::string what = i < 3 ? "output " + std::to_string(i) : std::string("gradient of ") + names[i - 3];
+    INFO(what);
+    REQUIRE(got[i].shape() == want[i].shape());
+    CHECK(rel_err(got[i], want[i]) < 1e-10);
+  }
+}
+
+TEST_CASE("cuda causal_conv1d: with an initial state equals the CPU op for k = 1, 2, 4, 5, 9, l < k - 1") {
+  MG_REQUIRE_CUDA();
+  struct Cfg {
+    int64_t b, l, d, k;
+    bool bias, silu;
+  };
+  const Cfg cfgs[] = {{2, 7, 5, 4, true, true},  {1, 4, 3, 1, true, false}, {1, 1, 3, 4, true, true},
+                      {2, 3, 4, 5, false, true}, {2, 9, 2, 2, true, false}, {3, 700, 40, 4, true, true},
+                      {2, 50, 33, 9, true, true}, {2, 2, 33, 4, false, false}};
+  const char* names[] = {"dx", "dweight", "dbias", "dinitial_state"};
+  for (const Cfg& c : cfgs) {
+    Generator g(11);
+    std::vector<Tensor> in{randn({c.b, c.l, c.d}, DType::f64, &g), randn({c.d, c.k}, DType::f64, &g),
+                           c.bias ? randn({c.d}, DType::f64, &g) : Tensor(),
+                           randn({c.b, c.d, c.k - 1}, DType::f64, &g)};
+    Tensor dy = randn({c.b, c.l, c.d}, DType::f64, &g);
+    auto run = [&](Device dev, DType dt) {
+      std::vector<Tensor> x;
+      for (auto& t : in) x.push_back(t.defined() ? t.to(dt).to(dev).detach().requires_grad_() : Tensor());
+      Tensor y = causal_conv1d(x[0], x[1], x[2], c.silu, x[3]);
+      REQUIRE(y.grad_fn() != nullptr);
+      std::vector<Tensor> g = y.grad_fn()->apply({dy.to(dt).to(dev)});  // the conv's own vjp
+      REQUIRE(g.size() == 4);
+      ConvRun out{host64(y), {}};
+      for (auto& t : g) out.grads.push_back(host64(t));
+      return out;
+    };
+    ConvRun want = run(kCPU, DType::f64);
+    for (DType dt : {DType::f64, DType::f32}) {
+      const double tol_y = dt == DType::f64 ? 1e-13 : 1e-5, tol_g = dt == DType::f64 ? 1e-12 : 1e-4;
+      ConvRun got = run(kCUDA, dt);
+      INFO("b " << c.b << " l " << c.l << " d " << c.d << " k " << c.k << " bias " << c.bias << " silu " << c.silu
+                << " " << dtype_name(dt));
+      CHECK(rel_err(got.y, want.y) < tol_y);
+      for (size_t i = 0; i < 4; ++i) {
+        if (!in[i].defined() || in[i].numel() == 0) continue;
+        REQUIRE(got.grads[i].defined());
+        const double e = rel_err(got.grads[i], want.grads[i]);
+        INFO(std::string(names[i]) << " rel err " << e);
+        CHECK(e < tol_g);
+      }
+    }
+  }
+}
+
+TEST_CASE("cuda selective_scan and causal_conv1d: an initial state on another device is an error naming it") {
+  MG_REQUIRE_CUDA();
+  Generator g(1);
+  Tensor u = randn({1, 4, 3}, DType::f32, &g).to(kCUDA), A = rand({3, 2}, DType::f32, &g, -1, -0.5).to(kCUDA);
+  Tensor B = randn({1, 4, 2}, DType::f32, &g).to(kCUDA);
+  CHECK_THROWS_WITH_AS(selective_scan(u, u, A, B, B, Tensor(), Tensor(), Tensor(), false, false, zeros({1, 3, 2})),
+                       "[selective_scan] initial_state is on cpu but u is on cuda:0: all inputs must be on one device",
+                       Error);
+  CHECK_THROWS_WITH_AS(causal_conv1d(u, zeros({3, 4}).to(kCUDA), Tensor(), false, zeros({1, 3, 3})),
+                       "[causal_conv1d] initial_state is on cpu but x is on cuda:0: all inputs must be on one device",
+                       Error);
 }

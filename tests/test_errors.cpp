@@ -116,3 +116,44 @@ TEST_CASE("errors: sizes that overflow int64 are refused, never wrapped around")
   CHECK(arange(kMax, std::numeric_limits<int64_t>::min(), 1, DType::i64).numel() == 0);
   CHECK(arange(kMax - 2, kMax, 1, DType::i64).to_vector<int64_t>() == std::vector<int64_t>{kMax - 2, kMax - 1});
 }
+
+TEST_CASE("errors: initial states of selective_scan and causal_conv1d") {
+  Tensor u = zeros({2, 10, 64}), A = zeros({64, 16}), B = zeros({2, 10, 16});
+  CHECK_THROWS_WITH_AS(selective_scan(u, u, A, B, B, Tensor(), Tensor(), Tensor(), false, false, zeros({2, 16, 64})),
+                       "[selective_scan] initial_state must be (2, 64, 16) (b, d, n) to match u (2, 10, 64) and A "
+                       "(64, 16), got (2, 16, 64)",
+                       Error);
+  CHECK_THROWS_WITH_AS(selective_scan(u, u, A, B, B, Tensor(), Tensor(), Tensor(), false, true, zeros({64, 16})),
+                       "[selective_scan] initial_state must be (2, 64, 16) (b, d, n) to match u (2, 10, 64) and A "
+                       "(64, 16), got (64, 16)",
+                       Error);
+  CHECK_THROWS_WITH_AS(
+      selective_scan(u, u, A, B, B, Tensor(), Tensor(), Tensor(), false, false, zeros({2, 64, 16}, DType::f64)),
+      "[selective_scan] initial_state is float64 but u is float32: all inputs must share one dtype", Error);
+  CHECK_THROWS_WITH_AS(
+      selective_scan_reference(u, u, A, B, B, Tensor(), Tensor(), Tensor(), false, false, zeros({1, 64, 16})),
+      "[selective_scan_reference] initial_state must be (2, 64, 16) (b, d, n) to match u (2, 10, 64) and A (64, 16), "
+      "got (1, 64, 16)",
+      Error);
+
+  Tensor x = zeros({2, 7, 5}), w = zeros({5, 4});
+  CHECK_THROWS_WITH_AS(causal_conv1d(x, w, Tensor(), false, zeros({2, 5, 4})),
+                       "[causal_conv1d] initial_state must be (2, 5, 3) (b, d, k - 1) to match x (2, 7, 5) and weight "
+                       "(5, 4), got (2, 5, 4)",
+                       Error);
+  CHECK_THROWS_WITH_AS(causal_conv1d_with_state(x, w, Tensor(), true, zeros({2, 3, 5})),
+                       "[causal_conv1d] initial_state must be (2, 5, 3) (b, d, k - 1) to match x (2, 7, 5) and weight "
+                       "(5, 4), got (2, 3, 5)",
+                       Error);
+  CHECK_THROWS_WITH_AS(causal_conv1d(x, zeros({5, 1}), Tensor(), false, zeros({2, 5, 1})),
+                       "[causal_conv1d] initial_state must be (2, 5, 0) (b, d, k - 1) to match x (2, 7, 5) and weight "
+                       "(5, 1), got (2, 5, 1)",
+                       Error);
+  CHECK_THROWS_WITH_AS(causal_conv1d(x, w, Tensor(), false, zeros({2, 5, 3}, DType::f64)),
+                       "[causal_conv1d] initial_state is float64 but x is float32: all inputs must share one dtype",
+                       Error);
+  CHECK_THROWS_WITH_AS(causal_conv1d_reference(x, w, Tensor(), false, zeros({5, 3})),
+                       "[causal_conv1d_reference] initial_state must be (2, 5, 3) (b, d, k - 1) to match x (2, 7, 5) "
+                       "and weight (5, 4), got (5, 3)",
+                       Error);
+}

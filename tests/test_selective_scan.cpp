@@ -1,6 +1,8 @@
 // selective_scan: gradcheck over edge cases, the fused op against its composed reference (float64
 // and float32 at docs/design.md#tolerances), determinism, the memory rule, error messages, and a
 // PyTorch fixture written from the math of docs/design.md (tests/reference/make_scan_fixture.py).
+// With an initial state: the same checks, a hand-computed dh0, and the carried-state property (a
+// sequence run in pieces that pass last_state on equals one call, values and every gradient).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -25,9 +27,10 @@ struct Cfg {
   bool D = true, z = true, bias = true, softplus = true, last = false;
   double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
   double A_lo = -2.0, A_hi = -0.2;
+  bool h0 = false;  // an initial state
 };
 
-// u, delta, A, B, C, D, z, delta_bias as float64 (optional ones undefined when off).
+// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 (optional ones undefined when off).
 std::vector<Tensor> make_inputs(const Cfg& c, Generator& g) {
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
   auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
@@ -39,7 +42,8 @@ std::vector<Tensor> make_inputs(const Cfg& c, Generator& g) {
           rn({c.b, c.l, c.n}),
           c.D ? rn({c.d}) : Tensor(),
           c.z ? rn(bld) : Tensor(),
-          c.bias ? un({c.d}, -1.0, 1.0) : Tensor()};
+          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
+          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
 }
 
 // Detached copies in `dt` that require grad.
@@ -51,10 +55,10 @@ std::vector<Tensor> leaves(const std::vector<Tensor>& in, DType dt) {
 
 ScanResult run_scan(const Cfg& c, const std::vector<Tensor>& in, bool reference) {
   auto f = reference ? selective_scan_reference : selective_scan;
-  return f(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last);
+  return f(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], c.softplus, c.last, in[8]);
 }
 
-const char* kInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"};
+const char* kInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
 
 // Backward of sum(y * dy) + sum(last * dlast) for fused and reference on copies of the same inputs;
 // checks outputs and gradients.
@@ -267,4 +271,231 @@ TEST_CASE("selective_scan: error messages name the op, the tensor and the shapes
                        "[selective_scan_reference] B must be (2, 10, 16) to match u (2, 10, 64) and A (64, 16), got "
                        "(2, 10, 8)",
                        Error);
+}
+
+// ---- the initial state ----
+
+namespace {
+
+Cfg with_h0(Cfg c) {
+  c.h0 = true;
+  return c;
+}
+
+// The sequence of `leaves` (inputs as make_inputs lays them out) run in pieces of the given lengths
+// along time, each piece starting from the previous piece's last_state (not detached) and the first
+// from leaves[8] (zeros when undefined). Returns the pieces' outputs joined along time and the last
+// piece's last state.
+ScanResult run_in_pieces(const Cfg& c, const std::vector<Tensor>& x, const std::vector<int64_t>& pieces) {
+  std::vector<Tensor> ys;
+  Tensor h = x[8];
+  int64_t t0 = 0;
+  for (int64_t len : pieces) {
+    auto cut = [&](const Tensor& t) { return t.defined() ? narrow(t, 1, t0, len) : Tensor(); };
+    ScanResult r = selective_scan(cut(x[0]), cut(x[1]), x[2], cut(x[3]), cut(x[4]), x[5], cut(x[6]), x[7],
+                                  c.softplus, true, h);
+    ys.push_back(r.y);
+    h = r.last_state;
+    t0 += len;
+  }
+  REQUIRE(t0 == c.l);
+  return {cat(ys, 1), h};
+}
+
+}  // namespace
+
+TEST_CASE("selective_scan: gradcheck with an initial state over edge cases (float64, central differences)") {
+  const int64_t K = cpu::kScanChunk;
+  const Cfg cfgs[] = {
+      with_h0({"l 1", 2, 1, 3, 4, true, true, true, true, true}),
+      with_h0({"l 1, n 1, no optional inputs, no softplus, no last state", 1, 1, 2, 1, false, false, false, false,
+               false, 0.1, 0.9}),
+      with_h0({"l not a multiple of the chunk, every option", 1, K + 7, 2, 2, true, true, true, true, true}),
+      with_h0({"l exactly two chunks, none optional, softplus off", 1, 2 * K, 2, 2, false, false, false, false, true,
+               0.05, 0.5}),
+      with_h0({"n 16, d 17, no last state", 1, 9, 17, 16, true, true, true, true, false}),
+      with_h0({"D only", 2, 6, 5, 3, true, false, false, true, false}),
+      with_h0({"z only, last state", 2, 6, 5, 3, false, true, false, true, true}),
+      with_h0({"delta_bias only, softplus off", 2, 6, 5, 3, false, false, true, false, true, 0.6, 1.2}),
+  };
+  for (const Cfg& c : cfgs) {
+    Generator g(17);
+    std::vector<Tensor> in = make_inputs(c, g);
+    for (auto& t : in)
+      if (t.defined()) t.requires_grad_();
+    auto fn = [&](const std::vector<Tensor>& x) {
+      ScanResult r = run_scan(c, x, false);
+      if (!c.last) return r.y;
+      return cat({reshape(r.y, {r.y.numel()}), reshape(r.last_state, {r.last_state.numel()})}, 0);
+    };
+    GradcheckResult r = gradcheck(fn, in);
+    INFO(c.label << ": " << r.message << " (max abs " << r.max_abs_err << ")");
+    CHECK(r.pass);
+  }
+}
+
+TEST_CASE("selective_scan: with an initial state, fused equals the composed reference (float64 and float32)") {
+  compare_with_reference(with_h0({"", 2, 2 * cpu::kScanChunk + 44, 19, 8, true, true, true, true, true}), DType::f64,
+                         1e-12, 1e-11, 1e-11);
+  compare_with_reference(with_h0({"", 3, 50, 4, 5, false, false, false, false, true, 0.05, 0.6}), DType::f64, 1e-12,
+                         1e-11, 1e-11);
+  compare_with_reference(with_h0({"", 1, 1, 3, 2, true, false, true, true, false}), DType::f64, 1e-12, 1e-11, 1e-11);
+  // docs/design.md#tolerances in float32.
+  compare_with_reference(with_h0({"", 2, 300, 64, 16, true, true, true, true, true}), DType::f32, 1e-5, 1e-4, 5e-4);
+}
+
+TEST_CASE("selective_scan: a zero initial state gives bit-identical outputs and gradients to none") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    Cfg c{"", 2, cpu::kScanChunk + 30, 21, 16, true, true, true, true, true};
+    Generator g(31);
+    std::vector<Tensor> in = make_inputs(c, g);
+    Tensor dy = randn({c.b, c.l, c.d}, dt, &g), dl = randn({c.b, c.d, c.n}, dt, &g);
+    std::vector<std::vector<std::vector<double>>> runs;
+    for (bool zero_h0 : {false, true}) {
+      std::vector<Tensor> x = leaves(in, dt);
+      if (zero_h0) x[8] = zeros({c.b, c.d, c.n}, dt).requires_grad_();
+      ScanResult r = run_scan(c, x, false);
+      add(sum(mul(r.y, dy)), sum(mul(r.last_state, dl))).backward();
+      std::vector<std::vector<double>> got{r.y.to(DType::f64).to_vector<double>(),
+                                           r.last_state.to(DType::f64).to_vector<double>()};
+      for (size_t i = 0; i < 8; ++i)
+        if (x[i].defined()) got.push_back(x[i].grad().to(DType::f64).to_vector<double>());
+      runs.push_back(got);
+    }
+    for (size_t i = 0; i < runs[0].size(); ++i) {
+      INFO(dtype_name(dt) << " tensor " << i);
+      CHECK(runs[0][i] == runs[1][i]);
+    }
+  }
+}
+
+TEST_CASE("selective_scan: hand-computed values and dh0 with an initial state") {
+  // d = n = 1, A = -1, dt = 0.5, B = 2, C = 3, u = 1, 2, h0 = 4:
+  // h[0] = e^-0.5 * 4 + 0.5*2*1, y0 = 3 h[0]; h[1] = e^-0.5 h[0] + 0.5*2*2, y1 = 3 h[1].
+  // For the loss y0 + y1: dL/dh[1] = 3, dL/dh[0] = 3 + 3 e^-0.5, dh0 = e^-0.5 dL/dh[0].
+  const double e = std::exp(-0.5);
+  Tensor u = from_vector<double>({1, 2}, {1, 2, 1}), delta = from_vector<double>({0.5, 0.5}, {1, 2, 1});
+  Tensor A = from_vector<double>({-1}, {1, 1}), B = from_vector<double>({2, 2}, {1, 2, 1}),
+         C = from_vector<double>({3, 3}, {1, 2, 1});
+  for (bool reference : {false, true}) {
+    Tensor h0 = from_vector<double>({4}, {1, 1, 1}).requires_grad_();
+    auto f = reference ? selective_scan_reference : selective_scan;
+    ScanResult r = f(u, delta, A, B, C, Tensor(), Tensor(), Tensor(), false, true, h0);
+    const double h_0 = 4 * e + 1, h_1 = e * h_0 + 2;
+    auto y = r.y.to_vector<double>();
+    INFO("reference " << reference);
+    CHECK(y[0] == doctest::Approx(3 * h_0).epsilon(1e-14));
+    CHECK(y[1] == doctest::Approx(3 * h_1).epsilon(1e-14));
+    CHECK(r.last_state.item() == doctest::Approx(h_1).epsilon(1e-14));
+    sum(r.y).backward();
+    CHECK(h0.grad().item() == doctest::Approx(e * (3 + 3 * e)).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("selective_scan: a sequence run in pieces that carry last_state equals one call (values, every gradient)") {
+  const int64_t K = cpu::kScanChunk;
+  struct Case {
+    Cfg c;
+    std::vector<int64_t> pieces;
+  };
+  const Case cases[] = {
+      {with_h0({"every option, an initial state", 2, 2 * K + 44, 19, 8, true, true, true, true, true}),
+       {1, K, 37, 2 * K + 44 - K - 38}},
+      {{"none optional, softplus off, from zeros", 2, K + 20, 5, 3, false, false, false, false, true, 0.05, 0.6},
+       {K + 3, 1, 16}},
+      {with_h0({"n 16, pieces of one step", 1, 5, 17, 16, true, true, false, true, true}), {1, 1, 1, 1, 1}},
+  };
+  for (const Case& k : cases) {
+    const Cfg& c = k.c;
+    Generator g(8);
+    std::vector<Tensor> in = make_inputs(c, g);
+    Tensor dy = randn({c.b, c.l, c.d}, DType::f64, &g), dl = randn({c.b, c.d, c.n}, DType::f64, &g);
+    std::vector<Tensor> whole = leaves(in, DType::f64), parts = leaves(in, DType::f64);
+    ScanResult w = run_scan(c, whole, false);
+    ScanResult p = run_in_pieces(c, parts, k.pieces);
+    INFO(c.label);
+    REQUIRE(p.y.shape() == w.y.shape());
+    REQUIRE(p.last_state.shape() == w.last_state.shape());
+    CHECK(rel_err(p.y, w.y) < 1e-12);
+    CHECK(rel_err(p.last_state, w.last_state) < 1e-12);
+    add(sum(mul(w.y, dy)), sum(mul(w.last_state, dl))).backward();
+    add(sum(mul(p.y, dy)), sum(mul(p.last_state, dl))).backward();
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (!in[i].defined()) continue;
+      REQUIRE(parts[i].grad().defined());
+      const double e = rel_err(parts[i].grad(), whole[i].grad());
+      INFO("gradient of " << std::string(kInputNames[i]) << " rel err " << e);
+      CHECK(e < 1e-11);
+    }
+  }
+}
+
+TEST_CASE("selective_scan: conv then scan in pieces that carry both states equals one call (every gradient)") {
+  // The mixer's order: u = silu(conv(x)); y = scan(u, ...). The pieces carry the conv's final_state and
+  // the scan's last_state, neither detached, so gradients flow back into earlier pieces.
+  const int64_t b = 2, l = cpu::kScanChunk + 9, d = 6, n = 4, k = 4;
+  const std::vector<int64_t> pieces{2, 1, cpu::kScanChunk, 6};
+  Generator g(12);
+  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
+  std::vector<Tensor> in{rn({b, l, d}),        rn({d, k}),         rn({d}),
+                         rn({b, d, k - 1}),    rn({b, l, d}),      rand({d, n}, DType::f64, &g, -2.0, -0.2),
+                         rn({b, l, n}),        rn({b, l, n}),      rn({d}),
+                         rn({b, l, d}),        rand({d}, DType::f64, &g, -1, 1), rn({b, d, n})};
+  const char* names[] = {"x", "weight", "bias", "conv initial_state", "delta", "A", "B", "C", "D", "z",
+                         "delta_bias", "scan initial_state"};
+  Tensor dy = rn({b, l, d}), dconv = rn({b, d, k - 1}), dlast = rn({b, d, n});
+  auto run = [&](const std::vector<Tensor>& v, const std::vector<int64_t>& ps) {
+    std::vector<Tensor> ys;
+    Tensor cs = v[3], h = v[11];
+    int64_t t0 = 0;
+    for (int64_t len : ps) {
+      auto cut = [&](const Tensor& t) { return narrow(t, 1, t0, len); };
+      ConvResult cr = causal_conv1d_with_state(cut(v[0]), v[1], v[2], true, cs);
+      ScanResult sr = selective_scan(cr.y, cut(v[4]), v[5], cut(v[6]), cut(v[7]), v[8], cut(v[9]), v[10], true, true, h);
+      ys.push_back(sr.y);
+      cs = cr.final_state, h = sr.last_state;
+      t0 += len;
+    }
+    return std::vector<Tensor>{cat(ys, 1), cs, h};
+  };
+  std::vector<Tensor> whole = leaves(in, DType::f64), parts = leaves(in, DType::f64);
+  std::vector<Tensor> w = run(whole, {l}), p = run(parts, pieces);
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("output " << i);
+    REQUIRE(p[i].shape() == w[i].shape());
+    CHECK(rel_err(p[i], w[i]) < 1e-12);
+  }
+  add(add(sum(mul(w[0], dy)), sum(mul(w[1], dconv))), sum(mul(w[2], dlast))).backward();
+  add(add(sum(mul(p[0], dy)), sum(mul(p[1], dconv))), sum(mul(p[2], dlast))).backward();
+  for (size_t i = 0; i < in.size(); ++i) {
+    REQUIRE(parts[i].grad().defined());
+    const double e = rel_err(parts[i].grad(), whole[i].grad());
+    INFO("gradient of " << std::string(names[i]) << " rel err " << e);
+    CHECK(e < 1e-11);
+  }
+}
+
+TEST_CASE("selective_scan: matches the PyTorch fixture with an initial state (outputs and every gradient)") {
+  auto fx = test::load_fixture("scan_state_fixture.bin", "MGSTATFX");
+  for (const char* name : {"scan_h0_full", "scan_h0_bare"}) {
+    auto get = [&](const std::string& what) {
+      auto it = fx.find(std::string(name) + "." + what);
+      return it == fx.end() ? Tensor() : it->second;
+    };
+    REQUIRE(get("u").defined());
+    REQUIRE(get("initial_state").defined());
+    std::vector<Tensor> in;
+    for (const char* n : kInputNames) in.push_back(get(n).defined() ? get(n).clone().requires_grad_() : Tensor());
+    auto flags = get("flags").to_vector<double>();
+    ScanResult r = selective_scan(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], flags[0] != 0, true, in[8]);
+    INFO(std::string(name));
+    CHECK(rel_err(r.y, get("y")) < 1e-12);
+    CHECK(rel_err(r.last_state, get("last_state")) < 1e-12);
+    add(sum(mul(r.y, get("dy"))), sum(mul(r.last_state, get("dlast")))).backward();
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (!in[i].defined()) continue;
+      INFO("gradient of " << std::string(kInputNames[i]));
+      CHECK(rel_err(in[i].grad(), get(std::string("grad.") + kInputNames[i])) < 1e-11);
+    }
+  }
 }

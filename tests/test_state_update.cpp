@@ -1,7 +1,9 @@
 // selective_state_update and causal_conv1d_update: the fused ops against their composed references
 // (values and every gradient, float64 and float32, contiguous and strided inputs); against the sequence
 // ops they are steps of (stepping from zero states over l tokens gives selective_scan's y and last
-// state and causal_conv1d's output, and backprop through the steps gives the sequence ops' gradients);
+// state and causal_conv1d's output, and backprop through the steps gives the sequence ops' gradients;
+// stepping from random states gives the sequence ops started from those initial states, their final
+// states and the initial states' gradients);
 // the in-place forms against the functional ones; rows independent of the batch and the thread count;
 // error messages.
 #include <doctest/doctest.h>
@@ -165,6 +167,56 @@ TEST_CASE(
     for (size_t i = 0; i < leaves.size(); ++i) {
       if (!leaves[i].defined()) continue;
       INFO("gradient of " << names[i]);
+      REQUIRE(leaves[i].grad().defined());
+      CHECK(rel_err(leaves[i].grad(), want_grads[i]) < 1e-11);
+    }
+  }
+}
+
+TEST_CASE(
+    "selective_state_update: stepping from a random state gives selective_scan's y, last state and gradients "
+    "with that initial state") {
+  // An independent oracle for the scan's initial state and its gradient dh0: the step op's vjp is
+  // composed from primitive ops.
+  const int64_t b = 2, l = 9, d = 19, n = 16;
+  for (bool full : {true, false}) {
+    Generator g(15);
+    auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g).requires_grad_(); };
+    Tensor u = rn({b, l, d}),
+           delta = full ? rn({b, l, d}) : rand({b, l, d}, DType::f64, &g, 0.05, 0.6).requires_grad_();
+    Tensor A = rand({d, n}, DType::f64, &g, -2.0, -0.2).requires_grad_(), B = rn({b, l, n}), C = rn({b, l, n});
+    Tensor D = full ? rn({d}) : Tensor(), z = full ? rn({b, l, d}) : Tensor();
+    Tensor bias = full ? rand({d}, DType::f64, &g, -1.0, 1.0).requires_grad_() : Tensor();
+    Tensor h0 = rn({b, d, n});
+    std::vector<Tensor> leaves{u, delta, A, B, C, D, z, bias, h0};
+    Tensor gy = randn({b, l, d}, DType::f64, &g), gl = randn({b, d, n}, DType::f64, &g);
+
+    ScanResult want = selective_scan(u, delta, A, B, C, D, z, bias, full, true, h0);
+    add(sum(mul(want.y, gy)), sum(mul(want.last_state, gl))).backward();
+    std::vector<Tensor> want_grads;
+    for (auto& t : leaves) {
+      want_grads.push_back(t.defined() ? t.grad() : Tensor());
+      if (t.defined()) t.zero_grad();
+    }
+
+    Tensor h = h0;
+    std::vector<Tensor> ys;
+    auto at = [](const Tensor& t, int64_t s) { return t.defined() ? squeeze(narrow(t, 1, s, 1), 1) : Tensor(); };
+    for (int64_t s = 0; s < l; ++s) {
+      StateUpdateResult r =
+          selective_state_update(h, at(u, s), at(delta, s), A, at(B, s), at(C, s), D, at(z, s), bias, full);
+      h = r.state;
+      ys.push_back(unsqueeze(r.y, 1));
+    }
+    Tensor y = cat(ys, 1);
+    INFO("optional inputs and softplus " << full);
+    CHECK(rel_err(y, want.y) < 1e-12);
+    CHECK(rel_err(h, want.last_state) < 1e-12);
+    add(sum(mul(y, gy)), sum(mul(h, gl))).backward();
+    const char* names[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      if (!leaves[i].defined()) continue;
+      INFO("gradient of " << std::string(names[i]));
       REQUIRE(leaves[i].grad().defined());
       CHECK(rel_err(leaves[i].grad(), want_grads[i]) < 1e-11);
     }
@@ -387,6 +439,48 @@ TEST_CASE("causal_conv1d_update: stepping from a zero state gives causal_conv1d'
       CHECK(rel_err(got[i], want_grads[i]) < 1e-12);
     }
   }
+}
+
+TEST_CASE(
+    "causal_conv1d_update: stepping from a random state gives causal_conv1d_with_state's output, final state "
+    "and gradients") {
+  // The conv's initial and final states have the layout of conv_state: the last k - 1 inputs, oldest first.
+  for (const ConvCfg& c : kConvCases)
+    for (int64_t l : {7, 2}) {  // l = 2 is shorter than the state for k >= 4
+      Generator g(14);
+      Tensor x = randn({c.b, l, c.d}, DType::f64, &g).requires_grad_(),
+             w = randn({c.d, c.k}, DType::f64, &g).requires_grad_();
+      Tensor bias = c.bias ? randn({c.d}, DType::f64, &g).requires_grad_() : Tensor();
+      Tensor st0 = randn({c.b, c.d, c.k - 1}, DType::f64, &g).requires_grad_();
+      Tensor gy = randn({c.b, l, c.d}, DType::f64, &g), gs = randn({c.b, c.d, c.k - 1}, DType::f64, &g);
+      ConvResult want = causal_conv1d_with_state(x, w, bias, c.silu, st0);
+      add(sum(mul(want.y, gy)), sum(mul(want.final_state, gs))).backward();
+      std::vector<Tensor> leaves{x, w, bias, st0}, want_grads;
+      for (auto& t : leaves) {
+        want_grads.push_back(t.defined() ? t.grad() : Tensor());
+        if (t.defined()) t.zero_grad();
+      }
+      Tensor st = st0;
+      std::vector<Tensor> ys;
+      for (int64_t s = 0; s < l; ++s) {
+        ConvUpdateResult r = causal_conv1d_update(st, squeeze(narrow(x, 1, s, 1), 1), w, bias, c.silu);
+        st = r.state;
+        ys.push_back(unsqueeze(r.y, 1));
+      }
+      Tensor y = cat(ys, 1);
+      INFO("b " << c.b << " d " << c.d << " k " << c.k << " l " << l);
+      CHECK(rel_err(y, want.y) < 1e-13);
+      REQUIRE(st.shape() == want.final_state.shape());
+      CHECK(rel_err(st, want.final_state) == 0);
+      add(sum(mul(y, gy)), sum(mul(st, gs))).backward();
+      const char* names[] = {"x", "weight", "bias", "initial_state"};
+      for (size_t i = 0; i < leaves.size(); ++i) {
+        if (!leaves[i].defined() || leaves[i].numel() == 0) continue;
+        INFO("gradient of " << std::string(names[i]));
+        REQUIRE(leaves[i].grad().defined());
+        CHECK(rel_err(leaves[i].grad(), want_grads[i]) < 1e-12);
+      }
+    }
 }
 
 TEST_CASE("causal_conv1d_update: the in-place form equals the functional one") {

@@ -13,6 +13,9 @@
 //             per-batch partials of dA (b, d, n), dD and ddelta_bias (b, d) in float64.
 //   No (b, l, d, n) tensor exists at any point.
 //
+// The initial state h0 (b, d, n), when given, is where the forward starts and the start state of chunk
+// 0 in the backward (zeros otherwise); the carried dL/dh left after chunk 0 is its gradient dh0.
+//
 // The backward per chunk: (1) recompute the chunk forwards from its saved start state, storing each
 // step's states and decay factors, and with them everything that needs only the forward values: y,
 // dz, and dC[t, k] = sum over channels of dy * h[t]; (2) run the reverse recurrence for dL/dh, with
@@ -133,7 +136,10 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
     for (int64_t task = lo; task < hi; ++task) {
       const int64_t i = task / nblocks, c0 = (task % nblocks) * W, nc = std::min(W, d - c0);
       p.load(a, c0, nc);
-      std::fill(h.begin(), h.end(), Vec<T>{});
+      if (a.h0)  // the state before the first step; zero lanes past d
+        load_state(a.h0 + (i * d + c0) * n, n, nc, h.data());
+      else
+        std::fill(h.begin(), h.end(), Vec<T>{});
       for (int64_t t = 0; t < l; ++t) {
         const int64_t row = (i * l + t) * d + c0;
         Vec<T> dt, u;
@@ -223,7 +229,9 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
 
         for (int64_t ch = nchunks - 1; ch >= 0; --ch) {
           const int64_t t0 = ch * kScanChunk, L = std::min(kScanChunk, l - t0);
-          if (ch == 0)
+          if (ch == 0 && a.h0)
+            load_state(a.h0 + (i * d + c0) * n, n, nc, hbuf.data());
+          else if (ch == 0)
             std::fill(hbuf.begin(), hbuf.begin() + n, Vec<T>{});
           else
             load_state(chunk_states + ((i * nchunks + ch - 1) * d + c0) * n, n, nc, hbuf.data());
@@ -292,6 +300,8 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
           dDtot += __builtin_convertvector(dDc, Vec<double>);
           dbtot += __builtin_convertvector(dbc, Vec<double>);
         }
+        // After chunk 0, gst is dL/dh[-1]: the gradient of the initial state.
+        if (g.dh0) store_state(gst.data(), n, nc, g.dh0 + (i * d + c0) * n);
         for (int64_t j = 0; j < nc; ++j) {
           if (pdA_all)
             for (int64_t k = 0; k < n; ++k) pdA_all[(i * d + c0 + j) * n + k] = dAtot[k][j];

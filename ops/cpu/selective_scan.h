@@ -25,11 +25,13 @@ using mg::ScanArgs;  // core/scan_args.h
 using mg::ScanGrads;
 
 // out (b, l, d). chunk_states (b, nchunks, d, n): the state after the last step of each chunk, or
-// null when no backward will run. last_state (b, d, n) or null.
+// null when no backward will run. last_state (b, d, n) or null. The scan starts from a.h0 (b, d, n),
+// or from zeros when it is null.
 template <class T>
 void selective_scan_forward(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_state);
 
 // dout (b, l, d); dlast (b, d, n) or null (taken as zero); chunk_states as the forward wrote them.
+// g.dh0 (b, d, n), when wanted, gets the gradient of a.h0: dL/dh[0] * exp(dt[0] A).
 template <class T>
 void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast, const T* chunk_states,
                              const ScanGrads<T>& g);

@@ -27,8 +27,9 @@ def write_fixture(filename, magic, arrays):
     return out
 
 
-def causal_conv1d(x, weight, bias=None, apply_silu=False):
-    # docs/design.md: y[t, c] = bias[c] + sum_j weight[c, j] * x[t - (k-1) + j, c], zero before t = 0.
+def causal_conv1d(x, weight, bias=None, apply_silu=False, initial_state=None):
+    # docs/design.md: y[t, c] = bias[c] + sum_j weight[c, j] * x[t - (k-1) + j, c], zero before t = 0,
+    # or, with initial_state (b, d, k-1), x[s, c] = initial_state[:, c, s + k-1] for s = -(k-1) .. -1.
     b, l, d = x.shape
     k = weight.shape[1]
     y = torch.zeros(b, l, d, dtype=x.dtype)
@@ -37,11 +38,22 @@ def causal_conv1d(x, weight, bias=None, apply_silu=False):
             s = t - (k - 1) + j
             if s >= 0:
                 y[:, t, :] = y[:, t, :] + weight[:, j] * x[:, s, :]
+            elif initial_state is not None:
+                y[:, t, :] = y[:, t, :] + weight[:, j] * initial_state[:, :, s + k - 1]
     if bias is not None:
         y = y + bias
     if apply_silu:
         y = y * torch.sigmoid(y)
     return y
+
+
+def conv_final_state(x, k, initial_state=None):
+    """docs/design.md: the last k-1 inputs of [initial_state, x] along time as (b, d, k-1), oldest first
+    (zeros stand for a missing initial state)."""
+    b, l, d = x.shape
+    prev = initial_state if initial_state is not None else torch.zeros(b, d, k - 1, dtype=x.dtype)
+    window = torch.cat([prev, x.transpose(1, 2)], 2)  # (b, d, k-1+l)
+    return window[:, :, l:]
 
 
 def softplus(x):
@@ -53,15 +65,16 @@ def silu(x):
     return x * torch.sigmoid(x)
 
 
-def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-    """The reference scan (docs/design.md#the-selective-scan), a plain loop over time from h = 0.
-    Returns y (b, l, d) and the last state (b, d, n). Both fixture scripts use this one."""
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, initial_state=None):
+    """The reference scan (docs/design.md#the-selective-scan), a plain loop over time from h = 0, or
+    from initial_state (b, d, n) when given. Returns y (b, l, d) and the last state (b, d, n). Both
+    fixture scripts use this one."""
     b, l, d = u.shape
     n = A.shape[1]
     dt = delta + delta_bias if delta_bias is not None else delta  # (b, l, d)
     if delta_softplus:
         dt = softplus(dt)
-    h = torch.zeros(b, d, n, dtype=u.dtype)
+    h = initial_state if initial_state is not None else torch.zeros(b, d, n, dtype=u.dtype)
     ys = []
     for t in range(l):
         dtt = dt[:, t, :, None]  # (b, d, 1)
