@@ -114,6 +114,55 @@ Batch ByteDataset::eval_batch(int64_t i, int64_t batch, int64_t seq_len, int64_t
   return {inputs, targets};
 }
 
+int64_t ByteDataset::stream_length(int64_t streams, int64_t max_bytes) const {
+  MG_CHECK(streams >= 1, "[data] streams: the batch must be at least 1, got {}", streams);
+  const int64_t span = max_bytes < 0 ? size() : std::min(size(), max_bytes);
+  MG_CHECK(span - 1 >= streams,
+           "[data] the {} split{} has {} bytes: too few for {} streams of at least one target each (it needs {} "
+           "bytes); use a smaller batch",
+           name_, max_bytes >= 0 && size() > max_bytes ? fmt::format(" (capped at max_bytes = {})", span) : "", span,
+           streams, streams + 1);
+  return (span - 1) / streams;
+}
+
+int64_t ByteDataset::num_stream_windows(int64_t streams, int64_t seq_len, int64_t max_bytes) const {
+  MG_CHECK(seq_len >= 1, "[data] seq_len must be at least 1, got {}", seq_len);
+  const int64_t S = stream_length(streams, max_bytes);
+  checked_mul(streams, seq_len, "data", "streams: batch * seq_len (the tokens of one batch)");
+  return S / seq_len + (S % seq_len != 0);
+}
+
+Batch ByteDataset::stream_window(int64_t w, int64_t streams, int64_t seq_len, int64_t max_bytes,
+                                 Device device) const {
+  const int64_t nw = num_stream_windows(streams, seq_len, max_bytes), S = stream_length(streams, max_bytes);
+  MG_CHECK(w >= 0 && w < nw, "[data] stream window {} of the {} split is out of range: there are {} ({} streams of {} "
+           "targets, seq_len {})", w, name_, nw, streams, S, seq_len);
+  const int64_t first = w * seq_len, l = std::min(seq_len, S - first);
+  const uint8_t* src = bytes_->data();
+  Tensor inputs = Tensor::empty(Shape{streams, l}, DType::i64);
+  Tensor targets = Tensor::empty(Shape{streams, l}, DType::i64);
+  int64_t* in = inputs.data<int64_t>();
+  int64_t* tg = targets.data<int64_t>();
+  for (int64_t r = 0; r < streams; ++r) {
+    const uint8_t* x = src + r * S + first;  // the input byte of stream r's target `first`
+    for (int64_t t = 0; t < l; ++t) {
+      in[r * l + t] = x[t];
+      tg[r * l + t] = x[t + 1];
+    }
+  }
+  if (device != kCPU) inputs = to_device(inputs, device), targets = to_device(targets, device);
+  return {inputs, targets};
+}
+
+Batch ByteDataset::stream_tail(int64_t streams, int64_t max_bytes, Device device) const {
+  const int64_t S = stream_length(streams, max_bytes);
+  const int64_t span = max_bytes < 0 ? size() : std::min(size(), max_bytes), left = (span - 1) - streams * S;
+  if (left == 0) return {};
+  std::vector<int64_t> in(left), tg(left);
+  for (int64_t t = 0; t < left; ++t) in[t] = bytes_->at(streams * S + t), tg[t] = bytes_->at(streams * S + t + 1);
+  return {from_vector<int64_t>(in, {1, left}, device), from_vector<int64_t>(tg, {1, left}, device)};
+}
+
 ByteDatasets load_byte_datasets(const std::string& path) {
   ByteSplits s = split_bytes(read_byte_file(path));
   return {ByteDataset(std::move(s.train), "train"), ByteDataset(std::move(s.val), "validation"),

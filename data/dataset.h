@@ -62,6 +62,20 @@ class ByteDataset {
   int64_t num_eval_targets(int64_t seq_len, int64_t max_bytes = -1) const;
   Batch eval_batch(int64_t i, int64_t batch, int64_t seq_len, int64_t max_bytes = -1, Device device = kCPU) const;
 
+  // Streams (training and evaluating with state carried across windows, docs/design.md#carried-state):
+  // the split (or its first max_bytes bytes) holds span - 1 targets, bytes 1 .. span - 1, each predicted
+  // from the byte before it. They are cut into `streams` contiguous streams of S = (span - 1) / streams
+  // targets: stream r predicts bytes r S + 1 ... (r + 1) S. Window w of the streams is a batch of
+  // `streams` rows, row r the targets w seq ... min((w + 1) seq, S) - 1 of stream r (the last window
+  // may be shorter). The (span - 1) % streams targets left over continue the last stream
+  // (stream_tail). Every byte but the first is a target exactly once.
+  int64_t stream_length(int64_t streams, int64_t max_bytes = -1) const;  // S, at least 1
+  int64_t num_stream_windows(int64_t streams, int64_t seq_len, int64_t max_bytes = -1) const;  // ceil(S / seq_len)
+  Batch stream_window(int64_t w, int64_t streams, int64_t seq_len, int64_t max_bytes = -1,
+                      Device device = kCPU) const;
+  // The leftover targets as one row (1, (span - 1) % streams), or undefined tensors when there are none.
+  Batch stream_tail(int64_t streams, int64_t max_bytes = -1, Device device = kCPU) const;
+
  private:
   // The bytes that evaluation sees, after checking the arguments and that one window fits.
   int64_t eval_span(int64_t seq_len, int64_t max_bytes) const;

@@ -13,12 +13,14 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
+#include "tests/check.h"
 #include "tests/temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -606,6 +608,53 @@ TEST_CASE("data: eval batches walk the split in order") {
   // With seq_len = n - 1 there is exactly one window, covering everything.
   CHECK(ds.num_eval_windows(999) == 1);
   CHECK(row(ds.eval_batch(0, 3, 999).targets, 0) == slice_of(text, 1, 999));
+}
+
+TEST_CASE("data: streams cover every byte but the first exactly once, in order, each stream contiguous") {
+  Bytes text = make_text(1000, 13);
+  mg::ByteDataset ds(text, "test");
+  for (auto [B, L, cap] : {std::tuple<int64_t, int64_t, int64_t>{4, 16, -1}, {3, 7, -1}, {5, 40, 503}, {1, 999, -1},
+                           {7, 1, 60}}) {
+    CAPTURE(B);
+    CAPTURE(L);
+    CAPTURE(cap);
+    const int64_t span = cap < 0 ? 1000 : cap, S = (span - 1) / B;
+    CHECK(ds.stream_length(B, cap) == S);
+    CHECK(ds.num_stream_windows(B, L, cap) == (S + L - 1) / L);
+    // Stream r is the text from byte r S on: its inputs, window after window, are that text, and its
+    // targets the same shifted by one.
+    std::vector<std::vector<int64_t>> in(B), tg(B);
+    for (int64_t w = 0; w < ds.num_stream_windows(B, L, cap); ++w) {
+      mg::Batch b = ds.stream_window(w, B, L, cap);
+      CHECK(b.inputs.size(0) == B);
+      CHECK(b.inputs.size(1) == std::min(L, S - w * L));
+      for (int64_t r = 0; r < B; ++r) {
+        std::vector<int64_t> ri = row(b.inputs, r), rt = row(b.targets, r);
+        in[r].insert(in[r].end(), ri.begin(), ri.end());
+        tg[r].insert(tg[r].end(), rt.begin(), rt.end());
+      }
+    }
+    mg::Batch tail = ds.stream_tail(B, cap);
+    if ((span - 1) % B == 0) {
+      CHECK(!tail.inputs.defined());
+    } else {
+      REQUIRE(tail.inputs.size(0) == 1);
+      std::vector<int64_t> ti = row(tail.inputs, 0), tt = row(tail.targets, 0);
+      in[B - 1].insert(in[B - 1].end(), ti.begin(), ti.end());
+      tg[B - 1].insert(tg[B - 1].end(), tt.begin(), tt.end());
+    }
+    std::vector<int64_t> all;
+    for (int64_t r = 0; r < B; ++r) {
+      CHECK(in[r] == slice_of(text, r * S, (int64_t)in[r].size()));
+      CHECK(tg[r] == slice_of(text, r * S + 1, (int64_t)tg[r].size()));
+      all.insert(all.end(), tg[r].begin(), tg[r].end());
+    }
+    CHECK(all == slice_of(text, 1, span - 1));  // every target once, in order
+  }
+  CHECK_THROWS_AS(ds.stream_window(ds.num_stream_windows(4, 16), 4, 16), mg::Error);
+  mg::check_error([&] { ds.stream_length(1000); }, {"[data] the test split has 1000 bytes: too few for 1000 streams",
+                                                "use a smaller batch"});
+  mg::check_error([&] { ds.stream_length(20, 10); }, {"(capped at max_bytes = 10)"});
 }
 
 // A zip of enwik8's first 4,154,399 bytes, named by MG_ENWIK8_HEAD (skipped when it is not set).
