@@ -141,25 +141,22 @@ MambaMixer::MambaMixer(const MambaConfig& c, Generator& gen) : cfg(c) {
   }
 }
 
-Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state) const {
+Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state, const LayerState* initial_state) const {
   const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv;
   Tensor xz = in_proj->forward(x);  // (b, l, 2 di)
   auto xs = split(xz, {di, di}, -1);
-  Tensor xc = causal_conv1d(contiguous(xs[0]), conv_weight.reshape({di, k}), conv_bias, /*silu=*/true);
+  // The conv's state is its last k - 1 inputs (b, di, k - 1); the scan's its last h (b, di, n).
+  ConvResult conv = causal_conv1d_with_state(contiguous(xs[0]), conv_weight.reshape({di, k}), conv_bias,
+                                             /*silu=*/true, initial_state ? initial_state->conv : Tensor());
+  Tensor xc = conv.y;
   Tensor x_dbl = x_proj->forward(xc);  // (b, l, R + 2n)
   auto p = split(x_dbl, {R, n, n}, -1);
   Tensor delta = linear(p[0], dt_proj->weight);  // (b, l, di); the bias goes in as delta_bias
   Tensor A = neg(exp(A_log));
   ScanResult r = selective_scan(xc, delta, A, contiguous(p[1]), contiguous(p[2]), D, contiguous(xs[1]),
-                                dt_proj->bias, /*delta_softplus=*/true, /*return_last_state=*/final_state != nullptr);
-  if (final_state) {
-    // The conv's state is its last k - 1 inputs (b, di, k - 1), zeros standing for the times before the start.
-    const int64_t b = x.size(0), l = x.size(1), keep = k - 1;
-    Tensor tail = l >= keep ? narrow(xs[0], 1, l - keep, keep)
-                            : cat({zeros({b, keep - l, di}, xs[0].dtype(), xs[0].device()), xs[0]}, 1);
-    final_state->conv = contiguous(transpose(tail, 1, 2));
-    final_state->ssm = r.last_state;
-  }
+                                dt_proj->bias, /*delta_softplus=*/true, /*return_last_state=*/final_state != nullptr,
+                                initial_state ? initial_state->ssm : Tensor());
+  if (final_state) final_state->conv = conv.final_state, final_state->ssm = r.last_state;
   return out_proj->forward(r.y);
 }
 
@@ -231,13 +228,25 @@ void MambaLM::check_tokens(const Tensor& tokens, int64_t dims, const char* op) c
            embeddings->weight.device());
 }
 
-Tensor MambaLM::backbone(const Tensor& tokens, std::vector<LayerState>* states) const {
+Tensor MambaLM::backbone(const Tensor& tokens, std::vector<LayerState>* states,
+                         const std::vector<LayerState>* initial) const {
+  if (initial && initial->empty()) initial = nullptr;
+  if (initial)
+    for (size_t i = 0; i < initial->size(); ++i) {
+      const LayerState& s = (*initial)[i];
+      const Shape conv{tokens.size(0), cfg_.d_inner(), cfg_.d_conv - 1}, ssm{tokens.size(0), cfg_.d_inner(), cfg_.d_state};
+      MG_CHECK((int64_t)initial->size() == cfg_.n_layer && s.conv.shape() == conv && s.ssm.shape() == ssm,
+               "[mamba] the initial state must hold {} layers of conv {} and ssm {} (batch {}); got {} layers, layer "
+               "{}: conv {}, ssm {}",
+               cfg_.n_layer, conv, ssm, tokens.size(0), initial->size(), i, s.conv.shape(), s.ssm.shape());
+    }
   Tensor h = embeddings->forward(tokens);  // (b, l, d_model)
   Tensor residual;                          // kept in float32, as residual_in_fp32
   if (states) states->resize(layers.size());
   for (size_t i = 0; i < layers.size(); ++i) {
     residual = residual.defined() ? add(residual, h) : h;
-    h = layers[i]->mixer->forward(layers[i]->norm->forward(residual), states ? &(*states)[i] : nullptr);
+    h = layers[i]->mixer->forward(layers[i]->norm->forward(residual), states ? &(*states)[i] : nullptr,
+                                  initial ? &(*initial)[i] : nullptr);
   }
   return residual.defined() ? add(residual, h) : h;
 }
@@ -249,6 +258,12 @@ Tensor MambaLM::forward(const Tensor& tokens) const {
 
 Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets) const {
   Tensor logits = forward(tokens);
+  return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(targets, {-1}));
+}
+Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets, const std::vector<LayerState>& initial,
+                     std::vector<LayerState>& final) const {
+  check_tokens(tokens, 2, "mamba");
+  Tensor logits = linear(norm_f->forward(backbone(tokens, &final, &initial)), embeddings->weight);
   return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(targets, {-1}));
 }
 

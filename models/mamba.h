@@ -45,9 +45,11 @@ struct LayerState {
 class MambaMixer : public Module {
  public:
   MambaMixer(const MambaConfig& cfg, Generator& gen);
-  // (b, l, d_model) -> (b, l, d_model). With `final_state`, also the state after the last position
-  // (the conv's last inputs and the scan's last state), from which step() continues: the prefill.
-  Tensor forward(const Tensor& x, LayerState* final_state = nullptr) const;
+  // (b, l, d_model) -> (b, l, d_model), from `initial_state` when given (else zeros). With
+  // `final_state`, also the state after the last position (the conv's last inputs and the scan's last
+  // state), from which step() continues (the prefill) or the next window starts (carried state). Both
+  // states are differentiable: a sequence cut in pieces gives the values and gradients of one call.
+  Tensor forward(const Tensor& x, LayerState* final_state = nullptr, const LayerState* initial_state = nullptr) const;
   // One token per sequence: (b, d_model) -> (b, d_model), updating `state` in place with the fused
   // step ops (causal_conv1d_update_, selective_state_update_). No autograd.
   Tensor step(const Tensor& x, LayerState& state) const;
@@ -85,6 +87,11 @@ class MambaLM : public Module {
   Tensor forward(const Tensor& tokens) const;
   // Mean cross-entropy in nats of predicting `targets` (b, l) from `tokens` (b, l).
   Tensor loss(const Tensor& tokens, const Tensor& targets) const;
+  // The same, starting from `initial` (one LayerState per layer, batch b; empty: zeros) and setting
+  // `final` to the states after the last token (differentiable; detach them to carry them into the
+  // next window without backpropagating into this one).
+  Tensor loss(const Tensor& tokens, const Tensor& targets, const std::vector<LayerState>& initial,
+              std::vector<LayerState>& final) const;
 
   // Recurrent inference: a fresh (zero) state for `batch` sequences (on the model's device), and one
   // token per sequence (int64 (b,), on the model's device) -> logits (b, padded_vocab). Costs
@@ -109,7 +116,8 @@ class MambaLM : public Module {
 
  private:
   // The residual stream after the last layer (b, l, d_model), before norm_f; fills `states` when given.
-  Tensor backbone(const Tensor& tokens, std::vector<LayerState>* states) const;
+  Tensor backbone(const Tensor& tokens, std::vector<LayerState>* states,
+                  const std::vector<LayerState>* initial = nullptr) const;
   void check_tokens(const Tensor& tokens, int64_t dims, const char* op) const;
   Tensor step_rows(const Tensor& tokens, std::vector<LayerState>& state) const;  // step() on one thread
   MambaConfig cfg_;

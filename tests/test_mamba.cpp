@@ -236,3 +236,58 @@ TEST_CASE("mamba: a config whose sizes overflow int64 is refused") {
   CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("[config] vocab_size + 7 (for the padded vocabulary) overflows int64"),
                        Error);
 }
+
+TEST_CASE("mamba: a sequence in pieces with the states passed along gives the loss and gradients of one call") {
+  MambaLM m(MambaConfig::preset("tiny"), 3);
+  Generator g(5);
+  const int64_t b = 2, L = 40;
+  Tensor tokens = randint(0, 256, {b, L}, &g), targets = randint(0, 256, {b, L}, &g);
+  auto grads = [&] {
+    std::vector<std::vector<float>> out;
+    for (auto& p : m.named_parameters()) out.push_back(p.tensor.grad().to_vector<float>());
+    return out;
+  };
+  auto zero = [&] {
+    for (auto& p : m.named_parameters()) p.tensor.zero_grad();
+  };
+  Tensor whole = m.loss(tokens, targets);
+  whole.backward();
+  const auto want = grads();
+  // Pieces of 13, 1, 2 and 24 tokens: shorter than the conv's window too (d_conv - 1 = 3).
+  for (bool detach : {false, true}) {
+    zero();
+    std::vector<LayerState> state, next;
+    Tensor total;
+    int64_t at = 0;
+    for (int64_t len : {13, 1, 2, 24}) {
+      Tensor l = m.loss(narrow(tokens, 1, at, len), narrow(targets, 1, at, len), state, next);
+      REQUIRE(next.size() == 2);
+      CHECK(next[0].conv.shape() == Shape{b, 128, 3});
+      CHECK(next[0].ssm.shape() == Shape{b, 128, 16});
+      Tensor part = mul_scalar(l, (double)len / L);
+      total = total.defined() ? add(total, part) : part;
+      state = next;
+      if (detach)
+        for (auto& s : state) s.conv = s.conv.detach(), s.ssm = s.ssm.detach();
+      at += len;
+    }
+    CHECK(std::abs(total.item() - whole.item()) < 1e-5 * std::abs(whole.item()));  // the same values either way
+    total.backward();
+    const auto got = grads();
+    double err = 0, ref = 0;
+    for (size_t i = 0; i < want.size(); ++i)
+      for (size_t j = 0; j < want[i].size(); ++j) {
+        err = std::max(err, (double)std::abs(got[i][j] - want[i][j]));
+        ref = std::max(ref, (double)std::abs(want[i][j]));
+      }
+    CAPTURE(detach);
+    if (detach)
+      CHECK(err > 1e-2 * ref);  // cutting the graph at each piece changes the gradients: the states carry them
+    else
+      CHECK(err < 2e-5 * ref);
+  }
+  zero();
+  std::vector<LayerState> bad = {LayerState{zeros({b, 128, 3}), zeros({b, 128, 16})}}, out;
+  check_error([&] { m.loss(tokens, targets, bad, out); },
+              {"[mamba] the initial state must hold 2 layers of conv (2, 128, 3) and ssm (2, 128, 16)", "got 1 layers"});
+}
