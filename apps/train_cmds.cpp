@@ -74,6 +74,9 @@ void add_train_command(CLI::App& app, Run& run) {
       ->check(minus_one_or_positive("the whole split"));
   cmd->add_option("--seed", o->seed, "seed of the initialisation and the batches")->capture_default_str()->check(
       unsigned_integer());
+  cmd->add_flag("--carry-state", o->carry_state,
+                "read the train split as --batch contiguous streams, each window starting from the previous one's "
+                "final state (detached); validation and test then read streams too (eval --stream)");
   cmd->add_option("--resume", ov->resume, "continue the run in this folder");
   cmd->add_option("--stop-at", o->stop_at, "save and stop after this step (continue later with --resume)")
       ->check(at_least(1));
@@ -109,6 +112,7 @@ void add_train_command(CLI::App& app, Run& run) {
         if (given("--eval-bytes")) opts.eval_bytes = o->eval_bytes;
         if (given("--test-bytes")) opts.test_bytes = o->test_bytes;
         if (given("--seed")) opts.seed = o->seed;
+        if (given("--carry-state")) opts.carry_state = o->carry_state;
       } else {
         MG_CHECK(!opts.data.empty(),
                  "[train] --data is required: a byte file such as enwik8.zip (download it with: curl -LO "
@@ -136,6 +140,7 @@ void add_eval_command(CLI::App& app, Run& run) {
   struct Opts {
     std::string run_dir, split = "test", data, device = "cpu";
     int64_t bytes = -1, batch = 16, seq = 0;
+    bool stream = false, windows = false;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("eval", "loss, bits per character and perplexity of a trained run");
@@ -147,6 +152,13 @@ void add_eval_command(CLI::App& app, Run& run) {
       ->check(minus_one_or_positive("the whole split"));
   cmd->add_option("--batch", o->batch, "sequences per batch")->capture_default_str()->check(at_least(1));
   cmd->add_option("--seq", o->seq, "bytes per window (default: the run's, else 256)")->check(at_least(1));
+  auto* stream = cmd->add_flag("--stream", o->stream,
+                                "--batch contiguous streams with the state carried across windows: every byte "
+                                "predicted once with all the bytes before it in its stream (the default for runs "
+                                "trained with --carry-state)");
+  cmd->add_flag("--windows", o->windows,
+                "independent windows of --seq bytes from a zero state (the default for other runs)")
+      ->excludes(stream);
   add_device_option(cmd, o->device, "evaluate on this device");
   cmd->callback([o, &run] {
     run = [o] {
@@ -170,9 +182,14 @@ void add_eval_command(CLI::App& app, Run& run) {
                       o->split);
       const int64_t seq = o->seq > 0 ? o->seq : opts.seq;
       InterruptGuard interrupt;  // Ctrl-C stops between batches: mg::Interrupted, exit status 130
-      EvalResult r = evaluate(*model, set, o->batch, seq, o->bytes);
-      fmt::print("{} split of {}: {} bytes predicted\nloss {:.4f} nats | bpc {:.4f} | perplexity {:.4f}\n", o->split,
-                 path, r.targets, r.loss, r.bpc(), r.perplexity());
+      const bool streams = o->stream || (!o->windows && opts.carry_state);
+      EvalResult r = streams ? evaluate_stream(*model, set, o->batch, seq, o->bytes)
+                             : evaluate(*model, set, o->batch, seq, o->bytes);
+      fmt::print("{} split of {}: {} bytes predicted ({})\nloss {:.4f} nats | bpc {:.4f} | perplexity {:.4f}\n",
+                 o->split, path, r.targets,
+                 streams ? fmt::format("{} streams, state carried across windows of {}", o->batch, seq)
+                         : fmt::format("windows of {} bytes, each from a zero state", seq),
+                 r.loss, r.bpc(), r.perplexity());
       return 0;
     };
   });

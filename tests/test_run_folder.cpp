@@ -401,6 +401,33 @@ TEST_CASE("run folder: eval works on a folder with only model.safetensors and co
   CHECK(e.out.find("bpc") != std::string::npos);
 }
 
+TEST_CASE("run folder: train --carry-state and eval --stream / --windows from the command line") {
+  TempDir d("eval_stream");
+  const std::string data = write_text(d, 30000);
+  auto t = run_cli({"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer", "1", "--steps", "3",
+                    "--batch", "4", "--seq", "32", "--eval-bytes", "1024", "--test-bytes", "1024", "--carry-state",
+                    "--quiet", "--out", d / "run"});
+  REQUIRE_MESSAGE(t.exit_code == 0, t.err);
+  CHECK(load_run_options(d / "run").carry_state);
+  auto e = run_cli({"eval", "--run", d / "run", "--split", "validation", "--bytes", "1000"});
+  CHECK_MESSAGE(e.exit_code == 0, e.err);
+  CHECK(e.out.find("999 bytes predicted (16 streams, state carried across windows of 32)") != std::string::npos);
+  auto w = run_cli({"eval", "--run", d / "run", "--split", "validation", "--bytes", "1000", "--windows"});
+  CHECK_MESSAGE(w.exit_code == 0, w.err);
+  CHECK(w.out.find("992 bytes predicted (windows of 32 bytes, each from a zero state)") != std::string::npos);
+  auto both = run_cli({"eval", "--run", d / "run", "--stream", "--windows"});
+  CHECK(both.exit_code != 0);
+  CHECK(both.err.find("--stream excludes --windows") != std::string::npos);
+  auto flip = run_cli({"train", "--resume", d / "run", "--steps", "5", "--carry-state", "--quiet"});
+  CHECK(flip.exit_code == 0);  // the run's own mode: nothing changes
+  TrainOptions plain = tiny_options(data, d / "plain");
+  plain.steps = 2;
+  train(plain, false);
+  auto refuse = run_cli({"train", "--resume", d / "plain", "--steps", "4", "--carry-state", "--quiet"});
+  CHECK(refuse.exit_code == 1);
+  CHECK(refuse.err.find("--carry-state true (the run's: false)") != std::string::npos);
+}
+
 TEST_CASE("run folder: every field of a damaged trainer state is checked with a message naming it") {
   TempDir d("state_fields");
   const std::string data = write_text(d, 30000);

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
@@ -56,12 +57,17 @@ std::string read_text_file(const std::string& path) {
 // A checkpoint is one folder made atomically (train/run_folder.h); the step is also stored in both
 // safetensors files, and every metadata field is checked when it is read back.
 void save_checkpoint(const std::string& dir, const MambaLM& model, const AdamW& opt, const TrainOptions& opts,
-                     int64_t step, const Generator& data_gen) {
+                     int64_t step, const Generator& data_gen, const std::vector<LayerState>& carry) {
+  NamedTensors state = opt.state_tensors();
+  for (size_t i = 0; i < carry.size(); ++i) {
+    state.emplace_back(fmt::format("carry.layers.{}.conv", i), carry[i].conv.detach());
+    state.emplace_back(fmt::format("carry.layers.{}.ssm", i), carry[i].ssm.detach());
+  }
   write_checkpoint(dir, step, [&](const std::string& tmp) {
     write_file_atomic(tmp + "/" + kConfigFile, model.config().to_json());
     save_safetensors(tmp + "/" + kModelFile, model.state_dict(), {{"format", "pt"}, {"step", std::to_string(step)}});
     crash_point("checkpoint-model");
-    save_safetensors(tmp + "/" + kStateFile, opt.state_tensors(),
+    save_safetensors(tmp + "/" + kStateFile, state,
                      {{"format", "mambagrad-trainer"},
                       {"step", std::to_string(step)},
                       {"adamw_steps", std::to_string(opt.step_count())},
@@ -88,7 +94,31 @@ LoadedCheckpoint read_checkpoint(const CheckpointRef& ckpt) {
   c.data_offset = meta_uint(state, "data_offset", state_path, kMaxU);
   MG_CHECK(state.metadata.count("options"), "[resume] {} has no training options in its metadata", state_path);
   c.options = TrainOptions::from_json(state.metadata.at("options"), state_path);
-  c.model = std::move(model.tensors), c.state = std::move(state.tensors);
+  c.model = std::move(model.tensors);
+  // The carried state's tensors (carry.layers.<i>.conv / .ssm), then the AdamW moments.
+  std::map<std::string, Tensor> carry;
+  for (auto& [name, t] : state.tensors) {
+    if (name.rfind("carry.", 0) == 0)
+      carry[name] = t;
+    else
+      c.state.emplace_back(name, t);
+  }
+  const int64_t layers = c.options.config.n_layer;
+  if (!carry.empty()) {
+    for (int64_t i = 0; i < layers; ++i) {
+      LayerState s;
+      for (auto [part, dst] : {std::pair{"conv", &s.conv}, std::pair{"ssm", &s.ssm}}) {
+        auto it = carry.find(fmt::format("carry.layers.{}.{}", i, part));
+        MG_CHECK(it != carry.end(), "[resume] {} holds a carried state without carry.layers.{}.{} (the checkpoint is "
+                 "damaged)", state_path, i, part);
+        *dst = it->second;
+        carry.erase(it);
+      }
+      c.carry.push_back(s);
+    }
+    MG_CHECK(carry.empty(), "[resume] {} holds an unexpected tensor {} (the model has {} layers)", state_path,
+             carry.begin()->first, layers);
+  }
   return c;
 }
 

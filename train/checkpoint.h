@@ -20,8 +20,10 @@ namespace mg {
 // Writes checkpoint `step` of the run in `dir`: config.json, model.safetensors (Hugging Face names, the
 // step in its metadata) and trainer_state.safetensors (the AdamW moments; the step, AdamW's step count,
 // the data generator's state and the run's options in its metadata), from host copies.
+// With carried state (train --carry-state), `carry` (one LayerState per layer; empty after a stream
+// wrapped) goes into trainer_state.safetensors too, as carry.layers.<i>.conv and carry.layers.<i>.ssm.
 void save_checkpoint(const std::string& dir, const MambaLM& model, const AdamW& opt, const TrainOptions& opts,
-                     int64_t step, const Generator& data_gen);
+                     int64_t step, const Generator& data_gen, const std::vector<LayerState>& carry = {});
 
 // A checkpoint read back: every metadata field checked (present, an integer in range, the same step
 // in both files), errors naming the file and the field.
@@ -30,7 +32,8 @@ struct LoadedCheckpoint {
   int64_t adamw_steps = 0;
   uint64_t data_seed = 0, data_offset = 0;
   TrainOptions options;
-  NamedTensors model, state;
+  NamedTensors model, state;      // state: the AdamW moments
+  std::vector<LayerState> carry;  // the carried state (on the CPU), empty when none was saved
 };
 LoadedCheckpoint read_checkpoint(const CheckpointRef& ckpt);
 

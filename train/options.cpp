@@ -50,6 +50,7 @@ std::string TrainOptions::to_json() const {
   j["steps"] = steps, j["batch"] = batch, j["seq"] = seq, j["lr"] = lr, j["min_lr_ratio"] = min_lr_ratio;
   j["warmup"] = warmup, j["weight_decay"] = weight_decay, j["clip"] = clip, j["eval_every"] = eval_every;
   j["eval_bytes"] = eval_bytes, j["test_bytes"] = test_bytes, j["seed"] = seed;
+  j["carry_state"] = carry_state;
   return j.dump();
 }
 
@@ -71,6 +72,7 @@ TrainOptions TrainOptions::from_json(const std::string& text, const std::string&
     const auto& v = j.at(key);
     bool ok;
     if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
+    else if constexpr (std::is_same_v<T, bool>) ok = v.is_boolean();
     else if constexpr (std::is_floating_point_v<T>) ok = v.is_number();
     else if constexpr (std::is_unsigned_v<T>) ok = v.is_number_unsigned() && v.template get<uint64_t>() <= std::numeric_limits<T>::max();
     else ok = v.is_number_integer();
@@ -87,6 +89,7 @@ TrainOptions TrainOptions::from_json(const std::string& text, const std::string&
   field("min_lr_ratio", o.min_lr_ratio), field("warmup", o.warmup), field("weight_decay", o.weight_decay);
   field("clip", o.clip), field("eval_every", o.eval_every), field("eval_bytes", o.eval_bytes);
   field("test_bytes", o.test_bytes), field("seed", o.seed);
+  field("carry_state", o.carry_state, true);  // absent in runs from before carried state: false
   try {
     o.validate();
   } catch (const Error& e) {
@@ -111,6 +114,7 @@ nlohmann::ordered_json resume_changes(const TrainOptions& stored, const TrainOpt
   check("--warmup", stored.warmup, now.warmup), check("--weight-decay", stored.weight_decay, now.weight_decay);
   check("--clip", stored.clip, now.clip), check("--seed", stored.seed, now.seed);
   check("min_lr_ratio", stored.min_lr_ratio, now.min_lr_ratio);
+  check("--carry-state", stored.carry_state, now.carry_state);
   MG_CHECK(fixed.empty(),
            "[resume] these options are fixed by the run in {} and cannot change when it resumes: {}. Drop them to "
            "continue the run, or start a new run (another --out, or --overwrite) to use them",

@@ -29,6 +29,8 @@ struct TrainOptions {
   int64_t eval_bytes = 131072; // validation bytes per evaluation (-1: the whole split)
   int64_t test_bytes = -1;     // test bytes at the end (-1: the whole split)
   uint64_t seed = 0;
+  bool carry_state = false;    // rows read contiguous streams, each window starting from the previous one's
+                               // final state (detached); validation and test then evaluate streams too
   bool progress = true;        // print progress (an in-place line on a terminal, plain lines otherwise)
   int64_t stop_at = -1;        // save and stop after this step, as Ctrl-C does (-1: run to `steps`)
   Device device = kCPU;        // where the model, its gradients, the AdamW state and the batches live.

@@ -11,9 +11,10 @@ std::vector<ParamGroup> make_param_groups(const Module& model, double weight_dec
   return groups;
 }
 
-StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip,
-                      const std::function<void(StepPhase)>& on_phase) {
-  Tensor loss = model.loss(batch.inputs, batch.targets);
+namespace {
+
+// The step after the forward: backward, clip, update (see train_step).
+StepResult step_from_loss(AdamW& opt, Tensor loss, double clip, const std::function<void(StepPhase)>& on_phase) {
   if (on_phase) on_phase(StepPhase::forward);
   opt.zero_grad();
   loss.backward();
@@ -26,6 +27,23 @@ StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, doub
   r.updated = std::isfinite(r.loss) && std::isfinite(r.grad_norm);
   if (r.updated) opt.step();
   if (on_phase) on_phase(StepPhase::update);
+  return r;
+}
+}  // namespace
+
+StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip,
+                      const std::function<void(StepPhase)>& on_phase) {
+  Tensor loss = model.loss(batch.inputs, batch.targets);
+  return step_from_loss(opt, loss, clip, on_phase);
+}
+
+StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip,
+                      std::vector<LayerState>& carry, const std::function<void(StepPhase)>& on_phase) {
+  std::vector<LayerState> final;
+  Tensor loss = model.loss(batch.inputs, batch.targets, carry, final);
+  StepResult r = step_from_loss(opt, loss, clip, on_phase);
+  for (auto& s : final) s.conv = s.conv.detach(), s.ssm = s.ssm.detach();
+  carry = std::move(final);
   return r;
 }
 

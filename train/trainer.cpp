@@ -79,6 +79,32 @@ EvalResult evaluate(const MambaLM& model, const ByteDataset& data, int64_t batch
   return r;
 }
 
+EvalResult evaluate_stream(const MambaLM& model, const ByteDataset& data, int64_t batch, int64_t seq,
+                           int64_t max_bytes) {
+  NoGradGuard ng;
+  EvalResult r;
+  double total = 0;
+  const int64_t n = data.num_stream_windows(batch, seq, max_bytes);
+  const Device device = model.device();
+  std::vector<LayerState> state, next;
+  auto add = [&](const Batch& b) {
+    throw_if_interrupted("evaluate");
+    const int64_t count = b.targets.numel();
+    total += model.loss(b.inputs, b.targets, state, next).item() * (double)count;
+    r.targets += count;
+    state = std::move(next);
+  };
+  for (int64_t w = 0; w < n; ++w) add(data.stream_window(w, batch, seq, max_bytes, device));
+  Batch tail = data.stream_tail(batch, max_bytes, device);
+  if (tail.targets.defined()) {  // the leftover bytes continue the last stream
+    for (auto& s : state)
+      s.conv = narrow(s.conv, 0, batch - 1, 1), s.ssm = narrow(s.ssm, 0, batch - 1, 1);
+    add(tail);
+  }
+  r.loss = r.targets ? total / (double)r.targets : std::nan("");
+  return r;
+}
+
 namespace {
 
 // The three splits, with every window size checked against them.
@@ -99,8 +125,17 @@ TrainData load_train_data(TrainOptions& opts, bool resume) {
   // Each split must hold one window: fail now, not after an hour of training.
   Generator probe(0);
   d.train.sample(1, opts.seq, probe);
-  d.val.num_eval_batches(opts.batch, opts.seq, opts.eval_bytes);
-  d.test.num_eval_batches(opts.batch, opts.seq, opts.test_bytes);
+  if (opts.carry_state) {
+    MG_CHECK(d.train.stream_length(opts.batch) >= opts.seq,
+             "[train] --carry-state cuts the train split ({} bytes) into --batch {} streams of {} bytes, shorter than "
+             "one window of --seq {}; use a smaller --batch or --seq",
+             d.train.size(), opts.batch, d.train.stream_length(opts.batch), opts.seq);
+    d.val.num_stream_windows(opts.batch, opts.seq, opts.eval_bytes);
+    d.test.num_stream_windows(opts.batch, opts.seq, opts.test_bytes);
+  } else {
+    d.val.num_eval_batches(opts.batch, opts.seq, opts.eval_bytes);
+    d.test.num_eval_batches(opts.batch, opts.seq, opts.test_bytes);
+  }
   return d;
 }
 
@@ -214,9 +249,10 @@ class Progress {
   void header(const MambaLM& model, const TrainData& d, bool resume) const {
     if (opts_.progress)
       fmt::print("mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} "
-                 "test bytes; {} steps of {} x {} on {}{}; run folder {}\n",
+                 "test bytes; {} steps of {} x {}{} on {}{}; run folder {}\n",
                  opts_.preset, model.num_parameters(), opts_.config.n_layer, opts_.config.d_model, d.train.size(),
-                 d.val.size(), d.test.size(), opts_.steps, opts_.batch, opts_.seq, opts_.device.str(),
+                 d.val.size(), d.test.size(), opts_.steps, opts_.batch, opts_.seq,
+                 opts_.carry_state ? " (contiguous streams, state carried)" : "", opts_.device.str(),
                  resume ? fmt::format(", resuming at step {}", start_) : "", opts_.out);
     std::fflush(stdout);
   }
@@ -288,9 +324,31 @@ TrainResult train(TrainOptions opts, bool resume) {
   model.to(opts.device);
   AdamW opt(make_param_groups(model, opts.weight_decay), opts.lr);
   Generator data_gen(opts.seed + 1);
+  // With --carry-state: row r reads stream r of the train split, window after window; window w of a step
+  // is step % windows (full windows only), and each starts from the previous one's final state (carry,
+  // detached), zeros when the streams wrap to their start.
+  const int64_t windows = opts.carry_state ? data.train.stream_length(opts.batch) / opts.seq : 0;
+  std::vector<LayerState> carry;
   if (from.ckpt) {
     opt.load_state(from.loaded.state, from.loaded.adamw_steps);
     data_gen.set_state(from.loaded.data_seed, from.loaded.data_offset);
+    if (opts.carry_state && start % windows != 0) {
+      MG_CHECK(!from.loaded.carry.empty(),
+               "[resume] the run in {} carries state but its checkpoint of step {} holds none (the checkpoint is damaged)",
+               dir, start);
+      const MambaConfig& c = opts.config;
+      for (size_t i = 0; i < from.loaded.carry.size(); ++i) {
+        const LayerState& s = from.loaded.carry[i];
+        MG_CHECK(s.conv.shape() == Shape({opts.batch, c.d_inner(), c.d_conv - 1}) &&
+                     s.ssm.shape() == Shape({opts.batch, c.d_inner(), c.d_state}) && s.ssm.dtype() == DType::f32 &&
+                     s.conv.dtype() == DType::f32,
+                 "[resume] the carried state of layer {} in the checkpoint of step {} has shapes {} and {}; the run "
+                 "needs float32 ({}, {}, {}) and ({}, {}, {})",
+                 i, start, s.conv.shape(), s.ssm.shape(), opts.batch, c.d_inner(), c.d_conv - 1, opts.batch,
+                 c.d_inner(), c.d_state);
+        carry.push_back({s.conv.to(opts.device), s.ssm.to(opts.device)});
+      }
+    }
     publish_checkpoint(dir, *from.ckpt);  // the root files may still be the previous checkpoint's after a crash
   }
 
@@ -313,7 +371,7 @@ TrainResult train(TrainOptions opts, bool resume) {
                         : fmt::format("No checkpoint had been written yet (the first was due at step {})", first_due));
   };
   auto save = [&](int64_t step) {
-    save_checkpoint(dir, model, opt, opts, step, data_gen);
+    save_checkpoint(dir, model, opt, opts, step, data_gen, carry);
     last_saved = step;
     history.plot();
   };
@@ -327,13 +385,27 @@ TrainResult train(TrainOptions opts, bool resume) {
     return r;
   };
 
+  // Validation and test: streams with carried state for a run that carries it, else windows.
+  auto run_eval = [&](const ByteDataset& split, int64_t max_bytes) {
+    return opts.carry_state ? evaluate_stream(model, split, opts.batch, opts.seq, max_bytes)
+                            : evaluate(model, split, opts.batch, opts.seq, max_bytes);
+  };
+  const char* eval_mode = opts.carry_state ? "stream" : "windows";
+
   double tok_s = 0;
   for (int64_t step = start; step < opts.steps; ++step) {
     const double ts = progress.elapsed();
     const double lr = lr_at(step, opts.warmup, opts.steps, opts.lr, opts.min_lr_ratio);
     opt.set_lr(lr);
-    Batch b = data.train.sample(opts.batch, opts.seq, data_gen, opts.device);  // copied to the device
-    const StepResult sr = train_step(model, opt, b, opts.clip);
+    StepResult sr;
+    if (opts.carry_state) {
+      if (step % windows == 0) carry.clear();  // the streams start (again): zero states
+      Batch b = data.train.stream_window(step % windows, opts.batch, opts.seq, -1, opts.device);
+      sr = train_step(model, opt, b, opts.clip, carry);
+    } else {
+      Batch b = data.train.sample(opts.batch, opts.seq, data_gen, opts.device);  // copied to the device
+      sr = train_step(model, opt, b, opts.clip);
+    }
     if (!std::isfinite(sr.loss)) bad_step("loss", sr.loss, step + 1);
     if (!std::isfinite(sr.grad_norm)) bad_step("gradient norm", sr.grad_norm, step + 1);
     const double inst = (double)(opts.batch * opts.seq) / std::max(progress.elapsed() - ts, 1e-9);
@@ -352,8 +424,8 @@ TrainResult train(TrainOptions opts, bool resume) {
     if (eval_now) {
       crash_point("validation");
       try {
-        EvalResult v = evaluate(model, data.val, opts.batch, opts.seq, opts.eval_bytes);
-        rec["val_loss"] = v.loss, rec["val_bpc"] = v.bpc();
+        EvalResult v = run_eval(data.val, opts.eval_bytes);
+        rec["val_loss"] = v.loss, rec["val_bpc"] = v.bpc(), rec["eval_mode"] = eval_mode;
       } catch (const Interrupted& e) {
         signo = e.signo;  // the step itself is done: log it and save it without its validation
       }
@@ -371,7 +443,7 @@ TrainResult train(TrainOptions opts, bool resume) {
   result.step = opts.steps;
   crash_point("test");
   try {
-    result.test = evaluate(model, data.test, opts.batch, opts.seq, opts.test_bytes);
+    result.test = run_eval(data.test, opts.test_bytes);
   } catch (const Interrupted& e) {
     if (opts.progress)
       fmt::print("interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
@@ -383,10 +455,12 @@ TrainResult train(TrainOptions opts, bool resume) {
   result.finished = true;
   nlohmann::ordered_json rec;
   rec["step"] = opts.steps, rec["test_loss"] = result.test.loss, rec["test_bpc"] = result.test.bpc();
+  rec["eval_mode"] = eval_mode;
   history.log(rec);
   if (opts.progress) {
-    fmt::print("test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes\n", result.test.loss,
-               result.test.bpc(), result.test.perplexity(), result.test.targets);
+    fmt::print("test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", result.test.loss,
+               result.test.bpc(), result.test.perplexity(), result.test.targets,
+               opts.carry_state ? fmt::format(" ({} streams, state carried)", opts.batch) : "");
     if (opts.device.is_cuda()) {
       const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
       fmt::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts.device.str(),

@@ -60,5 +60,13 @@ TrainResult train(TrainOptions opts, bool resume);
 EvalResult evaluate(const MambaLM& model, const class ByteDataset& data, int64_t batch, int64_t seq,
                     int64_t max_bytes);
 
+// Loss over the split (or its first max_bytes) read as `batch` contiguous streams with the state
+// carried from window to window (ByteDataset::stream_window): every byte but the split's first is
+// predicted exactly once, each with all of its stream's bytes before it as context (the first target
+// of each stream from a zero state). The number to compare with published enwik8 results of
+// recurrent models and Transformer-XL; evaluate()'s windows give each byte at most seq bytes of context.
+EvalResult evaluate_stream(const MambaLM& model, const class ByteDataset& data, int64_t batch, int64_t seq,
+                           int64_t max_bytes);
+
 
 }  // namespace mg
