@@ -69,6 +69,7 @@ class BackgroundLoad {
 struct Figures {
   int threads = 1;
   double prefill_tok_s = 0, gen_tok_s = 0, ms_per_step = 0;
+  double split_share = 0;  // the share of timed decode steps that MambaLM::step split across threads
 };
 
 void sync(Device d) {
@@ -102,6 +103,7 @@ Figures measure(const MambaLM& model, const Tensor& prompt, int64_t tokens, Devi
   };
   for (int i = 0; i < 10; ++i) one();
   times.clear();
+  const int64_t splits0 = model.step_threads().split_runs();
   for (int rep = 0; rep < 3; ++rep) {
     auto t0 = Clock::now();
     for (int64_t i = 0; i < tokens; ++i) one();
@@ -110,6 +112,7 @@ Figures measure(const MambaLM& model, const Tensor& prompt, int64_t tokens, Devi
   }
   std::sort(times.begin(), times.end());
   f.ms_per_step = 1e3 * times[1] / tokens;
+  f.split_share = (double)(model.step_threads().split_runs() - splits0) / (3.0 * (double)tokens);
   f.gen_tok_s = (double)(b * tokens) / times[1];
   return f;
 }
@@ -167,8 +170,8 @@ int run_generate_bench(const GenerateBenchOptions& o) {
     const double floor_flop_ms = peak > 0 ? 1e3 * 2 * macs_per_row * o.batch / (peak * 1e9) : 0;
     const double floor_ms = std::max(floor_mem_ms, floor_flop_ms);
     fmt::print("mambagrad preset={} device={} batch={} threads={} prefill_tokens_per_s={:.0f} gen_tokens_per_s={:.0f} "
-               "ms_per_step={:.4f}",
-               o.preset, device.str(), o.batch, t, f.prefill_tok_s, f.gen_tok_s, f.ms_per_step);
+               "ms_per_step={:.4f} split_steps={:.2f}",
+               o.preset, device.str(), o.batch, t, f.prefill_tok_s, f.gen_tok_s, f.ms_per_step, f.split_share);
     if (device.is_cpu())
       fmt::print(" peak_gflops={:.0f} bandwidth_gbs={:.1f} floor_mem_ms={:.4f} floor_flop_ms={:.4f} floor_ratio={:.2f}",
                  peak, bw, floor_mem_ms, floor_flop_ms, f.ms_per_step / floor_ms);
