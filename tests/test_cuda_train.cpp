@@ -367,6 +367,35 @@ TEST_CASE("cuda trainer: a run stopped on CUDA resumes on the CPU and the other 
   CHECK(text.size() == 50);
 }
 
+TEST_CASE("cuda trainer: --carry-state on CUDA carries the state through a checkpoint to the CPU, eval --stream agrees") {
+  MG_REQUIRE_CUDA();
+  TempDir d("cuda_carry");
+  const std::string data = test::write_text(d, 60000, /*rich=*/true);
+  auto opts = [&](const std::string& name, Device dev) {
+    TrainOptions o = tiny_run(data, d / name, dev);
+    o.steps = 6, o.warmup = 2, o.batch = 4, o.seq = 32, o.carry_state = true;
+    o.eval_bytes = o.test_bytes = 2048;
+    return o;
+  };
+  train(opts("ref", kCPU), false);
+  TrainOptions a = opts("run", kCUDA);
+  a.stop_at = 3;  // the state carried into step 4 was made on the device
+  train(a, false);
+  TrainOptions b = load_run_options(d / "run");
+  b.progress = false, b.device = kCPU;
+  train(b, true);
+  auto ref = train_losses(d / "ref/metrics.jsonl"), l = train_losses(d / "run/metrics.jsonl");
+  REQUIRE(l.size() == ref.size());
+  for (size_t i = 0; i < l.size(); ++i)
+    CHECK_MESSAGE(std::abs(l[i] - ref[i]) <= 1e-3 * ref[i], "step " << i + 1 << ": " << l[i] << " vs " << ref[i]);
+  auto cpu_model = load_model(d / "ref", kCPU), gpu_model = load_model(d / "ref", kCUDA);
+  ByteDataset val(split_bytes(read_byte_file(data)).val, "validation");
+  EvalResult ec = evaluate_stream(*cpu_model, val, 3, 40, 1500), eg = evaluate_stream(*gpu_model, val, 3, 40, 1500);
+  CHECK(ec.targets == 1499);
+  CHECK(eg.targets == 1499);
+  CHECK(std::abs(ec.loss - eg.loss) <= 1e-5 * ec.loss);
+}
+
 TEST_CASE("cuda: Module::to moves every parameter and back, keeping names, identity, requires_grad and leaves") {
   MG_REQUIRE_CUDA();
   MambaLM m(MambaConfig::preset("tiny"), 3);
