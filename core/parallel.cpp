@@ -67,7 +67,13 @@ void SplitChooser::record(bool split, double seconds) {
     return;
   }
   if (split && seconds > 2 * split_med_ && seconds > serial_med_) ++stalls_;
-  if (--run_left_ <= 0 || stalls_ >= kStalls) probe_ = 0, stalls_ = 0;
+  if (stalls_ >= kStalls) {  // the machine got busy: back to one thread, probing later and later
+    serial_len_ = std::min<int64_t>(2 * serial_len_, kMaxRun);
+    probe_ = 0, stalls_ = 0;
+  } else if (--run_left_ <= 0) {
+    if (choice_) serial_len_ = kMinRun;  // a whole split run without stalls: the machine is free
+    probe_ = 0;
+  }
 }
 
 void SplitChooser::decide() {
@@ -75,9 +81,17 @@ void SplitChooser::decide() {
     return std::max(std::min(t[0], t[1]), std::min(std::max(t[0], t[1]), t[2]));
   };
   serial_med_ = median3(serial_s_), split_med_ = median3(split_s_);
-  const bool c = split_med_ < 0.9 * serial_med_;
-  run_len_ = decided_ && c == choice_ ? std::min<int64_t>(2 * run_len_, kMaxRun) : kMinRun;
-  decided_ = true, choice_ = c, run_left_ = run_len_;
+  // Split only if it is faster by 10% in the median and no split probe stalled.
+  const double split_max = std::max({split_s_[0], split_s_[1], split_s_[2]});
+  const bool c = split_med_ < 0.9 * serial_med_ && split_max < serial_med_;
+  if (c) {
+    split_len_ = decided_ && choice_ ? std::min<int64_t>(2 * split_len_, kMaxRun) : kMinRun;
+    run_left_ = split_len_;
+  } else {
+    if (decided_ && !choice_) serial_len_ = std::min<int64_t>(2 * serial_len_, kMaxRun);
+    run_left_ = serial_len_;
+  }
+  decided_ = true, choice_ = c;
 }
 
 }  // namespace mg

@@ -19,11 +19,13 @@ void parallel_for(int64_t n, int64_t cost_per_item, F&& f);
 // one thread or split across the threads, chosen by timing both. A split pays only while every thread
 // runs: on a shared machine, a thread waiting at the join for a descheduled one loses a scheduler slice
 // (milliseconds) on a step of about a millisecond. So, in kAuto, the chooser probes: 8 runs alternating
-// one thread and split, the first pair a warm-up, then compares the medians of the other 3 of each
-// way; the split is kept only if it is at least 10% faster. The choice holds for a run of steps that
-// starts at 64 and doubles (to 4096) each time the next probe confirms it; a split run ends early
-// after 3 split steps slower than both twice the split median and the one-thread median (a process
-// that started beside us). On a busy machine the cost is the split probes: 3 slow steps in 4096.
+// one thread and split, the first pair a warm-up, then compares the other 3 of each way. It splits
+// only if the split's median is at least 10% faster and none of its 3 runs was slower than the
+// one-thread median. A choice holds for a run of steps: a split run lasts 64 steps, doubling (to 4096)
+// while probes confirm it, and ends early at the second split step slower than both twice the split
+// median and the one-thread median (a process started beside us). A one-thread run lasts 64 steps,
+// doubling (to 4096) each time the split loses again, and back to 64 once a split run completes. On a
+// busy machine the cost is a few split probes every 4096 steps.
 // The caller must make both ways give the same results (tests check that the model's step does).
 class SplitChooser {
  public:
@@ -36,14 +38,14 @@ class SplitChooser {
 
  private:
   void decide();
-  static constexpr int kProbe = 8, kMinRun = 64, kMaxRun = 4096, kStalls = 3;
+  static constexpr int kProbe = 8, kMinRun = 64, kMaxRun = 4096, kStalls = 2;
   mutable std::mutex mu_;
   Mode mode_ = Mode::kAuto;
   int probe_ = 0;             // runs of the current probe done (kProbe: not probing)
   double serial_s_[3] = {}, split_s_[3] = {};
   double serial_med_ = 0, split_med_ = 0;
   bool decided_ = false, choice_ = false;
-  int64_t run_len_ = kMinRun, run_left_ = 0;
+  int64_t split_len_ = kMinRun, serial_len_ = kMinRun, run_left_ = 0;
   int stalls_ = 0;
   int64_t split_runs_ = 0;
 };

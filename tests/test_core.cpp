@@ -160,7 +160,7 @@ TEST_CASE("core: devices parse and cuda requests fail clearly without CUDA") {
 #endif
 }
 
-TEST_CASE("SplitChooser: probes both ways, keeps the faster, lengthens a confirmed choice, leaves a stalling split") {
+TEST_CASE("SplitChooser: probes both ways, keeps the faster, backs off while one thread wins, leaves a stalling split") {
   SplitChooser c;
   // Feeds n runs taking `serial` or `split` seconds as the chooser asks; returns how many it split.
   auto feed = [&](int n, double serial, double split) {
@@ -172,17 +172,24 @@ TEST_CASE("SplitChooser: probes both ways, keeps the faster, lengthens a confirm
     }
     return splits;
   };
-  CHECK(feed(8, 1.0, 0.5) == 4);  // the probe: one thread and split in turn
-  CHECK(feed(64, 1.0, 0.5) == 64);  // split is 2x faster: kept for 64 runs
-  CHECK(feed(8, 1.0, 0.5) == 4);    // probed again, confirmed: kept for 128
+  CHECK(feed(8, 1.0, 0.5) == 4);      // the probe: one thread and split in turn
+  CHECK(feed(64, 1.0, 0.5) == 64);    // split is 2x faster: kept for 64 runs
+  CHECK(feed(8, 1.0, 0.5) == 4);      // probed again, confirmed: kept for 128
   CHECK(feed(128, 1.0, 0.5) == 128);
-  CHECK(feed(8, 1.0, 0.95) == 4);   // less than 10% faster: one thread, for 64 runs
+  CHECK(feed(8, 1.0, 0.95) == 4);     // less than 10% faster: one thread, for 64 runs
   CHECK(feed(64, 1.0, 0.5) == 0);
-  feed(8, 1.0, 0.5);                // split again (64 runs), then a busy machine: split runs take 5x
-  CHECK(feed(3, 1.0, 5.0) == 3);    // 3 stalls end the run: the next probe starts at once
-  CHECK(feed(8, 1.0, 5.0) == 4);
-  CHECK(feed(64, 1.0, 0.5) == 0);   // one thread chosen: a faster split is not seen until the next probe
-  CHECK(c.split_runs() == 4 + 64 + 4 + 128 + 4 + 4 + 3 + 4);
+  CHECK(feed(8, 1.0, 0.95) == 4);     // one thread again: for 128 runs
+  CHECK(feed(128, 1.0, 0.5) == 0);
+  CHECK(feed(8, 1.0, 0.5) == 4);      // split (64 runs), then a busy machine: split runs take 5x
+  CHECK(feed(2, 1.0, 5.0) == 2);      // 2 stalls end the run: the next probe starts at once
+  CHECK(feed(8, 1.0, 5.0) == 4);      // one thread, for 256 runs (the split lost again)
+  CHECK(feed(256, 1.0, 0.5) == 0);    // a faster split is not seen until the next probe
+  CHECK(c.split_runs() == 4 + 64 + 4 + 128 + 4 + 4 + 4 + 2 + 4);
+  // A split probe that stalls once keeps one thread, even with a faster median.
+  SplitChooser d;
+  const double times[8] = {1.0, 0.5, 1.0, 0.5, 1.0, 3.0, 1.0, 0.5};  // warm-up pair, then S P S P S P
+  for (double t : times) d.record(d.next(), t);
+  CHECK(!d.next());
   c.set_mode(SplitChooser::Mode::kSerial);
   CHECK(feed(5, 1.0, 0.1) == 0);
   c.set_mode(SplitChooser::Mode::kSplit);
