@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "core/op_list.h"
 #include "core/tensor.h"
@@ -38,6 +39,7 @@ class Node {
   std::vector<Edge> next_edges;         // one per input
   std::vector<TensorMeta> input_meta;   // what each input's gradient must look like
   std::vector<TensorMeta> output_meta;  // for zero-filling outputs that received no gradient
+  std::unique_ptr<AnomalyInfo> anomaly; // where the node was made; set only under AnomalyMode
 };
 
 // A tensor kept for backward: a detached alias plus the storage version at save time. get() throws
