@@ -75,6 +75,7 @@ class AccumulateGrad final : public Node {
  public:
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
   std::string_view name() const override { return "AccumulateGrad"; }
+  const TensorImpl* leaf() const override { return leaf_.get(); }
   std::vector<Tensor> apply(const std::vector<Tensor>& grads) override {
     Tensor leaf(leaf_);
     const Tensor& g = grads[0];

@@ -35,6 +35,8 @@ class Node {
   virtual std::vector<Tensor> apply(const std::vector<Tensor>& grads) = 0;
   // Frees the saved tensors after a backward without retain_graph.
   virtual void release_saved() {}
+  // The leaf tensor whose .grad this node fills (AccumulateGrad), else null. For graph drawing.
+  virtual const TensorImpl* leaf() const { return nullptr; }
 
   std::vector<Edge> next_edges;         // one per input
   std::vector<TensorMeta> input_meta;   // what each input's gradient must look like
