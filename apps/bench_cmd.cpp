@@ -1,8 +1,9 @@
 // `mambagrad bench scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]`, `mambagrad bench matmul [--reps R] [--quick]`:
-// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer]`,
+// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer] [--detect-anomaly]`,
 // `mambagrad bench generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]`:
 // the benchmarks in bench/.
 #include "apps/commands.h"
+#include "autograd/anomaly.h"
 #include "bench/bench.h"
 #include "core/error.h"
 
@@ -19,6 +20,7 @@ void add_bench_command(CLI::App& app, Run& run) {
     int64_t batch = 16, seq = 256;
     int steps = 5, warmup = 2;
     bool peer = false;
+    bool detect_anomaly = false;  // train: the steps under anomaly mode (its overhead)
     std::string data;
     std::string device = "cpu";  // scan and train (one --device option for every benchmark that takes one)
     bench::GenerateBenchOptions gen;
@@ -47,6 +49,8 @@ void add_bench_command(CLI::App& app, Run& run) {
   cmd->add_option("--seq", o->seq, "train: sequence length")->capture_default_str();
   cmd->add_option("--steps", o->steps, "train: timed steps")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str();
+  cmd->add_flag("--detect-anomaly", o->detect_anomaly,
+                "train: time the steps under anomaly mode (train --detect-anomaly), to measure its overhead");
   cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
   cmd->add_flag("--peer", o->peer, "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
                                    "ratios");
@@ -73,6 +77,8 @@ void add_bench_command(CLI::App& app, Run& run) {
       };
     else if (o->what == "train")
       run = [o] {
+        AnomalyMode anomaly(o->detect_anomaly);
+        if (o->detect_anomaly) std::printf("anomaly mode on: every op output and gradient checked for NaN/inf\n");
         return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device);
       };
     else if (o->what == "matmul")

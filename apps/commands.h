@@ -15,5 +15,6 @@ void add_train_command(CLI::App& app, Run& run);
 void add_eval_command(CLI::App& app, Run& run);
 void add_generate_command(CLI::App& app, Run& run);
 void add_logits_command(CLI::App& app, Run& run);
+void add_graph_command(CLI::App& app, Run& run);
 
 }  // namespace mg::app

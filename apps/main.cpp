@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   mg::app::add_eval_command(app, run);
   mg::app::add_generate_command(app, run);
   mg::app::add_logits_command(app, run);
+  mg::app::add_graph_command(app, run);
   mg::app::add_gradcheck_command(app, run);
   mg::app::add_bench_command(app, run);
   try {

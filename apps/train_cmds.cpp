@@ -81,6 +81,9 @@ void add_train_command(CLI::App& app, Run& run) {
   cmd->add_option("--stop-at", o->stop_at, "save and stop after this step (continue later with --resume)")
       ->check(at_least(1));
   cmd->add_flag("--quiet", ov->quiet, "no progress output");
+  cmd->add_flag("--detect-anomaly", o->detect_anomaly,
+                "check every op output and gradient for NaN/inf and stop at the first, naming the op and its module "
+                "(slower; may change on resume)");
   add_device_option(cmd, ov->device, "train on this device (a run may resume on another)");
   cmd->callback([o, ov, cmd, &run] {
     run = [o, ov, cmd] {
@@ -128,6 +131,7 @@ void add_train_command(CLI::App& app, Run& run) {
       if (given("--dt-rank")) opts.config.dt_rank = ov->dt_rank;
       opts.progress = !ov->quiet;
       opts.stop_at = o->stop_at;
+      opts.detect_anomaly = o->detect_anomaly;
       opts.device = device;
       opts.overwrite = ov->overwrite;
       const TrainResult r = train(opts, resume);

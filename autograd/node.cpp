@@ -1,5 +1,6 @@
 #include "autograd/node.h"
 
+#include "autograd/anomaly_check.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -74,6 +75,7 @@ class AccumulateGrad final : public Node {
  public:
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf) : leaf_(std::move(leaf)) {}
   std::string_view name() const override { return "AccumulateGrad"; }
+  const TensorImpl* leaf() const override { return leaf_.get(); }
   std::vector<Tensor> apply(const std::vector<Tensor>& grads) override {
     Tensor leaf(leaf_);
     const Tensor& g = grads[0];
@@ -145,6 +147,13 @@ void record(OpId op, const std::vector<Tensor>& inputs, const std::vector<Tensor
     meta.requires_grad = true;
     meta.grad_fn = node;
     meta.output_nr = i;
+  }
+  if (AnomalyMode::is_enabled()) [[unlikely]] {
+    node->anomaly = std::make_unique<AnomalyInfo>(AnomalyInfo{op, ModulePathGuard::current()});
+    for (size_t i = 0; i < outputs.size(); ++i)
+      if (const char* bad = first_non_finite(*outputs[i]))
+        MG_THROW("[anomaly] forward of {}{} produced {} in its output{} {}", op_name(op), node->anomaly->where(), bad,
+                 outputs.size() > 1 ? fmt::format(" {}", i) : std::string(), outputs[i]->shape());
   }
 }
 

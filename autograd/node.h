@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "core/op_list.h"
 #include "core/tensor.h"
@@ -34,10 +35,13 @@ class Node {
   virtual std::vector<Tensor> apply(const std::vector<Tensor>& grads) = 0;
   // Frees the saved tensors after a backward without retain_graph.
   virtual void release_saved() {}
+  // The leaf tensor whose .grad this node fills (AccumulateGrad), else null. For graph drawing.
+  virtual const TensorImpl* leaf() const { return nullptr; }
 
   std::vector<Edge> next_edges;         // one per input
   std::vector<TensorMeta> input_meta;   // what each input's gradient must look like
   std::vector<TensorMeta> output_meta;  // for zero-filling outputs that received no gradient
+  std::unique_ptr<AnomalyInfo> anomaly; // where the node was made; set only under AnomalyMode
 };
 
 // A tensor kept for backward: a detached alias plus the storage version at save time. get() throws

@@ -7,6 +7,7 @@
 #include <exception>
 #include <nlohmann/json.hpp>
 
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "core/checked.h"
 #include "ops/cpu/gemm.h"
@@ -143,20 +144,33 @@ MambaMixer::MambaMixer(const MambaConfig& c, Generator& gen) : cfg(c) {
 
 Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state, const LayerState* initial_state) const {
   const int64_t di = cfg.d_inner(), n = cfg.d_state, R = cfg.rank(), k = cfg.d_conv;
-  Tensor xz = in_proj->forward(x);  // (b, l, 2 di)
+  Tensor xz;
+  {
+    ModulePathGuard path("in_proj");
+    xz = in_proj->forward(x);  // (b, l, 2 di)
+  }
   auto xs = split(xz, {di, di}, -1);
   // The conv's state is its last k - 1 inputs (b, di, k - 1); the scan's its last h (b, di, n).
   ConvResult conv = causal_conv1d_with_state(contiguous(xs[0]), conv_weight.reshape({di, k}), conv_bias,
                                              /*silu=*/true, initial_state ? initial_state->conv : Tensor());
   Tensor xc = conv.y;
-  Tensor x_dbl = x_proj->forward(xc);  // (b, l, R + 2n)
+  Tensor x_dbl;
+  {
+    ModulePathGuard path("x_proj");
+    x_dbl = x_proj->forward(xc);  // (b, l, R + 2n)
+  }
   auto p = split(x_dbl, {R, n, n}, -1);
-  Tensor delta = linear(p[0], dt_proj->weight);  // (b, l, di); the bias goes in as delta_bias
+  Tensor delta;
+  {
+    ModulePathGuard path("dt_proj");
+    delta = linear(p[0], dt_proj->weight);  // (b, l, di); the bias goes in as delta_bias
+  }
   Tensor A = neg(exp(A_log));
   ScanResult r = selective_scan(xc, delta, A, contiguous(p[1]), contiguous(p[2]), D, contiguous(xs[1]),
                                 dt_proj->bias, /*delta_softplus=*/true, /*return_last_state=*/final_state != nullptr,
                                 initial_state ? initial_state->ssm : Tensor());
   if (final_state) final_state->conv = conv.final_state, final_state->ssm = r.last_state;
+  ModulePathGuard path("out_proj");
   return out_proj->forward(r.y);
 }
 
@@ -240,20 +254,42 @@ Tensor MambaLM::backbone(const Tensor& tokens, std::vector<LayerState>* states,
                "{}: conv {}, ssm {}",
                cfg_.n_layer, conv, ssm, tokens.size(0), initial->size(), i, s.conv.shape(), s.ssm.shape());
     }
-  Tensor h = embeddings->forward(tokens);  // (b, l, d_model)
+  // The module paths are pushed only under anomaly mode (autograd/anomaly.h), for its messages.
+  ModulePathGuard backbone_path("backbone");
+  Tensor h;
+  {
+    ModulePathGuard path("embeddings");
+    h = embeddings->forward(tokens);  // (b, l, d_model)
+  }
   Tensor residual;                          // kept in float32, as residual_in_fp32
   if (states) states->resize(layers.size());
   for (size_t i = 0; i < layers.size(); ++i) {
+    ModulePathGuard layer_path("layers", (int64_t)i);
     residual = residual.defined() ? add(residual, h) : h;
-    h = layers[i]->mixer->forward(layers[i]->norm->forward(residual), states ? &(*states)[i] : nullptr,
-                                  initial ? &(*initial)[i] : nullptr);
+    Tensor normed;
+    {
+      ModulePathGuard path("norm");
+      normed = layers[i]->norm->forward(residual);
+    }
+    ModulePathGuard path("mixer");
+    h = layers[i]->mixer->forward(normed, states ? &(*states)[i] : nullptr, initial ? &(*initial)[i] : nullptr);
   }
   return residual.defined() ? add(residual, h) : h;
 }
 
+Tensor MambaLM::head(const Tensor& hidden) const {
+  Tensor normed;
+  {
+    ModulePathGuard path("backbone.norm_f");
+    normed = norm_f->forward(hidden);
+  }
+  ModulePathGuard path("lm_head");
+  return linear(normed, embeddings->weight);  // tied head: (b, l, vocab)
+}
+
 Tensor MambaLM::forward(const Tensor& tokens) const {
   check_tokens(tokens, 2, "mamba");
-  return linear(norm_f->forward(backbone(tokens, nullptr)), embeddings->weight);  // tied head: (b, l, vocab)
+  return head(backbone(tokens, nullptr));
 }
 
 Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets) const {
@@ -263,7 +299,7 @@ Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets) const {
 Tensor MambaLM::loss(const Tensor& tokens, const Tensor& targets, const std::vector<LayerState>& initial,
                      std::vector<LayerState>& final) const {
   check_tokens(tokens, 2, "mamba");
-  Tensor logits = linear(norm_f->forward(backbone(tokens, &final, &initial)), embeddings->weight);
+  Tensor logits = head(backbone(tokens, &final, &initial));
   return cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(targets, {-1}));
 }
 

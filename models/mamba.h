@@ -119,6 +119,8 @@ class MambaLM : public Module {
   Tensor backbone(const Tensor& tokens, std::vector<LayerState>* states,
                   const std::vector<LayerState>* initial = nullptr) const;
   void check_tokens(const Tensor& tokens, int64_t dims, const char* op) const;
+  // norm_f then the tied head: hidden (b, l, d_model) -> logits (b, l, vocab).
+  Tensor head(const Tensor& hidden) const;
   Tensor step_rows(const Tensor& tokens, std::vector<LayerState>& state) const;  // step() on one thread
   MambaConfig cfg_;
   std::shared_ptr<SplitChooser> step_split_ = std::make_shared<SplitChooser>();

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "cuda/runtime.h"
 #include "data/bytes.h"
@@ -293,6 +294,9 @@ TrainResult train(TrainOptions opts, bool resume) {
   InterruptGuard interrupt;  // Ctrl-C from here on stops at the next safe point
   opts.validate();
   require_device(opts.device, "train");  // before reading data or writing anything
+  // --detect-anomaly: every step checks each op output and gradient for NaN/inf and throws at the first
+  // (autograd/anomaly.h). Left as it was when off, so a caller's own AnomalyMode guard still applies.
+  AnomalyMode anomaly(opts.detect_anomaly || AnomalyMode::is_enabled());
   if (opts.warmup < 0) opts.warmup = std::min<int64_t>(100, opts.steps / 10);
   const std::string dir = opts.out;
 

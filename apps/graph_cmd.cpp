@@ -1,0 +1,72 @@
+// `mambagrad graph [--preset tiny] [--batch 2] [--seq 16] [--seed 0] [--out graph.dot] [--svg]`: the
+// autograd graph of one loss of a freshly initialised model, as Graphviz DOT (autograd/graph_dot.h):
+// parameters by name, modules as clusters (the loss is built under AnomalyMode, which records each
+// node's module path). --svg also runs `dot -Tsvg` when Graphviz is installed.
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "apps/commands.h"
+#include "apps/option_checks.h"
+#include "autograd/anomaly.h"
+#include "autograd/graph_dot.h"
+#include "core/error.h"
+#include "models/mamba.h"
+#include "ops/ops.h"
+
+namespace mg::app {
+
+void add_graph_command(CLI::App& app, Run& run) {
+  struct Opts {
+    std::string preset = "tiny", out = "graph.dot";
+    int64_t batch = 2, seq = 16;
+    uint64_t seed = 0;
+    bool svg = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("graph", "write the autograd graph of one loss as Graphviz DOT (docs/introspection.md)");
+  cmd->add_option("--preset", o->preset, "model preset")->capture_default_str();
+  cmd->add_option("--batch", o->batch, "batch size")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--seq", o->seq, "sequence length")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--seed", o->seed, "seed of the initialisation and the random tokens")->capture_default_str();
+  cmd->add_option("--out", o->out, "output .dot file")->capture_default_str();
+  cmd->add_flag("--svg", o->svg, "also write the SVG (OUT with .svg for .dot) with Graphviz's dot (when installed)");
+  cmd->callback([o, &run] {
+    run = [o] {
+      MambaLM model(MambaConfig::preset(o->preset), o->seed);
+      Generator gen(o->seed + 1);
+      Tensor tokens = randint(0, 256, {o->batch, o->seq}, &gen), targets = randint(0, 256, {o->batch, o->seq}, &gen);
+      Tensor loss;
+      {
+        AnomalyMode modules;  // records each node's module path (and checks the forward for NaN/inf)
+        loss = model.loss(tokens, targets);
+      }
+      std::map<const TensorImpl*, std::string> names;
+      for (const auto& p : model.named_parameters()) names[p.tensor.impl_ptr().get()] = p.name;
+      const std::string dot = autograd_graph_dot(loss, names);
+      {
+        std::ofstream f(o->out, std::ios::binary | std::ios::trunc);
+        f << dot;
+        MG_CHECK(f.good(), "[graph] cannot write {}", o->out);
+      }
+      fmt::print("wrote {}\n", o->out);
+      if (o->svg) {
+        if (std::system("command -v dot >/dev/null 2>&1") != 0) {
+          fmt::print(stderr, "graph: --svg needs Graphviz's `dot`, which is not installed (e.g. apt-get install "
+                             "graphviz); the DOT file {} is written\n", o->out);
+          return 1;
+        }
+        MG_CHECK(o->out.find('\'') == std::string::npos, "[graph] --svg: the path {} holds a quote", o->out);
+        const bool dot_ext = o->out.size() > 4 && o->out.ends_with(".dot");
+        const std::string svg = (dot_ext ? o->out.substr(0, o->out.size() - 4) : o->out) + ".svg";
+        MG_CHECK(std::system(fmt::format("dot -Tsvg '{}' -o '{}'", o->out, svg).c_str()) == 0,
+                 "[graph] dot -Tsvg {} failed", o->out);
+        fmt::print("wrote {}\n", svg);
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace mg::app

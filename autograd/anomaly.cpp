@@ -1,0 +1,74 @@
+#include "autograd/anomaly.h"
+
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+#include "autograd/anomaly_check.h"
+#include "autograd/grad_mode.h"
+#include "ops/ops.h"
+
+namespace mg {
+
+namespace {
+std::atomic<bool> g_anomaly{false};
+thread_local std::vector<std::shared_ptr<const std::string>> t_module_paths;
+
+template <class T>
+const char* scan(const T* p, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return std::isnan(p[i]) ? "NaN" : p[i] > 0 ? "inf" : "-inf";
+  return nullptr;
+}
+}  // namespace
+
+bool AnomalyMode::is_enabled() { return g_anomaly.load(std::memory_order_relaxed); }
+void AnomalyMode::set_enabled(bool on) { g_anomaly.store(on, std::memory_order_relaxed); }
+
+ModulePathGuard::ModulePathGuard(std::string_view name) {
+  if (!AnomalyMode::is_enabled()) return;
+  std::string path = t_module_paths.empty() ? std::string(name) : *t_module_paths.back() + "." + std::string(name);
+  t_module_paths.push_back(std::make_shared<const std::string>(std::move(path)));
+  pushed_ = true;
+}
+
+ModulePathGuard::ModulePathGuard(std::string_view name, int64_t index)
+    : ModulePathGuard(AnomalyMode::is_enabled() ? std::string(name) + "." + std::to_string(index) : std::string()) {}
+
+ModulePathGuard::~ModulePathGuard() {
+  if (pushed_) t_module_paths.pop_back();
+}
+
+std::shared_ptr<const std::string> ModulePathGuard::current() {
+  return t_module_paths.empty() ? nullptr : t_module_paths.back();
+}
+
+std::string AnomalyInfo::where() const { return module_path ? " (" + *module_path + ")" : std::string(); }
+
+std::string_view op_input_name(OpId op, size_t i) {
+  auto pick = [i](std::initializer_list<std::string_view> names) -> std::string_view {
+    return i < names.size() ? names.begin()[i] : std::string_view();
+  };
+  switch (op) {
+    case OpId::selective_scan: return pick({"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"});
+    case OpId::selective_state_update: return pick({"state", "x", "dt", "A", "B", "C", "D", "z", "dt_bias"});
+    case OpId::causal_conv1d: return pick({"x", "weight", "bias", "initial_state"});
+    case OpId::causal_conv1d_update: return pick({"state", "x", "weight", "bias"});
+    case OpId::linear: return pick({"input", "weight", "bias"});
+    case OpId::matmul: return pick({"a", "b"});
+    case OpId::rms_norm: return pick({"input", "weight"});
+    case OpId::embedding: return pick({"weight", "ids"});
+    case OpId::cross_entropy: return pick({"logits", "targets"});
+    case OpId::add: case OpId::sub: case OpId::mul: case OpId::div: case OpId::pow: return pick({"a", "b"});
+    default: return {};
+  }
+}
+
+const char* first_non_finite(const Tensor& t) {
+  if (!t.defined() || !is_floating(t.dtype()) || t.numel() == 0) return nullptr;
+  NoGradGuard ng;
+  const Tensor c = contiguous(to_device(t.detach(), kCPU));
+  return c.dtype() == DType::f64 ? scan(c.data<double>(), c.numel()) : scan(c.data<float>(), c.numel());
+}
+
+}  // namespace mg

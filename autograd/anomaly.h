@@ -1,0 +1,63 @@
+// Anomaly mode (as torch.autograd.detect_anomaly): while it is on, every recorded node remembers
+// the op and the module path it was made in, every op output that is recorded is checked for NaN and
+// infinity, and so is every gradient a vjp returns; the first non-finite value throws mg::Error naming
+// the op, its module path, the input (by index and name) and its shape. Off by default, and then the
+// only cost is one branch per recorded node and per node run by backward. See docs/introspection.md.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/op_list.h"
+
+namespace mg {
+
+// The switch (global, like PyTorch's: a forward on one thread and a backward on another both see it)
+// and an RAII guard that sets it and restores the previous value:
+//   { AnomalyMode on; Tensor loss = model.loss(x, y); loss.backward(); }  // throws at the first NaN/inf
+class AnomalyMode {
+ public:
+  static bool is_enabled();
+  static void set_enabled(bool on);
+
+  explicit AnomalyMode(bool on = true) : prev_(is_enabled()) { set_enabled(on); }
+  ~AnomalyMode() { set_enabled(prev_); }
+  AnomalyMode(const AnomalyMode&) = delete;
+  AnomalyMode& operator=(const AnomalyMode&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// The module path of the code now running on this thread ("backbone.layers.2.mixer"), as a stack of
+// names that models push around their forwards. A guard pushes only while anomaly mode is on (and
+// then costs one string concatenation); otherwise it does nothing. Nested guards join with '.'.
+class ModulePathGuard {
+ public:
+  explicit ModulePathGuard(std::string_view name);
+  // "name.index" (a list entry such as "layers.2"), formatted only while anomaly mode is on.
+  ModulePathGuard(std::string_view name, int64_t index);
+  ~ModulePathGuard();
+  ModulePathGuard(const ModulePathGuard&) = delete;
+  ModulePathGuard& operator=(const ModulePathGuard&) = delete;
+
+  // The innermost path on this thread, or null when none is pushed.
+  static std::shared_ptr<const std::string> current();
+
+ private:
+  bool pushed_ = false;
+};
+
+// What a node made under anomaly mode remembers of its forward.
+struct AnomalyInfo {
+  OpId op;
+  std::shared_ptr<const std::string> module_path;  // null: made outside any ModulePathGuard
+  std::string where() const;                       // "(backbone.layers.1.mixer)" or "" (no path)
+};
+
+// The name of input `i` of `op` where the op documents one ("delta" for selective_scan's input 1),
+// else an empty view.
+std::string_view op_input_name(OpId op, size_t i);
+
+}  // namespace mg
