@@ -63,12 +63,18 @@ void SplitChooser::record(bool split, double seconds) {
   if (probe_ < kProbe) {
     if (split != (probe_ % 2 == 1)) return;  // not the run next() asked for (another caller's)
     if (probe_ >= 2) (split ? split_s_ : serial_s_)[(probe_ - 2) / 2] = seconds;
+    if (split && probe_ >= 3 && seconds > serial_s_[0]) {  // a split probe slower than one thread: lost
+      for (int i = (probe_ - 2) / 2 + 1; i < 3; ++i) split_s_[i] = seconds, serial_s_[i] = serial_s_[0];
+      probe_ = kProbe;
+      decide();
+      return;
+    }
     if (++probe_ == kProbe) decide();
     return;
   }
   if (split && seconds > 2 * split_med_ && seconds > serial_med_) ++stalls_;
   if (stalls_ >= kStalls) {  // the machine got busy: back to one thread, probing later and later
-    serial_len_ = std::min<int64_t>(2 * serial_len_, kMaxRun);
+    serial_len_ = std::min<int64_t>(4 * serial_len_, kMaxRun);
     probe_ = 0, stalls_ = 0;
   } else if (--run_left_ <= 0) {
     if (choice_) serial_len_ = kMinRun;  // a whole split run without stalls: the machine is free
@@ -88,7 +94,7 @@ void SplitChooser::decide() {
     split_len_ = decided_ && choice_ ? std::min<int64_t>(2 * split_len_, kMaxRun) : kMinRun;
     run_left_ = split_len_;
   } else {
-    if (decided_ && !choice_) serial_len_ = std::min<int64_t>(2 * serial_len_, kMaxRun);
+    if (decided_ && !choice_) serial_len_ = std::min<int64_t>(4 * serial_len_, kMaxRun);
     run_left_ = serial_len_;
   }
   decided_ = true, choice_ = c;

@@ -21,11 +21,12 @@ void parallel_for(int64_t n, int64_t cost_per_item, F&& f);
 // (milliseconds) on a step of about a millisecond. So, in kAuto, the chooser probes: 8 runs alternating
 // one thread and split, the first pair a warm-up, then compares the other 3 of each way. It splits
 // only if the split's median is at least 10% faster and none of its 3 runs was slower than the
-// one-thread median. A choice holds for a run of steps: a split run lasts 64 steps, doubling (to 4096)
-// while probes confirm it, and ends early at the second split step slower than both twice the split
-// median and the one-thread median (a process started beside us). A one-thread run lasts 64 steps,
-// doubling (to 4096) each time the split loses again, and back to 64 once a split run completes. On a
-// busy machine the cost is a few split probes every 4096 steps.
+// one-thread median; a split probe slower than the first one-thread probe ends the probe at once.
+// A choice holds for a run of steps: a split run lasts 64 steps, doubling (to 4096) while probes
+// confirm it, and ends early at the second split step slower than both twice the split median and
+// the one-thread median (a process started beside us). A one-thread run lasts 64 steps, 4x longer
+// (to 4096) each time the split loses again, and back to 64 once a split run completes. On a busy
+// machine the cost is two split steps every 4096 after the first few probes.
 // The caller must make both ways give the same results (tests check that the model's step does).
 class SplitChooser {
  public:

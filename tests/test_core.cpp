@@ -178,13 +178,14 @@ TEST_CASE("SplitChooser: probes both ways, keeps the faster, backs off while one
   CHECK(feed(128, 1.0, 0.5) == 128);
   CHECK(feed(8, 1.0, 0.95) == 4);     // less than 10% faster: one thread, for 64 runs
   CHECK(feed(64, 1.0, 0.5) == 0);
-  CHECK(feed(8, 1.0, 0.95) == 4);     // one thread again: for 128 runs
-  CHECK(feed(128, 1.0, 0.5) == 0);
+  CHECK(feed(8, 1.0, 0.95) == 4);     // one thread again: for 4 x 64 runs
+  CHECK(feed(256, 1.0, 0.5) == 0);
   CHECK(feed(8, 1.0, 0.5) == 4);      // split (64 runs), then a busy machine: split runs take 5x
-  CHECK(feed(2, 1.0, 5.0) == 2);      // 2 stalls end the run: the next probe starts at once
-  CHECK(feed(8, 1.0, 5.0) == 4);      // one thread, for 256 runs (the split lost again)
-  CHECK(feed(256, 1.0, 0.5) == 0);    // a faster split is not seen until the next probe
-  CHECK(c.split_runs() == 4 + 64 + 4 + 128 + 4 + 4 + 4 + 2 + 4);
+  CHECK(feed(2, 1.0, 5.0) == 2);      // 2 stalls end the run: the next probe starts at once,
+  CHECK(feed(4, 1.0, 5.0) == 2);      // and ends at its first slow split after the warm-up pair:
+  CHECK(feed(1024, 1.0, 0.5) == 0);   // one thread for 4 x 256 runs; a faster split is not seen
+  CHECK(feed(8, 1.0, 0.5) == 4);      // until the next probe
+  CHECK(c.split_runs() == 4 + 64 + 4 + 128 + 4 + 4 + 4 + 2 + 2 + 4);
   // A split probe that stalls once keeps one thread, even with a faster median.
   SplitChooser d;
   const double times[8] = {1.0, 0.5, 1.0, 0.5, 1.0, 3.0, 1.0, 0.5};  // warm-up pair, then S P S P S P
