@@ -62,7 +62,10 @@ void SplitChooser::record(bool split, double seconds) {
   if (mode_ != Mode::kAuto) return;
   if (probe_ < kProbe) {
     if (split != (probe_ % 2 == 1)) return;  // not the run next() asked for (another caller's)
-    if (probe_ >= 2) (split ? split_s_ : serial_s_)[(probe_ - 2) / 2] = seconds;
+    // (Through a pointer: GCC 12 with -O1 and the sanitizers copies the arrays of `split ? a : b`
+    // and assigns to the copy.)
+    double* samples = split ? split_s_ : serial_s_;
+    if (probe_ >= 2) samples[(probe_ - 2) / 2] = seconds;
     if (split && probe_ >= 3 && seconds > serial_s_[0]) {  // a split probe slower than one thread: lost
       for (int i = (probe_ - 2) / 2 + 1; i < 3; ++i) split_s_[i] = seconds, serial_s_[i] = serial_s_[0];
       probe_ = kProbe;
