@@ -91,11 +91,29 @@ void compare_with_reference(const Cfg& c, DType dt, double tol_y, double tol_gra
   }
 }
 
+// Gradchecks the scan (y, and the last state when c.last) of each case, inputs drawn from Generator(seed).
+void gradcheck_cases(const std::vector<Cfg>& cfgs, uint64_t seed) {
+  for (const Cfg& c : cfgs) {
+    Generator g(seed);
+    std::vector<Tensor> in = make_inputs(c, g);
+    for (auto& t : in)
+      if (t.defined()) t.requires_grad_();
+    auto fn = [&](const std::vector<Tensor>& x) {
+      ScanResult r = run_scan(c, x, false);
+      if (!c.last) return r.y;
+      return cat({reshape(r.y, {r.y.numel()}), reshape(r.last_state, {r.last_state.numel()})}, 0);
+    };
+    GradcheckResult r = gradcheck(fn, in);
+    INFO(c.label << ": " << r.message << " (max abs " << r.max_abs_err << ")");
+    CHECK(r.pass);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("selective_scan: gradcheck over edge cases (float64, central differences)") {
   const int64_t K = cpu::kScanChunk;
-  const Cfg cfgs[] = {
+  const std::vector<Cfg> cfgs = {
       {"l 1", 2, 1, 3, 4, true, true, true, true, true},
       {"l 1, n 1, no optional inputs, no softplus", 1, 1, 2, 1, false, false, false, false, false, 0.1, 0.9},
       {"l not a multiple of the chunk", 1, K + 7, 2, 2, true, true, true, true, true},
@@ -111,20 +129,7 @@ TEST_CASE("selective_scan: gradcheck over edge cases (float64, central differenc
       {"large dt without softplus", 1, 8, 4, 3, true, false, false, false, true, 5, 15},
       {"negative dt without softplus (growing state)", 1, 5, 3, 2, true, false, false, false, true, -1.0, -0.3},
   };
-  for (const Cfg& c : cfgs) {
-    Generator g(7);
-    std::vector<Tensor> in = make_inputs(c, g);
-    for (auto& t : in)
-      if (t.defined()) t.requires_grad_();
-    auto fn = [&](const std::vector<Tensor>& x) {
-      ScanResult r = run_scan(c, x, false);
-      if (!c.last) return r.y;
-      return cat({reshape(r.y, {r.y.numel()}), reshape(r.last_state, {r.last_state.numel()})}, 0);
-    };
-    GradcheckResult r = gradcheck(fn, in);
-    INFO(c.label << ": " << r.message << " (max abs " << r.max_abs_err << ")");
-    CHECK(r.pass);
-  }
+  gradcheck_cases(cfgs, 7);
 }
 
 TEST_CASE("selective_scan: fused equals the composed reference in float64, values and every gradient") {
@@ -306,7 +311,7 @@ ScanResult run_in_pieces(const Cfg& c, const std::vector<Tensor>& x, const std::
 
 TEST_CASE("selective_scan: gradcheck with an initial state over edge cases (float64, central differences)") {
   const int64_t K = cpu::kScanChunk;
-  const Cfg cfgs[] = {
+  const std::vector<Cfg> cfgs = {
       with_h0({"l 1", 2, 1, 3, 4, true, true, true, true, true}),
       with_h0({"l 1, n 1, no optional inputs, no softplus, no last state", 1, 1, 2, 1, false, false, false, false,
                false, 0.1, 0.9}),
@@ -318,20 +323,7 @@ TEST_CASE("selective_scan: gradcheck with an initial state over edge cases (floa
       with_h0({"z only, last state", 2, 6, 5, 3, false, true, false, true, true}),
       with_h0({"delta_bias only, softplus off", 2, 6, 5, 3, false, false, true, false, true, 0.6, 1.2}),
   };
-  for (const Cfg& c : cfgs) {
-    Generator g(17);
-    std::vector<Tensor> in = make_inputs(c, g);
-    for (auto& t : in)
-      if (t.defined()) t.requires_grad_();
-    auto fn = [&](const std::vector<Tensor>& x) {
-      ScanResult r = run_scan(c, x, false);
-      if (!c.last) return r.y;
-      return cat({reshape(r.y, {r.y.numel()}), reshape(r.last_state, {r.last_state.numel()})}, 0);
-    };
-    GradcheckResult r = gradcheck(fn, in);
-    INFO(c.label << ": " << r.message << " (max abs " << r.max_abs_err << ")");
-    CHECK(r.pass);
-  }
+  gradcheck_cases(cfgs, 17);
 }
 
 TEST_CASE("selective_scan: with an initial state, fused equals the composed reference (float64 and float32)") {
