@@ -1,22 +1,40 @@
 // ops/cpu/gemm against a naive double-precision triple loop: every transposition, sizes that hit every
 // edge path (partial MR / NR tiles, the narrow one-vector kernel, several KC / MC / NC blocks, the
 // unpacked-A path), sub-blocks of C with ldc > N, beta 0 over NaN, beta 1 accumulation, stride-0
-// broadcast rows, float and double, and bit-identical results for 1 and 2 threads.
+// broadcast rows, float and double, and bit-identical results for 1 and 2 threads. The bf16 gemm (mixed
+// precision) against the same loop over inputs rounded to bf16 by the test's own rounding, both ways.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/parallel.h"
 #include "ops/cpu/gemm.h"
 
 using namespace mg;
 
 namespace {
+
+// x rounded to the nearest bfloat16 (ties to the even one), found as the nearer of the two bf16 values
+// around it: a reference for core/bf16.h that does not use its add-and-shift formula. Finite x only.
+double ref_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const uint32_t lo_bits = u & 0xffff0000u, hi_bits = lo_bits + 0x10000u;  // toward zero, and one ulp out
+  float lo, hi;
+  std::memcpy(&lo, &lo_bits, 4);
+  std::memcpy(&hi, &hi_bits, 4);
+  const double dlo = std::abs(double(x) - lo), dhi = std::abs(double(hi) - x);
+  if (dlo != dhi) return dlo < dhi ? lo : hi;
+  return (lo_bits >> 16) % 2 == 0 ? lo : hi;
+}
 
 struct Dims {
   int64_t M, N, K;
@@ -39,7 +57,8 @@ std::string describe(const Case& c) {
 // Runs one case in T; returns the max error relative to sum_k |a||b| (plus |beta c|) per element, and
 // checks that C's padding columns are untouched. `out` receives C.
 template <class T>
-double run_case(const Case& c, std::vector<T>* out = nullptr, uint32_t seed = 7) {
+double run_case(const Case& c, std::vector<T>* out = nullptr, uint32_t seed = 7,
+                std::optional<cpu::Bf16Gemm> bf16 = std::nullopt) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<double> dist(-1, 1);
   // Stored A: (M, K) or (K, M) when ta; stored B: (K, N) or (N, K) when tb.
@@ -57,10 +76,18 @@ double run_case(const Case& c, std::vector<T>* out = nullptr, uint32_t seed = 7)
       C[i * ldc + j] = j >= c.N ? sentinel : c.beta == 0 ? std::numeric_limits<T>::quiet_NaN() : T(dist(rng));
   const std::vector<T> C0 = C;
 
-  auto a_at = [&](int64_t i, int64_t k) { return double(c.ta ? A[k * lda + i] : A[i * lda + k]); };
-  auto b_at = [&](int64_t k, int64_t j) { return double(c.tb ? B[j * ldb + k] : B[k * ldb + j]); };
+  auto in = [&](T v) { return bf16 ? ref_bf16(float(v)) : double(v); };
+  auto a_at = [&](int64_t i, int64_t k) { return in(c.ta ? A[k * lda + i] : A[i * lda + k]); };
+  auto b_at = [&](int64_t k, int64_t j) { return in(c.tb ? B[j * ldb + k] : B[k * ldb + j]); };
 
-  cpu::gemm<T>(c.ta, c.tb, c.M, c.N, c.K, A.data(), lda, B.data(), ldb, T(c.beta), C.data(), ldc);
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16)
+      cpu::gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, A.data(), lda, B.data(), ldb, T(c.beta), C.data(), ldc, *bf16);
+    else
+      cpu::gemm<T>(c.ta, c.tb, c.M, c.N, c.K, A.data(), lda, B.data(), ldb, T(c.beta), C.data(), ldc);
+  } else {
+    cpu::gemm<T>(c.ta, c.tb, c.M, c.N, c.K, A.data(), lda, B.data(), ldb, T(c.beta), C.data(), ldc);
+  }
 
   double worst = 0;
   for (int64_t i = 0; i < c.M; ++i) {
@@ -341,3 +368,90 @@ TEST_CASE("gemm small M: trans_b sums in the documented order (vector lanes, hsu
   check_documented_order<double>();
 }
 #endif
+
+// ---- The bf16 gemm (mixed precision): every input rounded to bf16, float32 sums ----
+
+namespace {
+
+// The ways this CPU can run: fp32 always, dpbf16 where the CPU has AVX512-BF16.
+std::vector<cpu::Bf16Gemm> bf16_ways() {
+  std::vector<cpu::Bf16Gemm> w{cpu::Bf16Gemm::fp32};
+  if (cpu::cpu_has_avx512_bf16()) w.push_back(cpu::Bf16Gemm::dpbf16);
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("bf16: rounding to nearest, ties to even, NaN and infinity kept") {
+  auto bits = [](uint32_t u) {
+    float x;
+    std::memcpy(&x, &u, 4);
+    return bf16_bits(x);
+  };
+  CHECK(bits(0x3f800000u) == 0x3f80);  // 1.0 is exact
+  CHECK(bits(0x3f808000u) == 0x3f80);  // 1 + 2^-8: halfway between 1 and 1 + 2^-7, to the even 1
+  CHECK(bits(0x3f818000u) == 0x3f82);  // 1 + 3 * 2^-8: halfway, to the even 1 + 2^-6
+  CHECK(bits(0x3f808001u) == 0x3f81);  // just above halfway: up
+  CHECK(bits(0x3f807fffu) == 0x3f80);  // just below: down
+  CHECK(bits(0xbf808001u) == 0xbf81);  // the same for a negative value
+  CHECK(bits(0x7f7fffffu) == 0x7f80);  // the largest float rounds to infinity, as in PyTorch
+  CHECK(bits(0x7f800000u) == 0x7f80);
+  CHECK(std::isnan(round_bf16(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(bf16_to_float(bits(0x7f800001u))));  // a NaN whose payload is all in the low bits
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> dist(-1000, 1000);
+  for (int i = 0; i < 100000; ++i) {
+    const float x = dist(rng);
+    REQUIRE(double(round_bf16(x)) == ref_bf16(x));
+  }
+}
+
+TEST_CASE("gemm bf16: both ways against the rounded-input reference, every edge path") {
+  std::vector<Case> cases;
+  for (auto [M, N, K] : std::vector<Dims>{{1, 1, 1},    {7, 33, 97},   {97, 7, 33},  {33, 97, 8}, {300, 100, 37},
+                                          {100, 300, 301}, {13, 40, 700}, {5, 16, 3}, {64, 130, 512}})
+    for (Case c : all_transpositions(M, N, K)) {
+      cases.push_back(c);
+      c.ldc_pad = 3, c.lda_pad = 2, c.ldb_pad = 5, c.beta = -0.5;
+      cases.push_back(c);
+    }
+  for (cpu::Bf16Gemm way : bf16_ways()) {
+    for (const Case& c : cases) {
+      INFO(describe(c) << " bf16 way " << cpu::bf16_gemm_name(way));
+      CHECK(run_case<float>(c, nullptr, 7, way) <= 3e-5);
+    }
+    Case k0{false, true, 9, 35, 0};  // no products: C = beta C
+    k0.beta = 2.0;
+    CHECK(run_case<float>(k0, nullptr, 7, way) == 0.0);
+  }
+}
+
+TEST_CASE("gemm bf16: the inputs really are rounded (the float32 reference is far off, the bf16 one close)") {
+  Case c{false, true, 40, 50, 300};
+  std::vector<float> got;
+  run_case<float>(c, &got, 11, cpu::Bf16Gemm::automatic);
+  std::vector<float> exact;
+  run_case<float>(c, &exact, 11);
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, double(std::abs(got[i] - exact[i])));
+  // bf16 keeps 8 bits: over 300 products of values in (-1, 1) the difference reaches ~1e-2, float32's ~1e-6.
+  CHECK(worst > 1e-3);
+  CHECK(worst < 0.1);
+}
+
+TEST_CASE("gemm bf16: bit-identical for 1 and 2 threads, each way") {
+  const int saved = num_threads();
+  for (cpu::Bf16Gemm way : bf16_ways())
+    for (auto [M, N, K] : std::vector<Dims>{{1000, 97, 300}, {33, 1000, 520}, {301, 301, 301}})
+      for (Case c : all_transpositions(M, N, K)) {
+        c.beta = 1.0;
+        std::vector<float> one, two;
+        set_num_threads(1);
+        run_case<float>(c, &one, 7, way);
+        set_num_threads(2);
+        run_case<float>(c, &two, 7, way);
+        INFO(describe(c) << " bf16 way " << cpu::bf16_gemm_name(way));
+        CHECK(one == two);
+      }
+  set_num_threads(saved);
+}

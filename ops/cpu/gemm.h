@@ -31,4 +31,20 @@ template <class T>
 void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                  int64_t ldb, T beta, T* C, int64_t ldc);
 
+// ---- Mixed precision (ops/autocast.h): C = bf16(op(A)) bf16(op(B)) + beta C, every input rounded to
+// bfloat16 (core/bf16.h), the products (exact in float32) summed in float32. Two ways, one arithmetic
+// up to the order of the additions (gemm_bf16.cpp):
+//   dpbf16: the AVX512-BF16 VDPBF16PS micro-kernel on packed bf16 pairs (half the bytes of float);
+//   fp32:   the operands rounded into float32 copies, then the float32 gemm above.
+// Which is faster depends on the core: Zen 4 runs VDPBF16PS at twice the float FMA rate, the Sapphire
+// Rapids Xeon at half of it (docs/perf.md, "Mixed precision"), so `automatic` takes dpbf16 on AMD CPUs
+// with AVX512-BF16 and fp32 elsewhere; MG_BF16_GEMM=dpbf16|fp32 overrides. Each way gives the same bits
+// for 1 or many threads.
+enum class Bf16Gemm { automatic, dpbf16, fp32 };
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc, Bf16Gemm way = Bf16Gemm::automatic);
+bool cpu_has_avx512_bf16();   // the instruction set, compiled in and reported by this CPU
+Bf16Gemm bf16_gemm_choice();  // what `automatic` runs here (never automatic)
+const char* bf16_gemm_name(Bf16Gemm way);
+
 }  // namespace mg::cpu
