@@ -6,12 +6,17 @@
 //
 // Determinism: cuBLAS gives bit-identical results from run to run for the same sizes, GPU model and
 // toolkit when all calls go to one stream (they do), so matmul gradients repeat exactly too.
+//
+// Mixed precision (bf16): the operands are rounded to bfloat16 copies by a kernel (round to nearest even,
+// core/bf16.h, as the CPU rounds) and multiplied by cublasGemmStridedBatchedEx with bf16 inputs, float32
+// compute and a float32 C: tensor cores, with the sums kept in float32 as the CPU's bf16 gemm keeps them.
 #include <cublas_v2.h>
 
 #include <climits>
 #include <mutex>
 #include <vector>
 
+#include "core/bf16.h"
 #include "cuda/launch.cuh"
 
 #define MG_CUBLAS_CHECK(call, op)                                                                         \
@@ -45,11 +50,21 @@ void check_int(const char* what, int64_t v) {
   MG_CHECK(v >= 0 && v <= INT_MAX, "[matmul] {} = {} does not fit cuBLAS's int arguments", what, v);
 }
 
+__global__ void round_to_bf16_kernel(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = bf16_bits(x[i]);
+}
+
+// Elements from the first to the last of a strided batch of stored (rows, cols) matrices, row stride ld.
+int64_t span_of(int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t batch) {
+  return (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
 }  // namespace
 
 void gemm(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
           int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, double beta, void* C, int64_t ldc,
-          int64_t stride_c, int64_t batch, int device) {
+          int64_t stride_c, int64_t batch, int device, bool bf16) {
   if (M == 0 || N == 0 || batch == 0) return;
   MG_ASSERT(K > 0);
   MG_ASSERT(lda >= (trans_a ? M : K) && ldb >= (trans_b ? K : N) && ldc >= N);
@@ -59,7 +74,25 @@ void gemm(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   cublasHandle_t h = handle(device);
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const int m = (int)M, n = (int)N, k = (int)K, ia = (int)lda, ib = (int)ldb, ic = (int)ldc, nb = (int)batch;
-  if (t == DType::f32) {
+  if (bf16) {
+    MG_CHECK(t == DType::f32, "[matmul] bf16 mixed precision takes float32 tensors, got {}", dtype_name(t));
+    // bf16 copies with the operands' own layout (strides and leading dimensions unchanged).
+    const int64_t na = span_of(trans_a ? K : M, trans_a ? M : K, lda, stride_a, batch);
+    const int64_t nb16 = span_of(trans_b ? N : K, trans_b ? K : N, ldb, stride_b, batch);
+    Scratch a16(size_t(na) * 2, device, "matmul"), b16(size_t(nb16) * 2, device, "matmul");
+    round_to_bf16_kernel<<<grid_for(na), kThreads, 0, stream(device)>>>(static_cast<const float*>(A),
+                                                                       a16.as<uint16_t>(), na);
+    MG_CUDA_LAUNCH_CHECK("matmul");
+    round_to_bf16_kernel<<<grid_for(nb16), kThreads, 0, stream(device)>>>(static_cast<const float*>(B),
+                                                                         b16.as<uint16_t>(), nb16);
+    MG_CUDA_LAUNCH_CHECK("matmul");
+    MG_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "matmul");
+    const float alpha = 1.0f, b = (float)beta;
+    MG_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, op_b, op_a, n, m, k, &alpha, b16.as<uint16_t>(), CUDA_R_16BF, ib,
+                                               stride_b, a16.as<uint16_t>(), CUDA_R_16BF, ia, stride_a, &b, C,
+                                               CUDA_R_32F, ic, stride_c, nb, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                    "matmul");
+  } else if (t == DType::f32) {
     MG_CUBLAS_CHECK(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), "matmul");
     const float alpha = 1.0f, b = (float)beta;
     auto pa = static_cast<const float*>(A), pb = static_cast<const float*>(B);

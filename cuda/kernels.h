@@ -130,8 +130,10 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
 // op(A) is A (M, K) with row stride lda, or with trans_a the transpose of a stored (K, M) matrix with
 // row stride lda (the same convention as ops/cpu/gemm.h). float32 runs in TF32 when allow_tf32().
 // A stride of 0 broadcasts one matrix over the batch. Sizes must fit cuBLAS's int arguments.
+// bf16 (float32 only): A and B are rounded to bfloat16 copies (round to nearest even) and multiplied
+// by cuBLAS's bf16 GEMM with float32 accumulation and a float32 C (tensor cores; mixed precision).
 void gemm(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
           int64_t stride_a, const void* B, int64_t ldb, int64_t stride_b, double beta, void* C, int64_t ldc,
-          int64_t stride_c, int64_t batch, int device);
+          int64_t stride_c, int64_t batch, int device, bool bf16 = false);
 
 }  // namespace mg::cuda

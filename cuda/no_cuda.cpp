@@ -67,7 +67,7 @@ void rms_norm_backward(DType, const void*, const void*, const void*, const void*
   no_cuda("rms_norm");
 }
 void gemm(DType, bool, bool, int64_t, int64_t, int64_t, const void*, int64_t, int64_t, const void*, int64_t, int64_t,
-          double, void*, int64_t, int64_t, int64_t, int) {
+          double, void*, int64_t, int64_t, int64_t, int, bool) {
   no_cuda("matmul");
 }
 

@@ -1,6 +1,10 @@
 // matmul (batched, broadcasting batch dims) and linear (x W^T + b), on ops/cpu/gemm on the cpu and
 // on cuBLAS on CUDA (cuda/blas.cu: one strided-batched call per matmul where the batch allows).
-// Transposed operands are passed to the gemm as flags, never copied.
+// Transposed operands are passed to the gemm as flags, never copied. Under an AutocastGuard (ops/autocast.h)
+// float32 products take bfloat16 inputs and float32 sums; the node keeps that precision for its backward.
+#include <type_traits>
+
+#include "ops/autocast.h"
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/kernels.h"
@@ -78,7 +82,7 @@ void batch_offsets(const Shape& batch, const Tensor& a, const Tensor& b, std::ve
 // The CUDA forward of matmul_forward: one cuBLAS (strided-batched) call when every batch matrix of a
 // and of b sits at a fixed stride from the previous one (always, unless two batch dims broadcast
 // differently), else one call per matrix.
-Tensor matmul_forward_cuda(const Tensor& a_in, const Tensor& b_in, const Shape& batch, Tensor out) {
+Tensor matmul_forward_cuda(const Tensor& a_in, const Tensor& b_in, const Shape& batch, Tensor out, bool bf16) {
   const int64_t m = a_in.size(-2), k = a_in.size(-1), n = b_in.size(-1);
   Shape sa = batch, sb = batch;
   sa.insert(sa.end(), {m, k});
@@ -94,19 +98,33 @@ Tensor matmul_forward_cuda(const Tensor& a_in, const Tensor& b_in, const Shape& 
   const int dev = a.device().index;
   if (even) {
     cuda::gemm(a.dtype(), la.trans, lb.trans, m, n, k, a.raw_data(), la.ld, step_a, b.raw_data(), lb.ld, step_b, 0.0,
-               out.raw_data(), n, m * n, nbatch, dev);
+               out.raw_data(), n, m * n, nbatch, dev, bf16);
     return out;
   }
   const int64_t es = (int64_t)dtype_size(a.dtype());
   for (int64_t i = 0; i < nbatch; ++i)
     cuda::gemm(a.dtype(), la.trans, lb.trans, m, n, k, static_cast<const char*>(a.raw_data()) + off_a[i] * es, la.ld,
                0, static_cast<const char*>(b.raw_data()) + off_b[i] * es, lb.ld, 0, 0.0,
-               static_cast<char*>(out.raw_data()) + i * m * n * es, n, 0, 1, dev);
+               static_cast<char*>(out.raw_data()) + i * m * n * es, n, 0, 1, dev, bf16);
   return out;
+}
+
+// Whether a product of float32 tensors runs with bf16 inputs now.
+bool use_bf16(DType t) { return t == DType::f32 && autocast_precision() == Precision::bf16; }
+
+// C = op(A) op(B) + beta C on the cpu, in bf16 when asked (float32 only).
+template <class T>
+void cpu_gemm(bool bf16, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+              int64_t ldb, T beta, T* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16) return cpu::gemm_bf16(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  }
+  cpu::gemm<T>(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
 // out (..., m, n) = a (..., m, k) @ b (..., k, n) with broadcast batch dims, no autograd.
 Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
+  const bool bf16 = use_bf16(a_in.dtype());
   const int64_t m = a_in.size(-2), k = a_in.size(-1), n = b_in.size(-1);
   Shape ba(a_in.shape().begin(), a_in.shape().end() - 2), bb(b_in.shape().begin(), b_in.shape().end() - 2);
   Shape batch = broadcast_shapes(ba, bb, "matmul");
@@ -116,7 +134,7 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
   Tensor out = Tensor::empty(out_shape, a_in.dtype(), a_in.device(), "matmul");
   if (out.numel() == 0) return out;
   if (k == 0) return out.fill_(0.0), out;
-  if (a_in.device().is_cuda()) return matmul_forward_cuda(a_in, b_in, batch, out);
+  if (a_in.device().is_cuda()) return matmul_forward_cuda(a_in, b_in, batch, out, bf16);
 
   Tensor a = gemm_ready(a_in), b = gemm_ready(b_in);
   // Expand both to the full batch (views with stride 0 on broadcast dims).
@@ -139,8 +157,8 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
     // Many small matrices: threads over the batch; few large ones: threads inside the gemm.
     parallel_for(nbatch, nbatch > 1 ? m * n * k : 1, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i)
-        cpu::gemm<scalar_t>(la.trans, lb.trans, m, n, k, pa + off_a[i], la.ld, pb + off_b[i], lb.ld, scalar_t(0),
-                            po + i * m * n, n);
+        cpu_gemm<scalar_t>(bf16, la.trans, lb.trans, m, n, k, pa + off_a[i], la.ld, pb + off_b[i], lb.ld,
+                           scalar_t(0), po + i * m * n, n);
     });
   });
   return out;
@@ -165,7 +183,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     out = matmul_forward(a, b);
   }
   record(OpId::matmul, {a, b}, {&out},
-         [sa = SavedTensor(a, OpId::matmul), sb = SavedTensor(b, OpId::matmul)](const VjpArgs& g) {
+         [sa = SavedTensor(a, OpId::matmul), sb = SavedTensor(b, OpId::matmul),
+          precision = autocast_precision()](const VjpArgs& g) {
+           AutocastGuard same(precision);  // the backward's products in the forward's precision
            Tensor a = sa.get(), b = sb.get();
            Tensor da, db;
            if (g.needs_grad(0)) da = sum_to(matmul(g[0], transpose(b, -1, -2)), a.shape());
@@ -191,6 +211,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     MG_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "[linear] bias must be ({},), got {}", w.size(0), b.shape());
   }
   const int64_t in = w.size(1), outf = w.size(0);
+  const bool bf16 = use_bf16(x.dtype());
   Shape out_shape = x.shape();
   out_shape.back() = outf;
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device(), "linear");
@@ -212,7 +233,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       const MatLayout lx = cublas_layout_of(x2), lw = cublas_layout_of(wr);
       // out = x2 @ w^T: w^T is w read with the opposite transpose flag.
       cuda::gemm(x.dtype(), lx.trans, !lw.trans, rows, outf, in, x2.raw_data(), lx.ld, 0, wr.raw_data(), lw.ld, 0, beta,
-                 out.raw_data(), outf, 0, 1, dev);
+                 out.raw_data(), outf, 0, 1, dev, bf16);
     }
   } else {
     Tensor x2 = gemm_ready(x.detach().reshape({-1, in}));
@@ -230,12 +251,14 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       auto lx = *mat_layout(rows, in, x2.strides()[0], x2.strides()[1]);
       auto lw = *mat_layout(outf, in, wr.strides()[0], wr.strides()[1]);
       // out = x2 @ w^T: w^T is w read with the opposite transpose flag.
-      cpu::gemm<scalar_t>(lx.trans, !lw.trans, rows, outf, in, x2.data<scalar_t>(), lx.ld, wr.data<scalar_t>(), lw.ld,
-                          beta, po, outf);
+      cpu_gemm<scalar_t>(bf16, lx.trans, !lw.trans, rows, outf, in, x2.data<scalar_t>(), lx.ld, wr.data<scalar_t>(),
+                         lw.ld, beta, po, outf);
     });
   }
   record(OpId::linear, {x, w, b}, {&out},
-         [sx = SavedTensor(x, OpId::linear), sw = SavedTensor(w, OpId::linear), has_b = b.defined()](const VjpArgs& g) {
+         [sx = SavedTensor(x, OpId::linear), sw = SavedTensor(w, OpId::linear), has_b = b.defined(),
+          precision = autocast_precision()](const VjpArgs& g) {
+           AutocastGuard same(precision);
            Tensor x = sx.get(), w = sw.get();
            Tensor g2 = reshape(g[0], {-1, w.size(0)});
            Tensor dx, dw, db;

@@ -13,6 +13,11 @@ enum cublasStatus_t {
 };
 enum cublasOperation_t { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 };
 enum cublasMath_t { CUBLAS_DEFAULT_MATH = 0, CUBLAS_TF32_TENSOR_OP_MATH = 3 };
+// The element types and compute types of the Ex calls that cuda/blas.cu uses (library_types.h's values).
+enum cudaDataType_t { CUDA_R_32F = 0, CUDA_R_16BF = 14 };
+using cudaDataType = cudaDataType_t;
+enum cublasComputeType_t { CUBLAS_COMPUTE_32F = 68 };
+enum cublasGemmAlgo_t { CUBLAS_GEMM_DEFAULT = -1 };
 
 struct cublasContext;
 using cublasHandle_t = cublasContext*;
@@ -37,3 +42,11 @@ cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
                                          int k, const double* alpha, const double* A, int lda, long long stride_a,
                                          const double* B, int ldb, long long stride_b, const double* beta,
                                          double* C, int ldc, long long stride_c, int batch);
+// bf16 A and B (raw bits; each rounded value is exact in float), float32 C, float32 compute: the products are
+// summed in double and rounded once, one of the orders a tensor-core GEMM may take up to float rounding.
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                          int k, const void* alpha, const void* A, cudaDataType a_type, int lda,
+                                          long long stride_a, const void* B, cudaDataType b_type, int ldb,
+                                          long long stride_b, const void* beta, void* C, cudaDataType c_type, int ldc,
+                                          long long stride_c, int batch, cublasComputeType_t compute,
+                                          cublasGemmAlgo_t algo);
