@@ -22,6 +22,7 @@ void add_bench_command(CLI::App& app, Run& run) {
     bool peer = false;
     bool detect_anomaly = false;  // train: the steps under anomaly mode (its overhead)
     std::string data;
+    std::string precision = "fp32";  // train
     std::string device = "cpu";  // scan and train (one --device option for every benchmark that takes one)
     bench::GenerateBenchOptions gen;
   };
@@ -51,6 +52,11 @@ void add_bench_command(CLI::App& app, Run& run) {
   cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str();
   cmd->add_flag("--detect-anomaly", o->detect_anomaly,
                 "train: time the steps under anomaly mode (train --detect-anomaly), to measure its overhead");
+  cmd->add_option("--precision", o->precision,
+                  "train: fp32, bf16 (mixed precision, as train --precision; the peer under torch.autocast) or both "
+                  "(each preset in fp32 then bf16, with the ratio)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16", "both"}));
   cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
   cmd->add_flag("--peer", o->peer, "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
                                    "ratios");
@@ -79,7 +85,8 @@ void add_bench_command(CLI::App& app, Run& run) {
       run = [o] {
         AnomalyMode anomaly(o->detect_anomaly);
         if (o->detect_anomaly) std::printf("anomaly mode on: every op output and gradient checked for NaN/inf\n");
-        return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device);
+        return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device,
+                                      o->precision);
       };
     else if (o->what == "matmul")
       run = [o] {

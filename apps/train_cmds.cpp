@@ -33,7 +33,7 @@ void add_train_command(CLI::App& app, Run& run) {
   auto o = std::make_shared<TrainOptions>();
   struct Over {
     int64_t d_model = 0, n_layer = 0, d_state = 0, d_conv = 0, expand = 0, dt_rank = 0;
-    std::string resume, device = "cpu";
+    std::string resume, device = "cpu", precision = "fp32";
     bool quiet = false, overwrite = false;
   };
   auto ov = std::make_shared<Over>();
@@ -77,6 +77,11 @@ void add_train_command(CLI::App& app, Run& run) {
   cmd->add_flag("--carry-state", o->carry_state,
                 "read the train split as --batch contiguous streams, each window starting from the previous one's "
                 "final state (detached); validation and test then read streams too (eval --stream)");
+  cmd->add_option("--precision", ov->precision,
+                  "fp32, or bf16: mixed precision (matmul inputs rounded to bfloat16, float32 sums; parameters, "
+                  "gradients, optimizer state and checkpoints stay float32; may change on resume)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--resume", ov->resume, "continue the run in this folder");
   cmd->add_option("--stop-at", o->stop_at, "save and stop after this step (continue later with --resume)")
       ->check(at_least(1));
@@ -116,11 +121,13 @@ void add_train_command(CLI::App& app, Run& run) {
         if (given("--test-bytes")) opts.test_bytes = o->test_bytes;
         if (given("--seed")) opts.seed = o->seed;
         if (given("--carry-state")) opts.carry_state = o->carry_state;
+        if (given("--precision")) opts.precision = *parse_precision(ov->precision);
       } else {
         MG_CHECK(!opts.data.empty(),
                  "[train] --data is required: a byte file such as enwik8.zip (download it with: curl -LO "
                  "http://mattmahoney.net/dc/enwik8.zip)");
         opts.config = MambaConfig::preset(opts.preset);
+        opts.precision = *parse_precision(ov->precision);
         if (!given("--out")) opts.out = default_run_folder(opts.preset, ov->overwrite);
       }
       if (given("--d-model")) opts.config.d_model = ov->d_model;

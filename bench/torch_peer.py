@@ -8,10 +8,18 @@ The model is docs/design.md#the-mamba-block written as a careful PyTorch user wo
 per layer residual add + RMSNorm + mixer (in_proj, split, causal depthwise nn.Conv1d with
 groups=d_inner and padding d_conv-1 then sliced, silu, x_proj, dt/B/C split, dt_proj + softplus,
 selective scan, D skip, silu(z) gate, out_proj); final RMSNorm; head tied to the embedding. The
-selective scan precomputes exp(delta*A) and delta*B*u for all steps and loops over time on views
-from unbind(), so the backward of each step's slice is not a full-size gradient (the backward of
-unbind stacks them once). Like any autograd scan it keeps O(b*l*d_inner*n) tensors for the backward
-(mambagrad's fused scan does not; that is part of what the benchmark shows).
+selective scan loops over time on views from unbind(), so the backward of each step's slice is not a
+full-size gradient (the backward of unbind stacks them once), in one of two ways (--scan):
+  precomputed  exp(delta*A) and delta*B*u for all steps first (two (b, l, d_inner, n) tensors), then the loop;
+  loop         each step's exp(delta_t*A) and (delta_t*u_t)*B_t computed inside the loop, which on some CPUs
+               is faster (no large tensors written and read back).
+`mambagrad bench train --peer` runs both and compares with the faster. Like any autograd scan, either keeps
+O(b*l*d_inner*n) tensors for the backward (mambagrad's fused scan does not; that is part of what the
+benchmark shows).
+
+--autocast: the forward and the loss under torch.autocast(device, dtype=torch.bfloat16), PyTorch's mixed
+precision (matmuls, bmm and the conv in bf16; parameters and optimizer in float32), the peer of
+`mambagrad bench train --precision bf16`.
 
 Init as docs/design.md#initialisation (nn.Linear / nn.Conv1d defaults, dt_proj as the official Mamba, A_log =
 log(1..n), D = 1, out_proj / sqrt(n_layer), embedding N(0, 0.02)). The step: sample a batch, forward,
@@ -101,6 +109,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     ap.add_argument("--verbose", action="store_true", help="print the loss of every step")
+    ap.add_argument("--scan", default="precomputed", choices=["precomputed", "loop"],
+                    help="how the selective scan is written (see the module docstring)")
+    ap.add_argument("--autocast", action="store_true", help="forward and loss under torch.autocast(bfloat16)")
     ap.add_argument("--load", default="", help="mambagrad run folder: load its model.safetensors")
     ap.add_argument("--check-logits", default="", help="with --load: compare with `mambagrad logits` output, exit")
     ap.add_argument("--generate", action="store_true", help="time prefill and the recurrent step instead of training")
@@ -143,7 +154,7 @@ def main():
         def forward(self, x):
             return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
-    def selective_scan(u, delta, A, B, C):
+    def selective_scan_precomputed(u, delta, A, B, C):
         """u, delta (b, l, d); A (d, n); B, C (b, l, n) -> y (b, l, d) without the D skip and gate."""
         b, l, d = u.shape
         deltaA = torch.exp(delta.unsqueeze(-1) * A)               # (b, l, d, n)
@@ -154,6 +165,18 @@ def main():
             h = dA * h + dBu                                      # (b, d, n)
             ys.append(torch.bmm(h, c.unsqueeze(-1)).squeeze(-1))  # (b, d)
         return torch.stack(ys, dim=1)
+
+    def selective_scan_loop(u, delta, A, B, C):
+        """The same scan with each step's factors computed in the loop (no (b, l, d, n) tensors up front)."""
+        b, l, d = u.shape
+        h = u.new_zeros(b, d, A.shape[1])
+        ys = []
+        for dt, x, bt, c in zip(delta.unbind(1), u.unbind(1), B.unbind(1), C.unbind(1)):
+            h = torch.exp(dt.unsqueeze(-1) * A) * h + (dt * x).unsqueeze(-1) * bt.unsqueeze(1)  # (b, d, n)
+            ys.append(torch.bmm(h, c.unsqueeze(-1)).squeeze(-1))  # (b, d)
+        return torch.stack(ys, dim=1)
+
+    selective_scan = selective_scan_loop if args.scan == "loop" else selective_scan_precomputed
 
     class Mixer(nn.Module):
         def __init__(self, d_model, n_layer, d_state=16, d_conv=4, expand=2):
@@ -295,7 +318,8 @@ def main():
         starts = torch.randint(0, buf.numel() - args.seq, (args.batch,), generator=data_gen)
         window = buf[starts.unsqueeze(1) + offsets].long().to(device, non_blocking=True)
         inputs, targets = window[:, :-1], window[:, 1:]
-        loss = F.cross_entropy(model(inputs).reshape(-1, vocab), targets.reshape(-1))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast):
+            loss = F.cross_entropy(model(inputs).reshape(-1, vocab), targets.reshape(-1))
         lv = loss.item()
         t1 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -324,6 +348,7 @@ def main():
         peak_dev = (torch.cuda.max_memory_allocated(device) - base_dev) / (1024.0 * 1024.0)
         dev_fields = f"device={args.device} gpu={torch.cuda.get_device_name(device).replace(' ', '_')} peak_dev_mb={peak_dev:.1f} "
     print(f"torch_peer preset={args.preset} params={nparams} threads={torch.get_num_threads()} {dev_fields}"
+          f"scan={args.scan} autocast={int(args.autocast)} "
           f"tokens_per_s={args.batch * args.seq * n / total:.1f} ms_per_step={1e3 * total / n:.1f} "
           f"fwd_ms={1e3 * fwd / n:.1f} bwd_ms={1e3 * bwd / n:.1f} opt_ms={1e3 * upd / n:.1f} "
           f"peak_rss_mb={peak_rss_mb():.1f} base_rss_mb={base_rss:.1f} "

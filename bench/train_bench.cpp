@@ -18,7 +18,14 @@
 // model is built: parameters, gradients, AdamW state, activations and temporaries, nothing else.
 //
 // --peer runs bench/torch_peer.py (the same model, init, batch and optimizer in PyTorch, on the
-// CPU in float32, with as many threads) for each preset in a child process, and prints the ratios.
+// CPU in float32, with as many threads) for each preset in a child process, and prints the ratios. The
+// peer runs its two selective scans (--scan precomputed: exp(dt A) and dt B u for all steps first, then a
+// loop over unbind views; --scan loop: each step's factors computed in the loop) and the ratio is against
+// the faster: the best a careful PyTorch user writes.
+//
+// --precision fp32|bf16|both: bf16 runs the steps under an AutocastGuard (ops/autocast.h, mixed
+// precision) and the peer under torch.autocast(device, torch.bfloat16); both runs each preset in fp32
+// then in bf16 and prints the bf16 / fp32 ratio of the same run.
 //
 // --device cuda: the model, gradients, AdamW state and batches live on the GPU (batches are sampled on
 // the host and copied, as the trainer does). Device work is asynchronous, so the clock is read only
@@ -51,6 +58,8 @@
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "models/mamba.h"
+#include "ops/autocast.h"
+#include "ops/cpu/gemm.h"
 #include "train/train_step.h"
 
 #ifndef MG_SOURCE_DIR
@@ -98,7 +107,8 @@ struct Result {
 };
 
 Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t batch, int64_t seq, int steps,
-                    int warmup, Device device) {
+                    int warmup, Device device, Precision precision) {
+  AutocastGuard autocast(precision);
   Result r;
   r.preset = preset;
   const MambaConfig cfg = MambaConfig::preset(preset);
@@ -155,18 +165,48 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
 // Runs the PyTorch peer for one preset; echoes its output indented. Returns its key=value figures
 // (empty when it was skipped or failed; `status` says which).
 std::map<std::string, std::string> run_peer(const std::string& preset, int64_t batch, int64_t seq, int steps,
-                                            int warmup, const std::string& data, Device device, std::string& status) {
-  return run_torch_peer(fmt::format("--preset {} --batch {} --seq {} --steps {} --warmup {} --threads {}{}{}", preset,
-                                    batch, seq, steps, warmup, num_threads(),
+                                            int warmup, const std::string& data, Device device, Precision precision,
+                                            const char* scan, std::string& status) {
+  return run_torch_peer(fmt::format("--preset {} --batch {} --seq {} --steps {} --warmup {} --threads {} --scan {}{}{}{}",
+                                    preset, batch, seq, steps, warmup, num_threads(), scan,
+                                    precision == Precision::bf16 ? " --autocast" : "",
                                     data.empty() ? "" : " --data " + shell_quote(data),
                                     device.is_cuda() ? " --device " + device.str() : ""),
                         "tokens_per_s", status);
 }
 
+// Both of the peer's scans; returns the faster one's figures (status: the first failure or skip, else ok).
+std::map<std::string, std::string> run_best_peer(const std::string& preset, int64_t batch, int64_t seq, int steps,
+                                                 int warmup, const std::string& data, Device device,
+                                                 Precision precision, std::string& status) {
+  std::map<std::string, std::string> best;
+  status = "ok";
+  for (const char* scan : {"precomputed", "loop"}) {
+    std::string st;
+    auto kv = run_peer(preset, batch, seq, steps, warmup, data, device, precision, scan, st);
+    if (st != "ok") {
+      if (status == "ok") status = st;
+      continue;
+    }
+    if (best.empty() || std::stod(kv.at("tokens_per_s")) > std::stod(best.at("tokens_per_s"))) best = kv;
+  }
+  if (!best.empty()) status = "ok";
+  return best;
+}
+
 }  // namespace
 
 int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps, int warmup,
-                    bool peer, const std::string& data_path, const std::string& device_name) {
+                    bool peer, const std::string& data_path, const std::string& device_name,
+                    const std::string& precision_arg) {
+  std::vector<Precision> precisions;
+  if (precision_arg == "both") {
+    precisions = {Precision::f32, Precision::bf16};
+  } else {
+    const auto p = parse_precision(precision_arg);
+    MG_CHECK(p.has_value(), "[bench train] --precision {} is not one of fp32, bf16, both", precision_arg);
+    precisions = {*p};
+  }
   MG_CHECK(batch >= 1 && seq >= 1 && steps >= 1 && warmup >= 0,
            "[bench train] batch, seq and steps must be positive and warmup not negative (got {}, {}, {}, {})", batch,
            seq, steps, warmup);
@@ -201,40 +241,48 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   std::vector<std::string> peer_status;
   bool peer_failed = false;
   for (auto& preset : presets) {
-    Result r = bench_preset(preset, data, batch, seq, steps, warmup, device);
-    fmt::print("mambagrad preset={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} fwd_ms={:.1f} "
+   double fp32_tokens_per_s = 0;
+   for (Precision precision : precisions) {
+    Result r = bench_preset(preset, data, batch, seq, steps, warmup, device, precision);
+    r.preset = fmt::format("{} {}", preset, precision_name(precision));
+    fmt::print("mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} fwd_ms={:.1f} "
                "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
                "loss_first={:.4f} loss_last={:.4f}\n",
-               r.preset, device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms, r.bwd_ms, r.opt_ms,
+               preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms, r.bwd_ms, r.opt_ms,
                r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)", r.base_rss_mb,
                r.tensor_peak_mb, gpu ? fmt::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
                r.loss_last);
+    if (precision == Precision::f32) fp32_tokens_per_s = r.tokens_per_s;
+    else if (fp32_tokens_per_s > 0)
+      fmt::print("mambagrad {}: bf16 / fp32 step {:.2f}x (the bf16 gemm ran the {} way)\n", preset,
+                 r.tokens_per_s / fp32_tokens_per_s, gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic));
     std::fflush(stdout);
     std::map<std::string, std::string> kv;
     if (peer) {
       std::string status;
-      kv = run_peer(preset, batch, seq, steps, warmup, data_path, device, status);
+      kv = run_best_peer(preset, batch, seq, steps, warmup, data_path, device, precision, status);
       if (status != "ok") fmt::print("torch peer for {}: {}\n", preset, status);
       peer_failed |= status.rfind("failed", 0) == 0;
       peer_status.push_back(status);
     }
     rows.push_back({r, kv});
+   }
   }
 
   if (peer && gpu) {
     fmt::print("\nmambagrad / PyTorch on {} (memory: peak device memory of tensors above what was in use before the "
                "model was built; PyTorch: torch.cuda.max_memory_allocated)\n",
                device.str());
-    fmt::print("{:<8} {:>12} {:>12} {:>8} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s", "torch tok/s", "ratio",
+    fmt::print("{:<11} {:>12} {:>12} {:>8} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s", "torch tok/s", "ratio",
                "mg dev MB", "torch MB", "ratio");
     for (size_t i = 0; i < rows.size(); ++i) {
       auto& [r, kv] = rows[i];
       if (kv.empty() || !kv.count("peak_dev_mb")) {
-        fmt::print("{:<8} torch peer {}\n", r.preset, kv.empty() ? peer_status[i] : "gave no device memory figure");
+        fmt::print("{:<11} torch peer {}\n", r.preset, kv.empty() ? peer_status[i] : "gave no device memory figure");
         continue;
       }
       const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_dev_mb"));
-      fmt::print("{:<8} {:>12.1f} {:>12.1f} {:>7.2f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n", r.preset, r.tokens_per_s, tt,
+      fmt::print("{:<11} {:>12.1f} {:>12.1f} {:>7.2f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n", r.preset, r.tokens_per_s, tt,
                  r.tokens_per_s / tt, r.device_peak_mb, tm, tm > 0 ? r.device_peak_mb / tm : NAN);
     }
     fmt::print("target: mambagrad at least 10x the PyTorch peer's tokens/s\n");
@@ -242,22 +290,25 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     fmt::print("\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
                "model was built)\n",
                num_threads());
-    fmt::print("{:<8} {:>12} {:>12} {:>7} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s",
+    fmt::print("{:<11} {:>12} {:>12} {:>7} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s",
                "torch tok/s", "ratio", "mg MB", "torch MB", "ratio", "mg +MB", "torch +MB", "ratio");
     for (size_t i = 0; i < rows.size(); ++i) {
       auto& [r, kv] = rows[i];
       if (kv.empty()) {
-        fmt::print("{:<8} torch peer {}\n", r.preset, peer_status[i]);
+        fmt::print("{:<11} torch peer {}\n", r.preset, peer_status[i]);
         continue;
       }
       const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_rss_mb"));
       const double tb = kv.count("base_rss_mb") ? std::stod(kv.at("base_rss_mb")) : 0.0;
       const double mg_extra = r.peak_rss_mb - r.base_rss_mb, t_extra = tm - tb;
-      fmt::print("{:<8} {:>12.1f} {:>12.1f} {:>6.2f}x | {:>9.1f} {:>9.1f} {:>6.3f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n",
+      fmt::print("{:<11} {:>12.1f} {:>12.1f} {:>6.2f}x | {:>9.1f} {:>9.1f} {:>6.3f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n",
                  r.preset, r.tokens_per_s, tt, r.tokens_per_s / tt, r.peak_rss_mb, tm, r.peak_rss_mb / tm, mg_extra,
                  t_extra, t_extra > 0 ? mg_extra / t_extra : NAN);
     }
   }
+  if (peer)
+    fmt::print("torch: the faster of the peer's two scans (precomputed, loop){}\n",
+               precisions.back() == Precision::bf16 ? "; bf16 rows: PyTorch under torch.autocast(bfloat16)" : "");
   return peer_failed ? 1 : 0;  // a skipped peer (no python3 or torch) is not a failure
 }
 

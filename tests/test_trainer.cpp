@@ -16,6 +16,7 @@
 #include "autograd/grad_mode.h"
 #include "data/dataset.h"
 #include "tests/check.h"
+#include "tests/cli.h"
 #include "tests/temp_dir.h"
 #include "train/checkpoint.h"
 #include "tests/trainer_fixture.h"
@@ -225,4 +226,49 @@ TEST_CASE("trainer: --carry-state trains on streams, wraps them, and resumes bit
   TrainOptions flip = load_run_options(d / "b");
   flip.carry_state = false, flip.steps = 14, flip.progress = false;
   check_error([&] { train(flip, true); }, {"--carry-state false (the run's: true)", "cannot change"});
+}
+
+TEST_CASE("trainer: --precision bf16 trains near fp32, is stored, resumes bit-identically and may change") {
+  TempDir d("bf16");
+  std::string data = write_text(d, 60000);
+  TrainOptions a = tiny_options(data, d / "fp32");
+  train(a, false);
+  TrainOptions b = tiny_options(data, d / "bf16");
+  b.precision = Precision::bf16;
+  train(b, false);
+  CHECK(load_run_options(d / "bf16").precision == Precision::bf16);
+  CHECK(load_run_options(d / "fp32").precision == Precision::f32);
+  auto la = train_losses(d / "fp32/metrics.jsonl"), lb = train_losses(d / "bf16/metrics.jsonl");
+  REQUIRE(la.size() == 8);
+  REQUIRE(lb.size() == 8);
+  // The first loss (same weights, same batch) differs only by the matmuls' input rounding: bf16 keeps 8
+  // bits, so a relative change near 2^-9 per input, far below 1% of the loss, yet not zero.
+  CHECK(lb[0] != la[0]);
+  CHECK(std::abs(lb[0] - la[0]) < 0.01 * la[0]);
+  for (size_t i = 0; i < 8; ++i) {
+    INFO("step " << i + 1);
+    CHECK(std::abs(lb[i] - la[i]) < 0.02 * la[i]);
+  }
+  // Stopped and resumed in bf16: the same losses bit for bit.
+  TrainOptions c = tiny_options(data, d / "bf16-resumed");
+  c.precision = Precision::bf16;
+  c.stop_at = 3;
+  train(c, false);
+  TrainOptions resumed = load_run_options(d / "bf16-resumed");
+  resumed.progress = false;
+  train(resumed, true);
+  CHECK(train_losses(d / "bf16-resumed/metrics.jsonl") == lb);
+  // The precision may change on resume (it does not define the model); the change is recorded.
+  TrainOptions now = load_run_options(d / "bf16");
+  now.precision = Precision::f32;
+  const auto changes = resume_changes(load_run_options(d / "bf16"), now, d / "bf16");
+  REQUIRE(changes.contains("precision"));
+  CHECK(changes["precision"][0] == "bf16");
+  CHECK(changes["precision"][1] == "fp32");
+  // A precision the CLI does not know: an error naming the option and the valid values, and no folder.
+  auto bad = test::run_cli({"train", "--data", data, "--precision", "fp16", "--out", d / "never"});
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("--precision") != std::string::npos);
+  CHECK(bad.err.find("bf16") != std::string::npos);
+  CHECK_FALSE(fs::exists(d / "never"));
 }

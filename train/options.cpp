@@ -51,6 +51,7 @@ std::string TrainOptions::to_json() const {
   j["warmup"] = warmup, j["weight_decay"] = weight_decay, j["clip"] = clip, j["eval_every"] = eval_every;
   j["eval_bytes"] = eval_bytes, j["test_bytes"] = test_bytes, j["seed"] = seed;
   j["carry_state"] = carry_state;
+  j["precision"] = precision_name(precision);
   return j.dump();
 }
 
@@ -90,6 +91,12 @@ TrainOptions TrainOptions::from_json(const std::string& text, const std::string&
   field("clip", o.clip), field("eval_every", o.eval_every), field("eval_bytes", o.eval_bytes);
   field("test_bytes", o.test_bytes), field("seed", o.seed);
   field("carry_state", o.carry_state, true);  // absent in runs from before carried state: false
+  std::string precision = "fp32";              // absent in runs from before mixed precision
+  field("precision", precision, true);
+  const auto p = parse_precision(precision);
+  MG_CHECK(p.has_value(), "[resume] the field 'precision' of the training options in {} is '{}', not fp32 or bf16",
+           source, precision);
+  o.precision = *p;
   try {
     o.validate();
   } catch (const Error& e) {
@@ -125,6 +132,7 @@ nlohmann::ordered_json resume_changes(const TrainOptions& stored, const TrainOpt
   note("steps", stored.steps, now.steps), note("eval_every", stored.eval_every, now.eval_every);
   note("eval_bytes", stored.eval_bytes, now.eval_bytes), note("test_bytes", stored.test_bytes, now.test_bytes);
   note("data", stored.data, now.data);
+  note("precision", std::string(precision_name(stored.precision)), std::string(precision_name(now.precision)));
   return changed;
 }
 

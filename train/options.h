@@ -7,6 +7,7 @@
 
 #include "core/device.h"
 #include "models/mamba.h"
+#include "ops/autocast.h"
 
 namespace mg {
 
@@ -31,6 +32,9 @@ struct TrainOptions {
   uint64_t seed = 0;
   bool carry_state = false;    // rows read contiguous streams, each window starting from the previous one's
                                // final state (detached); validation and test then evaluate streams too
+  Precision precision = Precision::f32;  // the matmuls' precision (ops/autocast.h): fp32, or bf16 mixed
+                               // precision (parameters, gradients, AdamW state, checkpoints stay float32).
+                               // Stored; may change on resume.
   bool progress = true;        // print progress (an in-place line on a terminal, plain lines otherwise)
   int64_t stop_at = -1;        // save and stop after this step, as Ctrl-C does (-1: run to `steps`)
   Device device = kCPU;        // where the model, its gradients, the AdamW state and the batches live.

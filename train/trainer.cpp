@@ -250,10 +250,11 @@ class Progress {
   void header(const MambaLM& model, const TrainData& d, bool resume) const {
     if (opts_.progress)
       fmt::print("mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} "
-                 "test bytes; {} steps of {} x {}{} on {}{}; run folder {}\n",
+                 "test bytes; {} steps of {} x {}{} on {}{}{}; run folder {}\n",
                  opts_.preset, model.num_parameters(), opts_.config.n_layer, opts_.config.d_model, d.train.size(),
                  d.val.size(), d.test.size(), opts_.steps, opts_.batch, opts_.seq,
                  opts_.carry_state ? " (contiguous streams, state carried)" : "", opts_.device.str(),
+                 opts_.precision == Precision::bf16 ? " in bf16 mixed precision" : "",
                  resume ? fmt::format(", resuming at step {}", start_) : "", opts_.out);
     std::fflush(stdout);
   }
@@ -297,6 +298,8 @@ TrainResult train(TrainOptions opts, bool resume) {
   // --detect-anomaly: every step checks each op output and gradient for NaN/inf and throws at the first
   // (autograd/anomaly.h). Left as it was when off, so a caller's own AnomalyMode guard still applies.
   AnomalyMode anomaly(opts.detect_anomaly || AnomalyMode::is_enabled());
+  // --precision bf16: every matmul of the steps and evaluations, forward and backward, with bf16 inputs.
+  AutocastGuard autocast(opts.precision);
   if (opts.warmup < 0) opts.warmup = std::min<int64_t>(100, opts.steps / 10);
   const std::string dir = opts.out;
 
