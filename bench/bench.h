@@ -21,6 +21,8 @@ int run_scan_bench(const ScanBenchOptions& o);
 // bench/machine.cpp: the machine's practical peak (fp32 multiply-adds on `threads` threads, as GFLOP/s =
 // 2 x multiply-adds) and memory bandwidth (a parallel copy of 256 MiB: GB/s of bytes read + written).
 double measure_peak_gflops(int threads);
+// The same with AVX512-BF16 dot products (VDPBF16PS; 2 flops per bf16 pair product); 0 without it.
+double measure_bf16_peak_gflops(int threads);
 double measure_memory_bandwidth_gbs(int threads);
 
 // bench/scan_bench_cuda.cpp (`bench scan --device cuda`): the fused scan on the GPU, forward and

@@ -1,5 +1,5 @@
 // The machine's practical limits, measured in the same run as a benchmark: fp32 FMA throughput on
-// every thread, and memory bandwidth (a parallel copy far larger than the caches).
+// every thread (and VDPBF16PS throughput where the CPU has AVX512-BF16), and memory bandwidth (a parallel copy far larger than the caches).
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include "bench/bench.h"
 #include "core/cpu_allocator.h"
 #include "core/parallel.h"
+#include "ops/cpu/gemm.h"
 
 namespace mg::bench {
 
@@ -74,6 +75,48 @@ double measure_peak_gflops(int threads) {
     best = std::max(best, double(threads) * iters * 12 * lanes * 2 / s / 1e9);
   }
   return best;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+namespace {
+// One thread's VDPBF16PS chains (12 independent accumulators, 32 multiply-adds per instruction):
+// compiled for AVX512-BF16 whatever -march says, run only where the CPU has it.
+__attribute__((target("avx512f,avx512bf16"))) float dpbf16_chains(int64_t iters, int seed) {
+  __m512 acc[12];
+  for (auto& x : acc) x = _mm512_set1_ps(float(seed));
+  const __m512i a = _mm512_set1_epi32(0x3f803f80), b = _mm512_set1_epi32(0x33d633d6);  // (1, 1) x (1e-7, 1e-7)
+  for (int64_t i = 0; i < iters; ++i)
+#pragma GCC unroll 12
+    for (auto& x : acc) x = _mm512_dpbf16_ps(x, (__m512bh)a, (__m512bh)b);
+  float sink = 0;
+  alignas(64) float t[16];
+  for (auto& x : acc) {
+    _mm512_store_ps(t, x);
+    for (float v : t) sink += v;
+  }
+  return sink;
+}
+}  // namespace
+#endif
+
+double measure_bf16_peak_gflops(int threads) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (!cpu::cpu_has_avx512_bf16()) return 0;
+  constexpr int64_t iters = 10'000'000;
+  double best = 0;
+  for (int trial = 0; trial < 3; ++trial) {
+    auto t0 = Clock::now();
+    float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    sink += dpbf16_chains(iters, omp_get_thread_num() + 1);
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (sink == 42.0f) fmt::print("");
+    best = std::max(best, double(threads) * iters * 12 * 32 * 2 / s / 1e9);
+  }
+  return best;
+#else
+  return 0;
+#endif
 }
 
 double measure_memory_bandwidth_gbs(int threads) {

@@ -165,7 +165,11 @@ int run_matmul_bench(int reps, bool quick) {
   OpenBlas ob = load_openblas();
   if (ob.sgemm && ob.set_threads) ob.set_threads(threads);
   fmt::print("gemm, float32, row-major, {} threads; best of {} trials\n", threads, reps);
-  fmt::print("peak (measured, fp32 FMA loop on {} threads): {:.1f} GFLOP/s\n", threads, measure_peak_gflops(threads));
+  const double peak = measure_peak_gflops(threads), bf16_peak = measure_bf16_peak_gflops(threads);
+  fmt::print("peak (measured, fp32 FMA loop on {} threads): {:.1f} GFLOP/s\n", threads, peak);
+  if (bf16_peak > 0)
+    fmt::print("peak (measured, VDPBF16PS loop on {} threads): {:.1f} GFLOP/s = {:.2f}x the fp32 FMA peak\n", threads,
+               bf16_peak, bf16_peak / peak);
   if (ob.sgemm)
     fmt::print("peer: OpenBLAS cblas_sgemm, core {} (OPENBLAS_CORETYPE={})\n", ob.corename ? ob.corename() : "?",
                getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");

@@ -6,7 +6,8 @@
 #   2. the whole ctest suite (the CUDA cases run live there; none may be skipped)
 #   3. mambagrad gradcheck --device cuda
 #   4. mambagrad bench scan --device cuda
-#   5. mambagrad bench train --device cuda --peer (base preset, batch 16 x 256; PyTorch on the same GPU,
+#   5. mambagrad bench train --device cuda --precision both --peer (base preset, batch 16 x 256, fp32 then
+#      bf16 mixed precision; PyTorch on the same GPU, its faster scan, fp32 and torch.autocast bf16;
 #      skipped with a line saying so when python3 cannot import torch with CUDA)
 #   6. mambagrad bench generate --device cuda --peer (base preset: prefill of 4096 bytes and decode at
 #      batch 1 and 16, against PyTorch's recurrent step on the same GPU)
@@ -197,12 +198,17 @@ run_step bench-scan 90 "$MG" bench scan --device cuda
 fig=$(grep -E "forward\+backward" "$LAST_OUT" | tail -n 1 | tr -s ' ' | cut -c1-90)
 record "bench scan cuda" "$(status_of "$LAST_RC")" "$LAST_SECS" "$(figure "$fig")"
 
-run_step bench-train 120 "$MG" bench train --device cuda --preset base --batch 16 --seq 256 --steps 20 --warmup 3 $PEER
-tok=$(grep -oE "^mambagrad preset=base .*tokens_per_s=[0-9.]+" "$LAST_OUT" | grep -oE "tokens_per_s=[0-9.]+" | cut -d= -f2)
-mem=$(grep -oE "^mambagrad preset=base .*device_peak_mb=[0-9.]+" "$LAST_OUT" | grep -oE "device_peak_mb=[0-9.]+" | cut -d= -f2)
-ratio=$(grep -E "^base +[0-9]" "$LAST_OUT" | tail -n 1 | awk '{print $4}')
-record "bench train cuda" "$(status_of "$LAST_RC")" "$LAST_SECS" \
-  "$(figure "base ${tok:-?} tok/s, ${mem:-?} MB peak, vs torch ${ratio:-${PEER:+?}${PEER:-skipped}}")"
+run_step bench-train 180 "$MG" bench train --device cuda --preset base --batch 16 --seq 256 --steps 20 --warmup 3 \
+  --precision both $PEER
+for p in fp32 bf16; do
+  tok=$(grep -oE "^mambagrad preset=base precision=$p .*tokens_per_s=[0-9.]+" "$LAST_OUT" | grep -oE "tokens_per_s=[0-9.]+" | cut -d= -f2)
+  mem=$(grep -oE "^mambagrad preset=base precision=$p .*device_peak_mb=[0-9.]+" "$LAST_OUT" | grep -oE "device_peak_mb=[0-9.]+" | cut -d= -f2)
+  ratio=$(grep -E "^base $p +[0-9]" "$LAST_OUT" | tail -n 1 | awk '{print $5}')
+  record "bench train cuda $p" "$(status_of "$LAST_RC")" "$LAST_SECS" \
+    "$(figure "base ${tok:-?} tok/s, ${mem:-?} MB peak, vs torch ${ratio:-${PEER:+?}${PEER:-skipped}}")"
+done
+gain=$(grep -oE "bf16 / fp32 step [0-9.]+x" "$LAST_OUT" | tail -n 1)
+record "bench train cuda bf16/fp32" "$(status_of "$LAST_RC")" "$LAST_SECS" "$(figure "${gain:-?}")"
 
 for gb in 1 16; do
   run_step "bench-generate-b$gb" 60 "$MG" bench generate --device cuda --preset base --batch $gb --prompt-bytes 4096 \
