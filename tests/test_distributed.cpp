@@ -11,6 +11,7 @@
 #include "io/safetensors.h"
 #include "ops/ops.h"
 #include "tests/cli.h"
+#include "tests/devices.h"
 #include "tests/trainer_fixture.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
@@ -19,7 +20,10 @@
 using namespace mg;
 namespace fs = std::filesystem;
 
-TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of everything") {
+namespace {
+
+// On `device`: the gradients of device tensors travel through host buffers.
+void check_bucketed_allreduce(Device device) {
   const World& world = World::get();  // a world of one, or of two under mpirun
   const int n = world.size(), rank = world.rank();
   // Parameters of several sizes (buckets of 64 bytes hold one to a few), one of them unused by the loss.
@@ -28,7 +32,7 @@ TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of 
   for (size_t k = 0; k < sizes.size(); ++k) {
     std::vector<float> v((size_t)sizes[k]);
     for (size_t i = 0; i < v.size(); ++i) v[i] = 0.1f * (float)(k + 1) - 0.01f * (float)i;
-    params.push_back(from_vector(v, Shape{sizes[k]}).requires_grad_());
+    params.push_back(from_vector(v, Shape{sizes[k]}, device).requires_grad_());
   }
   const size_t unused = 4;
   // loss = sum_k sum_i w_k[i] * x_k[i] * (rank + 1) * c_k[i]: the gradient of w_k is x-independent,
@@ -40,7 +44,7 @@ TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of 
       if (k == unused) continue;
       std::vector<float> c((size_t)sizes[k]);
       for (int64_t i = 0; i < sizes[k]; ++i) c[(size_t)i] = (float)(coef(k, i) * (rank + 1));
-      Tensor term = sum(mul(params[k], from_vector(c, Shape{sizes[k]})));
+      Tensor term = sum(mul(params[k], from_vector(c, Shape{sizes[k]}, device)));
       loss = loss.defined() ? add(loss, term) : term;
     }
     return loss;
@@ -50,8 +54,8 @@ TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of 
   make_loss().backward();
   std::vector<float> all;
   for (size_t k = 0; k < params.size(); ++k) {
-    for (int64_t i = 0; i < sizes[k]; ++i)
-      all.push_back(params[k].grad().defined() ? params[k].grad().data<float>()[i] : 0.0f);
+    const Tensor g = params[k].grad().defined() ? params[k].grad().to(kCPU) : Tensor();
+    for (int64_t i = 0; i < sizes[k]; ++i) all.push_back(g.defined() ? g.data<float>()[i] : 0.0f);
     params[k].zero_grad();
   }
   world.sum(all.data(), (int64_t)all.size());
@@ -70,7 +74,9 @@ TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of 
   size_t at = 0;
   for (size_t k = 0; k < params.size(); ++k) {
     REQUIRE(params[k].grad().defined());  // the unused parameter gets the (zero) sum too
-    const float* g = params[k].grad().data<float>();
+    CHECK(params[k].grad().device() == device);
+    const Tensor host = params[k].grad().to(kCPU);
+    const float* g = host.data<float>();
     for (int64_t i = 0; i < sizes[k]; ++i, ++at) {
       const double expected = k == unused ? 0.0 : coef(k, i) * n * (n + 1) / 2;
       CHECK(g[i] == doctest::Approx(expected).epsilon(1e-6));
@@ -83,7 +89,18 @@ TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of 
   reducer.begin();
   make_loss().backward();
   reducer.finish();
-  CHECK(params[0].grad().data<float>()[0] == doctest::Approx(coef(0, 0) * n * (n + 1) / 2).epsilon(1e-6));
+  CHECK(params[0].grad().to(kCPU).data<float>()[0] == doctest::Approx(coef(0, 0) * n * (n + 1) / 2).epsilon(1e-6));
+}
+
+}  // namespace
+
+TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of everything") {
+  check_bucketed_allreduce(kCPU);
+}
+
+TEST_CASE("cuda distributed: bucketed all-reduce of device gradients (staged through the host)") {
+  MG_REQUIRE_CUDA();
+  check_bucketed_allreduce(kCUDA);
 }
 
 TEST_CASE("distributed: the launcher's environment gives the world size and rank") {
@@ -202,7 +219,22 @@ TEST_CASE("distributed: a killed rank ends the job with a non-zero status and a 
   CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
 }
 
-TEST_CASE("distributed: a batch not divisible by the ranks is refused before any file is written") {
+TEST_CASE("distributed: a stop signal on one rank stops every rank after the same step, with a checkpoint of it") {
+  test::TempDir d("dist_stop");
+  const std::string data = test::write_text(d, 60000, true);
+  // Rank 1 alone gets SIGINT (as from Ctrl-C) after step 5; rank 0 learns it in the step's agreement.
+  auto r = mpirun(2, tiny_args(data, d / "run", 40), {"MG_TEST_INTERRUPT_AT=step:5", "MG_TEST_CRASH_RANK=1"}, 60000);
+  const std::string output = r.out + r.err;
+  CAPTURE(output);
+  CHECK(r.exit_code != 0);  // the ranks exit with 128 + the signal; mpirun reports a failure
+  CHECK(r.signal == 0);
+  auto ckpt = find_checkpoint(d / "run");
+  REQUIRE(ckpt);
+  CHECK(ckpt->step == 5);
+  CHECK(test::train_losses(d / "run/metrics.jsonl").size() == 5);
+}
+
+TEST_CASE("distributed: a batch not divisible by the ranks, or --carry-state, is refused before any file is written") {
   test::TempDir d("dist_batch");
   const std::string data = test::write_text(d, 60000, true);
   auto args = tiny_args(data, d / "run");
@@ -212,6 +244,14 @@ TEST_CASE("distributed: a batch not divisible by the ranks is refused before any
   CHECK(r.exit_code != 0);
   CHECK(r.err.find("--batch 7 is the global batch") != std::string::npos);
   CHECK(r.err.find("use a multiple of 2 (e.g. 6 or 8)") != std::string::npos);
+  CHECK(!fs::exists(d / "run"));
+
+  // --carry-state (each row a stream) is refused with more than one rank, as early.
+  auto carry = tiny_args(data, d / "run");
+  carry.push_back("--carry-state");
+  auto c = mpirun(2, carry);
+  CHECK(c.exit_code != 0);
+  CHECK(c.err.find("--carry-state is not supported with 2 processes") != std::string::npos);
   CHECK(!fs::exists(d / "run"));
 }
 
