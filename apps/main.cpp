@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "cuda/runtime.h"
+#include "train/distributed.h"
 #include "train/interrupt.h"
 
 int main(int argc, char** argv) {
@@ -51,7 +52,11 @@ int main(int argc, char** argv) {
   try {
     if (threads > 0) mg::set_num_threads(threads);
     mg::cuda::set_allow_tf32(tf32);
-    return run();
+    const int status = run();
+    // Every rank of a data-parallel run gets here together (an interrupt is agreed between them). One
+    // that failed returns without it: mpirun then ends the ranks that may wait for it in a collective.
+    mg::World::finalize();
+    return status;
   } catch (const mg::Interrupted& e) {  // Ctrl-C while evaluating: the shell's status for it
     std::fprintf(stderr, "%s\n", e.what());
     return mg::interrupted_exit_status(e.signo);

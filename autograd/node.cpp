@@ -1,6 +1,9 @@
 #include "autograd/node.h"
 
+#include <unordered_map>
+
 #include "autograd/anomaly_check.h"
+#include "autograd/grad_hook.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -70,6 +73,12 @@ class FunctionNode final : public Node {
   VjpFn vjp_;
 };
 
+// set_grad_hook's hooks, by leaf (few: a model's parameters while a reducer lives; the engine runs on one thread).
+std::unordered_map<const TensorImpl*, std::function<void()>>& grad_hooks() {
+  static std::unordered_map<const TensorImpl*, std::function<void()>> hooks;
+  return hooks;
+}
+
 // Sums incoming gradients into a leaf's .grad. Holds the leaf; the leaf holds this node weakly.
 class AccumulateGrad final : public Node {
  public:
@@ -86,6 +95,8 @@ class AccumulateGrad final : public Node {
       leaf.autograd_meta().grad = g.impl_ptr();
     else
       leaf.autograd_meta().grad = mg::clone(g).impl_ptr();  // own copy: g may alias other gradients
+    if (!grad_hooks().empty()) [[unlikely]]
+      if (auto it = grad_hooks().find(leaf_.get()); it != grad_hooks().end()) it->second();
     return {};
   }
 
@@ -115,6 +126,15 @@ Edge gradient_edge(const Tensor& t) {
     meta.grad_accumulator = acc;
   }
   return {acc, 0};
+}
+
+void set_grad_hook(const Tensor& leaf, std::function<void()> hook) {
+  MG_CHECK(leaf.defined() && leaf.requires_grad() && !leaf.autograd_meta().grad_fn,
+           "[autograd] set_grad_hook: the tensor must be a leaf that requires grad (a parameter)");
+  if (hook)
+    grad_hooks()[leaf.impl_ptr().get()] = std::move(hook);
+  else
+    grad_hooks().erase(leaf.impl_ptr().get());
 }
 
 bool any_requires_grad(std::initializer_list<const Tensor*> ts) {

@@ -60,6 +60,7 @@
 #include "models/mamba.h"
 #include "ops/autocast.h"
 #include "ops/cpu/gemm.h"
+#include "train/distributed.h"
 #include "train/train_step.h"
 
 #ifndef MG_SOURCE_DIR
@@ -104,6 +105,9 @@ struct Result {
   double peak_rss_mb = 0, base_rss_mb = 0, tensor_peak_mb = 0, device_peak_mb = 0;
   bool rss_reset = false;
   double loss_first = 0, loss_last = 0;
+  int64_t allreduce_bytes = 0;  // per step and rank (data parallel)
+  int buckets = 0;
+  double wait_ms = 0;           // per step: waiting for the all-reduce after backward
 };
 
 Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t batch, int64_t seq, int steps,
@@ -132,17 +136,35 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
     model.to(device);
     r.params = model.num_parameters();
     AdamW opt(make_param_groups(model, 0.1), 1e-3);  // decay on matrices only (docs/design.md#training-defaults)
+    // Under mpirun: `batch` is the global batch, each rank steps on its rows, gradients all-reduced (as train).
+    const World& world = World::get();
+    std::unique_ptr<GradientReducer> reducer;
+    if (world.distributed()) {
+      std::vector<Tensor> params;
+      for (auto& p : model.named_parameters()) params.push_back(p.tensor);
+      reducer = std::make_unique<GradientReducer>(world, std::move(params), 1.0 / world.size());
+      r.allreduce_bytes = reducer->bytes_per_step(), r.buckets = reducer->num_buckets();
+    }
+    const int64_t local_batch = batch / world.size();
     Generator gen(1);
-    double total = 0, fwd = 0, bwd = 0, upd = 0;
+    double total = 0, fwd = 0, bwd = 0, upd = 0, wait0 = 0;
     for (int s = 0; s < warmup + steps; ++s) {
       const auto t0 = Clock::now();
       Batch b = data.sample(batch, seq, gen, device);
+      if (reducer) {
+        b.inputs = b.inputs.narrow(0, world.rank() * local_batch, local_batch).contiguous();
+        b.targets = b.targets.narrow(0, world.rank() * local_batch, local_batch).contiguous();
+      }
+      if (s == warmup && reducer) wait0 = reducer->wait_seconds();
       Clock::time_point t1, t2, t3;
       // The trainer's own step; each phase is timed once the device has finished it.
-      const StepResult sr = train_step(model, opt, b, 1.0, [&](StepPhase phase) {
-        sync();
-        (phase == StepPhase::forward ? t1 : phase == StepPhase::backward ? t2 : t3) = Clock::now();
-      });
+      const StepResult sr = train_step(
+          model, opt, b, 1.0,
+          [&](StepPhase phase) {
+            sync();
+            (phase == StepPhase::forward ? t1 : phase == StepPhase::backward ? t2 : t3) = Clock::now();
+          },
+          reducer.get());
       if (s == 0) r.loss_first = sr.loss;
       r.loss_last = sr.loss;
       if (s >= warmup) {
@@ -155,6 +177,7 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
     r.tokens_per_s = (double)(batch * seq) * steps / total;
     r.ms_per_step = 1e3 * total / steps;
     r.fwd_ms = 1e3 * fwd / steps, r.bwd_ms = 1e3 * bwd / steps, r.opt_ms = 1e3 * upd / steps;
+    if (reducer) r.wait_ms = 1e3 * (reducer->wait_seconds() - wait0) / steps;
   }
   r.peak_rss_mb = max_rss_mb();
   r.tensor_peak_mb = (double)(cpu_peak_bytes() - bytes_before) / (1024.0 * 1024.0);
@@ -215,6 +238,14 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   const bool gpu = device.is_cuda();
   const std::vector<std::string> presets = presets_in.empty() ? std::vector<std::string>{"small", "base"} : presets_in;
   for (auto& p : presets) MambaConfig::preset(p);  // unknown names fail before any work
+  const World& world = World::get();
+  if (world.distributed()) {
+    MG_CHECK(batch % world.size() == 0,
+             "[bench train] --batch {} is the global batch, split over the {} processes: use a multiple of {}", batch,
+             world.size(), world.size());
+    MG_CHECK(!peer, "[bench train] --peer runs one PyTorch process; start the benchmark as one process for it");
+  }
+  const bool root = world.root();  // rank 0 alone prints
 
   ByteDataset data;
   std::string source;
@@ -229,11 +260,17 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     source = fmt::format("the train split of {} ({} bytes)", data_path, data.size());
   }
 
-  fmt::print("mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
+  if (root)
+    fmt::print("mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
              "batches from {}{}\n",
              device.str(), batch, seq, batch * seq, warmup, steps, num_threads(), source,
              gpu ? fmt::format(", TF32 {}", cuda::allow_tf32() ? "on" : "off") : "");
-  fmt::print("step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
+  if (root && world.distributed())
+    fmt::print("{} processes (MPI), each {} rows of the batch and {} threads; gradients all-reduced in buckets during "
+               "backward\n",
+               world.size(), batch / world.size(), num_threads());
+  if (root)
+    fmt::print("step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
              gpu ? " + synchronize" : "", gpu ? " + synchronize" : "");
   std::fflush(stdout);
 
@@ -244,18 +281,26 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
    double fp32_tokens_per_s = 0;
    for (Precision precision : precisions) {
     Result r = bench_preset(preset, data, batch, seq, steps, warmup, device, precision);
+    if (!root) continue;
     r.preset = fmt::format("{} {}", preset, precision_name(precision));
-    fmt::print("mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} fwd_ms={:.1f} "
+    if (world.distributed())
+      fmt::print("mambagrad preset={} precision={} ranks={} tokens_per_s_total={:.1f} tokens_per_s_per_rank={:.1f} "
+                 "allreduce_mb_per_step={:.2f} buckets={} allreduce_wait_ms={:.1f}\n",
+                 preset, precision_name(precision), world.size(), r.tokens_per_s, r.tokens_per_s / world.size(),
+                 (double)r.allreduce_bytes / 1e6, r.buckets, r.wait_ms);
+    fmt::print("mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} "
+               "fwd_ms={:.1f} "
                "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
                "loss_first={:.4f} loss_last={:.4f}\n",
-               preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms, r.bwd_ms, r.opt_ms,
-               r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)", r.base_rss_mb,
+               preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms,
+               r.bwd_ms, r.opt_ms,               r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)", r.base_rss_mb,
                r.tensor_peak_mb, gpu ? fmt::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
                r.loss_last);
     if (precision == Precision::f32) fp32_tokens_per_s = r.tokens_per_s;
     else if (fp32_tokens_per_s > 0)
       fmt::print("mambagrad {}: bf16 / fp32 step {:.2f}x (the bf16 gemm ran the {} way)\n", preset,
-                 r.tokens_per_s / fp32_tokens_per_s, gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic));
+                 r.tokens_per_s / fp32_tokens_per_s,
+                 gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic));
     std::fflush(stdout);
     std::map<std::string, std::string> kv;
     if (peer) {

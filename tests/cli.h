@@ -28,12 +28,13 @@ struct CliRun {
 // `args` follow the program name; `env` adds NAME=value entries to this process's environment. With
 // kill_after_ms >= 0 the child gets SIGKILL after that many milliseconds unless it ended before.
 // `cwd`, when not empty, is the child's working directory.
-inline CliRun run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
-                      int kill_after_ms = -1, const std::string& cwd = "") {
+// run_program: the same for another program (mpirun, tests/test_distributed.cpp), by its path.
+inline CliRun run_program(const std::string& program, const std::vector<std::string>& args,
+                          const std::vector<std::string>& env = {}, int kill_after_ms = -1, const std::string& cwd = "") {
   static int counter = 0;
   const std::string base = "/tmp/mg_cli_out_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
   const std::string out_path = base + ".out", err_path = base + ".err";
-  std::vector<std::string> argv_s{MG_CLI_PATH};
+  std::vector<std::string> argv_s{program};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -52,7 +53,7 @@ inline CliRun run_cli(const std::vector<std::string>& args, const std::vector<st
   posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, MG_CLI_PATH, &fa, nullptr, argv.data(), envp.data());
+  const int rc = posix_spawn(&pid, program.c_str(), &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   CliRun r;
   if (rc != 0) {
@@ -85,6 +86,11 @@ inline CliRun run_cli(const std::vector<std::string>& args, const std::vector<st
   std::remove(out_path.c_str());
   std::remove(err_path.c_str());
   return r;
+}
+
+inline CliRun run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+                      int kill_after_ms = -1, const std::string& cwd = "") {
+  return run_program(MG_CLI_PATH, args, env, kill_after_ms, cwd);
 }
 
 }  // namespace mg::test

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "train/distributed.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 
@@ -333,6 +334,9 @@ bool is_run_file(const std::string& path) {
 }
 
 void crash_point(const char* name) {
+  // MG_TEST_CRASH_RANK=r: only rank r of a data-parallel run (a dead rank, tests/test_distributed.cpp).
+  if (const char* r = std::getenv("MG_TEST_CRASH_RANK"); r && *r && std::atoi(r) != launch_from_environment().rank)
+    return;
   static std::map<std::string, int64_t> seen;
   bool counted = false;
   for (const char* var : {"MG_TEST_CRASH_AT", "MG_TEST_INTERRUPT_AT"}) {

@@ -6,6 +6,7 @@
 
 #include "data/dataset.h"
 #include "models/mamba.h"
+#include "train/distributed.h"
 #include "train/optim.h"
 
 namespace mg {
@@ -27,12 +28,16 @@ enum class StepPhase { forward, backward, update };
 // with the loss read after it), then the AdamW update unless the loss or the norm is not finite.
 // `on_phase`, when given, is called after each phase (a benchmark synchronises the device and reads
 // its clock there).
+// With a `reducer` (data-parallel training, train/distributed.h) the gradients are all-reduced during
+// and after backward, before the clip, and the loss returned is the mean of every rank's loss: each
+// rank then takes the same update.
 StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip,
-                      const std::function<void(StepPhase)>& on_phase = nullptr);
+                      const std::function<void(StepPhase)>& on_phase = nullptr, GradientReducer* reducer = nullptr);
 // The same with carried state (train --carry-state): the window starts from `carry` (empty: zeros) and
 // `carry` becomes the window's final state, detached, for the next window (truncated backpropagation
 // through time: the gradient stops at the window's start).
 StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip,
-                      std::vector<LayerState>& carry, const std::function<void(StepPhase)>& on_phase = nullptr);
+                      std::vector<LayerState>& carry, const std::function<void(StepPhase)>& on_phase = nullptr,
+                      GradientReducer* reducer = nullptr);
 
 }  // namespace mg

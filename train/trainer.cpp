@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <csignal>
+#include <exception>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -22,6 +24,7 @@
 #include "train/metrics.h"
 #include "train/optim.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/run_folder.h"
 #include "train/train_step.h"
 #include "io/safetensors.h"
@@ -108,6 +111,27 @@ EvalResult evaluate_stream(const MambaLM& model, const ByteDataset& data, int64_
 
 namespace {
 
+// evaluate() split over the ranks of a data-parallel run: rank r takes batches r, r + N, ... and the
+// sums are added up. It does not poll for Ctrl-C (a rank that stopped alone would leave the others
+// waiting in the sum); the trainer's stop is agreed between steps.
+EvalResult evaluate_ranks(const MambaLM& model, const ByteDataset& data, int64_t batch, int64_t seq,
+                          int64_t max_bytes, const World& world) {
+  NoGradGuard ng;
+  double sums[2] = {0, 0};  // loss * targets, targets
+  const int64_t n = data.num_eval_batches(batch, seq, max_bytes);
+  for (int64_t i = world.rank(); i < n; i += world.size()) {
+    Batch b = data.eval_batch(i, batch, seq, max_bytes, model.device());
+    const double count = (double)b.targets.numel();
+    sums[0] += model.loss(b.inputs, b.targets).item() * count;
+    sums[1] += count;
+  }
+  world.sum(sums, 2);
+  EvalResult r;
+  r.targets = (int64_t)sums[1];
+  r.loss = r.targets ? sums[0] / sums[1] : std::nan("");
+  return r;
+}
+
 // The three splits, with every window size checked against them.
 struct TrainData {
   ByteDataset train, val, test;
@@ -149,7 +173,9 @@ struct Restored {
   int64_t start = 0;
 };
 
-Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& model) {
+// `writer`: the process that owns the folder (rank 0 of a data-parallel run, which restores first); the
+// other ranks only read what it left.
+Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& model, bool writer) {
   Restored r;
   std::vector<std::string> skipped;
   r.ckpt = find_checkpoint(dir, &skipped);
@@ -158,8 +184,10 @@ Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& 
   // deleted); with none, resuming would silently start again, so it is an error.
   MG_CHECK(r.ckpt || skipped.empty(), "[resume] {} has no usable checkpoint: {}. Start the run again with --overwrite",
            dir, join_names(skipped, skipped.size()));
-  for (const auto& s : skipped) fmt::print(stderr, "note: {}; it is set aside as <name>.damaged\n", s);
-  set_aside_unusable_checkpoints(dir, r.ckpt && !r.ckpt->legacy ? r.ckpt->step : -1);
+  if (writer) {
+    for (const auto& s : skipped) fmt::print(stderr, "note: {}; it is set aside as <name>.damaged\n", s);
+    set_aside_unusable_checkpoints(dir, r.ckpt && !r.ckpt->legacy ? r.ckpt->step : -1);
+  }
   if (r.ckpt) {
     r.loaded = read_checkpoint(*r.ckpt);
     r.start = r.loaded.step;
@@ -303,33 +331,86 @@ TrainResult train(TrainOptions opts, bool resume) {
   if (opts.warmup < 0) opts.warmup = std::min<int64_t>(100, opts.steps / 10);
   const std::string dir = opts.out;
 
-  // The folder, read only: a new run must not replace a run unless asked to.
-  const RunFolderContents contents = inspect_run_folder(dir);
-  if (resume) {
-    MG_CHECK(contents.exists, "[resume] {} is not a run folder (train one with: mambagrad train --out {})", dir, dir);
-    MG_CHECK(!opts.overwrite, "[train] --overwrite and --resume exclude each other");
-  } else {
-    check_new_run_folder(dir, contents, opts.overwrite);
+  // Data parallel (train/distributed.h): N ranks each take batch / N rows of the same global batch.
+  World& world = World::get();
+  const bool root = world.root();
+  if (world.distributed()) {
+    const int64_t below = opts.batch / world.size() * world.size(), above = below + world.size();
+    MG_CHECK(opts.batch % world.size() == 0,
+             "[train] --batch {} is the global batch, split evenly over the {} processes, and is not divisible by {}: "
+             "use a multiple of {} (e.g. {})",
+             opts.batch, world.size(), world.size(), world.size(),
+             below > 0 ? fmt::format("{} or {}", below, above) : std::to_string(above));
+    MG_CHECK(!opts.carry_state,
+             "[train] --carry-state is not supported with {} processes yet (each row is a stream whose state would "
+             "have to travel with its rank's rows, in checkpoints too); run it as one process",
+             world.size());
+    if (!root) opts.progress = false;  // rank 0 alone prints
   }
-  TrainData data = load_train_data(opts, resume);
-  throw_if_interrupted("train");
+  const int64_t local_batch = opts.batch / world.size();
+  // Every rank learns whether any failed before going on (else the others would wait for it in the
+  // next collective): the failing rank throws its own error, the others a short one.
+  auto agree = [&](std::exception_ptr err) {
+    double failed = err ? 1 : 0;
+    world.sum(&failed, 1);
+    if (err) std::rethrow_exception(err);
+    if (failed > 0)
+      MG_THROW("[train] another process of this run stopped with an error (printed above); rank {} stops too",
+               world.rank());
+  };
 
-  // Take the folder: from here on this process is its only writer.
-  fs::create_directories(dir);
-  RunLock lock(dir);
-  if (!resume) {
-    check_new_run_folder(dir, inspect_run_folder(dir), opts.overwrite);  // again, now that it is ours
-    if (opts.overwrite) remove_run_files(dir);
+  // The folder, read only: a new run must not replace a run unless asked to. Only rank 0 touches it.
+  TrainData data;
+  std::exception_ptr err;
+  try {
+    if (root) {
+      const RunFolderContents contents = inspect_run_folder(dir);
+      if (resume) {
+        MG_CHECK(contents.exists, "[resume] {} is not a run folder (train one with: mambagrad train --out {})", dir,
+                 dir);
+        MG_CHECK(!opts.overwrite, "[train] --overwrite and --resume exclude each other");
+      } else {
+        check_new_run_folder(dir, contents, opts.overwrite);
+      }
+    }
+    data = load_train_data(opts, resume);
+    throw_if_interrupted("train");
+  } catch (...) {
+    err = std::current_exception();
   }
-  remove_temporaries(dir);
+  agree(err);
 
+  // Rank 0 takes the folder: from here on it is the folder's only writer.
   // The model is initialised (and a checkpoint loaded) on the CPU, then moved; the optimizer is made
   // after the move so that its state lives on the device too.
   MambaLM model(opts.config, opts.seed);
-  Restored from = resume ? restore_run(dir, opts, model) : Restored{};
+  std::optional<RunLock> lock;
+  Restored from;
+  try {
+    if (root) {
+      fs::create_directories(dir);
+      lock.emplace(dir);
+      if (!resume) {
+        check_new_run_folder(dir, inspect_run_folder(dir), opts.overwrite);  // again, now that it is ours
+        if (opts.overwrite) remove_run_files(dir);
+      }
+      remove_temporaries(dir);
+      if (resume) from = restore_run(dir, opts, model, true);
+    }
+  } catch (...) {
+    err = std::current_exception();
+  }
+  agree(err);
+  if (!root && resume) from = restore_run(dir, opts, model, false);  // what rank 0 chose, read after it
   const int64_t start = from.start;
   model.to(opts.device);
   AdamW opt(make_param_groups(model, opts.weight_decay), opts.lr);
+  std::unique_ptr<GradientReducer> reducer;
+  if (world.distributed()) {
+    std::vector<Tensor> params;
+    for (auto& p : model.named_parameters()) params.push_back(p.tensor);
+    reducer = std::make_unique<GradientReducer>(world, std::move(params), 1.0 / world.size());
+  }
   Generator data_gen(opts.seed + 1);
   // With --carry-state: row r reads stream r of the train split, window after window; window w of a step
   // is step % windows (full windows only), and each starts from the previous one's final state (carry,
@@ -356,15 +437,18 @@ TrainResult train(TrainOptions opts, bool resume) {
         carry.push_back({s.conv.to(opts.device), s.ssm.to(opts.device)});
       }
     }
-    publish_checkpoint(dir, *from.ckpt);  // the root files may still be the previous checkpoint's after a crash
+    if (root) publish_checkpoint(dir, *from.ckpt);  // the root files may still be the previous checkpoint's after a crash
   }
 
   // The run's record: what it is, what it trains on, what it was asked. config.json at the root is what
   // from_pretrained(dir) reads (the checkpoints carry their own copy).
-  write_file_atomic(dir + "/" + kRunFile, nlohmann::ordered_json::parse(opts.to_json()).dump(2) + "\n");
-  write_file_atomic(dir + "/" + kConfigFile, model.config().to_json());
-  crash_point("run-started");
-  RunHistory history(opts, resume, start, from.changed);
+  std::optional<RunHistory> history;  // rank 0's
+  if (root) {
+    write_file_atomic(dir + "/" + kRunFile, nlohmann::ordered_json::parse(opts.to_json()).dump(2) + "\n");
+    write_file_atomic(dir + "/" + kConfigFile, model.config().to_json());
+    crash_point("run-started");
+    history.emplace(opts, resume, start, from.changed);
+  }
   const Progress progress(opts, start);
   progress.header(model, data, resume);
 
@@ -378,9 +462,11 @@ TrainResult train(TrainOptions opts, bool resume) {
                         : fmt::format("No checkpoint had been written yet (the first was due at step {})", first_due));
   };
   auto save = [&](int64_t step) {
-    save_checkpoint(dir, model, opt, opts, step, data_gen, carry);
+    if (root) {
+      save_checkpoint(dir, model, opt, opts, step, data_gen, carry);
+      history->plot();
+    }
     last_saved = step;
-    history.plot();
   };
   auto stopped = [&](int64_t done, int signo, const char* phase) {
     if (last_saved != done) save(done);
@@ -394,8 +480,18 @@ TrainResult train(TrainOptions opts, bool resume) {
 
   // Validation and test: streams with carried state for a run that carries it, else windows.
   auto run_eval = [&](const ByteDataset& split, int64_t max_bytes) {
+    if (world.distributed()) return evaluate_ranks(model, split, opts.batch, opts.seq, max_bytes, world);
     return opts.carry_state ? evaluate_stream(model, split, opts.batch, opts.seq, max_bytes)
                             : evaluate(model, split, opts.batch, opts.seq, max_bytes);
+  };
+  // The stop signal, agreed between the ranks so that all stop after the same step: a rank that got
+  // none stops as if by SIGTERM when another got one.
+  auto agreed_signal = [&] {
+    const int s = interrupt_signal();
+    if (!world.distributed()) return s;
+    double any = s ? 1 : 0;
+    world.sum(&any, 1);
+    return s ? s : any > 0 ? SIGTERM : 0;
   };
   const char* eval_mode = opts.carry_state ? "stream" : "windows";
 
@@ -409,10 +505,18 @@ TrainResult train(TrainOptions opts, bool resume) {
       if (step % windows == 0) carry.clear();  // the streams start (again): zero states
       Batch b = data.train.stream_window(step % windows, opts.batch, opts.seq, -1, opts.device);
       sr = train_step(model, opt, b, opts.clip, carry);
+    } else if (world.distributed()) {
+      // Every rank draws the whole global batch (the same generator state everywhere) and keeps its rows.
+      Batch b = data.train.sample(opts.batch, opts.seq, data_gen);
+      const int64_t first = world.rank() * local_batch;
+      b.inputs = b.inputs.narrow(0, first, local_batch).contiguous().to(opts.device);
+      b.targets = b.targets.narrow(0, first, local_batch).contiguous().to(opts.device);
+      sr = train_step(model, opt, b, opts.clip, nullptr, reducer.get());
     } else {
       Batch b = data.train.sample(opts.batch, opts.seq, data_gen, opts.device);  // copied to the device
       sr = train_step(model, opt, b, opts.clip);
     }
+    crash_point("step");
     if (!std::isfinite(sr.loss)) bad_step("loss", sr.loss, step + 1);
     if (!std::isfinite(sr.grad_norm)) bad_step("gradient norm", sr.grad_norm, step + 1);
     const double inst = (double)(opts.batch * opts.seq) / std::max(progress.elapsed() - ts, 1e-9);
@@ -437,11 +541,11 @@ TrainResult train(TrainOptions opts, bool resume) {
         signo = e.signo;  // the step itself is done: log it and save it without its validation
       }
     }
-    history.log(rec);
+    if (root) history->log(rec);
     crash_point("metrics-logged");
     progress.step(rec, tok_s, eval_now);
     if (eval_now && !signo) save(done);
-    if (!signo) signo = interrupt_signal();
+    if (!signo) signo = agreed_signal();
     if (signo) return stopped(done, signo, eval_now && !rec.contains("val_bpc") ? " during validation" : "");
     if (opts.stop_at > 0 && done >= opts.stop_at && done < opts.steps) return stopped(done, 0, "");
   }
@@ -463,7 +567,7 @@ TrainResult train(TrainOptions opts, bool resume) {
   nlohmann::ordered_json rec;
   rec["step"] = opts.steps, rec["test_loss"] = result.test.loss, rec["test_bpc"] = result.test.bpc();
   rec["eval_mode"] = eval_mode;
-  history.log(rec);
+  if (root) history->log(rec);
   if (opts.progress) {
     fmt::print("test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", result.test.loss,
                result.test.bpc(), result.test.perplexity(), result.test.targets,

@@ -49,6 +49,12 @@ struct TrainResult {
 // SIGINT (Ctrl-C) or SIGTERM in any phase (training, validation, the final test) saves a checkpoint of
 // the last finished step and returns with `signal` set; a second one ends the process at once. A
 // non-finite loss throws mg::Error naming the step and the last good checkpoint, if any.
+//
+// Started by mpirun as one of N processes (train/distributed.h), the run is data parallel: opts.batch is
+// the global batch (it must be divisible by N), every rank draws the same windows and trains on its
+// batch / N rows, the gradients are summed over the ranks during backward (then clipped, and every rank
+// takes the same AdamW step), and validation and test are split over the ranks. Rank 0 alone prints and
+// writes the folder; a stop signal is agreed between the ranks after each step. --carry-state is refused.
 TrainResult train(TrainOptions opts, bool resume);
 
 // require_device(device, op), the one check that a device is usable, is in core/device.h.

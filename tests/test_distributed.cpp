@@ -1,0 +1,279 @@
+// Data-parallel training (train/distributed.h): the bucketed gradient all-reduce, and the trainer run
+// by mpirun on two ranks against one process. The cases that start mpirun need a build with MPI
+// (-DMG_MPI) and print SKIPPED otherwise; the all-reduce case also runs as two ranks under mpirun,
+// registered in CMakeLists.txt ("distributed.mpirun.*").
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "io/safetensors.h"
+#include "ops/ops.h"
+#include "tests/cli.h"
+#include "tests/devices.h"
+#include "tests/trainer_fixture.h"
+#include "train/checkpoint.h"
+#include "train/distributed.h"
+#include "train/run_folder.h"
+
+using namespace mg;
+namespace fs = std::filesystem;
+
+namespace {
+
+// On `device`: the gradients of device tensors travel through host buffers.
+void check_bucketed_allreduce(Device device) {
+  const World& world = World::get();  // a world of one, or of two under mpirun
+  const int n = world.size(), rank = world.rank();
+  // Parameters of several sizes (buckets of 64 bytes hold one to a few), one of them unused by the loss.
+  const std::vector<int64_t> sizes = {3, 17, 1, 40, 8, 5, 16};
+  std::vector<Tensor> params;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    std::vector<float> v((size_t)sizes[k]);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = 0.1f * (float)(k + 1) - 0.01f * (float)i;
+    params.push_back(from_vector(v, Shape{sizes[k]}, device).requires_grad_());
+  }
+  const size_t unused = 4;
+  // loss = sum_k sum_i w_k[i] * x_k[i] * (rank + 1) * c_k[i]: the gradient of w_k is x-independent,
+  // (rank + 1) * c_k[i], so its sum over the ranks is n (n + 1) / 2 * c_k[i].
+  auto coef = [](size_t k, int64_t i) { return 0.5 + 0.25 * (double)k + 0.125 * (double)(i % 3); };
+  auto make_loss = [&] {
+    Tensor loss;
+    for (size_t k = 0; k < params.size(); ++k) {
+      if (k == unused) continue;
+      std::vector<float> c((size_t)sizes[k]);
+      for (int64_t i = 0; i < sizes[k]; ++i) c[(size_t)i] = (float)(coef(k, i) * (rank + 1));
+      Tensor term = sum(mul(params[k], from_vector(c, Shape{sizes[k]}, device)));
+      loss = loss.defined() ? add(loss, term) : term;
+    }
+    return loss;
+  };
+
+  // The reference: this rank's gradients, flattened, summed in one all-reduce.
+  make_loss().backward();
+  std::vector<float> all;
+  for (size_t k = 0; k < params.size(); ++k) {
+    const Tensor g = params[k].grad().defined() ? params[k].grad().to(kCPU) : Tensor();
+    for (int64_t i = 0; i < sizes[k]; ++i) all.push_back(g.defined() ? g.data<float>()[i] : 0.0f);
+    params[k].zero_grad();
+  }
+  world.sum(all.data(), (int64_t)all.size());
+
+  GradientReducer reducer(world, params, /*scale=*/1.0, /*bucket_bytes=*/64);
+  CHECK(reducer.num_buckets() >= 4);
+  CHECK(reducer.bytes_per_step() == 4 * (int64_t)all.size());
+  Tensor loss = make_loss();
+  for (auto& p : params) p.zero_grad();
+  reducer.begin();
+  loss.backward();
+  // The hooks started every bucket but the one holding only the unused parameter's, and the buckets
+  // before that one, during backward.
+  CHECK(reducer.started() >= 1);
+  reducer.finish();
+  size_t at = 0;
+  for (size_t k = 0; k < params.size(); ++k) {
+    REQUIRE(params[k].grad().defined());  // the unused parameter gets the (zero) sum too
+    CHECK(params[k].grad().device() == device);
+    const Tensor host = params[k].grad().to(kCPU);
+    const float* g = host.data<float>();
+    for (int64_t i = 0; i < sizes[k]; ++i, ++at) {
+      const double expected = k == unused ? 0.0 : coef(k, i) * n * (n + 1) / 2;
+      CHECK(g[i] == doctest::Approx(expected).epsilon(1e-6));
+      CHECK(g[i] == doctest::Approx(all[at]).epsilon(1e-6));
+    }
+  }
+
+  // A second step through the same reducer: the buckets start again.
+  for (auto& p : params) p.zero_grad();
+  reducer.begin();
+  make_loss().backward();
+  reducer.finish();
+  CHECK(params[0].grad().to(kCPU).data<float>()[0] == doctest::Approx(coef(0, 0) * n * (n + 1) / 2).epsilon(1e-6));
+}
+
+}  // namespace
+
+TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of everything") {
+  check_bucketed_allreduce(kCPU);
+}
+
+TEST_CASE("cuda distributed: bucketed all-reduce of device gradients (staged through the host)") {
+  MG_REQUIRE_CUDA();
+  check_bucketed_allreduce(kCUDA);
+}
+
+TEST_CASE("distributed: the launcher's environment gives the world size and rank") {
+  // Read without MPI: what decides whether to initialise it.
+  const LaunchInfo l = launch_from_environment();
+  CHECK(l.size >= 1);
+  CHECK(l.rank >= 0);
+  CHECK(l.rank < l.size);
+}
+
+#ifdef MG_MPIEXEC
+namespace {
+
+test::CliRun mpirun(int ranks, const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+                    int kill_after_ms = 120000) {
+  std::vector<std::string> a = {"--allow-run-as-root", "--oversubscribe", "-np", std::to_string(ranks),
+                                "--mca", "btl", "self,vader", MG_CLI_PATH};
+  a.insert(a.end(), args.begin(), args.end());
+  return test::run_program(MG_MPIEXEC, a, env, kill_after_ms);
+}
+
+// A tiny model on the test text: 20 steps of global batch 8, validation and a checkpoint every 10.
+std::vector<std::string> tiny_args(const std::string& data, const std::string& out, int steps = 20) {
+  return {"train", "--data", data, "--out", out, "--preset", "tiny", "--d-model", "32", "--n-layer", "1",
+          "--steps", std::to_string(steps), "--batch", "8", "--seq", "32", "--warmup", "2", "--eval-every", "10",
+          "--eval-bytes", "4096", "--test-bytes", "4096", "--quiet", "--threads", "1"};
+}
+
+std::vector<nlohmann::json> records_with(const std::string& metrics, const char* key) {
+  std::vector<nlohmann::json> out;
+  for (auto& j : read_jsonl(metrics))
+    if (j.contains(key)) out.push_back(j);
+  return out;
+}
+
+void check_same_losses(const std::string& a, const std::string& b, const char* key, size_t count) {
+  auto ra = records_with(a, key), rb = records_with(b, key);
+  REQUIRE(ra.size() == count);
+  REQUIRE(rb.size() == count);
+  for (size_t i = 0; i < count; ++i) {
+    CAPTURE(key);
+    CAPTURE(i);
+    CHECK(ra[i]["step"] == rb[i]["step"]);
+    const double x = ra[i][key].get<double>(), y = rb[i][key].get<double>();
+    CHECK(std::abs(x - y) <= 1e-5 * std::abs(x));
+  }
+}
+
+void check_same_weights(const std::string& a, const std::string& b) {
+  auto wa = load_safetensors_map(a), wb = load_safetensors_map(b);
+  REQUIRE(wa.size() == wb.size());
+  REQUIRE(!wa.empty());
+  double worst = 0;
+  for (auto& [name, ta] : wa) {
+    REQUIRE(wb.count(name));
+    const Tensor& tb = wb.at(name);
+    REQUIRE(ta.shape() == tb.shape());
+    const float* x = ta.data<float>();
+    const float* y = tb.data<float>();
+    for (int64_t i = 0; i < ta.numel(); ++i)
+      worst = std::max(worst, (double)std::abs(x[i] - y[i]) / (1e-3 + std::abs(x[i])));
+  }
+  CHECK(worst < 1e-4);
+}
+
+}  // namespace
+
+TEST_CASE("distributed: 2 ranks with global batch 8 follow 1 process with batch 8 (losses, validation, weights)") {
+  test::TempDir d("dist_follow");
+  const std::string data = test::write_text(d, 60000, true);
+  auto one = test::run_cli(tiny_args(data, d / "one"), {}, 120000);
+  REQUIRE_MESSAGE(one.exit_code == 0, one.err);
+  auto two = mpirun(2, tiny_args(data, d / "two"));
+  REQUIRE_MESSAGE(two.exit_code == 0, (two.out + two.err));
+  check_same_losses(d / "one/metrics.jsonl", d / "two/metrics.jsonl", "train_loss", 20);
+  check_same_losses(d / "one/metrics.jsonl", d / "two/metrics.jsonl", "val_loss", 2);
+  check_same_losses(d / "one/metrics.jsonl", d / "two/metrics.jsonl", "test_loss", 1);
+  check_same_weights(d / "one/model.safetensors", d / "two/model.safetensors");
+  // Rank 0 alone wrote: one line per step (two writers would double them) and one checkpoint.
+  CHECK(test::train_losses(d / "two/metrics.jsonl").size() == 20);
+  CHECK(find_checkpoint(d / "two")->step == 20);
+
+  // Resumed: stopped after step 10 on 2 ranks, continued on 2 ranks, it ends where the run did.
+  auto stop_args = tiny_args(data, d / "resumed");
+  stop_args.insert(stop_args.end(), {"--stop-at", "10"});
+  auto a = mpirun(2, stop_args);
+  REQUIRE_MESSAGE(a.exit_code == 0, (a.out + a.err));
+  CHECK(find_checkpoint(d / "resumed")->step == 10);
+  auto b = mpirun(2, {"train", "--resume", d / "resumed", "--quiet", "--threads", "1"});
+  REQUIRE_MESSAGE(b.exit_code == 0, (b.out + b.err));
+  check_same_losses(d / "one/metrics.jsonl", d / "resumed/metrics.jsonl", "train_loss", 20);
+  check_same_weights(d / "one/model.safetensors", d / "resumed/model.safetensors");
+}
+
+TEST_CASE("distributed: a killed rank ends the job with a non-zero status and a loadable checkpoint") {
+  test::TempDir d("dist_kill");
+  const std::string data = test::write_text(d, 60000, true);
+  // Rank 1 dies (SIGKILL) after step 15: the checkpoint of step 10 is the last.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = mpirun(2, tiny_args(data, d / "run", 40), {"MG_TEST_CRASH_AT=step:15", "MG_TEST_CRASH_RANK=1"}, 60000);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string output = r.out + r.err;
+  CAPTURE(output);
+  CHECK((r.exit_code != 0 || r.signal != 0));
+  CHECK(r.signal != SIGKILL);  // mpirun ended by itself, not by our 60 s limit
+  CHECK(seconds < 30);
+  auto ckpt = find_checkpoint(d / "run");
+  REQUIRE(ckpt);
+  CHECK(ckpt->step == 10);
+  const LoadedCheckpoint loaded = read_checkpoint(*ckpt);
+  CHECK(loaded.step == 10);
+  CHECK(!loaded.model.empty());
+  // And the run continues from it, here as one process (the global batch is the same).
+  auto resumed = test::run_cli({"train", "--resume", d / "run", "--steps", "12", "--quiet", "--threads", "1"}, {},
+                               120000);
+  CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
+}
+
+TEST_CASE("distributed: a stop signal on one rank stops every rank after the same step, with a checkpoint of it") {
+  test::TempDir d("dist_stop");
+  const std::string data = test::write_text(d, 60000, true);
+  // Rank 1 alone gets SIGINT (as from Ctrl-C) after step 5; rank 0 learns it in the step's agreement.
+  auto r = mpirun(2, tiny_args(data, d / "run", 40), {"MG_TEST_INTERRUPT_AT=step:5", "MG_TEST_CRASH_RANK=1"}, 60000);
+  const std::string output = r.out + r.err;
+  CAPTURE(output);
+  CHECK(r.exit_code != 0);  // the ranks exit with 128 + the signal; mpirun reports a failure
+  CHECK(r.signal == 0);
+  auto ckpt = find_checkpoint(d / "run");
+  REQUIRE(ckpt);
+  CHECK(ckpt->step == 5);
+  CHECK(test::train_losses(d / "run/metrics.jsonl").size() == 5);
+}
+
+TEST_CASE("distributed: a batch not divisible by the ranks, or --carry-state, is refused before any file is written") {
+  test::TempDir d("dist_batch");
+  const std::string data = test::write_text(d, 60000, true);
+  auto args = tiny_args(data, d / "run");
+  args[14] = "7";  // --batch
+  REQUIRE(args[13] == "--batch");
+  auto r = mpirun(2, args);
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("--batch 7 is the global batch") != std::string::npos);
+  CHECK(r.err.find("use a multiple of 2 (e.g. 6 or 8)") != std::string::npos);
+  CHECK(!fs::exists(d / "run"));
+
+  // --carry-state (each row a stream) is refused with more than one rank, as early.
+  auto carry = tiny_args(data, d / "run");
+  carry.push_back("--carry-state");
+  auto c = mpirun(2, carry);
+  CHECK(c.exit_code != 0);
+  CHECK(c.err.find("--carry-state is not supported with 2 processes") != std::string::npos);
+  CHECK(!fs::exists(d / "run"));
+}
+
+#else
+TEST_CASE("distributed: mpirun runs of the trainer") {
+  std::printf("SKIPPED: this build has no MPI (-DMG_MPI=OFF or Open MPI not found)\n");
+}
+#endif
+
+TEST_CASE("distributed: a build without MPI started as one of several processes refuses to train") {
+  if (mpi_built()) {
+    // With MPI the variable alone would make the program initialise MPI without a launcher.
+    std::printf("SKIPPED: this build has MPI; mpirun itself is tested above\n");
+    return;
+  }
+  test::TempDir d("dist_nompi");
+  const std::string data = test::write_text(d, 20000);
+  auto r = test::run_cli({"train", "--data", data, "--out", d / "run", "--preset", "tiny", "--steps", "2", "--quiet"},
+                         {"OMPI_COMM_WORLD_SIZE=2", "OMPI_COMM_WORLD_RANK=1"});
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("rank 1 of 2") != std::string::npos);
+  CHECK(r.err.find("built without MPI") != std::string::npos);
+  CHECK(r.err.find("-DMG_MPI=ON") != std::string::npos);
+  CHECK(!fs::exists(d / "run"));
+}

@@ -1,0 +1,114 @@
+// Data-parallel training across processes: the MPI world (Open MPI from the distribution, found at
+// build time with -DMG_MPI=AUTO|ON|OFF) and the gradient all-reduce, bucketed and overlapped with
+// backward. docs/distributed.md describes the scheme and what was measured.
+//
+// A process learns that it is one of N from the launcher's environment (mpirun sets
+// OMPI_COMM_WORLD_SIZE, PMI-based launchers PMI_SIZE). Started alone it is a world of one and MPI is
+// never initialised, so single-process programs and tests do not depend on an MPI runtime. A build
+// without MPI that was started as one of N > 1 processes refuses (World::get throws) instead of
+// training N copies of the same run.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace mg {
+
+// What the launcher's environment says about this process (size 1, rank 0 when it says nothing).
+struct LaunchInfo {
+  int size = 1, rank = 0, local_rank = 0;
+  std::string source;  // the variable that gave the size ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"), or empty
+};
+LaunchInfo launch_from_environment();
+
+// True when this build has MPI (-DMG_MPI found Open MPI).
+bool mpi_built();
+
+class World {
+ public:
+  // The process's world, made on first use: MPI is initialised then when the launcher said N > 1.
+  // Throws mg::Error when it did and this build has no MPI, naming the variable and how to rebuild.
+  static World& get();
+
+  int size() const { return size_; }
+  int rank() const { return rank_; }
+  bool root() const { return rank_ == 0; }
+  bool distributed() const { return size_ > 1; }
+
+  // Blocking sums over the ranks, in place (no-ops in a world of one).
+  void sum(double* v, int64_t n) const;
+  void sum(float* v, int64_t n) const;
+
+  // A non-blocking float sum in place; wait() before reading `v`, test() lets MPI progress it.
+  struct Request {
+    void* handle = nullptr;  // an MPI_Request, owned
+    bool active = false;
+  };
+  Request start_sum(float* v, int64_t n) const;
+  bool test(Request& r) const;  // true when done
+  void wait(Request& r) const;
+
+  // Ends MPI after a successful run (programs call it before returning 0). A program that fails
+  // returns without it: mpirun then ends the other ranks, which may be blocked in a collective.
+  static void finalize();
+
+ private:
+  World() = default;
+  int size_ = 1, rank_ = 0;
+  bool mpi_ = false;
+};
+
+// Sums the gradients of `params` over the ranks during backward, so that after finish() every rank
+// holds scale * (the sum of all ranks' gradients), bit-identical on every rank.
+//
+// The parameters (float32, in the order the forward uses them) are grouped into buckets of about
+// bucket_bytes, from the last used to the first (the order in which backward produces their gradients).
+// A hook on each parameter's AccumulateGrad (autograd/node.h) counts the bucket's ready gradients;
+// once all are, they are copied into the bucket's flat buffer and its non-blocking all-reduce starts
+// while backward goes on. Buckets start in their fixed order on every rank (a bucket ready early waits
+// for the ones before it), since MPI requires the same order of collectives everywhere. finish() starts
+// any bucket not started (a parameter that received no gradient contributes zeros), waits for all and
+// copies the sums back, scaled. The hooks are removed when the reducer is destroyed.
+class GradientReducer {
+ public:
+  GradientReducer(const World& world, std::vector<Tensor> params, double scale, int64_t bucket_bytes = 4 << 20);
+  ~GradientReducer();
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  void begin();   // before backward
+  void finish();  // after backward, before clipping
+
+  // The mean of `local` over the ranks (a blocking sum of one double).
+  double mean_over_ranks(double local) const;
+
+  int started() const { return (int)next_; }  // buckets whose all-reduce has started this step
+  int num_buckets() const { return (int)buckets_.size(); }
+  int64_t bytes_per_step() const;  // the float32 bytes each rank all-reduces per step
+  double wait_seconds() const { return wait_s_; }  // time finish() spent waiting, summed over steps
+
+ private:
+  struct Bucket {
+    std::vector<size_t> params;  // indices into params_
+    std::vector<int64_t> offsets;
+    std::vector<float> flat;
+    int ready = 0;
+    World::Request req;
+    bool started = false;
+  };
+  void on_ready(size_t bucket);
+  void launch(Bucket& b);
+
+  const World& world_;
+  std::vector<Tensor> params_;
+  std::vector<size_t> bucket_of_;
+  std::vector<Bucket> buckets_;
+  size_t next_ = 0;  // the next bucket to start, in order
+  double scale_;
+  double wait_s_ = 0;
+};
+
+}  // namespace mg
