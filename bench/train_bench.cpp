@@ -38,11 +38,13 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "autograd/profiler.h"
 #include "bench/bench.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -50,7 +52,9 @@
 #include "cuda/runtime.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
+#include "io/atomic_file.h"
 #include "models/mamba.h"
+#include "train/options.h"
 #include "train/train_step.h"
 
 #ifndef MG_SOURCE_DIR
@@ -98,7 +102,7 @@ struct Result {
 };
 
 Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t batch, int64_t seq, int steps,
-                    int warmup, Device device) {
+                    int warmup, Device device, Profiler* profiler) {
   Result r;
   r.preset = preset;
   const MambaConfig cfg = MambaConfig::preset(preset);
@@ -125,6 +129,8 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
     Generator gen(1);
     double total = 0, fwd = 0, bwd = 0, upd = 0;
     for (int s = 0; s < warmup + steps; ++s) {
+      std::optional<Profiler::StepScope> profiled;
+      if (profiler && s >= warmup) profiler->resume(), profiled.emplace(*profiler, s - warmup + 1);
       const auto t0 = Clock::now();
       Batch b = data.sample(batch, seq, gen, device);
       Clock::time_point t1, t2, t3;
@@ -141,6 +147,7 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
         upd += std::chrono::duration<double>(t3 - t2).count();
         total += seconds_since(t0);
       }
+      if (profiled) profiled.reset(), profiler->pause();
     }
     r.tokens_per_s = (double)(batch * seq) * steps / total;
     r.ms_per_step = 1e3 * total / steps;
@@ -166,10 +173,19 @@ std::map<std::string, std::string> run_peer(const std::string& preset, int64_t b
 }  // namespace
 
 int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps, int warmup,
-                    bool peer, const std::string& data_path, const std::string& device_name) {
+                    bool peer, const std::string& data_path, const std::string& device_name,
+                    const std::string& profile) {
   MG_CHECK(batch >= 1 && seq >= 1 && steps >= 1 && warmup >= 0,
            "[bench train] batch, seq and steps must be positive and warmup not negative (got {}, {}, {}, {})", batch,
            seq, steps, warmup);
+  if (!profile.empty()) {
+    check_output_file_option(profile, "--profile");
+    MG_CHECK(presets_in.size() == 1 && !peer,
+             "[bench train] --profile profiles the timed steps of one preset without the peer: give one --preset "
+             "(got {}) and no --peer",
+             presets_in.empty() ? std::string("none: the default is small and base")
+                                : fmt::format("{}", presets_in.size()));
+  }
   const Device device = Device::parse(device_name);
   require_device(device, "bench train");  // before any work, as the other commands
   const bool gpu = device.is_cuda();
@@ -200,8 +216,20 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   std::vector<std::pair<Result, std::map<std::string, std::string>>> rows;
   std::vector<std::string> peer_status;
   bool peer_failed = false;
+  std::optional<Profiler> profiler;
+  if (!profile.empty()) {
+    profiler.emplace();
+    profiler->pause();
+    fmt::print("profiling the timed steps (the figures below include the profiler's cost)\n");
+  }
   for (auto& preset : presets) {
-    Result r = bench_preset(preset, data, batch, seq, steps, warmup, device);
+    Result r = bench_preset(preset, data, batch, seq, steps, warmup, device, profiler ? &*profiler : nullptr);
+    if (profiler) {
+      profiler->stop();
+      write_file_atomic(profile, profiler->chrome_trace());
+      fmt::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler->steps().size(),
+                 profiler->steps().size() == 1 ? "" : "s", profile, profiler->table_text());
+    }
     fmt::print("mambagrad preset={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} fwd_ms={:.1f} "
                "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
                "loss_first={:.4f} loss_last={:.4f}\n",
