@@ -10,6 +10,7 @@
 #include "autograd/memory_report.h"
 #include "autograd/profiler.h"
 #include "models/mamba.h"
+#include "tests/devices.h"
 #include "tests/cli.h"
 #include "tests/temp_dir.h"
 #include "tests/trainer_fixture.h"
@@ -164,6 +165,28 @@ TEST_CASE("profiler: bench train --profile profiles the timed steps of one prese
   int steps = 0;
   for (const auto& e : trace["traceEvents"]) steps += e["cat"] == "step";
   CHECK(steps == 2);
+}
+
+TEST_CASE("cuda profiler: ops on the device are timed, forward and backward, with their shapes") {
+  MG_REQUIRE_CUDA();
+  const Device dev = Device::parse("cuda");
+  Generator g(0);
+  Tensor a = to_device(randn({64, 32}, DType::f32, &g), dev).requires_grad_();
+  Tensor b = to_device(randn({32, 16}, DType::f32, &g), dev);
+  Profiler p;
+  Tensor loss = sum(matmul(a, b));
+  loss.backward();
+  p.stop();
+  int forward = 0, backward = 0;
+  for (const ProfileEvent& e : p.events()) {
+    if (e.name != "matmul" || e.depth != 0) continue;
+    (e.backward ? backward : forward)++;
+    CHECK(e.dur_ns > 0);
+    if (!e.backward) CHECK(e.shapes == "(64, 32) (32, 16)");
+    if (!e.backward) CHECK(e.bytes == 64 * 16 * 4);
+  }
+  CHECK(forward == 1);
+  CHECK(backward == 1);
 }
 
 TEST_CASE("memory report: the bytes a graph saves for backward, by the op that made them") {
