@@ -101,7 +101,8 @@ TEST_CASE("graph CLI: --n-layer 1 draws one Mamba block (one scan, one conv), th
     for (size_t p = dot.find(what); p != std::string::npos; p = dot.find(what, p + 1)) ++n;
     return n;
   };
-  auto r = run_cli({"graph", "--preset", "tiny", "--n-layer", "1", "--batch", "1", "--seq", "4", "--out", d / "one.dot"});
+  auto r =
+      run_cli({"graph", "--preset", "tiny", "--n-layer", "1", "--batch", "1", "--seq", "4", "--out", d / "one.dot"});
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   const std::string one = read_bytes(d / "one.dot");
   CHECK(count(one, "label=\"selective_scan\\n") == 1);
