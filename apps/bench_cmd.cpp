@@ -20,6 +20,7 @@ void add_bench_command(CLI::App& app, Run& run) {
     int64_t batch = 16, seq = 256;
     int steps = 5, warmup = 2;
     bool peer = false;
+    std::string profile;          // train: the op profiler's Chrome trace of the timed steps
     bool detect_anomaly = false;  // train: the steps under anomaly mode (its overhead)
     std::string data;
     std::string precision = "fp32";  // train
@@ -57,6 +58,9 @@ void add_bench_command(CLI::App& app, Run& run) {
                   "(each preset in fp32 then bf16, with the ratio)")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16", "both"}));
+  cmd->add_option("--profile", o->profile,
+                  "train: profile the timed steps of one preset: write a Chrome trace to this file and print a table "
+                  "per op");
   cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
   cmd->add_flag("--peer", o->peer, "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
                                    "ratios");
@@ -64,6 +68,7 @@ void add_bench_command(CLI::App& app, Run& run) {
                   "scan, train, generate: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
       ->capture_default_str();
   cmd->callback([o, &run, batch] {
+    MG_CHECK(o->profile.empty() || o->what == "train", "[bench {}] --profile is for bench train", o->what);
 #if MG_CUDA_EMULATED
     if (o->device != "cpu")
       std::fprintf(stderr, "note: this build runs CUDA on the CPU emulator (-DMG_CUDA=EMULATE): its timings say "
@@ -86,7 +91,7 @@ void add_bench_command(CLI::App& app, Run& run) {
         AnomalyMode anomaly(o->detect_anomaly);
         if (o->detect_anomaly) std::printf("anomaly mode on: every op output and gradient checked for NaN/inf\n");
         return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device,
-                                      o->precision);
+                                      o->precision, o->profile);
       };
     else if (o->what == "matmul")
       run = [o] {

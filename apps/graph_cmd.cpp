@@ -1,4 +1,4 @@
-// `mambagrad graph [--preset tiny] [--batch 2] [--seq 16] [--seed 0] [--out graph.dot] [--svg]`: the
+// `mambagrad graph [--preset tiny] [--n-layer N] [--batch 2] [--seq 16] [--seed 0] [--out graph.dot] [--svg]`: the
 // autograd graph of one loss of a freshly initialised model, as Graphviz DOT (autograd/graph_dot.h):
 // parameters by name, modules as clusters (the loss is built under AnomalyMode, which records each
 // node's module path). --svg also runs `dot -Tsvg` when Graphviz is installed.
@@ -20,13 +20,15 @@ namespace mg::app {
 void add_graph_command(CLI::App& app, Run& run) {
   struct Opts {
     std::string preset = "tiny", out = "graph.dot";
-    int64_t batch = 2, seq = 16;
+    int64_t batch = 2, seq = 16, n_layer = 0;
     uint64_t seed = 0;
     bool svg = false;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("graph", "write the autograd graph of one loss as Graphviz DOT (docs/introspection.md)");
   cmd->add_option("--preset", o->preset, "model preset")->capture_default_str();
+  cmd->add_option("--n-layer", o->n_layer, "override the preset's number of layers (1: the graph of one Mamba block)")
+      ->check(at_least(1));
   cmd->add_option("--batch", o->batch, "batch size")->capture_default_str()->check(at_least(1));
   cmd->add_option("--seq", o->seq, "sequence length")->capture_default_str()->check(at_least(1));
   cmd->add_option("--seed", o->seed, "seed of the initialisation and the random tokens")->capture_default_str();
@@ -34,7 +36,9 @@ void add_graph_command(CLI::App& app, Run& run) {
   cmd->add_flag("--svg", o->svg, "also write the SVG (OUT with .svg for .dot) with Graphviz's dot (when installed)");
   cmd->callback([o, &run] {
     run = [o] {
-      MambaLM model(MambaConfig::preset(o->preset), o->seed);
+      MambaConfig config = MambaConfig::preset(o->preset);
+      if (o->n_layer > 0) config.n_layer = o->n_layer;
+      MambaLM model(config, o->seed);
       Generator gen(o->seed + 1);
       Tensor tokens = randint(0, 256, {o->batch, o->seq}, &gen), targets = randint(0, 256, {o->batch, o->seq}, &gen);
       Tensor loss;

@@ -89,6 +89,16 @@ void add_train_command(CLI::App& app, Run& run) {
   cmd->add_flag("--detect-anomaly", o->detect_anomaly,
                 "check every op output and gradient for NaN/inf and stop at the first, naming the op and its module "
                 "(slower; may change on resume)");
+  cmd->add_option("--profile", o->profile,
+                  "profile steps (every op's forward and backward: time, thread, shapes, bytes): write a Chrome trace "
+                  "to this file (open it in ui.perfetto.dev) and print a table per op");
+  cmd->add_option("--profile-steps", o->profile_steps,
+                  "steps to profile with --profile (the first step is skipped as a warm-up when there are enough)")
+      ->capture_default_str()
+      ->check(at_least(1));
+  cmd->add_flag("--memory-report", o->memory_report,
+                "print the live tensor memory at the peak of one step (the second, or the first of a 1-step run): "
+                "parameters, gradients, optimizer state, activations saved for backward, by op");
   add_device_option(cmd, ov->device, "train on this device (a run may resume on another)");
   cmd->callback([o, ov, cmd, &run] {
     run = [o, ov, cmd] {
@@ -139,6 +149,11 @@ void add_train_command(CLI::App& app, Run& run) {
       opts.progress = !ov->quiet;
       opts.stop_at = o->stop_at;
       opts.detect_anomaly = o->detect_anomaly;
+      opts.profile = o->profile;
+      opts.profile_steps = o->profile_steps;
+      opts.memory_report = o->memory_report;
+      MG_CHECK(given("--profile") || !given("--profile-steps"),
+               "[train] --profile-steps needs --profile FILE.json (the trace it writes)");
       opts.device = device;
       opts.overwrite = ov->overwrite;
       const TrainResult r = train(opts, resume);

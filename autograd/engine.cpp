@@ -5,6 +5,7 @@
 
 #include "autograd/anomaly_check.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -43,6 +44,7 @@ void check_anomaly(const Node& n, const std::vector<Tensor>& in_grads) {
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
   MG_ASSERT(roots.size() == grads.size());
   NoGradGuard no_grad;
+  BackwardPhaseGuard in_backward;  // the profiler and the memory report file what runs here under backward
   const bool anomaly = AnomalyMode::is_enabled();
 
   std::vector<std::pair<Edge, Tensor>> starts;
@@ -108,7 +110,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
           const auto& m = n->output_meta[i];
           out_grads[i] = zeros(m.shape, m.dtype, m.device);
         }
-      in_grads = n->apply(out_grads);
+      {
+        OpScope scope(n->name(), out_grads, /*backward=*/true);  // the profiler's vjp event
+        in_grads = n->apply(out_grads);
+      }
       if (!retain_graph) n->release_saved();
       if (anomaly) [[unlikely]]
         check_anomaly(*n, in_grads);

@@ -4,6 +4,8 @@
 
 #include "autograd/anomaly_check.h"
 #include "autograd/grad_hook.h"
+#include "autograd/memory_report.h"
+#include "autograd/profiler.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -39,6 +41,14 @@ SavedTensor::SavedTensor(const Tensor& t, OpId op) : op_(op) {
   if (!t.defined()) return;
   t_ = t.detach();
   version_ = t.storage()->version();
+  if (introspect::any_on()) [[unlikely]]
+    MemoryTracker::note_saved(t, op);  // train --memory-report: this storage is kept for backward
+}
+
+Tensor kept_for_backward(const Tensor& t, OpId op) {
+  if (introspect::any_on()) [[unlikely]]
+    MemoryTracker::note_saved(t, op);
+  return t;
 }
 
 Tensor SavedTensor::get() const {
@@ -152,7 +162,13 @@ bool any_requires_grad(const std::vector<Tensor>& ts) {
 }
 
 void record(OpId op, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs, VjpFn vjp) {
-  if (!any_requires_grad(inputs)) return;
+  if (!any_requires_grad(inputs)) {
+    if (introspect::any_on()) [[unlikely]]
+      MemoryTracker::op_recorded(op, false);
+    return;
+  }
+  if (introspect::any_on()) [[unlikely]]
+    MemoryTracker::op_recorded(op, true);
   auto node = std::make_shared<FunctionNode>(op, std::move(vjp));
   node->next_edges.reserve(inputs.size());
   node->input_meta.reserve(inputs.size());

@@ -59,6 +59,11 @@ class SavedTensor {
   OpId op_{};
 };
 
+// A tensor a vjp captures as is (not through SavedTensor: an op's own intermediate, such as the scan's
+// checkpointed states, that nothing else can modify). Returns `t`; tells the memory report that the
+// node keeps it (train --memory-report).
+Tensor kept_for_backward(const Tensor& t, OpId op);
+
 // What a vjp receives: the output gradients and which inputs need a gradient.
 struct VjpArgs {
   const std::vector<Tensor>& grads;

@@ -45,11 +45,13 @@
 #include <fmt/format.h>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "autograd/profiler.h"
 #include "bench/bench.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -57,10 +59,12 @@
 #include "cuda/runtime.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
+#include "io/atomic_file.h"
 #include "models/mamba.h"
 #include "ops/autocast.h"
 #include "ops/cpu/gemm.h"
 #include "train/distributed.h"
+#include "train/options.h"
 #include "train/train_step.h"
 
 #ifndef MG_SOURCE_DIR
@@ -111,7 +115,7 @@ struct Result {
 };
 
 Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t batch, int64_t seq, int steps,
-                    int warmup, Device device, Precision precision) {
+                    int warmup, Device device, Precision precision, Profiler* profiler) {
   AutocastGuard autocast(precision);
   Result r;
   r.preset = preset;
@@ -149,6 +153,8 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
     Generator gen(1);
     double total = 0, fwd = 0, bwd = 0, upd = 0, wait0 = 0;
     for (int s = 0; s < warmup + steps; ++s) {
+      std::optional<Profiler::StepScope> profiled;
+      if (profiler && s >= warmup) profiler->resume(), profiled.emplace(*profiler, s - warmup + 1);
       const auto t0 = Clock::now();
       Batch b = data.sample(batch, seq, gen, device);
       if (reducer) {
@@ -173,6 +179,7 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
         upd += std::chrono::duration<double>(t3 - t2).count();
         total += seconds_since(t0);
       }
+      if (profiled) profiled.reset(), profiler->pause();
     }
     r.tokens_per_s = (double)(batch * seq) * steps / total;
     r.ms_per_step = 1e3 * total / steps;
@@ -221,7 +228,7 @@ std::map<std::string, std::string> run_best_peer(const std::string& preset, int6
 
 int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps, int warmup,
                     bool peer, const std::string& data_path, const std::string& device_name,
-                    const std::string& precision_arg) {
+                    const std::string& precision_arg, const std::string& profile) {
   std::vector<Precision> precisions;
   if (precision_arg == "both") {
     precisions = {Precision::f32, Precision::bf16};
@@ -230,9 +237,19 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     MG_CHECK(p.has_value(), "[bench train] --precision {} is not one of fp32, bf16, both", precision_arg);
     precisions = {*p};
   }
+  MG_CHECK(profile.empty() || precisions.size() == 1,
+           "[bench train] --profile profiles one run: give --precision fp32 or bf16, not both");
   MG_CHECK(batch >= 1 && seq >= 1 && steps >= 1 && warmup >= 0,
            "[bench train] batch, seq and steps must be positive and warmup not negative (got {}, {}, {}, {})", batch,
            seq, steps, warmup);
+  if (!profile.empty()) {
+    check_output_file_option(profile, "--profile");
+    MG_CHECK(presets_in.size() == 1 && !peer,
+             "[bench train] --profile profiles the timed steps of one preset without the peer: give one --preset "
+             "(got {}) and no --peer",
+             presets_in.empty() ? std::string("none: the default is small and base")
+                                : fmt::format("{}", presets_in.size()));
+  }
   const Device device = Device::parse(device_name);
   require_device(device, "bench train");  // before any work, as the other commands
   const bool gpu = device.is_cuda();
@@ -277,11 +294,24 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   std::vector<std::pair<Result, std::map<std::string, std::string>>> rows;
   std::vector<std::string> peer_status;
   bool peer_failed = false;
+  std::optional<Profiler> profiler;
+  if (!profile.empty()) {
+    profiler.emplace();
+    profiler->pause();
+    fmt::print("profiling the timed steps (the figures below include the profiler's cost)\n");
+  }
   for (auto& preset : presets) {
    double fp32_tokens_per_s = 0;
    for (Precision precision : precisions) {
-    Result r = bench_preset(preset, data, batch, seq, steps, warmup, device, precision);
+    Result r = bench_preset(preset, data, batch, seq, steps, warmup, device, precision,
+                            profiler ? &*profiler : nullptr);
     if (!root) continue;
+    if (profiler) {
+      profiler->stop();
+      write_file_atomic(profile, profiler->chrome_trace());
+      fmt::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler->steps().size(),
+                 profiler->steps().size() == 1 ? "" : "s", profile, profiler->table_text());
+    }
     r.preset = fmt::format("{} {}", preset, precision_name(precision));
     if (world.distributed())
       fmt::print("mambagrad preset={} precision={} ranks={} tokens_per_s_total={:.1f} tokens_per_s_per_rank={:.1f} "
@@ -293,7 +323,8 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
                "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
                "loss_first={:.4f} loss_last={:.4f}\n",
                preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms,
-               r.bwd_ms, r.opt_ms,               r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)", r.base_rss_mb,
+               r.bwd_ms, r.opt_ms, r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)",
+               r.base_rss_mb,
                r.tensor_peak_mb, gpu ? fmt::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
                r.loss_last);
     if (precision == Precision::f32) fp32_tokens_per_s = r.tokens_per_s;

@@ -35,4 +35,18 @@ size_t cpu_bytes_in_use();
 size_t cpu_peak_bytes();
 void reset_cpu_peak_bytes();  // sets the peak to the bytes in use now
 
+// Bytes of storage (any device) this thread has allocated so far: the profiler's "bytes allocated by
+// an op" is the difference across the op. One thread-local add per allocation.
+uint64_t storage_bytes_allocated_by_this_thread();
+
+// An observer of every storage's allocation and release (the memory report, autograd/memory_report.h).
+// Null (the default) costs one relaxed atomic load per allocation and per release.
+struct StorageObserver {
+  virtual ~StorageObserver() = default;
+  virtual void allocated(const Storage* s) = 0;
+  virtual void released(const Storage* s) = 0;
+};
+// Installs `o` (null: none) and returns the previous observer. The caller keeps `o` alive while installed.
+StorageObserver* set_storage_observer(StorageObserver* o);
+
 }  // namespace mg

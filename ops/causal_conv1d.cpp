@@ -17,6 +17,7 @@
 #include "ops/gradcheck.h"
 #include "ops/input_checks.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"
 #include "ops/cpu/loops.h"
@@ -84,6 +85,7 @@ std::vector<T> transpose_weight(const T* w, int64_t d, int64_t k) {
 
 Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, bool apply_silu,
                      const Tensor& init_in) {
+  OpScope scope(OpId::causal_conv1d, {&x_in, &w_in, &bias_in, &init_in});
   check_conv("causal_conv1d", x_in, w_in, bias_in, init_in);
   Tensor x = contiguous(x_in.detach()), w = contiguous(w_in.detach());
   Tensor bias = bias_in.defined() ? contiguous(bias_in.detach()) : Tensor();

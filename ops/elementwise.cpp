@@ -3,6 +3,7 @@
 // runs one kernel of cuda/elementwise.cu or cuda/copy.cu over the same strides as the cpu loop.
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "cuda/tensor_iter.h"
@@ -131,6 +132,7 @@ Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, double 
 
 template <class F>
 Tensor unary(const Tensor& x, double p = 0.0) {
+  OpScope scope(F::id, {&x});
   Tensor out = unary_values<F>(x, p);
   record(F::id, {x}, {&out}, [sx = SavedTensor(x, F::id), sy = SavedTensor(out, F::id), p](const VjpArgs& a) {
     return std::vector<Tensor>{unary_backward<F>(a[0], sx.get(), sy.get(), p)};
@@ -149,6 +151,7 @@ void check_inplace(const char* op, const Tensor& t) {
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
+  OpScope scope(OpId::add, {&a, &b});
   Tensor out = binary_forward<BinOp::add>("add", a, b);
   record(OpId::add, {a, b}, {&out}, [sa = a.shape(), sb = b.shape()](const VjpArgs& g) {
     return std::vector<Tensor>{g.needs_grad(0) ? sum_to(g[0], sa) : Tensor(),
@@ -158,6 +161,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
+  OpScope scope(OpId::sub, {&a, &b});
   Tensor out = binary_forward<BinOp::sub>("sub", a, b);
   record(OpId::sub, {a, b}, {&out}, [sa = a.shape(), sb = b.shape()](const VjpArgs& g) {
     return std::vector<Tensor>{g.needs_grad(0) ? sum_to(g[0], sa) : Tensor(),
@@ -167,6 +171,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
+  OpScope scope(OpId::mul, {&a, &b});
   Tensor out = binary_forward<BinOp::mul>("mul", a, b);
   record(OpId::mul, {a, b}, {&out}, [sa = SavedTensor(a, OpId::mul), sb = SavedTensor(b, OpId::mul)](const VjpArgs& g) {
     Tensor a = sa.get(), b = sb.get();
@@ -177,6 +182,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  OpScope scope(OpId::div, {&a, &b});
   Tensor out = binary_forward<BinOp::div>("div", a, b);
   record(OpId::div, {a, b}, {&out},
          [sb = SavedTensor(b, OpId::div), so = SavedTensor(out, OpId::div), sa = a.shape()](const VjpArgs& g) {

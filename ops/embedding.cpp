@@ -6,6 +6,7 @@
 // On CUDA the ids are copied to the host once per forward, to check them and to group them.
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"
@@ -41,6 +42,7 @@ std::vector<int64_t> group_by_id(const int64_t* ids, int64_t n, int64_t V, int64
 }  // namespace
 
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  OpScope scope(OpId::embedding, {&weight, &ids});
   MG_CHECK(weight.defined() && ids.defined(), "[embedding] got an undefined tensor");
   MG_CHECK(weight.dim() == 2, "[embedding] weight must be (num_embeddings, dim), got {}", weight.shape());
   MG_CHECK(is_floating(weight.dtype()), "[embedding] weight must be floating, got {}", weight.dtype());

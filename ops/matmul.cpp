@@ -7,6 +7,7 @@
 #include "ops/autocast.h"
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "cuda/tensor_iter.h"
@@ -167,6 +168,7 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  OpScope scope(OpId::matmul, {&a, &b});
   check_mm_operands("matmul", a, b);
   MG_CHECK(a.dim() >= 2 && b.dim() >= 2, "[matmul] needs operands with at least 2 dims, got {} @ {}", a.shape(),
            b.shape());
@@ -201,6 +203,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  OpScope scope(OpId::linear, {&x, &w, &b});
   check_mm_operands("linear", x, w);
   MG_CHECK(w.dim() == 2, "[linear] weight must be (out_features, in_features), got {}", w.shape());
   MG_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1),

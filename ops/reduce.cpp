@@ -6,6 +6,7 @@
 
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"
@@ -80,6 +81,7 @@ Tensor sum_kernel(const char* op, const Tensor& x, const ReducePlan& p, double s
 }
 
 Tensor reduce_op(OpId id, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  OpScope scope(id, {&x});
   const char* op = op_name(id).data();
   ReducePlan p = plan_reduce(op, x, dims, keepdim);
   double scale = id == OpId::mean ? 1.0 / (double)std::max<int64_t>(p.count, 1) : 1.0;
@@ -115,6 +117,7 @@ Tensor sum_to(const Tensor& x, const Shape& shape) {
 }
 
 std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
+  OpScope scope(OpId::max, {&x});
   MG_CHECK(x.defined(), "[max] got an undefined tensor");
   MG_CHECK(is_floating(x.dtype()), "[max] expects a floating tensor, got {} of shape {}", x.dtype(), x.shape());
   MG_CHECK(x.dim() > 0, "[max] needs at least one dim, got a scalar");
@@ -152,7 +155,8 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
       });
     });
   }
-  record(OpId::max, {x}, {&values}, [idx = indices, in_shape = x.shape(), outer, inner, n](const VjpArgs& g) {
+  record(OpId::max, {x}, {&values}, [idx = kept_for_backward(indices, OpId::max), in_shape = x.shape(), outer, inner,
+                                     n](const VjpArgs& g) {
     Tensor gc = contiguous(g[0]);
     Tensor dx = zeros(in_shape, gc.dtype(), gc.device());
     if (gc.device().is_cuda()) {

@@ -6,6 +6,7 @@
 
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"
@@ -26,6 +27,7 @@ void check_rms(const char* op, const Tensor& x, const Tensor& w) {
 }  // namespace
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, double eps) {
+  OpScope scope(OpId::rms_norm, {&x_in, &w_in});
   check_rms("rms_norm", x_in, w_in);
   Tensor x = contiguous(x_in.detach()), w = contiguous(w_in.detach());
   const int64_t D = x.size(-1), rows = x.numel() / std::max<int64_t>(D, 1);
@@ -51,7 +53,8 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, double eps) {
     });
   }
   record(OpId::rms_norm, {x_in, w_in}, {&out},
-         [sx = SavedTensor(x, OpId::rms_norm), sw = SavedTensor(w, OpId::rms_norm), rstd](const VjpArgs& g) {
+         [sx = SavedTensor(x, OpId::rms_norm), sw = SavedTensor(w, OpId::rms_norm),
+          rstd = kept_for_backward(rstd, OpId::rms_norm)](const VjpArgs& g) {
            Tensor x = sx.get(), w = sw.get(), gc = contiguous(g[0]);
            const int64_t D = x.size(-1), rows = x.numel() / std::max<int64_t>(D, 1);
            Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device(), "rms_norm");

@@ -13,6 +13,7 @@
 #include "ops/gradcheck.h"
 #include "ops/input_checks.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"
 #include "ops/cpu/loops.h"
@@ -78,6 +79,7 @@ ScanArgs<T> scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, c
 ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tensor& A_in, const Tensor& B_in,
                           const Tensor& C_in, const Tensor& D_in, const Tensor& z_in, const Tensor& delta_bias_in,
                           bool delta_softplus, bool return_last_state, const Tensor& h0_in) {
+  OpScope scope(OpId::selective_scan, {&u_in, &delta_in, &A_in, &B_in, &C_in, &D_in, &z_in, &delta_bias_in, &h0_in});
   const ScanDims s =
       check_scan("selective_scan", u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in, h0_in);
   const Device dev = u_in.device();
@@ -114,7 +116,8 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
   record(id, {u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in, h0_in}, outs,
          [su = SavedTensor(u, id), sdelta = SavedTensor(delta, id), sA = SavedTensor(A, id), sB = SavedTensor(B, id),
           sC = SavedTensor(C, id), sD = SavedTensor(D, id), sz = SavedTensor(z, id), sbias = SavedTensor(delta_bias, id),
-          sh0 = SavedTensor(h0, id), states, s, delta_softplus, return_last_state](const VjpArgs& g) {
+          sh0 = SavedTensor(h0, id), states = kept_for_backward(states, id), s, delta_softplus,
+          return_last_state](const VjpArgs& g) {
            Tensor u = su.get(), delta = sdelta.get(), A = sA.get(), B = sB.get(), C = sC.get(), D = sD.get(),
                   z = sz.get(), delta_bias = sbias.get(), h0 = sh0.get();
            Tensor dout = contiguous(g[0]);

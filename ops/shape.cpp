@@ -7,6 +7,7 @@
 
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "core/checked.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
@@ -102,6 +103,7 @@ std::optional<Strides> view_strides(const Shape& old_shape, const Strides& old_s
 }
 
 Tensor reshape_impl(const char* op, const Tensor& x, Shape shape, bool allow_copy) {
+  OpScope scope(OpId::reshape, {&x});
   check_defined(op, x);
   shape = infer_shape(op, std::move(shape), x.numel(), x.shape());
   Tensor out;
@@ -156,6 +158,7 @@ Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {
 }
 
 Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
+  OpScope scope(OpId::permute, {&x});
   check_defined("permute", x);
   MG_CHECK((int64_t)dims.size() == x.dim(), "[permute] got {} dims ({}) for a tensor with {} dims {}", dims.size(),
            fmt::join(dims, ", "), x.dim(), x.shape());
@@ -180,6 +183,7 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
 }
 
 Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
+  OpScope scope(OpId::transpose, {&x});
   check_defined("transpose", x);
   int64_t a = wrap_dim(d0, x.dim(), "transpose"), b = wrap_dim(d1, x.dim(), "transpose");
   Shape s = x.shape();
@@ -191,6 +195,7 @@ Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
 }
 
 Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
+  OpScope scope(OpId::narrow, {&x});
   check_defined("narrow", x);
   MG_CHECK(x.dim() > 0, "[narrow] cannot narrow a 0-dim tensor");
   int64_t d = wrap_dim(dim, x.dim(), "narrow");
@@ -214,6 +219,7 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
 }
 
 Tensor expand(const Tensor& x, const Shape& shape) {
+  OpScope scope(OpId::expand, {&x});
   check_defined("expand", x);
   MG_CHECK(shape.size() >= (size_t)x.dim(), "[expand] cannot expand {} to fewer dims {}", x.shape(), shape);
   size_t lead = shape.size() - x.dim();
@@ -241,6 +247,7 @@ Tensor expand(const Tensor& x, const Shape& shape) {
 }
 
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
+  OpScope scope(OpId::cat, xs);
   MG_CHECK(!xs.empty(), "[cat] needs at least one tensor");
   const Tensor& f = xs[0];
   check_defined("cat", f);
@@ -283,6 +290,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
 }
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
+  OpScope scope(OpId::split, {&x});
   check_defined("split", x);
   int64_t d = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
@@ -340,6 +348,7 @@ Tensor contiguous(const Tensor& x) {
 }
 
 Tensor clone(const Tensor& x) {
+  OpScope scope(OpId::contiguous, {&x});
   check_defined("clone", x);
   Tensor out = copy_as(x, x.dtype());
   record(OpId::contiguous, {x}, {&out}, [](const VjpArgs& g) { return std::vector<Tensor>{g[0]}; });
@@ -347,6 +356,7 @@ Tensor clone(const Tensor& x) {
 }
 
 Tensor to_dtype(const Tensor& x, DType dtype) {
+  OpScope scope(OpId::to_dtype, {&x});
   check_defined("to_dtype", x);
   if (x.dtype() == dtype) return x;
   Tensor out = copy_as(x, dtype);
@@ -356,6 +366,7 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
 }
 
 Tensor to_device(const Tensor& x, Device device) {
+  OpScope scope(OpId::to_device, {&x});
   check_defined("to_device", x);
   if (x.device() == device) return x;
   Tensor src = contiguous(x.detach());  // on x's device

@@ -6,6 +6,7 @@
 
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"
@@ -26,6 +27,7 @@ T row_logsumexp(const T* row, int64_t n) {
 }  // namespace
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
+  OpScope scope(OpId::log_softmax, {&x});
   MG_CHECK(x.defined(), "[log_softmax] got an undefined tensor");
   MG_CHECK(is_floating(x.dtype()), "[log_softmax] expects a floating tensor, got {}", x.dtype());
   MG_CHECK(x.dim() > 0, "[log_softmax] needs at least one dim");
@@ -80,6 +82,7 @@ void check_targets(const char* op, const Tensor& tc, int64_t C, int64_t ignore_i
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
+  OpScope scope(OpId::cross_entropy, {&logits, &targets});
   check_ce("cross_entropy", logits, targets);
   const Device dev = logits.device();
   const int64_t N = logits.size(0), C = logits.size(1);
@@ -115,7 +118,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
     out = scalar_tensor(count ? total / (double)count : std::nan(""), x.dtype());
   }
   record(OpId::cross_entropy, {logits, targets}, {&out},
-         [sx = SavedTensor(x, OpId::cross_entropy), lse, tc, count, ignore_index](const VjpArgs& g) {
+         [sx = SavedTensor(x, OpId::cross_entropy), lse = kept_for_backward(lse, OpId::cross_entropy),
+          tc = kept_for_backward(tc, OpId::cross_entropy), count, ignore_index](const VjpArgs& g) {
            Tensor x = sx.get();
            const int64_t N = x.size(0), C = x.size(1);
            Tensor dx = Tensor::empty({N, C}, x.dtype(), x.device(), "cross_entropy");

@@ -22,6 +22,7 @@
 #include "ops/gradcheck.h"
 #include "ops/input_checks.h"
 #include "autograd/node.h"
+#include "autograd/profiler.h"
 #include "core/dispatch.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"
@@ -170,6 +171,7 @@ Tensor silu_grad(const Tensor& g, const Tensor& v) {  // g * silu'(v) = g s (1 +
 StateUpdateResult selective_state_update(const Tensor& state_in, const Tensor& x_in, const Tensor& dt_in,
                                          const Tensor& A_in, const Tensor& B_in, const Tensor& C_in, const Tensor& D_in,
                                          const Tensor& z_in, const Tensor& bias_in, bool dt_softplus) {
+  OpScope scope(OpId::selective_state_update, {&state_in, &x_in, &dt_in, &A_in, &B_in, &C_in, &D_in, &z_in, &bias_in});
   const StepDims s =
       check_state_update("selective_state_update", state_in, x_in, dt_in, A_in, B_in, C_in, D_in, z_in, bias_in);
   const Device dev = x_in.device();
@@ -228,6 +230,7 @@ StateUpdateResult selective_state_update(const Tensor& state_in, const Tensor& x
 void selective_state_update_(Tensor& state, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& B,
                              const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& dt_bias, bool dt_softplus,
                              Tensor& out) {
+  OpScope scope(OpId::selective_state_update, {&state, &x, &dt, &A, &B, &C, &D, &z, &dt_bias});
   const char* op = "selective_state_update_";
   const StepDims s = check_state_update(op, state, x, dt, A, B, C, D, z, dt_bias);
   check_in_place(op, state, "state", out, x, {&state, &x, &dt, &A, &B, &C, &D, &z, &dt_bias, &out});
@@ -252,6 +255,7 @@ StateUpdateResult selective_state_update_reference(const Tensor& state, const Te
 
 ConvUpdateResult causal_conv1d_update(const Tensor& state_in, const Tensor& x_in, const Tensor& w_in,
                                       const Tensor& bias_in, bool apply_silu) {
+  OpScope scope(OpId::causal_conv1d_update, {&state_in, &x_in, &w_in, &bias_in});
   const StepDims s = check_conv_update("causal_conv1d_update", state_in, x_in, w_in, bias_in);
   const Device dev = x_in.device();
   const DType dtype = x_in.dtype();
@@ -288,6 +292,7 @@ ConvUpdateResult causal_conv1d_update(const Tensor& state_in, const Tensor& x_in
 
 void causal_conv1d_update_(Tensor& conv_state, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            bool apply_silu, Tensor& out) {
+  OpScope scope(OpId::causal_conv1d_update, {&conv_state, &x, &weight, &bias});
   const char* op = "causal_conv1d_update_";
   const StepDims s = check_conv_update(op, conv_state, x, weight, bias);
   check_in_place(op, conv_state, "conv_state", out, x, {&conv_state, &x, &weight, &bias, &out});

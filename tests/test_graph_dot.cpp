@@ -93,3 +93,25 @@ TEST_CASE("graph CLI: writes the DOT of a tiny loss; --svg needs Graphviz and sa
     CHECK(r.err.find("needs Graphviz's `dot`, which is not installed") != std::string::npos);
   }
 }
+
+TEST_CASE("graph CLI: --n-layer 1 draws one Mamba block (one scan, one conv), the tiny preset two") {
+  test::TempDir d("graph_layers");
+  auto count = [](const std::string& dot, const std::string& what) {
+    size_t n = 0;
+    for (size_t p = dot.find(what); p != std::string::npos; p = dot.find(what, p + 1)) ++n;
+    return n;
+  };
+  auto r =
+      run_cli({"graph", "--preset", "tiny", "--n-layer", "1", "--batch", "1", "--seq", "4", "--out", d / "one.dot"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  const std::string one = read_bytes(d / "one.dot");
+  CHECK(count(one, "label=\"selective_scan\\n") == 1);
+  CHECK(count(one, "label=\"causal_conv1d\\n") == 1);
+  CHECK(one.find("backbone.layers.1") == std::string::npos);
+  r = run_cli({"graph", "--preset", "tiny", "--batch", "1", "--seq", "4", "--out", d / "two.dot"});
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(count(read_bytes(d / "two.dot"), "label=\"selective_scan\\n") == 2);
+  r = run_cli({"graph", "--n-layer", "0", "--out", d / "zero.dot"});
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("--n-layer") != std::string::npos);
+}

@@ -4,12 +4,25 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <limits>
 
 #include "core/error.h"
 #include "train/run_folder.h"
 
 namespace mg {
+
+void check_output_file_option(const std::string& path, const char* option) {
+  namespace fs = std::filesystem;
+  MG_CHECK(!path.empty(), "[{}] needs a file name, e.g. {} trace.json", option, option);
+  std::error_code ec;
+  MG_CHECK(!fs::is_directory(path, ec), "[{}] {} is a folder; give a file name such as {}/trace.json", option, path,
+           path);
+  const fs::path dir = fs::path(path).parent_path();
+  MG_CHECK(dir.empty() || fs::is_directory(dir, ec),
+           "[{}] the folder of {} does not exist ({}); create it first or give a path in an existing folder", option,
+           path, dir.string());
+}
 
 void TrainOptions::validate() const {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -36,6 +49,8 @@ void TrainOptions::validate() const {
            test_bytes);
   MG_CHECK(stop_at == -1 || (stop_at >= 1 && stop_at <= steps),
            "[train] --stop-at must be between 1 and --steps ({}), got {}", steps, stop_at);
+  MG_CHECK(profile_steps >= 1, "[train] --profile-steps must be at least 1, got {}", profile_steps);
+  if (!profile.empty()) check_output_file_option(profile, "--profile");
   const auto names = MambaConfig::preset_names();
   MG_CHECK(std::find(names.begin(), names.end(), preset) != names.end(),
            "[train] unknown --preset '{}' (valid: {})", preset, fmt::join(names, ", "));

@@ -43,6 +43,13 @@ struct TrainOptions {
                                // NaN/inf op output or gradient naming the op and module. Not stored; may change
                                // on resume.
   bool overwrite = false;      // a new run may replace the run already in `out` (never stored)
+  // Introspection (docs/introspection.md), none of it stored: the op profiler's Chrome trace goes to
+  // `profile` (empty: off) for `profile_steps` steps, the first step this process takes skipped as a
+  // warm-up when there are enough steps; `memory_report` prints live tensor memory at the peak of the
+  // first such step, by category and op.
+  std::string profile;
+  int64_t profile_steps = 1;
+  bool memory_report = false;
 
   // Throws mg::Error naming the command-line option (--clip, --warmup ...) and its valid range for
   // any value out of range. train() calls it before reading or writing anything.
@@ -55,6 +62,10 @@ struct TrainOptions {
 // On resume: throws mg::Error naming every option that defines the run (the model, batch, seq, lr and
 // its schedule, clip, weight decay, seed) whose value in `now` differs from the run's `stored` one, with
 // both values; returns the options that may change and did ({"steps": [old, new], ...}) for the record.
+// Checks that `path` (given as `option`) can be written as a file: not empty, not a folder, and its
+// folder exists. Throws mg::Error naming the option otherwise. Touches nothing.
+void check_output_file_option(const std::string& path, const char* option);
+
 nlohmann::ordered_json resume_changes(const TrainOptions& stored, const TrainOptions& now, const std::string& dir);
 
 }  // namespace mg

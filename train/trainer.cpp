@@ -16,6 +16,8 @@
 
 #include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
+#include "autograd/memory_report.h"
+#include "autograd/profiler.h"
 #include "cuda/runtime.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
@@ -317,6 +319,65 @@ class Progress {
   Clock::time_point t0_;
 };
 
+// --profile and --memory-report: which steps they watch, and what they print and write. The first step
+// this process takes is skipped when there are enough steps (it fills the allocator's cache and is
+// slower than the others).
+class StepIntrospection {
+ public:
+  StepIntrospection(const TrainOptions& opts, int64_t start) : opts_(opts) {
+    const int64_t left = opts.steps - start;
+    first_ = left > opts.profile_steps ? start + 1 : start;
+    last_ = std::min(opts.steps, first_ + opts.profile_steps);
+    mem_step_ = left > 1 ? start + 1 : start;
+    if (!opts.profile.empty()) {
+      profiler_.emplace();
+      profiler_->pause();
+    }
+  }
+
+  void before(int64_t step) {
+    if (opts_.memory_report && step == mem_step_) tracker_.emplace();
+    if (profiler_ && step >= first_ && step < last_) {
+      profiler_->resume();
+      step_scope_.emplace(*profiler_, step + 1);
+    }
+  }
+
+  void after(int64_t step, const MambaLM& model, const AdamW& opt) {
+    if (step_scope_) {
+      step_scope_.reset();
+      profiler_->pause();
+      if (step + 1 == last_) finish();
+    }
+    if (tracker_) {
+      std::vector<Tensor> params, state;
+      for (auto& p : model.named_parameters()) params.push_back(p.tensor);
+      for (auto& [name, t] : opt.state_tensors()) state.push_back(t);
+      const MemoryReport r = tracker_->report(params, state);
+      tracker_.reset();
+      fmt::print("memory report, step {} (batch {}, seq {}):\n{}", step + 1, opts_.batch, opts_.seq, r.text());
+    }
+  }
+
+  // Writes the trace and prints the table (once; also when the run stops before the last profiled step).
+  void finish() {
+    if (!profiler_ || done_) return;
+    done_ = true;
+    profiler_->stop();
+    write_file_atomic(opts_.profile, profiler_->chrome_trace());
+    fmt::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler_->steps().size(),
+               profiler_->steps().size() == 1 ? "" : "s", opts_.profile, profiler_->table_text());
+  }
+
+ private:
+  const TrainOptions& opts_;
+  int64_t first_ = 0, last_ = 0, mem_step_ = 0;
+  bool done_ = false;
+  std::optional<Profiler> profiler_;
+  std::optional<Profiler::StepScope> step_scope_;
+  std::optional<MemoryTracker> tracker_;
+};
+
 }  // namespace
 
 TrainResult train(TrainOptions opts, bool resume) {
@@ -468,7 +529,12 @@ TrainResult train(TrainOptions opts, bool resume) {
     }
     last_saved = step;
   };
+  // The profile and the memory report come from rank 0 alone (one trace file, one table).
+  TrainOptions introspection_opts = opts;
+  if (!root) introspection_opts.profile.clear(), introspection_opts.memory_report = false;
+  StepIntrospection introspection(introspection_opts, start);
   auto stopped = [&](int64_t done, int signo, const char* phase) {
+    introspection.finish();
     if (last_saved != done) save(done);
     if (opts.progress)
       fmt::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
@@ -500,6 +566,7 @@ TrainResult train(TrainOptions opts, bool resume) {
     const double ts = progress.elapsed();
     const double lr = lr_at(step, opts.warmup, opts.steps, opts.lr, opts.min_lr_ratio);
     opt.set_lr(lr);
+    introspection.before(step);
     StepResult sr;
     if (opts.carry_state) {
       if (step % windows == 0) carry.clear();  // the streams start (again): zero states
@@ -517,6 +584,7 @@ TrainResult train(TrainOptions opts, bool resume) {
       sr = train_step(model, opt, b, opts.clip);
     }
     crash_point("step");
+    introspection.after(step, model, opt);
     if (!std::isfinite(sr.loss)) bad_step("loss", sr.loss, step + 1);
     if (!std::isfinite(sr.grad_norm)) bad_step("gradient norm", sr.grad_norm, step + 1);
     const double inst = (double)(opts.batch * opts.seq) / std::max(progress.elapsed() - ts, 1e-9);
@@ -550,6 +618,7 @@ TrainResult train(TrainOptions opts, bool resume) {
     if (opts.stop_at > 0 && done >= opts.stop_at && done < opts.steps) return stopped(done, 0, "");
   }
 
+  introspection.finish();
   TrainResult result;
   result.step = opts.steps;
   crash_point("test");

@@ -1,0 +1,248 @@
+#include "autograd/profiler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "autograd/memory_report.h"
+#include "core/error.h"
+#include "core/storage.h"
+#include "cuda/runtime.h"
+
+namespace mg {
+
+namespace introspect {
+std::atomic<unsigned> g_on{0};
+}  // namespace introspect
+
+namespace {
+
+// The session's events: a mutex per event is fine, the profiler is for looking, not for speed.
+struct Session {
+  std::mutex mu;
+  bool recording = false;
+  bool paused = false;
+  std::chrono::steady_clock::time_point t0;
+  std::vector<ProfileEvent> events;
+  uint32_t next_tid = 1;
+};
+Session g_session;
+
+thread_local int t_depth = 0;        // timed scopes open on this thread
+thread_local int t_scope_depth = 0;  // active scopes open on this thread
+thread_local bool t_backward = false;
+thread_local std::string_view t_op;
+thread_local uint32_t t_tid = 0;
+thread_local uint64_t t_tid_session = 0;  // which session numbered this thread
+uint64_t g_session_serial = 0;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - g_session.t0).count();
+}
+
+bool profiling() { return (introspect::g_on.load(std::memory_order_relaxed) & introspect::kProfiler) != 0; }
+
+void append_shape(std::string& s, const Tensor& t) {
+  if (!s.empty()) s += ' ';
+  s += t.defined() ? fmt::format("{}", t.shape()) : std::string("-");
+}
+
+}  // namespace
+
+std::string_view introspect::current_op() { return t_op; }
+bool introspect::in_backward() { return t_backward; }
+
+BackwardPhaseGuard::BackwardPhaseGuard() : prev_(t_backward) { t_backward = true; }
+BackwardPhaseGuard::~BackwardPhaseGuard() { t_backward = prev_; }
+
+// ---- the scope ----
+
+void OpScope::begin(std::string_view name, const Tensor* const* inputs, size_t n, bool backward) {
+  active_ = true;
+  ++t_scope_depth;
+  prev_op_ = t_op;
+  t_op = name;
+  name_ = name;
+  was_backward_ = t_backward;
+  if (backward) t_backward = true;
+  if (!profiling()) return;
+  timed_ = true;
+  for (size_t i = 0; i < n; ++i) {
+    append_shape(shapes_, *inputs[i]);
+    if (cuda_device_ < 0 && inputs[i]->defined() && inputs[i]->device().is_cuda())
+      cuda_device_ = inputs[i]->device().index;
+  }
+  // CUDA ops are queued, not run: the op's time is taken from an idle device to a finished one
+  // (synchronising around each op, which serialises host and device while profiling).
+  if (cuda_device_ >= 0) cuda::synchronize(cuda_device_);
+  ++t_depth;
+  bytes0_ = storage_bytes_allocated_by_this_thread();
+  t0_ = now_ns();
+}
+
+void OpScope::begin(std::string_view name, const std::vector<Tensor>& inputs, bool backward) {
+  std::vector<const Tensor*> ps;
+  ps.reserve(inputs.size());
+  for (const Tensor& t : inputs) ps.push_back(&t);
+  begin(name, ps.data(), ps.size(), backward);
+}
+
+void OpScope::end() {
+  t_op = prev_op_;
+  if (--t_scope_depth == 0) MemoryTracker::drop_pending();  // captures of nodes that were never recorded
+  const bool backward = t_backward;
+  t_backward = was_backward_;
+  if (!timed_) return;
+  --t_depth;
+  // An op that throws ends here too (the destructor); a device fault then surfaces at the next sync.
+  if (cuda_device_ >= 0) {
+    try {
+      cuda::synchronize(cuda_device_);
+    } catch (...) {
+    }
+  }
+  const int64_t t1 = now_ns();
+  ProfileEvent e;
+  e.name = std::string(name_);
+  e.backward = backward;
+  e.depth = t_depth;
+  e.ts_ns = t0_;
+  e.dur_ns = t1 - t0_;
+  e.bytes = storage_bytes_allocated_by_this_thread() - bytes0_;
+  e.shapes = std::move(shapes_);
+  std::lock_guard lock(g_session.mu);
+  if (!g_session.recording || g_session.paused) return;  // stopped while the op ran
+  if (t_tid_session != g_session_serial) t_tid = g_session.next_tid++, t_tid_session = g_session_serial;
+  e.tid = t_tid;
+  g_session.events.push_back(std::move(e));
+}
+
+// ---- the session ----
+
+Profiler::Profiler() {
+  std::lock_guard lock(g_session.mu);
+  MG_CHECK(!g_session.recording, "[profiler] a profiler is already recording; one records at a time");
+  g_session.recording = true;
+  g_session.paused = false;
+  g_session.events.clear();
+  g_session.next_tid = 1;
+  ++g_session_serial;
+  g_session.t0 = std::chrono::steady_clock::now();
+  recording_ = true;
+  introspect::g_on.fetch_or(introspect::kProfiler);
+}
+
+Profiler::~Profiler() { stop(); }
+
+void Profiler::stop() {
+  if (!recording_) return;
+  introspect::g_on.fetch_and(~introspect::kProfiler);
+  std::lock_guard lock(g_session.mu);
+  g_session.recording = false;
+  recording_ = false;
+}
+
+void Profiler::pause() {
+  if (!recording_) return;
+  introspect::g_on.fetch_and(~introspect::kProfiler);
+  std::lock_guard lock(g_session.mu);
+  g_session.paused = true;
+}
+
+void Profiler::resume() {
+  if (!recording_) return;
+  {
+    std::lock_guard lock(g_session.mu);
+    g_session.paused = false;
+  }
+  introspect::g_on.fetch_or(introspect::kProfiler);
+}
+
+Profiler::StepScope::StepScope(Profiler& p, int64_t index) : p_(p), index_(index), t0_(now_ns()) {}
+Profiler::StepScope::~StepScope() {
+  std::lock_guard lock(g_session.mu);
+  if (!g_session.paused && p_.recording_) p_.steps_.push_back({index_, t0_, now_ns() - t0_});
+}
+
+std::vector<ProfileEvent> Profiler::events() const {
+  std::vector<ProfileEvent> out;
+  {
+    std::lock_guard lock(g_session.mu);
+    out = g_session.events;
+  }
+  std::stable_sort(out.begin(), out.end(), [](const ProfileEvent& a, const ProfileEvent& b) {
+    return a.tid != b.tid ? a.tid < b.tid : a.ts_ns < b.ts_ns;
+  });
+  return out;
+}
+
+std::vector<ProfileRow> Profiler::table() const {
+  std::map<std::string, ProfileRow> rows;
+  for (const ProfileEvent& e : events()) {
+    if (e.depth != 0) continue;  // its time is already in the op that called it
+    ProfileRow& r = rows[e.name];
+    r.op = e.name;
+    (e.backward ? r.backward_calls : r.calls) += 1;
+    (e.backward ? r.backward_ms : r.forward_ms) += e.dur_ns * 1e-6;
+    r.bytes += e.bytes;
+  }
+  std::vector<ProfileRow> out;
+  for (auto& [name, r] : rows) out.push_back(r);
+  std::stable_sort(out.begin(), out.end(), [](const ProfileRow& a, const ProfileRow& b) {
+    return a.forward_ms + a.backward_ms > b.forward_ms + b.backward_ms;
+  });
+  return out;
+}
+
+std::string Profiler::table_text() const {
+  const std::vector<ProfileRow> rows = table();
+  double step_ms = 0, fwd = 0, bwd = 0;
+  uint64_t bytes = 0;
+  for (const ProfileStep& s : steps_) step_ms += s.dur_ns * 1e-6;
+  for (const ProfileRow& r : rows) fwd += r.forward_ms, bwd += r.backward_ms, bytes += r.bytes;
+  const double denom = step_ms > 0 ? step_ms : fwd + bwd;
+  auto share = [&](double ms) {
+    return denom > 0 ? fmt::format("{:5.1f}%", 100.0 * ms / denom) : std::string("    -");
+  };
+  std::string s = fmt::format("{:<24} {:>7} {:>7} {:>11} {:>11} {:>7} {:>10}\n", "op", "calls", "bwd", "forward ms",
+                              "backward ms", "share", "MiB alloc");
+  for (const ProfileRow& r : rows)
+    s += fmt::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}\n", r.op, r.calls, r.backward_calls,
+                     r.forward_ms, r.backward_ms, share(r.forward_ms + r.backward_ms), r.bytes / 1048576.0);
+  if (step_ms > 0) {
+    s += fmt::format("{:<24} {:>7} {:>7} {:>11} {:>11} {:>7} {:>10}\n", "(outside ops)", "", "", "", "",
+                     share(step_ms - fwd - bwd), "");
+    s += fmt::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}   ({} step{}, {:.2f} ms)\n", "total", "",
+                     "",
+                     fwd, bwd, share(step_ms), bytes / 1048576.0, steps_.size(), steps_.size() == 1 ? "" : "s",
+                     step_ms);
+  }
+  return s;
+}
+
+std::string Profiler::chrome_trace() const {
+  std::string s = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
+  bool first = true;
+  auto sep = [&] {
+    if (!first) s += ",\n";
+    first = false;
+  };
+  for (const ProfileStep& st : steps_) {
+    sep();
+    s += fmt::format(R"({{"name": "step {}", "cat": "step", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, )"
+                     R"("tid": 0}})",
+                     st.index, st.ts_ns * 1e-3, st.dur_ns * 1e-3);
+  }
+  for (const ProfileEvent& e : events()) {
+    sep();
+    s += fmt::format(R"({{"name": "{}", "cat": "{}", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, "tid": {}, )"
+                     R"("args": {{"shapes": "{}", "bytes": {}, "depth": {}}}}})",
+                     e.name, e.backward ? "backward" : "forward", e.ts_ns * 1e-3, e.dur_ns * 1e-3, e.tid, e.shapes,
+                     e.bytes, e.depth);
+  }
+  s += "\n]}\n";
+  return s;
+}
+
+}  // namespace mg

@@ -1,0 +1,155 @@
+// The op profiler (as torch.profiler): while a Profiler is recording, every op's forward and every
+// vjp the engine runs is timed (wall clock, per thread) with its input shapes and the bytes of storage
+// it allocated, and the session gives a Chrome trace (chrome://tracing, ui.perfetto.dev) and a table
+// per op. Off by default; then an op pays one relaxed atomic load (OpScope). See docs/introspection.md.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/op_list.h"
+#include "core/tensor.h"
+
+namespace mg {
+
+namespace introspect {
+// Which introspection tools are on (bit 0: the profiler, bit 1: the memory report). One relaxed load
+// is all an op pays when both are off.
+inline constexpr unsigned kProfiler = 1, kMemory = 2;
+extern std::atomic<unsigned> g_on;
+inline bool any_on() { return g_on.load(std::memory_order_relaxed) != 0; }
+// The innermost op running on this thread ("" outside any op), and whether the thread is inside the
+// backward engine; the memory report tags each storage with them when it is allocated.
+std::string_view current_op();
+bool in_backward();
+}  // namespace introspect
+
+// One timed interval: an op's forward (top level or nested in another op) or a vjp run by the engine.
+struct ProfileEvent {
+  std::string name;        // the op ("matmul"), or the node a vjp belongs to ("selective_scan", "AccumulateGrad")
+  bool backward = false;   // run inside the backward engine (a vjp, or an op a vjp or the engine called)
+  int depth = 0;           // 0: not inside another recorded op on its thread (what the table counts)
+  uint32_t tid = 0;        // the thread, numbered from 1 in order of first event
+  int64_t ts_ns = 0;       // start, from the session's start
+  int64_t dur_ns = 0;
+  uint64_t bytes = 0;      // storage bytes allocated on this thread during the event (nested ops included)
+  std::string shapes;      // the inputs' shapes ("(2, 16, 128) (128,)"); for a vjp, its output gradients'
+};
+
+// A step marked by the caller (Profiler::StepScope): the table's "share of the step" divides by these.
+struct ProfileStep {
+  int64_t index = 0;
+  int64_t ts_ns = 0, dur_ns = 0;
+};
+
+// One row of the table: the top-level events of one op name. Rows add up: their forward and backward
+// times sum to the time inside ops, and the table adds a row "(outside ops)" for the rest of the steps.
+struct ProfileRow {
+  std::string op;
+  int64_t calls = 0;         // top-level forward events
+  int64_t backward_calls = 0;
+  double forward_ms = 0, backward_ms = 0;
+  uint64_t bytes = 0;
+};
+
+class Profiler {
+ public:
+  // Starts recording. One profiler records at a time (throws mg::Error when another is recording).
+  Profiler();
+  ~Profiler();
+  Profiler(const Profiler&) = delete;
+  Profiler& operator=(const Profiler&) = delete;
+
+  // Stops recording (also done by the destructor); pause()/resume() skip steps in between.
+  void stop();
+  void pause();
+  void resume();
+  bool recording() const { return recording_; }
+
+  // Marks a step: { Profiler::StepScope s(prof, i); train_step(...); }
+  class StepScope {
+   public:
+    StepScope(Profiler& p, int64_t index);
+    ~StepScope();
+    StepScope(const StepScope&) = delete;
+    StepScope& operator=(const StepScope&) = delete;
+
+   private:
+    Profiler& p_;
+    int64_t index_, t0_;
+  };
+
+  // Copies of what was recorded so far (events sorted by thread, then start time).
+  std::vector<ProfileEvent> events() const;
+  const std::vector<ProfileStep>& steps() const { return steps_; }
+  // Top-level events per op, largest total time first.
+  std::vector<ProfileRow> table() const;
+  // The table as text: calls, forward ms, backward ms, share of the steps' time, MiB allocated; with a
+  // row for the time outside ops (the optimizer, the engine's bookkeeping) and the total.
+  std::string table_text() const;
+  // The Chrome trace event format: {"traceEvents": [{"name", "cat", "ph": "X", "ts", "dur" (µs), "pid",
+  // "tid", "args": {"shapes", "bytes", "depth"}}, ...]}, steps as events of cat "step".
+  std::string chrome_trace() const;
+
+ private:
+  bool recording_ = false;
+  std::vector<ProfileStep> steps_;
+};
+
+// The hook in each op's entry point: times the op from here to the end of the scope while a profiler
+// records, and names the op for the memory report. Nothing but one relaxed load when both are off.
+//   Tensor matmul(const Tensor& a, const Tensor& b) { OpScope scope(OpId::matmul, {&a, &b}); ... }
+class OpScope {
+ public:
+  OpScope(OpId op, std::initializer_list<const Tensor*> inputs) {
+    if (introspect::any_on()) [[unlikely]]
+      begin(op_name(op), inputs.begin(), inputs.size(), false);
+  }
+  OpScope(OpId op, const std::vector<Tensor>& inputs) {
+    if (introspect::any_on()) [[unlikely]]
+      begin(op_name(op), inputs);
+  }
+  // The engine's scope around a vjp: `grads` are the node's output gradients.
+  OpScope(std::string_view node, const std::vector<Tensor>& grads, bool backward) {
+    if (introspect::any_on()) [[unlikely]]
+      begin(node, grads, backward);
+  }
+  ~OpScope() {
+    if (active_) [[unlikely]]
+      end();
+  }
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+
+ private:
+  void begin(std::string_view name, const Tensor* const* inputs, size_t n, bool backward);
+  void begin(std::string_view name, const std::vector<Tensor>& inputs, bool backward = false);
+  void end();
+
+  bool active_ = false;
+  bool timed_ = false;
+  bool was_backward_ = false;
+  int cuda_device_ = -1;  // >= 0: an input is on this CUDA device (synchronised around the op)
+  std::string_view prev_op_;
+  std::string_view name_;
+  std::string shapes_;
+  int64_t t0_ = 0;
+  uint64_t bytes0_ = 0;
+};
+
+// The engine marks the thread as inside backward while it runs (introspect::in_backward).
+class BackwardPhaseGuard {
+ public:
+  BackwardPhaseGuard();
+  ~BackwardPhaseGuard();
+  BackwardPhaseGuard(const BackwardPhaseGuard&) = delete;
+  BackwardPhaseGuard& operator=(const BackwardPhaseGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+}  // namespace mg

@@ -1,0 +1,242 @@
+// The op profiler (autograd/profiler.h) and the memory report (autograd/memory_report.h): a profiled
+// training step's Chrome trace parses and holds the model's ops with durations that fit in the step;
+// the table's rows add up to the trace; the memory report counts what a graph saves for backward.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "autograd/memory_report.h"
+#include "autograd/profiler.h"
+#include "models/mamba.h"
+#include "tests/devices.h"
+#include "tests/cli.h"
+#include "tests/temp_dir.h"
+#include "tests/trainer_fixture.h"
+#include "train/optim.h"
+#include "train/train_step.h"
+
+using namespace mg;
+
+namespace {
+
+MambaConfig two_layers() {
+  MambaConfig c = MambaConfig::preset("tiny");
+  c.d_model = 32;
+  c.n_layer = 2;
+  return c;
+}
+
+Batch random_batch(int64_t b, int64_t l, uint64_t seed) {
+  Generator g(seed);
+  Tensor t = randint(0, 256, {b, l + 1}, &g);
+  return {contiguous(t.narrow(1, 0, l)), contiguous(t.narrow(1, 1, l))};
+}
+
+std::string read_file(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), {}};
+}
+
+}  // namespace
+
+TEST_CASE("profiler: off by default, and ops then record nothing") {
+  CHECK_FALSE(introspect::any_on());
+  Tensor a = ones({4}), b = ones({4});
+  Tensor c = add(a, b);
+  Profiler p;
+  CHECK(introspect::any_on());
+  p.pause();
+  Tensor d = mul(a, b);  // paused: not recorded
+  p.resume();
+  Tensor e = sub(a, b);
+  p.stop();
+  CHECK_FALSE(introspect::any_on());
+  Tensor f = add(a, b);  // stopped
+  const auto ev = p.events();
+  REQUIRE(ev.size() == 1);
+  CHECK(ev[0].name == "sub");
+  CHECK(ev[0].shapes == "(4,) (4,)");
+  CHECK(ev[0].bytes == 16);  // its float32 output
+  CHECK_THROWS_WITH_AS(([] { Profiler a2, b2; })(), doctest::Contains("already recording"), Error);
+}
+
+TEST_CASE("profiler: a tiny Mamba step's trace holds the scan, the conv and the matmuls, and fits in the step") {
+  const MambaConfig cfg = two_layers();
+  MambaLM model(cfg, 0);
+  AdamW opt(make_param_groups(model, 0.1), 1e-3);
+  const Batch batch = random_batch(2, 16, 3);
+  train_step(model, opt, batch, 1.0);  // warm-up, not profiled
+  Profiler prof;
+  {
+    Profiler::StepScope step(prof, 1);
+    train_step(model, opt, batch, 1.0);
+  }
+  prof.stop();
+  REQUIRE(prof.steps().size() == 1);
+
+  const nlohmann::json trace = nlohmann::json::parse(prof.chrome_trace());  // throws on invalid JSON
+  REQUIRE(trace.contains("traceEvents"));
+  double step_us = -1, top_us = 0;
+  std::map<std::string, int> forward_calls, backward_calls;
+  std::map<std::string, double> top_ms;
+  for (const auto& e : trace["traceEvents"]) {
+    REQUIRE(e["ph"] == "X");
+    const std::string name = e["name"], cat = e["cat"];
+    const double dur = e["dur"];
+    if (cat == "step") {
+      step_us = dur;
+      continue;
+    }
+    CHECK(e["args"]["shapes"].is_string());
+    CHECK(e["args"]["bytes"].is_number_unsigned());
+    if (e["args"]["depth"] != 0) continue;
+    CHECK(dur >= 0);
+    top_us += dur;
+    top_ms[name] += dur * 1e-3;
+    (cat == "forward" ? forward_calls : backward_calls)[name]++;
+  }
+  REQUIRE(step_us > 0);
+  // One scan, one conv and four projections per layer; the head is a matmul or a linear.
+  CHECK(forward_calls["selective_scan"] == cfg.n_layer);
+  CHECK(forward_calls["causal_conv1d"] == cfg.n_layer);
+  CHECK(forward_calls["linear"] + forward_calls["matmul"] >= 4 * cfg.n_layer);
+  CHECK(backward_calls["selective_scan"] == cfg.n_layer);
+  CHECK(backward_calls["causal_conv1d"] == cfg.n_layer);
+  CHECK(top_ms["selective_scan"] > 0);
+  CHECK(top_ms["causal_conv1d"] > 0);
+  CHECK(top_us <= step_us);  // top-level events do not overlap and lie inside the step
+
+  // The table's rows are the trace's top-level events, summed per op.
+  double rows_ms = 0;
+  for (const ProfileRow& r : prof.table()) {
+    rows_ms += r.forward_ms + r.backward_ms;
+    CHECK(r.calls == forward_calls[r.op]);
+    CHECK(r.forward_ms + r.backward_ms == doctest::Approx(top_ms[r.op]).epsilon(1e-3));
+  }
+  CHECK(rows_ms == doctest::Approx(top_us * 1e-3).epsilon(1e-3));
+  const std::string text = prof.table_text();
+  CHECK(text.find("selective_scan") != std::string::npos);
+  CHECK(text.find("(outside ops)") != std::string::npos);
+}
+
+TEST_CASE("profiler: train --profile writes the trace and prints the table; a bad path fails before any file") {
+  test::TempDir d("profile");
+  const std::string data = test::write_text(d, 20000);
+  const std::vector<std::string> base = {"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer",
+                                         "1", "--steps", "2", "--batch", "2", "--seq", "16", "--eval-bytes", "256",
+                                         "--test-bytes", "256", "--quiet"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  test::CliRun bad = test::run_cli(with({"--out", d / "run1", "--profile", d / "no/such/dir/t.json"}));
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.err.find("--profile") != std::string::npos);
+  CHECK(bad.err.find("does not exist") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(d / "run1"));
+  test::CliRun dir = test::run_cli(with({"--out", d / "run1", "--profile", d.path.string()}));
+  CHECK(dir.exit_code != 0);
+  CHECK(dir.err.find("is a folder") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(d / "run1"));
+
+  test::CliRun ok = test::run_cli(with({"--out", d / "run2", "--profile", d / "t.json", "--memory-report"}));
+  REQUIRE_MESSAGE(ok.exit_code == 0, ok.err);
+  const nlohmann::json trace = nlohmann::json::parse(read_file(d / "t.json"));
+  int scans = 0;
+  for (const auto& e : trace["traceEvents"]) scans += e["name"] == "selective_scan";
+  CHECK(scans == 2);  // one layer: its forward and its backward, in the one profiled step (the second)
+  CHECK(ok.out.find("selective_scan") != std::string::npos);
+  CHECK(ok.out.find("activations saved for backward") != std::string::npos);
+  CHECK(ok.out.find("optimizer state") != std::string::npos);
+}
+
+TEST_CASE("profiler: bench train --profile profiles the timed steps of one preset") {
+  test::TempDir d("bench_profile");
+  test::CliRun two = test::run_cli({"bench", "train", "--profile", d / "b.json", "--steps", "1"});
+  CHECK(two.exit_code != 0);
+  CHECK(two.err.find("one --preset") != std::string::npos);
+  test::CliRun ok = test::run_cli({"bench", "train", "--preset", "tiny", "--batch", "2", "--seq", "16", "--steps", "2",
+                                   "--warmup", "1", "--profile", d / "b.json"});
+  REQUIRE_MESSAGE(ok.exit_code == 0, ok.err);
+  const nlohmann::json trace = nlohmann::json::parse(read_file(d / "b.json"));
+  int steps = 0;
+  for (const auto& e : trace["traceEvents"]) steps += e["cat"] == "step";
+  CHECK(steps == 2);
+}
+
+TEST_CASE("cuda profiler: ops on the device are timed, forward and backward, with their shapes") {
+  MG_REQUIRE_CUDA();
+  const Device dev = Device::parse("cuda");
+  Generator g(0);
+  Tensor a = to_device(randn({64, 32}, DType::f32, &g), dev).requires_grad_();
+  Tensor b = to_device(randn({32, 16}, DType::f32, &g), dev);
+  Profiler p;
+  Tensor loss = sum(matmul(a, b));
+  loss.backward();
+  p.stop();
+  int forward = 0, backward = 0;
+  for (const ProfileEvent& e : p.events()) {
+    if (e.name != "matmul" || e.depth != 0) continue;
+    (e.backward ? backward : forward)++;
+    CHECK(e.dur_ns > 0);
+    if (!e.backward) CHECK(e.shapes == "(64, 32) (32, 16)");
+    if (!e.backward) CHECK(e.bytes == 64 * 16 * 4);
+  }
+  CHECK(forward == 1);
+  CHECK(backward == 1);
+}
+
+TEST_CASE("memory report: the bytes a graph saves for backward, by the op that made them") {
+  MemoryTracker tracker;
+  tracker.reset_peak();
+  Tensor x = randn({1000}).requires_grad_();  // made while tracking, outside any op's scope
+  Tensor y = exp(x);                          // exp saves its input and its output
+  Tensor loss = sum(mul(y, y));               // mul saves y (again: one storage); sum saves nothing
+  loss.backward();
+  const MemoryReport r = tracker.report({}, {});
+  CHECK(r.bytes(MemoryCategory::saved_activations) == 2 * 1000 * 4);
+  uint64_t exp_saved = 0;
+  for (const auto& row : r.rows)
+    if (row.category == MemoryCategory::saved_activations && row.op == "exp") exp_saved += row.bytes;
+  CHECK(exp_saved == 1000 * 4);
+  CHECK(r.bytes(MemoryCategory::gradients) >= 1000 * 4);  // at least x's gradient, made by backward
+  CHECK(r.bytes(MemoryCategory::parameters) == 0);
+  uint64_t sum = 0;
+  for (const auto& row : r.rows) sum += row.bytes;
+  CHECK(sum == r.peak_bytes);
+}
+
+TEST_CASE("memory report: a tiny Mamba step's parameters and AdamW state are counted whole") {
+  const MambaConfig cfg = two_layers();
+  MambaLM model(cfg, 0);
+  AdamW opt(make_param_groups(model, 0.1), 1e-3);
+  const Batch batch = random_batch(2, 16, 3);
+  train_step(model, opt, batch, 1.0);  // the optimizer's state exists from here on
+  std::vector<Tensor> params, state;
+  uint64_t param_bytes = 0;
+  for (auto& p : model.named_parameters()) params.push_back(p.tensor), param_bytes += p.tensor.numel() * 4;
+  for (auto& [n, t] : opt.state_tensors()) state.push_back(t);
+  opt.zero_grad();  // no gradients live before the step: the tensors live now are the parameters, the state, the batch
+  reset_cpu_peak_bytes();
+  MemoryReport r;
+  {
+    MemoryTracker tracker;
+    tracker.reset_peak();
+    train_step(model, opt, batch, 1.0);
+    r = tracker.report(params, state);
+  }
+  // The storage layer's own high-water mark (core/storage.h) agrees: the report misses only the batch.
+  const uint64_t batch_bytes = (batch.inputs.numel() + batch.targets.numel()) * 8;
+  CHECK(r.peak_bytes + batch_bytes == cpu_peak_bytes());
+  CHECK(r.bytes(MemoryCategory::parameters) == param_bytes);
+  CHECK(r.bytes(MemoryCategory::optimizer_state) == 2 * param_bytes);  // AdamW's two moments, float32
+  CHECK(r.bytes(MemoryCategory::saved_activations) > 0);
+  std::map<std::string, uint64_t> saved;
+  for (const auto& row : r.rows)
+    if (row.category == MemoryCategory::saved_activations) saved[row.op] += row.bytes;
+  CHECK(saved["selective_scan"] + saved["linear"] + saved["causal_conv1d"] > 0);
+  CHECK(r.text().find("activations saved for backward") != std::string::npos);
+}
