@@ -45,6 +45,7 @@
 #include <type_traits>
 
 #include "core/parallel.h"
+#include "ops/cpu/scratch.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -347,21 +348,6 @@ void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t j0, int64_t
   }
 }
 
-// Per-thread 64-byte-aligned packing buffers, grown on demand and kept for the thread's lifetime.
-template <class T>
-T* scratch(int which, size_t n) {
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<T, Free> buf[2];
-  thread_local size_t cap[2] = {0, 0};
-  if (cap[which] < n) {
-    size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
-    buf[which].reset(static_cast<T*>(std::aligned_alloc(64, bytes)));
-    cap[which] = n;
-  }
-  return buf[which].get();
-}
 
 #ifndef MG_GEMM_DIRECT_PANELS
 #define MG_GEMM_DIRECT_PANELS 2
@@ -387,8 +373,8 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
   const int64_t kc_max = std::min<int64_t>(Bk::KC, K);
   const int64_t nc_max = std::min<int64_t>(Bk::NC, (N + NR - 1) / NR * NR);
   const int64_t mc_max = std::min<int64_t>(Bk::MC, (M + MR - 1) / MR * MR);
-  T* bp = scratch<T>(0, size_t(kc_max * nc_max));
-  T* ap = scratch<T>(1, size_t(kc_max * mc_max));
+  T* bp = thread_scratch<T>(0, size_t(kc_max * nc_max));
+  T* ap = thread_scratch<T>(1, size_t(kc_max * mc_max));
   alignas(64) T tile[MR * NR];
 
   for (int64_t jc = 0; jc < N; jc += Bk::NC) {

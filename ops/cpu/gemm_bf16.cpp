@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/cpu/gemm.h"
+#include "ops/cpu/scratch.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -34,21 +35,6 @@ namespace mg::cpu {
 
 namespace {
 
-// Per-thread buffers, grown on demand and kept (a training step calls the gemm hundreds of times).
-template <class T>
-T* buffer(int which, size_t n) {
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
-  thread_local std::unique_ptr<T, Free> buf[4];
-  thread_local size_t cap[4] = {0, 0, 0, 0};
-  if (cap[which] < n) {
-    buf[which].reset(static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64)));
-    MG_CHECK(buf[which], "[matmul] out of memory for a {}-element bf16 buffer", n);
-    cap[which] = n;
-  }
-  return buf[which].get();
-}
 
 // The stored rows x cols matrix (row stride ld, 0 for one broadcast row) rounded into a contiguous copy.
 void round_copy(int64_t rows, int64_t cols, const float* src, int64_t ld, float* dst) {
@@ -64,8 +50,8 @@ void round_copy(int64_t rows, int64_t cols, const float* src, int64_t ld, float*
 void gemm_bf16_fp32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                     const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const int64_t ra = trans_a ? K : M, ca = trans_a ? M : K, rb = trans_b ? N : K, cb = trans_b ? K : N;
-  float* a = buffer<float>(0, size_t(ra * ca));
-  float* b = buffer<float>(1, size_t(rb * cb));
+  float* a = thread_scratch<float>(2, size_t(ra * ca));
+  float* b = thread_scratch<float>(3, size_t(rb * cb));
   round_copy(ra, ca, A, lda, a);
   round_copy(rb, cb, B, ldb, b);
   gemm<float>(trans_a, trans_b, M, N, K, a, ca, b, cb, beta, C, ldc);
@@ -166,8 +152,8 @@ void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const f
   const int64_t kc_max = K < kKC ? K : kKC, np_max = (kc_max + 1) / 2;
   const int64_t n_round = (N + kNR - 1) / kNR * kNR, m_round = (M + kMR - 1) / kMR * kMR;
   const int64_t nc_max = n_round < kNC ? n_round : kNC, mc_max = m_round < kMC ? m_round : kMC;
-  uint32_t* bp = buffer<uint32_t>(2, size_t(np_max * nc_max));
-  uint32_t* ap = buffer<uint32_t>(3, size_t(np_max * mc_max));
+  uint32_t* bp = thread_scratch<uint32_t>(0, size_t(np_max * nc_max));
+  uint32_t* ap = thread_scratch<uint32_t>(1, size_t(np_max * mc_max));
   alignas(64) float tile[kMR * kNR];
   for (int64_t jc = 0; jc < N; jc += kNC) {
     const int64_t nc = N - jc < kNC ? N - jc : kNC;
