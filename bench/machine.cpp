@@ -22,59 +22,68 @@ namespace {
 using Clock = std::chrono::steady_clock;
 }
 
-// FLOP/s of independent fp32 FMA chains on every thread: the machine's practical peak.
-double measure_peak_gflops(int threads) {
-  constexpr int64_t iters = 20'000'000;
+// The best of 3 trials of chains(seed) run on every thread at once (seed: the thread number + 1; it
+// returns a sum of its results, which keeps the loop), in GFLOP/s for `flop` per thread.
+template <class F>
+double best_gflops(int threads, double flop, F&& chains) {
   double best = 0;
   for (int trial = 0; trial < 3; ++trial) {
     auto t0 = Clock::now();
     float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
-    {
-#if defined(__AVX512F__)
-      __m512 acc[12], m = _mm512_set1_ps(0.9999f), a = _mm512_set1_ps(1e-7f);
-      for (auto& x : acc) x = _mm512_set1_ps(float(omp_get_thread_num() + 1));
-      for (int64_t i = 0; i < iters; ++i)
-#pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
-        for (auto& x : acc) x = _mm512_fmadd_ps(x, m, a);
-      alignas(64) float t[16];
-      for (auto& x : acc) {
-        _mm512_store_ps(t, x);
-        for (float v : t) sink += v;
-      }
-#elif defined(__AVX2__) && defined(__FMA__)
-      __m256 acc[12], m = _mm256_set1_ps(0.9999f), a = _mm256_set1_ps(1e-7f);
-      for (auto& x : acc) x = _mm256_set1_ps(float(omp_get_thread_num() + 1));
-      for (int64_t i = 0; i < iters; ++i)
-#pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
-        for (auto& x : acc) x = _mm256_fmadd_ps(x, m, a);
-      alignas(32) float t[8];
-      for (auto& x : acc) {
-        _mm256_store_ps(t, x);
-        for (float v : t) sink += v;
-      }
-#else
-      typedef float V __attribute__((vector_size(16)));
-      V acc[12], m = V{} + 0.9999f, a = V{} + 1e-7f;
-      for (auto& x : acc) x = V{} + float(omp_get_thread_num() + 1);
-      for (int64_t i = 0; i < iters; ++i)
-#pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
-        for (auto& x : acc) x = x * m + a;
-      for (auto& x : acc) sink += x[0] + x[1] + x[2] + x[3];
-#endif
-    }
+    sink += chains(omp_get_thread_num() + 1);
     double s = std::chrono::duration<double>(Clock::now() - t0).count();
-#if defined(__AVX512F__)
-    constexpr double lanes = 16;
-#elif defined(__AVX2__) && defined(__FMA__)
-    constexpr double lanes = 8;
-#else
-    constexpr double lanes = 4;
-#endif
     if (sink == 42.0f) fmt::print("");  // keep the loop
-    best = std::max(best, double(threads) * iters * 12 * lanes * 2 / s / 1e9);
+    best = std::max(best, double(threads) * flop / s / 1e9);
   }
   return best;
+}
+
+// FLOP/s of independent fp32 FMA chains on every thread: the machine's practical peak.
+double measure_peak_gflops(int threads) {
+  constexpr int64_t iters = 20'000'000;
+#if defined(__AVX512F__)
+  constexpr double lanes = 16;
+#elif defined(__AVX2__) && defined(__FMA__)
+  constexpr double lanes = 8;
+#else
+  constexpr double lanes = 4;
+#endif
+  return best_gflops(threads, double(iters) * 12 * lanes * 2, [](int seed) {
+    float sink = 0;
+#if defined(__AVX512F__)
+    __m512 acc[12], m = _mm512_set1_ps(0.9999f), a = _mm512_set1_ps(1e-7f);
+    for (auto& x : acc) x = _mm512_set1_ps(float(seed));
+    for (int64_t i = 0; i < iters; ++i)
+#pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
+      for (auto& x : acc) x = _mm512_fmadd_ps(x, m, a);
+    alignas(64) float t[16];
+    for (auto& x : acc) {
+      _mm512_store_ps(t, x);
+      for (float v : t) sink += v;
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 acc[12], m = _mm256_set1_ps(0.9999f), a = _mm256_set1_ps(1e-7f);
+    for (auto& x : acc) x = _mm256_set1_ps(float(seed));
+    for (int64_t i = 0; i < iters; ++i)
+#pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
+      for (auto& x : acc) x = _mm256_fmadd_ps(x, m, a);
+    alignas(32) float t[8];
+    for (auto& x : acc) {
+      _mm256_store_ps(t, x);
+      for (float v : t) sink += v;
+    }
+#else
+    typedef float V __attribute__((vector_size(16)));
+    V acc[12], m = V{} + 0.9999f, a = V{} + 1e-7f;
+    for (auto& x : acc) x = V{} + float(seed);
+    for (int64_t i = 0; i < iters; ++i)
+#pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
+      for (auto& x : acc) x = x * m + a;
+    for (auto& x : acc) sink += x[0] + x[1] + x[2] + x[3];
+#endif
+    return sink;
+  });
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -103,17 +112,7 @@ double measure_bf16_peak_gflops(int threads) {
 #if defined(__x86_64__) && defined(__GNUC__)
   if (!cpu::cpu_has_avx512_bf16()) return 0;
   constexpr int64_t iters = 10'000'000;
-  double best = 0;
-  for (int trial = 0; trial < 3; ++trial) {
-    auto t0 = Clock::now();
-    float sink = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-    sink += dpbf16_chains(iters, omp_get_thread_num() + 1);
-    double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (sink == 42.0f) fmt::print("");
-    best = std::max(best, double(threads) * iters * 12 * 32 * 2 / s / 1e9);
-  }
-  return best;
+  return best_gflops(threads, double(iters) * 12 * 32 * 2, [](int seed) { return dpbf16_chains(iters, seed); });
 #else
   return 0;
 #endif
