@@ -26,6 +26,18 @@ struct Session {
   std::chrono::steady_clock::time_point t0;
   std::vector<ProfileEvent> events;
   uint32_t next_tid = 1;
+  // CUDA ops whose device events are not read yet (events[index]), and per device the anchor: an event
+  // recorded on an idle device at host time anchor_ns, from which device times are placed on the host clock.
+  struct Pending {
+    size_t index;
+    cuda::TimingEvent start, end;
+  };
+  std::vector<Pending> pending;
+  struct Anchor {
+    cuda::TimingEvent event = nullptr;
+    int64_t host_ns = 0;
+  };
+  std::map<int, Anchor> anchors;
 };
 Session g_session;
 
@@ -39,6 +51,27 @@ uint64_t g_session_serial = 0;
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - g_session.t0).count();
+}
+
+// Reads the pending CUDA ops' device times (waiting for them) and frees their events; with `release`, the
+// anchors too. A device fault leaves those events without a device time (the next sync reports it).
+void resolve_pending_locked(bool release) {
+  for (const Session::Pending& p : g_session.pending) {
+    ProfileEvent& e = g_session.events[p.index];
+    try {
+      const Session::Anchor& a = g_session.anchors.at(e.device);
+      e.device_dur_ns = static_cast<int64_t>(cuda::elapsed_ms(p.start, p.end) * 1e6);
+      e.device_ts_ns = a.host_ns + static_cast<int64_t>(cuda::elapsed_ms(a.event, p.start) * 1e6);
+    } catch (...) {
+      e.device_dur_ns = e.device_ts_ns = 0;
+    }
+    cuda::release_timing_event(p.start);
+    cuda::release_timing_event(p.end);
+  }
+  g_session.pending.clear();
+  if (!release) return;
+  for (auto& [device, a] : g_session.anchors) cuda::release_timing_event(a.event);
+  g_session.anchors.clear();
 }
 
 bool profiling() { return (introspect::g_on.load(std::memory_order_relaxed) & introspect::kProfiler) != 0; }
@@ -73,9 +106,22 @@ void OpScope::begin(std::string_view name, const Tensor* const* inputs, size_t n
     if (cuda_device_ < 0 && inputs[i]->defined() && inputs[i]->device().is_cuda())
       cuda_device_ = inputs[i]->device().index;
   }
-  // CUDA ops are queued, not run: the op's time is taken from an idle device to a finished one
-  // (synchronising around each op, which serialises host and device while profiling).
-  if (cuda_device_ >= 0) cuda::synchronize(cuda_device_);
+  // CUDA ops are queued, not run: an event before and one after the op on the device's stream time its
+  // work there. The first on a device of the session also anchors the device clock to the host's.
+  // A device fault here leaves the op untimed on the device; the op's own checks report it.
+  if (cuda_device_ >= 0) {
+    try {
+      std::lock_guard lock(g_session.mu);
+      Session::Anchor& a = g_session.anchors[cuda_device_];
+      if (!a.event) {
+        cuda::synchronize(cuda_device_);
+        a.event = cuda::record_timing_event(cuda_device_);
+        a.host_ns = now_ns();
+      }
+      cuda_start_ = cuda::record_timing_event(cuda_device_);
+    } catch (...) {
+    }
+  }
   ++t_depth;
   bytes0_ = storage_bytes_allocated_by_this_thread();
   t0_ = now_ns();
@@ -96,9 +142,10 @@ void OpScope::end() {
   if (!timed_) return;
   --t_depth;
   // An op that throws ends here too (the destructor); a device fault then surfaces at the next sync.
-  if (cuda_device_ >= 0) {
+  cuda::TimingEvent cuda_end = nullptr;
+  if (cuda_start_) {
     try {
-      cuda::synchronize(cuda_device_);
+      cuda_end = cuda::record_timing_event(cuda_device_);
     } catch (...) {
     }
   }
@@ -112,9 +159,17 @@ void OpScope::end() {
   e.bytes = storage_bytes_allocated_by_this_thread() - bytes0_;
   e.shapes = std::move(shapes_);
   std::lock_guard lock(g_session.mu);
-  if (!g_session.recording || g_session.paused) return;  // stopped while the op ran
+  if (!g_session.recording || g_session.paused || (cuda_start_ && !cuda_end)) {  // stopped while the op ran
+    cuda::release_timing_event(cuda_start_);
+    cuda::release_timing_event(cuda_end);
+    return;
+  }
   if (t_tid_session != g_session_serial) t_tid = g_session.next_tid++, t_tid_session = g_session_serial;
   e.tid = t_tid;
+  if (cuda_start_) {
+    e.device = cuda_device_;
+    g_session.pending.push_back({g_session.events.size(), cuda_start_, cuda_end});
+  }
   g_session.events.push_back(std::move(e));
 }
 
@@ -126,6 +181,7 @@ Profiler::Profiler() {
   g_session.recording = true;
   g_session.paused = false;
   g_session.events.clear();
+  resolve_pending_locked(true);  // none: the last session's stop read them
   g_session.next_tid = 1;
   ++g_session_serial;
   g_session.t0 = std::chrono::steady_clock::now();
@@ -141,6 +197,7 @@ void Profiler::stop() {
   std::lock_guard lock(g_session.mu);
   g_session.recording = false;
   recording_ = false;
+  resolve_pending_locked(true);
 }
 
 void Profiler::pause() {
@@ -169,6 +226,7 @@ std::vector<ProfileEvent> Profiler::events() const {
   std::vector<ProfileEvent> out;
   {
     std::lock_guard lock(g_session.mu);
+    resolve_pending_locked(false);
     out = g_session.events;
   }
   std::stable_sort(out.begin(), out.end(), [](const ProfileEvent& a, const ProfileEvent& b) {
@@ -184,7 +242,7 @@ std::vector<ProfileRow> Profiler::table() const {
     ProfileRow& r = rows[e.name];
     r.op = e.name;
     (e.backward ? r.backward_calls : r.calls) += 1;
-    (e.backward ? r.backward_ms : r.forward_ms) += e.dur_ns * 1e-6;
+    (e.backward ? r.backward_ms : r.forward_ms) += (e.device >= 0 ? e.device_dur_ns : e.dur_ns) * 1e-6;
     r.bytes += e.bytes;
   }
   std::vector<ProfileRow> out;
@@ -234,12 +292,25 @@ std::string Profiler::chrome_trace() const {
                      R"("tid": 0}})",
                      st.index, st.ts_ns * 1e-3, st.dur_ns * 1e-3);
   }
-  for (const ProfileEvent& e : events()) {
+  const std::vector<ProfileEvent> evs = events();
+  bool on_device = false;
+  for (const ProfileEvent& e : evs) {
     sep();
     s += fmt::format(R"({{"name": "{}", "cat": "{}", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, "tid": {}, )"
                      R"("args": {{"shapes": "{}", "bytes": {}, "depth": {}}}}})",
                      e.name, e.backward ? "backward" : "forward", e.ts_ns * 1e-3, e.dur_ns * 1e-3, e.tid, e.shapes,
                      e.bytes, e.depth);
+    if (e.device < 0) continue;
+    on_device = true;
+    sep();
+    s += fmt::format(R"({{"name": "{}", "cat": "cuda", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 2, "tid": {}, )"
+                     R"("args": {{"shapes": "{}", "backward": {}, "depth": {}}}}})",
+                     e.name, e.device_ts_ns * 1e-3, e.device_dur_ns * 1e-3, e.device, e.shapes, e.backward, e.depth);
+  }
+  if (on_device) {  // names the two tracks
+    sep();
+    s += R"({"name": "process_name", "cat": "__metadata", "ph": "M", "pid": 1, "args": {"name": "host"}},)" "\n"
+         R"({"name": "process_name", "cat": "__metadata", "ph": "M", "pid": 2, "args": {"name": "cuda"}})";
   }
   s += "\n]}\n";
   return s;

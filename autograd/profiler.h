@@ -1,6 +1,6 @@
 // The op profiler (as torch.profiler): while a Profiler is recording, every op's forward and every
 // vjp the engine runs is timed (wall clock, per thread) with its input shapes and the bytes of storage
-// it allocated, and the session gives a Chrome trace (chrome://tracing, ui.perfetto.dev) and a table
+// it allocated (CUDA ops also on the device, with events), and the session gives a Chrome trace (chrome://tracing, ui.perfetto.dev) and a table
 // per op. Off by default; then an op pays one relaxed atomic load (OpScope). See docs/introspection.md.
 #pragma once
 #include <atomic>
@@ -37,6 +37,11 @@ struct ProfileEvent {
   int64_t dur_ns = 0;
   uint64_t bytes = 0;      // storage bytes allocated on this thread during the event (nested ops included)
   std::string shapes;      // the inputs' shapes ("(2, 16, 128) (128,)"); for a vjp, its output gradients'
+  // An op on a CUDA device is queued, not run, while the host is in it: ts_ns/dur_ns are the host's time
+  // (the launches), and these are the device's, from CUDA events queued on the device's stream before and
+  // after it (aligned to the host clock at the first CUDA op of the session). The table counts these.
+  int device = -1;  // >= 0: an input is on this CUDA device
+  int64_t device_ts_ns = 0, device_dur_ns = 0;
 };
 
 // A step marked by the caller (Profiler::StepScope): the table's "share of the step" divides by these.
@@ -85,13 +90,14 @@ class Profiler {
   // Copies of what was recorded so far (events sorted by thread, then start time).
   std::vector<ProfileEvent> events() const;
   const std::vector<ProfileStep>& steps() const { return steps_; }
-  // Top-level events per op, largest total time first.
+  // Top-level events per op, largest total time first; a CUDA op counts its device time.
   std::vector<ProfileRow> table() const;
   // The table as text: calls, forward ms, backward ms, share of the steps' time, MiB allocated; with a
   // row for the time outside ops (the optimizer, the engine's bookkeeping) and the total.
   std::string table_text() const;
   // The Chrome trace event format: {"traceEvents": [{"name", "cat", "ph": "X", "ts", "dur" (µs), "pid",
-  // "tid", "args": {"shapes", "bytes", "depth"}}, ...]}, steps as events of cat "step".
+  // "tid", "args": {"shapes", "bytes", "depth"}}, ...]}, steps as events of cat "step"; CUDA ops once more
+  // as their device time on a track of their own (pid 2, "cuda", one tid per device).
   std::string chrome_trace() const;
 
  private:
@@ -132,7 +138,8 @@ class OpScope {
   bool active_ = false;
   bool timed_ = false;
   bool was_backward_ = false;
-  int cuda_device_ = -1;  // >= 0: an input is on this CUDA device (synchronised around the op)
+  int cuda_device_ = -1;  // >= 0: an input is on this CUDA device (timed there with events)
+  void* cuda_start_ = nullptr;
   std::string_view prev_op_;
   std::string_view name_;
   std::string shapes_;

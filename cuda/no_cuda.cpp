@@ -28,6 +28,9 @@ void synchronize(int) {}
 MemoryStats memory_stats(int) { return {}; }
 void reset_peak_memory(int) {}
 void empty_cache(int) {}
+TimingEvent record_timing_event(int) { no_cuda("profiler"); }
+float elapsed_ms(TimingEvent, TimingEvent) { no_cuda("profiler"); }
+void release_timing_event(TimingEvent) noexcept {}
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
 

@@ -63,6 +63,26 @@ void synchronize(int device) {
   MG_CUDA_CHECK(cudaSetDevice(device), "synchronize");
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), "synchronize");
 }
+TimingEvent record_timing_event(int device) {
+  MG_CUDA_CHECK(cudaSetDevice(device), "profiler");
+  cudaEvent_t e = nullptr;
+  MG_CUDA_CHECK(cudaEventCreate(&e), "profiler");
+  const cudaError_t recorded = cudaEventRecord(e, stream(device));
+  if (recorded != cudaSuccess) {
+    cudaEventDestroy(e);
+    MG_CUDA_CHECK(recorded, "profiler");
+  }
+  return e;
+}
+float elapsed_ms(TimingEvent start, TimingEvent end) {
+  float ms = 0;
+  MG_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)), "profiler");
+  MG_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)), "profiler");
+  return ms;
+}
+void release_timing_event(TimingEvent e) noexcept {
+  if (e) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+}
 namespace {
 bool g_allow_tf32 = false;
 }

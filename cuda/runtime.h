@@ -29,6 +29,14 @@ MemoryStats memory_stats(int device);
 void reset_peak_memory(int device);  // sets the peak to the bytes in use now
 void empty_cache(int device);        // returns cached blocks to the driver
 
+// Device-side timing (the op profiler's, as torch.profiler's CUDA events): record_timing_event queues an
+// event on the device's stream and returns its handle; elapsed_ms waits for `end` and gives the device
+// time from `start` to it; release_timing_event frees a handle. Nothing is synchronised around the op.
+using TimingEvent = void*;
+TimingEvent record_timing_event(int device);
+float elapsed_ms(TimingEvent start, TimingEvent end);
+void release_timing_event(TimingEvent e) noexcept;
+
 // cuBLAS float32 matmuls in TF32 (faster, ~1e-3 relative error) when on; off (full float32) by default.
 void set_allow_tf32(bool on);
 bool allow_tf32();

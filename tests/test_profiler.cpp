@@ -3,6 +3,7 @@
 // the table's rows add up to the trace; the memory report counts what a graph saves for backward.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -82,6 +83,7 @@ TEST_CASE("profiler: a tiny Mamba step's trace holds the scan, the conv and the 
   std::map<std::string, int> forward_calls, backward_calls;
   std::map<std::string, double> top_ms;
   for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "M") continue;  // track names (with CUDA ops only)
     REQUIRE(e["ph"] == "X");
     const std::string name = e["name"], cat = e["cat"];
     const double dur = e["dur"];
@@ -187,6 +189,58 @@ TEST_CASE("cuda profiler: ops on the device are timed, forward and backward, wit
   }
   CHECK(forward == 1);
   CHECK(backward == 1);
+}
+
+TEST_CASE("cuda profiler: device times come from events on the stream, in order, and the table counts them") {
+  MG_REQUIRE_CUDA();
+  const Device dev = Device::parse("cuda");
+  Generator g(1);
+  Tensor a = to_device(randn({128, 96}, DType::f32, &g), dev).requires_grad_();
+  Tensor b = to_device(randn({96, 64}, DType::f32, &g), dev).requires_grad_();
+  Tensor x = randn({8}, DType::f32, &g);  // a CPU op in the same session has no device time
+  Profiler p;
+  Tensor y = exp(x);
+  Tensor loss = sum(mul(matmul(a, b), matmul(a, b)));
+  loss.backward();
+  (void)y;
+  p.stop();
+  std::vector<const ProfileEvent*> top;
+  const std::vector<ProfileEvent> events = p.events();
+  double matmul_fwd_ms = 0;
+  int on_device = 0;
+  for (const ProfileEvent& e : events) {
+    if (e.name == "exp") CHECK(e.device == -1);
+    if (e.device < 0) continue;
+    ++on_device;
+    CHECK(e.device == dev.index);
+    CHECK(e.device_dur_ns > 0);
+    CHECK(e.device_ts_ns >= 0);  // after the session's start
+    if (e.depth == 0) top.push_back(&e);
+    if (e.depth == 0 && e.name == "matmul" && !e.backward) matmul_fwd_ms += e.device_dur_ns * 1e-6;
+  }
+  CHECK(on_device >= 6);  // two matmuls, mul, sum, and their vjps
+  // One stream runs the ops one after another: their device intervals, placed on the host clock, follow
+  // each other in the order the host queued them and do not overlap (5 us for rounding the float ms).
+  std::sort(top.begin(), top.end(), [](auto* l, auto* r) { return l->ts_ns < r->ts_ns; });
+  for (size_t i = 1; i < top.size(); ++i) {
+    INFO(top[i - 1]->name, " then ", top[i]->name);
+    CHECK(top[i]->device_ts_ns + 5000 >= top[i - 1]->device_ts_ns + top[i - 1]->device_dur_ns);
+  }
+  bool found = false;
+  for (const ProfileRow& r : p.table())
+    if (r.op == "matmul") {
+      found = true;
+      CHECK(r.forward_ms == doctest::Approx(matmul_fwd_ms).epsilon(1e-9));
+    }
+  CHECK(found);
+  const nlohmann::json trace = nlohmann::json::parse(p.chrome_trace());
+  int cuda_events = 0;
+  for (const auto& e : trace["traceEvents"])
+    if (e["cat"] == "cuda") {
+      ++cuda_events;
+      CHECK(e["pid"] == 2);
+    }
+  CHECK(cuda_events == on_device);
 }
 
 TEST_CASE("memory report: the bytes a graph saves for backward, by the op that made them") {
