@@ -4,6 +4,15 @@
 #include <cmath>
 #include <vector>
 
+#if __has_include(<execinfo.h>) && __has_include(<dlfcn.h>) && __has_include(<cxxabi.h>)
+#define MG_HAVE_BACKTRACE 1
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <execinfo.h>
+
+#include <cstdlib>
+#endif
+
 #include "autograd/anomaly_check.h"
 #include "autograd/grad_mode.h"
 #include "ops/ops.h"
@@ -44,6 +53,70 @@ std::shared_ptr<const std::string> ModulePathGuard::current() {
 }
 
 std::string AnomalyInfo::where() const { return module_path ? " (" + *module_path + ")" : std::string(); }
+
+std::string AnomalyInfo::made_at() const {
+  return call_stack.empty() ? std::string() : "\n  " + std::string(op_name(op)) + " was called at: " + format_call_stack(call_stack);
+}
+
+[[gnu::noinline]] std::vector<void*> capture_call_stack(int skip) {
+#ifdef MG_HAVE_BACKTRACE
+  void* frames[48];
+  const int n = backtrace(frames, 48);
+  const int from = std::min(n, skip + 1);  // + this function's own frame
+  return std::vector<void*>(frames + from, frames + n);
+#else
+  (void)skip;
+  return {};
+#endif
+}
+
+std::string format_call_stack(const std::vector<void*>& stack, int max_frames) {
+  std::string s;
+#ifdef MG_HAVE_BACKTRACE
+  int shown = 0;
+  for (void* addr : stack) {
+    if (shown == max_frames) {
+      s += " <- ...";
+      break;
+    }
+    // A return address points after the call: look up the byte before it, inside the calling function.
+    void* pc = static_cast<char*>(addr) - 1;
+    Dl_info info{};
+    std::string frame;
+    if (dladdr(pc, &info) && info.dli_sname) {
+      int status = 0;
+      char* demangled = abi::__cxa_demangle(info.dli_sname, nullptr, nullptr, &status);
+      frame = status == 0 && demangled ? demangled : info.dli_sname;
+      std::free(demangled);
+      // Keep the qualified name, drop the parameter list (the first '(' outside template brackets).
+      int depth = 0;
+      for (size_t i = 0; i < frame.size(); ++i) {
+        if (frame[i] == '<') ++depth;
+        if (frame[i] == '>') --depth;
+        if (frame[i] == '(' && depth == 0 && i > 0) {
+          frame.resize(i);
+          break;
+        }
+      }
+    } else if (info.dli_fname) {
+      const std::string_view file = info.dli_fname;
+      const size_t slash = file.rfind('/');
+      frame = fmt::format("{}+{:#x}", slash == std::string_view::npos ? file : file.substr(slash + 1),
+                          static_cast<char*>(pc) - static_cast<char*>(info.dli_fbase));
+    } else {
+      frame = fmt::format("{}", pc);
+    }
+    if (frame.starts_with("__libc_start") || frame.starts_with("_start")) break;
+    if (!s.empty()) s += " <- ";
+    s += frame;
+    ++shown;
+    if (frame == "main") break;
+  }
+#else
+  (void)stack, (void)max_frames;
+#endif
+  return s.empty() ? std::string("(no call stack on this platform)") : s;
+}
 
 std::string_view op_input_name(OpId op, size_t i) {
   auto pick = [i](std::initializer_list<std::string_view> names) -> std::string_view {

@@ -1,5 +1,5 @@
 // Anomaly mode (as torch.autograd.detect_anomaly): while it is on, every recorded node remembers
-// the op and the module path it was made in, every op output that is recorded is checked for NaN and
+// the op, the module path and the call stack it was made in, every op output that is recorded is checked for NaN and
 // infinity, and so is every gradient a vjp returns; the first non-finite value throws mg::Error naming
 // the op, its module path, the input (by index and name) and its shape. Off by default, and then the
 // only cost is one branch per recorded node and per node run by backward. See docs/introspection.md.
@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/op_list.h"
 
@@ -49,11 +50,24 @@ class ModulePathGuard {
   bool pushed_ = false;
 };
 
+// The call stack of the code running now, as return addresses (the frames of the capture itself and
+// of the `skip` callers above it left out): what PyTorch's anomaly mode keeps as the forward's traceback.
+// Empty where the platform has no backtrace().
+std::vector<void*> capture_call_stack(int skip);
+// "mg::selective_scan <- mg::MambaMixer::forward <- ... <- main": each frame's function (demangled,
+// without its parameters), up to `max_frames` of them, stopping after main. A function the dynamic
+// symbol table does not name is shown as file+0xoffset (for addr2line); the executables of this build
+// export their symbols (-rdynamic, CMake's ENABLE_EXPORTS) so that theirs are named.
+std::string format_call_stack(const std::vector<void*>& stack, int max_frames = 8);
+
 // What a node made under anomaly mode remembers of its forward.
 struct AnomalyInfo {
   OpId op;
   std::shared_ptr<const std::string> module_path;  // null: made outside any ModulePathGuard
+  std::vector<void*> call_stack;                   // where the op was called (capture_call_stack)
   std::string where() const;                       // "(backbone.layers.1.mixer)" or "" (no path)
+  // "\n  made at: mg::log <- Toy::forward <- ..." (empty when no stack was captured)
+  std::string made_at() const;
 };
 
 // The name of input `i` of `op` where the op documents one ("delta" for selective_scan's input 1),

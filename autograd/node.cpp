@@ -185,11 +185,13 @@ void record(OpId op, const std::vector<Tensor>& inputs, const std::vector<Tensor
     meta.output_nr = i;
   }
   if (AnomalyMode::is_enabled()) [[unlikely]] {
-    node->anomaly = std::make_unique<AnomalyInfo>(AnomalyInfo{op, ModulePathGuard::current()});
+    // The stack without record() itself: its first frame is the op's entry point, then who called it.
+    node->anomaly = std::make_unique<AnomalyInfo>(AnomalyInfo{op, ModulePathGuard::current(), capture_call_stack(1)});
     for (size_t i = 0; i < outputs.size(); ++i)
       if (const char* bad = first_non_finite(*outputs[i]))
-        MG_THROW("[anomaly] forward of {}{} produced {} in its output{} {}", op_name(op), node->anomaly->where(), bad,
-                 outputs.size() > 1 ? fmt::format(" {}", i) : std::string(), outputs[i]->shape());
+        MG_THROW("[anomaly] forward of {}{} produced {} in its output{} {}{}", op_name(op), node->anomaly->where(), bad,
+                 outputs.size() > 1 ? fmt::format(" {}", i) : std::string(), outputs[i]->shape(),
+                 node->anomaly->made_at());
   }
 }
 

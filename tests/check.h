@@ -54,16 +54,18 @@ inline bool check_close(const Tensor& got, const Tensor& want, double atol, doub
   return bad == 0;
 }
 
-// Checks that `what` throws mg::Error whose message contains every one of `parts`.
+// Checks that `what` throws mg::Error whose message contains every one of `parts`; returns the message.
 template <class F>
-void check_error(F&& what, const std::vector<std::string>& parts) {
+std::string check_error(F&& what, const std::vector<std::string>& parts) {
   try {
     what();
     FAIL("expected an mg::Error containing '" << parts.front() << "'");
   } catch (const mg::Error& e) {
     std::string msg = e.what();
     for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, "'" << p << "' not in: " << msg);
+    return msg;
   }
+  return {};
 }
 
 // A whole file's bytes ("" when it cannot be read), and a file made of `bytes`.

@@ -108,6 +108,30 @@ TEST_CASE("anomaly: a non-finite gradient from a vjp throws naming the op, the i
               {"[anomaly] the gradient given to backward for output 0 (2,) holds inf"});
 }
 
+// Functions with external linkage (the executable exports its symbols), so the call stack can name them.
+namespace anomaly_test {
+[[gnu::noinline]] Tensor log_of(const Tensor& x) { return log(x); }
+[[gnu::noinline]] Tensor root_of(const Tensor& x) { return sqrt(x); }
+}  // namespace anomaly_test
+
+TEST_CASE("anomaly: the message names the functions that called the op, in forward and in backward") {
+  AnomalyMode on;
+  const std::string forward =
+      check_error([&] { anomaly_test::log_of(leaf({1.0, -1.0}, {2})); }, {"[anomaly] forward of log produced NaN"});
+  INFO(forward);
+  CHECK(forward.find("\n  log was called at: ") != std::string::npos);
+  CHECK(forward.find("anomaly_test::log_of <- ") != std::string::npos);
+  // Backward: the stack of the forward call of the op whose vjp returned inf (as PyTorch prints the
+  // traceback of the forward call), not the engine's.
+  Tensor x = leaf({0.0, 2.0}, {2});
+  Tensor y = anomaly_test::root_of(mul(x, x));
+  const std::string backward = check_error([&] { sum(y).backward(); }, {"[anomaly] backward of sqrt returned inf"});
+  INFO(backward);
+  CHECK(backward.find("\n  sqrt was called at: ") != std::string::npos);
+  CHECK(backward.find("anomaly_test::root_of <- ") != std::string::npos);
+  CHECK(backward.find("run_backward") == std::string::npos);
+}
+
 TEST_CASE("anomaly: off, nothing is checked and NaN and inf propagate") {
   REQUIRE_FALSE(AnomalyMode::is_enabled());
   Toy toy;
