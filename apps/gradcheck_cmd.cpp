@@ -1,6 +1,6 @@
 // `mambagrad gradcheck [--op NAME] [--device cpu|cuda] [--seed S]`: every registered case, a table,
 // and a non-zero exit on any failure.
-#include <fmt/format.h>
+#include "core/format.h"
 
 #include "apps/commands.h"
 #include "ops/gradcheck.h"
@@ -32,8 +32,8 @@ void add_gradcheck_command(CLI::App& app, Run& run) {
         MG_THROW("[gradcheck] unknown op '{}' (valid: {})", o->op, names);
       }
       // On cuda the inputs live on the device and are perturbed there (ops/gradcheck.cpp).
-      fmt::print("gradcheck on {}: float64, central differences\n", dev.str());
-      fmt::print("{:<14} {:<40} {:<34} {:>10} {:>10}  {}\n", "op", "case", "inputs", "max abs", "max rel", "result");
+      mg::print("gradcheck on {}: float64, central differences\n", dev.str());
+      mg::print("{:<14} {:<40} {:<34} {:>10} {:>10}  {}\n", "op", "case", "inputs", "max abs", "max rel", "result");
       int failed = 0, total = 0;
       for (size_t i = 0; i < cases.size(); ++i) {
         const auto& c = cases[i];
@@ -43,11 +43,11 @@ void add_gradcheck_command(CLI::App& app, Run& run) {
         GradcheckResult r = gradcheck(c.fn, inputs, c.atol, c.rtol, 1e-6, o->seed + i);
         ++total;
         failed += !r.pass;
-        fmt::print("{:<14} {:<40} {:<34} {:>10.2e} {:>10.2e}  {}\n", op_name(c.op), c.label.substr(0, 40),
+        mg::print("{:<14} {:<40} {:<34} {:>10.2e} {:>10.2e}  {}\n", op_name(c.op), c.label.substr(0, 40),
                    describe_inputs(inputs).substr(0, 34), r.max_abs_err, r.max_rel_err, r.pass ? "PASS" : "FAIL");
-        if (!r.pass) fmt::print("    {}\n", r.message);
+        if (!r.pass) mg::print("    {}\n", r.message);
       }
-      fmt::print("\n{} passed, {} failed\n", total - failed, failed);
+      mg::print("\n{} passed, {} failed\n", total - failed, failed);
       return failed ? 1 : 0;
     };
   });

@@ -2,7 +2,7 @@
 // autograd graph of one loss of a freshly initialised model, as Graphviz DOT (autograd/graph_dot.h):
 // parameters by name, modules as clusters (the loss is built under AnomalyMode, which records each
 // node's module path). --svg also runs `dot -Tsvg` when Graphviz is installed.
-#include <fmt/format.h>
+#include "core/format.h"
 
 #include <cstdlib>
 #include <fstream>
@@ -54,19 +54,19 @@ void add_graph_command(CLI::App& app, Run& run) {
         f << dot;
         MG_CHECK(f.good(), "[graph] cannot write {}", o->out);
       }
-      fmt::print("wrote {}\n", o->out);
+      mg::print("wrote {}\n", o->out);
       if (o->svg) {
         if (std::system("command -v dot >/dev/null 2>&1") != 0) {
-          fmt::print(stderr, "graph: --svg needs Graphviz's `dot`, which is not installed (e.g. apt-get install "
+          mg::print(stderr, "graph: --svg needs Graphviz's `dot`, which is not installed (e.g. apt-get install "
                              "graphviz); the DOT file {} is written\n", o->out);
           return 1;
         }
         MG_CHECK(o->out.find('\'') == std::string::npos, "[graph] --svg: the path {} holds a quote", o->out);
         const bool dot_ext = o->out.size() > 4 && o->out.ends_with(".dot");
         const std::string svg = (dot_ext ? o->out.substr(0, o->out.size() - 4) : o->out) + ".svg";
-        MG_CHECK(std::system(fmt::format("dot -Tsvg '{}' -o '{}'", o->out, svg).c_str()) == 0,
+        MG_CHECK(std::system(mg::format("dot -Tsvg '{}' -o '{}'", o->out, svg).c_str()) == 0,
                  "[graph] dot -Tsvg {} failed", o->out);
-        fmt::print("wrote {}\n", svg);
+        mg::print("wrote {}\n", svg);
       }
       return 0;
     };

@@ -3,7 +3,7 @@
 // {"tokens": int64 (1, N), "logits": float32 (1, N, vocab)} (vocab: the model's padded vocabulary,
 // as in config.json). For cross-checks against other implementations, such as Hugging Face
 // transformers' MambaForCausalLM (tests/reference/compare_transformers.py).
-#include <fmt/format.h>
+#include "core/format.h"
 
 #include "apps/commands.h"
 #include "apps/device_option.h"
@@ -49,7 +49,7 @@ void add_logits_command(CLI::App& app, Run& run) {
         logits = model->forward(tokens.to(device));  // (1, N, padded vocab), float32, on `device`
       }
       save_safetensors(o->out, {{"tokens", tokens}, {"logits", logits}});
-      fmt::print("wrote {}: tokens (1, {}), logits (1, {}, {})\n", o->out, o->bytes, o->bytes, logits.size(-1));
+      mg::print("wrote {}: tokens (1, {}), logits (1, {}, {})\n", o->out, o->bytes, o->bytes, logits.size(-1));
       return 0;
     };
   });

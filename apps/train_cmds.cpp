@@ -23,7 +23,7 @@ std::string default_run_folder(const std::string& preset, bool overwrite) {
   const std::string base = "runs/" + preset;
   if (overwrite) return base;
   for (int i = 1;; ++i) {
-    std::string dir = i == 1 ? base : fmt::format("{}-{}", base, i);
+    std::string dir = i == 1 ? base : mg::format("{}-{}", base, i);
     const RunFolderContents c = inspect_run_folder(dir);
     if (!c.is_file && !c.holds_run() && c.other_files.empty()) return dir;
   }
@@ -211,10 +211,10 @@ void add_eval_command(CLI::App& app, Run& run) {
       const bool streams = o->stream || (!o->windows && opts.carry_state);
       EvalResult r = streams ? evaluate_stream(*model, set, o->batch, seq, o->bytes)
                              : evaluate(*model, set, o->batch, seq, o->bytes);
-      fmt::print("{} split of {}: {} bytes predicted ({})\nloss {:.4f} nats | bpc {:.4f} | perplexity {:.4f}\n",
+      mg::print("{} split of {}: {} bytes predicted ({})\nloss {:.4f} nats | bpc {:.4f} | perplexity {:.4f}\n",
                  o->split, path, r.targets,
-                 streams ? fmt::format("{} streams, state carried across windows of {}", o->batch, seq)
-                         : fmt::format("windows of {} bytes, each from a zero state", seq),
+                 streams ? mg::format("{} streams, state carried across windows of {}", o->batch, seq)
+                         : mg::format("windows of {} bytes, each from a zero state", seq),
                  r.loss, r.bpc(), r.perplexity());
       return 0;
     };
@@ -264,9 +264,9 @@ void add_generate_command(CLI::App& app, Run& run) {
         if (o->jsonl) {
           nlohmann::ordered_json j;
           j["sample"] = i, j["seed"] = seed, j["prompt"] = o->prompt, j["text"] = texts[i];
-          fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+          mg::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         } else {
-          fmt::print("== sample {} of {} (seed {}) ==\n{}{}\n", i + 1, texts.size(), seed, o->prompt, texts[i]);
+          mg::print("== sample {} of {} (seed {}) ==\n{}{}\n", i + 1, texts.size(), seed, o->prompt, texts[i]);
         }
       }
       if (stream) std::fputc('\n', stdout);

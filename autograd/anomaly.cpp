@@ -101,10 +101,10 @@ std::string format_call_stack(const std::vector<void*>& stack, int max_frames) {
     } else if (info.dli_fname) {
       const std::string_view file = info.dli_fname;
       const size_t slash = file.rfind('/');
-      frame = fmt::format("{}+{:#x}", slash == std::string_view::npos ? file : file.substr(slash + 1),
+      frame = mg::format("{}+{:#x}", slash == std::string_view::npos ? file : file.substr(slash + 1),
                           static_cast<char*>(pc) - static_cast<char*>(info.dli_fbase));
     } else {
-      frame = fmt::format("{}", pc);
+      frame = mg::format("{}", pc);
     }
     if (frame.starts_with("__libc_start") || frame.starts_with("_start")) break;
     if (!s.empty()) s += " <- ";

@@ -32,9 +32,9 @@ void check_anomaly(const Node& n, const std::vector<Tensor>& in_grads) {
     const std::string made_by =
         e.fn->name() == "AccumulateGrad"
             ? std::string("that input is a leaf (a parameter or an input tensor)")
-            : fmt::format("that input was made by {}{}", e.fn->name(), e.fn->anomaly ? e.fn->anomaly->where() : "");
+            : mg::format("that input was made by {}{}", e.fn->name(), e.fn->anomaly ? e.fn->anomaly->where() : "");
     MG_THROW("[anomaly] backward of {}{} returned {} in the gradient of input {}{} {}; {}{}{}", n.name(), where, bad, i,
-             input.empty() ? std::string() : fmt::format(" ({})", input), in_grads[i].shape(), made_by,
+             input.empty() ? std::string() : mg::format(" ({})", input), in_grads[i].shape(), made_by,
              n.anomaly ? "" : " (the node was recorded before anomaly mode was turned on: no module path)",
              n.anomaly ? n.anomaly->made_at() : std::string());
   }

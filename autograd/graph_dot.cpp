@@ -1,6 +1,6 @@
 #include "autograd/graph_dot.h"
 
-#include <fmt/format.h>
+#include "core/format.h"
 
 #include <unordered_map>
 #include <vector>
@@ -19,7 +19,7 @@ std::string quoted(std::string_view s) {
   }
   return out + "\"";
 }
-std::string meta_str(const TensorMeta& m) { return fmt::format("{} {}", m.shape, dtype_name(m.dtype)); }
+std::string meta_str(const TensorMeta& m) { return mg::format("{} {}", m.shape, dtype_name(m.dtype)); }
 }  // namespace
 
 std::string autograd_graph_dot(const Tensor& root, const std::map<const TensorImpl*, std::string>& names) {
@@ -45,26 +45,26 @@ std::string autograd_graph_dot(const Tensor& root, const std::map<const TensorIm
     if (const TensorImpl* leaf = n->leaf()) {
       const TensorMeta& m = n->output_meta.at(0);
       auto it = names.find(leaf);
-      out += fmt::format("  n{} [label=\"AccumulateGrad\"];\n", i);
-      out += fmt::format("  v{} [label={}, fillcolor=lightblue];\n  v{} -> n{};\n", i,
-                         quoted(fmt::format("{}\\n{}", it != names.end() ? it->second : std::string("leaf"), meta_str(m))),
+      out += mg::format("  n{} [label=\"AccumulateGrad\"];\n", i);
+      out += mg::format("  v{} [label={}, fillcolor=lightblue];\n  v{} -> n{};\n", i,
+                         quoted(mg::format("{}\\n{}", it != names.end() ? it->second : std::string("leaf"), meta_str(m))),
                          i, i);
       continue;
     }
     std::string label(n->name());
     for (const TensorMeta& m : n->output_meta) label += "\\n" + meta_str(m);
-    out += fmt::format("  n{} [label={}{}];\n", i, quoted(label), i == 0 ? ", fillcolor=darkolivegreen1" : "");
+    out += mg::format("  n{} [label={}{}];\n", i, quoted(label), i == 0 ? ", fillcolor=darkolivegreen1" : "");
     if (n->anomaly && n->anomaly->module_path) clusters[*n->anomaly->module_path].push_back(i);
   }
   size_t c = 0;
   for (const auto& [path, members] : clusters) {
-    out += fmt::format("  subgraph cluster_{} {{\n    label={}; style=dashed;\n   ", c++, quoted(path));
-    for (size_t i : members) out += fmt::format(" n{};", i);
+    out += mg::format("  subgraph cluster_{} {{\n    label={}; style=dashed;\n   ", c++, quoted(path));
+    for (size_t i : members) out += mg::format(" n{};", i);
     out += "\n  }\n";
   }
   for (size_t i = 0; i < order.size(); ++i)
     for (const Edge& e : order[i]->next_edges)
-      if (e.fn) out += fmt::format("  n{} -> n{};\n", id.at(e.fn.get()), i);
+      if (e.fn) out += mg::format("  n{} -> n{};\n", id.at(e.fn.get()), i);
   return out + "}\n";
 }
 

@@ -153,17 +153,17 @@ MemoryReport MemoryTracker::report(const std::vector<Tensor>& parameters,
 
 std::string MemoryReport::text() const {
   auto size = [](uint64_t b) {
-    return b >= 1048576 ? fmt::format("{:.2f} MiB", b / 1048576.0) : fmt::format("{:.2f} KiB", b / 1024.0);
+    return b >= 1048576 ? mg::format("{:.2f} MiB", b / 1048576.0) : mg::format("{:.2f} KiB", b / 1024.0);
   };
-  std::string s = fmt::format("live tensor memory at the step's peak: {}\n", size(peak_bytes));
+  std::string s = mg::format("live tensor memory at the step's peak: {}\n", size(peak_bytes));
   for (int c = 0; c <= (int)MemoryCategory::other; ++c) {
     const auto cat = (MemoryCategory)c;
     const uint64_t total = bytes(cat);
-    s += fmt::format("  {:<32} {:>14} {:>5.1f}%\n", memory_category_name(cat), size(total),
+    s += mg::format("  {:<32} {:>14} {:>5.1f}%\n", memory_category_name(cat), size(total),
                      peak_bytes ? 100.0 * total / peak_bytes : 0.0);
     for (const Row& r : rows)
       if (r.category == cat)
-        s += fmt::format("    {:<30} {:>14}  ({} tensor{})\n", r.op, size(r.bytes), r.storages,
+        s += mg::format("    {:<30} {:>14}  ({} tensor{})\n", r.op, size(r.bytes), r.storages,
                          r.storages == 1 ? "" : "s");
   }
   return s;

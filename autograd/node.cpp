@@ -190,7 +190,7 @@ void record(OpId op, const std::vector<Tensor>& inputs, const std::vector<Tensor
     for (size_t i = 0; i < outputs.size(); ++i)
       if (const char* bad = first_non_finite(*outputs[i]))
         MG_THROW("[anomaly] forward of {}{} produced {} in its output{} {}{}", op_name(op), node->anomaly->where(), bad,
-                 outputs.size() > 1 ? fmt::format(" {}", i) : std::string(), outputs[i]->shape(),
+                 outputs.size() > 1 ? mg::format(" {}", i) : std::string(), outputs[i]->shape(),
                  node->anomaly->made_at());
   }
 }

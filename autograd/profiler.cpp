@@ -78,7 +78,7 @@ bool profiling() { return (introspect::g_on.load(std::memory_order_relaxed) & in
 
 void append_shape(std::string& s, const Tensor& t) {
   if (!s.empty()) s += ' ';
-  s += t.defined() ? fmt::format("{}", t.shape()) : std::string("-");
+  s += t.defined() ? mg::format("{}", t.shape()) : std::string("-");
 }
 
 }  // namespace
@@ -261,17 +261,17 @@ std::string Profiler::table_text() const {
   for (const ProfileRow& r : rows) fwd += r.forward_ms, bwd += r.backward_ms, bytes += r.bytes;
   const double denom = step_ms > 0 ? step_ms : fwd + bwd;
   auto share = [&](double ms) {
-    return denom > 0 ? fmt::format("{:5.1f}%", 100.0 * ms / denom) : std::string("    -");
+    return denom > 0 ? mg::format("{:5.1f}%", 100.0 * ms / denom) : std::string("    -");
   };
-  std::string s = fmt::format("{:<24} {:>7} {:>7} {:>11} {:>11} {:>7} {:>10}\n", "op", "calls", "bwd", "forward ms",
+  std::string s = mg::format("{:<24} {:>7} {:>7} {:>11} {:>11} {:>7} {:>10}\n", "op", "calls", "bwd", "forward ms",
                               "backward ms", "share", "MiB alloc");
   for (const ProfileRow& r : rows)
-    s += fmt::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}\n", r.op, r.calls, r.backward_calls,
+    s += mg::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}\n", r.op, r.calls, r.backward_calls,
                      r.forward_ms, r.backward_ms, share(r.forward_ms + r.backward_ms), r.bytes / 1048576.0);
   if (step_ms > 0) {
-    s += fmt::format("{:<24} {:>7} {:>7} {:>11} {:>11} {:>7} {:>10}\n", "(outside ops)", "", "", "", "",
+    s += mg::format("{:<24} {:>7} {:>7} {:>11} {:>11} {:>7} {:>10}\n", "(outside ops)", "", "", "", "",
                      share(step_ms - fwd - bwd), "");
-    s += fmt::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}   ({} step{}, {:.2f} ms)\n", "total", "",
+    s += mg::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}   ({} step{}, {:.2f} ms)\n", "total", "",
                      "",
                      fwd, bwd, share(step_ms), bytes / 1048576.0, steps_.size(), steps_.size() == 1 ? "" : "s",
                      step_ms);
@@ -288,7 +288,7 @@ std::string Profiler::chrome_trace() const {
   };
   for (const ProfileStep& st : steps_) {
     sep();
-    s += fmt::format(R"({{"name": "step {}", "cat": "step", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, )"
+    s += mg::format(R"({{"name": "step {}", "cat": "step", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, )"
                      R"("tid": 0}})",
                      st.index, st.ts_ns * 1e-3, st.dur_ns * 1e-3);
   }
@@ -296,14 +296,14 @@ std::string Profiler::chrome_trace() const {
   bool on_device = false;
   for (const ProfileEvent& e : evs) {
     sep();
-    s += fmt::format(R"({{"name": "{}", "cat": "{}", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, "tid": {}, )"
+    s += mg::format(R"({{"name": "{}", "cat": "{}", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, "tid": {}, )"
                      R"("args": {{"shapes": "{}", "bytes": {}, "depth": {}}}}})",
                      e.name, e.backward ? "backward" : "forward", e.ts_ns * 1e-3, e.dur_ns * 1e-3, e.tid, e.shapes,
                      e.bytes, e.depth);
     if (e.device < 0) continue;
     on_device = true;
     sep();
-    s += fmt::format(R"({{"name": "{}", "cat": "cuda", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 2, "tid": {}, )"
+    s += mg::format(R"({{"name": "{}", "cat": "cuda", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 2, "tid": {}, )"
                      R"("args": {{"shapes": "{}", "backward": {}, "depth": {}}}}})",
                      e.name, e.device_ts_ns * 1e-3, e.device_dur_ns * 1e-3, e.device, e.shapes, e.backward, e.depth);
   }

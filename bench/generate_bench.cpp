@@ -23,7 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fmt/format.h>
+#include "core/format.h"
 #include <map>
 #include <thread>
 #include <vector>
@@ -151,7 +151,7 @@ int run_generate_bench(const GenerateBenchOptions& o) {
   const double weight_bytes = 4.0 * (double)model.num_parameters();
 
   const int n_threads = num_threads();
-  fmt::print("mambagrad bench generate: preset {} ({} parameters, {:.1f} MB of weights) on {}, batch {}, prompt {} "
+  mg::print("mambagrad bench generate: preset {} ({} parameters, {:.1f} MB of weights) on {}, batch {}, prompt {} "
              "bytes, {} decoded tokens per row{}\n",
              o.preset, model.num_parameters(), weight_bytes / 1e6, device.str(), o.batch, o.prompt_bytes, o.tokens,
              o.background_load ? ", a busy thread on CPU 0 throughout" : "");
@@ -169,41 +169,41 @@ int run_generate_bench(const GenerateBenchOptions& o) {
     const double floor_mem_ms = bw > 0 ? 1e3 * weight_bytes / (bw * 1e9) : 0;
     const double floor_flop_ms = peak > 0 ? 1e3 * 2 * macs_per_row * o.batch / (peak * 1e9) : 0;
     const double floor_ms = std::max(floor_mem_ms, floor_flop_ms);
-    fmt::print("mambagrad preset={} device={} batch={} threads={} prefill_tokens_per_s={:.0f} gen_tokens_per_s={:.0f} "
+    mg::print("mambagrad preset={} device={} batch={} threads={} prefill_tokens_per_s={:.0f} gen_tokens_per_s={:.0f} "
                "ms_per_step={:.4f} split_steps={:.2f}",
                o.preset, device.str(), o.batch, t, f.prefill_tok_s, f.gen_tok_s, f.ms_per_step, f.split_share);
     if (device.is_cpu())
-      fmt::print(" peak_gflops={:.0f} bandwidth_gbs={:.1f} floor_mem_ms={:.4f} floor_flop_ms={:.4f} floor_ratio={:.2f}",
+      mg::print(" peak_gflops={:.0f} bandwidth_gbs={:.1f} floor_mem_ms={:.4f} floor_flop_ms={:.4f} floor_ratio={:.2f}",
                  peak, bw, floor_mem_ms, floor_flop_ms, f.ms_per_step / floor_ms);
-    fmt::print("\n");
+    mg::print("\n");
     std::fflush(stdout);
     figs.push_back(f);
   }
   set_num_threads(n_threads);
   const double fwd = training_forward_tok_s(model, device);
-  fmt::print("mambagrad training forward (batch 16 x 256, graph recorded) at {} threads: {:.0f} tokens/s; prefill / "
+  mg::print("mambagrad training forward (batch 16 x 256, graph recorded) at {} threads: {:.0f} tokens/s; prefill / "
              "training forward = {:.2f}x\n",
              n_threads, fwd, figs.back().prefill_tok_s / fwd);
   if (figs.size() == 2)
-    fmt::print("decode at {} threads / at 1 thread = {:.2f}x (target: at least 1)\n", n_threads,
+    mg::print("decode at {} threads / at 1 thread = {:.2f}x (target: at least 1)\n", n_threads,
                figs[1].gen_tok_s / figs[0].gen_tok_s);
 
   bool peer_failed = false;
   if (o.peer) {
     for (const Figures& f : figs) {
       std::string status;
-      auto kv = run_torch_peer(fmt::format("--generate --preset {} --batch {} --prompt-bytes {} --tokens {} "
+      auto kv = run_torch_peer(mg::format("--generate --preset {} --batch {} --prompt-bytes {} --tokens {} "
                                            "--threads {}{}",
                                            o.preset, o.batch, o.prompt_bytes, std::min<int64_t>(o.tokens, 300),
                                            f.threads, device.is_cuda() ? " --device " + device.str() : ""),
                                "gen_tokens_per_s", status);
       if (status != "ok") {
-        fmt::print("torch peer at {} threads: {}\n", f.threads, status);
+        mg::print("torch peer at {} threads: {}\n", f.threads, status);
         peer_failed |= status.rfind("failed", 0) == 0;
         continue;
       }
       const double tg = std::stod(kv.at("gen_tokens_per_s")), tp = std::stod(kv.at("prefill_tokens_per_s"));
-      fmt::print("mambagrad / PyTorch at {} threads: decode {:.0f} / {:.0f} tokens/s = {:.2f}x, prefill {:.0f} / "
+      mg::print("mambagrad / PyTorch at {} threads: decode {:.0f} / {:.0f} tokens/s = {:.2f}x, prefill {:.0f} / "
                  "{:.0f} tokens/s = {:.2f}x\n",
                  f.threads, f.gen_tok_s, tg, f.gen_tok_s / tg, f.prefill_tok_s, tp, f.prefill_tok_s / tp);
     }

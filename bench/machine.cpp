@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <fmt/format.h>
+#include "core/format.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -33,7 +33,7 @@ double best_gflops(int threads, double flop, F&& chains) {
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
     sink += chains(omp_get_thread_num() + 1);
     double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (sink == 42.0f) fmt::print("");  // keep the loop
+    if (sink == 42.0f) mg::print("");  // keep the loop
     best = std::max(best, double(threads) * flop / s / 1e9);
   }
   return best;

@@ -21,7 +21,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <fmt/format.h>
+#include "core/format.h"
 #include <functional>
 #include <random>
 #include <string>
@@ -138,8 +138,8 @@ void decode_section(int reps, const OpenBlas& ob) {
       }
     }
   }
-  fmt::print("\ndecode: linear y = x W^T, x (M, K), W (N, K), float32; microseconds per call\n");
-  fmt::print("  {:<6} {:<9} {:>10} {:>3} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n", "preset", "layer", "W N x K", "M",
+  mg::print("\ndecode: linear y = x W^T, x (M, K), W (N, K), float32; microseconds per call\n");
+  mg::print("  {:<6} {:<9} {:>10} {:>3} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n", "preset", "layer", "W N x K", "M",
              "ours us", "packed", "OpenBLAS", "W GB/s", "packed/us", "OBLAS/us");
   double lp = 0, lo = 0;
   for (const Row& r : rows) {
@@ -147,14 +147,14 @@ void decode_section(int reps, const OpenBlas& ob) {
     const double gbs = double(s.N * s.K * sizeof(float)) / r.ours / 1e9;
     lp += std::log(r.packed / r.ours);
     if (ob.sgemm) lo += std::log(r.theirs / r.ours);
-    fmt::print("  {:<6} {:<9} {:>10} {:>3} {:>8.2f} {:>8.2f} {:>8} {:>8.1f} {:>8.2f}x {:>8}\n", s.preset, s.layer,
-               fmt::format("{}x{}", s.N, s.K), r.M, r.ours * 1e6, r.packed * 1e6,
-               ob.sgemm ? fmt::format("{:.2f}", r.theirs * 1e6) : "-", gbs, r.packed / r.ours,
-               ob.sgemm ? fmt::format("{:.2f}x", r.theirs / r.ours) : "-");
+    mg::print("  {:<6} {:<9} {:>10} {:>3} {:>8.2f} {:>8.2f} {:>8} {:>8.1f} {:>8.2f}x {:>8}\n", s.preset, s.layer,
+               mg::format("{}x{}", s.N, s.K), r.M, r.ours * 1e6, r.packed * 1e6,
+               ob.sgemm ? mg::format("{:.2f}", r.theirs * 1e6) : "-", gbs, r.packed / r.ours,
+               ob.sgemm ? mg::format("{:.2f}x", r.theirs / r.ours) : "-");
   }
-  fmt::print("decode, geometric mean over {} calls: packed / ours {:.2f}x", rows.size(), std::exp(lp / rows.size()));
-  if (ob.sgemm) fmt::print(", OpenBLAS / ours {:.2f}x", std::exp(lo / rows.size()));
-  fmt::print(" (above 1: ours faster)\n");
+  mg::print("decode, geometric mean over {} calls: packed / ours {:.2f}x", rows.size(), std::exp(lp / rows.size()));
+  if (ob.sgemm) mg::print(", OpenBLAS / ours {:.2f}x", std::exp(lo / rows.size()));
+  mg::print(" (above 1: ours faster)\n");
 }
 
 }  // namespace
@@ -164,17 +164,17 @@ int run_matmul_bench(int reps, bool quick) {
   const int threads = num_threads();
   OpenBlas ob = load_openblas();
   if (ob.sgemm && ob.set_threads) ob.set_threads(threads);
-  fmt::print("gemm, float32, row-major, {} threads; best of {} trials\n", threads, reps);
+  mg::print("gemm, float32, row-major, {} threads; best of {} trials\n", threads, reps);
   const double peak = measure_peak_gflops(threads), bf16_peak = measure_bf16_peak_gflops(threads);
-  fmt::print("peak (measured, fp32 FMA loop on {} threads): {:.1f} GFLOP/s\n", threads, peak);
+  mg::print("peak (measured, fp32 FMA loop on {} threads): {:.1f} GFLOP/s\n", threads, peak);
   if (bf16_peak > 0)
-    fmt::print("peak (measured, VDPBF16PS loop on {} threads): {:.1f} GFLOP/s = {:.2f}x the fp32 FMA peak\n", threads,
+    mg::print("peak (measured, VDPBF16PS loop on {} threads): {:.1f} GFLOP/s = {:.2f}x the fp32 FMA peak\n", threads,
                bf16_peak, bf16_peak / peak);
   if (ob.sgemm)
-    fmt::print("peer: OpenBLAS cblas_sgemm, core {} (OPENBLAS_CORETYPE={})\n", ob.corename ? ob.corename() : "?",
+    mg::print("peer: OpenBLAS cblas_sgemm, core {} (OPENBLAS_CORETYPE={})\n", ob.corename ? ob.corename() : "?",
                getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
   else
-    fmt::print("peer: OpenBLAS skipped ({})\n", ob.error);
+    mg::print("peer: OpenBLAS skipped ({})\n", ob.error);
   decode_section(reps, ob);
 
   struct Preset {
@@ -252,35 +252,35 @@ int run_matmul_bench(int reps, bool quick) {
     if (s.preset != last) {
       last = s.preset;
       const Preset& p = *std::find_if(presets.begin(), presets.end(), [&](const Preset& q) { return q.name == last; });
-      fmt::print("\n{} preset (d_model {}, d_inner {}, dt_rank {}, d_state {}), tokens M = {}\n", p.name, p.d_model,
+      mg::print("\n{} preset (d_model {}, d_inner {}, dt_rank {}, d_state {}), tokens M = {}\n", p.name, p.d_model,
                  p.d_inner, p.dt_rank, p.d_state, M);
-      fmt::print("  {:<10} {:<12} {:>16} {:>10} {:>10} {:>7} {:>10} {:>10} {:>9}\n", "layer", "form", "gemm M x N x K",
+      mg::print("  {:<10} {:<12} {:>16} {:>10} {:>10} {:>7} {:>10} {:>10} {:>9}\n", "layer", "form", "gemm M x N x K",
                  "ours GF/s", "OpenBLAS", "ratio", "bf16 fp32", "bf16 dp", "bf16/fp32");
     }
-    std::string dims = fmt::format("{}x{}x{}", s.M, s.N, s.K);
+    std::string dims = mg::format("{}x{}x{}", s.M, s.N, s.K);
     const double bf16_best = std::max(s.bf16_fp32, s.bf16_dp);
     bf16_log_sum += std::log(bf16_best / s.ours);
     const std::string bf16_cols =
-        fmt::format("{:>10.1f} {:>10} {:>8.2f}x", s.bf16_fp32, s.bf16_dp > 0 ? fmt::format("{:.1f}", s.bf16_dp) : "-",
+        mg::format("{:>10.1f} {:>10} {:>8.2f}x", s.bf16_fp32, s.bf16_dp > 0 ? mg::format("{:.1f}", s.bf16_dp) : "-",
                     bf16_best / s.ours);
     if (ob.sgemm) {
       const double ratio = s.ours / s.theirs;
       log_ratio_sum += std::log(ratio);
       min_ratio = std::min(min_ratio, ratio);
       ++n_ratio;
-      fmt::print("  {:<10} {:<12} {:>16} {:>10.1f} {:>10.1f} {:>6.2f}x {}\n", s.layer, s.form, dims, s.ours, s.theirs,
+      mg::print("  {:<10} {:<12} {:>16} {:>10.1f} {:>10.1f} {:>6.2f}x {}\n", s.layer, s.form, dims, s.ours, s.theirs,
                  ratio, bf16_cols);
     } else {
-      fmt::print("  {:<10} {:<12} {:>16} {:>10.1f} {:>10} {:>7} {}\n", s.layer, s.form, dims, s.ours, "-", "-",
+      mg::print("  {:<10} {:<12} {:>16} {:>10.1f} {:>10} {:>7} {}\n", s.layer, s.form, dims, s.ours, "-", "-",
                  bf16_cols);
     }
   }
-  fmt::print("\nbf16 gemm (faster way) / our float32 gemm over {} shapes: geometric mean {:.2f}x; mixed precision "
+  mg::print("\nbf16 gemm (faster way) / our float32 gemm over {} shapes: geometric mean {:.2f}x; mixed precision "
              "runs the {} way here (AVX512-BF16: {})\n",
              rows.size(), std::exp(bf16_log_sum / rows.size()), cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic),
              cpu::cpu_has_avx512_bf16() ? "yes" : "no");
   if (n_ratio)
-    fmt::print("\nours / OpenBLAS over {} shapes: geometric mean {:.2f}x, minimum {:.2f}x\n", n_ratio,
+    mg::print("\nours / OpenBLAS over {} shapes: geometric mean {:.2f}x, minimum {:.2f}x\n", n_ratio,
                std::exp(log_ratio_sum / n_ratio), min_ratio);
   return 0;
 }

@@ -10,7 +10,7 @@
 // (core/storage.h): every tensor, including the fused backward's partials, and nothing else.
 #include <algorithm>
 #include <chrono>
-#include <fmt/format.h>
+#include "core/format.h"
 #include <vector>
 
 #include "autograd/grad_mode.h"
@@ -93,7 +93,7 @@ Measure measure(const ScanInputs& full, int64_t steps, bool reference, int reps)
   return m;
 }
 
-std::string mib(double bytes) { return fmt::format("{:.1f} MiB", bytes / (1024.0 * 1024.0)); }
+std::string mib(double bytes) { return mg::format("{:.1f} MiB", bytes / (1024.0 * 1024.0)); }
 
 }  // namespace
 
@@ -102,11 +102,11 @@ int run_scan_bench(const ScanBenchOptions& o) {
     int64_t b, l, d, n;
   };
   std::vector<Cfg> cfgs = o.quick ? std::vector<Cfg>{{2, 256, 128, 16}} : std::vector<Cfg>{{8, 1024, 1024, 16}, {16, 256, 512, 16}};
-  fmt::print("selective_scan on the CPU, float32, delta_softplus with D, z and delta_bias; {} threads; chunk {} steps\n",
+  mg::print("selective_scan on the CPU, float32, delta_softplus with D, z and delta_bias; {} threads; chunk {} steps\n",
              num_threads(), cpu::kScanChunk);
   const double peak_madds = measure_peak_gflops(num_threads()) / 2 * 1e9;  // multiply-adds per second
   const double bandwidth = measure_memory_bandwidth_gbs(num_threads()) * 1e9;  // bytes per second
-  fmt::print("machine, measured now: {:.1f} G fp32 multiply-adds/s, memory bandwidth {:.1f} GB/s (parallel copy)\n",
+  mg::print("machine, measured now: {:.1f} G fp32 multiply-adds/s, memory bandwidth {:.1f} GB/s (parallel copy)\n",
              peak_madds / 1e9, bandwidth / 1e9);
   for (const Cfg& c : cfgs) {
     Generator g(1);
@@ -124,12 +124,12 @@ int run_scan_bench(const ScanBenchOptions& o) {
     const double all_states = (double)(c.b * c.l * c.d * c.n) * 4;
     const double grads = inputs;
 
-    fmt::print("\n(b, l, d, n) = ({}, {}, {}, {})   reference measured on {} steps{}\n", c.b, c.l, c.d, c.n, ref_steps,
-               scale != 1 ? fmt::format(", times and memory scaled x{:g} (a lower bound)", scale) : std::string());
-    fmt::print("  {:<22} {:>12} {:>14} {:>9} {:>12} {:>12}\n", "", "fused ms", "reference ms", "ratio", "fused GB/s",
+    mg::print("\n(b, l, d, n) = ({}, {}, {}, {})   reference measured on {} steps{}\n", c.b, c.l, c.d, c.n, ref_steps,
+               scale != 1 ? mg::format(", times and memory scaled x{:g} (a lower bound)", scale) : std::string());
+    mg::print("  {:<22} {:>12} {:>14} {:>9} {:>12} {:>12}\n", "", "fused ms", "reference ms", "ratio", "fused GB/s",
                "ref GB/s");
     auto row = [&](const char* what, double fm, double rm, double bytes) {
-      fmt::print("  {:<22} {:>12.1f} {:>14.1f} {:>8.1f}x {:>12.2f} {:>12.3f}\n", what, fm, rm, rm / fm, bytes / fm / 1e6,
+      mg::print("  {:<22} {:>12.1f} {:>14.1f} {:>8.1f}x {:>12.2f} {:>12.3f}\n", what, fm, rm, rm / fm, bytes / fm / 1e6,
                  bytes / rm / 1e6);
     };
     row("forward", f.fwd_ms, r.fwd_ms, fwd_bytes);
@@ -144,7 +144,7 @@ int run_scan_bench(const ScanBenchOptions& o) {
     const double fwd_ops = updates * (4 + 10), fb_ops = updates * (4 + 10 + 4 + 10 + 9);
     auto floors = [&](const char* what, double measured_ms, double bytes, double ops) {
       const double mem_ms = bytes / bandwidth * 1e3, ops_ms = ops / peak_madds * 1e3, hi = std::max(mem_ms, ops_ms);
-      fmt::print("  {:<22} floors: bytes {:.1f} ms, operations {:.1f} ms; fused {:.1f} ms = {:.2f}x the larger{}\n",
+      mg::print("  {:<22} floors: bytes {:.1f} ms, operations {:.1f} ms; fused {:.1f} ms = {:.2f}x the larger{}\n",
                  what, mem_ms, ops_ms, measured_ms, measured_ms / hi, measured_ms / hi <= 3 ? "" : "  (target: within 3x)");
     };
     floors("forward", f.fwd_ms, fwd_bytes, fwd_ops);
@@ -152,11 +152,11 @@ int run_scan_bench(const ScanBenchOptions& o) {
     // The fused backward's extra memory: the chunk states the forward saved plus what the backward
     // holds at its peak beyond the gradients it returns.
     const double f_extra = (double)f.saved + std::max(0.0, (double)f.bwd_peak - grads);
-    fmt::print("  memory: all states (b, l, d, n) would take {}\n", mib(all_states));
-    fmt::print("    fused:     saved for backward {} (chunk-end states), backward peak {} above its start;\n"
+    mg::print("  memory: all states (b, l, d, n) would take {}\n", mib(all_states));
+    mg::print("    fused:     saved for backward {} (chunk-end states), backward peak {} above its start;\n"
                "               extra = saved + (peak - gradients {}) = {} = 1/{:.0f} of all states\n",
                mib(f.saved), mib(f.bwd_peak), mib(grads), mib(f_extra), all_states / std::max(f_extra, 1.0));
-    fmt::print("    reference: saved for backward {} (the graph), backward peak {} above its start\n", mib(r.saved),
+    mg::print("    reference: saved for backward {} (the graph), backward peak {} above its start\n", mib(r.saved),
                mib(r.bwd_peak));
   }
   return 0;

@@ -12,7 +12,7 @@
 // Peak memory is the caching allocator's high-water mark (cuda::memory_stats) during each measurement,
 // above what was live before it.
 #include <algorithm>
-#include <fmt/format.h>
+#include "core/format.h"
 #include <string>
 #include <tuple>
 #include <vector>
@@ -61,13 +61,13 @@ Timing time_runs(int dev, int reps, F&& fn) {
   return {median(t), peak > before ? peak - before : 0};
 }
 
-std::string mib(double bytes) { return fmt::format("{:.0f} MiB", bytes / (1024.0 * 1024.0)); }
+std::string mib(double bytes) { return mg::format("{:.0f} MiB", bytes / (1024.0 * 1024.0)); }
 
 }  // namespace
 
 int run_scan_bench_cuda(const ScanBenchOptions& o) {
   if (!cuda::built_with_cuda() || cuda::device_count() == 0) {
-    fmt::print(stderr,
+    mg::print(stderr,
                "error: `bench scan --device {}` needs a CUDA build (configure with -DMG_CUDA=ON) and a GPU; {}\n",
                o.device, cuda::built_with_cuda() ? "this machine has no CUDA device" : "this build has no CUDA support");
     return 2;
@@ -92,9 +92,9 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
   };
   const std::vector<Cfg> cfgs =
       o.quick ? std::vector<Cfg>{{2, 512, 256, 16}} : std::vector<Cfg>{{8, 2048, 1536, 16}, {64, 256, 1024, 16}};
-  fmt::print("selective_scan on {}, float32, delta_softplus with D, z and delta_bias; chunk {} steps; median of {}\n",
+  mg::print("selective_scan on {}, float32, delta_softplus with D, z and delta_bias; chunk {} steps; median of {}\n",
              device.str(), cuda::kScanChunkCuda, reps);
-  fmt::print("device-to-device copy: {:.0f} GB/s (read + write of {})\n\n", copy_gbs,
+  mg::print("device-to-device copy: {:.0f} GB/s (read + write of {})\n\n", copy_gbs,
              mib((double)copy_elems * 4));
 
   struct Row {
@@ -110,7 +110,7 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
     const double inputs = 3 * bld + 2 * bln + small;
     const double fwd_bytes = inputs + bld;
     const double fb_bytes = inputs + bld /* dy */ + bld /* y */ + 3 * bld + 2 * bln + small /* gradients */;
-    const std::string shape = fmt::format("({}, {}, {}, {})", c.b, c.l, c.d, c.n);
+    const std::string shape = mg::format("({}, {}, {}, {})", c.b, c.l, c.d, c.n);
 
     Timing fwd;
     {
@@ -133,15 +133,15 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
     }
   }
 
-  fmt::print("  {:<22} {:<18} {:>9} {:>9} {:>10} {:>11}\n", "(b, l, d, n)", "pass", "ms", "GB/s", "of copy",
+  mg::print("  {:<22} {:<18} {:>9} {:>9} {:>10} {:>11}\n", "(b, l, d, n)", "pass", "ms", "GB/s", "of copy",
              "peak mem");
   for (const Row& r : rows)
-    fmt::print("  {:<22} {:<18} {:>9.3f} {:>9.0f} {:>9.0f}% {:>11}\n", r.shape, r.pass, r.ms, r.gbs, 100 * r.ratio,
+    mg::print("  {:<22} {:<18} {:>9.3f} {:>9.0f} {:>9.0f}% {:>11}\n", r.shape, r.pass, r.ms, r.gbs, 100 * r.ratio,
                mib((double)r.peak));
   double worst = 1e9;
   for (const Row& r : rows)
     if (r.pass == std::string("forward+backward")) worst = std::min(worst, r.ratio);
-  fmt::print("\ntarget: forward+backward at >= 50% of the copy bandwidth: {} (lowest {:.0f}%)\n",
+  mg::print("\ntarget: forward+backward at >= 50% of the copy bandwidth: {} (lowest {:.0f}%)\n",
              worst >= 0.5 ? "met" : "NOT met", 100 * worst);
   return 0;
 }

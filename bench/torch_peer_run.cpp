@@ -4,7 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <fmt/format.h>
+#include "core/format.h"
 #include <sstream>
 
 #include "bench/bench.h"
@@ -37,7 +37,7 @@ std::map<std::string, std::string> run_torch_peer(const std::string& args, const
     return {};
   }
   // Debian's OpenBLAS misdetects this CPU; SkylakeX kernels are right for AVX-512 machines.
-  const std::string cmd = fmt::format("OPENBLAS_CORETYPE=SkylakeX {} {} {} 2>&1", python, shell_quote(script), args);
+  const std::string cmd = mg::format("OPENBLAS_CORETYPE=SkylakeX {} {} {} 2>&1", python, shell_quote(script), args);
   std::fflush(stdout);
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) {
@@ -50,8 +50,8 @@ std::map<std::string, std::string> run_torch_peer(const std::string& args, const
   char buf[4096];
   while (std::fgets(buf, sizeof buf, p)) {
     std::string line(buf);
-    fmt::print("  | {}", line);
-    if (line.empty() || line.back() != '\n') fmt::print("\n");
+    mg::print("  | {}", line);
+    if (line.empty() || line.back() != '\n') mg::print("\n");
     if (line.rfind("torch_peer skipped", 0) == 0) {
       skipped = true;
       skip_reason = line.substr(std::string("torch_peer skipped").size());
@@ -72,7 +72,7 @@ std::map<std::string, std::string> run_torch_peer(const std::string& args, const
     return {};
   }
   if (rc != 0 || !kv.count(required_key)) {
-    status = fmt::format("failed (exit status {})", WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
+    status = mg::format("failed (exit status {})", WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
     return {};
   }
   status = "ok";

@@ -42,7 +42,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fmt/format.h>
+#include "core/format.h"
 #include <fstream>
 #include <map>
 #include <optional>
@@ -197,7 +197,7 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
 std::map<std::string, std::string> run_peer(const std::string& preset, int64_t batch, int64_t seq, int steps,
                                             int warmup, const std::string& data, Device device, Precision precision,
                                             const char* scan, std::string& status) {
-  return run_torch_peer(fmt::format("--preset {} --batch {} --seq {} --steps {} --warmup {} --threads {} --scan {}{}{}{}",
+  return run_torch_peer(mg::format("--preset {} --batch {} --seq {} --steps {} --warmup {} --threads {} --scan {}{}{}{}",
                                     preset, batch, seq, steps, warmup, num_threads(), scan,
                                     precision == Precision::bf16 ? " --autocast" : "",
                                     data.empty() ? "" : " --data " + shell_quote(data),
@@ -248,7 +248,7 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
              "[bench train] --profile profiles the timed steps of one preset without the peer: give one --preset "
              "(got {}) and no --peer",
              presets_in.empty() ? std::string("none: the default is small and base")
-                                : fmt::format("{}", presets_in.size()));
+                                : mg::format("{}", presets_in.size()));
   }
   const Device device = Device::parse(device_name);
   require_device(device, "bench train");  // before any work, as the other commands
@@ -274,20 +274,20 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     source = "random bytes";
   } else {
     data = ByteDataset(split_bytes(read_byte_file(data_path)).train, "train");
-    source = fmt::format("the train split of {} ({} bytes)", data_path, data.size());
+    source = mg::format("the train split of {} ({} bytes)", data_path, data.size());
   }
 
   if (root)
-    fmt::print("mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
+    mg::print("mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
              "batches from {}{}\n",
              device.str(), batch, seq, batch * seq, warmup, steps, num_threads(), source,
-             gpu ? fmt::format(", TF32 {}", cuda::allow_tf32() ? "on" : "off") : "");
+             gpu ? mg::format(", TF32 {}", cuda::allow_tf32() ? "on" : "off") : "");
   if (root && world.distributed())
-    fmt::print("{} processes (MPI), each {} rows of the batch and {} threads; gradients all-reduced in buckets during "
+    mg::print("{} processes (MPI), each {} rows of the batch and {} threads; gradients all-reduced in buckets during "
                "backward\n",
                world.size(), batch / world.size(), num_threads());
   if (root)
-    fmt::print("step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
+    mg::print("step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
              gpu ? " + synchronize" : "", gpu ? " + synchronize" : "");
   std::fflush(stdout);
 
@@ -298,7 +298,7 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   if (!profile.empty()) {
     profiler.emplace();
     profiler->pause();
-    fmt::print("profiling the timed steps (the figures below include the profiler's cost)\n");
+    mg::print("profiling the timed steps (the figures below include the profiler's cost)\n");
   }
   for (auto& preset : presets) {
    double fp32_tokens_per_s = 0;
@@ -309,27 +309,27 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     if (profiler) {
       profiler->stop();
       write_file_atomic(profile, profiler->chrome_trace());
-      fmt::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler->steps().size(),
+      mg::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler->steps().size(),
                  profiler->steps().size() == 1 ? "" : "s", profile, profiler->table_text());
     }
-    r.preset = fmt::format("{} {}", preset, precision_name(precision));
+    r.preset = mg::format("{} {}", preset, precision_name(precision));
     if (world.distributed())
-      fmt::print("mambagrad preset={} precision={} ranks={} tokens_per_s_total={:.1f} tokens_per_s_per_rank={:.1f} "
+      mg::print("mambagrad preset={} precision={} ranks={} tokens_per_s_total={:.1f} tokens_per_s_per_rank={:.1f} "
                  "allreduce_mb_per_step={:.2f} buckets={} allreduce_wait_ms={:.1f}\n",
                  preset, precision_name(precision), world.size(), r.tokens_per_s, r.tokens_per_s / world.size(),
                  (double)r.allreduce_bytes / 1e6, r.buckets, r.wait_ms);
-    fmt::print("mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} "
+    mg::print("mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} "
                "fwd_ms={:.1f} "
                "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
                "loss_first={:.4f} loss_last={:.4f}\n",
                preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms,
                r.bwd_ms, r.opt_ms, r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)",
                r.base_rss_mb,
-               r.tensor_peak_mb, gpu ? fmt::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
+               r.tensor_peak_mb, gpu ? mg::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
                r.loss_last);
     if (precision == Precision::f32) fp32_tokens_per_s = r.tokens_per_s;
     else if (fp32_tokens_per_s > 0)
-      fmt::print("mambagrad {}: bf16 / fp32 step {:.2f}x (the bf16 gemm ran the {} way)\n", preset,
+      mg::print("mambagrad {}: bf16 / fp32 step {:.2f}x (the bf16 gemm ran the {} way)\n", preset,
                  r.tokens_per_s / fp32_tokens_per_s,
                  gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic));
     std::fflush(stdout);
@@ -337,7 +337,7 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     if (peer) {
       std::string status;
       kv = run_best_peer(preset, batch, seq, steps, warmup, data_path, device, precision, status);
-      if (status != "ok") fmt::print("torch peer for {}: {}\n", preset, status);
+      if (status != "ok") mg::print("torch peer for {}: {}\n", preset, status);
       peer_failed |= status.rfind("failed", 0) == 0;
       peer_status.push_back(status);
     }
@@ -346,44 +346,44 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   }
 
   if (peer && gpu) {
-    fmt::print("\nmambagrad / PyTorch on {} (memory: peak device memory of tensors above what was in use before the "
+    mg::print("\nmambagrad / PyTorch on {} (memory: peak device memory of tensors above what was in use before the "
                "model was built; PyTorch: torch.cuda.max_memory_allocated)\n",
                device.str());
-    fmt::print("{:<11} {:>12} {:>12} {:>8} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s", "torch tok/s", "ratio",
+    mg::print("{:<11} {:>12} {:>12} {:>8} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s", "torch tok/s", "ratio",
                "mg dev MB", "torch MB", "ratio");
     for (size_t i = 0; i < rows.size(); ++i) {
       auto& [r, kv] = rows[i];
       if (kv.empty() || !kv.count("peak_dev_mb")) {
-        fmt::print("{:<11} torch peer {}\n", r.preset, kv.empty() ? peer_status[i] : "gave no device memory figure");
+        mg::print("{:<11} torch peer {}\n", r.preset, kv.empty() ? peer_status[i] : "gave no device memory figure");
         continue;
       }
       const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_dev_mb"));
-      fmt::print("{:<11} {:>12.1f} {:>12.1f} {:>7.2f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n", r.preset, r.tokens_per_s, tt,
+      mg::print("{:<11} {:>12.1f} {:>12.1f} {:>7.2f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n", r.preset, r.tokens_per_s, tt,
                  r.tokens_per_s / tt, r.device_peak_mb, tm, tm > 0 ? r.device_peak_mb / tm : NAN);
     }
-    fmt::print("target: mambagrad at least 10x the PyTorch peer's tokens/s\n");
+    mg::print("target: mambagrad at least 10x the PyTorch peer's tokens/s\n");
   } else if (peer) {
-    fmt::print("\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
+    mg::print("\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
                "model was built)\n",
                num_threads());
-    fmt::print("{:<11} {:>12} {:>12} {:>7} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s",
+    mg::print("{:<11} {:>12} {:>12} {:>7} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s",
                "torch tok/s", "ratio", "mg MB", "torch MB", "ratio", "mg +MB", "torch +MB", "ratio");
     for (size_t i = 0; i < rows.size(); ++i) {
       auto& [r, kv] = rows[i];
       if (kv.empty()) {
-        fmt::print("{:<11} torch peer {}\n", r.preset, peer_status[i]);
+        mg::print("{:<11} torch peer {}\n", r.preset, peer_status[i]);
         continue;
       }
       const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_rss_mb"));
       const double tb = kv.count("base_rss_mb") ? std::stod(kv.at("base_rss_mb")) : 0.0;
       const double mg_extra = r.peak_rss_mb - r.base_rss_mb, t_extra = tm - tb;
-      fmt::print("{:<11} {:>12.1f} {:>12.1f} {:>6.2f}x | {:>9.1f} {:>9.1f} {:>6.3f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n",
+      mg::print("{:<11} {:>12.1f} {:>12.1f} {:>6.2f}x | {:>9.1f} {:>9.1f} {:>6.3f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n",
                  r.preset, r.tokens_per_s, tt, r.tokens_per_s / tt, r.peak_rss_mb, tm, r.peak_rss_mb / tm, mg_extra,
                  t_extra, t_extra > 0 ? mg_extra / t_extra : NAN);
     }
   }
   if (peer)
-    fmt::print("torch: the faster of the peer's two scans (precomputed, loop){}\n",
+    mg::print("torch: the faster of the peer's two scans (precomputed, loop){}\n",
                precisions.back() == Precision::bf16 ? "; bf16 rows: PyTorch under torch.autocast(bfloat16)" : "");
   return peer_failed ? 1 : 0;  // a skipped peer (no python3 or torch) is not a failure
 }

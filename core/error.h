@@ -3,7 +3,7 @@
 //     MG_CHECK(a.size(-1) == b.size(-2), "[matmul] inner dimensions differ: {} @ {}", a.shape(), b.shape());
 // Broken internal invariants use MG_ASSERT, which adds file and line.
 #pragma once
-#include <fmt/format.h>
+#include "core/format.h"
 
 #include <stdexcept>
 #include <string>
@@ -17,7 +17,7 @@ class Error : public std::runtime_error {
 
 }  // namespace mg
 
-#define MG_THROW(...) throw ::mg::Error(::fmt::format(__VA_ARGS__))
+#define MG_THROW(...) throw ::mg::Error(::mg::format(__VA_ARGS__))
 
 #define MG_CHECK(cond, ...)        \
   do {                             \
@@ -27,6 +27,6 @@ class Error : public std::runtime_error {
 #define MG_ASSERT(cond)                                                                      \
   do {                                                                                       \
     if (!(cond))                                                                             \
-      throw ::mg::Error(::fmt::format("internal error: assertion '{}' failed at {}:{}", #cond, \
-                                      __FILE__, __LINE__));                                  \
+      throw ::mg::Error(::mg::format("internal error: assertion '{}' failed at {}:{}", #cond, \
+                                     __FILE__, __LINE__));                                   \
   } while (0)

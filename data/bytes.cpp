@@ -215,7 +215,7 @@ std::vector<uint8_t> unzip_member(const std::vector<uint8_t>& z, const std::stri
              files.size(), member, names, member);
   }
   const ZipEntry& e = *pick;
-  const std::string what = fmt::format("member '{}' of '{}'", e.name, path);
+  const std::string what = mg::format("member '{}' of '{}'", e.name, path);
   MG_CHECK(!(e.flags & 1), "[data] {} is encrypted, which is not supported", what);
   MG_CHECK(e.method == 0 || e.method == 8,
            "[data] {} uses compression method {} ({}); only stored (0) and deflate (8) are supported — "
@@ -330,7 +330,7 @@ bool ends_with_nocase(const std::string& s, std::string_view suffix) {
 // "50 4b 03 04": the first (up to 4) bytes, for messages.
 std::string first_bytes_hex(const std::vector<uint8_t>& raw) {
   std::string out;
-  for (size_t i = 0; i < raw.size() && i < 4; ++i) out += fmt::format("{}{:02x}", i ? " " : "", raw[i]);
+  for (size_t i = 0; i < raw.size() && i < 4; ++i) out += mg::format("{}{:02x}", i ? " " : "", raw[i]);
   return out;
 }
 

@@ -39,7 +39,7 @@ void ByteDataset::check_window(int64_t seq_len, int64_t available, bool capped) 
       seq_len < available,
       "[data] the {} split{} has {} bytes, shorter than one window: seq_len {} needs seq_len + 1 = {} bytes; use a "
       "shorter seq_len or a larger {}",
-      name_, capped ? fmt::format(" (capped at max_bytes = {})", available) : std::string(), available, seq_len,
+      name_, capped ? mg::format(" (capped at max_bytes = {})", available) : std::string(), available, seq_len,
       (uint64_t)seq_len + 1, capped ? "max_bytes" : "data file");
 }
 
@@ -120,7 +120,7 @@ int64_t ByteDataset::stream_length(int64_t streams, int64_t max_bytes) const {
   MG_CHECK(span - 1 >= streams,
            "[data] the {} split{} has {} bytes: too few for {} streams of at least one target each (it needs {} "
            "bytes); use a smaller batch",
-           name_, max_bytes >= 0 && size() > max_bytes ? fmt::format(" (capped at max_bytes = {})", span) : "", span,
+           name_, max_bytes >= 0 && size() > max_bytes ? mg::format(" (capped at max_bytes = {})", span) : "", span,
            streams, streams + 1);
   return (span - 1) / streams;
 }

@@ -191,7 +191,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
     }
     // numel and bytes, overflow-checked. The rule is every tensor's (core/shape.h): the non-zero sizes
     // multiply to at most 2^63 - 1 elements, and a zero size makes the tensor empty.
-    const std::string what = fmt::format("'{}': tensor '{}': shape {}:", path, name, js.dump());
+    const std::string what = mg::format("'{}': tensor '{}': shape {}:", path, name, js.dump());
     int64_t numel = 1;
     bool zero = false;
     for (int64_t d : e.shape) {

@@ -1,6 +1,6 @@
 #include "models/mamba.h"
 
-#include <fmt/ranges.h>
+#include "core/format.h"
 
 #include <chrono>
 #include <cmath>
@@ -47,7 +47,7 @@ MambaConfig MambaConfig::preset(const std::string& name) {
   } else if (name == "base") {
     c.d_model = 512, c.n_layer = 8;
   } else {
-    MG_THROW("[config] unknown preset '{}' (valid: {})", name, fmt::join(preset_names(), ", "));
+    MG_THROW("[config] unknown preset '{}' (valid: {})", name, mg::join(preset_names(), ", "));
   }
   return c;
 }
@@ -230,7 +230,7 @@ MambaLM::MambaLM(const MambaConfig& cfg, uint64_t seed) : cfg_(cfg) {
   Generator gen(seed);
   embeddings = register_module("backbone.embeddings", std::make_shared<Embedding>(cfg.padded_vocab(), cfg.d_model, 0.02, gen));
   for (int64_t i = 0; i < cfg.n_layer; ++i)
-    layers.push_back(register_module(fmt::format("backbone.layers.{}", i), std::make_shared<MambaBlock>(cfg, gen)));
+    layers.push_back(register_module(mg::format("backbone.layers.{}", i), std::make_shared<MambaBlock>(cfg, gen)));
   norm_f = register_module("backbone.norm_f", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
 }
 

@@ -75,7 +75,7 @@ void Module::load_state_dict(const std::vector<std::pair<std::string, Tensor>>& 
       const double x = src.dtype() == DType::f64 ? src.data<double>()[first] : src.data<float>()[first];
       const std::string what = std::isnan(x)   ? std::string("NaN")
                                : std::isinf(x) ? std::string(x > 0 ? "inf" : "-inf")
-                                               : fmt::format("{}, beyond {}'s range,", x, dtype_name(v.dtype()));
+                                               : mg::format("{}, beyond {}'s range,", x, dtype_name(v.dtype()));
       MG_THROW(
           "[load] tensor '{}' in {} has {} non-finite value{} (first {} at flat index {}); the checkpoint is damaged",
           p.name, source, bad, bad == 1 ? "" : "s", what, first);

@@ -24,7 +24,7 @@ std::string describe_inputs(const std::vector<Tensor>& inputs) {
   std::string s;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (i) s += ", ";
-    s += inputs[i].defined() ? fmt::format("{} {}", inputs[i].shape(), inputs[i].dtype() == DType::i64 ? "i64" : dtype_name(inputs[i].dtype()) == "float64" ? "f64" : "f32") : "none";
+    s += inputs[i].defined() ? mg::format("{} {}", inputs[i].shape(), inputs[i].dtype() == DType::i64 ? "i64" : dtype_name(inputs[i].dtype()) == "float64" ? "f64" : "f32") : "none";
   }
   return s;
 }
@@ -82,7 +82,7 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
         res.max_abs_err = std::max(res.max_abs_err, err);
         if (scale > atol) res.max_rel_err = std::max(res.max_rel_err, err / scale);
         if (!(err <= atol + rtol * std::abs(numeric)) && res.message.empty())
-          res.message = fmt::format("input {} element {}: analytic {:.10g}, numeric {:.10g}", k, i, a, numeric);
+          res.message = mg::format("input {} element {}: analytic {:.10g}, numeric {:.10g}", k, i, a, numeric);
       }
     }
     res.pass = res.message.empty();

@@ -113,7 +113,7 @@ Tensor reshape_impl(const char* op, const Tensor& x, Shape shape, bool allow_cop
     MG_CHECK(allow_copy,
              "[view] cannot view a tensor of shape {} and strides ({}) as {}: its memory is not laid out for it "
              "(call contiguous() first, or use reshape)",
-             x.shape(), fmt::join(x.strides(), ", "), shape);
+             x.shape(), mg::join(x.strides(), ", "), shape);
     Tensor c = copy_as(x, x.dtype());
     out = make_view(c, shape, contiguous_strides(shape), 0);
   }
@@ -161,14 +161,14 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& dims) {
   OpScope scope(OpId::permute, {&x});
   check_defined("permute", x);
   MG_CHECK((int64_t)dims.size() == x.dim(), "[permute] got {} dims ({}) for a tensor with {} dims {}", dims.size(),
-           fmt::join(dims, ", "), x.dim(), x.shape());
+           mg::join(dims, ", "), x.dim(), x.shape());
   std::vector<int64_t> p(dims.size());
   std::vector<bool> seen(dims.size(), false);
   Shape s(dims.size());
   Strides st(dims.size());
   for (size_t i = 0; i < dims.size(); ++i) {
     p[i] = wrap_dim(dims[i], x.dim(), "permute");
-    MG_CHECK(!seen[p[i]], "[permute] dim {} repeats in ({})", dims[i], fmt::join(dims, ", "));
+    MG_CHECK(!seen[p[i]], "[permute] dim {} repeats in ({})", dims[i], mg::join(dims, ", "));
     seen[p[i]] = true;
     s[i] = x.size(p[i]);
     st[i] = x.strides()[p[i]];
@@ -204,7 +204,7 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   if (!(start >= 0 && length >= 0 && start <= n && length <= n - start)) {  // start + length may overflow
     int64_t end;
     const std::string end_str =
-        __builtin_add_overflow(start, length, &end) ? fmt::format("{} + {}", start, length) : std::to_string(end);
+        __builtin_add_overflow(start, length, &end) ? mg::format("{} + {}", start, length) : std::to_string(end);
     MG_THROW("[narrow] range [{}, {}) is outside dim {} of size {} (shape {})", start, end_str, dim, n, x.shape());
   }
   Shape s = x.shape();
@@ -295,11 +295,11 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   int64_t d = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
   for (int64_t s : sizes) {
-    MG_CHECK(s >= 0, "[split] sizes must be non-negative, got ({})", fmt::join(sizes, ", "));
+    MG_CHECK(s >= 0, "[split] sizes must be non-negative, got ({})", mg::join(sizes, ", "));
     total = checked_add(total, s, "split", "the sum of the sizes");
   }
   MG_CHECK(total == x.size(d), "[split] sizes ({}) add up to {}, but dim {} of {} has size {}",
-           fmt::join(sizes, ", "), total, dim, x.shape(), x.size(d));
+           mg::join(sizes, ", "), total, dim, x.shape(), x.size(d));
   // Views of x, recorded as one node: its vjp writes every part's gradient into one (x-shaped)
   // tensor, as PyTorch's split_backward does, instead of one zero-padded x-sized gradient per part
   // summed afterwards.

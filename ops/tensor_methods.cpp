@@ -73,7 +73,7 @@ namespace {
 void print_rec(std::string& s, const std::vector<double>& v, const Shape& shape, const Strides& st, size_t d,
                int64_t off, bool is_int, bool summarize, int indent) {
   if (d == shape.size()) {
-    s += is_int ? fmt::format("{}", (int64_t)v[off]) : fmt::format("{:.4f}", v[off]);
+    s += is_int ? mg::format("{}", (int64_t)v[off]) : mg::format("{:.4f}", v[off]);
     return;
   }
   s += "[";
@@ -98,10 +98,10 @@ std::string Tensor::str() const {
   std::vector<double> v = c.to_vector<double>();
   std::string s = "tensor(";
   print_rec(s, v, shape(), contiguous_strides(shape()), 0, 0, dtype() == DType::i64, numel() > 1000, 7);
-  if (dim() == 0) s = "tensor(" + (dtype() == DType::i64 ? fmt::format("{}", (int64_t)v[0]) : fmt::format("{:.4f}", v[0]));
-  s += fmt::format(", dtype={}", dtype_name(dtype()));
-  if (!device().is_cpu()) s += fmt::format(", device={}", device().str());
-  if (requires_grad()) s += grad_fn() ? fmt::format(", grad_fn={}", grad_fn()->name()) : ", requires_grad";
+  if (dim() == 0) s = "tensor(" + (dtype() == DType::i64 ? mg::format("{}", (int64_t)v[0]) : mg::format("{:.4f}", v[0]));
+  s += mg::format(", dtype={}", dtype_name(dtype()));
+  if (!device().is_cpu()) s += mg::format(", device={}", device().str());
+  if (requires_grad()) s += grad_fn() ? mg::format(", grad_fn={}", grad_fn()->name()) : ", requires_grad";
   return s + ")";
 }
 

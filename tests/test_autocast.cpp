@@ -137,7 +137,7 @@ TEST_CASE("autocast on cuda: bf16 matmul and linear match the cpu's, values and 
     Tensor r = randn(oc.shape(), DType::f32, &g);
     oc.backward(r);
     og.backward(r.to(kCUDA));
-    const std::string what = "matmul " + fmt::format("{} @ {}", c.a, c.b);
+    const std::string what = "matmul " + mg::format("{} @ {}", c.a, c.b);
     CHECK(check_close(og.to(kCPU), oc, 2e-5, 2e-4, what));
     CHECK(check_close(ag.grad().to(kCPU), ac.grad(), 2e-5, 2e-4, what + " dA"));
     CHECK(check_close(bg.grad().to(kCPU), bc.grad(), 2e-5, 2e-4, what + " dB"));

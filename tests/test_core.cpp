@@ -139,13 +139,13 @@ TEST_CASE("core: to(dtype) converts and item() reads a scalar") {
 
 TEST_CASE("core: printing looks like PyTorch's") {
   Tensor x = from_vector<float>({1, 2, 3, 4}, {2, 2});
-  CHECK(fmt::format("{}", x) == "tensor([[1.0000, 2.0000],\n        [3.0000, 4.0000]], dtype=float32)");
-  CHECK(fmt::format("{}", arange(3)) == "tensor([0, 1, 2], dtype=int64)");
-  CHECK(fmt::format("{}", scalar_tensor(2.0, DType::f64)) == "tensor(2.0000, dtype=float64)");
+  CHECK(mg::format("{}", x) == "tensor([[1.0000, 2.0000],\n        [3.0000, 4.0000]], dtype=float32)");
+  CHECK(mg::format("{}", arange(3)) == "tensor([0, 1, 2], dtype=int64)");
+  CHECK(mg::format("{}", scalar_tensor(2.0, DType::f64)) == "tensor(2.0000, dtype=float64)");
   Tensor w = ones({2}).requires_grad_();
-  CHECK(fmt::format("{}", w) == "tensor([1.0000, 1.0000], dtype=float32, requires_grad)");
-  CHECK(fmt::format("{}", w * 2.0).find("grad_fn=mul_scalar") != std::string::npos);
-  std::string big = fmt::format("{}", zeros({40, 40}));
+  CHECK(mg::format("{}", w) == "tensor([1.0000, 1.0000], dtype=float32, requires_grad)");
+  CHECK(mg::format("{}", w * 2.0).find("grad_fn=mul_scalar") != std::string::npos);
+  std::string big = mg::format("{}", zeros({40, 40}));
   CHECK(big.find("...") != std::string::npos);
   CHECK(big.size() < 2000);
 }

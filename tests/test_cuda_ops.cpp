@@ -79,7 +79,7 @@ TEST_CASE("cuda ops: binary ops with broadcasting, odd sizes and non-contiguous 
     for (auto& [name, f] : ops)
       for (auto& [sa, sb] : shapes) {
         Tensor a = rnd(sa, t, g), b = std::string(name) == "div" ? pos(sb, t, g) : rnd(sb, t, g);
-        CHECK(same_as_cpu(fmt::format("{} {} {} {}", name, sa, sb, t), {a, b},
+        CHECK(same_as_cpu(mg::format("{} {} {} {}", name, sa, sb, t), {a, b},
                           [f = f](const std::vector<Tensor>& x) { return f(x[0], x[1]); }, tol_for(t)));
       }
   // Non-contiguous operands: a transpose, a narrowed slice and an expanded column.
@@ -124,7 +124,7 @@ TEST_CASE("cuda ops: every unary function and its derivative") {
     for (auto& u : ops)
       for (Shape s : {Shape{1}, Shape{7}, Shape{3, 1001}, Shape{0, 4}}) {
         Tensor x = u.positive ? pos(s, t, g) : rnd(s, t, g);
-        CHECK(same_as_cpu(fmt::format("{} {} {}", u.name, s, t), {x},
+        CHECK(same_as_cpu(mg::format("{} {} {}", u.name, s, t), {x},
                           [f = u.f](const std::vector<Tensor>& in) { return f(in[0]); }, tol_for(t)));
       }
   // A transposed input goes through the strided path of the kernel and its vjp.
@@ -150,7 +150,7 @@ TEST_CASE("cuda ops: in-place fill_, copy_, add_ and mul_ on strided views") {
       b->narrow(0, 1, 3).mul_(3.0);
       b->narrow(0, 5, 1).add_(r.narrow(0, 0, 1).expand({1, 9}).contiguous());
     }
-    CHECK(check_close(bg.to(kCPU), bc, tol_for(t).atol, tol_for(t).rtol, fmt::format("in-place sequence {}", t)));
+    CHECK(check_close(bg.to(kCPU), bc, tol_for(t).atol, tol_for(t).rtol, mg::format("in-place sequence {}", t)));
   }
   // copy_ converts dtypes and crosses devices; fill_ works on int64 too.
   Tensor f = rnd({5, 3}, DType::f32, g);
@@ -231,9 +231,9 @@ TEST_CASE("cuda ops: sum, mean, max and sum_to, from short rows to long ones") {
         if (rows * n > 4'000'000) continue;
         Tensor y = rnd({rows, n}, t, g);
         Tol wide{tl.atol * std::sqrt((double)n), tl.rtol};
-        CHECK(same_as_cpu(fmt::format("sum rows={} n={} {}", rows, n, t), {y},
+        CHECK(same_as_cpu(mg::format("sum rows={} n={} {}", rows, n, t), {y},
                           [](const std::vector<Tensor>& in) { return sum(in[0], {1}); }, wide));
-        CHECK(same_as_cpu(fmt::format("sum over rows={} n={} {}", rows, n, t), {y},
+        CHECK(same_as_cpu(mg::format("sum over rows={} n={} {}", rows, n, t), {y},
                           [](const std::vector<Tensor>& in) { return sum(in[0], {0}); }, wide));
       }
     // Empty tensors: a sum over nothing is 0, a mean over nothing is an error.
@@ -263,7 +263,7 @@ TEST_CASE("cuda ops: matmul and linear through cuBLAS, every layout, batches and
         for (int tb = 0; tb < 2; ++tb) {
           Tensor a = ta ? rnd({k, m}, t, g) : rnd({m, k}, t, g);
           Tensor b = tb ? rnd({n, k}, t, g) : rnd({k, n}, t, g);
-          CHECK(same_as_cpu(fmt::format("matmul m={} k={} n={} ta={} tb={} {}", m, k, n, ta, tb, t), {a, b},
+          CHECK(same_as_cpu(mg::format("matmul m={} k={} n={} ta={} tb={} {}", m, k, n, ta, tb, t), {a, b},
                             [ta = ta, tb = tb](const std::vector<Tensor>& in) {
                               return matmul(ta ? in[0].transpose(0, 1) : in[0], tb ? in[1].transpose(0, 1) : in[1]);
                             },
@@ -363,9 +363,9 @@ TEST_CASE("cuda ops: log_softmax and cross_entropy") {
       std::vector<int64_t> tv(N);
       for (int64_t i = 0; i < N; ++i) tv[i] = (i % 5 == 3) ? -100 : (int64_t)(Generator(i + 17 * N).next_u64() % C);
       Tensor tg = from_vector<int64_t>(tv, {N});
-      CHECK(same_as_cpu(fmt::format("cross_entropy N={} C={} {}", N, C, t), {rnd({N, C}, t, g), tg},
+      CHECK(same_as_cpu(mg::format("cross_entropy N={} C={} {}", N, C, t), {rnd({N, C}, t, g), tg},
                         [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); }, tl));
-      CHECK(same_as_cpu(fmt::format("cross_entropy x3 N={} C={} {}", N, C, t), {rnd({N, C}, t, g), tg},
+      CHECK(same_as_cpu(mg::format("cross_entropy x3 N={} C={} {}", N, C, t), {rnd({N, C}, t, g), tg},
                         [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]) * 3.0; }, tl));
     }
     // The fused op against its reference on the device too.
@@ -388,7 +388,7 @@ TEST_CASE("cuda ops: rms_norm forward and backward, rows and widths from 1 to 10
   for (DType t : kFloatTypes)
     for (auto [rows, D] : {std::pair<int64_t, int64_t>{1, 1}, {7, 7}, {3, 1031}, {1000, 64}, {130, 300}}) {
       Tol tl = tol_for(t);
-      CHECK(same_as_cpu(fmt::format("rms_norm rows={} D={} {}", rows, D, t), {rnd({rows, D}, t, g), rnd({D}, t, g)},
+      CHECK(same_as_cpu(mg::format("rms_norm rows={} D={} {}", rows, D, t), {rnd({rows, D}, t, g), rnd({D}, t, g)},
                         [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); },
                         Tol{tl.atol * 10, tl.rtol * 5}));
     }

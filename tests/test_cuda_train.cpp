@@ -56,7 +56,7 @@ std::vector<ParamGroup> make_groups(Device device, DType dtype, uint64_t seed, d
   for (size_t i = 0; i < kParamShapes.size(); ++i) {
     Tensor p = randn(kParamShapes[i], dtype, &gen).to(device);
     p.requires_grad_();
-    groups[i % 2].params.push_back({fmt::format("p{}", i), p});
+    groups[i % 2].params.push_back({mg::format("p{}", i), p});
   }
   return groups;
 }
@@ -119,7 +119,7 @@ TEST_CASE("cuda adamw: several steps match the CPU AdamW (float32 and float64, w
             for (size_t i = 0; i < cpu_ps.size(); ++i)
               if (cpu_ps[i].grad().defined())
                 CHECK(check_close(gpu_ps[i].grad().to(kCPU), cpu_ps[i].grad(), 0, dtype == DType::f32 ? 1e-6 : 1e-14,
-                                  fmt::format("clipped grad {}", i)));
+                                  mg::format("clipped grad {}", i)));
           }
           const double lr = 1e-2 * (1.0 + step) / 6.0;
           cpu_opt.set_lr(lr), gpu_opt.set_lr(lr);
@@ -132,7 +132,7 @@ TEST_CASE("cuda adamw: several steps match the CPU AdamW (float32 and float64, w
         const double atol = dtype == DType::f32 ? 2e-6 : 1e-12, rtol = dtype == DType::f32 ? 1e-5 : 1e-10;
         auto cpu_state = cpu_opt.state_tensors(), gpu_state = gpu_opt.state_tensors();
         for (size_t i = 0; i < cpu_ps.size(); ++i)
-          CHECK(check_close(gpu_ps[i].to(kCPU), cpu_ps[i].detach(), atol, rtol, fmt::format("param {}", i)));
+          CHECK(check_close(gpu_ps[i].to(kCPU), cpu_ps[i].detach(), atol, rtol, mg::format("param {}", i)));
         for (size_t i = 0; i < cpu_state.size(); ++i)
           CHECK(check_close(gpu_state[i].second.to(kCPU), cpu_state[i].second, atol, rtol, cpu_state[i].first));
         CHECK(gpu_state[0].second.device() == kCUDA);  // the state lives beside the parameters
@@ -166,7 +166,7 @@ TEST_CASE("cuda clip_grad_norm: deterministic, exact against a float64 host sum,
   CHECK(n3 == n1);
   const double coef = 0.5 / (n1 + 1e-6);
   for (size_t i = 0; i < ps.size(); ++i)
-    CHECK(check_close(ps[i].grad().to(kCPU), host_grads[i] * coef, 0, 1e-6, fmt::format("scaled grad {}", i)));
+    CHECK(check_close(ps[i].grad().to(kCPU), host_grads[i] * coef, 0, 1e-6, mg::format("scaled grad {}", i)));
   CHECK(std::abs(clip_grad_norm(groups, 1e9) - 0.5) < 1e-6);
 }
 

@@ -178,7 +178,7 @@ std::string md5_hex(const uint8_t* msg, size_t len) {
   }
   std::string hex;
   for (uint32_t v : h)
-    for (int i = 0; i < 4; ++i) hex += fmt::format("{:02x}", (v >> (8 * i)) & 0xff);
+    for (int i = 0; i < 4; ++i) hex += mg::format("{:02x}", (v >> (8 * i)) & 0xff);
   return hex;
 }
 

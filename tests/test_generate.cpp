@@ -247,7 +247,7 @@ TEST_CASE("generate CLI: --num-samples prints each continuation, --jsonl one obj
                               "1", "--seed", "5", "--num-samples", "3"});
   REQUIRE(plain.exit_code == 0);
   for (int64_t k = 0; k < 3; ++k)
-    CHECK(plain.out.find(fmt::format("== sample {} of 3 (seed {}) ==\nthe {}\n", k + 1, 5 + k, want[k])) !=
+    CHECK(plain.out.find(mg::format("== sample {} of 3 (seed {}) ==\nthe {}\n", k + 1, 5 + k, want[k])) !=
           std::string::npos);
   auto bad = test::run_cli({"generate", "--run", d / "run", "--num-samples", "0"});
   CHECK(bad.exit_code != 0);

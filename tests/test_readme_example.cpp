@@ -16,7 +16,7 @@ double readme_example() {
   Tensor y = silu(linear(x, w, b));                                 // (4, 2)
   Tensor loss = mean(y * y);                                        // a scalar
   loss.backward();                                                  // fills w.grad() and b.grad()
-  fmt::print("loss {:.4f}\ndw {}\n", loss.item(), w.grad());
+  mg::print("loss {:.4f}\ndw {}\n", loss.item(), w.grad());
   return loss.item();
 }
 // README-EXAMPLE-END

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include <fmt/format.h>
+#include "core/format.h"
 
 #include "data/bytes.h"
 #include "data/dataset.h"
@@ -95,7 +95,7 @@ TEST_CASE("run folder: a trainer killed at any point of a checkpoint resumes to 
   int i = 0;
   for (const auto& [point, resumes_at] : points) {
     INFO("killed at " << point);
-    const std::string dir = fmt::format("{}/k{}", d.path.string(), i++);
+    const std::string dir = mg::format("{}/k{}", d.path.string(), i++);
     auto killed = run_cli(tiny_train(data, dir, 5), {"MG_TEST_CRASH_AT=" + point});
     REQUIRE(killed.signal == SIGKILL);
     if (resumes_at > 0) {  // a checkpoint exists: the folder loads as it is, mid-crash
@@ -138,7 +138,7 @@ TEST_CASE("run folder: SIGKILL at random moments, resumed each time, ends with t
     ++kills;
   }
   CHECK(kills >= 3);
-  if (!fs::exists(fmt::format("{}/checkpoint-{}", dir, steps))) {
+  if (!fs::exists(mg::format("{}/checkpoint-{}", dir, steps))) {
     auto r = fs::exists(dir + "/run.json") ? resume_cli(dir) : run_cli(tiny_train(data, dir, steps));
     REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   }
@@ -535,7 +535,7 @@ TEST_CASE("run folder: Ctrl-C stops training, validation and the test evaluation
     auto r = run_cli(args, {"MG_TEST_INTERRUPT_AT=" + c.point});
     CHECK(r.exit_code == 130);
     CHECK(r.out.find(c.says) != std::string::npos);
-    CHECK(fs::exists(fmt::format("{}/checkpoint-{}", dir, c.saved_step)));
+    CHECK(fs::exists(mg::format("{}/checkpoint-{}", dir, c.saved_step)));
     if (c.saved_step < 4) {
       auto lines = read_jsonl(dir + "/metrics.jsonl");
       REQUIRE(!lines.empty());

@@ -60,8 +60,8 @@ void save_checkpoint(const std::string& dir, const MambaLM& model, const AdamW& 
                      int64_t step, const Generator& data_gen, const std::vector<LayerState>& carry) {
   NamedTensors state = opt.state_tensors();
   for (size_t i = 0; i < carry.size(); ++i) {
-    state.emplace_back(fmt::format("carry.layers.{}.conv", i), carry[i].conv.detach());
-    state.emplace_back(fmt::format("carry.layers.{}.ssm", i), carry[i].ssm.detach());
+    state.emplace_back(mg::format("carry.layers.{}.conv", i), carry[i].conv.detach());
+    state.emplace_back(mg::format("carry.layers.{}.ssm", i), carry[i].ssm.detach());
   }
   write_checkpoint(dir, step, [&](const std::string& tmp) {
     write_file_atomic(tmp + "/" + kConfigFile, model.config().to_json());
@@ -108,7 +108,7 @@ LoadedCheckpoint read_checkpoint(const CheckpointRef& ckpt) {
     for (int64_t i = 0; i < layers; ++i) {
       LayerState s;
       for (auto [part, dst] : {std::pair{"conv", &s.conv}, std::pair{"ssm", &s.ssm}}) {
-        auto it = carry.find(fmt::format("carry.layers.{}.{}", i, part));
+        auto it = carry.find(mg::format("carry.layers.{}.{}", i, part));
         MG_CHECK(it != carry.end(), "[resume] {} holds a carried state without carry.layers.{}.{} (the checkpoint is "
                  "damaged)", state_path, i, part);
         *dst = it->second;

@@ -1,6 +1,6 @@
 #include "train/interrupt.h"
 
-#include <fmt/format.h>
+#include "core/format.h"
 
 namespace mg {
 
@@ -28,7 +28,7 @@ InterruptGuard::~InterruptGuard() {
 int interrupt_signal() { return g_signal; }
 
 Interrupted::Interrupted(int s, const std::string& where)
-    : Error(fmt::format("[{}] interrupted by {}", where, s == SIGTERM ? "SIGTERM" : "Ctrl-C (SIGINT)")), signo(s) {}
+    : Error(mg::format("[{}] interrupted by {}", where, s == SIGTERM ? "SIGTERM" : "Ctrl-C (SIGINT)")), signo(s) {}
 
 void throw_if_interrupted(const char* where) {
   if (const int s = g_signal) throw Interrupted(s, where);

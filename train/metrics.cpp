@@ -101,11 +101,11 @@ Ticks nice_ticks(double lo, double hi, int target) {
 
 std::string format_tick(double v, double step, bool integer_axis) {
   if (integer_axis && step >= 1000 && std::fmod(step, 1000.0) == 0) {
-    if (step >= 1e6 && std::fmod(step, 1e6) == 0) return fmt::format("{:g}M", v / 1e6);
-    return fmt::format("{:g}k", v / 1000);
+    if (step >= 1e6 && std::fmod(step, 1e6) == 0) return mg::format("{:g}M", v / 1e6);
+    return mg::format("{:g}k", v / 1000);
   }
   int decimals = std::max(0, (int)-std::floor(std::log10(step) + 1e-9));
-  return fmt::format("{:.{}f}", v, decimals);
+  return mg::format("{:.{}f}", v, decimals);
 }
 
 }  // namespace
@@ -139,43 +139,43 @@ void write_curves_svg(const std::string& path, const std::vector<CurveSeries>& s
   auto Y = [&](double y) { return mt + (1.0 - (y - yt.lo) / (yt.hi - yt.lo)) * ph; };
 
   std::string s;
-  s += fmt::format(
+  s += mg::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
       "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n",
       opt.width, opt.height);
-  s += fmt::format("<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"white\"/>\n", opt.width, opt.height);
-  s += fmt::format(
+  s += mg::format("<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"white\"/>\n", opt.width, opt.height);
+  s += mg::format(
       "<defs><clipPath id=\"plot-area\"><rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\"/>"
       "</clipPath></defs>\n",
       ml, mt, pw, ph);
   if (!opt.title.empty())
-    s += fmt::format("<text x=\"{:.1f}\" y=\"26\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+    s += mg::format("<text x=\"{:.1f}\" y=\"26\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
                      ml + pw / 2, xml_escape(opt.title));
 
   // Grid and ticks.
   s += "<g stroke=\"#e3e3e3\" stroke-width=\"1\">\n";
-  for (double v : xt.values) s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\"/>\n", X(v), mt, mt + ph);
-  for (double v : yt.values) s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\"/>\n", ml, Y(v), ml + pw);
+  for (double v : xt.values) s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\"/>\n", X(v), mt, mt + ph);
+  for (double v : yt.values) s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\"/>\n", ml, Y(v), ml + pw);
   s += "</g>\n";
-  s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" stroke=\"#444\"/>\n",
+  s += mg::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" stroke=\"#444\"/>\n",
                    ml, mt, pw, ph);
   s += "<g fill=\"#333\">\n";
   for (double v : xt.values) {
-    s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" stroke=\"#444\"/>\n", X(v),
+    s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" stroke=\"#444\"/>\n", X(v),
                      mt + ph, mt + ph + 5);
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", X(v), mt + ph + 19,
+    s += mg::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", X(v), mt + ph + 19,
                      format_tick(v, xt.step, true));
   }
   for (double v : yt.values) {
-    s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\" stroke=\"#444\"/>\n", ml - 5,
+    s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\" stroke=\"#444\"/>\n", ml - 5,
                      Y(v), ml);
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", ml - 8, Y(v) + 4,
+    s += mg::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", ml - 8, Y(v) + 4,
                      format_tick(v, yt.step, false));
   }
   s += "</g>\n";
-  s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"13\">{}</text>\n", ml + pw / 2,
+  s += mg::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"13\">{}</text>\n", ml + pw / 2,
                    H - 14, xml_escape(opt.x_label));
-  s += fmt::format(
+  s += mg::format(
       "<text x=\"18\" y=\"{0:.1f}\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 18 {0:.1f})\">{1}</text>\n",
       mt + ph / 2, xml_escape(opt.y_label));
 
@@ -192,15 +192,15 @@ void write_curves_svg(const std::string& path, const std::vector<CurveSeries>& s
     size_t stride = std::max<size_t>(1, pts.size() / (size_t)(4 * pw));
     std::string poly;
     for (size_t k = 0; k < pts.size(); k += stride) {
-      poly += fmt::format("{:.2f},{:.2f} ", X(pts[k].step), Y(pts[k].value));
+      poly += mg::format("{:.2f},{:.2f} ", X(pts[k].step), Y(pts[k].value));
       if (k + stride >= pts.size() && k + 1 != pts.size())
-        poly += fmt::format("{:.2f},{:.2f} ", X(pts.back().step), Y(pts.back().value));
+        poly += mg::format("{:.2f},{:.2f} ", X(pts.back().step), Y(pts.back().value));
     }
     if (!poly.empty()) poly.pop_back();
-    s += fmt::format("<polyline stroke=\"{}\" points=\"{}\"/>\n", xml_escape(color), poly);
+    s += mg::format("<polyline stroke=\"{}\" points=\"{}\"/>\n", xml_escape(color), poly);
     if (c.markers || pts.size() == 1)
       for (const auto& p : pts)
-        s += fmt::format("<circle cx=\"{:.2f}\" cy=\"{:.2f}\" r=\"2.8\" fill=\"{}\" stroke=\"none\"/>\n", X(p.step),
+        s += mg::format("<circle cx=\"{:.2f}\" cy=\"{:.2f}\" r=\"2.8\" fill=\"{}\" stroke=\"none\"/>\n", X(p.step),
                          Y(p.value), xml_escape(color));
   }
   s += "</g>\n";
@@ -211,7 +211,7 @@ void write_curves_svg(const std::string& path, const std::vector<CurveSeries>& s
     for (const auto& c : series) longest = std::max(longest, c.label.size());
     double lw = 46 + 7.0 * (double)longest, lh = 10 + 20.0 * (double)series.size();
     double lx = ml + pw - lw - 10, ly = mt + 10;
-    s += fmt::format(
+    s += mg::format(
         "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"white\" fill-opacity=\"0.9\" "
         "stroke=\"#bbb\" rx=\"3\"/>\n",
         lx, ly, lw, lh);
@@ -219,11 +219,11 @@ void write_curves_svg(const std::string& path, const std::vector<CurveSeries>& s
       const auto& c = series[i];
       std::string color = xml_escape(c.color.empty() ? kPalette[i % 6] : c.color);
       double y = ly + 15 + 20.0 * (double)i;
-      s += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
+      s += mg::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
                        lx + 8, y, lx + 32, y, color);
       if (c.markers)
-        s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.8\" fill=\"{}\"/>\n", lx + 20, y, color);
-      s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", lx + 38, y + 4, xml_escape(c.label));
+        s += mg::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.8\" fill=\"{}\"/>\n", lx + 20, y, color);
+      s += mg::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", lx + 38, y + 4, xml_escape(c.label));
     }
   }
   s += "</svg>\n";

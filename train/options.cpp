@@ -1,6 +1,6 @@
 #include "train/options.h"
 
-#include <fmt/ranges.h>
+#include "core/format.h"
 
 #include <algorithm>
 #include <cmath>
@@ -53,7 +53,7 @@ void TrainOptions::validate() const {
   if (!profile.empty()) check_output_file_option(profile, "--profile");
   const auto names = MambaConfig::preset_names();
   MG_CHECK(std::find(names.begin(), names.end(), preset) != names.end(),
-           "[train] unknown --preset '{}' (valid: {})", preset, fmt::join(names, ", "));
+           "[train] unknown --preset '{}' (valid: {})", preset, mg::join(names, ", "));
   config.validate();
 }
 
@@ -124,7 +124,7 @@ nlohmann::ordered_json resume_changes(const TrainOptions& stored, const TrainOpt
   nlohmann::ordered_json changed = nlohmann::ordered_json::object();
   std::vector<std::string> fixed;
   auto check = [&](const char* flag, const auto& a, const auto& b) {
-    if (a != b) fixed.push_back(fmt::format("{} {} (the run's: {})", flag, b, a));
+    if (a != b) fixed.push_back(mg::format("{} {} (the run's: {})", flag, b, a));
   };
   check("--preset", stored.preset, now.preset);
   const MambaConfig &sc = stored.config, &nc = now.config;

@@ -83,27 +83,27 @@ std::vector<std::pair<int64_t, std::string>> checkpoint_folders(const std::strin
 std::string verify_checkpoint(const std::string& dir, int64_t step) {
   const std::string manifest = dir + "/" + kManifestFile;
   std::ifstream in(manifest, std::ios::binary);
-  if (!in) return fmt::format("it has no {}", kManifestFile);
+  if (!in) return mg::format("it has no {}", kManifestFile);
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
     if (j.at("step").get<int64_t>() != step)
-      return fmt::format("its {} names step {}", kManifestFile, j.at("step").get<int64_t>());
+      return mg::format("its {} names step {}", kManifestFile, j.at("step").get<int64_t>());
     const auto& files = j.at("files");
     for (const char* needed : {kModelFile, kStateFile})
-      if (!files.contains(needed)) return fmt::format("its {} does not list {}", kManifestFile, needed);
+      if (!files.contains(needed)) return mg::format("its {} does not list {}", kManifestFile, needed);
     for (const auto& [name, info] : files.items()) {
       const std::string path = dir + "/" + name;
       std::error_code ec;
       const auto size = fs::file_size(path, ec);
-      if (ec) return fmt::format("{} is missing", name);
+      if (ec) return mg::format("{} is missing", name);
       if ((int64_t)size != info.at("bytes").get<int64_t>())
-        return fmt::format("{} has {} bytes, its manifest says {}", name, size, info.at("bytes").get<int64_t>());
+        return mg::format("{} has {} bytes, its manifest says {}", name, size, info.at("bytes").get<int64_t>());
       if (crc32_file(path) != info.at("crc32").get<uint32_t>())
-        return fmt::format("{} does not match its CRC-32 in the manifest (the file is damaged)", name);
+        return mg::format("{} does not match its CRC-32 in the manifest (the file is damaged)", name);
     }
   } catch (const nlohmann::json::exception& e) {
-    return fmt::format("its {} is unreadable: {}", kManifestFile, e.what());
+    return mg::format("its {} is unreadable: {}", kManifestFile, e.what());
   } catch (const Error& e) {
     return e.what();
   }
@@ -133,7 +133,7 @@ void replace_with(const std::string& src, const std::string& dst) {
 std::string join_names(const std::vector<std::string>& names, size_t max) {
   std::string s;
   for (size_t i = 0; i < names.size() && i < max; ++i) s += (i ? ", " : "") + names[i];
-  if (names.size() > max) s += fmt::format(" and {} more", names.size() - max);
+  if (names.size() > max) s += mg::format(" and {} more", names.size() - max);
   return s;
 }
 
@@ -202,7 +202,7 @@ std::optional<CheckpointRef> find_checkpoint(const std::string& run_dir, std::ve
   for (const auto& [step, dir] : checkpoint_folders(run_dir)) {
     const std::string why = verify_checkpoint(dir, step);
     if (why.empty()) return CheckpointRef{step, dir, false};
-    if (skipped) skipped->push_back(fmt::format("{} is not a usable checkpoint: {}", dir, why));
+    if (skipped) skipped->push_back(mg::format("{} is not a usable checkpoint: {}", dir, why));
   }
   // The layout before checkpoint folders: both files at the root, the step in their metadata.
   const std::string model = run_dir + "/" + kModelFile, state = run_dir + "/" + kStateFile;
@@ -211,7 +211,7 @@ std::optional<CheckpointRef> find_checkpoint(const std::string& run_dir, std::ve
     const auto ms = read_safetensors(model).metadata, ss = read_safetensors(state).metadata;
     if (!ms.count("step") || !ss.count("step") || ms.at("step") != ss.at("step")) {
       if (skipped)
-        skipped->push_back(fmt::format("{} and {} in {} are from different steps ({} and {})", kModelFile, kStateFile,
+        skipped->push_back(mg::format("{} and {} in {} are from different steps ({} and {})", kModelFile, kStateFile,
                                        run_dir, ms.count("step") ? ms.at("step") : "none",
                                        ss.count("step") ? ss.at("step") : "none"));
       return std::nullopt;
@@ -240,7 +240,7 @@ void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt) {
 void write_checkpoint(const std::string& run_dir, int64_t step,
                       const std::function<void(const std::string& tmp_dir)>& write_files) {
   crash_point("checkpoint-begin");
-  const std::string final_dir = fmt::format("{}/checkpoint-{}", run_dir, step);
+  const std::string final_dir = mg::format("{}/checkpoint-{}", run_dir, step);
   const std::string tmp = final_dir + pid_suffix();
   const std::string aside = final_dir + ".old" + pid_suffix();
   std::error_code ec;
@@ -275,7 +275,7 @@ void write_checkpoint(const std::string& run_dir, int64_t step,
     fs::remove_all(tmp, ec);
     auto prev = find_checkpoint(run_dir);
     MG_THROW("[checkpoint] could not write checkpoint-{} in {}: {}. {}", step, run_dir, e.what(),
-             prev ? fmt::format("The previous checkpoint (step {}) is intact.", prev->step)
+             prev ? mg::format("The previous checkpoint (step {}) is intact.", prev->step)
                   : std::string("No earlier checkpoint exists."));
   }
   crash_point("checkpoint-renamed");

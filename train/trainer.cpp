@@ -41,13 +41,13 @@ namespace {
 std::string device_memory(Device d) {
   if (!d.is_cuda()) return "";
   const cuda::MemoryStats m = cuda::memory_stats(d.index);
-  return fmt::format(" | {} mem {:.1f} MB (peak {:.1f} MB)", d.str(), (double)m.in_use / 1048576.0,
+  return mg::format(" | {} mem {:.1f} MB (peak {:.1f} MB)", d.str(), (double)m.in_use / 1048576.0,
                      (double)m.peak / 1048576.0);
 }
 
 std::string fmt_duration(double s) {
   int64_t t = (int64_t)std::max(0.0, s);
-  return t >= 3600 ? fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60) : fmt::format("{:02}:{:02}", t / 60, t % 60);
+  return t >= 3600 ? mg::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60) : mg::format("{:02}:{:02}", t / 60, t % 60);
 }
 
 // A new run may go into a folder that does not exist or is empty; one that holds a run only with
@@ -187,7 +187,7 @@ Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& 
   MG_CHECK(r.ckpt || skipped.empty(), "[resume] {} has no usable checkpoint: {}. Start the run again with --overwrite",
            dir, join_names(skipped, skipped.size()));
   if (writer) {
-    for (const auto& s : skipped) fmt::print(stderr, "note: {}; it is set aside as <name>.damaged\n", s);
+    for (const auto& s : skipped) mg::print(stderr, "note: {}; it is set aside as <name>.damaged\n", s);
     set_aside_unusable_checkpoints(dir, r.ckpt && !r.ckpt->legacy ? r.ckpt->step : -1);
   }
   if (r.ckpt) {
@@ -200,7 +200,7 @@ Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& 
     MG_CHECK(fs::exists(run_file), "[resume] {} holds no run to resume (no {} and no checkpoint)", dir, kRunFile);
     r.changed = resume_changes(TrainOptions::from_json(read_text_file(run_file), run_file), opts, dir);
     if (opts.progress)
-      fmt::print("note: {} has no checkpoint yet (the run stopped before its first); starting it from step 0\n", dir);
+      mg::print("note: {} has no checkpoint yet (the run stopped before its first); starting it from step 0\n", dir);
   }
   MG_CHECK(r.start <= opts.steps, "[resume] the run in {} already reached step {}, past --steps {}", dir, r.start,
            opts.steps);
@@ -218,7 +218,7 @@ class RunHistory {
       int64_t dropped = 0;
       history_ = read_jsonl(path_, &dropped);
       if (dropped && opts.progress)
-        fmt::print("note: {} line{} of {} could not be read (cut short by a crash?) and {} dropped\n", dropped,
+        mg::print("note: {} line{} of {} could not be read (cut short by a crash?) and {} dropped\n", dropped,
                    dropped == 1 ? "" : "s", path_, dropped == 1 ? "is" : "are");
     }
     std::erase_if(history_, [&](const nlohmann::json& j) { return !j.is_object() || j.value("step", int64_t(0)) > start; });
@@ -255,7 +255,7 @@ class RunHistory {
         va.points.push_back({j["step"].get<double>(), j["val_bpc"].get<double>()});
     }
     CurvesOptions co;
-    co.title = fmt::format("mambagrad {} on {}", opts_.preset, fs::path(opts_.data).filename().string());
+    co.title = mg::format("mambagrad {} on {}", opts_.preset, fs::path(opts_.data).filename().string());
     double vmax = 0;  // clip early training (bpc ~8) so the rest of the curve stays readable
     for (auto& p : va.points) vmax = std::max(vmax, p.value);
     co.y_max = std::max(4.0, vmax + 0.25);
@@ -279,13 +279,13 @@ class Progress {
 
   void header(const MambaLM& model, const TrainData& d, bool resume) const {
     if (opts_.progress)
-      fmt::print("mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} "
+      mg::print("mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} "
                  "test bytes; {} steps of {} x {}{} on {}{}{}; run folder {}\n",
                  opts_.preset, model.num_parameters(), opts_.config.n_layer, opts_.config.d_model, d.train.size(),
                  d.val.size(), d.test.size(), opts_.steps, opts_.batch, opts_.seq,
                  opts_.carry_state ? " (contiguous streams, state carried)" : "", opts_.device.str(),
                  opts_.precision == Precision::bf16 ? " in bf16 mixed precision" : "",
-                 resume ? fmt::format(", resuming at step {}", start_) : "", opts_.out);
+                 resume ? mg::format(", resuming at step {}", start_) : "", opts_.out);
     std::fflush(stdout);
   }
 
@@ -296,15 +296,15 @@ class Progress {
     const int64_t done = rec["step"].get<int64_t>();
     const double lv = rec["train_loss"].get<double>();
     const double eta = elapsed() / (double)(done - start_) * (double)(opts_.steps - done);
-    std::string line = fmt::format("step {:>{}}/{} | loss {:.4f} | bpc {:.3f} | {:.0f} tok/s | {} < {}", done,
+    std::string line = mg::format("step {:>{}}/{} | loss {:.4f} | bpc {:.3f} | {:.0f} tok/s | {} < {}", done,
                                    std::to_string(opts_.steps).size(), opts_.steps, lv, lv / std::log(2.0), tok_s,
                                    fmt_duration(elapsed()), fmt_duration(eta));
-    if (rec.contains("val_bpc")) line += fmt::format(" | val bpc {:.3f}", rec["val_bpc"].get<double>());
+    if (rec.contains("val_bpc")) line += mg::format(" | val bpc {:.3f}", rec["val_bpc"].get<double>());
     line += device_memory(opts_.device);
     if (tty_)
-      fmt::print("\r\033[K{}{}", line, eval_now ? "\n" : "");
+      mg::print("\r\033[K{}{}", line, eval_now ? "\n" : "");
     else if (eval_now || done % 10 == 0 || done == start_ + 1)
-      fmt::print("{}\n", line);
+      mg::print("{}\n", line);
     std::fflush(stdout);
   }
 
@@ -355,7 +355,7 @@ class StepIntrospection {
       for (auto& [name, t] : opt.state_tensors()) state.push_back(t);
       const MemoryReport r = tracker_->report(params, state);
       tracker_.reset();
-      fmt::print("memory report, step {} (batch {}, seq {}):\n{}", step + 1, opts_.batch, opts_.seq, r.text());
+      mg::print("memory report, step {} (batch {}, seq {}):\n{}", step + 1, opts_.batch, opts_.seq, r.text());
     }
   }
 
@@ -365,7 +365,7 @@ class StepIntrospection {
     done_ = true;
     profiler_->stop();
     write_file_atomic(opts_.profile, profiler_->chrome_trace());
-    fmt::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler_->steps().size(),
+    mg::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler_->steps().size(),
                profiler_->steps().size() == 1 ? "" : "s", opts_.profile, profiler_->table_text());
   }
 
@@ -401,7 +401,7 @@ TrainResult train(TrainOptions opts, bool resume) {
              "[train] --batch {} is the global batch, split evenly over the {} processes, and is not divisible by {}: "
              "use a multiple of {} (e.g. {})",
              opts.batch, world.size(), world.size(), world.size(),
-             below > 0 ? fmt::format("{} or {}", below, above) : std::to_string(above));
+             below > 0 ? mg::format("{} or {}", below, above) : std::to_string(above));
     MG_CHECK(!opts.carry_state,
              "[train] --carry-state is not supported with {} processes yet (each row is a stream whose state would "
              "have to travel with its rank's rows, in checkpoints too); run it as one process",
@@ -517,10 +517,10 @@ TrainResult train(TrainOptions opts, bool resume) {
   if (from.ckpt) last_saved = start;
   const int64_t first_due = opts.eval_every > 0 ? std::min(opts.steps, opts.eval_every) : opts.steps;
   auto bad_step = [&](const char* what, double v, int64_t step) {
-    fmt::print("{}", progress.break_line());
+    mg::print("{}", progress.break_line());
     MG_THROW("[train] the {} is {} at step {}; stopping. {}", what, v, step,
-             last_saved ? fmt::format("The last good checkpoint in {} is from step {}", dir, *last_saved)
-                        : fmt::format("No checkpoint had been written yet (the first was due at step {})", first_due));
+             last_saved ? mg::format("The last good checkpoint in {} is from step {}", dir, *last_saved)
+                        : mg::format("No checkpoint had been written yet (the first was due at step {})", first_due));
   };
   auto save = [&](int64_t step) {
     if (root) {
@@ -537,7 +537,7 @@ TrainResult train(TrainOptions opts, bool resume) {
     introspection.finish();
     if (last_saved != done) save(done);
     if (opts.progress)
-      fmt::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
+      mg::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
                  progress.break_line(), signo ? "interrupted" : "stopped", phase, done, dir, dir);
     TrainResult r;
     r.step = done, r.signal = signo;
@@ -626,7 +626,7 @@ TrainResult train(TrainOptions opts, bool resume) {
     result.test = run_eval(data.test, opts.test_bytes);
   } catch (const Interrupted& e) {
     if (opts.progress)
-      fmt::print("interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
+      mg::print("interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
                  "in {}; evaluate it with: mambagrad eval --run {} --split test\n",
                  opts.steps, dir, dir);
     result.signal = e.signo;
@@ -638,12 +638,12 @@ TrainResult train(TrainOptions opts, bool resume) {
   rec["eval_mode"] = eval_mode;
   if (root) history->log(rec);
   if (opts.progress) {
-    fmt::print("test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", result.test.loss,
+    mg::print("test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", result.test.loss,
                result.test.bpc(), result.test.perplexity(), result.test.targets,
-               opts.carry_state ? fmt::format(" ({} streams, state carried)", opts.batch) : "");
+               opts.carry_state ? mg::format(" ({} streams, state carried)", opts.batch) : "");
     if (opts.device.is_cuda()) {
       const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
-      fmt::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts.device.str(),
+      mg::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts.device.str(),
                  (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
     }
   }
