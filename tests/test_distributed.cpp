@@ -142,6 +142,15 @@ TEST_CASE("cuda distributed: bucketed NCCL all-reduce of device gradients gives 
   device = launch_from_environment().local_rank;
 #endif
   check_bucketed_allreduce(Device(DeviceKind::cuda, device), GradientTransport::nccl);
+#if MG_CUDA_EMULATED
+  // The emulated ncclCommInitRank checks, as NCCL's bootstrap would by failing or hanging, that every rank
+  // got the same id: each rank making its own is refused (with real NCCL this would hang, so not there).
+  const World& world = World::get();
+  if (world.size() > 1) {
+    CHECK_THROWS_WITH(cuda::Communicator(cuda::nccl_unique_id(), world.size(), world.rank(), 0),
+                      doctest::Contains("the ranks were given different ids"));
+  }
+#endif
 }
 
 TEST_CASE("distributed: the automatic gradient transport is NCCL exactly for CUDA parameters in a build with NCCL") {
