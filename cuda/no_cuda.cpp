@@ -6,6 +6,7 @@
 #include "core/device_backend.h"
 #include "core/error.h"
 #include "cuda/kernels.h"
+#include "cuda/nccl.h"
 #include "cuda/optim.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"
@@ -33,6 +34,18 @@ float elapsed_ms(TimingEvent, TimingEvent) { no_cuda("profiler"); }
 void release_timing_event(TimingEvent) noexcept {}
 void set_allow_tf32(bool) {}
 bool allow_tf32() { return false; }
+
+// ---- NCCL (cuda/nccl.h) ----
+bool built_with_nccl() { return false; }
+NcclId nccl_unique_id() { no_cuda("nccl"); }
+struct Communicator::Impl {};
+Communicator::Communicator(const NcclId&, int size, int rank, int device) : size_(size), rank_(rank), device_(device) {
+  no_cuda("nccl");
+}
+Communicator::~Communicator() = default;
+void Communicator::all_reduce_sum(float*, int64_t) { no_cuda("nccl"); }
+void Communicator::join() { no_cuda("nccl"); }
+void Communicator::synchronize() { no_cuda("nccl"); }
 
 // ---- kernel launchers (cuda/kernels.h) ----
 void binary(BinaryOp, DType, void*, const void*, const void*, const StridedIter<3>&, int) { no_cuda("binary"); }

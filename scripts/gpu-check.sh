@@ -4,6 +4,7 @@
 #
 #   1. nvidia-smi: the card's name, memory and driver
 #   2. the whole ctest suite (the CUDA cases run live there; none may be skipped)
+#   2b. the NCCL gradient all-reduce with a world of one (a build with MPI and NCCL)
 #   3. mambagrad gradcheck --device cuda
 #   4. mambagrad bench scan --device cuda
 #   5. mambagrad bench train --device cuda --precision both --peer (base preset, batch 16 x 256, fp32 then
@@ -189,6 +190,17 @@ fig=$(grep -E "tests passed" "$LAST_OUT" | tail -n 1)
 skipped=$(grep -c "(Skipped)" "$LAST_OUT")
 record ctest "$(status_of "$LAST_RC")" "$LAST_SECS" "$(figure "$fig"); $skipped skipped"
 ((skipped > 0)) && say "note: $skipped test cases were skipped; on a GPU machine every CUDA case should run"
+
+# NCCL with a world of one through the gradient reducer (also inside ctest; named here so that the
+# summary shows it). Only a build with MPI and NCCL links libnccl; two ranks need two GPUs.
+if [ -x "$BUILD/mg_tests" ] && ldd "$BUILD/mg_tests" | grep -q libnccl; then
+  run_step nccl 60 "$BUILD/mg_tests" "--test-case=cuda distributed: bucketed NCCL*"
+  fig=$(grep -E "test cases:" "$LAST_OUT" | tail -n 1 | tr -s ' ')
+  grep -q "SKIPPED" "$LAST_OUT" && fig="skipped: $(grep -m 1 SKIPPED "$LAST_OUT")"
+  record "nccl world size 1" "$(status_of "$LAST_RC")" "$LAST_SECS" "$(figure "$fig")"
+else
+  say "nccl skipped: $BUILD/mg_tests is not linked with NCCL (a build without MPI or NCCL)"
+fi
 
 run_step gradcheck 45 "$MG" gradcheck --device cuda
 fig=$(grep -E "passed, [0-9]+ failed" "$LAST_OUT" | tail -n 1)

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "io/safetensors.h"
+#include "cuda/nccl.h"
 #include "ops/ops.h"
 #include "tests/cli.h"
 #include "tests/devices.h"
@@ -22,8 +23,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// On `device`: the gradients of device tensors travel through host buffers.
-void check_bucketed_allreduce(Device device) {
+// On `device`, through `transport` (host: device gradients travel through host buffers; nccl: device
+// buffers and ncclAllReduce).
+void check_bucketed_allreduce(Device device, GradientTransport transport) {
   const World& world = World::get();  // a world of one, or of two under mpirun
   const int n = world.size(), rank = world.rank();
   // Parameters of several sizes (buckets of 64 bytes hold one to a few), one of them unused by the loss.
@@ -60,7 +62,11 @@ void check_bucketed_allreduce(Device device) {
   }
   world.sum(all.data(), (int64_t)all.size());
 
-  GradientReducer reducer(world, params, /*scale=*/1.0, /*bucket_bytes=*/64);
+  // scale 1/2: the sums come back through the reducer's buffers even in a world of one (where a sum is
+  // the identity and gradients left untouched would pass).
+  const double scale = 0.5;
+  GradientReducer reducer(world, params, scale, /*bucket_bytes=*/64, transport);
+  CHECK(reducer.transport() == transport);
   CHECK(reducer.num_buckets() >= 4);
   CHECK(reducer.bytes_per_step() == 4 * (int64_t)all.size());
   Tensor loss = make_loss();
@@ -78,29 +84,98 @@ void check_bucketed_allreduce(Device device) {
     const Tensor host = params[k].grad().to(kCPU);
     const float* g = host.data<float>();
     for (int64_t i = 0; i < sizes[k]; ++i, ++at) {
-      const double expected = k == unused ? 0.0 : coef(k, i) * n * (n + 1) / 2;
+      const double expected = k == unused ? 0.0 : scale * coef(k, i) * n * (n + 1) / 2;
       CHECK(g[i] == doctest::Approx(expected).epsilon(1e-6));
-      CHECK(g[i] == doctest::Approx(all[at]).epsilon(1e-6));
+      CHECK(g[i] == doctest::Approx(scale * all[at]).epsilon(1e-6));
     }
   }
+  // The same sums on every rank, to the bit: in double the sum over the ranks of n floats is exact, and
+  // equals n times this rank's value only if every rank holds the same value.
+  std::vector<double> mine;
+  for (auto& p : params) {
+    const Tensor host = p.grad().to(kCPU);
+    for (int64_t i = 0; i < p.numel(); ++i) mine.push_back(host.data<float>()[i]);
+  }
+  std::vector<double> summed = mine;
+  world.sum(summed.data(), (int64_t)summed.size());
+  int differing = 0;
+  for (size_t i = 0; i < mine.size(); ++i) differing += summed[i] != n * mine[i];
+  CHECK(differing == 0);
 
   // A second step through the same reducer: the buckets start again.
   for (auto& p : params) p.zero_grad();
   reducer.begin();
   make_loss().backward();
   reducer.finish();
-  CHECK(params[0].grad().to(kCPU).data<float>()[0] == doctest::Approx(coef(0, 0) * n * (n + 1) / 2).epsilon(1e-6));
+  CHECK(params[0].grad().to(kCPU).data<float>()[0] ==
+        doctest::Approx(scale * coef(0, 0) * n * (n + 1) / 2).epsilon(1e-6));
 }
 
 }  // namespace
 
 TEST_CASE("distributed: bucketed all-reduce gives the sums of one all-reduce of everything") {
-  check_bucketed_allreduce(kCPU);
+  check_bucketed_allreduce(kCPU, GradientTransport::host);
 }
 
 TEST_CASE("cuda distributed: bucketed all-reduce of device gradients (staged through the host)") {
   MG_REQUIRE_CUDA();
-  check_bucketed_allreduce(kCUDA);
+  check_bucketed_allreduce(kCUDA, GradientTransport::host);
+}
+
+// Also run as two ranks under mpirun when the build has NCCL (CMakeLists.txt:
+// "cuda distributed.mpirun.nccl_bucketed_allreduce").
+TEST_CASE("cuda distributed: bucketed NCCL all-reduce of device gradients gives the sums over the ranks") {
+  MG_REQUIRE_CUDA();
+  if (!cuda::built_with_nccl()) {
+    std::printf("SKIPPED: this build has no NCCL (-DMG_NCCL, with CUDA and MPI)\n");
+    return;
+  }
+  // One GPU per rank: the local rank's (the emulator has one device, which its ranks share).
+  int device = 0;
+#if !MG_CUDA_EMULATED
+  const World& world = World::get();
+  if (world.size() > cuda::device_count()) {
+    std::printf("SKIPPED: %d ranks need as many GPUs for NCCL, this machine has %d\n", world.size(),
+                cuda::device_count());
+    return;
+  }
+  device = launch_from_environment().local_rank;
+#endif
+  check_bucketed_allreduce(Device(DeviceKind::cuda, device), GradientTransport::nccl);
+#if MG_CUDA_EMULATED
+  // The emulated ncclCommInitRank checks, as NCCL's bootstrap would by failing or hanging, that every rank
+  // got the same id: each rank making its own is refused (with real NCCL this would hang, so not there).
+  const World& world = World::get();
+  if (world.size() > 1) {
+    CHECK_THROWS_WITH(cuda::Communicator(cuda::nccl_unique_id(), world.size(), world.rank(), 0),
+                      doctest::Contains("the ranks were given different ids"));
+  }
+#endif
+}
+
+TEST_CASE("distributed: the automatic gradient transport is NCCL exactly for CUDA parameters in a build with NCCL") {
+  const World& world = World::get();
+  Tensor cpu_param = zeros(Shape{4}).requires_grad_();
+  CHECK(GradientReducer(world, {cpu_param}, 1.0).transport() == GradientTransport::host);
+  // Asking for NCCL with CPU parameters is refused, naming what would work.
+  try {
+    GradientReducer r(world, {cpu_param}, 1.0, 4 << 20, GradientTransport::nccl);
+    FAIL("the nccl transport took CPU parameters");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("needs every parameter on one CUDA device") != std::string::npos);
+  }
+  if (!test::cuda_available()) return;
+  Tensor cuda_param = zeros(Shape{4}, DType::f32, kCUDA).requires_grad_();
+  CHECK(GradientReducer(world, {cuda_param}, 1.0).transport() ==
+        (cuda::built_with_nccl() ? GradientTransport::nccl : GradientTransport::host));
+  if (!cuda::built_with_nccl()) {
+    try {
+      GradientReducer r(world, {cuda_param}, 1.0, 4 << 20, GradientTransport::nccl);
+      FAIL("the nccl transport was made in a build without NCCL");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("needs a build with NCCL") != std::string::npos);
+    }
+  }
 }
 
 TEST_CASE("distributed: the launcher's environment gives the world size and rank") {
@@ -193,6 +268,34 @@ TEST_CASE("distributed: 2 ranks with global batch 8 follow 1 process with batch 
   REQUIRE_MESSAGE(b.exit_code == 0, (b.out + b.err));
   check_same_losses(d / "one/metrics.jsonl", d / "resumed/metrics.jsonl", "train_loss", 20);
   check_same_weights(d / "one/model.safetensors", d / "resumed/model.safetensors");
+}
+
+// `--device cuda` under mpirun is the local rank's GPU (apps/device_option.h). Under the emulator both
+// ranks share its one device; on real GPUs NCCL refuses two ranks on one GPU.
+TEST_CASE("cuda distributed: 2 CUDA ranks (NCCL when built) with global batch 8 follow 1 CUDA process") {
+  MG_REQUIRE_CUDA();
+#if !MG_CUDA_EMULATED
+  if (cuda::built_with_nccl() && cuda::device_count() < 2) {
+    std::printf("SKIPPED: two NCCL ranks need two GPUs, this machine has %d (or run under the emulator)\n",
+                cuda::device_count());
+    return;
+  }
+#endif
+  test::TempDir d("dist_cuda_follow");
+  const std::string data = test::write_text(d, 60000, true);
+  auto args = [&](const std::string& out) {
+    auto a = tiny_args(data, out, 10);
+    a.insert(a.end(), {"--device", "cuda"});
+    return a;
+  };
+  auto one = test::run_cli(args(d / "one"), {}, 240000);
+  REQUIRE_MESSAGE(one.exit_code == 0, one.err);
+  auto two = mpirun(2, args(d / "two"), {}, 240000);
+  REQUIRE_MESSAGE(two.exit_code == 0, (two.out + two.err));
+  check_same_losses(d / "one/metrics.jsonl", d / "two/metrics.jsonl", "train_loss", 10);
+  check_same_losses(d / "one/metrics.jsonl", d / "two/metrics.jsonl", "val_loss", 1);
+  check_same_losses(d / "one/metrics.jsonl", d / "two/metrics.jsonl", "test_loss", 1);
+  check_same_weights(d / "one/model.safetensors", d / "two/model.safetensors");
 }
 
 TEST_CASE("distributed: a killed rank ends the job with a non-zero status and a loadable checkpoint") {

@@ -7,6 +7,7 @@
 
 #include "autograd/grad_hook.h"
 #include "core/error.h"
+#include "cuda/nccl.h"
 #include "ops/ops.h"
 
 #if MG_HAVE_MPI
@@ -115,6 +116,15 @@ void World::sum(float* v, int64_t n) const {
 #endif
 }
 
+void World::broadcast(void* v, int64_t bytes) const {
+  if (!mpi_) return;
+#if MG_HAVE_MPI
+  for (int64_t i = 0; i < bytes; i += kMaxCount)
+    check_mpi(MPI_Bcast(static_cast<char*>(v) + i, (int)std::min(kMaxCount, bytes - i), MPI_BYTE, 0, MPI_COMM_WORLD),
+              "MPI_Bcast");
+#endif
+}
+
 World::Request World::start_sum(float* v, int64_t n) const {
   Request r;
   if (!mpi_) return r;
@@ -154,20 +164,58 @@ void World::wait(Request& r) const {
 
 // ---- GradientReducer ----
 
-GradientReducer::GradientReducer(const World& world, std::vector<Tensor> params, double scale, int64_t bucket_bytes)
+namespace {
+
+// The one CUDA device that all parameters are on, or kCPU when they are not all on one CUDA device.
+Device common_cuda_device(const std::vector<Tensor>& params) {
+  if (params.empty() || !params[0].device().is_cuda()) return kCPU;
+  for (auto& p : params)
+    if (p.device() != params[0].device()) return kCPU;
+  return params[0].device();
+}
+
+}  // namespace
+
+GradientReducer::GradientReducer(const World& world, std::vector<Tensor> params, double scale, int64_t bucket_bytes,
+                                 GradientTransport transport)
     : world_(world), params_(std::move(params)), bucket_of_(params_.size()), scale_(scale) {
   MG_CHECK(bucket_bytes >= 4, "[distributed] bucket_bytes must be at least 4, got {}", bucket_bytes);
+  const Device device = common_cuda_device(params_);
+  if (transport == GradientTransport::automatic)
+    transport = device.is_cuda() && cuda::built_with_nccl() ? GradientTransport::nccl : GradientTransport::host;
+  if (transport == GradientTransport::nccl) {
+    MG_CHECK(device.is_cuda(),
+             "[distributed] the nccl gradient transport needs every parameter on one CUDA device (the first is on "
+             "{}); use the host transport",
+             params_.empty() ? std::string("no device") : params_[0].device().str());
+    MG_CHECK(cuda::built_with_nccl(),
+             "[distributed] the nccl gradient transport needs a build with NCCL (-DMG_NCCL=ON, with CUDA and MPI); "
+             "use the host transport");
+  }
   // From the last parameter the forward uses to the first: backward's order.
   for (size_t k = params_.size(); k-- > 0;) {
     const Tensor& p = params_[k];
     MG_CHECK(p.dtype() == DType::f32, "[distributed] parameter {} is {} {}: the gradient all-reduce takes float32",
              k, p.shape(), p.dtype());
-    if (buckets_.empty() || (int64_t)buckets_.back().flat.size() * 4 >= bucket_bytes) buckets_.emplace_back();
+    if (buckets_.empty() || buckets_.back().numel * 4 >= bucket_bytes) buckets_.emplace_back();
     Bucket& b = buckets_.back();
     b.params.push_back(k);
-    b.offsets.push_back((int64_t)b.flat.size());
-    b.flat.resize(b.flat.size() + (size_t)p.numel());
+    b.offsets.push_back(b.numel);
+    b.numel += p.numel();
     bucket_of_[k] = buckets_.size() - 1;
+  }
+  for (auto& b : buckets_) {
+    if (transport == GradientTransport::nccl)
+      b.device_flat = Tensor::empty(Shape{b.numel}, DType::f32, device, "distributed");
+    else
+      b.flat.resize((size_t)b.numel);
+  }
+  if (transport == GradientTransport::nccl) {
+    // The communicator's id is made by rank 0 and sent to the others over MPI (NCCL's own bootstrap).
+    cuda::NcclId id;
+    if (world_.root()) id = cuda::nccl_unique_id();
+    world_.broadcast(id.bytes, cuda::NcclId::kBytes);
+    nccl_ = std::make_unique<cuda::Communicator>(id, world_.size(), world_.rank(), device.index);
   }
   for (size_t k = 0; k < params_.size(); ++k) {
     const size_t b = bucket_of_[k];
@@ -183,11 +231,12 @@ GradientReducer::~GradientReducer() {
     } catch (...) {
     }
   }
+  nccl_.reset();  // waits for its all-reduces before the buckets' device buffers go
 }
 
 int64_t GradientReducer::bytes_per_step() const {
   int64_t n = 0;
-  for (auto& b : buckets_) n += (int64_t)b.flat.size() * 4;
+  for (auto& b : buckets_) n += b.numel * 4;
   return n;
 }
 
@@ -205,6 +254,21 @@ void GradientReducer::begin() {
 }
 
 void GradientReducer::launch(Bucket& b) {
+  if (nccl_) {
+    // Queued on the compute stream after the ops that made the gradients; the all-reduce after them.
+    for (size_t i = 0; i < b.params.size(); ++i) {
+      const Tensor& p = params_[b.params[i]];
+      const Tensor dst = b.device_flat.narrow(0, b.offsets[i], p.numel()).view(p.shape());
+      const Tensor g = p.grad();
+      if (g.defined())
+        dst.copy_(g);
+      else
+        dst.zero_();
+    }
+    nccl_->all_reduce_sum(b.device_flat.data<float>(), b.numel);
+    b.started = true;
+    return;
+  }
   for (size_t i = 0; i < b.params.size(); ++i) {
     const Tensor& p = params_[b.params[i]];
     float* dst = b.flat.data() + b.offsets[i];
@@ -217,7 +281,7 @@ void GradientReducer::launch(Bucket& b) {
     g = g.contiguous();
     std::memcpy(dst, g.data<float>(), (size_t)p.numel() * 4);
   }
-  b.req = world_.start_sum(b.flat.data(), (int64_t)b.flat.size());
+  b.req = world_.start_sum(b.flat.data(), b.numel);
   b.started = true;
 }
 
@@ -232,6 +296,23 @@ void GradientReducer::on_ready(size_t bucket) {
 
 void GradientReducer::finish() {
   while (next_ < buckets_.size()) launch(buckets_[next_++]);
+  if (nccl_) {
+    // The compute stream waits for the all-reduces; the scaling and the copies back are queued after.
+    nccl_->join();
+    for (auto& b : buckets_) {
+      if (scale_ != 1.0) b.device_flat.mul_(scale_);
+      for (size_t i = 0; i < b.params.size(); ++i) {
+        const Tensor& p = params_[b.params[i]];
+        const Tensor src = b.device_flat.narrow(0, b.offsets[i], p.numel()).view(p.shape());
+        const Tensor g = p.grad();
+        if (g.defined())
+          g.copy_(src);
+        else
+          p.autograd_meta().grad = src.clone().impl_ptr();
+      }
+    }
+    return;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   for (auto& b : buckets_) world_.wait(b.req);
   wait_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

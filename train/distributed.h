@@ -17,6 +17,10 @@
 
 namespace mg {
 
+namespace cuda {
+class Communicator;  // cuda/nccl.h
+}
+
 // What the launcher's environment says about this process (size 1, rank 0 when it says nothing).
 struct LaunchInfo {
   int size = 1, rank = 0, local_rank = 0;
@@ -41,6 +45,8 @@ class World {
   // Blocking sums over the ranks, in place (no-ops in a world of one).
   void sum(double* v, int64_t n) const;
   void sum(float* v, int64_t n) const;
+  // Rank 0's `bytes` bytes at `v` to every rank (a no-op in a world of one).
+  void broadcast(void* v, int64_t bytes) const;
 
   // A non-blocking float sum in place; wait() before reading `v`, test() lets MPI progress it.
   struct Request {
@@ -61,6 +67,13 @@ class World {
   bool mpi_ = false;
 };
 
+// How a GradientReducer moves the gradients.
+enum class GradientTransport {
+  automatic,  // nccl for parameters on one CUDA device in a build with NCCL (cuda::built_with_nccl()), else host
+  host,       // host buffers summed by MPI_Iallreduce (device gradients copied to the host and back)
+  nccl,       // device buffers summed by ncclAllReduce on a stream of its own (cuda/nccl.h)
+};
+
 // Sums the gradients of `params` over the ranks during backward, so that after finish() every rank
 // holds scale * (the sum of all ranks' gradients), bit-identical on every rank.
 //
@@ -72,9 +85,18 @@ class World {
 // for the ones before it), since MPI requires the same order of collectives everywhere. finish() starts
 // any bucket not started (a parameter that received no gradient contributes zeros), waits for all and
 // copies the sums back, scaled. The hooks are removed when the reducer is destroyed.
+//
+// With NCCL (GradientTransport::nccl, one GPU per rank) the same buckets are flat device buffers: rank 0
+// makes the communicator's id and broadcasts it over MPI (so a world of one needs no MPI), a ready
+// bucket's gradients are copied into its buffer on the compute stream and its ncclAllReduce queued on
+// the communicator's stream after them; finish() makes the compute stream wait for the all-reduces and
+// queues the scaling and the copies back on it. The host never waits for the sums (wait_seconds() stays
+// 0): the ops after finish() are ordered after them on the device. NCCL's all-reduce leaves the same
+// sums on every rank.
 class GradientReducer {
  public:
-  GradientReducer(const World& world, std::vector<Tensor> params, double scale, int64_t bucket_bytes = 4 << 20);
+  GradientReducer(const World& world, std::vector<Tensor> params, double scale, int64_t bucket_bytes = 4 << 20,
+                  GradientTransport transport = GradientTransport::automatic);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
@@ -88,13 +110,16 @@ class GradientReducer {
   int started() const { return (int)next_; }  // buckets whose all-reduce has started this step
   int num_buckets() const { return (int)buckets_.size(); }
   int64_t bytes_per_step() const;  // the float32 bytes each rank all-reduces per step
+  GradientTransport transport() const { return nccl_ ? GradientTransport::nccl : GradientTransport::host; }
   double wait_seconds() const { return wait_s_; }  // time finish() spent waiting, summed over steps
 
  private:
   struct Bucket {
     std::vector<size_t> params;  // indices into params_
     std::vector<int64_t> offsets;
-    std::vector<float> flat;
+    int64_t numel = 0;
+    std::vector<float> flat;  // host transport
+    Tensor device_flat;       // nccl transport: on the parameters' device
     int ready = 0;
     World::Request req;
     bool started = false;
@@ -106,6 +131,7 @@ class GradientReducer {
   std::vector<Tensor> params_;
   std::vector<size_t> bucket_of_;
   std::vector<Bucket> buckets_;
+  std::unique_ptr<cuda::Communicator> nccl_;  // with the nccl transport
   size_t next_ = 0;  // the next bucket to start, in order
   double scale_;
   double wait_s_ = 0;

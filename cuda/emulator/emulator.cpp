@@ -427,6 +427,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 
 cudaError_t cudaMalloc(void** p, size_t n) {
   *p = nullptr;
@@ -517,6 +518,10 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
+}
+// Work runs when it is queued, so every stream is always caught up: waiting on an event is a no-op.
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned) {
+  return e ? cudaSuccess : set_error(cudaErrorInvalidValue, "cudaStreamWaitEvent: null event");
 }
 
 // ------------------------------------------------------------------ cuBLAS
