@@ -79,3 +79,33 @@ TEST_CASE("layers: no #include goes up the stack (docs/layers.md)") {
   INFO("includes that go up the stack:", all.str());
   CHECK(violations.empty());
 }
+
+TEST_CASE("sources: only core/format.cpp runs fmt's formatting engine (the others call mg::format)") {
+  // fmt is header-only here: a file that calls fmt::format, fmt::print or fmt::join compiles the whole
+  // engine again (core/format.h), which is most of a small file's build time, 20x under the sanitizers.
+  namespace fs = std::filesystem;
+  const fs::path root = MG_SOURCE_DIR;
+  std::vector<std::string> found;
+  int files = 0;
+  for (const char* dir : {"core", "cuda", "autograd", "ops", "data", "models", "io", "train", "bench", "apps",
+                          "tests", "examples"}) {
+    if (!fs::exists(root / dir)) continue;
+    for (const auto& e : fs::recursive_directory_iterator(root / dir)) {
+      const std::string ext = e.path().extension().string();
+      if (!e.is_regular_file() || (ext != ".h" && ext != ".cpp" && ext != ".cu" && ext != ".cuh")) continue;
+      const std::string rel = fs::relative(e.path(), root).generic_string();
+      if (rel == "core/format.cpp" || rel == "tests/test_layers.cpp") continue;
+      ++files;
+      std::ifstream in(e.path());
+      std::string line;
+      for (int n = 1; std::getline(in, line); ++n)
+        for (const char* call : {"fmt::format(", "fmt::print(", "fmt::join(", "fmt::vformat(", "fmt::format_to("})
+          if (line.find(call) != std::string::npos) found.push_back(rel + ":" + std::to_string(n) + ": " + line);
+    }
+  }
+  CHECK(files > 100);
+  std::ostringstream all;
+  for (const auto& f : found) all << "\n  " << f;
+  INFO("calls of fmt's engine (use mg::format, mg::print, mg::join from core/format.h):", all.str());
+  CHECK(found.empty());
+}
