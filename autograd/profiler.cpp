@@ -159,7 +159,8 @@ void OpScope::end() {
   e.bytes = storage_bytes_allocated_by_this_thread() - bytes0_;
   e.shapes = std::move(shapes_);
   std::lock_guard lock(g_session.mu);
-  if (!g_session.recording || g_session.paused || (cuda_start_ && !cuda_end)) {  // stopped while the op ran
+  // Stopped while the op ran, or its device end event could not be recorded: nothing to keep.
+  if (!g_session.recording || g_session.paused || (cuda_start_ && !cuda_end)) {
     cuda::release_timing_event(cuda_start_);
     cuda::release_timing_event(cuda_end);
     return;
@@ -180,8 +181,8 @@ Profiler::Profiler() {
   MG_CHECK(!g_session.recording, "[profiler] a profiler is already recording; one records at a time");
   g_session.recording = true;
   g_session.paused = false;
+  resolve_pending_locked(true);  // none are left (the last session's stop read them), but never index a cleared list
   g_session.events.clear();
-  resolve_pending_locked(true);  // none: the last session's stop read them
   g_session.next_tid = 1;
   ++g_session_serial;
   g_session.t0 = std::chrono::steady_clock::now();
