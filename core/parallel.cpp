@@ -28,6 +28,12 @@ int& thread_count() {
 
 int num_threads() { return thread_count(); }
 
+int64_t parallel_pieces(int64_t n, int64_t cost_per_item, int nt) {
+  // n * cost_per_item can pass 2^63 (callers that always want every thread say 2^40 per item).
+  const int64_t by_work = cost_per_item > 0 && n > INT64_MAX / cost_per_item ? INT64_MAX : n * cost_per_item / kParallelGrain;
+  return std::min<int64_t>(n, std::max<int64_t>(nt, std::min<int64_t>(kPiecesPerThread * nt, by_work)));
+}
+
 void set_num_threads(int n) {
   MG_CHECK(n >= 1, "[threads] thread count must be at least 1, got {}", n);
   thread_count() = n;

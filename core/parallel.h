@@ -10,10 +10,19 @@ namespace mg {
 int num_threads();
 void set_num_threads(int n);
 
-// Runs f(begin, end) over [0, n) split into contiguous ranges across threads; serial when the work
-// (n * cost_per_item) is small. Each index is processed exactly once.
+// Runs f(begin, end) over [0, n) split into contiguous ranges (parallel_pieces) across threads; serial
+// when the work (n * cost_per_item) is small. Each index is processed exactly once.
 template <class F>
 void parallel_for(int64_t n, int64_t cost_per_item, F&& f);
+// Below this much work (n * cost_per_item) parallel_for runs on the calling thread alone.
+inline constexpr int64_t kParallelGrain = 32768;
+// How many contiguous pieces parallel_for cuts [0, n) into for nt threads: up to kPiecesPerThread per
+// thread while each piece still holds kParallelGrain work, at least nt, at most n. The threads take the
+// pieces first come, first served, so a thread that shares its core with another process takes fewer
+// of them instead of holding the others at the join (docs/perf.md, "Training beside a busy process").
+// Every kernel makes its results independent of the pieces (sums in an order fixed by the sizes).
+inline constexpr int64_t kPiecesPerThread = 4;
+int64_t parallel_pieces(int64_t n, int64_t cost_per_item, int nt);
 
 // For work repeated many times with the same shape (a decoding step), whether to run the next one on
 // one thread or split across the threads, chosen by timing both. A split pays only while every thread
@@ -60,16 +69,15 @@ namespace mg {
 template <class F>
 void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
   if (n <= 0) return;
-  constexpr int64_t kGrain = 32768;  // below this much work a thread costs more than it saves
-  int nt = num_threads();
-  if (nt <= 1 || n * cost_per_item < kGrain || omp_in_parallel()) {
+  const int nt = num_threads();
+  if (nt <= 1 || n * cost_per_item < kParallelGrain || omp_in_parallel()) {
     f(int64_t(0), n);
     return;
   }
-  int64_t chunks = std::min<int64_t>(nt, n);
-#pragma omp parallel for num_threads(chunks) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
+  const int64_t pieces = parallel_pieces(n, cost_per_item, nt);
+#pragma omp parallel for num_threads((int)std::min<int64_t>(nt, pieces)) schedule(dynamic, 1)
+  for (int64_t c = 0; c < pieces; ++c) {
+    int64_t b = n * c / pieces, e = n * (c + 1) / pieces;
     f(b, e);
   }
 }

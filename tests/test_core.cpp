@@ -1,5 +1,11 @@
 // Tensors, views, factories, the generator and printing.
 #include <doctest/doctest.h>
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/parallel.h"
 #include "ops/ops.h"
@@ -195,4 +201,45 @@ TEST_CASE("SplitChooser: probes both ways, keeps the faster, backs off while one
   CHECK(feed(5, 1.0, 0.1) == 0);
   c.set_mode(SplitChooser::Mode::kSplit);
   CHECK(feed(5, 0.1, 1.0) == 5);
+}
+
+TEST_CASE("parallel_for: every index once, in contiguous pieces that hold enough work, taken by whichever thread is free") {
+  const int before = num_threads();
+  set_num_threads(2);
+  // How many pieces: up to kPiecesPerThread per thread while each holds kParallelGrain work.
+  CHECK(parallel_pieces(1000, 1000, 2) == 2 * kPiecesPerThread);
+  CHECK(parallel_pieces(100, 1000, 2) == 3);      // 100,000 work: 3 pieces of at least kParallelGrain
+  CHECK(parallel_pieces(40, 1000, 2) == 2);       // never fewer than the threads
+  CHECK(parallel_pieces(3, int64_t(1) << 40, 2) == 3);  // never more than the items; no overflow
+  CHECK(parallel_pieces(int64_t(1) << 40, int64_t(1) << 40, 2) == 2 * kPiecesPerThread);
+
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  std::vector<int> seen(1000, 0);
+  parallel_for(1000, 1000, [&](int64_t b, int64_t e) {
+    std::lock_guard<std::mutex> lock(mu);
+    ranges.emplace_back(b, e);
+    for (int64_t i = b; i < e; ++i) ++seen[i];
+  });
+  CHECK(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }));
+  CHECK(ranges.size() == size_t(2 * kPiecesPerThread));
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t p = 0; p < ranges.size(); ++p) CHECK(ranges[p].first == int64_t(1000 * p / ranges.size()));
+
+  // Too little work: one call on the calling thread.
+  ranges.clear();
+  parallel_for(10, 10, [&](int64_t b, int64_t e) { ranges.emplace_back(b, e); });
+  REQUIRE(ranges.size() == 1);
+  CHECK(ranges[0] == std::make_pair(int64_t(0), int64_t(10)));
+
+  // A thread held up in its first piece (as by another process on its core) takes no other: the free
+  // thread takes the rest, instead of each thread getting half of the pieces up front.
+  std::vector<int> owner(2 * kPiecesPerThread, -1);
+  parallel_for(1000, 1000, [&](int64_t b, int64_t) {
+    const int64_t piece = b * (2 * kPiecesPerThread) / 1000;
+    owner[piece] = omp_get_thread_num();
+    if (piece == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  });
+  CHECK(std::count(owner.begin(), owner.end(), owner[0]) == 1);
+  set_num_threads(before);
 }
