@@ -14,6 +14,7 @@
 #include "train/metrics.h"
 #include "io/safetensors.h"
 #include "autograd/grad_mode.h"
+#include "core/parallel.h"
 #include "data/dataset.h"
 #include "tests/check.h"
 #include "tests/cli.h"
@@ -271,4 +272,35 @@ TEST_CASE("trainer: --precision bf16 trains near fp32, is stored, resumes bit-id
   CHECK(bad.err.find("--precision") != std::string::npos);
   CHECK(bad.err.find("bf16") != std::string::npos);
   CHECK_FALSE(fs::exists(d / "never"));
+}
+
+TEST_CASE("trainer: each step runs on all the threads or on one, chosen by timing, with the bits of one thread") {
+  TempDir d("step_threads");
+  std::string data = write_text(d, 60000);
+  const int before = num_threads();
+  auto run = [&](int threads, const char* out) {
+    set_num_threads(threads);
+    TrainOptions o = tiny_options(data, d / out);
+    o.config.d_model = 64;  // large enough that the matmuls and the scan split across threads
+    o.batch = 8, o.seq = 64, o.steps = 10, o.eval_every = 100;
+    train(o, false);
+    CHECK(num_threads() == threads);  // evaluation and the caller get every thread back
+    std::vector<int> used;
+    for (auto& j : read_jsonl((fs::path(d / out) / "metrics.jsonl").string()))
+      if (j.contains("train_loss")) used.push_back(j.at("threads").get<int>());
+    return used;
+  };
+  const std::vector<int> two = run(2, "two"), one = run(1, "one");
+  set_num_threads(before);
+  REQUIRE(two.size() == 10);
+  // The chooser's first steps alternate one thread and two (its probe), so the run mixed them.
+  CHECK(std::count(two.begin(), two.end(), 1) >= 2);
+  CHECK(std::count(two.begin(), two.end(), 2) >= 2);
+  CHECK(std::count(one.begin(), one.end(), 1) == 10);
+  const auto l2 = train_losses(d / "two/metrics.jsonl"), l1 = train_losses(d / "one/metrics.jsonl");
+  REQUIRE(l2.size() == l1.size());
+  for (size_t i = 0; i < l1.size(); ++i) {
+    INFO("step " << i + 1);
+    CHECK(l2[i] == l1[i]);  // bit-identical
+  }
 }

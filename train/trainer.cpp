@@ -18,6 +18,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/memory_report.h"
 #include "autograd/profiler.h"
+#include "core/parallel.h"
 #include "cuda/runtime.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
@@ -319,6 +320,46 @@ class Progress {
   Clock::time_point t0_;
 };
 
+// How many threads each training step runs on: all of them or one, chosen by timing both ways
+// (SplitChooser, core/parallel.h: probes, keeps the faster, backs off while one thread wins, leaves a
+// split that stalls). On an idle machine all the threads win. With another process busy on one of the
+// cores, a step split across all of them waits at every join for the thread that shares its core, and
+// two threads ran slower than one (docs/perf.md, "Training beside a busy process"). A step's results
+// are the same bits for any thread count (every kernel sums in an order fixed by the sizes), so the
+// choice changes nothing but speed. Only for single-process CPU runs: a rank's step time also holds
+// its wait for the other ranks.
+class StepThreads {
+ public:
+  explicit StepThreads(bool enabled) : all_(num_threads()), on_(enabled && all_ > 1) {}
+  ~StepThreads() {
+    if (on_) set_num_threads(all_);
+  }
+  StepThreads(const StepThreads&) = delete;
+  StepThreads& operator=(const StepThreads&) = delete;
+
+  // Sets the thread count for the next step and returns it.
+  int begin() {
+    split_ = !on_ || chooser_.next();
+    if (on_) set_num_threads(split_ ? all_ : 1);
+    t0_ = Clock::now();
+    return split_ ? all_ : 1;
+  }
+  // After the step: records its time and gives evaluation all the threads back.
+  void end() {
+    if (!on_) return;
+    chooser_.record(split_, std::chrono::duration<double>(Clock::now() - t0_).count());
+    set_num_threads(all_);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  const int all_;
+  const bool on_;
+  SplitChooser chooser_;
+  bool split_ = true;
+  Clock::time_point t0_;
+};
+
 // --profile and --memory-report: which steps they watch, and what they print and write. The first step
 // this process takes is skipped when there are enough steps (it fills the allocator's cache and is
 // slower than the others).
@@ -562,11 +603,13 @@ TrainResult train(TrainOptions opts, bool resume) {
   const char* eval_mode = opts.carry_state ? "stream" : "windows";
 
   double tok_s = 0;
+  StepThreads step_threads(opts.device.is_cpu() && !world.distributed());
   for (int64_t step = start; step < opts.steps; ++step) {
     const double ts = progress.elapsed();
     const double lr = lr_at(step, opts.warmup, opts.steps, opts.lr, opts.min_lr_ratio);
     opt.set_lr(lr);
     introspection.before(step);
+    const int step_nt = step_threads.begin();
     StepResult sr;
     if (opts.carry_state) {
       if (step % windows == 0) carry.clear();  // the streams start (again): zero states
@@ -583,6 +626,7 @@ TrainResult train(TrainOptions opts, bool resume) {
       Batch b = data.train.sample(opts.batch, opts.seq, data_gen, opts.device);  // copied to the device
       sr = train_step(model, opt, b, opts.clip);
     }
+    step_threads.end();
     crash_point("step");
     introspection.after(step, model, opt);
     if (!std::isfinite(sr.loss)) bad_step("loss", sr.loss, step + 1);
@@ -593,6 +637,7 @@ TrainResult train(TrainOptions opts, bool resume) {
     nlohmann::ordered_json rec;
     rec["step"] = done, rec["lr"] = lr, rec["train_loss"] = sr.loss, rec["train_bpc"] = sr.loss / std::log(2.0);
     rec["grad_norm"] = sr.grad_norm, rec["tokens_per_s"] = inst, rec["elapsed_s"] = progress.elapsed();
+    if (opts.device.is_cpu()) rec["threads"] = step_nt;
     if (opts.device.is_cuda()) {
       const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
       rec["device_mem_mb"] = (double)m.in_use / 1048576.0, rec["device_peak_mb"] = (double)m.peak / 1048576.0;
