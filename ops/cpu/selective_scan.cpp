@@ -46,12 +46,6 @@ static_assert(kScanBlock == kVecLanes, "a block of channels is one vector of lan
 // docs/perf.md). Prefetches never change a result.
 constexpr int64_t kPrefetchSteps = 8;
 
-// Steps per tile of the forward. Each step's own vector math (softplus for dt, the sigmoid gate) is a
-// long dependent chain with two divisions; run inside the recurrence it held the out-of-order window
-// and stalled the state updates behind it, so the forward computes it for a tile of steps first and
-// gates the tile's outputs after, in passes whose steps are independent (docs/perf.md).
-constexpr int64_t kStepTile = 16;
-
 template <class T>
 using VecArray = std::vector<Vec<T>>;  // over-aligned element type: C++17 aligned new
 
@@ -147,7 +141,6 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
   parallel_for(b * nblocks, l * W * n, [&](int64_t lo, int64_t hi) {
     BlockParams<T> p(n);
     States<T, N> h(n);
-    Vec<T> dtv[kStepTile], dtuv[kStepTile], yv[kStepTile];  // per step of a tile: dt, dt u, then y
     for (int64_t task = lo; task < hi; ++task) {
       const int64_t i = task / nblocks, c0 = (task % nblocks) * W, nc = std::min(W, d - c0);
       p.load(a, c0, nc);
@@ -155,49 +148,50 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
         load_state(a.h0 + (i * d + c0) * n, n, nc, h.data());
       else
         std::fill(h.begin(), h.end(), Vec<T>{});
-      for (int64_t t0 = 0; t0 < l; t0 += kStepTile) {
-        const int64_t T1 = std::min(kStepTile, l - t0), row0 = (i * l + t0) * d + c0;
-        // 1. Each step's dt (softplus) and dt u, and y's D u term: independent across steps.
-        for (int64_t tt = 0; tt < T1; ++tt) {
-          const int64_t row = row0 + tt * d;
-          if (t0 + tt + kStepTile < l) {  // the next tile's rows
-            __builtin_prefetch(a.delta + row + kStepTile * d);
-            __builtin_prefetch(a.u + row + kStepTile * d);
-          }
-          Vec<T> u;
-          load_step(a, p, row, nc, dtv[tt], u);
-          dtuv[tt] = dtv[tt] * u;
-          yv[tt] = p.D * u;
+      // Software pipelined by one step: step t + 1's dt (softplus) is computed, and step t - 1's output
+      // gated and stored, while step t's states update, instead of each standing as a dependent
+      // chain at the start or end of its own step.
+      Vec<T> dt_next, u_next, y_prev{};
+      load_step(a, p, (i * l) * d + c0, nc, dt_next, u_next);
+      for (int64_t t = 0; t < l; ++t) {
+        const int64_t row = (i * l + t) * d + c0;
+        if (t + kPrefetchSteps < l) {
+          const int64_t ahead = row + kPrefetchSteps * d;
+          __builtin_prefetch(a.delta + ahead);
+          __builtin_prefetch(a.u + ahead);
+          if (a.z) __builtin_prefetch(a.z + ahead);
+          __builtin_prefetch(out + ahead, 1);
         }
-        // 2. The recurrence: the only dependence across steps is h.
-        for (int64_t tt = 0; tt < T1; ++tt) {
-          const int64_t t = t0 + tt;
-          const T *Bt = a.B + (i * l + t) * n, *Ct = a.C + (i * l + t) * n;
-          const Vec<T> dt = dtv[tt], dtu = dtuv[tt];
-          Vec<T> y = yv[tt];
-          for (int64_t k = 0; k < n; ++k) {
-            const Vec<T> hk = vexp2(dt * p.A2[k]) * h[k] + dtu * Bt[k];
-            h[k] = hk;
-            y += hk * Ct[k];
-          }
-          yv[tt] = y;
-          if (chunk_states && ((t + 1) % kScanChunk == 0 || t == l - 1))
-            store_state(h.data(), n, nc, chunk_states + ((i * nchunks + t / kScanChunk) * d + c0) * n);
-        }
-        // 3. The gate y z sigmoid(z), and the stores.
-        for (int64_t tt = 0; tt < T1; ++tt) {
-          const int64_t row = row0 + tt * d;
-          if (t0 + tt + kStepTile < l) {
-            if (a.z) __builtin_prefetch(a.z + row + kStepTile * d);
-            __builtin_prefetch(out + row + kStepTile * d, 1);
-          }
-          Vec<T> y = yv[tt];
+        const Vec<T> dt = dt_next, u = u_next;
+        if (t + 1 < l) load_step(a, p, row + d, nc, dt_next, u_next);
+        if (t > 0) {
+          Vec<T> yg = y_prev;
           if (a.z) {
-            const Vec<T> z = load_first(a.z + row, nc);
-            y = y * z * vsigmoid(z);
+            const Vec<T> z = load_first(a.z + row - d, nc);
+            yg = yg * z * vsigmoid(z);
           }
-          store_first(out + row, y, nc);
+          store_first(out + row - d, yg, nc);
         }
+        const T *Bt = a.B + (i * l + t) * n, *Ct = a.C + (i * l + t) * n;
+        const Vec<T> dtu = dt * u;
+        Vec<T> y = p.D * u;
+        for (int64_t k = 0; k < n; ++k) {
+          const Vec<T> hk = vexp2(dt * p.A2[k]) * h[k] + dtu * Bt[k];
+          h[k] = hk;
+          y += hk * Ct[k];
+        }
+        y_prev = y;
+        if (chunk_states && ((t + 1) % kScanChunk == 0 || t == l - 1))
+          store_state(h.data(), n, nc, chunk_states + ((i * nchunks + t / kScanChunk) * d + c0) * n);
+      }
+      {
+        const int64_t row = (i * l + l - 1) * d + c0;
+        Vec<T> yg = y_prev;
+        if (a.z) {
+          const Vec<T> z = load_first(a.z + row, nc);
+          yg = yg * z * vsigmoid(z);
+        }
+        store_first(out + row, yg, nc);
       }
       if (last_state) store_state(h.data(), n, nc, last_state + (i * d + c0) * n);
     }
@@ -241,7 +235,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
   parallel_for(b * G, l * W * n * bpg * 3, [&](int64_t lo, int64_t hi) {
     // Per-thread scratch. hbuf holds the chunk's states, hbuf[tt * n + k] = h[t0 + tt - 1] (row 0: the
     // saved start state); abuf the decay factors exp(dt A) of each step; dtb, ub, dyb the steps' dt, u
-    // and dL/dy, dspb the derivative of softplus at each step, dzb what y is multiplied by for dz.
+    // and dL/dy, dspb the derivative of softplus at each step.
     BlockParams<T> p(n);
     VecArray<T> hbuf((kScanChunk + 1) * n), abuf(kScanChunk * n), dtb(kScanChunk), ub(kScanChunk), dyb(kScanChunk),
         dspb(kScanChunk), dzb(kScanChunk);
@@ -275,17 +269,12 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
           else
             load_state(chunk_states + ((i * nchunks + ch - 1) * d + c0) * n, n, nc, hbuf.data());
 
-          // 1a. Each step's own values, independent across steps: dt, d softplus, u, dL/dy, and dz's
-          // factor dL/dout sigmoid(z) (1 + z (1 - sigmoid(z))), to multiply y by once it is known.
-          for (int64_t tt = 0; tt < L; ++tt) {
+          // 1. Forwards over the chunk: states, decay factors, y for dz, and the dC sums. Software
+          // pipelined by one step: step tt + 1's own values (dt and softplus' derivative, u, dL/dy and
+          // dz's factor dL/dout sigmoid(z) (1 + z (1 - sigmoid(z)))) are computed while step tt's
+          // states update, not as a dependent chain at the start of its own step.
+          auto step_values = [&](int64_t tt) {
             const int64_t row = (i * l + t0 + tt) * d + c0;
-            if (tt + kPrefetchSteps < L) {
-              const int64_t ahead = row + kPrefetchSteps * d;
-              __builtin_prefetch(a.delta + ahead);
-              __builtin_prefetch(a.u + ahead);
-              __builtin_prefetch(dout + ahead);
-              if (a.z) __builtin_prefetch(a.z + ahead);
-            }
             load_step(a, p, row, nc, dtb[tt], ub[tt], &dspb[tt]);
             const Vec<T> go = load_first(dout + row, nc);
             if (a.z) {
@@ -295,12 +284,20 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
             } else {
               dyb[tt] = go;
             }
-          }
-          // 1b. Forwards over the chunk: states, decay factors, y for dz, and the dC sums.
+          };
+          step_values(0);
           std::fill(rows.begin(), rows.end(), Vec<T>{});
           for (int64_t tt = 0; tt < L; ++tt) {
             const int64_t t = t0 + tt, row = (i * l + t) * d + c0;
-            if (a.z && g.dz && tt + kPrefetchSteps < L) __builtin_prefetch(g.dz + row + kPrefetchSteps * d, 1);
+            if (tt + kPrefetchSteps < L) {
+              const int64_t ahead = row + kPrefetchSteps * d;
+              __builtin_prefetch(a.delta + ahead);
+              __builtin_prefetch(a.u + ahead);
+              __builtin_prefetch(dout + ahead);
+              if (a.z) __builtin_prefetch(a.z + ahead);
+              if (a.z && g.dz) __builtin_prefetch(g.dz + ahead, 1);
+            }
+            if (tt + 1 < L) step_values(tt + 1);
             const Vec<T> dt = dtb[tt], u = ub[tt], dy = dyb[tt];
             const T *Bt = a.B + (i * l + t) * n, *Ct = a.C + (i * l + t) * n;
             const Vec<T>* prev = hbuf.data() + tt * n;
