@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <csignal>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <thread>
 #include <tuple>
@@ -278,12 +279,13 @@ TEST_CASE("trainer: each step runs on all the threads or on one, chosen by timin
   TempDir d("step_threads");
   std::string data = write_text(d, 60000);
   const int before = num_threads();
+  std::map<std::string, double> test_loss;
   auto run = [&](int threads, const char* out) {
     set_num_threads(threads);
     TrainOptions o = tiny_options(data, d / out);
     o.config.d_model = 64;  // large enough that the matmuls and the scan split across threads
     o.batch = 8, o.seq = 64, o.steps = 10, o.eval_every = 100;
-    train(o, false);
+    test_loss[out] = train(o, false).test.loss;  // evaluation chooses per batch the same way
     CHECK(num_threads() == threads);  // evaluation and the caller get every thread back
     std::vector<int> used;
     for (auto& j : read_jsonl((fs::path(d / out) / "metrics.jsonl").string()))
@@ -303,4 +305,5 @@ TEST_CASE("trainer: each step runs on all the threads or on one, chosen by timin
     INFO("step " << i + 1);
     CHECK(l2[i] == l1[i]);  // bit-identical
   }
+  CHECK(test_loss["two"] == test_loss["one"]);
 }

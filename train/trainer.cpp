@@ -66,6 +66,50 @@ void check_new_run_folder(const std::string& dir, const RunFolderContents& c, bo
 
 }  // namespace
 
+namespace {
+
+// How many threads each step of training or evaluation runs on: all of them or one, chosen by timing both ways
+// (SplitChooser, core/parallel.h: probes, keeps the faster, backs off while one thread wins, leaves a
+// split that stalls). On an idle machine all the threads win. With another process busy on one of the
+// cores, a step split across all of them waits at every join for the thread that shares its core, and
+// two threads ran slower than one (docs/perf.md, "Training beside a busy process"). A step's results
+// are the same bits for any thread count (every kernel sums in an order fixed by the sizes), so the
+// choice changes nothing but speed. Only for single-process CPU runs: a rank's step time also holds
+// its wait for the other ranks.
+class StepThreads {
+ public:
+  explicit StepThreads(bool enabled) : all_(num_threads()), on_(enabled && all_ > 1) {}
+  ~StepThreads() {
+    if (on_) set_num_threads(all_);
+  }
+  StepThreads(const StepThreads&) = delete;
+  StepThreads& operator=(const StepThreads&) = delete;
+
+  // Sets the thread count for the next step and returns it.
+  int begin() {
+    split_ = !on_ || chooser_.next();
+    if (on_) set_num_threads(split_ ? all_ : 1);
+    t0_ = Clock::now();
+    return split_ ? all_ : 1;
+  }
+  // After the step: records its time and gives evaluation all the threads back.
+  void end() {
+    if (!on_) return;
+    chooser_.record(split_, std::chrono::duration<double>(Clock::now() - t0_).count());
+    set_num_threads(all_);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  const int all_;
+  const bool on_;
+  SplitChooser chooser_;
+  bool split_ = true;
+  Clock::time_point t0_;
+};
+
+}  // namespace
+
 double EvalResult::bpc() const { return loss / std::log(2.0); }
 double EvalResult::perplexity() const { return std::exp(loss); }
 
@@ -75,11 +119,14 @@ EvalResult evaluate(const MambaLM& model, const ByteDataset& data, int64_t batch
   double total = 0;
   const int64_t n = data.num_eval_batches(batch, seq, max_bytes);
   const Device device = model.device();
+  StepThreads threads(device.is_cpu());
   for (int64_t i = 0; i < n; ++i) {
     throw_if_interrupted("evaluate");
+    threads.begin();
     Batch b = data.eval_batch(i, batch, seq, max_bytes, device);
     const int64_t count = b.targets.numel();
     total += model.loss(b.inputs, b.targets).item() * (double)count;
+    threads.end();
     r.targets += count;
   }
   r.loss = r.targets ? total / (double)r.targets : std::nan("");
@@ -94,10 +141,13 @@ EvalResult evaluate_stream(const MambaLM& model, const ByteDataset& data, int64_
   const int64_t n = data.num_stream_windows(batch, seq, max_bytes);
   const Device device = model.device();
   std::vector<LayerState> state, next;
+  StepThreads threads(device.is_cpu());
   auto add = [&](const Batch& b) {
     throw_if_interrupted("evaluate");
     const int64_t count = b.targets.numel();
+    threads.begin();
     total += model.loss(b.inputs, b.targets, state, next).item() * (double)count;
+    threads.end();
     r.targets += count;
     state = std::move(next);
   };
@@ -317,46 +367,6 @@ class Progress {
   const TrainOptions& opts_;
   int64_t start_;
   bool tty_;
-  Clock::time_point t0_;
-};
-
-// How many threads each training step runs on: all of them or one, chosen by timing both ways
-// (SplitChooser, core/parallel.h: probes, keeps the faster, backs off while one thread wins, leaves a
-// split that stalls). On an idle machine all the threads win. With another process busy on one of the
-// cores, a step split across all of them waits at every join for the thread that shares its core, and
-// two threads ran slower than one (docs/perf.md, "Training beside a busy process"). A step's results
-// are the same bits for any thread count (every kernel sums in an order fixed by the sizes), so the
-// choice changes nothing but speed. Only for single-process CPU runs: a rank's step time also holds
-// its wait for the other ranks.
-class StepThreads {
- public:
-  explicit StepThreads(bool enabled) : all_(num_threads()), on_(enabled && all_ > 1) {}
-  ~StepThreads() {
-    if (on_) set_num_threads(all_);
-  }
-  StepThreads(const StepThreads&) = delete;
-  StepThreads& operator=(const StepThreads&) = delete;
-
-  // Sets the thread count for the next step and returns it.
-  int begin() {
-    split_ = !on_ || chooser_.next();
-    if (on_) set_num_threads(split_ ? all_ : 1);
-    t0_ = Clock::now();
-    return split_ ? all_ : 1;
-  }
-  // After the step: records its time and gives evaluation all the threads back.
-  void end() {
-    if (!on_) return;
-    chooser_.record(split_, std::chrono::duration<double>(Clock::now() - t0_).count());
-    set_num_threads(all_);
-  }
-
- private:
-  using Clock = std::chrono::steady_clock;
-  const int all_;
-  const bool on_;
-  SplitChooser chooser_;
-  bool split_ = true;
   Clock::time_point t0_;
 };
 
