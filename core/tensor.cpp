@@ -1,6 +1,7 @@
 #include "core/tensor.h"
 
 #include <new>
+#include <string>
 
 #include "core/checked.h"
 
@@ -18,9 +19,11 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, const char*
   } catch (const std::bad_alloc&) {
     MG_THROW("[{}] cannot allocate {} bytes on {}: out of memory (a {} tensor of shape {})", op, nbytes, device.str(),
              dtype_name(dtype), shape);
-  } catch (const Error& e) {  // cpu_alloc's out-of-memory error: add what the memory was for
-    if (!device.is_cpu()) throw;  // CUDA's errors say enough (no such device, or its memory in detail)
-    MG_THROW("{} (a {} tensor of shape {})", e.what(), dtype_name(dtype), shape);
+  } catch (const Error& e) {  // the allocator's out-of-memory error: add what the memory was for
+    const std::string what = e.what();
+    // (A device that is not present, or a build without CUDA, says all there is to say.)
+    if (what.find("out of memory") == std::string::npos) throw;
+    MG_THROW("{} (a {} tensor of shape {})", what, dtype_name(dtype), shape);
   }
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);

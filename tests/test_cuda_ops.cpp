@@ -491,6 +491,8 @@ TEST_CASE("cuda ops: the caching allocator reuses blocks: a second identical ste
   // Out of memory names the op and the sizes, and leaves the allocator usable.
   CHECK_THROWS_WITH_AS(Tensor::empty({int64_t(1) << 46}, DType::f32, kCUDA, "huge"),
                        doctest::Contains("[huge] out of memory on cuda:0: asked for 281474976710656 bytes"), Error);
+  CHECK_THROWS_WITH_AS(Tensor::empty({int64_t(1) << 23, int64_t(1) << 23}, DType::f32, kCUDA, "huge"),
+                       doctest::Contains("(a float32 tensor of shape (8388608, 8388608))"), Error);
   CHECK(ones({4}, DType::f32, kCUDA).sum().item() == 4.0);
 }
 
