@@ -32,7 +32,7 @@
 // GCC vector extensions of 16 bytes (SSE2 on plain x86-64, NEON elsewhere). The tile is MR x (NV * W).
 //
 // Threads: C is split into contiguous ranges of whole MR row panels (or NR column panels when C has more
-// of those), one per thread, via mg::parallel_for. K is never split and the KC blocking is fixed, so
+// of those), parallel_for's pieces (a few per thread). K is never split and the KC blocking is fixed, so
 // every element of C is summed over K in the same order whatever the thread count: results are
 // bit-identical for 1 or many threads.
 #include "ops/cpu/gemm.h"
