@@ -64,17 +64,13 @@ void check_new_run_folder(const std::string& dir, const RunFolderContents& c, bo
              join_names(c.other_files));
 }
 
-}  // namespace
-
-namespace {
-
-// How many threads each step of training or evaluation runs on: all of them or one, chosen by timing both ways
-// (SplitChooser, core/parallel.h: probes, keeps the faster, backs off while one thread wins, leaves a
-// split that stalls). On an idle machine all the threads win. With another process busy on one of the
-// cores, a step split across all of them waits at every join for the thread that shares its core, and
-// two threads ran slower than one (docs/perf.md, "Training beside a busy process"). A step's results
-// are the same bits for any thread count (every kernel sums in an order fixed by the sizes), so the
-// choice changes nothing but speed. Only for single-process CPU runs: a rank's step time also holds
+// How many threads each step of training or evaluation runs on: all of them or one, chosen by timing
+// both ways (SplitChooser, core/parallel.h: probes, keeps the faster, backs off while one thread wins,
+// leaves a split that stalls). On an idle machine all the threads win. With another process busy on
+// one of the cores, a step split across all of them waits at every join for the thread that shares its
+// core, and two threads ran slower than one (docs/perf.md, "Training beside a busy process"). A step's
+// results are the same bits for any thread count (every kernel sums in an order fixed by the sizes), so
+// the choice changes nothing but speed. Only for single-process CPU runs: a rank's step time also holds
 // its wait for the other ranks.
 class StepThreads {
  public:
