@@ -151,6 +151,13 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
       // Software pipelined by one step: step t + 1's dt (softplus) is computed, and step t - 1's output
       // gated and stored, while step t's states update, instead of each standing as a dependent
       // chain at the start or end of its own step.
+      auto gate_and_store = [&](int64_t row, Vec<T> y) {  // y z sigmoid(z) into out
+        if (a.z) {
+          const Vec<T> z = load_first(a.z + row, nc);
+          y = y * z * vsigmoid(z);
+        }
+        store_first(out + row, y, nc);
+      };
       Vec<T> dt_next, u_next, y_prev{};
       load_step(a, p, (i * l) * d + c0, nc, dt_next, u_next);
       for (int64_t t = 0; t < l; ++t) {
@@ -164,14 +171,7 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
         }
         const Vec<T> dt = dt_next, u = u_next;
         if (t + 1 < l) load_step(a, p, row + d, nc, dt_next, u_next);
-        if (t > 0) {
-          Vec<T> yg = y_prev;
-          if (a.z) {
-            const Vec<T> z = load_first(a.z + row - d, nc);
-            yg = yg * z * vsigmoid(z);
-          }
-          store_first(out + row - d, yg, nc);
-        }
+        if (t > 0) gate_and_store(row - d, y_prev);
         const T *Bt = a.B + (i * l + t) * n, *Ct = a.C + (i * l + t) * n;
         const Vec<T> dtu = dt * u;
         Vec<T> y = p.D * u;
@@ -184,15 +184,7 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
         if (chunk_states && ((t + 1) % kScanChunk == 0 || t == l - 1))
           store_state(h.data(), n, nc, chunk_states + ((i * nchunks + t / kScanChunk) * d + c0) * n);
       }
-      {
-        const int64_t row = (i * l + l - 1) * d + c0;
-        Vec<T> yg = y_prev;
-        if (a.z) {
-          const Vec<T> z = load_first(a.z + row, nc);
-          yg = yg * z * vsigmoid(z);
-        }
-        store_first(out + row, yg, nc);
-      }
+      gate_and_store((i * l + l - 1) * d + c0, y_prev);
       if (last_state) store_state(h.data(), n, nc, last_state + (i * d + c0) * n);
     }
   });
@@ -235,7 +227,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
   parallel_for(b * G, l * W * n * bpg * 3, [&](int64_t lo, int64_t hi) {
     // Per-thread scratch. hbuf holds the chunk's states, hbuf[tt * n + k] = h[t0 + tt - 1] (row 0: the
     // saved start state); abuf the decay factors exp(dt A) of each step; dtb, ub, dyb the steps' dt, u
-    // and dL/dy, dspb the derivative of softplus at each step.
+    // and dL/dy, dspb the derivative of softplus at each step, dzb the factor y is multiplied by for dz.
     BlockParams<T> p(n);
     VecArray<T> hbuf((kScanChunk + 1) * n), abuf(kScanChunk * n), dtb(kScanChunk), ub(kScanChunk), dyb(kScanChunk),
         dspb(kScanChunk), dzb(kScanChunk);
