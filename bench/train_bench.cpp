@@ -67,10 +67,6 @@
 #include "train/options.h"
 #include "train/train_step.h"
 
-#ifndef MG_SOURCE_DIR
-#define MG_SOURCE_DIR "."
-#endif
-
 namespace mg::bench {
 
 namespace {

@@ -230,7 +230,6 @@ const Tensor& Tensor::fill_(double v) const {
 const Tensor& Tensor::copy_(const Tensor& src) const {
   check_inplace("copy_", *this);
   MG_CHECK(src.defined(), "[copy_] source is undefined");
-  broadcast_shapes(src.shape(), shape(), "copy_");
   MG_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
            "[copy_] source of shape {} cannot be broadcast to the destination's shape {}", src.shape(), shape());
   Tensor s = src.device() == device() ? src.detach() : to_device(src.detach(), device());
