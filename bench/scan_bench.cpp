@@ -134,7 +134,7 @@ int run_scan_bench(const ScanBenchOptions& o) {
     };
     row("forward", f.fwd_ms, r.fwd_ms, fwd_bytes);
     row("forward+backward", f.fb_ms, r.fb_ms, fb_bytes);
-    // Floors (issue 6): the bytes above at the measured bandwidth, and the arithmetic at the measured
+    // Floors: the bytes above at the measured bandwidth, and the arithmetic at the measured
     // peak with an exponential counted as 10 operations. Per state update (b l d n of them):
     // forward dA = exp(dt A): 1 multiply + 1 exp, h = dA h + (dt u) B: 2, y += C h: 1 -> 4 + 1 exp;
     // backward, which must recompute the states (the memory rule allows 1/8 of them to be kept):

@@ -5,7 +5,7 @@
 // large allocation is a fresh mmap whose pages the kernel faults in and zeroes on first touch; with
 // it a step allocates nothing new after the first. Huge pages matter for kernels that walk (b, l, d)
 // tensors along l (the scan, the conv): every step is d elements away, so 4 KiB pages cost a TLB
-// miss per row; with 2 MiB pages the fused scan runs about 1.8x faster (docs/perf.md).
+// miss per row; with 2 MiB pages the fused scan runs about 1.6x faster (docs/perf.md).
 #pragma once
 #include <cstddef>
 

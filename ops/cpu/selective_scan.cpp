@@ -42,8 +42,8 @@ static_assert(kScanBlock == kVecLanes, "a block of channels is one vector of lan
 // t: a stride of 2 KiB and more for Mamba's widths, which Intel's hardware prefetchers do not follow
 // (they stay inside a 4 KiB page; Zen 4's stride prefetcher does), so without this each step waits for
 // its rows of delta, u, z and dout from L3 (the backward ran at 1.8x and the forward at 1.3x the time
-// per state update of the same work with d = 16, on an Intel Xeon of the Sapphire Rapids class:
-// docs/perf.md). Prefetches never change a result.
+// per state update of the same work with d = 16, on an Intel Xeon of the Sapphire Rapids class;
+// docs/perf.md, "Selective scan"). Prefetches never change a result.
 constexpr int64_t kPrefetchSteps = 8;
 
 template <class T>
