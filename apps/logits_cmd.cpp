@@ -38,7 +38,7 @@ void add_logits_command(CLI::App& app, Run& run) {
                "[logits] --out {} is one of a run's own files; write the logits to another file", o->out);
       const Device device = resolve_device(o->device, "logits");
       auto model = load_model(o->run_dir, device);
-      std::vector<uint8_t> data = read_byte_file(o->input);
+      std::vector<uint8_t> data = read_byte_file(o->input, "--input");
       MG_CHECK((int64_t)data.size() >= o->bytes, "[logits] {} has {} bytes, fewer than --bytes {}", o->input,
                data.size(), o->bytes);
       std::vector<int64_t> toks(data.begin(), data.begin() + o->bytes);

@@ -26,6 +26,8 @@ struct MambaConfig {
   // Vocabularies other than 256 are padded to a multiple of 8 (rows past the real ones are unused).
   int64_t padded_vocab() const { return (vocab_size + 7) / 8 * 8; }
   void validate() const;  // throws naming the field
+  // The number of parameters (as a double: an estimate for memory bounds that cannot overflow).
+  double num_parameters() const;
 
   // "tiny" (tests, ~80k parameters), "small" (d_model 256, 4 layers), "base" (d_model 512, 8 layers).
   static MambaConfig preset(const std::string& name);
