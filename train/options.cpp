@@ -44,9 +44,10 @@ void check_training_memory(const TrainOptions& o) {
   const double bytes = 16 * params + 4 * tokens * ((double)c.n_layer * (double)c.d_inner() + (double)c.padded_vocab());
   check_fits_in_memory(bytes, "train",
                        mg::format("a model of {:.3g} parameters (--d-model {}, --n-layer {}, --d-state {}, --expand {}) "
-                                  "trained on --batch {} x --seq {} tokens per step",
+                                  "trained on --batch {} x --seq {} tokens per step (a lower bound: parameters, "
+                                  "gradients, AdamW moments, activations)",
                                   params, c.d_model, c.n_layer, c.d_state, c.expand, o.batch, o.seq),
-                       " at least; use a smaller model, --batch or --seq");
+                       "; use a smaller model, --batch or --seq");
 }
 
 }  // namespace
