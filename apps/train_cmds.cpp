@@ -7,6 +7,7 @@
 #include "apps/commands.h"
 #include "apps/device_option.h"
 #include "apps/option_checks.h"
+#include "core/memory_limit.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "train/interrupt.h"
@@ -206,6 +207,9 @@ void add_eval_command(CLI::App& app, Run& run) {
                "split)",
                o->bytes, seq, o->seq > 0 ? "" : " (the run's)", (uint64_t)seq + 1);
       auto model = load_model(o->run_dir, device);
+      check_fits_in_memory(model->config().forward_bytes((double)o->batch * (double)seq), "eval",
+                           mg::format("a batch of --batch {} x --seq {} tokens", o->batch, seq),
+                           "; use a smaller --batch or --seq");
       const std::string path = o->data.empty() ? opts.data : o->data;
       std::vector<uint8_t> bytes = read_run_data(opts, o->data, "eval");
       if (o->data.empty()) check_run_data(opts, bytes, "eval");

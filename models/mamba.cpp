@@ -132,6 +132,10 @@ double MambaConfig::num_parameters() const {
   return (double)padded_vocab() * d + (double)n_layer * layer + d;
 }
 
+double MambaConfig::forward_bytes(double tokens) const {
+  return 4 * tokens * ((double)padded_vocab() + 2 * (double)d_inner() + (double)d_model);
+}
+
 MambaConfig MambaConfig::from_json(const std::string& text, const std::string& source) {
   nlohmann::json j;
   try {

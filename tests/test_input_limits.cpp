@@ -250,3 +250,34 @@ TEST_CASE("input limits: eval and resume after the run's data file moved ask for
   // With --data naming the moved file, both go on.
   CHECK(run_cli({"eval", "--run", d / "run", "--data", d / "moved.txt", "--threads", "1"}, {}, kKillMs).exit_code == 0);
 }
+
+TEST_CASE("input limits: generate, logits and eval bound what their options ask for against the memory") {
+  TempDir d("limits_batches");
+  const std::string data = write_text(d, 30000);
+  REQUIRE(run_cli(tiny_train(data, d / "run"), {}, kKillMs).exit_code == 0);
+  check_refused(run_cli({"generate", "--run", d / "run", "--num-samples", "1000000000", "--bytes", "1000000"}, {},
+                        kKillMs),
+                {"[generate] --num-samples 1000000000 x (--bytes 1000000 + a prompt of 1 bytes), with their states "
+                 "needs", "more than this machine's memory", "use a smaller --num-samples or --bytes"});
+  check_refused(run_cli({"logits", "--run", d / "run", "--input", data, "--out", d / "l.safetensors", "--bytes",
+                         "100000000000"},
+                        {}, kKillMs),
+                {"[logits] the forward over --bytes 100000000000 (logits of (1, 100000000000, 256) float32) needs",
+                 "use a smaller --bytes"});
+  CHECK(!fs::exists(d / "l.safetensors"));
+  check_refused(run_cli({"eval", "--run", d / "run", "--batch", "100000", "--seq", "32"}, {"MG_MEMORY_LIMIT=150000000"},
+                        kKillMs),
+                {"[eval] a batch of --batch 100000 x --seq 32 tokens needs", "more than this machine's memory (143 MiB)"});
+}
+
+TEST_CASE("input limits: under an address-space limit (ulimit -v) a large run is refused by the bound, not bad_alloc") {
+  TempDir d("limits_rlimit");
+  const std::string data = write_text(d, 30000);
+  // 1 GiB of address space: the program runs, but a base model on --batch 64 x --seq 4096 does not fit.
+  auto r = test::run_program("/bin/sh", {"-c", std::string("ulimit -v 1048576 && exec ") + MG_CLI_PATH +
+                                                   " train --data " + data + " --out " + (d / "run") +
+                                                   " --preset base --batch 64 --seq 4096 --quiet --threads 1"},
+                             {}, kKillMs);
+  check_refused(r, {"[train] a model of", "more than this machine's memory (1 GiB)"});
+  CHECK(!fs::exists(d / "run"));
+}
