@@ -3,6 +3,7 @@
 // `mambagrad bench generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]`:
 // the benchmarks in bench/.
 #include "apps/commands.h"
+#include "apps/option_checks.h"
 #include "autograd/anomaly.h"
 #include "bench/bench.h"
 #include "core/error.h"
@@ -11,6 +12,10 @@
 #include <cstdio>
 
 namespace mg::app {
+
+namespace {
+constexpr int64_t kMaxCount = 1000000;  // repetitions and steps: a bound that an int holds
+}  // namespace
 
 void add_bench_command(CLI::App& app, Run& run) {
   struct Opts {
@@ -36,21 +41,28 @@ void add_bench_command(CLI::App& app, Run& run) {
       ->required()
       ->check(CLI::IsMember({"scan", "matmul", "train", "generate"}));
   cmd->add_option("--reps", o->scan.reps, "timed repetitions (scan: median reported; matmul: best reported)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(1, kMaxCount));
   cmd->add_option("--ref-steps", o->scan.ref_steps,
                   "scan: time the reference on at most this many steps and scale to l (0: min(l, 256))")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(at_least(0));
   cmd->add_flag("--quick", o->scan.quick, "small shapes only (a smoke test)");
   cmd->add_option("--preset", o->presets, "train, generate: presets to run (default: small base; generate: small)");
   auto* batch = cmd->add_option("--batch", o->batch, "train: batch size; generate: sequences decoded together "
-                                                     "(default 1)")->capture_default_str();
-  cmd->add_option("--prompt-bytes", o->gen.prompt_bytes, "generate: prompt length (prefill)")->capture_default_str();
-  cmd->add_option("--tokens", o->gen.tokens, "generate: decoded tokens per sequence")->capture_default_str();
+                                                     "(default 1)")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--prompt-bytes", o->gen.prompt_bytes, "generate: prompt length (prefill)")
+      ->capture_default_str()
+      ->check(at_least(1));
+  cmd->add_option("--tokens", o->gen.tokens, "generate: decoded tokens per sequence")
+      ->capture_default_str()
+      ->check(at_least(1));
   cmd->add_flag("--background-load", o->gen.background_load,
                 "generate: a busy thread on CPU 0 during the measurements (a shared machine)");
-  cmd->add_option("--seq", o->seq, "train: sequence length")->capture_default_str();
-  cmd->add_option("--steps", o->steps, "train: timed steps")->capture_default_str();
-  cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str();
+  cmd->add_option("--seq", o->seq, "train: sequence length")->capture_default_str()->check(at_least(1));
+  cmd->add_option("--steps", o->steps, "train: timed steps")->capture_default_str()->check(int_range(1, kMaxCount));
+  cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str()->check(
+      int_range(0, kMaxCount));
   cmd->add_flag("--detect-anomaly", o->detect_anomaly,
                 "train: time the steps under anomaly mode (train --detect-anomaly), to measure its overhead");
   cmd->add_option("--precision", o->precision,

@@ -10,6 +10,7 @@
 #include "apps/option_checks.h"
 #include "autograd/grad_mode.h"
 #include "core/error.h"
+#include "core/memory_limit.h"
 #include "data/bytes.h"
 #include "train/run_folder.h"
 #include "io/safetensors.h"
@@ -38,7 +39,11 @@ void add_logits_command(CLI::App& app, Run& run) {
                "[logits] --out {} is one of a run's own files; write the logits to another file", o->out);
       const Device device = resolve_device(o->device, "logits");
       auto model = load_model(o->run_dir, device);
-      std::vector<uint8_t> data = read_byte_file(o->input);
+      check_fits_in_memory(model->config().forward_bytes((double)o->bytes), "logits",
+                           mg::format("the forward over --bytes {} (logits of (1, {}, {}) float32)", o->bytes, o->bytes,
+                                      model->config().padded_vocab()),
+                           "; use a smaller --bytes");
+      std::vector<uint8_t> data = read_byte_file(o->input, "--input");
       MG_CHECK((int64_t)data.size() >= o->bytes, "[logits] {} has {} bytes, fewer than --bytes {}", o->input,
                data.size(), o->bytes);
       std::vector<int64_t> toks(data.begin(), data.begin() + o->bytes);

@@ -1,9 +1,11 @@
 // mambagrad: the command line. `mambagrad --help` lists the subcommands.
 #include <cstdio>
+#include <new>
 
 #include "apps/commands.h"
 #include "apps/option_checks.h"
 #include "core/error.h"
+#include "core/memory_limit.h"
 #include "core/parallel.h"
 #include "cuda/runtime.h"
 #include "train/distributed.h"
@@ -49,19 +51,30 @@ int main(int argc, char** argv) {
     }
     return app.exit(e);
   }
+  // After an error: a rank of a data-parallel run that failed alone ends the job (MPI_Abort), so that
+  // no other rank waits for it forever in a collective (train/distributed.h).
+  auto failed = [](int status) {
+    mg::World::end_after_error(status);
+    return status;
+  };
   try {
     if (threads > 0) mg::set_num_threads(threads);
     mg::cuda::set_allow_tf32(tf32);
     const int status = run();
-    // Every rank of a data-parallel run gets here together (an interrupt is agreed between them). One
-    // that failed returns without it: mpirun then ends the ranks that may wait for it in a collective.
+    // Every rank of a data-parallel run gets here together (an interrupt is agreed between them).
     mg::World::finalize();
     return status;
   } catch (const mg::Interrupted& e) {  // Ctrl-C while evaluating: the shell's status for it
     std::fprintf(stderr, "%s\n", e.what());
-    return mg::interrupted_exit_status(e.signo);
+    return failed(mg::interrupted_exit_status(e.signo));
+  } catch (const std::bad_alloc&) {
+    // Sizes from files and options are bounded first (core/memory_limit.h); this is what is left.
+    std::fprintf(stderr, "error: [%s] ran out of memory (this machine's memory: %s); use a smaller model, batch or "
+                 "file\n", app.get_subcommands().empty() ? "mambagrad" : app.get_subcommands()[0]->get_name().c_str(),
+                 mg::format_bytes((double)mg::memory_limit_bytes()).c_str());
+    return failed(1);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return failed(1);
   }
 }

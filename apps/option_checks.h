@@ -38,6 +38,12 @@ inline CLI::Validator at_least(int64_t lo) {
                                     : "an integer >= " + std::to_string(lo));
 }
 
+// An integer from lo to hi.
+inline CLI::Validator int_range(int64_t lo, int64_t hi) {
+  return integer<int64_t>([lo, hi](int64_t v) { return v >= lo && v <= hi; },
+                          "an integer from " + std::to_string(lo) + " to " + std::to_string(hi));
+}
+
 // -1 (which means `minus_one`) or a positive integer.
 inline CLI::Validator minus_one_or_positive(const std::string& minus_one) {
   return integer<int64_t>([](int64_t v) { return v == -1 || v >= 1; }, "-1 (" + minus_one + ") or a positive integer");

@@ -7,9 +7,11 @@
 #include "apps/commands.h"
 #include "apps/device_option.h"
 #include "apps/option_checks.h"
+#include "core/memory_limit.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "train/interrupt.h"
+#include "train/run_data.h"
 #include "train/run_folder.h"
 #include "train/trainer.h"
 
@@ -199,14 +201,21 @@ void add_eval_command(CLI::App& app, Run& run) {
                "--data FILE",
                o->run_dir);
       const TrainOptions opts = recorded.value_or(TrainOptions{});
+      const int64_t seq = o->seq > 0 ? o->seq : opts.seq;
+      MG_CHECK(o->bytes == -1 || o->bytes > seq,
+               "[eval] --bytes {} is shorter than one window of --seq {} + 1 bytes{}: use at least {}, or -1 (the whole "
+               "split)",
+               o->bytes, seq, o->seq > 0 ? "" : " (the run's)", (uint64_t)seq + 1);
       auto model = load_model(o->run_dir, device);
+      check_fits_in_memory(model->config().forward_bytes((double)o->batch * (double)seq), "eval",
+                           mg::format("a batch of --batch {} x --seq {} tokens", o->batch, seq),
+                           "; use a smaller --batch or --seq");
       const std::string path = o->data.empty() ? opts.data : o->data;
-      std::vector<uint8_t> bytes = read_byte_file(path);
+      std::vector<uint8_t> bytes = read_run_data(opts, o->data, "eval");
       if (o->data.empty()) check_run_data(opts, bytes, "eval");
       ByteSplits s = split_bytes(std::move(bytes));
       ByteDataset set(o->split == "train" ? std::move(s.train) : o->split == "validation" ? std::move(s.val) : std::move(s.test),
                       o->split);
-      const int64_t seq = o->seq > 0 ? o->seq : opts.seq;
       InterruptGuard interrupt;  // Ctrl-C stops between batches: mg::Interrupted, exit status 130
       const bool streams = o->stream || (!o->windows && opts.carry_state);
       EvalResult r = streams ? evaluate_stream(*model, set, o->batch, seq, o->bytes)

@@ -12,6 +12,7 @@ struct ScanBenchOptions {
   int64_t ref_steps = 0;   // time the composed reference on at most this many steps and scale; 0: min(l, 256)
   bool quick = false;      // small shapes, for a smoke test
   std::string device = "cpu";  // "cpu", or "cuda[:N]" for bench/scan_bench_cuda.cpp
+  void validate(const char* command) const;  // throws naming --reps or --ref-steps when out of range
 };
 
 // selective_scan fused vs composed reference: forward and forward+backward times, their ratio,

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "bench/bench.h"
+#include "core/error.h"
 #include "core/parallel.h"
 #include "ops/cpu/gemm.h"
 
@@ -161,6 +162,8 @@ void decode_section(int reps, const OpenBlas& ob) {
 
 // Declared in apps/bench_cmd.cpp.
 int run_matmul_bench(int reps, bool quick) {
+  MG_CHECK(reps >= 1, "[bench matmul] --reps must be at least 1 (the best of that many trials is reported), got {}",
+           reps);
   const int threads = num_threads();
   OpenBlas ob = load_openblas();
   if (ob.sgemm && ob.set_threads) ob.set_threads(threads);

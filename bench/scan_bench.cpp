@@ -16,6 +16,7 @@
 #include "autograd/grad_mode.h"
 #include "bench/bench.h"
 #include "bench/scan_inputs.h"
+#include "core/error.h"
 #include "core/parallel.h"
 #include "core/storage.h"
 #include "ops/cpu/selective_scan.h"
@@ -97,7 +98,14 @@ std::string mib(double bytes) { return mg::format("{:.1f} MiB", bytes / (1024.0 
 
 }  // namespace
 
+void ScanBenchOptions::validate(const char* command) const {
+  MG_CHECK(reps >= 1, "[{}] --reps must be at least 1 (the median of that many timed repetitions is reported), got {}",
+           command, reps);
+  MG_CHECK(ref_steps >= 0, "[{}] --ref-steps must be 0 (min(l, 256)) or positive, got {}", command, ref_steps);
+}
+
 int run_scan_bench(const ScanBenchOptions& o) {
+  o.validate("bench scan");
   struct Cfg {
     int64_t b, l, d, n;
   };

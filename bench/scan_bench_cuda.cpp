@@ -20,6 +20,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
 #include "bench/bench.h"
+#include "core/error.h"
 #include "core/device.h"
 #include "cuda/runtime.h"
 #include "bench/scan_inputs.h"
@@ -66,6 +67,7 @@ std::string mib(double bytes) { return mg::format("{:.0f} MiB", bytes / (1024.0 
 }  // namespace
 
 int run_scan_bench_cuda(const ScanBenchOptions& o) {
+  o.validate("bench scan");
   if (!cuda::built_with_cuda() || cuda::device_count() == 0) {
     mg::print(stderr,
                "error: `bench scan --device {}` needs a CUDA build (configure with -DMG_CUDA=ON) and a GPU; {}\n",

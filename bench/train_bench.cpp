@@ -269,7 +269,7 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     data = ByteDataset(std::move(bytes), "random");
     source = "random bytes";
   } else {
-    data = ByteDataset(split_bytes(read_byte_file(data_path)).train, "train");
+    data = ByteDataset(split_bytes(read_byte_file(data_path, "--data")).train, "train");
     source = mg::format("the train split of {} ({} bytes)", data_path, data.size());
   }
 

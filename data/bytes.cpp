@@ -8,11 +8,16 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
+#include <new>
 #include <string_view>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "core/error.h"
+#include "core/memory_limit.h"
 
 namespace mg {
 namespace {
@@ -27,35 +32,70 @@ uint32_t le32(const uint8_t* p) {
 uint64_t le64(const uint8_t* p) { return uint64_t(le32(p)) | uint64_t(le32(p + 4)) << 32; }
 
 
-std::vector<uint8_t> read_whole_file(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::file_status st = fs::status(path, ec);
-  if (!fs::exists(st))
-    MG_THROW(
-        "[data] '{}' does not exist. To train on enwik8, download it into the current folder with:\n    {}\n"
-        "(or pass any text file: raw, gzip or zip)",
-        path, kEnwik8DownloadCommand);
-  MG_CHECK(!fs::is_directory(st), "[data] '{}' is a directory; give the path of a data file (e.g. enwik8.zip)", path);
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) MG_THROW("[data] cannot open '{}': {}", path, std::strerror(errno));
-  std::vector<uint8_t> out;
-  size_t expect = 0;
-  if (fs::is_regular_file(st)) {
-    auto size = fs::file_size(path, ec);
-    if (!ec) expect = (size_t)size;
+// What a path that is not a regular file is, for messages.
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a regular file";
+}
+
+// The one rule for data files: a regular file, checked before it is opened (a FIFO with no writer
+// would block the open) and again on the open descriptor (opened non-blocking, so that a FIFO swapped
+// in between cannot block either). Returns the open descriptor.
+int open_regular_file(const std::string& path, const std::string& option) {
+  const std::string name = option.empty() ? std::string("a data file") : option;
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT)
+      MG_THROW(
+          "[data] '{}' does not exist. To train on enwik8, download it into the current folder with:\n    {}\n"
+          "(or pass any text file: raw, gzip or zip)",
+          path, kEnwik8DownloadCommand);
+    MG_THROW("[data] cannot read '{}': {}", path, std::strerror(errno));
   }
-  // Read the expected size at once, then on until EOF (so pipes and growing files work too).
-  size_t chunk = std::max<size_t>(expect + 1, size_t(1) << 16);
+  auto refuse = [&](mode_t mode) {
+    MG_THROW("[data] '{}' is {}: {} must be a regular file (raw bytes, gzip or zip), e.g. enwik8.zip", path,
+             file_kind(mode), name);
+  };
+  if (!S_ISREG(st.st_mode)) refuse(st.st_mode);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) MG_THROW("[data] cannot open '{}': {}", path, std::strerror(errno));
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    refuse(st.st_mode);
+  }
+  return fd;
+}
+
+std::vector<uint8_t> read_whole_file(const std::string& path, const std::string& option) {
+  const int fd = open_regular_file(path, option);
+  std::unique_ptr<int, void (*)(int*)> guard(new int(fd), [](int* f) {
+    ::close(*f);
+    delete f;
+  });
+  struct stat st{};
+  ::fstat(fd, &st);
+  const uint64_t limit = memory_limit_bytes();
+  check_fits_in_memory((double)st.st_size, "data", mg::format("'{}' ({} bytes)", path, (uint64_t)st.st_size),
+                       "; enwik8 is 100 MB");
+  std::vector<uint8_t> out((size_t)st.st_size + 1);  // one byte more to see whether the file grew
+  size_t n = 0;
   for (;;) {
-    size_t old = out.size();
-    out.resize(old + chunk);
-    size_t got = std::fread(out.data() + old, 1, chunk, f.get());
-    out.resize(old + got);
-    if (got < chunk) break;
-    chunk = std::max<size_t>(out.size(), size_t(1) << 16);
+    if (n == out.size()) {
+      MG_CHECK(out.size() < limit, "[data] '{}' grew past this machine's memory ({}) while being read", path,
+               format_bytes((double)limit));
+      out.resize(std::min<size_t>(out.size() * 2, limit));
+    }
+    const ssize_t got = ::read(fd, out.data() + n, out.size() - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) MG_THROW("[data] error while reading '{}': {}", path, std::strerror(errno));
+    if (got == 0) break;
+    n += (size_t)got;
   }
-  if (std::ferror(f.get())) MG_THROW("[data] error while reading '{}': {}", path, std::strerror(errno));
+  out.resize(n);
   return out;
 }
 
@@ -238,6 +278,8 @@ std::vector<uint8_t> unzip_member(const std::vector<uint8_t>& z, const std::stri
            "[data] {} declares {} bytes from {} compressed bytes, which deflate cannot produce (corrupt zip)", what,
            e.usize, e.csize);
 
+  check_fits_in_memory((double)e.usize, "data", mg::format("{} ({} bytes decoded)", what, e.usize),
+                       "; enwik8 is 100 MB");
   std::vector<uint8_t> out;
   if (e.method == 0) {
     MG_CHECK(e.csize == e.usize, "[data] {} is stored uncompressed but its sizes differ ({} vs {}): corrupt zip", what,
@@ -264,7 +306,13 @@ std::vector<uint8_t> gunzip_bytes(const std::vector<uint8_t>& gz, const std::str
   if (gz.size() >= 18) out.reserve(std::min<size_t>(le32(gz.data() + gz.size() - 4), gz.size() * 16));
   const uint8_t* in = gz.data();
   size_t in_len = gz.size();
+  const uint64_t limit = memory_limit_bytes();
   for (;;) {
+    // The decoded size is known only at the end: a gzip bomb is stopped when it passes the memory bound.
+    MG_CHECK(out.size() < limit,
+             "[data] gzip file '{}' decompresses to more than this machine's memory ({}): refused before it is "
+             "all decoded (enwik8 is 100 MB)",
+             path, format_bytes((double)limit));
     const size_t kOut = std::clamp<size_t>(out.capacity() - out.size(), size_t(1) << 16, size_t(1) << 24);
     size_t old = out.size();
     out.resize(old + kOut);
@@ -316,7 +364,14 @@ uint32_t crc32_bytes(const void* data, size_t n) {
   return (uint32_t)crc;
 }
 
-std::vector<uint8_t> read_byte_file(const std::string& path) { return decode_byte_file(read_whole_file(path), path); }
+std::vector<uint8_t> read_byte_file(const std::string& path, const std::string& option) {
+  try {
+    return decode_byte_file(read_whole_file(path, option), path);
+  } catch (const std::bad_alloc&) {  // under the bound, but the memory was not there
+    MG_THROW("[data] ran out of memory while reading and decoding '{}' (this machine's memory: {})", path,
+             format_bytes((double)memory_limit_bytes()));
+  }
+}
 
 namespace {
 

@@ -24,7 +24,11 @@ namespace mg {
 // How to get the standard data set, shown in the error for a missing file.
 inline constexpr const char* kEnwik8DownloadCommand = "curl -LO http://mattmahoney.net/dc/enwik8.zip";
 
-std::vector<uint8_t> read_byte_file(const std::string& path);
+// Only a regular file is read (data/bytes.cpp checks it before opening): a FIFO, device or directory is
+// refused at once, naming `option` (the command-line option that gave the path, e.g. "--data"). The
+// file's size and its decoded size are bounded by the machine's memory (core/memory_limit.h) before
+// they are allocated.
+std::vector<uint8_t> read_byte_file(const std::string& path, const std::string& option = "");
 
 // zlib's CRC-32 of bytes in memory (the zip checksum; runs record their data's with it).
 uint32_t crc32_bytes(const void* data, size_t n);

@@ -10,6 +10,7 @@
 #include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "core/checked.h"
+#include "core/memory_limit.h"
 #include "ops/cpu/gemm.h"
 
 namespace mg {
@@ -73,6 +74,68 @@ std::string MambaConfig::to_json() const {
   return j.dump(2) + "\n";
 }
 
+namespace {
+
+// config.json's fields, each read and checked once: errors name the file and the field, with the valid
+// values. Sizes are exact integers (64.5 and 2^63 are refused, not truncated or wrapped).
+class ConfigReader {
+ public:
+  ConfigReader(const nlohmann::json& j, const std::string& source) : j_(j), source_(source) {}
+
+  const nlohmann::json& at(const char* key) const {
+    MG_CHECK(j_.contains(key), "[config] {} has no \"{}\"", source_, key);
+    return j_.at(key);
+  }
+
+  // An integer from lo to kMaxSize (exact: doubles hold every integer in that range).
+  int64_t size(const char* key, int64_t lo) const {
+    const nlohmann::json& v = at(key);
+    const double d = v.is_number() ? v.get<double>() : std::nan("");
+    MG_CHECK(d == std::floor(d) && d >= (double)lo && d <= (double)kMaxSize,
+             "[config] \"{}\" in {} must be an integer from {} to {}, got {}", key, source_, lo, kMaxSize, v.dump());
+    return (int64_t)d;
+  }
+
+  // A number in (0, 1) that stays so in float32 (the norms compute in float32).
+  double epsilon(const char* key) const {
+    const nlohmann::json& v = at(key);
+    const double d = v.is_number() ? v.get<double>() : std::nan("");
+    const float f = (float)d;
+    MG_CHECK(v.is_number() && std::isfinite(f) && f > 0 && f < 1,
+             "[config] \"{}\" in {} must be a number between 0 and 1 (exclusive) that float32 holds, such as 1e-5; "
+             "got {}",
+             key, source_, v.dump());
+    return d;
+  }
+
+  // A field of Hugging Face's MambaConfig that this implementation supports with one value only: absent,
+  // or that value (anything else would load a different model without a word).
+  void fixed(const char* key, const nlohmann::json& supported, const char* meaning) const {
+    if (!j_.contains(key) || j_.at(key) == supported) return;
+    MG_THROW("[config] \"{}\" in {} is {}, which this implementation does not support: it supports only {} ({})",
+             key, source_, j_.at(key).dump(), supported.dump(), meaning);
+  }
+
+  static constexpr int64_t kMaxSize = (int64_t(1) << 31) - 1;
+
+ private:
+  const nlohmann::json& j_;
+  const std::string& source_;
+};
+
+}  // namespace
+
+double MambaConfig::num_parameters() const {
+  const double d = (double)d_model, di = (double)d_inner(), n = (double)d_state, r = (double)rank();
+  const double layer = d * 2 * di + di * ((double)d_conv + 1) + di * (r + 2 * n) + (r + 1) * di + di * n + di +
+                       di * d + d;
+  return (double)padded_vocab() * d + (double)n_layer * layer + d;
+}
+
+double MambaConfig::forward_bytes(double tokens) const {
+  return 4 * tokens * ((double)padded_vocab() + 2 * (double)d_inner() + (double)d_model);
+}
+
 MambaConfig MambaConfig::from_json(const std::string& text, const std::string& source) {
   nlohmann::json j;
   try {
@@ -80,27 +143,33 @@ MambaConfig MambaConfig::from_json(const std::string& text, const std::string& s
   } catch (const std::exception& e) {
     MG_THROW("[config] {} is not valid JSON: {}", source, e.what());
   }
+  MG_CHECK(j.is_object(), "[config] {} is not a JSON object", source);
+  const ConfigReader r(j, source);
+  r.fixed("model_type", "mamba", "a Mamba model");
+  r.fixed("use_bias", false, "in_proj and out_proj without bias");
+  r.fixed("use_conv_bias", true, "the depthwise conv with a bias");
+  r.fixed("tie_word_embeddings", true, "the LM head tied to the embeddings");
+  r.fixed("hidden_act", "silu", "SiLU activations");
   MambaConfig c;
-  auto get = [&](const char* key, auto& field) {
-    MG_CHECK(j.contains(key), "[config] {} has no \"{}\"", source, key);
-    try {
-      field = j.at(key).get<std::decay_t<decltype(field)>>();
-    } catch (const std::exception&) {
-      MG_THROW("[config] \"{}\" in {} has the wrong type: {}", key, source, j.at(key).dump());
-    }
-  };
-  get("hidden_size", c.d_model);
-  get("num_hidden_layers", c.n_layer);
-  get("state_size", c.d_state);
-  get("conv_kernel", c.d_conv);
-  get("expand", c.expand);
-  get("time_step_rank", c.dt_rank);
-  get("layer_norm_epsilon", c.norm_eps);
-  if (j.contains("mambagrad_vocab_size"))
-    get("mambagrad_vocab_size", c.vocab_size);
-  else
-    get("vocab_size", c.vocab_size);
+  c.d_model = r.size("hidden_size", 1);
+  c.n_layer = r.size("num_hidden_layers", 1);
+  c.d_state = r.size("state_size", 1);
+  c.d_conv = r.size("conv_kernel", 1);
+  c.expand = r.size("expand", 1);
+  // Hugging Face writes the automatic rank as its value; "auto" is accepted as well.
+  c.dt_rank = r.at("time_step_rank") == "auto" ? 0 : r.size("time_step_rank", 1);
+  c.norm_eps = r.epsilon("layer_norm_epsilon");
+  c.vocab_size = r.size(j.contains("mambagrad_vocab_size") ? "mambagrad_vocab_size" : "vocab_size", 1);
+  if (j.contains("intermediate_size"))
+    MG_CHECK(r.size("intermediate_size", 1) == c.d_inner(),
+             "[config] \"intermediate_size\" in {} is {}, but expand {} * hidden_size {} is {}: this implementation "
+             "supports only intermediate_size = expand * hidden_size",
+             source, j.at("intermediate_size").dump(), c.expand, c.d_model, c.d_inner());
   c.validate();
+  check_fits_in_memory(c.num_parameters() * 4, "config",
+                       mg::format("the model of {} ({:.3g} float32 parameters: hidden_size {}, num_hidden_layers {}, "
+                                  "state_size {}, expand {}, vocab_size {})",
+                                  source, c.num_parameters(), c.d_model, c.n_layer, c.d_state, c.expand, c.vocab_size));
   return c;
 }
 

@@ -26,6 +26,11 @@ struct MambaConfig {
   // Vocabularies other than 256 are padded to a multiple of 8 (rows past the real ones are unused).
   int64_t padded_vocab() const { return (vocab_size + 7) / 8 * 8; }
   void validate() const;  // throws naming the field
+  // The number of parameters (as a double: an estimate for memory bounds that cannot overflow).
+  double num_parameters() const;
+  // A lower bound of the bytes a forward without autograd over `tokens` tokens (in one batch) needs
+  // beside the parameters: one layer's in_proj output and the float32 logits.
+  double forward_bytes(double tokens) const;
 
   // "tiny" (tests, ~80k parameters), "small" (d_model 256, 4 layers), "base" (d_model 512, 8 layers).
   static MambaConfig preset(const std::string& name);

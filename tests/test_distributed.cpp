@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
 
 #include "io/safetensors.h"
 #include "cuda/nccl.h"
@@ -356,6 +358,96 @@ TEST_CASE("distributed: a batch not divisible by the ranks, or --carry-state, is
   CHECK(c.exit_code != 0);
   CHECK(c.err.find("--carry-state is not supported with 2 processes") != std::string::npos);
   CHECK(!fs::exists(d / "run"));
+}
+
+namespace {
+
+// `mpirun` with one process per command line (MPMD: "-np 1 A : -np 1 B"), each the mambagrad program.
+test::CliRun mpirun_each(const std::vector<std::vector<std::string>>& lines, int kill_after_ms = 120000) {
+  std::vector<std::string> a = {"--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader"};
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (i > 0) a.push_back(":");
+    a.insert(a.end(), {"-np", "1", MG_CLI_PATH});
+    a.insert(a.end(), lines[i].begin(), lines[i].end());
+  }
+  return test::run_program(MG_MPIEXEC, a, {}, kill_after_ms);
+}
+
+// The job ended by itself (not by the test's timer) with a failure and `expect` in its output.
+void check_job_refused(const test::CliRun& r, const std::string& expect) {
+  const std::string output = r.out + r.err;
+  CAPTURE(output);
+  CHECK(r.signal == 0);
+  CHECK(r.exit_code != 0);
+  CHECK(output.find(expect) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("distributed: ranks started with different options or data are refused, naming the option and both values") {
+  test::TempDir d("dist_disagree");
+  const std::string data = test::write_text(d, 60000, true);
+  auto with = [&](std::vector<std::string> change, const std::string& data_path) {
+    auto a = tiny_args(data_path, d / "run", 20);
+    if (change.empty()) return a;
+    auto at = std::find(a.begin(), a.end(), change[0]);
+    if (at == a.end())
+      a.insert(a.end(), change.begin(), change.end());
+    else
+      at[1] = change[1];
+    return a;
+  };
+  const std::string other = d / "other.txt";
+  fs::copy_file(data, other);
+  {
+    std::ofstream(other, std::ios::app) << "one more line";
+  }
+  struct Case {
+    std::vector<std::string> rank1;
+    std::string data1, expect;
+  };
+  const std::vector<Case> cases = {
+      {{"--steps", "10"}, data, "rank 1 has --steps 10, rank 0 has --steps 20"},
+      {{"--lr", "0.002"}, data, "rank 1 has --lr 0.002, rank 0 has --lr 0.001"},
+      {{"--eval-every", "5"}, data, "rank 1 has --eval-every 5, rank 0 has --eval-every 10"},
+      {{}, other, "rank 1 has --data 60013 bytes with CRC-32"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.expect);
+    auto r = mpirun_each({with({}, data), with(c.rank1, c.data1)}, 60000);
+    check_job_refused(r, c.expect);
+    CHECK((r.out + r.err).find("every rank must be started with the same options and data") == std::string::npos);
+    CHECK((r.out + r.err).find("Every rank must be started with the same options and data") != std::string::npos);
+    CHECK((r.out + r.err).find("MPI_ERR") == std::string::npos);
+    CHECK(!fs::exists(d / "run/model.safetensors"));
+  }
+}
+
+TEST_CASE("distributed: a rank that fails alone, before MPI or in its options, ends the job instead of hanging it") {
+  test::TempDir d("dist_alone");
+  const std::string data = test::write_text(d, 60000, true);
+  // Rank 1's command line does not parse: it exits before MPI starts.
+  auto bad = tiny_args(data, d / "run");
+  bad.insert(bad.end(), {"--profile-steps", "abc"});
+  check_job_refused(mpirun_each({tiny_args(data, d / "run"), bad}, 60000), "--profile-steps");
+  // Rank 1's options are out of range: refused after MPI started, and agreed with rank 0.
+  auto range = tiny_args(data, d / "run");
+  range.insert(range.end(), {"--stop-at", "99"});
+  check_job_refused(mpirun_each({tiny_args(data, d / "run"), range}, 60000), "--stop-at must be between 1 and --steps");
+  CHECK(!fs::exists(d / "run/model.safetensors"));
+}
+
+TEST_CASE("distributed: resuming on a number of ranks that does not divide the run's batch names the ones that do") {
+  test::TempDir d("dist_resume_ranks");
+  const std::string data = test::write_text(d, 60000, true);
+  auto stop = tiny_args(data, d / "run");
+  stop.insert(stop.end(), {"--stop-at", "10"});
+  REQUIRE(mpirun(2, stop).exit_code == 0);
+  auto r = mpirun(3, {"train", "--resume", d / "run", "--quiet", "--threads", "1"}, {}, 60000);
+  check_job_refused(r, "has a global batch of 8, fixed by the run, which 3 processes cannot split evenly: resume it on "
+                       "a number of processes that divides 8 (1, 2, 4 or 8)");
+  CHECK((r.out + r.err).find("use a multiple of 3") == std::string::npos);
+  CHECK(find_checkpoint(d / "run")->step == 10);
 }
 
 #else

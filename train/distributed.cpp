@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -64,6 +65,8 @@ bool mpi_built() {
 #endif
 }
 
+World* World::instance_ = nullptr;
+
 World& World::get() {
   static World* world = [] {
     const LaunchInfo l = launch_from_environment();
@@ -76,6 +79,7 @@ World& World::get() {
     MPI_Comm_size(MPI_COMM_WORLD, &w->size_);
     MPI_Comm_rank(MPI_COMM_WORLD, &w->rank_);
     w->mpi_ = true;
+    instance_ = w;
     return w;
 #else
     delete w;
@@ -96,6 +100,62 @@ void World::finalize() {
   MPI_Finalized(&done);
   if (init && !done) MPI_Finalize();
 #endif
+}
+
+void World::end_after_error(int status) {
+#if MG_HAVE_MPI
+  const World* w = instance_;
+  if (!w || !w->mpi_) return;
+  int done = 0;
+  MPI_Finalized(&done);
+  if (done) return;
+  if (w->failure_agreed_) {
+    MPI_Finalize();
+    return;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, status);
+#else
+  (void)status;
+#endif
+}
+
+void World::agree(std::exception_ptr err, const char* op) const {
+  double failed = err ? 1 : 0;
+  sum(&failed, 1);
+  if (failed > 0) failure_agreed_ = true;
+  if (err) std::rethrow_exception(err);
+  if (failed > 0)
+    MG_THROW("[{}] another process of this run stopped with an error (printed above); rank {} stops too", op, rank_);
+}
+
+void World::check_same_as_root(const Fields& mine, const char* op) const {
+  if (!mpi_) return;
+  // Rank 0's fields as one text, "name\0value\0..." (no option name or value holds a NUL).
+  std::string text;
+  if (root())
+    for (const auto& [name, value] : mine) text += name + '\0' + value + '\0';
+  int64_t n = (int64_t)text.size();
+  broadcast(&n, sizeof n);
+  text.resize((size_t)n);
+  broadcast(text.data(), n);
+  if (root()) return;
+  Fields theirs;
+  for (size_t p = 0; p < text.size();) {
+    const size_t a = text.find('\0', p), b = text.find('\0', a + 1);
+    theirs.emplace_back(text.substr(p, a - p), text.substr(a + 1, b - a - 1));
+    p = b + 1;
+  }
+  for (size_t i = 0; i < mine.size() || i < theirs.size(); ++i) {
+    const std::string name = i < mine.size() ? mine[i].first : theirs[i].first;
+    const std::string a = i < mine.size() ? mine[i].second : "(none)";
+    const std::string b = i < theirs.size() && theirs[i].first == name ? theirs[i].second : "(none)";
+    MG_CHECK(a == b,
+             "[{}] the processes of this run disagree: rank {} has {} {}, rank 0 has {} {}. Every rank must be started "
+             "with the same options and data (one command line for all of them)",
+             op, rank_, name, a, name, b);
+  }
 }
 
 void World::sum(double* v, int64_t n) const {

@@ -9,6 +9,7 @@
 // training N copies of the same run.
 #pragma once
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,14 +58,32 @@ class World {
   bool test(Request& r) const;  // true when done
   void wait(Request& r) const;
 
-  // Ends MPI after a successful run (programs call it before returning 0). A program that fails
-  // returns without it: mpirun then ends the other ranks, which may be blocked in a collective.
+  // An agreement round, before going on from a phase that may fail on one rank alone: every rank
+  // passes the error it caught (or none), and all learn whether any rank failed (a sum of one flag).
+  // A rank that failed rethrows its own error, the others throw one saying that another rank stopped
+  // (`op` names the command). In a world of one it rethrows `err`, if any.
+  void agree(std::exception_ptr err, const char* op) const;
+
+  // The run's identity, checked before training: each entry is (option, value), such as
+  // ("--steps", "20"). Rank 0's list is broadcast, and every other rank throws at the first entry whose
+  // value differs from rank 0's, naming the option, both values and its rank. Call it on every rank, in
+  // agreement (then agree() on the outcome).
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  void check_same_as_root(const Fields& mine, const char* op) const;
+
+  // Ends MPI after a successful run (programs call it before returning 0).
   static void finalize();
+  // Ends MPI after an error, so that no rank waits forever in a collective for one that stopped: when
+  // the ranks agreed on the failure (agree()), MPI is finalized and each exits with its status; when
+  // this rank failed alone, MPI_Abort ends every rank of the job. Call it after printing the error.
+  static void end_after_error(int status);
 
  private:
   World() = default;
   int size_ = 1, rank_ = 0;
   bool mpi_ = false;
+  mutable bool failure_agreed_ = false;  // an agree() round found a failure: every rank knows
+  static World* instance_;               // the world made by get(), if any
 };
 
 // How a GradientReducer moves the gradients.

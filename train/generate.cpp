@@ -1,5 +1,7 @@
 #include "train/generate.h"
 
+#include "core/memory_limit.h"
+
 #include <cmath>
 
 #include "autograd/grad_mode.h"
@@ -22,6 +24,14 @@ std::vector<std::string> generate_samples(const MambaLM& model, const std::strin
   const Device device = model.device();
   const int64_t n = o.num_samples, vocab = model.config().vocab_size;
   const std::string context = prompt.empty() ? std::string("\n") : prompt;
+  const MambaConfig& c = model.config();
+  check_fits_in_memory((double)n * (double)(o.bytes + (int64_t)context.size()) +
+                           c.forward_bytes((double)n * (double)context.size()) +
+                           4.0 * (double)n * (double)c.n_layer * (double)c.d_inner() * (double)(c.d_state + c.d_conv),
+                       "generate",
+                       mg::format("--num-samples {} x (--bytes {} + a prompt of {} bytes), with their states",
+                                  n, o.bytes, context.size()),
+                       "; use a smaller --num-samples or --bytes");
   std::vector<int64_t> ids;
   for (unsigned char c : context) {
     MG_CHECK(c < vocab, "[generate] the prompt's byte {} (at offset {}) is outside the model's vocabulary of {}",

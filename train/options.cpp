@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/memory_limit.h"
 #include "train/run_folder.h"
 
 namespace mg {
@@ -23,6 +24,33 @@ void check_output_file_option(const std::string& path, const char* option) {
            "[{}] the folder of {} does not exist ({}); create it first or give a path in an existing folder", option,
            path, dir.string());
 }
+
+namespace {
+
+// --eval-bytes and --test-bytes cap a split: the cap must hold one window of --seq + 1 bytes.
+void check_window_bytes(const char* option, int64_t bytes, int64_t seq) {
+  MG_CHECK(bytes == -1 || bytes > seq,
+           "[train] {} {} is shorter than one window of --seq {} + 1 bytes: use at least {}, or -1 (the whole split)",
+           option, bytes, seq, (uint64_t)seq + 1);
+}
+
+// A lower bound of what training needs, against the machine's memory: 16 bytes per parameter (the
+// parameters, their gradients and AdamW's two moments, float32) and, per token of a step, one float32
+// per layer and d_inner channel (the scan's saved input) plus the logits.
+void check_training_memory(const TrainOptions& o) {
+  const MambaConfig& c = o.config;
+  const double params = c.num_parameters();
+  const double tokens = (double)o.batch * (double)o.seq;
+  const double bytes = 16 * params + 4 * tokens * ((double)c.n_layer * (double)c.d_inner() + (double)c.padded_vocab());
+  check_fits_in_memory(bytes, "train",
+                       mg::format("a model of {:.3g} parameters (--d-model {}, --n-layer {}, --d-state {}, --expand {}) "
+                                  "trained on --batch {} x --seq {} tokens per step (a lower bound: parameters, "
+                                  "gradients, AdamW moments, activations)",
+                                  params, c.d_model, c.n_layer, c.d_state, c.expand, o.batch, o.seq),
+                       "; use a smaller model, --batch or --seq");
+}
+
+}  // namespace
 
 void TrainOptions::validate() const {
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -47,6 +75,8 @@ void TrainOptions::validate() const {
            eval_bytes);
   MG_CHECK(test_bytes == -1 || test_bytes >= 1, "[train] --test-bytes must be -1 (the whole split) or positive, got {}",
            test_bytes);
+  check_window_bytes("--eval-bytes", eval_bytes, seq);
+  check_window_bytes("--test-bytes", test_bytes, seq);
   MG_CHECK(stop_at == -1 || (stop_at >= 1 && stop_at <= steps),
            "[train] --stop-at must be between 1 and --steps ({}), got {}", steps, stop_at);
   MG_CHECK(profile_steps >= 1, "[train] --profile-steps must be at least 1, got {}", profile_steps);
@@ -55,6 +85,7 @@ void TrainOptions::validate() const {
   MG_CHECK(std::find(names.begin(), names.end(), preset) != names.end(),
            "[train] unknown --preset '{}' (valid: {})", preset, mg::join(names, ", "));
   config.validate();
+  check_training_memory(*this);
 }
 
 std::string TrainOptions::to_json() const {
@@ -118,6 +149,23 @@ TrainOptions TrainOptions::from_json(const std::string& text, const std::string&
     MG_THROW("[resume] the training options in {} are out of range: {}", source, e.what());
   }
   return o;
+}
+
+std::vector<std::pair<std::string, std::string>> rank_identity(const TrainOptions& o, bool resume) {
+  const MambaConfig& c = o.config;
+  auto s = [](const auto& v) { return mg::format("{}", v); };
+  return {{"--resume", resume ? "(resuming)" : "(a new run)"},
+          {"--out", std::filesystem::absolute(o.out).lexically_normal().string()},
+          {"--preset", o.preset}, {"--d-model", s(c.d_model)}, {"--n-layer", s(c.n_layer)},
+          {"--d-state", s(c.d_state)}, {"--d-conv", s(c.d_conv)}, {"--expand", s(c.expand)},
+          {"--dt-rank", s(c.rank())}, {"vocab_size", s(c.vocab_size)}, {"norm_eps", s(c.norm_eps)},
+          {"--steps", s(o.steps)}, {"--batch", s(o.batch)}, {"--seq", s(o.seq)}, {"--lr", s(o.lr)},
+          {"min_lr_ratio", s(o.min_lr_ratio)}, {"--warmup", s(o.warmup)}, {"--weight-decay", s(o.weight_decay)},
+          {"--clip", s(o.clip)}, {"--eval-every", s(o.eval_every)}, {"--eval-bytes", s(o.eval_bytes)},
+          {"--test-bytes", s(o.test_bytes)}, {"--seed", s(o.seed)}, {"--carry-state", s(o.carry_state)},
+          {"--precision", std::string(precision_name(o.precision))}, {"--stop-at", s(o.stop_at)},
+          {"--device", o.device.is_cpu() ? "cpu" : "cuda"},
+          {"--data", mg::format("{} bytes with CRC-32 {:08x}", o.data_bytes, o.data_crc32)}};
 }
 
 nlohmann::ordered_json resume_changes(const TrainOptions& stored, const TrainOptions& now, const std::string& dir) {

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/device.h"
 #include "models/mamba.h"
@@ -65,6 +67,12 @@ struct TrainOptions {
 // Checks that `path` (given as `option`) can be written as a file: not empty, not a folder, and its
 // folder exists. Throws mg::Error naming the option otherwise. Touches nothing.
 void check_output_file_option(const std::string& path, const char* option);
+
+// What must be the same on every rank of a data-parallel run, as (option, value) pairs in the order of
+// the command line: whether it resumes, the folder, the model, every option of the schedule and the
+// evaluation, --stop-at, the kind of device, and the data by its decoded size and CRC-32 (filled in
+// once the data is read). train() compares them with rank 0's (World::check_same_as_root).
+std::vector<std::pair<std::string, std::string>> rank_identity(const TrainOptions& opts, bool resume);
 
 nlohmann::ordered_json resume_changes(const TrainOptions& stored, const TrainOptions& now, const std::string& dir);
 

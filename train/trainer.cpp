@@ -28,6 +28,7 @@
 #include "train/optim.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
+#include "train/run_data.h"
 #include "train/run_folder.h"
 #include "train/train_step.h"
 #include "io/safetensors.h"
@@ -189,7 +190,7 @@ struct TrainData {
 // Reads the data (a bad file fails before anything is written), checks that a resumed run sees its own
 // data, and records the data's absolute path and identity in `opts`.
 TrainData load_train_data(TrainOptions& opts, bool resume) {
-  std::vector<uint8_t> bytes = read_byte_file(opts.data);
+  std::vector<uint8_t> bytes = resume ? read_run_data(opts, "", "resume") : read_byte_file(opts.data, "--data");
   if (resume) check_run_data(opts, bytes, "resume");
   opts.data = fs::absolute(opts.data).lexically_normal().string();
   opts.data_bytes = bytes.size(), opts.data_crc32 = crc32_bytes(bytes.data(), bytes.size());
@@ -211,6 +212,36 @@ TrainData load_train_data(TrainOptions& opts, bool resume) {
     d.test.num_eval_batches(opts.batch, opts.seq, opts.test_bytes);
   }
   return d;
+}
+
+// The divisors of n up to 1024, for messages ("1, 2, 4 or 8").
+std::string divisors_text(int64_t n) {
+  std::vector<std::string> d;
+  for (int64_t k = 1; k <= std::min<int64_t>(n, 1024); ++k)
+    if (n % k == 0) d.push_back(std::to_string(k));
+  std::string s;
+  for (size_t i = 0; i < d.size(); ++i) s += (i == 0 ? "" : i + 1 == d.size() ? " or " : ", ") + d[i];
+  return s;
+}
+
+// What the number of processes allows: the global batch split evenly, and no carried state.
+void check_ranks(const TrainOptions& opts, const World& world, bool resume) {
+  if (!world.distributed()) return;
+  const int n = world.size();
+  if (resume)
+    MG_CHECK(opts.batch % n == 0,
+             "[resume] the run in {} has a global batch of {}, fixed by the run, which {} processes cannot split "
+             "evenly: resume it on a number of processes that divides {} ({})",
+             opts.out, opts.batch, n, opts.batch, divisors_text(opts.batch));
+  const int64_t below = opts.batch / n * n, above = below + n;
+  MG_CHECK(opts.batch % n == 0,
+           "[train] --batch {} is the global batch, split evenly over the {} processes, and is not divisible by {}: "
+           "use a multiple of {} (e.g. {})",
+           opts.batch, n, n, n, below > 0 ? mg::format("{} or {}", below, above) : std::to_string(above));
+  MG_CHECK(!opts.carry_state,
+           "[train] --carry-state is not supported with {} processes yet (each row is a stream whose state would "
+           "have to travel with its rank's rows, in checkpoints too); run it as one process",
+           n);
 }
 
 // What a resumed run starts from: the newest usable checkpoint (loaded into `model`), or step 0 when
@@ -429,8 +460,21 @@ class StepIntrospection {
 
 TrainResult train(TrainOptions opts, bool resume) {
   InterruptGuard interrupt;  // Ctrl-C from here on stops at the next safe point
-  opts.validate();
-  require_device(opts.device, "train");  // before reading data or writing anything
+  // Data parallel (train/distributed.h): N ranks each take batch / N rows of the same global batch.
+  // Every check below that may fail on one rank alone ends in an agreement round (World::agree), so
+  // that no rank goes on to wait in a collective for one that stopped.
+  World& world = World::get();
+  const bool root = world.root();
+  std::exception_ptr err;
+  try {
+    opts.validate();
+    require_device(opts.device, "train");  // before reading data or writing anything
+    check_ranks(opts, world, resume);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  world.agree(err, "train");
+  if (world.distributed() && !root) opts.progress = false;  // rank 0 alone prints
   // --detect-anomaly: every step checks each op output and gradient for NaN/inf and throws at the first
   // (autograd/anomaly.h). Left as it was when off, so a caller's own AnomalyMode guard still applies.
   AnomalyMode anomaly(opts.detect_anomaly || AnomalyMode::is_enabled());
@@ -439,37 +483,11 @@ TrainResult train(TrainOptions opts, bool resume) {
   if (opts.warmup < 0) opts.warmup = std::min<int64_t>(100, opts.steps / 10);
   const std::string dir = opts.out;
 
-  // Data parallel (train/distributed.h): N ranks each take batch / N rows of the same global batch.
-  World& world = World::get();
-  const bool root = world.root();
-  if (world.distributed()) {
-    const int64_t below = opts.batch / world.size() * world.size(), above = below + world.size();
-    MG_CHECK(opts.batch % world.size() == 0,
-             "[train] --batch {} is the global batch, split evenly over the {} processes, and is not divisible by {}: "
-             "use a multiple of {} (e.g. {})",
-             opts.batch, world.size(), world.size(), world.size(),
-             below > 0 ? mg::format("{} or {}", below, above) : std::to_string(above));
-    MG_CHECK(!opts.carry_state,
-             "[train] --carry-state is not supported with {} processes yet (each row is a stream whose state would "
-             "have to travel with its rank's rows, in checkpoints too); run it as one process",
-             world.size());
-    if (!root) opts.progress = false;  // rank 0 alone prints
-  }
   const int64_t local_batch = opts.batch / world.size();
-  // Every rank learns whether any failed before going on (else the others would wait for it in the
-  // next collective): the failing rank throws its own error, the others a short one.
-  auto agree = [&](std::exception_ptr err) {
-    double failed = err ? 1 : 0;
-    world.sum(&failed, 1);
-    if (err) std::rethrow_exception(err);
-    if (failed > 0)
-      MG_THROW("[train] another process of this run stopped with an error (printed above); rank {} stops too",
-               world.rank());
-  };
+  auto agree = [&](std::exception_ptr e) { world.agree(e, "train"); };
 
   // The folder, read only: a new run must not replace a run unless asked to. Only rank 0 touches it.
   TrainData data;
-  std::exception_ptr err;
   try {
     if (root) {
       const RunFolderContents contents = inspect_run_folder(dir);
@@ -483,6 +501,13 @@ TrainResult train(TrainOptions opts, bool resume) {
     }
     data = load_train_data(opts, resume);
     throw_if_interrupted("train");
+  } catch (...) {
+    err = std::current_exception();
+  }
+  agree(err);
+  // The ranks run one job: their options and data must be rank 0's.
+  try {
+    world.check_same_as_root(rank_identity(opts, resume), "train");
   } catch (...) {
     err = std::current_exception();
   }
