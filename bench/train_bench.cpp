@@ -327,11 +327,14 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
                r.base_rss_mb,
                r.tensor_peak_mb, gpu ? mg::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
                r.loss_last);
-    if (precision == Precision::f32) fp32_tokens_per_s = r.tokens_per_s;
+    const char* bf16_path = gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic);
+    if (precision == Precision::f32)
+      fp32_tokens_per_s = r.tokens_per_s;
     else if (fp32_tokens_per_s > 0)
-      mg::print("mambagrad {}: bf16 / fp32 step {:.2f}x (the bf16 gemm ran the {} way)\n", preset,
-                 r.tokens_per_s / fp32_tokens_per_s,
-                 gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic));
+      mg::print("mambagrad {}: bf16 / fp32 step {:.2f}x (the bf16 gemm ran the {} path)\n", preset,
+                 r.tokens_per_s / fp32_tokens_per_s, bf16_path);
+    else
+      mg::print("mambagrad {}: the bf16 gemm ran the {} path\n", preset, bf16_path);
     std::fflush(stdout);
     std::map<std::string, std::string> kv;
     if (peer) {
