@@ -372,8 +372,17 @@ inline void run_tile(int64_t kc, const T* ap, int64_t rsa, int64_t csa, const T*
     micro_kernel<T, Blocking<T>::NV>(kc, ap, rsa, csa, bp, c, ldc, mode, beta);
 }
 
+// op(A)[i0:i0+mc, k0:k0+kc] rounded to bf16 in its stored layout: (mc, kc) rows, or (kc, mc) when trans.
+template <class T>
+void round_block(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, T* dst) {
+  const int64_t rows = trans ? kc : mc, cols = trans ? mc : kc;
+  const T* src = trans ? A + k0 * lda + i0 : A + i0 * lda + k0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = round_bf16(src[r * lda + c]);
+}
+
 // The whole loop nest for one (M, N) slice of C, on one thread; Round: op(A) and op(B) rounded to bf16
-// as they are packed (A is then always packed, never read in place).
+// as they are packed (and op(A), where it is read in place, from a rounded copy of the block).
 template <class T, bool Round = false>
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                  int64_t ldb, T beta, T* C, int64_t ldc) {
@@ -390,15 +399,23 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
     const int64_t nc = std::min<int64_t>(Bk::NC, N - jc);
     // With few B panels the packed A block would be used only once or twice: read op(A) in place
     // instead (full MR-row panels; the last partial one is still packed, see below).
-    const bool direct_a = !Round && nc <= MG_GEMM_DIRECT_PANELS * NR;
-    const int64_t rsa_d = trans_a ? 1 : lda, csa_d = trans_a ? lda : 1;
+    // Round: the block of op(A) is read from a rounded copy in its stored layout (slot 2).
+    const bool direct_a = nc <= MG_GEMM_DIRECT_PANELS * NR;
     for (int64_t pc = 0; pc < K; pc += Bk::KC) {
       const int64_t kc = std::min<int64_t>(Bk::KC, K - pc);
       const Store mode = pc > 0 ? Store::accumulate : beta == T(0) ? Store::overwrite : Store::scale;
       pack_b<T, Round>(trans_b, B, ldb, pc, jc, kc, nc, bp);
       for (int64_t ic = 0; ic < M; ic += Bk::MC) {
         const int64_t mc = std::min<int64_t>(Bk::MC, M - ic);
-        if (!direct_a) pack_a<T, Round>(trans_a, A, lda, ic, pc, mc, kc, ap);
+        const T* a_dir = trans_a ? A + pc * lda + ic : A + ic * lda + pc;  // op(A)[ic, pc] in place
+        int64_t rsa_d = trans_a ? 1 : lda, csa_d = trans_a ? lda : 1;
+        if (!direct_a) {
+          pack_a<T, Round>(trans_a, A, lda, ic, pc, mc, kc, ap);
+        } else if constexpr (Round) {
+          T* ar = thread_scratch<T>(2, size_t(kc_max * mc_max));
+          round_block(trans_a, A, lda, ic, pc, mc, kc, ar);
+          a_dir = ar, rsa_d = trans_a ? 1 : kc, csa_d = trans_a ? mc : 1;
+        }
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t nr = std::min<int64_t>(NR, nc - jr);
           const T* bpanel = bp + jr * kc;
@@ -407,11 +424,11 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
             const T* apanel = ap + ir * kc;
             int64_t rsa = 1, csa = MR;
             if (direct_a && mr == MR) {
-              apanel = trans_a ? A + pc * lda + ic + ir : A + (ic + ir) * lda + pc;
+              apanel = a_dir + ir * rsa_d;
               rsa = rsa_d;
               csa = csa_d;
             } else if (direct_a) {
-              pack_a(trans_a, A, lda, ic + ir, pc, mr, kc, ap);
+              pack_a<T, Round>(trans_a, A, lda, ic + ir, pc, mr, kc, ap);
               apanel = ap;
             }
             T* c = C + (ic + ir) * ldc + jc + jr;
@@ -843,12 +860,6 @@ void packed_threads(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
   }
 }
 
-// The stored rows x cols matrix (row stride ld, 0 for one broadcast row) rounded into a contiguous copy.
-void round_copy(int64_t rows, int64_t cols, const float* src, int64_t ld, float* dst) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = round_bf16(src[r * ld + c]);
-}
-
 }  // namespace
 
 template <class T>
@@ -869,8 +880,8 @@ void gemm_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, c
     const int64_t rb = trans_b ? N : K, cb = trans_b ? K : N;
     float* a = thread_scratch<float>(2, size_t(M * K));
     float* b = thread_scratch<float>(3, size_t(rb * cb));
-    round_copy(M, K, A, lda, a);
-    round_copy(rb, cb, B, ldb, b);
+    round_block<float>(false, A, lda, 0, 0, M, K, a);
+    round_block<float>(false, B, ldb, 0, 0, rb, cb, b);
     return gemm_small_m<float>(trans_b, M, N, K, a, K, b, cb, beta, C, ldc);
   }
   packed_threads<float, true>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
