@@ -46,19 +46,10 @@ void check_conv(const char* op, const Tensor& x, const Tensor& w, const Tensor& 
   check_same_dtype_device(op, "x", x, {{"weight", &w}, {"bias", &bias}, {"initial_state", &init}});
 }
 
-template <class T>
-std::vector<T> transpose_weight(const T* w, int64_t d, int64_t k) {
-  std::vector<T> wt(k * d);
-  for (int64_t c = 0; c < d; ++c)
-    for (int64_t j = 0; j < k; ++j) wt[j * d + c] = w[c * k + j];
-  return wt;
-}
-
 // The CPU kernels' arguments (ops/cpu/conv1d.h); x may have any row strides with channels contiguous.
 template <class T>
-cpu::Conv1dArgs<T> conv_args(const Tensor& x, const T* w, const std::vector<T>& wt, const T* bias, const T* init,
-                             int64_t k, bool silu) {
-  return {x.data<T>(), x.stride(0), x.stride(1), wt.data(), w, bias, init, x.size(0), x.size(1), x.size(2), k, silu};
+cpu::Conv1dArgs<T> conv_args(const Tensor& x, const T* w, const T* bias, const T* init, int64_t k, bool silu) {
+  return {x.data<T>(), x.stride(0), x.stride(1), w, bias, init, x.size(0), x.size(1), x.size(2), k, silu};
 }
 
 }  // namespace
@@ -84,8 +75,7 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
                                   out.data<scalar_t>(), dev.index);
       return;
     }
-    std::vector<scalar_t> wt = transpose_weight(w.data<scalar_t>(), d, k);
-    cpu::conv1d_forward(conv_args(x, w.data<scalar_t>(), wt, pb, pinit, k, apply_silu), out.data<scalar_t>());
+    cpu::conv1d_forward(conv_args(x, w.data<scalar_t>(), pb, pinit, k, apply_silu), out.data<scalar_t>());
   });
   constexpr OpId id = OpId::causal_conv1d;
   const bool has_init = init_in.defined();
@@ -117,9 +107,8 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
                                             partials.defined() ? partials.data<double>() : nullptr, dev.index);
                return;
              }
-             std::vector<T> wt = transpose_weight(w.data<T>(), d, k);
              auto out = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-             cpu::conv1d_backward(conv_args(x, w.data<T>(), wt, pb, pinit, k, apply_silu), gout.data<T>(), out(dx),
+             cpu::conv1d_backward(conv_args(x, w.data<T>(), pb, pinit, k, apply_silu), gout.data<T>(), out(dx),
                                   out(dw), out(db), k > 1 ? out(dinit) : nullptr);
            });
            return std::vector<Tensor>{dx, dw, db, dinit};

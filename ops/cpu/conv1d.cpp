@@ -112,15 +112,32 @@ MG_INLINE void for_lanes(int64_t d, F&& f) {
   if (c < d) f(Lanes<T, false>{c, d - c});
 }
 
+// The arguments with the weight transposed to (k, d) and the row stride ws of that and of the
+// backward's buffers: d rounded up to whole registers plus one cache line, so that rows of these
+// buffers (and x's, whose rows are d apart) do not all fall in the same L1 sets when d is a multiple of
+// 1024 (4 KiB rows).
+template <class T>
+struct Conv : Conv1dArgs<T> {
+  int64_t ws;
+  std::vector<T> wt_buf;
+  const T* wt;
+  explicit Conv(const Conv1dArgs<T>& a)
+      : Conv1dArgs<T>(a), ws((a.d + kLanes<T> - 1) / kLanes<T> * kLanes<T> + 64 / int64_t(sizeof(T))),
+        wt_buf(size_t(a.k * ws), T(0)), wt(wt_buf.data()) {
+    for (int64_t c = 0; c < a.d; ++c)
+      for (int64_t j = 0; j < a.k; ++j) wt_buf[j * ws + c] = a.w[c * a.k + j];
+  }
+};
+
 // The k input rows of the output at time t of sequence i: xr[j] is x at time t - (k-1) + j, or null
 // before time 0, where the initial state (strided by k - 1 over the channels) or zero stands in.
 template <class T>
 struct Taps {
   static constexpr int64_t kMax = 16;  // k above this takes the per-tap path (never in the presets)
   const T* xr[kMax];
-  const Conv1dArgs<T>* a;
+  const Conv<T>* a;
   int64_t i, t;
-  Taps(const Conv1dArgs<T>& args, int64_t i_, int64_t t_) : a(&args), i(i_), t(t_) {
+  Taps(const Conv<T>& args, int64_t i_, int64_t t_) : a(&args), i(i_), t(t_) {
     for (int64_t j = 0; j < std::min(args.k, kMax); ++j) {
       const int64_t s = t - (args.k - 1) + j;
       xr[j] = s >= 0 ? args.x + i * args.xs0 + s * args.xs1 : nullptr;
@@ -143,55 +160,64 @@ struct Taps {
     return v;
   }
   // bias + sum_j w[j] x[t - (k-1) + j] for the lanes; Inside: inside() holds.
-  template <bool Inside, class L>
+  // K: the kernel width when known at compile time (the presets' 4), else 0.
+  template <bool Inside, int K, class L>
   MG_INLINE LV<T> pre(const L& ln) const {
     LV<T> acc = a->bias ? ln.load(a->bias) : LV<T>{};
-    for (int64_t j = 0; j < a->k; ++j) {
+    const int64_t k = K ? K : a->k;
+    for (int64_t j = 0; j < k; ++j) {
       if constexpr (Inside)
-        acc += ln.load(a->wt + j * a->d) * x_in(j, ln);
+        acc += ln.load(a->wt + j * a->ws) * x_in(j, ln);
       else
-        acc += ln.load(a->wt + j * a->d) * x_any(j, ln);
+        acc += ln.load(a->wt + j * a->ws) * x_any(j, ln);
     }
     return acc;
   }
 };
 
 // One sequence's backward (see the top of the file); part (k + 1, d): its dw rows, then db.
-template <class T>
-void backward_sequence(const Conv1dArgs<T>& a, int64_t i, const T* dy, T* dx, T* dinit, T* ring, T* part) {
-  const int64_t l = a.l, d = a.d, k = a.k;
-  std::fill(part, part + (k + 1) * d, T(0));
+template <class T, int K>
+void backward_sequence(const Conv<T>& a, int64_t i, const T* dy, T* dx, T* dinit, T* ring, T* part) {
+  const int64_t l = a.l, d = a.d, k = K ? K : a.k, ws = a.ws;
+  std::fill(part, part + (k + 1) * ws, T(0));
   if (dinit) std::fill(dinit + i * d * (k - 1), dinit + (i + 1) * d * (k - 1), T(0));
-  // dx[s] = sum_j w[j] dpre[s + (k-1) - j] over the terms before l, from the ring.
-  auto dx_row = [&](int64_t s, const auto& ln) MG_INLINE_LAMBDA {
-    LV<T> acc = {};
+  // dx[s] = sum_j w[j] dpre[s + (k-1) - j] over the terms before l, from the ring: rows[j] is that
+  // ring row, or null past l (set by ring_rows once per s, not per lane vector).
+  std::vector<const T*> rows(static_cast<size_t>(k));
+  auto ring_rows = [&](int64_t s) {
     for (int64_t j = 0; j < k; ++j) {
       const int64_t t = s + (k - 1) - j;
-      if (t < l) acc += ln.load(a.wt + j * d) * ln.load(ring + (t % k) * d);
+      rows[j] = t < l ? ring + (t % k) * ws : nullptr;
     }
+  };
+  auto dx_row = [&](int64_t s, const auto& ln) MG_INLINE_LAMBDA {
+    LV<T> acc = {};
+    for (int64_t j = 0; j < k; ++j)
+      if (rows[j]) acc += ln.load(a.wt + j * ws) * ln.load(rows[j]);
     ln.store(dx + (i * l + s) * d, acc);
   };
   for (int64_t t = 0; t < l; ++t) {
     const T* g = dy + (i * l + t) * d;
-    T* rt = ring + (t % k) * d;
+    T* rt = ring + (t % k) * ws;
     const Taps<T> taps(a, i, t);
+    if (dx && t >= k - 1) ring_rows(t - (k - 1));
     auto row = [&](auto inside) {
       constexpr bool In = decltype(inside)::value;
       for_lanes<T>(d, [&](const auto& ln) MG_INLINE_LAMBDA {
         LV<T> dp = ln.load(g);
         if (a.silu) {
-          const LV<T> pre = taps.template pre<In>(ln), s = sigmoid_lanes(pre);
+          const LV<T> pre = taps.template pre<In, K>(ln), s = sigmoid_lanes(pre);
           dp = dp * s * (T(1) + pre * (T(1) - s));
         }
         ln.store(rt, dp);
-        ln.store(part + k * d, ln.load(part + k * d) + dp);
+        ln.store(part + k * ws, ln.load(part + k * ws) + dp);
         for (int64_t j = 0; j < k; ++j) {
           const LV<T> xj = In ? taps.x_in(j, ln) : taps.x_any(j, ln);
-          ln.store(part + j * d, ln.load(part + j * d) + dp * xj);
+          ln.store(part + j * ws, ln.load(part + j * ws) + dp * xj);
         }
         if (dinit)
           for (int64_t m = t; m < k - 1; ++m) {  // dinit[i, c, m] += w[c, m - t] dpre[t, c]
-            const LV<T> add = ln.load(a.wt + (m - t) * d) * dp;
+            const LV<T> add = ln.load(a.wt + (m - t) * ws) * dp;
             T* p = dinit + (i * d + ln.c) * (k - 1) + m;
             for (int64_t e = 0; e < ln.m; ++e) p[e * (k - 1)] += add[e];
           }
@@ -204,49 +230,60 @@ void backward_sequence(const Conv1dArgs<T>& a, int64_t i, const T* dy, T* dx, T*
       row(std::false_type{});
   }
   if (dx)
-    for (int64_t s = std::max<int64_t>(0, l - (k - 1)); s < l; ++s)
+    for (int64_t s = std::max<int64_t>(0, l - (k - 1)); s < l; ++s) {
+      ring_rows(s);
       for_lanes<T>(d, [&](const auto& ln) { dx_row(s, ln); });
+    }
 }
 
 }  // namespace
 
 template <class T>
-void conv1d_forward(const Conv1dArgs<T>& a, T* y) {
-  parallel_for(a.b * a.l, a.d * (a.k + 8), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const Taps<T> taps(a, r / a.l, r % a.l);
-      T* yr = y + r * a.d;
-      auto row = [&](auto inside) {
-        for_lanes<T>(a.d, [&](const auto& ln) MG_INLINE_LAMBDA {
-          const LV<T> pre = taps.template pre<decltype(inside)::value>(ln);
-          ln.store(yr, a.silu ? pre * sigmoid_lanes(pre) : pre);
-        });
-      };
-      if (taps.inside())
-        row(std::true_type{});
-      else
-        row(std::false_type{});
-    }
-  });
+void conv1d_forward(const Conv1dArgs<T>& args, T* y) {
+  const Conv<T> a(args);
+  auto run = [&](auto width) {  // width: K as a type (4, or 0 for any k)
+    parallel_for(a.b * a.l, a.d * (a.k + 8), [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) {
+        const Taps<T> taps(a, r / a.l, r % a.l);
+        T* yr = y + r * a.d;
+        auto row = [&](auto inside) {
+          for_lanes<T>(a.d, [&](const auto& ln) MG_INLINE_LAMBDA {
+            const LV<T> pre = taps.template pre<decltype(inside)::value, decltype(width)::value>(ln);
+            ln.store(yr, a.silu ? pre * sigmoid_lanes(pre) : pre);
+          });
+        };
+        if (taps.inside())
+          row(std::true_type{});
+        else
+          row(std::false_type{});
+      }
+    });
+  };
+  if (a.k == 4)
+    run(std::integral_constant<int, 4>{});
+  else
+    run(std::integral_constant<int, 0>{});
 }
 
 template <class T>
-void conv1d_backward(const Conv1dArgs<T>& a, const T* dy, T* dx, T* dw, T* db, T* dinit) {
-  const int64_t d = a.d, k = a.k;
-  std::vector<T> parts(size_t(a.b * (k + 1) * d));
+void conv1d_backward(const Conv1dArgs<T>& args, const T* dy, T* dx, T* dw, T* db, T* dinit) {
+  const Conv<T> a(args);
+  const int64_t d = a.d, k = a.k, ws = a.ws;
+  std::vector<T> parts(size_t(a.b * (k + 1) * ws));
   parallel_for(a.b, a.l * d * (2 * k + 12), [&](int64_t lo, int64_t hi) {
-    std::vector<T> ring(size_t(k * d));
+    std::vector<T> ring(size_t(k * ws));
     for (int64_t i = lo; i < hi; ++i)
-      backward_sequence(a, i, dy, dx, dinit, ring.data(), parts.data() + i * (k + 1) * d);
+      (k == 4 ? backward_sequence<T, 4> : backward_sequence<T, 0>)(a, i, dy, dx, dinit, ring.data(),
+                                                                  parts.data() + i * (k + 1) * ws);
   });
   if (!dw && !db) return;
-  std::vector<double> sum(size_t((k + 1) * d), 0.0);
+  std::vector<double> sum(size_t((k + 1) * ws), 0.0);
   for (int64_t i = 0; i < a.b; ++i)
-    for (size_t e = 0; e < sum.size(); ++e) sum[e] += double(parts[i * (k + 1) * d + e]);
+    for (size_t e = 0; e < sum.size(); ++e) sum[e] += double(parts[i * (k + 1) * ws + e]);
   for (int64_t c = 0; c < d; ++c) {
     if (dw)
-      for (int64_t j = 0; j < k; ++j) dw[c * k + j] = T(sum[j * d + c]);
-    if (db) db[c] = T(sum[k * d + c]);
+      for (int64_t j = 0; j < k; ++j) dw[c * k + j] = T(sum[j * ws + c]);
+    if (db) db[c] = T(sum[k * ws + c]);
   }
 }
 
