@@ -1,4 +1,5 @@
-// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]`, `mambagrad bench matmul [--reps R] [--quick]`:
+// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]`, `mambagrad bench matmul [--reps R] [--quick]`,
+// `mambagrad bench conv [--reps R] [--quick]`:
 // `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer] [--detect-anomaly]`,
 // `mambagrad bench generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]`:
 // the benchmarks in bench/.
@@ -36,10 +37,10 @@ void add_bench_command(CLI::App& app, Run& run) {
   auto* cmd = app.add_subcommand("bench", "benchmarks that print figures (see docs/perf.md)");
   cmd->add_option("what", o->what,
                   "which benchmark: scan (fused selective_scan vs its composed reference), matmul (our CPU gemm vs "
-                  "OpenBLAS on the training shapes), train (full training steps: tokens/s and peak memory), generate (prefill "
+                  "OpenBLAS on the training shapes), conv (causal_conv1d against its memory floor), train (full training steps: tokens/s and peak memory), generate (prefill "
                   "and decode tokens/s against the machine's floors)")
       ->required()
-      ->check(CLI::IsMember({"scan", "matmul", "train", "generate"}));
+      ->check(CLI::IsMember({"scan", "matmul", "conv", "train", "generate"}));
   cmd->add_option("--reps", o->scan.reps, "timed repetitions (scan: median reported; matmul: best reported)")
       ->capture_default_str()
       ->check(int_range(1, kMaxCount));
@@ -104,6 +105,11 @@ void add_bench_command(CLI::App& app, Run& run) {
         if (o->detect_anomaly) std::printf("anomaly mode on: every op output and gradient checked for NaN/inf\n");
         return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device,
                                       o->precision, o->profile);
+      };
+    else if (o->what == "conv")
+      run = [o] {
+        MG_CHECK(o->device == "cpu", "[bench conv] measures the CPU kernels; --device {} is not supported", o->device);
+        return bench::run_conv_bench(o->scan.reps, o->scan.quick);
       };
     else if (o->what == "matmul")
       run = [o] {

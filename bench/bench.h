@@ -31,6 +31,10 @@ double measure_memory_bandwidth_gbs(int threads);
 // peak device memory. Returns 2, saying why, without a CUDA build or a GPU.
 int run_scan_bench_cuda(const ScanBenchOptions& o);
 
+// bench/conv_bench.cpp: causal_conv1d forward and forward+backward at the presets' training shapes against
+// its memory floor (bytes moved at the measured bandwidth). Returns 0.
+int run_conv_bench(int reps, bool quick);
+
 // bench/matmul_bench.cpp: our gemm vs OpenBLAS (loaded at run time) on the presets' training shapes.
 int run_matmul_bench(int reps, bool quick);
 

@@ -1,8 +1,9 @@
 // `mambagrad bench matmul`: our CPU gemm (ops/cpu/gemm) on the training shapes of the `small` and
 // `base` presets, against OpenBLAS sgemm in the same run, and the machine's measured FMA peak; first
 // a decode section (M = 1 and 16 rows against each weight, see decode_section). The training shapes
-// also run the bf16 gemm of mixed precision (gemm.h, "Mixed precision"), each way this CPU has, against
-// our float32 gemm in the same run.
+// also run the bf16 gemm of mixed precision (gemm.h, "Mixed precision"), each way this CPU has (fp32 on
+// rounded operands always, avx512-bf16 and amx where the CPU has them), against our float32 gemm in the
+// same run, and say which way `--precision bf16` runs here.
 //
 // Shapes: tokens M = batch 16 x seq 256 = 4096; each linear layer y = x W^T (W stored (N, K)) in its
 // three forms: forward  Y (M, N) = X (M, K) W^T            gemm(trans_b)
@@ -193,7 +194,7 @@ int run_matmul_bench(int reps, bool quick) {
     bool ta, tb;
     int64_t M, N, K;
     double ours = 0, theirs = 0;  // GFLOP/s
-    double bf16_fp32 = 0, bf16_dp = 0;  // the bf16 gemm's two ways, GFLOP/s (0: not run)
+    double bf16_fp32 = 0, bf16_dp = 0, bf16_amx = 0;  // the bf16 gemm's ways, GFLOP/s (0: not run)
   };
   std::vector<Row> rows;
   for (const Preset& p : presets) {
@@ -234,11 +235,13 @@ int run_matmul_bench(int reps, bool quick) {
           cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N,
                          cpu::Bf16Gemm::fp32);
         });
-        if (cpu::cpu_has_avx512_bf16())
-          s.bf16_dp = flop / 1e9 / best_seconds(reps, [&] {
-            cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N,
-                           cpu::Bf16Gemm::dpbf16);
+        auto bf16_way = [&](cpu::Bf16Gemm way) {
+          return flop / 1e9 / best_seconds(reps, [&] {
+            cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N, way);
           });
+        };
+        if (cpu::cpu_has_avx512_bf16()) s.bf16_dp = bf16_way(cpu::Bf16Gemm::dpbf16);
+        if (cpu::cpu_has_amx()) s.bf16_amx = bf16_way(cpu::Bf16Gemm::amx);
       } else {
         s.theirs = flop / 1e9 / best_seconds(reps, [&] {
           ob.sgemm(101, s.ta ? 112 : 111, s.tb ? 112 : 111, int(s.M), int(s.N), int(s.K), 1.f, a.data(), int(lda),
@@ -257,15 +260,15 @@ int run_matmul_bench(int reps, bool quick) {
       const Preset& p = *std::find_if(presets.begin(), presets.end(), [&](const Preset& q) { return q.name == last; });
       mg::print("\n{} preset (d_model {}, d_inner {}, dt_rank {}, d_state {}), tokens M = {}\n", p.name, p.d_model,
                  p.d_inner, p.dt_rank, p.d_state, M);
-      mg::print("  {:<10} {:<12} {:>16} {:>10} {:>10} {:>7} {:>10} {:>10} {:>9}\n", "layer", "form", "gemm M x N x K",
-                 "ours GF/s", "OpenBLAS", "ratio", "bf16 fp32", "bf16 dp", "bf16/fp32");
+      mg::print("  {:<10} {:<12} {:>16} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>9}\n", "layer", "form",
+                 "gemm M x N x K", "ours GF/s", "OpenBLAS", "ratio", "bf16 fp32r", "bf16 dp", "bf16 amx", "bf16/fp32");
     }
     std::string dims = mg::format("{}x{}x{}", s.M, s.N, s.K);
-    const double bf16_best = std::max(s.bf16_fp32, s.bf16_dp);
+    const double bf16_best = std::max({s.bf16_fp32, s.bf16_dp, s.bf16_amx});
     bf16_log_sum += std::log(bf16_best / s.ours);
+    auto gf = [](double x) { return x > 0 ? mg::format("{:.1f}", x) : std::string("-"); };
     const std::string bf16_cols =
-        mg::format("{:>10.1f} {:>10} {:>8.2f}x", s.bf16_fp32, s.bf16_dp > 0 ? mg::format("{:.1f}", s.bf16_dp) : "-",
-                    bf16_best / s.ours);
+        mg::format("{:>10.1f} {:>10} {:>10} {:>8.2f}x", s.bf16_fp32, gf(s.bf16_dp), gf(s.bf16_amx), bf16_best / s.ours);
     if (ob.sgemm) {
       const double ratio = s.ours / s.theirs;
       log_ratio_sum += std::log(ratio);
@@ -278,9 +281,10 @@ int run_matmul_bench(int reps, bool quick) {
                  bf16_cols);
     }
   }
-  mg::print("\nbf16 gemm (faster way) / our float32 gemm over {} shapes: geometric mean {:.2f}x; mixed precision "
-             "runs the {} way here (AVX512-BF16: {})\n",
-             rows.size(), std::exp(bf16_log_sum / rows.size()), cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic),
+  mg::print("\nbf16 gemm (fastest way) / our float32 gemm over {} shapes: geometric mean {:.2f}x\n", rows.size(),
+             std::exp(bf16_log_sum / rows.size()));
+  mg::print("--precision bf16 runs the {} way here (AMX: {}, AVX512-BF16: {})\n",
+             cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic), cpu::cpu_has_amx() ? "yes" : "no",
              cpu::cpu_has_avx512_bf16() ? "yes" : "no");
   if (n_ratio)
     mg::print("\nours / OpenBLAS over {} shapes: geometric mean {:.2f}x, minimum {:.2f}x\n", n_ratio,

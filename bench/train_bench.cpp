@@ -35,6 +35,7 @@
 // gradients, AdamW state, activations and temporaries. The peer runs with --device cuda (PyTorch on
 // the same GPU, timed between torch.cuda.synchronize() calls, torch.cuda.max_memory_allocated).
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,6 +76,14 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// On a shared machine a descheduled thread adds wall time but no CPU time: with one thread the CPU
+// time per step is the step's own cost.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+}
+
 double max_rss_mb() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -102,6 +111,7 @@ struct Result {
   std::string preset;
   int64_t params = 0;
   double tokens_per_s = 0, ms_per_step = 0, fwd_ms = 0, bwd_ms = 0, opt_ms = 0;
+  double cpu_ms_per_step = 0;  // process CPU time (all threads) per timed step
   double peak_rss_mb = 0, base_rss_mb = 0, tensor_peak_mb = 0, device_peak_mb = 0;
   bool rss_reset = false;
   double loss_first = 0, loss_last = 0;
@@ -147,11 +157,12 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
     }
     const int64_t local_batch = batch / world.size();
     Generator gen(1);
-    double total = 0, fwd = 0, bwd = 0, upd = 0, wait0 = 0;
+    double total = 0, fwd = 0, bwd = 0, upd = 0, wait0 = 0, cpu_total = 0;
     for (int s = 0; s < warmup + steps; ++s) {
       std::optional<Profiler::StepScope> profiled;
       if (profiler && s >= warmup) profiler->resume(), profiled.emplace(*profiler, s - warmup + 1);
       const auto t0 = Clock::now();
+      const double c0 = process_cpu_seconds();
       Batch b = data.sample(batch, seq, gen, device);
       if (reducer) {
         b.inputs = b.inputs.narrow(0, world.rank() * local_batch, local_batch).contiguous();
@@ -174,11 +185,13 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
         bwd += std::chrono::duration<double>(t2 - t1).count();
         upd += std::chrono::duration<double>(t3 - t2).count();
         total += seconds_since(t0);
+        cpu_total += process_cpu_seconds() - c0;
       }
       if (profiled) profiled.reset(), profiler->pause();
     }
     r.tokens_per_s = (double)(batch * seq) * steps / total;
     r.ms_per_step = 1e3 * total / steps;
+    r.cpu_ms_per_step = 1e3 * cpu_total / steps;
     r.fwd_ms = 1e3 * fwd / steps, r.bwd_ms = 1e3 * bwd / steps, r.opt_ms = 1e3 * upd / steps;
     if (reducer) r.wait_ms = 1e3 * (reducer->wait_seconds() - wait0) / steps;
   }
@@ -297,7 +310,7 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     mg::print("profiling the timed steps (the figures below include the profiler's cost)\n");
   }
   for (auto& preset : presets) {
-   double fp32_tokens_per_s = 0;
+   double fp32_tokens_per_s = 0, fp32_cpu_ms = 0;
    for (Precision precision : precisions) {
     Result r = bench_preset(preset, data, batch, seq, steps, warmup, device, precision,
                             profiler ? &*profiler : nullptr);
@@ -315,19 +328,22 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
                  preset, precision_name(precision), world.size(), r.tokens_per_s, r.tokens_per_s / world.size(),
                  (double)r.allreduce_bytes / 1e6, r.buckets, r.wait_ms);
     mg::print("mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} "
-               "fwd_ms={:.1f} "
+               "cpu_ms_per_step={:.1f} fwd_ms={:.1f} "
                "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
                "loss_first={:.4f} loss_last={:.4f}\n",
-               preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.fwd_ms,
-               r.bwd_ms, r.opt_ms, r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)",
+               preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step,
+               r.cpu_ms_per_step, r.fwd_ms, r.bwd_ms, r.opt_ms, r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)",
                r.base_rss_mb,
                r.tensor_peak_mb, gpu ? mg::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
                r.loss_last);
-    if (precision == Precision::f32) fp32_tokens_per_s = r.tokens_per_s;
+    const char* bf16_path = gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic);
+    if (precision == Precision::f32)
+      fp32_tokens_per_s = r.tokens_per_s, fp32_cpu_ms = r.cpu_ms_per_step;
     else if (fp32_tokens_per_s > 0)
-      mg::print("mambagrad {}: bf16 / fp32 step {:.2f}x (the bf16 gemm ran the {} way)\n", preset,
-                 r.tokens_per_s / fp32_tokens_per_s,
-                 gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic));
+      mg::print("mambagrad {}: bf16 / fp32 step {:.2f}x, by CPU time {:.2f}x (the bf16 gemm ran the {} path)\n",
+                 preset, r.tokens_per_s / fp32_tokens_per_s, fp32_cpu_ms / r.cpu_ms_per_step, bf16_path);
+    else
+      mg::print("mambagrad {}: the bf16 gemm ran the {} path\n", preset, bf16_path);
     std::fflush(stdout);
     std::map<std::string, std::string> kv;
     if (peer) {

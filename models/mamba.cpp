@@ -220,7 +220,8 @@ Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state, const Layer
   }
   auto xs = split(xz, {di, di}, -1);
   // The conv's state is its last k - 1 inputs (b, di, k - 1); the scan's its last h (b, di, n).
-  ConvResult conv = causal_conv1d_with_state(contiguous(xs[0]), conv_weight.reshape({di, k}), conv_bias,
+  // The conv reads the x half of xz in place (rows 2 di apart): no copy.
+  ConvResult conv = causal_conv1d_with_state(xs[0], conv_weight.reshape({di, k}), conv_bias,
                                              /*silu=*/true, initial_state ? initial_state->conv : Tensor());
   Tensor xc = conv.y;
   Tensor x_dbl;

@@ -7,12 +7,14 @@
 //     dpre = dy * silu'(pre),  dx[s, c] = sum_j weight[c, j] dpre[s+(k-1)-j, c],
 //     dweight[c, j] = sum_{b,t} dpre[t, c] x[t-(k-1)+j, c],  dbias[c] = sum_{b,t} dpre[t, c],
 //     dinitial_state[c, m] = sum_{j<=m} weight[c, j] dpre[m-j, c]   (terms with m-j >= l are 0).
-// dweight and dbias are summed per fixed block of channels in (batch, time) order: deterministic.
+// The CPU kernels are ops/cpu/conv1d.cpp (one pass per sequence; dweight and dbias summed per sequence,
+// then over the sequences in order: deterministic). x may be a view with channels contiguous.
 // causal_conv1d_with_state also returns the final state, the last k-1 inputs of [initial_state, x]
 // along time as (b, d, k-1), composed from narrow/transpose/cat (so differentiable for free).
 // On CUDA the kernels are in cuda/causal_conv1d.cu (fixed-order partials: deterministic too).
 // causal_conv1d_reference composes the same from primitives (the test oracle).
 #include <cmath>
+#include <vector>
 
 #include "ops/gradcheck.h"
 #include "ops/input_checks.h"
@@ -20,6 +22,7 @@
 #include "autograd/profiler.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"
+#include "ops/cpu/conv1d.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
 
@@ -43,42 +46,10 @@ void check_conv(const char* op, const Tensor& x, const Tensor& w, const Tensor& 
   check_same_dtype_device(op, "x", x, {{"weight", &w}, {"bias", &bias}, {"initial_state", &init}});
 }
 
+// The CPU kernels' arguments (ops/cpu/conv1d.h); x may have any row strides with channels contiguous.
 template <class T>
-T sigmoid_of(T v) {
-  return T(1) / (T(1) + std::exp(-v));
-}
-
-// pre-activation rows [lo, hi) of (b*l) into dst (rows of d); wt is the weight transposed to (k, d).
-// init (b, d, k-1) or null: the inputs at negative times (null: zeros).
-template <class T>
-void conv_rows(const T* x, const T* wt, const T* bias, const T* init, int64_t l, int64_t d, int64_t k, int64_t lo,
-               int64_t hi, T* dst) {
-  for (int64_t r = lo; r < hi; ++r) {
-    const int64_t t = r % l;
-    T* o = dst + r * d;
-    for (int64_t c = 0; c < d; ++c) o[c] = bias ? bias[c] : T(0);
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t s = t - (k - 1) + j;
-      if (s < 0) {  // before the sequence: the initial state's entry m = s + (k-1), strided by k-1 over c
-        if (init) {
-          const T *xs = init + (r / l) * d * (k - 1) + (s + k - 1), *wj = wt + j * d;
-          for (int64_t c = 0; c < d; ++c) o[c] += wj[c] * xs[c * (k - 1)];
-        }
-        continue;
-      }
-      const T *xs = x + (r - t + s) * d, *wj = wt + j * d;
-#pragma omp simd
-      for (int64_t c = 0; c < d; ++c) o[c] += wj[c] * xs[c];
-    }
-  }
-}
-
-template <class T>
-std::vector<T> transpose_weight(const T* w, int64_t d, int64_t k) {
-  std::vector<T> wt(k * d);
-  for (int64_t c = 0; c < d; ++c)
-    for (int64_t j = 0; j < k; ++j) wt[j * d + c] = w[c * k + j];
-  return wt;
+cpu::Conv1dArgs<T> conv_args(const Tensor& x, const T* w, const T* bias, const T* init, int64_t k, bool silu) {
+  return {x.data<T>(), x.stride(0), x.stride(1), w, bias, init, x.size(0), x.size(1), x.size(2), k, silu};
 }
 
 }  // namespace
@@ -87,7 +58,9 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
                      const Tensor& init_in) {
   OpScope scope(OpId::causal_conv1d, {&x_in, &w_in, &bias_in, &init_in});
   check_conv("causal_conv1d", x_in, w_in, bias_in, init_in);
-  Tensor x = contiguous(x_in.detach()), w = contiguous(w_in.detach());
+  // On the CPU x may be a view with channels contiguous (a split of in_proj's output): read in place.
+  Tensor x = x_in.detach(), w = contiguous(w_in.detach());
+  if (x.device().is_cuda() || x.stride(2) != 1) x = contiguous(x);
   Tensor bias = bias_in.defined() ? contiguous(bias_in.detach()) : Tensor();
   const int64_t b = x.size(0), l = x.size(1), d = x.size(2), k = w.size(1);
   // For k = 1 the state is empty (b, d, 0) and never read.
@@ -102,13 +75,7 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
                                   out.data<scalar_t>(), dev.index);
       return;
     }
-    std::vector<scalar_t> wt = transpose_weight(w.data<scalar_t>(), d, k);
-    scalar_t* po = out.data<scalar_t>();
-    parallel_for(b * l, d * k, [&](int64_t lo, int64_t hi) {
-      conv_rows(x.data<scalar_t>(), wt.data(), pb, pinit, l, d, k, lo, hi, po);
-      if (apply_silu)
-        for (int64_t e = lo * d; e < hi * d; ++e) po[e] = po[e] * sigmoid_of(po[e]);
-    });
+    cpu::conv1d_forward(conv_args(x, w.data<scalar_t>(), pb, pinit, k, apply_silu), out.data<scalar_t>());
   });
   constexpr OpId id = OpId::causal_conv1d;
   const bool has_init = init_in.defined();
@@ -140,97 +107,9 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
                                             partials.defined() ? partials.data<double>() : nullptr, dev.index);
                return;
              }
-             std::vector<T> wt = transpose_weight(w.data<T>(), d, k);
-             // dpre: the output gradient through silu, recomputing the pre-activation.
-             Tensor dpre_t = gout;
-             if (apply_silu) {
-               dpre_t = Tensor::empty(x.shape(), x.dtype());  // (b, l, d)
-               T *pd = dpre_t.data<T>();
-               const T* pg = gout.data<T>();
-               parallel_for(b * l, d * k, [&](int64_t lo, int64_t hi) {
-                 conv_rows(px, wt.data(), pb, pinit, l, d, k, lo, hi, pd);
-                 for (int64_t e = lo * d; e < hi * d; ++e) {
-                   const T s = sigmoid_of(pd[e]);
-                   pd[e] = pg[e] * s * (T(1) + pd[e] * (T(1) - s));
-                 }
-               });
-             }
-             const T* pd = dpre_t.data<T>();
-             if (dx.defined()) {
-               T* pdx = dx.data<T>();
-               parallel_for(b * l, d * k, [&](int64_t lo, int64_t hi) {
-                 for (int64_t r = lo; r < hi; ++r) {
-                   const int64_t s = r % l;
-                   T* o = pdx + r * d;
-                   for (int64_t c = 0; c < d; ++c) o[c] = T(0);
-                   for (int64_t j = 0; j < k; ++j) {
-                     const int64_t t = s + (k - 1) - j;
-                     if (t >= l) continue;
-                     const T *gt = pd + (r - s + t) * d, *wj = wt.data() + j * d;
-                     _Pragma("omp simd") for (int64_t c = 0; c < d; ++c) o[c] += wj[c] * gt[c];
-                   }
-                 }
-               });
-             }
-             if (dw.defined() || db.defined()) {
-               constexpr int64_t kBlock = 64;  // channels per task: a partition fixed by d alone
-               T *pdw = dw.defined() ? dw.data<T>() : nullptr, *pdb = db.defined() ? db.data<T>() : nullptr;
-               parallel_for((d + kBlock - 1) / kBlock, b * l * kBlock * k, [&](int64_t lo, int64_t hi) {
-                 std::vector<double> acc((k + 1) * kBlock);
-                 for (int64_t blk = lo; blk < hi; ++blk) {
-                   const int64_t c0 = blk * kBlock, nc = std::min(kBlock, d - c0);
-                   std::fill(acc.begin(), acc.end(), 0.0);
-                   double* accb = acc.data() + k * kBlock;
-                   for (int64_t r = 0; r < b * l; ++r) {
-                     const int64_t t = r % l;
-                     const T* gr = pd + r * d + c0;
-                     // Rows are d apart, a stride the hardware prefetchers of Intel cores do not follow
-                     // (ops/cpu/selective_scan.cpp, kPrefetchSteps): fetch the rows 8 steps ahead.
-                     if (r + 8 < b * l)
-                       for (int64_t o = 0; o < nc; o += 64 / (int64_t)sizeof(T)) {
-                         __builtin_prefetch(pd + (r + 8) * d + c0 + o);
-                         __builtin_prefetch(px + (r + 8) * d + c0 + o);
-                       }
-                     for (int64_t c = 0; c < nc; ++c) accb[c] += gr[c];
-                     for (int64_t j = 0; j < k; ++j) {
-                       const int64_t s = t - (k - 1) + j;
-                       double* aj = acc.data() + j * kBlock;
-                       if (s < 0) {  // the initial state's entry m = s + (k-1), strided by k-1 over c
-                         if (pinit) {
-                           const T* xs = pinit + ((r / l) * d + c0) * (k - 1) + (s + k - 1);
-                           for (int64_t c = 0; c < nc; ++c) aj[c] += (double)(gr[c] * xs[c * (k - 1)]);
-                         }
-                         continue;
-                       }
-                       const T* xs = px + (r - t + s) * d + c0;
-                       for (int64_t c = 0; c < nc; ++c) aj[c] += (double)(gr[c] * xs[c]);
-                     }
-                   }
-                   for (int64_t c = 0; c < nc; ++c) {
-                     if (pdw)
-                       for (int64_t j = 0; j < k; ++j) pdw[(c0 + c) * k + j] = (T)acc[j * kBlock + c];
-                     if (pdb) pdb[c0 + c] = (T)accb[c];
-                   }
-                 }
-               });
-             }
-             if (dinit.defined() && k > 1) {
-               // dinit[i, c, m] = sum_{j <= m, m - j < l} weight[c, j] dpre[i, m - j, c]: the taps that
-               // reach back to the input at time m - (k-1) < 0.
-               T* pdi = dinit.data<T>();
-               const T* pw = w.data<T>();
-               parallel_for(b * d, k * k, [&](int64_t lo, int64_t hi) {
-                 for (int64_t e = lo; e < hi; ++e) {
-                   const int64_t i = e / d, c = e % d;
-                   for (int64_t m = 0; m < k - 1; ++m) {
-                     T acc = T(0);
-                     for (int64_t j = 0; j <= m; ++j)
-                       if (m - j < l) acc += pw[c * k + j] * pd[(i * l + m - j) * d + c];
-                     pdi[e * (k - 1) + m] = acc;
-                   }
-                 }
-               });
-             }
+             auto out = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+             cpu::conv1d_backward(conv_args(x, w.data<T>(), pb, pinit, k, apply_silu), gout.data<T>(), out(dx),
+                                  out(dw), out(db), k > 1 ? out(dinit) : nullptr);
            });
            return std::vector<Tensor>{dx, dw, db, dinit};
          });

@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -374,11 +376,62 @@ TEST_CASE("gemm small M: trans_b sums in the documented order (vector lanes, hsu
 
 namespace {
 
-// The ways this CPU can run: fp32 always, dpbf16 where the CPU has AVX512-BF16.
+// The ways this CPU can run: fp32 and the AMX kernel on emulated tiles always, dpbf16 where the CPU has
+// AVX512-BF16, amx on the instructions where it has AMX.
 std::vector<cpu::Bf16Gemm> bf16_ways() {
-  std::vector<cpu::Bf16Gemm> w{cpu::Bf16Gemm::fp32};
+  std::vector<cpu::Bf16Gemm> w{cpu::Bf16Gemm::fp32, cpu::Bf16Gemm::amx_emulated};
   if (cpu::cpu_has_avx512_bf16()) w.push_back(cpu::Bf16Gemm::dpbf16);
+  if (cpu::cpu_has_amx()) w.push_back(cpu::Bf16Gemm::amx);
   return w;
+}
+
+// The AMX kernel (`way`) against the float32 gemm on bf16-rounded operands (the fp32 way), per element.
+// Both add the same products, exact in float32, in float32 and in different orders: each sum is within
+// (K - 1) u sum_k |a b| of the exact one (u = 2^-24, the float32 unit roundoff; beta C adds one more
+// rounding of |C| at most), so the two differ by at most twice that. A wrong packing, tile or edge gives
+// differences of the size of the products themselves. Returns the worst difference over the bound.
+double amx_vs_rounded(const Case& c, cpu::Bf16Gemm way, uint32_t seed) {
+  std::vector<float> got, want;
+  run_case<float>(c, &got, seed, way, false);
+  run_case<float>(c, &want, seed, cpu::Bf16Gemm::fp32, false);
+  // The operands again (run_case's generator, same seed), for sum_k |a b| in double.
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  const int64_t a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K, b_rows = c.tb ? c.N : c.K;
+  const int64_t b_cols = c.tb ? c.K : c.N, lda = a_cols + c.lda_pad, ldb = b_cols + c.ldb_pad, ldc = c.N + c.ldc_pad;
+  std::vector<float> A(a_rows * lda), B(b_rows * ldb);
+  for (float& x : A) x = float(dist(rng));
+  for (float& x : B) x = float(dist(rng));
+  std::vector<float> C0(c.M * ldc);
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < ldc; ++j) C0[i * ldc + j] = j >= c.N || c.beta == 0 ? 0.f : float(dist(rng));
+  const double u = std::ldexp(1.0, -24);
+  double worst = 0;
+  for (int64_t i = 0; i < c.M; ++i)
+    for (int64_t j = 0; j < c.N; ++j) {
+      double mag = std::abs(c.beta * C0[i * ldc + j]);
+      for (int64_t k = 0; k < c.K; ++k)
+        mag += std::abs(ref_bf16(c.ta ? A[k * lda + i] : A[i * lda + k]) * ref_bf16(c.tb ? B[j * ldb + k] : B[k * ldb + j]));
+      const double bound = 2 * double(c.K + 1) * u * mag + 1e-38;
+      const double diff = std::abs(double(got[i * ldc + j]) - double(want[i * ldc + j]));
+      worst = std::max(worst, std::isfinite(diff) ? diff / bound : std::numeric_limits<double>::infinity());
+    }
+  return worst;
+}
+
+// Shapes for the AMX kernel's edges: M, N, K below, at and past the 16 / 32 tiles, odd K, one row or
+// column, several K blocks (KC = 512) and row blocks (MC = 128).
+std::vector<Case> amx_edge_cases() {
+  std::vector<Case> cases;
+  for (auto [M, N, K] : std::vector<Dims>{{1, 1, 1},     {1, 17, 3},     {2, 1, 33},    {15, 16, 31},  {16, 16, 32},
+                                          {17, 33, 33},  {31, 47, 65},   {32, 32, 64},  {33, 15, 1},   {47, 5, 513},
+                                          {130, 40, 97}, {9, 140, 1030}, {200, 70, 7}})
+    for (Case c : all_transpositions(M, N, K)) {
+      cases.push_back(c);
+      c.ldc_pad = 3, c.lda_pad = 1, c.ldb_pad = 2, c.beta = 0.75;
+      cases.push_back(c);
+    }
+  return cases;
 }
 
 }  // namespace
@@ -455,4 +508,68 @@ TEST_CASE("gemm bf16: bit-identical for 1 and 2 threads, each way") {
         CHECK(one == two);
       }
   set_num_threads(saved);
+}
+
+TEST_CASE("gemm bf16 amx: the kernel on emulated tiles against the float32 gemm on rounded operands, edge shapes") {
+  uint32_t seed = 20;
+  for (const Case& c : amx_edge_cases()) {
+    INFO(describe(c));
+    CHECK(amx_vs_rounded(c, cpu::Bf16Gemm::amx_emulated, ++seed) <= 1.0);
+  }
+}
+
+TEST_CASE("gemm bf16 amx: the real instructions against the float32 gemm on rounded operands and the emulated tiles") {
+  if (!cpu::cpu_has_amx()) {
+    std::printf("SKIPPED: no AMX on this CPU (the kernel runs on emulated tiles in the other gemm bf16 cases)\n");
+    return;
+  }
+  uint32_t seed = 40;
+  for (const Case& c : amx_edge_cases()) {
+    INFO(describe(c));
+    CHECK(amx_vs_rounded(c, cpu::Bf16Gemm::amx, ++seed) <= 1.0);
+  }
+  const int saved = num_threads();
+  for (auto [M, N, K] : std::vector<Dims>{{257, 300, 1100}, {64, 1030, 96}})
+    for (Case c : all_transpositions(M, N, K)) {
+      std::vector<float> one, two;
+      set_num_threads(1);
+      run_case<float>(c, &one, 9, cpu::Bf16Gemm::amx, false);
+      set_num_threads(2);
+      run_case<float>(c, &two, 9, cpu::Bf16Gemm::amx, false);
+      INFO(describe(c));
+      CHECK(one == two);
+    }
+  set_num_threads(saved);
+}
+
+TEST_CASE("gemm bf16: the fp32 way (rounding while packing) equals the float32 gemm on rounded copies, bit for bit") {
+  for (auto [M, N, K] : std::vector<Dims>{{4, 33, 70}, {16, 64, 40}, {17, 48, 300}, {300, 48, 257}, {90, 700, 33}})
+    for (Case c : all_transpositions(M, N, K)) {
+      c.beta = 0.5, c.ldc_pad = 2;
+      const int64_t a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K, b_rows = c.tb ? c.N : c.K;
+      const int64_t b_cols = c.tb ? c.K : c.N, ldc = c.N + c.ldc_pad;
+      std::mt19937 rng(5);
+      std::uniform_real_distribution<float> dist(-1, 1);
+      std::vector<float> A(a_rows * a_cols), B(b_rows * b_cols), C(c.M * ldc);
+      for (float& x : A) x = dist(rng);
+      for (float& x : B) x = dist(rng);
+      for (float& x : C) x = dist(rng);
+      std::vector<float> Ar(A.size()), Br(B.size()), want = C;
+      for (size_t i = 0; i < A.size(); ++i) Ar[i] = float(ref_bf16(A[i]));
+      for (size_t i = 0; i < B.size(); ++i) Br[i] = float(ref_bf16(B[i]));
+      cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, Ar.data(), a_cols, Br.data(), b_cols, 0.5f, want.data(), ldc);
+      cpu::gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, A.data(), a_cols, B.data(), b_cols, 0.5f, C.data(), ldc,
+                     cpu::Bf16Gemm::fp32);
+      INFO(describe(c));
+      CHECK(C == want);
+    }
+}
+
+TEST_CASE("gemm bf16: the ways are named as bench prints them") {
+  CHECK(std::string(cpu::bf16_gemm_name(cpu::Bf16Gemm::fp32)) == "fp32-on-rounded");
+  CHECK(std::string(cpu::bf16_gemm_name(cpu::Bf16Gemm::amx)) == "amx");
+  CHECK(std::string(cpu::bf16_gemm_name(cpu::Bf16Gemm::dpbf16)) == "avx512-bf16");
+  // automatic names what this CPU runs: amx exactly where the CPU has AMX (unless MG_BF16_GEMM chooses).
+  if (!std::getenv("MG_BF16_GEMM"))
+    CHECK((std::string(cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic)) == "amx") == cpu::cpu_has_amx());
 }

@@ -44,6 +44,7 @@
 #include <memory>
 #include <type_traits>
 
+#include "core/bf16.h"
 #include "core/parallel.h"
 #include "ops/cpu/scratch.h"
 
@@ -296,8 +297,15 @@ inline void micro_kernel(int64_t kc, const T* __restrict Ap, int64_t rsa, int64_
     }
 }
 
+// A value as packed: itself, or rounded to bf16 (Round: the bf16 gemm's fp32 way, gemm_rounded).
+template <class T, bool Round>
+inline T packed(T x) {
+  if constexpr (Round) return round_bf16(x);
+  return x;
+}
+
 // Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc / MR) micro-panels of MR x kc (zero rows past mc).
-template <class T>
+template <class T, bool Round = false>
 void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, T* dst) {
   constexpr int MR = Blocking<T>::MR;
   for (int64_t ip = 0; ip < mc; ip += MR, dst += MR * kc) {
@@ -306,13 +314,13 @@ void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t
       for (int64_t k = 0; k < kc; ++k) {
         const T* src = A + (k0 + k) * lda + i0 + ip;
         T* d = dst + k * MR;
-        for (int64_t i = 0; i < mr; ++i) d[i] = src[i];
+        for (int64_t i = 0; i < mr; ++i) d[i] = packed<T, Round>(src[i]);
         for (int64_t i = mr; i < MR; ++i) d[i] = T(0);
       }
     } else {  // op(A)(i, k) = A[i * lda + k]: read each row along k
       for (int64_t i = 0; i < mr; ++i) {
         const T* src = A + (i0 + ip + i) * lda + k0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k];
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = packed<T, Round>(src[k]);
       }
       for (int64_t i = mr; i < MR; ++i)
         for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = T(0);
@@ -321,7 +329,7 @@ void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t
 }
 
 // Packs op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc / NR) micro-panels of kc x NR (zero columns past nc).
-template <class T>
+template <class T, bool Round = false>
 void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t j0, int64_t kc, int64_t nc, T* dst) {
   constexpr int NR = Blocking<T>::NR;
   for (int64_t jp = 0; jp < nc; jp += NR, dst += NR * kc) {
@@ -330,17 +338,17 @@ void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t j0, int64_t
       for (int64_t k = 0; k < kc; ++k) {
         const T* src = B + (k0 + k) * ldb + j0 + jp;
         T* d = dst + k * NR;
-        if (nr == NR) {
+        if (nr == NR && !Round) {
           std::memcpy(d, src, sizeof(T) * NR);
         } else {
-          for (int64_t j = 0; j < nr; ++j) d[j] = src[j];
+          for (int64_t j = 0; j < nr; ++j) d[j] = packed<T, Round>(src[j]);
           for (int64_t j = nr; j < NR; ++j) d[j] = T(0);
         }
       }
     } else {  // op(B)(k, j) = B[j * ldb + k]: read each stored row along k
       for (int64_t j = 0; j < nr; ++j) {
         const T* src = B + (j0 + jp + j) * ldb + k0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = packed<T, Round>(src[k]);
       }
       for (int64_t j = nr; j < NR; ++j)
         for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = T(0);
@@ -364,8 +372,18 @@ inline void run_tile(int64_t kc, const T* ap, int64_t rsa, int64_t csa, const T*
     micro_kernel<T, Blocking<T>::NV>(kc, ap, rsa, csa, bp, c, ldc, mode, beta);
 }
 
-// The whole loop nest for one (M, N) slice of C, on one thread.
+// op(A)[i0:i0+mc, k0:k0+kc] rounded to bf16 in its stored layout: (mc, kc) rows, or (kc, mc) when trans.
 template <class T>
+void round_block(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, T* dst) {
+  const int64_t rows = trans ? kc : mc, cols = trans ? mc : kc;
+  const T* src = trans ? A + k0 * lda + i0 : A + i0 * lda + k0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = round_bf16(src[r * lda + c]);
+}
+
+// The whole loop nest for one (M, N) slice of C, on one thread; Round: op(A) and op(B) rounded to bf16
+// as they are packed (and op(A), where it is read in place, from a rounded copy of the block).
+template <class T, bool Round = false>
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                  int64_t ldb, T beta, T* C, int64_t ldc) {
   using Bk = Blocking<T>;
@@ -381,15 +399,23 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
     const int64_t nc = std::min<int64_t>(Bk::NC, N - jc);
     // With few B panels the packed A block would be used only once or twice: read op(A) in place
     // instead (full MR-row panels; the last partial one is still packed, see below).
+    // Round: the block of op(A) is read from a rounded copy in its stored layout (slot 2).
     const bool direct_a = nc <= MG_GEMM_DIRECT_PANELS * NR;
-    const int64_t rsa_d = trans_a ? 1 : lda, csa_d = trans_a ? lda : 1;
     for (int64_t pc = 0; pc < K; pc += Bk::KC) {
       const int64_t kc = std::min<int64_t>(Bk::KC, K - pc);
       const Store mode = pc > 0 ? Store::accumulate : beta == T(0) ? Store::overwrite : Store::scale;
-      pack_b(trans_b, B, ldb, pc, jc, kc, nc, bp);
+      pack_b<T, Round>(trans_b, B, ldb, pc, jc, kc, nc, bp);
       for (int64_t ic = 0; ic < M; ic += Bk::MC) {
         const int64_t mc = std::min<int64_t>(Bk::MC, M - ic);
-        if (!direct_a) pack_a(trans_a, A, lda, ic, pc, mc, kc, ap);
+        const T* a_dir = trans_a ? A + pc * lda + ic : A + ic * lda + pc;  // op(A)[ic, pc] in place
+        int64_t rsa_d = trans_a ? 1 : lda, csa_d = trans_a ? lda : 1;
+        if (!direct_a) {
+          pack_a<T, Round>(trans_a, A, lda, ic, pc, mc, kc, ap);
+        } else if constexpr (Round) {
+          T* ar = thread_scratch<T>(2, size_t(kc_max * mc_max));
+          round_block(trans_a, A, lda, ic, pc, mc, kc, ar);
+          a_dir = ar, rsa_d = trans_a ? 1 : kc, csa_d = trans_a ? mc : 1;
+        }
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t nr = std::min<int64_t>(NR, nc - jr);
           const T* bpanel = bp + jr * kc;
@@ -398,11 +424,11 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
             const T* apanel = ap + ir * kc;
             int64_t rsa = 1, csa = MR;
             if (direct_a && mr == MR) {
-              apanel = trans_a ? A + pc * lda + ic + ir : A + (ic + ir) * lda + pc;
+              apanel = a_dir + ir * rsa_d;
               rsa = rsa_d;
               csa = csa_d;
             } else if (direct_a) {
-              pack_a(trans_a, A, lda, ic + ir, pc, mr, kc, ap);
+              pack_a<T, Round>(trans_a, A, lda, ic + ir, pc, mr, kc, ap);
               apanel = ap;
             }
             T* c = C + (ic + ir) * ldc + jc + jr;
@@ -810,6 +836,32 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* 
   gemm_packed<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
+namespace {
+
+// The packed path, threads over whole MR row panels (or NR column panels when C has more of those).
+template <class T, bool Round>
+void packed_threads(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
+  const int64_t m_panels = (M + MR - 1) / MR, n_panels = (N + NR - 1) / NR;
+  const int64_t flops_per_row = N * K, flops_per_col = M * K;
+  if (m_panels >= n_panels) {  // threads over row panels; each packs all of op(B) it needs
+    parallel_for(m_panels, MR * flops_per_row, [&](int64_t b, int64_t e) {
+      const int64_t i0 = b * MR, i1 = std::min(M, e * MR);
+      const T* a = trans_a ? A + i0 : A + i0 * lda;
+      gemm_serial<T, Round>(trans_a, trans_b, i1 - i0, N, K, a, lda, B, ldb, beta, C + i0 * ldc, ldc);
+    });
+  } else {  // threads over column panels
+    parallel_for(n_panels, NR * flops_per_col, [&](int64_t b, int64_t e) {
+      const int64_t j0 = b * NR, j1 = std::min(N, e * NR);
+      const T* bb = trans_b ? B + j0 * ldb : B + j0;
+      gemm_serial<T, Round>(trans_a, trans_b, M, j1 - j0, K, A, lda, bb, ldb, beta, C + j0, ldc);
+    });
+  }
+}
+
+}  // namespace
+
 template <class T>
 void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                  int64_t ldb, T beta, T* C, int64_t ldc) {
@@ -818,22 +870,21 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
     gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
-  const int64_t m_panels = (M + MR - 1) / MR, n_panels = (N + NR - 1) / NR;
-  const int64_t flops_per_row = N * K, flops_per_col = M * K;
-  if (m_panels >= n_panels) {  // threads over row panels; each packs all of op(B) it needs
-    parallel_for(m_panels, MR * flops_per_row, [&](int64_t b, int64_t e) {
-      const int64_t i0 = b * MR, i1 = std::min(M, e * MR);
-      const T* a = trans_a ? A + i0 : A + i0 * lda;
-      gemm_serial<T>(trans_a, trans_b, i1 - i0, N, K, a, lda, B, ldb, beta, C + i0 * ldc, ldc);
-    });
-  } else {  // threads over column panels
-    parallel_for(n_panels, NR * flops_per_col, [&](int64_t b, int64_t e) {
-      const int64_t j0 = b * NR, j1 = std::min(N, e * NR);
-      const T* bb = trans_b ? B + j0 * ldb : B + j0;
-      gemm_serial<T>(trans_a, trans_b, M, j1 - j0, K, A, lda, bb, ldb, beta, C + j0, ldc);
-    });
+  packed_threads<T, false>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0 || K <= 0) return gemm<float>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+  if (!trans_a && M <= kSmallM) {  // the small-M path reads op(B) in place: round copies first (small A)
+    const int64_t rb = trans_b ? N : K, cb = trans_b ? K : N;
+    float* a = thread_scratch<float>(2, size_t(M * K));
+    float* b = thread_scratch<float>(3, size_t(rb * cb));
+    round_block<float>(false, A, lda, 0, 0, M, K, a);
+    round_block<float>(false, B, ldb, 0, 0, rb, cb, b);
+    return gemm_small_m<float>(trans_b, M, N, K, a, K, b, cb, beta, C, ldc);
   }
+  packed_threads<float, true>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float,

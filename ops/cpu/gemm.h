@@ -32,19 +32,34 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
                  int64_t ldb, T beta, T* C, int64_t ldc);
 
 // ---- Mixed precision (ops/autocast.h): C = bf16(op(A)) bf16(op(B)) + beta C, every input rounded to
-// bfloat16 (core/bf16.h), the products (exact in float32) summed in float32. Two ways, one arithmetic
-// up to the order of the additions (gemm_bf16.cpp):
-//   dpbf16: the AVX512-BF16 VDPBF16PS micro-kernel on packed bf16 pairs (half the bytes of float);
-//   fp32:   the operands rounded into float32 copies, then the float32 gemm above.
-// Which is faster depends on the core: Zen 4 runs VDPBF16PS at twice the float FMA rate, the Sapphire
-// Rapids Xeon at half of it (docs/perf.md, "Mixed precision"), so `automatic` takes dpbf16 on AMD CPUs
-// with AVX512-BF16 and fp32 elsewhere; MG_BF16_GEMM=dpbf16|fp32 overrides. Each way gives the same bits
-// for 1 or many threads.
-enum class Bf16Gemm { automatic, dpbf16, fp32 };
+// bfloat16 (core/bf16.h), the products (exact in float32) summed in float32. Three ways, one arithmetic
+// up to the order of the additions:
+//   amx:    TDPBF16PS on 16 x 32 bf16 tiles into 16 x 16 float32 tiles (gemm_amx.cpp), where the CPU has
+//           AMX-BF16 and AMX-TILE and Linux grants the tile data; amx_emulated runs the same kernel
+//           (packing, tiling, edges) on plain C++ tiles of the same semantics (amx_tiles.h), for tests;
+//   dpbf16: the AVX512-BF16 VDPBF16PS micro-kernel on packed bf16 pairs (gemm_bf16.cpp);
+//   fp32:   the float32 gemm above on the rounded operands, rounded as its packing copies them
+//           ("fp32-on-rounded": the same multiply-adds as float32, so never slower than it).
+// `automatic` takes amx where the CPU has it; else dpbf16 on AMD CPUs with AVX512-BF16 (Zen 4 runs
+// VDPBF16PS at twice the float FMA rate, the Sapphire Rapids Xeon at half of it: docs/perf.md, "Mixed
+// precision"); else fp32. MG_BF16_GEMM=auto|amx|amx-emu|dpbf16|fp32 overrides. Each way gives the same
+// bits for 1 or many threads.
+enum class Bf16Gemm { automatic, amx, amx_emulated, dpbf16, fp32 };
 void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                const float* B, int64_t ldb, float beta, float* C, int64_t ldc, Bf16Gemm way = Bf16Gemm::automatic);
 bool cpu_has_avx512_bf16();   // the instruction set, compiled in and reported by this CPU
+bool cpu_has_amx();           // AMX-BF16 and AMX-TILE reported by CPUID, and Linux granted the tile data
 Bf16Gemm bf16_gemm_choice();  // what `automatic` runs here (never automatic)
+// "amx", "amx-emulated", "avx512-bf16" or "fp32-on-rounded" (automatic: the name of bf16_gemm_choice()).
 const char* bf16_gemm_name(Bf16Gemm way);
+
+// The float32 gemm on bf16-rounded operands (the fp32 way): op(A) and op(B) rounded as the packed path
+// copies them, so bit-identical to gemm<float> on rounded copies of A and B.
+void gemm_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                  const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// The AMX way (gemm_amx.cpp), on the instructions or, when emulated, on amx_tiles.h's EmulatedTiles.
+void gemm_bf16_amx(bool emulated, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 }  // namespace mg::cpu

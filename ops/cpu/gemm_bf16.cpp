@@ -4,8 +4,8 @@
 // in float32: both ways below add the same exact products in float32; they differ only in the order of the
 // additions (and dpbf16 flushes bf16 subnormals, below 1.2e-38, to zero, as the instruction does).
 //
-// fp32 way: op(A) and op(B) rounded into float32 copies (row by row, in their stored layout), then the
-// float32 gemm. The copies cost one pass over each operand, small next to the M N K multiply-adds.
+// fp32 way (gemm_rounded, gemm.cpp): the float32 gemm with op(A) and op(B) rounded as its packing copies
+// them, so no pass beyond the float32 gemm's own. amx way: gemm_amx.cpp.
 //
 // dpbf16 way (x86-64 with AVX512-BF16, compiled for it whatever -march says and run only when the CPU has
 // it): the gemm.cpp loop nest (jc, pc, ic, jr, ir; the same KC / MC / NC blocking and thread split) on
@@ -35,27 +35,6 @@ namespace mg::cpu {
 
 namespace {
 
-
-// The stored rows x cols matrix (row stride ld, 0 for one broadcast row) rounded into a contiguous copy.
-void round_copy(int64_t rows, int64_t cols, const float* src, int64_t ld, float* dst) {
-  parallel_for(rows, cols, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* s = src + r * ld;
-      float* d = dst + r * cols;
-      for (int64_t c = 0; c < cols; ++c) d[c] = round_bf16(s[c]);
-    }
-  });
-}
-
-void gemm_bf16_fp32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                    const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  const int64_t ra = trans_a ? K : M, ca = trans_a ? M : K, rb = trans_b ? N : K, cb = trans_b ? K : N;
-  float* a = thread_scratch<float>(2, size_t(ra * ca));
-  float* b = thread_scratch<float>(3, size_t(rb * cb));
-  round_copy(ra, ca, A, lda, a);
-  round_copy(rb, cb, B, ldb, b);
-  gemm<float>(trans_a, trans_b, M, N, K, a, ca, b, cb, beta, C, ldc);
-}
 
 #if MG_BF16_KERNEL
 #pragma GCC push_options
@@ -218,13 +197,20 @@ Bf16Gemm automatic_choice() {
   if (const char* env = std::getenv("MG_BF16_GEMM")) {
     const std::string_view v(env);
     if (v == "fp32") return Bf16Gemm::fp32;
+    if (v == "amx-emu") return Bf16Gemm::amx_emulated;
+    if (v == "amx") {
+      MG_CHECK(cpu_has_amx(), "[matmul] MG_BF16_GEMM=amx, but this CPU has no AMX-BF16 / AMX-TILE (or Linux refused "
+               "the tile data); use amx-emu, fp32 or auto");
+      return Bf16Gemm::amx;
+    }
     if (v == "dpbf16") {
       MG_CHECK(cpu_has_avx512_bf16(),
                "[matmul] MG_BF16_GEMM=dpbf16, but this CPU (or this build) has no AVX512-BF16; use fp32 or auto");
       return Bf16Gemm::dpbf16;
     }
-    MG_CHECK(v == "auto" || v.empty(), "[matmul] MG_BF16_GEMM={} is not one of auto, dpbf16, fp32", v);
+    MG_CHECK(v == "auto" || v.empty(), "[matmul] MG_BF16_GEMM={} is not one of auto, amx, amx-emu, dpbf16, fp32", v);
   }
+  if (cpu_has_amx()) return Bf16Gemm::amx;
 #if MG_BF16_KERNEL
   // Zen 4 and later run VDPBF16PS at the float FMA's instruction rate (twice its multiply-adds); the
   // Sapphire Rapids Xeon measured here at half that rate, so below the float kernel (docs/perf.md).
@@ -255,8 +241,10 @@ Bf16Gemm bf16_gemm_choice() {
 const char* bf16_gemm_name(Bf16Gemm way) {
   switch (way) {
     case Bf16Gemm::automatic: return bf16_gemm_name(bf16_gemm_choice());
-    case Bf16Gemm::dpbf16: return "dpbf16";
-    case Bf16Gemm::fp32: return "fp32";
+    case Bf16Gemm::amx: return "amx";
+    case Bf16Gemm::amx_emulated: return "amx-emulated";
+    case Bf16Gemm::dpbf16: return "avx512-bf16";
+    case Bf16Gemm::fp32: return "fp32-on-rounded";
   }
   return "?";
 }
@@ -269,6 +257,8 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, cons
     return;
   }
   if (way == Bf16Gemm::automatic) way = bf16_gemm_choice();
+  if (way == Bf16Gemm::amx || way == Bf16Gemm::amx_emulated)
+    return gemm_bf16_amx(way == Bf16Gemm::amx_emulated, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 #if MG_BF16_KERNEL
   if (way == Bf16Gemm::dpbf16) {
     MG_CHECK(cpu_has_avx512_bf16(), "[matmul] the dpbf16 gemm needs a CPU with AVX512-BF16");
@@ -278,7 +268,7 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, cons
 #else
   MG_CHECK(way != Bf16Gemm::dpbf16, "[matmul] the dpbf16 gemm is only built for x86-64");
 #endif
-  gemm_bf16_fp32(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+  gemm_rounded(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace mg::cpu

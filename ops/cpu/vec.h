@@ -68,8 +68,10 @@ inline void store_first(T* p, Vec<T> v, int64_t m) {
 
 // exp(r) for |r| <= ln2/2: Cephes' degree-6 polynomial, written as 1 + r + r^2 p(r). Each step is
 // one fused multiply-add where the target has them (GCC contracts a * b + c).
-inline Vec<float> exp_poly(Vec<float> r) {
-  Vec<float> p = splat(1.9875691500e-4f);
+// (Templates on the float vector type V: Vec<float>, or one register of the target, ops/cpu/conv1d.cpp.)
+template <class V>
+inline V exp_poly(V r) {
+  V p = V{} + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
@@ -88,22 +90,39 @@ inline Vec<float> exp2_poly(Vec<float> f) {
   return p * f + 1.0f;
 }
 
+// m ? a : b per lane, m from a comparison of float vectors (all bits set or clear), with bit operations.
+template <class V, class I>
+inline V select(I m, V a, V b) {
+  return (V)(((I)a & m) | ((I)b & ~m));
+}
+
 // exp, portable: Cephes' expf written on whole vectors. x = m ln2 + r with |r| <= ln2/2 (ln2 split in
 // two for an exact reduction), a degree-6 polynomial for exp(r), 2^m built in the exponent bits.
 // Relative error about 1 ulp; 0 below -87.3 (where expf is denormal anyway), finite up to 88.
-inline Vec<float> vexp_portable(Vec<float> x) {
-  using V = Vec<float>;
-  using I = IVec<float>;
-  const V round = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer in the low bits
-  V xc = x < splat(-87.0f) ? splat(-87.0f) : x;
-  xc = xc > splat(88.0f) ? splat(88.0f) : xc;
+// On AVX2, 64-byte vectors are two registers, and GCC 12 splits their comparisons lane by lane inside
+// large functions: kernels there call vexp_any on one register (ops/cpu/conv1d.cpp).
+template <class V>
+inline V vexp_any(V x) {
+  using I = decltype(x < x);
+  const V round = V{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  const V lo = V{} - 87.0f, hi = V{} + 88.0f, zero_below = V{} - 87.3f;
+  V xc = select(x < lo, lo, x);
+  xc = select(xc > hi, hi, xc);
   const V t = xc * 1.44269504088896341f + round;
   const V mf = t - round;                         // m = round(x / ln2), in [-126, 127]
   const I m = (I)t - 0x4B400000;                  // the same m as an integer
   V r = xc - mf * 0.693359375f;
   r = r + mf * 2.12194440e-4f;
   const V v = exp_poly(r) * (V)((m + 127) << 23);
-  return x < splat(-87.3f) ? splat(0.0f) : v;
+  return select(x < zero_below, V{}, v);
+}
+inline Vec<float> vexp_portable(Vec<float> x) {  // two halves: one register each with AVX2
+  typedef float Half __attribute__((vector_size(kVecLanes * sizeof(float) / 2)));
+  Half h[2];
+  std::memcpy(h, &x, sizeof x);
+  h[0] = vexp_any(h[0]), h[1] = vexp_any(h[1]);
+  std::memcpy(&x, h, sizeof x);
+  return x;
 }
 
 // exp: on AVX-512 the same reduction and polynomial, with vscalefps doing 2^m (it also handles
