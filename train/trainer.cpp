@@ -106,10 +106,6 @@ class StepThreads {
   Clock::time_point t0_;
 };
 
-}  // namespace
-
-namespace {
-
 // "NaN", "+inf" or "-inf".
 const char* non_finite_name(double v) { return std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf"; }
 
@@ -253,7 +249,7 @@ void check_train_paths(const TrainOptions& opts) {
   check_utf8_path(opts.data, "train", "--data");
   if (opts.profile.empty()) return;
   check_utf8_path(opts.profile, "train", "--profile");
-  check_output_path(opts.profile, {"train", "--profile", {opts.data}, opts.out});
+  check_output_path(opts.profile, {"train", "--profile", {opts.data}, opts.out, ""});
 }
 
 // What shows that the run in `dir`, which has no usable checkpoint, made progress that a start from step 0
