@@ -403,3 +403,27 @@ TEST_CASE("run safety: eval and generate read the newest checkpoint again when a
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
   CHECK(loads > 0);
 }
+
+TEST_CASE("run safety: write_file_atomic replaces only regular files, copy_file_atomic makes a file of its own") {
+  TempDir d("atomic_kinds");
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0644) == 0);
+  fs::create_directories(d / "folder");
+  for (const std::string& p : {d / "fifo", d / "folder"}) {
+    INFO(p);
+    CHECK_THROWS_WITH_AS(write_file_atomic(p, "x"), doctest::Contains("is not a regular file"), Error);
+    CHECK(file_kind(p) != "a regular file");
+  }
+  CHECK(fs::is_fifo(d / "fifo"));  // refused without opening it (a FIFO with no reader would block)
+  CHECK(fs::is_directory(d / "folder"));
+  write_file_atomic(d / "new.txt", "one");
+  CHECK(read_bytes(d / "new.txt") == "one");
+  fs::create_hard_link(d / "new.txt", d / "link.txt");
+  write_file_atomic(d / "link.txt", "two");  // the name gets a new file; the other link keeps its bytes
+  CHECK(read_bytes(d / "new.txt") == "one");
+  copy_file_atomic(d / "new.txt", d / "copy.txt");
+  CHECK(read_bytes(d / "copy.txt") == "one");
+  CHECK(fs::hard_link_count(d / "copy.txt") == 1);
+  CHECK(fs::hard_link_count(d / "new.txt") == 1);
+  { std::ofstream(d / "copy.txt", std::ios::binary | std::ios::in) << "ONE"; }  // written in place
+  CHECK(read_bytes(d / "new.txt") == "one");
+}
