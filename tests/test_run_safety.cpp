@@ -147,6 +147,22 @@ TEST_CASE("run safety: eval, generate and logits verify the root model against c
   CHECK_MESSAGE(ok.exit_code == 0, ok.err);
 }
 
+TEST_CASE("run safety: a root model newer than the newest usable checkpoint is not taken unverified") {
+  TempDir d("root_newer");
+  const std::string data = write_text(d, 30000);
+  // Killed after checkpoint 4 was published, before checkpoint 3 was removed; then checkpoint 4 is damaged.
+  auto k = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=checkpoint-published:4"});
+  REQUIRE(k.signal == SIGKILL);
+  REQUIRE(fs::exists(d / "run/checkpoint-3"));
+  std::string bytes = read_bytes(d / "run/checkpoint-4/model.safetensors");
+  bytes[bytes.size() / 2] ^= 1;
+  { std::ofstream(d / "run/checkpoint-4/model.safetensors", std::ios::binary) << bytes; }
+  auto e = run_cli({"eval", "--run", d / "run", "--bytes", "512"});
+  CHECK(e.exit_code == 1);
+  CHECK(contains(e.err, (d / "run/model.safetensors") + " is from step 4, newer than the newest usable checkpoint (" +
+                            (d / "run/checkpoint-3") + ", step 3), so it cannot be verified"));
+}
+
 TEST_CASE("run safety: an output never replaces a folder, a FIFO, a device, a file it reads or a run's files") {
   TempDir d("outputs");
   const std::string data = write_text(d, 30000);

@@ -31,15 +31,14 @@ uint64_t meta_uint(const SafetensorsFile& f, const std::string& key, const std::
   return v;
 }
 
-// The step in the metadata of a root model.safetensors, or the largest step when it cannot be read (then
-// the file is not taken for an older one).
-int64_t root_step(const std::string& model) {
+// The step in the metadata of a root model.safetensors, or nullopt when the file or the field cannot be read.
+std::optional<int64_t> root_step(const std::string& model) {
   try {
     const auto meta = read_safetensors(model).metadata;
-    return meta.count("step") ? std::stoll(meta.at("step")) : std::numeric_limits<int64_t>::max();
+    if (meta.count("step")) return std::stoll(meta.at("step"));
   } catch (const std::exception&) {
-    return std::numeric_limits<int64_t>::max();
   }
+  return std::nullopt;
 }
 
 std::string require_folder(const std::string& dir) {
@@ -81,7 +80,7 @@ T reread_if_rotated(const std::string& run_dir, F&& read) {
 // against the newest checkpoint's manifest (size and CRC-32) when there is one. A root file older than
 // that checkpoint (a trainer is between its commit and the switch of the root files, or crashed there) is
 // passed over for the checkpoint's own copy; a root file of the same step that does not match was
-// changed or damaged afterwards and is refused.
+// changed or damaged afterwards, and one of a newer step cannot be verified: both are refused.
 std::string model_folder(const std::string& run_dir) {
   const std::string model = run_dir + "/" + kModelFile;
   const bool root = fs::exists(model) && fs::exists(run_dir + "/" + kConfigFile);
@@ -98,10 +97,15 @@ std::string model_folder(const std::string& run_dir) {
   if (!root) return ckpt->dir;
   const std::string why = compare_with_checkpoint(*ckpt, kModelFile, model);
   if (why.empty()) return run_dir;
-  MG_CHECK(root_step(model) < ckpt->step,
-           "[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
+  const std::optional<int64_t> step = root_step(model);
+  if (step && *step < ckpt->step) return ckpt->dir;
+  MG_CHECK(!step || *step == ckpt->step,
+           "[run] {} is from step {}, newer than the newest usable checkpoint ({}, step {}), so it cannot be verified: "
+           "the checkpoint of step {} is missing or damaged. Resume the run (which sets a damaged checkpoint aside), "
+           "or use the older one with: cp {}/{} {}",
+           model, *step, ckpt->dir, ckpt->step, *step, ckpt->dir, kModelFile, model);
+  MG_THROW("[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
            why, ckpt->dir, kModelFile, model);
-  return ckpt->dir;
 }
 
 }  // namespace
