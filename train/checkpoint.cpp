@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
@@ -31,14 +32,20 @@ uint64_t meta_uint(const SafetensorsFile& f, const std::string& key, const std::
   return v;
 }
 
-// The step in the metadata of a root model.safetensors, or nullopt when the file or the field cannot be read.
+// The step in the metadata of a root model.safetensors (its header only), or nullopt when the file or the
+// field cannot be read.
 std::optional<int64_t> root_step(const std::string& model) {
+  std::ifstream in(model, std::ios::binary);
+  uint64_t n = 0;
+  if (!in.read(reinterpret_cast<char*>(&n), 8) || n > 100'000'000) return std::nullopt;
+  std::string header(n, '\0');
+  if (!in.read(header.data(), (std::streamsize)n)) return std::nullopt;
   try {
-    const auto meta = read_safetensors(model).metadata;
-    if (meta.count("step")) return std::stoll(meta.at("step"));
+    const auto j = nlohmann::json::parse(header);
+    return std::stoll(j.at("__metadata__").at("step").get<std::string>());
   } catch (const std::exception&) {
+    return std::nullopt;
   }
-  return std::nullopt;
 }
 
 std::string require_folder(const std::string& dir) {
@@ -95,10 +102,13 @@ std::string model_folder(const std::string& run_dir) {
              kConfigFile);
   }
   if (!root) return ckpt->dir;
-  const std::string why = compare_with_checkpoint(*ckpt, kModelFile, model);
-  if (why.empty()) return run_dir;
+  // The step first: a trainer replaces the root file (by a rename) only with a newer one, so a root of the
+  // checkpoint's step read here is the file compared below, unless a newer checkpoint comes meanwhile
+  // (then load_model reads again).
   const std::optional<int64_t> step = root_step(model);
   if (step && *step < ckpt->step) return ckpt->dir;
+  const std::string why = compare_with_checkpoint(*ckpt, kModelFile, model);
+  if (why.empty()) return run_dir;
   MG_CHECK(!step || *step == ckpt->step,
            "[run] {} is from step {}, newer than the newest usable checkpoint ({}, step {}), so it cannot be verified: "
            "the checkpoint of step {} is missing or damaged. Resume the run (which sets a damaged checkpoint aside), "
