@@ -5,17 +5,28 @@
 #include "core/format.h"
 
 #include <cstdlib>
-#include <fstream>
 
 #include "apps/commands.h"
 #include "apps/option_checks.h"
 #include "autograd/anomaly.h"
 #include "autograd/graph_dot.h"
 #include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/output_file.h"
 #include "models/mamba.h"
 #include "ops/ops.h"
 
 namespace mg::app {
+
+namespace {
+
+// OUT with .svg for .dot (or .svg added).
+std::string svg_path(const std::string& out) {
+  const bool dot_ext = out.size() > 4 && out.ends_with(".dot");
+  return (dot_ext ? out.substr(0, out.size() - 4) : out) + ".svg";
+}
+
+}  // namespace
 
 void add_graph_command(CLI::App& app, Run& run) {
   struct Opts {
@@ -36,6 +47,8 @@ void add_graph_command(CLI::App& app, Run& run) {
   cmd->add_flag("--svg", o->svg, "also write the SVG (OUT with .svg for .dot) with Graphviz's dot (when installed)");
   cmd->callback([o, &run] {
     run = [o] {
+      check_output_path(o->out, {"graph", "--out", {}, "", ""});
+      if (o->svg) check_output_path(svg_path(o->out), {"graph", "--out (its .svg)", {o->out}, "", ""});
       MambaConfig config = MambaConfig::preset(o->preset);
       if (o->n_layer > 0) config.n_layer = o->n_layer;
       MambaLM model(config, o->seed);
@@ -49,11 +62,7 @@ void add_graph_command(CLI::App& app, Run& run) {
       std::map<const TensorImpl*, std::string> names;
       for (const auto& p : model.named_parameters()) names[p.tensor.impl_ptr().get()] = p.name;
       const std::string dot = autograd_graph_dot(loss, names);
-      {
-        std::ofstream f(o->out, std::ios::binary | std::ios::trunc);
-        f << dot;
-        MG_CHECK(f.good(), "[graph] cannot write {}", o->out);
-      }
+      write_file_atomic(o->out, dot);
       mg::print("wrote {}\n", o->out);
       if (o->svg) {
         if (std::system("command -v dot >/dev/null 2>&1") != 0) {
@@ -62,8 +71,7 @@ void add_graph_command(CLI::App& app, Run& run) {
           return 1;
         }
         MG_CHECK(o->out.find('\'') == std::string::npos, "[graph] --svg: the path {} holds a quote", o->out);
-        const bool dot_ext = o->out.size() > 4 && o->out.ends_with(".dot");
-        const std::string svg = (dot_ext ? o->out.substr(0, o->out.size() - 4) : o->out) + ".svg";
+        const std::string svg = svg_path(o->out);
         MG_CHECK(std::system(mg::format("dot -Tsvg '{}' -o '{}'", o->out, svg).c_str()) == 0,
                  "[graph] dot -Tsvg {} failed", o->out);
         mg::print("wrote {}\n", svg);

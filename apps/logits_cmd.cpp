@@ -13,7 +13,9 @@
 #include "core/memory_limit.h"
 #include "data/bytes.h"
 #include "train/run_folder.h"
+#include "io/output_file.h"
 #include "io/safetensors.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace mg::app {
@@ -34,9 +36,10 @@ void add_logits_command(CLI::App& app, Run& run) {
   add_device_option(cmd, o->device, "run the forward on this device (the file is written from a host copy)");
   cmd->callback([o, &run] {
     run = [o] {
-      // An output never replaces a run's own files (its model, config, metrics, checkpoints).
-      MG_CHECK(!is_run_file(o->out),
-               "[logits] --out {} is one of a run's own files; write the logits to another file", o->out);
+      // An output never replaces a device, a file it reads (the input, the run's training data) or a run's own
+      // files (io/output_file.h).
+      const std::optional<TrainOptions> recorded = find_run_options(o->run_dir);
+      check_output_path(o->out, {"logits", "--out", {o->input}, "", recorded ? recorded->data : ""});
       const Device device = resolve_device(o->device, "logits");
       auto model = load_model(o->run_dir, device);
       check_fits_in_memory(model->config().forward_bytes((double)o->bytes), "logits",

@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
     const int status = run();
     // Every rank of a data-parallel run gets here together (an interrupt is agreed between them).
     mg::World::finalize();
+    // What a command printed is part of its result: a write error (a full disk, /dev/full) fails it.
+    mg::app::flush_stdout(app.get_subcommands().front()->get_name().c_str());
+    MG_CHECK(std::fclose(stdout) == 0, "cannot close standard output: {}", std::strerror(errno));
     return status;
   } catch (const mg::Interrupted& e) {  // Ctrl-C while evaluating: the shell's status for it
     std::fprintf(stderr, "%s\n", e.what());

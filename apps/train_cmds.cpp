@@ -106,8 +106,9 @@ void add_train_command(CLI::App& app, Run& run) {
     run = [o, ov, cmd] {
       const Device device = resolve_device(ov->device, "train");
       TrainOptions opts = *o;
-      const bool resume = !ov->resume.empty();
       auto given = [&](const char* flag) { return cmd->count(flag) > 0; };
+      const bool resume = given("--resume");
+      MG_CHECK(!resume || !ov->resume.empty(), "[train] --resume is empty: name the run folder to continue");
       if (resume) {
         MG_CHECK(!ov->overwrite,
                  "[train] --resume and --overwrite exclude each other: --resume continues the run in {}, --overwrite "
@@ -266,7 +267,7 @@ void add_generate_command(CLI::App& app, Run& run) {
       auto texts = generate_samples(*model, o->prompt, o->s, [stream](int64_t, char c) {
         if (!stream) return;
         std::fputc(c, stdout);
-        std::fflush(stdout);
+        flush_stdout("generate");  // a full disk stops the sampling at once
       });
       for (size_t i = 0; i < texts.size() && !stream; ++i) {
         const uint64_t seed = o->s.seed + i;

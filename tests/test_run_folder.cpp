@@ -16,6 +16,7 @@
 #include "data/dataset.h"
 #include "tests/check.h"
 #include "tests/cli.h"
+#include "tests/run_cli.h"
 #include "tests/temp_dir.h"
 #include "tests/trainer_fixture.h"
 #include "io/atomic_file.h"
@@ -26,27 +27,15 @@
 #include "train/trainer.h"
 
 using namespace mg;
+using test::resume_cli;
 using test::run_cli;
+using test::tiny_train;
 using test::TempDir;
 using test::tiny_options;
 using test::write_text;
 namespace fs = std::filesystem;
 
 namespace {
-
-// The command line of a tiny run with a checkpoint every step (--threads 1: bit-identical runs).
-std::vector<std::string> tiny_train(const std::string& data, const std::string& out, int steps) {
-  return {"train",         "--data",         data,   "--out",         out,   "--preset",    "tiny",
-          "--d-model",     "32",             "--n-layer", "1",          "--steps", std::to_string(steps),
-          "--batch",       "4",              "--seq",    "32",          "--eval-every", "1",  "--eval-bytes",
-          "512",           "--test-bytes",   "512",      "--threads",   "1",   "--quiet"};
-}
-
-test::CliRun resume_cli(const std::string& dir, std::vector<std::string> extra = {}, std::vector<std::string> env = {}) {
-  std::vector<std::string> args{"train", "--resume", dir, "--threads", "1", "--quiet"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return run_cli(args, env);
-}
 
 int count_checkpoints(const std::string& dir) {
   int n = 0;
@@ -354,7 +343,7 @@ TEST_CASE("run folder: a non-finite loss before any checkpoint says that none ex
   o.lr = 1e30;
   o.clip = 1e30;
   CHECK_THROWS_WITH_AS(train(o, false),
-                       doctest::Contains("stopping. No checkpoint had been written yet (the first was due at step 40)"),
+                       doctest::Contains("is saved. No checkpoint had been written yet (the first was due at step 40)"),
                        Error);
 }
 
@@ -487,11 +476,11 @@ TEST_CASE("run folder: a damaged newest checkpoint is set aside and the older co
   REQUIRE(fs::exists(d / "run/checkpoint-4"));
   std::string bytes = read_bytes(d / "run/checkpoint-4/model.safetensors");
   bytes[bytes.size() / 2] ^= 1;
-  fs::remove(d / "run/checkpoint-4/model.safetensors");  // a hard link: write a new file, not through it
   { std::ofstream(d / "run/checkpoint-4/model.safetensors", std::ios::binary) << bytes; }
   auto r = resume_cli(d / "run");
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.err.find("checkpoint-4 is not a usable checkpoint") != std::string::npos);
+  CHECK(r.err.find("is set aside as " + (d / "run/checkpoint-4.damaged")) != std::string::npos);  // the real name
   CHECK(fs::exists(d / "run/checkpoint-4.damaged"));
   CHECK(read_bytes(d / "run/model.safetensors") == read_bytes(d / "ref/model.safetensors"));
 }

@@ -66,16 +66,15 @@ TEST_CASE("trainer: a non-finite loss stops training, names the step and keeps t
   TrainOptions o = tiny_options(data, d / "run");
   o.steps = 40;
   o.eval_every = 1;
-  o.lr = 1e30;  // blows the weights up after the first steps
-  o.clip = 1e30;
-  CHECK_THROWS_WITH_AS(train(o, false), doctest::Contains("at step"), Error);
-  o.overwrite = true;  // the folder holds the stopped run now
+  o.lr = 100;  // reached by the end of the warm-up: the run diverges a few steps in, after a checkpoint
+  o.warmup = 10;
+  std::string msg;
   try {
     train(o, false);
   } catch (const Error& e) {
-    std::string msg = e.what();
-    CHECK(msg.find("stopping. The last good checkpoint in") != std::string::npos);
+    msg = e.what();
   }
+  CHECK(msg.find("stopping before anything of that step is saved. The last good checkpoint in") != std::string::npos);
   CHECK(fs::exists(d / "run/model.safetensors"));
   auto f = read_safetensors(d / "run/model.safetensors");
   for (auto& [name, t] : f.tensors)

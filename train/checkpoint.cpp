@@ -5,6 +5,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
@@ -31,6 +32,22 @@ uint64_t meta_uint(const SafetensorsFile& f, const std::string& key, const std::
   return v;
 }
 
+// The step in the metadata of a root model.safetensors (its header only), or nullopt when the file or the
+// field cannot be read.
+std::optional<int64_t> root_step(const std::string& model) {
+  std::ifstream in(model, std::ios::binary);
+  uint64_t n = 0;
+  if (!in.read(reinterpret_cast<char*>(&n), 8) || n > 100'000'000) return std::nullopt;
+  std::string header(n, '\0');
+  if (!in.read(header.data(), (std::streamsize)n)) return std::nullopt;
+  try {
+    const auto j = nlohmann::json::parse(header);
+    return std::stoll(j.at("__metadata__").at("step").get<std::string>());
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 std::string require_folder(const std::string& dir) {
   MG_CHECK(fs::is_directory(dir), "[run] {} is not a run folder (train one with: mambagrad train --out {})", dir, dir);
   return dir;
@@ -42,6 +59,63 @@ TrainOptions checkpoint_options(const CheckpointRef& ckpt) {
   auto f = read_safetensors(path);
   MG_CHECK(f.metadata.count("options"), "[resume] {} has no training options in its metadata", path);
   return TrainOptions::from_json(f.metadata.at("options"), path);
+}
+
+// The names in a run folder that change when a trainer saves a checkpoint and removes the older one.
+std::vector<std::string> checkpoint_names(const std::string& run_dir) {
+  std::vector<std::string> names;
+  for (auto& n : inspect_run_folder(run_dir).run_files)
+    if (checkpoint_step(n) >= 0) names.push_back(n);
+  return names;
+}
+
+// Runs `read` (which reads the newest checkpoint of `run_dir`) again when it fails because a trainer
+// rotated the checkpoints meanwhile (saved a newer one and removed the one being read): at most 5 tries.
+template <class T, class F>
+T reread_if_rotated(const std::string& run_dir, F&& read) {
+  for (int attempt = 1;; ++attempt) {
+    const std::vector<std::string> before = checkpoint_names(run_dir);
+    try {
+      return read();
+    } catch (const Error&) {
+      if (attempt >= 5 || checkpoint_names(run_dir) == before) throw;
+    }
+  }
+}
+
+// Where the model of a run folder is read from: the root model.safetensors and config.json, checked
+// against the newest checkpoint's manifest (size and CRC-32) when there is one. A root file older than
+// that checkpoint (a trainer is between its commit and the switch of the root files, or crashed there) is
+// passed over for the checkpoint's own copy; a root file of the same step that does not match was
+// changed or damaged afterwards, and one of a newer step cannot be verified: both are refused.
+std::string model_folder(const std::string& run_dir) {
+  const std::string model = run_dir + "/" + kModelFile;
+  const bool root = fs::exists(model) && fs::exists(run_dir + "/" + kConfigFile);
+  const auto ckpt = find_checkpoint(run_dir);
+  if (!ckpt || ckpt->legacy) {
+    if (root) return run_dir;
+    MG_CHECK(!fs::exists(run_dir + "/" + kRunFile),
+             "[run] the run in {} has not saved its first checkpoint yet (it saves one at every --eval-every steps and "
+             "at the end); wait for it, or continue a stopped run with: mambagrad train --resume {}",
+             run_dir, run_dir);
+    MG_THROW("[run] {} has no {} and no {} (is it a run folder written by mambagrad train?)", run_dir, kModelFile,
+             kConfigFile);
+  }
+  if (!root) return ckpt->dir;
+  // The step first: a trainer replaces the root file (by a rename) only with a newer one, so a root of the
+  // checkpoint's step read here is the file compared below, unless a newer checkpoint comes meanwhile
+  // (then load_model reads again).
+  const std::optional<int64_t> step = root_step(model);
+  if (step && *step < ckpt->step) return ckpt->dir;
+  const std::string why = compare_with_checkpoint(*ckpt, kModelFile, model);
+  if (why.empty()) return run_dir;
+  MG_CHECK(!step || *step == ckpt->step,
+           "[run] {} is from step {}, newer than the newest usable checkpoint ({}, step {}), so it cannot be verified: "
+           "the checkpoint of step {} is missing or damaged. Resume the run (which sets a damaged checkpoint aside), "
+           "or use the older one with: cp {}/{} {}",
+           model, *step, ckpt->dir, ckpt->step, *step, ckpt->dir, kModelFile, model);
+  MG_THROW("[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
+           why, ckpt->dir, kModelFile, model);
 }
 
 }  // namespace
@@ -124,38 +198,36 @@ LoadedCheckpoint read_checkpoint(const CheckpointRef& ckpt) {
 
 std::optional<TrainOptions> find_run_options(const std::string& run_dir) {
   require_folder(run_dir);
-  if (auto ckpt = find_checkpoint(run_dir)) return checkpoint_options(*ckpt);
-  const std::string run_file = run_dir + "/" + kRunFile;
-  if (fs::exists(run_file)) return TrainOptions::from_json(read_text_file(run_file), run_file);
-  return std::nullopt;
+  return reread_if_rotated<std::optional<TrainOptions>>(run_dir, [&]() -> std::optional<TrainOptions> {
+    if (auto ckpt = find_checkpoint(run_dir)) return checkpoint_options(*ckpt);
+    const std::string run_file = run_dir + "/" + kRunFile;
+    if (fs::exists(run_file)) return TrainOptions::from_json(read_text_file(run_file), run_file);
+    return std::nullopt;
+  });
 }
 
 TrainOptions load_run_options(const std::string& run_dir) {
   require_folder(run_dir);
-  std::vector<std::string> skipped;
-  if (auto ckpt = find_checkpoint(run_dir, &skipped)) return checkpoint_options(*ckpt);
-  const std::string run_file = run_dir + "/" + kRunFile;
-  if (fs::exists(run_file)) return TrainOptions::from_json(read_text_file(run_file), run_file);
-  MG_THROW("[run] {} holds no training run: it has no {} and no checkpoint{}{}", run_dir, kRunFile,
-           skipped.empty() ? "" : "; ", join_names(skipped, skipped.size()));
+  return reread_if_rotated<TrainOptions>(run_dir, [&] {
+    std::vector<std::string> skipped;
+    if (auto ckpt = find_checkpoint(run_dir, &skipped)) return checkpoint_options(*ckpt);
+    const std::string run_file = run_dir + "/" + kRunFile;
+    if (fs::exists(run_file)) return TrainOptions::from_json(read_text_file(run_file), run_file);
+    MG_THROW("[run] {} holds no training run: it has no {} and no checkpoint{}{}", run_dir, kRunFile,
+             skipped.empty() ? "" : "; ", join_names(skipped, skipped.size()));
+  });
 }
 
 std::unique_ptr<MambaLM> load_model(const std::string& run_dir, Device device) {
   require_device(device, "load_model");
   require_folder(run_dir);
-  std::string dir = run_dir;
-  if (!fs::exists(run_dir + "/" + kModelFile) || !fs::exists(run_dir + "/" + kConfigFile)) {
-    // A crash between the first checkpoint's commit and the switch of the root files leaves them only
-    // in the checkpoint folder.
-    auto ckpt = find_checkpoint(run_dir);
-    if (ckpt && !ckpt->legacy) dir = ckpt->dir;
-  }
-  for (const char* f : {kModelFile, kConfigFile})
-    MG_CHECK(fs::exists(dir + "/" + f), "[run] {} has no {} (is it a run folder written by mambagrad train?)", run_dir,
-             f);
-  MambaConfig cfg = MambaConfig::from_json(read_text_file(dir + "/" + kConfigFile), dir + "/" + kConfigFile);
-  auto model = std::make_unique<MambaLM>(cfg);
-  model->load_state_dict(load_safetensors(dir + "/" + kModelFile), dir + "/" + kModelFile);
+  auto model = reread_if_rotated<std::unique_ptr<MambaLM>>(run_dir, [&] {
+    const std::string dir = model_folder(run_dir);
+    MambaConfig cfg = MambaConfig::from_json(read_text_file(dir + "/" + kConfigFile), dir + "/" + kConfigFile);
+    auto m = std::make_unique<MambaLM>(cfg);
+    m->load_state_dict(load_safetensors(dir + "/" + kModelFile), dir + "/" + kModelFile);
+    return m;
+  });
   model->to(device);
   return model;
 }

@@ -17,18 +17,26 @@ InterruptGuard::InterruptGuard() {
   sa.sa_flags = SA_RESETHAND;  // a second Ctrl-C ends the process the default way
   sigaction(SIGINT, &sa, &old_int_);
   sigaction(SIGTERM, &sa, &old_term_);
+  // A closed terminal or ssh session stops as SIGTERM does, unless it was ignored (nohup): then it stays so.
+  sigaction(SIGHUP, nullptr, &old_hup_);
+  if (old_hup_.sa_handler != SIG_IGN) sigaction(SIGHUP, &sa, nullptr);
 }
 
 InterruptGuard::~InterruptGuard() {
   g_signal = 0;
   sigaction(SIGINT, &old_int_, nullptr);
   sigaction(SIGTERM, &old_term_, nullptr);
+  sigaction(SIGHUP, &old_hup_, nullptr);
 }
 
 int interrupt_signal() { return g_signal; }
 
 Interrupted::Interrupted(int s, const std::string& where)
-    : Error(mg::format("[{}] interrupted by {}", where, s == SIGTERM ? "SIGTERM" : "Ctrl-C (SIGINT)")), signo(s) {}
+    : Error(mg::format("[{}] interrupted by {}", where,
+                       s == SIGTERM  ? "SIGTERM"
+                       : s == SIGHUP ? "SIGHUP (the terminal was closed)"
+                                     : "Ctrl-C (SIGINT)")),
+      signo(s) {}
 
 void throw_if_interrupted(const char* where) {
   if (const int s = g_signal) throw Interrupted(s, where);

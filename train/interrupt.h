@@ -1,6 +1,6 @@
-// Stopping long work cleanly on Ctrl-C (SIGINT) or SIGTERM.
+// Stopping long work cleanly on Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed terminal or ssh session).
 //
-// While an InterruptGuard lives, the first SIGINT or SIGTERM only sets a flag that the trainer and
+// While an InterruptGuard lives, the first SIGINT, SIGTERM or SIGHUP only sets a flag that the trainer and
 // evaluate() poll between steps and batches; the handler is installed with SA_RESETHAND, so a second
 // signal gets the default action and ends the process at once (a checkpoint is atomic, so even that
 // loses nothing saved). The guard restores the previous handlers when it goes out of scope.
@@ -19,10 +19,10 @@ class InterruptGuard {
   InterruptGuard& operator=(const InterruptGuard&) = delete;
 
  private:
-  struct sigaction old_int_ {}, old_term_ {};
+  struct sigaction old_int_ {}, old_term_ {}, old_hup_ {};
 };
 
-// The signal that asked to stop (SIGINT or SIGTERM) since the innermost guard was made, else 0.
+// The signal that asked to stop (SIGINT, SIGTERM or SIGHUP) since the innermost guard was made, else 0.
 int interrupt_signal();
 
 // Thrown by work that polls the flag (evaluate()) when it stops early.

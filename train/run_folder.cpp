@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -25,29 +26,6 @@ namespace mg {
 namespace fs = std::filesystem;
 
 namespace {
-
-const char* kRootRunFiles[] = {kModelFile, kConfigFile, kStateFile, kRunFile, kMetricsFile, kCurvesFile};
-
-// "checkpoint-<digits>" -> the step; anything else -> -1.
-int64_t checkpoint_step(const std::string& name) {
-  const std::string prefix = "checkpoint-";
-  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0 || name.size() > prefix.size() + 18)
-    return -1;
-  int64_t step = 0;
-  for (size_t i = prefix.size(); i < name.size(); ++i) {
-    if (name[i] < '0' || name[i] > '9') return -1;
-    step = step * 10 + (name[i] - '0');
-  }
-  return step;
-}
-
-bool is_temporary(const std::string& name) { return name.find(".tmp.") != std::string::npos; }
-
-bool is_damaged_checkpoint(const std::string& name) {
-  const std::string suffix = ".damaged";
-  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
-         checkpoint_step(name.substr(0, name.size() - suffix.size())) >= 0;
-}
 
 std::string pid_suffix() { return ".tmp." + std::to_string((long long)::getpid()); }
 
@@ -79,29 +57,41 @@ std::vector<std::pair<int64_t, std::string>> checkpoint_folders(const std::strin
   return out;
 }
 
+// A manifest's text ("" when it cannot be read, which the JSON parser then reports).
+std::string read_manifest_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Empty when the file `path` has the size and CRC-32 that a manifest's entry `info` records for `name`,
+// else what differs.
+std::string compare_with_manifest(const nlohmann::json& info, const std::string& name, const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec) return mg::format("{} is missing", name);
+  if ((int64_t)size != info.at("bytes").get<int64_t>())
+    return mg::format("{} has {} bytes, its manifest says {}", name, size, info.at("bytes").get<int64_t>());
+  if (crc32_file(path) != info.at("crc32").get<uint32_t>())
+    return mg::format("{} does not match its CRC-32 in the manifest (the file is damaged)", name);
+  return "";
+}
+
 // Empty when the checkpoint folder verifies, else what is wrong with it.
 std::string verify_checkpoint(const std::string& dir, int64_t step) {
   const std::string manifest = dir + "/" + kManifestFile;
-  std::ifstream in(manifest, std::ios::binary);
-  if (!in) return mg::format("it has no {}", kManifestFile);
+  if (!fs::exists(manifest)) return mg::format("it has no {}", kManifestFile);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(read_manifest_text(manifest));
     if (j.at("step").get<int64_t>() != step)
       return mg::format("its {} names step {}", kManifestFile, j.at("step").get<int64_t>());
     const auto& files = j.at("files");
     for (const char* needed : {kModelFile, kStateFile})
       if (!files.contains(needed)) return mg::format("its {} does not list {}", kManifestFile, needed);
-    for (const auto& [name, info] : files.items()) {
-      const std::string path = dir + "/" + name;
-      std::error_code ec;
-      const auto size = fs::file_size(path, ec);
-      if (ec) return mg::format("{} is missing", name);
-      if ((int64_t)size != info.at("bytes").get<int64_t>())
-        return mg::format("{} has {} bytes, its manifest says {}", name, size, info.at("bytes").get<int64_t>());
-      if (crc32_file(path) != info.at("crc32").get<uint32_t>())
-        return mg::format("{} does not match its CRC-32 in the manifest (the file is damaged)", name);
-    }
+    for (const auto& [name, info] : files.items())
+      if (std::string why = compare_with_manifest(info, name, dir + "/" + name); !why.empty()) return why;
   } catch (const nlohmann::json::exception& e) {
     return mg::format("its {} is unreadable: {}", kManifestFile, e.what());
   } catch (const Error& e) {
@@ -110,22 +100,12 @@ std::string verify_checkpoint(const std::string& dir, int64_t step) {
   return "";
 }
 
-// Makes `dst` the same file as `src`: a hard link where the filesystem allows it, else a copy; either
-// way through a temporary name and a rename, so readers of `dst` see the old or the new file.
-void replace_with(const std::string& src, const std::string& dst) {
+// True when `dst` is a file of its own (not a hard link to `src`, as runs of earlier builds have) with the
+// bytes of `src`.
+bool same_content(const std::string& src, const std::string& dst) {
   std::error_code ec;
-  if (fs::exists(dst, ec) && fs::equivalent(src, dst, ec)) return;
-  const std::string tmp = dst + pid_suffix();
-  fs::remove(tmp, ec);
-  if (::link(src.c_str(), tmp.c_str()) != 0) {
-    fs::copy_file(src, tmp, fs::copy_options::overwrite_existing);
-    fsync_file(tmp);
-  }
-  if (std::rename(tmp.c_str(), dst.c_str()) != 0) {
-    const int err = errno;
-    fs::remove(tmp, ec);
-    MG_THROW("[checkpoint] cannot rename '{}' to '{}': {}", tmp, dst, std::strerror(err));
-  }
+  if (!fs::is_regular_file(dst, ec) || fs::equivalent(src, dst, ec)) return false;
+  return fs::file_size(src, ec) == fs::file_size(dst, ec) && !ec && crc32_file(src) == crc32_file(dst);
 }
 
 }  // namespace
@@ -149,29 +129,6 @@ uint32_t crc32_file(const std::string& path) {
   }
   MG_CHECK(in.eof(), "[checkpoint] reading '{}' failed", path);
   return (uint32_t)crc;
-}
-
-RunFolderContents inspect_run_folder(const std::string& dir) {
-  RunFolderContents c;
-  std::error_code ec;
-  const auto st = fs::status(dir, ec);
-  if (ec || !fs::exists(st)) return c;
-  if (!fs::is_directory(st)) {
-    c.is_file = true;
-    return c;
-  }
-  c.exists = true;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name == kLockFile || is_temporary(name)) continue;
-    const bool run_file = std::any_of(std::begin(kRootRunFiles), std::end(kRootRunFiles),
-                                      [&](const char* f) { return name == f; }) ||
-                          checkpoint_step(name) >= 0 || is_damaged_checkpoint(name);
-    (run_file ? c.run_files : c.other_files).push_back(name);
-  }
-  std::sort(c.run_files.begin(), c.run_files.end());
-  std::sort(c.other_files.begin(), c.other_files.end());
-  return c;
 }
 
 RunLock::RunLock(const std::string& dir) {
@@ -228,11 +185,24 @@ std::optional<CheckpointRef> find_checkpoint(const std::string& run_dir, std::ve
   }
 }
 
+std::string compare_with_checkpoint(const CheckpointRef& ckpt, const std::string& name, const std::string& path) {
+  const std::string manifest = ckpt.dir + "/" + kManifestFile;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(read_manifest_text(manifest));
+    if (!j.at("files").contains(name)) return "";
+    std::string why = compare_with_manifest(j.at("files").at(name), name, path);
+    if (!why.empty()) why = mg::format("{} does not match the size and CRC-32 that {} records for {}", path, manifest, name);
+    return why;
+  } catch (const nlohmann::json::exception& e) {
+    return mg::format("{} is unreadable: {}", manifest, e.what());
+  }
+}
+
 void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt) {
   if (ckpt.legacy) return;
   for (const char* name : {kModelFile, kConfigFile}) {
-    const std::string src = ckpt.dir + "/" + name;
-    if (fs::exists(src)) replace_with(src, run_dir + "/" + name);
+    const std::string src = ckpt.dir + "/" + name, dst = run_dir + "/" + name;
+    if (fs::exists(src) && !same_content(src, dst)) copy_file_atomic(src, dst);
   }
   fsync_dir(run_dir);
 }
@@ -289,7 +259,9 @@ void write_checkpoint(const std::string& run_dir, int64_t step,
   crash_point("checkpoint-done");
 }
 
-void set_aside_unusable_checkpoints(const std::string& run_dir, int64_t newest_good) {
+std::vector<std::pair<std::string, std::string>> set_aside_unusable_checkpoints(const std::string& run_dir,
+                                                                              int64_t newest_good) {
+  std::vector<std::pair<std::string, std::string>> moved;
   for (const auto& [step, dir] : checkpoint_folders(run_dir)) {
     if (step <= newest_good) continue;
     const std::string aside = dir + ".damaged";
@@ -297,7 +269,9 @@ void set_aside_unusable_checkpoints(const std::string& run_dir, int64_t newest_g
     fs::remove_all(aside, ec);
     fs::rename(dir, aside, ec);
     MG_CHECK(!ec, "[resume] cannot set the unusable checkpoint {} aside: {}", dir, ec.message());
+    moved.emplace_back(dir, aside);
   }
+  return moved;
 }
 
 void remove_temporaries(const std::string& run_dir) {
@@ -319,27 +293,13 @@ void remove_run_files(const std::string& run_dir) {
   fsync_dir(run_dir);
 }
 
-bool is_run_file(const std::string& path) {
-  std::error_code ec;
-  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
-  if (ec) p = fs::absolute(path).lexically_normal();
-  const std::string name = p.filename().string();
-  const fs::path parent = p.parent_path();
-  const std::string parent_name = parent.filename().string();
-  if (checkpoint_step(parent_name) >= 0 || is_damaged_checkpoint(parent_name)) return true;
-  const bool root_name = std::any_of(std::begin(kRootRunFiles), std::end(kRootRunFiles),
-                                     [&](const char* f) { return name == f; }) ||
-                         name == kLockFile || checkpoint_step(name) >= 0;
-  return root_name && inspect_run_folder(parent.string()).holds_run();
-}
-
 void crash_point(const char* name) {
   // MG_TEST_CRASH_RANK=r: only rank r of a data-parallel run (a dead rank, tests/test_distributed.cpp).
   if (const char* r = std::getenv("MG_TEST_CRASH_RANK"); r && *r && std::atoi(r) != launch_from_environment().rank)
     return;
   static std::map<std::string, int64_t> seen;
   bool counted = false;
-  for (const char* var : {"MG_TEST_CRASH_AT", "MG_TEST_INTERRUPT_AT"}) {
+  for (const char* var : {"MG_TEST_CRASH_AT", "MG_TEST_INTERRUPT_AT", "MG_TEST_HANGUP_AT"}) {
     const char* spec = std::getenv(var);
     if (!spec || !*spec) continue;
     const std::string s = spec;
@@ -349,7 +309,7 @@ void crash_point(const char* name) {
     const int64_t nth = colon == std::string::npos ? 1 : std::atoll(s.c_str() + colon + 1);
     if (seen[name] != nth) continue;
     if (var[8] == 'C') ::kill(::getpid(), SIGKILL);
-    else std::raise(SIGINT);
+    else std::raise(var[8] == 'H' ? SIGHUP : SIGINT);
   }
 }
 

@@ -2,7 +2,7 @@
 // atomic checkpoint.
 //
 //   run/config.json                 the model's config (Hugging Face names)       } what users load:
-//   run/model.safetensors           the newest checkpoint's weights (a hard link)  } from_pretrained(run)
+//   run/model.safetensors           a copy of the newest checkpoint's weights      } from_pretrained(run)
 //   run/run.json                    the run's options and the identity of its data (size, CRC-32)
 //   run/metrics.jsonl, curves.svg   one JSON object per step; the bpc curves
 //   run/checkpoint-<step>/          the newest complete checkpoint:
@@ -13,8 +13,9 @@
 // A checkpoint is written into `checkpoint-<step>.tmp.<pid>/`, every file fsync'ed, then the folder is
 // renamed to `checkpoint-<step>/`: that one rename is the commit point, so a folder with that name is
 // complete by construction, and checkpoint.json lets a reader verify it. Only then is the root
-// model.safetensors switched to the new weights (link + rename, atomic) and the older checkpoint
-// removed. A crash at any moment leaves at least one complete checkpoint (after the first), and
+// model.safetensors and config.json replaced by copies of the new ones (a file of their own, never a
+// hard link into the checkpoint, written to a temporary name and renamed: atomic) and the older
+// checkpoint removed. A crash at any moment leaves at least one complete checkpoint (after the first), and
 // find_checkpoint() picks the newest one that verifies. Runs written before this layout (model and
 // trainer_state.safetensors at the root, no checkpoint folder) still resume.
 #pragma once
@@ -22,28 +23,14 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "io/run_layout.h"
 
 namespace mg {
 
-inline constexpr const char* kModelFile = "model.safetensors";
-inline constexpr const char* kConfigFile = "config.json";
-inline constexpr const char* kStateFile = "trainer_state.safetensors";
-inline constexpr const char* kRunFile = "run.json";
-inline constexpr const char* kMetricsFile = "metrics.jsonl";
-inline constexpr const char* kCurvesFile = "curves.svg";
-inline constexpr const char* kManifestFile = "checkpoint.json";
-inline constexpr const char* kLockFile = ".lock";
-
-// What a folder holds, read without changing anything.
-struct RunFolderContents {
-  bool exists = false;                  // a directory of that name exists
-  bool is_file = false;                 // the name is taken by something that is not a directory
-  std::vector<std::string> run_files;   // the names of a run's files present (checkpoint folders too)
-  std::vector<std::string> other_files; // anything else (leftover temporaries and the lock excluded)
-  bool holds_run() const { return !run_files.empty(); }
-};
-RunFolderContents inspect_run_folder(const std::string& dir);
+// The file names, inspect_run_folder() and is_run_file() are in io/run_layout.h.
 
 // Holds an exclusive flock on `dir/.lock` for its lifetime (the folder must exist). Throws mg::Error
 // naming the folder and the other trainer's pid when another process holds it. The kernel drops the
@@ -81,10 +68,17 @@ void write_checkpoint(const std::string& run_dir, int64_t step,
 // Renames every checkpoint folder newer than `newest_good` (all of them when -1), which find_checkpoint()
 // skipped as unusable, to `checkpoint-<step>.damaged`, so that a new checkpoint can take its name and
 // nothing is deleted. Call only while holding the RunLock.
-void set_aside_unusable_checkpoints(const std::string& run_dir, int64_t newest_good);
+// Returns each folder set aside and its new name.
+std::vector<std::pair<std::string, std::string>> set_aside_unusable_checkpoints(const std::string& run_dir,
+                                                                              int64_t newest_good);
 
-// Makes the root model.safetensors and config.json those of `ckpt` (after a crash between a
-// checkpoint's rename and the root switch). A no-op when they already are.
+// Empty when the file `path` has the size and CRC-32 that the manifest of `ckpt` records for its file
+// `name` (or the manifest lists no such file), else what differs, naming both files.
+std::string compare_with_checkpoint(const CheckpointRef& ckpt, const std::string& name, const std::string& path);
+
+// Makes the root model.safetensors and config.json copies of those of `ckpt` (after a crash between a
+// checkpoint's rename and the root switch, or a root file written over). A no-op when they already hold
+// the same bytes as files of their own; a hard link (runs of earlier builds) is replaced by a copy.
 void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt);
 
 // Removes what an interrupted writer left: `*.tmp.<pid>` files and `checkpoint-*.tmp.<pid>` folders.
@@ -95,10 +89,6 @@ void remove_temporaries(const std::string& run_dir);
 // Anything else in the folder is left alone.
 void remove_run_files(const std::string& run_dir);
 
-// True when `path` names one of a run's own files: a run file at the root of a folder that holds a run,
-// or any file inside a checkpoint folder. Commands that write an output refuse such a path.
-bool is_run_file(const std::string& path);
-
 // "a, b, c and 2 more": the first `max` names, for messages.
 std::string join_names(const std::vector<std::string>& names, size_t max = 4);
 
@@ -107,7 +97,8 @@ uint32_t crc32_file(const std::string& path);
 
 // A test hook for the crash tests: when the environment variable MG_TEST_CRASH_AT is `name` or
 // `name:N`, the process kills itself with SIGKILL at the first (or N-th) call with that name;
-// MG_TEST_INTERRUPT_AT does the same with a SIGINT (as Ctrl-C). The trainer calls it between the
+// MG_TEST_INTERRUPT_AT does the same with a SIGINT (as Ctrl-C), MG_TEST_HANGUP_AT with a SIGHUP (a closed
+// terminal). The trainer calls it between the
 // writes of a checkpoint and before each phase ("step": after each training step, on every rank).
 // With MG_TEST_CRASH_RANK=r only rank r of a data-parallel run does. Without the variables it does nothing.
 void crash_point(const char* name);

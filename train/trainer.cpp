@@ -23,6 +23,7 @@
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
+#include "io/output_file.h"
 #include "train/interrupt.h"
 #include "train/metrics.h"
 #include "train/optim.h"
@@ -32,6 +33,7 @@
 #include "train/run_folder.h"
 #include "train/train_step.h"
 #include "io/safetensors.h"
+#include "ops/ops.h"
 
 namespace mg {
 
@@ -104,6 +106,33 @@ class StepThreads {
   bool split_ = true;
   Clock::time_point t0_;
 };
+
+// "NaN", "+inf" or "-inf".
+const char* non_finite_name(double v) { return std::isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf"; }
+
+// True when every parameter of `model` is finite: x * 0 is 0 for a finite x and NaN for inf or NaN, so
+// the sum is 0 exactly when all are (on the model's device, with anomaly mode off: NaN is expected here).
+bool weights_finite(const MambaLM& model) {
+  NoGradGuard ng;
+  AnomalyMode off(false);
+  Tensor total;
+  for (const auto& p : model.named_parameters()) {
+    Tensor s = sum(p.tensor * 0.0);
+    total = total.defined() ? total + s : s;
+  }
+  return !total.defined() || total.item() == 0.0;  // one read back from the device
+}
+
+// With --detect-anomaly, a validation loss that is not finite: its windows again with the graph recorded,
+// which anomaly mode checks op by op (evaluation records none), so that the [anomaly] error names the op
+// and module where the NaN or inf first appears. Returns when none does.
+void name_anomaly(const MambaLM& model, const ByteDataset& val, const TrainOptions& opts) {
+  const int64_t n = val.num_eval_batches(opts.batch, opts.seq, opts.eval_bytes);
+  for (int64_t i = 0; i < n; ++i) {
+    Batch b = val.eval_batch(i, opts.batch, opts.seq, opts.eval_bytes, model.device());
+    (void)model.loss(b.inputs, b.targets);
+  }
+}
 
 }  // namespace
 
@@ -244,6 +273,57 @@ void check_ranks(const TrainOptions& opts, const World& world, bool resume) {
            n);
 }
 
+// The paths a run records (JSON: UTF-8 only) and the trace file of --profile, an output under the rule of
+// io/output_file.h: never the data, never one of the run's files.
+void check_train_paths(const TrainOptions& opts) {
+  check_utf8_path(opts.out, "train", "--out");
+  check_utf8_path(opts.data, "train", "--data");
+  if (opts.profile.empty()) return;
+  check_utf8_path(opts.profile, "train", "--profile");
+  check_output_path(opts.profile, {"train", "--profile", {opts.data}, opts.out, ""});
+}
+
+// What shows that the run in `dir`, which has no usable checkpoint, made progress that a start from step 0
+// would lose: a root model (published only after a checkpoint), a checkpoint-* entry that is not a usable
+// checkpoint (damaged, set aside, renamed, a file), metrics of a step after the first checkpoint was due
+// (that checkpoint was complete before the next step began).
+std::vector<std::string> progress_signs(const std::string& dir) {
+  std::vector<std::string> signs;
+  std::error_code ec;
+  if (fs::exists(dir + "/" + kModelFile, ec)) signs.push_back(mg::format("a root {}", kModelFile));
+  std::vector<std::string> odd;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("checkpoint-", 0) == 0 && !is_temporary(name))
+      odd.push_back(e.is_directory(ec) ? name + "/" : name + " (not a folder)");
+  }
+  std::sort(odd.begin(), odd.end());
+  signs.insert(signs.end(), odd.begin(), odd.end());
+  const std::string run_file = dir + "/" + kRunFile;
+  if (!fs::exists(run_file, ec)) return signs;
+  const TrainOptions recorded = TrainOptions::from_json(read_text_file(run_file), run_file);
+  const int64_t first_due = recorded.eval_every > 0 ? std::min(recorded.steps, recorded.eval_every) : recorded.steps;
+  int64_t dropped = 0, last = 0;
+  for (const auto& j : read_jsonl(dir + "/" + kMetricsFile, &dropped))
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer()) last = std::max(last, j["step"].get<int64_t>());
+  if (last > first_due)
+    signs.push_back(mg::format("{} with steps up to {} (the first checkpoint was due at step {})", kMetricsFile, last,
+                               first_due));
+  return signs;
+}
+
+// Resuming a run without a usable checkpoint starts it over from step 0; that is refused when anything
+// shows that the run got further (the checkpoint was lost, damaged or renamed).
+void refuse_lost_progress(const std::string& dir, const std::vector<std::string>& skipped) {
+  std::vector<std::string> found = skipped;
+  for (auto& s : progress_signs(dir)) found.push_back(s);
+  if (found.empty()) return;
+  MG_THROW("[resume] {} has no usable checkpoint, but the run got further than its start: {}. Resuming would start "
+           "it over from step 0, so it is refused. Either restore the checkpoint folder (checkpoint-<step>/ with its "
+           "{}) and resume again, or start the run over with: mambagrad train --out {} --overwrite ...",
+           dir, join_names(found, found.size()), kManifestFile, dir);
+}
+
 // What a resumed run starts from: the newest usable checkpoint (loaded into `model`), or step 0 when
 // the run stopped before its first; and the options it changed.
 struct Restored {
@@ -262,11 +342,11 @@ Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& 
   // A complete checkpoint folder never fails to verify after a crash (its rename is the commit point);
   // one that does was damaged afterwards. An older good one is used (the newer is set aside, not
   // deleted); with none, resuming would silently start again, so it is an error.
-  MG_CHECK(r.ckpt || skipped.empty(), "[resume] {} has no usable checkpoint: {}. Start the run again with --overwrite",
-           dir, join_names(skipped, skipped.size()));
+  if (!r.ckpt) refuse_lost_progress(dir, skipped);
   if (writer) {
-    for (const auto& s : skipped) mg::print(stderr, "note: {}; it is set aside as <name>.damaged\n", s);
-    set_aside_unusable_checkpoints(dir, r.ckpt && !r.ckpt->legacy ? r.ckpt->step : -1);
+    for (const auto& s : skipped) mg::print(stderr, "note: {}\n", s);
+    for (const auto& [from, to] : set_aside_unusable_checkpoints(dir, r.ckpt && !r.ckpt->legacy ? r.ckpt->step : -1))
+      mg::print(stderr, "note: {} is set aside as {}\n", from, to);
   }
   if (r.ckpt) {
     r.loaded = read_checkpoint(*r.ckpt);
@@ -278,7 +358,8 @@ Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& 
     MG_CHECK(fs::exists(run_file), "[resume] {} holds no run to resume (no {} and no checkpoint)", dir, kRunFile);
     r.changed = resume_changes(TrainOptions::from_json(read_text_file(run_file), run_file), opts, dir);
     if (opts.progress)
-      mg::print("note: {} has no checkpoint yet (the run stopped before its first); starting it from step 0\n", dir);
+      mg::print("note: {} has no checkpoint yet (the run stopped before its first) and shows no progress past it; "
+                "starting it from step 0\n", dir);
   }
   MG_CHECK(r.start <= opts.steps, "[resume] the run in {} already reached step {}, past --steps {}", dir, r.start,
            opts.steps);
@@ -470,6 +551,7 @@ TrainResult train(TrainOptions opts, bool resume) {
     opts.validate();
     require_device(opts.device, "train");  // before reading data or writing anything
     check_ranks(opts, world, resume);
+    check_train_paths(opts);
   } catch (...) {
     err = std::current_exception();
   }
@@ -588,11 +670,16 @@ TrainResult train(TrainOptions opts, bool resume) {
   std::optional<int64_t> last_saved;
   if (from.ckpt) last_saved = start;
   const int64_t first_due = opts.eval_every > 0 ? std::min(opts.steps, opts.eval_every) : opts.steps;
-  auto bad_step = [&](const char* what, double v, int64_t step) {
+  // A step whose loss, gradient norm, weights or validation loss is not finite is never saved: training
+  // stops there, and the checkpoint it names is one whose weights and validation were finite.
+  auto diverged = [&](const std::string& what, int64_t step) {
     mg::print("{}", progress.break_line());
-    MG_THROW("[train] the {} is {} at step {}; stopping. {}", what, v, step,
-             last_saved ? mg::format("The last good checkpoint in {} is from step {}", dir, *last_saved)
+    MG_THROW("[train] the {} at step {}; stopping before anything of that step is saved. {}", what, step,
+             last_saved ? mg::format("The last good checkpoint in {} is step {}", dir, *last_saved)
                         : mg::format("No checkpoint had been written yet (the first was due at step {})", first_due));
+  };
+  auto check_finite = [&](const char* what, double v, int64_t step) {
+    if (!std::isfinite(v)) diverged(mg::format("{} became {}", what, non_finite_name(v)), step);
   };
   auto save = [&](int64_t step) {
     if (root) {
@@ -660,8 +747,9 @@ TrainResult train(TrainOptions opts, bool resume) {
     step_threads.end();
     crash_point("step");
     introspection.after(step, model, opt);
-    if (!std::isfinite(sr.loss)) bad_step("loss", sr.loss, step + 1);
-    if (!std::isfinite(sr.grad_norm)) bad_step("gradient norm", sr.grad_norm, step + 1);
+    check_finite("loss", sr.loss, step + 1);
+    check_finite("gradient norm", sr.grad_norm, step + 1);
+    if (!weights_finite(model)) diverged("weights became non-finite (NaN or inf)", step + 1);
     const double inst = (double)(opts.batch * opts.seq) / std::max(progress.elapsed() - ts, 1e-9);
     tok_s = step == start ? inst : 0.9 * tok_s + 0.1 * inst;
     const int64_t done = step + 1;
@@ -680,6 +768,8 @@ TrainResult train(TrainOptions opts, bool resume) {
       crash_point("validation");
       try {
         EvalResult v = run_eval(data.val, opts.eval_bytes);
+        if (!std::isfinite(v.loss) && opts.detect_anomaly) name_anomaly(model, data.val, opts);
+        check_finite("validation loss", v.loss, done);
         rec["val_loss"] = v.loss, rec["val_bpc"] = v.bpc(), rec["eval_mode"] = eval_mode;
       } catch (const Interrupted& e) {
         signo = e.signo;  // the step itself is done: log it and save it without its validation

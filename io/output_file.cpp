@@ -1,0 +1,97 @@
+#include "io/output_file.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "io/run_layout.h"
+
+namespace mg {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string kind_of(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISCHR(mode)) return "a character device";
+  return "not a regular file";
+}
+
+// True when `a` and `b` (both stat'ed, following links) are the same file.
+bool same_file(const struct stat& a, const std::string& b) {
+  struct stat sb {};
+  return ::stat(b.c_str(), &sb) == 0 && a.st_dev == sb.st_dev && a.st_ino == sb.st_ino;
+}
+
+// True when `path` would be one of the files of the run that `run_dir` is or is about to become.
+bool in_run_dir(const std::string& path, const std::string& run_dir) {
+  if (run_dir.empty()) return false;
+  std::error_code ec;
+  const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  const fs::path dir = fs::weakly_canonical(fs::absolute(run_dir, ec), ec);
+  if (p.parent_path() != dir) return false;
+  const std::string name = p.filename().string();
+  return is_root_run_file(name) || name == kLockFile || name.rfind("checkpoint-", 0) == 0;
+}
+
+// The offset of the first byte of `s` that is not part of a valid UTF-8 sequence, or npos.
+size_t invalid_utf8_at(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = (unsigned char)s[i];
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size() || (n == 2 && c < 0xC2)) return i;
+    for (size_t k = 1; k < n; ++k)
+      if (((unsigned char)s[i + k] >> 6) != 0x2) return i;
+    const auto c1 = (unsigned char)(n > 1 ? s[i + 1] : 0);
+    if ((n == 3 && ((c == 0xE0 && c1 < 0xA0) || (c == 0xED && c1 >= 0xA0))) ||
+        (n == 4 && ((c == 0xF0 && c1 < 0x90) || (c == 0xF4 && c1 >= 0x90) || c > 0xF4)))
+      return i;  // overlong forms, UTF-16 surrogates, beyond U+10FFFF
+    i += n;
+  }
+  return std::string::npos;
+}
+
+}  // namespace
+
+void check_utf8_path(const std::string& path, const std::string& command, const std::string& option) {
+  const size_t at = invalid_utf8_at(path);
+  MG_CHECK(at == std::string::npos,
+           "[{}] {} is not valid UTF-8 text (byte 0x{:02x} at offset {}); the run records its paths in JSON, which "
+           "holds UTF-8 only: choose a name in UTF-8",
+           command, option, (unsigned)(unsigned char)path[at], at);
+}
+
+std::string file_kind(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "missing";
+  return kind_of(st.st_mode);
+}
+
+void check_output_path(const std::string& path, const OutputCheck& c) {
+  MG_CHECK(!path.empty(), "[{}] {} is empty: name the file to write", c.command, c.option);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISCHR(st.st_mode)) return;  // written into, never replaced (write_file_atomic)
+    MG_CHECK(S_ISREG(st.st_mode),
+             "[{}] {} {} is {}; only a regular file (replaced atomically) or a character device such as /dev/null "
+             "(written into) can be an output",
+             c.command, c.option, path, kind_of(st.st_mode));
+    for (const auto& r : c.reads)
+      MG_CHECK(r.empty() || !same_file(st, r),
+               "[{}] {} {} is {}, which this command reads; write the output to another file", c.command, c.option,
+               path, r == path ? "an input" : "the same file as " + r);
+    MG_CHECK(c.run_data.empty() || !same_file(st, c.run_data),
+             "[{}] {} {} is the training data of the run ({}); write the output to another file", c.command, c.option,
+             path, c.run_data);
+  }
+  MG_CHECK(!is_run_file(path) && !in_run_dir(path, c.run_dir),
+           "[{}] {} {} is one of a run's own files; write the output to another file", c.command, c.option, path);
+}
+
+}  // namespace mg

@@ -1,0 +1,47 @@
+// The names of a run folder's files (train/run_folder.h describes the folder), and what a folder holds,
+// read without changing anything. Kept here, below the trainer, so that the rule for every file a
+// command writes (io/output_file.h) can refuse a run's own files.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mg {
+
+inline constexpr const char* kModelFile = "model.safetensors";
+inline constexpr const char* kConfigFile = "config.json";
+inline constexpr const char* kStateFile = "trainer_state.safetensors";
+inline constexpr const char* kRunFile = "run.json";
+inline constexpr const char* kMetricsFile = "metrics.jsonl";
+inline constexpr const char* kCurvesFile = "curves.svg";
+inline constexpr const char* kManifestFile = "checkpoint.json";
+inline constexpr const char* kLockFile = ".lock";
+
+// "checkpoint-<digits>" -> the step; anything else -> -1.
+int64_t checkpoint_step(const std::string& name);
+
+// True for the names of a run's files at the root of its folder (model, config, trainer state, run.json,
+// metrics, curves).
+bool is_root_run_file(const std::string& name);
+
+// True for a name a writer uses while writing (`*.tmp.<pid>`).
+bool is_temporary(const std::string& name);
+
+// "checkpoint-<step>.damaged": a checkpoint that resume set aside.
+bool is_damaged_checkpoint(const std::string& name);
+
+// What a folder holds, read without changing anything.
+struct RunFolderContents {
+  bool exists = false;                  // a directory of that name exists
+  bool is_file = false;                 // the name is taken by something that is not a directory
+  std::vector<std::string> run_files;   // the names of a run's files present (checkpoint folders too)
+  std::vector<std::string> other_files; // anything else (leftover temporaries and the lock excluded)
+  bool holds_run() const { return !run_files.empty(); }
+};
+RunFolderContents inspect_run_folder(const std::string& dir);
+
+// True when `path` names one of a run's own files: a run file at the root of a folder that holds a run,
+// or any file inside a checkpoint folder. Commands that write an output refuse such a path.
+bool is_run_file(const std::string& path);
+
+}  // namespace mg

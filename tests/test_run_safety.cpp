@@ -1,0 +1,445 @@
+// Outputs, resume and divergence under hostile use: outputs that name a device, a FIFO, a folder, a file
+// the command reads or a run's own files; root files written over in place; a lost or renamed checkpoint
+// on resume; a diverging run; SIGHUP; a full disk and /dev/full; damaged root files; a checkpoint that a
+// trainer rotates under a reader. Most cases run the `mambagrad` program as a child process (tests/cli.h).
+#include <doctest/doctest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "core/format.h"
+#include "io/atomic_file.h"
+#include "io/output_file.h"
+#include "io/safetensors.h"
+#include "tests/check.h"
+#include "tests/cli.h"
+#include "tests/run_cli.h"
+#include "tests/temp_dir.h"
+#include "tests/trainer_fixture.h"
+#include "train/checkpoint.h"
+#include "train/metrics.h"
+#include "train/run_folder.h"
+
+using namespace mg;
+using test::resume_cli;
+using test::run_cli;
+using test::TempDir;
+using test::tiny_train;
+using test::write_text;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A shell command line (for redirections such as `> /dev/full`), run with /bin/sh.
+test::CliRun shell(const std::string& line) { return test::run_program("/bin/sh", {"-c", line}); }
+
+std::string cli() { return MG_CLI_PATH; }
+
+// True when every value of every tensor of a safetensors file is finite.
+bool all_finite(const std::string& path) {
+  for (auto& [name, t] : read_safetensors(path).tensors)
+    for (float v : t.to_vector<float>())
+      if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// A small tmpfs mounted at `dir` and filled up, unmounted at the end; `ok` is false where this process may
+// not mount (not root, or in a container without the capability).
+struct FullDisk {
+  std::string dir;
+  bool ok = false;
+  explicit FullDisk(const std::string& d) : dir(d) {
+    fs::create_directories(dir);
+    ok = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=64k") == 0;
+    if (!ok) return;
+    std::FILE* f = std::fopen((dir + "/filler").c_str(), "wb");
+    std::string block(4096, 'x');
+    while (f && std::fwrite(block.data(), 1, block.size(), f) == block.size() && std::fflush(f) == 0) {
+    }
+    if (f) std::fclose(f);
+  }
+  ~FullDisk() {
+    if (ok) ::umount(dir.c_str());
+  }
+};
+
+// A trained tiny run in d/run (a checkpoint every step), stopped after `steps`.
+std::string trained_run(const TempDir& d, const std::string& data, int steps) {
+  auto r = run_cli(tiny_train(data, d / "run", steps));
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  return d / "run";
+}
+
+}  // namespace
+
+TEST_CASE("run safety: the root model and config are files of their own, never links into a checkpoint") {
+  TempDir d("root_copy");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 2);
+  for (const char* f : {"model.safetensors", "config.json"}) {
+    INFO(f);
+    CHECK(fs::hard_link_count(run + "/" + f) == 1);
+    CHECK(read_bytes(run + "/" + f) == read_bytes(run + "/checkpoint-2/" + f));
+  }
+  // Written over in place (as `cp other.safetensors run/model.safetensors` does): the checkpoint is intact,
+  // and the run resumes from it.
+  const std::string ckpt_model = read_bytes(run + "/checkpoint-2/model.safetensors");
+  { std::ofstream(run + "/model.safetensors", std::ios::binary | std::ios::in) << "garbage"; }
+  CHECK(read_bytes(run + "/checkpoint-2/model.safetensors") == ckpt_model);
+  auto r = resume_cli(run, {"--steps", "3"});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(all_finite(run + "/model.safetensors"));
+  CHECK(fs::hard_link_count(run + "/model.safetensors") == 1);
+}
+
+TEST_CASE("run safety: a run folder of an earlier build (root files hard-linked) evaluates and resumes") {
+  TempDir d("old_links");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 2);
+  for (const char* f : {"model.safetensors", "config.json"}) {
+    fs::remove(run + "/" + f);
+    fs::create_hard_link(run + "/checkpoint-2/" + f, run + "/" + f);
+  }
+  auto e = run_cli({"eval", "--run", run, "--bytes", "512", "--threads", "1"});
+  CHECK_MESSAGE(e.exit_code == 0, e.err);
+  auto r = resume_cli(run, {"--steps", "3"});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(fs::hard_link_count(run + "/model.safetensors") == 1);  // a copy now
+  CHECK(fs::hard_link_count(run + "/checkpoint-3/model.safetensors") == 1);
+}
+
+TEST_CASE("run safety: eval, generate and logits verify the root model against checkpoint.json") {
+  TempDir d("root_crc");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 2);
+  std::string bytes = read_bytes(run + "/model.safetensors");
+  bytes[bytes.size() - 7] ^= 0x10;  // one bit of one weight
+  { std::ofstream(run + "/model.safetensors", std::ios::binary) << bytes; }
+  const std::vector<std::vector<std::string>> commands = {
+      {"eval", "--run", run, "--bytes", "512"},
+      {"generate", "--run", run, "--bytes", "4"},
+      {"logits", "--run", run, "--input", data, "--bytes", "8", "--out", d / "l.safetensors"}};
+  for (const auto& args : commands) {
+    INFO(args[0]);
+    auto r = run_cli(args);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, run + "/model.safetensors does not match the size and CRC-32 that"));
+    CHECK(contains(r.err, "checkpoint-2/checkpoint.json"));
+  }
+  CHECK(!fs::exists(d / "l.safetensors"));
+  // Restored as the message says, it evaluates again.
+  fs::copy_file(run + "/checkpoint-2/model.safetensors", run + "/model.safetensors",
+                fs::copy_options::overwrite_existing);
+  auto ok = run_cli(commands[0]);
+  CHECK_MESSAGE(ok.exit_code == 0, ok.err);
+}
+
+TEST_CASE("run safety: a root model newer than the newest usable checkpoint is not taken unverified") {
+  TempDir d("root_newer");
+  const std::string data = write_text(d, 30000);
+  // Killed after checkpoint 4 was published, before checkpoint 3 was removed; then checkpoint 4 is damaged.
+  auto k = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=checkpoint-published:4"});
+  REQUIRE(k.signal == SIGKILL);
+  REQUIRE(fs::exists(d / "run/checkpoint-3"));
+  std::string bytes = read_bytes(d / "run/checkpoint-4/model.safetensors");
+  bytes[bytes.size() / 2] ^= 1;
+  { std::ofstream(d / "run/checkpoint-4/model.safetensors", std::ios::binary) << bytes; }
+  auto e = run_cli({"eval", "--run", d / "run", "--bytes", "512"});
+  CHECK(e.exit_code == 1);
+  CHECK(contains(e.err, (d / "run/model.safetensors") + " is from step 4, newer than the newest usable checkpoint (" +
+                            (d / "run/checkpoint-3") + ", step 3), so it cannot be verified"));
+}
+
+TEST_CASE("run safety: an output never replaces a folder, a FIFO, a device, a file it reads or a run's files") {
+  TempDir d("outputs");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 2);
+  const std::string input = d.file("input.txt", std::string(64, 'a'));
+  fs::create_symlink(input, d / "link-to-input");
+  fs::create_directories(d / "folder");
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0644) == 0);
+  auto logits = [&](const std::string& out) {
+    return run_cli({"logits", "--run", run, "--input", input, "--bytes", "16", "--out", out});
+  };
+  struct Case {
+    std::string out, says;
+  };
+  for (const Case& c : std::vector<Case>{{d / "folder", "is a directory"},
+                                         {d / "fifo", "is a FIFO (named pipe)"},
+                                         {input, "is an input, which this command reads"},
+                                         {d / "link-to-input", "is the same file as " + input},
+                                         {data, "is the training data of the run (" + data + ")"},
+                                         {run + "/model.safetensors", "is one of a run's own files"},
+                                         {run + "/checkpoint-2/trainer_state.safetensors", "is one of a run's own files"}}) {
+    INFO(c.out);
+    auto r = logits(c.out);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, "[logits] --out " + c.out + " " + c.says));
+  }
+  CHECK(fs::is_directory(d / "folder"));
+  CHECK(fs::is_fifo(d / "fifo"));
+  CHECK(read_bytes(input) == std::string(64, 'a'));
+  CHECK(fs::is_symlink(d / "link-to-input"));
+  auto resumed = resume_cli(run, {"--steps", "3"});  // the data and the run are intact
+  CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
+  // graph and train --profile follow the same rule.
+  auto g = run_cli({"graph", "--out", run + "/model.safetensors"});
+  CHECK(g.exit_code == 1);
+  CHECK(contains(g.err, "[graph] --out " + run + "/model.safetensors is one of a run's own files"));
+  auto p = run_cli({"train", "--data", data, "--out", d / "new", "--steps", "1", "--profile", data});
+  CHECK(p.exit_code == 1);
+  CHECK(contains(p.err, "[train] --profile " + data + " is an input"));
+  fs::create_directories(d / "new");  // an empty folder for a new run
+  auto own = run_cli({"train", "--data", data, "--out", d / "new", "--steps", "1", "--profile", d / "new/metrics.jsonl"});
+  CHECK(own.exit_code == 1);
+  CHECK(contains(own.err, "[train] --profile " + (d / "new/metrics.jsonl") + " is one of a run's own files"));
+  CHECK(fs::is_empty(d / "new"));  // refused before anything was made
+}
+
+TEST_CASE("run safety: a character device named as an output is written into, never replaced") {
+  TempDir d("devices");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 2);
+  const std::string node = d / "null-device";
+  if (::mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)) != 0) {  // a second /dev/null
+    std::printf("SKIPPED: mknod of a character device is not permitted here (%s)\n", std::strerror(errno));
+    return;
+  }
+  auto r = run_cli({"logits", "--run", run, "--input", data, "--bytes", "16", "--out", node});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(fs::is_character_file(node));
+  auto g = run_cli({"graph", "--out", node});
+  CHECK_MESSAGE(g.exit_code == 0, g.err);
+  CHECK(fs::is_character_file(node));
+  // /dev/full: the write error is an error, and the device stays.
+  auto full = run_cli({"logits", "--run", run, "--input", data, "--bytes", "16", "--out", "/dev/full"});
+  CHECK(full.exit_code == 1);
+  CHECK(contains(full.err, "No space left on device"));
+  CHECK(fs::is_character_file("/dev/full"));
+  std::vector<std::string> left;
+  for (auto& e : fs::directory_iterator(d.path))
+    if (contains(e.path().filename().string(), ".tmp.")) left.push_back(e.path().string());
+  CHECK(left.empty());
+}
+
+TEST_CASE("run safety: a write error on standard output fails eval, generate and train") {
+  TempDir d("stdout_full");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 2);
+  for (const std::string& cmd : {" eval --run " + run + " --bytes 512 --threads 1",
+                                 " generate --run " + run + " --bytes 50",
+                                 " generate --run " + run + " --bytes 5 --num-samples 2 --jsonl",
+                                 " graph --out " + (d / "g.dot")}) {
+    INFO(cmd);
+    auto r = shell(cli() + cmd + " > /dev/full");
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, "cannot write to standard output: No space left on device"));
+  }
+}
+
+TEST_CASE("run safety: a full disk: graph says why and leaves no file, generate stops with an error") {
+  TempDir d("full_disk");
+  FullDisk full(d / "full");
+  if (!full.ok) {
+    std::printf("SKIPPED: mounting a small tmpfs is not permitted here (%s)\n", std::strerror(errno));
+    return;
+  }
+  auto g = run_cli({"graph", "--out", full.dir + "/g.dot"});
+  CHECK(g.exit_code == 1);
+  CHECK(contains(g.err, "No space left on device"));
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(full.dir)) names.push_back(e.path().filename().string());
+  CHECK(names == std::vector<std::string>{"filler"});  // no g.dot, no temporary
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 2);
+  auto r = shell(cli() + " generate --run " + run + " --bytes 50000 > " + full.dir + "/out.txt");
+  CHECK(r.exit_code == 1);
+  CHECK(contains(r.err, "No space left on device"));
+}
+
+TEST_CASE("run safety: resume never starts over when the run got further than its start") {
+  TempDir d("no_restart");
+  const std::string data = write_text(d, 30000);
+  auto base = tiny_train(data, d / "base", 6);
+  base.insert(base.end(), {"--stop-at", "4"});
+  auto r = run_cli(base);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  struct Case {
+    std::string name, says;
+    std::function<void(const std::string&)> damage;
+  };
+  const std::vector<Case> cases = {
+      {"removed", "a root model.safetensors", [](const std::string& run) { fs::remove_all(run + "/checkpoint-4"); }},
+      {"renamed", "checkpoint-abc/",
+       [](const std::string& run) { fs::rename(run + "/checkpoint-4", run + "/checkpoint-abc"); }},
+      {"a file", "checkpoint-4 (not a folder)",
+       [](const std::string& run) {
+         fs::remove_all(run + "/checkpoint-4");
+         std::ofstream(run + "/checkpoint-4") << "x";
+       }},
+      {"metrics only", "metrics.jsonl with steps up to 4 (the first checkpoint was due at step 1)",
+       [](const std::string& run) {
+         fs::remove_all(run + "/checkpoint-4");
+         fs::remove(run + "/model.safetensors");
+       }}};
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const std::string run = d / c.name;
+    fs::copy(d / "base", run, fs::copy_options::recursive);
+    c.damage(run);
+    const std::string metrics = read_bytes(run + "/metrics.jsonl");
+    const std::string model = fs::exists(run + "/model.safetensors") ? read_bytes(run + "/model.safetensors") : "";
+    auto e = resume_cli(run);
+    CHECK(e.exit_code == 1);
+    CHECK(contains(e.err, run + " has no usable checkpoint, but the run got further than its start"));
+    CHECK(contains(e.err, c.says));
+    CHECK(contains(e.err, "restore the checkpoint folder"));
+    CHECK(contains(e.err, "mambagrad train --out " + run + " --overwrite"));
+    CHECK(read_bytes(run + "/metrics.jsonl") == metrics);  // nothing changed
+    if (!model.empty()) CHECK(read_bytes(run + "/model.safetensors") == model);
+  }
+}
+
+TEST_CASE("run safety: a diverging run stops before saving, and its last good checkpoint is finite") {
+  TempDir d("diverge");
+  const std::string data = write_text(d, 30000);
+  // Diverging from the first step: nothing is saved.
+  auto args = tiny_train(data, d / "lrr", 20);
+  args.insert(args.end(), {"--lr", "1e38", "--warmup", "0"});
+  auto r = run_cli(args);
+  CHECK(r.exit_code == 1);
+  INFO(r.err);
+  CHECK(contains(r.err, "; stopping before anything of that step is saved. "));
+  if (contains(r.err, "No checkpoint had been written")) {
+    CHECK(!fs::exists(d / "lrr/model.safetensors"));
+  } else {  // the one it names is finite
+    const size_t at = r.err.find(" is step ");
+    REQUIRE(at != std::string::npos);
+    const std::string ckpt = d / ("lrr/checkpoint-" + std::to_string(std::atoll(r.err.c_str() + at + 9)));
+    CHECK(all_finite(ckpt + "/model.safetensors"));
+  }
+  // Diverging after a good checkpoint (the warm-up raises the rate to 100 by step 10; the validation at step 3
+  // is NaN): that one is kept and named, it is finite, and it evaluates.
+  auto later = tiny_train(data, d / "run", 20);
+  later.insert(later.end(), {"--lr", "100", "--warmup", "10"});
+  auto e = run_cli(later);
+  CHECK(e.exit_code == 1);
+  CHECK(contains(e.err, "[train] the validation loss became NaN at step 3; stopping before anything of that step is "
+                        "saved. The last good checkpoint in " + (d / "run") + " is step 2"));
+  CHECK(fs::exists(d / "run/checkpoint-2"));
+  CHECK(!fs::exists(d / "run/checkpoint-3"));
+  CHECK(read_bytes(d / "run/model.safetensors") == read_bytes(d / "run/checkpoint-2/model.safetensors"));
+  CHECK(all_finite(d / "run/checkpoint-2/model.safetensors"));
+  int64_t logged = 0;
+  for (auto& j : read_jsonl(d / "run/metrics.jsonl")) {
+    logged = std::max(logged, j["step"].get<int64_t>());
+    if (j.contains("val_bpc")) CHECK(j["val_bpc"].is_number());  // never null (NaN)
+  }
+  CHECK(logged == 2);  // the diverged step is not logged
+  auto ev = run_cli({"eval", "--run", d / "run", "--bytes", "512", "--threads", "1"});
+  CHECK_MESSAGE(ev.exit_code == 0, ev.err);
+}
+
+TEST_CASE("run safety: SIGHUP saves the last finished step and exits with 129") {
+  TempDir d("sighup");
+  const std::string data = write_text(d, 30000);
+  auto args = tiny_train(data, d / "run", 6);
+  *(std::find(args.begin(), args.end(), "--eval-every") + 1) = "0";  // no checkpoint but the one SIGHUP saves
+  auto r = run_cli(args, {"MG_TEST_HANGUP_AT=metrics-logged:3"});
+  CHECK(r.exit_code == 128 + SIGHUP);
+  CHECK(fs::exists(d / "run/checkpoint-3"));
+  auto resumed = resume_cli(d / "run");
+  CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
+}
+
+TEST_CASE("run safety: commands on a run that has not saved its first checkpoint say so") {
+  TempDir d("first_ckpt");
+  const std::string data = write_text(d, 30000);
+  auto killed = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=metrics-logged:1"});
+  REQUIRE(killed.signal == SIGKILL);
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"eval", "--run", d / "run"}, {"generate", "--run", d / "run"},
+        {"logits", "--run", d / "run", "--input", data, "--out", d / "l.safetensors"}}) {
+    INFO(args[0]);
+    auto r = run_cli(args);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, "the run in " + (d / "run") + " has not saved its first checkpoint yet"));
+  }
+}
+
+TEST_CASE("run safety: paths that are not UTF-8 and an empty --resume are refused by name, leaving nothing") {
+  TempDir d("paths");
+  const std::string data = write_text(d, 30000);
+  const std::string bad = d / "run-\xff\xfe";
+  auto r = run_cli({"train", "--data", data, "--out", bad, "--steps", "1", "--quiet"});
+  CHECK(r.exit_code == 1);
+  CHECK(contains(r.err, "[train] --out is not valid UTF-8 text (byte 0xff at offset"));
+  CHECK(!fs::exists(bad));
+  auto e = run_cli({"train", "--resume", "", "--data", data});
+  CHECK(e.exit_code == 1);
+  CHECK(contains(e.err, "[train] --resume is empty"));
+  CHECK_NOTHROW(check_utf8_path("caf\xc3\xa9 \xf0\x9f\x99\x82", "t", "--x"));  // two- and four-byte forms
+  for (const char* s : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xe2\x82"})  // overlong, surrogate, > U+10FFFF, cut
+    CHECK_THROWS_WITH_AS(check_utf8_path(s, "t", "--x"), doctest::Contains("[t] --x is not valid UTF-8"), Error);
+}
+
+TEST_CASE("run safety: eval and generate read the newest checkpoint again when a trainer rotates them") {
+  TempDir d("rotate");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 1);
+  // A trainer saving every step beside readers that load the run's options and model in a loop.
+  const std::vector<std::string> args = {
+      "train", "--resume", run, "--steps", "60", "--threads", "1", "--quiet"};
+  std::vector<char*> argv;
+  std::vector<std::string> argv_s{MG_CLI_PATH};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  REQUIRE(posix_spawn(&pid, MG_CLI_PATH, nullptr, nullptr, argv.data(), environ) == 0);
+  int loads = 0, status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    CHECK_NOTHROW(load_run_options(run));
+    CHECK_NOTHROW(load_model(run));
+    ++loads;
+  }
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(loads > 0);
+}
+
+TEST_CASE("run safety: write_file_atomic replaces only regular files, copy_file_atomic makes a file of its own") {
+  TempDir d("atomic_kinds");
+  REQUIRE(::mkfifo((d / "fifo").c_str(), 0644) == 0);
+  fs::create_directories(d / "folder");
+  for (const std::string& p : {d / "fifo", d / "folder"}) {
+    INFO(p);
+    CHECK_THROWS_WITH_AS(write_file_atomic(p, "x"), doctest::Contains("is not a regular file"), Error);
+    CHECK(file_kind(p) != "a regular file");
+  }
+  CHECK(fs::is_fifo(d / "fifo"));  // refused without opening it (a FIFO with no reader would block)
+  CHECK(fs::is_directory(d / "folder"));
+  write_file_atomic(d / "new.txt", "one");
+  CHECK(read_bytes(d / "new.txt") == "one");
+  fs::create_hard_link(d / "new.txt", d / "link.txt");
+  write_file_atomic(d / "link.txt", "two");  // the name gets a new file; the other link keeps its bytes
+  CHECK(read_bytes(d / "new.txt") == "one");
+  copy_file_atomic(d / "new.txt", d / "copy.txt");
+  CHECK(read_bytes(d / "copy.txt") == "one");
+  CHECK(fs::hard_link_count(d / "copy.txt") == 1);
+  CHECK(fs::hard_link_count(d / "new.txt") == 1);
+  { std::ofstream(d / "copy.txt", std::ios::binary | std::ios::in) << "ONE"; }  // written in place
+  CHECK(read_bytes(d / "new.txt") == "one");
+}
