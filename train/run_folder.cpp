@@ -36,14 +36,6 @@ void fsync_dir(const std::string& dir) {
   ::close(fd);
 }
 
-void fsync_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  MG_CHECK(fd >= 0, "[checkpoint] cannot reopen '{}' to sync it: {}", path, std::strerror(errno));
-  const int rc = ::fsync(fd), err = errno;
-  ::close(fd);
-  MG_CHECK(rc == 0, "[checkpoint] fsync of '{}' failed: {}", path, std::strerror(err));
-}
-
 // The checkpoint folders of a run, newest first.
 std::vector<std::pair<int64_t, std::string>> checkpoint_folders(const std::string& run_dir) {
   std::vector<std::pair<int64_t, std::string>> out;
