@@ -20,6 +20,7 @@
   X(neg,      -x,                        T(-1),                                              -2, 2)          \
   X(exp,      std::exp(x),               y,                                                  -2, 2)          \
   X(log,      std::log(x),               T(1) / x,                                           0.5, 3)         \
+  X(log1p,    std::log1p(x),             T(1) / (T(1) + x),                                  -0.5, 2)        \
   X(sqrt,     std::sqrt(x),              T(0.5) / y,                                         0.5, 3)         \
   X(rsqrt,    T(1) / std::sqrt(x),       T(-0.5) * y * y * y,                                0.5, 3)         \
   X(sigmoid,  sigmoid(x),                y * (T(1) - y),                                     -4, 4)          \

@@ -108,7 +108,7 @@ std::vector<std::string_view> ops_with_cases(const std::vector<GradcheckCase>& c
 }  // namespace
 
 GradcheckSummary run_gradcheck(const GradcheckOptions& o) {
-  const auto& cases = GradcheckRegistry::get().cases();
+  const auto& cases = (o.registry ? *o.registry : GradcheckRegistry::get()).cases();
   const std::vector<std::string_view> ops = ops_with_cases(cases);
   if (!o.op.empty() && std::find(ops.begin(), ops.end(), o.op) == ops.end()) {
     std::string names;

@@ -57,6 +57,7 @@ struct GradcheckOptions {
   Device device = kCPU;  // where the inputs live (and are perturbed)
   uint64_t seed = 0;     // of the random inputs
   bool print = true;     // print the table to stdout as it goes (else only return it)
+  const GradcheckRegistry* registry = nullptr;  // whose cases (null: GradcheckRegistry::get())
 };
 
 struct GradcheckSummary {

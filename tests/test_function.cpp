@@ -186,16 +186,17 @@ TEST_CASE("gradcheck: a program's own cases run through run_gradcheck with the C
   CHECK(s.exit_code() == 0);
   CHECK(s.table.find("scaled_cube (2, 3), c = 1.5") != std::string::npos);
   CHECK(s.table.find("1 passed, 0 failed") != std::string::npos);
-  // A case whose backward is wrong fails, and the runner says so.
+  // A case whose backward is wrong fails, and the runner says so (a registry of its own: the global
+  // one must pass wherever it runs).
   const OpKind wrong = OpKind::custom("wrong_double");
-  GradcheckRegistry::get().add({wrong, "",
-                                [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3}, g, d)}; },
-                                [wrong](const std::vector<Tensor>& in) {
-                                  return apply_function(
-                                      wrong, in, [&](FunctionCtx&) { return std::vector<Tensor>{mul_scalar(in[0], 2.0)}; },
-                                      [](FunctionCtx&, const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; })[0];
-                                }});
-  GradcheckSummary w = run_gradcheck({.op = "wrong_double", .print = false});
+  GradcheckRegistry own;
+  own.add({wrong, "", [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3}, g, d)}; },
+           [wrong](const std::vector<Tensor>& in) {
+             return apply_function(
+                 wrong, in, [&](FunctionCtx&) { return std::vector<Tensor>{mul_scalar(in[0], 2.0)}; },
+                 [](FunctionCtx&, const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; })[0];
+           }});
+  GradcheckSummary w = run_gradcheck({.op = "wrong_double", .print = false, .registry = &own});
   CHECK(w.failed == 1);
   CHECK(w.exit_code() == 1);
   CHECK(w.table.find("FAIL") != std::string::npos);
