@@ -118,11 +118,12 @@ std::string format_call_stack(const std::vector<void*>& stack, int max_frames) {
   return s.empty() ? std::string("(no call stack on this platform)") : s;
 }
 
-std::string_view op_input_name(OpId op, size_t i) {
+std::string_view op_input_name(OpKind kind, size_t i) {
   auto pick = [i](std::initializer_list<std::string_view> names) -> std::string_view {
     return i < names.size() ? names.begin()[i] : std::string_view();
   };
-  switch (op) {
+  if (kind.id() < 0) return {};
+  switch (static_cast<OpId>(kind.id())) {
     case OpId::selective_scan: return pick({"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"});
     case OpId::selective_state_update: return pick({"state", "x", "dt", "A", "B", "C", "D", "z", "dt_bias"});
     case OpId::causal_conv1d: return pick({"x", "weight", "bias", "initial_state"});
@@ -132,7 +133,7 @@ std::string_view op_input_name(OpId op, size_t i) {
     case OpId::rms_norm: return pick({"input", "weight"});
     case OpId::embedding: return pick({"weight", "ids"});
     case OpId::cross_entropy: return pick({"logits", "targets"});
-    case OpId::add: case OpId::sub: case OpId::mul: case OpId::div: case OpId::pow: return pick({"a", "b"});
+    case OpId::add: case OpId::sub: case OpId::mul: case OpId::div: return pick({"a", "b"});
     default: return {};
   }
 }

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/op_list.h"
+#include "autograd/op_kind.h"
 
 namespace mg {
 
@@ -62,7 +62,7 @@ std::string format_call_stack(const std::vector<void*>& stack, int max_frames = 
 
 // What a node made under anomaly mode remembers of its forward.
 struct AnomalyInfo {
-  OpId op;
+  OpKind op;
   std::shared_ptr<const std::string> module_path;  // null: made outside any ModulePathGuard
   std::vector<void*> call_stack;                   // where the op was called (capture_call_stack)
   std::string where() const;                       // "(backbone.layers.1.mixer)" or "" (no path)
@@ -71,7 +71,7 @@ struct AnomalyInfo {
 };
 
 // The name of input `i` of `op` where the op documents one ("delta" for selective_scan's input 1),
-// else an empty view.
-std::string_view op_input_name(OpId op, size_t i);
+// else an empty view (a user's op names none).
+std::string_view op_input_name(OpKind op, size_t i);
 
 }  // namespace mg

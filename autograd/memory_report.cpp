@@ -69,20 +69,20 @@ void MemoryTracker::reset_peak() {
 }
 
 namespace {
-thread_local std::vector<std::pair<OpId, std::shared_ptr<Storage>>> t_pending;
+thread_local std::vector<std::pair<OpKind, std::shared_ptr<Storage>>> t_pending;
 }
 
-void MemoryTracker::note_saved(const Tensor& t, OpId op) {
+void MemoryTracker::note_saved(const Tensor& t, OpKind op) {
   if (!g_tracker.load(std::memory_order_relaxed) || !t.defined()) return;
   t_pending.push_back({op, t.storage()});
 }
 
-void MemoryTracker::op_recorded(OpId op, bool recorded) {
+void MemoryTracker::op_recorded(OpKind op, bool recorded) {
   if (t_pending.empty()) return;
   MemoryTracker* m = g_tracker.load(std::memory_order_relaxed);
   auto keep = t_pending.begin();
   for (auto it = t_pending.begin(); it != t_pending.end(); ++it) {
-    if (it->first != op) {  // an enclosing op's captures, waiting for its own record()
+    if (!(it->first == op)) {  // an enclosing op's captures, waiting for its own record()
       *keep++ = std::move(*it);
       continue;
     }

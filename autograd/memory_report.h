@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/op_list.h"
+#include "autograd/op_kind.h"
 #include "core/storage.h"
 #include "core/tensor.h"
 
@@ -53,8 +53,8 @@ class MemoryTracker final : public StorageObserver {
   // `op` captures for its vjp. Captures are made before record() knows whether a node is recorded at
   // all (no input may require grad, or a vjp runs an op under NoGradGuard), so they wait for record()
   // to call op_recorded(op, recorded); the outermost OpScope drops what is left when it closes.
-  static void note_saved(const Tensor& t, OpId op);
-  static void op_recorded(OpId op, bool recorded);
+  static void note_saved(const Tensor& t, OpKind op);
+  static void op_recorded(OpKind op, bool recorded);
   static void drop_pending();
 
   void allocated(const Storage* s) override;

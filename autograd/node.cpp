@@ -37,7 +37,7 @@ Node::~Node() {
 }
 
 // ---- saved tensors ----
-SavedTensor::SavedTensor(const Tensor& t, OpId op) : op_(op) {
+SavedTensor::SavedTensor(const Tensor& t, OpKind op) : op_(op) {
   if (!t.defined()) return;
   t_ = t.detach();
   version_ = t.storage()->version();
@@ -45,7 +45,7 @@ SavedTensor::SavedTensor(const Tensor& t, OpId op) : op_(op) {
     MemoryTracker::note_saved(t, op);  // train --memory-report: this storage is kept for backward
 }
 
-Tensor kept_for_backward(const Tensor& t, OpId op) {
+Tensor kept_for_backward(const Tensor& t, OpKind op) {
   if (introspect::any_on()) [[unlikely]]
     MemoryTracker::note_saved(t, op);
   return t;
@@ -65,8 +65,8 @@ namespace {
 
 class FunctionNode final : public Node {
  public:
-  FunctionNode(OpId op, VjpFn vjp) : op_(op), vjp_(std::move(vjp)) {}
-  std::string_view name() const override { return op_name(op_); }
+  FunctionNode(OpKind op, VjpFn vjp) : op_(op), vjp_(std::move(vjp)) {}
+  std::string_view name() const override { return op_.name(); }
   std::vector<Tensor> apply(const std::vector<Tensor>& grads) override {
     MG_CHECK(vjp_ != nullptr,
              "[autograd] trying to backward through the graph a second time: the saved tensors of {} were "
@@ -79,7 +79,7 @@ class FunctionNode final : public Node {
   void release_saved() override { vjp_ = nullptr; }
 
  private:
-  OpId op_;
+  OpKind op_;
   VjpFn vjp_;
 };
 
@@ -161,7 +161,7 @@ bool any_requires_grad(const std::vector<Tensor>& ts) {
   return false;
 }
 
-void record(OpId op, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs, VjpFn vjp) {
+void record(OpKind op, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs, VjpFn vjp) {
   if (!any_requires_grad(inputs)) {
     if (introspect::any_on()) [[unlikely]]
       MemoryTracker::op_recorded(op, false);

@@ -1,6 +1,7 @@
 // The recorded graph. Each op that needs a backward creates one Node holding its vjp, the edges to
 // the nodes of its inputs (their grad_fn, or a leaf's AccumulateGrad) and the metadata the engine
-// uses to check every returned gradient. Ops call record(); nothing else builds nodes.
+// uses to check every returned gradient. Ops call record() (a user's op through apply_function(),
+// autograd/function.h); nothing else builds nodes. A node names itself: its OpKind's name.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -9,7 +10,7 @@
 
 #include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
-#include "core/op_list.h"
+#include "autograd/op_kind.h"
 #include "core/tensor.h"
 
 namespace mg {
@@ -49,20 +50,20 @@ class Node {
 class SavedTensor {
  public:
   SavedTensor() = default;
-  SavedTensor(const Tensor& t, OpId op);
+  SavedTensor(const Tensor& t, OpKind op);
   Tensor get() const;
   bool defined() const { return t_.defined(); }
 
  private:
   Tensor t_;
   uint64_t version_ = 0;
-  OpId op_{};
+  OpKind op_ = OpId::add;  // replaced on construction from a tensor
 };
 
 // A tensor a vjp captures as is (not through SavedTensor: an op's own intermediate, such as the scan's
 // checkpointed states, that nothing else can modify). Returns `t`; tells the memory report that the
 // node keeps it (train --memory-report).
-Tensor kept_for_backward(const Tensor& t, OpId op);
+Tensor kept_for_backward(const Tensor& t, OpKind op);
 
 // What a vjp receives: the output gradients and which inputs need a gradient.
 struct VjpArgs {
@@ -77,9 +78,10 @@ using VjpFn = std::function<std::vector<Tensor>(const VjpArgs&)>;
 bool any_requires_grad(std::initializer_list<const Tensor*> ts);
 bool any_requires_grad(const std::vector<Tensor>& ts);
 
-// Records `outputs` as made by `op` from `inputs` (undefined inputs allowed) with backward `vjp`.
+// Records `outputs` as made by `op` (a listed OpId, or any OpKind: autograd/function.h) from `inputs`
+// (undefined inputs allowed) with backward `vjp`.
 // Does nothing when no input requires grad or grad mode is off. Marks the outputs as requiring grad.
-void record(OpId op, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs, VjpFn vjp);
+void record(OpKind op, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs, VjpFn vjp);
 
 // The edge a gradient for `t` must travel: its grad_fn, or its AccumulateGrad when it is a leaf.
 Edge gradient_edge(const Tensor& t);

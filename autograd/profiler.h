@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/op_list.h"
+#include "autograd/op_kind.h"
 #include "core/tensor.h"
 
 namespace mg {
@@ -110,13 +110,13 @@ class Profiler {
 //   Tensor matmul(const Tensor& a, const Tensor& b) { OpScope scope(OpId::matmul, {&a, &b}); ... }
 class OpScope {
  public:
-  OpScope(OpId op, std::initializer_list<const Tensor*> inputs) {
+  OpScope(OpKind op, std::initializer_list<const Tensor*> inputs) {
     if (introspect::any_on()) [[unlikely]]
-      begin(op_name(op), inputs.begin(), inputs.size(), false);
+      begin(op.name(), inputs.begin(), inputs.size(), false);
   }
-  OpScope(OpId op, const std::vector<Tensor>& inputs) {
+  OpScope(OpKind op, const std::vector<Tensor>& inputs) {
     if (introspect::any_on()) [[unlikely]]
-      begin(op_name(op), inputs);
+      begin(op.name(), inputs);
   }
   // The engine's scope around a vjp: `grads` are the node's output gradients.
   OpScope(std::string_view node, const std::vector<Tensor>& grads, bool backward) {

@@ -1,15 +1,14 @@
-// Every differentiable primitive, by name. mg::record() (autograd/node.h) takes an OpId from this
-// list, so an op cannot record a backward without being listed here, and the gradcheck registry test
-// fails for any listed op that has no gradcheck case: a differentiable op cannot go unchecked. It lives
-// in core, free of other headers (C++17), because the kernels name their unary functions by these ids
-// too (core/unary_functors.h, cuda/kernels.h).
+// The library's differentiable primitives, by name: the catalogue of its own ops (their OpIds), with the
+// unary elementwise ops of core/unary_ops.h, which name themselves from their own list. The gradcheck
+// registry test fails for any op of either list that has no gradcheck case, so a differentiable op
+// cannot go unchecked. A user's op is not listed: it gets an OpKind of its own (autograd/function.h).
+// It lives in core, free of other headers (C++17).
 #pragma once
 #include <array>
 #include <string_view>
 
 #define MG_DIFFERENTIABLE_OPS(X)                                                                 \
-  X(add) X(sub) X(mul) X(div) X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(pow) X(sigmoid) X(silu)    \
-  X(softplus) X(tanh) X(add_scalar) X(mul_scalar) X(sum) X(mean) X(max) X(matmul) X(linear)      \
+  X(add) X(sub) X(mul) X(div) X(sum) X(mean) X(max) X(matmul) X(linear)                         \
   X(reshape) X(transpose) X(permute) X(narrow) X(split) X(expand) X(cat) X(contiguous) X(to_dtype) \
   X(to_device)                                                                                   \
   X(embedding) X(log_softmax) X(cross_entropy) X(rms_norm) X(selective_scan) X(causal_conv1d) \

@@ -1,9 +1,9 @@
-// Elementwise kernels: broadcasting binary ops, the unary functions of core/unary_functors.h and
+// Elementwise kernels: broadcasting binary ops, the unary functions of core/unary_ops.h and
 // their derivatives, and the in-place updates (dst += alpha * src, dst *= s). One grid-stride
 // kernel per shape of work; operands are addressed through a StridedIter (contiguous operands
 // coalesce to one dim, so the common case does no index division).
 #include "cuda/launch.cuh"
-#include "core/unary_functors.h"
+#include "core/unary_ops.h"
 
 namespace mg::cuda {
 
@@ -62,26 +62,6 @@ __global__ void scale_kernel(T* dst, T s, StridedIter<1> it) {
   }
 }
 
-// Calls f(F{}) with the functor type named by `op`.
-template <class Fn>
-void with_functor(OpId op, const char* name, Fn&& f) {
-  switch (op) {
-    case OpId::neg: return f(fn::Neg{});
-    case OpId::exp: return f(fn::Exp{});
-    case OpId::log: return f(fn::Log{});
-    case OpId::sqrt: return f(fn::Sqrt{});
-    case OpId::rsqrt: return f(fn::Rsqrt{});
-    case OpId::pow: return f(fn::Pow{});
-    case OpId::sigmoid: return f(fn::Sigmoid{});
-    case OpId::silu: return f(fn::Silu{});
-    case OpId::softplus: return f(fn::Softplus{});
-    case OpId::tanh: return f(fn::Tanh{});
-    case OpId::add_scalar: return f(fn::AddScalar{});
-    case OpId::mul_scalar: return f(fn::MulScalar{});
-    default: MG_THROW("[{}] internal error: {} is not a unary function", name, op_name(op));
-  }
-}
-
 }  // namespace
 
 void binary(BinaryOp op, DType t, void* out, const void* a, const void* b, const StridedIter<3>& it, int device) {
@@ -105,39 +85,44 @@ void binary(BinaryOp op, DType t, void* out, const void* a, const void* b, const
   MG_CUDA_LAUNCH_CHECK(name);
 }
 
-void unary(OpId op, DType t, void* out, const void* x, double p, const StridedIter<2>& it, int device) {
-  const char* name = op_name(op).data();
+template <class F>
+void unary(DType t, void* out, const void* x, double p, const StridedIter<2>& it, int device) {
+  const char* name = F::name;
   if (it.numel == 0) return;
   set_device(device, name);
   const unsigned grid = grid_for(it.numel);
   cudaStream_t s = stream(device);
-  with_functor(op, name, [&](auto f) {
-    using F = decltype(f);
-    MG_CUDA_DISPATCH_FLOAT(t, name, {
-      unary_kernel<scalar_t, F><<<grid, kThreads, 0, s>>>(static_cast<scalar_t*>(out),
-                                                          static_cast<const scalar_t*>(x), (scalar_t)p, it);
-    });
+  MG_CUDA_DISPATCH_FLOAT(t, name, {
+    unary_kernel<scalar_t, F><<<grid, kThreads, 0, s>>>(static_cast<scalar_t*>(out), static_cast<const scalar_t*>(x),
+                                                        (scalar_t)p, it);
   });
   MG_CUDA_LAUNCH_CHECK(name);
 }
 
-void unary_backward(OpId op, DType t, void* dx, const void* g, const void* x, const void* y, double p,
+template <class F>
+void unary_backward(DType t, void* dx, const void* g, const void* x, const void* y, double p,
                     const StridedIter<4>& it, int device) {
-  const char* name = op_name(op).data();
+  const char* name = F::name;
   if (it.numel == 0) return;
   set_device(device, name);
   const unsigned grid = grid_for(it.numel);
   cudaStream_t s = stream(device);
-  with_functor(op, name, [&](auto f) {
-    using F = decltype(f);
-    MG_CUDA_DISPATCH_FLOAT(t, name, {
-      unary_backward_kernel<scalar_t, F><<<grid, kThreads, 0, s>>>(
-          static_cast<scalar_t*>(dx), static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x),
-          static_cast<const scalar_t*>(y), (scalar_t)p, it);
-    });
+  MG_CUDA_DISPATCH_FLOAT(t, name, {
+    unary_backward_kernel<scalar_t, F><<<grid, kThreads, 0, s>>>(
+        static_cast<scalar_t*>(dx), static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x),
+        static_cast<const scalar_t*>(y), (scalar_t)p, it);
   });
   MG_CUDA_LAUNCH_CHECK(name);
 }
+
+// Both launchers for every entry of the list: an op added there has its kernels with nothing else to edit.
+#define MG_X(op, ...)                                                                                             \
+  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);                \
+  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double,          \
+                                            const StridedIter<4>&, int);
+MG_UNARY_OPS(MG_X)
+MG_UNARY_SCALAR_OPS(MG_X)
+#undef MG_X
 
 void add_scaled(DType t, void* dst, const void* src, double alpha, const StridedIter<2>& it, int device) {
   if (it.numel == 0) return;

@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/op_list.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/strided.h"
@@ -63,10 +62,14 @@ StridedIter<K> make_iter(const std::vector<int64_t>& shape, const std::array<std
 enum class BinaryOp { add, sub, mul, div };
 // out = a op b; t is float32 or float64.
 void binary(BinaryOp op, DType t, void* out, const void* a, const void* b, const StridedIter<3>& it, int device);
-// out = F::f(x, p) for the functor of core/unary_functors.h named by `op` (neg .. mul_scalar).
-void unary(OpId op, DType t, void* out, const void* x, double p, const StridedIter<2>& it, int device);
+// out = F::f(x, p) for a functor F of core/unary_ops.h (fn::exp_op ...). cuda/elementwise.cu (and
+// cuda/no_cuda.cpp) instantiate both for every entry of the list, so that no op can be left out, and
+// this header does not name the list: adding an op rebuilds one kernel file.
+template <class F>
+void unary(DType t, void* out, const void* x, double p, const StridedIter<2>& it, int device);
 // dx = g * F::df(x, y, p).
-void unary_backward(OpId op, DType t, void* dx, const void* g, const void* x, const void* y, double p,
+template <class F>
+void unary_backward(DType t, void* dx, const void* g, const void* x, const void* y, double p,
                     const StridedIter<4>& it, int device);
 // dst += alpha * src (in place).
 void add_scaled(DType t, void* dst, const void* src, double alpha, const StridedIter<2>& it, int device);

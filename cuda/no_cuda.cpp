@@ -5,6 +5,7 @@
 // and require_device refuses every CUDA device; none of the launchers is reached through an op.
 #include "core/device_backend.h"
 #include "core/error.h"
+#include "core/unary_ops.h"
 #include "cuda/kernels.h"
 #include "cuda/nccl.h"
 #include "cuda/optim.h"
@@ -49,10 +50,21 @@ void Communicator::synchronize() { no_cuda("nccl"); }
 
 // ---- kernel launchers (cuda/kernels.h) ----
 void binary(BinaryOp, DType, void*, const void*, const void*, const StridedIter<3>&, int) { no_cuda("binary"); }
-void unary(OpId op, DType, void*, const void*, double, const StridedIter<2>&, int) { no_cuda(op_name(op).data()); }
-void unary_backward(OpId op, DType, void*, const void*, const void*, const void*, double, const StridedIter<4>&, int) {
-  no_cuda(op_name(op).data());
+template <class F>
+void unary(DType, void*, const void*, double, const StridedIter<2>&, int) {
+  no_cuda(F::name);
 }
+template <class F>
+void unary_backward(DType, void*, const void*, const void*, const void*, double, const StridedIter<4>&, int) {
+  no_cuda(F::name);
+}
+#define MG_X(op, ...)                                                                                             \
+  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);                \
+  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double,          \
+                                            const StridedIter<4>&, int);
+MG_UNARY_OPS(MG_X)
+MG_UNARY_SCALAR_OPS(MG_X)
+#undef MG_X
 void add_scaled(DType, void*, const void*, double, const StridedIter<2>&, int) { no_cuda("add_"); }
 void scale(DType, void*, double, const StridedIter<1>&, int) { no_cuda("mul_"); }
 void fill(DType, void*, double, const StridedIter<1>&, int) { no_cuda("fill_"); }

@@ -1,5 +1,5 @@
 // Elementwise ops: add, sub, mul, div (broadcasting; the vjp sums back to each input's shape), the
-// unary functions of core/unary_functors.h, and the in-place updates used by optimizers. On CUDA each
+// unary ops of core/unary_ops.h (defined here from their list entries), and the in-place updates used by optimizers. On CUDA each
 // runs one kernel of cuda/elementwise.cu or cuda/copy.cu over the same strides as the cpu loop.
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
@@ -9,7 +9,7 @@
 #include "cuda/tensor_iter.h"
 #include "ops/cpu/loops.h"
 #include "ops/ops.h"
-#include "core/unary_functors.h"
+#include "core/unary_ops.h"
 
 namespace mg {
 
@@ -79,12 +79,17 @@ Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b) {
 
 // ---- unary ----
 template <class F>
+constexpr OpKind kind_of() {
+  return OpKind::library(F::name);
+}
+
+template <class F>
 Tensor unary_values(const Tensor& x, double p) {
-  const char* name = op_name(F::id).data();
+  const char* name = F::name;
   check_floating(name, x);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), name);
   if (x.device().is_cuda()) {
-    cuda::unary(F::id, x.dtype(), out.raw_data(), x.raw_data(), p,
+    cuda::unary<F>(x.dtype(), out.raw_data(), x.raw_data(), p,
                 cuda::iter<2>(name, x.shape(), {out.strides(), x.strides()}), cuda::device_of(x));
     return out;
   }
@@ -107,10 +112,10 @@ Tensor unary_values(const Tensor& x, double p) {
 // g * f'(x), with y = f(x) available to the derivative.
 template <class F>
 Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, double p) {
-  const char* name = op_name(F::id).data();
+  const char* name = F::name;
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), name);
   if (x.device().is_cuda()) {
-    cuda::unary_backward(F::id, x.dtype(), out.raw_data(), g.raw_data(), x.raw_data(), y.raw_data(), p,
+    cuda::unary_backward<F>(x.dtype(), out.raw_data(), g.raw_data(), x.raw_data(), y.raw_data(), p,
                          cuda::iter<4>(name, x.shape(), {out.strides(), g.strides(), x.strides(), y.strides()}),
                          cuda::device_of(x));
     return out;
@@ -132,9 +137,10 @@ Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, double 
 
 template <class F>
 Tensor unary(const Tensor& x, double p = 0.0) {
-  OpScope scope(F::id, {&x});
+  constexpr OpKind kind = kind_of<F>();
+  OpScope scope(kind, {&x});
   Tensor out = unary_values<F>(x, p);
-  record(F::id, {x}, {&out}, [sx = SavedTensor(x, F::id), sy = SavedTensor(out, F::id), p](const VjpArgs& a) {
+  record(kind, {x}, {&out}, [sx = SavedTensor(x, kind), sy = SavedTensor(out, kind), p](const VjpArgs& a) {
     return std::vector<Tensor>{unary_backward<F>(a[0], sx.get(), sy.get(), p)};
   });
   return out;
@@ -194,18 +200,15 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor neg(const Tensor& x) { return unary<fn::Neg>(x); }
-Tensor exp(const Tensor& x) { return unary<fn::Exp>(x); }
-Tensor log(const Tensor& x) { return unary<fn::Log>(x); }
-Tensor sqrt(const Tensor& x) { return unary<fn::Sqrt>(x); }
-Tensor rsqrt(const Tensor& x) { return unary<fn::Rsqrt>(x); }
-Tensor pow(const Tensor& x, double p) { return unary<fn::Pow>(x, p); }
-Tensor sigmoid(const Tensor& x) { return unary<fn::Sigmoid>(x); }
-Tensor silu(const Tensor& x) { return unary<fn::Silu>(x); }
-Tensor softplus(const Tensor& x) { return unary<fn::Softplus>(x); }
-Tensor tanh(const Tensor& x) { return unary<fn::Tanh>(x); }
-Tensor add_scalar(const Tensor& x, double s) { return unary<fn::AddScalar>(x, s); }
-Tensor mul_scalar(const Tensor& x, double s) { return unary<fn::MulScalar>(x, s); }
+// The ops of core/unary_ops.h, each defined from its entry (declared in ops/ops.h).
+#define MG_X(op, ...) \
+  Tensor op(const Tensor& x) { return unary<fn::op##_op>(x); }
+MG_UNARY_OPS(MG_X)
+#undef MG_X
+#define MG_X(op, ...) \
+  Tensor op(const Tensor& x, double p) { return unary<fn::op##_op>(x, p); }
+MG_UNARY_SCALAR_OPS(MG_X)
+#undef MG_X
 
 // ---- in-place ----
 
@@ -298,7 +301,7 @@ const Tensor& Tensor::mul_(double s) const {
 
 // ---- gradcheck cases ----
 void register_elementwise_gradchecks(GradcheckRegistry& r) {
-  auto bin = [&](OpId id, Tensor (*f)(const Tensor&, const Tensor&), Shape sa, Shape sb, std::string label,
+  auto bin = [&](OpKind id, Tensor (*f)(const Tensor&, const Tensor&), Shape sa, Shape sb, std::string label,
                  bool positive_b = false) {
     r.add({id, label,
            [=](Generator& g, Device d) {
@@ -311,24 +314,23 @@ void register_elementwise_gradchecks(GradcheckRegistry& r) {
     bin(id, f, {3, 4}, {3, 4}, "same shape", id == OpId::div);
     bin(id, f, {2, 3, 1}, {4}, "broadcast both ways", id == OpId::div);
   }
-  auto un = [&](OpId id, std::function<Tensor(const Tensor&)> f, double lo, double hi, std::string label) {
-    r.add({id, label, [=](Generator& g, Device d) { return std::vector<Tensor>{gc_uniform({3, 5}, lo, hi, g, d)}; },
+  auto un = [&](OpKind kind, std::function<Tensor(const Tensor&)> f, double lo, double hi, std::string label) {
+    r.add({kind, label, [=](Generator& g, Device d) { return std::vector<Tensor>{gc_uniform({3, 5}, lo, hi, g, d)}; },
            [f](const std::vector<Tensor>& in) { return f(in[0]); }});
   };
-  un(OpId::neg, neg, -2, 2, "");
-  un(OpId::exp, [](const Tensor& x) { return exp(x); }, -2, 2, "");
-  un(OpId::log, [](const Tensor& x) { return log(x); }, 0.5, 3, "x in [0.5, 3]");
-  un(OpId::sqrt, [](const Tensor& x) { return sqrt(x); }, 0.5, 3, "x in [0.5, 3]");
-  un(OpId::rsqrt, rsqrt, 0.5, 3, "x in [0.5, 3]");
-  un(OpId::pow, [](const Tensor& x) { return pow(x, 2.0); }, -2, 2, "p = 2");
-  un(OpId::pow, [](const Tensor& x) { return pow(x, -1.5); }, 0.5, 3, "p = -1.5");
-  un(OpId::sigmoid, sigmoid, -4, 4, "");
-  un(OpId::silu, silu, -4, 4, "");
-  un(OpId::softplus, softplus, -4, 4, "");
-  un(OpId::softplus, softplus, 20.5, 30, "x > 20 (linear branch)");
-  un(OpId::tanh, [](const Tensor& x) { return tanh(x); }, -2, 2, "");
-  un(OpId::add_scalar, [](const Tensor& x) { return add_scalar(x, 1.5); }, -2, 2, "s = 1.5");
-  un(OpId::mul_scalar, [](const Tensor& x) { return mul_scalar(x, -0.7); }, -2, 2, "s = -0.7");
+  // One case per entry of core/unary_ops.h, on the interval (and with the p) the entry gives.
+#define MG_X(op, f_, df_, lo, hi) \
+  un(kind_of<fn::op##_op>(), [](const Tensor& x) { return op(x); }, lo, hi, mg::format("x in [{}, {}]", lo, hi));
+  MG_UNARY_OPS(MG_X)
+#undef MG_X
+#define MG_X(op, f_, df_, lo, hi, p)                                                   \
+  un(kind_of<fn::op##_op>(), [](const Tensor& x) { return op(x, p); }, lo, hi, \
+     mg::format("x in [{}, {}], p = {}", lo, hi, p));
+  MG_UNARY_SCALAR_OPS(MG_X)
+#undef MG_X
+  // The branches the entries' intervals do not reach.
+  un(kind_of<fn::pow_op>(), [](const Tensor& x) { return pow(x, -1.5); }, 0.5, 3, "p = -1.5");
+  un(kind_of<fn::softplus_op>(), softplus, 20.5, 30, "x > 20 (linear branch)");
 }
 
 }  // namespace mg

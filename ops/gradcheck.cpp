@@ -1,6 +1,8 @@
 #include "ops/gradcheck.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "autograd/node.h"
 #include "cuda/runtime.h"
@@ -91,6 +93,53 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
     res.message = e.what();
   }
   return res;
+}
+
+namespace {
+
+// The ops that have a case, in registration order, each once.
+std::vector<std::string_view> ops_with_cases(const std::vector<GradcheckCase>& cases) {
+  std::vector<std::string_view> names;
+  for (const auto& c : cases)
+    if (std::find(names.begin(), names.end(), c.op.name()) == names.end()) names.push_back(c.op.name());
+  return names;
+}
+
+}  // namespace
+
+GradcheckSummary run_gradcheck(const GradcheckOptions& o) {
+  const auto& cases = (o.registry ? *o.registry : GradcheckRegistry::get()).cases();
+  const std::vector<std::string_view> ops = ops_with_cases(cases);
+  if (!o.op.empty() && std::find(ops.begin(), ops.end(), o.op) == ops.end()) {
+    std::string names;
+    for (auto n : ops) names += std::string(names.empty() ? "" : ", ") + std::string(n);
+    MG_THROW("[gradcheck] no case for op '{}' (ops with cases: {})", o.op, names);
+  }
+  size_t width = 2;  // the op column fits the longest name shown
+  for (const auto& c : cases)
+    if (o.op.empty() || c.op.name() == o.op) width = std::max(width, c.op.name().size());
+  GradcheckSummary sum;
+  auto emit = [&](const std::string& line) {
+    sum.table += line;
+    if (o.print) std::fputs(line.c_str(), stdout), std::fflush(stdout);
+  };
+  // On cuda the inputs live on the device and are perturbed there (gradcheck above).
+  emit(mg::format("gradcheck on {}: float64, central differences\n", o.device.str()));
+  emit(mg::format("{:<{}} {:<40} {:<34} {:>10} {:>10}  {}\n", "op", width, "case", "inputs", "max abs", "max rel",
+                  "result"));
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    if (!o.op.empty() && c.op.name() != o.op) continue;
+    Generator g(o.seed * 7919 + i);
+    std::vector<Tensor> inputs = c.make_inputs(g, o.device);
+    GradcheckResult r = gradcheck(c.fn, inputs, c.atol, c.rtol, 1e-6, o.seed + i);
+    (r.pass ? sum.passed : sum.failed) += 1;
+    emit(mg::format("{:<{}} {:<40} {:<34} {:>10.2e} {:>10.2e}  {}\n", c.op.name(), width, c.label.substr(0, 40),
+                    describe_inputs(inputs).substr(0, 34), r.max_abs_err, r.max_rel_err, r.pass ? "PASS" : "FAIL"));
+    if (!r.pass) emit(mg::format("    {}\n", r.message));
+  }
+  emit(mg::format("\n{} passed, {} failed\n", sum.passed, sum.failed));
+  return sum;
 }
 
 GradcheckRegistry& GradcheckRegistry::get() {

@@ -1,12 +1,19 @@
 // Gradient checking. One harness: float64 inputs, loss = sum(out * r) for a fixed random r, analytic
 // gradients from backward against central differences for every input that requires grad.
-// Every differentiable op has at least one case in the registry; `mambagrad gradcheck` runs them.
+// Every differentiable op of the library has at least one case in the registry; `mambagrad gradcheck`
+// runs them. A user's program checks its own ops the same way: gradcheck() on one function, or
+// cases added to the registry and run_gradcheck() (the CLI's table and exit status) from its own main:
+//
+//   GradcheckRegistry::get().add({Softsign::kind(), "(3, 5)",
+//       [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 5}, g, d)}; },
+//       [](const std::vector<Tensor>& in) { return Softsign::apply(in[0]); }});
+//   return run_gradcheck({.op = "softsign"}).exit_code();
 #pragma once
 #include <functional>
 #include <string>
 #include <vector>
 
-#include "core/op_list.h"
+#include "autograd/op_kind.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -27,7 +34,7 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
                           double rtol = 1e-6, double eps = 1e-6, uint64_t seed = 0);
 
 struct GradcheckCase {
-  OpId op;
+  OpKind op;  // a listed OpId, a unary op's kind, or a user's op (Function<Derived>::kind())
   std::string label;  // what makes this case special, e.g. "broadcast (3,1) + (4)"
   std::function<std::vector<Tensor>(Generator&, Device)> make_inputs;
   GradcheckFn fn;
@@ -37,13 +44,31 @@ struct GradcheckCase {
 
 class GradcheckRegistry {
  public:
-  static GradcheckRegistry& get();  // filled on first use from every ops/ file
+  static GradcheckRegistry& get();  // filled on first use from every ops/ file; a program may add its own
   void add(GradcheckCase c) { cases_.push_back(std::move(c)); }
   const std::vector<GradcheckCase>& cases() const { return cases_; }
 
  private:
   std::vector<GradcheckCase> cases_;
 };
+
+struct GradcheckOptions {
+  std::string op;        // only the cases of this op ("" = every case)
+  Device device = kCPU;  // where the inputs live (and are perturbed)
+  uint64_t seed = 0;     // of the random inputs
+  bool print = true;     // print the table to stdout as it goes (else only return it)
+  const GradcheckRegistry* registry = nullptr;  // whose cases (null: GradcheckRegistry::get())
+};
+
+struct GradcheckSummary {
+  int passed = 0, failed = 0;
+  std::string table;  // what was printed: a header, one row per case, the first mismatch under a failed row, the totals
+  int exit_code() const { return failed ? 1 : 0; }
+};
+
+// Runs the registered cases (as `mambagrad gradcheck` does): throws mg::Error when `op` has no case,
+// listing the ops that have one.
+GradcheckSummary run_gradcheck(const GradcheckOptions& options = {});
 
 // Describes inputs for the table: "(2, 3) f64, (3,) f64".
 std::string describe_inputs(const std::vector<Tensor>& inputs);

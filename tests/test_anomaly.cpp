@@ -30,7 +30,7 @@ struct Toy : Module {
 };
 }  // namespace
 
-TEST_CASE("anomaly: off by default; the guard sets it and restores the previous value") {
+TEST_CASE("anomaly: off by default, and the guard sets it and restores the previous value") {
   CHECK_FALSE(AnomalyMode::is_enabled());
   {
     AnomalyMode on;
@@ -142,7 +142,7 @@ TEST_CASE("anomaly: off, nothing is checked and NaN and inf propagate") {
   CHECK(std::isnan(x.grad().to_vector<double>()[0]));  // inf * 0 from mul's vjp
 }
 
-TEST_CASE("anomaly: a tiny Mamba names the layer whose op made the NaN; a clean step is unchanged") {
+TEST_CASE("anomaly: a tiny Mamba names the layer whose op made the NaN, and a clean step is unchanged") {
   MambaLM m(MambaConfig::preset("tiny"), 1);
   Generator g(5);
   Tensor tokens = randint(0, 256, {2, 16}, &g), targets = randint(0, 256, {2, 16}, &g);

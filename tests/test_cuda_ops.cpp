@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 
+#include "core/unary_ops.h"
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "cuda/runtime.h"
@@ -516,6 +517,23 @@ TEST_CASE("cuda ops: gradients are bit-identical from run to run") {
   };
   const std::vector<float> first = grads();
   for (int run = 0; run < 3; ++run) CHECK(grads() == first);
+}
+
+TEST_CASE("cuda ops: every op of the unary list matches the cpu on its gradcheck cases, values and gradients") {
+  MG_REQUIRE_CUDA();
+  // An entry of core/unary_ops.h has a gradcheck case and CUDA kernels by construction; this runs both.
+  const auto& cases = GradcheckRegistry::get().cases();
+  size_t covered = 0;
+  for (std::string_view name : kUnaryOpNames) {
+    for (size_t i = 0; i < cases.size(); ++i) {
+      if (cases[i].op.name() != name) continue;
+      Generator g(500 + i);
+      CHECK(same_as_cpu(mg::format("{} [{}]", name, cases[i].label), cases[i].make_inputs(g, kCPU), cases[i].fn,
+                        tol_for(DType::f64)));
+      ++covered;
+    }
+  }
+  CHECK(covered >= kUnaryOpNames.size());
 }
 
 TEST_CASE("cuda ops: the gradcheck registry passes on cuda in float64") {

@@ -69,7 +69,7 @@ TEST_CASE("cuda allocator: size classes round up to 512 B, powers of two, then 1
   }
 }
 
-TEST_CASE("cuda allocator: freed blocks are reused by size class; the counters follow") {
+TEST_CASE("cuda allocator: freed blocks are reused by size class and the counters follow") {
   FakeDriver drv(size_t(1) << 30);
   cuda::BlockCache cache = drv.cache();
   void* a = cache.allocate(1000);  // class 1024

@@ -662,7 +662,7 @@ TEST_CASE("data: the real enwik8 sample (a zip of its first 4,154,399 bytes)") {
   const char* env = std::getenv("MG_ENWIK8_HEAD");
   const std::string path = env ? env : "";
   if (path.empty() || !fs::exists(path)) {
-    MESSAGE("skipped: set MG_ENWIK8_HEAD to a zip of enwik8's first 4,154,399 bytes to run this case");
+    MESSAGE("SKIPPED: set MG_ENWIK8_HEAD to a zip of enwik8's first 4,154,399 bytes to run this case");
     return;
   }
   Bytes data = mg::read_byte_file(path);

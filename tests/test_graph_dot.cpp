@@ -75,7 +75,7 @@ TEST_CASE("graph: a tiny Mamba's loss names its parameters and groups nodes by m
   CHECK(lines_with(dot, "label=\"selective_scan\\n(1, 4, 128) float32\"").size() == 1);
 }
 
-TEST_CASE("graph CLI: writes the DOT of a tiny loss; --svg needs Graphviz and says so when it is missing") {
+TEST_CASE("graph CLI: writes the DOT of a tiny loss, and --svg needs Graphviz and says so when it is missing") {
   test::TempDir d("graph");
   const std::string out = (d / "g.dot");
   auto r = run_cli({"graph", "--preset", "tiny", "--batch", "1", "--seq", "4", "--out", out});

@@ -4,12 +4,14 @@
 // the engine it describes.
 #include <doctest/doctest.h>
 
+#include <any>
 #include <cmath>
 #include <fstream>
 #include <map>
 #include <set>
 #include <string>
 
+#include "autograd/function.h"
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "models/mamba.h"
@@ -110,6 +112,47 @@ void tour_gradcheck() {
 }
 // TOUR-END
 
+// TOUR-BEGIN elementwise
+void tour_elementwise() {
+  Tensor x = from_vector<double>({-0.5, 0.0, 2.0}, {3}).requires_grad_();
+  Tensor y = log1p(x);                                   // defined in ops/elementwise.cpp from the entry
+  CHECK(y.grad_fn()->name() == "log1p");                 // its node, named by the entry
+  sum(y).backward();                                     // the vjp: g * df(x, y) = g / (1 + x)
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{2.0, 1.0, 1.0 / 3.0});
+  GradcheckSummary s = run_gradcheck({.op = "log1p", .print = false});  // the case the entry generates
+  CHECK(s.passed == 1);
+  CHECK(s.failed == 0);
+}
+// TOUR-END
+
+// TOUR-BEGIN custom_op
+// swish(x) = x * sigmoid(beta * x), with a backward of its own that recomputes the sigmoid from x.
+struct Swish : Function<Swish> {
+  static constexpr const char* name = "swish";
+  static Tensor forward(FunctionCtx& ctx, const Tensor& x, double beta) {
+    ctx.save_for_backward({x});                          // version-checked, like a built-in op's
+    ctx.saved_data["beta"] = beta;                       // anything else backward needs
+    return mul(x, sigmoid(mul_scalar(x, beta)));         // library ops (grad mode is off here) or a kernel
+  }
+  static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+    const Tensor x = ctx.saved()[0];
+    const double beta = std::any_cast<double>(ctx.saved_data["beta"]);
+    const Tensor s = sigmoid(mul_scalar(x, beta));      // d/dx = s + beta x s (1 - s)
+    return {mul(grads[0], add(s, mul(mul_scalar(x, beta), mul(s, 1.0 - s))))};
+  }
+};
+
+void tour_custom_op() {
+  Generator gen(3);
+  Tensor x = gc_randn({4, 3}, gen, kCPU);                // float64, requiring grad
+  Tensor y = Swish::apply(x, 1.5);
+  CHECK(y.grad_fn()->name() == "swish");                 // one node, under the op's own name
+  CHECK(y.grad_fn()->next_edges.size() == 1);            // an edge per tensor argument
+  GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return Swish::apply(in[0], 1.5); }, {x});
+  CHECK(r.pass);
+}
+// TOUR-END
+
 std::string slurp(const std::string& rel) {
   std::ifstream f(std::string(MG_SOURCE_DIR) + "/" + rel);
   REQUIRE_MESSAGE(f.good(), "cannot read " << rel);
@@ -123,6 +166,8 @@ TEST_CASE("internals tour: a node used twice runs once, on the summed gradient")
 TEST_CASE("internals tour: an in-place change to a saved tensor is caught") { tour_saved_version(); }
 TEST_CASE("internals tour: AccumulateGrad and grad mode") { tour_accumulate_grad(); }
 TEST_CASE("internals tour: gradcheck of rms_norm") { tour_gradcheck(); }
+TEST_CASE("internals tour: an elementwise op from its list entry") { tour_elementwise(); }
+TEST_CASE("internals tour: an op of the user's own, named and gradchecked") { tour_custom_op(); }
 
 TEST_CASE("internals tour: docs/internals.md shows this file's code verbatim") {
   const std::string self = slurp("tests/test_internals_tour.cpp"), doc = slurp("docs/internals.md");
@@ -136,7 +181,7 @@ TEST_CASE("internals tour: docs/internals.md shows this file's code verbatim") {
     CHECK(doc.find("```cpp\n" + code + "```") != std::string::npos);
     ++blocks;
   }
-  CHECK(blocks == 6);
+  CHECK(blocks == 8);
 }
 
 TEST_CASE("internals tour: the code docs/internals.md quotes is in the files it names") {

@@ -55,6 +55,18 @@ TEST_CASE("ops: unary functions match <cmath>") {
   CHECK((1.0 - p).to_vector<double>() == std::vector<double>{0.75, 0, -3});
 }
 
+TEST_CASE("ops: log1p matches <cmath>, and its gradient is 1 / (1 + x)") {
+  Tensor x = from_vector<double>({-0.5, -1e-10, 0, 1e-12, 0.75, 3}, {6}).requires_grad_();
+  Tensor y = log1p(x);
+  sum(y).backward();
+  const std::vector<double> v = x.to_vector<double>(), got = y.to_vector<double>(), grad = x.grad().to_vector<double>();
+  for (size_t i = 0; i < v.size(); ++i) {
+    CHECK(got[i] == doctest::Approx(std::log1p(v[i])).epsilon(1e-15));
+    CHECK(grad[i] == doctest::Approx(1.0 / (1.0 + v[i])).epsilon(1e-15));
+  }
+  CHECK(got[3] == doctest::Approx(1e-12).epsilon(1e-11));  // log(1 + x) would be off by 9e-5 of it
+}
+
 TEST_CASE("ops: sum, mean and max over dims match loops") {
   Generator g(2);
   Tensor x = randn({3, 4, 5}, DType::f64, &g);

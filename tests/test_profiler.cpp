@@ -123,7 +123,7 @@ TEST_CASE("profiler: a tiny Mamba step's trace holds the scan, the conv and the 
   CHECK(text.find("(outside ops)") != std::string::npos);
 }
 
-TEST_CASE("profiler: train --profile writes the trace and prints the table; a bad path fails before any file") {
+TEST_CASE("profiler: train --profile writes the trace and prints the table, and a bad path fails before any file") {
   test::TempDir d("profile");
   const std::string data = test::write_text(d, 20000);
   const std::vector<std::string> base = {"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer",

@@ -1,0 +1,115 @@
+// User-defined differentiable ops, as torch.autograd.Function: the user names the op and writes its
+// forward (with the library's ops or a kernel of its own, on any device it supports) and its backward.
+// The op records one node under its own name, so grad_fn, the graph export, the profiler and anomaly
+// messages name it like a built-in op, and the engine checks the gradients it returns (one per tensor
+// input, each of that input's shape, dtype and device) like any other.
+//
+//   struct Square : mg::Function<Square> {
+//     static constexpr const char* name = "square";
+//     static Tensor forward(FunctionCtx& ctx, const Tensor& x) {
+//       ctx.save_for_backward({x});
+//       return mul(x, x);                                   // any ops, or a kernel of the user's own
+//     }
+//     static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+//       Tensor x = ctx.saved()[0];                          // throws if x was modified in place since
+//       return {mul(grads[0], mul_scalar(x, 2.0))};
+//     }
+//   };
+//   Tensor y = Square::apply(x);                            // y.grad_fn()->name() == "square"
+//
+// forward runs with grad mode off (the ops inside it record nothing) and returns a Tensor or a
+// std::vector<Tensor>; apply returns the same. Its arguments are the tensors (each an input of the node,
+// in order) and any other values (a scalar, a flag), which backward receives through ctx.saved_data.
+// backward gets one gradient per output (zeros for an output that received none, or that is
+// non-differentiable) and returns one per tensor input, an undefined Tensor() where
+// ctx.needs_input_grad(i) is false.
+#pragma once
+#include <any>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "autograd/node.h"
+#include "autograd/op_kind.h"
+
+namespace mg {
+
+class FunctionCtx {
+ public:
+  explicit FunctionCtx(OpKind op) : op_(op) {}
+  OpKind op() const { return op_; }
+
+  // Keeps tensors (inputs, outputs or intermediates) for backward, each with its storage's version:
+  // saved() throws, naming the op, when one was modified in place in between, as built-in ops do.
+  void save_for_backward(const std::vector<Tensor>& tensors);
+  std::vector<Tensor> saved() const;
+
+  // Outputs (as returned by forward) that get no gradient, such as indices or masks: they do not
+  // require grad, and backward receives zeros for them. Integer outputs are non-differentiable anyway.
+  void mark_non_differentiable(const std::vector<Tensor>& outputs);
+  bool is_non_differentiable(const Tensor& output) const;
+
+  // Whether tensor input `i` needs a gradient (grad mode on and it requires grad); valid in both passes.
+  bool needs_input_grad(size_t i) const { return i < needs_.size() && needs_[i]; }
+
+  // Anything else backward needs: ctx.saved_data["beta"] = beta; std::any_cast<double>(ctx.saved_data["beta"]).
+  std::map<std::string, std::any> saved_data;
+
+ private:
+  friend std::vector<Tensor> apply_function(OpKind, const std::vector<Tensor>&,
+                                            const std::function<std::vector<Tensor>(FunctionCtx&)>&,
+                                            std::function<std::vector<Tensor>(FunctionCtx&, const std::vector<Tensor>&)>);
+  OpKind op_;
+  std::vector<SavedTensor> saved_;
+  std::vector<const TensorImpl*> non_differentiable_;
+  std::vector<bool> needs_;
+};
+
+using FunctionForward = std::function<std::vector<Tensor>(FunctionCtx&)>;
+using FunctionBackward = std::function<std::vector<Tensor>(FunctionCtx&, const std::vector<Tensor>& grads)>;
+
+// The machinery under Function<>: runs `forward` (grad mode off, inside the op's profiler scope), then,
+// when an input needs a gradient, records one node of kind `op` over `inputs` whose vjp calls
+// `backward`. `op` is OpKind::custom("name") for a user's op, or a library op's kind.
+std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs, const FunctionForward& forward,
+                                   FunctionBackward backward);
+
+namespace detail {
+template <class A>
+void collect_tensor(std::vector<Tensor>& out, const A& a) {
+  if constexpr (std::is_same_v<std::decay_t<A>, Tensor>) out.push_back(a);
+}
+inline std::vector<Tensor> as_vector(Tensor t) { return {std::move(t)}; }
+inline std::vector<Tensor> as_vector(std::vector<Tensor> ts) { return ts; }
+}  // namespace detail
+
+// The base of a user's op (CRTP): Derived has `static constexpr const char* name`, a static forward
+// (FunctionCtx&, its arguments...) and a static backward (FunctionCtx&, const std::vector<Tensor>&).
+template <class Derived>
+struct Function {
+  // The op's kind, its name interned (for gradcheck cases: GradcheckCase{Derived::kind(), ...}).
+  static OpKind kind() {
+    static const OpKind k = OpKind::custom(Derived::name);
+    return k;
+  }
+
+  template <class... Args>
+  static auto apply(const Args&... args) {
+    std::vector<Tensor> inputs;
+    (detail::collect_tensor(inputs, args), ...);
+    using R = decltype(Derived::forward(std::declval<FunctionCtx&>(), args...));
+    std::vector<Tensor> out = apply_function(
+        kind(), inputs, [&](FunctionCtx& ctx) { return detail::as_vector(Derived::forward(ctx, args...)); },
+        [](FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+          return detail::as_vector(Derived::backward(ctx, grads));
+        });
+    if constexpr (std::is_same_v<std::decay_t<R>, Tensor>)
+      return out.at(0);
+    else
+      return out;
+  }
+};
+
+}  // namespace mg

@@ -1,0 +1,205 @@
+// User-defined ops (autograd/function.h): an op defined here, outside the library, records one node
+// under its own name, which grad_fn, the graph export, the profiler and anomaly messages show; its
+// saved tensors are version-checked and its gradients checked like a built-in op's; gradcheck and the
+// registry runner (ops/gradcheck.h) check it.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "autograd/function.h"
+#include "autograd/graph_dot.h"
+#include "autograd/profiler.h"
+#include "ops/gradcheck.h"
+#include "tests/check.h"
+#include "tests/devices.h"
+
+using namespace mg;
+
+namespace {
+
+// y = c * x^3 with a CPU loop of its own (library ops elsewhere); c reaches backward through saved_data.
+struct ScaledCube : Function<ScaledCube> {
+  static constexpr const char* name = "scaled_cube";
+  static Tensor forward(FunctionCtx& ctx, const Tensor& x, double c) {
+    ctx.save_for_backward({x});
+    ctx.saved_data["c"] = c;
+    if (!x.device().is_cpu() || x.dtype() != DType::f64) return mul_scalar(mul(x, mul(x, x)), c);
+    Tensor xc = contiguous(x);
+    Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+    const double* px = xc.data<double>();
+    double* py = y.data<double>();
+    for (int64_t i = 0; i < x.numel(); ++i) py[i] = c * px[i] * px[i] * px[i];
+    return y;
+  }
+  static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+    const Tensor x = ctx.saved()[0];
+    const double c = std::any_cast<double>(ctx.saved_data["c"]);
+    return {mul(grads[0], mul_scalar(mul(x, x), 3 * c))};
+  }
+};
+
+// Two outputs: x + y (differentiable) and a float mask x > y marked non-differentiable.
+struct AddWithMask : Function<AddWithMask> {
+  static constexpr const char* name = "add_with_mask";
+  static std::vector<Tensor> forward(FunctionCtx& ctx, const Tensor& a, const Tensor& b) {
+    std::vector<double> va = a.to_vector<double>(), vb = b.to_vector<double>(), m(va.size());
+    for (size_t i = 0; i < va.size(); ++i) m[i] = va[i] > vb[i] ? 1.0 : 0.0;
+    Tensor mask = from_vector<double>(m, a.shape());
+    ctx.mark_non_differentiable({mask});
+    return {add(a, b), mask};
+  }
+  static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+    CHECK(grads.size() == 2);
+    CHECK(grads[1].to_vector<double>() == std::vector<double>(grads[1].numel(), 0.0));  // the mask's: zeros
+    return {ctx.needs_input_grad(0) ? grads[0] : Tensor(), ctx.needs_input_grad(1) ? grads[0] : Tensor()};
+  }
+};
+
+// Returns its input itself, and a backward that is wrong in a way chosen by the test.
+int g_bad_mode = 0;
+struct Misbehaving : Function<Misbehaving> {
+  static constexpr const char* name = "misbehaving";
+  static Tensor forward(FunctionCtx&, const Tensor& x) { return x; }
+  static std::vector<Tensor> backward(FunctionCtx&, const std::vector<Tensor>& grads) {
+    if (g_bad_mode == 0) return {zeros({7}, DType::f64)};                 // wrong shape
+    if (g_bad_mode == 1) return {grads[0], grads[0]};                      // one too many
+    return {full(grads[0].shape(), std::nan(""), DType::f64)};            // NaN
+  }
+};
+
+Tensor leaf(std::vector<double> v) {
+  const int64_t n = (int64_t)v.size();
+  return from_vector<double>(std::move(v), {n}).requires_grad_();
+}
+
+}  // namespace
+
+TEST_CASE("custom op: values, gradients and the name of its node") {
+  Tensor x = leaf({0.5, -1.0, 2.0});
+  Tensor y = ScaledCube::apply(x, 2.0);
+  REQUIRE(y.grad_fn());
+  CHECK(y.grad_fn()->name() == "scaled_cube");
+  CHECK(y.grad_fn()->next_edges.size() == 1);
+  CHECK(y.to_vector<double>() == std::vector<double>{0.25, -2.0, 16.0});  // 2 x^3 by hand
+  sum(y).backward();
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{1.5, 6.0, 24.0});  // 6 x^2
+  {
+    NoGradGuard off;  // no grad mode: no node
+    CHECK(!ScaledCube::apply(x, 2.0).requires_grad());
+  }
+  CHECK(!ScaledCube::apply(from_vector<double>({1.0}, {1}), 2.0).requires_grad());  // no input requires grad
+}
+
+TEST_CASE("custom op: gradcheck in float64 on the cpu and cuda devices") {
+  std::vector<Device> devices{kCPU};
+  if (test::cuda_available()) devices.push_back(kCUDA);
+  for (Device d : devices) {
+    INFO("device " << d.str());
+    Generator g(3);
+    GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return ScaledCube::apply(in[0], -0.7); },
+                                  {gc_randn({3, 4}, g, d)});
+    CHECK_MESSAGE(r.pass, r.message);
+    GradcheckResult r2 = gradcheck(
+        [](const std::vector<Tensor>& in) { return AddWithMask::apply(in[0], in[1])[0]; },
+        {gc_randn({5}, g, kCPU), gc_randn({5}, g, kCPU)});
+    CHECK_MESSAGE(r2.pass, r2.message);
+  }
+}
+
+TEST_CASE("custom op: a non-differentiable output needs no grad and its gradient reaches backward as zeros") {
+  Tensor a = leaf({1.0, 5.0}), b = leaf({2.0, 3.0});
+  std::vector<Tensor> out = AddWithMask::apply(a, b);
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].requires_grad());
+  CHECK(!out[1].requires_grad());
+  CHECK(out[1].to_vector<double>() == std::vector<double>{0.0, 1.0});
+  sum(out[0]).backward();
+  CHECK(a.grad().to_vector<double>() == std::vector<double>{1.0, 1.0});
+  CHECK(b.grad().to_vector<double>() == std::vector<double>{1.0, 1.0});
+}
+
+TEST_CASE("custom op: a saved tensor modified in place is an error naming the op") {
+  Tensor w = leaf({1.0, 2.0});
+  Tensor z = sum(ScaledCube::apply(w, 1.0));  // saves w at its version
+  {
+    NoGradGuard off;
+    w.add_(w);
+  }
+  check_error([&] { z.backward(); }, {"that scaled_cube saved for backward was modified in place"});
+}
+
+TEST_CASE("custom op: returned gradients are checked like any op's, and errors name the op") {
+  Tensor x = leaf({1.0, 2.0, 3.0});
+  Tensor y = Misbehaving::apply(x);
+  CHECK(!x.grad_fn());  // the output is a new handle: the input keeps its own (no) grad_fn
+  CHECK(y.grad_fn()->name() == "misbehaving");
+  g_bad_mode = 0;
+  check_error([&] { sum(Misbehaving::apply(x)).backward(); },
+              {"[autograd] the backward of misbehaving returned a gradient (7,) float64 on cpu for its input 0, "
+               "which is (3,) float64 on cpu"});
+  g_bad_mode = 1;
+  check_error([&] { sum(Misbehaving::apply(x)).backward(); },
+              {"the backward of misbehaving returned 2 gradients for its 1 tensor inputs"});
+  g_bad_mode = 2;
+  AnomalyMode on;
+  check_error([&] { sum(Misbehaving::apply(x)).backward(); },
+              {"[anomaly] backward of misbehaving", "returned NaN in the gradient of input 0"});
+}
+
+TEST_CASE("custom op: its name in the graph export and the profiler's table and trace") {
+  Tensor x = leaf({0.5, 1.5});
+  Tensor loss = sum(ScaledCube::apply(x, 3.0));
+  CHECK(autograd_graph_dot(loss).find("label=\"scaled_cube\\n(2,) float64\"") != std::string::npos);
+  Profiler prof;
+  Tensor l2 = sum(ScaledCube::apply(x, 3.0));
+  l2.backward();
+  prof.stop();
+  bool fwd = false, bwd = false;
+  for (const ProfileEvent& e : prof.events())
+    if (e.name == "scaled_cube" && e.depth == 0) (e.backward ? bwd : fwd) = true;
+  CHECK(fwd);
+  CHECK(bwd);
+  CHECK(prof.table_text().find("scaled_cube") != std::string::npos);
+  CHECK(prof.chrome_trace().find("\"scaled_cube\"") != std::string::npos);
+}
+
+TEST_CASE("custom op: names are checked, and a name is one kind however often it is given") {
+  check_error([] { OpKind::custom("tanh"); }, {"[custom op] the name 'tanh' is taken by the library's own op"});
+  check_error([] { OpKind::custom("matmul"); }, {"taken by the library's own op"});
+  check_error([] { OpKind::custom("two words"); }, {"[custom op] the name 'two words' is not valid"});
+  check_error([] { OpKind::custom(""); }, {"is not valid"});
+  const OpKind a = OpKind::custom("my_op"), b = OpKind::custom(std::string("my_") + "op");
+  CHECK(a == b);
+  CHECK(a.name().data() == b.name().data());
+  CHECK(a.id() == -1);
+  CHECK(OpKind(OpId::matmul).name() == "matmul");
+  CHECK(!(a == OpKind(OpId::matmul)));
+}
+
+TEST_CASE("gradcheck: a program's own cases run through run_gradcheck with the CLI's table") {
+  GradcheckRegistry::get().add({ScaledCube::kind(), "(2, 3), c = 1.5",
+                                [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({2, 3}, g, d)}; },
+                                [](const std::vector<Tensor>& in) { return ScaledCube::apply(in[0], 1.5); }});
+  GradcheckSummary s = run_gradcheck({.op = "scaled_cube", .print = false});
+  CHECK(s.passed == 1);
+  CHECK(s.failed == 0);
+  CHECK(s.exit_code() == 0);
+  CHECK(s.table.find("scaled_cube (2, 3), c = 1.5") != std::string::npos);
+  CHECK(s.table.find("1 passed, 0 failed") != std::string::npos);
+  // A case whose backward is wrong fails, and the runner says so (a registry of its own: the global
+  // one must pass wherever it runs).
+  const OpKind wrong = OpKind::custom("wrong_double");
+  GradcheckRegistry own;
+  own.add({wrong, "", [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3}, g, d)}; },
+           [wrong](const std::vector<Tensor>& in) {
+             return apply_function(
+                 wrong, in, [&](FunctionCtx&) { return std::vector<Tensor>{mul_scalar(in[0], 2.0)}; },
+                 [](FunctionCtx&, const std::vector<Tensor>& g) { return std::vector<Tensor>{g[0]}; })[0];
+           }});
+  GradcheckSummary w = run_gradcheck({.op = "wrong_double", .print = false, .registry = &own});
+  CHECK(w.failed == 1);
+  CHECK(w.exit_code() == 1);
+  CHECK(w.table.find("FAIL") != std::string::npos);
+  check_error([] { run_gradcheck({.op = "no_such_op", .print = false}); },
+              {"[gradcheck] no case for op 'no_such_op' (ops with cases: add, ", "scaled_cube"});
+}
