@@ -565,6 +565,63 @@ TEST_CASE("gemm bf16: the fp32 way (rounding while packing) equals the float32 g
     }
 }
 
+namespace {
+
+// Operands made of rounding's edge cases: exact ties (to even, both parities), one bit either side of a
+// tie, mantissas that carry into the next binade, subnormals; signs and binades random, no inf or NaN
+// (which would turn the zeros of an identity into NaN).
+std::vector<float> rounding_edges(size_t n, uint32_t seed) {
+  const uint32_t low[] = {0x8000u, 0x7fffu, 0x8001u, 0x0000u, 0xffffu, 0x18000u, 0x7f8000u, 0x7fffffu};
+  std::mt19937 rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) {
+    const uint32_t sign = rng() & 0x80000000u, exponent = (rng() % 254u) << 23;  // 0 (subnormal) to 253
+    const uint32_t l = low[rng() % 8];
+    const uint32_t mantissa = l >= 0x7f8000u ? l : ((rng() & 0x7fu) << 16 | l) & 0x7fffffu;
+    const uint32_t u = sign | exponent | mantissa;
+    std::memcpy(&x, &u, 4);
+  }
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("gemm bf16: the fp32 way rounds every packed and copied value as round_bf16 does (ties, carries, subnormals)") {
+  // C = op(A) I or I op(B) with I the identity: each element of C is one rounded input (times 1, plus
+  // zeros), so C shows the rounding of every element through each path: A packed or read in place
+  // (N = K <= 32 columns), B packed, the small-M copies, either transposition.
+  for (int64_t n : {24, 100})
+    for (int64_t m : {5, 40})
+      for (bool ta : {false, true})
+        for (bool tb : {false, true}) {
+          const std::vector<float> x = rounding_edges(size_t(m * n), uint32_t(m * n + ta * 2 + tb));
+          std::vector<float> eye(size_t(n * n), 0.0f);
+          for (int64_t i = 0; i < n; ++i) eye[i * n + i] = 1.0f;
+          std::vector<float> want(x.size()), ca(x.size()), cb(x.size());
+          // x stored as op(X) (m x n), or transposed (n x m)
+          std::vector<float> xs(x.size());
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              xs[ta ? j * m + i : i * n + j] = x[i * n + j];
+              want[i * n + j] = round_bf16(x[i * n + j]) + 0.0f;  // -0 sums to +0
+            }
+          INFO("m ", m, " n ", n, " ta ", ta, " tb ", tb);
+          cpu::gemm_bf16(ta, tb, m, n, n, xs.data(), ta ? m : n, eye.data(), n, 0.0f, ca.data(), n,
+                         cpu::Bf16Gemm::fp32);
+          CHECK(std::memcmp(ca.data(), want.data(), want.size() * 4) == 0);
+          // (n x m) = I (n x n) op(Y), op(Y) = x^T: Y stored as x (tb) or as x^T
+          std::vector<float> ys(x.size()), want_t(x.size());
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              ys[tb ? i * n + j : j * m + i] = x[i * n + j];
+              want_t[j * m + i] = round_bf16(x[i * n + j]) + 0.0f;
+            }
+          cpu::gemm_bf16(ta, tb, n, m, n, eye.data(), n, ys.data(), tb ? n : m, 0.0f, cb.data(), m,
+                         cpu::Bf16Gemm::fp32);
+          CHECK(std::memcmp(cb.data(), want_t.data(), want_t.size() * 4) == 0);
+        }
+}
+
 TEST_CASE("gemm bf16: the ways are named as bench prints them") {
   CHECK(std::string(cpu::bf16_gemm_name(cpu::Bf16Gemm::fp32)) == "fp32-on-rounded");
   CHECK(std::string(cpu::bf16_gemm_name(cpu::Bf16Gemm::amx)) == "amx");

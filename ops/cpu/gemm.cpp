@@ -304,10 +304,32 @@ inline T packed(T x) {
   return x;
 }
 
+// p[0:n] rounded to bf16 in place, eight values at a time: core/bf16.h's round_bf16 (nearest, ties to even,
+// NaN kept a quiet NaN) as vector bit operations and a select instead of its branch, so the same bits.
+inline void round_span(float* p, int64_t n) {
+  using U = uint32_t __attribute__((vector_size(32)));
+  using I = int32_t __attribute__((vector_size(32)));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    U u;
+    std::memcpy(&u, p + i, sizeof u);
+    const U rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    const U quiet = (u | 0x400000u) & 0xffff0000u;
+    const U nan = (U)((I)(u & 0x7fffffffu) > 0x7f800000);
+    u = (quiet & nan) | (rounded & ~nan);
+    std::memcpy(p + i, &u, sizeof u);
+  }
+  for (; i < n; ++i) p[i] = round_bf16(p[i]);
+}
+
 // Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc / MR) micro-panels of MR x kc (zero rows past mc).
 template <class T, bool Round = false>
 void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, T* dst) {
   constexpr int MR = Blocking<T>::MR;
+  if constexpr (Round) {  // packed as they are, then the packed panels rounded in one contiguous pass
+    pack_a<T, false>(trans, A, lda, i0, k0, mc, kc, dst);
+    return round_span(dst, (mc + MR - 1) / MR * MR * kc);
+  }
   for (int64_t ip = 0; ip < mc; ip += MR, dst += MR * kc) {
     const int64_t mr = std::min<int64_t>(MR, mc - ip);
     if (trans) {  // op(A)(i, k) = A[k * lda + i]: MR contiguous values per k
@@ -332,6 +354,10 @@ void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t
 template <class T, bool Round = false>
 void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t j0, int64_t kc, int64_t nc, T* dst) {
   constexpr int NR = Blocking<T>::NR;
+  if constexpr (Round) {  // as pack_a
+    pack_b<T, false>(trans, B, ldb, k0, j0, kc, nc, dst);
+    return round_span(dst, (nc + NR - 1) / NR * NR * kc);
+  }
   for (int64_t jp = 0; jp < nc; jp += NR, dst += NR * kc) {
     const int64_t nr = std::min<int64_t>(NR, nc - jp);
     if (!trans) {  // op(B)(k, j) = B[k * ldb + j]: NR contiguous values per k
@@ -377,8 +403,10 @@ template <class T>
 void round_block(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, T* dst) {
   const int64_t rows = trans ? kc : mc, cols = trans ? mc : kc;
   const T* src = trans ? A + k0 * lda + i0 : A + i0 * lda + k0;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = round_bf16(src[r * lda + c]);
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(dst + r * cols, src + r * lda, sizeof(T) * cols);
+    round_span(dst + r * cols, cols);
+  }
 }
 
 // The whole loop nest for one (M, N) slice of C, on one thread; Round: op(A) and op(B) rounded to bf16

@@ -80,8 +80,9 @@ inline V exp_poly(V r) {
   return (p * r) * r + (r + 1.0f);
 }
 // 2^f for |f| <= 1/2: a degree-6 polynomial fitted for minimax relative error (2e-9).
-inline Vec<float> exp2_poly(Vec<float> f) {
-  Vec<float> p = splat(1.535384071758017e-4f);
+template <class V>
+inline V exp2_poly(V f) {
+  V p = V{} + 1.535384071758017e-4f;
   p = p * f + 1.339887036010623e-3f;
   p = p * f + 9.618435986340046e-3f;
   p = p * f + 5.5503323674201965e-2f;
@@ -153,18 +154,30 @@ inline Vec<double> vexp(Vec<double> x) {
 // minimax relative error, 2e-9; under 1 ulp evaluated in float), and 2^m in the exponent. Against
 // exp(dt A) the one extra rounding of dt A log2(e) costs |x| ulps relatively, i.e. an absolute error
 // below 3e-8 for the decay factors, which lie in [0, 1].
-inline Vec<float> vexp2_portable(Vec<float> x) {
-  using V = Vec<float>;
-  using I = IVec<float>;
-  const V round = splat(12582912.0f);  // 1.5 * 2^23
-  V xc = x < splat(-126.0f) ? splat(-126.0f) : x;
-  xc = xc > splat(127.0f) ? splat(127.0f) : xc;
+// (As vexp_any: on one register of the target, comparisons as bit selects; vexp2_portable runs it on the
+// two halves of a 64-byte vector, which GCC 12 would otherwise compare lane by lane on AVX2.)
+template <class V>
+inline V vexp2_any(V x) {
+  using I = decltype(x < x);
+  const V round = V{} + 12582912.0f;  // 1.5 * 2^23
+  const V lo = V{} - 126.0f, hi = V{} + 127.0f;
+  const I below = x < lo;
+  V xc = select(below, lo, x);
+  xc = select(xc > hi, hi, xc);
   const V t = xc + round;
   const V mf = t - round;
   const I m = (I)t - 0x4B400000;
   const V f = xc - mf;
   const V v = exp2_poly(f) * (V)((m + 127) << 23);
-  return x < splat(-126.0f) ? splat(0.0f) : v;
+  return select(below, V{}, v);
+}
+inline Vec<float> vexp2_portable(Vec<float> x) {  // two halves: one register each with AVX2
+  typedef float Half __attribute__((vector_size(kVecLanes * sizeof(float) / 2)));
+  Half h[2];
+  std::memcpy(h, &x, sizeof x);
+  h[0] = vexp2_any(h[0]), h[1] = vexp2_any(h[1]);
+  std::memcpy(&x, h, sizeof x);
+  return x;
 }
 inline Vec<float> vexp2(Vec<float> x) {
 #if defined(__AVX512F__)
