@@ -22,36 +22,16 @@
 #include "ops/ops.h"
 #include "tests/check.h"
 #include "tests/devices.h"
+#include "tests/scan_cases.h"
 
 using namespace mg;
 
 namespace {
 
-const char* kScanInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
-
-struct ScanCfg {
-  const char* label;
-  int64_t b, l, d, n;
-  bool D = true, z = true, bias = true, softplus = true, last = false;
-  double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
-  bool h0 = false;                    // an initial state
-};
-
-// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 on the CPU (optional ones undefined when off).
-std::vector<Tensor> scan_inputs(const ScanCfg& c, Generator& g) {
-  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
-  const Shape bld{c.b, c.l, c.d};
-  return {rn(bld),
-          c.delta_lo == c.delta_hi ? rn(bld) : un(bld, c.delta_lo, c.delta_hi),
-          un({c.d, c.n}, -2.0, -0.2),
-          rn({c.b, c.l, c.n}),
-          rn({c.b, c.l, c.n}),
-          c.D ? rn({c.d}) : Tensor(),
-          c.z ? rn(bld) : Tensor(),
-          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
-          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
-}
+using test::kScanInputNames;
+using test::scan_inputs;
+using test::with_h0;
+using ScanCfg = test::ScanCase;
 
 // Outputs and gradients, moved to the CPU as float64 (undefined where absent).
 struct ScanRun {
@@ -138,11 +118,6 @@ const ScanCfg kEdgeCases[] = {
     {"large dt without softplus", 1, 80, 4, 3, true, false, false, false, true, 5, 15},
     {"negative dt without softplus (growing state)", 1, 20, 3, 2, true, false, false, false, true, -1.0, -0.3},
 };
-
-ScanCfg with_h0(ScanCfg c) {
-  c.h0 = true;
-  return c;
-}
 
 const ScanCfg kInitialStateCases[] = {
     with_h0({"initial state, l 1", 2, 1, 3, 4, true, true, true, true, true}),

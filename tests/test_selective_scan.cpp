@@ -16,35 +16,15 @@
 #include "ops/ops.h"
 #include "tests/check.h"
 #include "tests/fixture.h"
+#include "tests/scan_cases.h"
 
 using namespace mg;
 
 namespace {
 
-struct Cfg {
-  const char* label;
-  int64_t b, l, d, n;
-  bool D = true, z = true, bias = true, softplus = true, last = false;
-  double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
-  double A_lo = -2.0, A_hi = -0.2;
-  bool h0 = false;  // an initial state
-};
-
-// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 (optional ones undefined when off).
-std::vector<Tensor> make_inputs(const Cfg& c, Generator& g) {
-  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
-  const Shape bld{c.b, c.l, c.d};
-  return {rn(bld),
-          c.delta_lo == c.delta_hi ? rn(bld) : un(bld, c.delta_lo, c.delta_hi),
-          un({c.d, c.n}, c.A_lo, c.A_hi),
-          rn({c.b, c.l, c.n}),
-          rn({c.b, c.l, c.n}),
-          c.D ? rn({c.d}) : Tensor(),
-          c.z ? rn(bld) : Tensor(),
-          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
-          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
-}
+using Cfg = test::ScanCase;
+using test::with_h0;
+using test::scan_inputs;
 
 // Detached copies in `dt` that require grad.
 std::vector<Tensor> leaves(const std::vector<Tensor>& in, DType dt) {
@@ -64,7 +44,7 @@ const char* kInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"
 // checks outputs and gradients.
 void compare_with_reference(const Cfg& c, DType dt, double tol_y, double tol_grad, double tol_ddelta) {
   Generator g(42);
-  std::vector<Tensor> in = make_inputs(c, g);
+  std::vector<Tensor> in = scan_inputs(c, g);
   std::vector<Tensor> fin = leaves(in, dt), rin = leaves(in, DType::f64);
   ScanResult fr = run_scan(c, fin, false), rr = run_scan(c, rin, true);
   Tensor dy = randn(fr.y.shape(), DType::f64, &g);
@@ -95,7 +75,7 @@ void compare_with_reference(const Cfg& c, DType dt, double tol_y, double tol_gra
 void gradcheck_cases(const std::vector<Cfg>& cfgs, uint64_t seed) {
   for (const Cfg& c : cfgs) {
     Generator g(seed);
-    std::vector<Tensor> in = make_inputs(c, g);
+    std::vector<Tensor> in = scan_inputs(c, g);
     for (auto& t : in)
       if (t.defined()) t.requires_grad_();
     auto fn = [&](const std::vector<Tensor>& x) {
@@ -148,7 +128,7 @@ TEST_CASE("selective_scan: float32 parity with the float64 reference at (b=2, l=
 TEST_CASE("selective_scan: gradients are bit-identical across runs and thread counts") {
   Cfg c{"", 2, 300, 70, 16, true, true, true, true, true};
   Generator g(3);
-  std::vector<Tensor> in = make_inputs(c, g);
+  std::vector<Tensor> in = scan_inputs(c, g);
   Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g), dl = randn({c.b, c.d, c.n}, DType::f32, &g);
   const int saved_threads = num_threads();
   std::vector<std::vector<std::vector<float>>> runs;
@@ -173,7 +153,7 @@ TEST_CASE("selective_scan: gradients are bit-identical across runs and thread co
 TEST_CASE("selective_scan: memory rule: no (b, l, d, n) tensor, chunk-end states only") {
   Cfg c{"", 2, 1024, 64, 16, true, true, true, true, false};
   Generator g(5);
-  std::vector<Tensor> x = leaves(make_inputs(c, g), DType::f32);
+  std::vector<Tensor> x = leaves(scan_inputs(c, g), DType::f32);
   Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g);
   const size_t all_states = (size_t)(c.b * c.l * c.d * c.n) * sizeof(float);
   const size_t y_bytes = (size_t)(c.b * c.l * c.d) * sizeof(float);
@@ -282,12 +262,7 @@ TEST_CASE("selective_scan: error messages name the op, the tensor and the shapes
 
 namespace {
 
-Cfg with_h0(Cfg c) {
-  c.h0 = true;
-  return c;
-}
-
-// The sequence of `leaves` (inputs as make_inputs lays them out) run in pieces of the given lengths
+// The sequence of `leaves` (inputs as scan_inputs lays them out) run in pieces of the given lengths
 // along time, each piece starting from the previous piece's last_state (not detached) and the first
 // from leaves[8] (zeros when undefined). Returns the pieces' outputs joined along time and the last
 // piece's last state.
@@ -340,7 +315,7 @@ TEST_CASE("selective_scan: a zero initial state gives bit-identical outputs and 
   for (DType dt : {DType::f32, DType::f64}) {
     Cfg c{"", 2, cpu::kScanChunk + 30, 21, 16, true, true, true, true, true};
     Generator g(31);
-    std::vector<Tensor> in = make_inputs(c, g);
+    std::vector<Tensor> in = scan_inputs(c, g);
     Tensor dy = randn({c.b, c.l, c.d}, dt, &g), dl = randn({c.b, c.d, c.n}, dt, &g);
     std::vector<std::vector<std::vector<double>>> runs;
     for (bool zero_h0 : {false, true}) {
@@ -400,7 +375,7 @@ TEST_CASE("selective_scan: a sequence run in pieces that carry last_state equals
   for (const Case& k : cases) {
     const Cfg& c = k.c;
     Generator g(8);
-    std::vector<Tensor> in = make_inputs(c, g);
+    std::vector<Tensor> in = scan_inputs(c, g);
     Tensor dy = randn({c.b, c.l, c.d}, DType::f64, &g), dl = randn({c.b, c.d, c.n}, DType::f64, &g);
     std::vector<Tensor> whole = leaves(in, DType::f64), parts = leaves(in, DType::f64);
     ScanResult w = run_scan(c, whole, false);
