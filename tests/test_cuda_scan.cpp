@@ -359,28 +359,13 @@ TEST_CASE("cuda selective_scan and causal_conv1d: pieces that carry both states 
   const std::vector<int64_t> pieces{2, 1, K, 6};
   Generator g(12);
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  std::vector<Tensor> in{rn({b, l, d}),     rn({d, k}),    rn({d}),     rn({b, d, k - 1}),
-                         rn({b, l, d}),     rand({d, n}, DType::f64, &g, -2.0, -0.2),
-                         rn({b, l, n}),     rn({b, l, n}), rn({d}),     rn({b, l, d}),
-                         rand({d}, DType::f64, &g, -1, 1), rn({b, d, n})};
-  const char* names[] = {"x", "weight", "bias", "conv initial_state", "delta", "A", "B", "C", "D", "z",
-                         "delta_bias", "scan initial_state"};
+  const std::vector<Tensor> in = test::conv_scan_inputs(b, l, d, n, k, g);
+  const auto& names = test::kConvScanInputNames;
   Tensor dy = rn({b, l, d}), dconv = rn({b, d, k - 1}), dlast = rn({b, d, n});
   auto run = [&](Device dev, const std::vector<int64_t>& ps) {
     std::vector<Tensor> v;
     for (auto& t : in) v.push_back(t.to(dev).detach().requires_grad_());
-    std::vector<Tensor> ys;
-    Tensor cs = v[3], h = v[11];
-    int64_t t0 = 0;
-    for (int64_t len : ps) {
-      auto cut = [&](const Tensor& t) { return narrow(t, 1, t0, len); };
-      ConvResult cr = causal_conv1d_with_state(cut(v[0]), v[1], v[2], true, cs);
-      ScanResult sr = selective_scan(cr.y, cut(v[4]), v[5], cut(v[6]), cut(v[7]), v[8], cut(v[9]), v[10], true, true, h);
-      ys.push_back(sr.y);
-      cs = cr.final_state, h = sr.last_state;
-      t0 += len;
-    }
-    std::vector<Tensor> out{cat(ys, 1), cs, h};
+    std::vector<Tensor> out = test::conv_scan_in_pieces(v, ps);
     add(add(sum(mul(out[0], dy.to(dev))), sum(mul(out[1], dconv.to(dev)))), sum(mul(out[2], dlast.to(dev))))
         .backward();
     for (auto& t : v) out.push_back(t.grad());

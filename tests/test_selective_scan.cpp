@@ -404,29 +404,11 @@ TEST_CASE("selective_scan: conv then scan in pieces that carry both states equal
   const std::vector<int64_t> pieces{2, 1, cpu::kScanChunk, 6};
   Generator g(12);
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  std::vector<Tensor> in{rn({b, l, d}),        rn({d, k}),         rn({d}),
-                         rn({b, d, k - 1}),    rn({b, l, d}),      rand({d, n}, DType::f64, &g, -2.0, -0.2),
-                         rn({b, l, n}),        rn({b, l, n}),      rn({d}),
-                         rn({b, l, d}),        rand({d}, DType::f64, &g, -1, 1), rn({b, d, n})};
-  const char* names[] = {"x", "weight", "bias", "conv initial_state", "delta", "A", "B", "C", "D", "z",
-                         "delta_bias", "scan initial_state"};
+  const std::vector<Tensor> in = test::conv_scan_inputs(b, l, d, n, k, g);
+  const auto& names = test::kConvScanInputNames;
   Tensor dy = rn({b, l, d}), dconv = rn({b, d, k - 1}), dlast = rn({b, d, n});
-  auto run = [&](const std::vector<Tensor>& v, const std::vector<int64_t>& ps) {
-    std::vector<Tensor> ys;
-    Tensor cs = v[3], h = v[11];
-    int64_t t0 = 0;
-    for (int64_t len : ps) {
-      auto cut = [&](const Tensor& t) { return narrow(t, 1, t0, len); };
-      ConvResult cr = causal_conv1d_with_state(cut(v[0]), v[1], v[2], true, cs);
-      ScanResult sr = selective_scan(cr.y, cut(v[4]), v[5], cut(v[6]), cut(v[7]), v[8], cut(v[9]), v[10], true, true, h);
-      ys.push_back(sr.y);
-      cs = cr.final_state, h = sr.last_state;
-      t0 += len;
-    }
-    return std::vector<Tensor>{cat(ys, 1), cs, h};
-  };
   std::vector<Tensor> whole = leaves(in, DType::f64), parts = leaves(in, DType::f64);
-  std::vector<Tensor> w = run(whole, {l}), p = run(parts, pieces);
+  std::vector<Tensor> w = test::conv_scan_in_pieces(whole, {l}), p = test::conv_scan_in_pieces(parts, pieces);
   for (size_t i = 0; i < 3; ++i) {
     INFO("output " << i);
     REQUIRE(p[i].shape() == w[i].shape());
