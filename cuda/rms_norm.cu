@@ -85,8 +85,8 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
     auto* pg = static_cast<const scalar_t*>(g);
     auto* pr = static_cast<const scalar_t*>(rstd);
     if (dx && rows > 0) {
-      rms_backward_dx_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, s>>>(px, static_cast<const scalar_t*>(w), pg, pr,
-                                                                         static_cast<scalar_t*>(dx), rows, D);
+      rms_backward_dx_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, s>>>(
+          px, static_cast<const scalar_t*>(w), pg, pr, static_cast<scalar_t*>(dx), rows, D);
       MG_CUDA_LAUNCH_CHECK("rms_norm");
     }
     if (dw) {
