@@ -34,7 +34,7 @@ BlockCache& cache(int device) {
   if (!c) {
     c = std::make_unique<BlockCache>(
         [device](size_t n) -> void* {
-          MG_CUDA_CHECK(cudaSetDevice(device), "device_malloc");
+          set_device(device, "device_malloc");
           void* p = nullptr;
           cudaError_t err = cudaMalloc(&p, n);
           if (err == cudaErrorMemoryAllocation) {
@@ -49,7 +49,7 @@ BlockCache& cache(int device) {
           cudaFree(p);
         },
         [device] {
-          MG_CUDA_CHECK(cudaSetDevice(device), "empty_cache");
+          set_device(device, "empty_cache");
           MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), "empty_cache");
         });
   }

@@ -30,7 +30,7 @@ struct EventPair {
 }  // namespace
 
 double time_on_stream(int device, const std::function<void()>& enqueue) {
-  MG_CUDA_CHECK(cudaSetDevice(device), "bench");
+  set_device(device, "bench");
   cudaStream_t st = stream(device);
   EventPair ev;
   MG_CUDA_CHECK(cudaEventRecord(ev.start, st), "bench");
@@ -43,7 +43,7 @@ double time_on_stream(int device, const std::function<void()>& enqueue) {
 }
 
 double time_device_copy(void* dst, const void* src, size_t nbytes, int reps, int device) {
-  MG_CUDA_CHECK(cudaSetDevice(device), "bench");
+  set_device(device, "bench");
   cudaStream_t st = stream(device);
   auto copy = [&] { MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, st), "bench"); };
   time_on_stream(device, copy);  // warm-up

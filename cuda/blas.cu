@@ -37,7 +37,7 @@ cublasHandle_t handle(int device) {
   std::lock_guard<std::mutex> lock(mu);
   if (device >= (int)handles.size()) handles.resize(device + 1, nullptr);
   if (!handles[device]) {
-    MG_CUDA_CHECK(cudaSetDevice(device), "cublas");
+    set_device(device, "cublas");
     cublasHandle_t h = nullptr;
     MG_CUBLAS_CHECK(cublasCreate(&h), "cublas");
     MG_CUBLAS_CHECK(cublasSetStream(h, stream(device)), "cublas");

@@ -25,6 +25,10 @@
 
 namespace mg::cuda {
 
+// The device guard: makes `device` current for the calls and launches that follow (every launcher and
+// every runtime call that names a device starts with it). Throws naming `op` on failure.
+inline void set_device(int device, const char* op) { MG_CUDA_CHECK(cudaSetDevice(device), op); }
+
 // The one stream of `device` on which every kernel, copy and cuBLAS call runs (created on first use).
 // Work on it is ordered, so a freed block can be handed to the next allocation without a sync.
 cudaStream_t stream(int device);

@@ -47,7 +47,7 @@ void embedding_backward(DType t, const void* g, const int64_t* csr, int64_t n, i
   if (nseg == 0 || D == 0) return;
   set_device(device, "embedding");
   const int64_t tiles = (D + kThreads - 1) / kThreads;
-  dim3 grid((unsigned)(nseg < 65535 ? nseg : 65535), (unsigned)(tiles < 65535 ? tiles : 65535));
+  dim3 grid(blocks_for(nseg), blocks_for(tiles));
   MG_CUDA_DISPATCH_FLOAT(t, "embedding", {
     embedding_backward_kernel<scalar_t><<<grid, kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(g), csr, csr + n, csr + n + nseg + 1, nseg, static_cast<scalar_t*>(dw), D);

@@ -1,5 +1,11 @@
 // Shared by the kernel files: dtype dispatch, launch geometry, element offsets of a StridedIter,
 // fixed-shape block reductions, and scratch device memory from the caching allocator.
+//
+// The launch convention of every kernel file: a launcher makes the device current with
+// `set_device(device, op)` (cuda/check.cuh), sizes its grid with one of the three helpers below
+// (`grid_for` for a grid-stride loop over elements, `blocks_for` for a block-stride loop over
+// items, `grid_of` for exactly one block per item), queues the kernel on `stream(device)` and checks
+// the launch at once with `MG_CUDA_LAUNCH_CHECK(op)`.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -16,11 +22,18 @@ namespace mg::cuda {
 
 constexpr int kThreads = 256;  // threads per block of every kernel that takes no other; a power of two
 
-// Blocks for a grid-stride loop over n elements (n > 0).
-inline unsigned grid_for(int64_t n, int threads = kThreads) {
-  int64_t b = (n + threads - 1) / threads;
-  return (unsigned)(b < 65535 ? b : 65535);
+// The most blocks a launch of a stride loop gets in one grid dimension (the y and z limit, and a
+// grid large enough to fill any device in x).
+constexpr int64_t kMaxStrideBlocks = 65535;
+
+// Blocks for a block-stride loop over `items` (items > 0): one block per item (a row, a segment),
+// each block taking item blockIdx.x, then blockIdx.x + gridDim.x, ...; capped at kMaxStrideBlocks.
+inline unsigned blocks_for(int64_t items) {
+  return (unsigned)(items < kMaxStrideBlocks ? items : kMaxStrideBlocks);
 }
+
+// Blocks for a grid-stride loop over n elements (n > 0), `threads` per block.
+inline unsigned grid_for(int64_t n, int threads = kThreads) { return blocks_for((n + threads - 1) / threads); }
 
 // Blocks for a launch of one block per item (count > 0), e.g. per chunk of a table of tensors
 // (cuda/optim.cu): no grid-stride loop, so every item needs its own block; throws past INT_MAX.
@@ -28,9 +41,6 @@ inline unsigned grid_of(size_t count, const char* op) {
   MG_CHECK(count <= (size_t)INT_MAX, "[{}] {} blocks is more than one launch can take", op, count);
   return (unsigned)count;
 }
-
-// Before a launch: the device is current. After: MG_CUDA_LAUNCH_CHECK.
-inline void set_device(int device, const char* op) { MG_CUDA_CHECK(cudaSetDevice(device), op); }
 
 // Element offsets of element i for each of K operands.
 template <int K>

@@ -48,7 +48,7 @@ struct Communicator::Impl {
 Communicator::Communicator(const NcclId& id, int size, int rank, int device)
     : impl_(std::make_unique<Impl>()), size_(size), rank_(rank), device_(device) {
   MG_CHECK(size >= 1 && rank >= 0 && rank < size, "[nccl] rank {} of {}: the rank must be in [0, size)", rank, size);
-  MG_CUDA_CHECK(cudaSetDevice(device), "nccl");
+  set_device(device, "nccl");
   // A communication stream of its own, so that a bucket's all-reduce runs while backward's kernels go on
   // on the compute stream.
   MG_CUDA_CHECK(cudaStreamCreateWithFlags(&impl_->comm_stream, cudaStreamNonBlocking), "nccl");
@@ -72,20 +72,20 @@ Communicator::~Communicator() {
 
 void Communicator::all_reduce_sum(float* data, int64_t n) {
   if (n <= 0) return;
-  MG_CUDA_CHECK(cudaSetDevice(device_), "nccl");
+  set_device(device_, "nccl");
   MG_CUDA_CHECK(cudaEventRecord(impl_->computed, stream(device_)), "nccl");
   MG_CUDA_CHECK(cudaStreamWaitEvent(impl_->comm_stream, impl_->computed, 0), "nccl");
   MG_NCCL_CHECK(ncclAllReduce(data, data, (size_t)n, ncclFloat32, ncclSum, impl_->comm, impl_->comm_stream), "nccl");
 }
 
 void Communicator::join() {
-  MG_CUDA_CHECK(cudaSetDevice(device_), "nccl");
+  set_device(device_, "nccl");
   MG_CUDA_CHECK(cudaEventRecord(impl_->reduced, impl_->comm_stream), "nccl");
   MG_CUDA_CHECK(cudaStreamWaitEvent(stream(device_), impl_->reduced, 0), "nccl");
 }
 
 void Communicator::synchronize() {
-  MG_CUDA_CHECK(cudaSetDevice(device_), "nccl");
+  set_device(device_, "nccl");
   MG_CUDA_CHECK(cudaStreamSynchronize(impl_->comm_stream), "nccl");
   ncclResult_t async = ncclSuccess;
   MG_NCCL_CHECK(ncclCommGetAsyncError(impl_->comm, &async), "nccl");

@@ -178,9 +178,39 @@ std::vector<Entry> chunk_table(const std::vector<Tensorish>& ts, size_t& first_f
   return table;
 }
 
-template <class T>
-T* offset_ptr(void* p, int64_t begin) {
-  return static_cast<T*>(p) + begin;
+// Chunk table of gradients for grad_sum_squares and scale_grads.
+std::vector<GradEntry> grad_table(const std::vector<GradTensor>& gs, size_t& first_f64) {
+  return chunk_table<GradEntry>(gs, first_f64, [](const GradTensor& t, int64_t b, int64_t n) {
+    const size_t es = t.f64 ? sizeof(double) : sizeof(float);
+    return GradEntry{static_cast<char*>(t.data) + b * es, n};
+  });
+}
+
+// Makes `device` current and copies `table` to the start of the device's workspace, which holds at
+// least `dev_bytes`; returns the workspace's device memory. Call with g_mu held until the kernels
+// that read the table are queued.
+template <class Entry>
+char* stage_table(const std::vector<Entry>& table, size_t dev_bytes, int device, const char* op) {
+  set_device(device, op);
+  const size_t bytes = table.size() * sizeof(Entry);
+  Workspace& w = workspace(device, dev_bytes > bytes ? dev_bytes : bytes, bytes, op);
+  upload(w, 0, table.data(), bytes, device, op);
+  return static_cast<char*>(w.dev);
+}
+
+// Calls `launch(T{}, begin, count)` for the float32 entries [0, first_f64) and the float64 entries
+// [first_f64, size) of a chunk table (skipping an empty part); `launch` queues one kernel with
+// grid_of(count) blocks, checked here.
+template <class Launch>
+void launch_per_dtype(size_t first_f64, size_t size, const char* op, Launch&& launch) {
+  if (first_f64 > 0) {
+    launch(float{}, size_t{0}, first_f64);
+    MG_CUDA_LAUNCH_CHECK(op);
+  }
+  if (size > first_f64) {
+    launch(double{}, first_f64, size - first_f64);
+    MG_CUDA_LAUNCH_CHECK(op);
+  }
 }
 
 }  // namespace
@@ -196,54 +226,35 @@ void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int d
                           t.decay};
       });
   if (table.empty()) return;
-  const size_t bytes = table.size() * sizeof(AdamWEntry);
   std::lock_guard<std::mutex> lock(g_mu);
-  set_device(device, op);
-  Workspace& w = workspace(device, bytes, bytes, op);
-  upload(w, 0, table.data(), bytes, device, op);
-  const AdamWEntry* dt = static_cast<const AdamWEntry*>(w.dev);
+  const AdamWEntry* dt = reinterpret_cast<const AdamWEntry*>(stage_table(table, 0, device, op));
   cudaStream_t st = stream(device);
-  if (first_f64 > 0) {
-    adamw_kernel<float><<<grid_of(first_f64, op), kThreads, 0, st>>>(
-        dt, (float)(1.0 - s.beta1), (float)s.beta2, (float)(1.0 - s.beta2), (float)s.step_size, (float)s.bc2_sqrt,
-        (float)s.eps);
-    MG_CUDA_LAUNCH_CHECK(op);
-  }
-  if (table.size() > first_f64) {
-    adamw_kernel<double><<<grid_of(table.size() - first_f64, op), kThreads, 0, st>>>(
-        dt + first_f64, 1.0 - s.beta1, s.beta2, 1.0 - s.beta2, s.step_size, s.bc2_sqrt, s.eps);
-    MG_CUDA_LAUNCH_CHECK(op);
-  }
+  launch_per_dtype(first_f64, table.size(), op, [&](auto zero, size_t begin, size_t count) {
+    using T = decltype(zero);
+    adamw_kernel<T><<<grid_of(count, op), kThreads, 0, st>>>(dt + begin, (T)(1.0 - s.beta1), (T)s.beta2,
+                                                             (T)(1.0 - s.beta2), (T)s.step_size, (T)s.bc2_sqrt,
+                                                             (T)s.eps);
+  });
 }
 
 double grad_sum_squares(const std::vector<GradTensor>& gs, int device) {
   const char* op = "clip_grad_norm";
   size_t first_f64 = 0;
-  std::vector<GradEntry> table = chunk_table<GradEntry>(gs, first_f64, [](const GradTensor& t, int64_t b, int64_t n) {
-    return GradEntry{t.f64 ? (void*)offset_ptr<double>(t.data, b) : (void*)offset_ptr<float>(t.data, b), n};
-  });
+  std::vector<GradEntry> table = grad_table(gs, first_f64);
   if (table.empty()) return 0.0;
   // Device layout: [table | partials (one per chunk) | result]; doubles stay 8-byte aligned.
   const size_t table_bytes = round_up(table.size() * sizeof(GradEntry), 16);
   const size_t partial_offset = table_bytes, result_offset = table_bytes + table.size() * sizeof(double);
   std::lock_guard<std::mutex> lock(g_mu);
-  set_device(device, op);
-  Workspace& w = workspace(device, result_offset + sizeof(double), table.size() * sizeof(GradEntry), op);
-  upload(w, 0, table.data(), table.size() * sizeof(GradEntry), device, op);
-  char* base = static_cast<char*>(w.dev);
+  char* base = stage_table(table, result_offset + sizeof(double), device, op);
   const GradEntry* dt = reinterpret_cast<const GradEntry*>(base);
   double* partials = reinterpret_cast<double*>(base + partial_offset);
   double* result = reinterpret_cast<double*>(base + result_offset);
   cudaStream_t st = stream(device);
-  if (first_f64 > 0) {
-    sum_squares_kernel<float><<<grid_of(first_f64, op), kThreads, 0, st>>>(dt, partials);
-    MG_CUDA_LAUNCH_CHECK(op);
-  }
-  if (table.size() > first_f64) {
-    sum_squares_kernel<double><<<grid_of(table.size() - first_f64, op), kThreads, 0, st>>>(dt + first_f64,
-                                                                                            partials + first_f64);
-    MG_CUDA_LAUNCH_CHECK(op);
-  }
+  launch_per_dtype(first_f64, table.size(), op, [&](auto zero, size_t begin, size_t count) {
+    using T = decltype(zero);
+    sum_squares_kernel<T><<<grid_of(count, op), kThreads, 0, st>>>(dt + begin, partials + begin);
+  });
   sum_partials_kernel<<<1, kThreads, 0, st>>>(partials, (int64_t)table.size(), result);
   MG_CUDA_LAUNCH_CHECK(op);
   double total = 0.0;
@@ -255,25 +266,15 @@ double grad_sum_squares(const std::vector<GradTensor>& gs, int device) {
 void scale_grads(const std::vector<GradTensor>& gs, double coef, int device) {
   const char* op = "clip_grad_norm";
   size_t first_f64 = 0;
-  std::vector<GradEntry> table = chunk_table<GradEntry>(gs, first_f64, [](const GradTensor& t, int64_t b, int64_t n) {
-    return GradEntry{t.f64 ? (void*)offset_ptr<double>(t.data, b) : (void*)offset_ptr<float>(t.data, b), n};
-  });
+  std::vector<GradEntry> table = grad_table(gs, first_f64);
   if (table.empty()) return;
-  const size_t bytes = table.size() * sizeof(GradEntry);
   std::lock_guard<std::mutex> lock(g_mu);
-  set_device(device, op);
-  Workspace& w = workspace(device, bytes, bytes, op);
-  upload(w, 0, table.data(), bytes, device, op);
-  const GradEntry* dt = static_cast<const GradEntry*>(w.dev);
+  const GradEntry* dt = reinterpret_cast<const GradEntry*>(stage_table(table, 0, device, op));
   cudaStream_t st = stream(device);
-  if (first_f64 > 0) {
-    scale_kernel<float><<<grid_of(first_f64, op), kThreads, 0, st>>>(dt, (float)coef);
-    MG_CUDA_LAUNCH_CHECK(op);
-  }
-  if (table.size() > first_f64) {
-    scale_kernel<double><<<grid_of(table.size() - first_f64, op), kThreads, 0, st>>>(dt + first_f64, coef);
-    MG_CUDA_LAUNCH_CHECK(op);
-  }
+  launch_per_dtype(first_f64, table.size(), op, [&](auto zero, size_t begin, size_t count) {
+    using T = decltype(zero);
+    scale_kernel<T><<<grid_of(count, op), kThreads, 0, st>>>(dt + begin, (T)coef);
+  });
 }
 
 }  // namespace mg::cuda

@@ -1,6 +1,6 @@
 // Launchers of the optimizer kernels (cuda/optim.cu): AdamW over every parameter of a device in one
 // launch per dtype, and the global gradient norm for clipping. C++17 and free of core/tensor.h so the
-// .cu file can include it; train/optim.cpp builds the tables from tensors. In a build without CUDA
+// .cu file can include it; ops/optim.cpp builds the tables from tensors. In a build without CUDA
 // cuda/no_cuda.cpp defines them to throw "[op] this build has no CUDA support".
 //
 // Work is described by a host table of tensors; the launcher splits each tensor into chunks of at
@@ -31,8 +31,8 @@ struct AdamWTensor {
   bool f64 = false;  // float64 when true, else float32
 };
 
-// The scalars every parameter shares, precomputed in double on the host exactly as the CPU AdamW
-// does (train/optim.cpp): step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t).
+// The scalars every parameter shares, precomputed in double on the host (train/optim.cpp), the same
+// for the CPU kernel: step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t).
 struct AdamWScalars {
   double beta1 = 0.9, beta2 = 0.95, step_size = 0, bc2_sqrt = 1, eps = 1e-8;
 };

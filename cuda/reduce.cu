@@ -69,8 +69,6 @@ __global__ void max_backward_kernel(const T* g, const int64_t* indices, T* dx, i
   }
 }
 
-unsigned blocks_for(int64_t segments) { return (unsigned)(segments < 65535 ? segments : 65535); }
-
 }  // namespace
 
 void sum_rows(DType t, const void* x, void* out, int64_t rows, int64_t n, double scale, int device) {

@@ -61,8 +61,6 @@ __global__ void rms_dw_final_kernel(const double* partial, T* dw, int64_t D, int
   }
 }
 
-unsigned capped(int64_t n) { return (unsigned)(n < 65535 ? n : 65535); }
-
 }  // namespace
 
 void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rstd, int64_t rows, int64_t D,
@@ -70,7 +68,7 @@ void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rs
   if (rows == 0) return;
   set_device(device, "rms_norm");
   MG_CUDA_DISPATCH_FLOAT(t, "rms_norm", {
-    rms_forward_kernel<scalar_t><<<capped(rows), kThreads, 0, stream(device)>>>(
+    rms_forward_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(w), static_cast<scalar_t*>(out),
         static_cast<scalar_t*>(rstd), rows, D, eps);
   });
@@ -87,8 +85,8 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
     auto* pg = static_cast<const scalar_t*>(g);
     auto* pr = static_cast<const scalar_t*>(rstd);
     if (dx && rows > 0) {
-      rms_backward_dx_kernel<scalar_t><<<capped(rows), kThreads, 0, s>>>(px, static_cast<const scalar_t*>(w), pg, pr,
-                                                                         static_cast<scalar_t*>(dx), rows, D);
+      rms_backward_dx_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, s>>>(
+          px, static_cast<const scalar_t*>(w), pg, pr, static_cast<scalar_t*>(dx), rows, D);
       MG_CUDA_LAUNCH_CHECK("rms_norm");
     }
     if (dw) {
@@ -96,7 +94,7 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
       Scratch partial((size_t)((chunks > 0 ? chunks : 1) * D) * sizeof(double), device, "rms_norm");
       const unsigned col_blocks = grid_for(D);
       if (chunks > 0) {
-        rms_dw_partial_kernel<scalar_t><<<dim3(col_blocks, capped(chunks)), kThreads, 0, s>>>(
+        rms_dw_partial_kernel<scalar_t><<<dim3(col_blocks, blocks_for(chunks)), kThreads, 0, s>>>(
             px, pg, pr, partial.as<double>(), rows, D, chunks);
         MG_CUDA_LAUNCH_CHECK("rms_norm");
       }

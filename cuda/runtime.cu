@@ -19,7 +19,7 @@ cudaStream_t stream(int device) {
   std::lock_guard<std::mutex> lock(mu);
   if (device >= (int)streams.size()) streams.resize(device + 1, nullptr);
   if (!streams[device]) {
-    MG_CUDA_CHECK(cudaSetDevice(device), "stream");
+    set_device(device, "stream");
     MG_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[device], cudaStreamNonBlocking), "stream");
   }
   return streams[device];
@@ -36,35 +36,35 @@ int device_count() {
 
 void copy_host_to_device(void* dst, const void* src, size_t n, int device, const char* op) {
   if (n == 0) return;
-  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  set_device(device, op);
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, stream(device)), op);
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), op);  // src is pageable host memory the caller may free
 }
 void copy_device_to_host(void* dst, const void* src, size_t n, int device, const char* op) {
   if (n == 0) return;
-  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  set_device(device, op);
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, stream(device)), op);
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), op);
 }
 void copy_device_to_device(void* dst, const void* src, size_t n, int device, const char* op) {
   if (n == 0) return;
-  MG_CUDA_CHECK(cudaSetDevice(device), op);
+  set_device(device, op);
   MG_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, stream(device)), op);
 }
 void copy_between_devices(void* dst, int dst_device, const void* src, int src_device, size_t n, const char* op) {
   if (n == 0) return;
   // dst may be a cached block still read by work queued on its device's stream: wait for that first.
   synchronize(dst_device);
-  MG_CUDA_CHECK(cudaSetDevice(src_device), op);
+  set_device(src_device, op);
   MG_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, n, stream(src_device)), op);
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(src_device)), op);
 }
 void synchronize(int device) {
-  MG_CUDA_CHECK(cudaSetDevice(device), "synchronize");
+  set_device(device, "synchronize");
   MG_CUDA_CHECK(cudaStreamSynchronize(stream(device)), "synchronize");
 }
 TimingEvent record_timing_event(int device) {
-  MG_CUDA_CHECK(cudaSetDevice(device), "profiler");
+  set_device(device, "profiler");
   cudaEvent_t e = nullptr;
   MG_CUDA_CHECK(cudaEventCreate(&e), "profiler");
   const cudaError_t recorded = cudaEventRecord(e, stream(device));

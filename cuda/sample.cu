@@ -61,7 +61,7 @@ void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t 
   double* value = scratch.as<double>();
   int64_t* index = reinterpret_cast<int64_t*>(value + rows * keep);
   MG_CUDA_DISPATCH_FLOAT(t, "sample", {
-    sample_kernel<scalar_t><<<(unsigned)rows, kThreads, 0, stream(device)>>>(
+    sample_kernel<scalar_t><<<grid_of((size_t)rows, "sample"), kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(logits), ld, vocab, temperature, keep, uniforms, out, value, index);
   });
   MG_CUDA_LAUNCH_CHECK("sample");

@@ -452,9 +452,7 @@ const char* dtype_label() {
 
 template <class T>
 dim3 scan_grid(const ScanArgs<T>& a) {
-  const int64_t blocks = a.b * scan_num_groups_cuda(a.d);
-  MG_CHECK(blocks < (int64_t)INT32_MAX, "[selective_scan] b * ceil(d / 32) = {} blocks exceeds the grid limit", blocks);
-  return dim3((unsigned)blocks);
+  return dim3(grid_of((size_t)(a.b * scan_num_groups_cuda(a.d)), "selective_scan"));  // one block per (batch, group)
 }
 
 }  // namespace

@@ -11,7 +11,6 @@
 #include "autograd/grad_mode.h"
 #include "core/checked.h"
 #include "core/memory_limit.h"
-#include "ops/cpu/gemm.h"
 
 namespace mg {
 
@@ -396,10 +395,10 @@ Tensor MambaLM::step(const Tensor& tokens, std::vector<LayerState>& state) const
   MG_CHECK((int64_t)state.size() == cfg_.n_layer && state[0].ssm.size(0) == tokens.size(0),
            "[mamba step] state is for {} layers and batch {}, but the model has {} layers and the batch is {}",
            state.size(), state.empty() ? 0 : state[0].ssm.size(0), cfg_.n_layer, tokens.size(0));
-  // Rows split across threads only up to the matmul's small-M bound: below it a row's result does not
-  // depend on the other rows (ops/cpu/gemm.cpp), so splitting changes no bit.
+  // Rows split across threads only where the matmul computes each row on its own (ops answers), so
+  // splitting changes no bit.
   const int64_t b = tokens.size(0), parts = std::min<int64_t>(num_threads(), b);
-  if (!device().is_cpu() || parts < 2 || b > cpu::kGemmSmallM) return step_rows(tokens, state);
+  if (parts < 2 || !matmul_rows_independent(device(), b)) return step_rows(tokens, state);
   const bool split = step_split_->next();
   const auto t0 = std::chrono::steady_clock::now();
   Tensor logits;

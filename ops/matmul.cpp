@@ -167,6 +167,10 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
 
 }  // namespace
 
+bool matmul_rows_independent(Device device, int64_t rows) {
+  return device.is_cpu() && rows >= 1 && rows <= cpu::kGemmSmallM;
+}
+
 Tensor matmul(const Tensor& a, const Tensor& b) {
   OpScope scope(OpId::matmul, {&a, &b});
   check_mm_operands("matmul", a, b);

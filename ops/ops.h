@@ -78,6 +78,10 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x (..., in) W^T (out, in) + b (out), b optional.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// Whether a product with `rows` rows of the left operand (not transposed) computes each row of the
+// result on its own on `device`, so that splitting the rows across calls changes no bit. True on the
+// CPU up to the gemm's small-M bound (ops/cpu/gemm.cpp, "Small M"); false elsewhere.
+bool matmul_rows_independent(Device device, int64_t rows);
 
 // ---- shapes and views (ops/shape.cpp) ----
 Tensor reshape(const Tensor& x, Shape shape);  // a view where the strides allow, else a copy

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <doctest/doctest.h>
+
 #include "tests/cli.h"
 
 namespace mg::test {
@@ -21,6 +23,29 @@ inline CliRun resume_cli(const std::string& dir, std::vector<std::string> extra 
   std::vector<std::string> args{"train", "--resume", dir, "--threads", "1", "--quiet"};
   args.insert(args.end(), extra.begin(), extra.end());
   return run_cli(args, env);
+}
+
+// Runs the program (run_cli's arguments) and requires that it succeeds; returns the run.
+inline CliRun cli_ok(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+                     const std::string& cwd = "") {
+  CliRun r = run_cli(args, env, -1, cwd);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  return r;
+}
+
+// Runs the program and checks that it fails (with `exit_code`, or any non-zero status when -1),
+// without a signal, and that its error output holds `message`; returns the run.
+inline CliRun cli_fails(const std::vector<std::string>& args, const std::string& message, int exit_code = -1,
+                        const std::string& cwd = "") {
+  CliRun r = run_cli(args, {}, -1, cwd);
+  INFO(r.err);
+  if (exit_code == -1)
+    CHECK(r.exit_code > 0);
+  else
+    CHECK(r.exit_code == exit_code);
+  CHECK(r.signal == 0);
+  CHECK(r.err.find(message) != std::string::npos);
+  return r;
 }
 
 }  // namespace mg::test

@@ -22,36 +22,16 @@
 #include "ops/ops.h"
 #include "tests/check.h"
 #include "tests/devices.h"
+#include "tests/scan_cases.h"
 
 using namespace mg;
 
 namespace {
 
-const char* kScanInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
-
-struct ScanCfg {
-  const char* label;
-  int64_t b, l, d, n;
-  bool D = true, z = true, bias = true, softplus = true, last = false;
-  double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
-  bool h0 = false;                    // an initial state
-};
-
-// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 on the CPU (optional ones undefined when off).
-std::vector<Tensor> scan_inputs(const ScanCfg& c, Generator& g) {
-  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
-  const Shape bld{c.b, c.l, c.d};
-  return {rn(bld),
-          c.delta_lo == c.delta_hi ? rn(bld) : un(bld, c.delta_lo, c.delta_hi),
-          un({c.d, c.n}, -2.0, -0.2),
-          rn({c.b, c.l, c.n}),
-          rn({c.b, c.l, c.n}),
-          c.D ? rn({c.d}) : Tensor(),
-          c.z ? rn(bld) : Tensor(),
-          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
-          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
-}
+using test::kScanInputNames;
+using test::scan_inputs;
+using test::with_h0;
+using ScanCfg = test::ScanCase;
 
 // Outputs and gradients, moved to the CPU as float64 (undefined where absent).
 struct ScanRun {
@@ -138,11 +118,6 @@ const ScanCfg kEdgeCases[] = {
     {"large dt without softplus", 1, 80, 4, 3, true, false, false, false, true, 5, 15},
     {"negative dt without softplus (growing state)", 1, 20, 3, 2, true, false, false, false, true, -1.0, -0.3},
 };
-
-ScanCfg with_h0(ScanCfg c) {
-  c.h0 = true;
-  return c;
-}
 
 const ScanCfg kInitialStateCases[] = {
     with_h0({"initial state, l 1", 2, 1, 3, 4, true, true, true, true, true}),
@@ -384,28 +359,13 @@ TEST_CASE("cuda selective_scan and causal_conv1d: pieces that carry both states 
   const std::vector<int64_t> pieces{2, 1, K, 6};
   Generator g(12);
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  std::vector<Tensor> in{rn({b, l, d}),     rn({d, k}),    rn({d}),     rn({b, d, k - 1}),
-                         rn({b, l, d}),     rand({d, n}, DType::f64, &g, -2.0, -0.2),
-                         rn({b, l, n}),     rn({b, l, n}), rn({d}),     rn({b, l, d}),
-                         rand({d}, DType::f64, &g, -1, 1), rn({b, d, n})};
-  const char* names[] = {"x", "weight", "bias", "conv initial_state", "delta", "A", "B", "C", "D", "z",
-                         "delta_bias", "scan initial_state"};
+  const std::vector<Tensor> in = test::conv_scan_inputs(b, l, d, n, k, g);
+  const auto& names = test::kConvScanInputNames;
   Tensor dy = rn({b, l, d}), dconv = rn({b, d, k - 1}), dlast = rn({b, d, n});
   auto run = [&](Device dev, const std::vector<int64_t>& ps) {
     std::vector<Tensor> v;
     for (auto& t : in) v.push_back(t.to(dev).detach().requires_grad_());
-    std::vector<Tensor> ys;
-    Tensor cs = v[3], h = v[11];
-    int64_t t0 = 0;
-    for (int64_t len : ps) {
-      auto cut = [&](const Tensor& t) { return narrow(t, 1, t0, len); };
-      ConvResult cr = causal_conv1d_with_state(cut(v[0]), v[1], v[2], true, cs);
-      ScanResult sr = selective_scan(cr.y, cut(v[4]), v[5], cut(v[6]), cut(v[7]), v[8], cut(v[9]), v[10], true, true, h);
-      ys.push_back(sr.y);
-      cs = cr.final_state, h = sr.last_state;
-      t0 += len;
-    }
-    std::vector<Tensor> out{cat(ys, 1), cs, h};
+    std::vector<Tensor> out = test::conv_scan_in_pieces(v, ps);
     add(add(sum(mul(out[0], dy.to(dev))), sum(mul(out[1], dconv.to(dev)))), sum(mul(out[2], dlast.to(dev))))
         .backward();
     for (auto& t : v) out.push_back(t.grad());

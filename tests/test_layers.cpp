@@ -1,9 +1,13 @@
 // The layer stack of docs/layers.md, enforced: every #include "folder/..." in the library's sources
 // must name its own folder or a folder of a lower layer. autograd/ and ops/ are one layer (ops record
 // into autograd, the engine sums gradients with ops); every other pair of folders on one level, such
-// as the two kernel rooms ops/cpu/ and cuda/, may not include each other.
+// as the two kernel rooms ops/cpu/ and cuda/, may not include each other. Above ops no file includes
+// a kernel header (ops/cpu/..., cuda/...): the choice between the CPU and the CUDA kernel is made in
+// ops/. The exceptions are cuda/'s runtime (device count, memory figures, synchronisation) and NCCL
+// communicator headers, which hold no kernel, and bench/, which times kernels directly.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -31,26 +35,48 @@ bool may_include(const std::string& from, const std::string& to) {
   return kLevel.at(to) < kLevel.at(from);
 }
 
-// The folder an `#include "folder/..."` line names ("ops/cpu" for ops/cpu/...), or "" for any other
-// line. (A hand parse: <regex> draws false warnings from GCC 12 in sanitizer builds.)
-std::string include_folder(const std::string& line) {
+// cuda/ headers that declare no kernel: the device runtime and the NCCL communicator.
+const std::vector<std::string> kCudaRuntimeHeaders = {"cuda/runtime.h", "cuda/nccl.h"};
+
+// Whether a file in `from` may include the header `path` of folder `to` as far as kernel headers go:
+// the kernel folders and autograd/ + ops/ (ops picks the kernel) may; above ops, only the runtime
+// headers, and bench/, whose kernel benchmarks call ops/cpu/ and cuda/ launchers directly.
+bool may_include_kernel_header(const std::string& from, const std::string& to, const std::string& path) {
+  if (to != "ops/cpu" && to != "cuda") return true;
+  if (kLevel.at(from) <= kLevel.at("ops")) return true;
+  if (from == "bench") return true;  // the exception: kernel benchmarks (bench/scan_bench*, matmul_bench ...)
+  return to == "cuda" && std::find(kCudaRuntimeHeaders.begin(), kCudaRuntimeHeaders.end(), path) !=
+                             kCudaRuntimeHeaders.end();
+}
+
+// The header path an `#include "folder/..."` line names ("ops/cpu/gemm.h"), or "" for any other line.
+// (A hand parse: <regex> draws false warnings from GCC 12 in sanitizer builds.)
+std::string include_path(const std::string& line) {
   size_t i = line.find_first_not_of(" \t");
   if (i == std::string::npos || line[i] != '#') return "";
   i = line.find_first_not_of(" \t", i + 1);
   if (i == std::string::npos || line.compare(i, 7, "include") != 0) return "";
   i = line.find_first_not_of(" \t", i + 7);
   if (i == std::string::npos || line[i] != '"') return "";
-  size_t j = ++i;
-  while (j < line.size() && ((line[j] >= 'a' && line[j] <= 'z') || line[j] == '_')) ++j;
-  if (j == i || j >= line.size() || line[j] != '/') return "";
-  std::string folder = line.substr(i, j - i);
-  if (line.compare(j, 5, "/cpu/") == 0) folder += "/cpu";
+  const size_t end = line.find('"', i + 1);
+  if (end == std::string::npos) return "";
+  return line.substr(i + 1, end - i - 1);
+}
+
+// The folder an included path names ("ops/cpu" for ops/cpu/..., else its first folder), or "" when it
+// names no folder of lower-case letters.
+std::string include_folder(const std::string& path) {
+  size_t j = 0;
+  while (j < path.size() && ((path[j] >= 'a' && path[j] <= 'z') || path[j] == '_')) ++j;
+  if (j == 0 || j >= path.size() || path[j] != '/') return "";
+  std::string folder = path.substr(0, j);
+  if (path.compare(j, 5, "/cpu/") == 0) folder += "/cpu";
   return folder;
 }
 
 }  // namespace
 
-TEST_CASE("layers: no #include goes up the stack (docs/layers.md)") {
+TEST_CASE("layers: no #include goes up the stack and none above ops names a kernel header (docs/layers.md)") {
   namespace fs = std::filesystem;
   const fs::path root = MG_SOURCE_DIR;
   std::vector<std::string> violations;
@@ -66,10 +92,11 @@ TEST_CASE("layers: no #include goes up the stack (docs/layers.md)") {
       std::ifstream in(e.path());
       std::string line;
       for (int n = 1; std::getline(in, line); ++n) {
-        const std::string target = include_folder(line);  // "ops/cpu" for ops/cpu/..., else the first folder
-        if (target.empty()) continue;
+        const std::string path = include_path(line);
+        const std::string target = include_folder(path);  // "ops/cpu" for ops/cpu/..., else the first folder
         if (!kLevel.count(target)) continue;  // not one of our folders
-        if (!may_include(from, target)) violations.push_back(rel + ":" + std::to_string(n) + ": " + line);
+        if (!may_include(from, target) || !may_include_kernel_header(from, target, path))
+          violations.push_back(rel + ":" + std::to_string(n) + ": " + line);
       }
     }
   }
@@ -78,6 +105,22 @@ TEST_CASE("layers: no #include goes up the stack (docs/layers.md)") {
   for (const auto& v : violations) all << "\n  " << v;
   INFO("includes that go up the stack:", all.str());
   CHECK(violations.empty());
+}
+
+TEST_CASE("layers: the kernel-header rule refuses train, models, data, io and apps") {
+  // The cases the rule exists for, so that a rule that allowed everything would fail here.
+  for (const char* from : {"data", "models", "io", "train", "apps"}) {
+    CAPTURE(from);
+    CHECK_FALSE(may_include_kernel_header(from, "ops/cpu", include_path("#include \"ops/cpu/gemm.h\"")));
+    CHECK_FALSE(may_include_kernel_header(from, "cuda", include_path("#include \"cuda/optim.h\"")));
+    CHECK(may_include_kernel_header(from, "cuda", include_path("#include \"cuda/runtime.h\"")));
+    CHECK(may_include_kernel_header(from, "ops", include_path("#include \"ops/optim.h\"")));
+  }
+  CHECK(may_include_kernel_header("ops", "ops/cpu", "ops/cpu/optim.h"));
+  CHECK(may_include_kernel_header("ops", "cuda", "cuda/optim.h"));
+  CHECK(may_include_kernel_header("bench", "ops/cpu", "ops/cpu/gemm.h"));
+  CHECK(include_folder(include_path("  #  include \"ops/cpu/gemm.h\"  // x")) == "ops/cpu");
+  CHECK(include_folder(include_path("#include <cuda/std/utility>")).empty());
 }
 
 TEST_CASE("sources: only core/format.cpp runs fmt's formatting engine (the others call mg::format)") {

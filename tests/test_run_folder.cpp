@@ -27,6 +27,8 @@
 #include "train/trainer.h"
 
 using namespace mg;
+using test::cli_fails;
+using test::cli_ok;
 using test::resume_cli;
 using test::run_cli;
 using test::tiny_train;
@@ -64,8 +66,7 @@ void rewrite_manifest(const std::string& ckpt) {
 TEST_CASE("run folder: a trainer killed at any point of a checkpoint resumes to the weights of a run never killed") {
   TempDir d("kill_points");
   const std::string data = write_text(d, 40000);
-  auto ref = run_cli(tiny_train(data, d / "ref", 5));
-  REQUIRE_MESSAGE(ref.exit_code == 0, ref.err);
+  cli_ok(tiny_train(data, d / "ref", 5));
   const std::string want = read_bytes(d / "ref/model.safetensors");
   REQUIRE(want.size() > 1000);
   // Every named point the trainer passes, at the first checkpoint and at a later one (when an older
@@ -112,8 +113,7 @@ TEST_CASE("run folder: SIGKILL at random moments, resumed each time, ends with t
   TempDir d("kill_random");
   const std::string data = write_text(d, 40000);
   const int steps = 30;
-  auto ref = run_cli(tiny_train(data, d / "ref", steps));
-  REQUIRE_MESSAGE(ref.exit_code == 0, ref.err);
+  cli_ok(tiny_train(data, d / "ref", steps));
   const std::string dir = d / "run";
   int kills = 0;
   for (int i = 0; i < 12; ++i) {
@@ -175,10 +175,9 @@ TEST_CASE("run folder: a run is never replaced unless asked, and a refused start
 
   // Two runs without --out go to runs/tiny and runs/tiny-2.
   for (int i = 0; i < 2; ++i) {
-    auto r = run_cli({"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer", "1", "--steps", "1",
-                      "--batch", "2", "--seq", "16", "--eval-bytes", "256", "--test-bytes", "256", "--threads", "1"},
-                     {}, -1, d.path.string());
-    REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+    auto r = cli_ok({"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer", "1", "--steps", "1",
+                     "--batch", "2", "--seq", "16", "--eval-bytes", "256", "--test-bytes", "256", "--threads", "1"},
+                     {}, d.path.string());
     CHECK(r.out.find(i == 0 ? "run folder runs/tiny\n" : "run folder runs/tiny-2\n") != std::string::npos);
   }
 }
@@ -224,19 +223,16 @@ TEST_CASE("run folder: a metrics line cut short by a full disk does not block re
 TEST_CASE("run folder: outputs never replace a run's own files") {
   TempDir d("logits_out");
   const std::string data = write_text(d, 30000);
-  auto r = run_cli(tiny_train(data, d / "run", 2));
-  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  cli_ok(tiny_train(data, d / "run", 2));
   const std::string model = read_bytes(d / "run/model.safetensors");
   for (std::string target : {"run/model.safetensors", "run/config.json", "run/metrics.jsonl",
                              "run/checkpoint-2/model.safetensors", "run/checkpoint-2/new.safetensors"}) {
     INFO(target);
-    auto l = run_cli({"logits", "--run", d / "run", "--input", data, "--bytes", "16", "--out", d / target});
-    CHECK(l.exit_code == 1);
-    CHECK(l.err.find("is one of a run's own files") != std::string::npos);
+    cli_fails({"logits", "--run", d / "run", "--input", data, "--bytes", "16", "--out", d / target},
+              "is one of a run's own files", 1);
   }
   CHECK(read_bytes(d / "run/model.safetensors") == model);
-  auto ok = run_cli({"logits", "--run", d / "run", "--input", data, "--bytes", "16", "--out", d / "run/logits.safetensors"});
-  CHECK_MESSAGE(ok.exit_code == 0, ok.err);
+  cli_ok({"logits", "--run", d / "run", "--input", data, "--bytes", "16", "--out", d / "run/logits.safetensors"});
 }
 
 TEST_CASE("run folder: on resume the options a run cannot change are refused by name, the others recorded") {
@@ -304,34 +300,24 @@ TEST_CASE("run folder: every out-of-range option is an error naming it, before a
   for (const auto& c : cases) {
     std::vector<std::string> args{"train", "--data", data, "--out", out, "--preset", "tiny", "--steps", "4", "--quiet"};
     args.insert(args.end(), c.args.begin(), c.args.end());
-    auto r = run_cli(args);
-    INFO(c.args[0] << " " << c.args[1] << ": " << r.err);
-    CHECK(r.exit_code != 0);
-    CHECK(r.signal == 0);
-    CHECK(r.err.find(c.expect) != std::string::npos);
-    CHECK(r.err.size() < 400);
+    INFO(c.args[0] << " " << c.args[1]);
+    CHECK(cli_fails(args, c.expect).err.size() < 400);
     CHECK(!fs::exists(out));
   }
   // generate rejects its options before printing the prompt
-  auto g = run_cli({"generate", "--run", d / "nowhere", "--prompt", "hello", "--temperature", "-1"});
-  CHECK(g.exit_code != 0);
+  auto g = cli_fails({"generate", "--run", d / "nowhere", "--prompt", "hello", "--temperature", "-1"},
+                     "--temperature: must be a non-negative number");
   CHECK(g.out.empty());
-  CHECK(g.err.find("--temperature: must be a non-negative number") != std::string::npos);
-  CHECK(run_cli({"generate", "--run", d / "nowhere", "--bytes", "-5"}).err.find("--bytes: must be a non-negative") !=
-        std::string::npos);
+  cli_fails({"generate", "--run", d / "nowhere", "--bytes", "-5"}, "--bytes: must be a non-negative");
   SampleOptions s;
   s.top_k = -1;
   CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("--top-k must be >= 0"), Error);
   // global options: a short message, accepted after the subcommand too; an unknown command is named
-  auto t = run_cli({"--threads", "0", "gradcheck", "--op", "add"});
-  CHECK(t.exit_code != 0);
-  CHECK(t.err.find("--threads: must be an integer from 1 to 4096, got '0'") != std::string::npos);
+  auto t = cli_fails({"--threads", "0", "gradcheck", "--op", "add"},
+                     "--threads: must be an integer from 1 to 4096, got '0'");
   CHECK(t.err.size() < 200);
-  auto after = run_cli({"gradcheck", "--op", "add", "--threads", "1"});
-  CHECK_MESSAGE(after.exit_code == 0, after.err);
-  auto bogus = run_cli({"bogus-command"});
-  CHECK(bogus.exit_code != 0);
-  CHECK(bogus.err.find("unknown command 'bogus-command' (valid: train, eval, generate") != std::string::npos);
+  cli_ok({"gradcheck", "--op", "add", "--threads", "1"});
+  cli_fails({"bogus-command"}, "unknown command 'bogus-command' (valid: train, eval, generate");
 }
 
 TEST_CASE("run folder: a non-finite loss before any checkpoint says that none exists") {
@@ -368,8 +354,8 @@ TEST_CASE("run folder: the run records its data by absolute path, size and CRC-3
   stored.progress = false;
   CHECK_THROWS_WITH_AS(train(stored, true), doctest::Contains("Pass --data with the run's file"), Error);
   // eval from another working directory finds the data by its absolute path ... and notices the change
-  auto e = run_cli({"eval", "--run", d / "run", "--split", "validation", "--bytes", "256"}, {}, -1, "/");
-  CHECK(e.err.find("is not the data this run was trained on") != std::string::npos);
+  cli_fails({"eval", "--run", d / "run", "--split", "validation", "--bytes", "256"},
+            "is not the data this run was trained on", -1, "/");
 }
 
 TEST_CASE("run folder: eval works on a folder with only model.safetensors and config.json, given --data") {
@@ -381,40 +367,30 @@ TEST_CASE("run folder: eval works on a folder with only model.safetensors and co
   fs::create_directories(d / "hf");
   fs::copy_file(d / "run/model.safetensors", d / "hf/model.safetensors");
   fs::copy_file(d / "run/config.json", d / "hf/config.json");
-  auto no_data = run_cli({"eval", "--run", d / "hf"});
-  CHECK(no_data.exit_code == 1);
-  CHECK(no_data.err.find("records no training run (no run.json and no checkpoint), so its data is unknown: pass "
-                         "--data FILE") != std::string::npos);
-  auto e = run_cli({"eval", "--run", d / "hf", "--data", data, "--split", "validation", "--seq", "32"});
-  CHECK_MESSAGE(e.exit_code == 0, e.err);
+  cli_fails({"eval", "--run", d / "hf"},
+            "records no training run (no run.json and no checkpoint), so its data is unknown: pass --data FILE", 1);
+  auto e = cli_ok({"eval", "--run", d / "hf", "--data", data, "--split", "validation", "--seq", "32"});
   CHECK(e.out.find("bpc") != std::string::npos);
 }
 
 TEST_CASE("run folder: train --carry-state and eval --stream / --windows from the command line") {
   TempDir d("eval_stream");
   const std::string data = write_text(d, 30000);
-  auto t = run_cli({"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer", "1", "--steps", "3",
-                    "--batch", "4", "--seq", "32", "--eval-bytes", "1024", "--test-bytes", "1024", "--carry-state",
-                    "--quiet", "--out", d / "run"});
-  REQUIRE_MESSAGE(t.exit_code == 0, t.err);
+  cli_ok({"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer", "1", "--steps", "3", "--batch",
+          "4", "--seq", "32", "--eval-bytes", "1024", "--test-bytes", "1024", "--carry-state", "--quiet", "--out",
+          d / "run"});
   CHECK(load_run_options(d / "run").carry_state);
-  auto e = run_cli({"eval", "--run", d / "run", "--split", "validation", "--bytes", "1000"});
-  CHECK_MESSAGE(e.exit_code == 0, e.err);
+  auto e = cli_ok({"eval", "--run", d / "run", "--split", "validation", "--bytes", "1000"});
   CHECK(e.out.find("999 bytes predicted (16 streams, state carried across windows of 32)") != std::string::npos);
-  auto w = run_cli({"eval", "--run", d / "run", "--split", "validation", "--bytes", "1000", "--windows"});
-  CHECK_MESSAGE(w.exit_code == 0, w.err);
+  auto w = cli_ok({"eval", "--run", d / "run", "--split", "validation", "--bytes", "1000", "--windows"});
   CHECK(w.out.find("992 bytes predicted (windows of 32 bytes, each from a zero state)") != std::string::npos);
-  auto both = run_cli({"eval", "--run", d / "run", "--stream", "--windows"});
-  CHECK(both.exit_code != 0);
-  CHECK(both.err.find("--stream excludes --windows") != std::string::npos);
-  auto flip = run_cli({"train", "--resume", d / "run", "--steps", "5", "--carry-state", "--quiet"});
-  CHECK(flip.exit_code == 0);  // the run's own mode: nothing changes
+  cli_fails({"eval", "--run", d / "run", "--stream", "--windows"}, "--stream excludes --windows");
+  cli_ok({"train", "--resume", d / "run", "--steps", "5", "--carry-state", "--quiet"});  // the run's own mode
   TrainOptions plain = tiny_options(data, d / "plain");
   plain.steps = 2;
   train(plain, false);
-  auto refuse = run_cli({"train", "--resume", d / "plain", "--steps", "4", "--carry-state", "--quiet"});
-  CHECK(refuse.exit_code == 1);
-  CHECK(refuse.err.find("--carry-state true (the run's: false)") != std::string::npos);
+  cli_fails({"train", "--resume", d / "plain", "--steps", "4", "--carry-state", "--quiet"},
+            "--carry-state true (the run's: false)", 1);
 }
 
 TEST_CASE("run folder: every field of a damaged trainer state is checked with a message naming it") {
@@ -467,8 +443,7 @@ TEST_CASE("run folder: every field of a damaged trainer state is checked with a 
 TEST_CASE("run folder: a damaged newest checkpoint is set aside and the older complete one resumes bit-exactly") {
   TempDir d("fallback");
   const std::string data = write_text(d, 30000);
-  auto ref = run_cli(tiny_train(data, d / "ref", 4));
-  REQUIRE_MESSAGE(ref.exit_code == 0, ref.err);
+  cli_ok(tiny_train(data, d / "ref", 4));
   // Kill right after checkpoint 4 committed, before the older one is removed: both are present.
   auto k = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=checkpoint-published:4"});
   REQUIRE(k.signal == SIGKILL);

@@ -16,35 +16,15 @@
 #include "ops/ops.h"
 #include "tests/check.h"
 #include "tests/fixture.h"
+#include "tests/scan_cases.h"
 
 using namespace mg;
 
 namespace {
 
-struct Cfg {
-  const char* label;
-  int64_t b, l, d, n;
-  bool D = true, z = true, bias = true, softplus = true, last = false;
-  double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
-  double A_lo = -2.0, A_hi = -0.2;
-  bool h0 = false;  // an initial state
-};
-
-// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 (optional ones undefined when off).
-std::vector<Tensor> make_inputs(const Cfg& c, Generator& g) {
-  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
-  const Shape bld{c.b, c.l, c.d};
-  return {rn(bld),
-          c.delta_lo == c.delta_hi ? rn(bld) : un(bld, c.delta_lo, c.delta_hi),
-          un({c.d, c.n}, c.A_lo, c.A_hi),
-          rn({c.b, c.l, c.n}),
-          rn({c.b, c.l, c.n}),
-          c.D ? rn({c.d}) : Tensor(),
-          c.z ? rn(bld) : Tensor(),
-          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
-          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
-}
+using Cfg = test::ScanCase;
+using test::with_h0;
+using test::scan_inputs;
 
 // Detached copies in `dt` that require grad.
 std::vector<Tensor> leaves(const std::vector<Tensor>& in, DType dt) {
@@ -64,7 +44,7 @@ const char* kInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias"
 // checks outputs and gradients.
 void compare_with_reference(const Cfg& c, DType dt, double tol_y, double tol_grad, double tol_ddelta) {
   Generator g(42);
-  std::vector<Tensor> in = make_inputs(c, g);
+  std::vector<Tensor> in = scan_inputs(c, g);
   std::vector<Tensor> fin = leaves(in, dt), rin = leaves(in, DType::f64);
   ScanResult fr = run_scan(c, fin, false), rr = run_scan(c, rin, true);
   Tensor dy = randn(fr.y.shape(), DType::f64, &g);
@@ -95,7 +75,7 @@ void compare_with_reference(const Cfg& c, DType dt, double tol_y, double tol_gra
 void gradcheck_cases(const std::vector<Cfg>& cfgs, uint64_t seed) {
   for (const Cfg& c : cfgs) {
     Generator g(seed);
-    std::vector<Tensor> in = make_inputs(c, g);
+    std::vector<Tensor> in = scan_inputs(c, g);
     for (auto& t : in)
       if (t.defined()) t.requires_grad_();
     auto fn = [&](const std::vector<Tensor>& x) {
@@ -148,7 +128,7 @@ TEST_CASE("selective_scan: float32 parity with the float64 reference at (b=2, l=
 TEST_CASE("selective_scan: gradients are bit-identical across runs and thread counts") {
   Cfg c{"", 2, 300, 70, 16, true, true, true, true, true};
   Generator g(3);
-  std::vector<Tensor> in = make_inputs(c, g);
+  std::vector<Tensor> in = scan_inputs(c, g);
   Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g), dl = randn({c.b, c.d, c.n}, DType::f32, &g);
   const int saved_threads = num_threads();
   std::vector<std::vector<std::vector<float>>> runs;
@@ -173,7 +153,7 @@ TEST_CASE("selective_scan: gradients are bit-identical across runs and thread co
 TEST_CASE("selective_scan: memory rule: no (b, l, d, n) tensor, chunk-end states only") {
   Cfg c{"", 2, 1024, 64, 16, true, true, true, true, false};
   Generator g(5);
-  std::vector<Tensor> x = leaves(make_inputs(c, g), DType::f32);
+  std::vector<Tensor> x = leaves(scan_inputs(c, g), DType::f32);
   Tensor dy = randn({c.b, c.l, c.d}, DType::f32, &g);
   const size_t all_states = (size_t)(c.b * c.l * c.d * c.n) * sizeof(float);
   const size_t y_bytes = (size_t)(c.b * c.l * c.d) * sizeof(float);
@@ -282,12 +262,7 @@ TEST_CASE("selective_scan: error messages name the op, the tensor and the shapes
 
 namespace {
 
-Cfg with_h0(Cfg c) {
-  c.h0 = true;
-  return c;
-}
-
-// The sequence of `leaves` (inputs as make_inputs lays them out) run in pieces of the given lengths
+// The sequence of `leaves` (inputs as scan_inputs lays them out) run in pieces of the given lengths
 // along time, each piece starting from the previous piece's last_state (not detached) and the first
 // from leaves[8] (zeros when undefined). Returns the pieces' outputs joined along time and the last
 // piece's last state.
@@ -340,7 +315,7 @@ TEST_CASE("selective_scan: a zero initial state gives bit-identical outputs and 
   for (DType dt : {DType::f32, DType::f64}) {
     Cfg c{"", 2, cpu::kScanChunk + 30, 21, 16, true, true, true, true, true};
     Generator g(31);
-    std::vector<Tensor> in = make_inputs(c, g);
+    std::vector<Tensor> in = scan_inputs(c, g);
     Tensor dy = randn({c.b, c.l, c.d}, dt, &g), dl = randn({c.b, c.d, c.n}, dt, &g);
     std::vector<std::vector<std::vector<double>>> runs;
     for (bool zero_h0 : {false, true}) {
@@ -400,7 +375,7 @@ TEST_CASE("selective_scan: a sequence run in pieces that carry last_state equals
   for (const Case& k : cases) {
     const Cfg& c = k.c;
     Generator g(8);
-    std::vector<Tensor> in = make_inputs(c, g);
+    std::vector<Tensor> in = scan_inputs(c, g);
     Tensor dy = randn({c.b, c.l, c.d}, DType::f64, &g), dl = randn({c.b, c.d, c.n}, DType::f64, &g);
     std::vector<Tensor> whole = leaves(in, DType::f64), parts = leaves(in, DType::f64);
     ScanResult w = run_scan(c, whole, false);
@@ -429,29 +404,11 @@ TEST_CASE("selective_scan: conv then scan in pieces that carry both states equal
   const std::vector<int64_t> pieces{2, 1, cpu::kScanChunk, 6};
   Generator g(12);
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  std::vector<Tensor> in{rn({b, l, d}),        rn({d, k}),         rn({d}),
-                         rn({b, d, k - 1}),    rn({b, l, d}),      rand({d, n}, DType::f64, &g, -2.0, -0.2),
-                         rn({b, l, n}),        rn({b, l, n}),      rn({d}),
-                         rn({b, l, d}),        rand({d}, DType::f64, &g, -1, 1), rn({b, d, n})};
-  const char* names[] = {"x", "weight", "bias", "conv initial_state", "delta", "A", "B", "C", "D", "z",
-                         "delta_bias", "scan initial_state"};
+  const std::vector<Tensor> in = test::conv_scan_inputs(b, l, d, n, k, g);
+  const auto& names = test::kConvScanInputNames;
   Tensor dy = rn({b, l, d}), dconv = rn({b, d, k - 1}), dlast = rn({b, d, n});
-  auto run = [&](const std::vector<Tensor>& v, const std::vector<int64_t>& ps) {
-    std::vector<Tensor> ys;
-    Tensor cs = v[3], h = v[11];
-    int64_t t0 = 0;
-    for (int64_t len : ps) {
-      auto cut = [&](const Tensor& t) { return narrow(t, 1, t0, len); };
-      ConvResult cr = causal_conv1d_with_state(cut(v[0]), v[1], v[2], true, cs);
-      ScanResult sr = selective_scan(cr.y, cut(v[4]), v[5], cut(v[6]), cut(v[7]), v[8], cut(v[9]), v[10], true, true, h);
-      ys.push_back(sr.y);
-      cs = cr.final_state, h = sr.last_state;
-      t0 += len;
-    }
-    return std::vector<Tensor>{cat(ys, 1), cs, h};
-  };
   std::vector<Tensor> whole = leaves(in, DType::f64), parts = leaves(in, DType::f64);
-  std::vector<Tensor> w = run(whole, {l}), p = run(parts, pieces);
+  std::vector<Tensor> w = test::conv_scan_in_pieces(whole, {l}), p = test::conv_scan_in_pieces(parts, pieces);
   for (size_t i = 0; i < 3; ++i) {
     INFO("output " << i);
     REQUIRE(p[i].shape() == w[i].shape());

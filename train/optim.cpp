@@ -7,22 +7,12 @@
 #include <set>
 
 #include "autograd/grad_mode.h"
-#include "core/parallel.h"
-#include "cuda/optim.h"
-#include "cuda/runtime.h"
-#include "ops/cpu/optim.h"
 #include "ops/ops.h"
+#include "ops/optim.h"
 
 namespace mg {
 
 namespace {
-
-template <class T>
-void adamw_dispatch(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double decay, double beta1,
-                    double beta2, double step_size, double bc2_sqrt, double eps) {
-  cpu::adamw_update<T>(p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), p.numel(), decay, beta1, beta2, step_size,
-                  bc2_sqrt, eps);
-}
 
 template <class Visit>
 void for_each_param(const std::vector<ParamGroup>& groups, Visit&& visit) {
@@ -30,47 +20,15 @@ void for_each_param(const std::vector<ParamGroup>& groups, Visit&& visit) {
     for (const auto& [name, p] : grp.params) visit(p);
 }
 
-// Gradients on one CUDA device, as the kernels in cuda/optim.h take them (contiguous only).
-std::vector<cuda::GradTensor> cuda_grads(const std::vector<Tensor>& grads, int device) {
-  std::vector<cuda::GradTensor> out;
-  for (const Tensor& g : grads)
-    if (g.device() == Device(DeviceKind::cuda, device) && g.is_contiguous())
-      out.push_back({g.raw_data(), g.numel(), g.dtype() == DType::f64});
-  return out;
-}
-
 double clip_grads(const std::vector<Tensor>& grads, double max_norm) {
   MG_CHECK(max_norm > 0 && std::isfinite(max_norm), "[clip_grad_norm] max_norm must be positive and finite, got {}",
            max_norm);
   for (const Tensor& g : grads)
     MG_CHECK(is_floating(g.dtype()), "[clip_grad_norm] gradients must be float32 or float64, got {}", g.dtype());
-  // Host gradients are summed here, contiguous gradients of each CUDA device by one kernel pass over
-  // all of them (cuda/optim.cu), others (non-contiguous CUDA views, never made by backward) through a
-  // contiguous copy. Every part is deterministic and the parts are added in a fixed order.
-  double total = 0.0;
-  std::vector<int> devices;  // CUDA devices with gradients, in order of first appearance
-  for (const Tensor& g : grads) {
-    if (g.device().is_cuda()) {
-      if (std::find(devices.begin(), devices.end(), g.device().index) == devices.end())
-        devices.push_back(g.device().index);
-      if (g.is_contiguous()) continue;
-    }
-    Tensor c = to_device(contiguous(g), kCPU);
-    total += c.dtype() == DType::f32 ? cpu::sum_squares(c.data<float>(), c.numel()) : cpu::sum_squares(c.data<double>(), c.numel());
-  }
-  for (int d : devices) total += cuda::grad_sum_squares(cuda_grads(grads, d), d);
-  double norm = std::sqrt(total);
-  if (norm > max_norm) {  // false for NaN; inf gives a coefficient of 0, as in PyTorch (callers should skip)
-    double coef = max_norm / (norm + 1e-6);
-    NoGradGuard guard;
-    for (int d : devices) cuda::scale_grads(cuda_grads(grads, d), coef, d);
-    for (const Tensor& g : grads) {
-      if (g.device().is_cpu() || !g.is_contiguous())
-        g.mul_(coef);
-      else
-        g.storage()->bump_version();  // scaled by scale_grads above
-    }
-  }
+  // The sum of squares is deterministic on every device (ops/optim.cpp).
+  double norm = std::sqrt(sum_squares(grads));
+  if (norm > max_norm)  // false for NaN; inf gives a coefficient of 0, as in PyTorch (callers should skip)
+    mul_each_(grads, max_norm / (norm + 1e-6));
   return norm;
 }
 
@@ -121,42 +79,23 @@ void AdamW::step() {
   const double bc2 = 1.0 - std::pow(b2, (double)step_);
   const double step_size = lr / bc1;
   const double bc2_sqrt = std::sqrt(bc2);
-  // Host parameters are updated one by one; CUDA parameters are gathered per device and updated by
-  // one multi-tensor launch per dtype (cuda/optim.cu), with the same arithmetic.
-  std::vector<std::pair<int, std::vector<cuda::AdamWTensor>>> on_cuda;
-  std::vector<Tensor> copies;  // contiguous copies of non-contiguous CUDA gradients, alive until launched
+  // One op over every parameter with a gradient; it picks the CPU or CUDA kernel (ops/optim.cpp).
+  std::vector<AdamWParam> update;
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const double decay = 1.0 - lr * groups_[gi].weight_decay;
     for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
       const auto& [name, p] = groups_[gi].params[pi];
-      Tensor g = p.grad();
-      if (!g.defined()) continue;
+      if (!p.grad().defined()) continue;
       const State& s = state_[gi][pi];
       MG_CHECK(p.is_contiguous(), "[AdamW] parameter '{}' is no longer contiguous", name);
       MG_CHECK(s.exp_avg.device() == p.device(),
                "[AdamW] parameter '{}' is on {} but its optimizer state is on {}; move the model before making the "
                "optimizer",
                name, p.device(), s.exp_avg.device());
-      if (!g.is_contiguous()) g = contiguous(g);
-      if (p.device().is_cuda()) {
-        const int dev = p.device().index;
-        auto it = std::find_if(on_cuda.begin(), on_cuda.end(), [&](const auto& e) { return e.first == dev; });
-        if (it == on_cuda.end()) it = on_cuda.insert(on_cuda.end(), {dev, {}});
-        it->second.push_back({p.raw_data(), g.raw_data(), s.exp_avg.raw_data(), s.exp_avg_sq.raw_data(), p.numel(),
-                              decay, p.dtype() == DType::f64});
-        if (!g.is_same(p.grad())) copies.push_back(g);
-      } else if (p.dtype() == DType::f32) {
-        adamw_dispatch<float>(p, g, s.exp_avg, s.exp_avg_sq, decay, b1, b2, step_size, bc2_sqrt, options_.eps);
-      } else {
-        adamw_dispatch<double>(p, g, s.exp_avg, s.exp_avg_sq, decay, b1, b2, step_size, bc2_sqrt, options_.eps);
-      }
-      p.storage()->bump_version();
-      s.exp_avg.storage()->bump_version();
-      s.exp_avg_sq.storage()->bump_version();
+      update.push_back({p, p.grad(), s.exp_avg, s.exp_avg_sq, decay});
     }
   }
-  const cuda::AdamWScalars sc{b1, b2, step_size, bc2_sqrt, options_.eps};
-  for (auto& [dev, ts] : on_cuda) cuda::adamw_step(ts, sc, dev);
+  adamw_step_(update, AdamWStep{b1, b2, step_size, bc2_sqrt, options_.eps});
 }
 
 void AdamW::zero_grad() {

@@ -1,4 +1,4 @@
-// The optimizer's CPU kernels, used by train/optim.cpp (their CUDA counterparts are in cuda/optim.h):
+// The optimizer's CPU kernels, used by ops/optim.cpp (their CUDA counterparts are in cuda/optim.h):
 // one AdamW step over a contiguous parameter and the sum of squares of a contiguous gradient.
 #pragma once
 #include <cstdint>

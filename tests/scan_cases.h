@@ -1,0 +1,81 @@
+// The selective scan's test cases and their random inputs, shared by the CPU tests
+// (test_selective_scan.cpp) and the CUDA tests (test_cuda_scan.cpp), so that both draw the same
+// inputs for a case and seed.
+#pragma once
+#include <vector>
+
+#include "core/rng.h"
+#include "ops/ops.h"
+#include "ops/scan.h"
+
+namespace mg::test {
+
+// One case: sizes, which optional inputs and options are on, and the ranges of delta and A.
+struct ScanCase {
+  const char* label;
+  int64_t b, l, d, n;
+  bool D = true, z = true, bias = true, softplus = true, last = false;
+  double delta_lo = 0, delta_hi = 0;  // delta uniform in [lo, hi); randn when both are 0
+  double A_lo = -2.0, A_hi = -0.2;
+  bool h0 = false;  // an initial state
+};
+
+inline ScanCase with_h0(ScanCase c) {
+  c.h0 = true;
+  return c;
+}
+
+// The names of scan_inputs' tensors, in order.
+inline constexpr const char* kScanInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
+
+// u, delta, A, B, C, D, z, delta_bias, initial_state as float64 on the CPU (optional ones undefined
+// when off), drawn from `g` in that order.
+inline std::vector<Tensor> scan_inputs(const ScanCase& c, Generator& g) {
+  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
+  auto un = [&](const Shape& s, double lo, double hi) { return rand(s, DType::f64, &g, lo, hi); };
+  const Shape bld{c.b, c.l, c.d};
+  return {rn(bld),
+          c.delta_lo == c.delta_hi ? rn(bld) : un(bld, c.delta_lo, c.delta_hi),
+          un({c.d, c.n}, c.A_lo, c.A_hi),
+          rn({c.b, c.l, c.n}),
+          rn({c.b, c.l, c.n}),
+          c.D ? rn({c.d}) : Tensor(),
+          c.z ? rn(bld) : Tensor(),
+          c.bias ? un({c.d}, -1.0, 1.0) : Tensor(),
+          c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
+}
+
+// The mixer's conv (silu) then scan, for the tests of carried states: the names of
+// conv_scan_inputs' tensors, in order.
+inline constexpr const char* kConvScanInputNames[] = {"x", "weight", "bias", "conv initial_state", "delta", "A",
+                                                      "B", "C", "D", "z", "delta_bias", "scan initial_state"};
+
+// x, weight, bias, conv initial_state (kernel k), delta, A, B, C, D, z, delta_bias, scan initial_state
+// as float64 on the CPU, drawn from `g` in that order.
+inline std::vector<Tensor> conv_scan_inputs(int64_t b, int64_t l, int64_t d, int64_t n, int64_t k, Generator& g) {
+  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
+  return {rn({b, l, d}), rn({d, k}),    rn({d}), rn({b, d, k - 1}), rn({b, l, d}),
+          rand({d, n}, DType::f64, &g, -2.0, -0.2),
+          rn({b, l, n}), rn({b, l, n}), rn({d}), rn({b, l, d}),     rand({d}, DType::f64, &g, -1, 1),
+          rn({b, d, n})};
+}
+
+// Runs `v` (conv_scan_inputs' layout) in pieces of the given lengths along time, each piece starting
+// from the previous piece's conv final_state and scan last_state (neither detached, so gradients flow
+// back into earlier pieces). Returns the outputs joined along time, the conv's and the scan's last state.
+inline std::vector<Tensor> conv_scan_in_pieces(const std::vector<Tensor>& v, const std::vector<int64_t>& pieces) {
+  std::vector<Tensor> ys;
+  Tensor cs = v[3], h = v[11];
+  int64_t t0 = 0;
+  for (int64_t len : pieces) {
+    auto cut = [&](const Tensor& t) { return narrow(t, 1, t0, len); };
+    ConvResult cr = causal_conv1d_with_state(cut(v[0]), v[1], v[2], true, cs);
+    ScanResult sr = selective_scan(cr.y, cut(v[4]), v[5], cut(v[6]), cut(v[7]), v[8], cut(v[9]), v[10], true, true, h);
+    ys.push_back(sr.y);
+    cs = cr.final_state, h = sr.last_state;
+    t0 += len;
+  }
+  return {cat(ys, 1), cs, h};
+}
+
+}  // namespace mg::test
