@@ -179,6 +179,10 @@ TEST_CASE("run folder: a run is never replaced unless asked, and a refused start
                      "--batch", "2", "--seq", "16", "--eval-bytes", "256", "--test-bytes", "256", "--threads", "1"},
                      {}, d.path.string());
     CHECK(r.out.find(i == 0 ? "run folder runs/tiny\n" : "run folder runs/tiny-2\n") != std::string::npos);
+    // The run ends by saying where it is and how to sample from it.
+    const std::string run = i == 0 ? "runs/tiny" : "runs/tiny-2";
+    CHECK(r.out.find("the run is saved in " + run + "; sample from it with: mambagrad generate --run " + run) !=
+          std::string::npos);
   }
 }
 

@@ -429,6 +429,9 @@ class RunHistory {
   std::unique_ptr<MetricsLog> log_;
 };
 
+// "N bytes", or the whole split for -1 (--eval-bytes, --test-bytes).
+std::string bytes_text(int64_t n) { return n > 0 ? mg::format("{} bytes", n) : std::string("the whole split"); }
+
 // The progress output: one line per step, updated in place on a terminal (plain lines every 10 steps
 // and at evaluations otherwise), with the ETA and, on CUDA, the allocator's counters.
 class Progress {
@@ -469,6 +472,16 @@ class Progress {
 
   // Ends an in-place line before a message.
   const char* break_line() const { return tty_ ? "\n" : ""; }
+  // Clears a line that phase() wrote, for the message that replaces it.
+  const char* clear_line() const { return tty_ ? "\r\033[K" : ""; }
+
+  // On a terminal, says on the progress line what runs between two steps' lines for a while (validation,
+  // the test pass); the next step's line replaces it.
+  void phase(const std::string& what) const {
+    if (!tty_) return;
+    mg::print("\r\033[K{} ...", what);
+    std::fflush(stdout);
+  }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -766,6 +779,7 @@ TrainResult train(TrainOptions opts, bool resume) {
     int signo = 0;
     if (eval_now) {
       crash_point("validation");
+      progress.phase(mg::format("step {}/{} | validation on {}", done, opts.steps, bytes_text(opts.eval_bytes)));
       try {
         EvalResult v = run_eval(data.val, opts.eval_bytes);
         if (!std::isfinite(v.loss) && opts.detect_anomaly) name_anomaly(model, data.val, opts);
@@ -788,6 +802,7 @@ TrainResult train(TrainOptions opts, bool resume) {
   TrainResult result;
   result.step = opts.steps;
   crash_point("test");
+  progress.phase(mg::format("training done | test evaluation on {}", bytes_text(opts.test_bytes)));
   try {
     result.test = run_eval(data.test, opts.test_bytes);
   } catch (const Interrupted& e) {
@@ -804,14 +819,15 @@ TrainResult train(TrainOptions opts, bool resume) {
   rec["eval_mode"] = eval_mode;
   if (root) history->log(rec);
   if (opts.progress) {
-    mg::print("test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", result.test.loss,
-               result.test.bpc(), result.test.perplexity(), result.test.targets,
+    mg::print("{}test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", progress.clear_line(),
+               result.test.loss, result.test.bpc(), result.test.perplexity(), result.test.targets,
                opts.carry_state ? mg::format(" ({} streams, state carried)", opts.batch) : "");
     if (opts.device.is_cuda()) {
       const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
       mg::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts.device.str(),
                  (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
     }
+    mg::print("the run is saved in {}; sample from it with: mambagrad generate --run {} --prompt \"The \"\n", dir, dir);
   }
   return result;
 }
