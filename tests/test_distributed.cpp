@@ -188,6 +188,24 @@ TEST_CASE("distributed: the launcher's environment gives the world size and rank
   CHECK(l.rank < l.size);
 }
 
+// What a build without MPI does under a launcher (tested end to end below, in such a build): in every build.
+TEST_CASE("distributed: the refusal of a build without MPI names the rank, the launcher's variable and the rebuild") {
+  LaunchInfo l;
+  l.size = 2;
+  l.rank = 1;
+  l.source = "OMPI_COMM_WORLD_SIZE";
+  std::string msg;
+  try {
+    refuse_launch_without_mpi(l);
+  } catch (const std::exception& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("rank 1 of 2") != std::string::npos);
+  CHECK(msg.find("OMPI_COMM_WORLD_SIZE is set") != std::string::npos);
+  CHECK(msg.find("built without MPI") != std::string::npos);
+  CHECK(msg.find("-DMG_MPI=ON") != std::string::npos);
+}
+
 #ifdef MG_MPIEXEC
 namespace {
 

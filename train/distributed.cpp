@@ -83,14 +83,18 @@ World& World::get() {
     return w;
 #else
     delete w;
-    MG_THROW("[distributed] this process is rank {} of {} ({} is set: started by mpirun or another MPI launcher), but "
-             "this mambagrad was built without MPI, so the {} processes would each train the whole run alone. Install "
-             "Open MPI (Debian: apt-get install libopenmpi-dev openmpi-bin) and rebuild with -DMG_MPI=ON, or start one "
-             "process",
-             l.rank, l.size, l.source, l.size);
+    refuse_launch_without_mpi(l);
 #endif
   }();
   return *world;
+}
+
+void refuse_launch_without_mpi(const LaunchInfo& l) {
+  MG_THROW("[distributed] this process is rank {} of {} ({} is set: started by mpirun or another MPI launcher), but "
+           "this mambagrad was built without MPI, so the {} processes would each train the whole run alone. Install "
+           "Open MPI (Debian: apt-get install libopenmpi-dev openmpi-bin) and rebuild with -DMG_MPI=ON, or start one "
+           "process",
+           l.rank, l.size, l.source, l.size);
 }
 
 void World::finalize() {

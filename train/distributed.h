@@ -32,6 +32,10 @@ LaunchInfo launch_from_environment();
 // True when this build has MPI (-DMG_MPI found Open MPI).
 bool mpi_built();
 
+// What a build without MPI does when a launcher started it as one of several processes: throws the error
+// that says so (each process would train the whole run alone).
+[[noreturn]] void refuse_launch_without_mpi(const LaunchInfo& launch);
+
 class World {
  public:
   // The process's world, made on first use: MPI is initialised then when the launcher said N > 1.
