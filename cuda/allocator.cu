@@ -81,8 +81,8 @@ void* device_malloc(size_t nbytes, int device, const char* op) {
   // Under the emulator every block, new or reused, starts as NaN bytes: a kernel that reads memory nobody
   // wrote fails its test instead of passing on stale values. The rest of the block holds guard bytes that
   // the emulator checks after each launch (cuda/emulator/cuda_runtime.h).
+  ::mg_emu::guard_block(p, nbytes, round_block_size(nbytes));  // (under ASan: unpoisons the tensor's bytes)
   std::memset(p, 0xff, nbytes);
-  ::mg_emu::guard_block(p, nbytes, round_block_size(nbytes));
 #endif
   return p;
 }

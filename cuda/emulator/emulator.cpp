@@ -18,6 +18,17 @@
 #include "cublas_v2.h"
 #include "cuda_runtime.h"
 
+// Under AddressSanitizer the emulator tells it when a kernel thread's fiber starts and stops running (so
+// that ASan knows which stack is live), and poisons the bytes past each tensor in its memory block and
+// whole blocks that are free in the cache: a kernel that reads or writes past its tensor, or into freed
+// memory, is stopped at the access, as compute-sanitizer's memcheck would stop it on a GPU.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define MG_EMU_ASAN 1
+#else
+#define MG_EMU_ASAN 0
+#endif
+
 thread_local uint3 threadIdx{0, 0, 0};
 thread_local uint3 blockIdx{0, 0, 0};
 thread_local dim3 blockDim{1, 1, 1};
@@ -95,6 +106,7 @@ enum class State { ready, wait_block, wait_warp, done };
 
 struct Fiber {
   void* sp = nullptr;        // null until the thread starts
+  void* asan_fake = nullptr;  // ASan's fake stack of this fiber while it is switched out
   int stack = -1;            // index into Block::stacks while the thread runs
   State state = State::ready;
   uint3 tid{};
@@ -112,6 +124,9 @@ struct Block {
   std::vector<unsigned char> dyn;
   int cur = -1;
   void* sched_sp = nullptr;
+  void* sched_asan_fake = nullptr;  // the same, for the scheduler's (the host thread's) stack
+  const void* sched_bottom = nullptr;
+  size_t sched_size = 0;
   const std::function<void()>* body = nullptr;
   std::string failure;  // first kernel-side misuse or exception of this launch
 };
@@ -128,8 +143,27 @@ struct Stats {
 };
 Stats g_stats;
 
+// The three sides of a switch, told to ASan (nothing without it). A fiber that is done passes no place
+// for its fake stack, which ASan then frees.
+void fiber_resumed(Block& b) {
+#if MG_EMU_ASAN
+  __sanitizer_finish_switch_fiber(b.fibers[b.cur].asan_fake, &b.sched_bottom, &b.sched_size);
+#else
+  (void)b;
+#endif
+}
+void switch_to_scheduler(Block& b, bool done) {
+#if MG_EMU_ASAN
+  __sanitizer_start_switch_fiber(done ? nullptr : &b.fibers[b.cur].asan_fake, b.sched_bottom, b.sched_size);
+#else
+  (void)b, (void)done;
+#endif
+}
+void switch_to_fiber(Block& b, const char* stack);
+
 [[noreturn]] void fiber_main() {
   Block& b = g_block;
+  fiber_resumed(b);
   try {
     (*b.body)();
   } catch (const std::exception& e) {
@@ -139,6 +173,7 @@ Stats g_stats;
   }
   b.fibers[b.cur].state = State::done;
   void* dead = nullptr;
+  switch_to_scheduler(b, true);
   mg_emu_switch(&dead, b.sched_sp);
   __builtin_unreachable();
 }
@@ -168,7 +203,21 @@ void yield(State why) {
     return;
   }
   b.fibers[b.cur].state = why;
+  switch_to_scheduler(b, false);
   mg_emu_switch(&b.fibers[b.cur].sp, b.sched_sp);
+  fiber_resumed(b);
+}
+
+void switch_to_fiber(Block& b, const char* stack) {
+#if MG_EMU_ASAN
+  __sanitizer_start_switch_fiber(&b.sched_asan_fake, stack + 4096, kStackBytes - 4096);  // less the guard page
+#else
+  (void)stack;
+#endif
+  mg_emu_switch(&b.sched_sp, b.fibers[b.cur].sp);
+#if MG_EMU_ASAN
+  __sanitizer_finish_switch_fiber(b.sched_asan_fake, nullptr, nullptr);
+#endif
 }
 
 bool reverse_order() {
@@ -198,7 +247,7 @@ bool run_block(Block& b, int nthreads) {
       }
       b.cur = i;
       threadIdx = f.tid;
-      mg_emu_switch(&b.sched_sp, f.sp);
+      switch_to_fiber(b, b.stacks[f.stack]);
       ++g_stats.switches;
       if (f.state == State::done) b.free_stacks.push_back(f.stack);
     }
@@ -276,8 +325,15 @@ void check_guard_locked(std::map<uintptr_t, Guard>::const_iterator it, const cha
 }
 }  // namespace
 
+// Without ASan, the bytes past the tensor are guard bytes, checked after each launch and when the block is
+// freed; with it, they are poisoned, and so is a whole block while it is free.
 void guard_block(void* p, size_t requested, size_t capacity) {
+#if MG_EMU_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(p, requested);
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + requested, capacity - requested);
+#else
   std::memset(static_cast<char*>(p) + requested, kGuardByte, capacity - requested);
+#endif
   std::lock_guard<std::mutex> lock(g_guard_mu);
   g_guards[reinterpret_cast<uintptr_t>(p)] = {requested, capacity};
 }
@@ -285,10 +341,15 @@ void unguard_block(void* p) {
   std::lock_guard<std::mutex> lock(g_guard_mu);
   auto it = g_guards.find(reinterpret_cast<uintptr_t>(p));
   if (it == g_guards.end()) return;
+#if MG_EMU_ASAN
+  ASAN_POISON_MEMORY_REGION(p, it->second.capacity);
+#else
   check_guard_locked(it, "a kernel (found when its block was freed)");
+#endif
   g_guards.erase(it);
 }
 void check_guard(const void* p, const char* who) {
+  if (MG_EMU_ASAN) return;
   std::lock_guard<std::mutex> lock(g_guard_mu);
   auto it = g_guards.upper_bound(reinterpret_cast<uintptr_t>(p));
   if (it == g_guards.begin()) return;
