@@ -1,8 +1,9 @@
-// `mambagrad bench scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]`, `mambagrad bench matmul [--reps R] [--quick]`,
-// `mambagrad bench conv [--reps R] [--quick]`:
-// `mambagrad bench train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer] [--detect-anomaly]`,
-// `mambagrad bench generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]`:
-// the benchmarks in bench/.
+// `mambagrad bench scan|matmul|conv|train|generate [options]`: the benchmarks in bench/ (docs/perf.md).
+//   scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]
+//   matmul [--reps R] [--quick]
+//   conv [--reps R] [--quick]
+//   train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer] [--detect-anomaly]
+//   generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]
 #include "apps/commands.h"
 #include "apps/option_checks.h"
 #include "autograd/anomaly.h"
@@ -30,14 +31,15 @@ void add_bench_command(CLI::App& app, Run& run) {
     bool detect_anomaly = false;  // train: the steps under anomaly mode (its overhead)
     std::string data;
     std::string precision = "fp32";  // train
-    std::string device = "cpu";  // scan and train (one --device option for every benchmark that takes one)
+    std::string device = "cpu";      // scan and train (one --device option for every benchmark that takes one)
     bench::GenerateBenchOptions gen;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "benchmarks that print figures (see docs/perf.md)");
   cmd->add_option("what", o->what,
                   "which benchmark: scan (fused selective_scan vs its composed reference), matmul (our CPU gemm vs "
-                  "OpenBLAS on the training shapes), conv (causal_conv1d against its memory floor), train (full training steps: tokens/s and peak memory), generate (prefill "
+                  "OpenBLAS on the training shapes), conv (causal_conv1d against its memory floor), train (full "
+                  "training steps: tokens/s and peak memory), generate (prefill "
                   "and decode tokens/s against the machine's floors)")
       ->required()
       ->check(CLI::IsMember({"scan", "matmul", "conv", "train", "generate"}));
@@ -50,8 +52,11 @@ void add_bench_command(CLI::App& app, Run& run) {
       ->check(at_least(0));
   cmd->add_flag("--quick", o->scan.quick, "small shapes only (a smoke test)");
   cmd->add_option("--preset", o->presets, "train, generate: presets to run (default: small base; generate: small)");
-  auto* batch = cmd->add_option("--batch", o->batch, "train: batch size; generate: sequences decoded together "
-                                                     "(default 1)")->capture_default_str()->check(at_least(1));
+  auto* batch = cmd->add_option("--batch", o->batch,
+                                "train: batch size; generate: sequences decoded together "
+                                "(default 1)")
+                    ->capture_default_str()
+                    ->check(at_least(1));
   cmd->add_option("--prompt-bytes", o->gen.prompt_bytes, "generate: prompt length (prefill)")
       ->capture_default_str()
       ->check(at_least(1));
@@ -62,8 +67,9 @@ void add_bench_command(CLI::App& app, Run& run) {
                 "generate: a busy thread on CPU 0 during the measurements (a shared machine)");
   cmd->add_option("--seq", o->seq, "train: sequence length")->capture_default_str()->check(at_least(1));
   cmd->add_option("--steps", o->steps, "train: timed steps")->capture_default_str()->check(int_range(1, kMaxCount));
-  cmd->add_option("--warmup", o->warmup, "train: untimed steps first")->capture_default_str()->check(
-      int_range(0, kMaxCount));
+  cmd->add_option("--warmup", o->warmup, "train: untimed steps first")
+      ->capture_default_str()
+      ->check(int_range(0, kMaxCount));
   cmd->add_flag("--detect-anomaly", o->detect_anomaly,
                 "train: time the steps under anomaly mode (train --detect-anomaly), to measure its overhead");
   cmd->add_option("--precision", o->precision,
@@ -75,17 +81,20 @@ void add_bench_command(CLI::App& app, Run& run) {
                   "train: profile the timed steps of one preset: write a Chrome trace to this file and print a table "
                   "per op");
   cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
-  cmd->add_flag("--peer", o->peer, "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
-                                   "ratios");
-  cmd->add_option("--device", o->device,
-                  "scan, train, generate: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
+  cmd->add_flag("--peer", o->peer,
+                "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
+                "ratios");
+  cmd->add_option(
+         "--device", o->device,
+         "scan, train, generate: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
       ->capture_default_str();
   cmd->callback([o, &run, batch] {
     MG_CHECK(o->profile.empty() || o->what == "train", "[bench {}] --profile is for bench train", o->what);
 #if MG_CUDA_EMULATED
     if (o->device != "cpu")
-      std::fprintf(stderr, "note: this build runs CUDA on the CPU emulator (-DMG_CUDA=EMULATE): its timings say "
-                           "nothing about a GPU\n");
+      std::fprintf(stderr,
+                   "note: this build runs CUDA on the CPU emulator (-DMG_CUDA=EMULATE): its timings say "
+                   "nothing about a GPU\n");
 #endif
     if (o->what == "generate")
       run = [o, batch] {
@@ -113,8 +122,10 @@ void add_bench_command(CLI::App& app, Run& run) {
       };
     else if (o->what == "matmul")
       run = [o] {
-        MG_CHECK(o->device == "cpu", "[bench matmul] measures the CPU gemm against OpenBLAS; --device {} is not "
-                 "supported (cuBLAS is timed inside `bench train --device cuda`)", o->device);
+        MG_CHECK(o->device == "cpu",
+                 "[bench matmul] measures the CPU gemm against OpenBLAS; --device {} is not "
+                 "supported (cuBLAS is timed inside `bench train --device cuda`)",
+                 o->device);
         return bench::run_matmul_bench(o->scan.reps, o->scan.quick);
       };
     else if (o->device != "cpu")

@@ -36,7 +36,8 @@ void add_graph_command(CLI::App& app, Run& run) {
     bool svg = false;
   };
   auto o = std::make_shared<Opts>();
-  auto* cmd = app.add_subcommand("graph", "write the autograd graph of one loss as Graphviz DOT (docs/introspection.md)");
+  auto* cmd =
+      app.add_subcommand("graph", "write the autograd graph of one loss as Graphviz DOT (docs/introspection.md)");
   cmd->add_option("--preset", o->preset, "model preset")->capture_default_str();
   cmd->add_option("--n-layer", o->n_layer, "override the preset's number of layers (1: the graph of one Mamba block)")
       ->check(at_least(1));
@@ -66,8 +67,10 @@ void add_graph_command(CLI::App& app, Run& run) {
       mg::print("wrote {}\n", o->out);
       if (o->svg) {
         if (std::system("command -v dot >/dev/null 2>&1") != 0) {
-          mg::print(stderr, "graph: --svg needs Graphviz's `dot`, which is not installed (e.g. apt-get install "
-                             "graphviz); the DOT file {} is written\n", o->out);
+          mg::print(stderr,
+                    "graph: --svg needs Graphviz's `dot`, which is not installed (e.g. apt-get install "
+                    "graphviz); the DOT file {} is written\n",
+                    o->out);
           return 1;
         }
         MG_CHECK(o->out.find('\'') == std::string::npos, "[graph] --svg: the path {} holds a quote", o->out);

@@ -43,7 +43,9 @@ int main(int argc, char** argv) {
         }
         if (a.empty() || a[0] == '-') continue;
         std::string names;
-        for (const CLI::App* sub : static_cast<const CLI::App&>(app).get_subcommands([](const CLI::App*) { return true; })) names += (names.empty() ? "" : ", ") + sub->get_name();
+        for (const CLI::App* sub :
+             static_cast<const CLI::App&>(app).get_subcommands([](const CLI::App*) { return true; }))
+          names += (names.empty() ? "" : ", ") + sub->get_name();
         std::fprintf(stderr, "error: unknown command '%s' (valid: %s; see mambagrad --help)\n", a.c_str(),
                      names.c_str());
         return e.get_exit_code();
@@ -72,8 +74,10 @@ int main(int argc, char** argv) {
     return failed(mg::interrupted_exit_status(e.signo));
   } catch (const std::bad_alloc&) {
     // Sizes from files and options are bounded first (core/memory_limit.h); this is what is left.
-    std::fprintf(stderr, "error: [%s] ran out of memory (this machine's memory: %s); use a smaller model, batch or "
-                 "file\n", app.get_subcommands().empty() ? "mambagrad" : app.get_subcommands()[0]->get_name().c_str(),
+    std::fprintf(stderr,
+                 "error: [%s] ran out of memory (this machine's memory: %s); use a smaller model, batch or "
+                 "file\n",
+                 app.get_subcommands().empty() ? "mambagrad" : app.get_subcommands()[0]->get_name().c_str(),
                  mg::format_bytes((double)mg::memory_limit_bytes()).c_str());
     return failed(1);
   } catch (const std::exception& e) {

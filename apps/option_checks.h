@@ -24,18 +24,16 @@ CLI::Validator integer(std::function<bool(T)> ok, std::string valid) {
         auto [end, ec] = std::from_chars(b, e, v);
         if (ec == std::errc::result_out_of_range && end == e)
           return "must be " + valid + ", got '" + text + "', which is out of the 64-bit range";
-        if (text.empty() || ec != std::errc() || end != e || !ok(v))
-          return "must be " + valid + ", got '" + text + "'";
+        if (text.empty() || ec != std::errc() || end != e || !ok(v)) return "must be " + valid + ", got '" + text + "'";
         return "";
       },
       valid);
 }
 
 inline CLI::Validator at_least(int64_t lo) {
-  return integer<int64_t>([lo](int64_t v) { return v >= lo; },
-                          lo == 1   ? std::string("a positive integer")
-                          : lo == 0 ? std::string("a non-negative integer")
-                                    : "an integer >= " + std::to_string(lo));
+  return integer<int64_t>([lo](int64_t v) { return v >= lo; }, lo == 1   ? std::string("a positive integer")
+                                                               : lo == 0 ? std::string("a non-negative integer")
+                                                                         : "an integer >= " + std::to_string(lo));
 }
 
 // An integer from lo to hi.

@@ -45,8 +45,9 @@ void add_train_command(CLI::App& app, Run& run) {
                   "run folder (checkpoints, metrics.jsonl, curves.svg); default runs/<preset>, or runs/<preset>-2, "
                   "-3 ... when that holds a run");
   cmd->add_flag("--overwrite", ov->overwrite, "replace the run already in --out (its own files only)");
-  cmd->add_option("--preset", o->preset, "tiny, small or base")->capture_default_str()->check(
-      CLI::IsMember(MambaConfig::preset_names()));
+  cmd->add_option("--preset", o->preset, "tiny, small or base")
+      ->capture_default_str()
+      ->check(CLI::IsMember(MambaConfig::preset_names()));
   cmd->add_option("--d-model", ov->d_model, "override the preset's d_model")->check(at_least(1));
   cmd->add_option("--n-layer", ov->n_layer, "override the number of layers")->check(at_least(1));
   cmd->add_option("--d-state", ov->d_state, "override the SSM state size")->check(at_least(1));
@@ -56,15 +57,18 @@ void add_train_command(CLI::App& app, Run& run) {
   cmd->add_option("--steps", o->steps, "optimizer steps")->capture_default_str()->check(at_least(1));
   cmd->add_option("--batch", o->batch, "sequences per step")->capture_default_str()->check(at_least(1));
   cmd->add_option("--seq", o->seq, "bytes per sequence")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--lr", o->lr, "peak learning rate")->capture_default_str()->check(
-      real([](double v) { return v > 0; }, "a positive number"));
+  cmd->add_option("--lr", o->lr, "peak learning rate")
+      ->capture_default_str()
+      ->check(real([](double v) { return v > 0; }, "a positive number"));
   cmd->add_option("--warmup", o->warmup, "linear warm-up steps (-1: min(100, steps / 10))")
       ->capture_default_str()
       ->check(integer<int64_t>([](int64_t v) { return v >= -1; }, "-1 (auto) or a non-negative integer"));
-  cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay on matrices")->capture_default_str()->check(
-      real([](double v) { return v >= 0; }, "a non-negative number"));
-  cmd->add_option("--clip", o->clip, "global gradient-norm clip")->capture_default_str()->check(
-      real([](double v) { return v > 0; }, "a positive number (the largest gradient norm allowed)"));
+  cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay on matrices")
+      ->capture_default_str()
+      ->check(real([](double v) { return v >= 0; }, "a non-negative number"));
+  cmd->add_option("--clip", o->clip, "global gradient-norm clip")
+      ->capture_default_str()
+      ->check(real([](double v) { return v > 0; }, "a positive number (the largest gradient norm allowed)"));
   cmd->add_option("--eval-every", o->eval_every, "validation and checkpoint every K steps (0: only at the end)")
       ->capture_default_str()
       ->check(at_least(0));
@@ -74,8 +78,9 @@ void add_train_command(CLI::App& app, Run& run) {
   cmd->add_option("--test-bytes", o->test_bytes, "test bytes at the end (-1: all)")
       ->capture_default_str()
       ->check(minus_one_or_positive("the whole split"));
-  cmd->add_option("--seed", o->seed, "seed of the initialisation and the batches")->capture_default_str()->check(
-      unsigned_integer());
+  cmd->add_option("--seed", o->seed, "seed of the initialisation and the batches")
+      ->capture_default_str()
+      ->check(unsigned_integer());
   cmd->add_flag("--carry-state", o->carry_state,
                 "read the train split as --batch contiguous streams, each window starting from the previous one's "
                 "final state (detached); validation and test then read streams too (eval --stream)");
@@ -182,9 +187,9 @@ void add_eval_command(CLI::App& app, Run& run) {
   cmd->add_option("--batch", o->batch, "sequences per batch")->capture_default_str()->check(at_least(1));
   cmd->add_option("--seq", o->seq, "bytes per window (default: the run's, else 256)")->check(at_least(1));
   auto* stream = cmd->add_flag("--stream", o->stream,
-                                "--batch contiguous streams with the state carried across windows: every byte "
-                                "predicted once with all the bytes before it in its stream (the default for runs "
-                                "trained with --carry-state)");
+                               "--batch contiguous streams with the state carried across windows: every byte "
+                               "predicted once with all the bytes before it in its stream (the default for runs "
+                               "trained with --carry-state)");
   cmd->add_flag("--windows", o->windows,
                 "independent windows of --seq bytes from a zero state (the default for other runs)")
       ->excludes(stream);
@@ -203,10 +208,11 @@ void add_eval_command(CLI::App& app, Run& run) {
                o->run_dir);
       const TrainOptions opts = recorded.value_or(TrainOptions{});
       const int64_t seq = o->seq > 0 ? o->seq : opts.seq;
-      MG_CHECK(o->bytes == -1 || o->bytes > seq,
-               "[eval] --bytes {} is shorter than one window of --seq {} + 1 bytes{}: use at least {}, or -1 (the whole "
-               "split)",
-               o->bytes, seq, o->seq > 0 ? "" : " (the run's)", (uint64_t)seq + 1);
+      MG_CHECK(
+          o->bytes == -1 || o->bytes > seq,
+          "[eval] --bytes {} is shorter than one window of --seq {} + 1 bytes{}: use at least {}, or -1 (the whole "
+          "split)",
+          o->bytes, seq, o->seq > 0 ? "" : " (the run's)", (uint64_t)seq + 1);
       auto model = load_model(o->run_dir, device);
       check_fits_in_memory(model->config().forward_bytes((double)o->batch * (double)seq), "eval",
                            mg::format("a batch of --batch {} x --seq {} tokens", o->batch, seq),
@@ -215,17 +221,19 @@ void add_eval_command(CLI::App& app, Run& run) {
       std::vector<uint8_t> bytes = read_run_data(opts, o->data, "eval");
       if (o->data.empty()) check_run_data(opts, bytes, "eval");
       ByteSplits s = split_bytes(std::move(bytes));
-      ByteDataset set(o->split == "train" ? std::move(s.train) : o->split == "validation" ? std::move(s.val) : std::move(s.test),
+      ByteDataset set(o->split == "train"        ? std::move(s.train)
+                      : o->split == "validation" ? std::move(s.val)
+                                                 : std::move(s.test),
                       o->split);
       InterruptGuard interrupt;  // Ctrl-C stops between batches: mg::Interrupted, exit status 130
       const bool streams = o->stream || (!o->windows && opts.carry_state);
       EvalResult r = streams ? evaluate_stream(*model, set, o->batch, seq, o->bytes)
                              : evaluate(*model, set, o->batch, seq, o->bytes);
       mg::print("{} split of {}: {} bytes predicted ({})\nloss {:.4f} nats | bpc {:.4f} | perplexity {:.4f}\n",
-                 o->split, path, r.targets,
-                 streams ? mg::format("{} streams, state carried across windows of {}", o->batch, seq)
-                         : mg::format("windows of {} bytes, each from a zero state", seq),
-                 r.loss, r.bpc(), r.perplexity());
+                o->split, path, r.targets,
+                streams ? mg::format("{} streams, state carried across windows of {}", o->batch, seq)
+                        : mg::format("windows of {} bytes, each from a zero state", seq),
+                r.loss, r.bpc(), r.perplexity());
       return 0;
     };
   });
@@ -238,17 +246,21 @@ void add_generate_command(CLI::App& app, Run& run) {
     bool jsonl = false;
   };
   auto o = std::make_shared<Opts>();
-  auto* cmd = app.add_subcommand("generate", "sample bytes from a trained run (the prompt through the parallel "
-                                             "forward, then the recurrent step)");
+  auto* cmd = app.add_subcommand("generate",
+                                 "sample bytes from a trained run (the prompt through the parallel "
+                                 "forward, then the recurrent step)");
   cmd->add_option("--run", o->run_dir, "run folder")->required();
   cmd->add_option("--prompt", o->prompt, "text to start from");
   cmd->add_option("--bytes", o->s.bytes, "bytes to sample")->capture_default_str()->check(at_least(0));
-  cmd->add_option("--temperature", o->s.temperature, "0 means greedy")->capture_default_str()->check(
-      real([](double v) { return v >= 0; }, "a non-negative number (0: greedy)"));
-  cmd->add_option("--top-k", o->s.top_k, "sample among the k likeliest bytes (0: all)")->capture_default_str()->check(
-      at_least(0));
-  cmd->add_option("--seed", o->s.seed, "sampling seed (continuation i uses seed + i)")->capture_default_str()->check(
-      unsigned_integer());
+  cmd->add_option("--temperature", o->s.temperature, "0 means greedy")
+      ->capture_default_str()
+      ->check(real([](double v) { return v >= 0; }, "a non-negative number (0: greedy)"));
+  cmd->add_option("--top-k", o->s.top_k, "sample among the k likeliest bytes (0: all)")
+      ->capture_default_str()
+      ->check(at_least(0));
+  cmd->add_option("--seed", o->s.seed, "sampling seed (continuation i uses seed + i)")
+      ->capture_default_str()
+      ->check(unsigned_integer());
   cmd->add_option("--num-samples", o->s.num_samples,
                   "continuations of the prompt, sampled as one batch and printed one after the other")
       ->capture_default_str()

@@ -55,7 +55,8 @@ std::shared_ptr<const std::string> ModulePathGuard::current() {
 std::string AnomalyInfo::where() const { return module_path ? " (" + *module_path + ")" : std::string(); }
 
 std::string AnomalyInfo::made_at() const {
-  return call_stack.empty() ? std::string() : "\n  " + std::string(op_name(op)) + " was called at: " + format_call_stack(call_stack);
+  return call_stack.empty() ? std::string()
+                            : "\n  " + std::string(op_name(op)) + " was called at: " + format_call_stack(call_stack);
 }
 
 [[gnu::noinline]] std::vector<void*> capture_call_stack(int skip) {
@@ -102,7 +103,7 @@ std::string format_call_stack(const std::vector<void*>& stack, int max_frames) {
       const std::string_view file = info.dli_fname;
       const size_t slash = file.rfind('/');
       frame = mg::format("{}+{:#x}", slash == std::string_view::npos ? file : file.substr(slash + 1),
-                          static_cast<char*>(pc) - static_cast<char*>(info.dli_fbase));
+                         static_cast<char*>(pc) - static_cast<char*>(info.dli_fbase));
     } else {
       frame = mg::format("{}", pc);
     }
@@ -124,17 +125,31 @@ std::string_view op_input_name(OpKind kind, size_t i) {
   };
   if (kind.id() < 0) return {};
   switch (static_cast<OpId>(kind.id())) {
-    case OpId::selective_scan: return pick({"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"});
-    case OpId::selective_state_update: return pick({"state", "x", "dt", "A", "B", "C", "D", "z", "dt_bias"});
-    case OpId::causal_conv1d: return pick({"x", "weight", "bias", "initial_state"});
-    case OpId::causal_conv1d_update: return pick({"state", "x", "weight", "bias"});
-    case OpId::linear: return pick({"input", "weight", "bias"});
-    case OpId::matmul: return pick({"a", "b"});
-    case OpId::rms_norm: return pick({"input", "weight"});
-    case OpId::embedding: return pick({"weight", "ids"});
-    case OpId::cross_entropy: return pick({"logits", "targets"});
-    case OpId::add: case OpId::sub: case OpId::mul: case OpId::div: return pick({"a", "b"});
-    default: return {};
+    case OpId::selective_scan:
+      return pick({"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"});
+    case OpId::selective_state_update:
+      return pick({"state", "x", "dt", "A", "B", "C", "D", "z", "dt_bias"});
+    case OpId::causal_conv1d:
+      return pick({"x", "weight", "bias", "initial_state"});
+    case OpId::causal_conv1d_update:
+      return pick({"state", "x", "weight", "bias"});
+    case OpId::linear:
+      return pick({"input", "weight", "bias"});
+    case OpId::matmul:
+      return pick({"a", "b"});
+    case OpId::rms_norm:
+      return pick({"input", "weight"});
+    case OpId::embedding:
+      return pick({"weight", "ids"});
+    case OpId::cross_entropy:
+      return pick({"logits", "targets"});
+    case OpId::add:
+    case OpId::sub:
+    case OpId::mul:
+    case OpId::div:
+      return pick({"a", "b"});
+    default:
+      return {};
   }
 }
 

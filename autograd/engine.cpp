@@ -53,8 +53,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     const Tensor& r = roots[i];
     const Tensor& g = grads[i];
     MG_CHECK(g.shape() == r.shape() && g.dtype() == r.dtype() && g.device() == r.device(),
-             "[backward] gradient {} {} on {} does not match the output {} {} on {}", g.shape(), g.dtype(),
-             g.device(), r.shape(), r.dtype(), r.device());
+             "[backward] gradient {} {} on {} does not match the output {} {} on {}", g.shape(), g.dtype(), g.device(),
+             r.shape(), r.dtype(), r.device());
     if (AnomalyMode::is_enabled()) [[unlikely]]
       if (const char* bad = first_non_finite(g))
         MG_THROW("[anomaly] the gradient given to backward for output {} {} holds {}", i, r.shape(), bad);

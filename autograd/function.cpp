@@ -66,9 +66,8 @@ void FunctionCtx::mark_non_differentiable(const std::vector<Tensor>& outputs) {
 }
 
 bool FunctionCtx::is_non_differentiable(const Tensor& output) const {
-  return !is_floating(output.dtype()) ||
-         std::find(non_differentiable_.begin(), non_differentiable_.end(), output.impl_ptr().get()) !=
-             non_differentiable_.end();
+  return !is_floating(output.dtype()) || std::find(non_differentiable_.begin(), non_differentiable_.end(),
+                                                   output.impl_ptr().get()) != non_differentiable_.end();
 }
 
 // ---- apply ----

@@ -58,9 +58,9 @@ class FunctionCtx {
   std::map<std::string, std::any> saved_data;
 
  private:
-  friend std::vector<Tensor> apply_function(OpKind, const std::vector<Tensor>&,
-                                            const std::function<std::vector<Tensor>(FunctionCtx&)>&,
-                                            std::function<std::vector<Tensor>(FunctionCtx&, const std::vector<Tensor>&)>);
+  friend std::vector<Tensor> apply_function(
+      OpKind, const std::vector<Tensor>&, const std::function<std::vector<Tensor>(FunctionCtx&)>&,
+      std::function<std::vector<Tensor>(FunctionCtx&, const std::vector<Tensor>&)>);
   OpKind op_;
   std::vector<SavedTensor> saved_;
   std::vector<const TensorImpl*> non_differentiable_;

@@ -38,7 +38,8 @@ std::string autograd_graph_dot(const Tensor& root, const std::map<const TensorIm
       if (e.fn && id.emplace(e.fn.get(), order.size()).second) order.push_back(e.fn.get()), stack.push_back(e.fn.get());
   }
 
-  std::string out = "digraph autograd {\n  node [shape=box, style=filled, fillcolor=lightgray, fontname=monospace, fontsize=10];\n";
+  std::string out =
+      "digraph autograd {\n  node [shape=box, style=filled, fillcolor=lightgray, fontname=monospace, fontsize=10];\n";
   std::map<std::string, std::vector<size_t>> clusters;  // module path -> its nodes
   for (size_t i = 0; i < order.size(); ++i) {
     const Node* n = order[i];
@@ -46,9 +47,9 @@ std::string autograd_graph_dot(const Tensor& root, const std::map<const TensorIm
       const TensorMeta& m = n->output_meta.at(0);
       auto it = names.find(leaf);
       out += mg::format("  n{} [label=\"AccumulateGrad\"];\n", i);
-      out += mg::format("  v{} [label={}, fillcolor=lightblue];\n  v{} -> n{};\n", i,
-                         quoted(mg::format("{}\\n{}", it != names.end() ? it->second : std::string("leaf"), meta_str(m))),
-                         i, i);
+      out += mg::format(
+          "  v{} [label={}, fillcolor=lightblue];\n  v{} -> n{};\n", i,
+          quoted(mg::format("{}\\n{}", it != names.end() ? it->second : std::string("leaf"), meta_str(m))), i, i);
       continue;
     }
     std::string label(n->name());

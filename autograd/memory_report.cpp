@@ -15,11 +15,16 @@ std::atomic<MemoryTracker*> g_tracker{nullptr};
 
 std::string_view memory_category_name(MemoryCategory c) {
   switch (c) {
-    case MemoryCategory::parameters: return "parameters";
-    case MemoryCategory::gradients: return "gradients";
-    case MemoryCategory::optimizer_state: return "optimizer state";
-    case MemoryCategory::saved_activations: return "activations saved for backward";
-    case MemoryCategory::other: return "other tensors";
+    case MemoryCategory::parameters:
+      return "parameters";
+    case MemoryCategory::gradients:
+      return "gradients";
+    case MemoryCategory::optimizer_state:
+      return "optimizer state";
+    case MemoryCategory::saved_activations:
+      return "activations saved for backward";
+    case MemoryCategory::other:
+      return "other tensors";
   }
   return "?";
 }
@@ -123,11 +128,11 @@ MemoryReport MemoryTracker::report(const std::vector<Tensor>& parameters,
   std::lock_guard lock(mu_);
   for (const auto& [s, e] : at_peak_) {
     seen.insert(s);
-    const MemoryCategory c = params.count(s)                     ? MemoryCategory::parameters
+    const MemoryCategory c = params.count(s)                    ? MemoryCategory::parameters
                              : grads.count(s) || e->in_backward ? MemoryCategory::gradients
-                             : state.count(s)                    ? MemoryCategory::optimizer_state
-                             : e->saved                          ? MemoryCategory::saved_activations
-                                                                 : MemoryCategory::other;
+                             : state.count(s)                   ? MemoryCategory::optimizer_state
+                             : e->saved                         ? MemoryCategory::saved_activations
+                                                                : MemoryCategory::other;
     add(c, e->op, e->bytes);
   }
   // Parameters, gradients and optimizer state made before the tracker: live throughout, so at the peak too.
@@ -160,11 +165,11 @@ std::string MemoryReport::text() const {
     const auto cat = (MemoryCategory)c;
     const uint64_t total = bytes(cat);
     s += mg::format("  {:<32} {:>14} {:>5.1f}%\n", memory_category_name(cat), size(total),
-                     peak_bytes ? 100.0 * total / peak_bytes : 0.0);
+                    peak_bytes ? 100.0 * total / peak_bytes : 0.0);
     for (const Row& r : rows)
       if (r.category == cat)
         s += mg::format("    {:<30} {:>14}  ({} tensor{})\n", r.op, size(r.bytes), r.storages,
-                         r.storages == 1 ? "" : "s");
+                        r.storages == 1 ? "" : "s");
   }
   return s;
 }

@@ -114,8 +114,8 @@ class AccumulateGrad final : public Node {
   // can see it (the engine's buffer holds the only handle, no view shares its storage) and it is a
   // plain dense tensor (not, say, an expanded view whose elements overlap).
   static bool can_steal(const Tensor& g) {
-    return g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && !g.requires_grad() &&
-           g.is_contiguous() && g.offset() == 0 && g.storage()->nbytes() == g.nbytes();
+    return g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && !g.requires_grad() && g.is_contiguous() &&
+           g.offset() == 0 && g.storage()->nbytes() == g.nbytes();
   }
 
  private:

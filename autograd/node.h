@@ -39,10 +39,10 @@ class Node {
   // The leaf tensor whose .grad this node fills (AccumulateGrad), else null. For graph drawing.
   virtual const TensorImpl* leaf() const { return nullptr; }
 
-  std::vector<Edge> next_edges;         // one per input
-  std::vector<TensorMeta> input_meta;   // what each input's gradient must look like
-  std::vector<TensorMeta> output_meta;  // for zero-filling outputs that received no gradient
-  std::unique_ptr<AnomalyInfo> anomaly; // where the node was made; set only under AnomalyMode
+  std::vector<Edge> next_edges;          // one per input
+  std::vector<TensorMeta> input_meta;    // what each input's gradient must look like
+  std::vector<TensorMeta> output_meta;   // for zero-filling outputs that received no gradient
+  std::unique_ptr<AnomalyInfo> anomaly;  // where the node was made; set only under AnomalyMode
 };
 
 // A tensor kept for backward: a detached alias plus the storage version at save time. get() throws

@@ -119,8 +119,7 @@ void OpScope::begin(std::string_view name, const Tensor* const* inputs, size_t n
         a.host_ns = now_ns();
       }
       cuda_start_ = cuda::record_timing_event(cuda_device_);
-    } catch (...) {
-    }
+    } catch (...) {}
   }
   ++t_depth;
   bytes0_ = storage_bytes_allocated_by_this_thread();
@@ -146,8 +145,7 @@ void OpScope::end() {
   if (cuda_start_) {
     try {
       cuda_end = cuda::record_timing_event(cuda_device_);
-    } catch (...) {
-    }
+    } catch (...) {}
   }
   const int64_t t1 = now_ns();
   ProfileEvent e;
@@ -261,21 +259,18 @@ std::string Profiler::table_text() const {
   for (const ProfileStep& s : steps_) step_ms += s.dur_ns * 1e-6;
   for (const ProfileRow& r : rows) fwd += r.forward_ms, bwd += r.backward_ms, bytes += r.bytes;
   const double denom = step_ms > 0 ? step_ms : fwd + bwd;
-  auto share = [&](double ms) {
-    return denom > 0 ? mg::format("{:5.1f}%", 100.0 * ms / denom) : std::string("    -");
-  };
+  auto share = [&](double ms) { return denom > 0 ? mg::format("{:5.1f}%", 100.0 * ms / denom) : std::string("    -"); };
   std::string s = mg::format("{:<24} {:>7} {:>7} {:>11} {:>11} {:>7} {:>10}\n", "op", "calls", "bwd", "forward ms",
-                              "backward ms", "share", "MiB alloc");
+                             "backward ms", "share", "MiB alloc");
   for (const ProfileRow& r : rows)
     s += mg::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}\n", r.op, r.calls, r.backward_calls,
-                     r.forward_ms, r.backward_ms, share(r.forward_ms + r.backward_ms), r.bytes / 1048576.0);
+                    r.forward_ms, r.backward_ms, share(r.forward_ms + r.backward_ms), r.bytes / 1048576.0);
   if (step_ms > 0) {
     s += mg::format("{:<24} {:>7} {:>7} {:>11} {:>11} {:>7} {:>10}\n", "(outside ops)", "", "", "", "",
-                     share(step_ms - fwd - bwd), "");
-    s += mg::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}   ({} step{}, {:.2f} ms)\n", "total", "",
-                     "",
-                     fwd, bwd, share(step_ms), bytes / 1048576.0, steps_.size(), steps_.size() == 1 ? "" : "s",
-                     step_ms);
+                    share(step_ms - fwd - bwd), "");
+    s +=
+        mg::format("{:<24} {:>7} {:>7} {:>11.2f} {:>11.2f} {:>7} {:>10.1f}   ({} step{}, {:.2f} ms)\n", "total", "", "",
+                   fwd, bwd, share(step_ms), bytes / 1048576.0, steps_.size(), steps_.size() == 1 ? "" : "s", step_ms);
   }
   return s;
 }
@@ -290,27 +285,28 @@ std::string Profiler::chrome_trace() const {
   for (const ProfileStep& st : steps_) {
     sep();
     s += mg::format(R"({{"name": "step {}", "cat": "step", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, )"
-                     R"("tid": 0}})",
-                     st.index, st.ts_ns * 1e-3, st.dur_ns * 1e-3);
+                    R"("tid": 0}})",
+                    st.index, st.ts_ns * 1e-3, st.dur_ns * 1e-3);
   }
   const std::vector<ProfileEvent> evs = events();
   bool on_device = false;
   for (const ProfileEvent& e : evs) {
     sep();
     s += mg::format(R"({{"name": "{}", "cat": "{}", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 1, "tid": {}, )"
-                     R"("args": {{"shapes": "{}", "bytes": {}, "depth": {}}}}})",
-                     e.name, e.backward ? "backward" : "forward", e.ts_ns * 1e-3, e.dur_ns * 1e-3, e.tid, e.shapes,
-                     e.bytes, e.depth);
+                    R"("args": {{"shapes": "{}", "bytes": {}, "depth": {}}}}})",
+                    e.name, e.backward ? "backward" : "forward", e.ts_ns * 1e-3, e.dur_ns * 1e-3, e.tid, e.shapes,
+                    e.bytes, e.depth);
     if (e.device < 0) continue;
     on_device = true;
     sep();
     s += mg::format(R"({{"name": "{}", "cat": "cuda", "ph": "X", "ts": {:.3f}, "dur": {:.3f}, "pid": 2, "tid": {}, )"
-                     R"("args": {{"shapes": "{}", "backward": {}, "depth": {}}}}})",
-                     e.name, e.device_ts_ns * 1e-3, e.device_dur_ns * 1e-3, e.device, e.shapes, e.backward, e.depth);
+                    R"("args": {{"shapes": "{}", "backward": {}, "depth": {}}}}})",
+                    e.name, e.device_ts_ns * 1e-3, e.device_dur_ns * 1e-3, e.device, e.shapes, e.backward, e.depth);
   }
   if (on_device) {  // names the two tracks
     sep();
-    s += R"({"name": "process_name", "cat": "__metadata", "ph": "M", "pid": 1, "args": {"name": "host"}},)" "\n"
+    s += R"({"name": "process_name", "cat": "__metadata", "ph": "M", "pid": 1, "args": {"name": "host"}},)"
+         "\n"
          R"({"name": "process_name", "cat": "__metadata", "ph": "M", "pid": 2, "args": {"name": "cuda"}})";
   }
   s += "\n]}\n";

@@ -1,7 +1,8 @@
 // The op profiler (as torch.profiler): while a Profiler is recording, every op's forward and every
 // vjp the engine runs is timed (wall clock, per thread) with its input shapes and the bytes of storage
-// it allocated (CUDA ops also on the device, with events), and the session gives a Chrome trace (chrome://tracing, ui.perfetto.dev) and a table
-// per op. Off by default; then an op pays one relaxed atomic load (OpScope). See docs/introspection.md.
+// it allocated (CUDA ops also on the device, with events), and the session gives a Chrome trace (chrome://tracing,
+// ui.perfetto.dev) and a table per op. Off by default; then an op pays one relaxed atomic load (OpScope). See
+// docs/introspection.md.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -29,14 +30,14 @@ bool in_backward();
 
 // One timed interval: an op's forward (top level or nested in another op) or a vjp run by the engine.
 struct ProfileEvent {
-  std::string name;        // the op ("matmul"), or the node a vjp belongs to ("selective_scan", "AccumulateGrad")
-  bool backward = false;   // run inside the backward engine (a vjp, or an op a vjp or the engine called)
-  int depth = 0;           // 0: not inside another recorded op on its thread (what the table counts)
-  uint32_t tid = 0;        // the thread, numbered from 1 in order of first event
-  int64_t ts_ns = 0;       // start, from the session's start
+  std::string name;       // the op ("matmul"), or the node a vjp belongs to ("selective_scan", "AccumulateGrad")
+  bool backward = false;  // run inside the backward engine (a vjp, or an op a vjp or the engine called)
+  int depth = 0;          // 0: not inside another recorded op on its thread (what the table counts)
+  uint32_t tid = 0;       // the thread, numbered from 1 in order of first event
+  int64_t ts_ns = 0;      // start, from the session's start
   int64_t dur_ns = 0;
-  uint64_t bytes = 0;      // storage bytes allocated on this thread during the event (nested ops included)
-  std::string shapes;      // the inputs' shapes ("(2, 16, 128) (128,)"); for a vjp, its output gradients'
+  uint64_t bytes = 0;  // storage bytes allocated on this thread during the event (nested ops included)
+  std::string shapes;  // the inputs' shapes ("(2, 16, 128) (128,)"); for a vjp, its output gradients'
   // An op on a CUDA device is queued, not run, while the host is in it: ts_ns/dur_ns are the host's time
   // (the launches), and these are the device's, from CUDA events queued on the device's stream before and
   // after it (aligned to the host clock at the first CUDA op of the session). The table counts these.
@@ -54,7 +55,7 @@ struct ProfileStep {
 // times sum to the time inside ops, and the table adds a row "(outside ops)" for the rest of the steps.
 struct ProfileRow {
   std::string op;
-  int64_t calls = 0;         // top-level forward events
+  int64_t calls = 0;  // top-level forward events
   int64_t backward_calls = 0;
   double forward_ms = 0, backward_ms = 0;
   uint64_t bytes = 0;

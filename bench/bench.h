@@ -8,9 +8,9 @@
 namespace mg::bench {
 
 struct ScanBenchOptions {
-  int reps = 3;            // timed repetitions per measurement (the median is reported)
-  int64_t ref_steps = 0;   // time the composed reference on at most this many steps and scale; 0: min(l, 256)
-  bool quick = false;      // small shapes, for a smoke test
+  int reps = 3;                // timed repetitions per measurement (the median is reported)
+  int64_t ref_steps = 0;       // time the composed reference on at most this many steps and scale; 0: min(l, 256)
+  bool quick = false;          // small shapes, for a smoke test
   std::string device = "cpu";  // "cpu", or "cuda[:N]" for bench/scan_bench_cuda.cpp
   void validate(const char* command) const;  // throws naming --reps or --ref-steps when out of range
 };
@@ -48,11 +48,11 @@ int run_train_bench(const std::vector<std::string>& presets, int64_t batch, int6
 
 struct GenerateBenchOptions {
   std::string preset = "small";
-  int64_t batch = 1;            // sequences decoded together
-  int64_t prompt_bytes = 4096;  // prefill length
-  int64_t tokens = 1000;        // decoded tokens per sequence (timed)
-  bool peer = false;            // also time bench/torch_peer.py --generate
-  bool background_load = false; // a busy thread on one core during every measurement
+  int64_t batch = 1;             // sequences decoded together
+  int64_t prompt_bytes = 4096;   // prefill length
+  int64_t tokens = 1000;         // decoded tokens per sequence (timed)
+  bool peer = false;             // also time bench/torch_peer.py --generate
+  bool background_load = false;  // a busy thread on one core during every measurement
   std::string device = "cpu";
 };
 

@@ -146,15 +146,17 @@ int run_generate_bench(const GenerateBenchOptions& o) {
   Generator g(1);
   Tensor prompt = randint(0, 256, {o.batch, o.prompt_bytes}, &g).to(device);
   const int64_t di = cfg.d_inner(), d = cfg.d_model, n = cfg.d_state, R = cfg.rank();
-  const double macs_per_row = (double)cfg.n_layer * (d * 2 * di + di * cfg.d_conv + di * (R + 2 * n) + R * di +
-                                                      3.0 * di * n + di * d) + (double)d * cfg.padded_vocab();
+  const double macs_per_row =
+      (double)cfg.n_layer * (d * 2 * di + di * cfg.d_conv + di * (R + 2 * n) + R * di + 3.0 * di * n + di * d) +
+      (double)d * cfg.padded_vocab();
   const double weight_bytes = 4.0 * (double)model.num_parameters();
 
   const int n_threads = num_threads();
-  mg::print("mambagrad bench generate: preset {} ({} parameters, {:.1f} MB of weights) on {}, batch {}, prompt {} "
-             "bytes, {} decoded tokens per row{}\n",
-             o.preset, model.num_parameters(), weight_bytes / 1e6, device.str(), o.batch, o.prompt_bytes, o.tokens,
-             o.background_load ? ", a busy thread on CPU 0 throughout" : "");
+  mg::print(
+      "mambagrad bench generate: preset {} ({} parameters, {:.1f} MB of weights) on {}, batch {}, prompt {} "
+      "bytes, {} decoded tokens per row{}\n",
+      o.preset, model.num_parameters(), weight_bytes / 1e6, device.str(), o.batch, o.prompt_bytes, o.tokens,
+      o.background_load ? ", a busy thread on CPU 0 throughout" : "");
   std::fflush(stdout);
   BackgroundLoad load(o.background_load);
 
@@ -169,33 +171,35 @@ int run_generate_bench(const GenerateBenchOptions& o) {
     const double floor_mem_ms = bw > 0 ? 1e3 * weight_bytes / (bw * 1e9) : 0;
     const double floor_flop_ms = peak > 0 ? 1e3 * 2 * macs_per_row * o.batch / (peak * 1e9) : 0;
     const double floor_ms = std::max(floor_mem_ms, floor_flop_ms);
-    mg::print("mambagrad preset={} device={} batch={} threads={} prefill_tokens_per_s={:.0f} gen_tokens_per_s={:.0f} "
-               "ms_per_step={:.4f} split_steps={:.2f}",
-               o.preset, device.str(), o.batch, t, f.prefill_tok_s, f.gen_tok_s, f.ms_per_step, f.split_share);
+    mg::print(
+        "mambagrad preset={} device={} batch={} threads={} prefill_tokens_per_s={:.0f} gen_tokens_per_s={:.0f} "
+        "ms_per_step={:.4f} split_steps={:.2f}",
+        o.preset, device.str(), o.batch, t, f.prefill_tok_s, f.gen_tok_s, f.ms_per_step, f.split_share);
     if (device.is_cpu())
       mg::print(" peak_gflops={:.0f} bandwidth_gbs={:.1f} floor_mem_ms={:.4f} floor_flop_ms={:.4f} floor_ratio={:.2f}",
-                 peak, bw, floor_mem_ms, floor_flop_ms, f.ms_per_step / floor_ms);
+                peak, bw, floor_mem_ms, floor_flop_ms, f.ms_per_step / floor_ms);
     mg::print("\n");
     std::fflush(stdout);
     figs.push_back(f);
   }
   set_num_threads(n_threads);
   const double fwd = training_forward_tok_s(model, device);
-  mg::print("mambagrad training forward (batch 16 x 256, graph recorded) at {} threads: {:.0f} tokens/s; prefill / "
-             "training forward = {:.2f}x\n",
-             n_threads, fwd, figs.back().prefill_tok_s / fwd);
+  mg::print(
+      "mambagrad training forward (batch 16 x 256, graph recorded) at {} threads: {:.0f} tokens/s; prefill / "
+      "training forward = {:.2f}x\n",
+      n_threads, fwd, figs.back().prefill_tok_s / fwd);
   if (figs.size() == 2)
     mg::print("decode at {} threads / at 1 thread = {:.2f}x (target: at least 1)\n", n_threads,
-               figs[1].gen_tok_s / figs[0].gen_tok_s);
+              figs[1].gen_tok_s / figs[0].gen_tok_s);
 
   bool peer_failed = false;
   if (o.peer) {
     for (const Figures& f : figs) {
       std::string status;
       auto kv = run_torch_peer(mg::format("--generate --preset {} --batch {} --prompt-bytes {} --tokens {} "
-                                           "--threads {}{}",
-                                           o.preset, o.batch, o.prompt_bytes, std::min<int64_t>(o.tokens, 300),
-                                           f.threads, device.is_cuda() ? " --device " + device.str() : ""),
+                                          "--threads {}{}",
+                                          o.preset, o.batch, o.prompt_bytes, std::min<int64_t>(o.tokens, 300),
+                                          f.threads, device.is_cuda() ? " --device " + device.str() : ""),
                                "gen_tokens_per_s", status);
       if (status != "ok") {
         mg::print("torch peer at {} threads: {}\n", f.threads, status);
@@ -203,9 +207,10 @@ int run_generate_bench(const GenerateBenchOptions& o) {
         continue;
       }
       const double tg = std::stod(kv.at("gen_tokens_per_s")), tp = std::stod(kv.at("prefill_tokens_per_s"));
-      mg::print("mambagrad / PyTorch at {} threads: decode {:.0f} / {:.0f} tokens/s = {:.2f}x, prefill {:.0f} / "
-                 "{:.0f} tokens/s = {:.2f}x\n",
-                 f.threads, f.gen_tok_s, tg, f.gen_tok_s / tg, f.prefill_tok_s, tp, f.prefill_tok_s / tp);
+      mg::print(
+          "mambagrad / PyTorch at {} threads: decode {:.0f} / {:.0f} tokens/s = {:.2f}x, prefill {:.0f} / "
+          "{:.0f} tokens/s = {:.2f}x\n",
+          f.threads, f.gen_tok_s, tg, f.gen_tok_s / tg, f.prefill_tok_s, tp, f.prefill_tok_s / tp);
     }
   }
   std::fflush(stdout);

@@ -1,5 +1,6 @@
 // The machine's practical limits, measured in the same run as a benchmark: fp32 FMA throughput on
-// every thread (and VDPBF16PS throughput where the CPU has AVX512-BF16), and memory bandwidth (a parallel copy far larger than the caches).
+// every thread (and VDPBF16PS throughput where the CPU has AVX512-BF16), and memory bandwidth (a parallel copy far
+// larger than the caches).
 #include <omp.h>
 
 #include <algorithm>
@@ -127,9 +128,8 @@ double measure_memory_bandwidth_gbs(int threads) {
   // into parallel_for's smaller pieces would measure a different copy (about half the rate here).
   const int64_t blocks = std::max(1, threads), block = bytes / blocks;
   auto copy = [&] {
-    parallel_for(blocks, block, [&](int64_t lo, int64_t hi) {
-      std::memcpy(dst + lo * block, src + lo * block, (hi - lo) * block);
-    });
+    parallel_for(blocks, block,
+                 [&](int64_t lo, int64_t hi) { std::memcpy(dst + lo * block, src + lo * block, (hi - lo) * block); });
   };
   parallel_for(blocks, block, [&](int64_t lo, int64_t hi) {  // fault the pages in
     std::memset(src + lo * block, 1, (hi - lo) * block);

@@ -46,8 +46,7 @@ using Clock = std::chrono::steady_clock;
 
 // cblas_sgemm(order, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), CblasRowMajor = 101,
 // CblasNoTrans = 111, CblasTrans = 112.
-using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*,
-                         int);
+using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*, int);
 
 struct OpenBlas {
   SgemmFn sgemm = nullptr;
@@ -142,7 +141,7 @@ void decode_section(int reps, const OpenBlas& ob) {
   }
   mg::print("\ndecode: linear y = x W^T, x (M, K), W (N, K), float32; microseconds per call\n");
   mg::print("  {:<6} {:<9} {:>10} {:>3} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n", "preset", "layer", "W N x K", "M",
-             "ours us", "packed", "OpenBLAS", "W GB/s", "packed/us", "OBLAS/us");
+            "ours us", "packed", "OpenBLAS", "W GB/s", "packed/us", "OBLAS/us");
   double lp = 0, lo = 0;
   for (const Row& r : rows) {
     const Shape& s = *r.s;
@@ -150,9 +149,9 @@ void decode_section(int reps, const OpenBlas& ob) {
     lp += std::log(r.packed / r.ours);
     if (ob.sgemm) lo += std::log(r.theirs / r.ours);
     mg::print("  {:<6} {:<9} {:>10} {:>3} {:>8.2f} {:>8.2f} {:>8} {:>8.1f} {:>8.2f}x {:>8}\n", s.preset, s.layer,
-               mg::format("{}x{}", s.N, s.K), r.M, r.ours * 1e6, r.packed * 1e6,
-               ob.sgemm ? mg::format("{:.2f}", r.theirs * 1e6) : "-", gbs, r.packed / r.ours,
-               ob.sgemm ? mg::format("{:.2f}x", r.theirs / r.ours) : "-");
+              mg::format("{}x{}", s.N, s.K), r.M, r.ours * 1e6, r.packed * 1e6,
+              ob.sgemm ? mg::format("{:.2f}", r.theirs * 1e6) : "-", gbs, r.packed / r.ours,
+              ob.sgemm ? mg::format("{:.2f}x", r.theirs / r.ours) : "-");
   }
   mg::print("decode, geometric mean over {} calls: packed / ours {:.2f}x", rows.size(), std::exp(lp / rows.size()));
   if (ob.sgemm) mg::print(", OpenBLAS / ours {:.2f}x", std::exp(lo / rows.size()));
@@ -173,10 +172,10 @@ int run_matmul_bench(int reps, bool quick) {
   mg::print("peak (measured, fp32 FMA loop on {} threads): {:.1f} GFLOP/s\n", threads, peak);
   if (bf16_peak > 0)
     mg::print("peak (measured, VDPBF16PS loop on {} threads): {:.1f} GFLOP/s = {:.2f}x the fp32 FMA peak\n", threads,
-               bf16_peak, bf16_peak / peak);
+              bf16_peak, bf16_peak / peak);
   if (ob.sgemm)
     mg::print("peer: OpenBLAS cblas_sgemm, core {} (OPENBLAS_CORETYPE={})\n", ob.corename ? ob.corename() : "?",
-               getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
+              getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
   else
     mg::print("peer: OpenBLAS skipped ({})\n", ob.error);
   decode_section(reps, ob);
@@ -193,7 +192,7 @@ int run_matmul_bench(int reps, bool quick) {
     std::string preset, layer, form;
     bool ta, tb;
     int64_t M, N, K;
-    double ours = 0, theirs = 0;  // GFLOP/s
+    double ours = 0, theirs = 0;                      // GFLOP/s
     double bf16_fp32 = 0, bf16_dp = 0, bf16_amx = 0;  // the bf16 gemm's ways, GFLOP/s (0: not run)
   };
   std::vector<Row> rows;
@@ -229,24 +228,24 @@ int run_matmul_bench(int reps, bool quick) {
       const double flop = 2.0 * s.M * s.N * s.K;
       if (lib == 0) {
         s.ours = flop / 1e9 / best_seconds(reps, [&] {
-          cpu::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N);
-        });
+                   cpu::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N);
+                 });
         s.bf16_fp32 = flop / 1e9 / best_seconds(reps, [&] {
-          cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N,
-                         cpu::Bf16Gemm::fp32);
-        });
+                        cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N,
+                                       cpu::Bf16Gemm::fp32);
+                      });
         auto bf16_way = [&](cpu::Bf16Gemm way) {
           return flop / 1e9 / best_seconds(reps, [&] {
-            cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N, way);
-          });
+                   cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N, way);
+                 });
         };
         if (cpu::cpu_has_avx512_bf16()) s.bf16_dp = bf16_way(cpu::Bf16Gemm::dpbf16);
         if (cpu::cpu_has_amx()) s.bf16_amx = bf16_way(cpu::Bf16Gemm::amx);
       } else {
         s.theirs = flop / 1e9 / best_seconds(reps, [&] {
-          ob.sgemm(101, s.ta ? 112 : 111, s.tb ? 112 : 111, int(s.M), int(s.N), int(s.K), 1.f, a.data(), int(lda),
-                   b.data(), int(ldb), 0.f, c.data(), int(s.N));
-        });
+                     ob.sgemm(101, s.ta ? 112 : 111, s.tb ? 112 : 111, int(s.M), int(s.N), int(s.K), 1.f, a.data(),
+                              int(lda), b.data(), int(ldb), 0.f, c.data(), int(s.N));
+                   });
       }
     }
   }
@@ -259,9 +258,9 @@ int run_matmul_bench(int reps, bool quick) {
       last = s.preset;
       const Preset& p = *std::find_if(presets.begin(), presets.end(), [&](const Preset& q) { return q.name == last; });
       mg::print("\n{} preset (d_model {}, d_inner {}, dt_rank {}, d_state {}), tokens M = {}\n", p.name, p.d_model,
-                 p.d_inner, p.dt_rank, p.d_state, M);
+                p.d_inner, p.dt_rank, p.d_state, M);
       mg::print("  {:<10} {:<12} {:>16} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>9}\n", "layer", "form",
-                 "gemm M x N x K", "ours GF/s", "OpenBLAS", "ratio", "bf16 fp32r", "bf16 dp", "bf16 amx", "bf16/fp32");
+                "gemm M x N x K", "ours GF/s", "OpenBLAS", "ratio", "bf16 fp32r", "bf16 dp", "bf16 amx", "bf16/fp32");
     }
     std::string dims = mg::format("{}x{}x{}", s.M, s.N, s.K);
     const double bf16_best = std::max({s.bf16_fp32, s.bf16_dp, s.bf16_amx});
@@ -275,20 +274,20 @@ int run_matmul_bench(int reps, bool quick) {
       min_ratio = std::min(min_ratio, ratio);
       ++n_ratio;
       mg::print("  {:<10} {:<12} {:>16} {:>10.1f} {:>10.1f} {:>6.2f}x {}\n", s.layer, s.form, dims, s.ours, s.theirs,
-                 ratio, bf16_cols);
+                ratio, bf16_cols);
     } else {
       mg::print("  {:<10} {:<12} {:>16} {:>10.1f} {:>10} {:>7} {}\n", s.layer, s.form, dims, s.ours, "-", "-",
-                 bf16_cols);
+                bf16_cols);
     }
   }
   mg::print("\nbf16 gemm (fastest way) / our float32 gemm over {} shapes: geometric mean {:.2f}x\n", rows.size(),
-             std::exp(bf16_log_sum / rows.size()));
+            std::exp(bf16_log_sum / rows.size()));
   mg::print("--precision bf16 runs the {} way here (AMX: {}, AVX512-BF16: {})\n",
-             cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic), cpu::cpu_has_amx() ? "yes" : "no",
-             cpu::cpu_has_avx512_bf16() ? "yes" : "no");
+            cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic), cpu::cpu_has_amx() ? "yes" : "no",
+            cpu::cpu_has_avx512_bf16() ? "yes" : "no");
   if (n_ratio)
     mg::print("\nours / OpenBLAS over {} shapes: geometric mean {:.2f}x, minimum {:.2f}x\n", n_ratio,
-               std::exp(log_ratio_sum / n_ratio), min_ratio);
+              std::exp(log_ratio_sum / n_ratio), min_ratio);
   return 0;
 }
 

@@ -44,7 +44,8 @@ ScanInputs first_steps(ScanInputs full, int64_t steps, bool grad) {
 
 ScanResult call(const ScanInputs& x, bool reference) {
   auto f = reference ? selective_scan_reference : selective_scan;
-  return f(x.u, x.delta, x.A, x.B, x.C, x.D, x.z, x.bias, true, false, Tensor());  // no default arguments through a pointer
+  return f(x.u, x.delta, x.A, x.B, x.C, x.D, x.z, x.bias, true, false,
+           Tensor());  // no default arguments through a pointer
 }
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
@@ -109,13 +110,14 @@ int run_scan_bench(const ScanBenchOptions& o) {
   struct Cfg {
     int64_t b, l, d, n;
   };
-  std::vector<Cfg> cfgs = o.quick ? std::vector<Cfg>{{2, 256, 128, 16}} : std::vector<Cfg>{{8, 1024, 1024, 16}, {16, 256, 512, 16}};
+  std::vector<Cfg> cfgs =
+      o.quick ? std::vector<Cfg>{{2, 256, 128, 16}} : std::vector<Cfg>{{8, 1024, 1024, 16}, {16, 256, 512, 16}};
   mg::print("selective_scan on the CPU, float32, delta_softplus with D, z and delta_bias; {} threads; chunk {} steps\n",
-             num_threads(), cpu::kScanChunk);
-  const double peak_madds = measure_peak_gflops(num_threads()) / 2 * 1e9;  // multiply-adds per second
+            num_threads(), cpu::kScanChunk);
+  const double peak_madds = measure_peak_gflops(num_threads()) / 2 * 1e9;      // multiply-adds per second
   const double bandwidth = measure_memory_bandwidth_gbs(num_threads()) * 1e9;  // bytes per second
   mg::print("machine, measured now: {:.1f} G fp32 multiply-adds/s, memory bandwidth {:.1f} GB/s (parallel copy)\n",
-             peak_madds / 1e9, bandwidth / 1e9);
+            peak_madds / 1e9, bandwidth / 1e9);
   for (const Cfg& c : cfgs) {
     Generator g(1);
     ScanInputs full = make_scan_inputs(c.b, c.l, c.d, c.n, g);
@@ -133,12 +135,12 @@ int run_scan_bench(const ScanBenchOptions& o) {
     const double grads = inputs;
 
     mg::print("\n(b, l, d, n) = ({}, {}, {}, {})   reference measured on {} steps{}\n", c.b, c.l, c.d, c.n, ref_steps,
-               scale != 1 ? mg::format(", times and memory scaled x{:g} (a lower bound)", scale) : std::string());
+              scale != 1 ? mg::format(", times and memory scaled x{:g} (a lower bound)", scale) : std::string());
     mg::print("  {:<22} {:>12} {:>14} {:>9} {:>12} {:>12}\n", "", "fused ms", "reference ms", "ratio", "fused GB/s",
-               "ref GB/s");
+              "ref GB/s");
     auto row = [&](const char* what, double fm, double rm, double bytes) {
       mg::print("  {:<22} {:>12.1f} {:>14.1f} {:>8.1f}x {:>12.2f} {:>12.3f}\n", what, fm, rm, rm / fm, bytes / fm / 1e6,
-                 bytes / rm / 1e6);
+                bytes / rm / 1e6);
     };
     row("forward", f.fwd_ms, r.fwd_ms, fwd_bytes);
     row("forward+backward", f.fb_ms, r.fb_ms, fb_bytes);
@@ -153,7 +155,8 @@ int run_scan_bench(const ScanBenchOptions& o) {
     auto floors = [&](const char* what, double measured_ms, double bytes, double ops) {
       const double mem_ms = bytes / bandwidth * 1e3, ops_ms = ops / peak_madds * 1e3, hi = std::max(mem_ms, ops_ms);
       mg::print("  {:<22} floors: bytes {:.1f} ms, operations {:.1f} ms; fused {:.1f} ms = {:.2f}x the larger{}\n",
-                 what, mem_ms, ops_ms, measured_ms, measured_ms / hi, measured_ms / hi <= 3 ? "" : "  (target: within 3x)");
+                what, mem_ms, ops_ms, measured_ms, measured_ms / hi,
+                measured_ms / hi <= 3 ? "" : "  (target: within 3x)");
     };
     floors("forward", f.fwd_ms, fwd_bytes, fwd_ops);
     floors("forward+backward", f.fb_ms, fb_bytes, fb_ops);
@@ -161,11 +164,12 @@ int run_scan_bench(const ScanBenchOptions& o) {
     // holds at its peak beyond the gradients it returns.
     const double f_extra = (double)f.saved + std::max(0.0, (double)f.bwd_peak - grads);
     mg::print("  memory: all states (b, l, d, n) would take {}\n", mib(all_states));
-    mg::print("    fused:     saved for backward {} (chunk-end states), backward peak {} above its start;\n"
-               "               extra = saved + (peak - gradients {}) = {} = 1/{:.0f} of all states\n",
-               mib(f.saved), mib(f.bwd_peak), mib(grads), mib(f_extra), all_states / std::max(f_extra, 1.0));
+    mg::print(
+        "    fused:     saved for backward {} (chunk-end states), backward peak {} above its start;\n"
+        "               extra = saved + (peak - gradients {}) = {} = 1/{:.0f} of all states\n",
+        mib(f.saved), mib(f.bwd_peak), mib(grads), mib(f_extra), all_states / std::max(f_extra, 1.0));
     mg::print("    reference: saved for backward {} (the graph), backward peak {} above its start\n", mib(r.saved),
-               mib(r.bwd_peak));
+              mib(r.bwd_peak));
   }
   return 0;
 }

@@ -41,8 +41,9 @@ ScanInputs make_cuda_inputs(int64_t b, int64_t l, int64_t d, int64_t n, Generato
   return x;
 }
 
-ScanResult call(const ScanInputs& x) { return selective_scan(x.u, x.delta, x.A, x.B, x.C, x.D, x.z, x.bias, true, false); }
-
+ScanResult call(const ScanInputs& x) {
+  return selective_scan(x.u, x.delta, x.A, x.B, x.C, x.D, x.z, x.bias, true, false);
+}
 
 struct Timing {
   double seconds = 0;
@@ -70,8 +71,8 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
   o.validate("bench scan");
   if (!cuda::built_with_cuda() || cuda::device_count() == 0) {
     mg::print(stderr,
-               "error: `bench scan --device {}` needs a CUDA build (configure with -DMG_CUDA=ON) and a GPU; {}\n",
-               o.device, cuda::built_with_cuda() ? "this machine has no CUDA device" : "this build has no CUDA support");
+              "error: `bench scan --device {}` needs a CUDA build (configure with -DMG_CUDA=ON) and a GPU; {}\n",
+              o.device, cuda::built_with_cuda() ? "this machine has no CUDA device" : "this build has no CUDA support");
     return 2;
   }
   const Device device = Device::parse(o.device);
@@ -95,9 +96,8 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
   const std::vector<Cfg> cfgs =
       o.quick ? std::vector<Cfg>{{2, 512, 256, 16}} : std::vector<Cfg>{{8, 2048, 1536, 16}, {64, 256, 1024, 16}};
   mg::print("selective_scan on {}, float32, delta_softplus with D, z and delta_bias; chunk {} steps; median of {}\n",
-             device.str(), cuda::kScanChunkCuda, reps);
-  mg::print("device-to-device copy: {:.0f} GB/s (read + write of {})\n\n", copy_gbs,
-             mib((double)copy_elems * 4));
+            device.str(), cuda::kScanChunkCuda, reps);
+  mg::print("device-to-device copy: {:.0f} GB/s (read + write of {})\n\n", copy_gbs, mib((double)copy_elems * 4));
 
   struct Row {
     std::string shape, pass;
@@ -129,22 +129,22 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
         std::vector<Tensor> grads = r.y.grad_fn()->apply({dy});
       });
     }
-    for (auto [pass, t, bytes] : {std::tuple{"forward", fwd, fwd_bytes}, std::tuple{"forward+backward", fb, fb_bytes}}) {
+    for (auto [pass, t, bytes] :
+         {std::tuple{"forward", fwd, fwd_bytes}, std::tuple{"forward+backward", fb, fb_bytes}}) {
       const double gbs = bytes / t.seconds / 1e9;
       rows.push_back({shape, pass, t.seconds * 1e3, gbs, gbs / copy_gbs, t.peak});
     }
   }
 
-  mg::print("  {:<22} {:<18} {:>9} {:>9} {:>10} {:>11}\n", "(b, l, d, n)", "pass", "ms", "GB/s", "of copy",
-             "peak mem");
+  mg::print("  {:<22} {:<18} {:>9} {:>9} {:>10} {:>11}\n", "(b, l, d, n)", "pass", "ms", "GB/s", "of copy", "peak mem");
   for (const Row& r : rows)
     mg::print("  {:<22} {:<18} {:>9.3f} {:>9.0f} {:>9.0f}% {:>11}\n", r.shape, r.pass, r.ms, r.gbs, 100 * r.ratio,
-               mib((double)r.peak));
+              mib((double)r.peak));
   double worst = 1e9;
   for (const Row& r : rows)
     if (r.pass == std::string("forward+backward")) worst = std::min(worst, r.ratio);
   mg::print("\ntarget: forward+backward at >= 50% of the copy bandwidth: {} (lowest {:.0f}%)\n",
-             worst >= 0.5 ? "met" : "NOT met", 100 * worst);
+            worst >= 0.5 ? "met" : "NOT met", 100 * worst);
   return 0;
 }
 

@@ -30,8 +30,8 @@
 // --device cuda: the model, gradients, AdamW state and batches live on the GPU (batches are sampled on
 // the host and copied, as the trainer does). Device work is asynchronous, so the clock is read only
 // after the device is idle: a cuda::synchronize ends each phase (forward, backward, update), two more
-// waits per step than the trainer has, a few microseconds each. Memory: "device peak" is the caching allocator's high-water mark
-// (cuda::memory_stats), reset before the model is built, minus the bytes in use then: parameters,
+// waits per step than the trainer has, a few microseconds each. Memory: "device peak" is the caching allocator's
+// high-water mark (cuda::memory_stats), reset before the model is built, minus the bytes in use then: parameters,
 // gradients, AdamW state, activations and temporaries. The peer runs with --device cuda (PyTorch on
 // the same GPU, timed between torch.cuda.synchronize() calls, torch.cuda.max_memory_allocated).
 #include <sys/resource.h>
@@ -117,7 +117,7 @@ struct Result {
   double loss_first = 0, loss_last = 0;
   int64_t allreduce_bytes = 0;  // per step and rank (data parallel)
   int buckets = 0;
-  double wait_ms = 0;           // per step: waiting for the all-reduce after backward
+  double wait_ms = 0;  // per step: waiting for the all-reduce after backward
 };
 
 Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t batch, int64_t seq, int steps,
@@ -206,12 +206,12 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
 std::map<std::string, std::string> run_peer(const std::string& preset, int64_t batch, int64_t seq, int steps,
                                             int warmup, const std::string& data, Device device, Precision precision,
                                             const char* scan, std::string& status) {
-  return run_torch_peer(mg::format("--preset {} --batch {} --seq {} --steps {} --warmup {} --threads {} --scan {}{}{}{}",
-                                    preset, batch, seq, steps, warmup, num_threads(), scan,
-                                    precision == Precision::bf16 ? " --autocast" : "",
-                                    data.empty() ? "" : " --data " + shell_quote(data),
-                                    device.is_cuda() ? " --device " + device.str() : ""),
-                        "tokens_per_s", status);
+  return run_torch_peer(
+      mg::format("--preset {} --batch {} --seq {} --steps {} --warmup {} --threads {} --scan {}{}{}{}", preset, batch,
+                 seq, steps, warmup, num_threads(), scan, precision == Precision::bf16 ? " --autocast" : "",
+                 data.empty() ? "" : " --data " + shell_quote(data),
+                 device.is_cuda() ? " --device " + device.str() : ""),
+      "tokens_per_s", status);
 }
 
 // Both of the peer's scans; returns the faster one's figures (status: the first failure or skip, else ok).
@@ -253,11 +253,11 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
            seq, steps, warmup);
   if (!profile.empty()) {
     check_output_file_option(profile, "--profile");
-    MG_CHECK(presets_in.size() == 1 && !peer,
-             "[bench train] --profile profiles the timed steps of one preset without the peer: give one --preset "
-             "(got {}) and no --peer",
-             presets_in.empty() ? std::string("none: the default is small and base")
-                                : mg::format("{}", presets_in.size()));
+    MG_CHECK(
+        presets_in.size() == 1 && !peer,
+        "[bench train] --profile profiles the timed steps of one preset without the peer: give one --preset "
+        "(got {}) and no --peer",
+        presets_in.empty() ? std::string("none: the default is small and base") : mg::format("{}", presets_in.size()));
   }
   const Device device = Device::parse(device_name);
   require_device(device, "bench train");  // before any work, as the other commands
@@ -287,17 +287,20 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   }
 
   if (root)
-    mg::print("mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
-             "batches from {}{}\n",
-             device.str(), batch, seq, batch * seq, warmup, steps, num_threads(), source,
-             gpu ? mg::format(", TF32 {}", cuda::allow_tf32() ? "on" : "off") : "");
+    mg::print(
+        "mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
+        "batches from {}{}\n",
+        device.str(), batch, seq, batch * seq, warmup, steps, num_threads(), source,
+        gpu ? mg::format(", TF32 {}", cuda::allow_tf32() ? "on" : "off") : "");
   if (root && world.distributed())
-    mg::print("{} processes (MPI), each {} rows of the batch and {} threads; gradients all-reduced in buckets during "
-               "backward\n",
-               world.size(), batch / world.size(), num_threads());
+    mg::print(
+        "{} processes (MPI), each {} rows of the batch and {} threads; gradients all-reduced in buckets during "
+        "backward\n",
+        world.size(), batch / world.size(), num_threads());
   if (root)
-    mg::print("step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
-             gpu ? " + synchronize" : "", gpu ? " + synchronize" : "");
+    mg::print(
+        "step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
+        gpu ? " + synchronize" : "", gpu ? " + synchronize" : "");
   std::fflush(stdout);
 
   std::vector<std::pair<Result, std::map<std::string, std::string>>> rows;
@@ -310,59 +313,61 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
     mg::print("profiling the timed steps (the figures below include the profiler's cost)\n");
   }
   for (auto& preset : presets) {
-   double fp32_tokens_per_s = 0, fp32_cpu_ms = 0;
-   for (Precision precision : precisions) {
-    Result r = bench_preset(preset, data, batch, seq, steps, warmup, device, precision,
-                            profiler ? &*profiler : nullptr);
-    if (!root) continue;
-    if (profiler) {
-      profiler->stop();
-      write_file_atomic(profile, profiler->chrome_trace());
-      mg::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler->steps().size(),
-                 profiler->steps().size() == 1 ? "" : "s", profile, profiler->table_text());
+    double fp32_tokens_per_s = 0, fp32_cpu_ms = 0;
+    for (Precision precision : precisions) {
+      Result r =
+          bench_preset(preset, data, batch, seq, steps, warmup, device, precision, profiler ? &*profiler : nullptr);
+      if (!root) continue;
+      if (profiler) {
+        profiler->stop();
+        write_file_atomic(profile, profiler->chrome_trace());
+        mg::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler->steps().size(),
+                  profiler->steps().size() == 1 ? "" : "s", profile, profiler->table_text());
+      }
+      r.preset = mg::format("{} {}", preset, precision_name(precision));
+      if (world.distributed())
+        mg::print(
+            "mambagrad preset={} precision={} ranks={} tokens_per_s_total={:.1f} tokens_per_s_per_rank={:.1f} "
+            "allreduce_mb_per_step={:.2f} buckets={} allreduce_wait_ms={:.1f}\n",
+            preset, precision_name(precision), world.size(), r.tokens_per_s, r.tokens_per_s / world.size(),
+            (double)r.allreduce_bytes / 1e6, r.buckets, r.wait_ms);
+      mg::print(
+          "mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} "
+          "cpu_ms_per_step={:.1f} fwd_ms={:.1f} "
+          "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
+          "loss_first={:.4f} loss_last={:.4f}\n",
+          preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.cpu_ms_per_step,
+          r.fwd_ms, r.bwd_ms, r.opt_ms, r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)",
+          r.base_rss_mb, r.tensor_peak_mb, gpu ? mg::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "",
+          r.loss_first, r.loss_last);
+      const char* bf16_path = gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic);
+      if (precision == Precision::f32)
+        fp32_tokens_per_s = r.tokens_per_s, fp32_cpu_ms = r.cpu_ms_per_step;
+      else if (fp32_tokens_per_s > 0)
+        mg::print("mambagrad {}: bf16 / fp32 step {:.2f}x, by CPU time {:.2f}x (the bf16 gemm ran the {} path)\n",
+                  preset, r.tokens_per_s / fp32_tokens_per_s, fp32_cpu_ms / r.cpu_ms_per_step, bf16_path);
+      else
+        mg::print("mambagrad {}: the bf16 gemm ran the {} path\n", preset, bf16_path);
+      std::fflush(stdout);
+      std::map<std::string, std::string> kv;
+      if (peer) {
+        std::string status;
+        kv = run_best_peer(preset, batch, seq, steps, warmup, data_path, device, precision, status);
+        if (status != "ok") mg::print("torch peer for {}: {}\n", preset, status);
+        peer_failed |= status.rfind("failed", 0) == 0;
+        peer_status.push_back(status);
+      }
+      rows.push_back({r, kv});
     }
-    r.preset = mg::format("{} {}", preset, precision_name(precision));
-    if (world.distributed())
-      mg::print("mambagrad preset={} precision={} ranks={} tokens_per_s_total={:.1f} tokens_per_s_per_rank={:.1f} "
-                 "allreduce_mb_per_step={:.2f} buckets={} allreduce_wait_ms={:.1f}\n",
-                 preset, precision_name(precision), world.size(), r.tokens_per_s, r.tokens_per_s / world.size(),
-                 (double)r.allreduce_bytes / 1e6, r.buckets, r.wait_ms);
-    mg::print("mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} "
-               "cpu_ms_per_step={:.1f} fwd_ms={:.1f} "
-               "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
-               "loss_first={:.4f} loss_last={:.4f}\n",
-               preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step,
-               r.cpu_ms_per_step, r.fwd_ms, r.bwd_ms, r.opt_ms, r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)",
-               r.base_rss_mb,
-               r.tensor_peak_mb, gpu ? mg::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "", r.loss_first,
-               r.loss_last);
-    const char* bf16_path = gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic);
-    if (precision == Precision::f32)
-      fp32_tokens_per_s = r.tokens_per_s, fp32_cpu_ms = r.cpu_ms_per_step;
-    else if (fp32_tokens_per_s > 0)
-      mg::print("mambagrad {}: bf16 / fp32 step {:.2f}x, by CPU time {:.2f}x (the bf16 gemm ran the {} path)\n",
-                 preset, r.tokens_per_s / fp32_tokens_per_s, fp32_cpu_ms / r.cpu_ms_per_step, bf16_path);
-    else
-      mg::print("mambagrad {}: the bf16 gemm ran the {} path\n", preset, bf16_path);
-    std::fflush(stdout);
-    std::map<std::string, std::string> kv;
-    if (peer) {
-      std::string status;
-      kv = run_best_peer(preset, batch, seq, steps, warmup, data_path, device, precision, status);
-      if (status != "ok") mg::print("torch peer for {}: {}\n", preset, status);
-      peer_failed |= status.rfind("failed", 0) == 0;
-      peer_status.push_back(status);
-    }
-    rows.push_back({r, kv});
-   }
   }
 
   if (peer && gpu) {
-    mg::print("\nmambagrad / PyTorch on {} (memory: peak device memory of tensors above what was in use before the "
-               "model was built; PyTorch: torch.cuda.max_memory_allocated)\n",
-               device.str());
+    mg::print(
+        "\nmambagrad / PyTorch on {} (memory: peak device memory of tensors above what was in use before the "
+        "model was built; PyTorch: torch.cuda.max_memory_allocated)\n",
+        device.str());
     mg::print("{:<11} {:>12} {:>12} {:>8} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s", "torch tok/s", "ratio",
-               "mg dev MB", "torch MB", "ratio");
+              "mg dev MB", "torch MB", "ratio");
     for (size_t i = 0; i < rows.size(); ++i) {
       auto& [r, kv] = rows[i];
       if (kv.empty() || !kv.count("peak_dev_mb")) {
@@ -371,15 +376,16 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
       }
       const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_dev_mb"));
       mg::print("{:<11} {:>12.1f} {:>12.1f} {:>7.2f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n", r.preset, r.tokens_per_s, tt,
-                 r.tokens_per_s / tt, r.device_peak_mb, tm, tm > 0 ? r.device_peak_mb / tm : NAN);
+                r.tokens_per_s / tt, r.device_peak_mb, tm, tm > 0 ? r.device_peak_mb / tm : NAN);
     }
     mg::print("target: mambagrad at least 10x the PyTorch peer's tokens/s\n");
   } else if (peer) {
-    mg::print("\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
-               "model was built)\n",
-               num_threads());
+    mg::print(
+        "\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
+        "model was built)\n",
+        num_threads());
     mg::print("{:<11} {:>12} {:>12} {:>7} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s",
-               "torch tok/s", "ratio", "mg MB", "torch MB", "ratio", "mg +MB", "torch +MB", "ratio");
+              "torch tok/s", "ratio", "mg MB", "torch MB", "ratio", "mg +MB", "torch +MB", "ratio");
     for (size_t i = 0; i < rows.size(); ++i) {
       auto& [r, kv] = rows[i];
       if (kv.empty()) {
@@ -390,13 +396,13 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
       const double tb = kv.count("base_rss_mb") ? std::stod(kv.at("base_rss_mb")) : 0.0;
       const double mg_extra = r.peak_rss_mb - r.base_rss_mb, t_extra = tm - tb;
       mg::print("{:<11} {:>12.1f} {:>12.1f} {:>6.2f}x | {:>9.1f} {:>9.1f} {:>6.3f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n",
-                 r.preset, r.tokens_per_s, tt, r.tokens_per_s / tt, r.peak_rss_mb, tm, r.peak_rss_mb / tm, mg_extra,
-                 t_extra, t_extra > 0 ? mg_extra / t_extra : NAN);
+                r.preset, r.tokens_per_s, tt, r.tokens_per_s / tt, r.peak_rss_mb, tm, r.peak_rss_mb / tm, mg_extra,
+                t_extra, t_extra > 0 ? mg_extra / t_extra : NAN);
     }
   }
   if (peer)
     mg::print("torch: the faster of the peer's two scans (precomputed, loop){}\n",
-               precisions.back() == Precision::bf16 ? "; bf16 rows: PyTorch under torch.autocast(bfloat16)" : "");
+              precisions.back() == Precision::bf16 ? "; bf16 rows: PyTorch under torch.autocast(bfloat16)" : "");
   return peer_failed ? 1 : 0;  // a skipped peer (no python3 or torch) is not a failure
 }
 

@@ -16,8 +16,8 @@ namespace mg {
 
 namespace {
 
-constexpr size_t kSmall = 64 << 10;     // below: plain aligned_alloc, not cached
-constexpr size_t kHugePage = 2 << 20;   // from here: 2 MiB aligned, huge pages asked for
+constexpr size_t kSmall = 64 << 10;             // below: plain aligned_alloc, not cached
+constexpr size_t kHugePage = 2 << 20;           // from here: 2 MiB aligned, huge pages asked for
 constexpr size_t kMaxCached = size_t(8) << 30;  // the cache gives blocks back beyond this
 
 struct Cache {

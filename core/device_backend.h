@@ -8,7 +8,7 @@
 namespace mg {
 
 struct DeviceBackend {
-  int (*device_count)();                                          // devices present on this machine
+  int (*device_count)();                                         // devices present on this machine
   void* (*allocate)(size_t nbytes, int device, const char* op);  // throws mg::Error on failure
   void (*release)(void* p, int device) noexcept;
 };

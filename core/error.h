@@ -19,14 +19,13 @@ class Error : public std::runtime_error {
 
 #define MG_THROW(...) throw ::mg::Error(::mg::format(__VA_ARGS__))
 
-#define MG_CHECK(cond, ...)        \
-  do {                             \
+#define MG_CHECK(cond, ...)             \
+  do {                                  \
     if (!(cond)) MG_THROW(__VA_ARGS__); \
   } while (0)
 
-#define MG_ASSERT(cond)                                                                      \
-  do {                                                                                       \
-    if (!(cond))                                                                             \
-      throw ::mg::Error(::mg::format("internal error: assertion '{}' failed at {}:{}", #cond, \
-                                     __FILE__, __LINE__));                                   \
+#define MG_ASSERT(cond)                                                                                             \
+  do {                                                                                                              \
+    if (!(cond))                                                                                                    \
+      throw ::mg::Error(::mg::format("internal error: assertion '{}' failed at {}:{}", #cond, __FILE__, __LINE__)); \
   } while (0)

@@ -7,12 +7,12 @@
 #include <array>
 #include <string_view>
 
-#define MG_DIFFERENTIABLE_OPS(X)                                                                 \
-  X(add) X(sub) X(mul) X(div) X(sum) X(mean) X(max) X(matmul) X(linear)                         \
-  X(reshape) X(transpose) X(permute) X(narrow) X(split) X(expand) X(cat) X(contiguous) X(to_dtype) \
-  X(to_device)                                                                                   \
-  X(embedding) X(log_softmax) X(cross_entropy) X(rms_norm) X(selective_scan) X(causal_conv1d) \
-  X(selective_state_update) X(causal_conv1d_update)
+// clang-format off
+#define MG_DIFFERENTIABLE_OPS(X)                                                                                     \
+  X(add) X(sub) X(mul) X(div) X(sum) X(mean) X(max) X(matmul) X(linear) X(reshape) X(transpose) X(permute)          \
+  X(narrow) X(split) X(expand) X(cat) X(contiguous) X(to_dtype) X(to_device) X(embedding) X(log_softmax)            \
+  X(cross_entropy) X(rms_norm) X(selective_scan) X(causal_conv1d) X(selective_state_update) X(causal_conv1d_update)
+// clang-format on
 
 namespace mg {
 

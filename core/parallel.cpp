@@ -14,8 +14,7 @@ int initial_threads() {
     try {
       int n = std::stoi(s);
       if (n >= 1) return n;
-    } catch (...) {
-    }
+    } catch (...) {}
     MG_THROW("[threads] MG_NUM_THREADS='{}' is not a positive integer", s);
   }
   return omp_get_max_threads();
@@ -30,7 +29,8 @@ int num_threads() { return thread_count(); }
 
 int64_t parallel_pieces(int64_t n, int64_t cost_per_item, int nt) {
   // n * cost_per_item can pass 2^63 (callers that always want every thread say 2^40 per item).
-  const int64_t by_work = cost_per_item > 0 && n > INT64_MAX / cost_per_item ? INT64_MAX : n * cost_per_item / kParallelGrain;
+  const int64_t by_work =
+      cost_per_item > 0 && n > INT64_MAX / cost_per_item ? INT64_MAX : n * cost_per_item / kParallelGrain;
   return std::min<int64_t>(n, std::max<int64_t>(nt, std::min<int64_t>(kPiecesPerThread * nt, by_work)));
 }
 
@@ -92,9 +92,7 @@ void SplitChooser::record(bool split, double seconds) {
 }
 
 void SplitChooser::decide() {
-  auto median3 = [](const double* t) {
-    return std::max(std::min(t[0], t[1]), std::min(std::max(t[0], t[1]), t[2]));
-  };
+  auto median3 = [](const double* t) { return std::max(std::min(t[0], t[1]), std::min(std::max(t[0], t[1]), t[2])); };
   serial_med_ = median3(serial_s_), split_med_ = median3(split_s_);
   // Split only if it is faster by 10% in the median and no split probe stalled.
   const double split_max = std::max({split_s_[0], split_s_[1], split_s_[2]});

@@ -51,7 +51,7 @@ class SplitChooser {
   static constexpr int kProbe = 8, kMinRun = 64, kMaxRun = 4096, kStalls = 2;
   mutable std::mutex mu_;
   Mode mode_ = Mode::kAuto;
-  int probe_ = 0;             // runs of the current probe done (kProbe: not probing)
+  int probe_ = 0;  // runs of the current probe done (kProbe: not probing)
   double serial_s_[3] = {}, split_s_[3] = {};
   double serial_med_ = 0, split_med_ = 0;
   bool decided_ = false, choice_ = false;
@@ -75,7 +75,7 @@ void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
     return;
   }
   const int64_t pieces = parallel_pieces(n, cost_per_item, nt);
-#pragma omp parallel for num_threads((int)std::min<int64_t>(nt, pieces)) schedule(dynamic, 1)
+#pragma omp parallel for num_threads((int)std::min <int64_t>(nt, pieces)) schedule(dynamic, 1)
   for (int64_t c = 0; c < pieces; ++c) {
     int64_t b = n * c / pieces, e = n * (c + 1) / pieces;
     f(b, e);

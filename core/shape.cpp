@@ -17,14 +17,14 @@ std::string Shape::str() const {
 }
 
 void Shape::throw_too_large(const char* op) const {
-  MG_THROW("[{}] shape {} has too many elements: the product of its sizes overflows int64 (a tensor holds at most "
-           "{} elements)",
-           op, *this, std::numeric_limits<int64_t>::max());
+  MG_THROW(
+      "[{}] shape {} has too many elements: the product of its sizes overflows int64 (a tensor holds at most "
+      "{} elements)",
+      op, *this, std::numeric_limits<int64_t>::max());
 }
 
 int64_t check_shape(const Shape& shape, const char* op) {
-  for (auto s : shape)
-    MG_CHECK(s >= 0, "[{}] negative size {} in shape {} (sizes must be 0 or more)", op, s, shape);
+  for (auto s : shape) MG_CHECK(s >= 0, "[{}] negative size {} in shape {} (sizes must be 0 or more)", op, s, shape);
   int64_t n = 1;
   bool zero = false;
   for (auto s : shape) {
@@ -50,8 +50,8 @@ Strides contiguous_strides(const Shape& shape) {
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   int64_t lo = -ndim, hi = ndim - 1;
   if (ndim == 0) lo = -1, hi = 0;  // a scalar accepts dim 0 / -1
-  MG_CHECK(dim >= lo && dim <= hi, "[{}] dim {} is out of range for a tensor with {} dims (valid: {} to {})",
-           op, dim, ndim, lo, hi);
+  MG_CHECK(dim >= lo && dim <= hi, "[{}] dim {} is out of range for a tensor with {} dims (valid: {} to {})", op, dim,
+           ndim, lo, hi);
   return dim < 0 ? dim + std::max<int64_t>(ndim, 1) : dim;
 }
 
@@ -62,7 +62,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
     MG_CHECK(da == db || da == 1 || db == 1,
-             "[{}] shapes {} and {} cannot be broadcast: dim {} has sizes {} and {} (each pair must be equal or one of them 1)",
+             "[{}] shapes {} and {} cannot be broadcast: dim {} has sizes {} and {} (each pair must be equal or one of "
+             "them 1)",
              op, a, b, (int64_t)i - (int64_t)n, da, db);
     out[i] = da == 1 ? db : da;
   }

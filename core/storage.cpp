@@ -20,8 +20,7 @@ std::atomic<StorageObserver*> g_observer{nullptr};
 void count_alloc(size_t n) {
   size_t live = g_cpu_live.fetch_add(n, std::memory_order_relaxed) + n;
   size_t peak = g_cpu_peak.load(std::memory_order_relaxed);
-  while (live > peak && !g_cpu_peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
-  }
+  while (live > peak && !g_cpu_peak.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {}
 }
 }  // namespace
 

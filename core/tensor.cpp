@@ -78,8 +78,8 @@ Tensor Tensor::grad() const {
 void Tensor::set_grad(const Tensor& g) const {
   if (g.defined())
     MG_CHECK(g.shape() == shape() && g.dtype() == dtype() && g.device() == device(),
-             "[set_grad] gradient {} {} on {} does not match the tensor {} {} on {}", g.shape(), g.dtype(),
-             g.device(), shape(), dtype(), device());
+             "[set_grad] gradient {} {} on {} does not match the tensor {} {} on {}", g.shape(), g.dtype(), g.device(),
+             shape(), dtype(), device());
   autograd_meta().grad = g.impl_ptr();
 }
 

@@ -25,7 +25,7 @@ struct AutogradMeta {
   std::shared_ptr<Node> grad_fn;
   uint32_t output_nr = 0;
   std::shared_ptr<class TensorImpl> grad;  // accumulated gradient of a leaf
-  std::weak_ptr<Node> grad_accumulator;     // the leaf's AccumulateGrad node, made on demand
+  std::weak_ptr<Node> grad_accumulator;    // the leaf's AccumulateGrad node, made on demand
 };
 
 class TensorImpl {

@@ -16,41 +16,41 @@
 #include "core/unary_functors.h"
 
 //        name       f(x, p)                    df(x, y, p)                                   gradcheck x in
-#define MG_UNARY_OPS(X)                                                                                      \
-  X(neg,      -x,                        T(-1),                                              -2, 2)          \
-  X(exp,      std::exp(x),               y,                                                  -2, 2)          \
-  X(log,      std::log(x),               T(1) / x,                                           0.5, 3)         \
-  X(log1p,    std::log1p(x),             T(1) / (T(1) + x),                                  -0.5, 2)        \
-  X(sqrt,     std::sqrt(x),              T(0.5) / y,                                         0.5, 3)         \
-  X(rsqrt,    T(1) / std::sqrt(x),       T(-0.5) * y * y * y,                                0.5, 3)         \
-  X(sigmoid,  sigmoid(x),                y * (T(1) - y),                                     -4, 4)          \
-  X(silu,     silu(x),                   silu_grad(x),                                       -4, 4)          \
-  X(softplus, softplus(x),               x > T(20) ? T(1) : sigmoid(x),                      -4, 4)          \
-  X(tanh,     std::tanh(x),              T(1) - y * y,                                       -2, 2)
+#define MG_UNARY_OPS(X)                                          \
+  X(neg, -x, T(-1), -2, 2)                                       \
+  X(exp, std::exp(x), y, -2, 2)                                  \
+  X(log, std::log(x), T(1) / x, 0.5, 3)                          \
+  X(log1p, std::log1p(x), T(1) / (T(1) + x), -0.5, 2)            \
+  X(sqrt, std::sqrt(x), T(0.5) / y, 0.5, 3)                      \
+  X(rsqrt, T(1) / std::sqrt(x), T(-0.5) * y * y * y, 0.5, 3)     \
+  X(sigmoid, sigmoid(x), y*(T(1) - y), -4, 4)                    \
+  X(silu, silu(x), silu_grad(x), -4, 4)                          \
+  X(softplus, softplus(x), x > T(20) ? T(1) : sigmoid(x), -4, 4) \
+  X(tanh, std::tanh(x), T(1) - y * y, -2, 2)
 
 //        name        f(x, p)                                   df(x, y, p)                               x in     p
-#define MG_UNARY_SCALAR_OPS(X)                                                                                       \
-  X(pow,        pow_p(x, p),                          pow_p_grad(x, p),                                  -2, 2,  2)   \
-  X(add_scalar, x + p,                                T(1),                                              -2, 2,  1.5) \
-  X(mul_scalar, x * p,                                p,                                                 -2, 2,  -0.7)
+#define MG_UNARY_SCALAR_OPS(X)                    \
+  X(pow, pow_p(x, p), pow_p_grad(x, p), -2, 2, 2) \
+  X(add_scalar, x + p, T(1), -2, 2, 1.5)          \
+  X(mul_scalar, x* p, p, -2, 2, -0.7)
 
 namespace mg {
 
 namespace fn {
 // One functor per entry: fn::exp_op::f(x, p), fn::exp_op::df(x, y, p), fn::exp_op::name.
-#define MG_UNARY_FUNCTOR(op, f_expr, df_expr, ...)                          \
-  struct op##_op {                                                           \
-    static constexpr const char* name = #op;                                 \
-    template <class T>                                                       \
-    MG_HD static T f(T x, T p) {                                             \
-      (void)p;                                                               \
-      return f_expr;                                                         \
-    }                                                                        \
-    template <class T>                                                       \
-    MG_HD static T df(T x, T y, T p) {                                       \
-      (void)x, (void)y, (void)p;                                             \
-      return df_expr;                                                        \
-    }                                                                        \
+#define MG_UNARY_FUNCTOR(op, f_expr, df_expr, ...) \
+  struct op##_op {                                 \
+    static constexpr const char* name = #op;       \
+    template <class T>                             \
+    MG_HD static T f(T x, T p) {                   \
+      (void)p;                                     \
+      return f_expr;                               \
+    }                                              \
+    template <class T>                             \
+    MG_HD static T df(T x, T y, T p) {             \
+      (void)x, (void)y, (void)p;                   \
+      return df_expr;                              \
+    }                                              \
   };
 MG_UNARY_OPS(MG_UNARY_FUNCTOR)
 MG_UNARY_SCALAR_OPS(MG_UNARY_FUNCTOR)

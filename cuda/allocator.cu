@@ -94,8 +94,7 @@ void device_free(void* p, int device) noexcept {
 #endif
   try {
     cache(device).release(p);
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 // core reaches the CUDA backend through these (core/device_backend.h). The CUDA library is linked whole

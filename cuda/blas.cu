@@ -19,12 +19,12 @@
 #include "core/bf16.h"
 #include "cuda/launch.cuh"
 
-#define MG_CUBLAS_CHECK(call, op)                                                                         \
-  do {                                                                                                    \
-    cublasStatus_t st_ = (call);                                                                          \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                     \
-      MG_THROW("[{}] cuBLAS error in {} at {}:{}: {} ({})", op, #call, __FILE__, __LINE__,                 \
-               cublasGetStatusName(st_), cublasGetStatusString(st_));                                     \
+#define MG_CUBLAS_CHECK(call, op)                                                                                    \
+  do {                                                                                                               \
+    cublasStatus_t st_ = (call);                                                                                     \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                                \
+      MG_THROW("[{}] cuBLAS error in {} at {}:{}: {} ({})", op, #call, __FILE__, __LINE__, cublasGetStatusName(st_), \
+               cublasGetStatusString(st_));                                                                          \
   } while (0)
 
 namespace mg::cuda {
@@ -81,10 +81,10 @@ void gemm(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     const int64_t nb16 = span_of(trans_b ? N : K, trans_b ? K : N, ldb, stride_b, batch);
     Scratch a16(size_t(na) * 2, device, "matmul"), b16(size_t(nb16) * 2, device, "matmul");
     round_to_bf16_kernel<<<grid_for(na), kThreads, 0, stream(device)>>>(static_cast<const float*>(A),
-                                                                       a16.as<uint16_t>(), na);
+                                                                        a16.as<uint16_t>(), na);
     MG_CUDA_LAUNCH_CHECK("matmul");
     round_to_bf16_kernel<<<grid_for(nb16), kThreads, 0, stream(device)>>>(static_cast<const float*>(B),
-                                                                         b16.as<uint16_t>(), nb16);
+                                                                          b16.as<uint16_t>(), nb16);
     MG_CUDA_LAUNCH_CHECK("matmul");
     MG_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "matmul");
     const float alpha = 1.0f, b = (float)beta;

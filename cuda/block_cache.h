@@ -32,9 +32,9 @@ inline size_t round_block_size(size_t nbytes) {
 }
 
 struct BlockCacheStats {
-  size_t in_use = 0;        // bytes of blocks held by live allocations (their class sizes)
-  size_t peak = 0;          // high-water mark of in_use since the last reset
-  size_t cached = 0;        // bytes of freed blocks kept for reuse
+  size_t in_use = 0;            // bytes of blocks held by live allocations (their class sizes)
+  size_t peak = 0;              // high-water mark of in_use since the last reset
+  size_t cached = 0;            // bytes of freed blocks kept for reuse
   uint64_t driver_mallocs = 0;  // calls to the driver's malloc that succeeded
   uint64_t driver_frees = 0;
 };

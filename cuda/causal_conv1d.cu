@@ -180,15 +180,15 @@ template <class T>
 void causal_conv1d_forward(const T* x, const T* w, const T* bias, const T* init, int64_t b, int64_t l, int64_t d,
                            int64_t k, bool apply_silu, T* out, int device) {
   set_device(device, "causal_conv1d");
-  conv_forward_kernel<T><<<grid_for(b * l * d), kThreads, 0, stream(device)>>>(x, w, bias, init, b, l, d, k,
-                                                                               apply_silu, out);
+  conv_forward_kernel<T>
+      <<<grid_for(b * l * d), kThreads, 0, stream(device)>>>(x, w, bias, init, b, l, d, k, apply_silu, out);
   MG_CUDA_LAUNCH_CHECK("causal_conv1d");
 }
 
 template <class T>
-void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init, const T* dout, int64_t b,
-                            int64_t l, int64_t d, int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias,
-                            T* dinit, double* partials, int device) {
+void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init, const T* dout, int64_t b, int64_t l,
+                            int64_t d, int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias, T* dinit,
+                            double* partials, int device) {
   set_device(device, "causal_conv1d");
   MG_CHECK(!apply_silu || dpre, "[causal_conv1d] internal error: the silu backward needs its dpre buffer");
   MG_CHECK(!(dw || dbias) || partials, "[causal_conv1d] internal error: dweight needs its partials");
@@ -211,8 +211,8 @@ void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init
   if (dw || dbias) {
     const int64_t rows = b * l, rb = row_blocks(rows), rows_per_block = (rows + rb - 1) / rb;
     const int64_t groups = (d + kLanes - 1) / kLanes, tap_groups = (k + 1 + kTapGroup - 1) / kTapGroup;
-    MG_CHECK(groups < INT32_MAX && tap_groups < 65536, "[causal_conv1d] d = {} or k = {} is too large for the grid",
-             d, k);
+    MG_CHECK(groups < INT32_MAX && tap_groups < 65536, "[causal_conv1d] d = {} or k = {} is too large for the grid", d,
+             k);
     dim3 grid((unsigned)groups, (unsigned)rb, (unsigned)tap_groups);
     conv_dw_kernel<T><<<grid, dim3(kLanes, kWarps), 0, st>>>(x, init, g, rows, l, d, k, rows_per_block, partials);
     MG_CUDA_LAUNCH_CHECK("causal_conv1d");
@@ -221,15 +221,15 @@ void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init
   }
 }
 
-template void causal_conv1d_forward<float>(const float*, const float*, const float*, const float*, int64_t,
-                                           int64_t, int64_t, int64_t, bool, float*, int);
+template void causal_conv1d_forward<float>(const float*, const float*, const float*, const float*, int64_t, int64_t,
+                                           int64_t, int64_t, bool, float*, int);
 template void causal_conv1d_forward<double>(const double*, const double*, const double*, const double*, int64_t,
                                             int64_t, int64_t, int64_t, bool, double*, int);
 template void causal_conv1d_backward<float>(const float*, const float*, const float*, const float*, const float*,
                                             int64_t, int64_t, int64_t, int64_t, bool, float*, float*, float*, float*,
                                             float*, double*, int);
-template void causal_conv1d_backward<double>(const double*, const double*, const double*, const double*,
-                                             const double*, int64_t, int64_t, int64_t, int64_t, bool, double*,
-                                             double*, double*, double*, double*, double*, int);
+template void causal_conv1d_backward<double>(const double*, const double*, const double*, const double*, const double*,
+                                             int64_t, int64_t, int64_t, int64_t, bool, double*, double*, double*,
+                                             double*, double*, double*, int);
 
 }  // namespace mg::cuda

@@ -5,22 +5,20 @@
 
 #include "core/error.h"
 
-#define MG_CUDA_CHECK(call, op)                                                                  \
-  do {                                                                                           \
-    cudaError_t err_ = (call);                                                                   \
-    if (err_ != cudaSuccess)                                                                     \
-      MG_THROW("[{}] CUDA error in {} at {}:{}: {}", op, #call, __FILE__, __LINE__,              \
-               cudaGetErrorString(err_));                                                        \
+#define MG_CUDA_CHECK(call, op)                                                                                \
+  do {                                                                                                         \
+    cudaError_t err_ = (call);                                                                                 \
+    if (err_ != cudaSuccess)                                                                                   \
+      MG_THROW("[{}] CUDA error in {} at {}:{}: {}", op, #call, __FILE__, __LINE__, cudaGetErrorString(err_)); \
   } while (0)
 
 // After every kernel launch: catches bad launch configurations at once (asynchronous faults surface
 // at the next synchronising call, which is checked too).
-#define MG_CUDA_LAUNCH_CHECK(op)                                                                 \
-  do {                                                                                           \
-    cudaError_t err_ = cudaGetLastError();                                                       \
-    if (err_ != cudaSuccess)                                                                     \
-      MG_THROW("[{}] CUDA kernel launch failed at {}:{}: {}", op, __FILE__, __LINE__,             \
-               cudaGetErrorString(err_));                                                        \
+#define MG_CUDA_LAUNCH_CHECK(op)                                                                                 \
+  do {                                                                                                           \
+    cudaError_t err_ = cudaGetLastError();                                                                       \
+    if (err_ != cudaSuccess)                                                                                     \
+      MG_THROW("[{}] CUDA kernel launch failed at {}:{}: {}", op, __FILE__, __LINE__, cudaGetErrorString(err_)); \
   } while (0)
 
 namespace mg::cuda {

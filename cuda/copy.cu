@@ -36,8 +36,8 @@ void fill(DType t, void* dst, double value, const StridedIter<1>& it, int device
   if (it.numel == 0) return;
   set_device(device, "fill_");
   MG_CUDA_DISPATCH_ALL(t, "fill_", {
-    fill_kernel<scalar_t><<<grid_for(it.numel), kThreads, 0, stream(device)>>>(static_cast<scalar_t*>(dst),
-                                                                               (scalar_t)value, it);
+    fill_kernel<scalar_t>
+        <<<grid_for(it.numel), kThreads, 0, stream(device)>>>(static_cast<scalar_t*>(dst), (scalar_t)value, it);
   });
   MG_CUDA_LAUNCH_CHECK("fill_");
 }

@@ -76,10 +76,18 @@ void binary(BinaryOp op, DType t, void* out, const void* a, const void* b, const
     auto* pa = static_cast<const scalar_t*>(a);
     auto* pb = static_cast<const scalar_t*>(b);
     switch (op) {
-      case BinaryOp::add: binary_kernel<scalar_t, BinaryOp::add><<<grid, kThreads, 0, s>>>(o, pa, pb, it); break;
-      case BinaryOp::sub: binary_kernel<scalar_t, BinaryOp::sub><<<grid, kThreads, 0, s>>>(o, pa, pb, it); break;
-      case BinaryOp::mul: binary_kernel<scalar_t, BinaryOp::mul><<<grid, kThreads, 0, s>>>(o, pa, pb, it); break;
-      case BinaryOp::div: binary_kernel<scalar_t, BinaryOp::div><<<grid, kThreads, 0, s>>>(o, pa, pb, it); break;
+      case BinaryOp::add:
+        binary_kernel<scalar_t, BinaryOp::add><<<grid, kThreads, 0, s>>>(o, pa, pb, it);
+        break;
+      case BinaryOp::sub:
+        binary_kernel<scalar_t, BinaryOp::sub><<<grid, kThreads, 0, s>>>(o, pa, pb, it);
+        break;
+      case BinaryOp::mul:
+        binary_kernel<scalar_t, BinaryOp::mul><<<grid, kThreads, 0, s>>>(o, pa, pb, it);
+        break;
+      case BinaryOp::div:
+        binary_kernel<scalar_t, BinaryOp::div><<<grid, kThreads, 0, s>>>(o, pa, pb, it);
+        break;
     }
   });
   MG_CUDA_LAUNCH_CHECK(name);
@@ -93,32 +101,32 @@ void unary(DType t, void* out, const void* x, double p, const StridedIter<2>& it
   const unsigned grid = grid_for(it.numel);
   cudaStream_t s = stream(device);
   MG_CUDA_DISPATCH_FLOAT(t, name, {
-    unary_kernel<scalar_t, F><<<grid, kThreads, 0, s>>>(static_cast<scalar_t*>(out), static_cast<const scalar_t*>(x),
-                                                        (scalar_t)p, it);
+    unary_kernel<scalar_t, F>
+        <<<grid, kThreads, 0, s>>>(static_cast<scalar_t*>(out), static_cast<const scalar_t*>(x), (scalar_t)p, it);
   });
   MG_CUDA_LAUNCH_CHECK(name);
 }
 
 template <class F>
-void unary_backward(DType t, void* dx, const void* g, const void* x, const void* y, double p,
-                    const StridedIter<4>& it, int device) {
+void unary_backward(DType t, void* dx, const void* g, const void* x, const void* y, double p, const StridedIter<4>& it,
+                    int device) {
   const char* name = F::name;
   if (it.numel == 0) return;
   set_device(device, name);
   const unsigned grid = grid_for(it.numel);
   cudaStream_t s = stream(device);
   MG_CUDA_DISPATCH_FLOAT(t, name, {
-    unary_backward_kernel<scalar_t, F><<<grid, kThreads, 0, s>>>(
-        static_cast<scalar_t*>(dx), static_cast<const scalar_t*>(g), static_cast<const scalar_t*>(x),
-        static_cast<const scalar_t*>(y), (scalar_t)p, it);
+    unary_backward_kernel<scalar_t, F>
+        <<<grid, kThreads, 0, s>>>(static_cast<scalar_t*>(dx), static_cast<const scalar_t*>(g),
+                                   static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(y), (scalar_t)p, it);
   });
   MG_CUDA_LAUNCH_CHECK(name);
 }
 
 // Both launchers for every entry of the list: an op added there has its kernels with nothing else to edit.
-#define MG_X(op, ...)                                                                                             \
-  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);                \
-  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double,          \
+#define MG_X(op, ...)                                                                                    \
+  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);       \
+  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double, \
                                             const StridedIter<4>&, int);
 MG_UNARY_OPS(MG_X)
 MG_UNARY_SCALAR_OPS(MG_X)
@@ -138,8 +146,8 @@ void scale(DType t, void* dst, double s, const StridedIter<1>& it, int device) {
   if (it.numel == 0) return;
   set_device(device, "mul_");
   MG_CUDA_DISPATCH_FLOAT(t, "mul_", {
-    scale_kernel<scalar_t><<<grid_for(it.numel), kThreads, 0, stream(device)>>>(static_cast<scalar_t*>(dst),
-                                                                                (scalar_t)s, it);
+    scale_kernel<scalar_t>
+        <<<grid_for(it.numel), kThreads, 0, stream(device)>>>(static_cast<scalar_t*>(dst), (scalar_t)s, it);
   });
   MG_CUDA_LAUNCH_CHECK("mul_");
 }

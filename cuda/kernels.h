@@ -69,8 +69,8 @@ template <class F>
 void unary(DType t, void* out, const void* x, double p, const StridedIter<2>& it, int device);
 // dx = g * F::df(x, y, p).
 template <class F>
-void unary_backward(DType t, void* dx, const void* g, const void* x, const void* y, double p,
-                    const StridedIter<4>& it, int device);
+void unary_backward(DType t, void* dx, const void* g, const void* x, const void* y, double p, const StridedIter<4>& it,
+                    int device);
 // dst += alpha * src (in place).
 void add_scaled(DType t, void* dst, const void* src, double alpha, const StridedIter<2>& it, int device);
 // dst *= s (in place).
@@ -98,8 +98,8 @@ void max_backward(DType t, const void* g, const int64_t* indices, void* dx, int6
 // out[r] = the token picked from row r of logits (rows, ld) among its first `vocab` entries, by the rule
 // of mg::sample_tokens (ops/sample.cpp), with uniforms[r] (device, double; null when temperature is 0);
 // -1 for a row holding NaN.
-void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t vocab, double temperature,
-                 int64_t keep, const double* uniforms, int64_t* out, int device);
+void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t vocab, double temperature, int64_t keep,
+                 const double* uniforms, int64_t* out, int device);
 
 // ---- embedding (cuda/embedding.cu) ----
 // out (n, D) = weight rows ids[i] (ids already checked to be in range).
@@ -122,8 +122,8 @@ void cross_entropy_backward(DType t, const void* logits, const void* lse, const 
                             int64_t N, int64_t C, int64_t ignore_index, int64_t count, void* dx, int device);
 
 // ---- rms_norm (cuda/rms_norm.cu); x (rows, D) contiguous ----
-void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rstd, int64_t rows, int64_t D,
-                      double eps, int device);
+void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rstd, int64_t rows, int64_t D, double eps,
+                      int device);
 // dx (rows, D) and dw (D); either may be null when not needed.
 void rms_norm_backward(DType t, const void* x, const void* w, const void* g, const void* rstd, void* dx, void* dw,
                        int64_t rows, int64_t D, int device);

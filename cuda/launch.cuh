@@ -28,9 +28,7 @@ constexpr int64_t kMaxStrideBlocks = 65535;
 
 // Blocks for a block-stride loop over `items` (items > 0): one block per item (a row, a segment),
 // each block taking item blockIdx.x, then blockIdx.x + gridDim.x, ...; capped at kMaxStrideBlocks.
-inline unsigned blocks_for(int64_t items) {
-  return (unsigned)(items < kMaxStrideBlocks ? items : kMaxStrideBlocks);
-}
+inline unsigned blocks_for(int64_t items) { return (unsigned)(items < kMaxStrideBlocks ? items : kMaxStrideBlocks); }
 
 // Blocks for a grid-stride loop over n elements (n > 0), `threads` per block.
 inline unsigned grid_for(int64_t n, int threads = kThreads) { return blocks_for((n + threads - 1) / threads); }
@@ -116,41 +114,41 @@ class Scratch {
 }  // namespace mg::cuda
 
 // Runs the body with scalar_t bound to float or double.
-#define MG_CUDA_DISPATCH_FLOAT(dtype, op, ...)                                                   \
-  do {                                                                                           \
-    switch (dtype) {                                                                             \
-      case ::mg::DType::f32: {                                                                   \
-        using scalar_t = float;                                                                  \
-        __VA_ARGS__;                                                                             \
-        break;                                                                                   \
-      }                                                                                          \
-      case ::mg::DType::f64: {                                                                   \
-        using scalar_t = double;                                                                 \
-        __VA_ARGS__;                                                                             \
-        break;                                                                                   \
-      }                                                                                          \
-      default:                                                                                   \
+#define MG_CUDA_DISPATCH_FLOAT(dtype, op, ...)                                                    \
+  do {                                                                                            \
+    switch (dtype) {                                                                              \
+      case ::mg::DType::f32: {                                                                    \
+        using scalar_t = float;                                                                   \
+        __VA_ARGS__;                                                                              \
+        break;                                                                                    \
+      }                                                                                           \
+      case ::mg::DType::f64: {                                                                    \
+        using scalar_t = double;                                                                  \
+        __VA_ARGS__;                                                                              \
+        break;                                                                                    \
+      }                                                                                           \
+      default:                                                                                    \
         MG_THROW("[{}] expects float32 or float64 on cuda, got {}", op, ::mg::dtype_name(dtype)); \
-    }                                                                                            \
+    }                                                                                             \
   } while (0)
 
-#define MG_CUDA_DISPATCH_ALL(dtype, op, ...)  \
-  do {                                        \
-    switch (dtype) {                          \
-      case ::mg::DType::f32: {                \
-        using scalar_t = float;               \
-        __VA_ARGS__;                          \
-        break;                                \
-      }                                       \
-      case ::mg::DType::f64: {                \
-        using scalar_t = double;              \
-        __VA_ARGS__;                          \
-        break;                                \
-      }                                       \
-      case ::mg::DType::i64: {                \
-        using scalar_t = int64_t;             \
-        __VA_ARGS__;                          \
-        break;                                \
-      }                                       \
-    }                                         \
+#define MG_CUDA_DISPATCH_ALL(dtype, op, ...) \
+  do {                                       \
+    switch (dtype) {                         \
+      case ::mg::DType::f32: {               \
+        using scalar_t = float;              \
+        __VA_ARGS__;                         \
+        break;                               \
+      }                                      \
+      case ::mg::DType::f64: {               \
+        using scalar_t = double;             \
+        __VA_ARGS__;                         \
+        break;                               \
+      }                                      \
+      case ::mg::DType::i64: {               \
+        using scalar_t = int64_t;            \
+        __VA_ARGS__;                         \
+        break;                               \
+      }                                      \
+    }                                        \
   } while (0)

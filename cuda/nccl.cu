@@ -13,12 +13,11 @@
 #if MG_HAVE_NCCL
 #include <nccl.h>
 
-#define MG_NCCL_CHECK(call, op)                                                                  \
-  do {                                                                                           \
-    ncclResult_t r_ = (call);                                                                    \
-    if (r_ != ncclSuccess)                                                                       \
-      MG_THROW("[{}] NCCL error in {} at {}:{}: {}", op, #call, __FILE__, __LINE__,              \
-               ncclGetErrorString(r_));                                                          \
+#define MG_NCCL_CHECK(call, op)                                                                              \
+  do {                                                                                                       \
+    ncclResult_t r_ = (call);                                                                                \
+    if (r_ != ncclSuccess)                                                                                   \
+      MG_THROW("[{}] NCCL error in {} at {}:{}: {}", op, #call, __FILE__, __LINE__, ncclGetErrorString(r_)); \
   } while (0)
 #endif
 
@@ -96,9 +95,10 @@ void Communicator::synchronize() {
 
 namespace {
 [[noreturn]] void no_nccl() {
-  MG_THROW("[nccl] this build has no NCCL (-DMG_NCCL=OFF, or nccl.h and libnccl not found beside the CUDA toolkit, "
-           "or no MPI): install NCCL and rebuild with -DMG_NCCL=ON, or leave the gradients to the host-staged MPI "
-           "all-reduce");
+  MG_THROW(
+      "[nccl] this build has no NCCL (-DMG_NCCL=OFF, or nccl.h and libnccl not found beside the CUDA toolkit, "
+      "or no MPI): install NCCL and rebuild with -DMG_NCCL=ON, or leave the gradients to the host-staged MPI "
+      "all-reduce");
 }
 }  // namespace
 

@@ -58,9 +58,9 @@ template <class F>
 void unary_backward(DType, void*, const void*, const void*, const void*, double, const StridedIter<4>&, int) {
   no_cuda(F::name);
 }
-#define MG_X(op, ...)                                                                                             \
-  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);                \
-  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double,          \
+#define MG_X(op, ...)                                                                                    \
+  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);       \
+  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double, \
                                             const StridedIter<4>&, int);
 MG_UNARY_OPS(MG_X)
 MG_UNARY_SCALAR_OPS(MG_X)
@@ -126,15 +126,15 @@ template <class T>
 void causal_conv1d_update(const ConvUpdateArgs<T>&, T*, T*, int) {
   no_cuda("causal_conv1d_update");
 }
-#define MG_NO_CUDA_SCAN(T)                                                                                          \
-  template void selective_scan_forward<T>(const ScanArgs<T>&, T*, T*, T*, int);                                     \
-  template void selective_scan_backward<T>(const ScanArgs<T>&, const T*, const T*, const T*, const ScanGrads<T>&,   \
-                                           const ScanScratch<T>&, int);                                             \
-  template void causal_conv1d_forward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, \
-                                         bool, T*, int);                                                            \
-  template void causal_conv1d_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,       \
-                                          int64_t, int64_t, bool, T*, T*, T*, T*, T*, double*, int);                \
-  template void selective_state_update<T>(const StateUpdateArgs<T>&, T*, T*, int);                                \
+#define MG_NO_CUDA_SCAN(T)                                                                                             \
+  template void selective_scan_forward<T>(const ScanArgs<T>&, T*, T*, T*, int);                                        \
+  template void selective_scan_backward<T>(const ScanArgs<T>&, const T*, const T*, const T*, const ScanGrads<T>&,      \
+                                           const ScanScratch<T>&, int);                                                \
+  template void causal_conv1d_forward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t,   \
+                                         bool, T*, int);                                                               \
+  template void causal_conv1d_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
+                                          int64_t, bool, T*, T*, T*, T*, T*, double*, int);                            \
+  template void selective_state_update<T>(const StateUpdateArgs<T>&, T*, T*, int);                                     \
   template void causal_conv1d_update<T>(const ConvUpdateArgs<T>&, T*, T*, int);
 MG_NO_CUDA_SCAN(float)
 MG_NO_CUDA_SCAN(double)

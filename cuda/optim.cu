@@ -100,8 +100,8 @@ void upload(Workspace& w, size_t dst_offset, const void* src, size_t n, int devi
 
 // The per-element arithmetic of the CPU AdamW (ops/cpu/optim.cpp, adamw_update), in T.
 template <class T>
-__global__ void __launch_bounds__(kThreads) adamw_kernel(const AdamWEntry* __restrict__ table, T w1, T b2, T w2,
-                                                          T step_size, T bc2_sqrt, T eps) {
+__global__ void __launch_bounds__(kThreads)
+    adamw_kernel(const AdamWEntry* __restrict__ table, T w1, T b2, T w2, T step_size, T bc2_sqrt, T eps) {
   const AdamWEntry e = table[blockIdx.x];
   T* __restrict__ p = static_cast<T*>(e.p);
   const T* __restrict__ g = static_cast<const T*>(e.g);
@@ -128,8 +128,8 @@ __device__ void block_tree_sum(double* sh) {
 
 // partials[blockIdx.x] = sum of x^2 over the block's chunk, in double.
 template <class T>
-__global__ void __launch_bounds__(kThreads) sum_squares_kernel(const GradEntry* __restrict__ table,
-                                                                double* __restrict__ partials) {
+__global__ void __launch_bounds__(kThreads)
+    sum_squares_kernel(const GradEntry* __restrict__ table, double* __restrict__ partials) {
   __shared__ double sh[kThreads];
   const GradEntry e = table[blockIdx.x];
   const T* __restrict__ g = static_cast<const T*>(e.g);
@@ -145,8 +145,8 @@ __global__ void __launch_bounds__(kThreads) sum_squares_kernel(const GradEntry* 
 }
 
 // *out = sum of partials[0..n), one block: each thread adds a fixed strided subset in order, then a tree.
-__global__ void __launch_bounds__(kThreads) sum_partials_kernel(const double* __restrict__ partials, int64_t n,
-                                                                 double* __restrict__ out) {
+__global__ void __launch_bounds__(kThreads)
+    sum_partials_kernel(const double* __restrict__ partials, int64_t n, double* __restrict__ out) {
   __shared__ double sh[kThreads];
   double s = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) s += partials[i];
@@ -221,8 +221,11 @@ void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int d
   std::vector<AdamWEntry> table =
       chunk_table<AdamWEntry>(ts, first_f64, [](const AdamWTensor& t, int64_t b, int64_t n) {
         const size_t es = t.f64 ? sizeof(double) : sizeof(float);
-        return AdamWEntry{static_cast<char*>(t.param) + b * es, static_cast<const char*>(t.grad) + b * es,
-                          static_cast<char*>(t.exp_avg) + b * es, static_cast<char*>(t.exp_avg_sq) + b * es, n,
+        return AdamWEntry{static_cast<char*>(t.param) + b * es,
+                          static_cast<const char*>(t.grad) + b * es,
+                          static_cast<char*>(t.exp_avg) + b * es,
+                          static_cast<char*>(t.exp_avg_sq) + b * es,
+                          n,
                           t.decay};
       });
   if (table.empty()) return;
@@ -231,9 +234,8 @@ void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int d
   cudaStream_t st = stream(device);
   launch_per_dtype(first_f64, table.size(), op, [&](auto zero, size_t begin, size_t count) {
     using T = decltype(zero);
-    adamw_kernel<T><<<grid_of(count, op), kThreads, 0, st>>>(dt + begin, (T)(1.0 - s.beta1), (T)s.beta2,
-                                                             (T)(1.0 - s.beta2), (T)s.step_size, (T)s.bc2_sqrt,
-                                                             (T)s.eps);
+    adamw_kernel<T><<<grid_of(count, op), kThreads, 0, st>>>(
+        dt + begin, (T)(1.0 - s.beta1), (T)s.beta2, (T)(1.0 - s.beta2), (T)s.step_size, (T)s.bc2_sqrt, (T)s.eps);
   });
 }
 

@@ -72,5 +72,4 @@ double grad_sum_squares(const std::vector<GradTensor>& gs, int device);
 // g *= coef for every gradient, in the gradient's precision (one launch per dtype present).
 void scale_grads(const std::vector<GradTensor>& gs, double coef, int device);
 
-
 }  // namespace mg::cuda

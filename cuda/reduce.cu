@@ -87,11 +87,11 @@ void sum_rows(DType t, const void* x, void* out, int64_t rows, int64_t n, double
     } else {
       const int64_t chunks = (n + kChunk - 1) / kChunk;
       Scratch partial((size_t)(rows * chunks) * sizeof(double), device, "sum");
-      segment_sum_kernel<scalar_t, double><<<blocks_for(rows * chunks), kThreads, 0, s>>>(
-          px, partial.as<double>(), rows, n, chunks, kChunk, 1.0);
+      segment_sum_kernel<scalar_t, double>
+          <<<blocks_for(rows * chunks), kThreads, 0, s>>>(px, partial.as<double>(), rows, n, chunks, kChunk, 1.0);
       MG_CUDA_LAUNCH_CHECK("sum");
-      segment_sum_kernel<double, scalar_t><<<blocks_for(rows), kThreads, 0, s>>>(partial.as<double>(), po, rows,
-                                                                                 chunks, 1, chunks, scale);
+      segment_sum_kernel<double, scalar_t>
+          <<<blocks_for(rows), kThreads, 0, s>>>(partial.as<double>(), po, rows, chunks, 1, chunks, scale);
       MG_CUDA_LAUNCH_CHECK("sum");
     }
   });

@@ -63,8 +63,8 @@ __global__ void rms_dw_final_kernel(const double* partial, T* dw, int64_t D, int
 
 }  // namespace
 
-void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rstd, int64_t rows, int64_t D,
-                      double eps, int device) {
+void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rstd, int64_t rows, int64_t D, double eps,
+                      int device) {
   if (rows == 0) return;
   set_device(device, "rms_norm");
   MG_CUDA_DISPATCH_FLOAT(t, "rms_norm", {
@@ -85,8 +85,8 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
     auto* pg = static_cast<const scalar_t*>(g);
     auto* pr = static_cast<const scalar_t*>(rstd);
     if (dx && rows > 0) {
-      rms_backward_dx_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, s>>>(
-          px, static_cast<const scalar_t*>(w), pg, pr, static_cast<scalar_t*>(dx), rows, D);
+      rms_backward_dx_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, s>>>(px, static_cast<const scalar_t*>(w), pg,
+                                                                             pr, static_cast<scalar_t*>(dx), rows, D);
       MG_CUDA_LAUNCH_CHECK("rms_norm");
     }
     if (dw) {
@@ -98,8 +98,8 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
             px, pg, pr, partial.as<double>(), rows, D, chunks);
         MG_CUDA_LAUNCH_CHECK("rms_norm");
       }
-      rms_dw_final_kernel<scalar_t><<<col_blocks, kThreads, 0, s>>>(partial.as<double>(), static_cast<scalar_t*>(dw),
-                                                                    D, chunks);
+      rms_dw_final_kernel<scalar_t>
+          <<<col_blocks, kThreads, 0, s>>>(partial.as<double>(), static_cast<scalar_t*>(dw), D, chunks);
       MG_CUDA_LAUNCH_CHECK("rms_norm");
     }
   });

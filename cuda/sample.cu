@@ -53,8 +53,8 @@ __global__ void sample_kernel(const T* logits, int64_t ld, int64_t vocab, double
 
 }  // namespace
 
-void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t vocab, double temperature,
-                 int64_t keep, const double* uniforms, int64_t* out, int device) {
+void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t vocab, double temperature, int64_t keep,
+                 const double* uniforms, int64_t* out, int device) {
   if (rows == 0) return;
   set_device(device, "sample");
   Scratch scratch((size_t)(rows * keep) * (sizeof(double) + sizeof(int64_t)), device, "sample");

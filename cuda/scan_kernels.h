@@ -24,19 +24,19 @@
 
 namespace mg::cuda {
 
-inline constexpr int kScanItems = 8;                             // consecutive time steps per thread
-inline constexpr int kScanWarps = 8;                             // warps per block, splitting a chunk
-inline constexpr int kScanLanes = 32;                            // channels per block
+inline constexpr int kScanItems = 8;                                // consecutive time steps per thread
+inline constexpr int kScanWarps = 8;                                // warps per block, splitting a chunk
+inline constexpr int kScanLanes = 32;                               // channels per block
 inline constexpr int64_t kScanChunkCuda = kScanItems * kScanWarps;  // time steps per chunk (64)
 
 inline int64_t scan_num_chunks_cuda(int64_t l) { return (l + kScanChunkCuda - 1) / kScanChunkCuda; }
 // Channel groups of 32: each writes its own (b, n, l) partial of dB and dC.
 inline int64_t scan_num_groups_cuda(int64_t d) { return (d + kScanLanes - 1) / kScanLanes; }
 
-using mg::ScanArgs;   // core/scan_args.h
+using mg::ConvUpdateArgs;
+using mg::ScanArgs;  // core/scan_args.h
 using mg::ScanGrads;
 using mg::StateUpdateArgs;
-using mg::ConvUpdateArgs;
 
 // Device scratch of the backward, allocated by the caller (null where the matching gradient is not
 // wanted): part_dB, part_dC (G, b, n, l) with G = scan_num_groups_cuda(d); part_dA (b, d, n),
@@ -75,9 +75,9 @@ int64_t causal_conv1d_partials(int64_t b, int64_t l, int64_t d, int64_t k);
 // may be null otherwise). dx, dw, dbias, dinit (b, d, k-1): null where not wanted. partials:
 // causal_conv1d_partials(...) doubles, needed when dw or dbias is wanted.
 template <class T>
-void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init, const T* dout, int64_t b,
-                            int64_t l, int64_t d, int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias,
-                            T* dinit, double* partials, int device);
+void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init, const T* dout, int64_t b, int64_t l,
+                            int64_t d, int64_t k, bool apply_silu, T* dpre, T* dx, T* dw, T* dbias, T* dinit,
+                            double* partials, int device);
 
 // The recurrent-step kernels (cuda/state_update.cu), one launch each: y (b, d) and new_state
 // contiguous; new_state may be a.state's memory (the in-place forms). Arguments: core/scan_args.h.
@@ -93,6 +93,5 @@ double time_device_copy(void* dst, const void* src, size_t nbytes, int reps, int
 // Seconds between CUDA events recorded on cuda::stream(device) before and after `enqueue` (which
 // must put its work on that stream); synchronises the stream.
 double time_on_stream(int device, const std::function<void()>& enqueue);
-
 
 }  // namespace mg::cuda

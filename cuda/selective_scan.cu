@@ -134,7 +134,7 @@ __device__ __forceinline__ void stage_BC(const ScanArgs<T>& p, int64_t i, int64_
 }
 
 template <class T>
-__global__ void __launch_bounds__(P * W) scan_forward_kernel(ScanArgs<T> p, T* out, T* states, T* last) {
+__global__ void __launch_bounds__(P* W) scan_forward_kernel(ScanArgs<T> p, T* out, T* states, T* last) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int64_t n = p.n, l = p.l, d = p.d;
   T* sB = reinterpret_cast<T*>(smem_raw);  // (n, TC)
@@ -234,11 +234,11 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int64_t n = p.n, l = p.l, d = p.d, b = p.b;
   double* dA_blk = reinterpret_cast<double*>(smem_raw);  // (n, W): dA of this block, over chunks
-  double* red = dA_blk + n * W;                           // (2, P, W): dD and ddelta_bias across warps
-  T* sB = reinterpret_cast<T*>(red + 2 * P * W);          // (n, TC)
-  T* sC = sB + n * TC;                                    // (n, TC)
-  T* hprev = sC + n * TC;                                 // (n, W): the state before the chunk
-  T* ecarry = hprev + n * W;   // (2, n, W): gradient reaching the chunk's last state from later steps
+  double* red = dA_blk + n * W;                          // (2, P, W): dD and ddelta_bias across warps
+  T* sB = reinterpret_cast<T*>(red + 2 * P * W);         // (n, TC)
+  T* sC = sB + n * TC;                                   // (n, TC)
+  T* hprev = sC + n * TC;                                // (n, W): the state before the chunk
+  T* ecarry = hprev + n * W;     // (2, n, W): gradient reaching the chunk's last state from later steps
   T* aggA = ecarry + 2 * n * W;  // (2, P, W) by parity of k: product of a warp's a
   T* aggF = aggA + 2 * P * W;    // (2, P, W): the warp's forward b (start state 0)
   T* aggR = aggF + 2 * P * W;    // (2, P, W): the warp's reverse e (incoming gradient 0)
@@ -350,7 +350,7 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
         dAk += dh * dt[s] * ah;
         e = a[s] * dh;
       }
-      if (w == 0) ecarry[((cur ^ 1) * n + k) * W + lane] = e;  // for the chunk before
+      if (w == 0) ecarry[((cur ^ 1) * n + k) * W + lane] = e;                   // for the chunk before
       if (w == 0 && ch == 0 && valid && g.dh0) g.dh0[(i * d + c) * n + k] = e;  // what reaches h0
       dAtmp[(buf * P + w) * W + lane] = dAk;
       if (want_BC) {
@@ -470,7 +470,8 @@ template <class T>
 void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast, const T* chunk_states,
                              const ScanGrads<T>& g, const ScanScratch<T>& s, int device) {
   set_device(device, "selective_scan");
-  MG_CHECK(a.l <= kScanChunkCuda || chunk_states, "[selective_scan] internal error: the backward needs the chunk states");
+  MG_CHECK(a.l <= kScanChunkCuda || chunk_states,
+           "[selective_scan] internal error: the backward needs the chunk states");
   MG_CHECK(!g.dB || s.part_dB, "[selective_scan] internal error: dB needs its partials");
   MG_CHECK(!g.dC || s.part_dC, "[selective_scan] internal error: dC needs its partials");
   MG_CHECK((!g.dA || s.part_dA) && (!g.dD || s.part_dD) && (!g.ddelta_bias || s.part_dbias),

@@ -75,8 +75,8 @@ void log_softmax_rows(DType t, const void* x, void* y, int64_t rows, int64_t n, 
   if (rows == 0 || n == 0) return;
   set_device(device, "log_softmax");
   MG_CUDA_DISPATCH_FLOAT(t, "log_softmax", {
-    log_softmax_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, stream(device)>>>(
-        static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), rows, n);
+    log_softmax_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, stream(device)>>>(static_cast<const scalar_t*>(x),
+                                                                                    static_cast<scalar_t*>(y), rows, n);
   });
   MG_CUDA_LAUNCH_CHECK("log_softmax");
 }
@@ -93,8 +93,8 @@ void cross_entropy_forward(DType t, const void* logits, const int64_t* targets, 
                                                                   row_loss.as<double>());
       MG_CUDA_LAUNCH_CHECK("cross_entropy");
     }
-    ce_mean_kernel<scalar_t><<<1, kThreads, 0, s>>>(row_loss.as<double>(), C > 0 ? N : 0, count,
-                                                    static_cast<scalar_t*>(loss));
+    ce_mean_kernel<scalar_t>
+        <<<1, kThreads, 0, s>>>(row_loss.as<double>(), C > 0 ? N : 0, count, static_cast<scalar_t*>(loss));
     MG_CUDA_LAUNCH_CHECK("cross_entropy");
   });
 }

@@ -31,7 +31,6 @@ uint32_t le32(const uint8_t* p) {
 }
 uint64_t le64(const uint8_t* p) { return uint64_t(le32(p)) | uint64_t(le32(p + 4)) << 32; }
 
-
 // What a path that is not a regular file is, for messages.
 const char* file_kind(mode_t mode) {
   if (S_ISDIR(mode)) return "a directory";
@@ -47,7 +46,7 @@ const char* file_kind(mode_t mode) {
 // in between cannot block either). Returns the open descriptor.
 int open_regular_file(const std::string& path, const std::string& option) {
   const std::string name = option.empty() ? std::string("a data file") : option;
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT)
       MG_THROW(
@@ -76,7 +75,7 @@ std::vector<uint8_t> read_whole_file(const std::string& path, const std::string&
     ::close(*f);
     delete f;
   });
-  struct stat st{};
+  struct stat st {};
   ::fstat(fd, &st);
   const uint64_t limit = memory_limit_bytes();
   check_fits_in_memory((double)st.st_size, "data", mg::format("'{}' ({} bytes)", path, (uint64_t)st.st_size),

@@ -132,11 +132,12 @@ int64_t ByteDataset::num_stream_windows(int64_t streams, int64_t seq_len, int64_
   return S / seq_len + (S % seq_len != 0);
 }
 
-Batch ByteDataset::stream_window(int64_t w, int64_t streams, int64_t seq_len, int64_t max_bytes,
-                                 Device device) const {
+Batch ByteDataset::stream_window(int64_t w, int64_t streams, int64_t seq_len, int64_t max_bytes, Device device) const {
   const int64_t nw = num_stream_windows(streams, seq_len, max_bytes), S = stream_length(streams, max_bytes);
-  MG_CHECK(w >= 0 && w < nw, "[data] stream window {} of the {} split is out of range: there are {} ({} streams of {} "
-           "targets, seq_len {})", w, name_, nw, streams, S, seq_len);
+  MG_CHECK(w >= 0 && w < nw,
+           "[data] stream window {} of the {} split is out of range: there are {} ({} streams of {} "
+           "targets, seq_len {})",
+           w, name_, nw, streams, S, seq_len);
   const int64_t first = w * seq_len, l = std::min(seq_len, S - first);
   const uint8_t* src = bytes_->data();
   Tensor inputs = Tensor::empty(Shape{streams, l}, DType::i64);

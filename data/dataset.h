@@ -69,10 +69,9 @@ class ByteDataset {
   // `streams` rows, row r the targets w seq ... min((w + 1) seq, S) - 1 of stream r (the last window
   // may be shorter). The (span - 1) % streams targets left over continue the last stream
   // (stream_tail). Every byte but the first is a target exactly once.
-  int64_t stream_length(int64_t streams, int64_t max_bytes = -1) const;  // S, at least 1
+  int64_t stream_length(int64_t streams, int64_t max_bytes = -1) const;                        // S, at least 1
   int64_t num_stream_windows(int64_t streams, int64_t seq_len, int64_t max_bytes = -1) const;  // ceil(S / seq_len)
-  Batch stream_window(int64_t w, int64_t streams, int64_t seq_len, int64_t max_bytes = -1,
-                      Device device = kCPU) const;
+  Batch stream_window(int64_t w, int64_t streams, int64_t seq_len, int64_t max_bytes = -1, Device device = kCPU) const;
   // The leftover targets as one row (1, (span - 1) % streams), or undefined tensors when there are none.
   Batch stream_tail(int64_t streams, int64_t max_bytes = -1, Device device = kCPU) const;
 

@@ -69,7 +69,9 @@ bool check_names() {
 // Gradcheck, float64, through the registry a program adds its cases to.
 bool check_gradients() {
   GradcheckRegistry::get().add({Softsign::kind(), "(4, 5)",
-                                [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({4, 5}, g, d)}; },
+                                [](Generator& g, Device d) {
+                                  return std::vector<Tensor>{gc_randn({4, 5}, g, d)};
+                                },
                                 [](const std::vector<Tensor>& in) { return softsign(in[0]); }});
   return check(run_gradcheck({.op = "softsign"}).failed == 0, "gradcheck of softsign");
 }

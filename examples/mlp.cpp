@@ -1,6 +1,7 @@
 // An MLP fitting y = sin(3x) on [-1, 1] with the library's ops and AdamW: the smallest program that
 // builds a model on mambagrad. Built by the main build (mambagrad_example_mlp), run by the tests, and
-// built again against an installed mambagrad by the install test (examples/external/). Exits 1 unless the loss drops 20x.
+// built again against an installed mambagrad by the install test (examples/external/). Exits 1 unless the loss drops
+// 20x.
 #include <cmath>
 #include <cstdio>
 #include <vector>

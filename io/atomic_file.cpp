@@ -98,9 +98,11 @@ void copy_file_atomic(const std::string& src, const std::string& dst) {
 void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write) {
   MG_CHECK(!path.empty(), "[write_file_atomic] empty path");
   // Only a regular file is replaced; a device is written into; a directory, FIFO or socket is refused.
-  if (struct stat st {}; ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    MG_CHECK(S_ISCHR(st.st_mode), "[write_file_atomic] '{}' is not a regular file (a directory, FIFO, socket or block "
-             "device) and is never replaced", path);
+  if (struct stat st{}; ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    MG_CHECK(S_ISCHR(st.st_mode),
+             "[write_file_atomic] '{}' is not a regular file (a directory, FIFO, socket or block "
+             "device) and is never replaced",
+             path);
     return write_through(path, write);
   }
   const std::string tmp = path + ".tmp." + std::to_string((long long)::getpid());
@@ -110,14 +112,12 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
       std::ofstream out;
       out.rdbuf()->pubsetbuf(buf.data(), (std::streamsize)buf.size());
       out.open(tmp, std::ios::binary | std::ios::trunc);
-      MG_CHECK(out.is_open(), "[write_file_atomic] cannot create '{}' (for '{}'): {}", tmp, path,
-               std::strerror(errno));
+      MG_CHECK(out.is_open(), "[write_file_atomic] cannot create '{}' (for '{}'): {}", tmp, path, std::strerror(errno));
       write(out);
       out.flush();
       MG_CHECK(out.good(), "[write_file_atomic] writing '{}' (for '{}') failed: {}", tmp, path, std::strerror(errno));
       out.close();
-      MG_CHECK(!out.fail(), "[write_file_atomic] closing '{}' (for '{}') failed: {}", tmp, path,
-               std::strerror(errno));
+      MG_CHECK(!out.fail(), "[write_file_atomic] closing '{}' (for '{}') failed: {}", tmp, path, std::strerror(errno));
     }
     fsync_path(tmp, false, path);
     if (std::rename(tmp.c_str(), path.c_str()) != 0)

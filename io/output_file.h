@@ -16,11 +16,11 @@
 namespace mg {
 
 struct OutputCheck {
-  std::string command;              // "logits": the message's prefix
-  std::string option;               // "--out": the option that named the path
-  std::vector<std::string> reads;   // the files the command reads
-  std::string run_dir;              // a folder the command writes a run into (empty: none)
-  std::string run_data;             // the training data of the run the command works on (empty: none)
+  std::string command;             // "logits": the message's prefix
+  std::string option;              // "--out": the option that named the path
+  std::vector<std::string> reads;  // the files the command reads
+  std::string run_dir;             // a folder the command writes a run into (empty: none)
+  std::string run_data;            // the training data of the run the command works on (empty: none)
 };
 
 // Throws mg::Error when `path` may not be written under the rule above.

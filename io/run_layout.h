@@ -32,10 +32,10 @@ bool is_damaged_checkpoint(const std::string& name);
 
 // What a folder holds, read without changing anything.
 struct RunFolderContents {
-  bool exists = false;                  // a directory of that name exists
-  bool is_file = false;                 // the name is taken by something that is not a directory
-  std::vector<std::string> run_files;   // the names of a run's files present (checkpoint folders too)
-  std::vector<std::string> other_files; // anything else (leftover temporaries and the lock excluded)
+  bool exists = false;                   // a directory of that name exists
+  bool is_file = false;                  // the name is taken by something that is not a directory
+  std::vector<std::string> run_files;    // the names of a run's files present (checkpoint folders too)
+  std::vector<std::string> other_files;  // anything else (leftover temporaries and the lock excluded)
   bool holds_run() const { return !run_files.empty(); }
 };
 RunFolderContents inspect_run_folder(const std::string& dir);

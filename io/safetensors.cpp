@@ -25,9 +25,12 @@ constexpr uint64_t kMaxHeader = 100'000'000;
 
 std::string_view st_dtype(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::f64: return "F64";
-    case DType::i64: return "I64";
+    case DType::f32:
+      return "F32";
+    case DType::f64:
+      return "F64";
+    case DType::i64:
+      return "I64";
   }
   return "?";
 }
@@ -35,9 +38,12 @@ std::string_view st_dtype(DType t) {
 // Position in the reference's Dtype enum (… F32 < F64 < I64); the layout sorts by it, descending.
 int st_rank(DType t) {
   switch (t) {
-    case DType::f32: return 0;
-    case DType::f64: return 1;
-    case DType::i64: return 2;
+    case DType::f32:
+      return 0;
+    case DType::f64:
+      return 1;
+    case DType::i64:
+      return 2;
   }
   return -1;
 }
@@ -118,8 +124,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
   uint64_t n = 0;
   in.read(reinterpret_cast<char*>(&n), 8);
   MG_CHECK(in.good(), "{} '{}': cannot read the header length", op, path);
-  MG_CHECK(n <= kMaxHeader, "{} '{}': bad header length {} (more than {} bytes; not a safetensors file?)", op, path,
-           n, kMaxHeader);
+  MG_CHECK(n <= kMaxHeader, "{} '{}': bad header length {} (more than {} bytes; not a safetensors file?)", op, path, n,
+           kMaxHeader);
   MG_CHECK(n <= file_size - 8,
            "{} '{}': bad header length {}: the file has only {} bytes after the length (truncated, or not a "
            "safetensors file)",
@@ -175,9 +181,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
     std::string ds = jd.get<std::string>();
     Entry e;
     e.name = name;
-    if (ds == "F32") e.dtype = DType::f32;
-    else if (ds == "F64") e.dtype = DType::f64;
-    else if (ds == "I64") e.dtype = DType::i64;
+    if (ds == "F32")
+      e.dtype = DType::f32;
+    else if (ds == "F64")
+      e.dtype = DType::f64;
+    else if (ds == "I64")
+      e.dtype = DType::i64;
     else
       MG_THROW("{} '{}': tensor '{}': unsupported dtype '{}' (mambagrad reads F32, F64 and I64)", op, path, name, ds);
 
@@ -201,7 +210,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
         numel = checked_mul(numel, d, "load_safetensors", what + " the product of its sizes");
     }
     if (zero) numel = 0;
-    const int64_t nbytes = checked_mul(numel, (int64_t)dtype_size(e.dtype), "load_safetensors", what + " its byte count");
+    const int64_t nbytes =
+        checked_mul(numel, (int64_t)dtype_size(e.dtype), "load_safetensors", what + " its byte count");
 
     const auto& jo = field("data_offsets");
     MG_CHECK(jo.is_array() && jo.size() == 2 && jo[0].is_number_unsigned() && jo[1].is_number_unsigned(),

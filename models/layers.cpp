@@ -18,9 +18,7 @@ Embedding::Embedding(int64_t num, int64_t dim, double std, Generator& gen) {
 
 Tensor Embedding::forward(const Tensor& ids) const { return embedding(weight, ids); }
 
-RMSNorm::RMSNorm(int64_t dim, double eps_) : eps(eps_) {
-  weight = register_parameter("weight", ones({dim}), false);
-}
+RMSNorm::RMSNorm(int64_t dim, double eps_) : eps(eps_) { weight = register_parameter("weight", ones({dim}), false); }
 
 Tensor RMSNorm::forward(const Tensor& x) const { return rms_norm(x, weight, eps); }
 

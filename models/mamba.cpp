@@ -32,7 +32,8 @@ void MambaConfig::validate() const {
   const int64_t di = checked_mul(expand, d_model, "config", "d_inner = expand * d_model");
   checked_mul(2, di, "config", "in_proj's output size 2 * d_inner");
   checked_add(d_model, 15, "config", "d_model + 15 (for the automatic dt_rank)");
-  checked_add(rank(), checked_mul(2, d_state, "config", "2 * d_state"), "config", "x_proj's output size dt_rank + 2 * d_state");
+  checked_add(rank(), checked_mul(2, d_state, "config", "2 * d_state"), "config",
+              "x_proj's output size dt_rank + 2 * d_state");
   checked_add(vocab_size, 7, "config", "vocab_size + 7 (for the padded vocabulary)");
 }
 
@@ -111,8 +112,8 @@ class ConfigReader {
   // or that value (anything else would load a different model without a word).
   void fixed(const char* key, const nlohmann::json& supported, const char* meaning) const {
     if (!j_.contains(key) || j_.at(key) == supported) return;
-    MG_THROW("[config] \"{}\" in {} is {}, which this implementation does not support: it supports only {} ({})",
-             key, source_, j_.at(key).dump(), supported.dump(), meaning);
+    MG_THROW("[config] \"{}\" in {} is {}, which this implementation does not support: it supports only {} ({})", key,
+             source_, j_.at(key).dump(), supported.dump(), meaning);
   }
 
   static constexpr int64_t kMaxSize = (int64_t(1) << 31) - 1;
@@ -126,8 +127,8 @@ class ConfigReader {
 
 double MambaConfig::num_parameters() const {
   const double d = (double)d_model, di = (double)d_inner(), n = (double)d_state, r = (double)rank();
-  const double layer = d * 2 * di + di * ((double)d_conv + 1) + di * (r + 2 * n) + (r + 1) * di + di * n + di +
-                       di * d + d;
+  const double layer =
+      d * 2 * di + di * ((double)d_conv + 1) + di * (r + 2 * n) + (r + 1) * di + di * n + di + di * d + d;
   return (double)padded_vocab() * d + (double)n_layer * layer + d;
 }
 
@@ -235,8 +236,8 @@ Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state, const Layer
     delta = linear(p[0], dt_proj->weight);  // (b, l, di); the bias goes in as delta_bias
   }
   Tensor A = neg(exp(A_log));
-  ScanResult r = selective_scan(xc, delta, A, contiguous(p[1]), contiguous(p[2]), D, contiguous(xs[1]),
-                                dt_proj->bias, /*delta_softplus=*/true, /*return_last_state=*/final_state != nullptr,
+  ScanResult r = selective_scan(xc, delta, A, contiguous(p[1]), contiguous(p[2]), D, contiguous(xs[1]), dt_proj->bias,
+                                /*delta_softplus=*/true, /*return_last_state=*/final_state != nullptr,
                                 initial_state ? initial_state->ssm : Tensor());
   if (final_state) final_state->conv = conv.final_state, final_state->ssm = r.last_state;
   ModulePathGuard path("out_proj");
@@ -254,10 +255,10 @@ Tensor MambaMixer::step_composed(const Tensor& x, LayerState& st) const {
   Tensor x_dbl = x_proj->forward(xc);                                                     // (b, R + 2n)
   Tensor delta = linear(narrow(x_dbl, 1, 0, R), dt_proj->weight);                         // (b, di)
   Tensor Bv = unsqueeze(narrow(x_dbl, 1, R, n), 1), Cv = unsqueeze(narrow(x_dbl, 1, R + n, n), 1);  // (b, 1, n)
-  Tensor dt = softplus(add(delta, dt_proj->bias));                                        // (b, di)
-  Tensor dA = exp(mul(unsqueeze(dt, 2), neg(exp(A_log))));                                // (b, di, n)
-  st.ssm = add(mul(dA, st.ssm), mul(unsqueeze(mul(dt, xc), 2), Bv));                      // (b, di, n)
-  Tensor y = add(sum(mul(st.ssm, Cv), {2}), mul(D, xc));                                  // (b, di)
+  Tensor dt = softplus(add(delta, dt_proj->bias));                                                  // (b, di)
+  Tensor dA = exp(mul(unsqueeze(dt, 2), neg(exp(A_log))));                                          // (b, di, n)
+  st.ssm = add(mul(dA, st.ssm), mul(unsqueeze(mul(dt, xc), 2), Bv));                                // (b, di, n)
+  Tensor y = add(sum(mul(st.ssm, Cv), {2}), mul(D, xc));                                            // (b, di)
   return out_proj->forward(mul(y, silu(z)));
 }
 
@@ -282,8 +283,8 @@ Tensor MambaMixer::step(const Tensor& x, LayerState& st) const {
   Tensor x_dbl = x_proj->forward(xc);                              // (b, R + 2n)
   Tensor delta = linear(narrow(x_dbl, 1, 0, R), dt_proj->weight);  // (b, di); the bias goes in as dt_bias
   Tensor y = Tensor::empty({b, di}, x.dtype(), x.device());
-  selective_state_update_(st.ssm, xc, delta, decay_for_step(), narrow(x_dbl, 1, R, n), narrow(x_dbl, 1, R + n, n),
-                          D, narrow(xz, 1, di, di), dt_proj->bias, /*dt_softplus=*/true, y);
+  selective_state_update_(st.ssm, xc, delta, decay_for_step(), narrow(x_dbl, 1, R, n), narrow(x_dbl, 1, R + n, n), D,
+                          narrow(xz, 1, di, di), dt_proj->bias, /*dt_softplus=*/true, y);
   return out_proj->forward(y);
 }
 
@@ -297,7 +298,8 @@ MambaBlock::MambaBlock(const MambaConfig& cfg, Generator& gen) {
 MambaLM::MambaLM(const MambaConfig& cfg, uint64_t seed) : cfg_(cfg) {
   cfg.validate();
   Generator gen(seed);
-  embeddings = register_module("backbone.embeddings", std::make_shared<Embedding>(cfg.padded_vocab(), cfg.d_model, 0.02, gen));
+  embeddings =
+      register_module("backbone.embeddings", std::make_shared<Embedding>(cfg.padded_vocab(), cfg.d_model, 0.02, gen));
   for (int64_t i = 0; i < cfg.n_layer; ++i)
     layers.push_back(register_module(mg::format("backbone.layers.{}", i), std::make_shared<MambaBlock>(cfg, gen)));
   norm_f = register_module("backbone.norm_f", std::make_shared<RMSNorm>(cfg.d_model, cfg.norm_eps));
@@ -317,7 +319,8 @@ Tensor MambaLM::backbone(const Tensor& tokens, std::vector<LayerState>* states,
   if (initial)
     for (size_t i = 0; i < initial->size(); ++i) {
       const LayerState& s = (*initial)[i];
-      const Shape conv{tokens.size(0), cfg_.d_inner(), cfg_.d_conv - 1}, ssm{tokens.size(0), cfg_.d_inner(), cfg_.d_state};
+      const Shape conv{tokens.size(0), cfg_.d_inner(), cfg_.d_conv - 1},
+          ssm{tokens.size(0), cfg_.d_inner(), cfg_.d_state};
       MG_CHECK((int64_t)initial->size() == cfg_.n_layer && s.conv.shape() == conv && s.ssm.shape() == ssm,
                "[mamba] the initial state must hold {} layers of conv {} and ssm {} (batch {}); got {} layers, layer "
                "{}: conv {}, ssm {}",
@@ -330,7 +333,7 @@ Tensor MambaLM::backbone(const Tensor& tokens, std::vector<LayerState>* states,
     ModulePathGuard path("embeddings");
     h = embeddings->forward(tokens);  // (b, l, d_model)
   }
-  Tensor residual;                          // kept in float32, as residual_in_fp32
+  Tensor residual;  // kept in float32, as residual_in_fp32
   if (states) states->resize(layers.size());
   for (size_t i = 0; i < layers.size(); ++i) {
     ModulePathGuard layer_path("layers", (int64_t)i);
@@ -429,7 +432,7 @@ Tensor MambaLM::step(const Tensor& tokens, std::vector<LayerState>& state) const
 }
 
 Tensor MambaLM::step_rows(const Tensor& tokens, std::vector<LayerState>& state) const {
-  NoGradGuard ng;  // per thread
+  NoGradGuard ng;                          // per thread
   Tensor h = embeddings->forward(tokens);  // (b, d_model)
   Tensor residual;
   for (size_t i = 0; i < layers.size(); ++i) {

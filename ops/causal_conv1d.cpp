@@ -108,8 +108,8 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
                return;
              }
              auto out = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-             cpu::conv1d_backward(conv_args(x, w.data<T>(), pb, pinit, k, apply_silu), gout.data<T>(), out(dx),
-                                  out(dw), out(db), k > 1 ? out(dinit) : nullptr);
+             cpu::conv1d_backward(conv_args(x, w.data<T>(), pb, pinit, k, apply_silu), gout.data<T>(), out(dx), out(dw),
+                                  out(db), k > 1 ? out(dinit) : nullptr);
            });
            return std::vector<Tensor>{dx, dw, db, dinit};
          });

@@ -1,6 +1,6 @@
 // Elementwise ops: add, sub, mul, div (broadcasting; the vjp sums back to each input's shape), the
-// unary ops of core/unary_ops.h (defined here from their list entries), and the in-place updates used by optimizers. On CUDA each
-// runs one kernel of cuda/elementwise.cu or cuda/copy.cu over the same strides as the cpu loop.
+// unary ops of core/unary_ops.h (defined here from their list entries), and the in-place updates used by optimizers. On
+// CUDA each runs one kernel of cuda/elementwise.cu or cuda/copy.cu over the same strides as the cpu loop.
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "autograd/profiler.h"
@@ -19,8 +19,8 @@ void check_same(const char* op, const Tensor& a, const Tensor& b) {
   MG_CHECK(a.defined() && b.defined(), "[{}] got an undefined tensor", op);
   MG_CHECK(a.dtype() == b.dtype(), "[{}] dtypes differ: {} and {} (convert one with .to(DType))", op, a.dtype(),
            b.dtype());
-  MG_CHECK(a.device() == b.device(), "[{}] tensors are on different devices: {} and {} (move one with .to(Device))",
-           op, a.device(), b.device());
+  MG_CHECK(a.device() == b.device(), "[{}] tensors are on different devices: {} and {} (move one with .to(Device))", op,
+           a.device(), b.device());
 }
 
 void check_floating(const char* op, const Tensor& x) {
@@ -57,22 +57,21 @@ Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b) {
     scalar_t* po = out.data<scalar_t>();
     const scalar_t* pa = a.data<scalar_t>();
     const scalar_t* pb = b.data<scalar_t>();
-    cpu::strided_loop<3>(shape, {contiguous_strides(shape), cpu::broadcast_strides(a, shape),
-                                 cpu::broadcast_strides(b, shape)},
-                         [&](auto off, int64_t n, auto st) {
-                           scalar_t* o = po + off[0];
-                           const scalar_t* x = pa + off[1];
-                           const scalar_t* y = pb + off[2];
-                           if (st[1] == 1 && st[2] == 1) {
-                             for (int64_t i = 0; i < n; ++i) o[i] = bin<scalar_t, op>(x[i], y[i]);
-                           } else if (st[1] == 1 && st[2] == 0) {
-                             const scalar_t yv = *y;
-                             for (int64_t i = 0; i < n; ++i) o[i] = bin<scalar_t, op>(x[i], yv);
-                           } else {
-                             for (int64_t i = 0; i < n; ++i)
-                               o[i * st[0]] = bin<scalar_t, op>(x[i * st[1]], y[i * st[2]]);
-                           }
-                         });
+    cpu::strided_loop<3>(
+        shape, {contiguous_strides(shape), cpu::broadcast_strides(a, shape), cpu::broadcast_strides(b, shape)},
+        [&](auto off, int64_t n, auto st) {
+          scalar_t* o = po + off[0];
+          const scalar_t* x = pa + off[1];
+          const scalar_t* y = pb + off[2];
+          if (st[1] == 1 && st[2] == 1) {
+            for (int64_t i = 0; i < n; ++i) o[i] = bin<scalar_t, op>(x[i], y[i]);
+          } else if (st[1] == 1 && st[2] == 0) {
+            const scalar_t yv = *y;
+            for (int64_t i = 0; i < n; ++i) o[i] = bin<scalar_t, op>(x[i], yv);
+          } else {
+            for (int64_t i = 0; i < n; ++i) o[i * st[0]] = bin<scalar_t, op>(x[i * st[1]], y[i * st[2]]);
+          }
+        });
   });
   return out;
 }
@@ -90,7 +89,7 @@ Tensor unary_values(const Tensor& x, double p) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), name);
   if (x.device().is_cuda()) {
     cuda::unary<F>(x.dtype(), out.raw_data(), x.raw_data(), p,
-                cuda::iter<2>(name, x.shape(), {out.strides(), x.strides()}), cuda::device_of(x));
+                   cuda::iter<2>(name, x.shape(), {out.strides(), x.strides()}), cuda::device_of(x));
     return out;
   }
   MG_DISPATCH_FLOAT(x.dtype(), name, [&] {
@@ -116,21 +115,19 @@ Tensor unary_backward(const Tensor& g, const Tensor& x, const Tensor& y, double 
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), name);
   if (x.device().is_cuda()) {
     cuda::unary_backward<F>(x.dtype(), out.raw_data(), g.raw_data(), x.raw_data(), y.raw_data(), p,
-                         cuda::iter<4>(name, x.shape(), {out.strides(), g.strides(), x.strides(), y.strides()}),
-                         cuda::device_of(x));
+                            cuda::iter<4>(name, x.shape(), {out.strides(), g.strides(), x.strides(), y.strides()}),
+                            cuda::device_of(x));
     return out;
   }
   MG_DISPATCH_FLOAT(x.dtype(), name, [&] {
     scalar_t* po = out.data<scalar_t>();
     const scalar_t *pg = g.data<scalar_t>(), *px = x.data<scalar_t>(), *py = y.data<scalar_t>();
     const scalar_t pp = (scalar_t)p;
-    cpu::strided_loop<4>(x.shape(), {out.strides(), g.strides(), x.strides(), y.strides()},
-                         [&](auto off, int64_t n, auto st) {
-                           for (int64_t i = 0; i < n; ++i)
-                             po[off[0] + i * st[0]] =
-                                 pg[off[1] + i * st[1]] *
-                                 F::df(px[off[2] + i * st[2]], py[off[3] + i * st[3]], pp);
-                         });
+    cpu::strided_loop<4>(
+        x.shape(), {out.strides(), g.strides(), x.strides(), y.strides()}, [&](auto off, int64_t n, auto st) {
+          for (int64_t i = 0; i < n; ++i)
+            po[off[0] + i * st[0]] = pg[off[1] + i * st[1]] * F::df(px[off[2] + i * st[2]], py[off[3] + i * st[3]], pp);
+        });
   });
   return out;
 }
@@ -238,7 +235,8 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   Tensor s = src.device() == device() ? src.detach() : to_device(src.detach(), device());
   if (device().is_cuda()) {  // the kernel converts the dtype as it copies
     cuda::copy(dtype(), raw_data(), s.dtype(), s.raw_data(),
-               cuda::iter<2>("copy_", shape(), {strides(), cuda::broadcast_strides(s, shape())}), cuda::device_of(*this));
+               cuda::iter<2>("copy_", shape(), {strides(), cuda::broadcast_strides(s, shape())}),
+               cuda::device_of(*this));
     storage()->bump_version();
     return *this;
   }
@@ -315,21 +313,27 @@ void register_elementwise_gradchecks(GradcheckRegistry& r) {
     bin(id, f, {2, 3, 1}, {4}, "broadcast both ways", id == OpId::div);
   }
   auto un = [&](OpKind kind, std::function<Tensor(const Tensor&)> f, double lo, double hi, std::string label) {
-    r.add({kind, label, [=](Generator& g, Device d) { return std::vector<Tensor>{gc_uniform({3, 5}, lo, hi, g, d)}; },
+    r.add({kind, label,
+           [=](Generator& g, Device d) {
+             return std::vector<Tensor>{gc_uniform({3, 5}, lo, hi, g, d)};
+           },
            [f](const std::vector<Tensor>& in) { return f(in[0]); }});
   };
   // One case per entry of core/unary_ops.h, on the interval (and with the p) the entry gives.
 #define MG_X(op, f_, df_, lo, hi) \
-  un(kind_of<fn::op##_op>(), [](const Tensor& x) { return op(x); }, lo, hi, mg::format("x in [{}, {}]", lo, hi));
+  un(                             \
+      kind_of<fn::op##_op>(), [](const Tensor& x) { return op(x); }, lo, hi, mg::format("x in [{}, {}]", lo, hi));
   MG_UNARY_OPS(MG_X)
 #undef MG_X
-#define MG_X(op, f_, df_, lo, hi, p)                                                   \
-  un(kind_of<fn::op##_op>(), [](const Tensor& x) { return op(x, p); }, lo, hi, \
-     mg::format("x in [{}, {}], p = {}", lo, hi, p));
+#define MG_X(op, f_, df_, lo, hi, p)                                            \
+  un(                                                                           \
+      kind_of<fn::op##_op>(), [](const Tensor& x) { return op(x, p); }, lo, hi, \
+      mg::format("x in [{}, {}], p = {}", lo, hi, p));
   MG_UNARY_SCALAR_OPS(MG_X)
 #undef MG_X
   // The branches the entries' intervals do not reach.
-  un(kind_of<fn::pow_op>(), [](const Tensor& x) { return pow(x, -1.5); }, 0.5, 3, "p = -1.5");
+  un(
+      kind_of<fn::pow_op>(), [](const Tensor& x) { return pow(x, -1.5); }, 0.5, 3, "p = -1.5");
   un(kind_of<fn::softplus_op>(), softplus, 20.5, 30, "x > 20 (linear branch)");
 }
 

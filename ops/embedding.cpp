@@ -56,8 +56,9 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   const int64_t* pi = ids_host.data<int64_t>();
   const int64_t n = idc.numel();
   for (int64_t i = 0; i < n; ++i)
-    MG_CHECK(pi[i] >= 0 && pi[i] < V, "[embedding] id {} at position {} is out of range for a table of {} rows (valid: 0 to {})",
-             pi[i], i, V, V - 1);
+    MG_CHECK(pi[i] >= 0 && pi[i] < V,
+             "[embedding] id {} at position {} is out of range for a table of {} rows (valid: 0 to {})", pi[i], i, V,
+             V - 1);
   Shape out_shape = ids.shape();
   out_shape.push_back(D);
   Tensor out = Tensor::empty(out_shape, weight.dtype(), dev, "embedding");

@@ -26,7 +26,11 @@ std::string describe_inputs(const std::vector<Tensor>& inputs) {
   std::string s;
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (i) s += ", ";
-    s += inputs[i].defined() ? mg::format("{} {}", inputs[i].shape(), inputs[i].dtype() == DType::i64 ? "i64" : dtype_name(inputs[i].dtype()) == "float64" ? "f64" : "f32") : "none";
+    s += inputs[i].defined() ? mg::format("{} {}", inputs[i].shape(),
+                                          inputs[i].dtype() == DType::i64              ? "i64"
+                                          : dtype_name(inputs[i].dtype()) == "float64" ? "f64"
+                                                                                       : "f32")
+                             : "none";
   }
   return s;
 }
@@ -37,8 +41,8 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
   try {
     for (auto& t : inputs)
       if (t.defined() && t.requires_grad())
-        MG_CHECK(t.dtype() == DType::f64, "[gradcheck] inputs that require grad must be float64, got {} {}",
-                 t.shape(), t.dtype());
+        MG_CHECK(t.dtype() == DType::f64, "[gradcheck] inputs that require grad must be float64, got {} {}", t.shape(),
+                 t.dtype());
     Tensor out = fn(inputs);
     MG_CHECK(out.requires_grad(), "[gradcheck] the output does not require grad: nothing was recorded");
     Generator g(seed ^ 0x5eed);

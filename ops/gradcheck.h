@@ -34,7 +34,7 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
                           double rtol = 1e-6, double eps = 1e-6, uint64_t seed = 0);
 
 struct GradcheckCase {
-  OpKind op;  // a listed OpId, a unary op's kind, or a user's op (Function<Derived>::kind())
+  OpKind op;          // a listed OpId, a unary op's kind, or a user's op (Function<Derived>::kind())
   std::string label;  // what makes this case special, e.g. "broadcast (3,1) + (4)"
   std::function<std::vector<Tensor>(Generator&, Device)> make_inputs;
   GradcheckFn fn;
@@ -53,10 +53,10 @@ class GradcheckRegistry {
 };
 
 struct GradcheckOptions {
-  std::string op;        // only the cases of this op ("" = every case)
-  Device device = kCPU;  // where the inputs live (and are perturbed)
-  uint64_t seed = 0;     // of the random inputs
-  bool print = true;     // print the table to stdout as it goes (else only return it)
+  std::string op;                               // only the cases of this op ("" = every case)
+  Device device = kCPU;                         // where the inputs live (and are perturbed)
+  uint64_t seed = 0;                            // of the random inputs
+  bool print = true;                            // print the table to stdout as it goes (else only return it)
   const GradcheckRegistry* registry = nullptr;  // whose cases (null: GradcheckRegistry::get())
 };
 

@@ -104,8 +104,8 @@ Tensor matmul_forward_cuda(const Tensor& a_in, const Tensor& b_in, const Shape& 
   }
   const int64_t es = (int64_t)dtype_size(a.dtype());
   for (int64_t i = 0; i < nbatch; ++i)
-    cuda::gemm(a.dtype(), la.trans, lb.trans, m, n, k, static_cast<const char*>(a.raw_data()) + off_a[i] * es, la.ld,
-               0, static_cast<const char*>(b.raw_data()) + off_b[i] * es, lb.ld, 0, 0.0,
+    cuda::gemm(a.dtype(), la.trans, lb.trans, m, n, k, static_cast<const char*>(a.raw_data()) + off_a[i] * es, la.ld, 0,
+               static_cast<const char*>(b.raw_data()) + off_b[i] * es, lb.ld, 0, 0.0,
                static_cast<char*>(out.raw_data()) + i * m * n * es, n, 0, 1, dev, bf16);
   return out;
 }
@@ -158,8 +158,8 @@ Tensor matmul_forward(const Tensor& a_in, const Tensor& b_in) {
     // Many small matrices: threads over the batch; few large ones: threads inside the gemm.
     parallel_for(nbatch, nbatch > 1 ? m * n * k : 1, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; ++i)
-        cpu_gemm<scalar_t>(bf16, la.trans, lb.trans, m, n, k, pa + off_a[i], la.ld, pb + off_b[i], lb.ld,
-                           scalar_t(0), po + i * m * n, n);
+        cpu_gemm<scalar_t>(bf16, la.trans, lb.trans, m, n, k, pa + off_a[i], la.ld, pb + off_b[i], lb.ld, scalar_t(0),
+                           po + i * m * n, n);
     });
   });
   return out;
@@ -280,7 +280,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
 void register_matmul_gradchecks(GradcheckRegistry& r) {
   auto mm = [&](Shape sa, Shape sb, std::string label, bool ta = false) {
     r.add({OpId::matmul, label,
-           [=](Generator& g, Device d) { return std::vector<Tensor>{gc_randn(sa, g, d), gc_randn(sb, g, d)}; },
+           [=](Generator& g, Device d) {
+             return std::vector<Tensor>{gc_randn(sa, g, d), gc_randn(sb, g, d)};
+           },
            [ta](const std::vector<Tensor>& in) { return matmul(ta ? transpose(in[0], -1, -2) : in[0], in[1]); }});
   };
   mm({3, 4}, {4, 5}, "2-D");
@@ -294,7 +296,9 @@ void register_matmul_gradchecks(GradcheckRegistry& r) {
          },
          [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }});
   r.add({OpId::linear, "no bias",
-         [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 4}, g, d), gc_randn({2, 4}, g, d)}; },
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{gc_randn({3, 4}, g, d), gc_randn({2, 4}, g, d)};
+         },
          [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }});
 }
 

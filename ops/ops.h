@@ -24,8 +24,7 @@ Tensor from_vector(const std::vector<T>& values, const Shape& shape, Device devi
 Tensor scalar_tensor(double v, DType dtype = DType::f32, Device device = kCPU);
 // Uniform in [lo, hi) and standard normal, from `gen` (default: the global generator). Element i
 // depends only on the seed and the generator's position, never on the thread count.
-Tensor rand(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double lo = 0.0,
-            double hi = 1.0);
+Tensor rand(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double lo = 0.0, double hi = 1.0);
 Tensor randn(const Shape& shape, DType dtype = DType::f32, Generator* gen = nullptr, double mean = 0.0,
              double std = 1.0);
 // Uniform integers in [lo, hi), int64.

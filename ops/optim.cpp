@@ -39,8 +39,8 @@ void check_floating(const std::vector<Tensor>& ts, const char* op) {
 
 template <class T>
 void adamw_cpu(const AdamWParam& a, const Tensor& g, const AdamWStep& s) {
-  cpu::adamw_update<T>(a.param.data<T>(), g.data<T>(), a.exp_avg.data<T>(), a.exp_avg_sq.data<T>(),
-                       a.param.numel(), a.decay, s.beta1, s.beta2, s.step_size, s.bc2_sqrt, s.eps);
+  cpu::adamw_update<T>(a.param.data<T>(), g.data<T>(), a.exp_avg.data<T>(), a.exp_avg_sq.data<T>(), a.param.numel(),
+                       a.decay, s.beta1, s.beta2, s.step_size, s.bc2_sqrt, s.eps);
 }
 
 void check_adamw_param(const AdamWParam& a) {
@@ -50,8 +50,8 @@ void check_adamw_param(const AdamWParam& a) {
            a.param.dtype());
   for (const Tensor* t : {&a.grad, &a.exp_avg, &a.exp_avg_sq}) {
     MG_CHECK(t->dtype() == a.param.dtype() && t->shape() == a.param.shape() && t->device() == a.param.device(),
-             "[adamw_step_] the parameter is {} {} on {}, but its gradient or a moment is {} {} on {}",
-             a.param.dtype(), a.param.shape(), a.param.device(), t->dtype(), t->shape(), t->device());
+             "[adamw_step_] the parameter is {} {} on {}, but its gradient or a moment is {} {} on {}", a.param.dtype(),
+             a.param.shape(), a.param.device(), t->dtype(), t->shape(), t->device());
   }
   MG_CHECK(a.param.is_contiguous() && a.exp_avg.is_contiguous() && a.exp_avg_sq.is_contiguous(),
            "[adamw_step_] the parameter {} and its moments must be contiguous", a.param.shape());

@@ -107,8 +107,8 @@ Tensor mean(const Tensor& x) { return reduce_op(OpId::mean, x, {}, false); }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
-  MG_CHECK(broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(),
-           "[sum_to] shape {} is not a broadcast of {}", x.shape(), shape);
+  MG_CHECK(broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(), "[sum_to] shape {} is not a broadcast of {}",
+           x.shape(), shape);
   std::vector<int64_t> dims;
   int64_t lead = x.dim() - (int64_t)shape.size();
   for (int64_t i = 0; i < x.dim(); ++i)
@@ -155,23 +155,24 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
       });
     });
   }
-  record(OpId::max, {x}, {&values}, [idx = kept_for_backward(indices, OpId::max), in_shape = x.shape(), outer, inner,
-                                     n](const VjpArgs& g) {
-    Tensor gc = contiguous(g[0]);
-    Tensor dx = zeros(in_shape, gc.dtype(), gc.device());
-    if (gc.device().is_cuda()) {
-      cuda::max_backward(gc.dtype(), gc.raw_data(), idx.data<int64_t>(), dx.raw_data(), outer, n, inner,
-                         gc.device().index);
-      return std::vector<Tensor>{dx};
-    }
-    MG_DISPATCH_FLOAT(gc.dtype(), "max", [&] {
-      const scalar_t* pg = gc.data<scalar_t>();
-      const int64_t* pi = idx.data<int64_t>();
-      scalar_t* pd = dx.data<scalar_t>();
-      for (int64_t r = 0; r < outer * inner; ++r) pd[(r / inner) * n * inner + pi[r] * inner + r % inner] = pg[r];
-    });
-    return std::vector<Tensor>{dx};
-  });
+  record(OpId::max, {x}, {&values},
+         [idx = kept_for_backward(indices, OpId::max), in_shape = x.shape(), outer, inner, n](const VjpArgs& g) {
+           Tensor gc = contiguous(g[0]);
+           Tensor dx = zeros(in_shape, gc.dtype(), gc.device());
+           if (gc.device().is_cuda()) {
+             cuda::max_backward(gc.dtype(), gc.raw_data(), idx.data<int64_t>(), dx.raw_data(), outer, n, inner,
+                                gc.device().index);
+             return std::vector<Tensor>{dx};
+           }
+           MG_DISPATCH_FLOAT(gc.dtype(), "max", [&] {
+             const scalar_t* pg = gc.data<scalar_t>();
+             const int64_t* pi = idx.data<int64_t>();
+             scalar_t* pd = dx.data<scalar_t>();
+             for (int64_t r = 0; r < outer * inner; ++r)
+               pd[(r / inner) * n * inner + pi[r] * inner + r % inner] = pg[r];
+           });
+           return std::vector<Tensor>{dx};
+         });
   return {values, indices};
 }
 
@@ -180,13 +181,24 @@ void register_reduce_gradchecks(GradcheckRegistry& r) {
     r.add({id, label, [=](Generator& g, Device d) { return std::vector<Tensor>{gc_randn(s, g, d)}; },
            [f](const std::vector<Tensor>& in) { return f(in[0]); }});
   };
-  add(OpId::sum, {2, 3, 4}, [](const Tensor& x) { return sum(x); }, "all dims");
-  add(OpId::sum, {2, 3, 4}, [](const Tensor& x) { return sum(x, {0, 2}, true); }, "dims (0, 2) keepdim");
-  add(OpId::sum, {2, 3, 4}, [](const Tensor& x) { return sum(x, {-1}); }, "dim -1");
-  add(OpId::mean, {2, 3, 4}, [](const Tensor& x) { return mean(x, {1}); }, "dim 1");
-  add(OpId::mean, {2, 3, 4}, [](const Tensor& x) { return mean(x); }, "all dims");
-  add(OpId::max, {3, 5, 2}, [](const Tensor& x) { return max(x, 1).first; }, "dim 1");
-  add(OpId::max, {3, 5}, [](const Tensor& x) { return max(x, -1, true).first; }, "dim -1 keepdim");
+  add(
+      OpId::sum, {2, 3, 4}, [](const Tensor& x) { return sum(x); }, "all dims");
+  add(
+      OpId::sum, {2, 3, 4},
+      [](const Tensor& x) {
+        return sum(x, {0, 2}, true);
+      },
+      "dims (0, 2) keepdim");
+  add(
+      OpId::sum, {2, 3, 4}, [](const Tensor& x) { return sum(x, {-1}); }, "dim -1");
+  add(
+      OpId::mean, {2, 3, 4}, [](const Tensor& x) { return mean(x, {1}); }, "dim 1");
+  add(
+      OpId::mean, {2, 3, 4}, [](const Tensor& x) { return mean(x); }, "all dims");
+  add(
+      OpId::max, {3, 5, 2}, [](const Tensor& x) { return max(x, 1).first; }, "dim 1");
+  add(
+      OpId::max, {3, 5}, [](const Tensor& x) { return max(x, -1, true).first; }, "dim -1 keepdim");
 }
 
 }  // namespace mg

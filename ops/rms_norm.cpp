@@ -17,8 +17,8 @@ namespace mg {
 namespace {
 void check_rms(const char* op, const Tensor& x, const Tensor& w) {
   MG_CHECK(x.defined() && w.defined(), "[{}] got an undefined tensor", op);
-  MG_CHECK(is_floating(x.dtype()) && x.dtype() == w.dtype(), "[{}] x and weight must share a floating dtype, got {} and {}",
-           op, x.dtype(), w.dtype());
+  MG_CHECK(is_floating(x.dtype()) && x.dtype() == w.dtype(),
+           "[{}] x and weight must share a floating dtype, got {} and {}", op, x.dtype(), w.dtype());
   MG_CHECK(x.device() == w.device(), "[{}] x is on {} but weight on {}", op, x.device(), w.device());
   MG_CHECK(x.dim() >= 1 && w.dim() == 1 && w.size(0) == x.size(-1),
            "[{}] weight must be ({},) to match the last dim of x {}, got {}", op, x.dim() ? x.size(-1) : 0, x.shape(),
@@ -100,7 +100,9 @@ Tensor rms_norm_reference(const Tensor& x, const Tensor& w, double eps) {
 
 void register_rms_norm_gradchecks(GradcheckRegistry& r) {
   r.add({OpId::rms_norm, "(2, 3, 8), eps 1e-5",
-         [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({2, 3, 8}, g, d), gc_randn({8}, g, d)}; },
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{gc_randn({2, 3, 8}, g, d), gc_randn({8}, g, d)};
+         },
          [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); }});
 }
 

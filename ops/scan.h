@@ -85,8 +85,8 @@ StateUpdateResult selective_state_update(const Tensor& state, const Tensor& x, c
 // state/out are not contiguous or have the wrong shape/dtype/device. No allocation (unless an input's
 // inner stride is not 1, when it is copied first).
 void selective_state_update_(Tensor& state, const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& B,
-                             const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& dt_bias,
-                             bool dt_softplus, Tensor& out);
+                             const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& dt_bias, bool dt_softplus,
+                             Tensor& out);
 StateUpdateResult selective_state_update_reference(const Tensor& state, const Tensor& x, const Tensor& dt,
                                                    const Tensor& A, const Tensor& B, const Tensor& C,
                                                    const Tensor& D = Tensor(), const Tensor& z = Tensor(),

@@ -31,7 +31,8 @@ struct ScanDims {
 ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
                     const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias,
                     const Tensor& initial_state) {
-  const std::pair<const char*, const Tensor*> required[] = {{"u", &u}, {"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}};
+  const std::pair<const char*, const Tensor*> required[] = {
+      {"u", &u}, {"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}};
   for (auto& [name, t] : required) MG_CHECK(t->defined(), "[{}] {} is required but was undefined", op, name);
   MG_CHECK(is_floating(u.dtype()), "[{}] u must be float32 or float64, got {}", op, u.dtype());
   MG_CHECK(u.dim() == 3, "[{}] u must be (b, l, d), got {}", op, u.shape());
@@ -55,8 +56,14 @@ ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const 
            "[{}] initial_state must be {} (b, d, n) to match u {} and A {}, got {}", op, bdn, u.shape(), A.shape(),
            initial_state.shape());
   check_same_dtype_device(op, "u", u,
-                          {{"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}, {"D", &D}, {"z", &z},
-                           {"delta_bias", &delta_bias}, {"initial_state", &initial_state}});
+                          {{"delta", &delta},
+                           {"A", &A},
+                           {"B", &B},
+                           {"C", &C},
+                           {"D", &D},
+                           {"z", &z},
+                           {"delta_bias", &delta_bias},
+                           {"initial_state", &initial_state}});
   return {b, l, d, n};
 }
 
@@ -80,8 +87,7 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
                           const Tensor& C_in, const Tensor& D_in, const Tensor& z_in, const Tensor& delta_bias_in,
                           bool delta_softplus, bool return_last_state, const Tensor& h0_in) {
   OpScope scope(OpId::selective_scan, {&u_in, &delta_in, &A_in, &B_in, &C_in, &D_in, &z_in, &delta_bias_in, &h0_in});
-  const ScanDims s =
-      check_scan("selective_scan", u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in, h0_in);
+  const ScanDims s = check_scan("selective_scan", u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in, h0_in);
   const Device dev = u_in.device();
   const bool on_cuda = dev.is_cuda();
   auto prep = [](const Tensor& t) { return t.defined() ? contiguous(t.detach()) : Tensor(); };
@@ -115,9 +121,9 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
   constexpr OpId id = OpId::selective_scan;
   record(id, {u_in, delta_in, A_in, B_in, C_in, D_in, z_in, delta_bias_in, h0_in}, outs,
          [su = SavedTensor(u, id), sdelta = SavedTensor(delta, id), sA = SavedTensor(A, id), sB = SavedTensor(B, id),
-          sC = SavedTensor(C, id), sD = SavedTensor(D, id), sz = SavedTensor(z, id), sbias = SavedTensor(delta_bias, id),
-          sh0 = SavedTensor(h0, id), states = kept_for_backward(states, id), s, delta_softplus,
-          return_last_state](const VjpArgs& g) {
+          sC = SavedTensor(C, id), sD = SavedTensor(D, id), sz = SavedTensor(z, id),
+          sbias = SavedTensor(delta_bias, id), sh0 = SavedTensor(h0, id), states = kept_for_backward(states, id), s,
+          delta_softplus, return_last_state](const VjpArgs& g) {
            Tensor u = su.get(), delta = sdelta.get(), A = sA.get(), B = sB.get(), C = sC.get(), D = sD.get(),
                   z = sz.get(), delta_bias = sbias.get(), h0 = sh0.get();
            Tensor dout = contiguous(g[0]);
@@ -127,8 +133,12 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
            auto grad_like = [&](size_t i, const Tensor& t) {
              return g.needs_grad(i) ? Tensor::empty(t.shape(), dt, dev) : Tensor();
            };
-           std::vector<Tensor> grads{grad_like(0, u), grad_like(1, delta), grad_like(2, A), grad_like(3, B),
-                                     grad_like(4, C), D.defined() ? grad_like(5, D) : Tensor(),
+           std::vector<Tensor> grads{grad_like(0, u),
+                                     grad_like(1, delta),
+                                     grad_like(2, A),
+                                     grad_like(3, B),
+                                     grad_like(4, C),
+                                     D.defined() ? grad_like(5, D) : Tensor(),
                                      z.defined() ? grad_like(6, z) : Tensor(),
                                      delta_bias.defined() ? grad_like(7, delta_bias) : Tensor(),
                                      h0.defined() ? grad_like(8, h0) : Tensor()};
@@ -145,10 +155,10 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
                // Scratch: one (b, n, l) partial of dB and dC per group of 32 channels, summed in group
                // order; per-batch float64 partials of dA, dD, ddelta_bias, summed in batch order.
                const int64_t G = cuda::scan_num_groups_cuda(s.d);
-               Tensor part_dB = gr.dB ? Tensor::empty({G, s.b, s.n, s.l}, dt, dev) : Tensor();  // (G, b, n, l)
-               Tensor part_dC = gr.dC ? Tensor::empty({G, s.b, s.n, s.l}, dt, dev) : Tensor();  // (G, b, n, l)
-               Tensor part_dA = gr.dA ? Tensor::empty({s.b, s.d, s.n}, DType::f64, dev) : Tensor();       // (b, d, n)
-               Tensor part_dD = gr.dD ? Tensor::empty({s.b, s.d}, DType::f64, dev) : Tensor();            // (b, d)
+               Tensor part_dB = gr.dB ? Tensor::empty({G, s.b, s.n, s.l}, dt, dev) : Tensor();           // (G, b, n, l)
+               Tensor part_dC = gr.dC ? Tensor::empty({G, s.b, s.n, s.l}, dt, dev) : Tensor();           // (G, b, n, l)
+               Tensor part_dA = gr.dA ? Tensor::empty({s.b, s.d, s.n}, DType::f64, dev) : Tensor();      // (b, d, n)
+               Tensor part_dD = gr.dD ? Tensor::empty({s.b, s.d}, DType::f64, dev) : Tensor();           // (b, d)
                Tensor part_db = gr.ddelta_bias ? Tensor::empty({s.b, s.d}, DType::f64, dev) : Tensor();  // (b, d)
                cuda::ScanScratch<T> sc;
                sc.part_dB = ptr(part_dB), sc.part_dC = ptr(part_dC);
@@ -180,10 +190,10 @@ ScanResult selective_scan_reference(const Tensor& u, const Tensor& delta, const 
   Tensor h = initial_state.defined() ? initial_state : zeros({s.b, s.d, s.n}, u.dtype(), u.device());  // (b, d, n)
   std::vector<Tensor> ys;
   for (int64_t t = 0; t < s.l; ++t) {
-    Tensor dt_t = squeeze(narrow(dt, 1, t, 1), 1);  // (b, d)
-    Tensor u_t = squeeze(narrow(u, 1, t, 1), 1);    // (b, d)
-    Tensor B_t = narrow(B, 1, t, 1);                 // (b, 1, n)
-    Tensor C_t = narrow(C, 1, t, 1);                 // (b, 1, n)
+    Tensor dt_t = squeeze(narrow(dt, 1, t, 1), 1);    // (b, d)
+    Tensor u_t = squeeze(narrow(u, 1, t, 1), 1);      // (b, d)
+    Tensor B_t = narrow(B, 1, t, 1);                  // (b, 1, n)
+    Tensor C_t = narrow(C, 1, t, 1);                  // (b, 1, n)
     Tensor decay = exp(mul(unsqueeze(dt_t, -1), A));  // (b, d, n)
     h = add(mul(decay, h), mul(unsqueeze(mul(dt_t, u_t), -1), B_t));
     ys.push_back(unsqueeze(sum(mul(h, C_t), {-1}), 1));  // (b, 1, d)
@@ -213,16 +223,16 @@ void register_selective_scan_gradchecks(GradcheckRegistry& r) {
   for (const Cfg& c : cfgs) {
     r.add({OpId::selective_scan, c.label,
            [c](Generator& g, Device dev) {
-             std::vector<Tensor> in{gc_randn({c.b, c.l, c.d}, g, dev),
-                                    c.softplus ? gc_randn({c.b, c.l, c.d}, g, dev)
-                                               : gc_uniform({c.b, c.l, c.d}, 0.05, 0.6, g, dev),
-                                    gc_uniform({c.d, c.n}, -2.0, -0.2, g, dev),
-                                    gc_randn({c.b, c.l, c.n}, g, dev),
-                                    gc_randn({c.b, c.l, c.n}, g, dev),
-                                    c.D ? gc_randn({c.d}, g, dev) : Tensor(),
-                                    c.z ? gc_randn({c.b, c.l, c.d}, g, dev) : Tensor(),
-                                    c.bias ? gc_uniform({c.d}, -1.0, 1.0, g, dev) : Tensor(),
-                                    c.h0 ? gc_randn({c.b, c.d, c.n}, g, dev) : Tensor()};
+             std::vector<Tensor> in{
+                 gc_randn({c.b, c.l, c.d}, g, dev),
+                 c.softplus ? gc_randn({c.b, c.l, c.d}, g, dev) : gc_uniform({c.b, c.l, c.d}, 0.05, 0.6, g, dev),
+                 gc_uniform({c.d, c.n}, -2.0, -0.2, g, dev),
+                 gc_randn({c.b, c.l, c.n}, g, dev),
+                 gc_randn({c.b, c.l, c.n}, g, dev),
+                 c.D ? gc_randn({c.d}, g, dev) : Tensor(),
+                 c.z ? gc_randn({c.b, c.l, c.d}, g, dev) : Tensor(),
+                 c.bias ? gc_uniform({c.d}, -1.0, 1.0, g, dev) : Tensor(),
+                 c.h0 ? gc_randn({c.b, c.d, c.n}, g, dev) : Tensor()};
              return in;
            },
            [c](const std::vector<Tensor>& in) {

@@ -69,8 +69,8 @@ Shape infer_shape(const char* op, Shape shape, int64_t numel, const Shape& from)
     MG_CHECK(!zero && numel % known == 0, "[{}] cannot reshape {} ({} elements) into {}", op, from, numel, shape);
     shape[infer] = numel / known;
   }
-  MG_CHECK(shape.numel() == numel, "[{}] cannot reshape {} ({} elements) into {} ({} elements)", op, from, numel,
-           shape, shape.numel());
+  MG_CHECK(shape.numel() == numel, "[{}] cannot reshape {} ({} elements) into {} ({} elements)", op, from, numel, shape,
+           shape.numel());
   return shape;
 }
 
@@ -234,15 +234,15 @@ Tensor expand(const Tensor& x, const Shape& shape) {
     MG_CHECK(shape[i] >= -1, "[expand] invalid size {} in {} (sizes are 0 or more, or -1 to keep a dim)", shape[i],
              shape);
     int64_t cur = x.size(i - lead), want = shape[i] == -1 ? cur : shape[i];
-    MG_CHECK(cur == want || cur == 1,
-             "[expand] cannot expand {} to {}: dim {} has size {} (only size-1 dims can grow)", x.shape(), shape, i,
-             cur);
+    MG_CHECK(cur == want || cur == 1, "[expand] cannot expand {} to {}: dim {} has size {} (only size-1 dims can grow)",
+             x.shape(), shape, i, cur);
     s[i] = want;
     st[i] = cur == want ? x.strides()[i - lead] : 0;
   }
   if (s == x.shape()) return x;
   Tensor out = make_view(x, s, st, x.offset());
-  record(OpId::expand, {x}, {&out}, [in = x.shape()](const VjpArgs& g) { return std::vector<Tensor>{sum_to(g[0], in)}; });
+  record(OpId::expand, {x}, {&out},
+         [in = x.shape()](const VjpArgs& g) { return std::vector<Tensor>{sum_to(g[0], in)}; });
   return out;
 }
 
@@ -298,8 +298,8 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
     MG_CHECK(s >= 0, "[split] sizes must be non-negative, got ({})", mg::join(sizes, ", "));
     total = checked_add(total, s, "split", "the sum of the sizes");
   }
-  MG_CHECK(total == x.size(d), "[split] sizes ({}) add up to {}, but dim {} of {} has size {}",
-           mg::join(sizes, ", "), total, dim, x.shape(), x.size(d));
+  MG_CHECK(total == x.size(d), "[split] sizes ({}) add up to {}, but dim {} of {} has size {}", mg::join(sizes, ", "),
+           total, dim, x.shape(), x.size(d));
   // Views of x, recorded as one node: its vjp writes every part's gradient into one (x-shaped)
   // tensor, as PyTorch's split_backward does, instead of one zero-padded x-sized gradient per part
   // summed afterwards.
@@ -361,7 +361,8 @@ Tensor to_dtype(const Tensor& x, DType dtype) {
   if (x.dtype() == dtype) return x;
   Tensor out = copy_as(x, dtype);
   if (is_floating(dtype) && is_floating(x.dtype()))
-    record(OpId::to_dtype, {x}, {&out}, [from = x.dtype()](const VjpArgs& g) { return std::vector<Tensor>{to_dtype(g[0], from)}; });
+    record(OpId::to_dtype, {x}, {&out},
+           [from = x.dtype()](const VjpArgs& g) { return std::vector<Tensor>{to_dtype(g[0], from)}; });
   return out;
 }
 
@@ -389,28 +390,62 @@ void register_shape_gradchecks(GradcheckRegistry& r) {
     r.add({id, label, [=](Generator& g, Device d) { return std::vector<Tensor>{gc_randn(s, g, d)}; },
            [f](const std::vector<Tensor>& in) { return f(in[0]); }});
   };
-  one(OpId::reshape, {2, 3, 4}, [](const Tensor& x) { return reshape(x, {4, -1}); }, "(2,3,4) -> (4,6)");
-  one(OpId::reshape, {3, 4}, [](const Tensor& x) { return reshape(transpose(x, 0, 1), {12}); }, "non-contiguous input (copy)");
-  one(OpId::transpose, {2, 3, 4}, [](const Tensor& x) { return transpose(x, 0, 2); }, "dims 0, 2");
-  one(OpId::permute, {2, 3, 4}, [](const Tensor& x) { return permute(x, {1, 2, 0}); }, "(1, 2, 0)");
-  one(OpId::narrow, {5, 4}, [](const Tensor& x) { return narrow(x, 0, 1, 3); }, "dim 0 [1, 4)");
-  one(OpId::split, {3, 6}, [](const Tensor& x) { return split(x, {2, 4}, 1)[1]; }, "split [2, 4] along dim 1, one part used");
-  one(OpId::split, {3, 6}, [](const Tensor& x) { return chunk(x, 3, 1)[2] * chunk(x, 3, 1)[0]; }, "chunk 3, two chunks used");
-  one(OpId::split, {4, 5}, [](const Tensor& x) {
+  one(
+      OpId::reshape, {2, 3, 4},
+      [](const Tensor& x) {
+        return reshape(x, {4, -1});
+      },
+      "(2,3,4) -> (4,6)");
+  one(
+      OpId::reshape, {3, 4}, [](const Tensor& x) { return reshape(transpose(x, 0, 1), {12}); },
+      "non-contiguous input (copy)");
+  one(
+      OpId::transpose, {2, 3, 4}, [](const Tensor& x) { return transpose(x, 0, 2); }, "dims 0, 2");
+  one(
+      OpId::permute, {2, 3, 4},
+      [](const Tensor& x) {
+        return permute(x, {1, 2, 0});
+      },
+      "(1, 2, 0)");
+  one(
+      OpId::narrow, {5, 4}, [](const Tensor& x) { return narrow(x, 0, 1, 3); }, "dim 0 [1, 4)");
+  one(
+      OpId::split, {3, 6},
+      [](const Tensor& x) {
+        return split(x, {2, 4}, 1)[1];
+      },
+      "split [2, 4] along dim 1, one part used");
+  one(
+      OpId::split, {3, 6}, [](const Tensor& x) { return chunk(x, 3, 1)[2] * chunk(x, 3, 1)[0]; },
+      "chunk 3, two chunks used");
+  one(
+      OpId::split, {4, 5},
+      [](const Tensor& x) {
         auto p = split(x, {1, 0, 3}, 0);
         return cat({p[2], p[0] * p[0], p[1].reshape({0, 5})}, 0);
-      }, "sizes [1, 0, 3] along dim 0, every part used");
-  one(OpId::expand, {3, 1}, [](const Tensor& x) { return expand(x, {2, 3, 4}); }, "(3,1) -> (2,3,4)");
-  one(OpId::contiguous, {3, 4}, [](const Tensor& x) { return contiguous(transpose(x, 0, 1)); }, "of a transpose");
+      },
+      "sizes [1, 0, 3] along dim 0, every part used");
+  one(
+      OpId::expand, {3, 1},
+      [](const Tensor& x) {
+        return expand(x, {2, 3, 4});
+      },
+      "(3,1) -> (2,3,4)");
+  one(
+      OpId::contiguous, {3, 4}, [](const Tensor& x) { return contiguous(transpose(x, 0, 1)); }, "of a transpose");
   // The float32 round trip rounds the finite differences to ~6% of the step: a loose tolerance that
   // still fails for a wrong vjp (zero, doubled or sign-flipped).
   r.add({OpId::to_dtype, "f64 -> f32 -> f64 (loose: float32 rounding)",
-         [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 4}, g, d)}; },
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{gc_randn({3, 4}, g, d)};
+         },
          [](const std::vector<Tensor>& in) { return to_dtype(to_dtype(in[0], DType::f32), DType::f64); }, 0.1, 0.1});
   // On a CUDA device the round trip runs both directions of the vjp; on the cpu both moves are the
   // identity (nothing is recorded and the gradient is the input's own).
   r.add({OpId::to_device, "to the cpu and back",
-         [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 4}, g, d)}; },
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{gc_randn({3, 4}, g, d)};
+         },
          [](const std::vector<Tensor>& in) { return to_device(to_device(in[0], kCPU), in[0].device()); }});
   r.add({OpId::cat, "three tensors along dim 1",
          [](Generator& g, Device d) {

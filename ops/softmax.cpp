@@ -168,9 +168,15 @@ Tensor cross_entropy_reference(const Tensor& logits, const Tensor& targets, int6
 }
 
 void register_softmax_gradchecks(GradcheckRegistry& r) {
-  r.add({OpId::log_softmax, "dim -1", [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3, 5}, g, d)}; },
+  r.add({OpId::log_softmax, "dim -1",
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{gc_randn({3, 5}, g, d)};
+         },
          [](const std::vector<Tensor>& in) { return log_softmax(in[0], -1); }});
-  r.add({OpId::log_softmax, "dim 0 of 3-D", [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({4, 2, 3}, g, d)}; },
+  r.add({OpId::log_softmax, "dim 0 of 3-D",
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{gc_randn({4, 2, 3}, g, d)};
+         },
          [](const std::vector<Tensor>& in) { return log_softmax(in[0], 0); }});
   r.add({OpId::cross_entropy, "with an ignored target",
          [](Generator& g, Device d) {

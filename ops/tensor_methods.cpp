@@ -13,9 +13,12 @@ double Tensor::item() const {
   MG_CHECK(numel() == 1, "[item] needs a tensor with one element, got shape {}", shape());
   Tensor c = device().is_cpu() ? *this : to_device(*this, kCPU);
   switch (dtype()) {
-    case DType::f32: return *c.data<float>();
-    case DType::f64: return *c.data<double>();
-    case DType::i64: return (double)*c.data<int64_t>();
+    case DType::f32:
+      return *c.data<float>();
+    case DType::f64:
+      return *c.data<double>();
+    case DType::i64:
+      return (double)*c.data<int64_t>();
   }
   return 0;
 }
@@ -98,7 +101,8 @@ std::string Tensor::str() const {
   std::vector<double> v = c.to_vector<double>();
   std::string s = "tensor(";
   print_rec(s, v, shape(), contiguous_strides(shape()), 0, 0, dtype() == DType::i64, numel() > 1000, 7);
-  if (dim() == 0) s = "tensor(" + (dtype() == DType::i64 ? mg::format("{}", (int64_t)v[0]) : mg::format("{:.4f}", v[0]));
+  if (dim() == 0)
+    s = "tensor(" + (dtype() == DType::i64 ? mg::format("{}", (int64_t)v[0]) : mg::format("{:.4f}", v[0]));
   s += mg::format(", dtype={}", dtype_name(dtype()));
   if (!device().is_cpu()) s += mg::format(", device={}", device().str());
   if (requires_grad()) s += grad_fn() ? mg::format(", grad_fn={}", grad_fn()->name()) : ", requires_grad";

@@ -30,7 +30,8 @@ struct CliRun {
 // `cwd`, when not empty, is the child's working directory.
 // run_program: the same for another program (mpirun, tests/test_distributed.cpp), by its path.
 inline CliRun run_program(const std::string& program, const std::vector<std::string>& args,
-                          const std::vector<std::string>& env = {}, int kill_after_ms = -1, const std::string& cwd = "") {
+                          const std::vector<std::string>& env = {}, int kill_after_ms = -1,
+                          const std::string& cwd = "") {
   static int counter = 0;
   const std::string base = "/tmp/mg_cli_out_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
   const std::string out_path = base + ".out", err_path = base + ".err";

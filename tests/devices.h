@@ -21,11 +21,11 @@ inline std::string no_cuda_reason() {
 }  // namespace mg::test
 
 // First statement of a CUDA-only test case: on a machine without a GPU, says so and ends the case.
-#define MG_REQUIRE_CUDA()                                                                             \
-  do {                                                                                                \
-    if (!::mg::test::cuda_available()) {                                                              \
-      std::printf("SKIPPED: %s\n", ::mg::test::no_cuda_reason().c_str());                          \
-      std::fflush(stdout);                                                                            \
-      return;                                                                                         \
-    }                                                                                                 \
+#define MG_REQUIRE_CUDA()                                                 \
+  do {                                                                    \
+    if (!::mg::test::cuda_available()) {                                  \
+      std::printf("SKIPPED: %s\n", ::mg::test::no_cuda_reason().c_str()); \
+      std::fflush(stdout);                                                \
+      return;                                                             \
+    }                                                                     \
   } while (0)

@@ -47,16 +47,24 @@ inline std::vector<Tensor> scan_inputs(const ScanCase& c, Generator& g) {
 
 // The mixer's conv (silu) then scan, for the tests of carried states: the names of
 // conv_scan_inputs' tensors, in order.
-inline constexpr const char* kConvScanInputNames[] = {"x", "weight", "bias", "conv initial_state", "delta", "A",
-                                                      "B", "C", "D", "z", "delta_bias", "scan initial_state"};
+inline constexpr const char* kConvScanInputNames[] = {
+    "x", "weight", "bias", "conv initial_state", "delta", "A", "B", "C", "D", "z", "delta_bias", "scan initial_state"};
 
 // x, weight, bias, conv initial_state (kernel k), delta, A, B, C, D, z, delta_bias, scan initial_state
 // as float64 on the CPU, drawn from `g` in that order.
 inline std::vector<Tensor> conv_scan_inputs(int64_t b, int64_t l, int64_t d, int64_t n, int64_t k, Generator& g) {
   auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g); };
-  return {rn({b, l, d}), rn({d, k}),    rn({d}), rn({b, d, k - 1}), rn({b, l, d}),
+  return {rn({b, l, d}),
+          rn({d, k}),
+          rn({d}),
+          rn({b, d, k - 1}),
+          rn({b, l, d}),
           rand({d, n}, DType::f64, &g, -2.0, -0.2),
-          rn({b, l, n}), rn({b, l, n}), rn({d}), rn({b, l, d}),     rand({d}, DType::f64, &g, -1, 1),
+          rn({b, l, n}),
+          rn({b, l, n}),
+          rn({d}),
+          rn({b, l, d}),
+          rand({d}, DType::f64, &g, -1, 1),
           rn({b, d, n})};
 }
 

@@ -64,12 +64,14 @@ TEST_CASE("anomaly: a NaN or inf made in forward throws naming the op, the modul
   Toy toy;
   Tensor x = from_vector<double>({1.0, -1.0, 2.0}, {3});
   AnomalyMode on;
-  check_error([&] { toy.forward(x); },
-              {"[anomaly] forward of log (toy.body) produced NaN in its output (3,)"});
+  check_error([&] { toy.forward(x); }, {"[anomaly] forward of log (toy.body) produced NaN in its output (3,)"});
   // Division by zero, outside any module.
   Tensor y = leaf({1.0, 2.0}, {2});
-  check_error([&] { div(y, from_vector<double>({1.0, 0.0}, {2})); },
-              {"[anomaly] forward of div produced inf in its output (2,)"});
+  check_error(
+      [&] {
+        div(y, from_vector<double>({1.0, 0.0}, {2}));
+      },
+      {"[anomaly] forward of div produced inf in its output (2,)"});
 }
 
 TEST_CASE("anomaly: a non-finite gradient from a vjp throws naming the op, the input and what made it") {
@@ -104,8 +106,11 @@ TEST_CASE("anomaly: a non-finite gradient from a vjp throws naming the op, the i
                "(delta) (2,); that input is a leaf"});
   // The gradient given to backward is checked too.
   Tensor z = mul_scalar(u, 2.0);
-  check_error([&] { z.backward(from_vector<double>({1.0, INFINITY}, {2})); },
-              {"[anomaly] the gradient given to backward for output 0 (2,) holds inf"});
+  check_error(
+      [&] {
+        z.backward(from_vector<double>({1.0, INFINITY}, {2}));
+      },
+      {"[anomaly] the gradient given to backward for output 0 (2,) holds inf"});
 }
 
 // Functions with external linkage (the executable exports its symbols), so the call stack can name them.
@@ -116,8 +121,11 @@ namespace anomaly_test {
 
 TEST_CASE("anomaly: the message names the functions that called the op, in forward and in backward") {
   AnomalyMode on;
-  const std::string forward =
-      check_error([&] { anomaly_test::log_of(leaf({1.0, -1.0}, {2})); }, {"[anomaly] forward of log produced NaN"});
+  const std::string forward = check_error(
+      [&] {
+        anomaly_test::log_of(leaf({1.0, -1.0}, {2}));
+      },
+      {"[anomaly] forward of log produced NaN"});
   INFO(forward);
   CHECK(forward.find("\n  log was called at: ") != std::string::npos);
   CHECK(forward.find("anomaly_test::log_of <- ") != std::string::npos);
@@ -165,9 +173,9 @@ TEST_CASE("anomaly: a tiny Mamba names the layer whose op made the NaN, and a cl
     m.layers[1]->mixer->dt_proj->bias.narrow(0, 3, 1).fill_(std::nan(""));
   }
   AnomalyMode on;
-  check_error([&] { m.loss(tokens, targets); },
-              {"[anomaly] forward of selective_scan (backbone.layers.1.mixer) produced NaN in its output",
-               "(2, 16, 128)"});
+  check_error(
+      [&] { m.loss(tokens, targets); },
+      {"[anomaly] forward of selective_scan (backbone.layers.1.mixer) produced NaN in its output", "(2, 16, 128)"});
 }
 
 TEST_CASE("anomaly: train --detect-anomaly names the op where a diverging run first goes non-finite") {

@@ -109,8 +109,7 @@ TEST_CASE("autocast: backward runs in the forward's precision, wherever backward
   }
   out.backward(r);
   CHECK(check_close(f64(x.grad()), matmul(f64(rounded(r)), f64(rounded(w))), 1e-5, 1e-5, "linear dx"));
-  CHECK(check_close(f64(w.grad()), matmul(transpose(f64(rounded(r)), 0, 1), f64(rounded(x))), 1e-5, 1e-5,
-                    "linear dw"));
+  CHECK(check_close(f64(w.grad()), matmul(transpose(f64(rounded(r)), 0, 1), f64(rounded(x))), 1e-5, 1e-5, "linear dw"));
   CHECK(check_close(f64(bias.grad()), sum(f64(r), {0}), 1e-5, 1e-5, "linear db"));
 }
 
@@ -122,8 +121,10 @@ TEST_CASE("autocast on cuda: bf16 matmul and linear match the cpu's, values and 
     bool trans_a;
   };
   // Batched, broadcast, a batch of rows against a matrix, and a transposed (strided) operand.
-  const Case cases[] = {{{2, 9, 33}, {2, 33, 17}, false}, {{3, 1, 7, 5}, {4, 5, 6}, false},
-                        {{2, 31, 40}, {40, 12}, false}, {{33, 9}, {33, 20}, true}};
+  const Case cases[] = {{{2, 9, 33}, {2, 33, 17}, false},
+                        {{3, 1, 7, 5}, {4, 5, 6}, false},
+                        {{2, 31, 40}, {40, 12}, false},
+                        {{33, 9}, {33, 20}, true}};
   for (const Case& c : cases) {
     Tensor a = randn(c.a, DType::f32, &g), b = randn(c.b, DType::f32, &g);
     Tensor ac = a.detach().requires_grad_(), bc = b.detach().requires_grad_();
@@ -143,7 +144,8 @@ TEST_CASE("autocast on cuda: bf16 matmul and linear match the cpu's, values and 
     CHECK(check_close(bg.grad().to(kCPU), bc.grad(), 2e-5, 2e-4, what + " dB"));
     CHECK(rel_err(og.to(kCPU), matmul(c.trans_a ? transpose(a, -1, -2) : a, b)) > 1e-4);  // rounded for real
   }
-  Tensor x = randn({3, 11, 40}, DType::f32, &g), w = randn({24, 40}, DType::f32, &g), bias = randn({24}, DType::f32, &g);
+  Tensor x = randn({3, 11, 40}, DType::f32, &g), w = randn({24, 40}, DType::f32, &g),
+         bias = randn({24}, DType::f32, &g);
   Tensor lc, lg;
   {
     AutocastGuard on;

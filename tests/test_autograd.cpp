@@ -145,7 +145,8 @@ TEST_CASE("autograd: outputs that get no gradient are filled with zeros for mult
 TEST_CASE("autograd: backward on a non-scalar needs a gradient") {
   Tensor x = leaf({1.0, 2.0}, {2});
   Tensor y = x * 2.0;
-  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("grad can be created implicitly only for scalar outputs"), Error);
+  CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("grad can be created implicitly only for scalar outputs"),
+                       Error);
   y.backward(from_vector<double>({1.0, 10.0}, {2}));
   CHECK(x.grad().to_vector<double>() == std::vector<double>{2.0, 20.0});
   CHECK_THROWS_WITH_AS(ones({2}).backward(), doctest::Contains("does not require grad"), Error);

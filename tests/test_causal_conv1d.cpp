@@ -13,17 +13,15 @@
 
 using namespace mg;
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("causal_conv1d: gradcheck over kernel widths, bias and silu (float64)") {
   struct Cfg {
     int64_t b, l, d, k;
     bool bias, silu;
   };
-  const Cfg cfgs[] = {{2, 7, 5, 4, true, true},   {2, 7, 5, 4, false, false}, {1, 4, 3, 1, true, false},
-                      {1, 1, 3, 4, true, true},   {2, 3, 4, 5, false, true},  {1, 5, 70, 4, true, true},
+  const Cfg cfgs[] = {{2, 7, 5, 4, true, true}, {2, 7, 5, 4, false, false}, {1, 4, 3, 1, true, false},
+                      {1, 1, 3, 4, true, true}, {2, 3, 4, 5, false, true},  {1, 5, 70, 4, true, true},
                       {2, 9, 2, 2, true, false}};
   for (const Cfg& c : cfgs) {
     Generator g(11);
@@ -31,8 +29,8 @@ TEST_CASE("causal_conv1d: gradcheck over kernel widths, bias and silu (float64)"
                            c.bias ? gc_randn({c.d}, g, kCPU) : Tensor()};
     GradcheckResult r =
         gradcheck([&](const std::vector<Tensor>& x) { return causal_conv1d(x[0], x[1], x[2], c.silu); }, in);
-    INFO("b " << c.b << " l " << c.l << " d " << c.d << " k " << c.k << " bias " << c.bias << " silu " << c.silu
-              << ": " << r.message);
+    INFO("b " << c.b << " l " << c.l << " d " << c.d << " k " << c.k << " bias " << c.bias << " silu " << c.silu << ": "
+              << r.message);
     CHECK(r.pass);
   }
 }
@@ -144,7 +142,7 @@ struct StateCfg {
 
 TEST_CASE("causal_conv1d: gradcheck with an initial state and through the final state (float64)") {
   const StateCfg cfgs[] = {
-      {2, 7, 5, 4, true, true, true},    // k 4
+      {2, 7, 5, 4, true, true, true},     // k 4
       {2, 7, 5, 4, false, false, false},  // no initial state: zeros, the final state still differentiable
       {1, 4, 3, 1, true, true, true},     // k 1: the state is (b, d, 0)
       {1, 1, 3, 4, true, true, true},     // l 1 < k - 1
@@ -159,7 +157,9 @@ TEST_CASE("causal_conv1d: gradcheck with an initial state and through the final 
                            c.bias ? gc_randn({c.d}, g, kCPU) : Tensor(),
                            c.init ? gc_randn({c.b, c.d, c.k - 1}, g, kCPU) : Tensor()};
     GradcheckResult r = gradcheck(
-        [&](const std::vector<Tensor>& x) { return conv_both(causal_conv1d_with_state(x[0], x[1], x[2], c.silu, x[3])); },
+        [&](const std::vector<Tensor>& x) {
+          return conv_both(causal_conv1d_with_state(x[0], x[1], x[2], c.silu, x[3]));
+        },
         in);
     INFO("b " << c.b << " l " << c.l << " d " << c.d << " k " << c.k << " bias " << c.bias << " silu " << c.silu
               << " initial state " << c.init << ": " << r.message);
@@ -198,8 +198,10 @@ TEST_CASE("causal_conv1d: hand-computed values, final state and initial-state gr
 }
 
 TEST_CASE("causal_conv1d: with an initial state, fused equals the composed reference (float64 and float32)") {
-  const StateCfg cfgs[] = {{2, 1000, 70, 4, true, true, true}, {3, 2, 9, 4, true, false, true},
-                           {2, 50, 33, 9, false, true, true},  {2, 20, 5, 1, true, true, true},
+  const StateCfg cfgs[] = {{2, 1000, 70, 4, true, true, true},
+                           {3, 2, 9, 4, true, false, true},
+                           {2, 50, 33, 9, false, true, true},
+                           {2, 20, 5, 1, true, true, true},
                            {2, 20, 5, 4, true, true, false}};
   for (const StateCfg& c : cfgs)
     for (DType dt : {DType::f64, DType::f32}) {
@@ -260,10 +262,10 @@ TEST_CASE("causal_conv1d: a sequence run in pieces that carry final_state equals
     std::vector<int64_t> pieces;
   };
   const Case cases[] = {
-      {{2, 12, 5, 4, true, true, true}, {1, 2, 1, 5, 3}},   // pieces shorter than k - 1
-      {{2, 12, 5, 4, true, false, false}, {4, 8}},           // the first piece from zeros
-      {{1, 9, 3, 1, true, true, true}, {2, 3, 4}},           // k = 1: empty states
-      {{2, 10, 7, 6, false, true, true}, {1, 1, 1, 7}},      // k 6
+      {{2, 12, 5, 4, true, true, true}, {1, 2, 1, 5, 3}},  // pieces shorter than k - 1
+      {{2, 12, 5, 4, true, false, false}, {4, 8}},         // the first piece from zeros
+      {{1, 9, 3, 1, true, true, true}, {2, 3, 4}},         // k = 1: empty states
+      {{2, 10, 7, 6, false, true, true}, {1, 1, 1, 7}},    // k 6
   };
   for (const Case& cs : cases) {
     const StateCfg& c = cs.c;

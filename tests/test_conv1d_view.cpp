@@ -16,7 +16,8 @@ TEST_CASE("causal_conv1d: x as a channel slice of a wider tensor equals x contig
     Generator g(8);
     const int64_t b = 3, l = 37, d = 21;
     Tensor xz0 = randn({b, l, 2 * d + 5}, DType::f32, &g), w0 = randn({d, k}, DType::f32, &g),
-           b0 = randn({d}, DType::f32, &g), init0 = randn({b, d, k - 1}, DType::f32, &g), dy = randn({b, l, d}, DType::f32, &g);
+           b0 = randn({d}, DType::f32, &g), init0 = randn({b, d, k - 1}, DType::f32, &g),
+           dy = randn({b, l, d}, DType::f32, &g);
     Tensor xz = xz0.clone().requires_grad_(), w1 = w0.clone().requires_grad_(), b1 = b0.clone().requires_grad_();
     Tensor view = narrow(xz, 2, d, d);  // channels d .. 2d - 1: rows 2d + 5 apart
     REQUIRE(!view.is_contiguous());

@@ -97,7 +97,7 @@ TEST_CASE("core: reshape views when it can and copies when it must") {
   CHECK(v.storage() == x.storage());
   CHECK(x.reshape({-1}).shape() == Shape{24});
   CHECK(x.reshape({4, -1}).shape() == Shape{4, 6});
-  Tensor t = x.transpose(1, 2);  // (2, 4, 3), not viewable as (8, 3)? it is: dims 0 and 1 merge
+  Tensor t = x.transpose(1, 2);                        // (2, 4, 3), not viewable as (8, 3)? it is: dims 0 and 1 merge
   CHECK(t.reshape({2, 12}).storage() != x.storage());  // (4, 3) transposed cannot flatten without a copy
   CHECK(t.reshape({2, 12}).to_vector<float>()[1] == 4);
   // Merging an outer dim with a transposed pair keeps the view when strides allow.
@@ -161,12 +161,12 @@ TEST_CASE("core: devices parse and cuda requests fail clearly without CUDA") {
   CHECK(Device::parse("cuda:1") == Device(DeviceKind::cuda, 1));
   CHECK_THROWS_WITH_AS(Device::parse("gpu"), "[device] 'gpu' is not a device (valid: cpu, cuda, cuda:N)", Error);
 #ifndef MG_HAVE_CUDA
-  CHECK_THROWS_WITH_AS(zeros({2}, DType::f32, kCUDA),
-                       doctest::Contains("this build has no CUDA support"), Error);
+  CHECK_THROWS_WITH_AS(zeros({2}, DType::f32, kCUDA), doctest::Contains("this build has no CUDA support"), Error);
 #endif
 }
 
-TEST_CASE("SplitChooser: probes both ways, keeps the faster, backs off while one thread wins, leaves a stalling split") {
+TEST_CASE(
+    "SplitChooser: probes both ways, keeps the faster, backs off while one thread wins, leaves a stalling split") {
   SplitChooser c;
   // Feeds n runs taking `serial` or `split` seconds as the chooser asks; returns how many it split.
   auto feed = [&](int n, double serial, double split) {
@@ -178,19 +178,19 @@ TEST_CASE("SplitChooser: probes both ways, keeps the faster, backs off while one
     }
     return splits;
   };
-  CHECK(feed(8, 1.0, 0.5) == 4);      // the probe: one thread and split in turn
-  CHECK(feed(64, 1.0, 0.5) == 64);    // split is 2x faster: kept for 64 runs
-  CHECK(feed(8, 1.0, 0.5) == 4);      // probed again, confirmed: kept for 128
+  CHECK(feed(8, 1.0, 0.5) == 4);    // the probe: one thread and split in turn
+  CHECK(feed(64, 1.0, 0.5) == 64);  // split is 2x faster: kept for 64 runs
+  CHECK(feed(8, 1.0, 0.5) == 4);    // probed again, confirmed: kept for 128
   CHECK(feed(128, 1.0, 0.5) == 128);
-  CHECK(feed(8, 1.0, 0.95) == 4);     // less than 10% faster: one thread, for 64 runs
+  CHECK(feed(8, 1.0, 0.95) == 4);  // less than 10% faster: one thread, for 64 runs
   CHECK(feed(64, 1.0, 0.5) == 0);
-  CHECK(feed(8, 1.0, 0.95) == 4);     // one thread again: for 4 x 64 runs
+  CHECK(feed(8, 1.0, 0.95) == 4);  // one thread again: for 4 x 64 runs
   CHECK(feed(256, 1.0, 0.5) == 0);
-  CHECK(feed(8, 1.0, 0.5) == 4);      // split (64 runs), then a busy machine: split runs take 5x
-  CHECK(feed(2, 1.0, 5.0) == 2);      // 2 stalls end the run: the next probe starts at once,
-  CHECK(feed(4, 1.0, 5.0) == 2);      // and ends at its first slow split after the warm-up pair:
-  CHECK(feed(1024, 1.0, 0.5) == 0);   // one thread for 4 x 256 runs; a faster split is not seen
-  CHECK(feed(8, 1.0, 0.5) == 4);      // until the next probe
+  CHECK(feed(8, 1.0, 0.5) == 4);     // split (64 runs), then a busy machine: split runs take 5x
+  CHECK(feed(2, 1.0, 5.0) == 2);     // 2 stalls end the run: the next probe starts at once,
+  CHECK(feed(4, 1.0, 5.0) == 2);     // and ends at its first slow split after the warm-up pair:
+  CHECK(feed(1024, 1.0, 0.5) == 0);  // one thread for 4 x 256 runs; a faster split is not seen
+  CHECK(feed(8, 1.0, 0.5) == 4);     // until the next probe
   CHECK(c.split_runs() == 4 + 64 + 4 + 128 + 4 + 4 + 4 + 2 + 2 + 4);
   // A split probe that stalls once keeps one thread, even with a faster median.
   SplitChooser d;
@@ -203,13 +203,14 @@ TEST_CASE("SplitChooser: probes both ways, keeps the faster, backs off while one
   CHECK(feed(5, 0.1, 1.0) == 5);
 }
 
-TEST_CASE("parallel_for: every index once, in contiguous pieces that hold enough work, taken by whichever thread is free") {
+TEST_CASE(
+    "parallel_for: every index once, in contiguous pieces that hold enough work, taken by whichever thread is free") {
   const int before = num_threads();
   set_num_threads(2);
   // How many pieces: up to kPiecesPerThread per thread while each holds kParallelGrain work.
   CHECK(parallel_pieces(1000, 1000, 2) == 2 * kPiecesPerThread);
-  CHECK(parallel_pieces(100, 1000, 2) == 3);      // 100,000 work: 3 pieces of at least kParallelGrain
-  CHECK(parallel_pieces(40, 1000, 2) == 2);       // never fewer than the threads
+  CHECK(parallel_pieces(100, 1000, 2) == 3);            // 100,000 work: 3 pieces of at least kParallelGrain
+  CHECK(parallel_pieces(40, 1000, 2) == 2);             // never fewer than the threads
   CHECK(parallel_pieces(3, int64_t(1) << 40, 2) == 3);  // never more than the items; no overflow
   CHECK(parallel_pieces(int64_t(1) << 40, int64_t(1) << 40, 2) == 2 * kPiecesPerThread);
 

@@ -221,16 +221,14 @@ TEST_CASE("cuda emulator: cuBLAS gemm is column-major, checks its leading dimens
   REQUIRE(cudaMemcpyAsync(dA, A, sizeof A, cudaMemcpyHostToDevice) == cudaSuccess);
   REQUIRE(cudaMemcpyAsync(dB, B, sizeof B, cudaMemcpyHostToDevice) == cudaSuccess);
   const float one = 1, zero = 0;
-  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, dA, 2, dB, 3, &zero, dC, 2) ==
-          CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 3, &one, dA, 2, dB, 3, &zero, dC, 2) == CUBLAS_STATUS_SUCCESS);
   float C[4];
   REQUIRE(cudaMemcpyAsync(C, dC, sizeof C, cudaMemcpyDeviceToHost) == cudaSuccess);
   // C(:,0) = 1*(1,2) + 2*(5,6) = (11, 14); C(:,1) = (3,4) + (5,6) = (8, 10)
   CHECK(std::vector<float>(C, C + 4) == std::vector<float>{11, 14, 8, 10});
 
   // B^T A^T = (A B)^T with both stored operands transposed.
-  REQUIRE(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_T, 2, 2, 3, &one, dB, 3, dA, 2, &zero, dC, 2) ==
-          CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_T, 2, 2, 3, &one, dB, 3, dA, 2, &zero, dC, 2) == CUBLAS_STATUS_SUCCESS);
   REQUIRE(cudaMemcpyAsync(C, dC, sizeof C, cudaMemcpyDeviceToHost) == cudaSuccess);
   CHECK(std::vector<float>(C, C + 4) == std::vector<float>{11, 8, 14, 10});
 
@@ -244,13 +242,11 @@ TEST_CASE("cuda emulator: cuBLAS gemm is column-major, checks its leading dimens
   const float x = 1.0f + 1.0f / 4096;
   REQUIRE(cudaMemcpyAsync(dA, &x, 4, cudaMemcpyHostToDevice) == cudaSuccess);
   REQUIRE(cudaMemcpyAsync(dB, &one, 4, cudaMemcpyHostToDevice) == cudaSuccess);
-  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, dA, 1, dB, 1, &zero, dC, 1) ==
-          CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, dA, 1, dB, 1, &zero, dC, 1) == CUBLAS_STATUS_SUCCESS);
   REQUIRE(cudaMemcpyAsync(C, dC, 4, cudaMemcpyDeviceToHost) == cudaSuccess);
   CHECK(C[0] == x);
   REQUIRE(cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH) == CUBLAS_STATUS_SUCCESS);
-  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, dA, 1, dB, 1, &zero, dC, 1) ==
-          CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, dA, 1, dB, 1, &zero, dC, 1) == CUBLAS_STATUS_SUCCESS);
   REQUIRE(cudaMemcpyAsync(C, dC, 4, cudaMemcpyDeviceToHost) == cudaSuccess);
   CHECK(C[0] == 1.0f);
   cudaFree(dA), cudaFree(dB), cudaFree(dC);

@@ -73,29 +73,34 @@ TEST_CASE("cuda ops: binary ops with broadcasting, odd sizes and non-contiguous 
   Generator g(1);
   using Bin = Tensor (*)(const Tensor&, const Tensor&);
   const std::pair<const char*, Bin> ops[] = {{"add", &add}, {"sub", &sub}, {"mul", &mul}, {"div", &div}};
-  const std::pair<Shape, Shape> shapes[] = {{{1}, {1}},          {{7}, {7}},         {{3, 1000}, {1000}},
-                                            {{2, 3, 1}, {4}},    {{5, 1, 7}, {1, 6, 1}}, {{1031}, {}},
-                                            {{0, 3}, {3}},       {{2, 0}, {1}}};
+  const std::pair<Shape, Shape> shapes[] = {
+      {{1}, {1}},   {{7}, {7}},    {{3, 1000}, {1000}}, {{2, 3, 1}, {4}}, {{5, 1, 7}, {1, 6, 1}},
+      {{1031}, {}}, {{0, 3}, {3}}, {{2, 0}, {1}}};
   for (DType t : kFloatTypes)
     for (auto& [name, f] : ops)
       for (auto& [sa, sb] : shapes) {
         Tensor a = rnd(sa, t, g), b = std::string(name) == "div" ? pos(sb, t, g) : rnd(sb, t, g);
-        CHECK(same_as_cpu(mg::format("{} {} {} {}", name, sa, sb, t), {a, b},
-                          [f = f](const std::vector<Tensor>& x) { return f(x[0], x[1]); }, tol_for(t)));
+        CHECK(same_as_cpu(
+            mg::format("{} {} {} {}", name, sa, sb, t), {a, b},
+            [f = f](const std::vector<Tensor>& x) { return f(x[0], x[1]); }, tol_for(t)));
       }
   // Non-contiguous operands: a transpose, a narrowed slice and an expanded column.
   for (DType t : kFloatTypes) {
     Tensor a = rnd({7, 9}, t, g), b = rnd({12, 7}, t, g), c = rnd({9, 1}, t, g);
-    CHECK(same_as_cpu("strided operands", {a, b, c},
-                      [](const std::vector<Tensor>& x) {
-                        Tensor bt = x[1].narrow(0, 2, 9).transpose(0, 1);  // (7, 9), strides (1, 7)
-                        return add(mul(x[0], bt), x[2].transpose(0, 1).expand({7, 9}));
-                      },
-                      tol_for(t)));
+    CHECK(same_as_cpu(
+        "strided operands", {a, b, c},
+        [](const std::vector<Tensor>& x) {
+          Tensor bt = x[1].narrow(0, 2, 9).transpose(0, 1);  // (7, 9), strides (1, 7)
+          return add(mul(x[0], bt), x[2].transpose(0, 1).expand({7, 9}));
+        },
+        tol_for(t)));
     Tensor p = rnd({4, 5, 6}, t, g), q = rnd({6, 4, 5}, t, g);
-    CHECK(same_as_cpu("permuted operands", {p, q},
-                      [](const std::vector<Tensor>& x) { return div(x[0].permute({2, 0, 1}), add_scalar(exp(x[1]), 1.0)); },
-                      tol_for(t)));
+    CHECK(same_as_cpu(
+        "permuted operands", {p, q},
+        [](const std::vector<Tensor>& x) {
+          return div(x[0].permute({2, 0, 1}), add_scalar(exp(x[1]), 1.0));
+        },
+        tol_for(t)));
   }
 }
 
@@ -125,13 +130,15 @@ TEST_CASE("cuda ops: every unary function and its derivative") {
     for (auto& u : ops)
       for (Shape s : {Shape{1}, Shape{7}, Shape{3, 1001}, Shape{0, 4}}) {
         Tensor x = u.positive ? pos(s, t, g) : rnd(s, t, g);
-        CHECK(same_as_cpu(mg::format("{} {} {}", u.name, s, t), {x},
-                          [f = u.f](const std::vector<Tensor>& in) { return f(in[0]); }, tol_for(t)));
+        CHECK(same_as_cpu(
+            mg::format("{} {} {}", u.name, s, t), {x}, [f = u.f](const std::vector<Tensor>& in) { return f(in[0]); },
+            tol_for(t)));
       }
   // A transposed input goes through the strided path of the kernel and its vjp.
   Tensor x = rnd({33, 17}, DType::f32, g);
-  CHECK(same_as_cpu("silu of a transpose", {x}, [](const std::vector<Tensor>& in) { return silu(in[0].transpose(0, 1)); },
-                    tol_for(DType::f32)));
+  CHECK(same_as_cpu(
+      "silu of a transpose", {x}, [](const std::vector<Tensor>& in) { return silu(in[0].transpose(0, 1)); },
+      tol_for(DType::f32)));
 }
 
 TEST_CASE("cuda ops: in-place fill_, copy_, add_ and mul_ on strided views") {
@@ -143,9 +150,9 @@ TEST_CASE("cuda ops: in-place fill_, copy_, add_ and mul_ on strided views") {
     for (Tensor* b : {&bc, &bg}) {
       Tensor s = b->device() == kCPU ? src : src.to(kCUDA);
       Tensor r = b->device() == kCPU ? row : row.to(kCUDA);
-      Tensor v = b->narrow(1, 2, 4);             // (6, 4), row stride 9
-      v.narrow(0, 0, 4).copy_(s.narrow(0, 1, 4)); // strided dst and src
-      v.narrow(0, 4, 2).copy_(r);                 // broadcast src
+      Tensor v = b->narrow(1, 2, 4);               // (6, 4), row stride 9
+      v.narrow(0, 0, 4).copy_(s.narrow(0, 1, 4));  // strided dst and src
+      v.narrow(0, 4, 2).copy_(r);                  // broadcast src
       b->transpose(0, 1).narrow(0, 7, 2).fill_(0.25);
       v.add_(s.narrow(0, 3, 6), -0.5);
       b->narrow(0, 1, 3).mul_(3.0);
@@ -178,32 +185,53 @@ TEST_CASE("cuda ops: views and copies (reshape, permute, narrow, expand, cat, sp
   for (DType t : kFloatTypes) {
     Tol tl = tol_for(t);
     Tensor x = rnd({4, 6, 5}, t, g);
-    CHECK(same_as_cpu("reshape view", {x}, [](const std::vector<Tensor>& in) { return in[0].reshape({24, 5}) * 2.0; }, tl));
-    CHECK(same_as_cpu("reshape copy", {x},
-                      [](const std::vector<Tensor>& in) { return in[0].transpose(0, 2).reshape({-1}); }, tl));
-    CHECK(same_as_cpu("permute + contiguous", {x},
-                      [](const std::vector<Tensor>& in) { return contiguous(in[0].permute({1, 2, 0})); }, tl));
-    CHECK(same_as_cpu("narrow", {x}, [](const std::vector<Tensor>& in) { return in[0].narrow(1, 1, 4) * 1.0; }, tl));
-    CHECK(same_as_cpu("expand", {rnd({6, 1}, t, g)},
-                      [](const std::vector<Tensor>& in) { return in[0].expand({3, 6, 7}).contiguous(); }, tl));
-    CHECK(same_as_cpu("cat", {rnd({2, 1}, t, g), rnd({2, 3}, t, g), rnd({2, 1000}, t, g)},
-                      [](const std::vector<Tensor>& in) { return cat(in, 1); }, tl));
-    CHECK(same_as_cpu("cat of strided pieces", {x},
-                      [](const std::vector<Tensor>& in) { return cat({in[0].transpose(0, 1), in[0].narrow(1, 0, 2).transpose(0, 1)}, 0); },
-                      tl));
-    CHECK(same_as_cpu("split and chunk", {x},
-                      [](const std::vector<Tensor>& in) {
-                        auto parts = split(in[0], {2, 4}, 1);
-                        auto ch = chunk(in[0], 3, 2);
-                        // (4, 2, 5) * (4, 2, 1) + (4, 2, 1)
-                        return parts[1].narrow(1, 0, 2) * ch[0].narrow(1, 0, 2).narrow(2, 0, 1) + ch[2].narrow(1, 4, 2);
-                      },
-                      tl));
-    CHECK(same_as_cpu("clone", {x}, [](const std::vector<Tensor>& in) { return clone(in[0].transpose(0, 1)); }, tl));
+    CHECK(same_as_cpu(
+        "reshape view", {x},
+        [](const std::vector<Tensor>& in) {
+          return in[0].reshape({24, 5}) * 2.0;
+        },
+        tl));
+    CHECK(same_as_cpu(
+        "reshape copy", {x}, [](const std::vector<Tensor>& in) { return in[0].transpose(0, 2).reshape({-1}); }, tl));
+    CHECK(same_as_cpu(
+        "permute + contiguous", {x},
+        [](const std::vector<Tensor>& in) {
+          return contiguous(in[0].permute({1, 2, 0}));
+        },
+        tl));
+    CHECK(same_as_cpu(
+        "narrow", {x}, [](const std::vector<Tensor>& in) { return in[0].narrow(1, 1, 4) * 1.0; }, tl));
+    CHECK(same_as_cpu(
+        "expand", {rnd({6, 1}, t, g)},
+        [](const std::vector<Tensor>& in) {
+          return in[0].expand({3, 6, 7}).contiguous();
+        },
+        tl));
+    CHECK(same_as_cpu(
+        "cat", {rnd({2, 1}, t, g), rnd({2, 3}, t, g), rnd({2, 1000}, t, g)},
+        [](const std::vector<Tensor>& in) { return cat(in, 1); }, tl));
+    CHECK(same_as_cpu(
+        "cat of strided pieces", {x},
+        [](const std::vector<Tensor>& in) {
+          return cat({in[0].transpose(0, 1), in[0].narrow(1, 0, 2).transpose(0, 1)}, 0);
+        },
+        tl));
+    CHECK(same_as_cpu(
+        "split and chunk", {x},
+        [](const std::vector<Tensor>& in) {
+          auto parts = split(in[0], {2, 4}, 1);
+          auto ch = chunk(in[0], 3, 2);
+          // (4, 2, 5) * (4, 2, 1) + (4, 2, 1)
+          return parts[1].narrow(1, 0, 2) * ch[0].narrow(1, 0, 2).narrow(2, 0, 1) + ch[2].narrow(1, 4, 2);
+        },
+        tl));
+    CHECK(same_as_cpu(
+        "clone", {x}, [](const std::vector<Tensor>& in) { return clone(in[0].transpose(0, 1)); }, tl));
     // to_dtype both ways; the gradient comes back converted.
     DType other = t == DType::f32 ? DType::f64 : DType::f32;
-    CHECK(same_as_cpu("to_dtype", {x}, [other](const std::vector<Tensor>& in) { return in[0].transpose(1, 2).to(other); },
-                      tol_for(DType::f32)));
+    CHECK(same_as_cpu(
+        "to_dtype", {x}, [other](const std::vector<Tensor>& in) { return in[0].transpose(1, 2).to(other); },
+        tol_for(DType::f32)));
   }
   // int64 <-> float copies and int64 views.
   Tensor ids = randint(-50, 50, {3, 7}, &g);
@@ -219,23 +247,40 @@ TEST_CASE("cuda ops: sum, mean, max and sum_to, from short rows to long ones") {
   for (DType t : kFloatTypes) {
     Tol tl = tol_for(t);
     Tensor x = rnd({3, 4, 5}, t, g);
-    CHECK(same_as_cpu("sum all", {x}, [](const std::vector<Tensor>& in) { return sum(in[0]); }, tl));
-    CHECK(same_as_cpu("sum (0, 2) keepdim", {x}, [](const std::vector<Tensor>& in) { return sum(in[0], {0, 2}, true); }, tl));
-    CHECK(same_as_cpu("mean -1", {x}, [](const std::vector<Tensor>& in) { return mean(in[0], {-1}); }, tl));
-    CHECK(same_as_cpu("mean all", {x}, [](const std::vector<Tensor>& in) { return mean(in[0]); }, tl));
-    CHECK(same_as_cpu("max dim 1", {x}, [](const std::vector<Tensor>& in) { return max(in[0], 1).first; }, tl));
-    CHECK(same_as_cpu("max dim -1 keepdim", {x}, [](const std::vector<Tensor>& in) { return max(in[0], -1, true).first; }, tl));
-    CHECK(same_as_cpu("sum_to", {rnd({4, 3, 5}, t, g)}, [](const std::vector<Tensor>& in) { return sum_to(in[0], {3, 1}); }, tl));
+    CHECK(same_as_cpu(
+        "sum all", {x}, [](const std::vector<Tensor>& in) { return sum(in[0]); }, tl));
+    CHECK(same_as_cpu(
+        "sum (0, 2) keepdim", {x},
+        [](const std::vector<Tensor>& in) {
+          return sum(in[0], {0, 2}, true);
+        },
+        tl));
+    CHECK(same_as_cpu(
+        "mean -1", {x}, [](const std::vector<Tensor>& in) { return mean(in[0], {-1}); }, tl));
+    CHECK(same_as_cpu(
+        "mean all", {x}, [](const std::vector<Tensor>& in) { return mean(in[0]); }, tl));
+    CHECK(same_as_cpu(
+        "max dim 1", {x}, [](const std::vector<Tensor>& in) { return max(in[0], 1).first; }, tl));
+    CHECK(same_as_cpu(
+        "max dim -1 keepdim", {x}, [](const std::vector<Tensor>& in) { return max(in[0], -1, true).first; }, tl));
+    CHECK(same_as_cpu(
+        "sum_to", {rnd({4, 3, 5}, t, g)},
+        [](const std::vector<Tensor>& in) {
+          return sum_to(in[0], {3, 1});
+        },
+        tl));
     // Row lengths on each side of the kernels' thresholds: 1, 7, 32, 33, 1000, 16384, 16385, 100003.
     for (int64_t n : {1, 7, 32, 33, 1000, 16384, 16385, 100003})
       for (int64_t rows : {1, 3, 300}) {
         if (rows * n > 4'000'000) continue;
         Tensor y = rnd({rows, n}, t, g);
         Tol wide{tl.atol * std::sqrt((double)n), tl.rtol};
-        CHECK(same_as_cpu(mg::format("sum rows={} n={} {}", rows, n, t), {y},
-                          [](const std::vector<Tensor>& in) { return sum(in[0], {1}); }, wide));
-        CHECK(same_as_cpu(mg::format("sum over rows={} n={} {}", rows, n, t), {y},
-                          [](const std::vector<Tensor>& in) { return sum(in[0], {0}); }, wide));
+        CHECK(same_as_cpu(
+            mg::format("sum rows={} n={} {}", rows, n, t), {y},
+            [](const std::vector<Tensor>& in) { return sum(in[0], {1}); }, wide));
+        CHECK(same_as_cpu(
+            mg::format("sum over rows={} n={} {}", rows, n, t), {y},
+            [](const std::vector<Tensor>& in) { return sum(in[0], {0}); }, wide));
       }
     // Empty tensors: a sum over nothing is 0, a mean over nothing is an error.
     Tensor e = zeros({0, 4}, t, kCUDA);
@@ -264,42 +309,57 @@ TEST_CASE("cuda ops: matmul and linear through cuBLAS, every layout, batches and
         for (int tb = 0; tb < 2; ++tb) {
           Tensor a = ta ? rnd({k, m}, t, g) : rnd({m, k}, t, g);
           Tensor b = tb ? rnd({n, k}, t, g) : rnd({k, n}, t, g);
-          CHECK(same_as_cpu(mg::format("matmul m={} k={} n={} ta={} tb={} {}", m, k, n, ta, tb, t), {a, b},
-                            [ta = ta, tb = tb](const std::vector<Tensor>& in) {
-                              return matmul(ta ? in[0].transpose(0, 1) : in[0], tb ? in[1].transpose(0, 1) : in[1]);
-                            },
-                            tl));
+          CHECK(same_as_cpu(
+              mg::format("matmul m={} k={} n={} ta={} tb={} {}", m, k, n, ta, tb, t), {a, b},
+              [ta = ta, tb = tb](const std::vector<Tensor>& in) {
+                return matmul(ta ? in[0].transpose(0, 1) : in[0], tb ? in[1].transpose(0, 1) : in[1]);
+              },
+              tl));
         }
     }
     Tol tl{t == DType::f64 ? 1e-12 : 1e-4, t == DType::f64 ? 1e-10 : 1e-4};
-    CHECK(same_as_cpu("batched", {rnd({3, 4, 5}, t, g), rnd({3, 5, 6}, t, g)},
-                      [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, tl));
-    CHECK(same_as_cpu("batched, transposed right operand", {rnd({3, 4, 5}, t, g), rnd({3, 6, 5}, t, g)},
-                      [](const std::vector<Tensor>& in) { return matmul(in[0], in[1].transpose(1, 2)); }, tl));
+    CHECK(same_as_cpu(
+        "batched", {rnd({3, 4, 5}, t, g), rnd({3, 5, 6}, t, g)},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, tl));
+    CHECK(same_as_cpu(
+        "batched, transposed right operand", {rnd({3, 4, 5}, t, g), rnd({3, 6, 5}, t, g)},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1].transpose(1, 2)); }, tl));
     // Batch dims that broadcast differently: the batch offsets are uneven, one call per matrix.
-    CHECK(same_as_cpu("broadcast batch dims", {rnd({2, 1, 3, 4}, t, g), rnd({3, 4, 2}, t, g)},
-                      [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, tl));
-    CHECK(same_as_cpu("one matrix against a batch", {rnd({4, 5}, t, g), rnd({3, 5, 2}, t, g)},
-                      [](const std::vector<Tensor>& in) { return matmul(in[0].expand({3, 4, 5}), in[1]); }, tl));
-    CHECK(same_as_cpu("batch of rows @ matrix", {rnd({2, 3, 4}, t, g), rnd({4, 5}, t, g)},
-                      [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, tl));
-    CHECK(same_as_cpu("a column broadcast as a matrix (copied for cuBLAS)", {rnd({5, 1}, t, g), rnd({4, 3}, t, g)},
-                      [](const std::vector<Tensor>& in) { return matmul(in[0].expand({5, 4}), in[1]); }, tl));
-    CHECK(same_as_cpu("linear with bias, 3-D input", {rnd({2, 3, 4}, t, g), rnd({5, 4}, t, g), rnd({5}, t, g)},
-                      [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, tl));
-    CHECK(same_as_cpu("linear, no bias, 1000 features", {rnd({7, 1000}, t, g), rnd({9, 1000}, t, g)},
-                      [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); },
-                      Tol{tl.atol * 30, tl.rtol}));
-    CHECK(same_as_cpu("linear of a transposed input and weight", {rnd({4, 6}, t, g), rnd({4, 3}, t, g), rnd({3}, t, g)},
-                      [](const std::vector<Tensor>& in) { return linear(in[0].transpose(0, 1), in[1].transpose(0, 1), in[2]); },
-                      tl));
+    CHECK(same_as_cpu(
+        "broadcast batch dims", {rnd({2, 1, 3, 4}, t, g), rnd({3, 4, 2}, t, g)},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, tl));
+    CHECK(same_as_cpu(
+        "one matrix against a batch", {rnd({4, 5}, t, g), rnd({3, 5, 2}, t, g)},
+        [](const std::vector<Tensor>& in) {
+          return matmul(in[0].expand({3, 4, 5}), in[1]);
+        },
+        tl));
+    CHECK(same_as_cpu(
+        "batch of rows @ matrix", {rnd({2, 3, 4}, t, g), rnd({4, 5}, t, g)},
+        [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }, tl));
+    CHECK(same_as_cpu(
+        "a column broadcast as a matrix (copied for cuBLAS)", {rnd({5, 1}, t, g), rnd({4, 3}, t, g)},
+        [](const std::vector<Tensor>& in) {
+          return matmul(in[0].expand({5, 4}), in[1]);
+        },
+        tl));
+    CHECK(same_as_cpu(
+        "linear with bias, 3-D input", {rnd({2, 3, 4}, t, g), rnd({5, 4}, t, g), rnd({5}, t, g)},
+        [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, tl));
+    CHECK(same_as_cpu(
+        "linear, no bias, 1000 features", {rnd({7, 1000}, t, g), rnd({9, 1000}, t, g)},
+        [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, Tol{tl.atol * 30, tl.rtol}));
+    CHECK(same_as_cpu(
+        "linear of a transposed input and weight", {rnd({4, 6}, t, g), rnd({4, 3}, t, g), rnd({3}, t, g)},
+        [](const std::vector<Tensor>& in) { return linear(in[0].transpose(0, 1), in[1].transpose(0, 1), in[2]); }, tl));
   }
   // Empty products: k = 0 gives zeros, m = 0 an empty result.
   Tensor z = matmul(zeros({3, 0}, DType::f32, kCUDA), zeros({0, 4}, DType::f32, kCUDA));
   CHECK(z.to(kCPU).to_vector<float>() == std::vector<float>(12, 0.0f));
   CHECK(matmul(zeros({0, 5}, DType::f32, kCUDA), zeros({5, 4}, DType::f32, kCUDA)).shape() == Shape{0, 4});
-  CHECK(linear(zeros({0, 5}, DType::f32, kCUDA), ones({3, 5}, DType::f32, kCUDA), ones({3}, DType::f32, kCUDA)).shape() ==
-        Shape{0, 3});
+  CHECK(
+      linear(zeros({0, 5}, DType::f32, kCUDA), ones({3, 5}, DType::f32, kCUDA), ones({3}, DType::f32, kCUDA)).shape() ==
+      Shape{0, 3});
 }
 
 TEST_CASE("cuda ops: the TF32 switch changes float32 matmuls and nothing else") {
@@ -326,8 +386,8 @@ TEST_CASE("cuda ops: embedding forward, backward bit-identical to the cpu, and i
   for (DType t : kFloatTypes) {
     Tensor w = rnd({11, 7}, t, g);
     Tensor ids = from_vector<int64_t>({0, 2, 2, 10, 2, 0, 5, 5, 5, 5}, {2, 5});
-    CHECK(same_as_cpu("embedding", {w, ids}, [](const std::vector<Tensor>& in) { return embedding(in[0], in[1]); },
-                      tol_for(t)));
+    CHECK(same_as_cpu(
+        "embedding", {w, ids}, [](const std::vector<Tensor>& in) { return embedding(in[0], in[1]); }, tol_for(t)));
     // A large batch with many repeats: the grouped sum runs in the cpu's order, so the bits match.
     Tensor wb = rnd({256, 1000}, t, g).requires_grad_();
     Tensor ib = randint(0, 256, {4, 777}, &g);
@@ -352,27 +412,35 @@ TEST_CASE("cuda ops: log_softmax and cross_entropy") {
   Generator g(9);
   for (DType t : kFloatTypes) {
     Tol tl = tol_for(t);
-    CHECK(same_as_cpu("log_softmax -1", {rnd({3, 5}, t, g)}, [](const std::vector<Tensor>& in) { return log_softmax(in[0], -1); }, tl));
-    CHECK(same_as_cpu("log_softmax dim 0 of 3-D", {rnd({4, 2, 3}, t, g)},
-                      [](const std::vector<Tensor>& in) { return log_softmax(in[0], 0); }, tl));
-    CHECK(same_as_cpu("log_softmax, 1 and 1031 classes", {rnd({7, 1}, t, g), rnd({6, 1031}, t, g)},
-                      [](const std::vector<Tensor>& in) { return sum(log_softmax(in[0], -1)) + sum(log_softmax(in[1], -1)); },
-                      Tol{tl.atol * 10, tl.rtol}));
-    CHECK(same_as_cpu("log_softmax of large logits", {rnd({5, 300}, t, g)},
-                      [](const std::vector<Tensor>& in) { return log_softmax(in[0] * 100.0, -1); }, Tol{tl.atol * 100, tl.rtol}));
+    CHECK(same_as_cpu(
+        "log_softmax -1", {rnd({3, 5}, t, g)}, [](const std::vector<Tensor>& in) { return log_softmax(in[0], -1); },
+        tl));
+    CHECK(same_as_cpu(
+        "log_softmax dim 0 of 3-D", {rnd({4, 2, 3}, t, g)},
+        [](const std::vector<Tensor>& in) { return log_softmax(in[0], 0); }, tl));
+    CHECK(same_as_cpu(
+        "log_softmax, 1 and 1031 classes", {rnd({7, 1}, t, g), rnd({6, 1031}, t, g)},
+        [](const std::vector<Tensor>& in) { return sum(log_softmax(in[0], -1)) + sum(log_softmax(in[1], -1)); },
+        Tol{tl.atol * 10, tl.rtol}));
+    CHECK(same_as_cpu(
+        "log_softmax of large logits", {rnd({5, 300}, t, g)},
+        [](const std::vector<Tensor>& in) { return log_softmax(in[0] * 100.0, -1); }, Tol{tl.atol * 100, tl.rtol}));
     for (auto [N, C] : {std::pair<int64_t, int64_t>{1, 1}, {4, 6}, {7, 256}, {1000, 37}}) {
       std::vector<int64_t> tv(N);
       for (int64_t i = 0; i < N; ++i) tv[i] = (i % 5 == 3) ? -100 : (int64_t)(Generator(i + 17 * N).next_u64() % C);
       Tensor tg = from_vector<int64_t>(tv, {N});
-      CHECK(same_as_cpu(mg::format("cross_entropy N={} C={} {}", N, C, t), {rnd({N, C}, t, g), tg},
-                        [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); }, tl));
-      CHECK(same_as_cpu(mg::format("cross_entropy x3 N={} C={} {}", N, C, t), {rnd({N, C}, t, g), tg},
-                        [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]) * 3.0; }, tl));
+      CHECK(same_as_cpu(
+          mg::format("cross_entropy N={} C={} {}", N, C, t), {rnd({N, C}, t, g), tg},
+          [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]); }, tl));
+      CHECK(same_as_cpu(
+          mg::format("cross_entropy x3 N={} C={} {}", N, C, t), {rnd({N, C}, t, g), tg},
+          [](const std::vector<Tensor>& in) { return cross_entropy(in[0], in[1]) * 3.0; }, tl));
     }
     // The fused op against its reference on the device too.
     Tensor x = rnd({9, 13}, t, g).to(kCUDA);
     Tensor tg = randint(0, 13, {9}, &g).to(kCUDA);
-    CHECK(check_close(cross_entropy(x, tg).to(kCPU), cross_entropy_reference(x, tg).to(kCPU), tl.atol, tl.rtol, "ce vs reference"));
+    CHECK(check_close(cross_entropy(x, tg).to(kCPU), cross_entropy_reference(x, tg).to(kCPU), tl.atol, tl.rtol,
+                      "ce vs reference"));
   }
   // Every target ignored: NaN, as on the cpu; targets out of range: the cpu's message.
   Tensor x = zeros({2, 3}, DType::f32, kCUDA);
@@ -389,9 +457,9 @@ TEST_CASE("cuda ops: rms_norm forward and backward, rows and widths from 1 to 10
   for (DType t : kFloatTypes)
     for (auto [rows, D] : {std::pair<int64_t, int64_t>{1, 1}, {7, 7}, {3, 1031}, {1000, 64}, {130, 300}}) {
       Tol tl = tol_for(t);
-      CHECK(same_as_cpu(mg::format("rms_norm rows={} D={} {}", rows, D, t), {rnd({rows, D}, t, g), rnd({D}, t, g)},
-                        [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); },
-                        Tol{tl.atol * 10, tl.rtol * 5}));
+      CHECK(same_as_cpu(
+          mg::format("rms_norm rows={} D={} {}", rows, D, t), {rnd({rows, D}, t, g), rnd({D}, t, g)},
+          [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); }, Tol{tl.atol * 10, tl.rtol * 5}));
     }
   Tensor x = rnd({2, 3, 16}, DType::f32, g).to(kCUDA), w = rnd({16}, DType::f32, g).to(kCUDA);
   CHECK(check_close(rms_norm(x, w).to(kCPU), rms_norm_reference(x, w).to(kCPU), 1e-5, 1e-4, "rms_norm vs reference"));
@@ -408,8 +476,10 @@ TEST_CASE("cuda ops: factories and to_device") {
   CHECK(zeros({0}, DType::f32, kCUDA).device() == kCUDA);
   // Random tensors drawn from the same generator state are the same numbers wherever they go.
   Generator g1(42), g2(42);
-  CHECK(randn({1000}, DType::f32, &g1).to(kCUDA).to_vector<float>() == randn({1000}, DType::f32, &g2).to_vector<float>());
-  CHECK(rand({77}, DType::f64, &g1, -1, 1).to(kCUDA).to_vector<double>() == rand({77}, DType::f64, &g2, -1, 1).to_vector<double>());
+  CHECK(randn({1000}, DType::f32, &g1).to(kCUDA).to_vector<float>() ==
+        randn({1000}, DType::f32, &g2).to_vector<float>());
+  CHECK(rand({77}, DType::f64, &g1, -1, 1).to(kCUDA).to_vector<double>() ==
+        rand({77}, DType::f64, &g2, -1, 1).to_vector<double>());
   // to_device is differentiable in both directions; the gradient comes back to the input's device.
   Tensor xc = from_vector<double>({1, 2, 3}, {3}).requires_grad_();
   Tensor y = to_device(xc, kCUDA) * 2.0;
@@ -433,11 +503,16 @@ TEST_CASE("cuda ops: factories and to_device") {
 TEST_CASE("cuda ops: mixing devices is an error that names both") {
   MG_REQUIRE_CUDA();
   Tensor c = ones({2}), d = ones({2}, DType::f32, kCUDA);
-  CHECK_THROWS_WITH_AS(add(c, d), "[add] tensors are on different devices: cpu and cuda:0 (move one with .to(Device))", Error);
-  CHECK_THROWS_WITH_AS(mul(d, c), "[mul] tensors are on different devices: cuda:0 and cpu (move one with .to(Device))", Error);
-  CHECK_THROWS_WITH_AS(matmul(ones({2, 2}), ones({2, 2}, DType::f32, kCUDA)), "[matmul] devices differ: cpu and cuda:0", Error);
-  CHECK_THROWS_WITH_AS(d.add_(c), "[add_] tensors are on different devices: cuda:0 and cpu (move one with .to(Device))", Error);
-  CHECK_THROWS_WITH_AS(rms_norm(ones({2, 2}, DType::f32, kCUDA), ones({2})), "[rms_norm] x is on cuda:0 but weight on cpu", Error);
+  CHECK_THROWS_WITH_AS(add(c, d), "[add] tensors are on different devices: cpu and cuda:0 (move one with .to(Device))",
+                       Error);
+  CHECK_THROWS_WITH_AS(mul(d, c), "[mul] tensors are on different devices: cuda:0 and cpu (move one with .to(Device))",
+                       Error);
+  CHECK_THROWS_WITH_AS(matmul(ones({2, 2}), ones({2, 2}, DType::f32, kCUDA)), "[matmul] devices differ: cpu and cuda:0",
+                       Error);
+  CHECK_THROWS_WITH_AS(d.add_(c), "[add_] tensors are on different devices: cuda:0 and cpu (move one with .to(Device))",
+                       Error);
+  CHECK_THROWS_WITH_AS(rms_norm(ones({2, 2}, DType::f32, kCUDA), ones({2})),
+                       "[rms_norm] x is on cuda:0 but weight on cpu", Error);
   CHECK_THROWS_WITH_AS(zeros({2}, DType::f32, Device(DeviceKind::cuda, 64)),
                        doctest::Contains("cuda:64 is not present"), Error);
 }
@@ -504,8 +579,8 @@ TEST_CASE("cuda ops: gradients are bit-identical from run to run") {
   Tensor ids = randint(0, 256, {8, 300}, &g), tg = randint(0, 300, {2400}, &g);
   auto grads = [&] {
     Tensor wd = w.to(kCUDA).requires_grad_(), nd = nw.to(kCUDA).requires_grad_(), pd = proj.to(kCUDA).requires_grad_();
-    Tensor h = rms_norm(embedding(wd, ids.to(kCUDA)), nd);                 // (8, 300, 512)
-    Tensor logits = linear(h.reshape({-1, 512}), pd);                      // (2400, 300)
+    Tensor h = rms_norm(embedding(wd, ids.to(kCUDA)), nd);  // (8, 300, 512)
+    Tensor logits = linear(h.reshape({-1, 512}), pd);       // (2400, 300)
     Tensor loss = cross_entropy(logits, tg.to(kCUDA)) + mean(sum(h * h, {0}));
     loss.backward();
     std::vector<float> out;

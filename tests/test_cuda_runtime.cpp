@@ -93,7 +93,8 @@ TEST_CASE("cuda allocator: freed blocks are reused by size class and the counter
   // A "training step" that frees and re-asks the same sizes makes no driver call after the first.
   for (int step = 0; step < 3; ++step) {
     std::vector<void*> ps;
-    for (size_t n : {size_t(100), size_t(5000), size_t(5000), size_t(2) << 20, size_t(70000)}) ps.push_back(cache.allocate(n));
+    for (size_t n : {size_t(100), size_t(5000), size_t(5000), size_t(2) << 20, size_t(70000)})
+      ps.push_back(cache.allocate(n));
     for (void* p : ps) cache.release(p);
   }
   CHECK(drv.mallocs == 3 + 5);

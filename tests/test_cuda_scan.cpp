@@ -43,8 +43,8 @@ Tensor host64(const Tensor& t) { return t.defined() ? t.detach().to(kCPU).to(DTy
 
 // The fused op on `dev` in `dt`; leaves require grad where `wants[i]`. The backward gets dy (and
 // dlast when the last state is returned) through the node's vjp.
-ScanRun run_scan_on(const ScanCfg& c, const std::vector<Tensor>& in, const Tensor& dy, const Tensor& dlast,
-                    Device dev, DType dt, const std::vector<bool>& wants = {}) {
+ScanRun run_scan_on(const ScanCfg& c, const std::vector<Tensor>& in, const Tensor& dy, const Tensor& dlast, Device dev,
+                    DType dt, const std::vector<bool>& wants = {}) {
   std::vector<Tensor> x;
   for (size_t i = 0; i < in.size(); ++i) {
     if (!in[i].defined()) {
@@ -183,7 +183,8 @@ TEST_CASE("cuda selective_scan: gradients are bit-identical across runs (determi
   std::vector<std::vector<std::vector<float>>> runs;
   for (int rep = 0; rep < 3; ++rep) {
     ScanRun r = run_scan_on(c, in, dy, dlast, kCUDA, DType::f32);
-    std::vector<std::vector<float>> got{r.y.to(DType::f32).to_vector<float>(), r.last.to(DType::f32).to_vector<float>()};
+    std::vector<std::vector<float>> got{r.y.to(DType::f32).to_vector<float>(),
+                                        r.last.to(DType::f32).to_vector<float>()};
     for (auto& t : r.grads) got.push_back(t.to(DType::f32).to_vector<float>());
     runs.push_back(got);
   }
@@ -275,10 +276,10 @@ struct ConvCfg {
   bool bias, silu;
 };
 
-const ConvCfg kConvCases[] = {{2, 7, 5, 4, true, true},     {2, 7, 5, 4, false, false}, {1, 4, 3, 1, true, false},
-                              {1, 1, 3, 4, true, true},     {2, 3, 4, 5, false, true},  {1, 5, 70, 4, true, true},
-                              {2, 9, 2, 2, true, false},    {2, 9, 2, 2, false, true},  {3, 700, 40, 4, true, true},
-                              {2, 50, 33, 9, true, true},   {1, 300, 1, 1, true, true}};
+const ConvCfg kConvCases[] = {{2, 7, 5, 4, true, true},   {2, 7, 5, 4, false, false}, {1, 4, 3, 1, true, false},
+                              {1, 1, 3, 4, true, true},   {2, 3, 4, 5, false, true},  {1, 5, 70, 4, true, true},
+                              {2, 9, 2, 2, true, false},  {2, 9, 2, 2, false, true},  {3, 700, 40, 4, true, true},
+                              {2, 50, 33, 9, true, true}, {1, 300, 1, 1, true, true}};
 
 }  // namespace
 
@@ -366,8 +367,7 @@ TEST_CASE("cuda selective_scan and causal_conv1d: pieces that carry both states 
     std::vector<Tensor> v;
     for (auto& t : in) v.push_back(t.to(dev).detach().requires_grad_());
     std::vector<Tensor> out = test::conv_scan_in_pieces(v, ps);
-    add(add(sum(mul(out[0], dy.to(dev))), sum(mul(out[1], dconv.to(dev)))), sum(mul(out[2], dlast.to(dev))))
-        .backward();
+    add(add(sum(mul(out[0], dy.to(dev))), sum(mul(out[1], dconv.to(dev)))), sum(mul(out[2], dlast.to(dev)))).backward();
     for (auto& t : v) out.push_back(t.grad());
     for (auto& t : out) {
       CHECK(t.device() == dev);
@@ -390,8 +390,8 @@ TEST_CASE("cuda causal_conv1d: with an initial state equals the CPU op for k = 1
     int64_t b, l, d, k;
     bool bias, silu;
   };
-  const Cfg cfgs[] = {{2, 7, 5, 4, true, true},  {1, 4, 3, 1, true, false}, {1, 1, 3, 4, true, true},
-                      {2, 3, 4, 5, false, true}, {2, 9, 2, 2, true, false}, {3, 700, 40, 4, true, true},
+  const Cfg cfgs[] = {{2, 7, 5, 4, true, true},   {1, 4, 3, 1, true, false},  {1, 1, 3, 4, true, true},
+                      {2, 3, 4, 5, false, true},  {2, 9, 2, 2, true, false},  {3, 700, 40, 4, true, true},
                       {2, 50, 33, 9, true, true}, {2, 2, 33, 4, false, false}};
   const char* names[] = {"dx", "dweight", "dbias", "dinitial_state"};
   for (const Cfg& c : cfgs) {

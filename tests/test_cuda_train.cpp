@@ -38,7 +38,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 bool bit_equal(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
   Tensor ca = contiguous(a.detach().to(kCPU)), cb = contiguous(b.detach().to(kCPU));
@@ -90,7 +89,8 @@ TrainOptions tiny_run(const std::string& data, const std::string& out, Device de
 
 // ---------------------------------------------------------------- CUDA: optimizer
 
-TEST_CASE("cuda adamw: several steps match the CPU AdamW (float32 and float64, with and without decay, with clipping)") {
+TEST_CASE(
+    "cuda adamw: several steps match the CPU AdamW (float32 and float64, with and without decay, with clipping)") {
   MG_REQUIRE_CUDA();
   for (DType dtype : {DType::f32, DType::f64})
     for (double decay : {0.0, 0.1})
@@ -266,8 +266,8 @@ TEST_CASE("cuda training: the tiny preset on CUDA tracks the CPU run step by ste
     if ((int64_t)i >= steps - 50) tail_c += lc[i], tail_g += lg[i];
   }
   MESSAGE("worst per-step relative loss difference " << worst << "; last-50 mean cpu " << tail_c / 50 << ", cuda "
-                                                     << tail_g / 50 << "; test loss cpu " << cpu_test.loss
-                                                     << ", cuda " << gpu_test.loss);
+                                                     << tail_g / 50 << "; test loss cpu " << cpu_test.loss << ", cuda "
+                                                     << gpu_test.loss);
   CHECK(std::abs(tail_g - tail_c) / tail_c < 1e-3);
   CHECK(std::abs(gpu_test.loss - cpu_test.loss) / cpu_test.loss < 2e-3);
   CHECK(lg.back() < lg.front() - 1.0);  // both learned: from ~ln 256 = 5.5 nats to well below
@@ -367,7 +367,8 @@ TEST_CASE("cuda trainer: a run stopped on CUDA resumes on the CPU and the other 
   CHECK(text.size() == 50);
 }
 
-TEST_CASE("cuda trainer: --carry-state on CUDA carries the state through a checkpoint to the CPU, eval --stream agrees") {
+TEST_CASE(
+    "cuda trainer: --carry-state on CUDA carries the state through a checkpoint to the CPU, eval --stream agrees") {
   MG_REQUIRE_CUDA();
   TempDir d("cuda_carry");
   const std::string data = test::write_text(d, 60000, /*rich=*/true);
@@ -416,7 +417,7 @@ TEST_CASE("cuda: Module::to moves every parameter and back, keeping names, ident
     CHECK(bit_equal(after[i].tensor, values[i]));
   }
   CHECK(m.layers[0]->mixer->A_log.device() == kCUDA);  // the modules' own fields see the move
-  CHECK(before[0].tensor.grad().device() == kCUDA);   // gradients move with their parameters
+  CHECK(before[0].tensor.grad().device() == kCUDA);    // gradients move with their parameters
   m.to(kCPU);
   for (size_t i = 0; i < after.size(); ++i) CHECK(bit_equal(after[i].tensor, values[i]));
   CHECK(m.device() == kCPU);
@@ -425,14 +426,14 @@ TEST_CASE("cuda: Module::to moves every parameter and back, keeping names, ident
 TEST_CASE("cuda: the README's CUDA example runs") {
   MG_REQUIRE_CUDA();
   // README-CUDA-EXAMPLE-BEGIN
-MambaLM model(MambaConfig::preset("tiny"));
-model.to(kCUDA);                     // every parameter, in place: handles stay valid
-AdamW opt(make_param_groups(model, 0.1), 1e-3);  // decay on matrices only; state beside the parameters
-Tensor window = randint(0, 256, {4, 65}).to(kCUDA);  // (batch, seq + 1) bytes, on the GPU
-Tensor loss = model.loss(narrow(window, 1, 0, 64), narrow(window, 1, 1, 64));
-loss.backward();
-double norm = clip_grad_norm(opt.groups(), 1.0);  // the step's one read-back
-opt.step();
+  MambaLM model(MambaConfig::preset("tiny"));
+  model.to(kCUDA);                                     // every parameter, in place: handles stay valid
+  AdamW opt(make_param_groups(model, 0.1), 1e-3);      // decay on matrices only; state beside the parameters
+  Tensor window = randint(0, 256, {4, 65}).to(kCUDA);  // (batch, seq + 1) bytes, on the GPU
+  Tensor loss = model.loss(narrow(window, 1, 0, 64), narrow(window, 1, 1, 64));
+  loss.backward();
+  double norm = clip_grad_norm(opt.groups(), 1.0);  // the step's one read-back
+  opt.step();
   // README-CUDA-EXAMPLE-END
   CHECK(std::isfinite(loss.item()));
   CHECK(norm > 0);
@@ -521,7 +522,12 @@ TEST_CASE("devices: README.md shows the CUDA example of this file verbatim") {
   };
   const std::string self = slurp(std::string(MG_SOURCE_DIR) + "/tests/test_cuda_train.cpp");
   const std::string readme = slurp(std::string(MG_SOURCE_DIR) + "/README.md");
-  const std::string begin = "// README-CUDA-EXAMPLE-" "BEGIN\n", end = "  // README-CUDA-EXAMPLE-" "END";
+  const std::string begin =
+                        "// README-CUDA-EXAMPLE-"
+                        "BEGIN\n",
+                    end =
+                        "  // README-CUDA-EXAMPLE-"
+                        "END";
   const auto b = self.find(begin), e = self.find(end);
   REQUIRE(b != std::string::npos);
   REQUIRE(e != std::string::npos);

@@ -30,7 +30,6 @@ using mg::test::TempDir;
 
 namespace {
 
-
 // Text-like bytes (compressible, all byte values present now and then), deterministic in `seed`.
 Bytes make_text(size_t n, uint64_t seed = 1) {
   static const char* words[] = {"the ", "mamba ", "state ", "space ", "<page>", "\n", "[[link]] ", "1906 ", "&amp; "};
@@ -473,8 +472,9 @@ TEST_CASE("data: windows and batches whose sizes overflow int64 give clear error
   // seq_len = INT64_MAX: seq_len + 1 wrapped to a negative byte count, and the check passed.
   std::string msg = error_of([&] { ds.sample(1, kMax, g); });
   CAPTURE(msg);
-  CHECK(msg == "[data] the train split has 2000 bytes, shorter than one window: seq_len 9223372036854775807 needs "
-               "seq_len + 1 = 9223372036854775808 bytes; use a shorter seq_len or a larger data file");
+  CHECK(msg ==
+        "[data] the train split has 2000 bytes, shorter than one window: seq_len 9223372036854775807 needs "
+        "seq_len + 1 = 9223372036854775808 bytes; use a shorter seq_len or a larger data file");
   msg = error_of([&] { ds.num_eval_batches(4, kMax); });
   CHECK(contains(msg, "seq_len + 1 = 9223372036854775808 bytes"));
   CHECK(!has_negative_number(msg));
@@ -483,8 +483,9 @@ TEST_CASE("data: windows and batches whose sizes overflow int64 give clear error
   CHECK(!has_negative_number(msg));
   // batch * seq_len = 2^54 * 1024 = 2^64 tokens: the batch wrapped to an empty tensor that was written to.
   msg = error_of([&] { ds.sample(int64_t(1) << 54, 1024, g); });
-  CHECK(msg == "[data] sample: batch * seq_len (the tokens of one batch) overflows int64: 18014398509481984 * 1024 is "
-               "out of range (int64 holds at most 9223372036854775807)");
+  CHECK(msg ==
+        "[data] sample: batch * seq_len (the tokens of one batch) overflows int64: 18014398509481984 * 1024 is "
+        "out of range (int64 holds at most 9223372036854775807)");
   CHECK(!has_negative_number(msg));
   msg = error_of([&] { ds.num_eval_batches(int64_t(1) << 54, 1024); });
   CHECK(contains(msg, "[data] eval: batch * seq_len (the tokens of one batch) overflows int64"));
@@ -613,8 +614,8 @@ TEST_CASE("data: eval batches walk the split in order") {
 TEST_CASE("data: streams cover every byte but the first exactly once, in order, each stream contiguous") {
   Bytes text = make_text(1000, 13);
   mg::ByteDataset ds(text, "test");
-  for (auto [B, L, cap] : {std::tuple<int64_t, int64_t, int64_t>{4, 16, -1}, {3, 7, -1}, {5, 40, 503}, {1, 999, -1},
-                           {7, 1, 60}}) {
+  for (auto [B, L, cap] :
+       {std::tuple<int64_t, int64_t, int64_t>{4, 16, -1}, {3, 7, -1}, {5, 40, 503}, {1, 999, -1}, {7, 1, 60}}) {
     CAPTURE(B);
     CAPTURE(L);
     CAPTURE(cap);
@@ -652,8 +653,8 @@ TEST_CASE("data: streams cover every byte but the first exactly once, in order, 
     CHECK(all == slice_of(text, 1, span - 1));  // every target once, in order
   }
   CHECK_THROWS_AS(ds.stream_window(ds.num_stream_windows(4, 16), 4, 16), mg::Error);
-  mg::check_error([&] { ds.stream_length(1000); }, {"[data] the test split has 1000 bytes: too few for 1000 streams",
-                                                "use a smaller batch"});
+  mg::check_error([&] { ds.stream_length(1000); },
+                  {"[data] the test split has 1000 bytes: too few for 1000 streams", "use a smaller batch"});
   mg::check_error([&] { ds.stream_length(20, 10); }, {"(capped at max_bytes = 10)"});
 }
 

@@ -211,17 +211,42 @@ namespace {
 
 test::CliRun mpirun(int ranks, const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                     int kill_after_ms = 120000) {
-  std::vector<std::string> a = {"--allow-run-as-root", "--oversubscribe", "-np", std::to_string(ranks),
-                                "--mca", "btl", "self,vader", MG_CLI_PATH};
+  std::vector<std::string> a = {"--allow-run-as-root", "--oversubscribe", "-np", std::to_string(ranks), "--mca", "btl",
+                                "self,vader",          MG_CLI_PATH};
   a.insert(a.end(), args.begin(), args.end());
   return test::run_program(MG_MPIEXEC, a, env, kill_after_ms);
 }
 
 // A tiny model on the test text: 20 steps of global batch 8, validation and a checkpoint every 10.
 std::vector<std::string> tiny_args(const std::string& data, const std::string& out, int steps = 20) {
-  return {"train", "--data", data, "--out", out, "--preset", "tiny", "--d-model", "32", "--n-layer", "1",
-          "--steps", std::to_string(steps), "--batch", "8", "--seq", "32", "--warmup", "2", "--eval-every", "10",
-          "--eval-bytes", "4096", "--test-bytes", "4096", "--quiet", "--threads", "1"};
+  return {"train",
+          "--data",
+          data,
+          "--out",
+          out,
+          "--preset",
+          "tiny",
+          "--d-model",
+          "32",
+          "--n-layer",
+          "1",
+          "--steps",
+          std::to_string(steps),
+          "--batch",
+          "8",
+          "--seq",
+          "32",
+          "--warmup",
+          "2",
+          "--eval-every",
+          "10",
+          "--eval-bytes",
+          "4096",
+          "--test-bytes",
+          "4096",
+          "--quiet",
+          "--threads",
+          "1"};
 }
 
 std::vector<nlohmann::json> records_with(const std::string& metrics, const char* key) {
@@ -337,8 +362,8 @@ TEST_CASE("distributed: a killed rank ends the job with a non-zero status and a 
   CHECK(loaded.step == 10);
   CHECK(!loaded.model.empty());
   // And the run continues from it, here as one process (the global batch is the same).
-  auto resumed = test::run_cli({"train", "--resume", d / "run", "--steps", "12", "--quiet", "--threads", "1"}, {},
-                               120000);
+  auto resumed =
+      test::run_cli({"train", "--resume", d / "run", "--steps", "12", "--quiet", "--threads", "1"}, {}, 120000);
   CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
 }
 
@@ -417,9 +442,7 @@ TEST_CASE("distributed: ranks started with different options or data are refused
   };
   const std::string other = d / "other.txt";
   fs::copy_file(data, other);
-  {
-    std::ofstream(other, std::ios::app) << "one more line";
-  }
+  { std::ofstream(other, std::ios::app) << "one more line"; }
   struct Case {
     std::vector<std::string> rank1;
     std::string data1, expect;
@@ -462,8 +485,9 @@ TEST_CASE("distributed: resuming on a number of ranks that does not divide the r
   stop.insert(stop.end(), {"--stop-at", "10"});
   REQUIRE(mpirun(2, stop).exit_code == 0);
   auto r = mpirun(3, {"train", "--resume", d / "run", "--quiet", "--threads", "1"}, {}, 60000);
-  check_job_refused(r, "has a global batch of 8, fixed by the run, which 3 processes cannot split evenly: resume it on "
-                       "a number of processes that divides 8 (1, 2, 4 or 8)");
+  check_job_refused(r,
+                    "has a global batch of 8, fixed by the run, which 3 processes cannot split evenly: resume it on "
+                    "a number of processes that divides 8 (1, 2, 4 or 8)");
   CHECK((r.out + r.err).find("use a multiple of 3") == std::string::npos);
   CHECK(find_checkpoint(d / "run")->step == 10);
 }

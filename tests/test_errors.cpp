@@ -10,23 +10,24 @@
 using namespace mg;
 
 TEST_CASE("errors: shape mismatches") {
-  CHECK_THROWS_WITH_AS(matmul(zeros({4, 3}), zeros({5, 2})), "[matmul] inner dimensions differ: (4, 3) @ (5, 2) (3 != 5)",
-                       Error);
+  CHECK_THROWS_WITH_AS(matmul(zeros({4, 3}), zeros({5, 2})),
+                       "[matmul] inner dimensions differ: (4, 3) @ (5, 2) (3 != 5)", Error);
   CHECK_THROWS_WITH_AS(add(zeros({2, 3}), zeros({4})),
                        "[add] shapes (2, 3) and (4,) cannot be broadcast: dim -1 has sizes 3 and 4 (each pair must be "
                        "equal or one of them 1)",
                        Error);
   CHECK_THROWS_WITH_AS(linear(zeros({2, 3}), zeros({4, 5})),
                        "[linear] input (2, 3) has 3 features in its last dim, but the weight (4, 5) expects 5", Error);
-  CHECK_THROWS_WITH_AS(reshape(zeros({2, 3}), {4, 2}), "[reshape] cannot reshape (2, 3) (6 elements) into (4, 2) (8 elements)",
-                       Error);
-  CHECK_THROWS_WITH_AS(view(zeros({2, 3}).transpose(0, 1), {6}), doctest::Contains("[view] cannot view a tensor of shape (3, 2)"),
-                       Error);
+  CHECK_THROWS_WITH_AS(reshape(zeros({2, 3}), {4, 2}),
+                       "[reshape] cannot reshape (2, 3) (6 elements) into (4, 2) (8 elements)", Error);
+  CHECK_THROWS_WITH_AS(view(zeros({2, 3}).transpose(0, 1), {6}),
+                       doctest::Contains("[view] cannot view a tensor of shape (3, 2)"), Error);
   CHECK_THROWS_WITH_AS(cat({zeros({2, 3}), zeros({3, 3})}, 1),
                        "[cat] tensor 1 has shape (3, 3), which differs from tensor 0's (2, 3) outside dim 1", Error);
   CHECK_THROWS_WITH_AS(expand(zeros({2, 3}), {4, 3}),
                        "[expand] cannot expand (2, 3) to (4, 3): dim 0 has size 2 (only size-1 dims can grow)", Error);
-  CHECK_THROWS_WITH_AS(split(zeros({5}), {2, 2}, 0), "[split] sizes (2, 2) add up to 4, but dim 0 of (5,) has size 5", Error);
+  CHECK_THROWS_WITH_AS(split(zeros({5}), {2, 2}, 0), "[split] sizes (2, 2) add up to 4, but dim 0 of (5,) has size 5",
+                       Error);
   CHECK_THROWS_WITH_AS(rms_norm(zeros({2, 8}), zeros({4})),
                        "[rms_norm] weight must be (8,) to match the last dim of x (2, 8), got (4,)", Error);
 }
@@ -34,11 +35,14 @@ TEST_CASE("errors: shape mismatches") {
 TEST_CASE("errors: dtype and device mismatches") {
   CHECK_THROWS_WITH_AS(mul(zeros({2}), zeros({2}, DType::f64)),
                        "[mul] dtypes differ: float32 and float64 (convert one with .to(DType))", Error);
-  CHECK_THROWS_WITH_AS(exp(arange(3)), "[exp] expects a floating tensor (float32 or float64), got int64 of shape (3,)", Error);
+  CHECK_THROWS_WITH_AS(exp(arange(3)), "[exp] expects a floating tensor (float32 or float64), got int64 of shape (3,)",
+                       Error);
   CHECK_THROWS_WITH_AS(embedding(zeros({4, 2}), zeros({3})), "[embedding] ids must be int64, got float32 of shape (3,)",
                        Error);
-  CHECK_THROWS_WITH_AS(cross_entropy(zeros({2, 4}), zeros({2})), "[cross_entropy] targets must be int64, got float32", Error);
-  CHECK_THROWS_WITH_AS(matmul(zeros({2, 2}), zeros({2, 2}, DType::f64)), "[matmul] dtypes differ: float32 and float64", Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(zeros({2, 4}), zeros({2})), "[cross_entropy] targets must be int64, got float32",
+                       Error);
+  CHECK_THROWS_WITH_AS(matmul(zeros({2, 2}), zeros({2, 2}, DType::f64)), "[matmul] dtypes differ: float32 and float64",
+                       Error);
 }
 
 TEST_CASE("errors: out-of-range dims and ids") {
@@ -46,8 +50,8 @@ TEST_CASE("errors: out-of-range dims and ids") {
                        Error);
   CHECK_THROWS_WITH_AS(transpose(zeros({2, 3}), 0, -3),
                        "[transpose] dim -3 is out of range for a tensor with 2 dims (valid: -2 to 1)", Error);
-  CHECK_THROWS_WITH_AS(narrow(zeros({4, 3}), 0, 2, 3), "[narrow] range [2, 5) is outside dim 0 of size 4 (shape (4, 3))",
-                       Error);
+  CHECK_THROWS_WITH_AS(narrow(zeros({4, 3}), 0, 2, 3),
+                       "[narrow] range [2, 5) is outside dim 0 of size 4 (shape (4, 3))", Error);
   CHECK_THROWS_WITH_AS(embedding(zeros({4, 2}), from_vector<int64_t>({1, 4}, {2})),
                        "[embedding] id 4 at position 1 is out of range for a table of 4 rows (valid: 0 to 3)", Error);
   CHECK_THROWS_WITH_AS(cross_entropy(zeros({2, 4}), from_vector<int64_t>({0, 7}, {2})),
@@ -84,7 +88,7 @@ TEST_CASE("errors: sizes that overflow int64 are refused, never wrapped around")
   CHECK_THROWS_WITH_AS(Tensor::empty({2, -3}), "[empty] negative size -3 in shape (2, -3) (sizes must be 0 or more)",
                        Error);
   CHECK(zeros({0, int64_t(1) << 40}).numel() == 0);  // a zero size with sizes that fit is fine
-#if !defined(__SANITIZE_ADDRESS__)  // ASan aborts on an allocation this size instead of returning null
+#if !defined(__SANITIZE_ADDRESS__)                   // ASan aborts on an allocation this size instead of returning null
   // Fits in int64 but not in any machine: an error naming the tensor, not a crash.
   CHECK_THROWS_WITH_AS(Tensor::empty({int64_t(1) << 60}, DType::f32),
                        "[empty] cannot allocate 4611686018427387904 bytes on the cpu: out of memory (a float32 tensor "
@@ -93,10 +97,10 @@ TEST_CASE("errors: sizes that overflow int64 are refused, never wrapped around")
 #endif
 
   // Views and shape ops: a size or a sum of sizes that overflows is an error, not an out-of-bounds view.
-  CHECK_THROWS_WITH_AS(expand(zeros({1}), {-5}), "[expand] invalid size -5 in (-5,) (sizes are 0 or more, or -1 to keep a dim)",
-                       Error);
-  CHECK_THROWS_WITH_AS(expand(zeros({1, 1}), {kMax, 4}), doctest::Contains("[view] shape (9223372036854775807, 4) has too many elements"),
-                       Error);
+  CHECK_THROWS_WITH_AS(expand(zeros({1}), {-5}),
+                       "[expand] invalid size -5 in (-5,) (sizes are 0 or more, or -1 to keep a dim)", Error);
+  CHECK_THROWS_WITH_AS(expand(zeros({1, 1}), {kMax, 4}),
+                       doctest::Contains("[view] shape (9223372036854775807, 4) has too many elements"), Error);
   CHECK_THROWS_WITH_AS(narrow(zeros({4}), 0, 1, kMax),
                        "[narrow] range [1, 1 + 9223372036854775807) is outside dim 0 of size 4 (shape (4,))", Error);
   CHECK_THROWS_WITH_AS(split(zeros({1}), {kMax, kMax, 3}, 0),
@@ -106,8 +110,8 @@ TEST_CASE("errors: sizes that overflow int64 are refused, never wrapped around")
   CHECK_THROWS_WITH_AS(reshape(zeros({6}), {int64_t(1) << 62, 4, -1}),
                        doctest::Contains("[reshape] the product of the sizes overflows int64"), Error);
   Tensor huge = expand(zeros({1}), {kMax});  // a valid view: one element seen kMax times
-  CHECK_THROWS_WITH_AS(cat({huge, huge}, 0), doctest::Contains("[cat] the size of the concatenated dim overflows int64"),
-                       Error);
+  CHECK_THROWS_WITH_AS(cat({huge, huge}, 0),
+                       doctest::Contains("[cat] the size of the concatenated dim overflows int64"), Error);
   CHECK(split(huge, kMax / 2 + 1, 0).size() == 2);  // the second part starts past kMax / 2: at + size overflowed
   CHECK_THROWS_WITH_AS(arange(std::numeric_limits<int64_t>::min(), kMax, 1, DType::i64),
                        "[arange] [-9223372036854775808, 9223372036854775807) in steps of 1 has more elements than "

@@ -61,9 +61,9 @@ struct Misbehaving : Function<Misbehaving> {
   static constexpr const char* name = "misbehaving";
   static Tensor forward(FunctionCtx&, const Tensor& x) { return x; }
   static std::vector<Tensor> backward(FunctionCtx&, const std::vector<Tensor>& grads) {
-    if (g_bad_mode == 0) return {zeros({7}, DType::f64)};                 // wrong shape
-    if (g_bad_mode == 1) return {grads[0], grads[0]};                      // one too many
-    return {full(grads[0].shape(), std::nan(""), DType::f64)};            // NaN
+    if (g_bad_mode == 0) return {zeros({7}, DType::f64)};       // wrong shape
+    if (g_bad_mode == 1) return {grads[0], grads[0]};           // one too many
+    return {full(grads[0].shape(), std::nan(""), DType::f64)};  // NaN
   }
 };
 
@@ -99,9 +99,8 @@ TEST_CASE("custom op: gradcheck in float64 on the cpu and cuda devices") {
     GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return ScaledCube::apply(in[0], -0.7); },
                                   {gc_randn({3, 4}, g, d)});
     CHECK_MESSAGE(r.pass, r.message);
-    GradcheckResult r2 = gradcheck(
-        [](const std::vector<Tensor>& in) { return AddWithMask::apply(in[0], in[1])[0]; },
-        {gc_randn({5}, g, kCPU), gc_randn({5}, g, kCPU)});
+    GradcheckResult r2 = gradcheck([](const std::vector<Tensor>& in) { return AddWithMask::apply(in[0], in[1])[0]; },
+                                   {gc_randn({5}, g, kCPU), gc_randn({5}, g, kCPU)});
     CHECK_MESSAGE(r2.pass, r2.message);
   }
 }
@@ -178,7 +177,9 @@ TEST_CASE("custom op: names are checked, and a name is one kind however often it
 
 TEST_CASE("gradcheck: a program's own cases run through run_gradcheck with the CLI's table") {
   GradcheckRegistry::get().add({ScaledCube::kind(), "(2, 3), c = 1.5",
-                                [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({2, 3}, g, d)}; },
+                                [](Generator& g, Device d) {
+                                  return std::vector<Tensor>{gc_randn({2, 3}, g, d)};
+                                },
                                 [](const std::vector<Tensor>& in) { return ScaledCube::apply(in[0], 1.5); }});
   GradcheckSummary s = run_gradcheck({.op = "scaled_cube", .print = false});
   CHECK(s.passed == 1);

@@ -68,7 +68,8 @@ double run_case(const Case& c, std::vector<T>* out = nullptr, uint32_t seed = 7,
   const int64_t b_rows = c.tb ? c.N : c.K, b_cols = c.tb ? c.K : c.N;
   const int64_t lda = c.a_broadcast ? 0 : a_cols + c.lda_pad, ldb = c.b_broadcast ? 0 : b_cols + c.ldb_pad;
   const int64_t ldc = c.N + c.ldc_pad;
-  std::vector<T> A((c.a_broadcast ? 1 : a_rows) * (a_cols + c.lda_pad)), B((c.b_broadcast ? 1 : b_rows) * (b_cols + c.ldb_pad));
+  std::vector<T> A((c.a_broadcast ? 1 : a_rows) * (a_cols + c.lda_pad)),
+      B((c.b_broadcast ? 1 : b_rows) * (b_cols + c.ldb_pad));
   for (T& x : A) x = T(dist(rng));
   for (T& x : B) x = T(dist(rng));
   std::vector<T> C(c.M * ldc);
@@ -150,9 +151,14 @@ TEST_CASE("gemm: all transpositions, odd sizes, float and double") {
 
 TEST_CASE("gemm: large and edge-heavy sizes (several cache blocks, narrow tiles)") {
   std::vector<Case> cases;
-  for (auto [M, N, K] : std::vector<Dims>{
-           {300, 1000, 37}, {1000, 300, 301}, {151, 16, 700}, {37, 48, 513}, {200, 8, 1000}, {13, 4200, 9},
-           {1001, 17, 260}, {49, 1030, 300}})
+  for (auto [M, N, K] : std::vector<Dims>{{300, 1000, 37},
+                                          {1000, 300, 301},
+                                          {151, 16, 700},
+                                          {37, 48, 513},
+                                          {200, 8, 1000},
+                                          {13, 4200, 9},
+                                          {1001, 17, 260},
+                                          {49, 1030, 300}})
     for (const Case& c : all_transpositions(M, N, K)) cases.push_back(c);
   check_cases<float>(cases);
   check_cases<double>(cases);
@@ -201,8 +207,8 @@ TEST_CASE("gemm: stride-0 broadcast rows (lda = 0 or ldb = 0)") {
 TEST_CASE("gemm: results are bit-identical for 1 and 2 threads") {
   const int saved = num_threads();
   std::vector<Case> cases;
-  for (auto [M, N, K] : std::vector<Dims>{
-           {1000, 97, 300}, {33, 1000, 520}, {301, 301, 301}, {4096, 16, 64}, {40, 48, 4096}})
+  for (auto [M, N, K] :
+       std::vector<Dims>{{1000, 97, 300}, {33, 1000, 520}, {301, 301, 301}, {4096, 16, 64}, {40, 48, 4096}})
     for (Case c : all_transpositions(M, N, K)) {
       c.beta = 1.0;
       cases.push_back(c);
@@ -228,7 +234,8 @@ TEST_CASE("gemm: results are bit-identical for 1 and 2 threads") {
 TEST_CASE("gemm small M: both layouts of B, M = 1..16, odd N and K, strides, beta 0 over NaN and beta 1") {
   std::vector<Case> cases;
   for (int64_t M = 1; M <= cpu::kGemmSmallM; ++M)
-    for (auto [N, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 33}, {97, 301}, {37, 16}, {131, 47}, {9, 130}})
+    for (auto [N, K] :
+         std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {7, 33}, {97, 301}, {37, 16}, {131, 47}, {9, 130}})
       for (bool tb : {false, true})
         for (double beta : {0.0, 1.0}) {
           Case c{false, tb, M, N, K};
@@ -249,8 +256,8 @@ namespace {
 // C = op(A) op(B) for the rows [r0, r0 + m) of a fixed A (stored (16, K) with row stride lda), B as
 // given (trans_b: (N, K), else (K, N)), beta 1 over a fixed C0; returns those m rows of C (N each).
 template <class T>
-std::vector<T> rows_product(bool tb, int64_t r0, int64_t m, int64_t N, int64_t K, const std::vector<T>& A,
-                            int64_t lda, const std::vector<T>& B, int64_t ldb, const std::vector<T>& C0, T beta) {
+std::vector<T> rows_product(bool tb, int64_t r0, int64_t m, int64_t N, int64_t K, const std::vector<T>& A, int64_t lda,
+                            const std::vector<T>& B, int64_t ldb, const std::vector<T>& C0, T beta) {
   std::vector<T> C(C0.begin() + r0 * N, C0.begin() + (r0 + m) * N);
   cpu::gemm<T>(false, tb, m, N, K, A.data() + r0 * lda, lda, B.data(), ldb, beta, C.data(), N);
   return C;
@@ -411,7 +418,8 @@ double amx_vs_rounded(const Case& c, cpu::Bf16Gemm way, uint32_t seed) {
     for (int64_t j = 0; j < c.N; ++j) {
       double mag = std::abs(c.beta * C0[i * ldc + j]);
       for (int64_t k = 0; k < c.K; ++k)
-        mag += std::abs(ref_bf16(c.ta ? A[k * lda + i] : A[i * lda + k]) * ref_bf16(c.tb ? B[j * ldb + k] : B[k * ldb + j]));
+        mag += std::abs(ref_bf16(c.ta ? A[k * lda + i] : A[i * lda + k]) *
+                        ref_bf16(c.tb ? B[j * ldb + k] : B[k * ldb + j]));
       const double bound = 2 * double(c.K + 1) * u * mag + 1e-38;
       const double diff = std::abs(double(got[i * ldc + j]) - double(want[i * ldc + j]));
       worst = std::max(worst, std::isfinite(diff) ? diff / bound : std::numeric_limits<double>::infinity());
@@ -423,9 +431,19 @@ double amx_vs_rounded(const Case& c, cpu::Bf16Gemm way, uint32_t seed) {
 // column, several K blocks (KC = 512) and row blocks (MC = 128).
 std::vector<Case> amx_edge_cases() {
   std::vector<Case> cases;
-  for (auto [M, N, K] : std::vector<Dims>{{1, 1, 1},     {1, 17, 3},     {2, 1, 33},    {15, 16, 31},  {16, 16, 32},
-                                          {17, 33, 33},  {31, 47, 65},   {32, 32, 64},  {33, 15, 1},   {47, 5, 513},
-                                          {130, 40, 97}, {9, 140, 1030}, {200, 70, 7}})
+  for (auto [M, N, K] : std::vector<Dims>{{1, 1, 1},
+                                          {1, 17, 3},
+                                          {2, 1, 33},
+                                          {15, 16, 31},
+                                          {16, 16, 32},
+                                          {17, 33, 33},
+                                          {31, 47, 65},
+                                          {32, 32, 64},
+                                          {33, 15, 1},
+                                          {47, 5, 513},
+                                          {130, 40, 97},
+                                          {9, 140, 1030},
+                                          {200, 70, 7}})
     for (Case c : all_transpositions(M, N, K)) {
       cases.push_back(c);
       c.ldc_pad = 3, c.lda_pad = 1, c.ldb_pad = 2, c.beta = 0.75;
@@ -462,8 +480,15 @@ TEST_CASE("bf16: rounding to nearest, ties to even, NaN and infinity kept") {
 
 TEST_CASE("gemm bf16: both ways against the rounded-input reference, every edge path") {
   std::vector<Case> cases;
-  for (auto [M, N, K] : std::vector<Dims>{{1, 1, 1},    {7, 33, 97},   {97, 7, 33},  {33, 97, 8}, {300, 100, 37},
-                                          {100, 300, 301}, {13, 40, 700}, {5, 16, 3}, {64, 130, 512}})
+  for (auto [M, N, K] : std::vector<Dims>{{1, 1, 1},
+                                          {7, 33, 97},
+                                          {97, 7, 33},
+                                          {33, 97, 8},
+                                          {300, 100, 37},
+                                          {100, 300, 301},
+                                          {13, 40, 700},
+                                          {5, 16, 3},
+                                          {64, 130, 512}})
     for (Case c : all_transpositions(M, N, K)) {
       cases.push_back(c);
       c.ldc_pad = 3, c.lda_pad = 2, c.ldb_pad = 5, c.beta = -0.5;
@@ -586,7 +611,8 @@ std::vector<float> rounding_edges(size_t n, uint32_t seed) {
 
 }  // namespace
 
-TEST_CASE("gemm bf16: the fp32 way rounds every packed and copied value as round_bf16 does (ties, carries, subnormals)") {
+TEST_CASE(
+    "gemm bf16: the fp32 way rounds every packed and copied value as round_bf16 does (ties, carries, subnormals)") {
   // C = op(A) I or I op(B) with I the identity: each element of C is one rounded input (times 1, plus
   // zeros), so C shows the rounding of every element through each path: A packed or read in place
   // (N = K <= 32 columns), B packed, the small-M copies, either transposition.

@@ -49,7 +49,9 @@ double max_rel_diff(const Tensor& a, const Tensor& b) {
   return ref > 0 ? err / ref : err;
 }
 
-int64_t argmax(const std::vector<float>& v, int64_t n) { return std::max_element(v.begin(), v.begin() + n) - v.begin(); }
+int64_t argmax(const std::vector<float>& v, int64_t n) {
+  return std::max_element(v.begin(), v.begin() + n) - v.begin();
+}
 
 }  // namespace
 
@@ -173,8 +175,10 @@ TEST_CASE("sample: the picks follow softmax(logits / T) over the top k, in the o
   CHECK(sample_tokens(logits, 9, 0.0, 0).to_vector<int64_t>()[0] == 8);
   Tensor bad = from_vector<float>({1.0f, std::numeric_limits<float>::quiet_NaN(), 0.0f, 0.5f, 0.1f, 0.2f}, {2, 3});
   CHECK(sample_tokens(bad, 3, 1.0, 0, {0.5, 0.1}).to_vector<int64_t>() == std::vector<int64_t>{-1, 0});
-  check_error([&] { sample_tokens(logits, 10, 1.0, 0, {0.5}); }, {"[sample] vocab must be from 1 to the logits' 9 columns, got 10"});
-  check_error([&] { sample_tokens(logits, 8, 1.0, 0, {}); }, {"[sample] needs one uniform draw per row: 1 rows, 0 draws"});
+  check_error([&] { sample_tokens(logits, 10, 1.0, 0, {0.5}); },
+              {"[sample] vocab must be from 1 to the logits' 9 columns, got 10"});
+  check_error([&] { sample_tokens(logits, 8, 1.0, 0, {}); },
+              {"[sample] needs one uniform draw per row: 1 rows, 0 draws"});
   check_error([&] { sample_tokens(logits, 8, 1.0, 0, {1.0}); }, {"[sample] uniform draws must be in [0, 1), got 1"});
   check_error([&] { sample_tokens(logits, 8, -1.0, 0, {0.5}); }, {"[sample] temperature must be >= 0 and finite"});
 }
@@ -237,14 +241,14 @@ TEST_CASE("generate CLI: --num-samples prints each continuation, --jsonl one obj
     CHECK(j["prompt"] == "the ");
     // bytes that are not UTF-8 become U+FFFD in JSON: compare up to the first byte above ASCII
     const std::string text = j["text"];
-    const size_t ascii = std::find_if(want[i].begin(), want[i].end(), [](char c) { return (unsigned char)c >= 0x80; }) -
-                         want[i].begin();
+    const size_t ascii =
+        std::find_if(want[i].begin(), want[i].end(), [](char c) { return (unsigned char)c >= 0x80; }) - want[i].begin();
     CHECK(text.substr(0, ascii) == want[i].substr(0, ascii));
     ++i;
   }
   CHECK(i == 3);
-  auto plain = test::run_cli({"generate", "--run", d / "run", "--prompt", "the ", "--bytes", "30", "--temperature",
-                              "1", "--seed", "5", "--num-samples", "3"});
+  auto plain = test::run_cli({"generate", "--run", d / "run", "--prompt", "the ", "--bytes", "30", "--temperature", "1",
+                              "--seed", "5", "--num-samples", "3"});
   REQUIRE(plain.exit_code == 0);
   for (int64_t k = 0; k < 3; ++k)
     CHECK(plain.out.find(mg::format("== sample {} of 3 (seed {}) ==\nthe {}\n", k + 1, 5 + k, want[k])) !=
@@ -274,7 +278,8 @@ TEST_CASE("generate: a step split across threads gives the bits of one thread, f
         l = m.step(sample_tokens(l, 256, 0.0, 0), state);
         logits[split].push_back(l.to_vector<float>());
       }
-      for (auto& s : state) states[split].push_back(s.ssm.to_vector<float>()), states[split].push_back(s.conv.to_vector<float>());
+      for (auto& s : state)
+        states[split].push_back(s.ssm.to_vector<float>()), states[split].push_back(s.conv.to_vector<float>());
       CHECK(m.step_threads().split_runs() - before == (split ? 4 : 0));  // the split did run
     }
     CHECK(logits[0] == logits[1]);

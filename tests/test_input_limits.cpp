@@ -33,9 +33,9 @@ namespace {
 constexpr int kKillMs = 60000;  // a child still running after this was blocked: the case fails
 
 std::vector<std::string> tiny_train(const std::string& data, const std::string& out) {
-  return {"train", "--data", data, "--out", out, "--preset", "tiny", "--d-model", "32", "--n-layer", "1",
-          "--steps", "2", "--batch", "4", "--seq", "32", "--eval-every", "1", "--eval-bytes", "512",
-          "--test-bytes", "512", "--threads", "1", "--quiet"};
+  return {"train", "--data",       data,  "--out",     out, "--preset", "tiny", "--d-model",    "32", "--n-layer",
+          "1",     "--steps",      "2",   "--batch",   "4", "--seq",    "32",   "--eval-every", "1",  "--eval-bytes",
+          "512",   "--test-bytes", "512", "--threads", "1", "--quiet"};
 }
 
 // A child that ended by itself with an error (not killed by the timer, no crash) whose message holds
@@ -88,8 +88,10 @@ TEST_CASE("input limits: a FIFO, a device or a folder as --data or --input is re
   TempDir d("limits_kinds");
   const std::string fifo = d / "fifo";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // no writer: an open for reading would block forever
-  for (const auto& [path, kind] : std::vector<std::pair<std::string, std::string>>{
-           {fifo, "is a FIFO (named pipe)"}, {"/dev/zero", "is a character device"}, {d.path.string(), "is a directory"}}) {
+  for (const auto& [path, kind] :
+       std::vector<std::pair<std::string, std::string>>{{fifo, "is a FIFO (named pipe)"},
+                                                        {"/dev/zero", "is a character device"},
+                                                        {d.path.string(), "is a directory"}}) {
     CAPTURE(path);
     auto t = run_cli(tiny_train(path, d / "run"), {}, kKillMs);
     check_refused(t, {kind, "--data must be a regular file"});
@@ -133,15 +135,15 @@ TEST_CASE("input limits: data larger than the memory bound, and a gzip bomb, are
 TEST_CASE("input limits: a model too large for the memory is refused from config.json or --n-layer") {
   TempDir d("limits_model");
   const std::string dir = run_with_config(d, [](nlohmann::json& j) { j["num_hidden_layers"] = 1000000000; });
-  for (const auto& args : std::vector<std::vector<std::string>>{{"generate", "--run", dir},
-                                                                {"eval", "--run", dir, "--data", d / "x"}}) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"generate", "--run", dir}, {"eval", "--run", dir, "--data", d / "x"}}) {
     auto r = run_cli(args, {}, kKillMs);
     check_refused(r, {dir + "/config.json", "num_hidden_layers 1000000000", "more than this machine's memory"});
   }
   const std::string data = write_text(d, 30000);
-  auto t = run_cli({"train", "--data", data, "--out", d / "run", "--preset", "tiny", "--n-layer", "1000000000",
-                    "--quiet"},
-                   {}, kKillMs);
+  auto t =
+      run_cli({"train", "--data", data, "--out", d / "run", "--preset", "tiny", "--n-layer", "1000000000", "--quiet"},
+              {}, kKillMs);
   check_refused(t, {"[train] a model of", "--n-layer 1000000000", "more than this machine's memory",
                     "use a smaller model, --batch or --seq"});
   CHECK(!fs::exists(d / "run"));
@@ -164,9 +166,9 @@ TEST_CASE("input limits: config.json sizes must be integers in range and the eps
   CHECK(config_error(set("conv_kernel", true)).find(range) != std::string::npos);
   for (double eps : {1e300, 1e-50, 0.0, -1e-5, 1.0}) {
     CAPTURE(eps);
-    CHECK(config_error(set("layer_norm_epsilon", eps)).find("\"layer_norm_epsilon\" in x/config.json must be a number "
-                                                            "between 0 and 1 (exclusive) that float32 holds") !=
-          std::string::npos);
+    CHECK(config_error(set("layer_norm_epsilon", eps))
+              .find("\"layer_norm_epsilon\" in x/config.json must be a number "
+                    "between 0 and 1 (exclusive) that float32 holds") != std::string::npos);
   }
   CHECK(config_error(set("hidden_size", 64.0)) == "(loaded)");  // an integer written as a float
   CHECK(config_error(set("layer_norm_epsilon", 1e-6)) == "(loaded)");
@@ -241,7 +243,8 @@ TEST_CASE("input limits: eval and resume after the run's data file moved ask for
   const std::string data = write_text(d, 30000);
   REQUIRE(run_cli(tiny_train(data, d / "run"), {}, kKillMs).exit_code == 0);
   fs::rename(data, d / "moved.txt");
-  const std::string expect = "the run's data file '" + data + "' does not exist (moved or deleted?): pass --data <path "
+  const std::string expect = "the run's data file '" + data +
+                             "' does not exist (moved or deleted?): pass --data <path "
                              "to the moved file>";
   auto e = run_cli({"eval", "--run", d / "run", "--threads", "1"}, {}, kKillMs);
   check_refused(e, {"[eval] " + expect});
@@ -256,19 +259,20 @@ TEST_CASE("input limits: generate, logits and eval bound what their options ask 
   TempDir d("limits_batches");
   const std::string data = write_text(d, 30000);
   REQUIRE(run_cli(tiny_train(data, d / "run"), {}, kKillMs).exit_code == 0);
-  check_refused(run_cli({"generate", "--run", d / "run", "--num-samples", "1000000000", "--bytes", "1000000"}, {},
-                        kKillMs),
-                {"[generate] --num-samples 1000000000 x (--bytes 1000000 + a prompt of 1 bytes), with their states "
-                 "needs", "more than this machine's memory", "use a smaller --num-samples or --bytes"});
-  check_refused(run_cli({"logits", "--run", d / "run", "--input", data, "--out", d / "l.safetensors", "--bytes",
-                         "100000000000"},
-                        {}, kKillMs),
-                {"[logits] the forward over --bytes 100000000000 (logits of (1, 100000000000, 256) float32) needs",
-                 "use a smaller --bytes"});
+  check_refused(
+      run_cli({"generate", "--run", d / "run", "--num-samples", "1000000000", "--bytes", "1000000"}, {}, kKillMs),
+      {"[generate] --num-samples 1000000000 x (--bytes 1000000 + a prompt of 1 bytes), with their states "
+       "needs",
+       "more than this machine's memory", "use a smaller --num-samples or --bytes"});
+  check_refused(
+      run_cli({"logits", "--run", d / "run", "--input", data, "--out", d / "l.safetensors", "--bytes", "100000000000"},
+              {}, kKillMs),
+      {"[logits] the forward over --bytes 100000000000 (logits of (1, 100000000000, 256) float32) needs",
+       "use a smaller --bytes"});
   CHECK(!fs::exists(d / "l.safetensors"));
-  check_refused(run_cli({"eval", "--run", d / "run", "--batch", "100000", "--seq", "32"}, {"MG_MEMORY_LIMIT=150000000"},
-                        kKillMs),
-                {"[eval] a batch of --batch 100000 x --seq 32 tokens needs", "more than this machine's memory (143 MiB)"});
+  check_refused(
+      run_cli({"eval", "--run", d / "run", "--batch", "100000", "--seq", "32"}, {"MG_MEMORY_LIMIT=150000000"}, kKillMs),
+      {"[eval] a batch of --batch 100000 x --seq 32 tokens needs", "more than this machine's memory (143 MiB)"});
 }
 
 TEST_CASE("input limits: under an address-space limit (ulimit -v) a large run is refused by the bound, not bad_alloc") {
@@ -281,10 +285,11 @@ TEST_CASE("input limits: under an address-space limit (ulimit -v) a large run is
   TempDir d("limits_rlimit");
   const std::string data = write_text(d, 30000);
   // 1 GiB of address space: the program runs, but a base model on --batch 64 x --seq 4096 does not fit.
-  auto r = test::run_program("/bin/sh", {"-c", std::string("ulimit -v 1048576 && exec ") + MG_CLI_PATH +
-                                                   " train --data " + data + " --out " + (d / "run") +
-                                                   " --preset base --batch 64 --seq 4096 --quiet --threads 1"},
-                             {}, kKillMs);
+  auto r = test::run_program(
+      "/bin/sh",
+      {"-c", std::string("ulimit -v 1048576 && exec ") + MG_CLI_PATH + " train --data " + data + " --out " +
+                 (d / "run") + " --preset base --batch 64 --seq 4096 --quiet --threads 1"},
+      {}, kKillMs);
   check_refused(r, {"[train] a model of", "more than this machine's memory (1 GiB)"});
   CHECK(!fs::exists(d / "run"));
 }

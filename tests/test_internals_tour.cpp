@@ -42,7 +42,7 @@ std::map<std::string, int> count_nodes(const Tensor& root) {
 // TOUR-BEGIN tiny_mamba
 void tour_tiny_mamba() {
   MambaConfig cfg = MambaConfig::preset("tiny");
-  cfg.n_layer = 1;                                  // one block shows every kind of node
+  cfg.n_layer = 1;  // one block shows every kind of node
   MambaLM model(cfg, /*seed=*/0);
   Generator gen(1);
   Tensor tokens = randint(0, 256, {2, 16}, &gen);   // (b, l)
@@ -51,12 +51,12 @@ void tour_tiny_mamba() {
 
   std::map<std::string, int> kinds = count_nodes(loss);
   CHECK(loss.grad_fn()->name() == "cross_entropy");
-  CHECK(kinds["AccumulateGrad"] == 12);             // one per parameter
+  CHECK(kinds["AccumulateGrad"] == 12);  // one per parameter
   CHECK(kinds["selective_scan"] == 1);
   CHECK(kinds["causal_conv1d"] == 1);
-  CHECK(kinds["rms_norm"] == 2);                    // the block's norm and norm_f
+  CHECK(kinds["rms_norm"] == 2);  // the block's norm and norm_f
 
-  loss.backward();                                  // run_backward({loss}, {ones({})}, false)
+  loss.backward();  // run_backward({loss}, {ones({})}, false)
   for (auto& [name, p] : model.state_dict()) CHECK(p.grad().defined());
   CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("backward through the graph a second time"), Error);
 }
@@ -65,14 +65,14 @@ void tour_tiny_mamba() {
 // TOUR-BEGIN diamond
 void tour_diamond() {
   Tensor x = from_vector<double>({0.5, -1.0}, {2}).requires_grad_();
-  Tensor y = exp(x);                                // exp's node
-  Tensor z = sum(mul(y, y));                        // mul's two edges both lead to exp's node
+  Tensor y = exp(x);          // exp's node
+  Tensor z = sum(mul(y, y));  // mul's two edges both lead to exp's node
   std::shared_ptr<Node> mul_node = z.grad_fn()->next_edges[0].fn;
   CHECK(mul_node->name() == "mul");
   CHECK(mul_node->next_edges[0].fn == mul_node->next_edges[1].fn);
-  z.backward();                                     // exp runs once, on the sum of both gradients
+  z.backward();  // exp runs once, on the sum of both gradients
   std::vector<double> g = x.grad().to_vector<double>();
-  CHECK(g[0] == doctest::Approx(2 * std::exp(1.0)));   // d/dx sum(exp(x)^2) = 2 exp(2x)
+  CHECK(g[0] == doctest::Approx(2 * std::exp(1.0)));  // d/dx sum(exp(x)^2) = 2 exp(2x)
   CHECK(g[1] == doctest::Approx(2 * std::exp(-2.0)));
 }
 // TOUR-END
@@ -81,8 +81,8 @@ void tour_diamond() {
 void tour_saved_version() {
   Tensor w = ones({3}).requires_grad_();
   Tensor a = full({3}, 2.0);
-  Tensor y = sum(mul(w, a));                        // mul saves a (dw = g * a) at its version, 0
-  a.add_(a);                                        // in place: a's storage version becomes 1
+  Tensor y = sum(mul(w, a));  // mul saves a (dw = g * a) at its version, 0
+  a.add_(a);                  // in place: a's storage version becomes 1
   CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("was modified in place after it was saved"), Error);
 }
 // TOUR-END
@@ -90,13 +90,13 @@ void tour_saved_version() {
 // TOUR-BEGIN accumulate_grad
 void tour_accumulate_grad() {
   Tensor p = zeros({4}).requires_grad_();
-  Edge edge = gradient_edge(p);                     // a leaf's edge: its AccumulateGrad node
+  Edge edge = gradient_edge(p);  // a leaf's edge: its AccumulateGrad node
   CHECK(edge.fn->name() == "AccumulateGrad");
-  sum(mul_scalar(p, 3.0)).backward();               // .grad takes the incoming gradient, no copy
-  sum(mul_scalar(p, 3.0)).backward();               // a second backward adds into .grad in place
+  sum(mul_scalar(p, 3.0)).backward();  // .grad takes the incoming gradient, no copy
+  sum(mul_scalar(p, 3.0)).backward();  // a second backward adds into .grad in place
   CHECK(p.grad().to_vector<float>() == std::vector<float>{6, 6, 6, 6});
   {
-    NoGradGuard no_grad;                            // grad mode off: nothing is recorded
+    NoGradGuard no_grad;  // grad mode off: nothing is recorded
     CHECK(!mul_scalar(p, 3.0).requires_grad());
   }
   CHECK(mul_scalar(p, 3.0).requires_grad());
@@ -115,9 +115,9 @@ void tour_gradcheck() {
 // TOUR-BEGIN elementwise
 void tour_elementwise() {
   Tensor x = from_vector<double>({-0.5, 0.0, 2.0}, {3}).requires_grad_();
-  Tensor y = log1p(x);                                   // defined in ops/elementwise.cpp from the entry
-  CHECK(y.grad_fn()->name() == "log1p");                 // its node, named by the entry
-  sum(y).backward();                                     // the vjp: g * df(x, y) = g / (1 + x)
+  Tensor y = log1p(x);                    // defined in ops/elementwise.cpp from the entry
+  CHECK(y.grad_fn()->name() == "log1p");  // its node, named by the entry
+  sum(y).backward();                      // the vjp: g * df(x, y) = g / (1 + x)
   CHECK(x.grad().to_vector<double>() == std::vector<double>{2.0, 1.0, 1.0 / 3.0});
   GradcheckSummary s = run_gradcheck({.op = "log1p", .print = false});  // the case the entry generates
   CHECK(s.passed == 1);
@@ -130,24 +130,24 @@ void tour_elementwise() {
 struct Swish : Function<Swish> {
   static constexpr const char* name = "swish";
   static Tensor forward(FunctionCtx& ctx, const Tensor& x, double beta) {
-    ctx.save_for_backward({x});                          // version-checked, like a built-in op's
-    ctx.saved_data["beta"] = beta;                       // anything else backward needs
-    return mul(x, sigmoid(mul_scalar(x, beta)));         // library ops (grad mode is off here) or a kernel
+    ctx.save_for_backward({x});                   // version-checked, like a built-in op's
+    ctx.saved_data["beta"] = beta;                // anything else backward needs
+    return mul(x, sigmoid(mul_scalar(x, beta)));  // library ops (grad mode is off here) or a kernel
   }
   static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
     const Tensor x = ctx.saved()[0];
     const double beta = std::any_cast<double>(ctx.saved_data["beta"]);
-    const Tensor s = sigmoid(mul_scalar(x, beta));      // d/dx = s + beta x s (1 - s)
+    const Tensor s = sigmoid(mul_scalar(x, beta));  // d/dx = s + beta x s (1 - s)
     return {mul(grads[0], add(s, mul(mul_scalar(x, beta), mul(s, 1.0 - s))))};
   }
 };
 
 void tour_custom_op() {
   Generator gen(3);
-  Tensor x = gc_randn({4, 3}, gen, kCPU);                // float64, requiring grad
+  Tensor x = gc_randn({4, 3}, gen, kCPU);  // float64, requiring grad
   Tensor y = Swish::apply(x, 1.5);
-  CHECK(y.grad_fn()->name() == "swish");                 // one node, under the op's own name
-  CHECK(y.grad_fn()->next_edges.size() == 1);            // an edge per tensor argument
+  CHECK(y.grad_fn()->name() == "swish");       // one node, under the op's own name
+  CHECK(y.grad_fn()->next_edges.size() == 1);  // an edge per tensor argument
   GradcheckResult r = gradcheck([](const std::vector<Tensor>& in) { return Swish::apply(in[0], 1.5); }, {x});
   CHECK(r.pass);
 }
@@ -171,7 +171,12 @@ TEST_CASE("internals tour: an op of the user's own, named and gradchecked") { to
 
 TEST_CASE("internals tour: docs/internals.md shows this file's code verbatim") {
   const std::string self = slurp("tests/test_internals_tour.cpp"), doc = slurp("docs/internals.md");
-  const std::string begin = "// TOUR-" "BEGIN ", end = "// TOUR-" "END";
+  const std::string begin =
+                        "// TOUR-"
+                        "BEGIN ",
+                    end =
+                        "// TOUR-"
+                        "END";
   int blocks = 0;
   for (size_t b = self.find(begin); b != std::string::npos; b = self.find(begin, b + 1)) {
     const size_t body = self.find('\n', b) + 1, e = self.find(end, body);

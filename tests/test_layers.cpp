@@ -25,8 +25,8 @@ std::string folder_of(const std::string& rel) {
 
 // Lower is more basic. Folders on one level are separate rooms, except autograd and ops (one layer).
 const std::map<std::string, int> kLevel = {
-    {"core", 0},  {"ops/cpu", 1}, {"cuda", 1},  {"autograd", 2}, {"ops", 2},   {"data", 3},
-    {"models", 3}, {"io", 3},     {"train", 4}, {"bench", 5},    {"apps", 6},
+    {"core", 0},   {"ops/cpu", 1}, {"cuda", 1},  {"autograd", 2}, {"ops", 2},  {"data", 3},
+    {"models", 3}, {"io", 3},      {"train", 4}, {"bench", 5},    {"apps", 6},
 };
 
 bool may_include(const std::string& from, const std::string& to) {
@@ -45,8 +45,8 @@ bool may_include_kernel_header(const std::string& from, const std::string& to, c
   if (to != "ops/cpu" && to != "cuda") return true;
   if (kLevel.at(from) <= kLevel.at("ops")) return true;
   if (from == "bench") return true;  // the exception: kernel benchmarks (bench/scan_bench*, matmul_bench ...)
-  return to == "cuda" && std::find(kCudaRuntimeHeaders.begin(), kCudaRuntimeHeaders.end(), path) !=
-                             kCudaRuntimeHeaders.end();
+  return to == "cuda" &&
+         std::find(kCudaRuntimeHeaders.begin(), kCudaRuntimeHeaders.end(), path) != kCudaRuntimeHeaders.end();
 }
 
 // The header path an `#include "folder/..."` line names ("ops/cpu/gemm.h"), or "" for any other line.
@@ -94,7 +94,7 @@ TEST_CASE("layers: no #include goes up the stack and none above ops names a kern
       for (int n = 1; std::getline(in, line); ++n) {
         const std::string path = include_path(line);
         const std::string target = include_folder(path);  // "ops/cpu" for ops/cpu/..., else the first folder
-        if (!kLevel.count(target)) continue;  // not one of our folders
+        if (!kLevel.count(target)) continue;              // not one of our folders
         if (!may_include(from, target) || !may_include_kernel_header(from, target, path))
           violations.push_back(rel + ":" + std::to_string(n) + ": " + line);
       }
@@ -130,8 +130,8 @@ TEST_CASE("sources: only core/format.cpp runs fmt's formatting engine (the other
   const fs::path root = MG_SOURCE_DIR;
   std::vector<std::string> found;
   int files = 0;
-  for (const char* dir : {"core", "cuda", "autograd", "ops", "data", "models", "io", "train", "bench", "apps",
-                          "tests", "examples"}) {
+  for (const char* dir :
+       {"core", "cuda", "autograd", "ops", "data", "models", "io", "train", "bench", "apps", "tests", "examples"}) {
     if (!fs::exists(root / dir)) continue;
     for (const auto& e : fs::recursive_directory_iterator(root / dir)) {
       const std::string ext = e.path().extension().string();

@@ -96,8 +96,10 @@ TEST_CASE("mamba: initialisation follows the official code") {
   for (float w : m.norm_f->weight.to_vector<float>()) CHECK(w == 1.0f);
   // Same seed, same model; another seed, another model.
   MambaLM m2(c, 3), m3(c, 4);
-  CHECK(m2.layers[0]->mixer->in_proj->weight.to_vector<float>() == m.layers[0]->mixer->in_proj->weight.to_vector<float>());
-  CHECK(m3.layers[0]->mixer->in_proj->weight.to_vector<float>() != m.layers[0]->mixer->in_proj->weight.to_vector<float>());
+  CHECK(m2.layers[0]->mixer->in_proj->weight.to_vector<float>() ==
+        m.layers[0]->mixer->in_proj->weight.to_vector<float>());
+  CHECK(m3.layers[0]->mixer->in_proj->weight.to_vector<float>() !=
+        m.layers[0]->mixer->in_proj->weight.to_vector<float>());
 }
 
 TEST_CASE("mamba: the initial loss is near ln(256) and every parameter gets a gradient") {
@@ -156,8 +158,8 @@ TEST_CASE("mamba: config.json round-trips and bad configs are named") {
   CHECK(back.n_layer == 4);
   CHECK_THROWS_WITH_AS(MambaConfig::from_json("{\"hidden_size\": 4}", "x/config.json"),
                        "[config] x/config.json has no \"num_hidden_layers\"", Error);
-  CHECK_THROWS_WITH_AS(MambaConfig::from_json("{", "x/config.json"), doctest::Contains("[config] x/config.json is not valid JSON"),
-                       Error);
+  CHECK_THROWS_WITH_AS(MambaConfig::from_json("{", "x/config.json"),
+                       doctest::Contains("[config] x/config.json is not valid JSON"), Error);
   MambaConfig bad = c;
   bad.d_state = 0;
   CHECK_THROWS_WITH_AS(MambaLM{bad}, "[config] d_state must be at least 1, got 0", Error);
@@ -201,18 +203,19 @@ TEST_CASE("mamba: load_state_dict refuses integer and non-finite weights, naming
                        Error);
   sd = fresh();
   set(sd, "backbone.norm_f.weight", full({64}, -INFINITY));
-  CHECK_THROWS_WITH_AS(m.load_state_dict(sd, "ckpt"),
-                       doctest::Contains("'backbone.norm_f.weight' in ckpt has 64 non-finite values (first -inf at flat "
-                                         "index 0)"),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      m.load_state_dict(sd, "ckpt"),
+      doctest::Contains("'backbone.norm_f.weight' in ckpt has 64 non-finite values (first -inf at flat "
+                        "index 0)"),
+      Error);
   // float64 is accepted, but a value beyond float32's range would become inf.
   sd = fresh();
   std::vector<double> d(64, 1.0);
   d[5] = 1e300;
   set(sd, "backbone.norm_f.weight", from_vector<double>(d, {64}));
-  CHECK_THROWS_WITH_AS(m.load_state_dict(sd, "ckpt"),
-                       doctest::Contains("has 1 non-finite value (first 1e+300, beyond float32's range, at flat index 5)"),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      m.load_state_dict(sd, "ckpt"),
+      doctest::Contains("has 1 non-finite value (first 1e+300, beyond float32's range, at flat index 5)"), Error);
   // Nothing was written by the refused loads.
   CHECK(m.state_dict()[0].second.to_vector<float>() == before);
 
@@ -233,8 +236,8 @@ TEST_CASE("mamba: a config whose sizes overflow int64 is refused") {
                        Error);
   c = MambaConfig::preset("tiny");
   c.vocab_size = std::numeric_limits<int64_t>::max();
-  CHECK_THROWS_WITH_AS(c.validate(), doctest::Contains("[config] vocab_size + 7 (for the padded vocabulary) overflows int64"),
-                       Error);
+  CHECK_THROWS_WITH_AS(c.validate(),
+                       doctest::Contains("[config] vocab_size + 7 (for the padded vocabulary) overflows int64"), Error);
 }
 
 TEST_CASE("mamba: a sequence in pieces with the states passed along gives the loss and gradients of one call") {
@@ -288,6 +291,7 @@ TEST_CASE("mamba: a sequence in pieces with the states passed along gives the lo
   }
   zero();
   std::vector<LayerState> bad = {LayerState{zeros({b, 128, 3}), zeros({b, 128, 16})}}, out;
-  check_error([&] { m.loss(tokens, targets, bad, out); },
-              {"[mamba] the initial state must hold 2 layers of conv (2, 128, 3) and ssm (2, 128, 16)", "got 1 layers"});
+  check_error(
+      [&] { m.loss(tokens, targets, bad, out); },
+      {"[mamba] the initial state must hold 2 layers of conv (2, 128, 3) and ssm (2, 128, 16)", "got 1 layers"});
 }

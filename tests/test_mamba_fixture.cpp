@@ -26,9 +26,8 @@ TEST_CASE("mamba fixture: logits and loss match PyTorch (float64 reference, floa
   Tensor logits = m->forward(fx.tokens);
   REQUIRE(logits.shape() == fx.at("logits").shape());
   test::FixtureErr e = test::compare_to_fixture(logits, fx.at("logits"));
-  MESSAGE("logits: max abs error " << e.max_abs << " over values up to " << e.max_ref << " (normwise "
-                                   << e.normwise() << ", worst elementwise rel " << e.worst_rel << " at "
-                                   << e.worst_at << ")");
+  MESSAGE("logits: max abs error " << e.max_abs << " over values up to " << e.max_ref << " (normwise " << e.normwise()
+                                   << ", worst elementwise rel " << e.worst_rel << " at " << e.worst_at << ")");
   CHECK(e.normwise() < 1e-5);
   CHECK(e.worst_rel < 5e-4);
 

@@ -94,7 +94,8 @@ TEST_CASE("metrics: the curves SVG is well formed with two polylines, axes title
   TempDir dir;
   std::string path = dir.file("curves.svg");
   std::vector<CurvePoint> train, val;
-  for (int s = 0; s <= 5000; s += 10) train.push_back({(double)s, 1.2 + 6.8 * std::exp(-s / 400.0) + 0.05 * std::sin(s)});
+  for (int s = 0; s <= 5000; s += 10)
+    train.push_back({(double)s, 1.2 + 6.8 * std::exp(-s / 400.0) + 0.05 * std::sin(s)});
   for (int s = 500; s <= 5000; s += 500) val.push_back({(double)s, 1.35 + 6.6 * std::exp(-s / 400.0)});
   train[3].value = NAN;  // skipped
   CurvesOptions opt;

@@ -238,6 +238,7 @@ TEST_CASE("ops: fused rms_norm matches its composed reference (values and gradie
     double ss = 0;
     for (int i = 0; i < 64; ++i) ss += (double)xv[row * 64 + i] * xv[row * 64 + i];
     double rs = 1.0 / std::sqrt(ss / 64 + 1e-5);
-    for (int i = 0; i < 64; i += 13) CHECK(yv[row * 64 + i] == doctest::Approx(xv[row * 64 + i] * rs * wv[i]).epsilon(1e-5));
+    for (int i = 0; i < 64; i += 13)
+      CHECK(yv[row * 64 + i] == doctest::Approx(xv[row * 64 + i] * rs * wv[i]).epsilon(1e-5));
   }
 }

@@ -48,7 +48,7 @@ TEST_CASE("train: AdamW two steps match the PyTorch AdamW formula, decay only in
   const std::vector<double> g1 = {0.1, -0.2, 0.3}, g2 = {-0.5, 0.4, 0.0};
   const std::vector<double> p_expected = {0.9939263295104882, -1.9896457398902383, 0.48222402318899188};
   const std::vector<double> q_expected = {0.29591532951148825, 0.20636626010926179, -0.11678647681067478};
-  const std::vector<double> m_expected = {-0.041, 0.022, 0.027};       // 0.9 * 0.1 g1 + 0.1 g2
+  const std::vector<double> m_expected = {-0.041, 0.022, 0.027};        // 0.9 * 0.1 g1 + 0.1 g2
   const std::vector<double> v_expected = {0.012975, 0.0099, 0.004275};  // 0.95 * 0.05 g1^2 + 0.05 g2^2
 
   for (DType dt : {DType::f64, DType::f32}) {
@@ -137,10 +137,16 @@ TEST_CASE("train: AdamW state restores into a fresh optimizer and continues iden
   CHECK(p1.to_vector<float>() == p2.to_vector<float>());
 
   check_error([&] { b.load_state({{"w.exp_avg", loaded.at("w.exp_avg")}}, 2); }, {"no optimizer state 'w.exp_avg_sq'"});
-  check_error([&] { b.load_state({{"w.exp_avg", zeros({3})}, {"w.exp_avg_sq", zeros({4})}}, 2); },
-              {"'w.exp_avg'", "shape"});
-  check_error([&] { b.load_state({{"w.exp_avg", zeros({4})}, {"w.exp_avg_sq", zeros({4})}, {"x.exp_avg", zeros({4})}}, 2); },
-              {"unexpected optimizer state 'x.exp_avg'"});
+  check_error(
+      [&] {
+        b.load_state({{"w.exp_avg", zeros({3})}, {"w.exp_avg_sq", zeros({4})}}, 2);
+      },
+      {"'w.exp_avg'", "shape"});
+  check_error(
+      [&] {
+        b.load_state({{"w.exp_avg", zeros({4})}, {"w.exp_avg_sq", zeros({4})}, {"x.exp_avg", zeros({4})}}, 2);
+      },
+      {"unexpected optimizer state 'x.exp_avg'"});
 }
 
 // ================================================================ clipping

@@ -126,9 +126,9 @@ TEST_CASE("profiler: a tiny Mamba step's trace holds the scan, the conv and the 
 TEST_CASE("profiler: train --profile writes the trace and prints the table, and a bad path fails before any file") {
   test::TempDir d("profile");
   const std::string data = test::write_text(d, 20000);
-  const std::vector<std::string> base = {"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer",
-                                         "1", "--steps", "2", "--batch", "2", "--seq", "16", "--eval-bytes", "256",
-                                         "--test-bytes", "256", "--quiet"};
+  const std::vector<std::string> base = {
+      "train", "--data",  data, "--preset", "tiny", "--d-model",    "32",  "--n-layer",    "1",   "--steps",
+      "2",     "--batch", "2",  "--seq",    "16",   "--eval-bytes", "256", "--test-bytes", "256", "--quiet"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = base;
     a.insert(a.end(), extra.begin(), extra.end());

@@ -10,12 +10,12 @@ using namespace mg;
 
 double readme_example() {
   Generator gen(0);
-  Tensor x = randn({4, 3}, DType::f32, &gen);                       // a batch of 4 inputs
-  Tensor w = randn({2, 3}, DType::f32, &gen).requires_grad_();      // leaf parameters
+  Tensor x = randn({4, 3}, DType::f32, &gen);                   // a batch of 4 inputs
+  Tensor w = randn({2, 3}, DType::f32, &gen).requires_grad_();  // leaf parameters
   Tensor b = zeros({2}).requires_grad_();
-  Tensor y = silu(linear(x, w, b));                                 // (4, 2)
-  Tensor loss = mean(y * y);                                        // a scalar
-  loss.backward();                                                  // fills w.grad() and b.grad()
+  Tensor y = silu(linear(x, w, b));  // (4, 2)
+  Tensor loss = mean(y * y);         // a scalar
+  loss.backward();                   // fills w.grad() and b.grad()
   mg::print("loss {:.4f}\ndw {}\n", loss.item(), w.grad());
   return loss.item();
 }
@@ -34,7 +34,12 @@ TEST_CASE("readme: README.md shows this file's example verbatim") {
   };
   std::string self = slurp(std::string(MG_SOURCE_DIR) + "/tests/test_readme_example.cpp");
   std::string readme = slurp(std::string(MG_SOURCE_DIR) + "/README.md");
-  const std::string begin = "// README-EXAMPLE-" "BEGIN\n", end = "// README-EXAMPLE-" "END";
+  const std::string begin =
+                        "// README-EXAMPLE-"
+                        "BEGIN\n",
+                    end =
+                        "// README-EXAMPLE-"
+                        "END";
   auto b = self.find(begin), e = self.find(end);
   REQUIRE(b != std::string::npos);
   REQUIRE(e != std::string::npos);

@@ -31,9 +31,9 @@ using test::cli_fails;
 using test::cli_ok;
 using test::resume_cli;
 using test::run_cli;
-using test::tiny_train;
 using test::TempDir;
 using test::tiny_options;
+using test::tiny_train;
 using test::write_text;
 namespace fs = std::filesystem;
 
@@ -75,13 +75,15 @@ TEST_CASE("run folder: a trainer killed at any point of a checkpoint resumes to 
     std::string name;
     int64_t resumes_at;  // the checkpoint that must survive: the step the resumed run starts from
   };
-  const std::vector<Point> points = {
-      {"run-started", 0},          {"metrics-logged:1", 0},       {"checkpoint-begin:1", 0},
-      {"checkpoint-model:1", 0},   {"checkpoint-state:1", 0},     {"checkpoint-written:1", 0},
-      {"checkpoint-renamed:1", 1}, {"checkpoint-published:1", 1}, {"checkpoint-done:1", 1},
-      {"validation:3", 2},         {"checkpoint-begin:3", 2},     {"checkpoint-model:3", 2},
-      {"checkpoint-state:3", 2},   {"checkpoint-written:3", 2},   {"checkpoint-renamed:3", 3},
-      {"checkpoint-published:3", 3}, {"checkpoint-done:3", 3},    {"test", 5}};
+  const std::vector<Point> points = {{"run-started", 0},          {"metrics-logged:1", 0},
+                                     {"checkpoint-begin:1", 0},   {"checkpoint-model:1", 0},
+                                     {"checkpoint-state:1", 0},   {"checkpoint-written:1", 0},
+                                     {"checkpoint-renamed:1", 1}, {"checkpoint-published:1", 1},
+                                     {"checkpoint-done:1", 1},    {"validation:3", 2},
+                                     {"checkpoint-begin:3", 2},   {"checkpoint-model:3", 2},
+                                     {"checkpoint-state:3", 2},   {"checkpoint-written:3", 2},
+                                     {"checkpoint-renamed:3", 3}, {"checkpoint-published:3", 3},
+                                     {"checkpoint-done:3", 3},    {"test", 5}};
   int i = 0;
   for (const auto& [point, resumes_at] : points) {
     INFO("killed at " << point);
@@ -175,9 +177,10 @@ TEST_CASE("run folder: a run is never replaced unless asked, and a refused start
 
   // Two runs without --out go to runs/tiny and runs/tiny-2.
   for (int i = 0; i < 2; ++i) {
-    auto r = cli_ok({"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer", "1", "--steps", "1",
-                     "--batch", "2", "--seq", "16", "--eval-bytes", "256", "--test-bytes", "256", "--threads", "1"},
-                     {}, d.path.string());
+    auto r = cli_ok({"train", "--data",       data,  "--preset",  "tiny", "--d-model", "32", "--n-layer",
+                     "1",     "--steps",      "1",   "--batch",   "2",    "--seq",     "16", "--eval-bytes",
+                     "256",   "--test-bytes", "256", "--threads", "1"},
+                    {}, d.path.string());
     CHECK(r.out.find(i == 0 ? "run folder runs/tiny\n" : "run folder runs/tiny-2\n") != std::string::npos);
     // The run ends by saying where it is and how to sample from it.
     const std::string run = i == 0 ? "runs/tiny" : "runs/tiny-2";
@@ -380,9 +383,9 @@ TEST_CASE("run folder: eval works on a folder with only model.safetensors and co
 TEST_CASE("run folder: train --carry-state and eval --stream / --windows from the command line") {
   TempDir d("eval_stream");
   const std::string data = write_text(d, 30000);
-  cli_ok({"train", "--data", data, "--preset", "tiny", "--d-model", "32", "--n-layer", "1", "--steps", "3", "--batch",
-          "4", "--seq", "32", "--eval-bytes", "1024", "--test-bytes", "1024", "--carry-state", "--quiet", "--out",
-          d / "run"});
+  cli_ok({"train", "--data",       data,   "--preset",      "tiny",    "--d-model", "32",     "--n-layer",
+          "1",     "--steps",      "3",    "--batch",       "4",       "--seq",     "32",     "--eval-bytes",
+          "1024",  "--test-bytes", "1024", "--carry-state", "--quiet", "--out",     d / "run"});
   CHECK(load_run_options(d / "run").carry_state);
   auto e = cli_ok({"eval", "--run", d / "run", "--split", "validation", "--bytes", "1000"});
   CHECK(e.out.find("999 bytes predicted (16 streams, state carried across windows of 32)") != std::string::npos);
@@ -421,8 +424,10 @@ TEST_CASE("run folder: every field of a damaged trainer state is checked with a 
     INFO(c.key << " = " << c.value);
     { std::ofstream(state, std::ios::binary) << good; }
     auto f = read_safetensors(state);
-    if (c.value.empty()) f.metadata.erase(c.key);
-    else f.metadata[c.key] = c.value;
+    if (c.value.empty())
+      f.metadata.erase(c.key);
+    else
+      f.metadata[c.key] = c.value;
     save_safetensors(state, f.tensors, f.metadata);
     rewrite_manifest(ckpt);
     auto e = resume_cli(d / "run");

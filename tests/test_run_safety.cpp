@@ -67,8 +67,7 @@ struct FullDisk {
     if (!ok) return;
     std::FILE* f = std::fopen((dir + "/filler").c_str(), "wb");
     std::string block(4096, 'x');
-    while (f && std::fwrite(block.data(), 1, block.size(), f) == block.size() && std::fflush(f) == 0) {
-    }
+    while (f && std::fwrite(block.data(), 1, block.size(), f) == block.size() && std::fflush(f) == 0) {}
     if (f) std::fclose(f);
   }
   ~FullDisk() {
@@ -177,13 +176,14 @@ TEST_CASE("run safety: an output never replaces a folder, a FIFO, a device, a fi
   struct Case {
     std::string out, says;
   };
-  for (const Case& c : std::vector<Case>{{d / "folder", "is a directory"},
-                                         {d / "fifo", "is a FIFO (named pipe)"},
-                                         {input, "is an input, which this command reads"},
-                                         {d / "link-to-input", "is the same file as " + input},
-                                         {data, "is the training data of the run (" + data + ")"},
-                                         {run + "/model.safetensors", "is one of a run's own files"},
-                                         {run + "/checkpoint-2/trainer_state.safetensors", "is one of a run's own files"}}) {
+  for (const Case& c :
+       std::vector<Case>{{d / "folder", "is a directory"},
+                         {d / "fifo", "is a FIFO (named pipe)"},
+                         {input, "is an input, which this command reads"},
+                         {d / "link-to-input", "is the same file as " + input},
+                         {data, "is the training data of the run (" + data + ")"},
+                         {run + "/model.safetensors", "is one of a run's own files"},
+                         {run + "/checkpoint-2/trainer_state.safetensors", "is one of a run's own files"}}) {
     INFO(c.out);
     auto r = logits(c.out);
     CHECK(r.exit_code == 1);
@@ -203,7 +203,8 @@ TEST_CASE("run safety: an output never replaces a folder, a FIFO, a device, a fi
   CHECK(p.exit_code == 1);
   CHECK(contains(p.err, "[train] --profile " + data + " is an input"));
   fs::create_directories(d / "new");  // an empty folder for a new run
-  auto own = run_cli({"train", "--data", data, "--out", d / "new", "--steps", "1", "--profile", d / "new/metrics.jsonl"});
+  auto own =
+      run_cli({"train", "--data", data, "--out", d / "new", "--steps", "1", "--profile", d / "new/metrics.jsonl"});
   CHECK(own.exit_code == 1);
   CHECK(contains(own.err, "[train] --profile " + (d / "new/metrics.jsonl") + " is one of a run's own files"));
   CHECK(fs::is_empty(d / "new"));  // refused before anything was made
@@ -239,10 +240,9 @@ TEST_CASE("run safety: a write error on standard output fails eval, generate and
   TempDir d("stdout_full");
   const std::string data = write_text(d, 30000);
   const std::string run = trained_run(d, data, 2);
-  for (const std::string& cmd : {" eval --run " + run + " --bytes 512 --threads 1",
-                                 " generate --run " + run + " --bytes 50",
-                                 " generate --run " + run + " --bytes 5 --num-samples 2 --jsonl",
-                                 " graph --out " + (d / "g.dot")}) {
+  for (const std::string& cmd :
+       {" eval --run " + run + " --bytes 512 --threads 1", " generate --run " + run + " --bytes 50",
+        " generate --run " + run + " --bytes 5 --num-samples 2 --jsonl", " graph --out " + (d / "g.dot")}) {
     INFO(cmd);
     auto r = shell(cli() + cmd + " > /dev/full");
     CHECK(r.exit_code == 1);
@@ -337,8 +337,10 @@ TEST_CASE("run safety: a diverging run stops before saving, and its last good ch
   later.insert(later.end(), {"--lr", "100", "--warmup", "10"});
   auto e = run_cli(later);
   CHECK(e.exit_code == 1);
-  CHECK(contains(e.err, "[train] the validation loss became NaN at step 3; stopping before anything of that step is "
-                        "saved. The last good checkpoint in " + (d / "run") + " is step 2"));
+  CHECK(contains(e.err,
+                 "[train] the validation loss became NaN at step 3; stopping before anything of that step is "
+                 "saved. The last good checkpoint in " +
+                     (d / "run") + " is step 2"));
   CHECK(fs::exists(d / "run/checkpoint-2"));
   CHECK(!fs::exists(d / "run/checkpoint-3"));
   CHECK(read_bytes(d / "run/model.safetensors") == read_bytes(d / "run/checkpoint-2/model.safetensors"));
@@ -371,7 +373,8 @@ TEST_CASE("run safety: commands on a run that has not saved its first checkpoint
   auto killed = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=metrics-logged:1"});
   REQUIRE(killed.signal == SIGKILL);
   for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"eval", "--run", d / "run"}, {"generate", "--run", d / "run"},
+       {std::vector<std::string>{"eval", "--run", d / "run"},
+        {"generate", "--run", d / "run"},
         {"logits", "--run", d / "run", "--input", data, "--out", d / "l.safetensors"}}) {
     INFO(args[0]);
     auto r = run_cli(args);
@@ -392,7 +395,8 @@ TEST_CASE("run safety: paths that are not UTF-8 and an empty --resume are refuse
   CHECK(e.exit_code == 1);
   CHECK(contains(e.err, "[train] --resume is empty"));
   CHECK_NOTHROW(check_utf8_path("caf\xc3\xa9 \xf0\x9f\x99\x82", "t", "--x"));  // two- and four-byte forms
-  for (const char* s : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xe2\x82"})  // overlong, surrogate, > U+10FFFF, cut
+  for (const char* s :
+       {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "a\xe2\x82"})  // overlong, surrogate, > U+10FFFF, cut
     CHECK_THROWS_WITH_AS(check_utf8_path(s, "t", "--x"), doctest::Contains("[t] --x is not valid UTF-8"), Error);
 }
 
@@ -401,8 +405,7 @@ TEST_CASE("run safety: eval and generate read the newest checkpoint again when a
   const std::string data = write_text(d, 30000);
   const std::string run = trained_run(d, data, 1);
   // A trainer saving every step beside readers that load the run's options and model in a loop.
-  const std::vector<std::string> args = {
-      "train", "--resume", run, "--steps", "60", "--threads", "1", "--quiet"};
+  const std::vector<std::string> args = {"train", "--resume", run, "--steps", "60", "--threads", "1", "--quiet"};
   std::vector<char*> argv;
   std::vector<std::string> argv_s{MG_CLI_PATH};
   argv_s.insert(argv_s.end(), args.begin(), args.end());

@@ -23,8 +23,8 @@ using namespace mg;
 namespace {
 
 using Cfg = test::ScanCase;
-using test::with_h0;
 using test::scan_inputs;
+using test::with_h0;
 
 // Detached copies in `dt` that require grad.
 std::vector<Tensor> leaves(const std::vector<Tensor>& in, DType dt) {
@@ -272,8 +272,8 @@ ScanResult run_in_pieces(const Cfg& c, const std::vector<Tensor>& x, const std::
   int64_t t0 = 0;
   for (int64_t len : pieces) {
     auto cut = [&](const Tensor& t) { return t.defined() ? narrow(t, 1, t0, len) : Tensor(); };
-    ScanResult r = selective_scan(cut(x[0]), cut(x[1]), x[2], cut(x[3]), cut(x[4]), x[5], cut(x[6]), x[7],
-                                  c.softplus, true, h);
+    ScanResult r =
+        selective_scan(cut(x[0]), cut(x[1]), x[2], cut(x[3]), cut(x[4]), x[5], cut(x[6]), x[7], c.softplus, true, h);
     ys.push_back(r.y);
     h = r.last_state;
     t0 += len;

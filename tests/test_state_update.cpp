@@ -109,12 +109,9 @@ struct ConvCfg {
   int64_t b, d, k;
   bool bias, silu;
 };
-const ConvCfg kConvCases[] = {{1, 3, 4, true, true},
-                              {2, 17, 4, false, false},
-                              {3, 5, 1, true, true},
-                              {2, 20, 2, true, false},
-                              {2, 33, 5, false, true},
-                              {3, 48, 8, true, true},  // the widest window of the vector path
+const ConvCfg kConvCases[] = {{1, 3, 4, true, true},   {2, 17, 4, false, false},
+                              {3, 5, 1, true, true},   {2, 20, 2, true, false},
+                              {2, 33, 5, false, true}, {3, 48, 8, true, true},  // the widest window of the vector path
                               {2, 32, 9, true, false}};
 
 }  // namespace

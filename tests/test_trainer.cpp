@@ -27,14 +27,11 @@
 using namespace mg;
 using test::TempDir;
 using test::tiny_options;
-using test::write_text;
 using test::train_losses;
+using test::write_text;
 namespace fs = std::filesystem;
 
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("trainer: resuming continues bit-identically to an uninterrupted run") {
   TempDir d("resume");
@@ -106,8 +103,7 @@ TEST_CASE("trainer: a checkpoint whose shapes do not match its config names the 
     cfg.replace(at, 16, "\"state_size\": 8");
     std::ofstream(d / "run/config.json") << cfg;
   }
-  CHECK_THROWS_WITH_AS(load_model(d / "run"),
-                       doctest::Contains("tensor 'backbone.layers.0.mixer.A_log' in"), Error);
+  CHECK_THROWS_WITH_AS(load_model(d / "run"), doctest::Contains("tensor 'backbone.layers.0.mixer.A_log' in"), Error);
   CHECK_THROWS_WITH_AS(load_model(d / "run"), doctest::Contains("has shape (64, 16), but the model expects (64, 8)"),
                        Error);
   CHECK_THROWS_WITH_AS(load_model(d / "nowhere"), doctest::Contains("is not a run folder"), Error);
@@ -285,7 +281,7 @@ TEST_CASE("trainer: each step runs on all the threads or on one, chosen by timin
     o.config.d_model = 64;  // large enough that the matmuls and the scan split across threads
     o.batch = 8, o.seq = 64, o.steps = 10, o.eval_every = 100;
     test_loss[out] = train(o, false).test.loss;  // evaluation chooses per batch the same way
-    CHECK(num_threads() == threads);  // evaluation and the caller get every thread back
+    CHECK(num_threads() == threads);             // evaluation and the caller get every thread back
     std::vector<int> used;
     for (auto& j : read_jsonl((fs::path(d / out) / "metrics.jsonl").string()))
       if (j.contains("train_loss")) used.push_back(j.at("threads").get<int>());

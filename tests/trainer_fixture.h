@@ -15,8 +15,7 @@ namespace mg::test {
 inline std::string write_text(const TempDir& d, size_t n, bool rich = false) {
   std::string s;
   const char* words[] = {"the ", "cat ", "sat ", "on ", "a ", "mat. ", "<page>", "</page>\n", "[[Paris]] ", "is "};
-  for (size_t i = 0; s.size() < n; ++i)
-    s += rich ? words[(i * 7 + i / 3 + i / 11) % 10] : words[(i * 7 + i / 3) % 8];
+  for (size_t i = 0; s.size() < n; ++i) s += rich ? words[(i * 7 + i / 3 + i / 11) % 10] : words[(i * 7 + i / 3) % 8];
   s.resize(n);
   std::string p = d / "text.txt";
   std::ofstream(p, std::ios::binary) << s;

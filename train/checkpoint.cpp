@@ -183,8 +183,10 @@ LoadedCheckpoint read_checkpoint(const CheckpointRef& ckpt) {
       LayerState s;
       for (auto [part, dst] : {std::pair{"conv", &s.conv}, std::pair{"ssm", &s.ssm}}) {
         auto it = carry.find(mg::format("carry.layers.{}.{}", i, part));
-        MG_CHECK(it != carry.end(), "[resume] {} holds a carried state without carry.layers.{}.{} (the checkpoint is "
-                 "damaged)", state_path, i, part);
+        MG_CHECK(it != carry.end(),
+                 "[resume] {} holds a carried state without carry.layers.{}.{} (the checkpoint is "
+                 "damaged)",
+                 state_path, i, part);
         *dst = it->second;
         carry.erase(it);
       }

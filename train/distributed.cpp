@@ -90,11 +90,12 @@ World& World::get() {
 }
 
 void refuse_launch_without_mpi(const LaunchInfo& l) {
-  MG_THROW("[distributed] this process is rank {} of {} ({} is set: started by mpirun or another MPI launcher), but "
-           "this mambagrad was built without MPI, so the {} processes would each train the whole run alone. Install "
-           "Open MPI (Debian: apt-get install libopenmpi-dev openmpi-bin) and rebuild with -DMG_MPI=ON, or start one "
-           "process",
-           l.rank, l.size, l.source, l.size);
+  MG_THROW(
+      "[distributed] this process is rank {} of {} ({} is set: started by mpirun or another MPI launcher), but "
+      "this mambagrad was built without MPI, so the {} processes would each train the whole run alone. Install "
+      "Open MPI (Debian: apt-get install libopenmpi-dev openmpi-bin) and rebuild with -DMG_MPI=ON, or start one "
+      "process",
+      l.rank, l.size, l.source, l.size);
 }
 
 void World::finalize() {
@@ -259,8 +260,8 @@ GradientReducer::GradientReducer(const World& world, std::vector<Tensor> params,
   // From the last parameter the forward uses to the first: backward's order.
   for (size_t k = params_.size(); k-- > 0;) {
     const Tensor& p = params_[k];
-    MG_CHECK(p.dtype() == DType::f32, "[distributed] parameter {} is {} {}: the gradient all-reduce takes float32",
-             k, p.shape(), p.dtype());
+    MG_CHECK(p.dtype() == DType::f32, "[distributed] parameter {} is {} {}: the gradient all-reduce takes float32", k,
+             p.shape(), p.dtype());
     if (buckets_.empty() || buckets_.back().numel * 4 >= bucket_bytes) buckets_.emplace_back();
     Bucket& b = buckets_.back();
     b.params.push_back(k);
@@ -292,8 +293,7 @@ GradientReducer::~GradientReducer() {
   for (auto& b : buckets_) {
     try {
       world_.wait(b.req);  // a bucket in flight when an exception unwound the step
-    } catch (...) {
-    }
+    } catch (...) {}
   }
   nccl_.reset();  // waits for its all-reduces before the buckets' device buffers go
 }

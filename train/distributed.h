@@ -155,7 +155,7 @@ class GradientReducer {
   std::vector<size_t> bucket_of_;
   std::vector<Bucket> buckets_;
   std::unique_ptr<cuda::Communicator> nccl_;  // with the nccl transport
-  size_t next_ = 0;  // the next bucket to start, in order
+  size_t next_ = 0;                           // the next bucket to start, in order
   double scale_;
   double wait_s_ = 0;
 };

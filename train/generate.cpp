@@ -29,8 +29,8 @@ std::vector<std::string> generate_samples(const MambaLM& model, const std::strin
                            c.forward_bytes((double)n * (double)context.size()) +
                            4.0 * (double)n * (double)c.n_layer * (double)c.d_inner() * (double)(c.d_state + c.d_conv),
                        "generate",
-                       mg::format("--num-samples {} x (--bytes {} + a prompt of {} bytes), with their states",
-                                  n, o.bytes, context.size()),
+                       mg::format("--num-samples {} x (--bytes {} + a prompt of {} bytes), with their states", n,
+                                  o.bytes, context.size()),
                        "; use a smaller --num-samples or --bytes");
   std::vector<int64_t> ids;
   for (unsigned char c : context) {
@@ -71,8 +71,8 @@ std::string generate(const MambaLM& model, const std::string& prompt, const Samp
                      const std::function<void(char)>& emit) {
   MG_CHECK(o.num_samples == 1, "[generate] generate() makes one continuation; use generate_samples for {}",
            o.num_samples);
-  return generate_samples(model, prompt, o, emit ? [&](int64_t, char c) { emit(c); }
-                                                 : std::function<void(int64_t, char)>())[0];
+  return generate_samples(model, prompt, o,
+                          emit ? [&](int64_t, char c) { emit(c); } : std::function<void(int64_t, char)>())[0];
 }
 
 }  // namespace mg

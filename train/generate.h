@@ -15,7 +15,7 @@ struct SampleOptions {
   double temperature = 0.8;  // 0: greedy
   int64_t top_k = 40;        // 0: no cut
   uint64_t seed = 0;
-  int64_t num_samples = 1;   // continuations of the prompt, sampled as one batch; continuation i uses seed + i
+  int64_t num_samples = 1;  // continuations of the prompt, sampled as one batch; continuation i uses seed + i
   // Throws mg::Error naming the option (--bytes, --temperature, --top-k, --num-samples) and its valid range.
   void validate() const;
 };

@@ -19,7 +19,8 @@ class InterruptGuard {
   InterruptGuard& operator=(const InterruptGuard&) = delete;
 
  private:
-  struct sigaction old_int_ {}, old_term_ {}, old_hup_ {};
+  struct sigaction old_int_ {
+  }, old_term_{}, old_hup_{};
 };
 
 // The signal that asked to stop (SIGINT, SIGTERM or SIGHUP) since the innermost guard was made, else 0.

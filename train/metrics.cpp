@@ -61,12 +61,23 @@ std::string xml_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&apos;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      case '\'':
+        o += "&apos;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -149,34 +160,39 @@ void write_curves_svg(const std::string& path, const std::vector<CurveSeries>& s
       "</clipPath></defs>\n",
       ml, mt, pw, ph);
   if (!opt.title.empty())
-    s += mg::format("<text x=\"{:.1f}\" y=\"26\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
-                     ml + pw / 2, xml_escape(opt.title));
+    s += mg::format(
+        "<text x=\"{:.1f}\" y=\"26\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+        ml + pw / 2, xml_escape(opt.title));
 
   // Grid and ticks.
   s += "<g stroke=\"#e3e3e3\" stroke-width=\"1\">\n";
-  for (double v : xt.values) s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\"/>\n", X(v), mt, mt + ph);
-  for (double v : yt.values) s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\"/>\n", ml, Y(v), ml + pw);
+  for (double v : xt.values)
+    s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\"/>\n", X(v), mt, mt + ph);
+  for (double v : yt.values)
+    s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\"/>\n", ml, Y(v), ml + pw);
   s += "</g>\n";
-  s += mg::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" stroke=\"#444\"/>\n",
-                   ml, mt, pw, ph);
+  s +=
+      mg::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" stroke=\"#444\"/>\n",
+                 ml, mt, pw, ph);
   s += "<g fill=\"#333\">\n";
   for (double v : xt.values) {
     s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" stroke=\"#444\"/>\n", X(v),
-                     mt + ph, mt + ph + 5);
+                    mt + ph, mt + ph + 5);
     s += mg::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", X(v), mt + ph + 19,
-                     format_tick(v, xt.step, true));
+                    format_tick(v, xt.step, true));
   }
   for (double v : yt.values) {
     s += mg::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\" stroke=\"#444\"/>\n", ml - 5,
-                     Y(v), ml);
+                    Y(v), ml);
     s += mg::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", ml - 8, Y(v) + 4,
-                     format_tick(v, yt.step, false));
+                    format_tick(v, yt.step, false));
   }
   s += "</g>\n";
   s += mg::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"13\">{}</text>\n", ml + pw / 2,
-                   H - 14, xml_escape(opt.x_label));
+                  H - 14, xml_escape(opt.x_label));
   s += mg::format(
-      "<text x=\"18\" y=\"{0:.1f}\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 18 {0:.1f})\">{1}</text>\n",
+      "<text x=\"18\" y=\"{0:.1f}\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 18 "
+      "{0:.1f})\">{1}</text>\n",
       mt + ph / 2, xml_escape(opt.y_label));
 
   // Curves, clipped to the plot area. Very long series are thinned to about 4 points per pixel.
@@ -201,7 +217,7 @@ void write_curves_svg(const std::string& path, const std::vector<CurveSeries>& s
     if (c.markers || pts.size() == 1)
       for (const auto& p : pts)
         s += mg::format("<circle cx=\"{:.2f}\" cy=\"{:.2f}\" r=\"2.8\" fill=\"{}\" stroke=\"none\"/>\n", X(p.step),
-                         Y(p.value), xml_escape(color));
+                        Y(p.value), xml_escape(color));
   }
   s += "</g>\n";
 
@@ -219,8 +235,9 @@ void write_curves_svg(const std::string& path, const std::vector<CurveSeries>& s
       const auto& c = series[i];
       std::string color = xml_escape(c.color.empty() ? kPalette[i % 6] : c.color);
       double y = ly + 15 + 20.0 * (double)i;
-      s += mg::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
-                       lx + 8, y, lx + 32, y, color);
+      s += mg::format(
+          "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"2\"/>\n", lx + 8,
+          y, lx + 32, y, color);
       if (c.markers)
         s += mg::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.8\" fill=\"{}\"/>\n", lx + 20, y, color);
       s += mg::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", lx + 38, y + 4, xml_escape(c.label));
@@ -232,10 +249,10 @@ void write_curves_svg(const std::string& path, const std::vector<CurveSeries>& s
 
 void write_curves_svg(const std::string& path, const std::vector<CurvePoint>& train_bpc,
                       const std::vector<CurvePoint>& val_bpc, const CurvesOptions& options) {
-  write_curves_svg(path,
-                   {CurveSeries{"train bpc", train_bpc, "#1f77b4", false},
-                    CurveSeries{"validation bpc", val_bpc, "#ff7f0e", true}},
-                   options);
+  write_curves_svg(
+      path,
+      {CurveSeries{"train bpc", train_bpc, "#1f77b4", false}, CurveSeries{"validation bpc", val_bpc, "#ff7f0e", true}},
+      options);
 }
 
 }  // namespace mg

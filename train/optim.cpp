@@ -165,8 +165,8 @@ double clip_grad_norm(const std::vector<ParamGroup>& groups, double max_norm) {
 // ---------------------------------------------------------------- schedule
 
 double lr_at(int64_t step, int64_t warmup, int64_t total, double peak, double min_ratio) {
-  MG_CHECK(step >= 0 && warmup >= 0 && total >= 0, "[lr_at] step {}, warmup {} and total {} must be >= 0", step,
-           warmup, total);
+  MG_CHECK(step >= 0 && warmup >= 0 && total >= 0, "[lr_at] step {}, warmup {} and total {} must be >= 0", step, warmup,
+           total);
   MG_CHECK(warmup <= total, "[lr_at] warmup {} is longer than the whole schedule of {} steps", warmup, total);
   MG_CHECK(min_ratio >= 0 && min_ratio <= 1, "[lr_at] min_ratio must be in [0, 1], got {}", min_ratio);
   if (step < warmup) return peak * (double)(step + 1) / (double)warmup;

@@ -34,10 +34,10 @@ struct AdamWOptions {
 // One fused pass over p, g, m, v per parameter (float32 or float64, contiguous), in the parameter's
 // precision. On the CPU parameter by parameter; on CUDA every parameter of a device in one launch per
 // dtype (cuda/optim.cu, the same arithmetic). The state lives on each parameter's device: move the
-// model (Module::to) before making the optimizer. Unlike PyTorch, which keeps a step count per parameter, the step count is
-// shared: it differs only for parameters that sometimes have no gradient (never the case for the LM).
-// The state (m, v: zeros like each parameter) is allocated at construction, so state_tensors() is
-// complete before the first step and a checkpoint can be restored into a fresh optimizer.
+// model (Module::to) before making the optimizer. Unlike PyTorch, which keeps a step count per parameter, the step
+// count is shared: it differs only for parameters that sometimes have no gradient (never the case for the LM). The
+// state (m, v: zeros like each parameter) is allocated at construction, so state_tensors() is complete before the first
+// step and a checkpoint can be restored into a fresh optimizer.
 class AdamW {
  public:
   explicit AdamW(std::vector<ParamGroup> groups, double lr = 1e-3, std::pair<double, double> betas = {0.9, 0.95},

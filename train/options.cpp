@@ -42,12 +42,13 @@ void check_training_memory(const TrainOptions& o) {
   const double params = c.num_parameters();
   const double tokens = (double)o.batch * (double)o.seq;
   const double bytes = 16 * params + 4 * tokens * ((double)c.n_layer * (double)c.d_inner() + (double)c.padded_vocab());
-  check_fits_in_memory(bytes, "train",
-                       mg::format("a model of {:.3g} parameters (--d-model {}, --n-layer {}, --d-state {}, --expand {}) "
-                                  "trained on --batch {} x --seq {} tokens per step (a lower bound: parameters, "
-                                  "gradients, AdamW moments, activations)",
-                                  params, c.d_model, c.n_layer, c.d_state, c.expand, o.batch, o.seq),
-                       "; use a smaller model, --batch or --seq");
+  check_fits_in_memory(
+      bytes, "train",
+      mg::format("a model of {:.3g} parameters (--d-model {}, --n-layer {}, --d-state {}, --expand {}) "
+                 "trained on --batch {} x --seq {} tokens per step (a lower bound: parameters, "
+                 "gradients, AdamW moments, activations)",
+                 params, c.d_model, c.n_layer, c.d_state, c.expand, o.batch, o.seq),
+      "; use a smaller model, --batch or --seq");
 }
 
 }  // namespace
@@ -82,8 +83,8 @@ void TrainOptions::validate() const {
   MG_CHECK(profile_steps >= 1, "[train] --profile-steps must be at least 1, got {}", profile_steps);
   if (!profile.empty()) check_output_file_option(profile, "--profile");
   const auto names = MambaConfig::preset_names();
-  MG_CHECK(std::find(names.begin(), names.end(), preset) != names.end(),
-           "[train] unknown --preset '{}' (valid: {})", preset, mg::join(names, ", "));
+  MG_CHECK(std::find(names.begin(), names.end(), preset) != names.end(), "[train] unknown --preset '{}' (valid: {})",
+           preset, mg::join(names, ", "));
   config.validate();
   check_training_memory(*this);
 }
@@ -118,11 +119,16 @@ TrainOptions TrainOptions::from_json(const std::string& text, const std::string&
     }
     const auto& v = j.at(key);
     bool ok;
-    if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
-    else if constexpr (std::is_same_v<T, bool>) ok = v.is_boolean();
-    else if constexpr (std::is_floating_point_v<T>) ok = v.is_number();
-    else if constexpr (std::is_unsigned_v<T>) ok = v.is_number_unsigned() && v.template get<uint64_t>() <= std::numeric_limits<T>::max();
-    else ok = v.is_number_integer();
+    if constexpr (std::is_same_v<T, std::string>)
+      ok = v.is_string();
+    else if constexpr (std::is_same_v<T, bool>)
+      ok = v.is_boolean();
+    else if constexpr (std::is_floating_point_v<T>)
+      ok = v.is_number();
+    else if constexpr (std::is_unsigned_v<T>)
+      ok = v.is_number_unsigned() && v.template get<uint64_t>() <= std::numeric_limits<T>::max();
+    else
+      ok = v.is_number_integer();
     MG_CHECK(ok, "[resume] the field '{}' of the training options in {} has the wrong type or range: {}", key, source,
              v.dump());
     dst = v.template get<T>();
@@ -137,7 +143,7 @@ TrainOptions TrainOptions::from_json(const std::string& text, const std::string&
   field("clip", o.clip), field("eval_every", o.eval_every), field("eval_bytes", o.eval_bytes);
   field("test_bytes", o.test_bytes), field("seed", o.seed);
   field("carry_state", o.carry_state, true);  // absent in runs from before carried state: false
-  std::string precision = "fp32";              // absent in runs from before mixed precision
+  std::string precision = "fp32";             // absent in runs from before mixed precision
   field("precision", precision, true);
   const auto p = parse_precision(precision);
   MG_CHECK(p.has_value(), "[resume] the field 'precision' of the training options in {} is '{}', not fp32 or bf16",
@@ -156,14 +162,30 @@ std::vector<std::pair<std::string, std::string>> rank_identity(const TrainOption
   auto s = [](const auto& v) { return mg::format("{}", v); };
   return {{"--resume", resume ? "(resuming)" : "(a new run)"},
           {"--out", std::filesystem::absolute(o.out).lexically_normal().string()},
-          {"--preset", o.preset}, {"--d-model", s(c.d_model)}, {"--n-layer", s(c.n_layer)},
-          {"--d-state", s(c.d_state)}, {"--d-conv", s(c.d_conv)}, {"--expand", s(c.expand)},
-          {"--dt-rank", s(c.rank())}, {"vocab_size", s(c.vocab_size)}, {"norm_eps", s(c.norm_eps)},
-          {"--steps", s(o.steps)}, {"--batch", s(o.batch)}, {"--seq", s(o.seq)}, {"--lr", s(o.lr)},
-          {"min_lr_ratio", s(o.min_lr_ratio)}, {"--warmup", s(o.warmup)}, {"--weight-decay", s(o.weight_decay)},
-          {"--clip", s(o.clip)}, {"--eval-every", s(o.eval_every)}, {"--eval-bytes", s(o.eval_bytes)},
-          {"--test-bytes", s(o.test_bytes)}, {"--seed", s(o.seed)}, {"--carry-state", s(o.carry_state)},
-          {"--precision", std::string(precision_name(o.precision))}, {"--stop-at", s(o.stop_at)},
+          {"--preset", o.preset},
+          {"--d-model", s(c.d_model)},
+          {"--n-layer", s(c.n_layer)},
+          {"--d-state", s(c.d_state)},
+          {"--d-conv", s(c.d_conv)},
+          {"--expand", s(c.expand)},
+          {"--dt-rank", s(c.rank())},
+          {"vocab_size", s(c.vocab_size)},
+          {"norm_eps", s(c.norm_eps)},
+          {"--steps", s(o.steps)},
+          {"--batch", s(o.batch)},
+          {"--seq", s(o.seq)},
+          {"--lr", s(o.lr)},
+          {"min_lr_ratio", s(o.min_lr_ratio)},
+          {"--warmup", s(o.warmup)},
+          {"--weight-decay", s(o.weight_decay)},
+          {"--clip", s(o.clip)},
+          {"--eval-every", s(o.eval_every)},
+          {"--eval-bytes", s(o.eval_bytes)},
+          {"--test-bytes", s(o.test_bytes)},
+          {"--seed", s(o.seed)},
+          {"--carry-state", s(o.carry_state)},
+          {"--precision", std::string(precision_name(o.precision))},
+          {"--stop-at", s(o.stop_at)},
           {"--device", o.device.is_cpu() ? "cpu" : "cuda"},
           {"--data", mg::format("{} bytes with CRC-32 {:08x}", o.data_bytes, o.data_crc32)}};
 }

@@ -14,37 +14,37 @@
 namespace mg {
 
 struct TrainOptions {
-  std::string data;            // enwik8.zip, a .gz, or any byte file (stored as an absolute path)
-  uint64_t data_bytes = 0;     // the data's identity (decoded size and CRC-32), filled in by train() and
-  uint32_t data_crc32 = 0;     // checked on resume and by eval; 0 bytes: unknown (a run from an older build)
+  std::string data;         // enwik8.zip, a .gz, or any byte file (stored as an absolute path)
+  uint64_t data_bytes = 0;  // the data's identity (decoded size and CRC-32), filled in by train() and
+  uint32_t data_crc32 = 0;  // checked on resume and by eval; 0 bytes: unknown (a run from an older build)
   std::string out = "runs/small";
   std::string preset = "small";
-  MambaConfig config;          // the preset with command-line overrides applied
+  MambaConfig config;  // the preset with command-line overrides applied
   int64_t steps = 2000;
   int64_t batch = 16;
   int64_t seq = 256;
   double lr = 1e-3;
-  double min_lr_ratio = 0.1;   // cosine decays to this fraction of lr
-  int64_t warmup = -1;         // linear warm-up steps (-1: min(100, steps / 10))
+  double min_lr_ratio = 0.1;  // cosine decays to this fraction of lr
+  int64_t warmup = -1;        // linear warm-up steps (-1: min(100, steps / 10))
   double weight_decay = 0.1;
   double clip = 1.0;
-  int64_t eval_every = 200;    // validation bpc and a checkpoint every this many steps (0: only at the end)
-  int64_t eval_bytes = 131072; // validation bytes per evaluation (-1: the whole split)
-  int64_t test_bytes = -1;     // test bytes at the end (-1: the whole split)
+  int64_t eval_every = 200;     // validation bpc and a checkpoint every this many steps (0: only at the end)
+  int64_t eval_bytes = 131072;  // validation bytes per evaluation (-1: the whole split)
+  int64_t test_bytes = -1;      // test bytes at the end (-1: the whole split)
   uint64_t seed = 0;
-  bool carry_state = false;    // rows read contiguous streams, each window starting from the previous one's
-                               // final state (detached); validation and test then evaluate streams too
+  bool carry_state = false;              // rows read contiguous streams, each window starting from the previous one's
+                                         // final state (detached); validation and test then evaluate streams too
   Precision precision = Precision::f32;  // the matmuls' precision (ops/autocast.h): fp32, or bf16 mixed
-                               // precision (parameters, gradients, AdamW state, checkpoints stay float32).
-                               // Stored; may change on resume.
-  bool progress = true;        // print progress (an in-place line on a terminal, plain lines otherwise)
-  int64_t stop_at = -1;        // save and stop after this step, as Ctrl-C does (-1: run to `steps`)
-  Device device = kCPU;        // where the model, its gradients, the AdamW state and the batches live.
-                               // Not part of the run's stored options: a run may resume on another device.
-  bool detect_anomaly = false; // anomaly mode for the whole run (autograd/anomaly.h): slower, throws at the first
-                               // NaN/inf op output or gradient naming the op and module. Not stored; may change
-                               // on resume.
-  bool overwrite = false;      // a new run may replace the run already in `out` (never stored)
+                                         // precision (parameters, gradients, AdamW state, checkpoints stay float32).
+                                         // Stored; may change on resume.
+  bool progress = true;                  // print progress (an in-place line on a terminal, plain lines otherwise)
+  int64_t stop_at = -1;                  // save and stop after this step, as Ctrl-C does (-1: run to `steps`)
+  Device device = kCPU;                  // where the model, its gradients, the AdamW state and the batches live.
+                                         // Not part of the run's stored options: a run may resume on another device.
+  bool detect_anomaly = false;  // anomaly mode for the whole run (autograd/anomaly.h): slower, throws at the first
+                                // NaN/inf op output or gradient naming the op and module. Not stored; may change
+                                // on resume.
+  bool overwrite = false;       // a new run may replace the run already in `out` (never stored)
   // Introspection (docs/introspection.md), none of it stored: the op profiler's Chrome trace goes to
   // `profile` (empty: off) for `profile_steps` steps, the first step this process takes skipped as a
   // warm-up when there are enough steps; `memory_report` prints live tensor memory at the peak of the

@@ -11,7 +11,7 @@ namespace mg {
 
 std::vector<uint8_t> read_run_data(const TrainOptions& opts, const std::string& given, const char* command) {
   if (!given.empty()) return read_byte_file(given, "--data");
-  struct stat st{};
+  struct stat st {};
   MG_CHECK(::stat(opts.data.c_str(), &st) == 0 || errno != ENOENT,
            "[{}] the run's data file '{}' does not exist (moved or deleted?): pass --data <path to the moved file> "
            "(it is checked to be the run's data by its size and CRC-32)",

@@ -161,14 +161,15 @@ std::optional<CheckpointRef> find_checkpoint(const std::string& run_dir, std::ve
     if (!ms.count("step") || !ss.count("step") || ms.at("step") != ss.at("step")) {
       if (skipped)
         skipped->push_back(mg::format("{} and {} in {} are from different steps ({} and {})", kModelFile, kStateFile,
-                                       run_dir, ms.count("step") ? ms.at("step") : "none",
-                                       ss.count("step") ? ss.at("step") : "none"));
+                                      run_dir, ms.count("step") ? ms.at("step") : "none",
+                                      ss.count("step") ? ss.at("step") : "none"));
       return std::nullopt;
     }
     const std::string& s = ss.at("step");
     int64_t step = 0;
-    MG_CHECK(!s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }),
-             "[resume] {} has a step that is not a non-negative integer: '{}'", state, s);
+    MG_CHECK(
+        !s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }),
+        "[resume] {} has a step that is not a non-negative integer: '{}'", state, s);
     step = std::stoll(s);
     return CheckpointRef{step, run_dir, true};
   } catch (const Error& e) {
@@ -183,7 +184,8 @@ std::string compare_with_checkpoint(const CheckpointRef& ckpt, const std::string
     const nlohmann::json j = nlohmann::json::parse(read_manifest_text(manifest));
     if (!j.at("files").contains(name)) return "";
     std::string why = compare_with_manifest(j.at("files").at(name), name, path);
-    if (!why.empty()) why = mg::format("{} does not match the size and CRC-32 that {} records for {}", path, manifest, name);
+    if (!why.empty())
+      why = mg::format("{} does not match the size and CRC-32 that {} records for {}", path, manifest, name);
     return why;
   } catch (const nlohmann::json::exception& e) {
     return mg::format("{} is unreadable: {}", manifest, e.what());
@@ -252,7 +254,7 @@ void write_checkpoint(const std::string& run_dir, int64_t step,
 }
 
 std::vector<std::pair<std::string, std::string>> set_aside_unusable_checkpoints(const std::string& run_dir,
-                                                                              int64_t newest_good) {
+                                                                                int64_t newest_good) {
   std::vector<std::pair<std::string, std::string>> moved;
   for (const auto& [step, dir] : checkpoint_folders(run_dir)) {
     if (step <= newest_good) continue;
@@ -300,8 +302,10 @@ void crash_point(const char* name) {
     if (!counted) ++seen[name], counted = true;
     const int64_t nth = colon == std::string::npos ? 1 : std::atoll(s.c_str() + colon + 1);
     if (seen[name] != nth) continue;
-    if (var[8] == 'C') ::kill(::getpid(), SIGKILL);
-    else std::raise(var[8] == 'H' ? SIGHUP : SIGINT);
+    if (var[8] == 'C')
+      ::kill(::getpid(), SIGKILL);
+    else
+      std::raise(var[8] == 'H' ? SIGHUP : SIGINT);
   }
 }
 

@@ -70,7 +70,7 @@ void write_checkpoint(const std::string& run_dir, int64_t step,
 // nothing is deleted. Call only while holding the RunLock.
 // Returns each folder set aside and its new name.
 std::vector<std::pair<std::string, std::string>> set_aside_unusable_checkpoints(const std::string& run_dir,
-                                                                              int64_t newest_good);
+                                                                                int64_t newest_good);
 
 // Empty when the file `path` has the size and CRC-32 that the manifest of `ckpt` records for its file
 // `name` (or the manifest lists no such file), else what differs, naming both files.

@@ -41,9 +41,8 @@ StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, doub
   return step_from_loss(opt, loss, clip, on_phase, reducer);
 }
 
-StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip,
-                      std::vector<LayerState>& carry, const std::function<void(StepPhase)>& on_phase,
-                      GradientReducer* reducer) {
+StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip, std::vector<LayerState>& carry,
+                      const std::function<void(StepPhase)>& on_phase, GradientReducer* reducer) {
   std::vector<LayerState> final;
   Tensor loss = model.loss(batch.inputs, batch.targets, carry, final);
   StepResult r = step_from_loss(opt, loss, clip, on_phase, reducer);

@@ -36,8 +36,7 @@ StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, doub
 // The same with carried state (train --carry-state): the window starts from `carry` (empty: zeros) and
 // `carry` becomes the window's final state, detached, for the next window (truncated backpropagation
 // through time: the gradient stops at the window's start).
-StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip,
-                      std::vector<LayerState>& carry, const std::function<void(StepPhase)>& on_phase = nullptr,
-                      GradientReducer* reducer = nullptr);
+StepResult train_step(const MambaLM& model, AdamW& opt, const Batch& batch, double clip, std::vector<LayerState>& carry,
+                      const std::function<void(StepPhase)>& on_phase = nullptr, GradientReducer* reducer = nullptr);
 
 }  // namespace mg

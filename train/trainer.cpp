@@ -46,12 +46,13 @@ std::string device_memory(Device d) {
   if (!d.is_cuda()) return "";
   const cuda::MemoryStats m = cuda::memory_stats(d.index);
   return mg::format(" | {} mem {:.1f} MB (peak {:.1f} MB)", d.str(), (double)m.in_use / 1048576.0,
-                     (double)m.peak / 1048576.0);
+                    (double)m.peak / 1048576.0);
 }
 
 std::string fmt_duration(double s) {
   int64_t t = (int64_t)std::max(0.0, s);
-  return t >= 3600 ? mg::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60) : mg::format("{:02}:{:02}", t / 60, t % 60);
+  return t >= 3600 ? mg::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+                   : mg::format("{:02}:{:02}", t / 60, t % 60);
 }
 
 // A new run may go into a folder that does not exist or is empty; one that holds a run only with
@@ -59,9 +60,10 @@ std::string fmt_duration(double s) {
 void check_new_run_folder(const std::string& dir, const RunFolderContents& c, bool overwrite) {
   MG_CHECK(!c.is_file, "[train] --out {} is a file, not a folder", dir);
   if (c.holds_run() && !overwrite)
-    MG_THROW("[train] {} already holds a run ({}): continue it with --resume {}, replace it with --overwrite, or "
-             "choose another --out",
-             dir, join_names(c.run_files), dir);
+    MG_THROW(
+        "[train] {} already holds a run ({}): continue it with --resume {}, replace it with --overwrite, or "
+        "choose another --out",
+        dir, join_names(c.run_files), dir);
   if (!c.holds_run() && !c.other_files.empty())
     MG_THROW("[train] {} is not empty and holds no run ({}); choose an empty or new folder for --out", dir,
              join_names(c.other_files));
@@ -180,8 +182,7 @@ EvalResult evaluate_stream(const MambaLM& model, const ByteDataset& data, int64_
   for (int64_t w = 0; w < n; ++w) add(data.stream_window(w, batch, seq, max_bytes, device));
   Batch tail = data.stream_tail(batch, max_bytes, device);
   if (tail.targets.defined()) {  // the leftover bytes continue the last stream
-    for (auto& s : state)
-      s.conv = narrow(s.conv, 0, batch - 1, 1), s.ssm = narrow(s.ssm, 0, batch - 1, 1);
+    for (auto& s : state) s.conv = narrow(s.conv, 0, batch - 1, 1), s.ssm = narrow(s.ssm, 0, batch - 1, 1);
     add(tail);
   }
   r.loss = r.targets ? total / (double)r.targets : std::nan("");
@@ -193,8 +194,8 @@ namespace {
 // evaluate() split over the ranks of a data-parallel run: rank r takes batches r, r + N, ... and the
 // sums are added up. It does not poll for Ctrl-C (a rank that stopped alone would leave the others
 // waiting in the sum); the trainer's stop is agreed between steps.
-EvalResult evaluate_ranks(const MambaLM& model, const ByteDataset& data, int64_t batch, int64_t seq,
-                          int64_t max_bytes, const World& world) {
+EvalResult evaluate_ranks(const MambaLM& model, const ByteDataset& data, int64_t batch, int64_t seq, int64_t max_bytes,
+                          const World& world) {
   NoGradGuard ng;
   double sums[2] = {0, 0};  // loss * targets, targets
   const int64_t n = data.num_eval_batches(batch, seq, max_bytes);
@@ -305,10 +306,11 @@ std::vector<std::string> progress_signs(const std::string& dir) {
   const int64_t first_due = recorded.eval_every > 0 ? std::min(recorded.steps, recorded.eval_every) : recorded.steps;
   int64_t dropped = 0, last = 0;
   for (const auto& j : read_jsonl(dir + "/" + kMetricsFile, &dropped))
-    if (j.is_object() && j.contains("step") && j["step"].is_number_integer()) last = std::max(last, j["step"].get<int64_t>());
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer())
+      last = std::max(last, j["step"].get<int64_t>());
   if (last > first_due)
-    signs.push_back(mg::format("{} with steps up to {} (the first checkpoint was due at step {})", kMetricsFile, last,
-                               first_due));
+    signs.push_back(
+        mg::format("{} with steps up to {} (the first checkpoint was due at step {})", kMetricsFile, last, first_due));
   return signs;
 }
 
@@ -318,10 +320,11 @@ void refuse_lost_progress(const std::string& dir, const std::vector<std::string>
   std::vector<std::string> found = skipped;
   for (auto& s : progress_signs(dir)) found.push_back(s);
   if (found.empty()) return;
-  MG_THROW("[resume] {} has no usable checkpoint, but the run got further than its start: {}. Resuming would start "
-           "it over from step 0, so it is refused. Either restore the checkpoint folder (checkpoint-<step>/ with its "
-           "{}) and resume again, or start the run over with: mambagrad train --out {} --overwrite ...",
-           dir, join_names(found, found.size()), kManifestFile, dir);
+  MG_THROW(
+      "[resume] {} has no usable checkpoint, but the run got further than its start: {}. Resuming would start "
+      "it over from step 0, so it is refused. Either restore the checkpoint folder (checkpoint-<step>/ with its "
+      "{}) and resume again, or start the run over with: mambagrad train --out {} --overwrite ...",
+      dir, join_names(found, found.size()), kManifestFile, dir);
 }
 
 // What a resumed run starts from: the newest usable checkpoint (loaded into `model`), or step 0 when
@@ -358,8 +361,10 @@ Restored restore_run(const std::string& dir, const TrainOptions& opts, MambaLM& 
     MG_CHECK(fs::exists(run_file), "[resume] {} holds no run to resume (no {} and no checkpoint)", dir, kRunFile);
     r.changed = resume_changes(TrainOptions::from_json(read_text_file(run_file), run_file), opts, dir);
     if (opts.progress)
-      mg::print("note: {} has no checkpoint yet (the run stopped before its first) and shows no progress past it; "
-                "starting it from step 0\n", dir);
+      mg::print(
+          "note: {} has no checkpoint yet (the run stopped before its first) and shows no progress past it; "
+          "starting it from step 0\n",
+          dir);
   }
   MG_CHECK(r.start <= opts.steps, "[resume] the run in {} already reached step {}, past --steps {}", dir, r.start,
            opts.steps);
@@ -378,9 +383,10 @@ class RunHistory {
       history_ = read_jsonl(path_, &dropped);
       if (dropped && opts.progress)
         mg::print("note: {} line{} of {} could not be read (cut short by a crash?) and {} dropped\n", dropped,
-                   dropped == 1 ? "" : "s", path_, dropped == 1 ? "is" : "are");
+                  dropped == 1 ? "" : "s", path_, dropped == 1 ? "is" : "are");
     }
-    std::erase_if(history_, [&](const nlohmann::json& j) { return !j.is_object() || j.value("step", int64_t(0)) > start; });
+    std::erase_if(history_,
+                  [&](const nlohmann::json& j) { return !j.is_object() || j.value("step", int64_t(0)) > start; });
     if (resume && start == opts.steps) {  // training is done; only the final test evaluation may be missing
       const bool tested = std::any_of(history_.begin(), history_.end(), [&](const nlohmann::json& j) {
         return j.value("step", int64_t(-1)) == start && j.contains("test_loss");
@@ -441,13 +447,14 @@ class Progress {
 
   void header(const MambaLM& model, const TrainData& d, bool resume) const {
     if (opts_.progress)
-      mg::print("mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} "
-                 "test bytes; {} steps of {} x {}{} on {}{}{}; run folder {}\n",
-                 opts_.preset, model.num_parameters(), opts_.config.n_layer, opts_.config.d_model, d.train.size(),
-                 d.val.size(), d.test.size(), opts_.steps, opts_.batch, opts_.seq,
-                 opts_.carry_state ? " (contiguous streams, state carried)" : "", opts_.device.str(),
-                 opts_.precision == Precision::bf16 ? " in bf16 mixed precision" : "",
-                 resume ? mg::format(", resuming at step {}", start_) : "", opts_.out);
+      mg::print(
+          "mambagrad train: {} preset, {} parameters, {} layers, d_model {}; {} train / {} validation / {} "
+          "test bytes; {} steps of {} x {}{} on {}{}{}; run folder {}\n",
+          opts_.preset, model.num_parameters(), opts_.config.n_layer, opts_.config.d_model, d.train.size(),
+          d.val.size(), d.test.size(), opts_.steps, opts_.batch, opts_.seq,
+          opts_.carry_state ? " (contiguous streams, state carried)" : "", opts_.device.str(),
+          opts_.precision == Precision::bf16 ? " in bf16 mixed precision" : "",
+          resume ? mg::format(", resuming at step {}", start_) : "", opts_.out);
     std::fflush(stdout);
   }
 
@@ -459,8 +466,8 @@ class Progress {
     const double lv = rec["train_loss"].get<double>();
     const double eta = elapsed() / (double)(done - start_) * (double)(opts_.steps - done);
     std::string line = mg::format("step {:>{}}/{} | loss {:.4f} | bpc {:.3f} | {:.0f} tok/s | {} < {}", done,
-                                   std::to_string(opts_.steps).size(), opts_.steps, lv, lv / std::log(2.0), tok_s,
-                                   fmt_duration(elapsed()), fmt_duration(eta));
+                                  std::to_string(opts_.steps).size(), opts_.steps, lv, lv / std::log(2.0), tok_s,
+                                  fmt_duration(elapsed()), fmt_duration(eta));
     if (rec.contains("val_bpc")) line += mg::format(" | val bpc {:.3f}", rec["val_bpc"].get<double>());
     line += device_memory(opts_.device);
     if (tty_)
@@ -538,7 +545,7 @@ class StepIntrospection {
     profiler_->stop();
     write_file_atomic(opts_.profile, profiler_->chrome_trace());
     mg::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler_->steps().size(),
-               profiler_->steps().size() == 1 ? "" : "s", opts_.profile, profiler_->table_text());
+              profiler_->steps().size() == 1 ? "" : "s", opts_.profile, profiler_->table_text());
   }
 
  private:
@@ -649,9 +656,10 @@ TrainResult train(TrainOptions opts, bool resume) {
     opt.load_state(from.loaded.state, from.loaded.adamw_steps);
     data_gen.set_state(from.loaded.data_seed, from.loaded.data_offset);
     if (opts.carry_state && start % windows != 0) {
-      MG_CHECK(!from.loaded.carry.empty(),
-               "[resume] the run in {} carries state but its checkpoint of step {} holds none (the checkpoint is damaged)",
-               dir, start);
+      MG_CHECK(
+          !from.loaded.carry.empty(),
+          "[resume] the run in {} carries state but its checkpoint of step {} holds none (the checkpoint is damaged)",
+          dir, start);
       const MambaConfig& c = opts.config;
       for (size_t i = 0; i < from.loaded.carry.size(); ++i) {
         const LayerState& s = from.loaded.carry[i];
@@ -665,7 +673,8 @@ TrainResult train(TrainOptions opts, bool resume) {
         carry.push_back({s.conv.to(opts.device), s.ssm.to(opts.device)});
       }
     }
-    if (root) publish_checkpoint(dir, *from.ckpt);  // the root files may still be the previous checkpoint's after a crash
+    if (root)
+      publish_checkpoint(dir, *from.ckpt);  // the root files may still be the previous checkpoint's after a crash
   }
 
   // The run's record: what it is, what it trains on, what it was asked. config.json at the root is what
@@ -710,7 +719,7 @@ TrainResult train(TrainOptions opts, bool resume) {
     if (last_saved != done) save(done);
     if (opts.progress)
       mg::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
-                 progress.break_line(), signo ? "interrupted" : "stopped", phase, done, dir, dir);
+                progress.break_line(), signo ? "interrupted" : "stopped", phase, done, dir, dir);
     TrainResult r;
     r.step = done, r.signal = signo;
     return r;
@@ -807,9 +816,10 @@ TrainResult train(TrainOptions opts, bool resume) {
     result.test = run_eval(data.test, opts.test_bytes);
   } catch (const Interrupted& e) {
     if (opts.progress)
-      mg::print("interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
-                 "in {}; evaluate it with: mambagrad eval --run {} --split test\n",
-                 opts.steps, dir, dir);
+      mg::print(
+          "interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
+          "in {}; evaluate it with: mambagrad eval --run {} --split test\n",
+          opts.steps, dir, dir);
     result.signal = e.signo;
     return result;
   }
@@ -820,12 +830,12 @@ TrainResult train(TrainOptions opts, bool resume) {
   if (root) history->log(rec);
   if (opts.progress) {
     mg::print("{}test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", progress.clear_line(),
-               result.test.loss, result.test.bpc(), result.test.perplexity(), result.test.targets,
-               opts.carry_state ? mg::format(" ({} streams, state carried)", opts.batch) : "");
+              result.test.loss, result.test.bpc(), result.test.perplexity(), result.test.targets,
+              opts.carry_state ? mg::format(" ({} streams, state carried)", opts.batch) : "");
     if (opts.device.is_cuda()) {
       const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
       mg::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts.device.str(),
-                 (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
+                (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
     }
     mg::print("the run is saved in {}; sample from it with: mambagrad generate --run {} --prompt \"The \"\n", dir, dir);
   }

@@ -16,7 +16,6 @@
 
 namespace mg {
 
-
 struct EvalResult {
   double loss = 0;  // mean cross-entropy, nats per byte
   int64_t targets = 0;
@@ -59,12 +58,10 @@ TrainResult train(TrainOptions opts, bool resume);
 
 // require_device(device, op), the one check that a device is usable, is in core/device.h.
 
-
 // Loss over the split's windows in order, on the model's device (batches are copied there; each
 // batch's loss is read back to the host). Under an InterruptGuard a Ctrl-C stops it between batches
 // with mg::Interrupted (train/interrupt.h).
-EvalResult evaluate(const MambaLM& model, const class ByteDataset& data, int64_t batch, int64_t seq,
-                    int64_t max_bytes);
+EvalResult evaluate(const MambaLM& model, const class ByteDataset& data, int64_t batch, int64_t seq, int64_t max_bytes);
 
 // Loss over the split (or its first max_bytes) read as `batch` contiguous streams with the state
 // carried from window to window (ByteDataset::stream_window): every byte but the split's first is
@@ -73,6 +70,5 @@ EvalResult evaluate(const MambaLM& model, const class ByteDataset& data, int64_t
 // recurrent models and Transformer-XL; evaluate()'s windows give each byte at most seq bytes of context.
 EvalResult evaluate_stream(const MambaLM& model, const class ByteDataset& data, int64_t batch, int64_t seq,
                            int64_t max_bytes);
-
 
 }  // namespace mg

@@ -32,16 +32,16 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
                            const float* alpha, const float* A, int lda, const float* B, int ldb, const float* beta,
                            float* C, int ldc);
 cublasStatus_t cublasDgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                           const double* alpha, const double* A, int lda, const double* B, int ldb,
-                           const double* beta, double* C, int ldc);
+                           const double* alpha, const double* A, int lda, const double* B, int ldb, const double* beta,
+                           double* C, int ldc);
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                          int k, const float* alpha, const float* A, int lda, long long stride_a,
                                          const float* B, int ldb, long long stride_b, const float* beta, float* C,
                                          int ldc, long long stride_c, int batch);
 cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                          int k, const double* alpha, const double* A, int lda, long long stride_a,
-                                         const double* B, int ldb, long long stride_b, const double* beta,
-                                         double* C, int ldc, long long stride_c, int batch);
+                                         const double* B, int ldb, long long stride_b, const double* beta, double* C,
+                                         int ldc, long long stride_c, int batch);
 // bf16 A and B (raw bits; each rounded value is exact in float), float32 C, float32 compute: the products are
 // summed in double and rounded once, one of the orders a tensor-core GEMM may take up to float rounding.
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,

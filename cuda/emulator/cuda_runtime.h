@@ -129,12 +129,12 @@ constexpr int warpSize = 32;
 
 namespace mg_emu {
 
-void block_barrier();  // __syncthreads
-void warp_barrier();   // the lanes of the calling thread's warp (shuffles, __syncwarp)
-int lane_slot();       // the calling thread's index in the block
-uint64_t* exchange();  // one 8-byte slot per thread of the block, for shuffles
+void block_barrier();         // __syncthreads
+void warp_barrier();          // the lanes of the calling thread's warp (shuffles, __syncwarp)
+int lane_slot();              // the calling thread's index in the block
+uint64_t* exchange();         // one 8-byte slot per thread of the block, for shuffles
 void fail(const char* what);  // a kernel-side misuse: recorded, reported by the launch's error
-void* dynamic_smem();  // the block's dynamic shared memory (extern __shared__)
+void* dynamic_smem();         // the block's dynamic shared memory (extern __shared__)
 
 bool is_device_pointer(const void* p);
 

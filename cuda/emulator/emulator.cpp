@@ -105,9 +105,9 @@ mg_emu_switch:
 enum class State { ready, wait_block, wait_warp, done };
 
 struct Fiber {
-  void* sp = nullptr;        // null until the thread starts
+  void* sp = nullptr;         // null until the thread starts
   void* asan_fake = nullptr;  // ASan's fake stack of this fiber while it is switched out
-  int stack = -1;            // index into Block::stacks while the thread runs
+  int stack = -1;             // index into Block::stacks while the thread runs
   State state = State::ready;
   uint3 tid{};
 };
@@ -116,7 +116,7 @@ constexpr size_t kStackBytes = 256 << 10;
 
 struct Block {
   std::vector<Fiber> fibers;
-  std::vector<char*> stacks;  // kept between launches
+  std::vector<char*> stacks;     // kept between launches
   std::vector<int> free_stacks;  // stacks of threads that finished: the next thread to start takes the
                                  // most recently freed one, still in cache, so a kernel without barriers
                                  // runs all its threads on one stack
@@ -371,8 +371,8 @@ void launch_error(const char* name, cudaError_t e, const char* why) {
 void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, size_t smem,
                  const std::function<void()>& body) {
   const uint64_t nthreads = uint64_t(block.x) * block.y * block.z;
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || nthreads == 0 || nthreads > 1024 || block.z > 64 ||
-      grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || nthreads == 0 || nthreads > 1024 || block.z > 64 || grid.y > 65535 ||
+      grid.z > 65535 || grid.x > 0x7fffffffu) {
     launch_error(name, cudaErrorInvalidConfiguration,
                  ("grid (" + std::to_string(grid.x) + ", " + std::to_string(grid.y) + ", " + std::to_string(grid.z) +
                   ") x block (" + std::to_string(block.x) + ", " + std::to_string(block.y) + ", " +
@@ -454,14 +454,30 @@ cudaError_t cudaGetLastError() {
 const char* cudaGetErrorString(cudaError_t e) {
   const char* base = "unknown error";
   switch (e) {
-    case cudaSuccess: base = "no error"; break;
-    case cudaErrorInvalidValue: base = "invalid argument"; break;
-    case cudaErrorMemoryAllocation: base = "out of memory"; break;
-    case cudaErrorInvalidConfiguration: base = "invalid configuration argument"; break;
-    case cudaErrorInvalidDevice: base = "invalid device ordinal"; break;
-    case cudaErrorNoDevice: base = "no CUDA-capable device is detected"; break;
-    case cudaErrorIllegalAddress: base = "an illegal memory access was encountered"; break;
-    case cudaErrorLaunchFailure: base = "unspecified launch failure"; break;
+    case cudaSuccess:
+      base = "no error";
+      break;
+    case cudaErrorInvalidValue:
+      base = "invalid argument";
+      break;
+    case cudaErrorMemoryAllocation:
+      base = "out of memory";
+      break;
+    case cudaErrorInvalidConfiguration:
+      base = "invalid configuration argument";
+      break;
+    case cudaErrorInvalidDevice:
+      base = "invalid device ordinal";
+      break;
+    case cudaErrorNoDevice:
+      base = "no CUDA-capable device is detected";
+      break;
+    case cudaErrorIllegalAddress:
+      base = "an illegal memory access was encountered";
+      break;
+    case cudaErrorLaunchFailure:
+      base = "unspecified launch failure";
+      break;
   }
   thread_local std::string s;
   s = std::string(base) + (g_message.empty() ? "" : " (emulator: " + g_message + ")");
@@ -470,8 +486,12 @@ const char* cudaGetErrorString(cudaError_t e) {
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (device != 0) return set_error(cudaErrorInvalidDevice, "the emulator has one device, 0");
   switch (attr) {
-    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = kSmemOptin; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+      *value = 132;
+      return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = kSmemOptin;
+      return cudaSuccess;
   }
   return set_error(cudaErrorInvalidValue, "cudaDeviceGetAttribute: attribute not emulated");
 }
@@ -608,21 +628,31 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
 }
 const char* cublasGetStatusName(cublasStatus_t s) {
   switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_SUCCESS:
+      return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "CUBLAS_STATUS_EXECUTION_FAILED";
   }
   return "CUBLAS_STATUS_UNKNOWN";
 }
 const char* cublasGetStatusString(cublasStatus_t s) {
   switch (s) {
-    case CUBLAS_STATUS_SUCCESS: return "success";
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "the library was not initialized";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "the resource allocation failed";
-    case CUBLAS_STATUS_INVALID_VALUE: return "an invalid numeric value was used as an argument";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "the GPU program failed to execute (emulator: operand not device memory)";
+    case CUBLAS_STATUS_SUCCESS:
+      return "success";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+      return "the library was not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+      return "the resource allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE:
+      return "an invalid numeric value was used as an argument";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+      return "the GPU program failed to execute (emulator: operand not device memory)";
   }
   return "unknown";
 }
@@ -683,7 +713,7 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
         for (int p = 0; p < k; ++p) {
           const TIn av = ta == CUBLAS_OP_N ? a[i + (long long)p * lda] : a[p + (long long)i * lda];
           const TIn bv = tb == CUBLAS_OP_N ? b[p + (long long)j * ldb] : b[j + (long long)p * ldb];
-          acc += in(av) * in(bv);
+          acc += in(av)*in(bv);
         }
         T& out = c[i + (long long)j * ldc];
         // beta == 0: C is not read, so garbage (even NaN) in it does not matter, as in cuBLAS.
@@ -701,8 +731,8 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
   return gemm(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 cublasStatus_t cublasDgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                           const double* alpha, const double* A, int lda, const double* B, int ldb,
-                           const double* beta, double* C, int ldc) {
+                           const double* alpha, const double* A, int lda, const double* B, int ldb, const double* beta,
+                           double* C, int ldc) {
   return gemm(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -713,8 +743,8 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
 }
 cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                          int k, const double* alpha, const double* A, int lda, long long stride_a,
-                                         const double* B, int ldb, long long stride_b, const double* beta,
-                                         double* C, int ldc, long long stride_c, int batch) {
+                                         const double* B, int ldb, long long stride_b, const double* beta, double* C,
+                                         int ldc, long long stride_c, int batch) {
   return gemm(h, ta, tb, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc, stride_c, batch);
 }
 

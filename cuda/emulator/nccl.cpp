@@ -111,14 +111,30 @@ ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, n
 const char* ncclGetErrorString(ncclResult_t r) {
   const char* base = "unknown result code";
   switch (r) {
-    case ncclSuccess: base = "no error"; break;
-    case ncclUnhandledCudaError: base = "unhandled cuda error"; break;
-    case ncclSystemError: base = "unhandled system error"; break;
-    case ncclInternalError: base = "internal error"; break;
-    case ncclInvalidArgument: base = "invalid argument"; break;
-    case ncclInvalidUsage: base = "invalid usage"; break;
-    case ncclRemoteError: base = "remote process exited or there was a network error"; break;
-    case ncclInProgress: base = "NCCL operation in progress"; break;
+    case ncclSuccess:
+      base = "no error";
+      break;
+    case ncclUnhandledCudaError:
+      base = "unhandled cuda error";
+      break;
+    case ncclSystemError:
+      base = "unhandled system error";
+      break;
+    case ncclInternalError:
+      base = "internal error";
+      break;
+    case ncclInvalidArgument:
+      base = "invalid argument";
+      break;
+    case ncclInvalidUsage:
+      base = "invalid usage";
+      break;
+    case ncclRemoteError:
+      base = "remote process exited or there was a network error";
+      break;
+    case ncclInProgress:
+      base = "NCCL operation in progress";
+      break;
   }
   thread_local std::string s;
   s = std::string(base) + (g_detail.empty() ? "" : " (emulator: " + g_detail + ")");

@@ -41,8 +41,8 @@ class EmulatedTiles {
   explicit EmulatedTiles(const TileConfig& cfg) : cfg_(cfg) {
     for (int t = 0; t < kTiles; ++t)
       MG_CHECK(cfg.rows[t] <= kTileRows && cfg.colsb[t] <= kTileColsb && cfg.colsb[t] % 4 == 0,
-               "[amx tiles] tile {} configured as {} rows x {} bytes: at most {} rows of {} bytes (a multiple of 4)",
-               t, cfg.rows[t], cfg.colsb[t], kTileRows, kTileColsb);
+               "[amx tiles] tile {} configured as {} rows x {} bytes: at most {} rows of {} bytes (a multiple of 4)", t,
+               cfg.rows[t], cfg.colsb[t], kTileRows, kTileColsb);
   }
   template <int T>
   void zero() {

@@ -122,8 +122,10 @@ struct Conv : Conv1dArgs<T> {
   std::vector<T> wt_buf;
   const T* wt;
   explicit Conv(const Conv1dArgs<T>& a)
-      : Conv1dArgs<T>(a), ws((a.d + kLanes<T> - 1) / kLanes<T> * kLanes<T> + 64 / int64_t(sizeof(T))),
-        wt_buf(size_t(a.k * ws), T(0)), wt(wt_buf.data()) {
+      : Conv1dArgs<T>(a),
+        ws((a.d + kLanes<T> - 1) / kLanes<T> * kLanes<T> + 64 / int64_t(sizeof(T))),
+        wt_buf(size_t(a.k * ws), T(0)),
+        wt(wt_buf.data()) {
     for (int64_t c = 0; c < a.d; ++c)
       for (int64_t j = 0; j < a.k; ++j) wt_buf[j * ws + c] = a.w[c * a.k + j];
   }
@@ -274,7 +276,7 @@ void conv1d_backward(const Conv1dArgs<T>& args, const T* dy, T* dx, T* dw, T* db
     std::vector<T> ring(size_t(k * ws));
     for (int64_t i = lo; i < hi; ++i)
       (k == 4 ? backward_sequence<T, 4> : backward_sequence<T, 0>)(a, i, dy, dx, dinit, ring.data(),
-                                                                  parts.data() + i * (k + 1) * ws);
+                                                                   parts.data() + i * (k + 1) * ws);
   });
   if (!dw && !db) return;
   std::vector<double> sum(size_t((k + 1) * ws), 0.0);

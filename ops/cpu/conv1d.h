@@ -7,11 +7,11 @@ namespace mg::cpu {
 
 template <class T>
 struct Conv1dArgs {
-  const T* x;          // x(i, t, c) = x[i * xs0 + t * xs1 + c]: channels contiguous, any row strides
+  const T* x;  // x(i, t, c) = x[i * xs0 + t * xs1 + c]: channels contiguous, any row strides
   int64_t xs0, xs1;
-  const T* w;          // the weight (d, k)
-  const T* bias;       // (d) or null
-  const T* init;       // (b, d, k - 1), the inputs at times -(k-1) .. -1, or null (zeros)
+  const T* w;     // the weight (d, k)
+  const T* bias;  // (d) or null
+  const T* init;  // (b, d, k - 1), the inputs at times -(k-1) .. -1, or null (zeros)
   int64_t b, l, d, k;
   bool silu;
 };

@@ -80,8 +80,8 @@ struct GemmVec<float> {
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   static float hsum(V v) {  // lanes i + 8, then i + 4, i + 2, i + 1
-    __m256 y = _mm256_add_ps(_mm512_castps512_ps256(v),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m256 y =
+        _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
     __m128 x = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
     x = _mm_add_ps(x, _mm_movehl_ps(x, x));
     return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
@@ -244,9 +244,9 @@ constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
 template <class T>
 struct Blocking {
   static constexpr int MR = kMRf, NV = kNVf, NR = NV * GemmVec<T>::W;
-  static constexpr int64_t KC = MG_GEMM_KC;               // KC x NR of B: 32 KiB in float with AVX-512 (L1)
-  static constexpr int64_t MC = MR * MG_GEMM_MC_PANELS;   // MC x KC of A: 144 KiB in float (L2)
-  static constexpr int64_t NC = NR * MG_GEMM_NC_PANELS;   // KC x NC of B: 4 MiB in float (L3)
+  static constexpr int64_t KC = MG_GEMM_KC;              // KC x NR of B: 32 KiB in float with AVX-512 (L1)
+  static constexpr int64_t MC = MR * MG_GEMM_MC_PANELS;  // MC x KC of A: 144 KiB in float (L2)
+  static constexpr int64_t NC = NR * MG_GEMM_NC_PANELS;  // KC x NC of B: 4 MiB in float (L3)
 };
 
 // How the micro-kernel writes its tile: C = acc (first K block, beta 0), C = acc + beta C (first
@@ -382,7 +382,6 @@ void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t j0, int64_t
   }
 }
 
-
 #ifndef MG_GEMM_DIRECT_PANELS
 #define MG_GEMM_DIRECT_PANELS 2
 #endif
@@ -477,7 +476,6 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
     }
   }
 }
-
 
 // ---- Small M (token-by-token decoding: M = batch = 1..16) ----
 //
@@ -575,7 +573,7 @@ inline void dot_block(int64_t K, const T* __restrict A, int64_t lda, const T* __
 #pragma GCC unroll 4
   for (int g = 0; g < MB * NB / W; ++g) {
     const V r = X::reduce(acc + g * W);  // lane l: element t = g * W + l, row t / NB, column t % NB
-    if (NB >= W && kv == K) {  // one row, W contiguous columns
+    if (NB >= W && kv == K) {            // one row, W contiguous columns
       put_vec<T>(C + (g * W / NB) * ldc + g * W % NB, r, beta);
       continue;
     }
@@ -596,8 +594,8 @@ inline void dot_block(int64_t K, const T* __restrict A, int64_t lda, const T* __
 
 // One column j of C, rows i < MB (the last N % kDotAcc columns): the same order, hsum per element.
 template <class T, int MB>
-inline void dot_column(int64_t K, const T* __restrict A, int64_t lda, const T* __restrict B, T beta,
-                       T* __restrict C, int64_t ldc) {
+inline void dot_column(int64_t K, const T* __restrict A, int64_t lda, const T* __restrict B, T beta, T* __restrict C,
+                       int64_t ldc) {
   using X = GemmVec<T>;
   using V = typename X::V;
   constexpr int W = X::W;
@@ -628,8 +626,8 @@ inline void dot_rows(int64_t i0, int64_t i1, int64_t n, int64_t K, const T* A, i
       dot_block<T, MB, NB>(K, A + i * lda, lda, B + j * ldb, ldb, beta, C + i * ldc + j, ldc);
 }
 template <class T>
-void small_m_dot(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
-                 T beta, T* C, int64_t ldc) {
+void small_m_dot(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
+                 T* C, int64_t ldc) {
   // n outer, in steps of kDotAcc rows of W, so W is read from memory once whatever M.
   const int64_t m4 = M / 4 * 4, m2 = M / 2 * 2;
   int64_t n = n0;
@@ -643,10 +641,18 @@ void small_m_dot(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64
       const T* a = A + i * lda;
       T* c = C + i * ldc + j;
       switch (std::min<int64_t>(4, M - i)) {
-        case 1: dot_column<T, 1>(K, a, lda, B + j * ldb, beta, c, ldc); break;
-        case 2: dot_column<T, 2>(K, a, lda, B + j * ldb, beta, c, ldc); break;
-        case 3: dot_column<T, 3>(K, a, lda, B + j * ldb, beta, c, ldc); break;
-        default: dot_column<T, 4>(K, a, lda, B + j * ldb, beta, c, ldc); break;
+        case 1:
+          dot_column<T, 1>(K, a, lda, B + j * ldb, beta, c, ldc);
+          break;
+        case 2:
+          dot_column<T, 2>(K, a, lda, B + j * ldb, beta, c, ldc);
+          break;
+        case 3:
+          dot_column<T, 3>(K, a, lda, B + j * ldb, beta, c, ldc);
+          break;
+        default:
+          dot_column<T, 4>(K, a, lda, B + j * ldb, beta, c, ldc);
+          break;
       }
     }
 }
@@ -734,8 +740,8 @@ inline void dot_tile_row(int64_t K, const T* __restrict a, const T* __restrict w
 }
 
 template <class T>
-void small_m_dot_small_k(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B,
-                         int64_t ldb, T beta, T* C, int64_t ldc) {
+void small_m_dot_small_k(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+                         T beta, T* C, int64_t ldc) {
   constexpr int W = GemmVec<T>::W;
   alignas(64) T wt[kSmallKDot * W];
   int64_t n = n0;
@@ -745,9 +751,15 @@ void small_m_dot_small_k(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* 
       const T* a = A + i * lda;
       T* c = C + i * ldc + n;
       switch (K / W) {  // the chunk count unrolled for dt_proj's 1 and 2
-        case 1: dot_tile_row<T, 1>(K, a, wt, beta, c); break;
-        case 2: dot_tile_row<T, 2>(K, a, wt, beta, c); break;
-        default: dot_tile_row<T, -1>(K, a, wt, beta, c); break;
+        case 1:
+          dot_tile_row<T, 1>(K, a, wt, beta, c);
+          break;
+        case 2:
+          dot_tile_row<T, 2>(K, a, wt, beta, c);
+          break;
+        default:
+          dot_tile_row<T, -1>(K, a, wt, beta, c);
+          break;
       }
     }
   }
@@ -815,10 +827,18 @@ void small_m_axpy(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int6
       const T* a = A + i * lda;
       T* c = C + i * ldc;
       switch (std::min<int64_t>(4, M - i)) {
-        case 1: axpy_rows<T, 1>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
-        case 2: axpy_rows<T, 2>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
-        case 3: axpy_rows<T, 3>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
-        default: axpy_rows<T, 4>(n, ne, K, a, lda, B, ldb, beta, c, ldc); break;
+        case 1:
+          axpy_rows<T, 1>(n, ne, K, a, lda, B, ldb, beta, c, ldc);
+          break;
+        case 2:
+          axpy_rows<T, 2>(n, ne, K, a, lda, B, ldb, beta, c, ldc);
+          break;
+        case 3:
+          axpy_rows<T, 3>(n, ne, K, a, lda, B, ldb, beta, c, ldc);
+          break;
+        default:
+          axpy_rows<T, 4>(n, ne, K, a, lda, B, ldb, beta, c, ldc);
+          break;
       }
     }
   }
@@ -849,8 +869,8 @@ void gemm_small_m(bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int
 }  // namespace
 
 template <class T>
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
-          int64_t ldb, T beta, T* C, int64_t ldc) {
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+          T beta, T* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // no products: C = beta C (0 overwrites)
     for (int64_t i = 0; i < M; ++i)
@@ -868,8 +888,8 @@ namespace {
 
 // The packed path, threads over whole MR row panels (or NR column panels when C has more of those).
 template <class T, bool Round>
-void packed_threads(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
-                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+void packed_threads(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                    int64_t ldb, T beta, T* C, int64_t ldc) {
   constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
   const int64_t m_panels = (M + MR - 1) / MR, n_panels = (N + NR - 1) / NR;
   const int64_t flops_per_row = N * K, flops_per_col = M * K;
@@ -921,7 +941,7 @@ template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, const double*,
                            double, double*, int64_t);
 template void gemm_packed<float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t,
                                  float, float*, int64_t);
-template void gemm_packed<double>(bool, bool, int64_t, int64_t, int64_t, const double*, int64_t, const double*,
-                                  int64_t, double, double*, int64_t);
+template void gemm_packed<double>(bool, bool, int64_t, int64_t, int64_t, const double*, int64_t, const double*, int64_t,
+                                  double, double*, int64_t);
 
 }  // namespace mg::cpu

@@ -22,8 +22,8 @@ inline constexpr int64_t kGemmSmallM = 16;
 inline constexpr int64_t kGemmSmallMGrain = int64_t(1) << 28;
 
 template <class T>
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
-          int64_t ldb, T beta, T* C, int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
+          T beta, T* C, int64_t ldc);
 
 // The packed (BLIS-style) path alone, whatever M: gemm uses it except for small M without trans_a
 // (at most 16 rows of C, see gemm.cpp's "Small M"). Exposed for the benchmark's before / after.
@@ -45,8 +45,8 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
 // precision"); else fp32. MG_BF16_GEMM=auto|amx|amx-emu|dpbf16|fp32 overrides. Each way gives the same
 // bits for 1 or many threads.
 enum class Bf16Gemm { automatic, amx, amx_emulated, dpbf16, fp32 };
-void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-               const float* B, int64_t ldb, float beta, float* C, int64_t ldc, Bf16Gemm way = Bf16Gemm::automatic);
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+               int64_t ldb, float beta, float* C, int64_t ldc, Bf16Gemm way = Bf16Gemm::automatic);
 bool cpu_has_avx512_bf16();   // the instruction set, compiled in and reported by this CPU
 bool cpu_has_amx();           // AMX-BF16 and AMX-TILE reported by CPUID, and Linux granted the tile data
 Bf16Gemm bf16_gemm_choice();  // what `automatic` runs here (never automatic)

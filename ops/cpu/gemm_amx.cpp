@@ -38,9 +38,9 @@ namespace mg::cpu {
 
 namespace {
 
-constexpr int64_t kBlk = 32;                       // rows and columns of C per kernel call
-constexpr int64_t kChunk = 32;                     // k per A tile row (16 bf16 pairs)
-constexpr int64_t kTileElems = 16 * 32;            // uint16 elements per packed tile
+constexpr int64_t kBlk = 32;                        // rows and columns of C per kernel call
+constexpr int64_t kChunk = 32;                      // k per A tile row (16 bf16 pairs)
+constexpr int64_t kTileElems = 16 * 32;             // uint16 elements per packed tile
 constexpr int64_t kKC = 512, kMC = 128, kNC = 512;  // multiples of 32
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -94,8 +94,8 @@ TileConfig full_tiles() {
 
 // out (32 x 32, row stride 32) = two A panels times two B panels over nq chunks.
 template <class Tiles>
-inline void block(Tiles& t, int64_t nq, const uint16_t* a0, const uint16_t* a1, const uint16_t* b0,
-                  const uint16_t* b1, float* out) {
+inline void block(Tiles& t, int64_t nq, const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1,
+                  float* out) {
   t.template zero<0>();
   t.template zero<1>();
   t.template zero<2>();
@@ -158,8 +158,8 @@ void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const f
           for (int64_t ir = 0; ir < mc; ir += kBlk) {
             const uint16_t* a0 = ap + (ir / 16) * panel;
             block(t, nq, a0, a0 + panel, b0, b0 + panel, blk);
-            write_block(blk, C + (ic + ir) * ldc + jc + jr, ldc, std::min(kBlk, mc - ir), std::min(kBlk, nc - jr),
-                        mode, beta);
+            write_block(blk, C + (ic + ir) * ldc + jc + jr, ldc, std::min(kBlk, mc - ir), std::min(kBlk, nc - jr), mode,
+                        beta);
           }
         }
       }
@@ -169,8 +169,8 @@ void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const f
 
 // Threads over whole 32-row blocks of C, or 32-column blocks when there are more of those.
 template <class Tiles>
-void threaded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void threaded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float beta, float* C, int64_t ldc) {
   const int64_t m_blocks = (M + kBlk - 1) / kBlk, n_blocks = (N + kBlk - 1) / kBlk;
   if (m_blocks >= n_blocks) {
     parallel_for(m_blocks, kBlk * N * K, [&](int64_t b, int64_t e) {
@@ -205,20 +205,23 @@ class RealTiles {
   RealTiles& operator=(const RealTiles&) = delete;
   template <int T>
   void zero() {
-#define MG_TILE_ZERO(n) if constexpr (T == n) _tile_zero(n);
+#define MG_TILE_ZERO(n) \
+  if constexpr (T == n) _tile_zero(n);
     MG_TILE_EACH(MG_TILE_ZERO)
 #undef MG_TILE_ZERO
   }
   template <int T>
   void load(const void* base, int64_t stride) {
     asm volatile("" ::: "memory");
-#define MG_TILE_LOAD(n) if constexpr (T == n) _tile_loadd(n, base, stride);
+#define MG_TILE_LOAD(n) \
+  if constexpr (T == n) _tile_loadd(n, base, stride);
     MG_TILE_EACH(MG_TILE_LOAD)
 #undef MG_TILE_LOAD
   }
   template <int T>
   void store(void* base, int64_t stride) {
-#define MG_TILE_STORE(n) if constexpr (T == n) _tile_stored(n, base, stride);
+#define MG_TILE_STORE(n) \
+  if constexpr (T == n) _tile_stored(n, base, stride);
     MG_TILE_EACH(MG_TILE_STORE)
 #undef MG_TILE_STORE
   }

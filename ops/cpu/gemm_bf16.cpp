@@ -35,12 +35,11 @@ namespace mg::cpu {
 
 namespace {
 
-
 #if MG_BF16_KERNEL
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")
 
-constexpr int kMR = 6, kNR = 32;  // a 6 x 32 tile: 12 accumulators of 16 floats
+constexpr int kMR = 6, kNR = 32;                               // a 6 x 32 tile: 12 accumulators of 16 floats
 constexpr int64_t kKC = 256, kMC = kMR * 24, kNC = kNR * 128;  // as gemm.cpp's float blocking
 
 inline uint32_t pair(float lo, float hi) { return uint32_t(bf16_bits(lo)) | uint32_t(bf16_bits(hi)) << 16; }
@@ -199,7 +198,8 @@ Bf16Gemm automatic_choice() {
     if (v == "fp32") return Bf16Gemm::fp32;
     if (v == "amx-emu") return Bf16Gemm::amx_emulated;
     if (v == "amx") {
-      MG_CHECK(cpu_has_amx(), "[matmul] MG_BF16_GEMM=amx, but this CPU has no AMX-BF16 / AMX-TILE (or Linux refused "
+      MG_CHECK(cpu_has_amx(),
+               "[matmul] MG_BF16_GEMM=amx, but this CPU has no AMX-BF16 / AMX-TILE (or Linux refused "
                "the tile data); use amx-emu, fp32 or auto");
       return Bf16Gemm::amx;
     }
@@ -240,17 +240,22 @@ Bf16Gemm bf16_gemm_choice() {
 
 const char* bf16_gemm_name(Bf16Gemm way) {
   switch (way) {
-    case Bf16Gemm::automatic: return bf16_gemm_name(bf16_gemm_choice());
-    case Bf16Gemm::amx: return "amx";
-    case Bf16Gemm::amx_emulated: return "amx-emulated";
-    case Bf16Gemm::dpbf16: return "avx512-bf16";
-    case Bf16Gemm::fp32: return "fp32-on-rounded";
+    case Bf16Gemm::automatic:
+      return bf16_gemm_name(bf16_gemm_choice());
+    case Bf16Gemm::amx:
+      return "amx";
+    case Bf16Gemm::amx_emulated:
+      return "amx-emulated";
+    case Bf16Gemm::dpbf16:
+      return "avx512-bf16";
+    case Bf16Gemm::fp32:
+      return "fp32-on-rounded";
   }
   return "?";
 }
 
-void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-               const float* B, int64_t ldb, float beta, float* C, int64_t ldc, Bf16Gemm way) {
+void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+               int64_t ldb, float beta, float* C, int64_t ldc, Bf16Gemm way) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // no products: C = beta C (or zeros), as the float gemm does
     gemm<float>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);

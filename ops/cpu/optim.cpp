@@ -9,8 +9,8 @@
 namespace mg::cpu {
 
 template <class T>
-void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double decay, double beta1, double beta2,
-                  double step_size, double bc2_sqrt, double eps) {
+void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double decay, double beta1, double beta2, double step_size,
+                  double bc2_sqrt, double eps) {
   const T kdecay = (T)decay, w1 = (T)(1.0 - beta1), b2 = (T)beta2, w2 = (T)(1.0 - beta2);
   const T ss = (T)step_size, bcs = (T)bc2_sqrt, e = (T)eps;
   parallel_for(n, 8, [&](int64_t b, int64_t end) {
@@ -43,8 +43,8 @@ double sum_squares(const T* x, int64_t n) {
   return s;
 }
 
-template void adamw_update<float>(float*, const float*, float*, float*, int64_t, double, double, double, double,
-                                  double, double);
+template void adamw_update<float>(float*, const float*, float*, float*, int64_t, double, double, double, double, double,
+                                  double);
 template void adamw_update<double>(double*, const double*, double*, double*, int64_t, double, double, double, double,
                                    double, double);
 template double sum_squares<float>(const float*, int64_t);

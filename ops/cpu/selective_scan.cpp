@@ -214,9 +214,9 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
   // Group 0 accumulates straight into dB / dC; groups 1 .. G-1 into their own (b, l, n) partial.
   Tensor partB = g.dB && G > 1 ? Tensor::empty({G - 1, b, l, n}, dt_t) : Tensor();  // (G-1, b, l, n)
   Tensor partC = g.dC && G > 1 ? Tensor::empty({G - 1, b, l, n}, dt_t) : Tensor();  // (G-1, b, l, n)
-  Tensor part_dA = g.dA ? Tensor::empty({b, d, n}, DType::f64) : Tensor();  // (b, d, n)
-  Tensor part_dD = g.dD ? Tensor::empty({b, d}, DType::f64) : Tensor();     // (b, d)
-  Tensor part_db = g.ddelta_bias ? Tensor::empty({b, d}, DType::f64) : Tensor();  // (b, d)
+  Tensor part_dA = g.dA ? Tensor::empty({b, d, n}, DType::f64) : Tensor();          // (b, d, n)
+  Tensor part_dD = g.dD ? Tensor::empty({b, d}, DType::f64) : Tensor();             // (b, d)
+  Tensor part_db = g.ddelta_bias ? Tensor::empty({b, d}, DType::f64) : Tensor();    // (b, d)
   T* pB_all = partB.defined() ? partB.data<T>() : nullptr;
   T* pC_all = partC.defined() ? partC.data<T>() : nullptr;
   double* pdA_all = part_dA.defined() ? part_dA.data<double>() : nullptr;

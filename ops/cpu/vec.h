@@ -110,8 +110,8 @@ inline V vexp_any(V x) {
   V xc = select(x < lo, lo, x);
   xc = select(xc > hi, hi, xc);
   const V t = xc * 1.44269504088896341f + round;
-  const V mf = t - round;                         // m = round(x / ln2), in [-126, 127]
-  const I m = (I)t - 0x4B400000;                  // the same m as an integer
+  const V mf = t - round;         // m = round(x / ln2), in [-126, 127]
+  const I m = (I)t - 0x4B400000;  // the same m as an integer
   V r = xc - mf * 0.693359375f;
   r = r + mf * 2.12194440e-4f;
   const V v = exp_poly(r) * (V)((m + 127) << 23);
