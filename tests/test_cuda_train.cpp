@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -522,16 +523,17 @@ TEST_CASE("devices: README.md shows the CUDA example of this file verbatim") {
   };
   const std::string self = slurp(std::string(MG_SOURCE_DIR) + "/tests/test_cuda_train.cpp");
   const std::string readme = slurp(std::string(MG_SOURCE_DIR) + "/README.md");
-  const std::string begin =
-                        "// README-CUDA-EXAMPLE-"
-                        "BEGIN\n",
-                    end =
-                        "  // README-CUDA-EXAMPLE-"
-                        "END";
+  // The markers are split so that this line does not match itself.
+  const std::string begin = std::string("// README-CUDA-EXAMPLE-") + "BEGIN\n";
+  const std::string end = std::string("  // README-CUDA-EXAMPLE-") + "END";
   const auto b = self.find(begin), e = self.find(end);
   REQUIRE(b != std::string::npos);
   REQUIRE(e != std::string::npos);
-  const std::string example = self.substr(b + begin.size(), e - b - begin.size());
+  // The example as the README shows it: the test body's two-space indent removed from each line.
+  std::string example;
+  std::istringstream lines(self.substr(b + begin.size(), e - b - begin.size()));
+  for (std::string line; std::getline(lines, line);)
+    example += (line.rfind("  ", 0) == 0 ? line.substr(2) : line) + "\n";
   CHECK(example.size() > 200);
   CHECK(readme.find("```cpp\n" + example + "```") != std::string::npos);
 }
