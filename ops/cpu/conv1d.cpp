@@ -28,20 +28,76 @@ namespace {
 #define MG_INLINE [[gnu::always_inline]] inline
 #define MG_INLINE_LAMBDA __attribute__((always_inline))
 
-// The lane vector: one register of the target. (vec.h's Vec is 64 bytes, one AVX-512 register; with
-// AVX2 it is two, and GCC 12 splits its comparisons lane by lane inside functions this large.)
+// The lane vector: one register of the target, or with AVX2 for float two (Pair below). (vec.h's Vec is
+// 64 bytes, one AVX-512 register; with AVX2 it is two, and GCC 12 splits its comparisons lane by lane
+// inside functions this large.)
 #if defined(__AVX512F__)
 constexpr int kLaneBytes = 64;
 #elif defined(__AVX__)
 constexpr int kLaneBytes = 32;
+#define MG_CONV_PAIR 1
 #else
 constexpr int kLaneBytes = 16;
 #endif
+
+#if MG_CONV_PAIR
+// Two registers as one float lane vector, every operation written per register. One output's chain (the
+// taps, the exponential's polynomial, the division) is about 90 cycles of latency, more than the
+// out-of-order core looks ahead on a single register's chain; as a pair, each instruction of one chain
+// sits beside the same of an independent one. (A 64-byte GCC vector would do the same but for its
+// comparisons, split lane by lane.) Enough operators for the kernels and vec.h's vexp_any.
+template <class H>
+struct Pair {
+  H h[2];
+  template <class O>
+  MG_INLINE explicit operator Pair<O>() const {  // the same bits, as GCC's vector casts
+    return {{(O)h[0], (O)h[1]}};
+  }
+};
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
+using FP = Pair<F8>;
+using IP = Pair<I8>;
+#define MG_PAIR_OP(op)                                                           \
+  template <class H>                                                             \
+  MG_INLINE Pair<H> operator op(const Pair<H>& a, const Pair<H>& b) {            \
+    return {{a.h[0] op b.h[0], a.h[1] op b.h[1]}};                               \
+  }                                                                              \
+  template <class H, class S, class = std::enable_if_t<std::is_arithmetic_v<S>>> \
+  MG_INLINE Pair<H> operator op(const Pair<H>& a, S s) {                         \
+    return {{a.h[0] op s, a.h[1] op s}};                                         \
+  }                                                                              \
+  template <class H, class S, class = std::enable_if_t<std::is_arithmetic_v<S>>> \
+  MG_INLINE Pair<H> operator op(S s, const Pair<H>& a) {                         \
+    return {{s op a.h[0], s op a.h[1]}};                                         \
+  }                                                                              \
+  template <class H, class B>                                                    \
+  MG_INLINE Pair<H>& operator op##=(Pair<H>& a, const B& b) {                    \
+    return a = a op b;                                                           \
+  }
+MG_PAIR_OP(+)
+MG_PAIR_OP(-)
+MG_PAIR_OP(*)
+MG_PAIR_OP(/)
+MG_PAIR_OP(&)
+MG_PAIR_OP(|)
+#undef MG_PAIR_OP
+MG_INLINE FP operator-(const FP& a) { return {{-a.h[0], -a.h[1]}}; }
+MG_INLINE IP operator~(const IP& a) { return {{~a.h[0], ~a.h[1]}}; }
+MG_INLINE IP operator<<(const IP& a, int s) { return {{a.h[0] << s, a.h[1] << s}}; }
+MG_INLINE IP operator<(const FP& a, const FP& b) { return {{a.h[0] < b.h[0], a.h[1] < b.h[1]}}; }
+MG_INLINE IP operator>(const FP& a, const FP& b) { return b < a; }
+#endif
+
 template <class T>
 struct LaneType;
 template <>
 struct LaneType<float> {
+#if MG_CONV_PAIR
+  using type = FP;
+#else
   typedef float type __attribute__((vector_size(kLaneBytes)));
+#endif
 };
 template <>
 struct LaneType<double> {
@@ -50,27 +106,43 @@ struct LaneType<double> {
 template <class T>
 using LV = typename LaneType<T>::type;
 template <class T>
-constexpr int64_t kLanes = kLaneBytes / sizeof(T);
+constexpr int64_t kLanes = int64_t(sizeof(LV<T>) / sizeof(T));
 
-template <class T>
-MG_INLINE LV<T> lv_load(const T* p) {
-  LV<T> v;
+template <class V>
+MG_INLINE V load_as(const void* p) {
+#if MG_CONV_PAIR
+  if constexpr (std::is_same_v<V, FP>) return {{load_as<F8>(p), load_as<F8>(static_cast<const F8*>(p) + 1)}};
+#endif
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-template <class T>
-MG_INLINE void lv_store(T* p, LV<T> v) {
+template <class V>
+MG_INLINE void store_as(void* p, const V& v) {
+#if MG_CONV_PAIR
+  if constexpr (std::is_same_v<V, FP>) return store_as(p, v.h[0]), store_as(static_cast<F8*>(p) + 1, v.h[1]);
+#endif
   std::memcpy(p, &v, sizeof v);
 }
 template <class T>
-LV<T> lv_load_first(const T* p, int64_t m) {  // m < kLanes values, the rest 0
-  LV<T> v = {};
-  for (int64_t j = 0; j < m; ++j) v[j] = p[j];
-  return v;
+MG_INLINE LV<T> lv_load(const T* p) {
+  return load_as<LV<T>>(p);
+}
+template <class T>
+MG_INLINE void lv_store(T* p, LV<T> v) {
+  store_as(p, v);
+}
+template <class T>
+LV<T> lv_load_first(const T* p, int64_t m, int64_t stride = 1) {  // m < kLanes values, the rest 0
+  T e[kLanes<T>] = {};
+  for (int64_t j = 0; j < m; ++j) e[j] = p[j * stride];
+  return lv_load(e);
 }
 template <class T>
 void lv_store_first(T* p, LV<T> v, int64_t m) {
-  for (int64_t j = 0; j < m; ++j) p[j] = v[j];
+  T e[kLanes<T>];
+  lv_store(e, v);
+  for (int64_t j = 0; j < m; ++j) p[j] = e[j];
 }
 
 MG_INLINE LV<float> vexp_lanes(LV<float> x) {
@@ -155,11 +227,8 @@ struct Taps {
   LV<T> x_any(int64_t j, const L& ln) const {
     const int64_t s = t - (a->k - 1) + j;
     if (s >= 0) return ln.load(a->x + i * a->xs0 + s * a->xs1);
-    LV<T> v = {};
-    if (!a->init) return v;
-    const T* p = a->init + (i * a->d + ln.c) * (a->k - 1) + (s + a->k - 1);
-    for (int64_t e = 0; e < ln.m; ++e) v[e] = p[e * (a->k - 1)];
-    return v;
+    if (!a->init) return LV<T>{};
+    return lv_load_first(a->init + (i * a->d + ln.c) * (a->k - 1) + (s + a->k - 1), ln.m, a->k - 1);
   }
   // bias + sum_j w[j] x[t - (k-1) + j] for the lanes; Inside: inside() holds.
   // K: the kernel width when known at compile time (the presets' 4), else 0.
@@ -219,7 +288,8 @@ void backward_sequence(const Conv<T>& a, int64_t i, const T* dy, T* dx, T* dinit
         }
         if (dinit)
           for (int64_t m = t; m < k - 1; ++m) {  // dinit[i, c, m] += w[c, m - t] dpre[t, c]
-            const LV<T> add = ln.load(a.wt + (m - t) * ws) * dp;
+            T add[kLanes<T>];
+            lv_store(add, ln.load(a.wt + (m - t) * ws) * dp);
             T* p = dinit + (i * d + ln.c) * (k - 1) + m;
             for (int64_t e = 0; e < ln.m; ++e) p[e * (k - 1)] += add[e];
           }
