@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/parallel.h"
@@ -28,64 +29,78 @@ namespace {
 #define MG_INLINE [[gnu::always_inline]] inline
 #define MG_INLINE_LAMBDA __attribute__((always_inline))
 
-// The lane vector: one register of the target, or with AVX2 for float two (Pair below). (vec.h's Vec is
+// The lane vector: one register of the target, or with AVX2 for float four (Parts below). (vec.h's Vec is
 // 64 bytes, one AVX-512 register; with AVX2 it is two, and GCC 12 splits its comparisons lane by lane
 // inside functions this large.)
 #if defined(__AVX512F__)
 constexpr int kLaneBytes = 64;
 #elif defined(__AVX__)
 constexpr int kLaneBytes = 32;
-#define MG_CONV_PAIR 1
+#define MG_CONV_PARTS 1
 #else
 constexpr int kLaneBytes = 16;
 #endif
 
-#if MG_CONV_PAIR
-// Two registers as one float lane vector, every operation written per register. One output's chain (the
-// taps, the exponential's polynomial, the division) is about 90 cycles of latency, more than the
-// out-of-order core looks ahead on a single register's chain; as a pair, each instruction of one chain
-// sits beside the same of an independent one. (A 64-byte GCC vector would do the same but for its
-// comparisons, split lane by lane.) Enough operators for the kernels and vec.h's vexp_any.
+#if MG_CONV_PARTS
+// kParts registers as one float lane vector, every operation written per register. One output's chain
+// (the taps, the exponential's polynomial, the division) is about 90 cycles of latency, more than the
+// out-of-order core overlaps on one register's chains; here each instruction of one chain sits beside the
+// same of kParts - 1 independent ones. (A 64-byte GCC vector would do this for two registers but for its
+// comparisons, split lane by lane.) Enough operators for the kernels and vec.h's vexp_any. Measured on
+// Zen 2 (docs/perf.md, the conv): 4 registers beat 2 and 8.
+constexpr int kParts = 4;
 template <class H>
-struct Pair {
-  H h[2];
+struct Parts;
+// Parts{f(0), f(1), ...}, and f(0), f(1), ...: one statement per register, no loop.
+template <class F, size_t... I>
+MG_INLINE auto per_part(F&& f, std::index_sequence<I...>) {
+  return Parts<decltype(f(0))>{{f(I)...}};
+}
+template <class F, size_t... I>
+MG_INLINE void each_part(F&& f, std::index_sequence<I...>) {
+  (f(I), ...);
+}
+#define MG_PARTS(expr) per_part([&](size_t i) MG_INLINE_LAMBDA { return expr; }, std::make_index_sequence<kParts>{})
+template <class H>
+struct Parts {
+  H h[kParts];
   template <class O>
-  MG_INLINE explicit operator Pair<O>() const {  // the same bits, as GCC's vector casts
-    return {{(O)h[0], (O)h[1]}};
+  MG_INLINE explicit operator Parts<O>() const {  // the same bits, as GCC's vector casts
+    return MG_PARTS((O)h[i]);
   }
 };
 typedef float F8 __attribute__((vector_size(32)));
 typedef int32_t I8 __attribute__((vector_size(32)));
-using FP = Pair<F8>;
-using IP = Pair<I8>;
-#define MG_PAIR_OP(op)                                                           \
+using FP = Parts<F8>;
+using IP = Parts<I8>;
+#define MG_PARTS_OP(op)                                                          \
   template <class H>                                                             \
-  MG_INLINE Pair<H> operator op(const Pair<H>& a, const Pair<H>& b) {            \
-    return {{a.h[0] op b.h[0], a.h[1] op b.h[1]}};                               \
+  MG_INLINE Parts<H> operator op(const Parts<H>& a, const Parts<H>& b) {         \
+    return MG_PARTS(a.h[i] op b.h[i]);                                           \
   }                                                                              \
   template <class H, class S, class = std::enable_if_t<std::is_arithmetic_v<S>>> \
-  MG_INLINE Pair<H> operator op(const Pair<H>& a, S s) {                         \
-    return {{a.h[0] op s, a.h[1] op s}};                                         \
+  MG_INLINE Parts<H> operator op(const Parts<H>& a, S s) {                       \
+    return MG_PARTS(a.h[i] op s);                                                \
   }                                                                              \
   template <class H, class S, class = std::enable_if_t<std::is_arithmetic_v<S>>> \
-  MG_INLINE Pair<H> operator op(S s, const Pair<H>& a) {                         \
-    return {{s op a.h[0], s op a.h[1]}};                                         \
+  MG_INLINE Parts<H> operator op(S s, const Parts<H>& a) {                       \
+    return MG_PARTS(s op a.h[i]);                                                \
   }                                                                              \
   template <class H, class B>                                                    \
-  MG_INLINE Pair<H>& operator op##=(Pair<H>& a, const B& b) {                    \
+  MG_INLINE Parts<H>& operator op##=(Parts<H>& a, const B& b) {                  \
     return a = a op b;                                                           \
   }
-MG_PAIR_OP(+)
-MG_PAIR_OP(-)
-MG_PAIR_OP(*)
-MG_PAIR_OP(/)
-MG_PAIR_OP(&)
-MG_PAIR_OP(|)
-#undef MG_PAIR_OP
-MG_INLINE FP operator-(const FP& a) { return {{-a.h[0], -a.h[1]}}; }
-MG_INLINE IP operator~(const IP& a) { return {{~a.h[0], ~a.h[1]}}; }
-MG_INLINE IP operator<<(const IP& a, int s) { return {{a.h[0] << s, a.h[1] << s}}; }
-MG_INLINE IP operator<(const FP& a, const FP& b) { return {{a.h[0] < b.h[0], a.h[1] < b.h[1]}}; }
+MG_PARTS_OP(+)
+MG_PARTS_OP(-)
+MG_PARTS_OP(*)
+MG_PARTS_OP(/)
+MG_PARTS_OP(&)
+MG_PARTS_OP(|)
+#undef MG_PARTS_OP
+MG_INLINE FP operator-(const FP& a) { return MG_PARTS(-a.h[i]); }
+MG_INLINE IP operator~(const IP& a) { return MG_PARTS(~a.h[i]); }
+MG_INLINE IP operator<<(const IP& a, int s) { return MG_PARTS(a.h[i] << s); }
+MG_INLINE IP operator<(const FP& a, const FP& b) { return MG_PARTS(a.h[i] < b.h[i]); }
 MG_INLINE IP operator>(const FP& a, const FP& b) { return b < a; }
 #endif
 
@@ -93,7 +108,7 @@ template <class T>
 struct LaneType;
 template <>
 struct LaneType<float> {
-#if MG_CONV_PAIR
+#if MG_CONV_PARTS
   using type = FP;
 #else
   typedef float type __attribute__((vector_size(kLaneBytes)));
@@ -110,8 +125,8 @@ constexpr int64_t kLanes = int64_t(sizeof(LV<T>) / sizeof(T));
 
 template <class V>
 MG_INLINE V load_as(const void* p) {
-#if MG_CONV_PAIR
-  if constexpr (std::is_same_v<V, FP>) return {{load_as<F8>(p), load_as<F8>(static_cast<const F8*>(p) + 1)}};
+#if MG_CONV_PARTS
+  if constexpr (std::is_same_v<V, FP>) return MG_PARTS(load_as<F8>(static_cast<const F8*>(p) + i));
 #endif
   V v;
   std::memcpy(&v, p, sizeof v);
@@ -119,8 +134,10 @@ MG_INLINE V load_as(const void* p) {
 }
 template <class V>
 MG_INLINE void store_as(void* p, const V& v) {
-#if MG_CONV_PAIR
-  if constexpr (std::is_same_v<V, FP>) return store_as(p, v.h[0]), store_as(static_cast<F8*>(p) + 1, v.h[1]);
+#if MG_CONV_PARTS
+  if constexpr (std::is_same_v<V, FP>)
+    return each_part([&](size_t i) MG_INLINE_LAMBDA { store_as(static_cast<F8*>(p) + i, v.h[i]); },
+                     std::make_index_sequence<kParts>{});
 #endif
   std::memcpy(p, &v, sizeof v);
 }
