@@ -3,6 +3,7 @@
 // other op are unchanged; CUDA (cuBLAS bf16 GEMM, the emulator in CI) agrees with the CPU.
 #include <doctest/doctest.h>
 
+#include <utility>
 #include <vector>
 
 #include "autograd/grad_mode.h"
@@ -118,8 +119,9 @@ TEST_CASE("autocast: linear's output and gradients have the bits of the bf16 gem
   // However linear organises its rounding (once per operand for narrow layers), each product must have
   // the bits of cpu::gemm_bf16 called on the float32 operands as they are (with this CPU's way).
   Generator g(9);
-  for (const int64_t in : {16, 40}) {  // a narrow layer (dt_proj's shape) and a wider one
-    const int64_t rows = 37, outf = 24;
+  // A narrow layer (dt_proj's shape) and a wider one; 37 rows (the packed gemm) and 3 (the small-M path).
+  for (const auto [in, rows] : {std::pair<int64_t, int64_t>{16, 37}, {40, 37}, {16, 3}, {40, 3}}) {
+    const int64_t outf = 24;
     Tensor x = randn({rows, in}, DType::f32, &g).requires_grad_(),
            w = randn({outf, in}, DType::f32, &g).requires_grad_();
     Tensor r = randn({rows, outf}, DType::f32, &g);
@@ -134,7 +136,7 @@ TEST_CASE("autocast: linear's output and gradients have the bits of the bf16 gem
     cpu::gemm_bf16(false, true, rows, outf, in, px, in, pw, in, 0.0f, want_out.data(), outf);
     cpu::gemm_bf16(false, false, rows, in, outf, pr, outf, pw, in, 0.0f, want_dx.data(), in);
     cpu::gemm_bf16(true, false, outf, in, rows, pr, outf, px, in, 0.0f, want_dw.data(), in);
-    const std::string what = mg::format("linear with {} input features", in);
+    const std::string what = mg::format("linear with {} input features, {} rows", in, rows);
     CHECK_MESSAGE(out.to_vector<float>() == want_out, what);
     CHECK_MESSAGE(x.grad().to_vector<float>() == want_dx, (what + " dx"));
     CHECK_MESSAGE(w.grad().to_vector<float>() == want_dw, (what + " dw"));
