@@ -220,9 +220,14 @@ Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state, const Layer
   }
   auto xs = split(xz, {di, di}, -1);
   // The conv's state is its last k - 1 inputs (b, di, k - 1); the scan's its last h (b, di, n).
-  // The conv reads the x half of xz in place (rows 2 di apart): no copy.
-  ConvResult conv = causal_conv1d_with_state(xs[0], conv_weight.reshape({di, k}), conv_bias,
-                                             /*silu=*/true, initial_state ? initial_state->conv : Tensor());
+  // The conv reads the x half of xz in place (rows 2 di apart): no copy. Its final state is gathered
+  // only when asked for (training does not).
+  const Tensor conv_w = conv_weight.reshape({di, k}), conv_init = initial_state ? initial_state->conv : Tensor();
+  ConvResult conv;
+  if (final_state)
+    conv = causal_conv1d_with_state(xs[0], conv_w, conv_bias, /*silu=*/true, conv_init);
+  else
+    conv.y = causal_conv1d(xs[0], conv_w, conv_bias, /*silu=*/true, conv_init);
   Tensor xc = conv.y;
   Tensor x_dbl;
   {

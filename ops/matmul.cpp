@@ -2,9 +2,11 @@
 // on cuBLAS on CUDA (cuda/blas.cu: one strided-batched call per matmul where the batch allows).
 // Transposed operands are passed to the gemm as flags, never copied. Under an AutocastGuard (ops/autocast.h)
 // float32 products take bfloat16 inputs and float32 sums; the node keeps that precision for its backward.
+#include <cstring>
 #include <type_traits>
 
 #include "ops/autocast.h"
+#include "core/bf16.h"
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "autograd/profiler.h"
@@ -113,6 +115,39 @@ Tensor matmul_forward_cuda(const Tensor& a_in, const Tensor& b_in, const Shape& 
 // Whether a product of float32 tensors runs with bf16 inputs now.
 bool use_bf16(DType t) { return t == DType::f32 && autocast_precision() == Precision::bf16; }
 
+// Whether linear's bf16 products run as the float32 gemm on operands it rounds itself, once: on the cpu,
+// where the bf16 gemm is the fp32 way (gemm.h, "Mixed precision"), for a layer of at most
+// kRoundOnceFeatures input features (dt_proj). Both backward products of such a layer have N = in_features,
+// where the gemm reads op(A) in place and the fp32 way must first copy the output gradient's block to round
+// it, once per product. linear then rounds x and the weight in the forward (x is narrow), keeps the rounded
+// copies for the backward and rounds the output gradient once for both products. The same operands rounded
+// once instead of twice, so the same bits: rounding is idempotent and the fp32 way is bit-identical to the
+// float32 gemm on rounded copies. Wider layers keep the fp32 way, whose rounding of packed panels in cache
+// costs less than a separate rounding pass over memory (docs/perf.md, "bf16 without AMX").
+constexpr int64_t kRoundOnceFeatures = 32;
+bool rounds_once(const Tensor& x, const Tensor& w) {
+  return x.device().is_cpu() && use_bf16(x.dtype()) && w.size(1) <= kRoundOnceFeatures &&
+         cpu::bf16_gemm_choice() == cpu::Bf16Gemm::fp32;
+}
+
+// x (float32, cpu) with every element rounded to bf16 (core/bf16.h), as a new contiguous float32 tensor.
+Tensor rounded_bf16(const Tensor& x_in) {
+  Tensor x = contiguous(x_in.detach());
+  Tensor out = Tensor::empty(x.shape(), DType::f32, x.device(), "bf16-rounded operand");
+  const float* src = x.data<float>();
+  float* dst = out.data<float>();
+  parallel_for(x.numel(), 2, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; ++i) {  // round_bf16 with a select for its NaN branch, so that it vectorises
+      uint32_t u;
+      std::memcpy(&u, src + i, 4);
+      const uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u, quiet = (u | 0x400000u) & 0xffff0000u;
+      u = (u & 0x7fffffffu) > 0x7f800000u ? quiet : nearest;
+      std::memcpy(dst + i, &u, 4);
+    }
+  });
+  return out;
+}
+
 // C = op(A) op(B) + beta C on the cpu, in bf16 when asked (float32 only).
 template <class T>
 void cpu_gemm(bool bf16, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
@@ -218,7 +253,10 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     MG_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "[linear] bias must be ({},), got {}", w.size(0), b.shape());
   }
   const int64_t in = w.size(1), outf = w.size(0);
-  const bool bf16 = use_bf16(x.dtype());
+  // The operands the gemm reads and the backward keeps: x and w, or their rounded copies (rounds_once).
+  const bool once = rounds_once(x, w);
+  const Tensor xo = once ? rounded_bf16(x) : x, wo = once ? rounded_bf16(w) : w;
+  const bool bf16 = use_bf16(x.dtype()) && !once;
   Shape out_shape = x.shape();
   out_shape.back() = outf;
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device(), "linear");
@@ -243,8 +281,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
                  out.raw_data(), outf, 0, 1, dev, bf16);
     }
   } else {
-    Tensor x2 = gemm_ready(x.detach().reshape({-1, in}));
-    Tensor wr = gemm_ready(w.detach());
+    Tensor x2 = gemm_ready(xo.detach().reshape({-1, in}));
+    Tensor wr = gemm_ready(wo.detach());
     const int64_t rows = x2.size(0);
     MG_DISPATCH_FLOAT(x.dtype(), "linear", [&] {
       scalar_t* po = out.data<scalar_t>();
@@ -263,14 +301,16 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     });
   }
   record(OpId::linear, {x, w, b}, {&out},
-         [sx = SavedTensor(x, OpId::linear), sw = SavedTensor(w, OpId::linear), has_b = b.defined(),
+         [sx = SavedTensor(xo, OpId::linear), sw = SavedTensor(wo, OpId::linear), has_b = b.defined(), once,
           precision = autocast_precision()](const VjpArgs& g) {
-           AutocastGuard same(precision);
+           // Rounded operands: the float32 products of the rounded gradient give the bf16 products' bits.
+           AutocastGuard same(once ? Precision::f32 : precision);
            Tensor x = sx.get(), w = sw.get();
            Tensor g2 = reshape(g[0], {-1, w.size(0)});
+           const Tensor gm = once && (g.needs_grad(0) || g.needs_grad(1)) ? rounded_bf16(g2) : g2;
            Tensor dx, dw, db;
-           if (g.needs_grad(0)) dx = reshape(matmul(g2, w), x.shape());
-           if (g.needs_grad(1)) dw = matmul(transpose(g2, 0, 1), reshape(x, {-1, w.size(1)}));
+           if (g.needs_grad(0)) dx = reshape(matmul(gm, w), x.shape());
+           if (g.needs_grad(1)) dw = matmul(transpose(gm, 0, 1), reshape(x, {-1, w.size(1)}));
            if (has_b && g.needs_grad(2)) db = sum(g2, {0});
            return std::vector<Tensor>{dx, dw, db};
          });

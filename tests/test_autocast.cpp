@@ -3,11 +3,13 @@
 // other op are unchanged; CUDA (cuBLAS bf16 GEMM, the emulator in CI) agrees with the CPU.
 #include <doctest/doctest.h>
 
+#include <utility>
 #include <vector>
 
 #include "autograd/grad_mode.h"
 #include "core/bf16.h"
 #include "ops/autocast.h"
+#include "ops/cpu/gemm.h"
 #include "ops/ops.h"
 #include "tests/check.h"
 #include "tests/devices.h"
@@ -111,6 +113,35 @@ TEST_CASE("autocast: backward runs in the forward's precision, wherever backward
   CHECK(check_close(f64(x.grad()), matmul(f64(rounded(r)), f64(rounded(w))), 1e-5, 1e-5, "linear dx"));
   CHECK(check_close(f64(w.grad()), matmul(transpose(f64(rounded(r)), 0, 1), f64(rounded(x))), 1e-5, 1e-5, "linear dw"));
   CHECK(check_close(f64(bias.grad()), sum(f64(r), {0}), 1e-5, 1e-5, "linear db"));
+}
+
+TEST_CASE("autocast: linear's output and gradients have the bits of the bf16 gemm on the unrounded operands") {
+  // However linear organises its rounding (once per operand for narrow layers), each product must have
+  // the bits of cpu::gemm_bf16 called on the float32 operands as they are (with this CPU's way).
+  Generator g(9);
+  // A narrow layer (dt_proj's shape) and a wider one; 37 rows (the packed gemm) and 3 (the small-M path).
+  for (const auto [in, rows] : {std::pair<int64_t, int64_t>{16, 37}, {40, 37}, {16, 3}, {40, 3}}) {
+    const int64_t outf = 24;
+    Tensor x = randn({rows, in}, DType::f32, &g).requires_grad_(),
+           w = randn({outf, in}, DType::f32, &g).requires_grad_();
+    Tensor r = randn({rows, outf}, DType::f32, &g);
+    Tensor out;
+    {
+      AutocastGuard on;
+      out = linear(x, w);
+    }
+    out.backward(r);
+    std::vector<float> want_out(rows * outf), want_dx(rows * in), want_dw(outf * in);
+    const float *px = x.data<float>(), *pw = w.data<float>(), *pr = r.data<float>();
+    cpu::gemm_bf16(false, true, rows, outf, in, px, in, pw, in, 0.0f, want_out.data(), outf);
+    cpu::gemm_bf16(false, false, rows, in, outf, pr, outf, pw, in, 0.0f, want_dx.data(), in);
+    cpu::gemm_bf16(true, false, outf, in, rows, pr, outf, px, in, 0.0f, want_dw.data(), in);
+    const std::string what = mg::format("linear with {} input features, {} rows", in, rows);
+    CHECK_MESSAGE(out.to_vector<float>() == want_out, what);
+    CHECK_MESSAGE(x.grad().to_vector<float>() == want_dx, (what + " dx"));
+    CHECK_MESSAGE(w.grad().to_vector<float>() == want_dw, (what + " dw"));
+    CHECK(rel_err(f64(out), matmul(f64(x), transpose(f64(w), 0, 1))) > 1e-4);  // rounded for real
+  }
 }
 
 TEST_CASE("autocast on cuda: bf16 matmul and linear match the cpu's, values and gradients") {

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/parallel.h"
@@ -28,20 +29,90 @@ namespace {
 #define MG_INLINE [[gnu::always_inline]] inline
 #define MG_INLINE_LAMBDA __attribute__((always_inline))
 
-// The lane vector: one register of the target. (vec.h's Vec is 64 bytes, one AVX-512 register; with
-// AVX2 it is two, and GCC 12 splits its comparisons lane by lane inside functions this large.)
+// The lane vector: one register of the target, or with AVX2 for float four (Parts below). (vec.h's Vec is
+// 64 bytes, one AVX-512 register; with AVX2 it is two, and GCC 12 splits its comparisons lane by lane
+// inside functions this large.)
 #if defined(__AVX512F__)
 constexpr int kLaneBytes = 64;
 #elif defined(__AVX__)
 constexpr int kLaneBytes = 32;
+#define MG_CONV_PARTS 1
 #else
 constexpr int kLaneBytes = 16;
 #endif
+
+#if MG_CONV_PARTS
+// kParts registers as one float lane vector, every operation written per register. One output's chain
+// (the taps, the exponential's polynomial, the division) is about 90 cycles of latency, more than the
+// out-of-order core overlaps on one register's chains; here each instruction of one chain sits beside the
+// same of kParts - 1 independent ones. (A 64-byte GCC vector would do this for two registers but for its
+// comparisons, split lane by lane.) Enough operators for the kernels and vec.h's vexp_any. Measured on
+// Zen 2 (docs/perf.md, the conv): 4 registers beat 2 and 8.
+constexpr int kParts = 4;
+template <class H>
+struct Parts;
+// Parts{f(0), f(1), ...}, and f(0), f(1), ...: one statement per register, no loop.
+template <class F, size_t... I>
+MG_INLINE auto per_part(F&& f, std::index_sequence<I...>) {
+  return Parts<decltype(f(0))>{{f(I)...}};
+}
+template <class F, size_t... I>
+MG_INLINE void each_part(F&& f, std::index_sequence<I...>) {
+  (f(I), ...);
+}
+#define MG_PARTS(expr) per_part([&](size_t i) MG_INLINE_LAMBDA { return expr; }, std::make_index_sequence<kParts>{})
+template <class H>
+struct Parts {
+  H h[kParts];
+  template <class O>
+  MG_INLINE explicit operator Parts<O>() const {  // the same bits, as GCC's vector casts
+    return MG_PARTS((O)h[i]);
+  }
+};
+typedef float F8 __attribute__((vector_size(32)));
+typedef int32_t I8 __attribute__((vector_size(32)));
+using FP = Parts<F8>;
+using IP = Parts<I8>;
+#define MG_PARTS_OP(op)                                                          \
+  template <class H>                                                             \
+  MG_INLINE Parts<H> operator op(const Parts<H>& a, const Parts<H>& b) {         \
+    return MG_PARTS(a.h[i] op b.h[i]);                                           \
+  }                                                                              \
+  template <class H, class S, class = std::enable_if_t<std::is_arithmetic_v<S>>> \
+  MG_INLINE Parts<H> operator op(const Parts<H>& a, S s) {                       \
+    return MG_PARTS(a.h[i] op s);                                                \
+  }                                                                              \
+  template <class H, class S, class = std::enable_if_t<std::is_arithmetic_v<S>>> \
+  MG_INLINE Parts<H> operator op(S s, const Parts<H>& a) {                       \
+    return MG_PARTS(s op a.h[i]);                                                \
+  }                                                                              \
+  template <class H, class B>                                                    \
+  MG_INLINE Parts<H>& operator op##=(Parts<H>& a, const B& b) {                  \
+    return a = a op b;                                                           \
+  }
+MG_PARTS_OP(+)
+MG_PARTS_OP(-)
+MG_PARTS_OP(*)
+MG_PARTS_OP(/)
+MG_PARTS_OP(&)
+MG_PARTS_OP(|)
+#undef MG_PARTS_OP
+MG_INLINE FP operator-(const FP& a) { return MG_PARTS(-a.h[i]); }
+MG_INLINE IP operator~(const IP& a) { return MG_PARTS(~a.h[i]); }
+MG_INLINE IP operator<<(const IP& a, int s) { return MG_PARTS(a.h[i] << s); }
+MG_INLINE IP operator<(const FP& a, const FP& b) { return MG_PARTS(a.h[i] < b.h[i]); }
+MG_INLINE IP operator>(const FP& a, const FP& b) { return b < a; }
+#endif
+
 template <class T>
 struct LaneType;
 template <>
 struct LaneType<float> {
+#if MG_CONV_PARTS
+  using type = FP;
+#else
   typedef float type __attribute__((vector_size(kLaneBytes)));
+#endif
 };
 template <>
 struct LaneType<double> {
@@ -50,27 +121,45 @@ struct LaneType<double> {
 template <class T>
 using LV = typename LaneType<T>::type;
 template <class T>
-constexpr int64_t kLanes = kLaneBytes / sizeof(T);
+constexpr int64_t kLanes = int64_t(sizeof(LV<T>) / sizeof(T));
 
-template <class T>
-MG_INLINE LV<T> lv_load(const T* p) {
-  LV<T> v;
+template <class V>
+MG_INLINE V load_as(const void* p) {
+#if MG_CONV_PARTS
+  if constexpr (std::is_same_v<V, FP>) return MG_PARTS(load_as<F8>(static_cast<const F8*>(p) + i));
+#endif
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-template <class T>
-MG_INLINE void lv_store(T* p, LV<T> v) {
+template <class V>
+MG_INLINE void store_as(void* p, const V& v) {
+#if MG_CONV_PARTS
+  if constexpr (std::is_same_v<V, FP>)
+    return each_part([&](size_t i) MG_INLINE_LAMBDA { store_as(static_cast<F8*>(p) + i, v.h[i]); },
+                     std::make_index_sequence<kParts>{});
+#endif
   std::memcpy(p, &v, sizeof v);
 }
 template <class T>
-LV<T> lv_load_first(const T* p, int64_t m) {  // m < kLanes values, the rest 0
-  LV<T> v = {};
-  for (int64_t j = 0; j < m; ++j) v[j] = p[j];
-  return v;
+MG_INLINE LV<T> lv_load(const T* p) {
+  return load_as<LV<T>>(p);
+}
+template <class T>
+MG_INLINE void lv_store(T* p, LV<T> v) {
+  store_as(p, v);
+}
+template <class T>
+LV<T> lv_load_first(const T* p, int64_t m, int64_t stride = 1) {  // m < kLanes values, the rest 0
+  T e[kLanes<T>] = {};
+  for (int64_t j = 0; j < m; ++j) e[j] = p[j * stride];
+  return lv_load(e);
 }
 template <class T>
 void lv_store_first(T* p, LV<T> v, int64_t m) {
-  for (int64_t j = 0; j < m; ++j) p[j] = v[j];
+  T e[kLanes<T>];
+  lv_store(e, v);
+  for (int64_t j = 0; j < m; ++j) p[j] = e[j];
 }
 
 MG_INLINE LV<float> vexp_lanes(LV<float> x) {
@@ -155,11 +244,8 @@ struct Taps {
   LV<T> x_any(int64_t j, const L& ln) const {
     const int64_t s = t - (a->k - 1) + j;
     if (s >= 0) return ln.load(a->x + i * a->xs0 + s * a->xs1);
-    LV<T> v = {};
-    if (!a->init) return v;
-    const T* p = a->init + (i * a->d + ln.c) * (a->k - 1) + (s + a->k - 1);
-    for (int64_t e = 0; e < ln.m; ++e) v[e] = p[e * (a->k - 1)];
-    return v;
+    if (!a->init) return LV<T>{};
+    return lv_load_first(a->init + (i * a->d + ln.c) * (a->k - 1) + (s + a->k - 1), ln.m, a->k - 1);
   }
   // bias + sum_j w[j] x[t - (k-1) + j] for the lanes; Inside: inside() holds.
   // K: the kernel width when known at compile time (the presets' 4), else 0.
@@ -219,7 +305,8 @@ void backward_sequence(const Conv<T>& a, int64_t i, const T* dy, T* dx, T* dinit
         }
         if (dinit)
           for (int64_t m = t; m < k - 1; ++m) {  // dinit[i, c, m] += w[c, m - t] dpre[t, c]
-            const LV<T> add = ln.load(a.wt + (m - t) * ws) * dp;
+            T add[kLanes<T>];
+            lv_store(add, ln.load(a.wt + (m - t) * ws) * dp);
             T* p = dinit + (i * d + ln.c) * (k - 1) + m;
             for (int64_t e = 0; e < ln.m; ++e) p[e * (k - 1)] += add[e];
           }

@@ -45,45 +45,42 @@ constexpr int64_t kKC = 512, kMC = 128, kNC = 512;  // multiples of 32
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// op(A)[i0:i0+mc, k0:k0+kc] into round_up(mc, 32) / 16 panels of nq = ceil(kc / 32) tiles.
-void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint16_t* dst) {
-  const int64_t nq = (kc + kChunk - 1) / kChunk, rows = round_up(mc, kBlk);
-  std::fill(dst, dst + rows * nq * kChunk, uint16_t(0));
-  auto at = [&](int64_t r, int64_t k) -> uint16_t& {  // the packed slot of op(A)(r, k) of the block
-    return dst[((r / 16 * nq + k / kChunk) * 16 + r % 16) * kChunk + k % kChunk];
-  };
-  if (trans) {  // op(A)(i, k) = A[k lda + i]: rows of the stored matrix along i
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = A + (k0 + k) * lda + i0;
-      for (int64_t r = 0; r < mc; ++r) at(r, k) = bf16_bits(src[r]);
+// Rounds rc x kc values v(r, k), r in [r0, r0 + rc), k in [k0, k0 + kc), of a stored matrix S into the
+// packed slots slot(r - r0, k - k0) of dst (zeroed first: `padded` elements). S holds v(r, k) at
+// S[r ld + k] when k_inner, else at S[k ld + r]; either way it is read along its rows.
+template <class Slot>
+void pack_rounded(bool k_inner, const float* S, int64_t ld, int64_t r0, int64_t k0, int64_t rc, int64_t kc,
+                  int64_t padded, uint16_t* dst, Slot slot) {
+  std::fill(dst, dst + padded, uint16_t(0));
+  if (k_inner) {
+    for (int64_t r = 0; r < rc; ++r) {
+      const float* src = S + (r0 + r) * ld + k0;
+      for (int64_t k = 0; k < kc; ++k) dst[slot(r, k)] = bf16_bits(src[k]);
     }
   } else {
-    for (int64_t r = 0; r < mc; ++r) {
-      const float* src = A + (i0 + r) * lda + k0;
-      for (int64_t k = 0; k < kc; ++k) at(r, k) = bf16_bits(src[k]);
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = S + (k0 + k) * ld + r0;
+      for (int64_t r = 0; r < rc; ++r) dst[slot(r, k)] = bf16_bits(src[r]);
     }
   }
 }
 
-// op(B)[k0:k0+kc, j0:j0+nc] into round_up(nc, 32) / 16 panels of nq tiles in the VNNI pair layout.
+// op(A)[i0:i0+mc, k0:k0+kc] into round_up(mc, 32) / 16 panels of nq = ceil(kc / 32) tiles
+// (op(A)(i, k) = A[i lda + k], or A[k lda + i] when trans).
+void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint16_t* dst) {
+  const int64_t nq = (kc + kChunk - 1) / kChunk, rows = round_up(mc, kBlk);
+  pack_rounded(!trans, A, lda, i0, k0, mc, kc, rows * nq * kChunk, dst,
+               [nq](int64_t r, int64_t k) { return ((r / 16 * nq + k / kChunk) * 16 + r % 16) * kChunk + k % kChunk; });
+}
+
+// op(B)[k0:k0+kc, j0:j0+nc] into round_up(nc, 32) / 16 panels of nq tiles in the VNNI pair layout
+// (op(B)(k, j) = B[k ldb + j], or B[j ldb + k] when trans).
 void pack_b(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t j0, int64_t kc, int64_t nc, uint16_t* dst) {
   const int64_t nq = (kc + kChunk - 1) / kChunk, cols = round_up(nc, kBlk);
-  std::fill(dst, dst + cols * nq * kChunk, uint16_t(0));
-  auto at = [&](int64_t k, int64_t j) -> uint16_t& {
+  pack_rounded(trans, B, ldb, j0, k0, nc, kc, cols * nq * kChunk, dst, [nq](int64_t j, int64_t k) {
     const int64_t kk = k % kChunk;
-    return dst[((j / 16 * nq + k / kChunk) * 16 + kk / 2) * kChunk + 2 * (j % 16) + kk % 2];
-  };
-  if (trans) {  // op(B)(k, j) = B[j ldb + k]
-    for (int64_t j = 0; j < nc; ++j) {
-      const float* src = B + (j0 + j) * ldb + k0;
-      for (int64_t k = 0; k < kc; ++k) at(k, j) = bf16_bits(src[k]);
-    }
-  } else {
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = B + (k0 + k) * ldb + j0;
-      for (int64_t j = 0; j < nc; ++j) at(k, j) = bf16_bits(src[j]);
-    }
-  }
+    return ((j / 16 * nq + k / kChunk) * 16 + kk / 2) * kChunk + 2 * (j % 16) + kk % 2;
+  });
 }
 
 TileConfig full_tiles() {
