@@ -10,34 +10,45 @@
 
 namespace mg::test {
 
-// The command line of a tiny run with a checkpoint every step (--threads 1: bit-identical runs).
-inline std::vector<std::string> tiny_train(const std::string& data, const std::string& out, int steps) {
-  return {"train",
-          "--data",
-          data,
-          "--out",
-          out,
-          "--preset",
-          "tiny",
-          "--d-model",
-          "32",
-          "--n-layer",
-          "1",
-          "--steps",
-          std::to_string(steps),
-          "--batch",
-          "4",
-          "--seq",
-          "32",
-          "--eval-every",
-          "1",
-          "--eval-bytes",
-          "512",
-          "--test-bytes",
-          "512",
-          "--threads",
-          "1",
-          "--quiet"};
+// What a tiny run's command line sets besides its data, folder and steps; `extra` is appended.
+struct TinyArgs {
+  int batch = 4, eval_every = 1, eval_bytes = 512;  // eval_bytes: validation and test
+  int warmup = -1;                                  // -1: the trainer's default (no --warmup)
+  std::vector<std::string> extra;
+};
+
+// The command line of a tiny run, by default with a checkpoint every step (--threads 1: bit-identical runs).
+inline std::vector<std::string> tiny_train(const std::string& data, const std::string& out, int steps,
+                                           const TinyArgs& t = {}) {
+  std::vector<std::string> args = {"train",
+                                   "--data",
+                                   data,
+                                   "--out",
+                                   out,
+                                   "--preset",
+                                   "tiny",
+                                   "--d-model",
+                                   "32",
+                                   "--n-layer",
+                                   "1",
+                                   "--steps",
+                                   std::to_string(steps),
+                                   "--batch",
+                                   std::to_string(t.batch),
+                                   "--seq",
+                                   "32",
+                                   "--eval-every",
+                                   std::to_string(t.eval_every),
+                                   "--eval-bytes",
+                                   std::to_string(t.eval_bytes),
+                                   "--test-bytes",
+                                   std::to_string(t.eval_bytes),
+                                   "--threads",
+                                   "1",
+                                   "--quiet"};
+  if (t.warmup >= 0) args.insert(args.end(), {"--warmup", std::to_string(t.warmup)});
+  args.insert(args.end(), t.extra.begin(), t.extra.end());
+  return args;
 }
 
 inline CliRun resume_cli(const std::string& dir, std::vector<std::string> extra = {},

@@ -33,6 +33,7 @@
 
 using namespace mg;
 using test::TempDir;
+using test::tiny_options;
 using test::train_losses;
 namespace fs = std::filesystem;
 
@@ -68,21 +69,15 @@ std::vector<Tensor> params_of(const std::vector<ParamGroup>& groups) {
 }
 
 TrainOptions tiny_run(const std::string& data, const std::string& out, Device device) {
-  TrainOptions o;
-  o.data = data;
-  o.out = out;
-  o.preset = "tiny";
-  o.config = MambaConfig::preset("tiny");
-  o.steps = 300;
-  o.batch = 8;
-  o.seq = 64;
-  o.warmup = 30;
-  o.eval_every = 0;
-  o.eval_bytes = 8192;
-  o.test_bytes = 8192;
-  o.progress = false;
-  o.device = device;
-  return o;
+  return tiny_options(data, out,
+                      {.steps = 300,
+                       .batch = 8,
+                       .seq = 64,
+                       .warmup = 30,
+                       .eval_every = 0,
+                       .eval_bytes = 8192,
+                       .preset_sizes = true,
+                       .device = device});
 }
 
 }  // namespace

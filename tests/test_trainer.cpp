@@ -91,10 +91,7 @@ TEST_CASE("trainer: bad data gets a clear error before anything is written") {
 
 TEST_CASE("trainer: a checkpoint whose shapes do not match its config names the tensor and both shapes") {
   TempDir d("mismatch");
-  std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 2;
-  train(o, false);
+  train_tiny(d, {.steps = 2});
   {  // claim a different d_state in config.json
     std::ifstream in(d / "run/config.json");
     std::string cfg((std::istreambuf_iterator<char>(in)), {});
@@ -111,10 +108,7 @@ TEST_CASE("trainer: a checkpoint whose shapes do not match its config names the 
 
 TEST_CASE("trainer: greedy generation is reproducible and sampling follows its seed") {
   TempDir d("gen");
-  std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 4;
-  train(o, false);
+  train_tiny(d, {.steps = 4});
   auto model = load_model(d / "run");
   SampleOptions greedy{40, 0.0, 0, 1};
   std::string g1 = generate(*model, "the cat", greedy), g2 = generate(*model, "the cat", greedy);
