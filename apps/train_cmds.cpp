@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <tuple>
+#include <utility>
 
 #include "apps/commands.h"
 #include "apps/device_option.h"
@@ -116,16 +118,20 @@ TrainOptions resumed_options(const TrainOptions& o, const TrainOverrides& ov, co
   opts.out = ov.resume;
   if (given("--preset")) opts.preset = o.preset, opts.config = MambaConfig::preset(o.preset);
   if (given("--data")) opts.data = o.data;
-  if (given("--steps")) opts.steps = o.steps;
-  if (given("--batch")) opts.batch = o.batch;
-  if (given("--seq")) opts.seq = o.seq;
-  if (given("--lr")) opts.lr = o.lr;
-  if (given("--warmup")) opts.warmup = o.warmup;
-  if (given("--weight-decay")) opts.weight_decay = o.weight_decay;
-  if (given("--clip")) opts.clip = o.clip;
-  if (given("--eval-every")) opts.eval_every = o.eval_every;
-  if (given("--eval-bytes")) opts.eval_bytes = o.eval_bytes;
-  if (given("--test-bytes")) opts.test_bytes = o.test_bytes;
+  using Int = int64_t TrainOptions::*;
+  for (const auto& [flag, field] : {std::pair<const char*, Int>{"--steps", &TrainOptions::steps},
+                                    {"--batch", &TrainOptions::batch},
+                                    {"--seq", &TrainOptions::seq},
+                                    {"--warmup", &TrainOptions::warmup},
+                                    {"--eval-every", &TrainOptions::eval_every},
+                                    {"--eval-bytes", &TrainOptions::eval_bytes},
+                                    {"--test-bytes", &TrainOptions::test_bytes}})
+    if (given(flag)) opts.*field = o.*field;
+  using Real = double TrainOptions::*;
+  for (const auto& [flag, field] : {std::pair<const char*, Real>{"--lr", &TrainOptions::lr},
+                                    {"--weight-decay", &TrainOptions::weight_decay},
+                                    {"--clip", &TrainOptions::clip}})
+    if (given(flag)) opts.*field = o.*field;
   if (given("--seed")) opts.seed = o.seed;
   if (given("--carry-state")) opts.carry_state = o.carry_state;
   if (given("--precision")) opts.precision = *parse_precision(ov.precision);
@@ -148,12 +154,16 @@ TrainOptions new_run_options(const TrainOptions& o, const TrainOverrides& ov, co
 TrainOptions train_options(const TrainOptions& o, const TrainOverrides& ov, const CLI::App* cmd, bool resume) {
   auto given = [&](const char* flag) { return cmd->count(flag) > 0; };
   TrainOptions opts = resume ? resumed_options(o, ov, cmd) : new_run_options(o, ov, cmd);
-  if (given("--d-model")) opts.config.d_model = ov.d_model;
-  if (given("--n-layer")) opts.config.n_layer = ov.n_layer;
-  if (given("--d-state")) opts.config.d_state = ov.d_state;
-  if (given("--d-conv")) opts.config.d_conv = ov.d_conv;
-  if (given("--expand")) opts.config.expand = ov.expand;
-  if (given("--dt-rank")) opts.config.dt_rank = ov.dt_rank;
+  using Size = int64_t TrainOverrides::*;
+  using ConfigSize = int64_t MambaConfig::*;
+  for (const auto& [flag, from, to] :
+       {std::tuple<const char*, Size, ConfigSize>{"--d-model", &TrainOverrides::d_model, &MambaConfig::d_model},
+        {"--n-layer", &TrainOverrides::n_layer, &MambaConfig::n_layer},
+        {"--d-state", &TrainOverrides::d_state, &MambaConfig::d_state},
+        {"--d-conv", &TrainOverrides::d_conv, &MambaConfig::d_conv},
+        {"--expand", &TrainOverrides::expand, &MambaConfig::expand},
+        {"--dt-rank", &TrainOverrides::dt_rank, &MambaConfig::dt_rank}})
+    if (given(flag)) opts.config.*to = ov.*from;
   opts.progress = !ov.quiet;
   opts.stop_at = o.stop_at;
   opts.detect_anomaly = o.detect_anomaly;

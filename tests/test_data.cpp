@@ -48,10 +48,11 @@ Bytes make_text(size_t n, uint64_t seed = 1) {
   return out;
 }
 
-Bytes raw_deflate(const Bytes& in) {
+// `in` compressed by zlib at level 6; `window_bits` picks the format (negative: raw deflate; 16 + ...: gzip).
+Bytes deflate_with(const Bytes& in, int window_bits) {
   z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  Bytes out(deflateBound(&zs, (uLong)in.size()));
+  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  Bytes out(deflateBound(&zs, (uLong)in.size()) + 64);  // room for a gzip header and trailer
   zs.next_in = const_cast<Bytef*>(in.data()), zs.avail_in = (uInt)in.size();
   zs.next_out = out.data(), zs.avail_out = (uInt)out.size();
   REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
@@ -60,17 +61,8 @@ Bytes raw_deflate(const Bytes& in) {
   return out;
 }
 
-Bytes gzip(const Bytes& in) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  Bytes out(deflateBound(&zs, (uLong)in.size()) + 64);
-  zs.next_in = const_cast<Bytef*>(in.data()), zs.avail_in = (uInt)in.size();
-  zs.next_out = out.data(), zs.avail_out = (uInt)out.size();
-  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
+Bytes raw_deflate(const Bytes& in) { return deflate_with(in, -MAX_WBITS); }
+Bytes gzip(const Bytes& in) { return deflate_with(in, 16 + MAX_WBITS); }
 
 uint32_t crc_of(const Bytes& b) { return (uint32_t)crc32(crc32(0, Z_NULL, 0), b.data(), (uInt)b.size()); }
 

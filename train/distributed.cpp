@@ -163,21 +163,27 @@ void World::check_same_as_root(const Fields& mine, const char* op) const {
   }
 }
 
-void World::sum(double* v, int64_t n) const {
-  if (!mpi_) return;
 #if MG_HAVE_MPI
+namespace {
+// MPI_Allreduce (a sum, in place) of `n` elements of `type`, in pieces that MPI's int counts hold.
+template <class T>
+void allreduce_sum(T* v, int64_t n, MPI_Datatype type) {
   for (int64_t i = 0; i < n; i += kMaxCount)
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v + i, (int)std::min(kMaxCount, n - i), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v + i, (int)std::min(kMaxCount, n - i), type, MPI_SUM, MPI_COMM_WORLD),
               "MPI_Allreduce");
+}
+}  // namespace
+#endif
+
+void World::sum(double* v, int64_t n) const {
+#if MG_HAVE_MPI
+  if (mpi_) allreduce_sum(v, n, MPI_DOUBLE);
 #endif
 }
 
 void World::sum(float* v, int64_t n) const {
-  if (!mpi_) return;
 #if MG_HAVE_MPI
-  for (int64_t i = 0; i < n; i += kMaxCount)
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v + i, (int)std::min(kMaxCount, n - i), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-              "MPI_Allreduce");
+  if (mpi_) allreduce_sum(v, n, MPI_FLOAT);
 #endif
 }
 
