@@ -423,9 +423,7 @@ TEST_CASE("run folder: every field of a damaged trainer state is checked with a 
   // restart from step 0.
   { std::ofstream(state, std::ios::binary) << good; }
   rewrite_manifest(ckpt);
-  std::string bytes = read_bytes(state);
-  bytes[bytes.size() - 5] ^= 0x40;
-  { std::ofstream(state, std::ios::binary) << bytes; }
+  xor_byte(state, fs::file_size(state) - 5, 0x40);
   auto e = resume_cli(d / "run");
   CHECK(e.exit_code == 1);
   CHECK(e.err.find("has no usable checkpoint") != std::string::npos);
@@ -437,13 +435,11 @@ TEST_CASE("run folder: a damaged newest checkpoint is set aside and the older co
   const std::string data = write_text(d, 30000);
   cli_ok(tiny_train(data, d / "ref", 4));
   // Kill right after checkpoint 4 committed, before the older one is removed: both are present.
-  auto k = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=checkpoint-published:4"});
-  REQUIRE(k.signal == SIGKILL);
+  test::killed_run(data, d / "run", 4, "checkpoint-published:4");
   REQUIRE(fs::exists(d / "run/checkpoint-3"));
   REQUIRE(fs::exists(d / "run/checkpoint-4"));
-  std::string bytes = read_bytes(d / "run/checkpoint-4/model.safetensors");
-  bytes[bytes.size() / 2] ^= 1;
-  { std::ofstream(d / "run/checkpoint-4/model.safetensors", std::ios::binary) << bytes; }
+  const std::string damaged = d / "run/checkpoint-4/model.safetensors";
+  xor_byte(damaged, fs::file_size(damaged) / 2, 1);
   auto r = resume_cli(d / "run");
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.err.find("checkpoint-4 is not a usable checkpoint") != std::string::npos);
