@@ -237,6 +237,11 @@ void World::wait(Request& r) const {
 
 namespace {
 
+// Parameter `p`'s place in a bucket's flat device buffer, which starts at `offset`: a view of p's shape.
+Tensor slot_of(const Tensor& flat, int64_t offset, const Tensor& p) {
+  return flat.narrow(0, offset, p.numel()).view(p.shape());
+}
+
 // The one CUDA device that all parameters are on, or kCPU when they are not all on one CUDA device.
 Device common_cuda_device(const std::vector<Tensor>& params) {
   if (params.empty() || !params[0].device().is_cuda()) return kCPU;
@@ -328,8 +333,7 @@ void GradientReducer::launch(Bucket& b) {
     // Queued on the compute stream after the ops that made the gradients; the all-reduce after them.
     for (size_t i = 0; i < b.params.size(); ++i) {
       const Tensor& p = params_[b.params[i]];
-      const Tensor dst = b.device_flat.narrow(0, b.offsets[i], p.numel()).view(p.shape());
-      const Tensor g = p.grad();
+      const Tensor dst = slot_of(b.device_flat, b.offsets[i], p), g = p.grad();
       if (g.defined())
         dst.copy_(g);
       else
@@ -373,8 +377,7 @@ void GradientReducer::finish() {
       if (scale_ != 1.0) b.device_flat.mul_(scale_);
       for (size_t i = 0; i < b.params.size(); ++i) {
         const Tensor& p = params_[b.params[i]];
-        const Tensor src = b.device_flat.narrow(0, b.offsets[i], p.numel()).view(p.shape());
-        const Tensor g = p.grad();
+        const Tensor src = slot_of(b.device_flat, b.offsets[i], p), g = p.grad();
         if (g.defined())
           g.copy_(src);
         else
