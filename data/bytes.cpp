@@ -12,7 +12,6 @@
 #include <new>
 #include <string_view>
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
