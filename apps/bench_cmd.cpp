@@ -17,24 +17,107 @@ namespace mg::app {
 
 namespace {
 constexpr int64_t kMaxCount = 1000000;  // repetitions and steps: a bound that an int holds
+
+struct BenchOpts {
+  std::string what;
+  bench::ScanBenchOptions scan;
+  std::vector<std::string> presets;  // train
+  int64_t batch = 16, seq = 256;
+  int steps = 5, warmup = 2;
+  bool peer = false;
+  std::string profile;          // train: the op profiler's Chrome trace of the timed steps
+  bool detect_anomaly = false;  // train: the steps under anomaly mode (its overhead)
+  std::string data;
+  std::string precision = "fp32";  // train
+  std::string device = "cpu";      // scan and train (one --device option for every benchmark that takes one)
+  bench::GenerateBenchOptions gen;
+};
+
+// The options of scan, matmul and conv.
+void add_kernel_bench_options(CLI::App* cmd, BenchOpts& o) {
+  add_checked(cmd, "--reps", o.scan.reps, "timed repetitions (scan: median reported; matmul: best reported)",
+              int_range(1, kMaxCount));
+  add_checked(cmd, "--ref-steps", o.scan.ref_steps,
+              "scan: time the reference on at most this many steps and scale to l (0: min(l, 256))", at_least(0));
+  cmd->add_flag("--quick", o.scan.quick, "small shapes only (a smoke test)");
+}
+
+// The options of train and generate; returns --batch, whose default differs between them.
+CLI::Option* add_model_bench_options(CLI::App* cmd, BenchOpts& o) {
+  cmd->add_option("--preset", o.presets, "train, generate: presets to run (default: small base; generate: small)");
+  auto* batch = add_checked(cmd, "--batch", o.batch,
+                            "train: batch size; generate: sequences decoded together "
+                            "(default 1)",
+                            at_least(1));
+  add_checked(cmd, "--prompt-bytes", o.gen.prompt_bytes, "generate: prompt length (prefill)", at_least(1));
+  add_checked(cmd, "--tokens", o.gen.tokens, "generate: decoded tokens per sequence", at_least(1));
+  cmd->add_flag("--background-load", o.gen.background_load,
+                "generate: a busy thread on CPU 0 during the measurements (a shared machine)");
+  add_checked(cmd, "--seq", o.seq, "train: sequence length", at_least(1));
+  add_checked(cmd, "--steps", o.steps, "train: timed steps", int_range(1, kMaxCount));
+  add_checked(cmd, "--warmup", o.warmup, "train: untimed steps first", int_range(0, kMaxCount));
+  cmd->add_flag("--detect-anomaly", o.detect_anomaly,
+                "train: time the steps under anomaly mode (train --detect-anomaly), to measure its overhead");
+  add_checked(cmd, "--precision", o.precision,
+              "train: fp32, bf16 (mixed precision, as train --precision; the peer under torch.autocast) or both "
+              "(each preset in fp32 then bf16, with the ratio)",
+              CLI::IsMember({"fp32", "bf16", "both"}));
+  cmd->add_option("--profile", o.profile,
+                  "train: profile the timed steps of one preset: write a Chrome trace to this file and print a table "
+                  "per op");
+  cmd->add_option("--data", o.data, "train: sample batches from this byte file's train split (default: random bytes)");
+  cmd->add_flag("--peer", o.peer,
+                "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
+                "ratios");
+  return batch;
+}
+
+// What `bench <what>` runs.
+Run bench_run(const std::shared_ptr<BenchOpts>& o, CLI::Option* batch) {
+  if (o->what == "generate")
+    return [o, batch] {
+      o->gen.batch = batch->count() ? o->batch : 1;
+      o->gen.peer = o->peer;
+      o->gen.device = o->device;
+      int rc = 0;
+      for (const std::string& p : o->presets.empty() ? std::vector<std::string>{"small"} : o->presets) {
+        o->gen.preset = p;
+        rc = std::max(rc, bench::run_generate_bench(o->gen));
+      }
+      return rc;
+    };
+  if (o->what == "train")
+    return [o] {
+      AnomalyMode anomaly(o->detect_anomaly);
+      if (o->detect_anomaly) std::printf("anomaly mode on: every op output and gradient checked for NaN/inf\n");
+      return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device,
+                                    o->precision, o->profile);
+    };
+  if (o->what == "conv")
+    return [o] {
+      MG_CHECK(o->device == "cpu", "[bench conv] measures the CPU kernels; --device {} is not supported", o->device);
+      return bench::run_conv_bench(o->scan.reps, o->scan.quick);
+    };
+  if (o->what == "matmul")
+    return [o] {
+      MG_CHECK(o->device == "cpu",
+               "[bench matmul] measures the CPU gemm against OpenBLAS; --device {} is not "
+               "supported (cuBLAS is timed inside `bench train --device cuda`)",
+               o->device);
+      return bench::run_matmul_bench(o->scan.reps, o->scan.quick);
+    };
+  if (o->device != "cpu")
+    return [o] {
+      o->scan.device = o->device;
+      return bench::run_scan_bench_cuda(o->scan);
+    };
+  return [o] { return bench::run_scan_bench(o->scan); };
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app, Run& run) {
-  struct Opts {
-    std::string what;
-    bench::ScanBenchOptions scan;
-    std::vector<std::string> presets;  // train
-    int64_t batch = 16, seq = 256;
-    int steps = 5, warmup = 2;
-    bool peer = false;
-    std::string profile;          // train: the op profiler's Chrome trace of the timed steps
-    bool detect_anomaly = false;  // train: the steps under anomaly mode (its overhead)
-    std::string data;
-    std::string precision = "fp32";  // train
-    std::string device = "cpu";      // scan and train (one --device option for every benchmark that takes one)
-    bench::GenerateBenchOptions gen;
-  };
-  auto o = std::make_shared<Opts>();
+  auto o = std::make_shared<BenchOpts>();
   auto* cmd = app.add_subcommand("bench", "benchmarks that print figures (see docs/perf.md)");
   cmd->add_option("what", o->what,
                   "which benchmark: scan (fused selective_scan vs its composed reference), matmul (our CPU gemm vs "
@@ -43,47 +126,8 @@ void add_bench_command(CLI::App& app, Run& run) {
                   "and decode tokens/s against the machine's floors)")
       ->required()
       ->check(CLI::IsMember({"scan", "matmul", "conv", "train", "generate"}));
-  cmd->add_option("--reps", o->scan.reps, "timed repetitions (scan: median reported; matmul: best reported)")
-      ->capture_default_str()
-      ->check(int_range(1, kMaxCount));
-  cmd->add_option("--ref-steps", o->scan.ref_steps,
-                  "scan: time the reference on at most this many steps and scale to l (0: min(l, 256))")
-      ->capture_default_str()
-      ->check(at_least(0));
-  cmd->add_flag("--quick", o->scan.quick, "small shapes only (a smoke test)");
-  cmd->add_option("--preset", o->presets, "train, generate: presets to run (default: small base; generate: small)");
-  auto* batch = cmd->add_option("--batch", o->batch,
-                                "train: batch size; generate: sequences decoded together "
-                                "(default 1)")
-                    ->capture_default_str()
-                    ->check(at_least(1));
-  cmd->add_option("--prompt-bytes", o->gen.prompt_bytes, "generate: prompt length (prefill)")
-      ->capture_default_str()
-      ->check(at_least(1));
-  cmd->add_option("--tokens", o->gen.tokens, "generate: decoded tokens per sequence")
-      ->capture_default_str()
-      ->check(at_least(1));
-  cmd->add_flag("--background-load", o->gen.background_load,
-                "generate: a busy thread on CPU 0 during the measurements (a shared machine)");
-  cmd->add_option("--seq", o->seq, "train: sequence length")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--steps", o->steps, "train: timed steps")->capture_default_str()->check(int_range(1, kMaxCount));
-  cmd->add_option("--warmup", o->warmup, "train: untimed steps first")
-      ->capture_default_str()
-      ->check(int_range(0, kMaxCount));
-  cmd->add_flag("--detect-anomaly", o->detect_anomaly,
-                "train: time the steps under anomaly mode (train --detect-anomaly), to measure its overhead");
-  cmd->add_option("--precision", o->precision,
-                  "train: fp32, bf16 (mixed precision, as train --precision; the peer under torch.autocast) or both "
-                  "(each preset in fp32 then bf16, with the ratio)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16", "both"}));
-  cmd->add_option("--profile", o->profile,
-                  "train: profile the timed steps of one preset: write a Chrome trace to this file and print a table "
-                  "per op");
-  cmd->add_option("--data", o->data, "train: sample batches from this byte file's train split (default: random bytes)");
-  cmd->add_flag("--peer", o->peer,
-                "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
-                "ratios");
+  add_kernel_bench_options(cmd, *o);
+  CLI::Option* batch = add_model_bench_options(cmd, *o);
   cmd->add_option(
          "--device", o->device,
          "scan, train, generate: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
@@ -96,45 +140,7 @@ void add_bench_command(CLI::App& app, Run& run) {
                    "note: this build runs CUDA on the CPU emulator (-DMG_CUDA=EMULATE): its timings say "
                    "nothing about a GPU\n");
 #endif
-    if (o->what == "generate")
-      run = [o, batch] {
-        o->gen.batch = batch->count() ? o->batch : 1;
-        o->gen.peer = o->peer;
-        o->gen.device = o->device;
-        int rc = 0;
-        for (const std::string& p : o->presets.empty() ? std::vector<std::string>{"small"} : o->presets) {
-          o->gen.preset = p;
-          rc = std::max(rc, bench::run_generate_bench(o->gen));
-        }
-        return rc;
-      };
-    else if (o->what == "train")
-      run = [o] {
-        AnomalyMode anomaly(o->detect_anomaly);
-        if (o->detect_anomaly) std::printf("anomaly mode on: every op output and gradient checked for NaN/inf\n");
-        return bench::run_train_bench(o->presets, o->batch, o->seq, o->steps, o->warmup, o->peer, o->data, o->device,
-                                      o->precision, o->profile);
-      };
-    else if (o->what == "conv")
-      run = [o] {
-        MG_CHECK(o->device == "cpu", "[bench conv] measures the CPU kernels; --device {} is not supported", o->device);
-        return bench::run_conv_bench(o->scan.reps, o->scan.quick);
-      };
-    else if (o->what == "matmul")
-      run = [o] {
-        MG_CHECK(o->device == "cpu",
-                 "[bench matmul] measures the CPU gemm against OpenBLAS; --device {} is not "
-                 "supported (cuBLAS is timed inside `bench train --device cuda`)",
-                 o->device);
-        return bench::run_matmul_bench(o->scan.reps, o->scan.quick);
-      };
-    else if (o->device != "cpu")
-      run = [o] {
-        o->scan.device = o->device;
-        return bench::run_scan_bench_cuda(o->scan);
-      };
-    else
-      run = [o] { return bench::run_scan_bench(o->scan); };
+    run = bench_run(o, batch);
   });
 }
 

@@ -64,4 +64,11 @@ inline CLI::Validator real(std::function<bool(double)> ok, std::string valid) {
       valid);
 }
 
+// An option shown with its default in --help and checked by `check` before it is converted.
+template <typename T>
+CLI::Option* add_checked(CLI::App* cmd, const std::string& name, T& value, const std::string& help,
+                         const CLI::Validator& check) {
+  return cmd->add_option(name, value, help)->capture_default_str()->check(check);
+}
+
 }  // namespace mg::app

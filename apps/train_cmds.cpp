@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <tuple>
+#include <utility>
 
 #include "apps/commands.h"
 #include "apps/device_option.h"
@@ -31,139 +33,169 @@ std::string default_run_folder(const std::string& preset, bool overwrite) {
   }
 }
 
+namespace {
+
+// What `train` takes besides TrainOptions' own fields: the model's sizes (applied over the preset) and
+// the options that are not kept as typed.
+struct TrainOverrides {
+  int64_t d_model = 0, n_layer = 0, d_state = 0, d_conv = 0, expand = 0, dt_rank = 0;
+  std::string resume, device = "cpu", precision = "fp32";
+  bool quiet = false, overwrite = false;
+};
+
+void add_model_options(CLI::App* cmd, TrainOptions& o, TrainOverrides& ov) {
+  cmd->add_option("--preset", o.preset, "tiny, small or base")
+      ->capture_default_str()
+      ->check(CLI::IsMember(MambaConfig::preset_names()));
+  cmd->add_option("--d-model", ov.d_model, "override the preset's d_model")->check(at_least(1));
+  cmd->add_option("--n-layer", ov.n_layer, "override the number of layers")->check(at_least(1));
+  cmd->add_option("--d-state", ov.d_state, "override the SSM state size")->check(at_least(1));
+  cmd->add_option("--d-conv", ov.d_conv, "override the conv width")->check(at_least(1));
+  cmd->add_option("--expand", ov.expand, "override d_inner / d_model")->check(at_least(1));
+  cmd->add_option("--dt-rank", ov.dt_rank, "override dt_rank (0: ceil(d_model / 16))")->check(at_least(0));
+}
+
+void add_schedule_options(CLI::App* cmd, TrainOptions& o, TrainOverrides& ov) {
+  add_checked(cmd, "--steps", o.steps, "optimizer steps", at_least(1));
+  add_checked(cmd, "--batch", o.batch, "sequences per step", at_least(1));
+  add_checked(cmd, "--seq", o.seq, "bytes per sequence", at_least(1));
+  add_checked(cmd, "--lr", o.lr, "peak learning rate", real([](double v) { return v > 0; }, "a positive number"));
+  add_checked(cmd, "--warmup", o.warmup, "linear warm-up steps (-1: min(100, steps / 10))",
+              integer<int64_t>([](int64_t v) { return v >= -1; }, "-1 (auto) or a non-negative integer"));
+  add_checked(cmd, "--weight-decay", o.weight_decay, "AdamW weight decay on matrices",
+              real([](double v) { return v >= 0; }, "a non-negative number"));
+  add_checked(cmd, "--clip", o.clip, "global gradient-norm clip",
+              real([](double v) { return v > 0; }, "a positive number (the largest gradient norm allowed)"));
+  add_checked(cmd, "--eval-every", o.eval_every, "validation and checkpoint every K steps (0: only at the end)",
+              at_least(0));
+  add_checked(cmd, "--eval-bytes", o.eval_bytes, "validation bytes per evaluation (-1: all)",
+              minus_one_or_positive("the whole split"));
+  add_checked(cmd, "--test-bytes", o.test_bytes, "test bytes at the end (-1: all)",
+              minus_one_or_positive("the whole split"));
+  add_checked(cmd, "--seed", o.seed, "seed of the initialisation and the batches", unsigned_integer());
+  cmd->add_flag("--carry-state", o.carry_state,
+                "read the train split as --batch contiguous streams, each window starting from the previous one's "
+                "final state (detached); validation and test then read streams too (eval --stream)");
+  add_checked(cmd, "--precision", ov.precision,
+              "fp32, or bf16: mixed precision (matmul inputs rounded to bfloat16, float32 sums; parameters, "
+              "gradients, optimizer state and checkpoints stay float32; may change on resume)",
+              CLI::IsMember({"fp32", "bf16"}));
+}
+
+void add_run_options(CLI::App* cmd, TrainOptions& o, TrainOverrides& ov) {
+  cmd->add_option("--resume", ov.resume, "continue the run in this folder");
+  cmd->add_option("--stop-at", o.stop_at, "save and stop after this step (continue later with --resume)")
+      ->check(at_least(1));
+  cmd->add_flag("--quiet", ov.quiet, "no progress output");
+  cmd->add_flag("--detect-anomaly", o.detect_anomaly,
+                "check every op output and gradient for NaN/inf and stop at the first, naming the op and its module "
+                "(slower; may change on resume)");
+  cmd->add_option("--profile", o.profile,
+                  "profile steps (every op's forward and backward: time, thread, shapes, bytes): write a Chrome trace "
+                  "to this file (open it in ui.perfetto.dev) and print a table per op");
+  add_checked(cmd, "--profile-steps", o.profile_steps,
+              "steps to profile with --profile (the first step is skipped as a warm-up when there are enough)",
+              at_least(1));
+  cmd->add_flag("--memory-report", o.memory_report,
+                "print the live tensor memory at the peak of one step (the second, or the first of a 1-step run): "
+                "parameters, gradients, optimizer state, activations saved for backward, by op");
+  add_device_option(cmd, ov.device, "train on this device (a run may resume on another)");
+}
+
+// The options of the run in --resume, with everything typed applied; train() refuses the options a run
+// cannot change, naming them.
+TrainOptions resumed_options(const TrainOptions& o, const TrainOverrides& ov, const CLI::App* cmd) {
+  auto given = [&](const char* flag) { return cmd->count(flag) > 0; };
+  MG_CHECK(!ov.resume.empty(), "[train] --resume is empty: name the run folder to continue");
+  MG_CHECK(!ov.overwrite,
+           "[train] --resume and --overwrite exclude each other: --resume continues the run in {}, --overwrite "
+           "would replace it",
+           ov.resume);
+  MG_CHECK(!given("--out") || fs::weakly_canonical(o.out) == fs::weakly_canonical(ov.resume),
+           "[train] --out {} and --resume {} name different folders: a resumed run continues in its own folder", o.out,
+           ov.resume);
+  TrainOptions opts = load_run_options(ov.resume);
+  opts.out = ov.resume;
+  if (given("--preset")) opts.preset = o.preset, opts.config = MambaConfig::preset(o.preset);
+  if (given("--data")) opts.data = o.data;
+  using Int = int64_t TrainOptions::*;
+  for (const auto& [flag, field] : {std::pair<const char*, Int>{"--steps", &TrainOptions::steps},
+                                    {"--batch", &TrainOptions::batch},
+                                    {"--seq", &TrainOptions::seq},
+                                    {"--warmup", &TrainOptions::warmup},
+                                    {"--eval-every", &TrainOptions::eval_every},
+                                    {"--eval-bytes", &TrainOptions::eval_bytes},
+                                    {"--test-bytes", &TrainOptions::test_bytes}})
+    if (given(flag)) opts.*field = o.*field;
+  using Real = double TrainOptions::*;
+  for (const auto& [flag, field] : {std::pair<const char*, Real>{"--lr", &TrainOptions::lr},
+                                    {"--weight-decay", &TrainOptions::weight_decay},
+                                    {"--clip", &TrainOptions::clip}})
+    if (given(flag)) opts.*field = o.*field;
+  if (given("--seed")) opts.seed = o.seed;
+  if (given("--carry-state")) opts.carry_state = o.carry_state;
+  if (given("--precision")) opts.precision = *parse_precision(ov.precision);
+  return opts;
+}
+
+TrainOptions new_run_options(const TrainOptions& o, const TrainOverrides& ov, const CLI::App* cmd) {
+  TrainOptions opts = o;
+  MG_CHECK(!opts.data.empty(),
+           "[train] --data is required: a byte file such as enwik8.zip (download it with: curl -LO "
+           "http://mattmahoney.net/dc/enwik8.zip)");
+  opts.config = MambaConfig::preset(opts.preset);
+  opts.precision = *parse_precision(ov.precision);
+  if (cmd->count("--out") == 0) opts.out = default_run_folder(opts.preset, ov.overwrite);
+  return opts;
+}
+
+// The options train() runs with: the run's (resumed) or the typed ones (new), then the model's sizes and
+// the options that apply to this process only.
+TrainOptions train_options(const TrainOptions& o, const TrainOverrides& ov, const CLI::App* cmd, bool resume) {
+  auto given = [&](const char* flag) { return cmd->count(flag) > 0; };
+  TrainOptions opts = resume ? resumed_options(o, ov, cmd) : new_run_options(o, ov, cmd);
+  using Size = int64_t TrainOverrides::*;
+  using ConfigSize = int64_t MambaConfig::*;
+  for (const auto& [flag, from, to] :
+       {std::tuple<const char*, Size, ConfigSize>{"--d-model", &TrainOverrides::d_model, &MambaConfig::d_model},
+        {"--n-layer", &TrainOverrides::n_layer, &MambaConfig::n_layer},
+        {"--d-state", &TrainOverrides::d_state, &MambaConfig::d_state},
+        {"--d-conv", &TrainOverrides::d_conv, &MambaConfig::d_conv},
+        {"--expand", &TrainOverrides::expand, &MambaConfig::expand},
+        {"--dt-rank", &TrainOverrides::dt_rank, &MambaConfig::dt_rank}})
+    if (given(flag)) opts.config.*to = ov.*from;
+  opts.progress = !ov.quiet;
+  opts.stop_at = o.stop_at;
+  opts.detect_anomaly = o.detect_anomaly;
+  opts.profile = o.profile;
+  opts.profile_steps = o.profile_steps;
+  opts.memory_report = o.memory_report;
+  MG_CHECK(given("--profile") || !given("--profile-steps"),
+           "[train] --profile-steps needs --profile FILE.json (the trace it writes)");
+  opts.overwrite = ov.overwrite;
+  return opts;
+}
+
+}  // namespace
+
 void add_train_command(CLI::App& app, Run& run) {
   auto o = std::make_shared<TrainOptions>();
-  struct Over {
-    int64_t d_model = 0, n_layer = 0, d_state = 0, d_conv = 0, expand = 0, dt_rank = 0;
-    std::string resume, device = "cpu", precision = "fp32";
-    bool quiet = false, overwrite = false;
-  };
-  auto ov = std::make_shared<Over>();
+  auto ov = std::make_shared<TrainOverrides>();
   auto* cmd = app.add_subcommand("train", "train a Mamba LM on enwik8 or any byte file");
   cmd->add_option("--data", o->data, "enwik8.zip, a .gz file or any byte file");
   cmd->add_option("--out", o->out,
                   "run folder (checkpoints, metrics.jsonl, curves.svg); default runs/<preset>, or runs/<preset>-2, "
                   "-3 ... when that holds a run");
   cmd->add_flag("--overwrite", ov->overwrite, "replace the run already in --out (its own files only)");
-  cmd->add_option("--preset", o->preset, "tiny, small or base")
-      ->capture_default_str()
-      ->check(CLI::IsMember(MambaConfig::preset_names()));
-  cmd->add_option("--d-model", ov->d_model, "override the preset's d_model")->check(at_least(1));
-  cmd->add_option("--n-layer", ov->n_layer, "override the number of layers")->check(at_least(1));
-  cmd->add_option("--d-state", ov->d_state, "override the SSM state size")->check(at_least(1));
-  cmd->add_option("--d-conv", ov->d_conv, "override the conv width")->check(at_least(1));
-  cmd->add_option("--expand", ov->expand, "override d_inner / d_model")->check(at_least(1));
-  cmd->add_option("--dt-rank", ov->dt_rank, "override dt_rank (0: ceil(d_model / 16))")->check(at_least(0));
-  cmd->add_option("--steps", o->steps, "optimizer steps")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--batch", o->batch, "sequences per step")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--seq", o->seq, "bytes per sequence")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--lr", o->lr, "peak learning rate")
-      ->capture_default_str()
-      ->check(real([](double v) { return v > 0; }, "a positive number"));
-  cmd->add_option("--warmup", o->warmup, "linear warm-up steps (-1: min(100, steps / 10))")
-      ->capture_default_str()
-      ->check(integer<int64_t>([](int64_t v) { return v >= -1; }, "-1 (auto) or a non-negative integer"));
-  cmd->add_option("--weight-decay", o->weight_decay, "AdamW weight decay on matrices")
-      ->capture_default_str()
-      ->check(real([](double v) { return v >= 0; }, "a non-negative number"));
-  cmd->add_option("--clip", o->clip, "global gradient-norm clip")
-      ->capture_default_str()
-      ->check(real([](double v) { return v > 0; }, "a positive number (the largest gradient norm allowed)"));
-  cmd->add_option("--eval-every", o->eval_every, "validation and checkpoint every K steps (0: only at the end)")
-      ->capture_default_str()
-      ->check(at_least(0));
-  cmd->add_option("--eval-bytes", o->eval_bytes, "validation bytes per evaluation (-1: all)")
-      ->capture_default_str()
-      ->check(minus_one_or_positive("the whole split"));
-  cmd->add_option("--test-bytes", o->test_bytes, "test bytes at the end (-1: all)")
-      ->capture_default_str()
-      ->check(minus_one_or_positive("the whole split"));
-  cmd->add_option("--seed", o->seed, "seed of the initialisation and the batches")
-      ->capture_default_str()
-      ->check(unsigned_integer());
-  cmd->add_flag("--carry-state", o->carry_state,
-                "read the train split as --batch contiguous streams, each window starting from the previous one's "
-                "final state (detached); validation and test then read streams too (eval --stream)");
-  cmd->add_option("--precision", ov->precision,
-                  "fp32, or bf16: mixed precision (matmul inputs rounded to bfloat16, float32 sums; parameters, "
-                  "gradients, optimizer state and checkpoints stay float32; may change on resume)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->add_option("--resume", ov->resume, "continue the run in this folder");
-  cmd->add_option("--stop-at", o->stop_at, "save and stop after this step (continue later with --resume)")
-      ->check(at_least(1));
-  cmd->add_flag("--quiet", ov->quiet, "no progress output");
-  cmd->add_flag("--detect-anomaly", o->detect_anomaly,
-                "check every op output and gradient for NaN/inf and stop at the first, naming the op and its module "
-                "(slower; may change on resume)");
-  cmd->add_option("--profile", o->profile,
-                  "profile steps (every op's forward and backward: time, thread, shapes, bytes): write a Chrome trace "
-                  "to this file (open it in ui.perfetto.dev) and print a table per op");
-  cmd->add_option("--profile-steps", o->profile_steps,
-                  "steps to profile with --profile (the first step is skipped as a warm-up when there are enough)")
-      ->capture_default_str()
-      ->check(at_least(1));
-  cmd->add_flag("--memory-report", o->memory_report,
-                "print the live tensor memory at the peak of one step (the second, or the first of a 1-step run): "
-                "parameters, gradients, optimizer state, activations saved for backward, by op");
-  add_device_option(cmd, ov->device, "train on this device (a run may resume on another)");
+  add_model_options(cmd, *o, *ov);
+  add_schedule_options(cmd, *o, *ov);
+  add_run_options(cmd, *o, *ov);
   cmd->callback([o, ov, cmd, &run] {
     run = [o, ov, cmd] {
       const Device device = resolve_device(ov->device, "train");
-      TrainOptions opts = *o;
-      auto given = [&](const char* flag) { return cmd->count(flag) > 0; };
-      const bool resume = given("--resume");
-      MG_CHECK(!resume || !ov->resume.empty(), "[train] --resume is empty: name the run folder to continue");
-      if (resume) {
-        MG_CHECK(!ov->overwrite,
-                 "[train] --resume and --overwrite exclude each other: --resume continues the run in {}, --overwrite "
-                 "would replace it",
-                 ov->resume);
-        MG_CHECK(!given("--out") || fs::weakly_canonical(o->out) == fs::weakly_canonical(ov->resume),
-                 "[train] --out {} and --resume {} name different folders: a resumed run continues in its own folder",
-                 o->out, ov->resume);
-        opts = load_run_options(ov->resume);
-        opts.out = ov->resume;
-        // Everything typed is applied; train() refuses the options a run cannot change, naming them.
-        if (given("--preset")) opts.preset = o->preset, opts.config = MambaConfig::preset(o->preset);
-        if (given("--data")) opts.data = o->data;
-        if (given("--steps")) opts.steps = o->steps;
-        if (given("--batch")) opts.batch = o->batch;
-        if (given("--seq")) opts.seq = o->seq;
-        if (given("--lr")) opts.lr = o->lr;
-        if (given("--warmup")) opts.warmup = o->warmup;
-        if (given("--weight-decay")) opts.weight_decay = o->weight_decay;
-        if (given("--clip")) opts.clip = o->clip;
-        if (given("--eval-every")) opts.eval_every = o->eval_every;
-        if (given("--eval-bytes")) opts.eval_bytes = o->eval_bytes;
-        if (given("--test-bytes")) opts.test_bytes = o->test_bytes;
-        if (given("--seed")) opts.seed = o->seed;
-        if (given("--carry-state")) opts.carry_state = o->carry_state;
-        if (given("--precision")) opts.precision = *parse_precision(ov->precision);
-      } else {
-        MG_CHECK(!opts.data.empty(),
-                 "[train] --data is required: a byte file such as enwik8.zip (download it with: curl -LO "
-                 "http://mattmahoney.net/dc/enwik8.zip)");
-        opts.config = MambaConfig::preset(opts.preset);
-        opts.precision = *parse_precision(ov->precision);
-        if (!given("--out")) opts.out = default_run_folder(opts.preset, ov->overwrite);
-      }
-      if (given("--d-model")) opts.config.d_model = ov->d_model;
-      if (given("--n-layer")) opts.config.n_layer = ov->n_layer;
-      if (given("--d-state")) opts.config.d_state = ov->d_state;
-      if (given("--d-conv")) opts.config.d_conv = ov->d_conv;
-      if (given("--expand")) opts.config.expand = ov->expand;
-      if (given("--dt-rank")) opts.config.dt_rank = ov->dt_rank;
-      opts.progress = !ov->quiet;
-      opts.stop_at = o->stop_at;
-      opts.detect_anomaly = o->detect_anomaly;
-      opts.profile = o->profile;
-      opts.profile_steps = o->profile_steps;
-      opts.memory_report = o->memory_report;
-      MG_CHECK(given("--profile") || !given("--profile-steps"),
-               "[train] --profile-steps needs --profile FILE.json (the trace it writes)");
+      const bool resume = cmd->count("--resume") > 0;
+      TrainOptions opts = train_options(*o, *ov, cmd, resume);
       opts.device = device;
-      opts.overwrite = ov->overwrite;
       const TrainResult r = train(opts, resume);
       return r.signal ? interrupted_exit_status(r.signal) : 0;
     };

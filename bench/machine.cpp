@@ -40,49 +40,34 @@ double best_gflops(int threads, double flop, F&& chains) {
   return best;
 }
 
+namespace {
+
+// The fp32 lanes of the widest vector the build targets. x * m + a on it compiles to one fused
+// multiply-add where the target has FMA (GCC contracts it: -ffp-contract=fast is the GNU default).
+#if defined(__AVX512F__)
+constexpr int kFmaLanes = 16;
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kFmaLanes = 8;
+#else
+constexpr int kFmaLanes = 4;
+#endif
+typedef float FmaVec __attribute__((vector_size(4 * kFmaLanes)));
+
+}  // namespace
+
 // FLOP/s of independent fp32 FMA chains on every thread: the machine's practical peak.
 double measure_peak_gflops(int threads) {
   constexpr int64_t iters = 20'000'000;
-#if defined(__AVX512F__)
-  constexpr double lanes = 16;
-#elif defined(__AVX2__) && defined(__FMA__)
-  constexpr double lanes = 8;
-#else
-  constexpr double lanes = 4;
-#endif
-  return best_gflops(threads, double(iters) * 12 * lanes * 2, [](int seed) {
-    float sink = 0;
-#if defined(__AVX512F__)
-    __m512 acc[12], m = _mm512_set1_ps(0.9999f), a = _mm512_set1_ps(1e-7f);
-    for (auto& x : acc) x = _mm512_set1_ps(float(seed));
-    for (int64_t i = 0; i < iters; ++i)
-#pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
-      for (auto& x : acc) x = _mm512_fmadd_ps(x, m, a);
-    alignas(64) float t[16];
-    for (auto& x : acc) {
-      _mm512_store_ps(t, x);
-      for (float v : t) sink += v;
-    }
-#elif defined(__AVX2__) && defined(__FMA__)
-    __m256 acc[12], m = _mm256_set1_ps(0.9999f), a = _mm256_set1_ps(1e-7f);
-    for (auto& x : acc) x = _mm256_set1_ps(float(seed));
-    for (int64_t i = 0; i < iters; ++i)
-#pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
-      for (auto& x : acc) x = _mm256_fmadd_ps(x, m, a);
-    alignas(32) float t[8];
-    for (auto& x : acc) {
-      _mm256_store_ps(t, x);
-      for (float v : t) sink += v;
-    }
-#else
-    typedef float V __attribute__((vector_size(16)));
-    V acc[12], m = V{} + 0.9999f, a = V{} + 1e-7f;
-    for (auto& x : acc) x = V{} + float(seed);
+  return best_gflops(threads, double(iters) * 12 * kFmaLanes * 2, [](int seed) {
+    FmaVec acc[12];
+    const FmaVec m = FmaVec{} + 0.9999f, a = FmaVec{} + 1e-7f;
+    for (auto& x : acc) x = FmaVec{} + float(seed);
     for (int64_t i = 0; i < iters; ++i)
 #pragma GCC unroll 12  // keep the 12 chains in registers (without it GCC spills them: a third of the peak)
       for (auto& x : acc) x = x * m + a;
-    for (auto& x : acc) sink += x[0] + x[1] + x[2] + x[3];
-#endif
+    float sink = 0;
+    for (auto& x : acc)
+      for (int k = 0; k < kFmaLanes; ++k) sink += x[k];
     return sink;
   });
 }

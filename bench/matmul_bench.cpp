@@ -158,15 +158,8 @@ void decode_section(int reps, const OpenBlas& ob) {
   mg::print(" (above 1: ours faster)\n");
 }
 
-}  // namespace
-
-// Declared in apps/bench_cmd.cpp.
-int run_matmul_bench(int reps, bool quick) {
-  MG_CHECK(reps >= 1, "[bench matmul] --reps must be at least 1 (the best of that many trials is reported), got {}",
-           reps);
-  const int threads = num_threads();
-  OpenBlas ob = load_openblas();
-  if (ob.sgemm && ob.set_threads) ob.set_threads(threads);
+// The machine's measured peaks and the peer, printed before the tables.
+void print_matmul_header(int threads, int reps, const OpenBlas& ob) {
   mg::print("gemm, float32, row-major, {} threads; best of {} trials\n", threads, reps);
   const double peak = measure_peak_gflops(threads), bf16_peak = measure_bf16_peak_gflops(threads);
   mg::print("peak (measured, fp32 FMA loop on {} threads): {:.1f} GFLOP/s\n", threads, peak);
@@ -178,25 +171,26 @@ int run_matmul_bench(int reps, bool quick) {
               getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "");
   else
     mg::print("peer: OpenBLAS skipped ({})\n", ob.error);
-  decode_section(reps, ob);
+}
 
-  struct Preset {
-    const char* name;
-    int64_t d_model, d_inner, dt_rank, d_state;
-  };
-  std::vector<Preset> presets = {{"small", 256, 512, 16, 16}, {"base", 512, 1024, 32, 16}};
-  const int64_t M = quick ? 512 : 16 * 256;
-  if (quick) presets.resize(1);
+struct MatmulPreset {
+  const char* name;
+  int64_t d_model, d_inner, dt_rank, d_state;
+};
 
-  struct Row {
-    std::string preset, layer, form;
-    bool ta, tb;
-    int64_t M, N, K;
-    double ours = 0, theirs = 0;                      // GFLOP/s
-    double bf16_fp32 = 0, bf16_dp = 0, bf16_amx = 0;  // the bf16 gemm's ways, GFLOP/s (0: not run)
-  };
-  std::vector<Row> rows;
-  for (const Preset& p : presets) {
+// One gemm of a training step.
+struct MatmulRow {
+  std::string preset, layer, form;
+  bool ta, tb;
+  int64_t M, N, K;
+  double ours = 0, theirs = 0;                      // GFLOP/s
+  double bf16_fp32 = 0, bf16_dp = 0, bf16_amx = 0;  // the bf16 gemm's ways, GFLOP/s (0: not run)
+};
+
+// The forward and the two backward gemms of every linear layer of the presets, on M tokens.
+std::vector<MatmulRow> training_rows(const std::vector<MatmulPreset>& presets, int64_t M) {
+  std::vector<MatmulRow> rows;
+  for (const MatmulPreset& p : presets) {
     struct Layer {
       const char* name;
       int64_t K, N;
@@ -212,51 +206,59 @@ int run_matmul_bench(int reps, bool quick) {
       rows.push_back({p.name, l.name, "dW = dY^T X", true, false, l.N, l.K, M});
     }
   }
+  return rows;
+}
 
-  // All of ours first, then all of OpenBLAS: its idle threads spin for a while after each call and
-  // would steal the cores from the next measurement if the two were interleaved.
+// Ours (float32, and the bf16 gemm's ways this CPU has) on one row's operands.
+void time_ours(MatmulRow& s, int reps, const float* a, int64_t lda, const float* b, int64_t ldb, float* c) {
+  const double flop = 2.0 * s.M * s.N * s.K;
+  s.ours = flop / 1e9 /
+           best_seconds(reps, [&] { cpu::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, a, lda, b, ldb, 0.f, c, s.N); });
+  auto bf16_way = [&](cpu::Bf16Gemm way) {
+    return flop / 1e9 /
+           best_seconds(reps, [&] { cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a, lda, b, ldb, 0.f, c, s.N, way); });
+  };
+  s.bf16_fp32 = bf16_way(cpu::Bf16Gemm::fp32);
+  if (cpu::cpu_has_avx512_bf16()) s.bf16_dp = bf16_way(cpu::Bf16Gemm::dpbf16);
+  if (cpu::cpu_has_amx()) s.bf16_amx = bf16_way(cpu::Bf16Gemm::amx);
+}
+
+// All of ours first, then all of OpenBLAS: its idle threads spin for a while after each call and would
+// steal the cores from the next measurement if the two were interleaved.
+void time_training_rows(std::vector<MatmulRow>& rows, int reps, const OpenBlas& ob) {
   for (int lib = 0; lib < (ob.sgemm ? 2 : 1); ++lib) {
     if (lib == 1) std::this_thread::sleep_for(std::chrono::milliseconds(500));
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> dist(-1.f, 1.f);
-    for (Row& s : rows) {
+    for (MatmulRow& s : rows) {
       // Stored operands: A is (M, K), or (K, M) when ta; B is (K, N), or (N, K) when tb.
       std::vector<float> a(s.M * s.K), b(s.K * s.N), c(s.M * s.N, 0.f);
       for (float& x : a) x = dist(rng);
       for (float& x : b) x = dist(rng);
       const int64_t lda = s.ta ? s.M : s.K, ldb = s.tb ? s.K : s.N;
-      const double flop = 2.0 * s.M * s.N * s.K;
       if (lib == 0) {
-        s.ours = flop / 1e9 / best_seconds(reps, [&] {
-                   cpu::gemm<float>(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N);
-                 });
-        s.bf16_fp32 = flop / 1e9 / best_seconds(reps, [&] {
-                        cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N,
-                                       cpu::Bf16Gemm::fp32);
-                      });
-        auto bf16_way = [&](cpu::Bf16Gemm way) {
-          return flop / 1e9 / best_seconds(reps, [&] {
-                   cpu::gemm_bf16(s.ta, s.tb, s.M, s.N, s.K, a.data(), lda, b.data(), ldb, 0.f, c.data(), s.N, way);
-                 });
-        };
-        if (cpu::cpu_has_avx512_bf16()) s.bf16_dp = bf16_way(cpu::Bf16Gemm::dpbf16);
-        if (cpu::cpu_has_amx()) s.bf16_amx = bf16_way(cpu::Bf16Gemm::amx);
-      } else {
-        s.theirs = flop / 1e9 / best_seconds(reps, [&] {
-                     ob.sgemm(101, s.ta ? 112 : 111, s.tb ? 112 : 111, int(s.M), int(s.N), int(s.K), 1.f, a.data(),
-                              int(lda), b.data(), int(ldb), 0.f, c.data(), int(s.N));
-                   });
+        time_ours(s, reps, a.data(), lda, b.data(), ldb, c.data());
+        continue;
       }
+      s.theirs = 2.0 * s.M * s.N * s.K / 1e9 / best_seconds(reps, [&] {
+                   ob.sgemm(101, s.ta ? 112 : 111, s.tb ? 112 : 111, int(s.M), int(s.N), int(s.K), 1.f, a.data(),
+                            int(lda), b.data(), int(ldb), 0.f, c.data(), int(s.N));
+                 });
     }
   }
+}
 
+// A table per preset, then the geometric means.
+void print_training_rows(const std::vector<MatmulRow>& rows, const std::vector<MatmulPreset>& presets, int64_t M,
+                         const OpenBlas& ob) {
   double log_ratio_sum = 0, min_ratio = 1e30, bf16_log_sum = 0;
   int n_ratio = 0;
   std::string last;
-  for (const Row& s : rows) {
+  for (const MatmulRow& s : rows) {
     if (s.preset != last) {
       last = s.preset;
-      const Preset& p = *std::find_if(presets.begin(), presets.end(), [&](const Preset& q) { return q.name == last; });
+      const MatmulPreset& p =
+          *std::find_if(presets.begin(), presets.end(), [&](const MatmulPreset& q) { return q.name == last; });
       mg::print("\n{} preset (d_model {}, d_inner {}, dt_rank {}, d_state {}), tokens M = {}\n", p.name, p.d_model,
                 p.d_inner, p.dt_rank, p.d_state, M);
       mg::print("  {:<10} {:<12} {:>16} {:>10} {:>10} {:>7} {:>10} {:>10} {:>10} {:>9}\n", "layer", "form",
@@ -288,6 +290,25 @@ int run_matmul_bench(int reps, bool quick) {
   if (n_ratio)
     mg::print("\nours / OpenBLAS over {} shapes: geometric mean {:.2f}x, minimum {:.2f}x\n", n_ratio,
               std::exp(log_ratio_sum / n_ratio), min_ratio);
+}
+
+}  // namespace
+
+// Declared in apps/bench_cmd.cpp.
+int run_matmul_bench(int reps, bool quick) {
+  MG_CHECK(reps >= 1, "[bench matmul] --reps must be at least 1 (the best of that many trials is reported), got {}",
+           reps);
+  const int threads = num_threads();
+  OpenBlas ob = load_openblas();
+  if (ob.sgemm && ob.set_threads) ob.set_threads(threads);
+  print_matmul_header(threads, reps, ob);
+  decode_section(reps, ob);
+  std::vector<MatmulPreset> presets = {{"small", 256, 512, 16, 16}, {"base", 512, 1024, 32, 16}};
+  const int64_t M = quick ? 512 : 16 * 256;
+  if (quick) presets.resize(1);
+  std::vector<MatmulRow> rows = training_rows(presets, M);
+  time_training_rows(rows, reps, ob);
+  print_training_rows(rows, presets, M, ob);
   return 0;
 }
 

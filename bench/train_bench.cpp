@@ -233,20 +233,18 @@ std::map<std::string, std::string> run_best_peer(const std::string& preset, int6
   return best;
 }
 
-}  // namespace
+// --precision: fp32, bf16 or both (fp32 then bf16).
+std::vector<Precision> bench_precisions(const std::string& precision_arg) {
+  if (precision_arg == "both") return {Precision::f32, Precision::bf16};
+  const auto p = parse_precision(precision_arg);
+  MG_CHECK(p.has_value(), "[bench train] --precision {} is not one of fp32, bf16, both", precision_arg);
+  return {*p};
+}
 
-int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps, int warmup,
-                    bool peer, const std::string& data_path, const std::string& device_name,
-                    const std::string& precision_arg, const std::string& profile) {
-  std::vector<Precision> precisions;
-  if (precision_arg == "both") {
-    precisions = {Precision::f32, Precision::bf16};
-  } else {
-    const auto p = parse_precision(precision_arg);
-    MG_CHECK(p.has_value(), "[bench train] --precision {} is not one of fp32, bf16, both", precision_arg);
-    precisions = {*p};
-  }
-  MG_CHECK(profile.empty() || precisions.size() == 1,
+// Every option, checked before any work.
+void check_train_bench_options(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps,
+                               int warmup, bool peer, const std::string& profile, size_t num_precisions) {
+  MG_CHECK(profile.empty() || num_precisions == 1,
            "[bench train] --profile profiles one run: give --precision fp32 or bf16, not both");
   MG_CHECK(batch >= 1 && seq >= 1 && steps >= 1 && warmup >= 0,
            "[bench train] batch, seq and steps must be positive and warmup not negative (got {}, {}, {}, {})", batch,
@@ -259,52 +257,147 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
         "(got {}) and no --peer",
         presets_in.empty() ? std::string("none: the default is small and base") : mg::format("{}", presets_in.size()));
   }
+}
+
+// Under mpirun: the global batch split evenly, and no peer.
+void check_bench_ranks(const World& world, int64_t batch, bool peer) {
+  if (!world.distributed()) return;
+  MG_CHECK(batch % world.size() == 0,
+           "[bench train] --batch {} is the global batch, split over the {} processes: use a multiple of {}", batch,
+           world.size(), world.size());
+  MG_CHECK(!peer, "[bench train] --peer runs one PyTorch process; start the benchmark as one process for it");
+}
+
+// The batches' source: 1 MiB of random bytes, or the train split of --data; `source` says which.
+ByteDataset bench_data(const std::string& data_path, std::string& source) {
+  if (data_path.empty()) {
+    std::vector<uint8_t> bytes(size_t(1) << 20);
+    std::mt19937_64 rng(1234);
+    for (auto& b : bytes) b = (uint8_t)(rng() >> 56);
+    source = "random bytes";
+    return ByteDataset(std::move(bytes), "random");
+  }
+  ByteDataset data(split_bytes(read_byte_file(data_path, "--data")).train, "train");
+  source = mg::format("the train split of {} ({} bytes)", data_path, data.size());
+  return data;
+}
+
+void print_bench_header(const World& world, Device device, int64_t batch, int64_t seq, int steps, int warmup,
+                        const std::string& source) {
+  const bool gpu = device.is_cuda();
+  mg::print(
+      "mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
+      "batches from {}{}\n",
+      device.str(), batch, seq, batch * seq, warmup, steps, num_threads(), source,
+      gpu ? mg::format(", TF32 {}", cuda::allow_tf32() ? "on" : "off") : "");
+  if (world.distributed())
+    mg::print(
+        "{} processes (MPI), each {} rows of the batch and {} threads; gradients all-reduced in buckets during "
+        "backward\n",
+        world.size(), batch / world.size(), num_threads());
+  mg::print(
+      "step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
+      gpu ? " + synchronize" : "", gpu ? " + synchronize" : "");
+}
+
+// The figures of one preset in one precision, as key=value lines.
+void print_result(const Result& r, const std::string& preset, Precision precision, Device device, const World& world) {
+  if (world.distributed())
+    mg::print(
+        "mambagrad preset={} precision={} ranks={} tokens_per_s_total={:.1f} tokens_per_s_per_rank={:.1f} "
+        "allreduce_mb_per_step={:.2f} buckets={} allreduce_wait_ms={:.1f}\n",
+        preset, precision_name(precision), world.size(), r.tokens_per_s, r.tokens_per_s / world.size(),
+        (double)r.allreduce_bytes / 1e6, r.buckets, r.wait_ms);
+  mg::print(
+      "mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} "
+      "cpu_ms_per_step={:.1f} fwd_ms={:.1f} "
+      "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
+      "loss_first={:.4f} loss_last={:.4f}\n",
+      preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.cpu_ms_per_step,
+      r.fwd_ms, r.bwd_ms, r.opt_ms, r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)",
+      r.base_rss_mb, r.tensor_peak_mb, device.is_cuda() ? mg::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "",
+      r.loss_first, r.loss_last);
+}
+
+// Writes the trace of the profiled steps and prints the table.
+void finish_profile(Profiler& profiler, const std::string& profile) {
+  profiler.stop();
+  write_file_atomic(profile, profiler.chrome_trace());
+  mg::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler.steps().size(),
+            profiler.steps().size() == 1 ? "" : "s", profile, profiler.table_text());
+}
+
+// A preset's result with the peer's figures (empty when it was skipped or failed: `peer_status` says why).
+struct BenchRow {
+  Result r;
+  std::map<std::string, std::string> peer;
+  std::string peer_status;
+};
+
+// The table against the peer on a GPU: tokens/s and peak device memory.
+void print_peer_table_gpu(const std::vector<BenchRow>& rows, Device device) {
+  mg::print(
+      "\nmambagrad / PyTorch on {} (memory: peak device memory of tensors above what was in use before the "
+      "model was built; PyTorch: torch.cuda.max_memory_allocated)\n",
+      device.str());
+  mg::print("{:<11} {:>12} {:>12} {:>8} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s", "torch tok/s", "ratio",
+            "mg dev MB", "torch MB", "ratio");
+  for (const auto& [r, kv, status] : rows) {
+    if (kv.empty() || !kv.count("peak_dev_mb")) {
+      mg::print("{:<11} torch peer {}\n", r.preset, kv.empty() ? status : "gave no device memory figure");
+      continue;
+    }
+    const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_dev_mb"));
+    mg::print("{:<11} {:>12.1f} {:>12.1f} {:>7.2f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n", r.preset, r.tokens_per_s, tt,
+              r.tokens_per_s / tt, r.device_peak_mb, tm, tm > 0 ? r.device_peak_mb / tm : NAN);
+  }
+  mg::print("target: mambagrad at least 10x the PyTorch peer's tokens/s\n");
+}
+
+// The table against the peer on the CPU: tokens/s, peak RSS and peak RSS above the baseline.
+void print_peer_table_cpu(const std::vector<BenchRow>& rows) {
+  mg::print(
+      "\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
+      "model was built)\n",
+      num_threads());
+  mg::print("{:<11} {:>12} {:>12} {:>7} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s",
+            "torch tok/s", "ratio", "mg MB", "torch MB", "ratio", "mg +MB", "torch +MB", "ratio");
+  for (const auto& [r, kv, status] : rows) {
+    if (kv.empty()) {
+      mg::print("{:<11} torch peer {}\n", r.preset, status);
+      continue;
+    }
+    const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_rss_mb"));
+    const double tb = kv.count("base_rss_mb") ? std::stod(kv.at("base_rss_mb")) : 0.0;
+    const double mg_extra = r.peak_rss_mb - r.base_rss_mb, t_extra = tm - tb;
+    mg::print("{:<11} {:>12.1f} {:>12.1f} {:>6.2f}x | {:>9.1f} {:>9.1f} {:>6.3f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n",
+              r.preset, r.tokens_per_s, tt, r.tokens_per_s / tt, r.peak_rss_mb, tm, r.peak_rss_mb / tm, mg_extra,
+              t_extra, t_extra > 0 ? mg_extra / t_extra : NAN);
+  }
+}
+
+}  // namespace
+
+int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps, int warmup,
+                    bool peer, const std::string& data_path, const std::string& device_name,
+                    const std::string& precision_arg, const std::string& profile) {
+  const std::vector<Precision> precisions = bench_precisions(precision_arg);
+  check_train_bench_options(presets_in, batch, seq, steps, warmup, peer, profile, precisions.size());
   const Device device = Device::parse(device_name);
   require_device(device, "bench train");  // before any work, as the other commands
   const bool gpu = device.is_cuda();
   const std::vector<std::string> presets = presets_in.empty() ? std::vector<std::string>{"small", "base"} : presets_in;
   for (auto& p : presets) MambaConfig::preset(p);  // unknown names fail before any work
   const World& world = World::get();
-  if (world.distributed()) {
-    MG_CHECK(batch % world.size() == 0,
-             "[bench train] --batch {} is the global batch, split over the {} processes: use a multiple of {}", batch,
-             world.size(), world.size());
-    MG_CHECK(!peer, "[bench train] --peer runs one PyTorch process; start the benchmark as one process for it");
-  }
+  check_bench_ranks(world, batch, peer);
   const bool root = world.root();  // rank 0 alone prints
 
-  ByteDataset data;
   std::string source;
-  if (data_path.empty()) {
-    std::vector<uint8_t> bytes(size_t(1) << 20);
-    std::mt19937_64 rng(1234);
-    for (auto& b : bytes) b = (uint8_t)(rng() >> 56);
-    data = ByteDataset(std::move(bytes), "random");
-    source = "random bytes";
-  } else {
-    data = ByteDataset(split_bytes(read_byte_file(data_path, "--data")).train, "train");
-    source = mg::format("the train split of {} ({} bytes)", data_path, data.size());
-  }
-
-  if (root)
-    mg::print(
-        "mambagrad bench train on {}: batch {} x seq {} ({} tokens/step), {} warm-up + {} timed steps, {} threads, "
-        "batches from {}{}\n",
-        device.str(), batch, seq, batch * seq, warmup, steps, num_threads(), source,
-        gpu ? mg::format(", TF32 {}", cuda::allow_tf32() ? "on" : "off") : "");
-  if (root && world.distributed())
-    mg::print(
-        "{} processes (MPI), each {} rows of the batch and {} threads; gradients all-reduced in buckets during "
-        "backward\n",
-        world.size(), batch / world.size(), num_threads());
-  if (root)
-    mg::print(
-        "step = sample + forward + loss.item() | zero_grad + backward{} | clip_grad_norm(1.0) + AdamW (lr 1e-3){}\n",
-        gpu ? " + synchronize" : "", gpu ? " + synchronize" : "");
+  const ByteDataset data = bench_data(data_path, source);
+  if (root) print_bench_header(world, device, batch, seq, steps, warmup, source);
   std::fflush(stdout);
 
-  std::vector<std::pair<Result, std::map<std::string, std::string>>> rows;
-  std::vector<std::string> peer_status;
+  std::vector<BenchRow> rows;
   bool peer_failed = false;
   std::optional<Profiler> profiler;
   if (!profile.empty()) {
@@ -318,28 +411,9 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
       Result r =
           bench_preset(preset, data, batch, seq, steps, warmup, device, precision, profiler ? &*profiler : nullptr);
       if (!root) continue;
-      if (profiler) {
-        profiler->stop();
-        write_file_atomic(profile, profiler->chrome_trace());
-        mg::print("profile of {} step{} (Chrome trace: {}; open it in ui.perfetto.dev):\n{}", profiler->steps().size(),
-                  profiler->steps().size() == 1 ? "" : "s", profile, profiler->table_text());
-      }
+      if (profiler) finish_profile(*profiler, profile);
       r.preset = mg::format("{} {}", preset, precision_name(precision));
-      if (world.distributed())
-        mg::print(
-            "mambagrad preset={} precision={} ranks={} tokens_per_s_total={:.1f} tokens_per_s_per_rank={:.1f} "
-            "allreduce_mb_per_step={:.2f} buckets={} allreduce_wait_ms={:.1f}\n",
-            preset, precision_name(precision), world.size(), r.tokens_per_s, r.tokens_per_s / world.size(),
-            (double)r.allreduce_bytes / 1e6, r.buckets, r.wait_ms);
-      mg::print(
-          "mambagrad preset={} precision={} device={} params={} tokens_per_s={:.1f} ms_per_step={:.1f} "
-          "cpu_ms_per_step={:.1f} fwd_ms={:.1f} "
-          "bwd_ms={:.1f} opt_ms={:.1f} peak_rss_mb={:.1f}{} base_rss_mb={:.1f} tensor_peak_mb={:.1f}{} "
-          "loss_first={:.4f} loss_last={:.4f}\n",
-          preset, precision_name(precision), device.str(), r.params, r.tokens_per_s, r.ms_per_step, r.cpu_ms_per_step,
-          r.fwd_ms, r.bwd_ms, r.opt_ms, r.peak_rss_mb, r.rss_reset ? "" : " (peak since start: could not reset)",
-          r.base_rss_mb, r.tensor_peak_mb, gpu ? mg::format(" device_peak_mb={:.1f}", r.device_peak_mb) : "",
-          r.loss_first, r.loss_last);
+      print_result(r, preset, precision, device, world);
       const char* bf16_path = gpu ? "cuBLAS bf16" : cpu::bf16_gemm_name(cpu::Bf16Gemm::automatic);
       if (precision == Precision::f32)
         fp32_tokens_per_s = r.tokens_per_s, fp32_cpu_ms = r.cpu_ms_per_step;
@@ -349,57 +423,17 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
       else
         mg::print("mambagrad {}: the bf16 gemm ran the {} path\n", preset, bf16_path);
       std::fflush(stdout);
-      std::map<std::string, std::string> kv;
+      BenchRow row{r, {}, ""};
       if (peer) {
-        std::string status;
-        kv = run_best_peer(preset, batch, seq, steps, warmup, data_path, device, precision, status);
-        if (status != "ok") mg::print("torch peer for {}: {}\n", preset, status);
-        peer_failed |= status.rfind("failed", 0) == 0;
-        peer_status.push_back(status);
+        row.peer = run_best_peer(preset, batch, seq, steps, warmup, data_path, device, precision, row.peer_status);
+        if (row.peer_status != "ok") mg::print("torch peer for {}: {}\n", preset, row.peer_status);
+        peer_failed |= row.peer_status.rfind("failed", 0) == 0;
       }
-      rows.push_back({r, kv});
+      rows.push_back(std::move(row));
     }
   }
-
-  if (peer && gpu) {
-    mg::print(
-        "\nmambagrad / PyTorch on {} (memory: peak device memory of tensors above what was in use before the "
-        "model was built; PyTorch: torch.cuda.max_memory_allocated)\n",
-        device.str());
-    mg::print("{:<11} {:>12} {:>12} {:>8} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s", "torch tok/s", "ratio",
-              "mg dev MB", "torch MB", "ratio");
-    for (size_t i = 0; i < rows.size(); ++i) {
-      auto& [r, kv] = rows[i];
-      if (kv.empty() || !kv.count("peak_dev_mb")) {
-        mg::print("{:<11} torch peer {}\n", r.preset, kv.empty() ? peer_status[i] : "gave no device memory figure");
-        continue;
-      }
-      const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_dev_mb"));
-      mg::print("{:<11} {:>12.1f} {:>12.1f} {:>7.2f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n", r.preset, r.tokens_per_s, tt,
-                r.tokens_per_s / tt, r.device_peak_mb, tm, tm > 0 ? r.device_peak_mb / tm : NAN);
-    }
-    mg::print("target: mambagrad at least 10x the PyTorch peer's tokens/s\n");
-  } else if (peer) {
-    mg::print(
-        "\nmambagrad / PyTorch ({} threads each; memory: peak RSS, and peak RSS above the baseline before the "
-        "model was built)\n",
-        num_threads());
-    mg::print("{:<11} {:>12} {:>12} {:>7} | {:>9} {:>9} {:>7} | {:>10} {:>10} {:>7}\n", "preset", "mg tok/s",
-              "torch tok/s", "ratio", "mg MB", "torch MB", "ratio", "mg +MB", "torch +MB", "ratio");
-    for (size_t i = 0; i < rows.size(); ++i) {
-      auto& [r, kv] = rows[i];
-      if (kv.empty()) {
-        mg::print("{:<11} torch peer {}\n", r.preset, peer_status[i]);
-        continue;
-      }
-      const double tt = std::stod(kv.at("tokens_per_s")), tm = std::stod(kv.at("peak_rss_mb"));
-      const double tb = kv.count("base_rss_mb") ? std::stod(kv.at("base_rss_mb")) : 0.0;
-      const double mg_extra = r.peak_rss_mb - r.base_rss_mb, t_extra = tm - tb;
-      mg::print("{:<11} {:>12.1f} {:>12.1f} {:>6.2f}x | {:>9.1f} {:>9.1f} {:>6.3f}x | {:>10.1f} {:>10.1f} {:>6.3f}x\n",
-                r.preset, r.tokens_per_s, tt, r.tokens_per_s / tt, r.peak_rss_mb, tm, r.peak_rss_mb / tm, mg_extra,
-                t_extra, t_extra > 0 ? mg_extra / t_extra : NAN);
-    }
-  }
+  if (peer && gpu) print_peer_table_gpu(rows, device);
+  if (peer && !gpu) print_peer_table_cpu(rows);
   if (peer)
     mg::print("torch: the faster of the peer's two scans (precomputed, loop){}\n",
               precisions.back() == Precision::bf16 ? "; bf16 rows: PyTorch under torch.autocast(bfloat16)" : "");

@@ -12,12 +12,12 @@
 #include <new>
 #include <string_view>
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
 #include "core/memory_limit.h"
+#include "core/regular_file.h"
 
 namespace mg {
 namespace {
@@ -31,42 +31,21 @@ uint32_t le32(const uint8_t* p) {
 }
 uint64_t le64(const uint8_t* p) { return uint64_t(le32(p)) | uint64_t(le32(p + 4)) << 32; }
 
-// What a path that is not a regular file is, for messages.
-const char* file_kind(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
-// The one rule for data files: a regular file, checked before it is opened (a FIFO with no writer
-// would block the open) and again on the open descriptor (opened non-blocking, so that a FIFO swapped
-// in between cannot block either). Returns the open descriptor.
+// The one rule for data files (core/regular_file.h): a regular file, opened without blocking. Returns the
+// open descriptor.
 int open_regular_file(const std::string& path, const std::string& option) {
   const std::string name = option.empty() ? std::string("a data file") : option;
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT)
-      MG_THROW(
-          "[data] '{}' does not exist. To train on enwik8, download it into the current folder with:\n    {}\n"
-          "(or pass any text file: raw, gzip or zip)",
-          path, kEnwik8DownloadCommand);
-    MG_THROW("[data] cannot read '{}': {}", path, std::strerror(errno));
-  }
-  auto refuse = [&](mode_t mode) {
-    MG_THROW("[data] '{}' is {}: {} must be a regular file (raw bytes, gzip or zip), e.g. enwik8.zip", path,
-             file_kind(mode), name);
-  };
-  if (!S_ISREG(st.st_mode)) refuse(st.st_mode);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) MG_THROW("[data] cannot open '{}': {}", path, std::strerror(errno));
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    refuse(st.st_mode);
-  }
-  return fd;
+  const RegularOpen r = open_regular(path);
+  if (r.stat_errno == ENOENT)
+    MG_THROW(
+        "[data] '{}' does not exist. To train on enwik8, download it into the current folder with:\n    {}\n"
+        "(or pass any text file: raw, gzip or zip)",
+        path, kEnwik8DownloadCommand);
+  if (r.stat_errno) MG_THROW("[data] cannot read '{}': {}", path, std::strerror(r.stat_errno));
+  if (r.open_errno) MG_THROW("[data] cannot open '{}': {}", path, std::strerror(r.open_errno));
+  MG_CHECK(r.fd >= 0, "[data] '{}' is {}: {} must be a regular file (raw bytes, gzip or zip), e.g. enwik8.zip", path,
+           file_kind_name(r.mode), name);
+  return r.fd;
 }
 
 std::vector<uint8_t> read_whole_file(const std::string& path, const std::string& option) {

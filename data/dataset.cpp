@@ -9,6 +9,29 @@
 
 namespace mg {
 
+namespace {
+
+// A batch of `rows` windows of `len` + 1 bytes of `src`, row r's starting at byte start(r): the inputs are
+// each window's first `len` bytes and the targets its last `len`, as int64 (rows, len), on `device`.
+template <class Start>
+Batch window_batch(const uint8_t* src, int64_t rows, int64_t len, Device device, Start start) {
+  Tensor inputs = Tensor::empty(Shape{rows, len}, DType::i64);
+  Tensor targets = Tensor::empty(Shape{rows, len}, DType::i64);
+  int64_t* in = inputs.data<int64_t>();
+  int64_t* tg = targets.data<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* w = src + start(r);
+    for (int64_t t = 0; t < len; ++t) {
+      in[r * len + t] = w[t];
+      tg[r * len + t] = w[t + 1];
+    }
+  }
+  if (device != kCPU) inputs = to_device(inputs, device), targets = to_device(targets, device);
+  return {inputs, targets};
+}
+
+}  // namespace
+
 ByteSplits split_bytes(std::vector<uint8_t> all) {
   const uint64_t n = all.size();
   // floor(0.9 n) and floor(0.95 n) in integers (no rounding of 0.9 in floating point); 128-bit so
@@ -50,20 +73,9 @@ Batch ByteDataset::sample(int64_t batch, int64_t seq_len, Generator& gen, Device
   const uint8_t* src = bytes_->data();
   const uint64_t starts = (uint64_t)(size() - seq_len);  // valid window starts: 0 .. size - seq_len - 1
   const uint64_t base = gen.advance((uint64_t)batch);
-  Tensor inputs = Tensor::empty(Shape{batch, seq_len}, DType::i64);   // (b, l)
-  Tensor targets = Tensor::empty(Shape{batch, seq_len}, DType::i64);  // (b, l)
-  int64_t* in = inputs.data<int64_t>();
-  int64_t* tg = targets.data<int64_t>();
-  for (int64_t r = 0; r < batch; ++r) {
-    const uint64_t start = (uint64_t)(((unsigned __int128)gen.bits(base + (uint64_t)r) * starts) >> 64);
-    const uint8_t* w = src + start;
-    for (int64_t t = 0; t < seq_len; ++t) {
-      in[r * seq_len + t] = w[t];
-      tg[r * seq_len + t] = w[t + 1];
-    }
-  }
-  if (device != kCPU) inputs = to_device(inputs, device), targets = to_device(targets, device);
-  return {inputs, targets};
+  return window_batch(src, batch, seq_len, device, [&](int64_t r) {
+    return (uint64_t)(((unsigned __int128)gen.bits(base + (uint64_t)r) * starts) >> 64);
+  });
 }
 
 int64_t ByteDataset::eval_span(int64_t seq_len, int64_t max_bytes) const {
@@ -99,19 +111,7 @@ Batch ByteDataset::eval_batch(int64_t i, int64_t batch, int64_t seq_len, int64_t
   const int64_t windows = num_eval_windows(seq_len, max_bytes);
   const int64_t first = i * batch, rows = std::min(batch, windows - first);
   const uint8_t* src = bytes_->data();
-  Tensor inputs = Tensor::empty(Shape{rows, seq_len}, DType::i64);   // (rows, l)
-  Tensor targets = Tensor::empty(Shape{rows, seq_len}, DType::i64);  // (rows, l)
-  int64_t* in = inputs.data<int64_t>();
-  int64_t* tg = targets.data<int64_t>();
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* w = src + (first + r) * seq_len;
-    for (int64_t t = 0; t < seq_len; ++t) {
-      in[r * seq_len + t] = w[t];
-      tg[r * seq_len + t] = w[t + 1];
-    }
-  }
-  if (device != kCPU) inputs = to_device(inputs, device), targets = to_device(targets, device);
-  return {inputs, targets};
+  return window_batch(src, rows, seq_len, device, [&](int64_t r) { return (first + r) * seq_len; });
 }
 
 int64_t ByteDataset::stream_length(int64_t streams, int64_t max_bytes) const {
@@ -140,19 +140,8 @@ Batch ByteDataset::stream_window(int64_t w, int64_t streams, int64_t seq_len, in
            w, name_, nw, streams, S, seq_len);
   const int64_t first = w * seq_len, l = std::min(seq_len, S - first);
   const uint8_t* src = bytes_->data();
-  Tensor inputs = Tensor::empty(Shape{streams, l}, DType::i64);
-  Tensor targets = Tensor::empty(Shape{streams, l}, DType::i64);
-  int64_t* in = inputs.data<int64_t>();
-  int64_t* tg = targets.data<int64_t>();
-  for (int64_t r = 0; r < streams; ++r) {
-    const uint8_t* x = src + r * S + first;  // the input byte of stream r's target `first`
-    for (int64_t t = 0; t < l; ++t) {
-      in[r * l + t] = x[t];
-      tg[r * l + t] = x[t + 1];
-    }
-  }
-  if (device != kCPU) inputs = to_device(inputs, device), targets = to_device(targets, device);
-  return {inputs, targets};
+  // Row r starts at the input byte of stream r's target `first`.
+  return window_batch(src, streams, l, device, [&](int64_t r) { return r * S + first; });
 }
 
 Batch ByteDataset::stream_tail(int64_t streams, int64_t max_bytes, Device device) const {

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/regular_file.h"
 #include "io/run_layout.h"
 
 namespace mg {
@@ -12,16 +13,6 @@ namespace mg {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string kind_of(mode_t mode) {
-  if (S_ISREG(mode)) return "a regular file";
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISCHR(mode)) return "a character device";
-  return "not a regular file";
-}
 
 // True when `a` and `b` (both stat'ed, following links) are the same file.
 bool same_file(const struct stat& a, const std::string& b) {
@@ -70,7 +61,7 @@ void check_utf8_path(const std::string& path, const std::string& command, const 
 std::string file_kind(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return "missing";
-  return kind_of(st.st_mode);
+  return file_kind_name(st.st_mode);
 }
 
 void check_output_path(const std::string& path, const OutputCheck& c) {
@@ -81,7 +72,7 @@ void check_output_path(const std::string& path, const OutputCheck& c) {
     MG_CHECK(S_ISREG(st.st_mode),
              "[{}] {} {} is {}; only a regular file (replaced atomically) or a character device such as /dev/null "
              "(written into) can be an output",
-             c.command, c.option, path, kind_of(st.st_mode));
+             c.command, c.option, path, file_kind_name(st.st_mode));
     for (const auto& r : c.reads)
       MG_CHECK(r.empty() || !same_file(st, r),
                "[{}] {} {} is {}, which this command reads; write the output to another file", c.command, c.option,

@@ -3,14 +3,15 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <limits>
+#include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string_view>
 
 #include "core/checked.h"
+#include "core/regular_file.h"
 #include "ops/ops.h"
 #include "io/atomic_file.h"
 
@@ -22,30 +23,29 @@ namespace {
 
 // The reference implementation rejects headers over 100 MB; so do we.
 constexpr uint64_t kMaxHeader = 100'000'000;
+constexpr const char* kOp = "[load_safetensors]";
+
+// The dtypes mambagrad reads and writes, in the order of the reference's Dtype enum (… F32 < F64 < I64),
+// by which the layout sorts (descending).
+constexpr std::pair<DType, std::string_view> kStDTypes[] = {
+    {DType::f32, "F32"}, {DType::f64, "F64"}, {DType::i64, "I64"}};
 
 std::string_view st_dtype(DType t) {
-  switch (t) {
-    case DType::f32:
-      return "F32";
-    case DType::f64:
-      return "F64";
-    case DType::i64:
-      return "I64";
-  }
+  for (const auto& [dt, name] : kStDTypes)
+    if (dt == t) return name;
   return "?";
 }
 
-// Position in the reference's Dtype enum (… F32 < F64 < I64); the layout sorts by it, descending.
 int st_rank(DType t) {
-  switch (t) {
-    case DType::f32:
-      return 0;
-    case DType::f64:
-      return 1;
-    case DType::i64:
-      return 2;
-  }
+  for (size_t i = 0; i < std::size(kStDTypes); ++i)
+    if (kStDTypes[i].first == t) return (int)i;
   return -1;
+}
+
+std::optional<DType> parse_st_dtype(const std::string& name) {
+  for (const auto& [dt, st] : kStDTypes)
+    if (st == name) return dt;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -111,154 +111,164 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   });
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  const char* op = "[load_safetensors]";
-  std::error_code ec;
-  uint64_t file_size = std::filesystem::file_size(path, ec);
-  MG_CHECK(!ec, "{} cannot read '{}': {}", op, path, ec.message());
-  std::ifstream in(path, std::ios::binary);
-  MG_CHECK(in.is_open(), "{} cannot open '{}'", op, path);
-  MG_CHECK(file_size >= 8, "{} '{}' is {} bytes long, too short for the 8-byte header length: not a safetensors file",
-           op, path, file_size);
+namespace {
 
-  uint64_t n = 0;
-  in.read(reinterpret_cast<char*>(&n), 8);
-  MG_CHECK(in.good(), "{} '{}': cannot read the header length", op, path);
-  MG_CHECK(n <= kMaxHeader, "{} '{}': bad header length {} (more than {} bytes; not a safetensors file?)", op, path, n,
+// One tensor's entry in the header.
+struct StEntry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t begin, end;
+};
+
+// The header's JSON text; `n` is its length.
+std::string read_header_text(const RegularFile& in, const std::string& path, uint64_t& n) {
+  const uint64_t file_size = in.size();
+  MG_CHECK(file_size >= 8, "{} '{}' is {} bytes long, too short for the 8-byte header length: not a safetensors file",
+           kOp, path, file_size);
+  MG_CHECK(in.read_at(0, &n, 8), "{} '{}': cannot read the header length", kOp, path);
+  MG_CHECK(n <= kMaxHeader, "{} '{}': bad header length {} (more than {} bytes; not a safetensors file?)", kOp, path, n,
            kMaxHeader);
   MG_CHECK(n <= file_size - 8,
            "{} '{}': bad header length {}: the file has only {} bytes after the length (truncated, or not a "
            "safetensors file)",
-           op, path, n, file_size - 8);
-  MG_CHECK(n >= 2, "{} '{}': bad header length {}: too short for a JSON object", op, path, n);
+           kOp, path, n, file_size - 8);
+  MG_CHECK(n >= 2, "{} '{}': bad header length {}: too short for a JSON object", kOp, path, n);
   std::string text(n, '\0');
-  in.read(text.data(), (std::streamsize)n);
-  MG_CHECK(in.good(), "{} '{}': cannot read the {}-byte header", op, path, n);
-  MG_CHECK(text[0] == '{', "{} '{}': the header does not start with '{{' (not a safetensors file?)", op, path);
+  MG_CHECK(in.read_at(8, text.data(), n), "{} '{}': cannot read the {}-byte header", kOp, path, n);
+  MG_CHECK(text[0] == '{', "{} '{}': the header does not start with '{{' (not a safetensors file?)", kOp, path);
+  return text;
+}
 
-  // A JSON object keeps the last of duplicate keys silently; a header that names a tensor twice is
-  // rejected instead.
+// A JSON object keeps the last of duplicate keys silently; a header that names a tensor twice is rejected
+// instead.
+nlohmann::json parse_header(const std::string& text, const std::string& path) {
   std::set<std::string> keys;
   auto on_event = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     if (depth == 1 && event == nlohmann::json::parse_event_t::key && !keys.insert(parsed.get<std::string>()).second)
-      MG_THROW("{} '{}': the header names '{}' twice", op, path, parsed.get<std::string>());
+      MG_THROW("{} '{}': the header names '{}' twice", kOp, path, parsed.get<std::string>());
     return true;
   };
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text, on_event);
   } catch (const nlohmann::json::exception& ex) {
-    MG_THROW("{} '{}': malformed JSON header: {}", op, path, ex.what());
+    MG_THROW("{} '{}': malformed JSON header: {}", kOp, path, ex.what());
   }
-  MG_CHECK(header.is_object(), "{} '{}': the header is not a JSON object", op, path);
+  MG_CHECK(header.is_object(), "{} '{}': the header is not a JSON object", kOp, path);
+  return header;
+}
 
-  const uint64_t data_size = file_size - 8 - n;
-  SafetensorsFile result;
-  struct Entry {
-    std::string name;
-    DType dtype;
-    Shape shape;
-    uint64_t begin, end;
-  };
-  std::vector<Entry> entries;
-  for (const auto& [name, info] : header.items()) {
-    if (name == "__metadata__") {
-      MG_CHECK(info.is_object(), "{} '{}': __metadata__ must be an object of strings", op, path);
-      for (const auto& [k, v] : info.items()) {
-        MG_CHECK(v.is_string(), "{} '{}': __metadata__ value of '{}' is not a string", op, path, k);
-        result.metadata[k] = v.get<std::string>();
-      }
-      continue;
-    }
-    MG_CHECK(info.is_object(), "{} '{}': tensor '{}': its entry is not an object", op, path, name);
-    auto field = [&](const char* key) -> const nlohmann::json& {
-      auto it = info.find(key);
-      MG_CHECK(it != info.end(), "{} '{}': tensor '{}': missing \"{}\"", op, path, name, key);
-      return *it;
-    };
-    const auto& jd = field("dtype");
-    MG_CHECK(jd.is_string(), "{} '{}': tensor '{}': dtype is not a string", op, path, name);
-    std::string ds = jd.get<std::string>();
-    Entry e;
-    e.name = name;
-    if (ds == "F32")
-      e.dtype = DType::f32;
-    else if (ds == "F64")
-      e.dtype = DType::f64;
-    else if (ds == "I64")
-      e.dtype = DType::i64;
+std::map<std::string, std::string> read_metadata(const nlohmann::json& info, const std::string& path) {
+  MG_CHECK(info.is_object(), "{} '{}': __metadata__ must be an object of strings", kOp, path);
+  std::map<std::string, std::string> metadata;
+  for (const auto& [k, v] : info.items()) {
+    MG_CHECK(v.is_string(), "{} '{}': __metadata__ value of '{}' is not a string", kOp, path, k);
+    metadata[k] = v.get<std::string>();
+  }
+  return metadata;
+}
+
+// The bytes of a tensor of `shape`, overflow-checked. The rule is every tensor's (core/shape.h): the
+// non-zero sizes multiply to at most 2^63 - 1 elements, and a zero size makes the tensor empty.
+int64_t tensor_bytes(const Shape& shape, DType dtype, const std::string& what) {
+  int64_t numel = 1;
+  bool zero = false;
+  for (int64_t d : shape) {
+    if (d == 0)
+      zero = true;
     else
-      MG_THROW("{} '{}': tensor '{}': unsupported dtype '{}' (mambagrad reads F32, F64 and I64)", op, path, name, ds);
-
-    const auto& js = field("shape");
-    MG_CHECK(js.is_array(), "{} '{}': tensor '{}': shape is not an array", op, path, name);
-    for (const auto& d : js) {
-      MG_CHECK(d.is_number_unsigned() && d.get<uint64_t>() <= (uint64_t)std::numeric_limits<int64_t>::max(),
-               "{} '{}': tensor '{}': shape {} has an entry that is not a non-negative integer", op, path, name,
-               js.dump());
-      e.shape.push_back(d.get<int64_t>());
-    }
-    // numel and bytes, overflow-checked. The rule is every tensor's (core/shape.h): the non-zero sizes
-    // multiply to at most 2^63 - 1 elements, and a zero size makes the tensor empty.
-    const std::string what = mg::format("'{}': tensor '{}': shape {}:", path, name, js.dump());
-    int64_t numel = 1;
-    bool zero = false;
-    for (int64_t d : e.shape) {
-      if (d == 0)
-        zero = true;
-      else
-        numel = checked_mul(numel, d, "load_safetensors", what + " the product of its sizes");
-    }
-    if (zero) numel = 0;
-    const int64_t nbytes =
-        checked_mul(numel, (int64_t)dtype_size(e.dtype), "load_safetensors", what + " its byte count");
-
-    const auto& jo = field("data_offsets");
-    MG_CHECK(jo.is_array() && jo.size() == 2 && jo[0].is_number_unsigned() && jo[1].is_number_unsigned(),
-             "{} '{}': tensor '{}': data_offsets {} must be two non-negative integers [begin, end]", op, path, name,
-             jo.dump());
-    e.begin = jo[0].get<uint64_t>();
-    e.end = jo[1].get<uint64_t>();
-    MG_CHECK(e.begin <= e.end, "{} '{}': tensor '{}': data_offsets [{}, {}] end before they begin", op, path, name,
-             e.begin, e.end);
-    MG_CHECK(e.end <= data_size,
-             "{} '{}': tensor '{}': data_offsets [{}, {}] are out of range: the data section has {} bytes "
-             "(truncated file?)",
-             op, path, name, e.begin, e.end, data_size);
-    MG_CHECK((uint64_t)nbytes == e.end - e.begin,
-             "{} '{}': tensor '{}': size mismatch: shape {} of {} needs {} bytes but data_offsets [{}, {}] hold {}", op,
-             path, name, js.dump(), ds, nbytes, e.begin, e.end, e.end - e.begin);
-    entries.push_back(std::move(e));
+      numel = checked_mul(numel, d, "load_safetensors", what + " the product of its sizes");
   }
+  if (zero) numel = 0;
+  return checked_mul(numel, (int64_t)dtype_size(dtype), "load_safetensors", what + " its byte count");
+}
 
-  // The data must be tiled exactly: sorted by begin, each tensor starts where the previous ended.
-  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+StEntry parse_entry(const std::string& name, const nlohmann::json& info, uint64_t data_size, const std::string& path) {
+  MG_CHECK(info.is_object(), "{} '{}': tensor '{}': its entry is not an object", kOp, path, name);
+  auto field = [&](const char* key) -> const nlohmann::json& {
+    auto it = info.find(key);
+    MG_CHECK(it != info.end(), "{} '{}': tensor '{}': missing \"{}\"", kOp, path, name, key);
+    return *it;
+  };
+  const auto& jd = field("dtype");
+  MG_CHECK(jd.is_string(), "{} '{}': tensor '{}': dtype is not a string", kOp, path, name);
+  const std::string ds = jd.get<std::string>();
+  const std::optional<DType> dtype = parse_st_dtype(ds);
+  MG_CHECK(dtype, "{} '{}': tensor '{}': unsupported dtype '{}' (mambagrad reads F32, F64 and I64)", kOp, path, name,
+           ds);
+  StEntry e{name, *dtype, {}, 0, 0};
+  const auto& js = field("shape");
+  MG_CHECK(js.is_array(), "{} '{}': tensor '{}': shape is not an array", kOp, path, name);
+  for (const auto& d : js) {
+    MG_CHECK(d.is_number_unsigned() && d.get<uint64_t>() <= (uint64_t)std::numeric_limits<int64_t>::max(),
+             "{} '{}': tensor '{}': shape {} has an entry that is not a non-negative integer", kOp, path, name,
+             js.dump());
+    e.shape.push_back(d.get<int64_t>());
+  }
+  const int64_t nbytes =
+      tensor_bytes(e.shape, e.dtype, mg::format("'{}': tensor '{}': shape {}:", path, name, js.dump()));
+  const auto& jo = field("data_offsets");
+  MG_CHECK(jo.is_array() && jo.size() == 2 && jo[0].is_number_unsigned() && jo[1].is_number_unsigned(),
+           "{} '{}': tensor '{}': data_offsets {} must be two non-negative integers [begin, end]", kOp, path, name,
+           jo.dump());
+  e.begin = jo[0].get<uint64_t>();
+  e.end = jo[1].get<uint64_t>();
+  MG_CHECK(e.begin <= e.end, "{} '{}': tensor '{}': data_offsets [{}, {}] end before they begin", kOp, path, name,
+           e.begin, e.end);
+  MG_CHECK(e.end <= data_size,
+           "{} '{}': tensor '{}': data_offsets [{}, {}] are out of range: the data section has {} bytes "
+           "(truncated file?)",
+           kOp, path, name, e.begin, e.end, data_size);
+  MG_CHECK((uint64_t)nbytes == e.end - e.begin,
+           "{} '{}': tensor '{}': size mismatch: shape {} of {} needs {} bytes but data_offsets [{}, {}] hold {}", kOp,
+           path, name, js.dump(), ds, nbytes, e.begin, e.end, e.end - e.begin);
+  return e;
+}
+
+// The data must be tiled exactly: sorted by begin, each tensor starts where the previous ended.
+void check_tiling(std::vector<StEntry>& entries, uint64_t data_size, const std::string& path) {
+  std::stable_sort(entries.begin(), entries.end(), [](const StEntry& a, const StEntry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
   uint64_t pos = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
-    const Entry& e = entries[i];
+    const StEntry& e = entries[i];
     if (e.begin < pos)
-      MG_THROW("{} '{}': tensor '{}': data_offsets [{}, {}] overlap tensor '{}' (which ends at {})", op, path, e.name,
+      MG_THROW("{} '{}': tensor '{}': data_offsets [{}, {}] overlap tensor '{}' (which ends at {})", kOp, path, e.name,
                e.begin, e.end, entries[i - 1].name, pos);
     if (e.begin > pos)
-      MG_THROW("{} '{}': tensor '{}': data_offsets [{}, {}] leave bytes [{}, {}) that no tensor covers", op, path,
+      MG_THROW("{} '{}': tensor '{}': data_offsets [{}, {}] leave bytes [{}, {}) that no tensor covers", kOp, path,
                e.name, e.begin, e.end, pos, e.begin);
     pos = e.end;
   }
   MG_CHECK(pos == data_size,
            "{} '{}': the tensors cover {} bytes of data but the file holds {} after the header (offsets do not "
            "cover the data)",
-           op, path, pos, data_size);
+           kOp, path, pos, data_size);
+}
 
-  for (const Entry& e : entries) {
+}  // namespace
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  const RegularFile in(path, kOp);  // a FIFO or a device is refused, not waited on
+  uint64_t n = 0;
+  const nlohmann::json header = parse_header(read_header_text(in, path, n), path);
+  const uint64_t data_size = in.size() - 8 - n;
+  SafetensorsFile result;
+  std::vector<StEntry> entries;
+  for (const auto& [name, info] : header.items()) {
+    if (name == "__metadata__")
+      result.metadata = read_metadata(info, path);
+    else
+      entries.push_back(parse_entry(name, info, data_size, path));
+  }
+  check_tiling(entries, data_size, path);
+  for (const StEntry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
-    if (e.end > e.begin) {
-      in.seekg((std::streamoff)(8 + n + e.begin));
-      in.read(static_cast<char*>(t.raw_data()), (std::streamsize)(e.end - e.begin));
-      MG_CHECK(in.good(), "{} '{}': tensor '{}': reading bytes [{}, {}) failed (file truncated while reading?)", op,
-               path, e.name, e.begin, e.end);
-    }
+    MG_CHECK(in.read_at(8 + n + e.begin, t.raw_data(), e.end - e.begin),
+             "{} '{}': tensor '{}': reading bytes [{}, {}) failed (file truncated while reading?)", kOp, path, e.name,
+             e.begin, e.end);
     result.tensors.emplace_back(e.name, std::move(t));
   }
   return result;

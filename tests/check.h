@@ -79,4 +79,12 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
   out.write(bytes.data(), (std::streamsize)bytes.size());
 }
 
+// Damages the file at `path` in place: its byte at `at` xor `mask`.
+inline void xor_byte(const std::string& path, size_t at, uint8_t mask) {
+  std::string bytes = read_bytes(path);
+  REQUIRE(at < bytes.size());
+  bytes[at] ^= (char)mask;
+  write_bytes(path, bytes);
+}
+
 }  // namespace mg

@@ -34,6 +34,7 @@
 
 using namespace mg;
 using test::TempDir;
+using test::tiny_options;
 using test::train_losses;
 namespace fs = std::filesystem;
 
@@ -68,22 +69,29 @@ std::vector<Tensor> params_of(const std::vector<ParamGroup>& groups) {
   return ps;
 }
 
+// `after` holds the parameters of `before`, in order: the same names and tensors, still leaves that
+// require grad.
+void check_same_parameters(const std::vector<NamedParam>& before, const std::vector<NamedParam>& after) {
+  REQUIRE(after.size() == before.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    INFO(before[i].name);
+    CHECK(after[i].name == before[i].name);
+    CHECK(after[i].tensor.is_same(before[i].tensor));
+    CHECK(after[i].tensor.requires_grad());
+    CHECK(after[i].tensor.is_leaf());
+  }
+}
+
 TrainOptions tiny_run(const std::string& data, const std::string& out, Device device) {
-  TrainOptions o;
-  o.data = data;
-  o.out = out;
-  o.preset = "tiny";
-  o.config = MambaConfig::preset("tiny");
-  o.steps = 300;
-  o.batch = 8;
-  o.seq = 64;
-  o.warmup = 30;
-  o.eval_every = 0;
-  o.eval_bytes = 8192;
-  o.test_bytes = 8192;
-  o.progress = false;
-  o.device = device;
-  return o;
+  return tiny_options(data, out,
+                      {.steps = 300,
+                       .batch = 8,
+                       .seq = 64,
+                       .warmup = 30,
+                       .eval_every = 0,
+                       .eval_bytes = 8192,
+                       .preset_sizes = true,
+                       .device = device});
 }
 
 }  // namespace
@@ -407,14 +415,10 @@ TEST_CASE("cuda: Module::to moves every parameter and back, keeping names, ident
   before[0].tensor.set_grad(ones_like(before[0].tensor));
   m.to(kCUDA);
   auto after = m.named_parameters();
-  REQUIRE(after.size() == before.size());
+  check_same_parameters(before, after);  // the same tensors, now on the GPU
   for (size_t i = 0; i < after.size(); ++i) {
     INFO(after[i].name);
-    CHECK(after[i].name == before[i].name);
-    CHECK(after[i].tensor.is_same(before[i].tensor));  // the same tensor, now on the GPU
     CHECK(after[i].tensor.device() == kCUDA);
-    CHECK(after[i].tensor.requires_grad());
-    CHECK(after[i].tensor.is_leaf());
     CHECK(bit_equal(after[i].tensor, values[i]));
   }
   CHECK(m.layers[0]->mixer->A_log.device() == kCUDA);  // the modules' own fields see the move
@@ -450,15 +454,8 @@ TEST_CASE("devices: Module::to(kCPU) of a CPU model is a no-op that keeps every 
   for (auto& p : before) data.push_back(p.tensor.raw_data());
   m.to(kCPU);
   auto after = m.named_parameters();
-  REQUIRE(after.size() == before.size());
-  for (size_t i = 0; i < after.size(); ++i) {
-    INFO(before[i].name);
-    CHECK(after[i].name == before[i].name);
-    CHECK(after[i].tensor.is_same(before[i].tensor));
-    CHECK(after[i].tensor.raw_data() == data[i]);  // not even copied
-    CHECK(after[i].tensor.requires_grad());
-    CHECK(after[i].tensor.is_leaf());
-  }
+  check_same_parameters(before, after);
+  for (size_t i = 0; i < after.size(); ++i) CHECK(after[i].tensor.raw_data() == data[i]);  // not even copied
   CHECK(m.device() == kCPU);
 }
 

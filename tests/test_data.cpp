@@ -48,10 +48,11 @@ Bytes make_text(size_t n, uint64_t seed = 1) {
   return out;
 }
 
-Bytes raw_deflate(const Bytes& in) {
+// `in` compressed by zlib at level 6; `window_bits` picks the format (negative: raw deflate; 16 + ...: gzip).
+Bytes deflate_with(const Bytes& in, int window_bits) {
   z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  Bytes out(deflateBound(&zs, (uLong)in.size()));
+  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  Bytes out(deflateBound(&zs, (uLong)in.size()) + 64);  // room for a gzip header and trailer
   zs.next_in = const_cast<Bytef*>(in.data()), zs.avail_in = (uInt)in.size();
   zs.next_out = out.data(), zs.avail_out = (uInt)out.size();
   REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
@@ -60,17 +61,8 @@ Bytes raw_deflate(const Bytes& in) {
   return out;
 }
 
-Bytes gzip(const Bytes& in) {
-  z_stream zs{};
-  REQUIRE(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  Bytes out(deflateBound(&zs, (uLong)in.size()) + 64);
-  zs.next_in = const_cast<Bytef*>(in.data()), zs.avail_in = (uInt)in.size();
-  zs.next_out = out.data(), zs.avail_out = (uInt)out.size();
-  REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
-  out.resize(zs.total_out);
-  deflateEnd(&zs);
-  return out;
-}
+Bytes raw_deflate(const Bytes& in) { return deflate_with(in, -MAX_WBITS); }
+Bytes gzip(const Bytes& in) { return deflate_with(in, 16 + MAX_WBITS); }
 
 uint32_t crc_of(const Bytes& b) { return (uint32_t)crc32(crc32(0, Z_NULL, 0), b.data(), (uInt)b.size()); }
 
@@ -278,143 +270,119 @@ TEST_CASE("data: zip members, deflated and stored") {
   }
 }
 
-TEST_CASE("data: bad inputs give clear errors") {
-  TempDir dir;
-  Bytes text = make_text(200000, 9);
+namespace {
 
-  SUBCASE("missing file: the message names it and gives the download command") {
-    std::string p = (dir.path / "enwik8.zip").string();
-    std::string msg = read_error(p);
-    CHECK(contains(msg, p));
-    CHECK(contains(msg, "does not exist"));
-    CHECK(contains(msg, "curl -LO http://mattmahoney.net/dc/enwik8.zip"));
+// read_byte_file of `bytes`, saved as `name`, fails with a message that names the file and holds each of
+// `parts`.
+void check_read_error(const TempDir& dir, const std::string& name, const Bytes& bytes,
+                      const std::vector<std::string>& parts) {
+  const std::string msg = read_error(dir.file(name, bytes));
+  INFO(msg);
+  CHECK(contains(msg, name));
+  for (const auto& p : parts) CHECK_MESSAGE(contains(msg, p), p);
+}
+
+// The same for `bytes` cut short after each of `keeps` bytes (a partial download).
+void check_cut_short(const TempDir& dir, const std::string& name, const Bytes& bytes, const std::vector<size_t>& keeps,
+                     const std::string& part) {
+  for (size_t keep : keeps) {
+    CAPTURE(keep);
+    check_read_error(dir, name, Bytes(bytes.begin(), bytes.begin() + keep), {part});
   }
-  SUBCASE("a directory") {
-    std::string msg = read_error(dir.path.string());
-    CHECK(contains(msg, "is a directory"));
+}
+
+}  // namespace
+
+TEST_CASE("data: a missing, empty or folder path gives a clear error") {
+  TempDir dir;
+  // A missing file: the message names it and gives the download command.
+  const std::string p = (dir.path / "enwik8.zip").string();
+  const std::string msg = read_error(p);
+  CHECK(contains(msg, p));
+  CHECK(contains(msg, "does not exist"));
+  CHECK(contains(msg, "curl -LO http://mattmahoney.net/dc/enwik8.zip"));
+  CHECK(contains(read_error(dir.path.string()), "is a directory"));
+  check_read_error(dir, "empty.txt", Bytes{}, {"is empty"});
+}
+
+TEST_CASE("data: a damaged zip gives a clear error naming the file") {
+  TempDir dir;
+  const Bytes text = make_text(200000, 9);
+  const Bytes z = make_zip({{"enwik8", text, 8}});
+  check_cut_short(dir, "cut.zip", z, {z.size() / 2, z.size() - 1, (size_t)4, (size_t)30}, "truncated");
+  Bytes badcd = z;
+  const size_t eocd = z.size() - 22;
+  badcd[eocd + 16] = 0xff, badcd[eocd + 17] = 0xff, badcd[eocd + 18] = 0xff;  // central directory offset
+  check_read_error(dir, "badcd.zip", badcd, {"central directory", "past the end"});
+  ZipLayout lay;
+  Bytes corrupt = make_zip({{"enwik8", text, 8}}, &lay);
+  corrupt[lay.data_offset[0]] = 0x07;  // final block of the reserved block type 3
+  check_read_error(dir, "corrupt.zip", corrupt, {"member 'enwik8' of", "corrupt deflate data", "invalid block type"});
+  Bytes crc = z;  // the same layout as `corrupt`
+  crc[lay.cd_crc_offset[0]] ^= 0x01;
+  check_read_error(dir, "crc.zip", crc, {"CRC-32 mismatch"});
+  ZipLayout stored_lay;
+  Bytes stored = make_zip({{"enwik8", text, 0}}, &stored_lay);
+  stored[stored_lay.data_offset[0] + 1000] ^= 0x20;  // a stored member whose data changed
+  check_read_error(dir, "crc0.zip", stored, {"CRC-32 mismatch"});
+  check_read_error(dir, "emptymember.zip", make_zip({{"enwik8", {}, 0}}), {"is empty"});
+}
+
+TEST_CASE("data: a deflate stream cut short inside a complete zip is named truncated") {
+  TempDir dir;
+  const Bytes text = make_text(200000, 9);
+  // A zip whose member data ends mid-stream although its headers are consistent.
+  Bytes comp = raw_deflate(text);
+  Bytes half(comp.begin(), comp.begin() + comp.size() / 2);
+  // Store the half stream, then relabel the member as deflate of `text`: method 8, its crc and size.
+  ZipLayout lay;
+  Bytes z = make_zip({{"enwik8", half, 0}}, &lay);
+  size_t c = lay.cd_crc_offset[0];
+  z[c - 6] = 8;
+  uint32_t crc = crc_of(text), usize = (uint32_t)text.size();
+  for (int i = 0; i < 4; ++i) z[c + i] = (uint8_t)(crc >> (8 * i)), z[c + 8 + i] = (uint8_t)(usize >> (8 * i));
+  check_read_error(dir, "short.zip", z, {"truncated", "deflate data ends"});
+}
+
+TEST_CASE("data: a damaged gzip gives a clear error naming the file") {
+  TempDir dir;
+  const Bytes gz = gzip(make_text(200000, 9));
+  check_cut_short(dir, "cut.gz", gz, {gz.size() / 2, gz.size() - 4, (size_t)2, (size_t)10}, "truncated gzip");
+  Bytes crc = gz;
+  crc[crc.size() - 8] ^= 0x01;  // the trailer's CRC-32
+  check_read_error(dir, "crc.gz", crc, {"CRC-32 mismatch"});
+  Bytes bad = gz;
+  bad[10] = 0x07;  // first deflate block header after the 10-byte gzip header: reserved type
+  check_read_error(dir, "bad.gz", bad, {"corrupt gzip"});
+  Bytes junk = gz;
+  junk.push_back('x');
+  check_read_error(dir, "junk.gz", junk, {"trailing garbage"});
+}
+
+TEST_CASE("data: a split shorter than one window is an error") {
+  mg::ByteDataset ds(Bytes(10, 'a'), "validation");
+  mg::Generator g(1);
+  std::string msg;
+  try {
+    ds.sample(2, 10, g);
+  } catch (const mg::Error& e) {
+    msg = e.what();
   }
-  SUBCASE("empty file") {
-    std::string msg = read_error(dir.file("empty.txt", Bytes{}));
-    CHECK(contains(msg, "empty.txt"));
-    CHECK(contains(msg, "is empty"));
+  CHECK(contains(msg, "validation split has 10 bytes, shorter than one window"));
+  CHECK(contains(msg, "seq_len + 1 = 11"));
+  CHECK_THROWS_AS(ds.num_eval_batches(1, 10), mg::Error);
+  CHECK_NOTHROW(ds.sample(2, 9, g));
+  CHECK(ds.num_eval_batches(1, 9) == 1);
+  // a max_bytes cap that leaves less than a window
+  try {
+    ds.eval_batch(0, 1, 5, 4);
+    FAIL("no error");
+  } catch (const mg::Error& e) {
+    CHECK(contains(e.what(), "max_bytes = 4"));
+    CHECK(contains(e.what(), "seq_len + 1 = 6"));
   }
-  SUBCASE("truncated zip (a partial download)") {
-    Bytes z = make_zip({{"enwik8", text, 8}});
-    for (size_t keep : {z.size() / 2, z.size() - 1, (size_t)4, (size_t)30}) {
-      CAPTURE(keep);
-      Bytes cut(z.begin(), z.begin() + keep);
-      std::string msg = read_error(dir.file("cut.zip", cut));
-      CHECK(contains(msg, "cut.zip"));
-      CHECK(contains(msg, "truncated"));
-    }
-  }
-  SUBCASE("zip whose central directory points past the end") {
-    Bytes z = make_zip({{"enwik8", text, 8}});
-    size_t eocd = z.size() - 22;
-    z[eocd + 16] = 0xff, z[eocd + 17] = 0xff, z[eocd + 18] = 0xff;  // central directory offset
-    std::string msg = read_error(dir.file("badcd.zip", z));
-    CHECK(contains(msg, "central directory"));
-    CHECK(contains(msg, "past the end"));
-  }
-  SUBCASE("corrupt deflate data") {
-    ZipLayout lay;
-    Bytes z = make_zip({{"enwik8", text, 8}}, &lay);
-    z[lay.data_offset[0]] = 0x07;  // final block of the reserved block type 3
-    std::string msg = read_error(dir.file("corrupt.zip", z));
-    CHECK(contains(msg, "member 'enwik8' of"));
-    CHECK(contains(msg, "corrupt.zip"));
-    CHECK(contains(msg, "corrupt deflate data"));
-    CHECK(contains(msg, "invalid block type"));
-  }
-  SUBCASE("deflate stream cut short inside a complete zip") {
-    // A zip whose member data ends mid-stream although its headers are consistent.
-    Bytes comp = raw_deflate(text);
-    Bytes half(comp.begin(), comp.begin() + comp.size() / 2);
-    // Store the half stream, then relabel the member as deflate of `text`: method 8, its crc and size.
-    ZipLayout lay;
-    Bytes z = make_zip({{"enwik8", half, 0}}, &lay);
-    size_t c = lay.cd_crc_offset[0];
-    z[c - 6] = 8;
-    uint32_t crc = crc_of(text), usize = (uint32_t)text.size();
-    for (int i = 0; i < 4; ++i) z[c + i] = (uint8_t)(crc >> (8 * i)), z[c + 8 + i] = (uint8_t)(usize >> (8 * i));
-    std::string msg = read_error(dir.file("short.zip", z));
-    CHECK(contains(msg, "truncated"));
-    CHECK(contains(msg, "deflate data ends"));
-  }
-  SUBCASE("CRC-32 mismatch in a deflated member") {
-    ZipLayout lay;
-    Bytes z = make_zip({{"enwik8", text, 8}}, &lay);
-    z[lay.cd_crc_offset[0]] ^= 0x01;
-    std::string msg = read_error(dir.file("crc.zip", z));
-    CHECK(contains(msg, "CRC-32 mismatch"));
-    CHECK(contains(msg, "crc.zip"));
-  }
-  SUBCASE("CRC-32 mismatch in a stored member whose data changed") {
-    ZipLayout lay;
-    Bytes z = make_zip({{"enwik8", text, 0}}, &lay);
-    z[lay.data_offset[0] + 1000] ^= 0x20;
-    std::string msg = read_error(dir.file("crc0.zip", z));
-    CHECK(contains(msg, "CRC-32 mismatch"));
-  }
-  SUBCASE("zip with an empty member") {
-    Bytes z = make_zip({{"enwik8", {}, 0}});
-    std::string msg = read_error(dir.file("emptymember.zip", z));
-    CHECK(contains(msg, "is empty"));
-  }
-  SUBCASE("truncated gzip") {
-    Bytes gz = gzip(text);
-    for (size_t keep : {gz.size() / 2, gz.size() - 4, (size_t)2, (size_t)10}) {
-      CAPTURE(keep);
-      Bytes cut(gz.begin(), gz.begin() + keep);
-      std::string msg = read_error(dir.file("cut.gz", cut));
-      CHECK(contains(msg, "cut.gz"));
-      CHECK(contains(msg, "truncated gzip"));
-    }
-  }
-  SUBCASE("gzip CRC-32 mismatch") {
-    Bytes gz = gzip(text);
-    gz[gz.size() - 8] ^= 0x01;  // the trailer's CRC-32
-    std::string msg = read_error(dir.file("crc.gz", gz));
-    CHECK(contains(msg, "CRC-32 mismatch"));
-    CHECK(contains(msg, "crc.gz"));
-  }
-  SUBCASE("corrupt gzip data") {
-    Bytes gz = gzip(text);
-    gz[10] = 0x07;  // first deflate block header after the 10-byte gzip header: reserved type
-    std::string msg = read_error(dir.file("bad.gz", gz));
-    CHECK(contains(msg, "corrupt gzip"));
-    CHECK(contains(msg, "bad.gz"));
-  }
-  SUBCASE("gzip followed by garbage") {
-    Bytes gz = gzip(text);
-    gz.push_back('x');
-    CHECK(contains(read_error(dir.file("junk.gz", gz)), "trailing garbage"));
-  }
-  SUBCASE("a split shorter than one window") {
-    mg::ByteDataset ds(Bytes(10, 'a'), "validation");
-    mg::Generator g(1);
-    std::string msg;
-    try {
-      ds.sample(2, 10, g);
-    } catch (const mg::Error& e) {
-      msg = e.what();
-    }
-    CHECK(contains(msg, "validation split has 10 bytes, shorter than one window"));
-    CHECK(contains(msg, "seq_len + 1 = 11"));
-    CHECK_THROWS_AS(ds.num_eval_batches(1, 10), mg::Error);
-    CHECK_NOTHROW(ds.sample(2, 9, g));
-    CHECK(ds.num_eval_batches(1, 9) == 1);
-    // a max_bytes cap that leaves less than a window
-    try {
-      ds.eval_batch(0, 1, 5, 4);
-      FAIL("no error");
-    } catch (const mg::Error& e) {
-      CHECK(contains(e.what(), "max_bytes = 4"));
-      CHECK(contains(e.what(), "seq_len + 1 = 6"));
-    }
-    mg::ByteDataset none;
-    CHECK_THROWS_AS(none.sample(1, 1, g), mg::Error);
-  }
+  mg::ByteDataset none;
+  CHECK_THROWS_AS(none.sample(1, 1, g), mg::Error);
 }
 
 TEST_CASE("data: a file named .zip or .gz must start with that format's signature") {

@@ -15,6 +15,7 @@
 #include "ops/ops.h"
 #include "tests/cli.h"
 #include "tests/devices.h"
+#include "tests/run_cli.h"
 #include "tests/trainer_fixture.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
@@ -217,36 +218,12 @@ test::CliRun mpirun(int ranks, const std::vector<std::string>& args, const std::
   return test::run_program(MG_MPIEXEC, a, env, kill_after_ms);
 }
 
-// A tiny model on the test text: 20 steps of global batch 8, validation and a checkpoint every 10.
-std::vector<std::string> tiny_args(const std::string& data, const std::string& out, int steps = 20) {
-  return {"train",
-          "--data",
-          data,
-          "--out",
-          out,
-          "--preset",
-          "tiny",
-          "--d-model",
-          "32",
-          "--n-layer",
-          "1",
-          "--steps",
-          std::to_string(steps),
-          "--batch",
-          "8",
-          "--seq",
-          "32",
-          "--warmup",
-          "2",
-          "--eval-every",
-          "10",
-          "--eval-bytes",
-          "4096",
-          "--test-bytes",
-          "4096",
-          "--quiet",
-          "--threads",
-          "1"};
+// A tiny model on the test text: 20 steps of global batch 8, validation and a checkpoint every 10; `extra`
+// appended.
+std::vector<std::string> tiny_args(const std::string& data, const std::string& out, int steps = 20,
+                                   std::vector<std::string> extra = {}) {
+  return test::tiny_train(data, out, steps,
+                          {.batch = 8, .eval_every = 10, .eval_bytes = 4096, .warmup = 2, .extra = std::move(extra)});
 }
 
 std::vector<nlohmann::json> records_with(const std::string& metrics, const char* key) {
@@ -304,9 +281,7 @@ TEST_CASE("distributed: 2 ranks with global batch 8 follow 1 process with batch 
   CHECK(find_checkpoint(d / "two")->step == 20);
 
   // Resumed: stopped after step 10 on 2 ranks, continued on 2 ranks, it ends where the run did.
-  auto stop_args = tiny_args(data, d / "resumed");
-  stop_args.insert(stop_args.end(), {"--stop-at", "10"});
-  auto a = mpirun(2, stop_args);
+  auto a = mpirun(2, tiny_args(data, d / "resumed", 20, {"--stop-at", "10"}));
   REQUIRE_MESSAGE(a.exit_code == 0, (a.out + a.err));
   CHECK(find_checkpoint(d / "resumed")->step == 10);
   auto b = mpirun(2, {"train", "--resume", d / "resumed", "--quiet", "--threads", "1"});
@@ -328,11 +303,7 @@ TEST_CASE("cuda distributed: 2 CUDA ranks (NCCL when built) with global batch 8 
 #endif
   test::TempDir d("dist_cuda_follow");
   const std::string data = test::write_text(d, 60000, true);
-  auto args = [&](const std::string& out) {
-    auto a = tiny_args(data, out, 10);
-    a.insert(a.end(), {"--device", "cuda"});
-    return a;
-  };
+  auto args = [&](const std::string& out) { return tiny_args(data, out, 10, {"--device", "cuda"}); };
   auto one = test::run_cli(args(d / "one"), {}, 240000);
   REQUIRE_MESSAGE(one.exit_code == 0, one.err);
   auto two = mpirun(2, args(d / "two"), {}, 240000);
@@ -468,22 +439,20 @@ TEST_CASE("distributed: a rank that fails alone, before MPI or in its options, e
   test::TempDir d("dist_alone");
   const std::string data = test::write_text(d, 60000, true);
   // Rank 1's command line does not parse: it exits before MPI starts.
-  auto bad = tiny_args(data, d / "run");
-  bad.insert(bad.end(), {"--profile-steps", "abc"});
-  check_job_refused(mpirun_each({tiny_args(data, d / "run"), bad}, 60000), "--profile-steps");
+  check_job_refused(
+      mpirun_each({tiny_args(data, d / "run"), tiny_args(data, d / "run", 20, {"--profile-steps", "abc"})}, 60000),
+      "--profile-steps");
   // Rank 1's options are out of range: refused after MPI started, and agreed with rank 0.
-  auto range = tiny_args(data, d / "run");
-  range.insert(range.end(), {"--stop-at", "99"});
-  check_job_refused(mpirun_each({tiny_args(data, d / "run"), range}, 60000), "--stop-at must be between 1 and --steps");
+  check_job_refused(
+      mpirun_each({tiny_args(data, d / "run"), tiny_args(data, d / "run", 20, {"--stop-at", "99"})}, 60000),
+      "--stop-at must be between 1 and --steps");
   CHECK(!fs::exists(d / "run/model.safetensors"));
 }
 
 TEST_CASE("distributed: resuming on a number of ranks that does not divide the run's batch names the ones that do") {
   test::TempDir d("dist_resume_ranks");
   const std::string data = test::write_text(d, 60000, true);
-  auto stop = tiny_args(data, d / "run");
-  stop.insert(stop.end(), {"--stop-at", "10"});
-  REQUIRE(mpirun(2, stop).exit_code == 0);
+  REQUIRE(mpirun(2, tiny_args(data, d / "run", 20, {"--stop-at", "10"})).exit_code == 0);
   auto r = mpirun(3, {"train", "--resume", d / "run", "--quiet", "--threads", "1"}, {}, 60000);
   check_job_refused(r,
                     "has a global batch of 8, fixed by the run, which 3 processes cannot split evenly: resume it on "

@@ -117,6 +117,26 @@ TEST_CASE("input limits: a FIFO, a device or a folder as --data or --input is re
                 {"is a FIFO", "--data"});
 }
 
+TEST_CASE("input limits: a FIFO as a run's config.json, model file or run.json is refused at once, naming it") {
+  TempDir d("limits_run_fifo");
+  // A model folder whose config.json, then whose model file, is a FIFO with no writer.
+  for (const std::string name : {"config.json", "model.safetensors"}) {
+    CAPTURE(name);
+    const std::string dir = run_with_config(d, [](nlohmann::json&) {});
+    fs::remove(dir + "/" + name);
+    REQUIRE(::mkfifo((dir + "/" + name).c_str(), 0600) == 0);
+    check_refused(run_cli({"generate", "--run", dir}, {}, kKillMs),
+                  {"'" + dir + "/" + name + "' is a FIFO (named pipe), not a regular file"});
+    fs::remove_all(dir);
+  }
+  // A run that stopped before its first checkpoint, whose run.json is a FIFO: resuming it reads run.json.
+  const std::string run = d / "run";
+  fs::create_directories(run);
+  REQUIRE(::mkfifo((run + "/run.json").c_str(), 0600) == 0);
+  check_refused(run_cli({"train", "--resume", run, "--steps", "3", "--quiet", "--threads", "1"}, {}, kKillMs),
+                {"'" + run + "/run.json' is a FIFO (named pipe), not a regular file"});
+}
+
 TEST_CASE("input limits: data larger than the memory bound, and a gzip bomb, are refused naming the file") {
   TempDir d("limits_data");
   const std::string data = write_text(d, 3 << 20);  // 3 MiB of text

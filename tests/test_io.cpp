@@ -1,6 +1,7 @@
 // Tests for io/: safetensors files (round trips, bytes identical to Python's safetensors, every kind
 // of bad file) and atomic file replacement.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -160,6 +161,12 @@ TEST_CASE("io: safetensors loading rejects every kind of bad file with a clear m
   CHECK(load_safetensors(path)[0].second.to_vector<float>() == std::vector<float>{1.0f, 2.0f});
 
   check_error([&] { load_safetensors(dir.file("missing.safetensors")); }, {"cannot read", "missing.safetensors"});
+  // A FIFO with no writer is refused before any open that would wait for one.
+  const std::string fifo = dir.file("fifo.safetensors");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  check_error([&] { load_safetensors(fifo); },
+              {"[load_safetensors]", fifo, "is a FIFO (named pipe), not a regular file"});
+  check_error([&] { load_safetensors(dir.path.string()); }, {"[load_safetensors]", "is a directory"});
   expect_bad("abc", {"too short"});
   expect_bad(std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10), {"bad header length"});
   expect_bad(std::string("\x40\x00\x00\x00\x00\x00\x00\x00{}", 10), {"bad header length", "truncated"});

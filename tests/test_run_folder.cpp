@@ -34,6 +34,7 @@ using test::run_cli;
 using test::TempDir;
 using test::tiny_options;
 using test::tiny_train;
+using test::train_tiny;
 using test::write_text;
 namespace fs = std::filesystem;
 
@@ -139,10 +140,8 @@ TEST_CASE("run folder: SIGKILL at random moments, resumed each time, ends with t
 
 TEST_CASE("run folder: a run is never replaced unless asked, and a refused start changes nothing") {
   TempDir d("refuse");
-  const std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 4;
-  train(o, false);
+  TrainOptions o = train_tiny(d, {.steps = 4});
+  const std::string data = o.data;
   const std::string metrics = read_bytes(d / "run/metrics.jsonl"), model = read_bytes(d / "run/model.safetensors");
   CHECK_THROWS_WITH_AS(train(o, false),
                        doctest::Contains("already holds a run (checkpoint-4, config.json, curves.svg, metrics.jsonl "
@@ -191,10 +190,7 @@ TEST_CASE("run folder: a run is never replaced unless asked, and a refused start
 
 TEST_CASE("run folder: a second trainer on a folder in use is refused") {
   TempDir d("lock");
-  const std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 2;
-  train(o, false);
+  TrainOptions o = train_tiny(d, {.steps = 2});
   {
     RunLock held(d / "run");  // as a trainer running in another process holds it
     TrainOptions r = load_run_options(d / "run");
@@ -213,10 +209,7 @@ TEST_CASE("run folder: a second trainer on a folder in use is refused") {
 
 TEST_CASE("run folder: a metrics line cut short by a full disk does not block resuming") {
   TempDir d("metrics_tail");
-  const std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.stop_at = 3;
-  train(o, false);
+  train_tiny(d, {.stop_at = 3});
   std::ofstream(d / "run/metrics.jsonl", std::ios::app) << "{\"step\": 4, \"train_lo";
   TrainOptions r = load_run_options(d / "run");
   r.progress = false;
@@ -244,10 +237,7 @@ TEST_CASE("run folder: outputs never replace a run's own files") {
 
 TEST_CASE("run folder: on resume the options a run cannot change are refused by name, the others recorded") {
   TempDir d("resume_opts");
-  const std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.stop_at = 4;
-  train(o, false);
+  train_tiny(d, {.stop_at = 4});
   TrainOptions r = load_run_options(d / "run");
   r.progress = false;
   TrainOptions bad = r;
@@ -367,10 +357,7 @@ TEST_CASE("run folder: the run records its data by absolute path, size and CRC-3
 
 TEST_CASE("run folder: eval works on a folder with only model.safetensors and config.json, given --data") {
   TempDir d("eval_hf");
-  const std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 2;
-  train(o, false);
+  const std::string data = train_tiny(d, {.steps = 2}).data;
   fs::create_directories(d / "hf");
   fs::copy_file(d / "run/model.safetensors", d / "hf/model.safetensors");
   fs::copy_file(d / "run/config.json", d / "hf/config.json");
@@ -402,11 +389,7 @@ TEST_CASE("run folder: train --carry-state and eval --stream / --windows from th
 
 TEST_CASE("run folder: every field of a damaged trainer state is checked with a message naming it") {
   TempDir d("state_fields");
-  const std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.stop_at = 2;
-  o.eval_every = 2;
-  train(o, false);
+  train_tiny(d, {.eval_every = 2, .stop_at = 2});
   const std::string ckpt = d / "run/checkpoint-2", state = ckpt + "/trainer_state.safetensors";
   const std::string good = read_bytes(state);
   struct Case {
@@ -440,9 +423,7 @@ TEST_CASE("run folder: every field of a damaged trainer state is checked with a 
   // restart from step 0.
   { std::ofstream(state, std::ios::binary) << good; }
   rewrite_manifest(ckpt);
-  std::string bytes = read_bytes(state);
-  bytes[bytes.size() - 5] ^= 0x40;
-  { std::ofstream(state, std::ios::binary) << bytes; }
+  xor_byte(state, fs::file_size(state) - 5, 0x40);
   auto e = resume_cli(d / "run");
   CHECK(e.exit_code == 1);
   CHECK(e.err.find("has no usable checkpoint") != std::string::npos);
@@ -454,13 +435,11 @@ TEST_CASE("run folder: a damaged newest checkpoint is set aside and the older co
   const std::string data = write_text(d, 30000);
   cli_ok(tiny_train(data, d / "ref", 4));
   // Kill right after checkpoint 4 committed, before the older one is removed: both are present.
-  auto k = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=checkpoint-published:4"});
-  REQUIRE(k.signal == SIGKILL);
+  test::killed_run(data, d / "run", 4, "checkpoint-published:4");
   REQUIRE(fs::exists(d / "run/checkpoint-3"));
   REQUIRE(fs::exists(d / "run/checkpoint-4"));
-  std::string bytes = read_bytes(d / "run/checkpoint-4/model.safetensors");
-  bytes[bytes.size() / 2] ^= 1;
-  { std::ofstream(d / "run/checkpoint-4/model.safetensors", std::ios::binary) << bytes; }
+  const std::string damaged = d / "run/checkpoint-4/model.safetensors";
+  xor_byte(damaged, fs::file_size(damaged) / 2, 1);
   auto r = resume_cli(d / "run");
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   CHECK(r.err.find("checkpoint-4 is not a usable checkpoint") != std::string::npos);

@@ -124,9 +124,7 @@ TEST_CASE("run safety: eval, generate and logits verify the root model against c
   TempDir d("root_crc");
   const std::string data = write_text(d, 30000);
   const std::string run = trained_run(d, data, 2);
-  std::string bytes = read_bytes(run + "/model.safetensors");
-  bytes[bytes.size() - 7] ^= 0x10;  // one bit of one weight
-  { std::ofstream(run + "/model.safetensors", std::ios::binary) << bytes; }
+  xor_byte(run + "/model.safetensors", fs::file_size(run + "/model.safetensors") - 7, 0x10);  // a bit of a weight
   const std::vector<std::vector<std::string>> commands = {
       {"eval", "--run", run, "--bytes", "512"},
       {"generate", "--run", run, "--bytes", "4"},
@@ -150,12 +148,10 @@ TEST_CASE("run safety: a root model newer than the newest usable checkpoint is n
   TempDir d("root_newer");
   const std::string data = write_text(d, 30000);
   // Killed after checkpoint 4 was published, before checkpoint 3 was removed; then checkpoint 4 is damaged.
-  auto k = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=checkpoint-published:4"});
-  REQUIRE(k.signal == SIGKILL);
+  test::killed_run(data, d / "run", 4, "checkpoint-published:4");
   REQUIRE(fs::exists(d / "run/checkpoint-3"));
-  std::string bytes = read_bytes(d / "run/checkpoint-4/model.safetensors");
-  bytes[bytes.size() / 2] ^= 1;
-  { std::ofstream(d / "run/checkpoint-4/model.safetensors", std::ios::binary) << bytes; }
+  const std::string damaged = d / "run/checkpoint-4/model.safetensors";
+  xor_byte(damaged, fs::file_size(damaged) / 2, 1);
   auto e = run_cli({"eval", "--run", d / "run", "--bytes", "512"});
   CHECK(e.exit_code == 1);
   CHECK(contains(e.err, (d / "run/model.safetensors") + " is from step 4, newer than the newest usable checkpoint (" +
@@ -358,9 +354,8 @@ TEST_CASE("run safety: a diverging run stops before saving, and its last good ch
 TEST_CASE("run safety: SIGHUP saves the last finished step and exits with 129") {
   TempDir d("sighup");
   const std::string data = write_text(d, 30000);
-  auto args = tiny_train(data, d / "run", 6);
-  *(std::find(args.begin(), args.end(), "--eval-every") + 1) = "0";  // no checkpoint but the one SIGHUP saves
-  auto r = run_cli(args, {"MG_TEST_HANGUP_AT=metrics-logged:3"});
+  // No checkpoint but the one SIGHUP saves.
+  auto r = run_cli(tiny_train(data, d / "run", 6, {.eval_every = 0}), {"MG_TEST_HANGUP_AT=metrics-logged:3"});
   CHECK(r.exit_code == 128 + SIGHUP);
   CHECK(fs::exists(d / "run/checkpoint-3"));
   auto resumed = resume_cli(d / "run");
@@ -370,8 +365,7 @@ TEST_CASE("run safety: SIGHUP saves the last finished step and exits with 129") 
 TEST_CASE("run safety: commands on a run that has not saved its first checkpoint say so") {
   TempDir d("first_ckpt");
   const std::string data = write_text(d, 30000);
-  auto killed = run_cli(tiny_train(data, d / "run", 4), {"MG_TEST_CRASH_AT=metrics-logged:1"});
-  REQUIRE(killed.signal == SIGKILL);
+  test::killed_run(data, d / "run", 4, "metrics-logged:1");
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"eval", "--run", d / "run"},
         {"generate", "--run", d / "run"},

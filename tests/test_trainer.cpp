@@ -31,7 +31,27 @@ using test::train_losses;
 using test::write_text;
 namespace fs = std::filesystem;
 
-namespace {}  // namespace
+namespace {
+
+// Resumes the run in d/b, which stopped early, and checks that it ends as the uninterrupted run in d/a
+// did (whose test result is `ra`): the same train losses for every step of `steps`, bit for bit, and the
+// same test loss. Returns the train losses of d/a.
+std::vector<double> check_resumed_like_uninterrupted(const TempDir& d, const EvalResult& ra, size_t steps) {
+  TrainOptions resumed = load_run_options(d / "b");
+  resumed.progress = false;
+  EvalResult rb = train(resumed, true).test;
+  auto la = train_losses(d / "a/metrics.jsonl"), lb = train_losses(d / "b/metrics.jsonl");
+  REQUIRE(la.size() == steps);
+  REQUIRE(lb.size() == steps);
+  for (size_t i = 0; i < steps; ++i) {
+    INFO("step " << i + 1);
+    CHECK(la[i] == lb[i]);  // bit-identical, not approximately equal
+  }
+  CHECK(ra.loss == rb.loss);
+  return la;
+}
+
+}  // namespace
 
 TEST_CASE("trainer: resuming continues bit-identically to an uninterrupted run") {
   TempDir d("resume");
@@ -42,17 +62,7 @@ TEST_CASE("trainer: resuming continues bit-identically to an uninterrupted run")
   b.stop_at = 3;  // stops between evaluations: the checkpoint is written at the stop
   train(b, false);
   CHECK(train_losses(d / "b/metrics.jsonl").size() == 3);
-  TrainOptions resumed = load_run_options(d / "b");
-  resumed.progress = false;
-  EvalResult rb = train(resumed, true).test;
-  auto la = train_losses(d / "a/metrics.jsonl"), lb = train_losses(d / "b/metrics.jsonl");
-  REQUIRE(la.size() == 8);
-  REQUIRE(lb.size() == 8);
-  for (size_t i = 0; i < 8; ++i) {
-    INFO("step " << i + 1);
-    CHECK(la[i] == lb[i]);  // bit-identical, not approximately equal
-  }
-  CHECK(ra.loss == rb.loss);
+  const std::vector<double> la = check_resumed_like_uninterrupted(d, ra, 8);
   CHECK(la.back() < la.front());  // and it learned something
   CHECK(fs::exists(d / "b/curves.svg"));
 }
@@ -60,11 +70,8 @@ TEST_CASE("trainer: resuming continues bit-identically to an uninterrupted run")
 TEST_CASE("trainer: a non-finite loss stops training, names the step and keeps the last checkpoint") {
   TempDir d("nan");
   std::string data = write_text(d, 40000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 40;
-  o.eval_every = 1;
+  TrainOptions o = tiny_options(data, d / "run", {.steps = 40, .warmup = 10, .eval_every = 1});
   o.lr = 100;  // reached by the end of the warm-up: the run diverges a few steps in, after a checkpoint
-  o.warmup = 10;
   std::string msg;
   try {
     train(o, false);
@@ -91,10 +98,7 @@ TEST_CASE("trainer: bad data gets a clear error before anything is written") {
 
 TEST_CASE("trainer: a checkpoint whose shapes do not match its config names the tensor and both shapes") {
   TempDir d("mismatch");
-  std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 2;
-  train(o, false);
+  train_tiny(d, {.steps = 2});
   {  // claim a different d_state in config.json
     std::ifstream in(d / "run/config.json");
     std::string cfg((std::istreambuf_iterator<char>(in)), {});
@@ -111,10 +115,7 @@ TEST_CASE("trainer: a checkpoint whose shapes do not match its config names the 
 
 TEST_CASE("trainer: greedy generation is reproducible and sampling follows its seed") {
   TempDir d("gen");
-  std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 4;
-  train(o, false);
+  train_tiny(d, {.steps = 4});
   auto model = load_model(d / "run");
   SampleOptions greedy{40, 0.0, 0, 1};
   std::string g1 = generate(*model, "the cat", greedy), g2 = generate(*model, "the cat", greedy);
@@ -130,9 +131,7 @@ TEST_CASE("trainer: greedy generation is reproducible and sampling follows its s
 TEST_CASE("trainer: Ctrl-C saves a checkpoint and returns cleanly") {
   TempDir d("sigint");
   std::string data = write_text(d, 30000);
-  TrainOptions o = tiny_options(data, d / "run");
-  o.steps = 1000000;
-  o.eval_every = 0;
+  TrainOptions o = tiny_options(data, d / "run", {.steps = 1000000, .eval_every = 0});
   std::thread interrupter([&] {
     // Wait for the first logged step: by then the trainer's handler is installed.
     for (int i = 0; i < 6000 && read_jsonl(d / "run/metrics.jsonl").empty(); ++i)
@@ -204,18 +203,8 @@ TEST_CASE("trainer: --carry-state trains on streams, wraps them, and resumes bit
     const auto h = c.carry[0].ssm.to_vector<float>();
     CHECK(std::any_of(h.begin(), h.end(), [](float v) { return v != 0; }));
   }
-  TrainOptions resumed = load_run_options(d / "b");
-  CHECK(resumed.carry_state);
-  resumed.progress = false;
-  EvalResult rb = train(resumed, true).test;
-  auto la = train_losses(d / "a/metrics.jsonl"), lb = train_losses(d / "b/metrics.jsonl");
-  REQUIRE(la.size() == 12);
-  REQUIRE(lb.size() == 12);
-  for (size_t i = 0; i < 12; ++i) {
-    INFO("step " << i + 1);
-    CHECK(la[i] == lb[i]);
-  }
-  CHECK(ra.loss == rb.loss);
+  CHECK(load_run_options(d / "b").carry_state);
+  check_resumed_like_uninterrupted(d, ra, 12);
   CHECK(ra.targets == 599);  // the test split's 600 bytes: every byte but the first
   for (auto& j : read_jsonl(d / "a/metrics.jsonl"))
     if (j.contains("val_bpc") || j.contains("test_bpc")) CHECK(j["eval_mode"] == "stream");

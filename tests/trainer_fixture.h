@@ -22,22 +22,34 @@ inline std::string write_text(const TempDir& d, size_t n, bool rich = false) {
   return p;
 }
 
-inline TrainOptions tiny_options(const std::string& data, const std::string& out) {
+// The sizes of a tiny run; the defaults make a fast one (a d_model 32, one-layer model, 8 steps).
+struct TinyRun {
+  int64_t steps = 8, batch = 4, seq = 32, warmup = 2, eval_every = 4;
+  int64_t eval_bytes = 2048;  // validation and test
+  int64_t stop_at = -1;
+  bool preset_sizes = false;  // the tiny preset's own d_model and layers
+  Device device = kCPU;
+};
+
+inline TrainOptions tiny_options(const std::string& data, const std::string& out, const TinyRun& r = {}) {
   TrainOptions o;
   o.data = data;
   o.out = out;
   o.preset = "tiny";
   o.config = MambaConfig::preset("tiny");
-  o.config.d_model = 32;
-  o.config.n_layer = 1;
-  o.steps = 8;
-  o.batch = 4;
-  o.seq = 32;
-  o.warmup = 2;
-  o.eval_every = 4;
-  o.eval_bytes = 2048;
-  o.test_bytes = 2048;
+  if (!r.preset_sizes) o.config.d_model = 32, o.config.n_layer = 1;
+  o.steps = r.steps, o.batch = r.batch, o.seq = r.seq, o.warmup = r.warmup, o.eval_every = r.eval_every;
+  o.eval_bytes = o.test_bytes = r.eval_bytes;
+  o.stop_at = r.stop_at;
   o.progress = false;
+  o.device = r.device;
+  return o;
+}
+
+// A tiny run of `r` trained in d/run on 30,000 bytes of d/text.txt; returns its options.
+inline TrainOptions train_tiny(const TempDir& d, const TinyRun& r = {}) {
+  TrainOptions o = tiny_options(write_text(d, 30000), d / "run", r);
+  train(o, false);
   return o;
 }
 

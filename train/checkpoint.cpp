@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/regular_file.h"
 #include "data/bytes.h"
 #include "io/atomic_file.h"
 #include "core/device.h"
@@ -35,12 +36,12 @@ uint64_t meta_uint(const SafetensorsFile& f, const std::string& key, const std::
 // The step in the metadata of a root model.safetensors (its header only), or nullopt when the file or the
 // field cannot be read.
 std::optional<int64_t> root_step(const std::string& model) {
-  std::ifstream in(model, std::ios::binary);
-  uint64_t n = 0;
-  if (!in.read(reinterpret_cast<char*>(&n), 8) || n > 100'000'000) return std::nullopt;
-  std::string header(n, '\0');
-  if (!in.read(header.data(), (std::streamsize)n)) return std::nullopt;
   try {
+    const RegularFile in(model, "[run]");
+    uint64_t n = 0;
+    if (!in.read_at(0, &n, 8) || n > 100'000'000) return std::nullopt;
+    std::string header(n, '\0');
+    if (!in.read_at(8, header.data(), n)) return std::nullopt;
     const auto j = nlohmann::json::parse(header);
     return std::stoll(j.at("__metadata__").at("step").get<std::string>());
   } catch (const std::exception&) {
@@ -120,13 +121,7 @@ std::string model_folder(const std::string& run_dir) {
 
 }  // namespace
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  MG_CHECK(f.good(), "[load] cannot open {}", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string read_text_file(const std::string& path) { return RegularFile(path, "[load]").read_all(); }
 
 // A checkpoint is one folder made atomically (train/run_folder.h); the step is also stored in both
 // safetensors files, and every metadata field is checked when it is read back.

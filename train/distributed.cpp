@@ -163,21 +163,27 @@ void World::check_same_as_root(const Fields& mine, const char* op) const {
   }
 }
 
-void World::sum(double* v, int64_t n) const {
-  if (!mpi_) return;
 #if MG_HAVE_MPI
+namespace {
+// MPI_Allreduce (a sum, in place) of `n` elements of `type`, in pieces that MPI's int counts hold.
+template <class T>
+void allreduce_sum(T* v, int64_t n, MPI_Datatype type) {
   for (int64_t i = 0; i < n; i += kMaxCount)
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v + i, (int)std::min(kMaxCount, n - i), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v + i, (int)std::min(kMaxCount, n - i), type, MPI_SUM, MPI_COMM_WORLD),
               "MPI_Allreduce");
+}
+}  // namespace
+#endif
+
+void World::sum(double* v, int64_t n) const {
+#if MG_HAVE_MPI
+  if (mpi_) allreduce_sum(v, n, MPI_DOUBLE);
 #endif
 }
 
 void World::sum(float* v, int64_t n) const {
-  if (!mpi_) return;
 #if MG_HAVE_MPI
-  for (int64_t i = 0; i < n; i += kMaxCount)
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v + i, (int)std::min(kMaxCount, n - i), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
-              "MPI_Allreduce");
+  if (mpi_) allreduce_sum(v, n, MPI_FLOAT);
 #endif
 }
 
@@ -230,6 +236,11 @@ void World::wait(Request& r) const {
 // ---- GradientReducer ----
 
 namespace {
+
+// Parameter `p`'s place in a bucket's flat device buffer, which starts at `offset`: a view of p's shape.
+Tensor slot_of(const Tensor& flat, int64_t offset, const Tensor& p) {
+  return flat.narrow(0, offset, p.numel()).view(p.shape());
+}
 
 // The one CUDA device that all parameters are on, or kCPU when they are not all on one CUDA device.
 Device common_cuda_device(const std::vector<Tensor>& params) {
@@ -322,8 +333,7 @@ void GradientReducer::launch(Bucket& b) {
     // Queued on the compute stream after the ops that made the gradients; the all-reduce after them.
     for (size_t i = 0; i < b.params.size(); ++i) {
       const Tensor& p = params_[b.params[i]];
-      const Tensor dst = b.device_flat.narrow(0, b.offsets[i], p.numel()).view(p.shape());
-      const Tensor g = p.grad();
+      const Tensor dst = slot_of(b.device_flat, b.offsets[i], p), g = p.grad();
       if (g.defined())
         dst.copy_(g);
       else
@@ -367,8 +377,7 @@ void GradientReducer::finish() {
       if (scale_ != 1.0) b.device_flat.mul_(scale_);
       for (size_t i = 0; i < b.params.size(); ++i) {
         const Tensor& p = params_[b.params[i]];
-        const Tensor src = b.device_flat.narrow(0, b.offsets[i], p.numel()).view(p.shape());
-        const Tensor g = p.grad();
+        const Tensor src = slot_of(b.device_flat, b.offsets[i], p), g = p.grad();
         if (g.defined())
           g.copy_(src);
         else

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/regular_file.h"
 #include "train/distributed.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
@@ -51,10 +52,11 @@ std::vector<std::pair<int64_t, std::string>> checkpoint_folders(const std::strin
 
 // A manifest's text ("" when it cannot be read, which the JSON parser then reports).
 std::string read_manifest_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  try {
+    return RegularFile(path, "[checkpoint]").read_all();
+  } catch (const Error&) {
+    return "";
+  }
 }
 
 // Empty when the file `path` has the size and CRC-32 that a manifest's entry `info` records for `name`,
@@ -110,16 +112,14 @@ std::string join_names(const std::vector<std::string>& names, size_t max) {
 }
 
 uint32_t crc32_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  MG_CHECK(in.good(), "[checkpoint] cannot open '{}'", path);
+  const RegularFile in(path, "[checkpoint]");
   std::vector<char> buf(1 << 20);
   uLong crc = crc32(0L, Z_NULL, 0);
-  while (in) {
-    in.read(buf.data(), (std::streamsize)buf.size());
-    const std::streamsize got = in.gcount();
-    if (got > 0) crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), (uInt)got);
+  for (uint64_t at = 0; at < in.size(); at += buf.size()) {
+    const size_t n = (size_t)std::min<uint64_t>(buf.size(), in.size() - at);
+    MG_CHECK(in.read_at(at, buf.data(), n), "[checkpoint] reading '{}' failed", path);
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), (uInt)n);
   }
-  MG_CHECK(in.eof(), "[checkpoint] reading '{}' failed", path);
   return (uint32_t)crc;
 }
 

@@ -557,289 +557,413 @@ class StepIntrospection {
   std::optional<MemoryTracker> tracker_;
 };
 
-}  // namespace
-
-TrainResult train(TrainOptions opts, bool resume) {
-  InterruptGuard interrupt;  // Ctrl-C from here on stops at the next safe point
-  // Data parallel (train/distributed.h): N ranks each take batch / N rows of the same global batch.
-  // Every check below that may fail on one rank alone ends in an agreement round (World::agree), so
-  // that no rank goes on to wait in a collective for one that stopped.
-  World& world = World::get();
-  const bool root = world.root();
+// Runs `f`, a phase that may fail on one rank alone, and ends it with an agreement round (World::agree), so
+// that no rank goes on to wait in a collective for one that stopped.
+template <class F>
+void agreed_phase(const World& world, F&& f) {
   std::exception_ptr err;
   try {
-    opts.validate();
-    require_device(opts.device, "train");  // before reading data or writing anything
-    check_ranks(opts, world, resume);
-    check_train_paths(opts);
+    f();
   } catch (...) {
     err = std::current_exception();
   }
   world.agree(err, "train");
-  if (world.distributed() && !root) opts.progress = false;  // rank 0 alone prints
+}
+
+// The options, checked before reading data or writing anything.
+void check_options(TrainOptions& opts, const World& world, bool resume) {
+  agreed_phase(world, [&] {
+    opts.validate();
+    require_device(opts.device, "train");
+    check_ranks(opts, world, resume);
+    check_train_paths(opts);
+  });
+}
+
+// The folder, read only (a new run must not replace a run unless asked to; only rank 0 looks), then the
+// data. The ranks run one job: their options and data must be rank 0's.
+TrainData check_folder_and_load_data(TrainOptions& opts, const World& world, bool resume) {
+  TrainData data;
+  agreed_phase(world, [&] {
+    if (world.root()) {
+      const RunFolderContents contents = inspect_run_folder(opts.out);
+      if (resume) {
+        MG_CHECK(contents.exists, "[resume] {} is not a run folder (train one with: mambagrad train --out {})",
+                 opts.out, opts.out);
+        MG_CHECK(!opts.overwrite, "[train] --overwrite and --resume exclude each other");
+      } else {
+        check_new_run_folder(opts.out, contents, opts.overwrite);
+      }
+    }
+    data = load_train_data(opts, resume);
+    throw_if_interrupted("train");
+  });
+  agreed_phase(world, [&] { world.check_same_as_root(rank_identity(opts, resume), "train"); });
+  return data;
+}
+
+// The model, moved to the run's device, and its optimizer, made after the move so that its state lives
+// on the device too.
+AdamW optimizer_on_device(MambaLM& model, const TrainOptions& opts) {
+  model.to(opts.device);
+  return AdamW(make_param_groups(model, opts.weight_decay), opts.lr);
+}
+
+// Data parallel: the gradients' average over the ranks; none for one process.
+std::unique_ptr<GradientReducer> make_reducer(const World& world, const MambaLM& model) {
+  if (!world.distributed()) return nullptr;
+  std::vector<Tensor> params;
+  for (auto& p : model.named_parameters()) params.push_back(p.tensor);
+  return std::make_unique<GradientReducer>(world, std::move(params), 1.0 / world.size());
+}
+
+// The carried state of a checkpoint, checked against the run's shapes and moved to its device.
+std::vector<LayerState> restore_carry(const LoadedCheckpoint& loaded, const TrainOptions& opts, int64_t start) {
+  MG_CHECK(!loaded.carry.empty(),
+           "[resume] the run in {} carries state but its checkpoint of step {} holds none (the checkpoint is damaged)",
+           opts.out, start);
+  const MambaConfig& c = opts.config;
+  std::vector<LayerState> carry;
+  for (size_t i = 0; i < loaded.carry.size(); ++i) {
+    const LayerState& s = loaded.carry[i];
+    MG_CHECK(s.conv.shape() == Shape({opts.batch, c.d_inner(), c.d_conv - 1}) &&
+                 s.ssm.shape() == Shape({opts.batch, c.d_inner(), c.d_state}) && s.ssm.dtype() == DType::f32 &&
+                 s.conv.dtype() == DType::f32,
+             "[resume] the carried state of layer {} in the checkpoint of step {} has shapes {} and {}; the run "
+             "needs float32 ({}, {}, {}) and ({}, {}, {})",
+             i, start, s.conv.shape(), s.ssm.shape(), opts.batch, c.d_inner(), c.d_conv - 1, opts.batch, c.d_inner(),
+             c.d_state);
+    carry.push_back({s.conv.to(opts.device), s.ssm.to(opts.device)});
+  }
+  return carry;
+}
+
+// The profile and the memory report come from rank 0 alone (one trace file, one table).
+TrainOptions introspection_options(TrainOptions opts, const World& world) {
+  if (!world.root()) opts.profile.clear(), opts.memory_report = false;
+  return opts;
+}
+
+// One process's part of a training run, from its set-up (or restore) to its end. Rank 0 of a data-parallel
+// run (N ranks each take batch / N rows of the same global batch, train/distributed.h) is the folder's
+// only writer and the only one that prints.
+class Trainer {
+ public:
+  Trainer(TrainOptions& opts, TrainData data, World& world, bool resume);
+
+  int64_t start() const { return start_; }
+  // Trains step `step` (0-based) and returns its metrics record; throws when it diverged.
+  nlohmann::ordered_json step(int64_t step);
+  bool eval_due(int64_t done) const {
+    return (opts_.eval_every > 0 && done % opts_.eval_every == 0) || done == opts_.steps;
+  }
+  // Adds the validation loss to `rec`; returns the signal that interrupted it, else 0.
+  int validate(nlohmann::ordered_json& rec);
+  // Records the step: metrics.jsonl (rank 0) and the progress line.
+  void log(const nlohmann::ordered_json& rec, bool eval_now);
+  void save(int64_t step);
+  // Ends the run after step `done` when a signal (agreed between the ranks) or --stop-at says so.
+  std::optional<TrainResult> maybe_stop(int64_t done, int signo, bool during_validation);
+  // The end: the test evaluation, its record and the closing messages.
+  TrainResult finish();
+
+ private:
+  Restored take_folder();
+  void restore_state();
+  void write_run_record();
+  StepResult train_step_of(int64_t step);
+  void check_step(const StepResult& sr, int64_t done);
+  [[noreturn]] void diverged(const std::string& what, int64_t step) const;
+  void check_finite(const char* what, double v, int64_t step) const;
+  EvalResult run_eval(const ByteDataset& split, int64_t max_bytes) const;
+  int agreed_signal() const;
+  TrainResult stopped(int64_t done, int signo, const char* phase);
+  void print_test_result(const EvalResult& test) const;
+
+  TrainOptions& opts_;
+  World& world_;
+  const bool root_, resume_;
+  const std::string dir_;
+  const int64_t local_batch_;
+  TrainData data_;
+  // The model is initialised (and a checkpoint loaded) on the CPU, then moved.
+  MambaLM model_;
+  std::optional<RunLock> lock_;
+  Restored from_;
+  const int64_t start_;
+  AdamW opt_;
+  std::unique_ptr<GradientReducer> reducer_;
+  Generator data_gen_;
+  // With --carry-state: row r reads stream r of the train split, window after window; window w of a step
+  // is step % windows (full windows only), and each starts from the previous one's final state (carry,
+  // detached), zeros when the streams wrap to their start.
+  const int64_t windows_;
+  std::vector<LayerState> carry_;
+  std::optional<RunHistory> history_;  // rank 0's
+  const Progress progress_;
+  std::optional<int64_t> last_saved_;
+  const int64_t first_due_;
+  const TrainOptions introspection_opts_;
+  StepIntrospection introspection_;
+  StepThreads step_threads_;
+  double tok_s_ = 0;
+  const char* const eval_mode_;
+};
+
+Trainer::Trainer(TrainOptions& opts, TrainData data, World& world, bool resume)
+    : opts_(opts),
+      world_(world),
+      root_(world.root()),
+      resume_(resume),
+      dir_(opts.out),
+      local_batch_(opts.batch / world.size()),
+      data_(std::move(data)),
+      model_(opts.config, opts.seed),
+      from_(take_folder()),
+      start_(from_.start),
+      opt_(optimizer_on_device(model_, opts)),
+      reducer_(make_reducer(world, model_)),
+      data_gen_(opts.seed + 1),
+      windows_(opts.carry_state ? data_.train.stream_length(opts.batch) / opts.seq : 0),
+      progress_(opts, start_),
+      first_due_(opts.eval_every > 0 ? std::min(opts.steps, opts.eval_every) : opts.steps),
+      introspection_opts_(introspection_options(opts, world)),
+      introspection_(introspection_opts_, start_),
+      step_threads_(opts.device.is_cpu() && !world.distributed()),
+      eval_mode_(opts.carry_state ? "stream" : "windows") {
+  if (from_.ckpt) restore_state();
+  write_run_record();
+  progress_.header(model_, data_, resume_);
+}
+
+// Rank 0 takes the folder: from here on it is the folder's only writer. A resumed run's checkpoint is
+// loaded into the model (the other ranks read what rank 0 chose, after it).
+Restored Trainer::take_folder() {
+  Restored from;
+  agreed_phase(world_, [&] {
+    if (!root_) return;
+    fs::create_directories(dir_);
+    lock_.emplace(dir_);
+    if (!resume_) {
+      check_new_run_folder(dir_, inspect_run_folder(dir_), opts_.overwrite);  // again, now that it is ours
+      if (opts_.overwrite) remove_run_files(dir_);
+    }
+    remove_temporaries(dir_);
+    if (resume_) from = restore_run(dir_, opts_, model_, true);
+  });
+  if (!root_ && resume_) from = restore_run(dir_, opts_, model_, false);
+  return from;
+}
+
+// The optimizer, the data generator and the carried state of the checkpoint the run resumes from.
+void Trainer::restore_state() {
+  opt_.load_state(from_.loaded.state, from_.loaded.adamw_steps);
+  data_gen_.set_state(from_.loaded.data_seed, from_.loaded.data_offset);
+  if (opts_.carry_state && start_ % windows_ != 0) carry_ = restore_carry(from_.loaded, opts_, start_);
+  // The root files may still be the previous checkpoint's after a crash.
+  if (root_) publish_checkpoint(dir_, *from_.ckpt);
+  last_saved_ = start_;
+}
+
+// The run's record: what it is, what it trains on, what it was asked. config.json at the root is what
+// from_pretrained(dir) reads (the checkpoints carry their own copy).
+void Trainer::write_run_record() {
+  if (!root_) return;
+  write_file_atomic(dir_ + "/" + kRunFile, nlohmann::ordered_json::parse(opts_.to_json()).dump(2) + "\n");
+  write_file_atomic(dir_ + "/" + kConfigFile, model_.config().to_json());
+  crash_point("run-started");
+  history_.emplace(opts_, resume_, start_, from_.changed);
+}
+
+StepResult Trainer::train_step_of(int64_t step) {
+  if (opts_.carry_state) {
+    if (step % windows_ == 0) carry_.clear();  // the streams start (again): zero states
+    Batch b = data_.train.stream_window(step % windows_, opts_.batch, opts_.seq, -1, opts_.device);
+    return train_step(model_, opt_, b, opts_.clip, carry_);
+  }
+  if (world_.distributed()) {
+    // Every rank draws the whole global batch (the same generator state everywhere) and keeps its rows.
+    Batch b = data_.train.sample(opts_.batch, opts_.seq, data_gen_);
+    const int64_t first = world_.rank() * local_batch_;
+    b.inputs = b.inputs.narrow(0, first, local_batch_).contiguous().to(opts_.device);
+    b.targets = b.targets.narrow(0, first, local_batch_).contiguous().to(opts_.device);
+    return train_step(model_, opt_, b, opts_.clip, nullptr, reducer_.get());
+  }
+  Batch b = data_.train.sample(opts_.batch, opts_.seq, data_gen_, opts_.device);  // copied to the device
+  return train_step(model_, opt_, b, opts_.clip);
+}
+
+nlohmann::ordered_json Trainer::step(int64_t step) {
+  const double ts = progress_.elapsed();
+  const double lr = lr_at(step, opts_.warmup, opts_.steps, opts_.lr, opts_.min_lr_ratio);
+  opt_.set_lr(lr);
+  introspection_.before(step);
+  const int step_nt = step_threads_.begin();
+  const StepResult sr = train_step_of(step);
+  step_threads_.end();
+  crash_point("step");
+  introspection_.after(step, model_, opt_);
+  check_step(sr, step + 1);
+  const double inst = (double)(opts_.batch * opts_.seq) / std::max(progress_.elapsed() - ts, 1e-9);
+  tok_s_ = step == start_ ? inst : 0.9 * tok_s_ + 0.1 * inst;
+  nlohmann::ordered_json rec;
+  rec["step"] = step + 1, rec["lr"] = lr, rec["train_loss"] = sr.loss, rec["train_bpc"] = sr.loss / std::log(2.0);
+  rec["grad_norm"] = sr.grad_norm, rec["tokens_per_s"] = inst, rec["elapsed_s"] = progress_.elapsed();
+  if (opts_.device.is_cpu()) rec["threads"] = step_nt;
+  if (opts_.device.is_cuda()) {
+    const cuda::MemoryStats m = cuda::memory_stats(opts_.device.index);
+    rec["device_mem_mb"] = (double)m.in_use / 1048576.0, rec["device_peak_mb"] = (double)m.peak / 1048576.0;
+  }
+  return rec;
+}
+
+// A step whose loss, gradient norm, weights or validation loss is not finite is never saved: training
+// stops there, and the checkpoint it names is one whose weights and validation were finite.
+void Trainer::diverged(const std::string& what, int64_t step) const {
+  mg::print("{}", progress_.break_line());
+  MG_THROW("[train] the {} at step {}; stopping before anything of that step is saved. {}", what, step,
+           last_saved_ ? mg::format("The last good checkpoint in {} is step {}", dir_, *last_saved_)
+                       : mg::format("No checkpoint had been written yet (the first was due at step {})", first_due_));
+}
+
+void Trainer::check_finite(const char* what, double v, int64_t step) const {
+  if (!std::isfinite(v)) diverged(mg::format("{} became {}", what, non_finite_name(v)), step);
+}
+
+void Trainer::check_step(const StepResult& sr, int64_t done) {
+  check_finite("loss", sr.loss, done);
+  check_finite("gradient norm", sr.grad_norm, done);
+  if (!weights_finite(model_)) diverged("weights became non-finite (NaN or inf)", done);
+}
+
+// Validation and test: split over the ranks of a data-parallel run; streams with carried state for a run
+// that carries it, else windows.
+EvalResult Trainer::run_eval(const ByteDataset& split, int64_t max_bytes) const {
+  if (world_.distributed()) return evaluate_ranks(model_, split, opts_.batch, opts_.seq, max_bytes, world_);
+  return opts_.carry_state ? evaluate_stream(model_, split, opts_.batch, opts_.seq, max_bytes)
+                           : evaluate(model_, split, opts_.batch, opts_.seq, max_bytes);
+}
+
+int Trainer::validate(nlohmann::ordered_json& rec) {
+  const int64_t done = rec["step"].get<int64_t>();
+  crash_point("validation");
+  progress_.phase(mg::format("step {}/{} | validation on {}", done, opts_.steps, bytes_text(opts_.eval_bytes)));
+  try {
+    EvalResult v = run_eval(data_.val, opts_.eval_bytes);
+    if (!std::isfinite(v.loss) && opts_.detect_anomaly) name_anomaly(model_, data_.val, opts_);
+    check_finite("validation loss", v.loss, done);
+    rec["val_loss"] = v.loss, rec["val_bpc"] = v.bpc(), rec["eval_mode"] = eval_mode_;
+  } catch (const Interrupted& e) {
+    return e.signo;  // the step itself is done: log it and save it without its validation
+  }
+  return 0;
+}
+
+void Trainer::log(const nlohmann::ordered_json& rec, bool eval_now) {
+  if (root_) history_->log(rec);
+  crash_point("metrics-logged");
+  progress_.step(rec, tok_s_, eval_now);
+}
+
+void Trainer::save(int64_t step) {
+  if (root_) {
+    save_checkpoint(dir_, model_, opt_, opts_, step, data_gen_, carry_);
+    history_->plot();
+  }
+  last_saved_ = step;
+}
+
+// The stop signal, agreed between the ranks so that all stop after the same step: a rank that got none
+// stops as if by SIGTERM when another got one.
+int Trainer::agreed_signal() const {
+  const int s = interrupt_signal();
+  if (!world_.distributed()) return s;
+  double any = s ? 1 : 0;
+  world_.sum(&any, 1);
+  return s ? s : any > 0 ? SIGTERM : 0;
+}
+
+std::optional<TrainResult> Trainer::maybe_stop(int64_t done, int signo, bool during_validation) {
+  if (!signo) signo = agreed_signal();
+  if (signo) return stopped(done, signo, during_validation ? " during validation" : "");
+  if (opts_.stop_at > 0 && done >= opts_.stop_at && done < opts_.steps) return stopped(done, 0, "");
+  return std::nullopt;
+}
+
+TrainResult Trainer::stopped(int64_t done, int signo, const char* phase) {
+  introspection_.finish();
+  if (last_saved_ != done) save(done);
+  if (opts_.progress)
+    mg::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
+              progress_.break_line(), signo ? "interrupted" : "stopped", phase, done, dir_, dir_);
+  TrainResult r;
+  r.step = done, r.signal = signo;
+  return r;
+}
+
+TrainResult Trainer::finish() {
+  introspection_.finish();
+  TrainResult result;
+  result.step = opts_.steps;
+  crash_point("test");
+  progress_.phase(mg::format("training done | test evaluation on {}", bytes_text(opts_.test_bytes)));
+  try {
+    result.test = run_eval(data_.test, opts_.test_bytes);
+  } catch (const Interrupted& e) {
+    if (opts_.progress)
+      mg::print(
+          "interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
+          "in {}; evaluate it with: mambagrad eval --run {} --split test\n",
+          opts_.steps, dir_, dir_);
+    result.signal = e.signo;
+    return result;
+  }
+  result.finished = true;
+  nlohmann::ordered_json rec;
+  rec["step"] = opts_.steps, rec["test_loss"] = result.test.loss, rec["test_bpc"] = result.test.bpc();
+  rec["eval_mode"] = eval_mode_;
+  if (root_) history_->log(rec);
+  if (opts_.progress) print_test_result(result.test);
+  return result;
+}
+
+void Trainer::print_test_result(const EvalResult& test) const {
+  mg::print("{}test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", progress_.clear_line(),
+            test.loss, test.bpc(), test.perplexity(), test.targets,
+            opts_.carry_state ? mg::format(" ({} streams, state carried)", opts_.batch) : "");
+  if (opts_.device.is_cuda()) {
+    const cuda::MemoryStats m = cuda::memory_stats(opts_.device.index);
+    mg::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts_.device.str(),
+              (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
+  }
+  mg::print("the run is saved in {}; sample from it with: mambagrad generate --run {} --prompt \"The \"\n", dir_, dir_);
+}
+
+}  // namespace
+
+TrainResult train(TrainOptions opts, bool resume) {
+  InterruptGuard interrupt;  // Ctrl-C from here on stops at the next safe point
+  World& world = World::get();
+  check_options(opts, world, resume);
+  if (world.distributed() && !world.root()) opts.progress = false;  // rank 0 alone prints
   // --detect-anomaly: every step checks each op output and gradient for NaN/inf and throws at the first
   // (autograd/anomaly.h). Left as it was when off, so a caller's own AnomalyMode guard still applies.
   AnomalyMode anomaly(opts.detect_anomaly || AnomalyMode::is_enabled());
   // --precision bf16: every matmul of the steps and evaluations, forward and backward, with bf16 inputs.
   AutocastGuard autocast(opts.precision);
   if (opts.warmup < 0) opts.warmup = std::min<int64_t>(100, opts.steps / 10);
-  const std::string dir = opts.out;
 
-  const int64_t local_batch = opts.batch / world.size();
-  auto agree = [&](std::exception_ptr e) { world.agree(e, "train"); };
-
-  // The folder, read only: a new run must not replace a run unless asked to. Only rank 0 touches it.
-  TrainData data;
-  try {
-    if (root) {
-      const RunFolderContents contents = inspect_run_folder(dir);
-      if (resume) {
-        MG_CHECK(contents.exists, "[resume] {} is not a run folder (train one with: mambagrad train --out {})", dir,
-                 dir);
-        MG_CHECK(!opts.overwrite, "[train] --overwrite and --resume exclude each other");
-      } else {
-        check_new_run_folder(dir, contents, opts.overwrite);
-      }
-    }
-    data = load_train_data(opts, resume);
-    throw_if_interrupted("train");
-  } catch (...) {
-    err = std::current_exception();
-  }
-  agree(err);
-  // The ranks run one job: their options and data must be rank 0's.
-  try {
-    world.check_same_as_root(rank_identity(opts, resume), "train");
-  } catch (...) {
-    err = std::current_exception();
-  }
-  agree(err);
-
-  // Rank 0 takes the folder: from here on it is the folder's only writer.
-  // The model is initialised (and a checkpoint loaded) on the CPU, then moved; the optimizer is made
-  // after the move so that its state lives on the device too.
-  MambaLM model(opts.config, opts.seed);
-  std::optional<RunLock> lock;
-  Restored from;
-  try {
-    if (root) {
-      fs::create_directories(dir);
-      lock.emplace(dir);
-      if (!resume) {
-        check_new_run_folder(dir, inspect_run_folder(dir), opts.overwrite);  // again, now that it is ours
-        if (opts.overwrite) remove_run_files(dir);
-      }
-      remove_temporaries(dir);
-      if (resume) from = restore_run(dir, opts, model, true);
-    }
-  } catch (...) {
-    err = std::current_exception();
-  }
-  agree(err);
-  if (!root && resume) from = restore_run(dir, opts, model, false);  // what rank 0 chose, read after it
-  const int64_t start = from.start;
-  model.to(opts.device);
-  AdamW opt(make_param_groups(model, opts.weight_decay), opts.lr);
-  std::unique_ptr<GradientReducer> reducer;
-  if (world.distributed()) {
-    std::vector<Tensor> params;
-    for (auto& p : model.named_parameters()) params.push_back(p.tensor);
-    reducer = std::make_unique<GradientReducer>(world, std::move(params), 1.0 / world.size());
-  }
-  Generator data_gen(opts.seed + 1);
-  // With --carry-state: row r reads stream r of the train split, window after window; window w of a step
-  // is step % windows (full windows only), and each starts from the previous one's final state (carry,
-  // detached), zeros when the streams wrap to their start.
-  const int64_t windows = opts.carry_state ? data.train.stream_length(opts.batch) / opts.seq : 0;
-  std::vector<LayerState> carry;
-  if (from.ckpt) {
-    opt.load_state(from.loaded.state, from.loaded.adamw_steps);
-    data_gen.set_state(from.loaded.data_seed, from.loaded.data_offset);
-    if (opts.carry_state && start % windows != 0) {
-      MG_CHECK(
-          !from.loaded.carry.empty(),
-          "[resume] the run in {} carries state but its checkpoint of step {} holds none (the checkpoint is damaged)",
-          dir, start);
-      const MambaConfig& c = opts.config;
-      for (size_t i = 0; i < from.loaded.carry.size(); ++i) {
-        const LayerState& s = from.loaded.carry[i];
-        MG_CHECK(s.conv.shape() == Shape({opts.batch, c.d_inner(), c.d_conv - 1}) &&
-                     s.ssm.shape() == Shape({opts.batch, c.d_inner(), c.d_state}) && s.ssm.dtype() == DType::f32 &&
-                     s.conv.dtype() == DType::f32,
-                 "[resume] the carried state of layer {} in the checkpoint of step {} has shapes {} and {}; the run "
-                 "needs float32 ({}, {}, {}) and ({}, {}, {})",
-                 i, start, s.conv.shape(), s.ssm.shape(), opts.batch, c.d_inner(), c.d_conv - 1, opts.batch,
-                 c.d_inner(), c.d_state);
-        carry.push_back({s.conv.to(opts.device), s.ssm.to(opts.device)});
-      }
-    }
-    if (root)
-      publish_checkpoint(dir, *from.ckpt);  // the root files may still be the previous checkpoint's after a crash
-  }
-
-  // The run's record: what it is, what it trains on, what it was asked. config.json at the root is what
-  // from_pretrained(dir) reads (the checkpoints carry their own copy).
-  std::optional<RunHistory> history;  // rank 0's
-  if (root) {
-    write_file_atomic(dir + "/" + kRunFile, nlohmann::ordered_json::parse(opts.to_json()).dump(2) + "\n");
-    write_file_atomic(dir + "/" + kConfigFile, model.config().to_json());
-    crash_point("run-started");
-    history.emplace(opts, resume, start, from.changed);
-  }
-  const Progress progress(opts, start);
-  progress.header(model, data, resume);
-
-  std::optional<int64_t> last_saved;
-  if (from.ckpt) last_saved = start;
-  const int64_t first_due = opts.eval_every > 0 ? std::min(opts.steps, opts.eval_every) : opts.steps;
-  // A step whose loss, gradient norm, weights or validation loss is not finite is never saved: training
-  // stops there, and the checkpoint it names is one whose weights and validation were finite.
-  auto diverged = [&](const std::string& what, int64_t step) {
-    mg::print("{}", progress.break_line());
-    MG_THROW("[train] the {} at step {}; stopping before anything of that step is saved. {}", what, step,
-             last_saved ? mg::format("The last good checkpoint in {} is step {}", dir, *last_saved)
-                        : mg::format("No checkpoint had been written yet (the first was due at step {})", first_due));
-  };
-  auto check_finite = [&](const char* what, double v, int64_t step) {
-    if (!std::isfinite(v)) diverged(mg::format("{} became {}", what, non_finite_name(v)), step);
-  };
-  auto save = [&](int64_t step) {
-    if (root) {
-      save_checkpoint(dir, model, opt, opts, step, data_gen, carry);
-      history->plot();
-    }
-    last_saved = step;
-  };
-  // The profile and the memory report come from rank 0 alone (one trace file, one table).
-  TrainOptions introspection_opts = opts;
-  if (!root) introspection_opts.profile.clear(), introspection_opts.memory_report = false;
-  StepIntrospection introspection(introspection_opts, start);
-  auto stopped = [&](int64_t done, int signo, const char* phase) {
-    introspection.finish();
-    if (last_saved != done) save(done);
-    if (opts.progress)
-      mg::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
-                progress.break_line(), signo ? "interrupted" : "stopped", phase, done, dir, dir);
-    TrainResult r;
-    r.step = done, r.signal = signo;
-    return r;
-  };
-
-  // Validation and test: streams with carried state for a run that carries it, else windows.
-  auto run_eval = [&](const ByteDataset& split, int64_t max_bytes) {
-    if (world.distributed()) return evaluate_ranks(model, split, opts.batch, opts.seq, max_bytes, world);
-    return opts.carry_state ? evaluate_stream(model, split, opts.batch, opts.seq, max_bytes)
-                            : evaluate(model, split, opts.batch, opts.seq, max_bytes);
-  };
-  // The stop signal, agreed between the ranks so that all stop after the same step: a rank that got
-  // none stops as if by SIGTERM when another got one.
-  auto agreed_signal = [&] {
-    const int s = interrupt_signal();
-    if (!world.distributed()) return s;
-    double any = s ? 1 : 0;
-    world.sum(&any, 1);
-    return s ? s : any > 0 ? SIGTERM : 0;
-  };
-  const char* eval_mode = opts.carry_state ? "stream" : "windows";
-
-  double tok_s = 0;
-  StepThreads step_threads(opts.device.is_cpu() && !world.distributed());
-  for (int64_t step = start; step < opts.steps; ++step) {
-    const double ts = progress.elapsed();
-    const double lr = lr_at(step, opts.warmup, opts.steps, opts.lr, opts.min_lr_ratio);
-    opt.set_lr(lr);
-    introspection.before(step);
-    const int step_nt = step_threads.begin();
-    StepResult sr;
-    if (opts.carry_state) {
-      if (step % windows == 0) carry.clear();  // the streams start (again): zero states
-      Batch b = data.train.stream_window(step % windows, opts.batch, opts.seq, -1, opts.device);
-      sr = train_step(model, opt, b, opts.clip, carry);
-    } else if (world.distributed()) {
-      // Every rank draws the whole global batch (the same generator state everywhere) and keeps its rows.
-      Batch b = data.train.sample(opts.batch, opts.seq, data_gen);
-      const int64_t first = world.rank() * local_batch;
-      b.inputs = b.inputs.narrow(0, first, local_batch).contiguous().to(opts.device);
-      b.targets = b.targets.narrow(0, first, local_batch).contiguous().to(opts.device);
-      sr = train_step(model, opt, b, opts.clip, nullptr, reducer.get());
-    } else {
-      Batch b = data.train.sample(opts.batch, opts.seq, data_gen, opts.device);  // copied to the device
-      sr = train_step(model, opt, b, opts.clip);
-    }
-    step_threads.end();
-    crash_point("step");
-    introspection.after(step, model, opt);
-    check_finite("loss", sr.loss, step + 1);
-    check_finite("gradient norm", sr.grad_norm, step + 1);
-    if (!weights_finite(model)) diverged("weights became non-finite (NaN or inf)", step + 1);
-    const double inst = (double)(opts.batch * opts.seq) / std::max(progress.elapsed() - ts, 1e-9);
-    tok_s = step == start ? inst : 0.9 * tok_s + 0.1 * inst;
+  Trainer run(opts, check_folder_and_load_data(opts, world, resume), world, resume);
+  for (int64_t step = run.start(); step < opts.steps; ++step) {
+    nlohmann::ordered_json rec = run.step(step);
     const int64_t done = step + 1;
-    nlohmann::ordered_json rec;
-    rec["step"] = done, rec["lr"] = lr, rec["train_loss"] = sr.loss, rec["train_bpc"] = sr.loss / std::log(2.0);
-    rec["grad_norm"] = sr.grad_norm, rec["tokens_per_s"] = inst, rec["elapsed_s"] = progress.elapsed();
-    if (opts.device.is_cpu()) rec["threads"] = step_nt;
-    if (opts.device.is_cuda()) {
-      const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
-      rec["device_mem_mb"] = (double)m.in_use / 1048576.0, rec["device_peak_mb"] = (double)m.peak / 1048576.0;
-    }
-
-    const bool eval_now = (opts.eval_every > 0 && done % opts.eval_every == 0) || done == opts.steps;
-    int signo = 0;
-    if (eval_now) {
-      crash_point("validation");
-      progress.phase(mg::format("step {}/{} | validation on {}", done, opts.steps, bytes_text(opts.eval_bytes)));
-      try {
-        EvalResult v = run_eval(data.val, opts.eval_bytes);
-        if (!std::isfinite(v.loss) && opts.detect_anomaly) name_anomaly(model, data.val, opts);
-        check_finite("validation loss", v.loss, done);
-        rec["val_loss"] = v.loss, rec["val_bpc"] = v.bpc(), rec["eval_mode"] = eval_mode;
-      } catch (const Interrupted& e) {
-        signo = e.signo;  // the step itself is done: log it and save it without its validation
-      }
-    }
-    if (root) history->log(rec);
-    crash_point("metrics-logged");
-    progress.step(rec, tok_s, eval_now);
-    if (eval_now && !signo) save(done);
-    if (!signo) signo = agreed_signal();
-    if (signo) return stopped(done, signo, eval_now && !rec.contains("val_bpc") ? " during validation" : "");
-    if (opts.stop_at > 0 && done >= opts.stop_at && done < opts.steps) return stopped(done, 0, "");
+    const bool eval_now = run.eval_due(done);
+    const int signo = eval_now ? run.validate(rec) : 0;  // a signal that stopped the validation
+    run.log(rec, eval_now);
+    if (eval_now && !signo) run.save(done);
+    if (std::optional<TrainResult> r = run.maybe_stop(done, signo, eval_now && !rec.contains("val_bpc"))) return *r;
   }
-
-  introspection.finish();
-  TrainResult result;
-  result.step = opts.steps;
-  crash_point("test");
-  progress.phase(mg::format("training done | test evaluation on {}", bytes_text(opts.test_bytes)));
-  try {
-    result.test = run_eval(data.test, opts.test_bytes);
-  } catch (const Interrupted& e) {
-    if (opts.progress)
-      mg::print(
-          "interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
-          "in {}; evaluate it with: mambagrad eval --run {} --split test\n",
-          opts.steps, dir, dir);
-    result.signal = e.signo;
-    return result;
-  }
-  result.finished = true;
-  nlohmann::ordered_json rec;
-  rec["step"] = opts.steps, rec["test_loss"] = result.test.loss, rec["test_bpc"] = result.test.bpc();
-  rec["eval_mode"] = eval_mode;
-  if (root) history->log(rec);
-  if (opts.progress) {
-    mg::print("{}test: loss {:.4f} nats, bpc {:.4f}, perplexity {:.3f} over {} bytes{}\n", progress.clear_line(),
-              result.test.loss, result.test.bpc(), result.test.perplexity(), result.test.targets,
-              opts.carry_state ? mg::format(" ({} streams, state carried)", opts.batch) : "");
-    if (opts.device.is_cuda()) {
-      const cuda::MemoryStats m = cuda::memory_stats(opts.device.index);
-      mg::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts.device.str(),
-                (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
-    }
-    mg::print("the run is saved in {}; sample from it with: mambagrad generate --run {} --prompt \"The \"\n", dir, dir);
-  }
-  return result;
+  return run.finish();
 }
 
 }  // namespace mg
