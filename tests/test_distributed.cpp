@@ -210,12 +210,28 @@ TEST_CASE("distributed: the refusal of a build without MPI names the rank, the l
 #ifdef MG_MPIEXEC
 namespace {
 
+// Runs mpirun with `tail` after its common options. Each mpirun gets a session folder of its own
+// (orte_tmpdir_base): two mpiruns started at once under `ctest -j` race to create the shared /tmp/ompi.HOST.UID,
+// and the loser fails with "mkdir ...: File exists".
+test::CliRun run_mpirun(const std::vector<std::string>& tail, const std::vector<std::string>& env, int kill_after_ms) {
+  static int runs = 0;
+  const std::filesystem::path session =
+      std::filesystem::temp_directory_path() / mg::format("mg-mpirun-{}-{}", ::getpid(), runs++);
+  std::filesystem::create_directories(session);
+  std::vector<std::string> a = {"--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader", "--mca",
+                                "orte_tmpdir_base",    session.string()};
+  a.insert(a.end(), tail.begin(), tail.end());
+  test::CliRun r = test::run_program(MG_MPIEXEC, a, env, kill_after_ms);
+  std::error_code ec;
+  std::filesystem::remove_all(session, ec);
+  return r;
+}
+
 test::CliRun mpirun(int ranks, const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                     int kill_after_ms = 120000) {
-  std::vector<std::string> a = {"--allow-run-as-root", "--oversubscribe", "-np", std::to_string(ranks), "--mca", "btl",
-                                "self,vader",          MG_CLI_PATH};
-  a.insert(a.end(), args.begin(), args.end());
-  return test::run_program(MG_MPIEXEC, a, env, kill_after_ms);
+  std::vector<std::string> tail = {"-np", std::to_string(ranks), MG_CLI_PATH};
+  tail.insert(tail.end(), args.begin(), args.end());
+  return run_mpirun(tail, env, kill_after_ms);
 }
 
 // A tiny model on the test text: 20 steps of global batch 8, validation and a checkpoint every 10; `extra`
@@ -378,13 +394,13 @@ namespace {
 
 // `mpirun` with one process per command line (MPMD: "-np 1 A : -np 1 B"), each the mambagrad program.
 test::CliRun mpirun_each(const std::vector<std::vector<std::string>>& lines, int kill_after_ms = 120000) {
-  std::vector<std::string> a = {"--allow-run-as-root", "--oversubscribe", "--mca", "btl", "self,vader"};
+  std::vector<std::string> tail;
   for (size_t i = 0; i < lines.size(); ++i) {
-    if (i > 0) a.push_back(":");
-    a.insert(a.end(), {"-np", "1", MG_CLI_PATH});
-    a.insert(a.end(), lines[i].begin(), lines[i].end());
+    if (i > 0) tail.push_back(":");
+    tail.insert(tail.end(), {"-np", "1", MG_CLI_PATH});
+    tail.insert(tail.end(), lines[i].begin(), lines[i].end());
   }
-  return test::run_program(MG_MPIEXEC, a, {}, kill_after_ms);
+  return run_mpirun(tail, {}, kill_after_ms);
 }
 
 // The job ended by itself (not by the test's timer) with a failure and `expect` in its output.
