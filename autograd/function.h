@@ -18,11 +18,12 @@
 //   Tensor y = Square::apply(x);                            // y.grad_fn()->name() == "square"
 //
 // forward runs with grad mode off (the ops inside it record nothing) and returns a Tensor or a
-// std::vector<Tensor>; apply returns the same. Its arguments are the tensors (each an input of the node,
-// in order) and any other values (a scalar, a flag), which backward receives through ctx.saved_data.
-// backward gets one gradient per output (zeros for an output that received none, or that is
-// non-differentiable) and returns one per tensor input, an undefined Tensor() where
-// ctx.needs_input_grad(i) is false.
+// std::vector<Tensor>; apply returns the same. Its arguments are tensors, lists of tensors
+// (std::vector<Tensor>, each element an input) and any other values (a scalar, a flag), which backward
+// receives through ctx.saved_data. The node's inputs are the tensors in order, a list's elements in
+// place of the list. backward gets one gradient per output (zeros for an output that received none, or
+// that is non-differentiable) and returns one per input, an undefined Tensor() where
+// ctx.needs_input_grad(i) is false. A pointer to a tensor is refused at compile time.
 #pragma once
 #include <any>
 #include <map>
@@ -32,7 +33,7 @@
 #include <vector>
 
 #include "autograd/node.h"
-#include "autograd/op_kind.h"
+#include "core/op_kind.h"
 
 namespace mg {
 
@@ -79,7 +80,14 @@ std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs,
 namespace detail {
 template <class A>
 void collect_tensor(std::vector<Tensor>& out, const A& a) {
-  if constexpr (std::is_same_v<std::decay_t<A>, Tensor>) out.push_back(a);
+  using T = std::decay_t<A>;
+  static_assert(!std::is_same_v<std::remove_cv_t<std::remove_pointer_t<T>>, Tensor> || !std::is_pointer_v<T>,
+                "mg::Function::apply: pass a Tensor (or a std::vector<Tensor>), not a pointer to one: a pointer "
+                "would be neither an input nor get a gradient");
+  if constexpr (std::is_same_v<T, Tensor>)
+    out.push_back(a);
+  else if constexpr (std::is_same_v<T, std::vector<Tensor>>)
+    out.insert(out.end(), a.begin(), a.end());
 }
 inline std::vector<Tensor> as_vector(Tensor t) { return {std::move(t)}; }
 inline std::vector<Tensor> as_vector(std::vector<Tensor> ts) { return ts; }

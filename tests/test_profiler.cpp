@@ -1,4 +1,4 @@
-// The op profiler (autograd/profiler.h) and the memory report (autograd/memory_report.h): a profiled
+// The op profiler (introspect/profiler.h) and the memory report (introspect/memory_report.h): a profiled
 // training step's Chrome trace parses and holds the model's ops with durations that fit in the step;
 // the table's rows add up to the trace; the memory report counts what a graph saves for backward.
 #include <doctest/doctest.h>
@@ -8,8 +8,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "autograd/memory_report.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
+#include "introspect/memory_report.h"
+#include "introspect/profiler.h"
 #include "models/mamba.h"
 #include "tests/devices.h"
 #include "tests/cli.h"
@@ -43,17 +44,17 @@ std::string read_file(const std::string& p) {
 }  // namespace
 
 TEST_CASE("profiler: off by default, and ops then record nothing") {
-  CHECK_FALSE(introspect::any_on());
+  CHECK_FALSE(observers::any());
   Tensor a = ones({4}), b = ones({4});
   Tensor c = add(a, b);
   Profiler p;
-  CHECK(introspect::any_on());
+  CHECK(observers::any());
   p.pause();
   Tensor d = mul(a, b);  // paused: not recorded
   p.resume();
   Tensor e = sub(a, b);
   p.stop();
-  CHECK_FALSE(introspect::any_on());
+  CHECK_FALSE(observers::any());
   Tensor f = add(a, b);  // stopped
   const auto ev = p.events();
   REQUIRE(ev.size() == 1);
