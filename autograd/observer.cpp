@@ -4,27 +4,20 @@
 
 namespace mg {
 
-std::atomic<size_t> observers::g_count{0};
-std::atomic<EngineObserver*> observers::g_slots[observers::kMax];
+std::atomic<int> observers::g_count{0};
+std::atomic<EngineObserver*> observers::g_slots[8];
 
 void add_engine_observer(EngineObserver* o) {
   for (auto& slot : observers::g_slots)
     if (slot.load() == o) return;
-  for (auto& slot : observers::g_slots) {
-    EngineObserver* none = nullptr;
-    if (slot.compare_exchange_strong(none, o)) {
-      observers::g_count.fetch_add(1);
-      return;
-    }
-  }
-  MG_THROW("[autograd] {} engine observers are installed already, the most there may be", observers::kMax);
+  for (auto& slot : observers::g_slots)
+    if (EngineObserver* none = nullptr; slot.compare_exchange_strong(none, o)) return void(++observers::g_count);
+  MG_THROW("[autograd] 8 engine observers are installed already, the most there may be");
 }
 
 void remove_engine_observer(EngineObserver* o) {
-  for (auto& slot : observers::g_slots) {
-    EngineObserver* expected = o;
-    if (slot.compare_exchange_strong(expected, nullptr)) observers::g_count.fetch_sub(1);
-  }
+  for (auto& slot : observers::g_slots)
+    if (EngineObserver* expected = o; slot.compare_exchange_strong(expected, nullptr)) --observers::g_count;
 }
 
 OpScope::OpScope(OpKind op, const std::vector<Tensor>& inputs) : op_(op) {

@@ -1,11 +1,9 @@
-// The engine's one window for tools (introspect/: the profiler, the memory report, anomaly mode): an
-// EngineObserver is told when an op starts and ends (OpScope), when an op keeps a tensor for backward,
-// when record() makes a node (or decides not to), and around backward and each vjp. Several observers
-// may be installed at once; with none, each of those places costs one relaxed load and one branch.
-// Install and remove observers while no other thread runs ops.
+// The engine's one window for tools (introspect/: the profiler, the memory report, anomaly mode). An
+// installed EngineObserver hears of each op's entry and return (OpScope), each tensor an op keeps for
+// backward, each node record() makes, and backward and each vjp. With none installed, each of those
+// places costs one relaxed load and one branch. Install and remove observers while no op runs.
 #pragma once
 #include <atomic>
-#include <cstddef>
 #include <initializer_list>
 #include <vector>
 
@@ -16,7 +14,7 @@ namespace mg {
 
 class Node;
 
-// What an observer attaches to a node it is told about (anomaly mode: where the forward ran).
+// What an observer attaches to a node (Node::note; anomaly mode: where the forward ran).
 struct NodeNote {
   virtual ~NodeNote() = default;
 };
@@ -24,33 +22,28 @@ struct NodeNote {
 class EngineObserver {
  public:
   virtual ~EngineObserver() = default;
-  // An op's entry point and its return (or throw); op_end may come to an observer installed in between.
+  // An op's entry point and its return or throw (op_end may come to an observer installed in between).
   virtual void op_begin(OpKind op, const Tensor* const* inputs, size_t n) {}
   virtual void op_end(OpKind op) {}
-  // `op` keeps `t` for its vjp (SavedTensor, kept_for_backward), before record() decides on a node.
+  // `op` keeps `t` for its vjp (SavedTensor, kept_for_backward), before its record() call.
   virtual void tensor_saved(const Tensor& t, OpKind op) {}
-  // record() made `node` for `op` (null: no input needs a gradient, nothing was recorded).
+  // record() made `node` (null: no input needed a gradient, and nothing was recorded).
   virtual void node_created(OpKind op, Node* node, const std::vector<Tensor*>& outputs) {}
-  // Around run_backward(): backward_end comes also when a vjp throws (that vjp then gets no vjp_end),
-  // and to an observer installed after backward_begin.
+  // run_backward(): backward_end comes also when a vjp throws (which then gets no vjp_end).
   virtual void backward_begin(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads) {}
   virtual void backward_end() {}
-  // Around one node's vjp: `grads` its output gradients, `input_grads` what it returned.
   virtual void vjp_begin(const Node& node, const std::vector<Tensor>& grads) {}
   virtual void vjp_end(const Node& node, const std::vector<Tensor>& input_grads) {}
 };
 
-// Installing an installed observer, or removing one that is not, does nothing. Up to 8 at once.
+// Adding an installed observer, or removing one that is not, does nothing. At most 8 at once.
 void add_engine_observer(EngineObserver* o);
 void remove_engine_observer(EngineObserver* o);
 
 namespace observers {
-inline constexpr size_t kMax = 8;
-extern std::atomic<size_t> g_count;
-extern std::atomic<EngineObserver*> g_slots[kMax];
-// The fast path's one check.
+extern std::atomic<int> g_count;
+extern std::atomic<EngineObserver*> g_slots[8];
 inline bool any() { return g_count.load(std::memory_order_relaxed) != 0; }
-// Calls f(observer) for each installed observer.
 template <class F>
 void notify(F&& f) {
   for (auto& slot : g_slots)
@@ -58,7 +51,7 @@ void notify(F&& f) {
 }
 }  // namespace observers
 
-// An op's entry point: tells the observers the op starts here and ends with the scope.
+// An op's entry point: tells the observers that the op starts here and ends with the scope.
 //   Tensor matmul(const Tensor& a, const Tensor& b) { OpScope scope(OpId::matmul, {&a, &b}); ... }
 class OpScope {
  public:
