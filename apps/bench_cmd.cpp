@@ -6,7 +6,7 @@
 //   generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]
 #include "apps/commands.h"
 #include "apps/option_checks.h"
-#include "autograd/anomaly.h"
+#include "introspect/anomaly.h"
 #include "bench/bench.h"
 #include "core/error.h"
 

@@ -1,5 +1,5 @@
 // `mambagrad graph [--preset tiny] [--n-layer N] [--batch 2] [--seq 16] [--seed 0] [--out graph.dot] [--svg]`: the
-// autograd graph of one loss of a freshly initialised model, as Graphviz DOT (autograd/graph_dot.h):
+// autograd graph of one loss of a freshly initialised model, as Graphviz DOT (introspect/graph_dot.h):
 // parameters by name, modules as clusters (the loss is built under AnomalyMode, which records each
 // node's module path). --svg also runs `dot -Tsvg` when Graphviz is installed.
 #include "core/format.h"
@@ -8,8 +8,8 @@
 
 #include "apps/commands.h"
 #include "apps/option_checks.h"
-#include "autograd/anomaly.h"
-#include "autograd/graph_dot.h"
+#include "introspect/anomaly.h"
+#include "introspect/graph_dot.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/output_file.h"

@@ -3,9 +3,7 @@
 // the most recently readied first (a LIFO stack, `ready`). Iterative throughout, so a graph of any depth is fine.
 #include <unordered_map>
 
-#include "autograd/anomaly_check.h"
 #include "autograd/node.h"
-#include "autograd/profiler.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -19,35 +17,11 @@ void check_gradient(const Node& node, size_t i, const Tensor& g) {
            node.name(), g.shape(), g.dtype(), g.device(), i, m.shape, m.dtype, m.device);
 }
 
-// Anomaly mode: the first non-finite gradient that `n`'s vjp returned, named by the node that made
-// it (the op and module path of its forward) and the input (index, name, shape, and what made it).
-void check_anomaly(const Node& n, const std::vector<Tensor>& in_grads) {
-  for (size_t i = 0; i < in_grads.size() && i < n.next_edges.size(); ++i) {
-    const Edge& e = n.next_edges[i];
-    if (!e.fn || !in_grads[i].defined()) continue;
-    const char* bad = first_non_finite(in_grads[i]);
-    if (!bad) continue;
-    const std::string where = n.anomaly ? n.anomaly->where() : std::string();
-    const std::string_view input = n.anomaly ? op_input_name(n.anomaly->op, i) : std::string_view();
-    const std::string made_by =
-        e.fn->name() == "AccumulateGrad"
-            ? std::string("that input is a leaf (a parameter or an input tensor)")
-            : mg::format("that input was made by {}{}", e.fn->name(), e.fn->anomaly ? e.fn->anomaly->where() : "");
-    MG_THROW("[anomaly] backward of {}{} returned {} in the gradient of input {}{} {}; {}{}{}", n.name(), where, bad, i,
-             input.empty() ? std::string() : mg::format(" ({})", input), in_grads[i].shape(), made_by,
-             n.anomaly ? "" : " (the node was recorded before anomaly mode was turned on: no module path)",
-             n.anomaly ? n.anomaly->made_at() : std::string());
-  }
-}
-
 }  // namespace
 
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
   MG_ASSERT(roots.size() == grads.size());
   NoGradGuard no_grad;
-  BackwardPhaseGuard in_backward;  // the profiler and the memory report file what runs here under backward
-  const bool anomaly = AnomalyMode::is_enabled();
-
   std::vector<std::pair<Edge, Tensor>> starts;
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& r = roots[i];
@@ -55,13 +29,20 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     MG_CHECK(g.shape() == r.shape() && g.dtype() == r.dtype() && g.device() == r.device(),
              "[backward] gradient {} {} on {} does not match the output {} {} on {}", g.shape(), g.dtype(), g.device(),
              r.shape(), r.dtype(), r.device());
-    if (AnomalyMode::is_enabled()) [[unlikely]]
-      if (const char* bad = first_non_finite(g))
-        MG_THROW("[anomaly] the gradient given to backward for output {} {} holds {}", i, r.shape(), bad);
     Edge e = gradient_edge(r);
     MG_CHECK(e.fn != nullptr, "[backward] output {} does not require grad", r.shape());
     starts.push_back({e, g});
   }
+  // The observers see where backward starts and ends (backward_end also when a vjp throws), and each vjp.
+  const bool observed = observers::any();
+  struct Phase {
+    bool on;
+    ~Phase() {
+      if (on) observers::notify([](EngineObserver& o) { o.backward_end(); });
+    }
+  } phase{observed};
+  if (observed) [[unlikely]]
+    observers::notify([&](EngineObserver& o) { o.backward_begin(roots, grads); });
 
   // 1. Dependency counts over the reachable graph.
   std::unordered_map<Node*, int> deps;
@@ -111,13 +92,12 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
           const auto& m = n->output_meta[i];
           out_grads[i] = zeros(m.shape, m.dtype, m.device);
         }
-      {
-        OpScope scope(n->name(), out_grads, /*backward=*/true);  // the profiler's vjp event
-        in_grads = n->apply(out_grads);
-      }
+      if (observed) [[unlikely]]
+        observers::notify([&](EngineObserver& o) { o.vjp_begin(*n, out_grads); });
+      in_grads = n->apply(out_grads);
       if (!retain_graph) n->release_saved();
-      if (anomaly) [[unlikely]]
-        check_anomaly(*n, in_grads);
+      if (observed) [[unlikely]]
+        observers::notify([&](EngineObserver& o) { o.vjp_end(*n, in_grads); });
       MG_CHECK(in_grads.size() == n->next_edges.size() || n->next_edges.empty(),
                "[autograd] the backward of {} returned {} gradients for {} inputs", n->name(), in_grads.size(),
                n->next_edges.size());

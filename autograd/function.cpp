@@ -1,51 +1,10 @@
 #include "autograd/function.h"
 
 #include <algorithm>
-#include <deque>
-#include <mutex>
 
-#include "autograd/profiler.h"
-#include "core/unary_ops.h"
 #include "ops/ops.h"
 
 namespace mg {
-
-// ---- op kinds ----
-
-const std::vector<std::string_view>& library_op_names() {
-  static const std::vector<std::string_view> names = [] {
-    std::vector<std::string_view> v(kAllOpNames.begin(), kAllOpNames.end());
-    v.insert(v.end(), kUnaryOpNames.begin(), kUnaryOpNames.end());
-    return v;
-  }();
-  return names;
-}
-
-bool is_library_op_name(std::string_view name) {
-  const auto& names = library_op_names();
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-OpKind OpKind::custom(std::string_view name) {
-  const bool valid = !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == ':' || c == '-';
-  });
-  MG_CHECK(valid,
-           "[custom op] the name '{}' is not valid: give 1 to 64 letters, digits, '_', '.', ':' or '-' (e.g. "
-           "'my_softsign')",
-           name);
-  MG_CHECK(!is_library_op_name(name) && name != "AccumulateGrad",
-           "[custom op] the name '{}' is taken by the library's own op; give the op a name of its own (e.g. 'my_{}')",
-           name, name);
-  // Interned: a node, a profiler event or a memory report row may hold the name for the program's life.
-  static std::mutex mu;
-  static std::deque<std::string> names;
-  std::lock_guard lock(mu);
-  auto it = std::find(names.begin(), names.end(), name);
-  const std::string& kept = it != names.end() ? *it : names.emplace_back(name);
-  return OpKind(std::string_view(kept), -1);
-}
 
 // ---- the context ----
 

@@ -1,28 +1,20 @@
 // User-defined differentiable ops, as torch.autograd.Function: the user names the op and writes its
-// forward (with the library's ops or a kernel of its own, on any device it supports) and its backward.
-// The op records one node under its own name, so grad_fn, the graph export, the profiler and anomaly
-// messages name it like a built-in op, and the engine checks the gradients it returns (one per tensor
-// input, each of that input's shape, dtype and device) like any other.
-//
+// forward (library ops or a kernel of its own) and its backward. The op records one node under its own
+// name, so the tools name it like a built-in op, and the engine checks its gradients like any other.
+// examples/custom_op.cpp and docs/internals.md ("Ops of your own") show one whole:
 //   struct Square : mg::Function<Square> {
 //     static constexpr const char* name = "square";
-//     static Tensor forward(FunctionCtx& ctx, const Tensor& x) {
-//       ctx.save_for_backward({x});
-//       return mul(x, x);                                   // any ops, or a kernel of the user's own
-//     }
+//     static Tensor forward(FunctionCtx& ctx, const Tensor& x) { ctx.save_for_backward({x}); return mul(x, x); }
 //     static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
-//       Tensor x = ctx.saved()[0];                          // throws if x was modified in place since
-//       return {mul(grads[0], mul_scalar(x, 2.0))};
+//       return {mul(grads[0], mul_scalar(ctx.saved()[0], 2.0))};  // saved() throws if x changed in place
 //     }
 //   };
-//   Tensor y = Square::apply(x);                            // y.grad_fn()->name() == "square"
-//
-// forward runs with grad mode off (the ops inside it record nothing) and returns a Tensor or a
-// std::vector<Tensor>; apply returns the same. Its arguments are the tensors (each an input of the node,
-// in order) and any other values (a scalar, a flag), which backward receives through ctx.saved_data.
-// backward gets one gradient per output (zeros for an output that received none, or that is
-// non-differentiable) and returns one per tensor input, an undefined Tensor() where
-// ctx.needs_input_grad(i) is false.
+//   Tensor y = Square::apply(x);  // y.grad_fn()->name() == "square"
+// forward runs with grad mode off and returns a Tensor or a std::vector<Tensor> (apply returns the same).
+// Its arguments are tensors, lists of tensors (std::vector<Tensor>) and other values (backward gets those
+// through ctx.saved_data); the node's inputs are the tensors in order, a list's elements in its place (a
+// pointer to a tensor does not compile). backward gets one gradient per output (zeros where none came, or
+// for a non-differentiable output) and returns one per input, undefined where !ctx.needs_input_grad(i).
 #pragma once
 #include <any>
 #include <map>
@@ -32,9 +24,13 @@
 #include <vector>
 
 #include "autograd/node.h"
-#include "autograd/op_kind.h"
+#include "core/op_kind.h"
 
 namespace mg {
+
+class FunctionCtx;
+using FunctionForward = std::function<std::vector<Tensor>(FunctionCtx&)>;
+using FunctionBackward = std::function<std::vector<Tensor>(FunctionCtx&, const std::vector<Tensor>& grads)>;
 
 class FunctionCtx {
  public:
@@ -58,19 +54,15 @@ class FunctionCtx {
   std::map<std::string, std::any> saved_data;
 
  private:
-  friend std::vector<Tensor> apply_function(
-      OpKind, const std::vector<Tensor>&, const std::function<std::vector<Tensor>(FunctionCtx&)>&,
-      std::function<std::vector<Tensor>(FunctionCtx&, const std::vector<Tensor>&)>);
+  friend std::vector<Tensor> apply_function(OpKind, const std::vector<Tensor>&, const FunctionForward&,
+                                            FunctionBackward);
   OpKind op_;
   std::vector<SavedTensor> saved_;
   std::vector<const TensorImpl*> non_differentiable_;
   std::vector<bool> needs_;
 };
 
-using FunctionForward = std::function<std::vector<Tensor>(FunctionCtx&)>;
-using FunctionBackward = std::function<std::vector<Tensor>(FunctionCtx&, const std::vector<Tensor>& grads)>;
-
-// The machinery under Function<>: runs `forward` (grad mode off, inside the op's profiler scope), then,
+// The machinery under Function<>: runs `forward` (grad mode off, inside the op's OpScope), then,
 // when an input needs a gradient, records one node of kind `op` over `inputs` whose vjp calls
 // `backward`. `op` is OpKind::custom("name") for a user's op, or a library op's kind.
 std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs, const FunctionForward& forward,
@@ -79,7 +71,14 @@ std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs,
 namespace detail {
 template <class A>
 void collect_tensor(std::vector<Tensor>& out, const A& a) {
-  if constexpr (std::is_same_v<std::decay_t<A>, Tensor>) out.push_back(a);
+  using T = std::decay_t<A>;
+  static_assert(!std::is_same_v<std::remove_cv_t<std::remove_pointer_t<T>>, Tensor> || !std::is_pointer_v<T>,
+                "mg::Function::apply: pass a Tensor (or a std::vector<Tensor>), not a pointer to one: a pointer "
+                "would be neither an input nor get a gradient");
+  if constexpr (std::is_same_v<T, Tensor>)
+    out.push_back(a);
+  else if constexpr (std::is_same_v<T, std::vector<Tensor>>)
+    out.insert(out.end(), a.begin(), a.end());
 }
 inline std::vector<Tensor> as_vector(Tensor t) { return {std::move(t)}; }
 inline std::vector<Tensor> as_vector(std::vector<Tensor> ts) { return ts; }

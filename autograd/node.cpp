@@ -2,10 +2,7 @@
 
 #include <unordered_map>
 
-#include "autograd/anomaly_check.h"
 #include "autograd/grad_hook.h"
-#include "autograd/memory_report.h"
-#include "autograd/profiler.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -41,13 +38,12 @@ SavedTensor::SavedTensor(const Tensor& t, OpKind op) : op_(op) {
   if (!t.defined()) return;
   t_ = t.detach();
   version_ = t.storage()->version();
-  if (introspect::any_on()) [[unlikely]]
-    MemoryTracker::note_saved(t, op);  // train --memory-report: this storage is kept for backward
+  kept_for_backward(t, op);
 }
 
 Tensor kept_for_backward(const Tensor& t, OpKind op) {
-  if (introspect::any_on()) [[unlikely]]
-    MemoryTracker::note_saved(t, op);
+  if (observers::any()) [[unlikely]]
+    observers::notify([&](EngineObserver& o) { o.tensor_saved(t, op); });
   return t;
 }
 
@@ -162,37 +158,26 @@ bool any_requires_grad(const std::vector<Tensor>& ts) {
 }
 
 void record(OpKind op, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs, VjpFn vjp) {
-  if (!any_requires_grad(inputs)) {
-    if (introspect::any_on()) [[unlikely]]
-      MemoryTracker::op_recorded(op, false);
-    return;
+  std::shared_ptr<FunctionNode> node;
+  if (any_requires_grad(inputs)) {
+    node = std::make_shared<FunctionNode>(op, std::move(vjp));
+    node->next_edges.reserve(inputs.size());
+    node->input_meta.reserve(inputs.size());
+    for (auto& in : inputs) {
+      node->next_edges.push_back(gradient_edge(in));
+      node->input_meta.push_back(in.defined() ? TensorMeta::of(in) : TensorMeta{});
+    }
+    for (uint32_t i = 0; i < outputs.size(); ++i) {
+      Tensor& out = *outputs[i];
+      node->output_meta.push_back(TensorMeta::of(out));
+      auto& meta = out.autograd_meta();
+      meta.requires_grad = true;
+      meta.grad_fn = node;
+      meta.output_nr = i;
+    }
   }
-  if (introspect::any_on()) [[unlikely]]
-    MemoryTracker::op_recorded(op, true);
-  auto node = std::make_shared<FunctionNode>(op, std::move(vjp));
-  node->next_edges.reserve(inputs.size());
-  node->input_meta.reserve(inputs.size());
-  for (auto& in : inputs) {
-    node->next_edges.push_back(gradient_edge(in));
-    node->input_meta.push_back(in.defined() ? TensorMeta::of(in) : TensorMeta{});
-  }
-  for (uint32_t i = 0; i < outputs.size(); ++i) {
-    Tensor& out = *outputs[i];
-    node->output_meta.push_back(TensorMeta::of(out));
-    auto& meta = out.autograd_meta();
-    meta.requires_grad = true;
-    meta.grad_fn = node;
-    meta.output_nr = i;
-  }
-  if (AnomalyMode::is_enabled()) [[unlikely]] {
-    // The stack without record() itself: its first frame is the op's entry point, then who called it.
-    node->anomaly = std::make_unique<AnomalyInfo>(AnomalyInfo{op, ModulePathGuard::current(), capture_call_stack(1)});
-    for (size_t i = 0; i < outputs.size(); ++i)
-      if (const char* bad = first_non_finite(*outputs[i]))
-        MG_THROW("[anomaly] forward of {}{} produced {} in its output{} {}{}", op_name(op), node->anomaly->where(), bad,
-                 outputs.size() > 1 ? mg::format(" {}", i) : std::string(), outputs[i]->shape(),
-                 node->anomaly->made_at());
-  }
+  if (observers::any()) [[unlikely]]
+    observers::notify([&](EngineObserver& o) { o.node_created(op, node.get(), outputs); });
 }
 
 }  // namespace mg

@@ -2,15 +2,16 @@
 // the nodes of its inputs (their grad_fn, or a leaf's AccumulateGrad) and the metadata the engine
 // uses to check every returned gradient. Ops call record() (a user's op through apply_function(),
 // autograd/function.h); nothing else builds nodes. A node names itself: its OpKind's name.
+// Tools observe nodes through autograd/observer.h.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <vector>
 
-#include "autograd/anomaly.h"
 #include "autograd/grad_mode.h"
-#include "autograd/op_kind.h"
+#include "autograd/observer.h"
+#include "core/op_kind.h"
 #include "core/tensor.h"
 
 namespace mg {
@@ -39,10 +40,10 @@ class Node {
   // The leaf tensor whose .grad this node fills (AccumulateGrad), else null. For graph drawing.
   virtual const TensorImpl* leaf() const { return nullptr; }
 
-  std::vector<Edge> next_edges;          // one per input
-  std::vector<TensorMeta> input_meta;    // what each input's gradient must look like
-  std::vector<TensorMeta> output_meta;   // for zero-filling outputs that received no gradient
-  std::unique_ptr<AnomalyInfo> anomaly;  // where the node was made; set only under AnomalyMode
+  std::vector<Edge> next_edges;         // one per input
+  std::vector<TensorMeta> input_meta;   // what each input's gradient must look like
+  std::vector<TensorMeta> output_meta;  // for zero-filling outputs that received no gradient
+  std::unique_ptr<NodeNote> note;       // an observer's, set at creation (anomaly mode: where it was made)
 };
 
 // A tensor kept for backward: a detached alias plus the storage version at save time. get() throws
@@ -61,8 +62,8 @@ class SavedTensor {
 };
 
 // A tensor a vjp captures as is (not through SavedTensor: an op's own intermediate, such as the scan's
-// checkpointed states, that nothing else can modify). Returns `t`; tells the memory report that the
-// node keeps it (train --memory-report).
+// checkpointed states, that nothing else can modify). Returns `t`; tells the observers that the node
+// keeps it (the memory report counts it as saved).
 Tensor kept_for_backward(const Tensor& t, OpKind op);
 
 // What a vjp receives: the output gradients and which inputs need a gradient.

@@ -41,7 +41,7 @@ int run_matmul_bench(int reps, bool quick);
 // bench/train_bench.cpp: full training steps of the presets (tokens/s, peak memory), optionally beside
 // the PyTorch peer bench/torch_peer.py, on `device` ("cpu", "cuda" or "cuda:N").
 // With `profile` (a file name), the timed steps of the one preset run under the op profiler
-// (autograd/profiler.h): the Chrome trace is written there and the table printed.
+// (introspect/profiler.h): the Chrome trace is written there and the table printed.
 int run_train_bench(const std::vector<std::string>& presets, int64_t batch, int64_t seq, int steps, int warmup,
                     bool peer, const std::string& data, const std::string& device = "cpu",
                     const std::string& precision = "fp32", const std::string& profile = "");

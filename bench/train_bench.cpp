@@ -52,7 +52,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/profiler.h"
+#include "introspect/profiler.h"
 #include "bench/bench.h"
 #include "core/error.h"
 #include "core/parallel.h"

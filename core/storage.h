@@ -39,7 +39,7 @@ void reset_cpu_peak_bytes();  // sets the peak to the bytes in use now
 // an op" is the difference across the op. One thread-local add per allocation.
 uint64_t storage_bytes_allocated_by_this_thread();
 
-// An observer of every storage's allocation and release (the memory report, autograd/memory_report.h).
+// An observer of every storage's allocation and release (the memory report, introspect/memory_report.h).
 // Null (the default) costs one relaxed atomic load per allocation and per release.
 struct StorageObserver {
   virtual ~StorageObserver() = default;

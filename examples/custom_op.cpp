@@ -11,11 +11,11 @@
 #include <vector>
 
 #include "autograd/function.h"
-#include "autograd/graph_dot.h"
-#include "autograd/profiler.h"
+#include "fit_sine.h"
+#include "introspect/graph_dot.h"
+#include "introspect/profiler.h"
 #include "ops/gradcheck.h"
 #include "ops/ops.h"
-#include "train/optim.h"
 
 using namespace mg;
 
@@ -76,33 +76,10 @@ bool check_gradients() {
   return check(run_gradcheck({.op = "softsign"}).failed == 0, "gradcheck of softsign");
 }
 
-// A small MLP with softsign as its activation fits y = sin(3x) on [-1, 1].
+// The MLP of examples/mlp.cpp with softsign as its activation fits y = sin(3x) on [-1, 1].
 bool train() {
-  Generator gen(0);
-  const int64_t n = 256, hidden = 32;
-  Tensor x = rand({n, 1}, DType::f32, &gen, -1.0, 1.0);
-  std::vector<float> target;
-  for (float v : x.to_vector<float>()) target.push_back(std::sin(3.0f * v));
-  Tensor y = from_vector<float>(target, {n, 1});
-  Tensor w1 = randn({hidden, 1}, DType::f32, &gen).requires_grad_();
-  Tensor b1 = zeros({hidden}).requires_grad_();
-  Tensor w2 = mul_scalar(randn({1, hidden}, DType::f32, &gen), 1.0 / std::sqrt((double)hidden)).requires_grad_();
-  Tensor b2 = zeros({1}).requires_grad_();
-  ParamGroup group;
-  group.params = {{"w1", w1}, {"b1", b1}, {"w2", w2}, {"b2", b2}};
-  AdamW opt({group}, 1e-2);
-  double first = 0, last = 0;
-  for (int step = 0; step < 400; ++step) {
-    Tensor diff = sub(linear(softsign(linear(x, w1, b1)), w2, b2), y);
-    Tensor loss = mean(mul(diff, diff));
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-    last = loss.item();
-    if (step == 0) first = last;
-  }
-  std::printf("mse %.5f -> %.5f\n", first, last);
-  return check(last < first / 10, "the MLP with softsign trains");
+  const FitResult r = fit_sine(softsign, 400);
+  return check(r.last_mse < r.first_mse / 10, "the MLP with softsign trains");
 }
 
 }  // namespace

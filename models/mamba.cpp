@@ -7,7 +7,7 @@
 #include <exception>
 #include <nlohmann/json.hpp>
 
-#include "autograd/anomaly.h"
+#include "introspect/anomaly.h"
 #include "autograd/grad_mode.h"
 #include "core/checked.h"
 #include "core/memory_limit.h"
@@ -331,7 +331,7 @@ Tensor MambaLM::backbone(const Tensor& tokens, std::vector<LayerState>* states,
                "{}: conv {}, ssm {}",
                cfg_.n_layer, conv, ssm, tokens.size(0), initial->size(), i, s.conv.shape(), s.ssm.shape());
     }
-  // The module paths are pushed only under anomaly mode (autograd/anomaly.h), for its messages.
+  // The module paths are pushed only under anomaly mode (introspect/anomaly.h), for its messages.
   ModulePathGuard backbone_path("backbone");
   Tensor h;
   {

@@ -19,7 +19,7 @@
 #include "ops/gradcheck.h"
 #include "ops/input_checks.h"
 #include "autograd/node.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"
 #include "ops/cpu/conv1d.h"

@@ -3,7 +3,7 @@
 // CUDA each runs one kernel of cuda/elementwise.cu or cuda/copy.cu over the same strides as the cpu loop.
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "cuda/tensor_iter.h"

@@ -6,7 +6,7 @@
 // On CUDA the ids are copied to the host once per forward, to check them and to group them.
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/op_kind.h"
+#include "core/op_kind.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 

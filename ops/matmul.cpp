@@ -9,7 +9,7 @@
 #include "core/bf16.h"
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "cuda/tensor_iter.h"

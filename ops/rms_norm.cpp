@@ -6,7 +6,7 @@
 
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"

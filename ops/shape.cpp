@@ -7,7 +7,7 @@
 
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
 #include "core/checked.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"

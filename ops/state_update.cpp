@@ -22,7 +22,7 @@
 #include "ops/gradcheck.h"
 #include "ops/input_checks.h"
 #include "autograd/node.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
 #include "core/dispatch.h"
 #include "cuda/runtime.h"
 #include "cuda/scan_kernels.h"

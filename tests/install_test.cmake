@@ -11,6 +11,7 @@ function(run)
 endfunction()
 run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
 foreach(f include/mambagrad/models/mamba.h include/mambagrad/core/tensor.h include/mambagrad/autograd/function.h
+          include/mambagrad/introspect/profiler.h
           lib/cmake/mambagrad/mambagrad-config.cmake)
   if(NOT EXISTS "${WORK_DIR}/prefix/${f}")
     message(FATAL_ERROR "cmake --install did not install ${f}")

@@ -1,12 +1,13 @@
-// Anomaly mode (autograd/anomaly.h): the first NaN/inf in an op's output or in a gradient a vjp
+// Anomaly mode (introspect/anomaly.h): the first NaN/inf in an op's output or in a gradient a vjp
 // returns throws, naming the op, its module path and the input; off, nothing is checked.
 #include <doctest/doctest.h>
 
 #include <cmath>
 
-#include "autograd/anomaly.h"
 #include "autograd/node.h"
+#include "introspect/anomaly.h"
 #include "models/mamba.h"
+#include "ops/scan.h"
 #include "tests/check.h"
 #include "tests/temp_dir.h"
 #include "tests/trainer_fixture.h"
@@ -85,7 +86,7 @@ TEST_CASE("anomaly: a non-finite gradient from a vjp throws naming the op, the i
     y = sqrt(a);  // finite forward; d sqrt(a)/da = 1 / (2 sqrt(a)) is inf at a = 0
   }
   check_error([&] { sum(y).backward(); },
-              {"[anomaly] backward of sqrt (toy.root) returned inf in the gradient of input 0 (2,); that input was "
+              {"[anomaly] backward of sqrt (toy.root) returned inf in the gradient of input 0 (x) (2,); that input was "
                "made by mul (toy)"});
 
   // A node whose vjp returns NaN for its second input, named by the op's input names (delta).
@@ -111,6 +112,41 @@ TEST_CASE("anomaly: a non-finite gradient from a vjp throws naming the op, the i
         z.backward(from_vector<double>({1.0, INFINITY}, {2}));
       },
       {"[anomaly] the gradient given to backward for output 0 (2,) holds inf"});
+}
+
+TEST_CASE("anomaly: each op's input names, from the op list, name the inputs its node records") {
+  AnomalyMode on;  // so that each node carries its OpKind (AnomalyInfo::op)
+  Generator g(3);
+  auto p = [&](Shape s) { return randn(s, DType::f32, &g).requires_grad_(); };
+  // The op's node, and how many inputs it recorded; the last one is named and the next is not.
+  auto names = [](const Tensor& out) {
+    REQUIRE(out.grad_fn());
+    const AnomalyInfo* a = anomaly_info(*out.grad_fn());
+    REQUIRE(a != nullptr);
+    std::vector<std::string> v;
+    for (size_t i = 0; i < out.grad_fn()->next_edges.size(); ++i) v.push_back(a->op.input_name(i));
+    CHECK(a->op.input_name(v.size()).empty());
+    return v;
+  };
+  using V = std::vector<std::string>;
+  Tensor x = p({2, 4, 3});
+  CHECK(names(add(x, x)) == V{"a", "b"});
+  CHECK(names(pow(x, 2.0)) == V{"x"});  // one tensor input; the exponent is a scalar
+  CHECK(names(exp(x)) == V{"x"});
+  CHECK(names(linear(x, p({5, 3}), p({5}))) == V{"x", "w", "b"});
+  CHECK(names(rms_norm(x, p({3}))) == V{"x", "weight"});
+  CHECK(names(embedding(p({10, 3}), randint(0, 10, {4}, &g))) == V{"weight", "ids"});
+  CHECK(names(cross_entropy(p({4, 6}), randint(0, 6, {4}, &g))) == V{"logits", "targets"});
+  CHECK(names(max(x, 1).first) == V{"x"});
+  CHECK(names(causal_conv1d(x, p({3, 4}), p({3}))) == V{"x", "weight", "bias", "initial_state"});
+  CHECK(names(selective_scan(x, p({2, 4, 3}), p({3, 5}), p({2, 4, 5}), p({2, 4, 5})).y) ==
+        V{"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"});
+  const std::vector<Tensor> xs{x, p({2, 4, 3}), p({2, 4, 3})};
+  Tensor c = cat(xs, 0);
+  const AnomalyInfo* a = anomaly_info(*c.grad_fn());
+  REQUIRE(a != nullptr);
+  CHECK(c.grad_fn()->next_edges.size() == 3);
+  CHECK(a->op.input_name(2) == "xs[2]");
 }
 
 // Functions with external linkage (the executable exports its symbols), so the call stack can name them.

@@ -7,8 +7,9 @@
 #include <cmath>
 
 #include "autograd/function.h"
-#include "autograd/graph_dot.h"
-#include "autograd/profiler.h"
+#include "introspect/anomaly.h"
+#include "introspect/graph_dot.h"
+#include "introspect/profiler.h"
 #include "ops/gradcheck.h"
 #include "tests/check.h"
 #include "tests/devices.h"
@@ -64,6 +65,26 @@ struct Misbehaving : Function<Misbehaving> {
     if (g_bad_mode == 0) return {zeros({7}, DType::f64)};       // wrong shape
     if (g_bad_mode == 1) return {grads[0], grads[0]};           // one too many
     return {full(grads[0].shape(), std::nan(""), DType::f64)};  // NaN
+  }
+};
+
+// w * (xs[0] + xs[1] + ...): a list of tensors, then a tensor. Its node's inputs are xs[0], xs[1], ..., w.
+struct ScaledListSum : Function<ScaledListSum> {
+  static constexpr const char* name = "scaled_list_sum";
+  static Tensor forward(FunctionCtx& ctx, const std::vector<Tensor>& xs, const Tensor& w) {
+    Tensor total = xs.at(0);
+    for (size_t i = 1; i < xs.size(); ++i) total = add(total, xs[i]);
+    ctx.save_for_backward({total, w});
+    ctx.saved_data["n"] = xs.size();
+    return mul(total, w);
+  }
+  static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+    const std::vector<Tensor> s = ctx.saved();
+    const size_t n = std::any_cast<size_t>(ctx.saved_data["n"]);
+    std::vector<Tensor> out;
+    for (size_t i = 0; i < n; ++i) out.push_back(ctx.needs_input_grad(i) ? mul(grads[0], s[1]) : Tensor());
+    out.push_back(ctx.needs_input_grad(n) ? mul(grads[0], s[0]) : Tensor());
+    return out;
   }
 };
 
@@ -143,6 +164,25 @@ TEST_CASE("custom op: returned gradients are checked like any op's, and errors n
   AnomalyMode on;
   check_error([&] { sum(Misbehaving::apply(x)).backward(); },
               {"[anomaly] backward of misbehaving", "returned NaN in the gradient of input 0"});
+}
+
+TEST_CASE("custom op: a std::vector<Tensor> argument's elements are inputs, each with its gradient") {
+  Tensor a = leaf({1.0, -2.0}), b = leaf({0.5, 3.0}), c = from_vector<double>({4.0, 1.0}, {2});  // c: no grad
+  Tensor w = leaf({2.0, -1.0});
+  Tensor y = ScaledListSum::apply(std::vector<Tensor>{a, b, c}, w);
+  REQUIRE(y.grad_fn());
+  CHECK(y.grad_fn()->next_edges.size() == 4);  // a, b, c, w
+  CHECK(y.grad_fn()->next_edges[2].fn == nullptr);
+  sum(mul(y, y)).backward();
+  // The reference: the same function of the library's ops, differentiated by their own nodes.
+  Tensor ra = leaf({1.0, -2.0}), rb = leaf({0.5, 3.0}), rw = leaf({2.0, -1.0});
+  Tensor ry = mul(add(add(ra, rb), c), rw);
+  sum(mul(ry, ry)).backward();
+  CHECK(y.to_vector<double>() == ry.to_vector<double>());
+  CHECK(a.grad().to_vector<double>() == ra.grad().to_vector<double>());
+  CHECK(b.grad().to_vector<double>() == rb.grad().to_vector<double>());
+  CHECK(w.grad().to_vector<double>() == rw.grad().to_vector<double>());
+  CHECK(!c.grad().defined());
 }
 
 TEST_CASE("custom op: its name in the graph export and the profiler's table and trace") {

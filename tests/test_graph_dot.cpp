@@ -1,11 +1,11 @@
-// autograd_graph_dot (autograd/graph_dot.h): the recorded graph as Graphviz DOT, node for node.
+// autograd_graph_dot (introspect/graph_dot.h): the recorded graph as Graphviz DOT, node for node.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <sstream>
 
-#include "autograd/anomaly.h"
-#include "autograd/graph_dot.h"
+#include "introspect/anomaly.h"
+#include "introspect/graph_dot.h"
 #include "models/mamba.h"
 #include "tests/check.h"
 #include "tests/cli.h"

@@ -1,7 +1,9 @@
 // The layer stack of docs/layers.md, enforced: every #include "folder/..." in the library's sources
 // must name its own folder or a folder of a lower layer. autograd/ and ops/ are one layer (ops record
-// into autograd, the engine sums gradients with ops); every other pair of folders on one level, such
-// as the two kernel rooms ops/cpu/ and cuda/, may not include each other. Above ops no file includes
+// into autograd, the engine sums gradients with ops); introspect/ sits on them (its tools observe the
+// engine through autograd/observer.h, and ops never see them), below models/ (module paths); every
+// other pair of folders on one level, such as the two kernel rooms ops/cpu/ and cuda/, may not include
+// each other. Above ops no file includes
 // a kernel header (ops/cpu/..., cuda/...): the choice between the CPU and the CUDA kernel is made in
 // ops/. The exceptions are cuda/'s runtime (device count, memory figures, synchronisation) and NCCL
 // communicator headers, which hold no kernel, and bench/, which times kernels directly.
@@ -25,8 +27,8 @@ std::string folder_of(const std::string& rel) {
 
 // Lower is more basic. Folders on one level are separate rooms, except autograd and ops (one layer).
 const std::map<std::string, int> kLevel = {
-    {"core", 0},   {"ops/cpu", 1}, {"cuda", 1},  {"autograd", 2}, {"ops", 2},  {"data", 3},
-    {"models", 3}, {"io", 3},      {"train", 4}, {"bench", 5},    {"apps", 6},
+    {"core", 0}, {"ops/cpu", 1}, {"cuda", 1}, {"autograd", 2}, {"ops", 2},   {"introspect", 3},
+    {"data", 4}, {"models", 4},  {"io", 4},   {"train", 5},    {"bench", 6}, {"apps", 7},
 };
 
 bool may_include(const std::string& from, const std::string& to) {
@@ -107,6 +109,19 @@ TEST_CASE("layers: no #include goes up the stack and none above ops names a kern
   CHECK(violations.empty());
 }
 
+TEST_CASE("layers: the engine and the ops never include introspect/, which includes them") {
+  // The tools observe the engine (autograd/observer.h); the engine does not know them.
+  CHECK_FALSE(may_include("autograd", "introspect"));
+  CHECK_FALSE(may_include("ops", "introspect"));
+  CHECK_FALSE(may_include("core", "introspect"));
+  CHECK(may_include("introspect", "autograd"));
+  CHECK(may_include("introspect", "ops"));
+  CHECK(may_include("models", "introspect"));
+  CHECK(may_include("train", "introspect"));
+  CHECK_FALSE(may_include("introspect", "models"));
+  CHECK(include_folder(include_path("#include \"introspect/anomaly.h\"")) == "introspect");
+}
+
 TEST_CASE("layers: the kernel-header rule refuses train, models, data, io and apps") {
   // The cases the rule exists for, so that a rule that allowed everything would fail here.
   for (const char* from : {"data", "models", "io", "train", "apps"}) {
@@ -130,8 +145,8 @@ TEST_CASE("sources: only core/format.cpp runs fmt's formatting engine (the other
   const fs::path root = MG_SOURCE_DIR;
   std::vector<std::string> found;
   int files = 0;
-  for (const char* dir :
-       {"core", "cuda", "autograd", "ops", "data", "models", "io", "train", "bench", "apps", "tests", "examples"}) {
+  for (const char* dir : {"core", "cuda", "autograd", "ops", "introspect", "data", "models", "io", "train", "bench",
+                          "apps", "tests", "examples"}) {
     if (!fs::exists(root / dir)) continue;
     for (const auto& e : fs::recursive_directory_iterator(root / dir)) {
       const std::string ext = e.path().extension().string();

@@ -1,4 +1,4 @@
-// The op profiler (autograd/profiler.h) and the memory report (autograd/memory_report.h): a profiled
+// The op profiler (introspect/profiler.h) and the memory report (introspect/memory_report.h): a profiled
 // training step's Chrome trace parses and holds the model's ops with durations that fit in the step;
 // the table's rows add up to the trace; the memory report counts what a graph saves for backward.
 #include <doctest/doctest.h>
@@ -8,8 +8,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "autograd/memory_report.h"
-#include "autograd/profiler.h"
+#include "autograd/observer.h"
+#include "introspect/memory_report.h"
+#include "introspect/profiler.h"
 #include "models/mamba.h"
 #include "tests/devices.h"
 #include "tests/cli.h"
@@ -35,6 +36,15 @@ Batch random_batch(int64_t b, int64_t l, uint64_t seed) {
   return {contiguous(t.narrow(1, 0, l)), contiguous(t.narrow(1, 1, l))};
 }
 
+// Two matmul operands on the CUDA device, random from `seed`; a requires grad, and b when `b_grad`.
+std::pair<Tensor, Tensor> cuda_operands(const Shape& sa, const Shape& sb, uint64_t seed, bool b_grad) {
+  const Device dev = Device::parse("cuda");
+  Generator g(seed);
+  Tensor a = to_device(randn(sa, DType::f32, &g), dev).requires_grad_();
+  Tensor b = to_device(randn(sb, DType::f32, &g), dev);
+  return {a, b_grad ? b.requires_grad_() : b};
+}
+
 std::string read_file(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(f), {}};
@@ -43,17 +53,17 @@ std::string read_file(const std::string& p) {
 }  // namespace
 
 TEST_CASE("profiler: off by default, and ops then record nothing") {
-  CHECK_FALSE(introspect::any_on());
+  CHECK_FALSE(observers::any());
   Tensor a = ones({4}), b = ones({4});
   Tensor c = add(a, b);
   Profiler p;
-  CHECK(introspect::any_on());
+  CHECK(observers::any());
   p.pause();
   Tensor d = mul(a, b);  // paused: not recorded
   p.resume();
   Tensor e = sub(a, b);
   p.stop();
-  CHECK_FALSE(introspect::any_on());
+  CHECK_FALSE(observers::any());
   Tensor f = add(a, b);  // stopped
   const auto ev = p.events();
   REQUIRE(ev.size() == 1);
@@ -171,10 +181,7 @@ TEST_CASE("profiler: bench train --profile profiles the timed steps of one prese
 
 TEST_CASE("cuda profiler: ops on the device are timed, forward and backward, with their shapes") {
   MG_REQUIRE_CUDA();
-  const Device dev = Device::parse("cuda");
-  Generator g(0);
-  Tensor a = to_device(randn({64, 32}, DType::f32, &g), dev).requires_grad_();
-  Tensor b = to_device(randn({32, 16}, DType::f32, &g), dev);
+  auto [a, b] = cuda_operands({64, 32}, {32, 16}, 0, false);
   Profiler p;
   Tensor loss = sum(matmul(a, b));
   loss.backward();
@@ -193,10 +200,8 @@ TEST_CASE("cuda profiler: ops on the device are timed, forward and backward, wit
 
 TEST_CASE("cuda profiler: device times come from events on the stream, in order, and the table counts them") {
   MG_REQUIRE_CUDA();
-  const Device dev = Device::parse("cuda");
-  Generator g(1);
-  Tensor a = to_device(randn({128, 96}, DType::f32, &g), dev).requires_grad_();
-  Tensor b = to_device(randn({96, 64}, DType::f32, &g), dev).requires_grad_();
+  auto [a, b] = cuda_operands({128, 96}, {96, 64}, 1, true);
+  Generator g(2);
   Tensor x = randn({8}, DType::f32, &g);  // a CPU op in the same session has no device time
   Profiler p;
   Tensor y = exp(x);
@@ -212,7 +217,7 @@ TEST_CASE("cuda profiler: device times come from events on the stream, in order,
     if (e.name == "exp") CHECK(e.device == -1);
     if (e.device < 0) continue;
     ++on_device;
-    CHECK(e.device == dev.index);
+    CHECK(e.device == a.device().index);
     CHECK(e.device_dur_ns > 0);
     CHECK(e.device_ts_ns >= 0);  // after the session's start
     if (e.depth == 0) top.push_back(&e);

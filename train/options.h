@@ -41,7 +41,7 @@ struct TrainOptions {
   int64_t stop_at = -1;                  // save and stop after this step, as Ctrl-C does (-1: run to `steps`)
   Device device = kCPU;                  // where the model, its gradients, the AdamW state and the batches live.
                                          // Not part of the run's stored options: a run may resume on another device.
-  bool detect_anomaly = false;  // anomaly mode for the whole run (autograd/anomaly.h): slower, throws at the first
+  bool detect_anomaly = false;  // anomaly mode for the whole run (introspect/anomaly.h): slower, throws at the first
                                 // NaN/inf op output or gradient naming the op and module. Not stored; may change
                                 // on resume.
   bool overwrite = false;       // a new run may replace the run already in `out` (never stored)

@@ -14,10 +14,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "autograd/anomaly.h"
+#include "introspect/anomaly.h"
 #include "autograd/grad_mode.h"
-#include "autograd/memory_report.h"
-#include "autograd/profiler.h"
+#include "introspect/memory_report.h"
+#include "introspect/profiler.h"
 #include "core/parallel.h"
 #include "cuda/runtime.h"
 #include "data/bytes.h"

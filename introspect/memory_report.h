@@ -1,9 +1,10 @@
 // The memory report (train --memory-report): while a MemoryTracker is installed, every storage
-// allocated is tagged with the op that made it (OpScope, autograd/profiler.h) and whether the backward
-// engine made it; SavedTensor marks the storages it keeps for backward. The tracker keeps the live
-// storages of the moment the live total peaked, and report() sorts those bytes into parameters,
-// gradients, optimizer state, activations saved for backward and other tensors, each by op.
-// Off by default: then a storage pays one relaxed atomic load when made and when freed.
+// allocated is tagged with the op that made it and whether the backward engine made it, and the
+// storages ops keep for backward are marked saved: the tracker observes the storages (core's
+// StorageObserver) and the engine (autograd/observer.h: the ops' OpScopes, SavedTensor, record()).
+// The tracker keeps the live storages of the moment the live total peaked, and report() sorts those
+// bytes into parameters, gradients, optimizer state, activations saved for backward and other tensors,
+// each by op. Off by default: then a storage pays one relaxed atomic load when made and when freed.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -12,7 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "autograd/op_kind.h"
+#include "autograd/observer.h"
 #include "core/storage.h"
 #include "core/tensor.h"
 
@@ -35,7 +36,7 @@ struct MemoryReport {
   std::string text() const;
 };
 
-class MemoryTracker final : public StorageObserver {
+class MemoryTracker final : public StorageObserver, public EngineObserver {
  public:
   MemoryTracker();  // installs itself; one at a time (throws mg::Error when another is installed)
   ~MemoryTracker() override;
@@ -49,16 +50,20 @@ class MemoryTracker final : public StorageObserver {
   // those are counted whole, as live throughout). Storages made by the backward engine are gradients.
   MemoryReport report(const std::vector<Tensor>& parameters, const std::vector<Tensor>& optimizer_state) const;
 
-  // SavedTensor and kept_for_backward() call this (while a tracker is installed) for each tensor an op
-  // `op` captures for its vjp. Captures are made before record() knows whether a node is recorded at
-  // all (no input may require grad, or a vjp runs an op under NoGradGuard), so they wait for record()
-  // to call op_recorded(op, recorded); the outermost OpScope drops what is left when it closes.
-  static void note_saved(const Tensor& t, OpKind op);
-  static void op_recorded(OpKind op, bool recorded);
-  static void drop_pending();
-
   void allocated(const Storage* s) override;
   void released(const Storage* s) override;
+
+  // The engine's side. An op's captures for its vjp (tensor_saved) come before record() knows whether
+  // a node is recorded at all (no input may require grad, or a vjp runs an op under NoGradGuard), so
+  // they wait for its node_created; the outermost op or vjp drops what is left when it ends.
+  void op_begin(OpKind op, const Tensor* const* inputs, size_t n) override;
+  void op_end(OpKind op) override;
+  void tensor_saved(const Tensor& t, OpKind op) override;
+  void node_created(OpKind op, Node* node, const std::vector<Tensor*>& outputs) override;
+  void backward_begin(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads) override;
+  void backward_end() override;
+  void vjp_begin(const Node& node, const std::vector<Tensor>& grads) override;
+  void vjp_end(const Node& node, const std::vector<Tensor>& input_grads) override;
 
  private:
   struct Entry {

@@ -1,8 +1,9 @@
 // Anomaly mode (as torch.autograd.detect_anomaly): while it is on, every recorded node remembers
 // the op, the module path and the call stack it was made in, every op output that is recorded is checked for NaN and
 // infinity, and so is every gradient a vjp returns; the first non-finite value throws mg::Error naming
-// the op, its module path, the input (by index and name) and its shape. Off by default, and then the
-// only cost is one branch per recorded node and per node run by backward. See docs/introspection.md.
+// the op, its module path, the input (by index and name: the op list's, core/op_list.h) and its shape.
+// It is an engine observer (autograd/observer.h), installed while the mode is on; off, the engine pays
+// nothing for it. See docs/introspection.md.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -10,7 +11,8 @@
 #include <string_view>
 #include <vector>
 
-#include "autograd/op_kind.h"
+#include "autograd/observer.h"
+#include "core/op_kind.h"
 
 namespace mg {
 
@@ -60,8 +62,10 @@ std::vector<void*> capture_call_stack(int skip);
 // export their symbols (-rdynamic, CMake's ENABLE_EXPORTS) so that theirs are named.
 std::string format_call_stack(const std::vector<void*>& stack, int max_frames = 8);
 
-// What a node made under anomaly mode remembers of its forward.
-struct AnomalyInfo {
+// What a node made under anomaly mode remembers of its forward (its Node::note).
+struct AnomalyInfo final : NodeNote {
+  AnomalyInfo(OpKind o, std::shared_ptr<const std::string> path, std::vector<void*> stack)
+      : op(o), module_path(std::move(path)), call_stack(std::move(stack)) {}
   OpKind op;
   std::shared_ptr<const std::string> module_path;  // null: made outside any ModulePathGuard
   std::vector<void*> call_stack;                   // where the op was called (capture_call_stack)
@@ -70,8 +74,11 @@ struct AnomalyInfo {
   std::string made_at() const;
 };
 
-// The name of input `i` of `op` where the op documents one ("delta" for selective_scan's input 1),
-// else an empty view (a user's op names none).
-std::string_view op_input_name(OpKind op, size_t i);
+// The node's AnomalyInfo, or null when it was recorded while anomaly mode was off.
+const AnomalyInfo* anomaly_info(const Node& node);
+
+// "NaN", "inf" or "-inf" for the first non-finite element of `t` (any device; a copy to the host),
+// or null when every element is finite (or `t` is undefined, empty or an integer tensor).
+const char* first_non_finite(const Tensor& t);
 
 }  // namespace mg

@@ -1,43 +1,45 @@
-#include "autograd/memory_report.h"
+#include "introspect/memory_report.h"
 
 #include <algorithm>
+#include <array>
 #include <map>
 #include <unordered_set>
 
-#include "autograd/profiler.h"
+#include "autograd/node.h"
 #include "core/error.h"
 
 namespace mg {
 
 namespace {
 std::atomic<MemoryTracker*> g_tracker{nullptr};
+// This thread's open ops and vjps (the innermost names what allocates; "" marks where a backward
+// began), how many backwards are open on it, and the captures of ops whose record() has not come yet.
+thread_local std::vector<std::string_view> t_ops;
+thread_local int t_backward = 0;
+thread_local std::vector<std::pair<OpKind, std::shared_ptr<Storage>>> t_pending;
+
+void close_scope() {
+  if (!t_ops.empty()) t_ops.pop_back();
+  if (t_ops.empty() || t_ops.back().empty()) t_pending.clear();  // captures of nodes that were never recorded
 }
+}  // namespace
 
 std::string_view memory_category_name(MemoryCategory c) {
-  switch (c) {
-    case MemoryCategory::parameters:
-      return "parameters";
-    case MemoryCategory::gradients:
-      return "gradients";
-    case MemoryCategory::optimizer_state:
-      return "optimizer state";
-    case MemoryCategory::saved_activations:
-      return "activations saved for backward";
-    case MemoryCategory::other:
-      return "other tensors";
-  }
-  return "?";
+  static constexpr std::array<std::string_view, 5> kNames = {"parameters", "gradients", "optimizer state",
+                                                             "activations saved for backward", "other tensors"};
+  return kNames.at(static_cast<size_t>(c));
 }
 
 MemoryTracker::MemoryTracker() {
   MemoryTracker* none = nullptr;
   MG_CHECK(g_tracker.compare_exchange_strong(none, this), "[memory] a memory tracker is already installed");
   prev_ = set_storage_observer(this);
-  introspect::g_on.fetch_or(introspect::kMemory);
+  t_ops.clear(), t_pending.clear(), t_backward = 0;
+  add_engine_observer(this);
 }
 
 MemoryTracker::~MemoryTracker() {
-  introspect::g_on.fetch_and(~introspect::kMemory);
+  remove_engine_observer(this);
   set_storage_observer(prev_);
   g_tracker.store(nullptr);
 }
@@ -45,9 +47,8 @@ MemoryTracker::~MemoryTracker() {
 void MemoryTracker::allocated(const Storage* s) {
   auto e = std::make_shared<Entry>();
   e->bytes = s->nbytes();
-  const std::string_view op = introspect::current_op();
-  e->op = op.empty() ? std::string("(outside ops)") : std::string(op);
-  e->in_backward = introspect::in_backward();
+  e->op = t_ops.empty() || t_ops.back().empty() ? std::string("(outside ops)") : std::string(t_ops.back());
+  e->in_backward = t_backward > 0;
   std::lock_guard lock(mu_);
   live_[s] = std::move(e);
   live_bytes_ += s->nbytes();
@@ -73,33 +74,39 @@ void MemoryTracker::reset_peak() {
   at_peak_.assign(live_.begin(), live_.end());
 }
 
-namespace {
-thread_local std::vector<std::pair<OpKind, std::shared_ptr<Storage>>> t_pending;
+void MemoryTracker::op_begin(OpKind op, const Tensor* const*, size_t) { t_ops.push_back(op.name()); }
+void MemoryTracker::op_end(OpKind) { close_scope(); }
+void MemoryTracker::vjp_begin(const Node& node, const std::vector<Tensor>&) { t_ops.push_back(node.name()); }
+void MemoryTracker::vjp_end(const Node&, const std::vector<Tensor>&) { close_scope(); }
+void MemoryTracker::backward_begin(const std::vector<Tensor>&, const std::vector<Tensor>&) {
+  ++t_backward;
+  t_ops.push_back("");  // a vjp that throws leaves its name above this mark
+}
+void MemoryTracker::backward_end() {
+  if (t_backward == 0) return;
+  --t_backward;
+  while (!t_ops.empty() && !t_ops.back().empty()) t_ops.pop_back();
+  close_scope();
 }
 
-void MemoryTracker::note_saved(const Tensor& t, OpKind op) {
-  if (!g_tracker.load(std::memory_order_relaxed) || !t.defined()) return;
-  t_pending.push_back({op, t.storage()});
+void MemoryTracker::tensor_saved(const Tensor& t, OpKind op) {
+  if (t.defined()) t_pending.push_back({op, t.storage()});
 }
 
-void MemoryTracker::op_recorded(OpKind op, bool recorded) {
-  if (t_pending.empty()) return;
-  MemoryTracker* m = g_tracker.load(std::memory_order_relaxed);
+void MemoryTracker::node_created(OpKind op, Node* node, const std::vector<Tensor*>&) {
   auto keep = t_pending.begin();
   for (auto it = t_pending.begin(); it != t_pending.end(); ++it) {
     if (!(it->first == op)) {  // an enclosing op's captures, waiting for its own record()
       *keep++ = std::move(*it);
       continue;
     }
-    if (!recorded || !m) continue;
-    std::lock_guard lock(m->mu_);
-    auto e = m->live_.find(it->second.get());
-    if (e != m->live_.end()) e->second->saved = true;
+    if (!node) continue;
+    std::lock_guard lock(mu_);
+    auto e = live_.find(it->second.get());
+    if (e != live_.end()) e->second->saved = true;
   }
   t_pending.erase(keep, t_pending.end());
 }
-
-void MemoryTracker::drop_pending() { t_pending.clear(); }
 
 uint64_t MemoryReport::bytes(MemoryCategory c) const {
   uint64_t n = 0;

@@ -1,32 +1,15 @@
 // The op profiler (as torch.profiler): while a Profiler is recording, every op's forward and every
 // vjp the engine runs is timed (wall clock, per thread) with its input shapes and the bytes of storage
 // it allocated (CUDA ops also on the device, with events), and the session gives a Chrome trace (chrome://tracing,
-// ui.perfetto.dev) and a table per op. Off by default; then an op pays one relaxed atomic load (OpScope). See
+// ui.perfetto.dev) and a table per op. It is an engine observer (autograd/observer.h): the ops' OpScopes
+// and the engine's vjps tell it what to time. Off by default, and then it costs the engine nothing. See
 // docs/introspection.md.
 #pragma once
-#include <atomic>
 #include <cstdint>
-#include <initializer_list>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "autograd/op_kind.h"
-#include "core/tensor.h"
-
 namespace mg {
-
-namespace introspect {
-// Which introspection tools are on (bit 0: the profiler, bit 1: the memory report). One relaxed load
-// is all an op pays when both are off.
-inline constexpr unsigned kProfiler = 1, kMemory = 2;
-extern std::atomic<unsigned> g_on;
-inline bool any_on() { return g_on.load(std::memory_order_relaxed) != 0; }
-// The innermost op running on this thread ("" outside any op), and whether the thread is inside the
-// backward engine; the memory report tags each storage with them when it is allocated.
-std::string_view current_op();
-bool in_backward();
-}  // namespace introspect
 
 // One timed interval: an op's forward (top level or nested in another op) or a vjp run by the engine.
 struct ProfileEvent {
@@ -104,60 +87,6 @@ class Profiler {
  private:
   bool recording_ = false;
   std::vector<ProfileStep> steps_;
-};
-
-// The hook in each op's entry point: times the op from here to the end of the scope while a profiler
-// records, and names the op for the memory report. Nothing but one relaxed load when both are off.
-//   Tensor matmul(const Tensor& a, const Tensor& b) { OpScope scope(OpId::matmul, {&a, &b}); ... }
-class OpScope {
- public:
-  OpScope(OpKind op, std::initializer_list<const Tensor*> inputs) {
-    if (introspect::any_on()) [[unlikely]]
-      begin(op.name(), inputs.begin(), inputs.size(), false);
-  }
-  OpScope(OpKind op, const std::vector<Tensor>& inputs) {
-    if (introspect::any_on()) [[unlikely]]
-      begin(op.name(), inputs);
-  }
-  // The engine's scope around a vjp: `grads` are the node's output gradients.
-  OpScope(std::string_view node, const std::vector<Tensor>& grads, bool backward) {
-    if (introspect::any_on()) [[unlikely]]
-      begin(node, grads, backward);
-  }
-  ~OpScope() {
-    if (active_) [[unlikely]]
-      end();
-  }
-  OpScope(const OpScope&) = delete;
-  OpScope& operator=(const OpScope&) = delete;
-
- private:
-  void begin(std::string_view name, const Tensor* const* inputs, size_t n, bool backward);
-  void begin(std::string_view name, const std::vector<Tensor>& inputs, bool backward = false);
-  void end();
-
-  bool active_ = false;
-  bool timed_ = false;
-  bool was_backward_ = false;
-  int cuda_device_ = -1;  // >= 0: an input is on this CUDA device (timed there with events)
-  void* cuda_start_ = nullptr;
-  std::string_view prev_op_;
-  std::string_view name_;
-  std::string shapes_;
-  int64_t t0_ = 0;
-  uint64_t bytes0_ = 0;
-};
-
-// The engine marks the thread as inside backward while it runs (introspect::in_backward).
-class BackwardPhaseGuard {
- public:
-  BackwardPhaseGuard();
-  ~BackwardPhaseGuard();
-  BackwardPhaseGuard(const BackwardPhaseGuard&) = delete;
-  BackwardPhaseGuard& operator=(const BackwardPhaseGuard&) = delete;
-
- private:
-  bool prev_;
 };
 
 }  // namespace mg

@@ -1,20 +1,17 @@
-#include "autograd/profiler.h"
+#include "introspect/profiler.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
 
-#include "autograd/memory_report.h"
+#include "autograd/node.h"
 #include "core/error.h"
 #include "core/storage.h"
 #include "cuda/runtime.h"
 
 namespace mg {
-
-namespace introspect {
-std::atomic<unsigned> g_on{0};
-}  // namespace introspect
 
 namespace {
 
@@ -22,7 +19,7 @@ namespace {
 struct Session {
   std::mutex mu;
   bool recording = false;
-  bool paused = false;
+  std::atomic<bool> paused{false};  // read by the ops' threads without the lock
   std::chrono::steady_clock::time_point t0;
   std::vector<ProfileEvent> events;
   uint32_t next_tid = 1;
@@ -41,11 +38,22 @@ struct Session {
 };
 Session g_session;
 
-thread_local int t_depth = 0;        // timed scopes open on this thread
-thread_local int t_scope_depth = 0;  // active scopes open on this thread
-thread_local bool t_backward = false;
-thread_local std::string_view t_op;
+// An op or a vjp open on this thread.
+struct Frame {
+  std::string_view name;
+  bool vjp = false;
+  bool timed = false;    // false while the session is paused
+  int cuda_device = -1;  // >= 0: an input is on this CUDA device (timed there with events)
+  cuda::TimingEvent cuda_start = nullptr;
+  std::string shapes;
+  int64_t t0 = 0;
+  uint64_t bytes0 = 0;
+};
+thread_local std::vector<Frame> t_frames;
+thread_local std::vector<size_t> t_backward_marks;  // t_frames' size at each open backward_begin
+thread_local int t_depth = 0;                       // timed frames open on this thread
 thread_local uint32_t t_tid = 0;
+thread_local uint64_t t_session = 0;      // which session pushed this thread's frames
 thread_local uint64_t t_tid_session = 0;  // which session numbered this thread
 uint64_t g_session_serial = 0;
 
@@ -74,103 +82,116 @@ void resolve_pending_locked(bool release) {
   g_session.anchors.clear();
 }
 
-bool profiling() { return (introspect::g_on.load(std::memory_order_relaxed) & introspect::kProfiler) != 0; }
-
 void append_shape(std::string& s, const Tensor& t) {
   if (!s.empty()) s += ' ';
   s += t.defined() ? mg::format("{}", t.shape()) : std::string("-");
 }
 
-}  // namespace
+// Records a cuda event on the frame's device; the first of the session on a device also anchors its clock.
+// A device fault here leaves the op untimed on the device; the op's own checks report it.
+void start_on_device(Frame& f) {
+  try {
+    std::lock_guard lock(g_session.mu);
+    Session::Anchor& a = g_session.anchors[f.cuda_device];
+    if (!a.event) {
+      cuda::synchronize(f.cuda_device);
+      a.event = cuda::record_timing_event(f.cuda_device);
+      a.host_ns = now_ns();
+    }
+    f.cuda_start = cuda::record_timing_event(f.cuda_device);
+  } catch (...) {}
+}
 
-std::string_view introspect::current_op() { return t_op; }
-bool introspect::in_backward() { return t_backward; }
+// Opens a frame on this thread: `inputs` are an op's inputs, or a vjp's output gradients.
+// Forgets the frames a stopped session left open on this thread.
+void sync_thread() {
+  if (t_session != g_session_serial) t_frames.clear(), t_backward_marks.clear(), t_depth = 0;
+  t_session = g_session_serial;
+}
 
-BackwardPhaseGuard::BackwardPhaseGuard() : prev_(t_backward) { t_backward = true; }
-BackwardPhaseGuard::~BackwardPhaseGuard() { t_backward = prev_; }
-
-// ---- the scope ----
-
-void OpScope::begin(std::string_view name, const Tensor* const* inputs, size_t n, bool backward) {
-  active_ = true;
-  ++t_scope_depth;
-  prev_op_ = t_op;
-  t_op = name;
-  name_ = name;
-  was_backward_ = t_backward;
-  if (backward) t_backward = true;
-  if (!profiling()) return;
-  timed_ = true;
+void push_frame(std::string_view name, bool vjp, const Tensor* const* inputs, size_t n) {
+  sync_thread();
+  Frame& f = t_frames.emplace_back();
+  f.name = name, f.vjp = vjp;
+  if (g_session.paused) return;
+  f.timed = true;
   for (size_t i = 0; i < n; ++i) {
-    append_shape(shapes_, *inputs[i]);
-    if (cuda_device_ < 0 && inputs[i]->defined() && inputs[i]->device().is_cuda())
-      cuda_device_ = inputs[i]->device().index;
+    append_shape(f.shapes, *inputs[i]);
+    if (f.cuda_device < 0 && inputs[i]->defined() && inputs[i]->device().is_cuda())
+      f.cuda_device = inputs[i]->device().index;
   }
-  // CUDA ops are queued, not run: an event before and one after the op on the device's stream time its
-  // work there. The first on a device of the session also anchors the device clock to the host's.
-  // A device fault here leaves the op untimed on the device; the op's own checks report it.
-  if (cuda_device_ >= 0) {
-    try {
-      std::lock_guard lock(g_session.mu);
-      Session::Anchor& a = g_session.anchors[cuda_device_];
-      if (!a.event) {
-        cuda::synchronize(cuda_device_);
-        a.event = cuda::record_timing_event(cuda_device_);
-        a.host_ns = now_ns();
-      }
-      cuda_start_ = cuda::record_timing_event(cuda_device_);
-    } catch (...) {}
-  }
+  // CUDA ops are queued, not run: an event before and one after the op on the device's stream time its work there.
+  if (f.cuda_device >= 0) start_on_device(f);
   ++t_depth;
-  bytes0_ = storage_bytes_allocated_by_this_thread();
-  t0_ = now_ns();
+  f.bytes0 = storage_bytes_allocated_by_this_thread();
+  f.t0 = now_ns();
 }
 
-void OpScope::begin(std::string_view name, const std::vector<Tensor>& inputs, bool backward) {
-  std::vector<const Tensor*> ps;
-  ps.reserve(inputs.size());
-  for (const Tensor& t : inputs) ps.push_back(&t);
-  begin(name, ps.data(), ps.size(), backward);
-}
-
-void OpScope::end() {
-  t_op = prev_op_;
-  if (--t_scope_depth == 0) MemoryTracker::drop_pending();  // captures of nodes that were never recorded
-  const bool backward = t_backward;
-  t_backward = was_backward_;
-  if (!timed_) return;
+// Closes this thread's innermost frame (if this session opened it) and keeps its event.
+void pop_frame() {
+  if (t_session != g_session_serial || t_frames.empty()) return;
+  Frame f = std::move(t_frames.back());
+  t_frames.pop_back();
+  if (!f.timed) return;
   --t_depth;
-  // An op that throws ends here too (the destructor); a device fault then surfaces at the next sync.
   cuda::TimingEvent cuda_end = nullptr;
-  if (cuda_start_) {
+  if (f.cuda_start) {
     try {
-      cuda_end = cuda::record_timing_event(cuda_device_);
+      cuda_end = cuda::record_timing_event(f.cuda_device);
     } catch (...) {}
   }
-  const int64_t t1 = now_ns();
   ProfileEvent e;
-  e.name = std::string(name_);
-  e.backward = backward;
+  e.name = std::string(f.name);
+  e.backward = f.vjp || !t_backward_marks.empty();
   e.depth = t_depth;
-  e.ts_ns = t0_;
-  e.dur_ns = t1 - t0_;
-  e.bytes = storage_bytes_allocated_by_this_thread() - bytes0_;
-  e.shapes = std::move(shapes_);
+  e.ts_ns = f.t0;
+  e.dur_ns = now_ns() - f.t0;
+  e.bytes = storage_bytes_allocated_by_this_thread() - f.bytes0;
+  e.shapes = std::move(f.shapes);
   std::lock_guard lock(g_session.mu);
   // Stopped while the op ran, or its device end event could not be recorded: nothing to keep.
-  if (!g_session.recording || g_session.paused || (cuda_start_ && !cuda_end)) {
-    cuda::release_timing_event(cuda_start_);
+  if (!g_session.recording || g_session.paused || (f.cuda_start && !cuda_end)) {
+    cuda::release_timing_event(f.cuda_start);
     cuda::release_timing_event(cuda_end);
     return;
   }
   if (t_tid_session != g_session_serial) t_tid = g_session.next_tid++, t_tid_session = g_session_serial;
   e.tid = t_tid;
-  if (cuda_start_) {
-    e.device = cuda_device_;
-    g_session.pending.push_back({g_session.events.size(), cuda_start_, cuda_end});
+  if (f.cuda_start) {
+    e.device = f.cuda_device;
+    g_session.pending.push_back({g_session.events.size(), f.cuda_start, cuda_end});
   }
   g_session.events.push_back(std::move(e));
 }
+
+class ProfilerObserver final : public EngineObserver {
+ public:
+  void op_begin(OpKind op, const Tensor* const* inputs, size_t n) override { push_frame(op.name(), false, inputs, n); }
+  void op_end(OpKind) override { pop_frame(); }
+  void vjp_begin(const Node& node, const std::vector<Tensor>& grads) override {
+    std::vector<const Tensor*> ps;
+    for (const Tensor& g : grads) ps.push_back(&g);
+    push_frame(node.name(), true, ps.data(), ps.size());
+  }
+  void vjp_end(const Node&, const std::vector<Tensor>&) override { pop_frame(); }
+  void backward_begin(const std::vector<Tensor>&, const std::vector<Tensor>&) override {
+    sync_thread();
+    t_backward_marks.push_back(t_frames.size());
+  }
+  // A vjp that threw left its frame open: it is dropped.
+  void backward_end() override {
+    if (t_backward_marks.empty()) return;
+    while (t_frames.size() > t_backward_marks.back()) {
+      if (t_frames.back().timed) --t_depth;
+      cuda::release_timing_event(t_frames.back().cuda_start);
+      t_frames.pop_back();
+    }
+    t_backward_marks.pop_back();
+  }
+};
+ProfilerObserver g_observer;
+
+}  // namespace
 
 // ---- the session ----
 
@@ -185,14 +206,14 @@ Profiler::Profiler() {
   ++g_session_serial;
   g_session.t0 = std::chrono::steady_clock::now();
   recording_ = true;
-  introspect::g_on.fetch_or(introspect::kProfiler);
+  add_engine_observer(&g_observer);
 }
 
 Profiler::~Profiler() { stop(); }
 
 void Profiler::stop() {
   if (!recording_) return;
-  introspect::g_on.fetch_and(~introspect::kProfiler);
+  remove_engine_observer(&g_observer);
   std::lock_guard lock(g_session.mu);
   g_session.recording = false;
   recording_ = false;
@@ -201,18 +222,14 @@ void Profiler::stop() {
 
 void Profiler::pause() {
   if (!recording_) return;
-  introspect::g_on.fetch_and(~introspect::kProfiler);
   std::lock_guard lock(g_session.mu);
   g_session.paused = true;
 }
 
 void Profiler::resume() {
   if (!recording_) return;
-  {
-    std::lock_guard lock(g_session.mu);
-    g_session.paused = false;
-  }
-  introspect::g_on.fetch_or(introspect::kProfiler);
+  std::lock_guard lock(g_session.mu);
+  g_session.paused = false;
 }
 
 Profiler::StepScope::StepScope(Profiler& p, int64_t index) : p_(p), index_(index), t0_(now_ns()) {}

@@ -1,11 +1,11 @@
-#include "autograd/graph_dot.h"
-
-#include "core/format.h"
+#include "introspect/graph_dot.h"
 
 #include <unordered_map>
 #include <vector>
 
 #include "autograd/node.h"
+#include "core/format.h"
+#include "introspect/anomaly.h"
 
 namespace mg {
 
@@ -55,7 +55,7 @@ std::string autograd_graph_dot(const Tensor& root, const std::map<const TensorIm
     std::string label(n->name());
     for (const TensorMeta& m : n->output_meta) label += "\\n" + meta_str(m);
     out += mg::format("  n{} [label={}{}];\n", i, quoted(label), i == 0 ? ", fillcolor=darkolivegreen1" : "");
-    if (n->anomaly && n->anomaly->module_path) clusters[*n->anomaly->module_path].push_back(i);
+    if (const AnomalyInfo* a = anomaly_info(*n); a && a->module_path) clusters[*a->module_path].push_back(i);
   }
   size_t c = 0;
   for (const auto& [path, members] : clusters) {

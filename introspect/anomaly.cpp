@@ -1,4 +1,4 @@
-#include "autograd/anomaly.h"
+#include "introspect/anomaly.h"
 
 #include <atomic>
 #include <cmath>
@@ -13,8 +13,7 @@
 #include <cstdlib>
 #endif
 
-#include "autograd/anomaly_check.h"
-#include "autograd/grad_mode.h"
+#include "autograd/node.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -29,10 +28,77 @@ const char* scan(const T* p, int64_t n) {
     if (!std::isfinite(p[i])) return std::isnan(p[i]) ? "NaN" : p[i] > 0 ? "inf" : "-inf";
   return nullptr;
 }
+
+// The frames of `stack` below the first one inside `fn` (its callers), or all of them when no frame is
+// (a platform without symbols).
+std::vector<void*> callers_of(std::vector<void*> stack, const void* fn) {
+#ifdef MG_HAVE_BACKTRACE
+  for (size_t i = 0; i < stack.size() && i < 8; ++i) {
+    Dl_info info{};
+    if (dladdr(static_cast<char*>(stack[i]) - 1, &info) && info.dli_saddr == fn)
+      return std::vector<void*>(stack.begin() + i + 1, stack.end());
+  }
+#endif
+  return stack;
+}
+
+// Where an input's gradient came from, for the message: a leaf, or the node (and module path) that made it.
+std::string made_by(const Node& input) {
+  const AnomalyInfo* a = anomaly_info(input);
+  return input.leaf() ? std::string("that input is a leaf (a parameter or an input tensor)")
+                      : mg::format("that input was made by {}{}", input.name(), a ? a->where() : "");
+}
+
+class AnomalyObserver final : public EngineObserver {
+ public:
+  // A recorded node remembers where it was made, and its outputs must be finite.
+  void node_created(OpKind op, Node* node, const std::vector<Tensor*>& outputs) override {
+    if (!node) return;
+    // The stack below record() itself: its first frame is the op's entry point, then who called it.
+    const void* record_fn = reinterpret_cast<const void*>(&record);
+    auto info =
+        std::make_unique<AnomalyInfo>(op, ModulePathGuard::current(), callers_of(capture_call_stack(0), record_fn));
+    const AnomalyInfo& a = *info;
+    node->note = std::move(info);
+    for (size_t i = 0; i < outputs.size(); ++i)
+      if (const char* bad = first_non_finite(*outputs[i]))
+        MG_THROW("[anomaly] forward of {}{} produced {} in its output{} {}{}", op.name(), a.where(), bad,
+                 outputs.size() > 1 ? mg::format(" {}", i) : std::string(), outputs[i]->shape(), a.made_at());
+  }
+
+  void backward_begin(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads) override {
+    for (size_t i = 0; i < grads.size(); ++i)
+      if (const char* bad = first_non_finite(grads[i]))
+        MG_THROW("[anomaly] the gradient given to backward for output {} {} holds {}", i, roots[i].shape(), bad);
+  }
+
+  // The first non-finite gradient the vjp returned, named by the node that made it (the op and module
+  // path of its forward) and the input (index, name, shape, and what made it).
+  void vjp_end(const Node& n, const std::vector<Tensor>& in_grads) override {
+    const AnomalyInfo* a = anomaly_info(n);
+    for (size_t i = 0; i < in_grads.size() && i < n.next_edges.size(); ++i) {
+      const Edge& e = n.next_edges[i];
+      const char* bad = e.fn && in_grads[i].defined() ? first_non_finite(in_grads[i]) : nullptr;
+      if (!bad) continue;
+      const std::string input = a ? a->op.input_name(i) : std::string();
+      MG_THROW("[anomaly] backward of {}{} returned {} in the gradient of input {}{} {}; {}{}{}", n.name(),
+               a ? a->where() : "", bad, i, input.empty() ? std::string() : mg::format(" ({})", input),
+               in_grads[i].shape(), made_by(*e.fn),
+               a ? "" : " (the node was recorded before anomaly mode was turned on: no module path)",
+               a ? a->made_at() : std::string());
+    }
+  }
+};
+AnomalyObserver g_observer;
 }  // namespace
 
 bool AnomalyMode::is_enabled() { return g_anomaly.load(std::memory_order_relaxed); }
-void AnomalyMode::set_enabled(bool on) { g_anomaly.store(on, std::memory_order_relaxed); }
+void AnomalyMode::set_enabled(bool on) {
+  g_anomaly.store(on, std::memory_order_relaxed);
+  on ? add_engine_observer(&g_observer) : remove_engine_observer(&g_observer);
+}
+
+const AnomalyInfo* anomaly_info(const Node& node) { return dynamic_cast<const AnomalyInfo*>(node.note.get()); }
 
 ModulePathGuard::ModulePathGuard(std::string_view name) {
   if (!AnomalyMode::is_enabled()) return;
@@ -117,40 +183,6 @@ std::string format_call_stack(const std::vector<void*>& stack, int max_frames) {
   (void)stack, (void)max_frames;
 #endif
   return s.empty() ? std::string("(no call stack on this platform)") : s;
-}
-
-std::string_view op_input_name(OpKind kind, size_t i) {
-  auto pick = [i](std::initializer_list<std::string_view> names) -> std::string_view {
-    return i < names.size() ? names.begin()[i] : std::string_view();
-  };
-  if (kind.id() < 0) return {};
-  switch (static_cast<OpId>(kind.id())) {
-    case OpId::selective_scan:
-      return pick({"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"});
-    case OpId::selective_state_update:
-      return pick({"state", "x", "dt", "A", "B", "C", "D", "z", "dt_bias"});
-    case OpId::causal_conv1d:
-      return pick({"x", "weight", "bias", "initial_state"});
-    case OpId::causal_conv1d_update:
-      return pick({"state", "x", "weight", "bias"});
-    case OpId::linear:
-      return pick({"input", "weight", "bias"});
-    case OpId::matmul:
-      return pick({"a", "b"});
-    case OpId::rms_norm:
-      return pick({"input", "weight"});
-    case OpId::embedding:
-      return pick({"weight", "ids"});
-    case OpId::cross_entropy:
-      return pick({"logits", "targets"});
-    case OpId::add:
-    case OpId::sub:
-    case OpId::mul:
-    case OpId::div:
-      return pick({"a", "b"});
-    default:
-      return {};
-  }
 }
 
 const char* first_non_finite(const Tensor& t) {
