@@ -1,7 +1,7 @@
 // The recorded graph. Each op that needs a backward creates one Node holding its vjp, the edges to
 // the nodes of its inputs (their grad_fn, or a leaf's AccumulateGrad) and the metadata the engine
 // uses to check every returned gradient. Ops call record() (a user's op through apply_function(),
-// autograd/function.h); nothing else builds nodes. A node names itself: its OpKind's name.
+// ops/function.h); nothing else builds nodes. A node names itself: its OpKind's name.
 // Tools observe nodes through autograd/observer.h.
 #pragma once
 #include <cstdint>
@@ -79,7 +79,7 @@ using VjpFn = std::function<std::vector<Tensor>(const VjpArgs&)>;
 bool any_requires_grad(std::initializer_list<const Tensor*> ts);
 bool any_requires_grad(const std::vector<Tensor>& ts);
 
-// Records `outputs` as made by `op` (a listed OpId, or any OpKind: autograd/function.h) from `inputs`
+// Records `outputs` as made by `op` (a listed OpId, or any OpKind: ops/function.h) from `inputs`
 // (undefined inputs allowed) with backward `vjp`.
 // Does nothing when no input requires grad or grad mode is off. Marks the outputs as requiring grad.
 void record(OpKind op, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs, VjpFn vjp);

@@ -1,7 +1,7 @@
 // What kind of op made a node: its name and the names of its tensor inputs, carried by the node
 // itself. The library's own ops come from its catalogue (an OpId of core/op_list.h converts implicitly,
 // and the unary functions of core/unary_ops.h name themselves; their one tensor input is "x"); a user's
-// op (autograd/function.h) from the name the user gives it, interned once for the life of the program.
+// op (ops/function.h) from the name the user gives it, interned once for the life of the program.
 // The engine, grad_fn, the graph export, the profiler, the memory report and anomaly messages all read
 // the name from here, so a user's op is named like a built-in one.
 #pragma once

@@ -1,5 +1,5 @@
 // An op defined outside the library, with a backward of its own: softsign(x) = x / (1 + |x|), as a
-// mg::Function (autograd/function.h, the equivalent of torch.autograd.Function). Its forward is a CPU
+// mg::Function (ops/function.h, the equivalent of torch.autograd.Function). Its forward is a CPU
 // loop of its own (other devices: the library's ops), its backward is written by hand from the saved
 // input. The program checks that its node is named "softsign" (grad_fn, the graph, the profiler),
 // gradchecks it in float64 through the public registry and run_gradcheck, then trains a small MLP that
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/function.h"
+#include "ops/function.h"
 #include "fit_sine.h"
 #include "introspect/graph_dot.h"
 #include "introspect/profiler.h"

@@ -10,7 +10,7 @@ function(run)
   endif()
 endfunction()
 run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
-foreach(f include/mambagrad/models/mamba.h include/mambagrad/core/tensor.h include/mambagrad/autograd/function.h
+foreach(f include/mambagrad/models/mamba.h include/mambagrad/core/tensor.h include/mambagrad/ops/function.h
           include/mambagrad/introspect/profiler.h
           lib/cmake/mambagrad/mambagrad-config.cmake)
   if(NOT EXISTS "${WORK_DIR}/prefix/${f}")

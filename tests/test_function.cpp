@@ -1,4 +1,4 @@
-// User-defined ops (autograd/function.h): an op defined here, outside the library, records one node
+// User-defined ops (ops/function.h): an op defined here, outside the library, records one node
 // under its own name, which grad_fn, the graph export, the profiler and anomaly messages show; its
 // saved tensors are version-checked and its gradients checked like a built-in op's; gradcheck and the
 // registry runner (ops/gradcheck.h) check it.
@@ -6,7 +6,7 @@
 
 #include <cmath>
 
-#include "autograd/function.h"
+#include "ops/function.h"
 #include "introspect/anomaly.h"
 #include "introspect/graph_dot.h"
 #include "introspect/profiler.h"

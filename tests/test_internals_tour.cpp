@@ -11,7 +11,7 @@
 #include <set>
 #include <string>
 
-#include "autograd/function.h"
+#include "ops/function.h"
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
 #include "models/mamba.h"

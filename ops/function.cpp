@@ -1,4 +1,4 @@
-#include "autograd/function.h"
+#include "ops/function.h"
 
 #include <algorithm>
 
