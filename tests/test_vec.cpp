@@ -90,8 +90,8 @@ TEST_CASE("vec: sum_rows gives lane k = the sum of row k, for float and double")
       rd[k][j] = v;
       want[k] += v;
     }
-  const Vec<float> sf = sum_rows<float>(rf);
-  const Vec<double> sd = sum_rows<double>(rd);
+  const Vec<float> sf = sum_rows(rf);
+  const Vec<double> sd = sum_rows(rd);
   for (int k = 0; k < kVecLanes; ++k) {
     CAPTURE(k);
     CHECK(sd[k] == doctest::Approx(want[k]).epsilon(1e-14));
