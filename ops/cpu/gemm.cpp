@@ -80,6 +80,35 @@ struct Blocking {
 // block, beta != 0), C += acc (later blocks).
 enum class Store { overwrite, scale, accumulate };
 
+// acc[i][v] = sum over k < kc of A(i, k) * row k of B, lanes v*W .. (v+1)*W, in k order with one fma per
+// step: A(i, k) is A[i * rsa + k * csa], row k of B starts at B + k * ldb. The register-blocked core of
+// the packed micro-kernel (MR x NV) and of the small-M axpy blocks.
+template <class T, int MR, int NV>
+[[gnu::always_inline]] inline void rank1_updates(int64_t kc, const T* __restrict A, int64_t rsa, int64_t csa,
+                                                 const T* __restrict B, int64_t ldb, Reg<T> (&acc)[MR][NV]) {
+  using V = Reg<T>;
+  constexpr int W = kRegLanes<T>;
+  const T* a_row[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) a_row[i] = A + i * rsa;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+  for (int64_t k = 0; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = loadu<T, V>(B + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V a = splat<V>(a_row[i][k * csa]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = vfma(a, b[v], acc[i][v]);
+    }
+    B += ldb;
+  }
+}
+
 // C[0:MR, 0:NV*W] (row stride ldc) <- the product of an MR x kc panel of A and one packed B micro-panel.
 // A element (i, k) is Ap[i * rsa + k * csa]: a packed panel (rsa 1, csa MR) or op(A) read in place.
 // NV < the full Blocking::NV is the narrow kernel for the last columns of C (the B panel keeps stride NR).
@@ -88,26 +117,8 @@ inline void micro_kernel(int64_t kc, const T* __restrict Ap, int64_t rsa, int64_
                          T* __restrict C, int64_t ldc, Store mode, T beta) {
   using V = Reg<T>;
   constexpr int MR = Blocking<T>::MR, W = kRegLanes<T>, NR = Blocking<T>::NR;
-  const T* a_row[MR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) a_row[i] = Ap + i * rsa;
   V acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
-  for (int64_t k = 0; k < kc; ++k) {
-    V b[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = loadu<T, V>(Bp + v * W);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const V a = splat<V>(a_row[i][k * csa]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = vfma(a, b[v], acc[i][v]);
-    }
-    Bp += NR;
-  }
+  rank1_updates<T, MR, NV>(kc, Ap, rsa, csa, Bp, NR, acc);
   const V vb = splat<V>(beta);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
@@ -598,21 +609,7 @@ inline void axpy_block(int64_t K, const T* __restrict A, int64_t lda, const T* _
   using V = Reg<T>;
   constexpr int W = kRegLanes<T>;
   V acc[MB][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MB; ++i)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
-  for (int64_t k = 0; k < K; ++k) {
-    V b[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = loadu<T, V>(B + k * ldb + v * W);
-#pragma GCC unroll 8
-    for (int i = 0; i < MB; ++i) {
-      const V a = splat<V>(A[i * lda + k]);
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[i][v] = vfma(a, b[v], acc[i][v]);
-    }
-  }
+  rank1_updates<T, MB, NV>(K, A, lda, 1, B, ldb, acc);
   const V vb = splat<V>(beta);
 #pragma GCC unroll 8
   for (int i = 0; i < MB; ++i)

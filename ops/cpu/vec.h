@@ -14,7 +14,7 @@
 #include <type_traits>
 #include <utility>
 
-#if defined(__AVX512F__) || defined(__FMA__)
+#if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -207,12 +207,12 @@ inline V vexp2_any(V x) {
   return vexp_bits<true>(x);
 }
 // The same on the two halves of a Vec<float>: the forms for targets without AVX-512.
-inline Vec<float> vexp_portable(Vec<float> x) {
-  return on_halves(x, [](auto h) { return vexp_any(h); });
+template <bool Base2>
+inline Vec<float> vexp_halves(Vec<float> x) {
+  return on_halves(x, [](auto h) { return vexp_bits<Base2>(h); });
 }
-inline Vec<float> vexp2_portable(Vec<float> x) {
-  return on_halves(x, [](auto h) { return vexp2_any(h); });
-}
+inline Vec<float> vexp_portable(Vec<float> x) { return vexp_halves<false>(x); }
+inline Vec<float> vexp2_portable(Vec<float> x) { return vexp_halves<true>(x); }
 
 #if defined(__AVX512F__)
 // exp or 2^x on AVX-512: the same reduction and polynomial, with vscalefps doing 2^m (it also handles
@@ -248,27 +248,28 @@ inline Vec<float> vexp_scalef(Vec<float> x) {
 }
 #endif
 
-inline Vec<float> vexp(Vec<float> x) {
+// exp (Base2 false) or 2^x of a Vec: float vectorised (vexp_scalef on AVX-512, else the portable form);
+// double with the C library lane by lane.
+template <bool Base2>
+inline Vec<float> vexp_vec(Vec<float> x) {
 #if defined(__AVX512F__)
-  return vexp_scalef<false>(x);
+  return vexp_scalef<Base2>(x);
 #else
-  return vexp_portable(x);
+  return vexp_halves<Base2>(x);
 #endif
 }
-inline Vec<double> vexp(Vec<double> x) {
-  for (int j = 0; j < kVecLanes; ++j) x[j] = std::exp(x[j]);
+template <bool Base2>
+inline Vec<double> vexp_vec(Vec<double> x) {
+  for (int j = 0; j < kVecLanes; ++j) x[j] = Base2 ? std::exp2(x[j]) : std::exp(x[j]);
   return x;
 }
-inline Vec<float> vexp2(Vec<float> x) {
-#if defined(__AVX512F__)
-  return vexp_scalef<true>(x);
-#else
-  return vexp2_portable(x);
-#endif
+template <class V>
+inline V vexp(V x) {
+  return vexp_vec<false>(x);
 }
-inline Vec<double> vexp2(Vec<double> x) {
-  for (int j = 0; j < kVecLanes; ++j) x[j] = std::exp2(x[j]);
-  return x;
+template <class V>
+inline V vexp2(V x) {
+  return vexp_vec<true>(x);
 }
 
 // log1p(t) for t in (0, 1]: 2 atanh(s) with s = t / (2 + t) <= 1/3, as an odd series in s
@@ -363,5 +364,70 @@ inline V sum_rows(V* rows) {
   detail::fold_levels<V, lanes_of<V> / 2>(rows);
   return rows[0];
 }
+
+// One register of AVX2 or AVX-512: the same sums (hsum's tree per lane) by a transposing butterfly of
+// in-lane shuffles, fed the rows in an order that makes each level's pairs adjacent (the generic fold's
+// two-source shuffles compile to slower lane-crossing permutes there). Leaves rows as they were.
+#if defined(__AVX512F__)
+// GCC 12's AVX-512 headers build half-width casts and extracts from an uninitialised vector and then
+// warn about it in every caller (GCC bug 105593): a false positive, silenced here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// 16 floats: level i + 8 on halves [v[p] | v[p + 8]], i + 4 on quarters, then i + 2, i + 1 in lanes;
+// fed v[l with bits 0 / 1 and 2 / 3 swapped].
+inline Reg<float> sum_rows(Reg<float>* rows) {
+  constexpr int perm[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
+  __m512 u[8], w[4], x[2];
+  for (int p = 0; p < 8; ++p) {
+    const __m512 a = (__m512)rows[perm[p]], b = (__m512)rows[perm[p + 8]];
+    u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  }
+  for (int p = 0; p < 4; ++p)
+    w[p] = _mm512_add_ps(_mm512_shuffle_f32x4(u[p], u[p + 4], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(u[p], u[p + 4], _MM_SHUFFLE(3, 1, 3, 1)));
+  for (int p = 0; p < 2; ++p)
+    x[p] = _mm512_add_ps(_mm512_shuffle_ps(w[p], w[p + 2], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(w[p], w[p + 2], _MM_SHUFFLE(3, 2, 3, 2)));
+  return (Reg<float>)_mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+// 8 doubles: levels i + 4, i + 2, i + 1; fed v[l with bits 1 / 2 swapped].
+inline Reg<double> sum_rows(Reg<double>* rows) {
+  constexpr int perm[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+  __m512d u[4], w[2];
+  for (int p = 0; p < 4; ++p) {
+    const __m512d a = (__m512d)rows[perm[p]], b = (__m512d)rows[perm[p + 4]];
+    u[p] = _mm512_add_pd(_mm512_shuffle_f64x2(a, b, 0x44), _mm512_shuffle_f64x2(a, b, 0xEE));
+  }
+  for (int p = 0; p < 2; ++p)
+    w[p] = _mm512_add_pd(_mm512_shuffle_f64x2(u[p], u[p + 2], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f64x2(u[p], u[p + 2], _MM_SHUFFLE(3, 1, 3, 1)));
+  return (Reg<double>)_mm512_add_pd(_mm512_unpacklo_pd(w[0], w[1]), _mm512_unpackhi_pd(w[0], w[1]));
+}
+#pragma GCC diagnostic pop
+#elif defined(__AVX__)
+// 8 floats: levels i + 4 (128-bit halves), i + 2, i + 1 (in lanes); fed v[l with bits 0 / 1 swapped].
+inline Reg<float> sum_rows(Reg<float>* rows) {
+  constexpr int perm[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+  __m256 u[4], w[2];
+  for (int p = 0; p < 4; ++p) {
+    const __m256 a = (__m256)rows[perm[p]], b = (__m256)rows[perm[p + 4]];
+    u[p] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+  }
+  for (int p = 0; p < 2; ++p)
+    w[p] = _mm256_add_ps(_mm256_shuffle_ps(u[p], u[p + 2], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(u[p], u[p + 2], _MM_SHUFFLE(3, 2, 3, 2)));
+  return (Reg<float>)_mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+// 4 doubles: levels i + 2, i + 1.
+inline Reg<double> sum_rows(Reg<double>* rows) {
+  const __m256d v0 = (__m256d)rows[0], v1 = (__m256d)rows[1], v2 = (__m256d)rows[2], v3 = (__m256d)rows[3];
+  const __m256d u0 = _mm256_add_pd(_mm256_permute2f128_pd(v0, v2, 0x20), _mm256_permute2f128_pd(v0, v2, 0x31));
+  const __m256d u1 = _mm256_add_pd(_mm256_permute2f128_pd(v1, v3, 0x20), _mm256_permute2f128_pd(v1, v3, 0x31));
+  return (Reg<double>)_mm256_add_pd(_mm256_unpacklo_pd(u0, u1), _mm256_unpackhi_pd(u0, u1));
+}
+#endif
 
 }  // namespace mg::cpu
