@@ -365,48 +365,11 @@ inline V sum_rows(V* rows) {
   return rows[0];
 }
 
-// One register of AVX2 or AVX-512: the same sums (hsum's tree per lane) by a transposing butterfly of
-// in-lane shuffles, fed the rows in an order that makes each level's pairs adjacent (the generic fold's
-// two-source shuffles compile to slower lane-crossing permutes there). Leaves rows as they were.
-#if defined(__AVX512F__)
-// GCC 12's AVX-512 headers build half-width casts and extracts from an uninitialised vector and then
-// warn about it in every caller (GCC bug 105593): a false positive, silenced here.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// 16 floats: level i + 8 on halves [v[p] | v[p + 8]], i + 4 on quarters, then i + 2, i + 1 in lanes;
-// fed v[l with bits 0 / 1 and 2 / 3 swapped].
-inline Reg<float> sum_rows(Reg<float>* rows) {
-  constexpr int perm[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
-  __m512 u[8], w[4], x[2];
-  for (int p = 0; p < 8; ++p) {
-    const __m512 a = (__m512)rows[perm[p]], b = (__m512)rows[perm[p + 8]];
-    u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
-  }
-  for (int p = 0; p < 4; ++p)
-    w[p] = _mm512_add_ps(_mm512_shuffle_f32x4(u[p], u[p + 4], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(u[p], u[p + 4], _MM_SHUFFLE(3, 1, 3, 1)));
-  for (int p = 0; p < 2; ++p)
-    x[p] = _mm512_add_ps(_mm512_shuffle_ps(w[p], w[p + 2], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_ps(w[p], w[p + 2], _MM_SHUFFLE(3, 2, 3, 2)));
-  return (Reg<float>)_mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                   _mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
-}
-// 8 doubles: levels i + 4, i + 2, i + 1; fed v[l with bits 1 / 2 swapped].
-inline Reg<double> sum_rows(Reg<double>* rows) {
-  constexpr int perm[8] = {0, 1, 4, 5, 2, 3, 6, 7};
-  __m512d u[4], w[2];
-  for (int p = 0; p < 4; ++p) {
-    const __m512d a = (__m512d)rows[perm[p]], b = (__m512d)rows[perm[p + 4]];
-    u[p] = _mm512_add_pd(_mm512_shuffle_f64x2(a, b, 0x44), _mm512_shuffle_f64x2(a, b, 0xEE));
-  }
-  for (int p = 0; p < 2; ++p)
-    w[p] = _mm512_add_pd(_mm512_shuffle_f64x2(u[p], u[p + 2], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f64x2(u[p], u[p + 2], _MM_SHUFFLE(3, 1, 3, 1)));
-  return (Reg<double>)_mm512_add_pd(_mm512_unpacklo_pd(w[0], w[1]), _mm512_unpackhi_pd(w[0], w[1]));
-}
-#pragma GCC diagnostic pop
-#elif defined(__AVX__)
+// One register of AVX (without AVX-512): the same sums (hsum's tree per lane) by a transposing butterfly
+// of in-lane shuffles, fed the rows in an order that makes each level's pairs adjacent; the generic
+// fold's two-source shuffles compile to twice the instructions there (with AVX-512 they are one
+// vpermt2ps or vshuff32x4 each, as many as a hand-written butterfly). Leaves rows as they were.
+#if defined(__AVX__) && !defined(__AVX512F__)
 // 8 floats: levels i + 4 (128-bit halves), i + 2, i + 1 (in lanes); fed v[l with bits 0 / 1 swapped].
 inline Reg<float> sum_rows(Reg<float>* rows) {
   constexpr int perm[8] = {0, 2, 1, 3, 4, 6, 5, 7};
