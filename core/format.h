@@ -17,6 +17,16 @@
 
 namespace mg {
 
+// The fmt::formatter of a type with str(), which it formats as (Shape, Tensor, Device):
+//   template <> struct fmt::formatter<mg::Shape> : mg::StrFormatter<mg::Shape> {};
+template <class T>
+struct StrFormatter : fmt::formatter<std::string> {
+  template <class Ctx>
+  auto format(const T& v, Ctx& ctx) const {
+    return fmt::formatter<std::string>::format(v.str(), ctx);
+  }
+};
+
 std::string vformat(fmt::string_view format_str, fmt::format_args args);
 void vprint(std::FILE* f, fmt::string_view format_str, fmt::format_args args);
 

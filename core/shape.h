@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/format.h"
+
 namespace mg {
 
 // A shape prints as "(4, 3)" in messages.
@@ -54,9 +56,4 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 }  // namespace mg
 
 template <>
-struct fmt::formatter<mg::Shape> : fmt::formatter<std::string> {
-  template <class Ctx>
-  auto format(const mg::Shape& s, Ctx& ctx) const {
-    return fmt::formatter<std::string>::format(s.str(), ctx);
-  }
-};
+struct fmt::formatter<mg::Shape> : mg::StrFormatter<mg::Shape> {};

@@ -142,19 +142,9 @@ inline Strides broadcast_strides(const Tensor& t, const Shape& shape) {
 }  // namespace mg
 
 template <>
-struct fmt::formatter<mg::Tensor> : fmt::formatter<std::string> {
-  template <class Ctx>
-  auto format(const mg::Tensor& t, Ctx& ctx) const {
-    return fmt::formatter<std::string>::format(t.str(), ctx);
-  }
-};
+struct fmt::formatter<mg::Tensor> : mg::StrFormatter<mg::Tensor> {};
 template <>
-struct fmt::formatter<mg::Device> : fmt::formatter<std::string> {
-  template <class Ctx>
-  auto format(const mg::Device& d, Ctx& ctx) const {
-    return fmt::formatter<std::string>::format(d.str(), ctx);
-  }
-};
+struct fmt::formatter<mg::Device> : mg::StrFormatter<mg::Device> {};
 template <>
 struct fmt::formatter<mg::DType> : fmt::formatter<std::string_view> {
   template <class Ctx>

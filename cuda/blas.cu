@@ -14,36 +14,28 @@
 
 #include <climits>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include "core/bf16.h"
 #include "cuda/launch.cuh"
 
-#define MG_CUBLAS_CHECK(call, op)                                                                                    \
-  do {                                                                                                               \
-    cublasStatus_t st_ = (call);                                                                                     \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                                \
-      MG_THROW("[{}] cuBLAS error in {} at {}:{}: {} ({})", op, #call, __FILE__, __LINE__, cublasGetStatusName(st_), \
-               cublasGetStatusString(st_));                                                                          \
-  } while (0)
+#define MG_CUBLAS_CHECK(call, op)                            \
+  MG_CHECK_STATUS(call, op, CUBLAS_STATUS_SUCCESS, "cuBLAS", \
+                  ::mg::format("{} ({})", cublasGetStatusName(st_), cublasGetStatusString(st_)))
 
 namespace mg::cuda {
 
 namespace {
 
 cublasHandle_t handle(int device) {
-  static std::mutex mu;
-  static std::vector<cublasHandle_t> handles;
-  std::lock_guard<std::mutex> lock(mu);
-  if (device >= (int)handles.size()) handles.resize(device + 1, nullptr);
-  if (!handles[device]) {
-    set_device(device, "cublas");
+  static PerDevice<cublasHandle_t> handles;
+  return handles.get(device, "cublas", [&] {
     cublasHandle_t h = nullptr;
     MG_CUBLAS_CHECK(cublasCreate(&h), "cublas");
     MG_CUBLAS_CHECK(cublasSetStream(h, stream(device)), "cublas");
-    handles[device] = h;  // never destroyed: the driver may be gone at static destruction
-  }
-  return handles[device];
+    return h;
+  });
 }
 
 void check_int(const char* what, int64_t v) {
@@ -60,6 +52,27 @@ int64_t span_of(int64_t rows, int64_t cols, int64_t ld, int64_t stride, int64_t 
   return (batch - 1) * stride + (rows - 1) * ld + cols;
 }
 
+// The sizes of one cuBLAS call of the row-major product (C^T = op(B)^T op(A)^T, see the top).
+struct GemmDims {
+  cublasOperation_t op_a, op_b;
+  int m, n, k, ia, ib, ic, nb;
+  int64_t stride_a, stride_b, stride_c;
+};
+
+// The float32 and float64 calls under one name: one product, or a strided batch of them.
+cublasStatus_t cublas_gemm(cublasHandle_t h, const GemmDims& g, const float* alpha, const float* A, const float* B,
+                           const float* beta, float* C) {
+  if (g.nb == 1) return cublasSgemm(h, g.op_b, g.op_a, g.n, g.m, g.k, alpha, B, g.ib, A, g.ia, beta, C, g.ic);
+  return cublasSgemmStridedBatched(h, g.op_b, g.op_a, g.n, g.m, g.k, alpha, B, g.ib, g.stride_b, A, g.ia, g.stride_a,
+                                   beta, C, g.ic, g.stride_c, g.nb);
+}
+cublasStatus_t cublas_gemm(cublasHandle_t h, const GemmDims& g, const double* alpha, const double* A, const double* B,
+                           const double* beta, double* C) {
+  if (g.nb == 1) return cublasDgemm(h, g.op_b, g.op_a, g.n, g.m, g.k, alpha, B, g.ib, A, g.ia, beta, C, g.ic);
+  return cublasDgemmStridedBatched(h, g.op_b, g.op_a, g.n, g.m, g.k, alpha, B, g.ib, g.stride_b, A, g.ia, g.stride_a,
+                                   beta, C, g.ic, g.stride_c, g.nb);
+}
+
 }  // namespace
 
 void gemm(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const void* A, int64_t lda,
@@ -73,7 +86,8 @@ void gemm(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
   set_device(device, "matmul");
   cublasHandle_t h = handle(device);
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const int m = (int)M, n = (int)N, k = (int)K, ia = (int)lda, ib = (int)ldb, ic = (int)ldc, nb = (int)batch;
+  const GemmDims g{op_a,     op_b,     (int)M,     (int)N,   (int)K,   (int)lda,
+                   (int)ldb, (int)ldc, (int)batch, stride_a, stride_b, stride_c};
   if (bf16) {
     MG_CHECK(t == DType::f32, "[matmul] bf16 mixed precision takes float32 tensors, got {}", dtype_name(t));
     // bf16 copies with the operands' own layout (strides and leading dimensions unchanged).
@@ -88,34 +102,20 @@ void gemm(DType t, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
     MG_CUDA_LAUNCH_CHECK("matmul");
     MG_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "matmul");
     const float alpha = 1.0f, b = (float)beta;
-    MG_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, op_b, op_a, n, m, k, &alpha, b16.as<uint16_t>(), CUDA_R_16BF, ib,
-                                               stride_b, a16.as<uint16_t>(), CUDA_R_16BF, ia, stride_a, &b, C,
-                                               CUDA_R_32F, ic, stride_c, nb, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-                    "matmul");
-  } else if (t == DType::f32) {
-    MG_CUBLAS_CHECK(cublasSetMathMode(h, allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), "matmul");
-    const float alpha = 1.0f, b = (float)beta;
-    auto pa = static_cast<const float*>(A), pb = static_cast<const float*>(B);
-    auto pc = static_cast<float*>(C);
-    if (batch == 1)
-      MG_CUBLAS_CHECK(cublasSgemm(h, op_b, op_a, n, m, k, &alpha, pb, ib, pa, ia, &b, pc, ic), "matmul");
-    else
-      MG_CUBLAS_CHECK(cublasSgemmStridedBatched(h, op_b, op_a, n, m, k, &alpha, pb, ib, stride_b, pa, ia, stride_a, &b,
-                                                pc, ic, stride_c, nb),
-                      "matmul");
-  } else if (t == DType::f64) {
-    MG_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH), "matmul");
-    const double alpha = 1.0, b = beta;
-    auto pa = static_cast<const double*>(A), pb = static_cast<const double*>(B);
-    auto pc = static_cast<double*>(C);
-    if (batch == 1)
-      MG_CUBLAS_CHECK(cublasDgemm(h, op_b, op_a, n, m, k, &alpha, pb, ib, pa, ia, &b, pc, ic), "matmul");
-    else
-      MG_CUBLAS_CHECK(cublasDgemmStridedBatched(h, op_b, op_a, n, m, k, &alpha, pb, ib, stride_b, pa, ia, stride_a, &b,
-                                                pc, ic, stride_c, nb),
-                      "matmul");
+    MG_CUBLAS_CHECK(
+        cublasGemmStridedBatchedEx(h, op_b, op_a, g.n, g.m, g.k, &alpha, b16.as<uint16_t>(), CUDA_R_16BF, g.ib,
+                                   stride_b, a16.as<uint16_t>(), CUDA_R_16BF, g.ia, stride_a, &b, C, CUDA_R_32F, g.ic,
+                                   stride_c, g.nb, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+        "matmul");
   } else {
-    MG_THROW("[matmul] expects float32 or float64 on cuda, got {}", dtype_name(t));
+    MG_DISPATCH_FLOAT(t, "matmul", [&] {
+      const bool tf32 = std::is_same_v<scalar_t, float> && allow_tf32();
+      MG_CUBLAS_CHECK(cublasSetMathMode(h, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), "matmul");
+      const scalar_t alpha = 1, b = (scalar_t)beta;
+      MG_CUBLAS_CHECK(cublas_gemm(h, g, &alpha, static_cast<const scalar_t*>(A), static_cast<const scalar_t*>(B), &b,
+                                  static_cast<scalar_t*>(C)),
+                      "matmul");
+    });
   }
 }
 

@@ -3,14 +3,21 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <mutex>
+#include <vector>
+
 #include "core/error.h"
 
-#define MG_CUDA_CHECK(call, op)                                                                                \
-  do {                                                                                                         \
-    cudaError_t err_ = (call);                                                                                 \
-    if (err_ != cudaSuccess)                                                                                   \
-      MG_THROW("[{}] CUDA error in {} at {}:{}: {}", op, #call, __FILE__, __LINE__, cudaGetErrorString(err_)); \
+// Runs a library call and throws "[op] <lib> error in <call> at <file>:<line>: <message>" unless its status is
+// `ok` (the message an expression of the status st_). The checks of CUDA, cuBLAS (cuda/blas.cu) and NCCL
+// (cuda/nccl.cu) are this one.
+#define MG_CHECK_STATUS(call, op, ok, lib, message)                                                             \
+  do {                                                                                                          \
+    const auto st_ = (call);                                                                                    \
+    if (st_ != (ok)) MG_THROW("[{}] {} error in {} at {}:{}: {}", op, lib, #call, __FILE__, __LINE__, message); \
   } while (0)
+
+#define MG_CUDA_CHECK(call, op) MG_CHECK_STATUS(call, op, cudaSuccess, "CUDA", cudaGetErrorString(st_))
 
 // After every kernel launch: catches bad launch configurations at once (asynchronous faults surface
 // at the next synchronising call, which is checked too).
@@ -30,5 +37,27 @@ inline void set_device(int device, const char* op) { MG_CUDA_CHECK(cudaSetDevice
 // The one stream of `device` on which every kernel, copy and cuBLAS call runs (created on first use).
 // Work on it is ordered, so a freed block can be handed to the next allocation without a sync.
 cudaStream_t stream(int device);
+
+// One object per device, made on first use (a stream, a cuBLAS handle): get() runs `make()` once per
+// device, with the device current and under the table's lock, and keeps what it returns for the life of
+// the process (never destroyed: the driver may be gone at static destruction).
+template <class H>
+class PerDevice {
+ public:
+  template <class Make>
+  H get(int device, const char* op, Make make) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (device >= (int)items_.size()) items_.resize(device + 1, H{});
+    if (!items_[device]) {
+      set_device(device, op);
+      items_[device] = make();
+    }
+    return items_[device];
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<H> items_;
+};
 
 }  // namespace mg::cuda

@@ -33,36 +33,26 @@ __global__ void arange_kernel(T* out, int64_t start, int64_t step, int64_t n) {
 }  // namespace
 
 void fill(DType t, void* dst, double value, const StridedIter<1>& it, int device) {
-  if (it.numel == 0) return;
-  set_device(device, "fill_");
-  MG_CUDA_DISPATCH_ALL(t, "fill_", {
-    fill_kernel<scalar_t>
-        <<<grid_for(it.numel), kThreads, 0, stream(device)>>>(static_cast<scalar_t*>(dst), (scalar_t)value, it);
+  launch_elementwise<true>(t, it.numel, device, "fill_", [&](auto zero, unsigned grid, cudaStream_t s) {
+    using T = decltype(zero);
+    fill_kernel<T><<<grid, kThreads, 0, s>>>(static_cast<T*>(dst), (T)value, it);
   });
-  MG_CUDA_LAUNCH_CHECK("fill_");
 }
 
 void copy(DType dst_t, void* dst, DType src_t, const void* src, const StridedIter<2>& it, int device) {
-  if (it.numel == 0) return;
-  set_device(device, "copy");
-  const unsigned grid = grid_for(it.numel);
-  cudaStream_t s = stream(device);
-  MG_CUDA_DISPATCH_ALL(dst_t, "copy", {
-    using D = scalar_t;
-    MG_CUDA_DISPATCH_ALL(src_t, "copy", {
+  launch_elementwise<true>(dst_t, it.numel, device, "copy", [&](auto zero, unsigned grid, cudaStream_t s) {
+    using D = decltype(zero);
+    MG_DISPATCH_ALL(src_t, "copy", [&] {
       copy_kernel<D, scalar_t><<<grid, kThreads, 0, s>>>(static_cast<D*>(dst), static_cast<const scalar_t*>(src), it);
     });
   });
-  MG_CUDA_LAUNCH_CHECK("copy");
 }
 
 void arange(DType t, void* out, int64_t start, int64_t step, int64_t n, int device) {
-  if (n <= 0) return;
-  set_device(device, "arange");
-  MG_CUDA_DISPATCH_ALL(t, "arange", {
-    arange_kernel<scalar_t><<<grid_for(n), kThreads, 0, stream(device)>>>(static_cast<scalar_t*>(out), start, step, n);
+  launch_elementwise<true>(t, n, device, "arange", [&](auto zero, unsigned grid, cudaStream_t s) {
+    using T = decltype(zero);
+    arange_kernel<T><<<grid, kThreads, 0, s>>>(static_cast<T*>(out), start, step, n);
   });
-  MG_CUDA_LAUNCH_CHECK("arange");
 }
 
 }  // namespace mg::cuda

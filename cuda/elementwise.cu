@@ -66,90 +66,50 @@ __global__ void scale_kernel(T* dst, T s, StridedIter<1> it) {
 
 void binary(BinaryOp op, DType t, void* out, const void* a, const void* b, const StridedIter<3>& it, int device) {
   static const char* names[] = {"add", "sub", "mul", "div"};
-  const char* name = names[(int)op];
-  if (it.numel == 0) return;
-  set_device(device, name);
-  const unsigned grid = grid_for(it.numel);
-  cudaStream_t s = stream(device);
-  MG_CUDA_DISPATCH_FLOAT(t, name, {
-    auto* o = static_cast<scalar_t*>(out);
-    auto* pa = static_cast<const scalar_t*>(a);
-    auto* pb = static_cast<const scalar_t*>(b);
-    switch (op) {
-      case BinaryOp::add:
-        binary_kernel<scalar_t, BinaryOp::add><<<grid, kThreads, 0, s>>>(o, pa, pb, it);
-        break;
-      case BinaryOp::sub:
-        binary_kernel<scalar_t, BinaryOp::sub><<<grid, kThreads, 0, s>>>(o, pa, pb, it);
-        break;
-      case BinaryOp::mul:
-        binary_kernel<scalar_t, BinaryOp::mul><<<grid, kThreads, 0, s>>>(o, pa, pb, it);
-        break;
-      case BinaryOp::div:
-        binary_kernel<scalar_t, BinaryOp::div><<<grid, kThreads, 0, s>>>(o, pa, pb, it);
-        break;
-    }
+  launch_elementwise(t, it.numel, device, names[(int)op], [&](auto zero, unsigned grid, cudaStream_t s) {
+    using T = decltype(zero);
+    // The kernel of each BinaryOp, in the enum's order.
+    void (*const kernels[])(T*, const T*, const T*, StridedIter<3>) = {
+        binary_kernel<T, BinaryOp::add>, binary_kernel<T, BinaryOp::sub>, binary_kernel<T, BinaryOp::mul>,
+        binary_kernel<T, BinaryOp::div>};
+    auto* kernel = kernels[(int)op];
+    kernel<<<grid, kThreads, 0, s>>>(static_cast<T*>(out), static_cast<const T*>(a), static_cast<const T*>(b), it);
   });
-  MG_CUDA_LAUNCH_CHECK(name);
 }
 
 template <class F>
 void unary(DType t, void* out, const void* x, double p, const StridedIter<2>& it, int device) {
-  const char* name = F::name;
-  if (it.numel == 0) return;
-  set_device(device, name);
-  const unsigned grid = grid_for(it.numel);
-  cudaStream_t s = stream(device);
-  MG_CUDA_DISPATCH_FLOAT(t, name, {
-    unary_kernel<scalar_t, F>
-        <<<grid, kThreads, 0, s>>>(static_cast<scalar_t*>(out), static_cast<const scalar_t*>(x), (scalar_t)p, it);
+  launch_elementwise(t, it.numel, device, F::name, [&](auto zero, unsigned grid, cudaStream_t s) {
+    using T = decltype(zero);
+    unary_kernel<T, F><<<grid, kThreads, 0, s>>>(static_cast<T*>(out), static_cast<const T*>(x), (T)p, it);
   });
-  MG_CUDA_LAUNCH_CHECK(name);
 }
 
 template <class F>
 void unary_backward(DType t, void* dx, const void* g, const void* x, const void* y, double p, const StridedIter<4>& it,
                     int device) {
-  const char* name = F::name;
-  if (it.numel == 0) return;
-  set_device(device, name);
-  const unsigned grid = grid_for(it.numel);
-  cudaStream_t s = stream(device);
-  MG_CUDA_DISPATCH_FLOAT(t, name, {
-    unary_backward_kernel<scalar_t, F>
-        <<<grid, kThreads, 0, s>>>(static_cast<scalar_t*>(dx), static_cast<const scalar_t*>(g),
-                                   static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(y), (scalar_t)p, it);
+  launch_elementwise(t, it.numel, device, F::name, [&](auto zero, unsigned grid, cudaStream_t s) {
+    using T = decltype(zero);
+    unary_backward_kernel<T, F><<<grid, kThreads, 0, s>>>(static_cast<T*>(dx), static_cast<const T*>(g),
+                                                          static_cast<const T*>(x), static_cast<const T*>(y), (T)p, it);
   });
-  MG_CUDA_LAUNCH_CHECK(name);
 }
 
 // Both launchers for every entry of the list: an op added there has its kernels with nothing else to edit.
-#define MG_X(op, ...)                                                                                    \
-  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);       \
-  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double, \
-                                            const StridedIter<4>&, int);
-MG_UNARY_OPS(MG_X)
-MG_UNARY_SCALAR_OPS(MG_X)
-#undef MG_X
+MG_CUDA_INSTANTIATE_UNARY_LAUNCHERS
 
 void add_scaled(DType t, void* dst, const void* src, double alpha, const StridedIter<2>& it, int device) {
-  if (it.numel == 0) return;
-  set_device(device, "add_");
-  MG_CUDA_DISPATCH_FLOAT(t, "add_", {
-    add_scaled_kernel<scalar_t><<<grid_for(it.numel), kThreads, 0, stream(device)>>>(
-        static_cast<scalar_t*>(dst), static_cast<const scalar_t*>(src), (scalar_t)alpha, it);
+  launch_elementwise(t, it.numel, device, "add_", [&](auto zero, unsigned grid, cudaStream_t s) {
+    using T = decltype(zero);
+    add_scaled_kernel<T><<<grid, kThreads, 0, s>>>(static_cast<T*>(dst), static_cast<const T*>(src), (T)alpha, it);
   });
-  MG_CUDA_LAUNCH_CHECK("add_");
 }
 
 void scale(DType t, void* dst, double s, const StridedIter<1>& it, int device) {
-  if (it.numel == 0) return;
-  set_device(device, "mul_");
-  MG_CUDA_DISPATCH_FLOAT(t, "mul_", {
-    scale_kernel<scalar_t>
-        <<<grid_for(it.numel), kThreads, 0, stream(device)>>>(static_cast<scalar_t*>(dst), (scalar_t)s, it);
+  launch_elementwise(t, it.numel, device, "mul_", [&](auto zero, unsigned grid, cudaStream_t st) {
+    using T = decltype(zero);
+    scale_kernel<T><<<grid, kThreads, 0, st>>>(static_cast<T*>(dst), (T)s, it);
   });
-  MG_CUDA_LAUNCH_CHECK("mul_");
 }
 
 }  // namespace mg::cuda

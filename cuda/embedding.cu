@@ -35,7 +35,7 @@ __global__ void embedding_backward_kernel(const T* g, const int64_t* pos, const 
 void embedding_forward(DType t, const void* weight, const int64_t* ids, void* out, int64_t n, int64_t D, int device) {
   if (n * D == 0) return;
   set_device(device, "embedding");
-  MG_CUDA_DISPATCH_FLOAT(t, "embedding", {
+  MG_DISPATCH_FLOAT(t, "embedding", [&] {
     embedding_forward_kernel<scalar_t><<<grid_for(n * D), kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(weight), ids, static_cast<scalar_t*>(out), n, D);
   });
@@ -48,7 +48,7 @@ void embedding_backward(DType t, const void* g, const int64_t* csr, int64_t n, i
   set_device(device, "embedding");
   const int64_t tiles = (D + kThreads - 1) / kThreads;
   dim3 grid(blocks_for(nseg), blocks_for(tiles));
-  MG_CUDA_DISPATCH_FLOAT(t, "embedding", {
+  MG_DISPATCH_FLOAT(t, "embedding", [&] {
     embedding_backward_kernel<scalar_t><<<grid, kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(g), csr, csr + n, csr + n + nseg + 1, nseg, static_cast<scalar_t*>(dw), D);
   });

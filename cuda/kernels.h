@@ -63,14 +63,24 @@ enum class BinaryOp { add, sub, mul, div };
 // out = a op b; t is float32 or float64.
 void binary(BinaryOp op, DType t, void* out, const void* a, const void* b, const StridedIter<3>& it, int device);
 // out = F::f(x, p) for a functor F of core/unary_ops.h (fn::exp_op ...). cuda/elementwise.cu (and
-// cuda/no_cuda.cpp) instantiate both for every entry of the list, so that no op can be left out, and
-// this header does not name the list: adding an op rebuilds one kernel file.
+// cuda/no_cuda.cpp) instantiate both for every entry of the list with MG_CUDA_INSTANTIATE_UNARY_LAUNCHERS
+// below, so that no op can be left out; this header does not include the list: adding an op rebuilds
+// one kernel file.
 template <class F>
 void unary(DType t, void* out, const void* x, double p, const StridedIter<2>& it, int device);
 // dx = g * F::df(x, y, p).
 template <class F>
 void unary_backward(DType t, void* dx, const void* g, const void* x, const void* y, double p, const StridedIter<4>& it,
                     int device);
+// Instantiates unary and unary_backward for every entry of core/unary_ops.h's lists (which the file
+// that expands it includes), in namespace mg::cuda.
+#define MG_CUDA_UNARY_LAUNCHERS_OF(op, ...)                                                              \
+  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);       \
+  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double, \
+                                            const StridedIter<4>&, int);
+#define MG_CUDA_INSTANTIATE_UNARY_LAUNCHERS \
+  MG_UNARY_OPS(MG_CUDA_UNARY_LAUNCHERS_OF)  \
+  MG_UNARY_SCALAR_OPS(MG_CUDA_UNARY_LAUNCHERS_OF)
 // dst += alpha * src (in place).
 void add_scaled(DType t, void* dst, const void* src, double alpha, const StridedIter<2>& it, int device);
 // dst *= s (in place).

@@ -1,4 +1,4 @@
-// Shared by the kernel files: dtype dispatch, launch geometry, element offsets of a StridedIter,
+// Shared by the kernel files: dtype dispatch (core/dispatch.h), launch geometry, element offsets of a StridedIter,
 // fixed-shape block reductions, and scratch device memory from the caching allocator.
 //
 // The launch convention of every kernel file: a launcher makes the device current with
@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "cuda/check.cuh"
 #include "cuda/kernels.h"
@@ -40,6 +41,22 @@ inline unsigned grid_of(size_t count, const char* op) {
   return (unsigned)count;
 }
 
+// The launch convention for a grid-stride kernel over n elements, in one place: nothing for n <= 0;
+// else the device made current and `launch(scalar_t{}, grid, stream)` run under the dtype dispatch of `op`
+// (All: every dtype, else float32 / float64), then the launch checked.
+template <bool All = false, class Launch>
+void launch_elementwise(DType t, int64_t n, int device, const char* op, Launch&& launch) {
+  if (n <= 0) return;
+  set_device(device, op);
+  const unsigned grid = grid_for(n);
+  cudaStream_t s = stream(device);
+  if constexpr (All)
+    MG_DISPATCH_ALL(t, op, [&] { launch(scalar_t{}, grid, s); });
+  else
+    MG_DISPATCH_FLOAT(t, op, [&] { launch(scalar_t{}, grid, s); });
+  MG_CUDA_LAUNCH_CHECK(op);
+}
+
 // Element offsets of element i for each of K operands.
 template <int K>
 __device__ __forceinline__ void iter_offsets(const StridedIter<K>& it, int64_t i, int64_t (&off)[K]) {
@@ -59,38 +76,43 @@ __device__ __forceinline__ void iter_offsets(const StridedIter<K>& it, int64_t i
   }
 }
 
-// Sum over the block of one value per thread, in a fixed tree (same order on every run). All threads
-// of the block must call it; the result is valid in every thread. blockDim.x must be kThreads.
-template <class T>
-__device__ T block_sum(T v) {
+// The two combinations of the block reductions: a sum, and a max whose NaN handling follows `a < b ? b : a`.
+struct SumOp {
+  template <class T>
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+struct MaxOp {
+  template <class T>
+  __device__ T operator()(T a, T b) const {
+    return a < b ? b : a;
+  }
+};
+
+// One value per thread combined over the block by `op` in a fixed tree (same order on every run): lane
+// i + kThreads/2 into lane i, then i + kThreads/4, ... All threads of the block must call it; the
+// result is valid in every thread. blockDim.x must be kThreads.
+template <class T, class Op>
+__device__ T block_reduce(T v, Op op) {
   __shared__ T buf[kThreads];
   buf[threadIdx.x] = v;
   __syncthreads();
   for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if ((int)threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+    if ((int)threadIdx.x < s) buf[threadIdx.x] = op(buf[threadIdx.x], buf[threadIdx.x + s]);
     __syncthreads();
   }
   T r = buf[0];
   __syncthreads();  // buf may be reused by the next call
   return r;
 }
-
-// Max over the block (order does not matter for max; NaN handling follows `a < b ? b : a`).
+template <class T>
+__device__ T block_sum(T v) {
+  return block_reduce(v, SumOp{});
+}
 template <class T>
 __device__ T block_max(T v) {
-  __shared__ T buf[kThreads];
-  buf[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if ((int)threadIdx.x < s) {
-      T a = buf[threadIdx.x], b = buf[threadIdx.x + s];
-      buf[threadIdx.x] = a < b ? b : a;
-    }
-    __syncthreads();
-  }
-  T r = buf[0];
-  __syncthreads();
-  return r;
+  return block_reduce(v, MaxOp{});
 }
 
 // Scratch device memory for the length of one launcher call. Freeing it right after the kernels
@@ -112,43 +134,3 @@ class Scratch {
 };
 
 }  // namespace mg::cuda
-
-// Runs the body with scalar_t bound to float or double.
-#define MG_CUDA_DISPATCH_FLOAT(dtype, op, ...)                                                    \
-  do {                                                                                            \
-    switch (dtype) {                                                                              \
-      case ::mg::DType::f32: {                                                                    \
-        using scalar_t = float;                                                                   \
-        __VA_ARGS__;                                                                              \
-        break;                                                                                    \
-      }                                                                                           \
-      case ::mg::DType::f64: {                                                                    \
-        using scalar_t = double;                                                                  \
-        __VA_ARGS__;                                                                              \
-        break;                                                                                    \
-      }                                                                                           \
-      default:                                                                                    \
-        MG_THROW("[{}] expects float32 or float64 on cuda, got {}", op, ::mg::dtype_name(dtype)); \
-    }                                                                                             \
-  } while (0)
-
-#define MG_CUDA_DISPATCH_ALL(dtype, op, ...) \
-  do {                                       \
-    switch (dtype) {                         \
-      case ::mg::DType::f32: {               \
-        using scalar_t = float;              \
-        __VA_ARGS__;                         \
-        break;                               \
-      }                                      \
-      case ::mg::DType::f64: {               \
-        using scalar_t = double;             \
-        __VA_ARGS__;                         \
-        break;                               \
-      }                                      \
-      case ::mg::DType::i64: {               \
-        using scalar_t = int64_t;            \
-        __VA_ARGS__;                         \
-        break;                               \
-      }                                      \
-    }                                        \
-  } while (0)

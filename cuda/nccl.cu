@@ -13,12 +13,7 @@
 #if MG_HAVE_NCCL
 #include <nccl.h>
 
-#define MG_NCCL_CHECK(call, op)                                                                              \
-  do {                                                                                                       \
-    ncclResult_t r_ = (call);                                                                                \
-    if (r_ != ncclSuccess)                                                                                   \
-      MG_THROW("[{}] NCCL error in {} at {}:{}: {}", op, #call, __FILE__, __LINE__, ncclGetErrorString(r_)); \
-  } while (0)
+#define MG_NCCL_CHECK(call, op) MG_CHECK_STATUS(call, op, ncclSuccess, "NCCL", ncclGetErrorString(st_))
 #endif
 
 namespace mg::cuda {

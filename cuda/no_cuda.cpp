@@ -58,13 +58,7 @@ template <class F>
 void unary_backward(DType, void*, const void*, const void*, const void*, double, const StridedIter<4>&, int) {
   no_cuda(F::name);
 }
-#define MG_X(op, ...)                                                                                    \
-  template void unary<fn::op##_op>(DType, void*, const void*, double, const StridedIter<2>&, int);       \
-  template void unary_backward<fn::op##_op>(DType, void*, const void*, const void*, const void*, double, \
-                                            const StridedIter<4>&, int);
-MG_UNARY_OPS(MG_X)
-MG_UNARY_SCALAR_OPS(MG_X)
-#undef MG_X
+MG_CUDA_INSTANTIATE_UNARY_LAUNCHERS
 void add_scaled(DType, void*, const void*, double, const StridedIter<2>&, int) { no_cuda("add_"); }
 void scale(DType, void*, double, const StridedIter<1>&, int) { no_cuda("mul_"); }
 void fill(DType, void*, double, const StridedIter<1>&, int) { no_cuda("fill_"); }
@@ -145,7 +139,7 @@ double time_on_stream(int, const std::function<void()>&) { no_cuda("bench scan -
 
 // ---- the optimizer kernels (cuda/optim.h) ----
 void adamw_step(const std::vector<AdamWTensor>&, const AdamWScalars&, int) { no_cuda("adamw_step"); }
-double grad_sum_squares(const std::vector<GradTensor>&, int) { no_cuda("clip_grad_norm"); }
-void scale_grads(const std::vector<GradTensor>&, double, int) { no_cuda("clip_grad_norm"); }
+double grad_sum_squares(const std::vector<GradTensor>&, int, const char* op) { no_cuda(op); }
+void scale_grads(const std::vector<GradTensor>&, double, int, const char* op) { no_cuda(op); }
 
 }  // namespace mg::cuda

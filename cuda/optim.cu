@@ -57,6 +57,18 @@ std::vector<Workspace> g_ws;
 
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
+// Grows one buffer of a workspace, device memory or pinned host memory, to at least `need` bytes
+// (twice that, so that a slowly growing table does not reallocate every call).
+void grow(void*& p, size_t& cap, size_t need, bool host, const char* op) {
+  if (cap >= need) return;
+  if (p) MG_CUDA_CHECK(host ? cudaFreeHost(p) : cudaFree(p), op);
+  p = nullptr;
+  cap = 0;
+  const size_t bytes = round_up(need * 2, 4096);
+  MG_CUDA_CHECK(host ? cudaMallocHost(&p, bytes) : cudaMalloc(&p, bytes), op);
+  cap = bytes;
+}
+
 // The device's workspace with at least `dev_bytes` of device memory and `host_bytes` of pinned host
 // memory. Call with g_mu held.
 Workspace& workspace(int device, size_t dev_bytes, size_t host_bytes, const char* op) {
@@ -66,25 +78,13 @@ Workspace& workspace(int device, size_t dev_bytes, size_t host_bytes, const char
   if (!w.staged) MG_CUDA_CHECK(cudaEventCreateWithFlags(&w.staged, cudaEventDisableTiming), op);
   if (w.dev_cap < dev_bytes) {
     MG_CUDA_CHECK(cudaStreamSynchronize(s), op);  // earlier kernels may still read the old buffer
-    if (w.dev) MG_CUDA_CHECK(cudaFree(w.dev), op);
-    w.dev = nullptr;
-    w.dev_cap = 0;
-    const size_t cap = round_up(dev_bytes * 2, 4096);
-    MG_CUDA_CHECK(cudaMalloc(&w.dev, cap), op);
-    w.dev_cap = cap;
+    grow(w.dev, w.dev_cap, dev_bytes, false, op);
   }
   if (w.pending) {  // the last copy out of the pinned buffer must be done before it is rewritten
     MG_CUDA_CHECK(cudaEventSynchronize(w.staged), op);
     w.pending = false;
   }
-  if (w.host_cap < host_bytes) {
-    if (w.host) MG_CUDA_CHECK(cudaFreeHost(w.host), op);
-    w.host = nullptr;
-    w.host_cap = 0;
-    const size_t cap = round_up(host_bytes * 2, 4096);
-    MG_CUDA_CHECK(cudaMallocHost(&w.host, cap), op);
-    w.host_cap = cap;
-  }
+  grow(w.host, w.host_cap, host_bytes, true, op);
   return w;
 }
 
@@ -118,42 +118,32 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Fixed-order tree sum of kThreads values in shared memory; the result is in sh[0].
-__device__ void block_tree_sum(double* sh) {
-  for (int w = kThreads / 2; w > 0; w >>= 1) {
-    if ((int)threadIdx.x < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-    __syncthreads();
+// The sum over the block of x[i] (Square: x[i]^2) for i < n, in double: each thread adds a fixed strided
+// subset in order, then block_sum's fixed tree (cuda/launch.cuh). Valid in every thread.
+template <bool Square, class T>
+__device__ double block_sum_of(const T* __restrict__ x, int64_t n) {
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) {
+    const double v = (double)x[i];
+    s += Square ? v * v : v;
   }
+  return block_sum(s);
 }
 
 // partials[blockIdx.x] = sum of x^2 over the block's chunk, in double.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     sum_squares_kernel(const GradEntry* __restrict__ table, double* __restrict__ partials) {
-  __shared__ double sh[kThreads];
   const GradEntry e = table[blockIdx.x];
-  const T* __restrict__ g = static_cast<const T*>(e.g);
-  double s = 0.0;
-  for (int64_t i = threadIdx.x; i < e.n; i += blockDim.x) {
-    const double x = (double)g[i];
-    s += x * x;
-  }
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  block_tree_sum(sh);
-  if (threadIdx.x == 0) partials[blockIdx.x] = sh[0];
+  const double s = block_sum_of<true>(static_cast<const T*>(e.g), e.n);
+  if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
 
-// *out = sum of partials[0..n), one block: each thread adds a fixed strided subset in order, then a tree.
+// *out = sum of partials[0..n), one block.
 __global__ void __launch_bounds__(kThreads)
     sum_partials_kernel(const double* __restrict__ partials, int64_t n, double* __restrict__ out) {
-  __shared__ double sh[kThreads];
-  double s = 0.0;
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) s += partials[i];
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  block_tree_sum(sh);
-  if (threadIdx.x == 0) *out = sh[0];
+  const double s = block_sum_of<false>(partials, n);
+  if (threadIdx.x == 0) *out = s;
 }
 
 template <class T>
@@ -213,6 +203,19 @@ void launch_per_dtype(size_t first_f64, size_t size, const char* op, Launch&& la
   }
 }
 
+// Stages a chunk table (one block per entry) and calls `launch(T{}, entries, grid, stream)` for its
+// float32 part and its float64 part (launch_per_dtype); nothing for an empty table.
+template <class Entry, class Launch>
+void launch_table(const std::vector<Entry>& table, size_t first_f64, int device, const char* op, Launch&& launch) {
+  if (table.empty()) return;
+  std::lock_guard<std::mutex> lock(g_mu);
+  const Entry* entries = reinterpret_cast<const Entry*>(stage_table(table, 0, device, op));
+  cudaStream_t st = stream(device);
+  launch_per_dtype(first_f64, table.size(), op, [&](auto zero, size_t begin, size_t count) {
+    launch(zero, entries + begin, grid_of(count, op), st);
+  });
+}
+
 }  // namespace
 
 void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int device) {
@@ -228,19 +231,14 @@ void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int d
                           n,
                           t.decay};
       });
-  if (table.empty()) return;
-  std::lock_guard<std::mutex> lock(g_mu);
-  const AdamWEntry* dt = reinterpret_cast<const AdamWEntry*>(stage_table(table, 0, device, op));
-  cudaStream_t st = stream(device);
-  launch_per_dtype(first_f64, table.size(), op, [&](auto zero, size_t begin, size_t count) {
+  launch_table(table, first_f64, device, op, [&](auto zero, const AdamWEntry* part, unsigned grid, cudaStream_t st) {
     using T = decltype(zero);
-    adamw_kernel<T><<<grid_of(count, op), kThreads, 0, st>>>(
-        dt + begin, (T)(1.0 - s.beta1), (T)s.beta2, (T)(1.0 - s.beta2), (T)s.step_size, (T)s.bc2_sqrt, (T)s.eps);
+    adamw_kernel<T><<<grid, kThreads, 0, st>>>(part, (T)(1.0 - s.beta1), (T)s.beta2, (T)(1.0 - s.beta2), (T)s.step_size,
+                                               (T)s.bc2_sqrt, (T)s.eps);
   });
 }
 
-double grad_sum_squares(const std::vector<GradTensor>& gs, int device) {
-  const char* op = "clip_grad_norm";
+double grad_sum_squares(const std::vector<GradTensor>& gs, int device, const char* op) {
   size_t first_f64 = 0;
   std::vector<GradEntry> table = grad_table(gs, first_f64);
   if (table.empty()) return 0.0;
@@ -265,17 +263,12 @@ double grad_sum_squares(const std::vector<GradTensor>& gs, int device) {
   return total;
 }
 
-void scale_grads(const std::vector<GradTensor>& gs, double coef, int device) {
-  const char* op = "clip_grad_norm";
+void scale_grads(const std::vector<GradTensor>& gs, double coef, int device, const char* op) {
   size_t first_f64 = 0;
   std::vector<GradEntry> table = grad_table(gs, first_f64);
-  if (table.empty()) return;
-  std::lock_guard<std::mutex> lock(g_mu);
-  const GradEntry* dt = reinterpret_cast<const GradEntry*>(stage_table(table, 0, device, op));
-  cudaStream_t st = stream(device);
-  launch_per_dtype(first_f64, table.size(), op, [&](auto zero, size_t begin, size_t count) {
+  launch_table(table, first_f64, device, op, [&](auto zero, const GradEntry* part, unsigned grid, cudaStream_t st) {
     using T = decltype(zero);
-    scale_kernel<T><<<grid_of(count, op), kThreads, 0, st>>>(dt + begin, (T)coef);
+    scale_kernel<T><<<grid, kThreads, 0, st>>>(part, (T)coef);
   });
 }
 

@@ -66,10 +66,12 @@ void adamw_step(const std::vector<AdamWTensor>& ts, const AdamWScalars& s, int d
 
 // Sum over every element of every gradient of x^2, accumulated in double: per-block partial sums
 // (each a fixed-order tree), then one block adds the partials in order. Deterministic: the same
-// gradients give the same bits on every run. Waits for the result (returns it to the host).
-double grad_sum_squares(const std::vector<GradTensor>& gs, int device);
+// gradients give the same bits on every run. Waits for the result (returns it to the host). Errors
+// name `op`, the op that called it (sum_squares).
+double grad_sum_squares(const std::vector<GradTensor>& gs, int device, const char* op);
 
-// g *= coef for every gradient, in the gradient's precision (one launch per dtype present).
-void scale_grads(const std::vector<GradTensor>& gs, double coef, int device);
+// g *= coef for every gradient, in the gradient's precision (one launch per dtype present). Errors name
+// `op` (mul_each_).
+void scale_grads(const std::vector<GradTensor>& gs, double coef, int device, const char* op);
 
 }  // namespace mg::cuda

@@ -75,7 +75,7 @@ void sum_rows(DType t, const void* x, void* out, int64_t rows, int64_t n, double
   if (rows == 0) return;
   set_device(device, "sum");
   cudaStream_t s = stream(device);
-  MG_CUDA_DISPATCH_FLOAT(t, "sum", {
+  MG_DISPATCH_FLOAT(t, "sum", [&] {
     auto* px = static_cast<const scalar_t*>(x);
     auto* po = static_cast<scalar_t*>(out);
     if (n <= 32) {  // also n == 0: every row sums to 0
@@ -101,7 +101,7 @@ void max_dim(DType t, const void* x, void* values, int64_t* indices, int64_t out
              int device) {
   if (outer * inner == 0) return;
   set_device(device, "max");
-  MG_CUDA_DISPATCH_FLOAT(t, "max", {
+  MG_DISPATCH_FLOAT(t, "max", [&] {
     max_dim_kernel<scalar_t><<<grid_for(outer * inner), kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(x), static_cast<scalar_t*>(values), indices, outer, n, inner);
   });
@@ -112,7 +112,7 @@ void max_backward(DType t, const void* g, const int64_t* indices, void* dx, int6
                   int device) {
   if (outer * inner == 0) return;
   set_device(device, "max");
-  MG_CUDA_DISPATCH_FLOAT(t, "max", {
+  MG_DISPATCH_FLOAT(t, "max", [&] {
     max_backward_kernel<scalar_t><<<grid_for(outer * inner), kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(g), indices, static_cast<scalar_t*>(dx), outer, n, inner);
   });

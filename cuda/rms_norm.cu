@@ -67,7 +67,7 @@ void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rs
                       int device) {
   if (rows == 0) return;
   set_device(device, "rms_norm");
-  MG_CUDA_DISPATCH_FLOAT(t, "rms_norm", {
+  MG_DISPATCH_FLOAT(t, "rms_norm", [&] {
     rms_forward_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(w), static_cast<scalar_t*>(out),
         static_cast<scalar_t*>(rstd), rows, D, eps);
@@ -80,7 +80,7 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
   if (D == 0) return;
   set_device(device, "rms_norm");
   cudaStream_t s = stream(device);
-  MG_CUDA_DISPATCH_FLOAT(t, "rms_norm", {
+  MG_DISPATCH_FLOAT(t, "rms_norm", [&] {
     auto* px = static_cast<const scalar_t*>(x);
     auto* pg = static_cast<const scalar_t*>(g);
     auto* pr = static_cast<const scalar_t*>(rstd);

@@ -14,15 +14,12 @@ namespace mg::cuda {
 bool built_with_cuda() { return true; }
 
 cudaStream_t stream(int device) {
-  static std::mutex mu;
-  static std::vector<cudaStream_t> streams;
-  std::lock_guard<std::mutex> lock(mu);
-  if (device >= (int)streams.size()) streams.resize(device + 1, nullptr);
-  if (!streams[device]) {
-    set_device(device, "stream");
-    MG_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[device], cudaStreamNonBlocking), "stream");
-  }
-  return streams[device];
+  static PerDevice<cudaStream_t> streams;
+  return streams.get(device, "stream", [] {
+    cudaStream_t s = nullptr;
+    MG_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "stream");
+    return s;
+  });
 }
 
 int device_count() {

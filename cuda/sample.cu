@@ -60,7 +60,7 @@ void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t 
   Scratch scratch((size_t)(rows * keep) * (sizeof(double) + sizeof(int64_t)), device, "sample");
   double* value = scratch.as<double>();
   int64_t* index = reinterpret_cast<int64_t*>(value + rows * keep);
-  MG_CUDA_DISPATCH_FLOAT(t, "sample", {
+  MG_DISPATCH_FLOAT(t, "sample", [&] {
     sample_kernel<scalar_t><<<grid_of((size_t)rows, "sample"), kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(logits), ld, vocab, temperature, keep, uniforms, out, value, index);
   });

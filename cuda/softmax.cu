@@ -74,7 +74,7 @@ __global__ void ce_backward_kernel(const T* x, const T* lse, const int64_t* targ
 void log_softmax_rows(DType t, const void* x, void* y, int64_t rows, int64_t n, int device) {
   if (rows == 0 || n == 0) return;
   set_device(device, "log_softmax");
-  MG_CUDA_DISPATCH_FLOAT(t, "log_softmax", {
+  MG_DISPATCH_FLOAT(t, "log_softmax", [&] {
     log_softmax_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, stream(device)>>>(static_cast<const scalar_t*>(x),
                                                                                     static_cast<scalar_t*>(y), rows, n);
   });
@@ -86,7 +86,7 @@ void cross_entropy_forward(DType t, const void* logits, const int64_t* targets, 
   set_device(device, "cross_entropy");
   cudaStream_t s = stream(device);
   Scratch row_loss((size_t)(N > 0 ? N : 1) * sizeof(double), device, "cross_entropy");
-  MG_CUDA_DISPATCH_FLOAT(t, "cross_entropy", {
+  MG_DISPATCH_FLOAT(t, "cross_entropy", [&] {
     if (N > 0 && C > 0) {
       ce_rows_kernel<scalar_t><<<blocks_for(N), kThreads, 0, s>>>(static_cast<const scalar_t*>(logits), targets, N, C,
                                                                   ignore_index, static_cast<scalar_t*>(lse),
@@ -103,7 +103,7 @@ void cross_entropy_backward(DType t, const void* logits, const void* lse, const 
                             int64_t N, int64_t C, int64_t ignore_index, int64_t count, void* dx, int device) {
   if (N * C == 0) return;
   set_device(device, "cross_entropy");
-  MG_CUDA_DISPATCH_FLOAT(t, "cross_entropy", {
+  MG_DISPATCH_FLOAT(t, "cross_entropy", [&] {
     ce_backward_kernel<scalar_t><<<grid_for(N * C), kThreads, 0, stream(device)>>>(
         static_cast<const scalar_t*>(logits), static_cast<const scalar_t*>(lse), targets,
         static_cast<const scalar_t*>(gloss), N, C, ignore_index, count, static_cast<scalar_t*>(dx));

@@ -209,21 +209,37 @@ MG_UNARY_SCALAR_OPS(MG_X)
 
 // ---- in-place ----
 
+namespace {
+
+// An in-place op of a tensor and a scalar (fill_, mul_), after its checks: on a CUDA tensor the kernel
+// `cuda_op` (cuda/kernels.h's fill or scale), on the CPU every element x set to f(x, v) with v in the
+// element type (every dtype when All, else float32 / float64); the version bumped either way.
+template <bool All, class CudaOp, class F>
+void scalar_inplace(const Tensor& t, const char* op, double v, CudaOp cuda_op, F f) {
+  if (t.device().is_cuda()) {
+    cuda_op(t.dtype(), t.raw_data(), v, cuda::iter<1>(op, t.shape(), {t.strides()}), cuda::device_of(t));
+  } else {
+    auto run = [&](auto zero) {
+      using T = decltype(zero);
+      T* p = t.data<T>();
+      const T val = (T)v;
+      cpu::strided_loop<1>(t.shape(), {t.strides()}, [&](auto off, int64_t n, auto st) {
+        for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] = f(p[off[0] + i * st[0]], val);
+      });
+    };
+    if constexpr (All)
+      MG_DISPATCH_ALL(t.dtype(), op, [&] { run(scalar_t{}); });
+    else
+      MG_DISPATCH_FLOAT(t.dtype(), op, [&] { run(scalar_t{}); });
+  }
+  t.storage()->bump_version();
+}
+
+}  // namespace
+
 const Tensor& Tensor::fill_(double v) const {
   check_inplace("fill_", *this);
-  if (device().is_cuda()) {
-    cuda::fill(dtype(), raw_data(), v, cuda::iter<1>("fill_", shape(), {strides()}), cuda::device_of(*this));
-    storage()->bump_version();
-    return *this;
-  }
-  MG_DISPATCH_ALL(dtype(), "fill_", [&] {
-    scalar_t* p = data<scalar_t>();
-    scalar_t val = (scalar_t)v;
-    cpu::strided_loop<1>(shape(), {strides()}, [&](auto off, int64_t n, auto st) {
-      for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] = val;
-    });
-  });
-  storage()->bump_version();
+  scalar_inplace<true>(*this, "fill_", v, cuda::fill, [](auto, auto val) { return val; });
   return *this;
 }
 
@@ -281,19 +297,7 @@ const Tensor& Tensor::add_(const Tensor& other, double alpha) const {
 const Tensor& Tensor::mul_(double s) const {
   check_inplace("mul_", *this);
   check_floating("mul_", *this);
-  if (device().is_cuda()) {
-    cuda::scale(dtype(), raw_data(), s, cuda::iter<1>("mul_", shape(), {strides()}), cuda::device_of(*this));
-    storage()->bump_version();
-    return *this;
-  }
-  MG_DISPATCH_FLOAT(dtype(), "mul_", [&] {
-    scalar_t* p = data<scalar_t>();
-    const scalar_t v = (scalar_t)s;
-    cpu::strided_loop<1>(shape(), {strides()}, [&](auto off, int64_t n, auto st) {
-      for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] *= v;
-    });
-  });
-  storage()->bump_version();
+  scalar_inplace<false>(*this, "mul_", s, cuda::scale, [](auto x, auto val) { return x * val; });
   return *this;
 }
 

@@ -21,4 +21,22 @@ inline void check_same_dtype_device(const char* op, const char* ref_name, const 
   }
 }
 
+// The operands a scan and its one-step update share, checked against the input x (named `x_name`, the
+// channels its last dimension d) and A (d, n): B and C of shape `bn`, and the optional D (d), z (like x)
+// and bias (d, named `bias_name`). Each error names the op, the operand, the shape it must have and why.
+inline void check_scan_operands(const char* op, const char* x_name, const Tensor& x, const Tensor& A, const Shape& bn,
+                                const Tensor& B, const Tensor& C, const Tensor& D, const Tensor& z,
+                                const char* bias_name, const Tensor& bias) {
+  for (auto [name, t] : {std::pair{"B", &B}, std::pair{"C", &C}})
+    MG_CHECK(t->shape() == bn, "[{}] {} must be {} to match {} {} and A {}, got {}", op, name, bn, x_name, x.shape(),
+             A.shape(), t->shape());
+  const Shape dd{x.size(x.dim() - 1)};
+  MG_CHECK(!D.defined() || D.shape() == dd, "[{}] D must be {} to match {} {}, got {}", op, dd, x_name, x.shape(),
+           D.shape());
+  MG_CHECK(!z.defined() || z.shape() == x.shape(), "[{}] z must be {} like {}, got {}", op, x.shape(), x_name,
+           z.shape());
+  MG_CHECK(!bias.defined() || bias.shape() == dd, "[{}] {} must be {} to match {} {}, got {}", op, bias_name, dd,
+           x_name, x.shape(), bias.shape());
+}
+
 }  // namespace mg

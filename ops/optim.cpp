@@ -99,14 +99,14 @@ double sum_squares(const std::vector<Tensor>& ts) {
     total += c.dtype() == DType::f32 ? cpu::sum_squares(c.data<float>(), c.numel())
                                      : cpu::sum_squares(c.data<double>(), c.numel());
   }
-  for (int d : cuda_devices(ts)) total += cuda::grad_sum_squares(cuda_tensors(ts, d), d);
+  for (int d : cuda_devices(ts)) total += cuda::grad_sum_squares(cuda_tensors(ts, d), d, "sum_squares");
   return total;
 }
 
 void mul_each_(const std::vector<Tensor>& ts, double coef) {
   check_floating(ts, "mul_each_");
   NoGradGuard guard;
-  for (int d : cuda_devices(ts)) cuda::scale_grads(cuda_tensors(ts, d), coef, d);
+  for (int d : cuda_devices(ts)) cuda::scale_grads(cuda_tensors(ts, d), coef, d, "mul_each_");
   for (const Tensor& t : ts) {
     if (t.device().is_cpu() || !t.is_contiguous())
       t.mul_(coef);

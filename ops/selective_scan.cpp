@@ -41,16 +41,9 @@ ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const 
   const int64_t n = A.size(1);
   MG_CHECK(b > 0 && l > 0 && d > 0 && n > 0, "[{}] every size must be positive, got u {} and A {}", op, u.shape(),
            A.shape());
-  const Shape bld{b, l, d}, bln{b, l, n}, dd{d};
+  const Shape bld{b, l, d};
   MG_CHECK(delta.shape() == bld, "[{}] delta must be {} like u, got {}", op, bld, delta.shape());
-  MG_CHECK(B.shape() == bln, "[{}] B must be {} to match u {} and A {}, got {}", op, bln, u.shape(), A.shape(),
-           B.shape());
-  MG_CHECK(C.shape() == bln, "[{}] C must be {} to match u {} and A {}, got {}", op, bln, u.shape(), A.shape(),
-           C.shape());
-  MG_CHECK(!D.defined() || D.shape() == dd, "[{}] D must be {} to match u {}, got {}", op, dd, u.shape(), D.shape());
-  MG_CHECK(!z.defined() || z.shape() == bld, "[{}] z must be {} like u, got {}", op, bld, z.shape());
-  MG_CHECK(!delta_bias.defined() || delta_bias.shape() == dd, "[{}] delta_bias must be {} to match u {}, got {}", op,
-           dd, u.shape(), delta_bias.shape());
+  check_scan_operands(op, "u", u, A, Shape{b, l, n}, B, C, D, z, "delta_bias", delta_bias);
   const Shape bdn{b, d, n};
   MG_CHECK(!initial_state.defined() || initial_state.shape() == bdn,
            "[{}] initial_state must be {} (b, d, n) to match u {} and A {}, got {}", op, bdn, u.shape(), A.shape(),

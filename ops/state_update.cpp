@@ -48,18 +48,11 @@ StepDims check_state_update(const char* op, const Tensor& state, const Tensor& x
   MG_CHECK(A.dim() == 2 && A.size(0) == d, "[{}] A must be ({}, n) to match x {}, got {}", op, d, x.shape(), A.shape());
   const int64_t n = A.size(1);
   MG_CHECK(b > 0 && d > 0 && n > 0, "[{}] every size must be positive, got x {} and A {}", op, x.shape(), A.shape());
-  const Shape bd{b, d}, bn{b, n}, bdn{b, d, n}, dd{d};
+  const Shape bd{b, d}, bdn{b, d, n};
   MG_CHECK(state.shape() == bdn, "[{}] state must be {} to match x {} and A {}, got {}", op, bdn, x.shape(), A.shape(),
            state.shape());
   MG_CHECK(dt.shape() == bd, "[{}] dt must be {} like x, got {}", op, bd, dt.shape());
-  MG_CHECK(B.shape() == bn, "[{}] B must be {} to match x {} and A {}, got {}", op, bn, x.shape(), A.shape(),
-           B.shape());
-  MG_CHECK(C.shape() == bn, "[{}] C must be {} to match x {} and A {}, got {}", op, bn, x.shape(), A.shape(),
-           C.shape());
-  MG_CHECK(!D.defined() || D.shape() == dd, "[{}] D must be {} to match x {}, got {}", op, dd, x.shape(), D.shape());
-  MG_CHECK(!z.defined() || z.shape() == bd, "[{}] z must be {} like x, got {}", op, bd, z.shape());
-  MG_CHECK(!dt_bias.defined() || dt_bias.shape() == dd, "[{}] dt_bias must be {} to match x {}, got {}", op, dd,
-           x.shape(), dt_bias.shape());
+  check_scan_operands(op, "x", x, A, Shape{b, n}, B, C, D, z, "dt_bias", dt_bias);
   check_same_dtype_device(
       op, "x", x,
       {{"state", &state}, {"dt", &dt}, {"A", &A}, {"B", &B}, {"C", &C}, {"D", &D}, {"z", &z}, {"dt_bias", &dt_bias}});

@@ -44,6 +44,21 @@ inline std::map<std::string, Tensor> load_fixture(const std::string& file, const
   return out;
 }
 
+// One case of a fixture: get(what) is the tensor "<name>.<what>", undefined when the fixture has none;
+// leaf(what) is a copy of it that requires grad (undefined when absent), for the inputs.
+struct FixtureCase {
+  const std::map<std::string, Tensor>& fx;
+  std::string name;
+  Tensor get(const std::string& what) const {
+    auto it = fx.find(name + "." + what);
+    return it == fx.end() ? Tensor() : it->second;
+  }
+  Tensor leaf(const std::string& what) const {
+    Tensor t = get(what);
+    return t.defined() ? t.clone().requires_grad_() : Tensor();
+  }
+};
+
 inline std::map<std::string, Tensor> load_scan_fixture() { return load_fixture("scan_fixture.bin", "MGSCANFX"); }
 inline std::map<std::string, Tensor> load_mamba_fixture() { return load_fixture("mamba_fixture.bin", "MGMAMBFX"); }
 

@@ -25,6 +25,21 @@ inline ScanCase with_h0(ScanCase c) {
   return c;
 }
 
+// The cases of the optional inputs one at a time and of delta's extreme ranges (with and without softplus),
+// d 3..5 and n 2..3: at length l, the large-delta cases at l_large, the growing state at l_growing.
+inline std::vector<ScanCase> option_cases(int64_t l, int64_t l_large, int64_t l_growing) {
+  return {
+      {"D only", 2, l, 5, 3, true, false, false, true, false},
+      {"z only", 2, l, 5, 3, false, true, false, true, false},
+      {"delta_bias only, softplus off", 2, l, 5, 3, false, false, true, false, false, 0.6, 1.2},
+      {"none optional, softplus off, last state", 2, l, 5, 3, false, false, false, false, true, 0.05, 0.5},
+      {"large positive delta (softplus, dt 25..40)", 1, l_large, 4, 3, true, true, false, true, true, 25, 40},
+      {"large negative delta (softplus, dt ~ e^-30)", 1, l_large, 4, 3, true, true, false, true, true, -40, -25},
+      {"large dt without softplus", 1, l_large, 4, 3, true, false, false, false, true, 5, 15},
+      {"negative dt without softplus (growing state)", 1, l_growing, 3, 2, true, false, false, false, true, -1.0, -0.3},
+  };
+}
+
 // The names of scan_inputs' tensors, in order.
 inline constexpr const char* kScanInputNames[] = {"u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state"};
 

@@ -13,8 +13,6 @@
 
 using namespace mg;
 
-namespace {}  // namespace
-
 TEST_CASE("causal_conv1d: gradcheck over kernel widths, bias and silu (float64)") {
   struct Cfg {
     int64_t b, l, d, k;
@@ -89,24 +87,37 @@ TEST_CASE("causal_conv1d: gradients are bit-identical across thread counts") {
   set_num_threads(saved);
 }
 
+namespace {
+
+// Case `c` of a conv fixture against causal_conv1d, or with_state causal_conv1d_with_state from the case's
+// initial state: outputs within 1e-13 of PyTorch's (the final state exact), every gradient within 1e-12.
+void check_conv_fixture(const test::FixtureCase& c, bool with_state) {
+  REQUIRE(c.get("x").defined());
+  Tensor x = c.leaf("x"), w = c.leaf("weight"), b = c.leaf("bias"), st = c.leaf("initial_state");
+  if (with_state) REQUIRE(st.defined());
+  const bool silu = c.get("flags").item() != 0;
+  INFO(c.name);
+  if (with_state) {
+    ConvResult r = causal_conv1d_with_state(x, w, b, silu, st);
+    CHECK(rel_err(r.y, c.get("y")) < 1e-13);
+    CHECK(rel_err(r.final_state, c.get("final_state")) == 0);
+    add(sum(mul(r.y, c.get("dy"))), sum(mul(r.final_state, c.get("dfinal")))).backward();
+    CHECK(rel_err(st.grad(), c.get("grad.initial_state")) < 1e-12);
+  } else {
+    Tensor y = causal_conv1d(x, w, b, silu);
+    CHECK(rel_err(y, c.get("y")) < 1e-13);
+    sum(mul(y, c.get("dy"))).backward();
+  }
+  CHECK(rel_err(x.grad(), c.get("grad.x")) < 1e-12);
+  CHECK(rel_err(w.grad(), c.get("grad.weight")) < 1e-12);
+  if (b.defined()) CHECK(rel_err(b.grad(), c.get("grad.bias")) < 1e-12);
+}
+
+}  // namespace
+
 TEST_CASE("causal_conv1d: matches the PyTorch fixture (outputs and every gradient)") {
   auto fx = test::load_scan_fixture();
-  for (const char* name : {"conv_k4", "conv_k3"}) {
-    auto get = [&](const std::string& what) {
-      auto it = fx.find(std::string(name) + "." + what);
-      return it == fx.end() ? Tensor() : it->second;
-    };
-    REQUIRE(get("x").defined());
-    Tensor x = get("x").clone().requires_grad_(), w = get("weight").clone().requires_grad_();
-    Tensor b = get("bias").defined() ? get("bias").clone().requires_grad_() : Tensor();
-    Tensor y = causal_conv1d(x, w, b, get("flags").item() != 0);
-    INFO(name);
-    CHECK(rel_err(y, get("y")) < 1e-13);
-    sum(mul(y, get("dy"))).backward();
-    CHECK(rel_err(x.grad(), get("grad.x")) < 1e-12);
-    CHECK(rel_err(w.grad(), get("grad.weight")) < 1e-12);
-    if (b.defined()) CHECK(rel_err(b.grad(), get("grad.bias")) < 1e-12);
-  }
+  for (const char* name : {"conv_k4", "conv_k3"}) check_conv_fixture({fx, name}, false);
 }
 
 TEST_CASE("causal_conv1d: error messages name the op, the tensor and the shapes") {
@@ -310,24 +321,5 @@ TEST_CASE("causal_conv1d: a sequence run in pieces that carry final_state equals
 
 TEST_CASE("causal_conv1d: matches the PyTorch fixture with an initial state (outputs, final state, every gradient)") {
   auto fx = test::load_fixture("scan_state_fixture.bin", "MGSTATFX");
-  for (const char* name : {"conv_state_k4", "conv_state_short"}) {
-    auto get = [&](const std::string& what) {
-      auto it = fx.find(std::string(name) + "." + what);
-      return it == fx.end() ? Tensor() : it->second;
-    };
-    REQUIRE(get("x").defined());
-    REQUIRE(get("initial_state").defined());
-    Tensor x = get("x").clone().requires_grad_(), w = get("weight").clone().requires_grad_();
-    Tensor b = get("bias").defined() ? get("bias").clone().requires_grad_() : Tensor();
-    Tensor st = get("initial_state").clone().requires_grad_();
-    ConvResult r = causal_conv1d_with_state(x, w, b, get("flags").item() != 0, st);
-    INFO(name);
-    CHECK(rel_err(r.y, get("y")) < 1e-13);
-    CHECK(rel_err(r.final_state, get("final_state")) == 0);
-    add(sum(mul(r.y, get("dy"))), sum(mul(r.final_state, get("dfinal")))).backward();
-    CHECK(rel_err(x.grad(), get("grad.x")) < 1e-12);
-    CHECK(rel_err(w.grad(), get("grad.weight")) < 1e-12);
-    CHECK(rel_err(st.grad(), get("grad.initial_state")) < 1e-12);
-    if (b.defined()) CHECK(rel_err(b.grad(), get("grad.bias")) < 1e-12);
-  }
+  for (const char* name : {"conv_state_k4", "conv_state_short"}) check_conv_fixture({fx, name}, true);
 }

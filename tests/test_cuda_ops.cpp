@@ -12,6 +12,7 @@
 #include "core/unary_ops.h"
 #include "ops/gradcheck.h"
 #include "autograd/node.h"
+#include "cuda/optim.h"
 #include "cuda/runtime.h"
 #include "ops/ops.h"
 #include "tests/check.h"
@@ -628,4 +629,15 @@ TEST_CASE("cuda ops: the gradcheck registry passes on cuda in float64") {
     ++checked;
   }
   CHECK(checked >= general);  // every case of a general op ran on cuda
+}
+
+TEST_CASE("cuda optimizer launchers: errors name the op that called them (sum_squares, mul_each_)") {
+  // Device device_count() does not exist (and a build without CUDA has none): both launchers fail at once,
+  // naming the op they were called for, as ops/optim.cpp's sum_squares and mul_each_ call them.
+  float x = 1.0f;
+  const std::vector<cuda::GradTensor> gs{{&x, 1, false}};
+  const int missing = cuda::device_count();
+  CHECK_THROWS_WITH_AS(cuda::grad_sum_squares(gs, missing, "sum_squares"), doctest::Contains("[sum_squares] "), Error);
+  CHECK_THROWS_WITH_AS(cuda::scale_grads(gs, 2.0, missing, "mul_each_"), doctest::Contains("[mul_each_] "), Error);
+  CHECK(x == 1.0f);
 }

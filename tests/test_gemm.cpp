@@ -129,10 +129,12 @@ void check_cases(const std::vector<Case>& cases) {
   }
 }
 
-std::vector<Case> all_transpositions(int64_t M, int64_t N, int64_t K) {
+// The four transpositions of each of the sizes.
+std::vector<Case> all_transpositions(const std::vector<Dims>& dims) {
   std::vector<Case> v;
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) v.push_back({ta, tb, M, N, K});
+  for (auto [M, N, K] : dims)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) v.push_back({ta, tb, M, N, K});
   return v;
 }
 
@@ -140,26 +142,24 @@ std::vector<Case> all_transpositions(int64_t M, int64_t N, int64_t K) {
 
 TEST_CASE("gemm: all transpositions, odd sizes, float and double") {
   const int64_t sizes[] = {1, 7, 33, 97};
-  std::vector<Case> cases;
+  std::vector<Dims> dims;
   for (int64_t M : sizes)
     for (int64_t N : sizes)
-      for (int64_t K : sizes)
-        for (const Case& c : all_transpositions(M, N, K)) cases.push_back(c);
+      for (int64_t K : sizes) dims.push_back({M, N, K});
+  const std::vector<Case> cases = all_transpositions(dims);
   check_cases<float>(cases);
   check_cases<double>(cases);
 }
 
 TEST_CASE("gemm: large and edge-heavy sizes (several cache blocks, narrow tiles)") {
-  std::vector<Case> cases;
-  for (auto [M, N, K] : std::vector<Dims>{{300, 1000, 37},
-                                          {1000, 300, 301},
-                                          {151, 16, 700},
-                                          {37, 48, 513},
-                                          {200, 8, 1000},
-                                          {13, 4200, 9},
-                                          {1001, 17, 260},
-                                          {49, 1030, 300}})
-    for (const Case& c : all_transpositions(M, N, K)) cases.push_back(c);
+  const std::vector<Case> cases = all_transpositions({{300, 1000, 37},
+                                                      {1000, 300, 301},
+                                                      {151, 16, 700},
+                                                      {37, 48, 513},
+                                                      {200, 8, 1000},
+                                                      {13, 4200, 9},
+                                                      {1001, 17, 260},
+                                                      {49, 1030, 300}});
   check_cases<float>(cases);
   check_cases<double>(cases);
 }
@@ -167,14 +167,13 @@ TEST_CASE("gemm: large and edge-heavy sizes (several cache blocks, narrow tiles)
 TEST_CASE("gemm: ldc > N sub-blocks, padded lda / ldb, beta 0 over NaN and beta 1 accumulation") {
   std::vector<Case> cases;
   for (double beta : {0.0, 1.0, -0.5})
-    for (auto [M, N, K] : std::vector<Dims>{{33, 97, 300}, {97, 33, 7}, {300, 70, 520}})
-      for (Case c : all_transpositions(M, N, K)) {
-        c.ldc_pad = 5;
-        c.lda_pad = 3;
-        c.ldb_pad = 11;
-        c.beta = beta;
-        cases.push_back(c);
-      }
+    for (Case c : all_transpositions({{33, 97, 300}, {97, 33, 7}, {300, 70, 520}})) {
+      c.ldc_pad = 5;
+      c.lda_pad = 3;
+      c.ldb_pad = 11;
+      c.beta = beta;
+      cases.push_back(c);
+    }
   check_cases<float>(cases);
   check_cases<double>(cases);
 }
@@ -190,16 +189,13 @@ TEST_CASE("gemm: K = 0 scales C by beta (0 overwrites NaN)") {
 
 TEST_CASE("gemm: stride-0 broadcast rows (lda = 0 or ldb = 0)") {
   std::vector<Case> cases;
-  for (auto [M, N, K] : std::vector<Dims>{{97, 33, 300}, {8, 70, 33}, {300, 16, 1}})
-    for (bool ta : {false, true})
-      for (bool tb : {false, true}) {
-        Case c{ta, tb, M, N, K};
-        c.a_broadcast = true;
-        cases.push_back(c);
-        c.a_broadcast = false;
-        c.b_broadcast = true;
-        cases.push_back(c);
-      }
+  for (Case c : all_transpositions({{97, 33, 300}, {8, 70, 33}, {300, 16, 1}})) {
+    c.a_broadcast = true;
+    cases.push_back(c);
+    c.a_broadcast = false;
+    c.b_broadcast = true;
+    cases.push_back(c);
+  }
   check_cases<float>(cases);
   check_cases<double>(cases);
 }
@@ -207,12 +203,11 @@ TEST_CASE("gemm: stride-0 broadcast rows (lda = 0 or ldb = 0)") {
 TEST_CASE("gemm: results are bit-identical for 1 and 2 threads") {
   const int saved = num_threads();
   std::vector<Case> cases;
-  for (auto [M, N, K] :
-       std::vector<Dims>{{1000, 97, 300}, {33, 1000, 520}, {301, 301, 301}, {4096, 16, 64}, {40, 48, 4096}})
-    for (Case c : all_transpositions(M, N, K)) {
-      c.beta = 1.0;
-      cases.push_back(c);
-    }
+  for (Case c :
+       all_transpositions({{1000, 97, 300}, {33, 1000, 520}, {301, 301, 301}, {4096, 16, 64}, {40, 48, 4096}})) {
+    c.beta = 1.0;
+    cases.push_back(c);
+  }
   for (const Case& c : cases) {
     std::vector<float> f1, f2;
     std::vector<double> d1, d2;
@@ -431,24 +426,23 @@ double amx_vs_rounded(const Case& c, cpu::Bf16Gemm way, uint32_t seed) {
 // column, several K blocks (KC = 512) and row blocks (MC = 128).
 std::vector<Case> amx_edge_cases() {
   std::vector<Case> cases;
-  for (auto [M, N, K] : std::vector<Dims>{{1, 1, 1},
-                                          {1, 17, 3},
-                                          {2, 1, 33},
-                                          {15, 16, 31},
-                                          {16, 16, 32},
-                                          {17, 33, 33},
-                                          {31, 47, 65},
-                                          {32, 32, 64},
-                                          {33, 15, 1},
-                                          {47, 5, 513},
-                                          {130, 40, 97},
-                                          {9, 140, 1030},
-                                          {200, 70, 7}})
-    for (Case c : all_transpositions(M, N, K)) {
-      cases.push_back(c);
-      c.ldc_pad = 3, c.lda_pad = 1, c.ldb_pad = 2, c.beta = 0.75;
-      cases.push_back(c);
-    }
+  for (Case c : all_transpositions({{1, 1, 1},
+                                    {1, 17, 3},
+                                    {2, 1, 33},
+                                    {15, 16, 31},
+                                    {16, 16, 32},
+                                    {17, 33, 33},
+                                    {31, 47, 65},
+                                    {32, 32, 64},
+                                    {33, 15, 1},
+                                    {47, 5, 513},
+                                    {130, 40, 97},
+                                    {9, 140, 1030},
+                                    {200, 70, 7}})) {
+    cases.push_back(c);
+    c.ldc_pad = 3, c.lda_pad = 1, c.ldb_pad = 2, c.beta = 0.75;
+    cases.push_back(c);
+  }
   return cases;
 }
 
@@ -480,20 +474,19 @@ TEST_CASE("bf16: rounding to nearest, ties to even, NaN and infinity kept") {
 
 TEST_CASE("gemm bf16: both ways against the rounded-input reference, every edge path") {
   std::vector<Case> cases;
-  for (auto [M, N, K] : std::vector<Dims>{{1, 1, 1},
-                                          {7, 33, 97},
-                                          {97, 7, 33},
-                                          {33, 97, 8},
-                                          {300, 100, 37},
-                                          {100, 300, 301},
-                                          {13, 40, 700},
-                                          {5, 16, 3},
-                                          {64, 130, 512}})
-    for (Case c : all_transpositions(M, N, K)) {
-      cases.push_back(c);
-      c.ldc_pad = 3, c.lda_pad = 2, c.ldb_pad = 5, c.beta = -0.5;
-      cases.push_back(c);
-    }
+  for (Case c : all_transpositions({{1, 1, 1},
+                                    {7, 33, 97},
+                                    {97, 7, 33},
+                                    {33, 97, 8},
+                                    {300, 100, 37},
+                                    {100, 300, 301},
+                                    {13, 40, 700},
+                                    {5, 16, 3},
+                                    {64, 130, 512}})) {
+    cases.push_back(c);
+    c.ldc_pad = 3, c.lda_pad = 2, c.ldb_pad = 5, c.beta = -0.5;
+    cases.push_back(c);
+  }
   for (cpu::Bf16Gemm way : bf16_ways()) {
     for (const Case& c : cases) {
       INFO(describe(c) << " bf16 way " << cpu::bf16_gemm_name(way));
@@ -521,17 +514,16 @@ TEST_CASE("gemm bf16: the inputs really are rounded (the float32 reference is fa
 TEST_CASE("gemm bf16: bit-identical for 1 and 2 threads, each way") {
   const int saved = num_threads();
   for (cpu::Bf16Gemm way : bf16_ways())
-    for (auto [M, N, K] : std::vector<Dims>{{1000, 97, 300}, {33, 1000, 520}, {301, 301, 301}})
-      for (Case c : all_transpositions(M, N, K)) {
-        c.beta = 1.0;
-        std::vector<float> one, two;
-        set_num_threads(1);
-        run_case<float>(c, &one, 7, way, false);
-        set_num_threads(2);
-        run_case<float>(c, &two, 7, way, false);
-        INFO(describe(c) << " bf16 way " << cpu::bf16_gemm_name(way));
-        CHECK(one == two);
-      }
+    for (Case c : all_transpositions({{1000, 97, 300}, {33, 1000, 520}, {301, 301, 301}})) {
+      c.beta = 1.0;
+      std::vector<float> one, two;
+      set_num_threads(1);
+      run_case<float>(c, &one, 7, way, false);
+      set_num_threads(2);
+      run_case<float>(c, &two, 7, way, false);
+      INFO(describe(c) << " bf16 way " << cpu::bf16_gemm_name(way));
+      CHECK(one == two);
+    }
   set_num_threads(saved);
 }
 
@@ -554,40 +546,38 @@ TEST_CASE("gemm bf16 amx: the real instructions against the float32 gemm on roun
     CHECK(amx_vs_rounded(c, cpu::Bf16Gemm::amx, ++seed) <= 1.0);
   }
   const int saved = num_threads();
-  for (auto [M, N, K] : std::vector<Dims>{{257, 300, 1100}, {64, 1030, 96}})
-    for (Case c : all_transpositions(M, N, K)) {
-      std::vector<float> one, two;
-      set_num_threads(1);
-      run_case<float>(c, &one, 9, cpu::Bf16Gemm::amx, false);
-      set_num_threads(2);
-      run_case<float>(c, &two, 9, cpu::Bf16Gemm::amx, false);
-      INFO(describe(c));
-      CHECK(one == two);
-    }
+  for (Case c : all_transpositions({{257, 300, 1100}, {64, 1030, 96}})) {
+    std::vector<float> one, two;
+    set_num_threads(1);
+    run_case<float>(c, &one, 9, cpu::Bf16Gemm::amx, false);
+    set_num_threads(2);
+    run_case<float>(c, &two, 9, cpu::Bf16Gemm::amx, false);
+    INFO(describe(c));
+    CHECK(one == two);
+  }
   set_num_threads(saved);
 }
 
 TEST_CASE("gemm bf16: the fp32 way (rounding while packing) equals the float32 gemm on rounded copies, bit for bit") {
-  for (auto [M, N, K] : std::vector<Dims>{{4, 33, 70}, {16, 64, 40}, {17, 48, 300}, {300, 48, 257}, {90, 700, 33}})
-    for (Case c : all_transpositions(M, N, K)) {
-      c.beta = 0.5, c.ldc_pad = 2;
-      const int64_t a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K, b_rows = c.tb ? c.N : c.K;
-      const int64_t b_cols = c.tb ? c.K : c.N, ldc = c.N + c.ldc_pad;
-      std::mt19937 rng(5);
-      std::uniform_real_distribution<float> dist(-1, 1);
-      std::vector<float> A(a_rows * a_cols), B(b_rows * b_cols), C(c.M * ldc);
-      for (float& x : A) x = dist(rng);
-      for (float& x : B) x = dist(rng);
-      for (float& x : C) x = dist(rng);
-      std::vector<float> Ar(A.size()), Br(B.size()), want = C;
-      for (size_t i = 0; i < A.size(); ++i) Ar[i] = float(ref_bf16(A[i]));
-      for (size_t i = 0; i < B.size(); ++i) Br[i] = float(ref_bf16(B[i]));
-      cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, Ar.data(), a_cols, Br.data(), b_cols, 0.5f, want.data(), ldc);
-      cpu::gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, A.data(), a_cols, B.data(), b_cols, 0.5f, C.data(), ldc,
-                     cpu::Bf16Gemm::fp32);
-      INFO(describe(c));
-      CHECK(C == want);
-    }
+  for (Case c : all_transpositions({{4, 33, 70}, {16, 64, 40}, {17, 48, 300}, {300, 48, 257}, {90, 700, 33}})) {
+    c.beta = 0.5, c.ldc_pad = 2;
+    const int64_t a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K, b_rows = c.tb ? c.N : c.K;
+    const int64_t b_cols = c.tb ? c.K : c.N, ldc = c.N + c.ldc_pad;
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> dist(-1, 1);
+    std::vector<float> A(a_rows * a_cols), B(b_rows * b_cols), C(c.M * ldc);
+    for (float& x : A) x = dist(rng);
+    for (float& x : B) x = dist(rng);
+    for (float& x : C) x = dist(rng);
+    std::vector<float> Ar(A.size()), Br(B.size()), want = C;
+    for (size_t i = 0; i < A.size(); ++i) Ar[i] = float(ref_bf16(A[i]));
+    for (size_t i = 0; i < B.size(); ++i) Br[i] = float(ref_bf16(B[i]));
+    cpu::gemm<float>(c.ta, c.tb, c.M, c.N, c.K, Ar.data(), a_cols, Br.data(), b_cols, 0.5f, want.data(), ldc);
+    cpu::gemm_bf16(c.ta, c.tb, c.M, c.N, c.K, A.data(), a_cols, B.data(), b_cols, 0.5f, C.data(), ldc,
+                   cpu::Bf16Gemm::fp32);
+    INFO(describe(c));
+    CHECK(C == want);
+  }
 }
 
 namespace {

@@ -172,6 +172,18 @@ void check_steps_give_scan(uint64_t seed, bool with_state) {
     }
   }
 }
+// causal_conv1d_update over the time steps of x (b, l, d) in order from state st: the outputs joined
+// along time (b, l, d) and the final state.
+std::pair<Tensor, Tensor> step_conv(Tensor st, const Tensor& x, const Tensor& w, const Tensor& bias, bool silu) {
+  std::vector<Tensor> ys;
+  for (int64_t s = 0; s < x.shape()[1]; ++s) {
+    ConvUpdateResult r = causal_conv1d_update(st, squeeze(narrow(x, 1, s, 1), 1), w, bias, silu);
+    st = r.state;
+    ys.push_back(unsqueeze(r.y, 1));
+  }
+  return {cat(ys, 1), st};
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -382,14 +394,7 @@ TEST_CASE("causal_conv1d_update: stepping from a zero state gives causal_conv1d'
     std::vector<Tensor> want_grads{x.grad(), w.grad(), bias.defined() ? bias.grad() : Tensor()};
     x.zero_grad(), w.zero_grad();
     if (bias.defined()) bias.zero_grad();
-    Tensor st = zeros({c.b, c.d, c.k - 1}, DType::f64);
-    std::vector<Tensor> ys;
-    for (int64_t s = 0; s < l; ++s) {
-      ConvUpdateResult r = causal_conv1d_update(st, squeeze(narrow(x, 1, s, 1), 1), w, bias, c.silu);
-      st = r.state;
-      ys.push_back(unsqueeze(r.y, 1));
-    }
-    Tensor y = cat(ys, 1);
+    auto [y, st] = step_conv(zeros({c.b, c.d, c.k - 1}, DType::f64), x, w, bias, c.silu);
     INFO("b " << c.b << " d " << c.d << " k " << c.k);
     CHECK(rel_err(y, want) < 1e-13);
     // The state holds the last k - 1 inputs, oldest first.
@@ -423,14 +428,7 @@ TEST_CASE(
         want_grads.push_back(t.defined() ? t.grad() : Tensor());
         if (t.defined()) t.zero_grad();
       }
-      Tensor st = st0;
-      std::vector<Tensor> ys;
-      for (int64_t s = 0; s < l; ++s) {
-        ConvUpdateResult r = causal_conv1d_update(st, squeeze(narrow(x, 1, s, 1), 1), w, bias, c.silu);
-        st = r.state;
-        ys.push_back(unsqueeze(r.y, 1));
-      }
-      Tensor y = cat(ys, 1);
+      auto [y, st] = step_conv(st0, x, w, bias, c.silu);
       INFO("b " << c.b << " d " << c.d << " k " << c.k << " l " << l);
       CHECK(rel_err(y, want.y) < 1e-13);
       REQUIRE(st.shape() == want.final_state.shape());

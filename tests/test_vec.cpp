@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -90,8 +91,8 @@ TEST_CASE("vec: sum_rows gives lane k = the sum of row k, for float and double")
       rd[k][j] = v;
       want[k] += v;
     }
-  const Vec<float> sf = sum_rows<float>(rf);
-  const Vec<double> sd = sum_rows<double>(rd);
+  const Vec<float> sf = sum_rows(rf);
+  const Vec<double> sd = sum_rows(rd);
   for (int k = 0; k < kVecLanes; ++k) {
     CAPTURE(k);
     CHECK(sd[k] == doctest::Approx(want[k]).epsilon(1e-14));
@@ -142,4 +143,32 @@ TEST_CASE("vec: softplus with its derivative: the same softplus, and sigmoid(x) 
       CHECK(spd[j] == doctest::Approx(v > 20 ? v : std::log1p(std::exp(v))).epsilon(1e-15));
     }
   }
+}
+
+TEST_CASE("vec: sum_rows on one register of the target is hsum per row, bit for bit, and the row sums") {
+  // Reg<T> takes the target's butterfly (AVX2, AVX-512) or the generic fold; either must add the pairs of
+  // hsum's tree, so lane k equals hsum(rows[k]) exactly (the gemm's thread-count independence rests on it).
+  auto check = [](auto zero) {
+    using T = decltype(zero);
+    using R = Reg<T>;
+    constexpr int n = lanes_of<R>;
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<double> dist(-1, 1);
+    R rows[n], copy[n];
+    double want[n] = {};
+    for (int k = 0; k < n; ++k)
+      for (int j = 0; j < n; ++j) {
+        rows[k][j] = (T)(dist(rng) * (k + 1) * (j % 3 == 0 ? 1e6 : 1));  // mixed magnitudes: order matters
+        want[k] += rows[k][j];
+      }
+    std::memcpy(copy, rows, sizeof rows);
+    const R s = sum_rows(copy);
+    for (int k = 0; k < n; ++k) {
+      CAPTURE(k);
+      CHECK(s[k] == hsum(rows[k]));
+      CHECK(s[k] == doctest::Approx(want[k]).epsilon(1e-5));
+    }
+  };
+  check(0.0f);
+  check(0.0);
 }

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -128,6 +129,10 @@ extern thread_local dim3 gridDim;
 constexpr int warpSize = 32;
 
 namespace mg_emu {
+
+// `base`, then the emulator's reason for the last failure when there is one (in a thread-local buffer:
+// the libraries return strings the caller does not free).
+const char* error_text(const char* base, const std::string& detail);
 
 void block_barrier();         // __syncthreads
 void warp_barrier();          // the lanes of the calling thread's warp (shuffles, __syncwarp)

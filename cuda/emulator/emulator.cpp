@@ -434,6 +434,14 @@ void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, si
 
 }  // namespace mg_emu
 
+namespace mg_emu {
+const char* error_text(const char* base, const std::string& detail) {
+  thread_local std::string s;
+  s = std::string(base) + (detail.empty() ? "" : " (emulator: " + detail + ")");
+  return s.c_str();
+}
+}  // namespace mg_emu
+
 using namespace mg_emu;
 
 // ------------------------------------------------------------------ runtime API
@@ -451,37 +459,26 @@ cudaError_t cudaGetLastError() {
   g_last = {};
   return e;
 }
+// The runtime's description of each error code the emulator returns.
+struct CudaErrorText {
+  cudaError_t code;
+  const char* text;
+};
+constexpr CudaErrorText kCudaErrors[] = {
+    {cudaSuccess, "no error"},
+    {cudaErrorInvalidValue, "invalid argument"},
+    {cudaErrorMemoryAllocation, "out of memory"},
+    {cudaErrorInvalidConfiguration, "invalid configuration argument"},
+    {cudaErrorInvalidDevice, "invalid device ordinal"},
+    {cudaErrorNoDevice, "no CUDA-capable device is detected"},
+    {cudaErrorIllegalAddress, "an illegal memory access was encountered"},
+    {cudaErrorLaunchFailure, "unspecified launch failure"},
+};
 const char* cudaGetErrorString(cudaError_t e) {
-  const char* base = "unknown error";
-  switch (e) {
-    case cudaSuccess:
-      base = "no error";
-      break;
-    case cudaErrorInvalidValue:
-      base = "invalid argument";
-      break;
-    case cudaErrorMemoryAllocation:
-      base = "out of memory";
-      break;
-    case cudaErrorInvalidConfiguration:
-      base = "invalid configuration argument";
-      break;
-    case cudaErrorInvalidDevice:
-      base = "invalid device ordinal";
-      break;
-    case cudaErrorNoDevice:
-      base = "no CUDA-capable device is detected";
-      break;
-    case cudaErrorIllegalAddress:
-      base = "an illegal memory access was encountered";
-      break;
-    case cudaErrorLaunchFailure:
-      base = "unspecified launch failure";
-      break;
-  }
-  thread_local std::string s;
-  s = std::string(base) + (g_message.empty() ? "" : " (emulator: " + g_message + ")");
-  return s.c_str();
+  const char* text = "unknown error";
+  for (const CudaErrorText& k : kCudaErrors)
+    if (k.code == e) text = k.text;
+  return mg_emu::error_text(text, g_message);
 }
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (device != 0) return set_error(cudaErrorInvalidDevice, "the emulator has one device, 0");
@@ -626,35 +623,31 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) {
   h->math = mode;
   return CUBLAS_STATUS_SUCCESS;
 }
+// cuBLAS's name and description of each status code the emulator returns.
+struct CublasStatusText {
+  cublasStatus_t status;
+  const char *name, *text;
+};
+constexpr CublasStatusText kCublasStatuses[] = {
+    {CUBLAS_STATUS_SUCCESS, "CUBLAS_STATUS_SUCCESS", "success"},
+    {CUBLAS_STATUS_NOT_INITIALIZED, "CUBLAS_STATUS_NOT_INITIALIZED", "the library was not initialized"},
+    {CUBLAS_STATUS_ALLOC_FAILED, "CUBLAS_STATUS_ALLOC_FAILED", "the resource allocation failed"},
+    {CUBLAS_STATUS_INVALID_VALUE, "CUBLAS_STATUS_INVALID_VALUE", "an invalid numeric value was used as an argument"},
+    {CUBLAS_STATUS_EXECUTION_FAILED, "CUBLAS_STATUS_EXECUTION_FAILED",
+     "the GPU program failed to execute (emulator: operand not device memory)"},
+};
+const CublasStatusText* cublas_status(cublasStatus_t s) {
+  for (const CublasStatusText& e : kCublasStatuses)
+    if (e.status == s) return &e;
+  return nullptr;
+}
 const char* cublasGetStatusName(cublasStatus_t s) {
-  switch (s) {
-    case CUBLAS_STATUS_SUCCESS:
-      return "CUBLAS_STATUS_SUCCESS";
-    case CUBLAS_STATUS_NOT_INITIALIZED:
-      return "CUBLAS_STATUS_NOT_INITIALIZED";
-    case CUBLAS_STATUS_ALLOC_FAILED:
-      return "CUBLAS_STATUS_ALLOC_FAILED";
-    case CUBLAS_STATUS_INVALID_VALUE:
-      return "CUBLAS_STATUS_INVALID_VALUE";
-    case CUBLAS_STATUS_EXECUTION_FAILED:
-      return "CUBLAS_STATUS_EXECUTION_FAILED";
-  }
-  return "CUBLAS_STATUS_UNKNOWN";
+  const CublasStatusText* e = cublas_status(s);
+  return e ? e->name : "CUBLAS_STATUS_UNKNOWN";
 }
 const char* cublasGetStatusString(cublasStatus_t s) {
-  switch (s) {
-    case CUBLAS_STATUS_SUCCESS:
-      return "success";
-    case CUBLAS_STATUS_NOT_INITIALIZED:
-      return "the library was not initialized";
-    case CUBLAS_STATUS_ALLOC_FAILED:
-      return "the resource allocation failed";
-    case CUBLAS_STATUS_INVALID_VALUE:
-      return "an invalid numeric value was used as an argument";
-    case CUBLAS_STATUS_EXECUTION_FAILED:
-      return "the GPU program failed to execute (emulator: operand not device memory)";
-  }
-  return "unknown";
+  const CublasStatusText* e = cublas_status(s);
+  return e ? e->text : "unknown";
 }
 
 namespace {

@@ -108,35 +108,18 @@ ncclResult_t ncclAllReduce(const void* sendbuff, void* recvbuff, size_t count, n
   return ncclSuccess;
 }
 
+// NCCL's description of each result code, indexed by the code (ncclSuccess = 0 .. ncclInProgress = 7).
+constexpr const char* kNcclResults[] = {
+    "no error",                                            // ncclSuccess
+    "unhandled cuda error",                                // ncclUnhandledCudaError
+    "unhandled system error",                              // ncclSystemError
+    "internal error",                                      // ncclInternalError
+    "invalid argument",                                    // ncclInvalidArgument
+    "invalid usage",                                       // ncclInvalidUsage
+    "remote process exited or there was a network error",  // ncclRemoteError
+    "NCCL operation in progress",                          // ncclInProgress
+};
 const char* ncclGetErrorString(ncclResult_t r) {
-  const char* base = "unknown result code";
-  switch (r) {
-    case ncclSuccess:
-      base = "no error";
-      break;
-    case ncclUnhandledCudaError:
-      base = "unhandled cuda error";
-      break;
-    case ncclSystemError:
-      base = "unhandled system error";
-      break;
-    case ncclInternalError:
-      base = "internal error";
-      break;
-    case ncclInvalidArgument:
-      base = "invalid argument";
-      break;
-    case ncclInvalidUsage:
-      base = "invalid usage";
-      break;
-    case ncclRemoteError:
-      base = "remote process exited or there was a network error";
-      break;
-    case ncclInProgress:
-      base = "NCCL operation in progress";
-      break;
-  }
-  thread_local std::string s;
-  s = std::string(base) + (g_detail.empty() ? "" : " (emulator: " + g_detail + ")");
-  return s.c_str();
+  const bool known = r >= 0 && r < (int)(sizeof kNcclResults / sizeof kNcclResults[0]);
+  return mg_emu::error_text(known ? kNcclResults[r] : "unknown result code", g_detail);
 }

@@ -28,8 +28,9 @@
 // beta: applied when the first K block is written. beta == 0 overwrites C (never reads it, so NaN or
 // garbage in C is ignored); otherwise C = acc + beta * C; later K blocks do C += acc.
 //
-// Vector width (set at compile time): AVX-512 (W = 16 floats / 8 doubles), AVX2 + FMA (8 / 4), else
-// GCC vector extensions of 16 bytes (SSE2 on plain x86-64, NEON elsewhere). The tile is MR x (NV * W).
+// Vector width (set at compile time): one register of the target, ops/cpu/vec.h's Reg<T>: AVX-512
+// (W = 16 floats / 8 doubles), AVX (8 / 4), else 16 bytes (SSE2 on plain x86-64, NEON elsewhere); its
+// fma rounds once where the target has FMA. The tile is MR x (NV * W).
 //
 // Threads: C is split into contiguous ranges of whole MR row panels (or NR column panels when C has more
 // of those), parallel_for's pieces (a few per thread). K is never split and the KC blocking is fixed, so
@@ -47,189 +48,15 @@
 #include "core/bf16.h"
 #include "core/parallel.h"
 #include "ops/cpu/scratch.h"
-
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "ops/cpu/vec.h"
 
 namespace mg::cpu {
 
 namespace {
 
-// ---- vector traits (GemmVec; the scan kernels' Vec is another, ops/cpu/vec.h):
-//      V, W, zero, load, store, set1, fma (a * b + c), add, mul ----
-template <class T>
-struct GemmVec;
-
-#if defined(__AVX512F__)
-// GCC 12's AVX-512 headers build half-width casts and extracts from an uninitialised vector and then
-// warn about it in every caller (GCC bug 105593): a false positive, silenced for the horizontal sums.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-template <>
-struct GemmVec<float> {
-  using V = __m512;
-  static constexpr int W = 16;
-  static constexpr bool fused = true;  // fma rounds once (as std::fma)
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-  static V set1(float x) { return _mm512_set1_ps(x); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
-  static float hsum(V v) {  // lanes i + 8, then i + 4, i + 2, i + 1
-    __m256 y =
-        _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
-  }
-  // r[l] = hsum(v[l]) for the 16 vectors v[0..15], the same tree per lane (a transposing butterfly:
-  // 30 shuffles and 15 adds instead of 16 horizontal sums). Each level adds the lanes hsum adds at
-  // that level (i + 8, i + 4, i + 2, i + 1), so the sums are bit-identical to hsum's. The butterfly
-  // puts v[p] in lane p with bits 0 / 1 and 2 / 3 swapped, so it is fed v[swap(l)].
-  static V reduce(const V* v) {
-    constexpr int perm[16] = {0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15};
-    V u[8], w[4], x[2];
-    for (int p = 0; p < 8; ++p) {  // lanes i + 8: halves [v[p] | v[p + 8]]
-      const V a = v[perm[p]], b = v[perm[p + 8]];
-      u[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
-    }
-    for (int p = 0; p < 4; ++p)  // lanes i + 4: quarters [v[p] | v[p + 8] | v[p + 4] | v[p + 12]]
-      w[p] = _mm512_add_ps(_mm512_shuffle_f32x4(u[p], u[p + 4], _MM_SHUFFLE(2, 0, 2, 0)),
-                           _mm512_shuffle_f32x4(u[p], u[p + 4], _MM_SHUFFLE(3, 1, 3, 1)));
-    for (int p = 0; p < 2; ++p)  // lanes i + 2
-      x[p] = _mm512_add_ps(_mm512_shuffle_ps(w[p], w[p + 2], _MM_SHUFFLE(1, 0, 1, 0)),
-                           _mm512_shuffle_ps(w[p], w[p + 2], _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm512_add_ps(_mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(2, 0, 2, 0)),  // lanes i + 1
-                         _mm512_shuffle_ps(x[0], x[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  }
-};
-template <>
-struct GemmVec<double> {
-  using V = __m512d;
-  static constexpr int W = 8;
-  static constexpr bool fused = true;
-  static V zero() { return _mm512_setzero_pd(); }
-  static V load(const double* p) { return _mm512_loadu_pd(p); }
-  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
-  static V set1(double x) { return _mm512_set1_pd(x); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
-  static V add(V a, V b) { return _mm512_add_pd(a, b); }
-  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
-  static double hsum(V v) {
-    __m256d y = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
-    __m128d x = _mm_add_pd(_mm256_castpd256_pd128(y), _mm256_extractf128_pd(y, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
-  }
-  // r[l] = hsum(v[l]) for v[0..7], hsum's tree (lanes i + 4, i + 2, i + 1); fed v[l with bits 1 / 2 swapped].
-  static V reduce(const V* v) {
-    constexpr int perm[8] = {0, 1, 4, 5, 2, 3, 6, 7};
-    V u[4], w[2];
-    for (int p = 0; p < 4; ++p) {  // lanes i + 4: halves [v[p] | v[p + 4]]
-      const V a = v[perm[p]], b = v[perm[p + 4]];
-      u[p] = _mm512_add_pd(_mm512_shuffle_f64x2(a, b, 0x44), _mm512_shuffle_f64x2(a, b, 0xEE));
-    }
-    for (int p = 0; p < 2; ++p)  // lanes i + 2: quarters [v[p] | v[p + 4] | v[p + 2] | v[p + 6]]
-      w[p] = _mm512_add_pd(_mm512_shuffle_f64x2(u[p], u[p + 2], _MM_SHUFFLE(2, 0, 2, 0)),
-                           _mm512_shuffle_f64x2(u[p], u[p + 2], _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_add_pd(_mm512_unpacklo_pd(w[0], w[1]), _mm512_unpackhi_pd(w[0], w[1]));  // lanes i + 1
-  }
-};
-#pragma GCC diagnostic pop
-constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 32 registers
-#elif defined(__AVX2__) && defined(__FMA__)
-template <>
-struct GemmVec<float> {
-  using V = __m256;
-  static constexpr int W = 8;
-  static constexpr bool fused = true;
-  static V zero() { return _mm256_setzero_ps(); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V set1(float x) { return _mm256_set1_ps(x); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static float hsum(V v) {
-    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-    return _mm_cvtss_f32(_mm_add_ss(x, _mm_movehdup_ps(x)));
-  }
-  // r[l] = hsum(v[l]) for v[0..7], hsum's tree (lanes i + 4, i + 2, i + 1); fed v[l with bits 0 / 1 swapped].
-  static V reduce(const V* v) {
-    constexpr int perm[8] = {0, 2, 1, 3, 4, 6, 5, 7};
-    V u[4], w[2];
-    for (int p = 0; p < 4; ++p) {  // lanes i + 4: halves [v[p] | v[p + 4]]
-      const V a = v[perm[p]], b = v[perm[p + 4]];
-      u[p] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-    }
-    for (int p = 0; p < 2; ++p)  // lanes i + 2
-      w[p] = _mm256_add_ps(_mm256_shuffle_ps(u[p], u[p + 2], _MM_SHUFFLE(1, 0, 1, 0)),
-                           _mm256_shuffle_ps(u[p], u[p + 2], _MM_SHUFFLE(3, 2, 3, 2)));
-    return _mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),  // lanes i + 1
-                         _mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  }
-};
-template <>
-struct GemmVec<double> {
-  using V = __m256d;
-  static constexpr int W = 4;
-  static constexpr bool fused = true;
-  static V zero() { return _mm256_setzero_pd(); }
-  static V load(const double* p) { return _mm256_loadu_pd(p); }
-  static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
-  static V set1(double x) { return _mm256_set1_pd(x); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
-  static V add(V a, V b) { return _mm256_add_pd(a, b); }
-  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
-  static double hsum(V v) {
-    __m128d x = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(x, _mm_unpackhi_pd(x, x)));
-  }
-  // r[l] = hsum(v[l]) for v[0..3] (lanes i + 2, then i + 1).
-  static V reduce(const V* v) {
-    const V u0 = _mm256_add_pd(_mm256_permute2f128_pd(v[0], v[2], 0x20), _mm256_permute2f128_pd(v[0], v[2], 0x31));
-    const V u1 = _mm256_add_pd(_mm256_permute2f128_pd(v[1], v[3], 0x20), _mm256_permute2f128_pd(v[1], v[3], 0x31));
-    return _mm256_add_pd(_mm256_unpacklo_pd(u0, u1), _mm256_unpackhi_pd(u0, u1));  // [v0 v1 | v2 v3]
-  }
-};
-constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
-#else
-// Portable: GCC / Clang vector extensions, 16 bytes (SSE2 on x86-64).
-template <class T>
-struct GemmVec {
-  typedef T V __attribute__((vector_size(16)));
-  static constexpr int W = 16 / sizeof(T);
-  static constexpr bool fused = false;  // a * b + c: two roundings unless the compiler contracts it
-  static V zero() { return V{}; }
-  static V load(const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  }
-  static void store(T* p, V v) { std::memcpy(p, &v, sizeof v); }
-  static V set1(T x) { return V{} + x; }
-  static V fma(V a, V b, V c) { return a * b + c; }
-  static V add(V a, V b) { return a + b; }
-  static V mul(V a, V b) { return a * b; }
-  static T hsum(V v) {  // pairwise, lanes i and i + W/2 first (as the x86 versions)
-    T x[W];
-    std::memcpy(x, &v, sizeof v);
-    for (int h = W / 2; h >= 1; h /= 2)
-      for (int i = 0; i < h; ++i) x[i] += x[i + h];
-    return x[0];
-  }
-  static V reduce(const V* v) {  // r[l] = hsum(v[l])
-    T r[W];
-    for (int l = 0; l < W; ++l) r[l] = hsum(v[l]);
-    return load(r);
-  }
-};
-constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
-#endif
+// The vector of the kernels: Reg<T>, one register of the target (ops/cpu/vec.h), W = kRegLanes<T> lanes.
+// The tile is MR x (NV * W): 12 accumulators (of 32 registers with AVX-512, else 16).
+constexpr int kMRf = 6, kNVf = 2;
 
 // Tile and cache-block sizes per type. MC is a multiple of MR, NC of NR.
 #ifndef MG_GEMM_KC
@@ -243,7 +70,7 @@ constexpr int kMRf = 6, kNVf = 2;  // 12 accumulators of 16 registers
 #endif
 template <class T>
 struct Blocking {
-  static constexpr int MR = kMRf, NV = kNVf, NR = NV * GemmVec<T>::W;
+  static constexpr int MR = kMRf, NV = kNVf, NR = NV * kRegLanes<T>;
   static constexpr int64_t KC = MG_GEMM_KC;              // KC x NR of B: 32 KiB in float with AVX-512 (L1)
   static constexpr int64_t MC = MR * MG_GEMM_MC_PANELS;  // MC x KC of A: 144 KiB in float (L2)
   static constexpr int64_t NC = NR * MG_GEMM_NC_PANELS;  // KC x NC of B: 4 MiB in float (L3)
@@ -253,47 +80,57 @@ struct Blocking {
 // block, beta != 0), C += acc (later blocks).
 enum class Store { overwrite, scale, accumulate };
 
+// acc[i][v] = sum over k < kc of A(i, k) * row k of B, lanes v*W .. (v+1)*W, in k order with one fma per
+// step: A(i, k) is A[i * rsa + k * csa], row k of B starts at B + k * ldb. The register-blocked core of
+// the packed micro-kernel (MR x NV) and of the small-M axpy blocks.
+template <class T, int MR, int NV>
+[[gnu::always_inline]] inline void rank1_updates(int64_t kc, const T* __restrict A, int64_t rsa, int64_t csa,
+                                                 const T* __restrict B, int64_t ldb, Reg<T> (&acc)[MR][NV]) {
+  using V = Reg<T>;
+  constexpr int W = kRegLanes<T>;
+  const T* a_row[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) a_row[i] = A + i * rsa;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+  for (int64_t k = 0; k < kc; ++k) {
+    V b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = loadu<T, V>(B + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const V a = splat<V>(a_row[i][k * csa]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[i][v] = vfma(a, b[v], acc[i][v]);
+    }
+    B += ldb;
+  }
+}
+
 // C[0:MR, 0:NV*W] (row stride ldc) <- the product of an MR x kc panel of A and one packed B micro-panel.
 // A element (i, k) is Ap[i * rsa + k * csa]: a packed panel (rsa 1, csa MR) or op(A) read in place.
 // NV < the full Blocking::NV is the narrow kernel for the last columns of C (the B panel keeps stride NR).
 template <class T, int NV>
 inline void micro_kernel(int64_t kc, const T* __restrict Ap, int64_t rsa, int64_t csa, const T* __restrict Bp,
                          T* __restrict C, int64_t ldc, Store mode, T beta) {
-  using X = GemmVec<T>;
-  using V = typename X::V;
-  constexpr int MR = Blocking<T>::MR, W = X::W, NR = Blocking<T>::NR;
-  const T* a_row[MR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) a_row[i] = Ap + i * rsa;
+  using V = Reg<T>;
+  constexpr int MR = Blocking<T>::MR, W = kRegLanes<T>, NR = Blocking<T>::NR;
   V acc[MR][NV];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[i][v] = X::zero();
-  for (int64_t k = 0; k < kc; ++k) {
-    V b[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) b[v] = X::load(Bp + v * W);
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const V a = X::set1(a_row[i][k * csa]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[i][v] = X::fma(a, b[v], acc[i][v]);
-    }
-    Bp += NR;
-  }
-  const V vb = X::set1(beta);
+  rank1_updates<T, MR, NV>(kc, Ap, rsa, csa, Bp, NR, acc);
+  const V vb = splat<V>(beta);
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       T* c = C + i * ldc + v * W;
       if (mode == Store::overwrite)
-        X::store(c, acc[i][v]);
+        storeu(c, acc[i][v]);
       else if (mode == Store::scale)
-        X::store(c, X::add(acc[i][v], X::mul(vb, X::load(c))));
+        storeu(c, acc[i][v] + vb * loadu<T, V>(c));
       else
-        X::store(c, X::add(X::load(c), acc[i][v]));
+        storeu(c, loadu<T, V>(c) + acc[i][v]);
     }
 }
 
@@ -391,7 +228,7 @@ void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t j0, int64_t
 template <class T>
 inline void run_tile(int64_t kc, const T* ap, int64_t rsa, int64_t csa, const T* bp, T* c, int64_t ldc, int64_t nr,
                      Store mode, T beta) {
-  if (nr <= GemmVec<T>::W)
+  if (nr <= kRegLanes<T>)
     micro_kernel<T, 1>(kc, ap, rsa, csa, bp, c, ldc, mode, beta);
   else
     micro_kernel<T, Blocking<T>::NV>(kc, ap, rsa, csa, bp, c, ldc, mode, beta);
@@ -414,7 +251,7 @@ template <class T, bool Round = false>
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                  int64_t ldb, T beta, T* C, int64_t ldc) {
   using Bk = Blocking<T>;
-  constexpr int MR = Bk::MR, NR = Bk::NR, W = GemmVec<T>::W;
+  constexpr int MR = Bk::MR, NR = Bk::NR, W = kRegLanes<T>;
   const int64_t kc_max = std::min<int64_t>(Bk::KC, K);
   const int64_t nc_max = std::min<int64_t>(Bk::NC, (N + NR - 1) / NR * NR);
   const int64_t mc_max = std::min<int64_t>(Bk::MC, (M + MR - 1) / MR * MR);
@@ -484,8 +321,8 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
 // call) costs as much as the product. Two layouts:
 //   trans_b (B stored (N, K), a weight W of linear): per element a dot product over contiguous K;
 //     dot_block runs MB rows of A against NB rows of W (MB x NB = kDotAcc vector accumulators: 16 with
-//     AVX-512, else 8) and reduces them W at a time to one vector of C values with GemmVec::reduce, a
-//     transposing butterfly (for 16 floats: 30 shuffles + 15 adds, not 16 separate horizontal sums).
+//     AVX-512, else 8) and reduces them W at a time to one vector of C values with vec.h's sum_rows, a
+//     transposing fold (for 16 floats: 30 shuffles + 15 adds, not 16 separate horizontal sums).
 //     K <= kSmallKDot (dt_proj) with at least kSmallKRows rows: the same order from a tile of W
 //     transposed once per 16 columns and shared by the rows (small_m_dot_small_k).
 //   !trans_b (B stored (K, N)): vectorised over N; axpy_block keeps an MB x (NV * W) tile of C in
@@ -495,8 +332,8 @@ void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
 // to any thread count; tests/test_gemm.cpp checks both):
 //   trans_b:  acc (one vector of W lanes) = fma(a[k:k+W], b[k:k+W], acc) over the full W-chunks of K in
 //             order (from 0), s = the lanes of acc summed by a fixed tree: lane i + W/2 added to lane i,
-//             then i + W/4, ..., i + 1 (GemmVec::hsum; GemmVec::reduce adds the same pairs, so the
-//             butterfly and the one-column hsum give the same bits), then s = fma(a[k], b[k], s) over
+//             then i + W/4, ..., i + 1 (vec.h's hsum; sum_rows adds the same pairs, so the
+//             fold and the one-column hsum give the same bits), then s = fma(a[k], b[k], s) over
 //             the last K % W in order (all of K when K < W: then s = 0 and the fma chain, as !trans_b);
 //   !trans_b: s = 0, s = fma(a[k], b[k, n], s) for k = 0..K-1 (vector lanes and the scalar tail columns
 //             do the same correctly rounded fma);
@@ -516,16 +353,16 @@ inline void put(T* c, T s, T beta) {
 
 // W contiguous values of C = r (beta 0) or fma(beta, C, r), the fma rounded once as put's std::fma.
 template <class T>
-inline void put_vec(T* c, typename GemmVec<T>::V r, T beta) {
-  using X = GemmVec<T>;
+inline void put_vec(T* c, Reg<T> r, T beta) {
+  using V = Reg<T>;
   if (beta == T(0)) {
-    X::store(c, r);
-  } else if (X::fused) {
-    X::store(c, X::fma(X::set1(beta), X::load(c), r));
+    storeu(c, r);
+  } else if (kFusedFma) {
+    storeu(c, vfma(splat<V>(beta), loadu<T, V>(c), r));
   } else {
-    alignas(64) T t[X::W];
-    X::store(t, r);
-    for (int l = 0; l < X::W; ++l) put(c + l, t[l], beta);
+    alignas(64) T t[kRegLanes<T>];
+    storeu(t, r);
+    for (int l = 0; l < kRegLanes<T>; ++l) put(c + l, t[l], beta);
   }
 }
 
@@ -534,13 +371,13 @@ inline void put_vec(T* c, typename GemmVec<T>::V r, T beta) {
 constexpr int kSmallNStep = 8;
 template <class T, int MB>
 constexpr int axpy_nv() {
-  return GemmVec<T>::W * sizeof(T) == 64 ? (MB == 1 ? 8 : 4) : (MB <= 2 ? 4 : 2);
+  return kRegLanes<T> * sizeof(T) == 64 ? (MB == 1 ? 8 : 4) : (MB <= 2 ? 4 : 2);
 }
 
 // trans_b: dot_block keeps kDotAcc vector accumulators, MB rows of A x NB = kDotAcc / MB rows of W
-// (MB = 1, 2, 4), and reduces them W at a time with GemmVec::reduce into vectors of C values.
+// (MB = 1, 2, 4), and reduces them W at a time with sum_rows into vectors of C values.
 // kDotAcc is a multiple of W (16 or 8 floats, 8 or 4 doubles, 4 or 2 with 16-byte vectors).
-constexpr int kDotAcc = GemmVec<float>::W == 16 ? 16 : 8;
+constexpr int kDotAcc = kRegLanes<float> == 16 ? 16 : 8;
 template <class T, int MB>
 constexpr int dot_nb() {
   return kDotAcc / MB;
@@ -550,35 +387,34 @@ constexpr int dot_nb() {
 template <class T, int MB, int NB>
 inline void dot_block(int64_t K, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb, T beta,
                       T* __restrict C, int64_t ldc) {
-  using X = GemmVec<T>;
-  using V = typename X::V;
-  constexpr int W = X::W;
+  using V = Reg<T>;
+  constexpr int W = kRegLanes<T>;
   static_assert(MB * NB % W == 0, "dot_block reduces W accumulators at a time");
   V acc[MB * NB];  // acc[i * NB + j]
 #pragma GCC unroll 16
-  for (int t = 0; t < MB * NB; ++t) acc[t] = X::zero();
+  for (int t = 0; t < MB * NB; ++t) acc[t] = V{};
   const int64_t kv = K / W * W;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kv; k += W) {
     V b[NB];
 #pragma GCC unroll 16
-    for (int j = 0; j < NB; ++j) b[j] = X::load(B + j * ldb + k);
+    for (int j = 0; j < NB; ++j) b[j] = loadu<T, V>(B + j * ldb + k);
 #pragma GCC unroll 16
     for (int i = 0; i < MB; ++i) {
-      const V a = X::load(A + i * lda + k);
+      const V a = loadu<T, V>(A + i * lda + k);
 #pragma GCC unroll 16
-      for (int j = 0; j < NB; ++j) acc[i * NB + j] = X::fma(a, b[j], acc[i * NB + j]);
+      for (int j = 0; j < NB; ++j) acc[i * NB + j] = vfma(a, b[j], acc[i * NB + j]);
     }
   }
 #pragma GCC unroll 4
   for (int g = 0; g < MB * NB / W; ++g) {
-    const V r = X::reduce(acc + g * W);  // lane l: element t = g * W + l, row t / NB, column t % NB
-    if (NB >= W && kv == K) {            // one row, W contiguous columns
+    const V r = sum_rows(acc + g * W);  // lane l: element t = g * W + l, row t / NB, column t % NB
+    if (NB >= W && kv == K) {           // one row, W contiguous columns
       put_vec<T>(C + (g * W / NB) * ldc + g * W % NB, r, beta);
       continue;
     }
     alignas(64) T s[W];
-    X::store(s, r);
+    storeu(s, r);
     for (int l = 0; l < W; ++l) {
       const int i = (g * W + l) / NB, j = (g * W + l) % NB;
       for (int64_t k = kv; k < K; ++k) s[l] = std::fma(A[i * lda + k], B[j * ldb + k], s[l]);
@@ -596,20 +432,19 @@ inline void dot_block(int64_t K, const T* __restrict A, int64_t lda, const T* __
 template <class T, int MB>
 inline void dot_column(int64_t K, const T* __restrict A, int64_t lda, const T* __restrict B, T beta, T* __restrict C,
                        int64_t ldc) {
-  using X = GemmVec<T>;
-  using V = typename X::V;
-  constexpr int W = X::W;
+  using V = Reg<T>;
+  constexpr int W = kRegLanes<T>;
   V acc[MB];
 #pragma GCC unroll 4
-  for (int i = 0; i < MB; ++i) acc[i] = X::zero();
+  for (int i = 0; i < MB; ++i) acc[i] = V{};
   const int64_t kv = K / W * W;
   for (int64_t k = 0; k < kv; k += W) {
-    const V b = X::load(B + k);
+    const V b = loadu<T, V>(B + k);
 #pragma GCC unroll 4
-    for (int i = 0; i < MB; ++i) acc[i] = X::fma(X::load(A + i * lda + k), b, acc[i]);
+    for (int i = 0; i < MB; ++i) acc[i] = vfma(loadu<T, V>(A + i * lda + k), b, acc[i]);
   }
   for (int i = 0; i < MB; ++i) {
-    T s = X::hsum(acc[i]);
+    T s = hsum(acc[i]);
     for (int64_t k = kv; k < K; ++k) s = std::fma(A[i * lda + k], B[k], s);
     put(C + i * ldc, s, beta);
   }
@@ -667,13 +502,14 @@ constexpr int64_t kSmallKDot = 32, kSmallKRows = 3;
 
 // wt[k * W + j] = B[j * ldb + k] for j < W, k < K (K <= kSmallKDot). AVX-512 float: 16 x 16 blocks
 // transposed in registers (64 shuffles: unpack, shuffle_ps, two shuffle_f32x4 rounds), the rest scalar.
-// (GCC 12's false 'uninitialized' warnings of the AVX-512 shuffles silenced as around GemmVec.)
+// (GCC 12's AVX-512 headers build these shuffles from an uninitialised vector and then warn about it
+// in every caller, GCC bug 105593: a false positive, silenced here.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 template <class T>
 inline void transpose_tile(const T* __restrict B, int64_t ldb, int64_t K, T* __restrict wt) {
-  constexpr int W = GemmVec<T>::W;
+  constexpr int W = kRegLanes<T>;
   int64_t k0 = 0;
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
@@ -711,30 +547,29 @@ inline void transpose_tile(const T* __restrict B, int64_t ldb, int64_t K, T* __r
 // One row of C, W columns, from the transposed tile: K / W full chunks (NC, or any when NC is -1).
 template <class T, int NC>
 inline void dot_tile_row(int64_t K, const T* __restrict a, const T* __restrict wt, T beta, T* __restrict c) {
-  using X = GemmVec<T>;
-  using V = typename X::V;
-  constexpr int W = X::W;
+  using V = Reg<T>;
+  constexpr int W = kRegLanes<T>;
   V P[W];
 #pragma GCC unroll 16
-  for (int l = 0; l < W; ++l) P[l] = X::zero();
+  for (int l = 0; l < W; ++l) P[l] = V{};
   const int64_t nc = NC >= 0 ? NC : K / W;
 #pragma GCC unroll 2
   for (int64_t ch = 0; ch < nc; ++ch)
 #pragma GCC unroll 16
-    for (int l = 0; l < W; ++l) P[l] = X::fma(X::set1(a[ch * W + l]), X::load(wt + (ch * W + l) * W), P[l]);
+    for (int l = 0; l < W; ++l) P[l] = vfma(splat<V>(a[ch * W + l]), loadu<T, V>(wt + (ch * W + l) * W), P[l]);
 #pragma GCC unroll 16
   for (int h = W / 2; h >= 1; h /= 2)
 #pragma GCC unroll 16
-    for (int l = 0; l < h; ++l) P[l] = X::add(P[l], P[l + h]);
+    for (int l = 0; l < h; ++l) P[l] = P[l] + P[l + h];
   V s = P[0];
-  if (X::fused) {
-    for (int64_t k = nc * W; k < K; ++k) s = X::fma(X::set1(a[k]), X::load(wt + k * W), s);
+  if (kFusedFma) {
+    for (int64_t k = nc * W; k < K; ++k) s = vfma(splat<V>(a[k]), loadu<T, V>(wt + k * W), s);
   } else if (nc * W < K) {  // the tail with std::fma, as dot_block's
     alignas(64) T t[W];
-    X::store(t, s);
+    storeu(t, s);
     for (int l = 0; l < W; ++l)
       for (int64_t k = nc * W; k < K; ++k) t[l] = std::fma(a[k], wt[k * W + l], t[l]);
-    s = X::load(t);
+    s = loadu<T, V>(t);
   }
   put_vec<T>(c, s, beta);
 }
@@ -742,7 +577,7 @@ inline void dot_tile_row(int64_t K, const T* __restrict a, const T* __restrict w
 template <class T>
 void small_m_dot_small_k(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
                          T beta, T* C, int64_t ldc) {
-  constexpr int W = GemmVec<T>::W;
+  constexpr int W = kRegLanes<T>;
   alignas(64) T wt[kSmallKDot * W];
   int64_t n = n0;
   for (; n + W <= n1; n += W) {
@@ -771,39 +606,24 @@ void small_m_dot_small_k(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* 
 template <class T, int MB, int NV>
 inline void axpy_block(int64_t K, const T* __restrict A, int64_t lda, const T* __restrict B, int64_t ldb, T beta,
                        T* __restrict C, int64_t ldc) {
-  using X = GemmVec<T>;
-  using V = typename X::V;
-  constexpr int W = X::W;
+  using V = Reg<T>;
+  constexpr int W = kRegLanes<T>;
   V acc[MB][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MB; ++i)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[i][v] = X::zero();
-  for (int64_t k = 0; k < K; ++k) {
-    V b[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = X::load(B + k * ldb + v * W);
-#pragma GCC unroll 8
-    for (int i = 0; i < MB; ++i) {
-      const V a = X::set1(A[i * lda + k]);
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[i][v] = X::fma(a, b[v], acc[i][v]);
-    }
-  }
-  const V vb = X::set1(beta);
+  rank1_updates<T, MB, NV>(K, A, lda, 1, B, ldb, acc);
+  const V vb = splat<V>(beta);
 #pragma GCC unroll 8
   for (int i = 0; i < MB; ++i)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       T* c = C + i * ldc + v * W;
-      X::store(c, beta == T(0) ? acc[i][v] : X::fma(vb, X::load(c), acc[i][v]));
+      storeu(c, beta == T(0) ? acc[i][v] : vfma(vb, loadu<T, V>(c), acc[i][v]));
     }
 }
 
 template <class T, int MB>
 void axpy_rows(int64_t n0, int64_t n1, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
                int64_t ldc) {
-  constexpr int W = GemmVec<T>::W, NV = axpy_nv<T, MB>(), step = kSmallNStep * W;
+  constexpr int W = kRegLanes<T>, NV = axpy_nv<T, MB>(), step = kSmallNStep * W;
   int64_t n = n0;
   for (; n + step <= n1; n += step)
     for (int64_t j = n; j < n + step; j += NV * W) axpy_block<T, MB, NV>(K, A, lda, B + j, ldb, beta, C + j, ldc);
@@ -820,7 +640,7 @@ void small_m_axpy(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int6
                   T beta, T* C, int64_t ldc) {
   // n outer in blocks of kSmallNStep vectors (K x 8W of B: a few hundred KiB at most, L2), row groups
   // of 4 inner, so B is read from memory once.
-  constexpr int64_t step = kSmallNStep * GemmVec<T>::W;
+  constexpr int64_t step = kSmallNStep * kRegLanes<T>;
   for (int64_t n = n0; n < n1; n += step) {
     const int64_t ne = std::min(n1, n + step);
     for (int64_t i = 0; i < M; i += 4) {
@@ -849,7 +669,7 @@ void small_m_axpy(int64_t M, int64_t n0, int64_t n1, int64_t K, const T* A, int6
 template <class T>
 void gemm_small_m(bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb,
                   T beta, T* C, int64_t ldc) {
-  const int64_t unit = trans_b ? kDotAcc : kSmallNStep * GemmVec<T>::W;  // columns per item
+  const int64_t unit = trans_b ? kDotAcc : kSmallNStep * kRegLanes<T>;  // columns per item
   auto run = [&](int64_t b, int64_t e) {
     const int64_t n0 = b * unit, n1 = std::min(N, e * unit);
     if (trans_b && K <= kSmallKDot && M >= kSmallKRows)

@@ -105,7 +105,7 @@ void load_state(const T* src, int64_t n, int64_t nc, Vec<T>* h) {
 template <class T>
 inline void add_row_sums(Vec<T>* rows, int64_t n, T* dst) {
   for (int64_t k0 = 0; k0 < n; k0 += W) {
-    const Vec<T> s = sum_rows<T>(rows + k0);
+    const Vec<T> s = sum_rows(rows + k0);
     const int64_t m = std::min(W, n - k0);
     store_first(dst + k0, load_first(dst + k0, m) + s, m);
   }

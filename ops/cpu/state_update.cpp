@@ -77,7 +77,7 @@ void state_update_rows(const StateUpdateArgs<T>& a, T* y, T* hout, int64_t lo, i
         rows[j] = acc;
       }
     }
-    Vec<T> out = sum_rows<T>(rows);
+    Vec<T> out = sum_rows(rows);
     if (a.D) out += load_first(a.D + c0, nc) * x;
     if (a.z) {
       const Vec<T> z = load_first(a.z + i * a.z_rs + c0, nc);
