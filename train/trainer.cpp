@@ -947,7 +947,7 @@ TrainResult train(TrainOptions opts, bool resume) {
   check_options(opts, world, resume);
   if (world.distributed() && !world.root()) opts.progress = false;  // rank 0 alone prints
   // --detect-anomaly: every step checks each op output and gradient for NaN/inf and throws at the first
-  // (autograd/anomaly.h). Left as it was when off, so a caller's own AnomalyMode guard still applies.
+  // (introspect/anomaly.h). Left as it was when off, so a caller's own AnomalyMode guard still applies.
   AnomalyMode anomaly(opts.detect_anomaly || AnomalyMode::is_enabled());
   // --precision bf16: every matmul of the steps and evaluations, forward and backward, with bf16 inputs.
   AutocastGuard autocast(opts.precision);
