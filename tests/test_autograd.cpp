@@ -8,11 +8,11 @@
 using namespace mg;
 
 namespace {
-Tensor leaf(std::vector<double> v, Shape s) { return from_vector<double>(v, s).requires_grad_(); }
+Tensor grad_leaf(std::vector<double> v, Shape s) { return from_vector<double>(v, s).requires_grad_(); }
 }  // namespace
 
 TEST_CASE("autograd: a 100,000-op chain backpropagates and frees without recursion") {
-  Tensor x = leaf({1.0}, {1});
+  Tensor x = grad_leaf({1.0}, {1});
   {
     Tensor y = x;
     for (int i = 0; i < 100000; ++i) y = mul_scalar(y, 1.0);
@@ -28,7 +28,7 @@ TEST_CASE("autograd: a 100,000-op chain backpropagates and frees without recursi
 }
 
 TEST_CASE("autograd: gradients of shared subexpressions and diamonds are summed") {
-  Tensor x = leaf({2.0, -1.0}, {2});
+  Tensor x = grad_leaf({2.0, -1.0}, {2});
   Tensor a = x * x;      // 2x
   Tensor b = exp(x);     // e^x
   Tensor c = a * b + a;  // a used twice: d/dx = (2x e^x + x^2 e^x) + 2x
@@ -39,13 +39,13 @@ TEST_CASE("autograd: gradients of shared subexpressions and diamonds are summed"
     CHECK(g[i] == doctest::Approx(2 * xv * std::exp(xv) + xv * xv * std::exp(xv) + 2 * xv));
   }
   // The same tensor as both operands.
-  Tensor y = leaf({3.0}, {1});
+  Tensor y = grad_leaf({3.0}, {1});
   sum(y * y).backward();
   CHECK(y.grad().item() == 6.0);
 }
 
 TEST_CASE("autograd: gradients accumulate across backward calls until cleared") {
-  Tensor x = leaf({1.0, 2.0}, {2});
+  Tensor x = grad_leaf({1.0, 2.0}, {2});
   sum(x * 3.0).backward();
   sum(x * 3.0).backward();
   CHECK(x.grad().to_vector<double>() == std::vector<double>{6.0, 6.0});
@@ -56,7 +56,7 @@ TEST_CASE("autograd: gradients accumulate across backward calls until cleared") 
 }
 
 TEST_CASE("autograd: two leaves fed the same gradient get independent .grad tensors") {
-  Tensor a = leaf({1.0}, {1}), b = leaf({2.0}, {1});
+  Tensor a = grad_leaf({1.0}, {1}), b = grad_leaf({2.0}, {1});
   sum(a + b).backward();  // add's vjp returns the same tensor for both inputs
   {
     NoGradGuard ng;
@@ -67,7 +67,7 @@ TEST_CASE("autograd: two leaves fed the same gradient get independent .grad tens
 }
 
 TEST_CASE("autograd: retain_graph allows a second backward, and without it the second one fails clearly") {
-  Tensor x = leaf({1.5}, {1});
+  Tensor x = grad_leaf({1.5}, {1});
   Tensor y = sum(exp(x));
   y.backward(Tensor(), /*retain_graph=*/true);
   y.backward();
@@ -76,7 +76,7 @@ TEST_CASE("autograd: retain_graph allows a second backward, and without it the s
 }
 
 TEST_CASE("autograd: NoGradGuard and detach stop recording") {
-  Tensor x = leaf({1.0}, {1});
+  Tensor x = grad_leaf({1.0}, {1});
   {
     NoGradGuard ng;
     Tensor y = x * 2.0;
@@ -93,7 +93,7 @@ TEST_CASE("autograd: NoGradGuard and detach stop recording") {
 }
 
 TEST_CASE("autograd: requires_grad propagates through ops and views") {
-  Tensor x = leaf({1, 2, 3, 4}, {2, 2});
+  Tensor x = grad_leaf({1, 2, 3, 4}, {2, 2});
   Tensor c = ones({2, 2}, DType::f64);
   CHECK(!(c + c).requires_grad());
   CHECK((c + x).requires_grad());
@@ -106,7 +106,7 @@ TEST_CASE("autograd: requires_grad propagates through ops and views") {
 }
 
 TEST_CASE("autograd: modifying a saved tensor in place before backward raises") {
-  Tensor x = leaf({1.0, 2.0}, {2});
+  Tensor x = grad_leaf({1.0, 2.0}, {2});
   Tensor w = from_vector<double>({3.0, 4.0}, {2});
   Tensor y = sum(x * w);  // mul saves w
   w.mul_(2.0);
@@ -121,7 +121,7 @@ TEST_CASE("autograd: modifying a saved tensor in place before backward raises") 
 }
 
 TEST_CASE("autograd: each vjp's result is checked for shape and dtype") {
-  Tensor x = leaf({1.0, 2.0, 3.0}, {3});
+  Tensor x = grad_leaf({1.0, 2.0, 3.0}, {3});
   Tensor out = x.detach().clone();
   record(OpKind::custom("bad_vjp"), {x}, {&out},
          [](const VjpArgs&) { return std::vector<Tensor>{zeros({2}, DType::f64)}; });
@@ -136,14 +136,14 @@ TEST_CASE("autograd: each vjp's result is checked for shape and dtype") {
 }
 
 TEST_CASE("autograd: outputs that get no gradient are filled with zeros for multi-output use") {
-  Tensor x = leaf({1, 2, 3, 4, 5, 6}, {6});
+  Tensor x = grad_leaf({1, 2, 3, 4, 5, 6}, {6});
   auto parts = split(x, {2, 4}, 0);
   sum(parts[1] * 2.0).backward();
   CHECK(x.grad().to_vector<double>() == std::vector<double>{0, 0, 2, 2, 2, 2});
 }
 
 TEST_CASE("autograd: backward on a non-scalar needs a gradient") {
-  Tensor x = leaf({1.0, 2.0}, {2});
+  Tensor x = grad_leaf({1.0, 2.0}, {2});
   Tensor y = x * 2.0;
   CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("grad can be created implicitly only for scalar outputs"),
                        Error);
@@ -153,7 +153,7 @@ TEST_CASE("autograd: backward on a non-scalar needs a gradient") {
 }
 
 TEST_CASE("autograd: max routes the gradient to the first maximal element") {
-  Tensor x = leaf({1, 5, 5, 2, 0, 3}, {2, 3});
+  Tensor x = grad_leaf({1, 5, 5, 2, 0, 3}, {2, 3});
   auto [v, i] = max(x, 1);
   CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{1, 2});
   CHECK(v.to_vector<double>() == std::vector<double>{5, 3});

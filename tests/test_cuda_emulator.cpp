@@ -15,9 +15,12 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 
+#include "core/tensor.h"
 #include "cuda/runtime.h"
+#include "ops/ops.h"
 #endif
 
 #if !MG_CUDA_EMULATED
@@ -85,6 +88,67 @@ __global__ void noop_kernel(int* out) {
   if (out) out[0] = 1;
 }
 
+// The race check's kernels declare their shared memory as translate.cmake rewrites `__shared__ T x[n];`.
+
+// rotate_kernel with the check: correct, and the same without the barrier (read-after-write or
+// write-after-read, depending on the order the threads run in).
+__global__ void rotate_checked_kernel(const int* in, int* out) {
+  MG_EMU_SHARED(int, buf, [256]);
+  const int i = (int)threadIdx.x, n = (int)blockDim.x;
+  buf[i] = in[blockIdx.x * n + i];
+  __syncthreads();
+  out[blockIdx.x * n + i] = buf[(i + 1) % n];
+}
+__global__ void rotate_checked_racy_kernel(const int* in, int* out) {
+  MG_EMU_SHARED(int, buf, [256]);
+  const int i = (int)threadIdx.x, n = (int)blockDim.x;
+  buf[i] = in[blockIdx.x * n + i];
+  out[blockIdx.x * n + i] = buf[(i + 1) % n];
+}
+
+// A tree sum over a 2-d array, rows reused after a barrier: correct. out[0] = sum of in[0..64).
+__global__ void tree_sum_kernel(const double* in, double* out) {
+  MG_EMU_SHARED(double, sh, [2][32]);
+  const int w = (int)threadIdx.x / 32, l = (int)threadIdx.x % 32;
+  sh[w][l] = in[threadIdx.x];
+  __syncthreads();
+  for (int s = 16; s > 0; s >>= 1) {
+    if (l < s) sh[w][l] += sh[w][l + s];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[0] = sh[0][0] + sh[1][0];
+}
+
+// Every thread writes its own index into one int: a write-after-write race.
+__global__ void last_writer_kernel(int* out) {
+  MG_EMU_SHARED(int, who, );
+  who = (int)threadIdx.x;
+  __syncthreads();
+  if (threadIdx.x == 0) out[0] = who;
+}
+
+// Every thread that sees a negative value sets one flag to 1 (as cuda/sample.cu does for NaN): writes
+// of the same value, which every order of the threads agrees on, are no race.
+__global__ void flag_kernel(const int* in, int* out) {
+  MG_EMU_SHARED(int, flag, );
+  if (threadIdx.x == 0) flag = 0;
+  __syncthreads();
+  if (in[threadIdx.x] < 0) flag = 1;
+  __syncthreads();
+  if (threadIdx.x == 0) out[0] = flag;
+}
+
+// Lanes swap values through shared memory with only a warp barrier between the write and the read:
+// ordered within each warp. With `across`, lane l of warp 0 reads what lane l of warp 1 wrote: a race,
+// which a warp barrier does not order.
+__global__ void warp_swap_kernel(int* out, int across) {
+  MG_EMU_SHARED(int, buf, [64]);
+  const int i = (int)threadIdx.x;
+  buf[i] = i;
+  __syncwarp();
+  out[i] = across ? buf[(i + 32) % 64] : buf[i ^ 1];
+}
+
 }  // namespace
 
 TEST_CASE("cuda emulator: __syncthreads orders shared memory, and a missing barrier shows") {
@@ -111,6 +175,100 @@ TEST_CASE("cuda emulator: __syncthreads orders shared memory, and a missing barr
     for (int i = 0; i < n; ++i) wrong += out[b * n + i] != in[b * n + (i + 1) % n];
   CHECK(wrong > 0);
   cudaFree(din), cudaFree(dout);
+}
+
+// The launch's error message, read once (and so cleared).
+std::string launch_message() {
+  const cudaError_t e = cudaGetLastError();
+  return e == cudaSuccess ? "" : cudaGetErrorString(e);
+}
+
+TEST_CASE("cuda emulator: the shared-memory race check passes correct kernels") {
+  const int blocks = 2, n = 256;
+  std::vector<int> in(blocks * n), out(blocks * n);
+  for (int i = 0; i < blocks * n; ++i) in[i] = 5 * i - 300;
+  int* din = device_alloc<int>(in.size());
+  int* dout = device_alloc<int>(out.size());
+  REQUIRE(cudaMemcpyAsync(din, in.data(), in.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  ::mg_emu::launch(rotate_checked_kernel, "rotate_checked_kernel", blocks, n)(din, dout);
+  REQUIRE(launch_message() == "");
+  REQUIRE(cudaMemcpyAsync(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  for (int b = 0; b < blocks; ++b)
+    for (int i = 0; i < n; ++i) REQUIRE(out[b * n + i] == in[b * n + (i + 1) % n]);
+
+  ::mg_emu::launch(flag_kernel, "flag_kernel", 1, 64)(din, dout);  // in[0..60) are negative
+  REQUIRE(launch_message() == "");
+  int flag = 0;
+  REQUIRE(cudaMemcpyAsync(&flag, dout, 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(flag == 1);
+
+  ::mg_emu::launch(warp_swap_kernel, "warp_swap_kernel", 1, 64)(dout, 0);
+  REQUIRE(launch_message() == "");
+  REQUIRE(cudaMemcpyAsync(out.data(), dout, 64 * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  for (int i = 0; i < 64; ++i) CHECK(out[i] == (i ^ 1));
+
+  std::vector<double> x(64);
+  double ref = 0;
+  for (int i = 0; i < 64; ++i) ref += x[i] = 1.0 / (i + 1);
+  double* dx = device_alloc<double>(64);
+  REQUIRE(cudaMemcpyAsync(dx, x.data(), 64 * 8, cudaMemcpyHostToDevice) == cudaSuccess);
+  ::mg_emu::launch(tree_sum_kernel, "tree_sum_kernel", 1, 64)(dx, dx);
+  REQUIRE(launch_message() == "");
+  double sum = 0;
+  REQUIRE(cudaMemcpyAsync(&sum, dx, 8, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(sum == doctest::Approx(ref).epsilon(1e-14));
+  cudaFree(din), cudaFree(dout), cudaFree(dx);
+}
+
+TEST_CASE("cuda emulator: the shared-memory race check names the kernel, the two threads and the byte") {
+  const bool reverse = std::getenv("MG_CUDA_EMU_ORDER") && std::string(std::getenv("MG_CUDA_EMU_ORDER")) == "reverse";
+  int* din = device_alloc<int>(256);
+  int* dout = device_alloc<int>(256);
+  REQUIRE(cudaMemcpyAsync(din, std::vector<int>(256, 1).data(), 256 * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+
+  // Forward: thread 0 reads buf[1] (bytes 4..7), then thread 1 writes it. Reverse: thread 255 writes
+  // buf[255] (bytes 1020..1023), then thread 254 reads it. The first byte of the element is reported.
+  ::mg_emu::launch(rotate_checked_racy_kernel, "rotate_checked_racy_kernel", 1, 256)(din, dout);
+  std::string msg = launch_message();
+  CHECK(msg.find("kernel rotate_checked_racy_kernel") != std::string::npos);
+  CHECK(msg.find("shared-memory race on buf") != std::string::npos);
+  if (reverse)
+    CHECK(msg.find("byte 1020: thread (254,0,0) reads it and thread (255,0,0) wrote it") != std::string::npos);
+  else
+    CHECK(msg.find("byte 4: thread (1,0,0) writes it and thread (0,0,0) read it") != std::string::npos);
+
+  ::mg_emu::launch(last_writer_kernel, "last_writer_kernel", 1, 8)(dout);
+  msg = launch_message();
+  CHECK(msg.find("kernel last_writer_kernel") != std::string::npos);
+  if (reverse)
+    CHECK(msg.find("on who, byte 0: thread (6,0,0) writes it and thread (7,0,0) wrote it") != std::string::npos);
+  else
+    CHECK(msg.find("on who, byte 0: thread (1,0,0) writes it and thread (0,0,0) wrote it") != std::string::npos);
+
+  // Across warps a warp barrier orders nothing: every thread writes, then (after the warp barrier) lane l
+  // of one warp reads what lane l of the other wrote. Forward, thread 0 reads first; reverse, thread 63.
+  ::mg_emu::launch(warp_swap_kernel, "warp_swap_kernel", 1, 64)(dout, 1);
+  msg = launch_message();
+  CHECK(msg.find("kernel warp_swap_kernel") != std::string::npos);
+  if (reverse)
+    CHECK(msg.find("byte 124: thread (63,0,0) reads it and thread (31,0,0) wrote it") != std::string::npos);
+  else
+    CHECK(msg.find("byte 128: thread (0,0,0) reads it and thread (32,0,0) wrote it") != std::string::npos);
+  cudaFree(din), cudaFree(dout);
+}
+
+TEST_CASE("cuda emulator: the library's kernels run with their static shared memory checked") {
+  // A row sum of 300 floats goes through block_sum (cuda/launch.cuh), whose buffer is a checked array.
+  const uint64_t before = ::mg_emu::shared_accesses_checked();
+  std::vector<float> v(2 * 300);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = (float)(i % 7);
+  const mg::Tensor x = mg::from_vector(v, {2, 300}, mg::kCUDA);
+  const std::vector<float> s = mg::sum(x, {1}).to(mg::kCPU).to_vector<float>();
+  CHECK(launch_message() == "");
+  CHECK(::mg_emu::shared_accesses_checked() > before);
+  double r0 = 0, r1 = 0;
+  for (int i = 0; i < 300; ++i) r0 += v[i], r1 += v[300 + i];
+  CHECK(s == std::vector<float>{(float)r0, (float)r1});
 }
 
 TEST_CASE("cuda emulator: warp shuffles sum each warp of a 2-d block") {

@@ -12,7 +12,12 @@
 //
 // cuda/emulator/translate.cmake rewrites `kernel<<<grid, block, smem, stream>>>(args)` into
 // `::mg_emu::launch(kernel, "kernel", grid, block, smem, stream)(args)` and `extern __shared__ T x[];`
-// into a pointer to the block's dynamic shared memory before the .cu file is compiled as C++.
+// into a pointer to the block's dynamic shared memory before the .cu file is compiled as C++. It also
+// rewrites `__shared__ T x[n];` (in the .cu files and cuda/*.cuh) into `MG_EMU_SHARED(T, x, [n]);`: the
+// array's accesses then go through mg_emu::SharedRef, and the shared-memory race check (emulator.cpp)
+// fails a launch in which two threads of a block touch the same byte between two barriers, one of them
+// writing, as compute-sanitizer's racecheck would on a GPU. Accesses through a plain pointer (the array
+// passed to a function taking T*, dynamic shared memory) are not checked.
 #pragma once
 
 #include <cmath>
@@ -32,7 +37,9 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
-#define __shared__ static  // one copy per kernel: blocks run one at a time
+// One copy per kernel: blocks run one at a time. translate.cmake rewrites the static declarations of
+// cuda/ into MG_EMU_SHARED (below); only the tests' own kernels meet this.
+#define __shared__ static
 
 // ---- types ----
 struct uint3 {
@@ -204,6 +211,73 @@ Launcher<P...> launch(void (*kernel)(P...), const char* name, dim3 grid, dim3 bl
                       cudaStream_t = nullptr) {
   return Launcher<P...>{kernel, name, grid, block, smem};
 }
+
+// The race check's record of one access by the calling thread: n bytes at p, inside the shared array
+// `name` that starts at base. A write that leaves the bytes as they were (same_value) is no access:
+// every order of the threads gives the same result.
+void shared_access(const void* base, const char* name, const void* p, size_t n, bool write, bool same_value);
+// A static shared array's declaration, run by each thread: the block's first fills it with 0xff bytes
+// (NaN for floats), as a GPU leaves garbage there, so that a read of a byte nobody wrote shows up.
+void shared_declare(void* p, size_t n);
+uint64_t shared_accesses_checked();  // since the program started
+
+// A reference to one element of a static __shared__ array (or to a __shared__ scalar): reading converts
+// it to E, assigning writes it, and each access is recorded.
+template <class E>
+class SharedRef {
+ public:
+  SharedRef(E* p, const char* name) : p_(p), base_(p), name_(name) { shared_declare(p, sizeof(E)); }
+  SharedRef(E* p, const void* base, const char* name) : p_(p), base_(base), name_(name) {}
+  SharedRef(const SharedRef&) = default;
+
+  operator E() const {
+    shared_access(base_, name_, p_, sizeof(E), false, false);
+    return *p_;
+  }
+  const SharedRef& operator=(const E& v) const {
+    shared_access(base_, name_, p_, sizeof(E), true, std::memcmp(p_, &v, sizeof(E)) == 0);
+    *p_ = v;
+    return *this;
+  }
+  const SharedRef& operator=(const SharedRef& o) const { return *this = static_cast<E>(o); }
+  const SharedRef& operator+=(const E& v) const { return *this = static_cast<E>(static_cast<E>(*this) + v); }
+  const SharedRef& operator-=(const E& v) const { return *this = static_cast<E>(static_cast<E>(*this) - v); }
+  const SharedRef& operator*=(const E& v) const { return *this = static_cast<E>(static_cast<E>(*this) * v); }
+  const SharedRef& operator/=(const E& v) const { return *this = static_cast<E>(static_cast<E>(*this) / v); }
+  const SharedRef& operator|=(const E& v) const { return *this = static_cast<E>(static_cast<E>(*this) | v); }
+  const SharedRef& operator&=(const E& v) const { return *this = static_cast<E>(static_cast<E>(*this) & v); }
+
+ private:
+  E* p_;
+  const void* base_;
+  const char* name_;
+};
+
+// A reference to a static __shared__ array (or to a row of one): indexing narrows it.
+template <class U, size_t N>
+class SharedRef<U[N]> {
+ public:
+  SharedRef(U (*p)[N], const char* name) : p_(p), base_(p), name_(name) { shared_declare(p, sizeof(U[N])); }
+  SharedRef(U (*p)[N], const void* base, const char* name) : p_(p), base_(base), name_(name) {}
+
+  template <class I>
+  SharedRef<U> operator[](I i) const {
+    return {&(*p_)[i], base_, name_};
+  }
+  // The array decays to a plain pointer where one is expected: accesses through it go unchecked.
+  operator U*() const { return *p_; }
+
+ private:
+  U (*p_)[N];
+  const void* base_;
+  const char* name_;
+};
+
+// `__shared__ T name dims;` in the emulator: static storage (one copy, blocks run one at a time) and a
+// checked reference to it under the declared name.
+#define MG_EMU_SHARED(T, name, dims)   \
+  static T name##_mg_emu_storage dims; \
+  const ::mg_emu::SharedRef<T dims> name(&name##_mg_emu_storage, #name)
 
 template <class T>
 T shfl(T v, int src_lane, unsigned mask) {

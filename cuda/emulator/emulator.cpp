@@ -114,6 +114,22 @@ struct Fiber {
 
 constexpr size_t kStackBytes = 256 << 10;
 
+// The race check's record of one element of a static shared array since the last __syncthreads (the
+// elements of an array all have its one type, so an element is the unit two threads can share): the
+// thread that last wrote it and the last two distinct threads that read it, each with its warp's
+// barrier count at the access (a warp barrier orders the lanes of one warp). `barrier` stamps the
+// block barrier the record belongs to: an older one is empty.
+struct ElementAccess {
+  unsigned barrier = ~0u;
+  int writer = -1, readers[2] = {-1, -1};
+  unsigned writer_epoch = 0, reader_epochs[2] = {0, 0};
+};
+struct SharedArray {
+  const void* base;
+  size_t bytes;
+  std::vector<ElementAccess> elements;  // sized at the first access, which tells the element size
+};
+
 struct Block {
   std::vector<Fiber> fibers;
   std::vector<char*> stacks;     // kept between launches
@@ -128,17 +144,22 @@ struct Block {
   const void* sched_bottom = nullptr;
   size_t sched_size = 0;
   const std::function<void()>* body = nullptr;
-  std::string failure;  // first kernel-side misuse or exception of this launch
+  std::string failure;                // first kernel-side misuse or exception of this launch
+  std::vector<SharedArray> shared;    // the static shared arrays this block declared (race check)
+  unsigned barriers = 0;              // __syncthreads released in this block
+  std::vector<unsigned> warp_epochs;  // warp barriers released, per warp
 };
 thread_local Block g_block;
 
 struct Stats {
-  uint64_t launches = 0, blocks = 0, threads = 0, switches = 0;
+  uint64_t launches = 0, blocks = 0, threads = 0, switches = 0, shared_accesses = 0;
   ~Stats() {
     if (std::getenv("MG_CUDA_EMU_STATS"))
-      std::fprintf(stderr, "cuda emulator: %llu launches, %llu blocks, %llu threads, %llu switches\n",
+      std::fprintf(stderr,
+                   "cuda emulator: %llu launches, %llu blocks, %llu threads, %llu switches, %llu checked shared-memory "
+                   "accesses\n",
                    (unsigned long long)launches, (unsigned long long)blocks, (unsigned long long)threads,
-                   (unsigned long long)switches);
+                   (unsigned long long)switches, (unsigned long long)shared_accesses);
   }
 };
 Stats g_stats;
@@ -272,12 +293,14 @@ bool run_block(Block& b, int nthreads) {
           b.failure = "a warp shuffle or __syncwarp after some lanes of the warp have returned";
         for (int i = w; i < end; ++i)
           if (b.fibers[i].state == State::wait_warp) b.fibers[i].state = State::ready;
+        ++b.warp_epochs[w / 32];
         released = true;
       }
     }
     if (alive == 0) return true;
     if (released) continue;
     if (at_block == alive) {
+      ++b.barriers;
       for (int i = 0; i < nthreads; ++i)
         if (b.fibers[i].state == State::wait_block) b.fibers[i].state = State::ready;
       continue;
@@ -298,6 +321,60 @@ void warp_barrier() { yield(State::wait_warp); }
 int lane_slot() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
 uint64_t* exchange() { return g_block.xchg.data(); }
 void* dynamic_smem() { return g_block.dyn.data(); }
+
+namespace {
+// Thread u's access at its warp's barrier count `epoch` happens before the calling thread t's.
+bool ordered(const Block& b, int u, unsigned epoch, int t) {
+  return u == t || (u / 32 == t / 32 && b.warp_epochs[u / 32] != epoch);
+}
+std::string thread_name(const Block& b, int i) {
+  const uint3 t = b.fibers[i].tid;
+  return "(" + std::to_string(t.x) + "," + std::to_string(t.y) + "," + std::to_string(t.z) + ")";
+}
+void report_race(Block& b, int other, bool other_wrote, int t, bool write, const char* name, size_t offset) {
+  b.failure = "shared-memory race on " + std::string(name) + ", byte " + std::to_string(offset) + ": thread " +
+              thread_name(b, t) + (write ? " writes it and thread " : " reads it and thread ") + thread_name(b, other) +
+              (other_wrote ? " wrote it" : " read it") + " with no __syncthreads between";
+}
+}  // namespace
+
+void shared_declare(void* p, size_t n) {
+  Block& b = g_block;
+  if (b.cur < 0) return;
+  for (const SharedArray& a : b.shared)
+    if (a.base == p) return;
+  b.shared.push_back({p, n, {}});
+  std::memset(p, 0xff, n);
+}
+uint64_t shared_accesses_checked() { return g_stats.shared_accesses; }
+
+void shared_access(const void* base, const char* name, const void* p, size_t n, bool write, bool same_value) {
+  Block& b = g_block;
+  if (b.cur < 0) return;
+  ++g_stats.shared_accesses;
+  if ((write && same_value) || !b.failure.empty()) return;
+  auto arr = std::find_if(b.shared.begin(), b.shared.end(), [&](const SharedArray& a) { return a.base == base; });
+  if (arr == b.shared.end()) return;  // declared outside a kernel
+  if (arr->elements.empty()) arr->elements.resize(arr->bytes / n);
+  const size_t offset = static_cast<const char*>(p) - static_cast<const char*>(base);
+  ElementAccess& c = arr->elements[offset / n];
+  if (c.barrier != b.barriers) c = ElementAccess{b.barriers};
+  const int t = b.cur;
+  const unsigned epoch = b.warp_epochs[t / 32];
+  if (c.writer >= 0 && !ordered(b, c.writer, c.writer_epoch, t))
+    return report_race(b, c.writer, true, t, write, name, offset);
+  if (write) {
+    for (int k = 0; k < 2; ++k)
+      if (c.readers[k] >= 0 && !ordered(b, c.readers[k], c.reader_epochs[k], t))
+        return report_race(b, c.readers[k], false, t, true, name, offset);
+    c.writer = t, c.writer_epoch = epoch;
+  } else if (c.readers[0] == t) {
+    c.reader_epochs[0] = epoch;
+  } else {
+    c.readers[1] = c.readers[0], c.reader_epochs[1] = c.reader_epochs[0];
+    c.readers[0] = t, c.reader_epochs[0] = epoch;
+  }
+}
 
 bool is_device_pointer(const void* p) {
   std::lock_guard<std::mutex> lock(g_mem_mu);
@@ -416,6 +493,9 @@ void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, si
     const uint64_t lin = rev ? nblocks - 1 - k : k;
     blockIdx = {unsigned(lin % grid.x), unsigned(lin / grid.x % grid.y), unsigned(lin / (uint64_t(grid.x) * grid.y))};
     if (smem) std::fill(b.dyn.begin(), b.dyn.end(), 0xff);
+    b.shared.clear();
+    b.barriers = 0;
+    b.warp_epochs.assign((n + 31) / 32, 0);
     for (int i = 0; i < n; ++i) {
       Fiber& f = b.fibers[i];
       f.state = State::ready;
