@@ -99,7 +99,10 @@ __device__ T block_reduce(T v, Op op) {
   buf[threadIdx.x] = v;
   __syncthreads();
   for (int s = kThreads / 2; s > 0; s >>= 1) {
-    if ((int)threadIdx.x < s) buf[threadIdx.x] = op(buf[threadIdx.x], buf[threadIdx.x + s]);
+    if ((int)threadIdx.x < s) {
+      const T a = buf[threadIdx.x], b = buf[threadIdx.x + s];  // values, not the emulator's checked references
+      buf[threadIdx.x] = op(a, b);
+    }
     __syncthreads();
   }
   T r = buf[0];
