@@ -130,21 +130,15 @@ bool rounds_once(const Tensor& x, const Tensor& w) {
          cpu::bf16_gemm_choice() == cpu::Bf16Gemm::fp32;
 }
 
-// x (float32, cpu) with every element rounded to bf16 (core/bf16.h), as a new contiguous float32 tensor.
+// x (float32, cpu) with every element rounded to bf16 (core/bf16.h), as a new contiguous float32 tensor:
+// one pass, or a contiguous copy rounded in place.
 Tensor rounded_bf16(const Tensor& x_in) {
-  Tensor x = contiguous(x_in.detach());
-  Tensor out = Tensor::empty(x.shape(), DType::f32, x.device(), "bf16-rounded operand");
-  const float* src = x.data<float>();
+  const Tensor x = x_in.detach();
+  const bool dense = x.is_contiguous();
+  Tensor out = dense ? Tensor::empty(x.shape(), DType::f32, x.device(), "bf16-rounded operand") : contiguous(x);
+  const float* src = (dense ? x : out).data<float>();
   float* dst = out.data<float>();
-  parallel_for(x.numel(), 2, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) {  // round_bf16 with a select for its NaN branch, so that it vectorises
-      uint32_t u;
-      std::memcpy(&u, src + i, 4);
-      const uint32_t nearest = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u, quiet = (u | 0x400000u) & 0xffff0000u;
-      u = (u & 0x7fffffffu) > 0x7f800000u ? quiet : nearest;
-      std::memcpy(dst + i, &u, 4);
-    }
-  });
+  parallel_for(x.numel(), 1, [&](int64_t s, int64_t e) { cpu::round_bf16_span(src + s, dst + s, e - s); });
   return out;
 }
 

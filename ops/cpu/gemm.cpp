@@ -141,23 +141,24 @@ inline T packed(T x) {
   return x;
 }
 
-// p[0:n] rounded to bf16 in place, eight values at a time: core/bf16.h's round_bf16 (nearest, ties to even,
-// NaN kept a quiet NaN) as vector bit operations and a select instead of its branch, so the same bits.
-inline void round_span(float* p, int64_t n) {
+// dst[0:n] = src[0:n] rounded to bf16, eight values at a time: core/bf16.h's round_bf16 (nearest, ties to
+// even, NaN kept a quiet NaN) as vector bit operations and a select instead of its branch, so the same bits.
+inline void round_span(const float* src, float* dst, int64_t n) {
   using U = uint32_t __attribute__((vector_size(32)));
   using I = int32_t __attribute__((vector_size(32)));
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     U u;
-    std::memcpy(&u, p + i, sizeof u);
+    std::memcpy(&u, src + i, sizeof u);
     const U rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
     const U quiet = (u | 0x400000u) & 0xffff0000u;
     const U nan = (U)((I)(u & 0x7fffffffu) > 0x7f800000);
     u = (quiet & nan) | (rounded & ~nan);
-    std::memcpy(p + i, &u, sizeof u);
+    std::memcpy(dst + i, &u, sizeof u);
   }
-  for (; i < n; ++i) p[i] = round_bf16(p[i]);
+  for (; i < n; ++i) dst[i] = round_bf16(src[i]);
 }
+inline void round_span(float* p, int64_t n) { round_span(p, p, n); }
 
 // Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc / MR) micro-panels of MR x kc (zero rows past mc).
 template <class T, bool Round = false>
@@ -240,8 +241,7 @@ void round_block(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, in
   const int64_t rows = trans ? kc : mc, cols = trans ? mc : kc;
   const T* src = trans ? A + k0 * lda + i0 : A + i0 * lda + k0;
   for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(dst + r * cols, src + r * lda, sizeof(T) * cols);
-    round_span(dst + r * cols, cols);
+    round_span(src + r * lda, dst + r * cols, cols);
   }
 }
 
@@ -754,6 +754,8 @@ void gemm_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, c
   }
   packed_threads<float, true>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
+
+void round_bf16_span(const float* src, float* dst, int64_t n) { round_span(src, dst, n); }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t, float,
                           float*, int64_t);

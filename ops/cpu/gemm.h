@@ -59,6 +59,10 @@ const char* bf16_gemm_name(Bf16Gemm way);
 void gemm_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
                   const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// dst[0:n] = round_bf16(src[0:n]) (core/bf16.h), the same bits, as the fp32 way's packing rounds (vector
+// bit operations, eight values at a time); src == dst rounds in place.
+void round_bf16_span(const float* src, float* dst, int64_t n);
+
 // The AMX way (gemm_amx.cpp), on the instructions or, when emulated, on amx_tiles.h's EmulatedTiles.
 void gemm_bf16_amx(bool emulated, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
