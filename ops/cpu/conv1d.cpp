@@ -102,6 +102,8 @@ MG_INLINE IP operator~(const IP& a) { return MG_PARTS(~a.h[i]); }
 MG_INLINE IP operator<<(const IP& a, int s) { return MG_PARTS(a.h[i] << s); }
 MG_INLINE IP operator<(const FP& a, const FP& b) { return MG_PARTS(a.h[i] < b.h[i]); }
 MG_INLINE IP operator>(const FP& a, const FP& b) { return b < a; }
+// vec.h's select per register (a blend, or vmaxps / vminps for a clamp).
+MG_INLINE FP select(const IP& m, const FP& a, const FP& b) { return MG_PARTS(m.h[i] ? a.h[i] : b.h[i]); }
 #endif
 
 template <class T>

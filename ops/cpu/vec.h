@@ -157,10 +157,15 @@ inline V exp2_poly(V f) {
   return p * f + 1.0f;
 }
 
-// m ? a : b per lane, m from a comparison of float vectors (all bits set or clear), with bit operations.
+// m ? a : b per lane, m from a comparison of float vectors (all bits set or clear): GCC's vector
+// conditional on a vector type (a blend, or vmaxps / vminps where it reads as a clamp), else (a type of
+// several registers with the bit operators, conv1d.cpp's) with bit operations.
 template <class V, class I>
 inline V select(I m, V a, V b) {
-  return (V)(((I)a & m) | ((I)b & ~m));
+  if constexpr (requires(V v) { v[0]; })
+    return m ? a : b;
+  else
+    return (V)(((I)a & m) | ((I)b & ~m));
 }
 
 // exp(x) (Base2 false) or 2^x (Base2 true) on any float vector, the one exponential of the kernels:
