@@ -278,10 +278,11 @@ inline V vexp2(V x) {
 }
 
 // log1p(t) for t in (0, 1]: 2 atanh(s) with s = t / (2 + t) <= 1/3, as an odd series in s
-// (truncation error below 1e-8).
-inline Vec<float> log1p_unit(Vec<float> t) {
-  const Vec<float> s = t / (2.0f + t), s2 = s * s;
-  Vec<float> p = splat<Vec<float>>(1.0f / 15);
+// (truncation error below 1e-8). V: a float vector.
+template <class V>
+inline V log1p_unit(V t) {
+  const V s = t / (2.0f + t), s2 = s * s;
+  V p = splat<V>(1.0f / 15);
   p = p * s2 + 1.0f / 13;
   p = p * s2 + 1.0f / 11;
   p = p * s2 + 1.0f / 9;
@@ -292,29 +293,43 @@ inline Vec<float> log1p_unit(Vec<float> t) {
   return 2.0f * s * p;
 }
 
-// softplus(x) = log1p(exp(x)), x itself above 20. float: max(x, 0) + log1p(t) with t = exp(-|x|) in
-// (0, 1].
-inline Vec<float> vsoftplus(Vec<float> x) {
-  using V = Vec<float>;
-  const V zero = splat<V>(0.0f);
-  const V t = vexp(x < zero ? x : -x);  // exp(-|x|)
+// softplus(x) = log1p(exp(x)), x itself above 20, on a float vector V: max(x, 0) + log1p(t) with
+// t = exp(-|x|) in (0, 1]; with dsp, also its derivative: sigmoid(x), exactly 1 above 20 where
+// softplus(x) = x. exp: vexp on a Vec, the portable form on one register.
+template <class V>
+inline V softplus_lanes(V x, V* dsp) {
+  const V zero = splat<V>(0.0f), one = splat<V>(1.0f), big = splat<V>(20.0f);
+  const V e = x < zero ? x : -x;
+  V t;
+  if constexpr (std::is_same_v<V, Vec<float>>)
+    t = vexp(e);  // exp(-|x|)
+  else
+    t = vexp_any(e);
+  if (dsp) *dsp = x > big ? one : (x > zero ? one : t) / (1.0f + t);  // sigmoid(x) from t = exp(-|x|)
   const V v = (x > zero ? x : zero) + log1p_unit(t);
-  return x > splat<V>(20.0f) ? x : v;
+  return x > big ? x : v;
 }
+// On a Vec: in one piece with AVX-512, else per half (one register each: GCC 12 compares 64-byte vectors
+// lane by lane inside the scan kernels), the same arithmetic per lane either way.
+inline Vec<float> vsoftplus(Vec<float> x, Vec<float>* dsoftplus) {
+#if defined(__AVX512F__)
+  return softplus_lanes(x, dsoftplus);
+#else
+  using H = VecN<float, kVecLanes / 2>;
+  H h[2], g[2];
+  std::memcpy(h, &x, sizeof x);
+  h[0] = softplus_lanes(h[0], dsoftplus ? &g[0] : nullptr);
+  h[1] = softplus_lanes(h[1], dsoftplus ? &g[1] : nullptr);
+  if (dsoftplus) std::memcpy(dsoftplus, g, sizeof x);
+  std::memcpy(&x, h, sizeof x);
+  return x;
+#endif
+}
+inline Vec<float> vsoftplus(Vec<float> x) { return vsoftplus(x, nullptr); }
+inline Vec<float> vsoftplus(Vec<float> x, Vec<float>& dsoftplus) { return vsoftplus(x, &dsoftplus); }
 inline Vec<double> vsoftplus(Vec<double> x) {
   for (int j = 0; j < kVecLanes; ++j) x[j] = x[j] > 20.0 ? x[j] : std::log1p(std::exp(x[j]));
   return x;
-}
-
-// softplus(x) and its derivative: sigmoid(x), and exactly 1 above 20 where softplus(x) = x.
-inline Vec<float> vsoftplus(Vec<float> x, Vec<float>& dsoftplus) {
-  using V = Vec<float>;
-  const V zero = splat<V>(0.0f), one = splat<V>(1.0f);
-  const V t = vexp(x < zero ? x : -x);  // exp(-|x|)
-  const V big = splat<V>(20.0f);
-  dsoftplus = x > big ? one : (x > zero ? one : t) / (1.0f + t);  // sigmoid(x) from t = exp(-|x|)
-  const V v = (x > zero ? x : zero) + log1p_unit(t);
-  return x > big ? x : v;
 }
 inline Vec<double> vsoftplus(Vec<double> x, Vec<double>& dsoftplus) {
   for (int j = 0; j < kVecLanes; ++j) {
