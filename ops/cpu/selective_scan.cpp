@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "core/parallel.h"
@@ -113,6 +114,47 @@ inline void add_row_sums(Vec<T>* rows, int64_t n, T* dst) {
 
 inline int64_t round_up_lanes(int64_t n) { return (n + W - 1) / W * W; }
 
+// The state loops run on one register of the target at a time: a Vec is one register with AVX-512 (float),
+// and the loops take whole Vecs; otherwise each loop runs once per register of the Vec's lanes, on
+// views of the same buffers (GCC 12 keeps 64-byte vectors in memory on AVX2 and moves them through
+// general registers). The arithmetic of every lane is the same either way.
+template <class T>
+inline constexpr int kRegsPerVec = int(sizeof(Vec<T>) / sizeof(Reg<T>));
+
+// Register q of a Vec: the Vec itself when it is one register.
+template <class T>
+struct RegView {
+  using R = std::conditional_t<kRegsPerVec<T> == 1, Vec<T>, Reg<T>>;
+  int q;
+  R operator()(const Vec<T>& v) const {
+    if constexpr (kRegsPerVec<T> == 1) return v;
+    return loadu<T, R>(reinterpret_cast<const T*>(&v) + q * kRegLanes<T>);
+  }
+  void set(Vec<T>& v, R r) const {
+    if constexpr (kRegsPerVec<T> == 1)
+      v = r;
+    else
+      storeu(reinterpret_cast<T*>(&v) + q * kRegLanes<T>, r);
+  }
+};
+// f(RegView{q}) for each register q of a Vec.
+template <class T, class F>
+inline void for_regs(F&& f) {
+  for (int q = 0; q < kRegsPerVec<T>; ++q) f(RegView<T>{q});
+}
+// 2^x of one register (vexp2 on a Vec: the same arithmetic per lane).
+template <class R>
+inline R exp2_reg(R x) {
+  if constexpr (std::is_same_v<R, Vec<lane_t<R>>>)
+    return vexp2(x);
+  else if constexpr (std::is_same_v<lane_t<R>, float>)
+    return vexp2_any(x);
+  else {
+    for (int j = 0; j < lanes_of<R>; ++j) x[j] = std::exp2(x[j]);
+    return x;
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -175,11 +217,16 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
         const T *Bt = a.B + (i * l + t) * n, *Ct = a.C + (i * l + t) * n;
         const Vec<T> dtu = dt * u;
         Vec<T> y = p.D * u;
-        for (int64_t k = 0; k < n; ++k) {
-          const Vec<T> hk = vexp2(dt * p.A2[k]) * h[k] + dtu * Bt[k];
-          h[k] = hk;
-          y += hk * Ct[k];
-        }
+        for_regs<T>([&](const auto r) {
+          const auto dt_r = r(dt), dtu_r = r(dtu);
+          auto y_r = r(y);
+          for (int64_t k = 0; k < n; ++k) {
+            const auto hk = exp2_reg(dt_r * r(p.A2[k])) * r(h[k]) + dtu_r * Bt[k];
+            r.set(h[k], hk);
+            y_r += hk * Ct[k];
+          }
+          r.set(y, y_r);
+        });
         y_prev = y;
         if (chunk_states && ((t + 1) % kScanChunk == 0 || t == l - 1))
           store_state(h.data(), n, nc, chunk_states + ((i * nchunks + t / kScanChunk) * d + c0) * n);
@@ -297,14 +344,19 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
             Vec<T>* ac = abuf.data() + tt * n;
             const Vec<T> dtu = dt * u;
             Vec<T> y = p.D * u;
-            for (int64_t k = 0; k < n; ++k) {
-              const Vec<T> e = vexp2(dt * p.A2[k]);
-              const Vec<T> hk = e * prev[k] + dtu * Bt[k];
-              ac[k] = e;
-              hc[k] = hk;
-              y += hk * Ct[k];
-              rows[k] = dy * hk;
-            }
+            for_regs<T>([&](const auto r) {
+              const auto dt_r = r(dt), dtu_r = r(dtu), dy_r = r(dy);
+              auto y_r = r(y);
+              for (int64_t k = 0; k < n; ++k) {
+                const auto e = exp2_reg(dt_r * r(p.A2[k]));
+                const auto hk = e * r(prev[k]) + dtu_r * Bt[k];
+                r.set(ac[k], e);
+                r.set(hc[k], hk);
+                y_r += hk * Ct[k];
+                r.set(rows[k], dy_r * hk);
+              }
+              r.set(y, y_r);
+            });
             if (pC) add_row_sums(rows.data(), n, pC + t * n);
             if (a.z && g.dz) store_first(g.dz + row, y * dzb[tt], nc);
           }
@@ -323,15 +375,22 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
             const Vec<T>* prev = hbuf.data() + tt * n;
             const Vec<T>* ac = abuf.data() + tt * n;
             Vec<T> dua{}, dtA{};  // sum_k dL/dh * B, sum_k A * dL/dh * a * h[t-1]
-            for (int64_t k = 0; k < n; ++k) {
-              const Vec<T> gg = gst[k] + dy * Ct[k];  // dL/dh[t]
-              const Vec<T> q = gg * (ac[k] * prev[k]);
-              rows[k] = gg * dtu;
-              dua += gg * Bt[k];
-              dtA += p.A[k] * q;
-              dAc[k] += dt * q;
-              gst[k] = gg * ac[k];  // dL/dh[t-1] through this step
-            }
+            for_regs<T>([&](const auto r) {
+              const auto dt_r = r(dt), dtu_r = r(dtu), dy_r = r(dy);
+              auto dua_r = r(dua), dtA_r = r(dtA);
+              for (int64_t k = 0; k < n; ++k) {
+                const auto gg = r(gst[k]) + dy_r * Ct[k];  // dL/dh[t]
+                const auto ac_k = r(ac[k]);
+                const auto q = gg * (ac_k * r(prev[k]));
+                r.set(rows[k], gg * dtu_r);
+                dua_r += gg * Bt[k];
+                dtA_r += r(p.A[k]) * q;
+                r.set(dAc[k], r(dAc[k]) + dt_r * q);
+                r.set(gst[k], gg * ac_k);  // dL/dh[t-1] through this step
+              }
+              r.set(dua, dua_r);
+              r.set(dtA, dtA_r);
+            });
             if (pB) add_row_sums(rows.data(), n, pB + t * n);
             if (g.du) store_first(g.du + row, dua * dt + p.D * dy, nc);
             Vec<T> dd = dua * u + dtA;  // dL/d(dt)
