@@ -91,12 +91,15 @@ TEST_CASE("vec: sum_rows gives lane k = the sum of row k, for float and double")
       rd[k][j] = v;
       want[k] += v;
     }
+  float tree[kVecLanes];  // hsum's fixed tree per row: sum_rows must give these bits (the scan's sums)
+  for (int k = 0; k < kVecLanes; ++k) tree[k] = hsum(rf[k]);
   const Vec<float> sf = sum_rows(rf);
   const Vec<double> sd = sum_rows(rd);
   for (int k = 0; k < kVecLanes; ++k) {
     CAPTURE(k);
     CHECK(sd[k] == doctest::Approx(want[k]).epsilon(1e-14));
     CHECK(sf[k] == doctest::Approx(want[k]).epsilon(1e-5));
+    CHECK(sf[k] == tree[k]);
   }
 }
 

@@ -404,6 +404,24 @@ inline Reg<float> sum_rows(Reg<float>* rows) {
   return (Reg<float>)_mm256_add_ps(_mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(2, 0, 2, 0)),
                                    _mm256_shuffle_ps(w[0], w[1], _MM_SHUFFLE(3, 1, 3, 1)));
 }
+// 16 floats in two registers: lane k of the result is hsum(rows[k]) = hsum of the sum of rows[k]'s two
+// halves (hsum's first level), the other levels by the 8-float butterfly, 8 rows at a time (the generic
+// fold's 64-byte shuffles are compiled lane by lane here).
+inline Vec<float> sum_rows(Vec<float>* rows) {
+  Vec<float> out;
+  for (int g = 0; g < 2; ++g) {
+    Reg<float> r[8];
+    for (int k = 0; k < 8; ++k) {
+      Reg<float> lo, hi;
+      std::memcpy(&lo, &rows[g * 8 + k], sizeof lo);
+      std::memcpy(&hi, reinterpret_cast<const char*>(&rows[g * 8 + k]) + sizeof lo, sizeof hi);
+      r[k] = lo + hi;
+    }
+    const Reg<float> sum = sum_rows(r);
+    std::memcpy(reinterpret_cast<char*>(&out) + g * sizeof sum, &sum, sizeof sum);
+  }
+  return out;
+}
 // 4 doubles: levels i + 2, i + 1.
 inline Reg<double> sum_rows(Reg<double>* rows) {
   const __m256d v0 = (__m256d)rows[0], v1 = (__m256d)rows[1], v2 = (__m256d)rows[2], v3 = (__m256d)rows[3];
