@@ -8,7 +8,7 @@
 #include <cstring>
 #include "core/format.h"
 
-#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__x86_64__)  // the AVX-512 chains below are compiled for their target whatever -march says
 #include <immintrin.h>
 #endif
 
