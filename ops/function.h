@@ -11,13 +11,15 @@
 //   };
 //   Tensor y = Square::apply(x);  // y.grad_fn()->name() == "square"
 // forward runs with grad mode off and returns a Tensor or a std::vector<Tensor> (apply returns the same).
-// Its arguments are tensors, lists of tensors (std::vector<Tensor>) and other values (backward gets those
-// through ctx.saved_data); the node's inputs are the tensors in order, a list's elements in its place (a
-// pointer to a tensor does not compile). backward gets one gradient per output (zeros where none came, or
+// Its arguments are tensors, lists of tensors (std::vector<Tensor>), optional tensors
+// (std::optional<Tensor>: one input, undefined when empty) and other values (backward gets those through
+// ctx.saved_data); the node's inputs are the tensors in order, a list's elements in its place (a pointer
+// to a tensor does not compile). backward gets one gradient per output (zeros where none came, or
 // for a non-differentiable output) and returns one per input, undefined where !ctx.needs_input_grad(i).
 #pragma once
 #include <any>
 #include <map>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -79,6 +81,8 @@ void collect_tensor(std::vector<Tensor>& out, const A& a) {
     out.push_back(a);
   else if constexpr (std::is_same_v<T, std::vector<Tensor>>)
     out.insert(out.end(), a.begin(), a.end());
+  else if constexpr (std::is_same_v<T, std::optional<Tensor>>)
+    out.push_back(a.value_or(Tensor()));  // one input either way: undefined when empty (as an absent bias)
 }
 inline std::vector<Tensor> as_vector(Tensor t) { return {std::move(t)}; }
 inline std::vector<Tensor> as_vector(std::vector<Tensor> ts) { return ts; }

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <optional>
 
 #include "ops/function.h"
 #include "introspect/anomaly.h"
@@ -85,6 +86,19 @@ struct ScaledListSum : Function<ScaledListSum> {
     for (size_t i = 0; i < n; ++i) out.push_back(ctx.needs_input_grad(i) ? mul(grads[0], s[1]) : Tensor());
     out.push_back(ctx.needs_input_grad(n) ? mul(grads[0], s[0]) : Tensor());
     return out;
+  }
+};
+
+// 3 x (+ bias): an optional tensor is one input, undefined when absent.
+struct TripleOptBias : Function<TripleOptBias> {
+  static constexpr const char* name = "triple_opt_bias";
+  static Tensor forward(FunctionCtx&, const Tensor& x, const std::optional<Tensor>& bias) {
+    Tensor y = mul_scalar(x, 3.0);
+    return bias ? add(y, *bias) : y;
+  }
+  static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+    return {ctx.needs_input_grad(0) ? mul_scalar(grads[0], 3.0) : Tensor(),
+            ctx.needs_input_grad(1) ? grads[0] : Tensor()};
   }
 };
 
@@ -183,6 +197,27 @@ TEST_CASE("custom op: a std::vector<Tensor> argument's elements are inputs, each
   CHECK(b.grad().to_vector<double>() == rb.grad().to_vector<double>());
   CHECK(w.grad().to_vector<double>() == rw.grad().to_vector<double>());
   CHECK(!c.grad().defined());
+}
+
+TEST_CASE("custom op: a std::optional<Tensor> argument is one input, with its gradient when it holds one") {
+  Tensor x = leaf({1.0, -2.0}), bias = leaf({0.5, 3.0});
+  Tensor y = TripleOptBias::apply(x, std::optional<Tensor>(bias));
+  REQUIRE(y.grad_fn());
+  CHECK(y.grad_fn()->next_edges.size() == 2);
+  sum(mul(y, y)).backward();
+  Tensor rx = leaf({1.0, -2.0}), rb = leaf({0.5, 3.0});  // the reference: the library's own ops
+  sum(mul(add(mul_scalar(rx, 3.0), rb), add(mul_scalar(rx, 3.0), rb))).backward();
+  CHECK(y.to_vector<double>() == std::vector<double>{3.5, -3.0});
+  CHECK(x.grad().to_vector<double>() == rx.grad().to_vector<double>());
+  CHECK(bias.grad().to_vector<double>() == rb.grad().to_vector<double>());
+
+  Tensor x2 = leaf({1.0, -2.0});
+  Tensor y2 = TripleOptBias::apply(x2, std::optional<Tensor>());
+  REQUIRE(y2.grad_fn());
+  CHECK(y2.grad_fn()->next_edges.size() == 2);  // the empty optional keeps its place
+  CHECK(y2.grad_fn()->next_edges[1].fn == nullptr);
+  sum(y2).backward();
+  CHECK(x2.grad().to_vector<double>() == std::vector<double>{3.0, 3.0});
 }
 
 TEST_CASE("custom op: its name in the graph export and the profiler's table and trace") {
