@@ -1,6 +1,7 @@
 // The fused selective scan on the CPU. Work is split over (batch, block of kScanBlock = 16 channels);
 // within a block the n states of each channel are n vectors of 16 lanes, one lane per channel
-// (Vec<T>, ops/cpu/vec.h), and every step updates them with whole-vector operations. Blocks at the end
+// (Vec<T>, ops/cpu/vec.h), and every step updates them with whole-vector operations (one register of the
+// target at a time where a Vec is several: for_regs below). Blocks at the end
 // of d are padded to full width with lanes that carry dt = 0, u = 0 (identity steps contributing 0),
 // so every channel runs through the same code whatever d and the thread count are.
 //

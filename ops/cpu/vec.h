@@ -169,8 +169,8 @@ inline V select(I m, V a, V b) {
 }
 
 // exp(x) (Base2 false) or 2^x (Base2 true) on any float vector, the one exponential of the kernels:
-// y = x / ln2 (or x) = m + f with m = round(y), 2^m built in the exponent bits, the comparisons as bit
-// selects (GCC keeps them whole on one register of the target: callers pass one, see on_halves).
+// y = x / ln2 (or x) = m + f with m = round(y), 2^m built in the exponent bits, the clamps and the zero
+// below the range through select (callers pass one register of the target: see on_halves).
 //   exp: Cephes' expf: the reduction r = x - m ln2 exact (ln2 split in two), exp_poly(r); relative
 //        error about 1 ulp; 0 below -87.3 (where expf is denormal anyway), finite up to 88.
 //   2^x: f = x - m exact, exp2_poly(f) (under 1 ulp evaluated in float); 0 below -126. For the scan's
