@@ -16,6 +16,7 @@
 
 #include "autograd/grad_mode.h"
 #include "bench/bench.h"
+#include "bench/timing.h"
 #include "core/format.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
@@ -23,21 +24,6 @@
 namespace mg::bench {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
-double cpu_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-double median_of(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 struct ConvTimes {
   double fwd_ms = 0, fb_ms = 0, fwd_cpu_ms = 0, fb_cpu_ms = 0;
@@ -53,23 +39,23 @@ ConvTimes time_conv(int64_t b, int64_t l, int64_t d, int64_t k, int reps) {
     NoGradGuard ng;
     for (int r = 0; r <= reps; ++r) {  // run 0: warm-up
       const auto t0 = Clock::now();
-      const double c0 = cpu_ms();
+      const double c0 = process_cpu_ms();
       Tensor y = causal_conv1d(x, w, bias, /*apply_silu=*/true);
-      if (r > 0) ms.push_back(ms_since(t0)), cpu.push_back(cpu_ms() - c0);
+      if (r > 0) ms.push_back(ms_since(t0)), cpu.push_back(process_cpu_ms() - c0);
     }
-    t.fwd_ms = median_of(ms), t.fwd_cpu_ms = median_of(cpu);
+    t.fwd_ms = median(ms), t.fwd_cpu_ms = median(cpu);
   }
   x.requires_grad_(), w.requires_grad_(), bias.requires_grad_();
   ms.clear(), cpu.clear();
   for (int r = 0; r <= reps; ++r) {
     x.zero_grad(), w.zero_grad(), bias.zero_grad();
     const auto t0 = Clock::now();
-    const double c0 = cpu_ms();
+    const double c0 = process_cpu_ms();
     Tensor y = causal_conv1d(x, w, bias, /*apply_silu=*/true);
     y.backward(dy);
-    if (r > 0) ms.push_back(ms_since(t0)), cpu.push_back(cpu_ms() - c0);
+    if (r > 0) ms.push_back(ms_since(t0)), cpu.push_back(process_cpu_ms() - c0);
   }
-  t.fb_ms = median_of(ms), t.fb_cpu_ms = median_of(cpu);
+  t.fb_ms = median(ms), t.fb_cpu_ms = median(cpu);
   return t;
 }
 

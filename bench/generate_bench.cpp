@@ -30,6 +30,7 @@
 
 #include "autograd/grad_mode.h"
 #include "bench/bench.h"
+#include "bench/timing.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "cuda/runtime.h"
@@ -38,9 +39,6 @@
 namespace mg::bench {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // A thread that spins on CPU 0 until destroyed: another program keeping one core busy.
 class BackgroundLoad {

@@ -13,15 +13,12 @@
 #endif
 
 #include "bench/bench.h"
+#include "bench/timing.h"
 #include "core/cpu_allocator.h"
 #include "core/parallel.h"
 #include "ops/cpu/gemm.h"
 
 namespace mg::bench {
-
-namespace {
-using Clock = std::chrono::steady_clock;
-}
 
 // The best of 3 trials of chains(seed) run on every thread at once (seed: the thread number + 1; it
 // returns a sum of its results, which keeps the loop), in GFLOP/s for `flop` per thread.

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "bench/bench.h"
+#include "bench/timing.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/cpu/gemm.h"
@@ -41,8 +42,6 @@
 namespace mg::bench {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // cblas_sgemm(order, transa, transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), CblasRowMajor = 101,
 // CblasNoTrans = 111, CblasTrans = 112.

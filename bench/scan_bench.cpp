@@ -7,7 +7,9 @@
 // "Bytes moved" counts each tensor the op must read or write once: forward = inputs + y;
 // forward+backward = that + inputs + dy + gradients. The same count is used for both, so GB/s is a
 // throughput, not a measured memory bandwidth. Memory is measured with the CPU storage counters
-// (core/storage.h): every tensor, including the fused backward's partials, and nothing else.
+// (core/storage.h): every tensor, including the fused backward's partials, and nothing else. The floor
+// lines give the fused op's process CPU time beside its wall time (bench/timing.h: with 1 thread, its own
+// cost on a shared machine).
 #include <algorithm>
 #include <chrono>
 #include "core/format.h"
@@ -15,6 +17,7 @@
 
 #include "autograd/grad_mode.h"
 #include "bench/bench.h"
+#include "bench/timing.h"
 #include "bench/scan_inputs.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -25,8 +28,6 @@
 namespace mg::bench {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // The first `steps` time steps, as contiguous leaves (requiring grad when `grad`).
 ScanInputs first_steps(ScanInputs full, int64_t steps, bool grad) {
@@ -48,12 +49,11 @@ ScanResult call(const ScanInputs& x, bool reference) {
            Tensor());  // no default arguments through a pointer
 }
 
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
-
 struct Measure {
-  double fwd_ms = 0, fb_ms = 0;  // forward; forward + backward
-  size_t saved = 0;              // bytes the forward keeps alive beyond its output
-  size_t bwd_peak = 0;           // peak bytes above the start of backward
+  double fwd_ms = 0, fb_ms = 0;          // forward; forward + backward (wall)
+  double fwd_cpu_ms = 0, fb_cpu_ms = 0;  // the same in process CPU time (all threads)
+  size_t saved = 0;                      // bytes the forward keeps alive beyond its output
+  size_t bwd_peak = 0;                   // peak bytes above the start of backward
 };
 
 Measure measure(const ScanInputs& full, int64_t steps, bool reference, int reps) {
@@ -64,17 +64,18 @@ Measure measure(const ScanInputs& full, int64_t steps, bool reference, int reps)
     ScanInputs x = first_steps(full, steps, false);
     NoGradGuard ng;
     if (!reference) call(x, false);  // warm-up
-    std::vector<double> t;
+    std::vector<double> t, cpu;
     for (int r = 0; r < runs; ++r) {
       auto t0 = Clock::now();
+      const double c0 = process_cpu_ms();
       ScanResult y = call(x, reference);
-      t.push_back(ms_since(t0));
+      t.push_back(ms_since(t0)), cpu.push_back(process_cpu_ms() - c0);
     }
-    m.fwd_ms = median(t);
+    m.fwd_ms = median(t), m.fwd_cpu_ms = median(cpu);
   }
   ScanInputs x = first_steps(full, steps, true);
   Tensor dy = randn({full.u.size(0), steps, full.u.size(2)}, DType::f32, &g);
-  std::vector<double> t;
+  std::vector<double> t, cpu;
   for (int r = 0; r < runs + (reference ? 0 : 1); ++r) {
     // Every run starts from leaves without .grad (as a training step after zero_grad), so each
     // backward's gradients become the leaves' .grad (without a copy: autograd/node.cpp) and its peak
@@ -82,16 +83,17 @@ Measure measure(const ScanInputs& full, int64_t steps, bool reference, int reps)
     for (Tensor* p : x.all()) p->zero_grad();
     const size_t before = cpu_bytes_in_use();
     auto t0 = Clock::now();
+    const double c0 = process_cpu_ms();
     ScanResult y = call(x, reference);
     const size_t after_fwd = cpu_bytes_in_use();
     reset_cpu_peak_bytes();
     y.y.backward(dy);
-    const double ms = ms_since(t0);
-    if (reference || r > 0) t.push_back(ms);  // the fused op's first run is a warm-up
+    const double ms = ms_since(t0), cpu_ms = process_cpu_ms() - c0;
+    if (reference || r > 0) t.push_back(ms), cpu.push_back(cpu_ms);  // the fused op's first run is a warm-up
     m.saved = after_fwd - before - y.y.nbytes();
     m.bwd_peak = cpu_peak_bytes() - after_fwd;
   }
-  m.fb_ms = median(t);
+  m.fb_ms = median(t), m.fb_cpu_ms = median(cpu);
   return m;
 }
 
@@ -152,14 +154,16 @@ int run_scan_bench(const ScanBenchOptions& o) {
     // dh dA h (2), dt.. for dA, A.. for ddelta, dh dA for the next dh, dy h for dC -> 9.
     const double updates = (double)c.b * c.l * c.d * c.n;
     const double fwd_ops = updates * (4 + 10), fb_ops = updates * (4 + 10 + 4 + 10 + 9);
-    auto floors = [&](const char* what, double measured_ms, double bytes, double ops) {
+    auto floors = [&](const char* what, double measured_ms, double cpu_ms, double bytes, double ops) {
       const double mem_ms = bytes / bandwidth * 1e3, ops_ms = ops / peak_madds * 1e3, hi = std::max(mem_ms, ops_ms);
-      mg::print("  {:<22} floors: bytes {:.1f} ms, operations {:.1f} ms; fused {:.1f} ms = {:.2f}x the larger{}\n",
-                what, mem_ms, ops_ms, measured_ms, measured_ms / hi,
-                measured_ms / hi <= 3 ? "" : "  (target: within 3x)");
+      mg::print(
+          "  {:<22} floors: bytes {:.1f} ms, operations {:.1f} ms; fused {:.1f} ms = {:.2f}x the larger{} (CPU time "
+          "{:.1f} ms)\n",
+          what, mem_ms, ops_ms, measured_ms, measured_ms / hi, measured_ms / hi <= 3 ? "" : "  (target: within 3x)",
+          cpu_ms);
     };
-    floors("forward", f.fwd_ms, fwd_bytes, fwd_ops);
-    floors("forward+backward", f.fb_ms, fb_bytes, fb_ops);
+    floors("forward", f.fwd_ms, f.fwd_cpu_ms, fwd_bytes, fwd_ops);
+    floors("forward+backward", f.fb_ms, f.fb_cpu_ms, fb_bytes, fb_ops);
     // The fused backward's extra memory: the chunk states the forward saved plus what the backward
     // holds at its peak beyond the gradients it returns.
     const double f_extra = (double)f.saved + std::max(0.0, (double)f.bwd_peak - grads);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "bench/timing.h"
 #include "ops/ops.h"
 
 namespace mg::bench {
@@ -26,11 +27,6 @@ inline ScanInputs make_scan_inputs(int64_t b, int64_t l, int64_t d, int64_t n, G
   x.z = randn({b, l, d}, DType::f32, &g);
   x.bias = rand({d}, DType::f32, &g, -4.0, -2.0);
   return x;
-}
-
-inline double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace mg::bench

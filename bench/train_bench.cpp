@@ -54,6 +54,7 @@
 
 #include "introspect/profiler.h"
 #include "bench/bench.h"
+#include "bench/timing.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/storage.h"
@@ -71,18 +72,6 @@
 namespace mg::bench {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// On a shared machine a descheduled thread adds wall time but no CPU time: with one thread the CPU
-// time per step is the step's own cost.
-double process_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
-}
 
 double max_rss_mb() {
   rusage ru{};
