@@ -10,9 +10,7 @@ namespace mg::bench {
 
 using Clock = std::chrono::steady_clock;
 
-inline double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+inline double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 inline double ms_since(Clock::time_point t0) { return 1e3 * seconds_since(t0); }
 
 // CPU time of the whole process (all threads). On a shared machine a descheduled thread adds wall time
