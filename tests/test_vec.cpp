@@ -175,3 +175,30 @@ TEST_CASE("vec: sum_rows on one register of the target is hsum per row, bit for 
   check(0.0f);
   check(0.0);
 }
+
+TEST_CASE("vec: a sigmoid from exp without its zero below the range is the sigmoid with it, bit for bit") {
+  // causal_conv1d's silu takes exp without the zero below -87.3: 1 / (1 + e) must not change anywhere.
+  using R = Reg<float>;
+  constexpr int n = kRegLanes<float>;
+  std::vector<float> xs;
+  for (int i = -30000; i <= 30000; ++i) xs.push_back(i * 0.01f);  // [-300, 300], past both ends
+  for (float x : {-std::numeric_limits<float>::infinity(), std::numeric_limits<float>::infinity(),
+                  std::numeric_limits<float>::quiet_NaN(), -87.3f, -87.31f, 87.3f, 87.31f, 88.0f, 89.0f})
+    xs.push_back(x);
+  while (xs.size() % n) xs.push_back(0.0f);
+  for (size_t i = 0; i < xs.size(); i += n) {
+    R x;
+    std::memcpy(&x, xs.data() + i, sizeof x);
+    const R with = 1.0f / (1.0f + vexp_bits<false, R, true>(-x)),
+            without = 1.0f / (1.0f + vexp_bits<false, R, false>(-x));
+    for (int j = 0; j < n; ++j) {
+      CAPTURE(xs[i + j]);
+      uint32_t a, b;
+      std::memcpy(&a, &with[j], 4);
+      std::memcpy(&b, &without[j], 4);
+      CHECK(a == b);
+      if (std::isfinite(xs[i + j]))
+        CHECK(with[j] == doctest::Approx(1.0 / (1.0 + std::exp(-double(xs[i + j])))).epsilon(1e-6));
+    }
+  }
+}

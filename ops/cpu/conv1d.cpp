@@ -164,11 +164,12 @@ void lv_store_first(T* p, LV<T> v, int64_t m) {
   for (int64_t j = 0; j < m; ++j) p[j] = e[j];
 }
 
+// exp for the sigmoid: without the zero below -87.3, which changes no sigmoid (1 / (1 + e^-87) is 1).
 MG_INLINE LV<float> vexp_lanes(LV<float> x) {
 #if defined(__AVX512F__)
   return vexp(x);  // LV<float> is vec.h's Vec<float>
 #else
-  return vexp_any(x);
+  return vexp_bits<false, LV<float>, false>(x);
 #endif
 }
 

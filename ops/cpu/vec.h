@@ -177,7 +177,9 @@ inline V select(I m, V a, V b) {
 //        decay factors exp(dt A) = 2^(dt A log2(e)) with A log2(e) computed once per block: against
 //        exp(dt A) the one extra rounding of dt A log2(e) costs |x| ulps relatively, i.e. an absolute
 //        error below 3e-8 for the decay factors, which lie in [0, 1].
-template <bool Base2, class V>
+// ZeroBelow false leaves out the zero below the range (exp: e^-87 instead of 0 below -87.3), for callers
+// to whom the two are the same (a sigmoid's 1 / (1 + e)).
+template <bool Base2, class V, bool ZeroBelow = true>
 inline V vexp_bits(V x) {
   using I = decltype(x < x);
   const V round = V{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
@@ -201,6 +203,7 @@ inline V vexp_bits(V x) {
     p = exp_poly(r);
   }
   const V v = p * (V)((m + 127) << 23);
+  if constexpr (!ZeroBelow) return v;
   return select(x < zero_below, V{}, v);
 }
 template <class V>
