@@ -143,18 +143,6 @@ template <class T, class F>
 inline void for_regs(F&& f) {
   for (int q = 0; q < kRegsPerVec<T>; ++q) f(RegView<T>{q});
 }
-// 2^x of one register (vexp2 on a Vec: the same arithmetic per lane).
-template <class R>
-inline R exp2_reg(R x) {
-  if constexpr (std::is_same_v<R, Vec<lane_t<R>>>)
-    return vexp2(x);
-  else if constexpr (std::is_same_v<lane_t<R>, float>)
-    return vexp2_any(x);
-  else {
-    for (int j = 0; j < lanes_of<R>; ++j) x[j] = std::exp2(x[j]);
-    return x;
-  }
-}
 
 }  // namespace
 
@@ -222,7 +210,7 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
           const auto dt_r = r(dt), dtu_r = r(dtu);
           auto y_r = r(y);
           for (int64_t k = 0; k < n; ++k) {
-            const auto hk = exp2_reg(dt_r * r(p.A2[k])) * r(h[k]) + dtu_r * Bt[k];
+            const auto hk = vexp2(dt_r * r(p.A2[k])) * r(h[k]) + dtu_r * Bt[k];
             r.set(h[k], hk);
             y_r += hk * Ct[k];
           }
@@ -349,7 +337,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
               const auto dt_r = r(dt), dtu_r = r(dtu), dy_r = r(dy);
               auto y_r = r(y);
               for (int64_t k = 0; k < n; ++k) {
-                const auto e = exp2_reg(dt_r * r(p.A2[k]));
+                const auto e = vexp2(dt_r * r(p.A2[k]));
                 const auto hk = e * r(prev[k]) + dtu_r * Bt[k];
                 r.set(ac[k], e);
                 r.set(hc[k], hk);

@@ -256,20 +256,23 @@ inline Vec<float> vexp_scalef(Vec<float> x) {
 }
 #endif
 
-// exp (Base2 false) or 2^x of a Vec: float vectorised (vexp_scalef on AVX-512, else the portable form);
-// double with the C library lane by lane.
-template <bool Base2>
-inline Vec<float> vexp_vec(Vec<float> x) {
+// exp (Base2 false) or 2^x of a float or double vector: a Vec of floats by vexp_scalef on AVX-512, else
+// per register; one register of floats (or any other float vector) by the portable form; doubles with the
+// C library lane by lane.
+template <bool Base2, class V>
+inline V vexp_vec(V x) {
+  if constexpr (std::is_same_v<lane_t<V>, double>) {
+    for (int j = 0; j < lanes_of<V>; ++j) x[j] = Base2 ? std::exp2(x[j]) : std::exp(x[j]);
+    return x;
+  } else if constexpr (std::is_same_v<V, Vec<float>>) {
 #if defined(__AVX512F__)
-  return vexp_scalef<Base2>(x);
+    return vexp_scalef<Base2>(x);
 #else
-  return vexp_halves<Base2>(x);
+    return vexp_halves<Base2>(x);
 #endif
-}
-template <bool Base2>
-inline Vec<double> vexp_vec(Vec<double> x) {
-  for (int j = 0; j < kVecLanes; ++j) x[j] = Base2 ? std::exp2(x[j]) : std::exp(x[j]);
-  return x;
+  } else {
+    return vexp_bits<Base2>(x);
+  }
 }
 template <class V>
 inline V vexp(V x) {
@@ -298,16 +301,11 @@ inline V log1p_unit(V t) {
 
 // softplus(x) = log1p(exp(x)), x itself above 20, on a float vector V: max(x, 0) + log1p(t) with
 // t = exp(-|x|) in (0, 1]; with dsp, also its derivative: sigmoid(x), exactly 1 above 20 where
-// softplus(x) = x. exp: vexp on a Vec, the portable form on one register.
+// softplus(x) = x.
 template <class V>
 inline V softplus_lanes(V x, V* dsp) {
   const V zero = splat<V>(0.0f), one = splat<V>(1.0f), big = splat<V>(20.0f);
-  const V e = x < zero ? x : -x;
-  V t;
-  if constexpr (std::is_same_v<V, Vec<float>>)
-    t = vexp(e);  // exp(-|x|)
-  else
-    t = vexp_any(e);
+  const V t = vexp(x < zero ? x : -x);                                // exp(-|x|)
   if (dsp) *dsp = x > big ? one : (x > zero ? one : t) / (1.0f + t);  // sigmoid(x) from t = exp(-|x|)
   const V v = (x > zero ? x : zero) + log1p_unit(t);
   return x > big ? x : v;
