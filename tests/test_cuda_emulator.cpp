@@ -228,32 +228,28 @@ TEST_CASE("cuda emulator: the shared-memory race check names the kernel, the two
 
   // Forward: thread 0 reads buf[1] (bytes 4..7), then thread 1 writes it. Reverse: thread 255 writes
   // buf[255] (bytes 1020..1023), then thread 254 reads it. The first byte of the element is reported.
+  // The last launch's message names the kernel and, for this thread order, the race.
+  auto check_race = [&](const std::string& kernel, const std::string& forward, const std::string& reversed) {
+    const std::string msg = launch_message();
+    CHECK(msg.find("kernel " + kernel) != std::string::npos);
+    CHECK(msg.find(reverse ? reversed : forward) != std::string::npos);
+    return msg;
+  };
   ::mg_emu::launch(rotate_checked_racy_kernel, "rotate_checked_racy_kernel", 1, 256)(din, dout);
-  std::string msg = launch_message();
-  CHECK(msg.find("kernel rotate_checked_racy_kernel") != std::string::npos);
+  const std::string msg =
+      check_race("rotate_checked_racy_kernel", "byte 4: thread (1,0,0) writes it and thread (0,0,0) read it",
+                 "byte 1020: thread (254,0,0) reads it and thread (255,0,0) wrote it");
   CHECK(msg.find("shared-memory race on buf") != std::string::npos);
-  if (reverse)
-    CHECK(msg.find("byte 1020: thread (254,0,0) reads it and thread (255,0,0) wrote it") != std::string::npos);
-  else
-    CHECK(msg.find("byte 4: thread (1,0,0) writes it and thread (0,0,0) read it") != std::string::npos);
 
   ::mg_emu::launch(last_writer_kernel, "last_writer_kernel", 1, 8)(dout);
-  msg = launch_message();
-  CHECK(msg.find("kernel last_writer_kernel") != std::string::npos);
-  if (reverse)
-    CHECK(msg.find("on who, byte 0: thread (6,0,0) writes it and thread (7,0,0) wrote it") != std::string::npos);
-  else
-    CHECK(msg.find("on who, byte 0: thread (1,0,0) writes it and thread (0,0,0) wrote it") != std::string::npos);
+  check_race("last_writer_kernel", "on who, byte 0: thread (1,0,0) writes it and thread (0,0,0) wrote it",
+             "on who, byte 0: thread (6,0,0) writes it and thread (7,0,0) wrote it");
 
   // Across warps a warp barrier orders nothing: every thread writes, then (after the warp barrier) lane l
   // of one warp reads what lane l of the other wrote. Forward, thread 0 reads first; reverse, thread 63.
   ::mg_emu::launch(warp_swap_kernel, "warp_swap_kernel", 1, 64)(dout, 1);
-  msg = launch_message();
-  CHECK(msg.find("kernel warp_swap_kernel") != std::string::npos);
-  if (reverse)
-    CHECK(msg.find("byte 124: thread (63,0,0) reads it and thread (31,0,0) wrote it") != std::string::npos);
-  else
-    CHECK(msg.find("byte 128: thread (0,0,0) reads it and thread (32,0,0) wrote it") != std::string::npos);
+  check_race("warp_swap_kernel", "byte 128: thread (0,0,0) reads it and thread (32,0,0) wrote it",
+             "byte 124: thread (63,0,0) reads it and thread (31,0,0) wrote it");
   cudaFree(din), cudaFree(dout);
 }
 
