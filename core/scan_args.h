@@ -1,6 +1,7 @@
 // The raw arguments of the fused selective scan kernels, shared by the CPU (ops/cpu/selective_scan.h)
-// and CUDA (cuda/scan_kernels.h) launchers. Pointers are to contiguous row-major data on the kernels' device;
-// the optional inputs and the gradients that are not wanted are null. C++17, so .cu files include it.
+// and CUDA (cuda/scan_kernels.h) launchers. Pointers are to row-major data on the kernels' device, contiguous
+// except z, B and C, whose rows may be further apart (the row strides below); the optional inputs and the
+// gradients that are not wanted are null; the gradients are contiguous. C++17, so .cu files include it.
 #pragma once
 #include <cstdint>
 
@@ -12,6 +13,10 @@ struct ScanArgs {
   const T *u = nullptr, *delta = nullptr, *A = nullptr, *B = nullptr, *C = nullptr;  // required
   const T *D = nullptr, *z = nullptr, *delta_bias = nullptr;                         // optional
   const T* h0 = nullptr;  // optional (b, d, n): the state before the first step (null: zeros)
+  // Row (i, t) of z (b, l, d) starts at z + (i l + t) z_rs, of B and C (b, l, n) at B + (i l + t) B_rs and
+  // C + (i l + t) C_rs; elements within a row are adjacent. d and n for contiguous tensors; wider for the
+  // narrows of a projection's output (the Mamba layer's z, B and C), which are then read in place.
+  int64_t z_rs = 0, B_rs = 0, C_rs = 0;
   bool softplus = false;
 };
 

@@ -142,9 +142,9 @@ __device__ __forceinline__ void stage_BC(const ScanArgs<T>& p, int64_t i, int64_
   for (int64_t e = tid; e < (int64_t)TC * n; e += P * W) {
     const int64_t tt = e / n, k = e - tt * n, t = t0 + tt;
     const bool in = t < p.l;
-    const int64_t src = (i * p.l + t) * n + k;
-    sB[k * TC + tt] = in ? p.B[src] : T(0);
-    sC[k * TC + tt] = in ? p.C[src] : T(0);
+    const int64_t r = i * p.l + t;
+    sB[k * TC + tt] = in ? p.B[r * p.B_rs + k] : T(0);
+    sC[k * TC + tt] = in ? p.C[r * p.C_rs + k] : T(0);
   }
 }
 
@@ -224,7 +224,7 @@ __global__ void __launch_bounds__(P* W) scan_forward_kernel(ScanArgs<T> p, T* ou
         const int64_t row = (i * l + t) * d + c;
         T v = y[s] + Dc * u[s];
         if (p.z) {
-          const T zz = p.z[row];
+          const T zz = p.z[(i * l + t) * p.z_rs + c];
           v *= zz * sigmoid_of(zz);
         }
         out[row] = v;
@@ -293,7 +293,7 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
         dt[s] = p.softplus ? softplus_of(x) : x;
         T go = dout[row];
         if (p.z) {
-          const T zz = p.z[row];
+          const T zz = p.z[(i * l + t) * p.z_rs + c];
           go *= zz * sigmoid_of(zz);
         }
         dy[s] = go;
@@ -384,7 +384,7 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
       }
       if (g.ddelta) g.ddelta[row] = dd;
       if (g.dz) {
-        const T zz = p.z[row], sg = sigmoid_of(zz);
+        const T zz = p.z[(i * l + t) * p.z_rs + c], sg = sigmoid_of(zz);
         const T yv = yacc[s] + Dc * u[s];
         g.dz[row] = dout[row] * yv * sg * (T(1) + zz * (T(1) - sg));
       }

@@ -220,8 +220,8 @@ Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state, const Layer
   }
   auto xs = split(xz, {di, di}, -1);
   // The conv's state is its last k - 1 inputs (b, di, k - 1); the scan's its last h (b, di, n).
-  // The conv reads the x half of xz in place (rows 2 di apart): no copy. Its final state is gathered
-  // only when asked for (training does not).
+  // The conv reads the x half of xz in place (rows 2 di apart), the scan the z half and x_dbl's B and C:
+  // no copies. The conv's final state is gathered only when asked for (training does not).
   const Tensor conv_w = conv_weight.reshape({di, k}), conv_init = initial_state ? initial_state->conv : Tensor();
   ConvResult conv;
   if (final_state)
@@ -241,7 +241,7 @@ Tensor MambaMixer::forward(const Tensor& x, LayerState* final_state, const Layer
     delta = linear(p[0], dt_proj->weight);  // (b, l, di); the bias goes in as delta_bias
   }
   Tensor A = neg(exp(A_log));
-  ScanResult r = selective_scan(xc, delta, A, contiguous(p[1]), contiguous(p[2]), D, contiguous(xs[1]), dt_proj->bias,
+  ScanResult r = selective_scan(xc, delta, A, p[1], p[2], D, xs[1], dt_proj->bias,
                                 /*delta_softplus=*/true, /*return_last_state=*/final_state != nullptr,
                                 initial_state ? initial_state->ssm : Tensor());
   if (final_state) final_state->conv = conv.final_state, final_state->ssm = r.last_state;

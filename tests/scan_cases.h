@@ -60,6 +60,56 @@ inline std::vector<Tensor> scan_inputs(const ScanCase& c, Generator& g) {
           c.h0 ? rn({c.b, c.d, c.n}) : Tensor()};
 }
 
+// The scan with z, B and C read in place, as the Mamba layer passes them: z as the second half of a
+// (b, l, 2d + 3) tensor (in_proj's output, plus 3 columns so that no stride is a power of two), B and C as
+// the columns after 5 others of a (b, l, 5 + 2n) one (x_proj's). Against the same values as contiguous
+// tensors, on `dev` in `dt`: y, the last state and every gradient bit-identical (the kernels read the same
+// numbers in the same order) and the wide tensors' other columns without gradient.
+inline void check_scan_reads_views_in_place(const ScanCase& c, DType dt, Device dev) {
+  INFO(c.label << ", " << dtype_name(dt) << " on " << (dev.is_cuda() ? "cuda" : "cpu"));
+  Generator g(21);
+  const std::vector<Tensor> in = scan_inputs(c, g);
+  const int64_t d = c.d, n = c.n, r = 5;
+  Tensor zw = randn({c.b, c.l, 2 * d + 3}, DType::f64, &g), bcw = randn({c.b, c.l, r + 2 * n}, DType::f64, &g);
+  if (c.z) narrow(zw, 2, d + 3, d).copy_(in[6]);
+  narrow(bcw, 2, r, n).copy_(in[3]);
+  narrow(bcw, 2, r + n, n).copy_(in[4]);
+  auto leaf = [&](const Tensor& t) { return t.defined() ? t.to(dt).to(dev).detach().requires_grad_() : Tensor(); };
+  std::vector<Tensor> dense, viewed;
+  for (const Tensor& t : in) dense.push_back(leaf(t)), viewed.push_back(leaf(t));
+  Tensor zwl = leaf(zw), bcwl = leaf(bcw);
+  viewed[3] = narrow(bcwl, 2, r, n), viewed[4] = narrow(bcwl, 2, r + n, n);
+  if (c.z) viewed[6] = narrow(zwl, 2, d + 3, d);
+  REQUIRE(!viewed[3].is_contiguous());
+  auto run = [&](const std::vector<Tensor>& x) {
+    return selective_scan(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], c.softplus, true, x[8]);
+  };
+  const Tensor dy = randn({c.b, c.l, d}, dt, &g).to(dev), dl = randn({c.b, d, n}, dt, &g).to(dev);
+  auto backward = [&](const ScanResult& s) { add(sum(mul(s.y, dy)), sum(mul(s.last_state, dl))).backward(); };
+  const ScanResult want = run(dense), got = run(viewed);
+  backward(want);
+  backward(got);
+  auto bits = [](const Tensor& t) {
+    const Tensor h = contiguous(t.detach().to(kCPU).to(DType::f64));
+    return h.to_vector<double>();
+  };
+  CHECK(bits(got.y) == bits(want.y));
+  CHECK(bits(got.last_state) == bits(want.last_state));
+  for (size_t i : {0, 1, 2, 5, 7, 8}) {
+    if (!in[i].defined()) continue;
+    INFO("gradient of " << kScanInputNames[i]);
+    CHECK(bits(viewed[i].grad()) == bits(dense[i].grad()));
+  }
+  auto zeros_like_cols = [&](const Tensor& t) { return std::vector<double>((size_t)t.numel(), 0.0); };
+  CHECK(bits(narrow(bcwl.grad(), 2, r, n)) == bits(dense[3].grad()));
+  CHECK(bits(narrow(bcwl.grad(), 2, r + n, n)) == bits(dense[4].grad()));
+  CHECK(bits(narrow(bcwl.grad(), 2, 0, r)) == zeros_like_cols(narrow(bcwl, 2, 0, r)));
+  if (c.z) {
+    CHECK(bits(narrow(zwl.grad(), 2, d + 3, d)) == bits(dense[6].grad()));
+    CHECK(bits(narrow(zwl.grad(), 2, 0, d + 3)) == zeros_like_cols(narrow(zwl, 2, 0, d + 3)));
+  }
+}
+
 // The mixer's conv (silu) then scan, for the tests of carried states: the names of
 // conv_scan_inputs' tensors, in order.
 inline constexpr const char* kConvScanInputNames[] = {

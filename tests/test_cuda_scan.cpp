@@ -172,6 +172,14 @@ TEST_CASE("cuda selective_scan: only some inputs need a gradient, and the forwar
   CHECK(rel_err(host64(r.last_state), want.last) < 1e-11);
 }
 
+TEST_CASE("cuda selective_scan: z, B and C as narrows of wider tensors are read in place (values, every gradient)") {
+  MG_REQUIRE_CUDA();
+  for (DType dt : {DType::f32, DType::f64}) {
+    test::check_scan_reads_views_in_place({"b 2, l 300", 2, 300, 40, 16, true, true, true, true}, dt, kCUDA);
+    test::check_scan_reads_views_in_place(with_h0({"l 1, h0", 3, 1, 5, 3, true, true, true, true}), dt, kCUDA);
+  }
+}
+
 TEST_CASE("cuda selective_scan: gradients are bit-identical across runs (deterministic reductions)") {
   MG_REQUIRE_CUDA();
   const ScanCfg c = with_h0({"", 3, 4 * K + 17, 100, 16, true, true, true, true, true});  // dh0 included

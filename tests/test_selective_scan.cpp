@@ -208,6 +208,26 @@ TEST_CASE("selective_scan: memory rule: no (b, l, d, n) tensor, chunk-end states
   CHECK(extra <= (int64_t)all_states / 8);
 }
 
+TEST_CASE("selective_scan: z, B and C as narrows of wider tensors are read in place (values, every gradient)") {
+  for (DType dt : {DType::f32, DType::f64}) {
+    test::check_scan_reads_views_in_place({"b 2, l 300", 2, 300, 40, 16, true, true, true, true}, dt, kCPU);
+    test::check_scan_reads_views_in_place(with_h0({"l 1, h0", 3, 1, 5, 3, true, true, true, true}), dt, kCPU);
+    test::check_scan_reads_views_in_place({"b 1, no z", 1, 131, 17, 4, true, false, true, true}, dt, kCPU);
+  }
+  // Read in place: the forward without grad allocates its outputs only, no copy of z, B or C.
+  const int64_t b = 2, l = 64, d = 32, n = 8;
+  Generator g(4);
+  Tensor xz = randn({b, l, 2 * d}, DType::f32, &g), dbl = randn({b, l, 2 + 2 * n}, DType::f32, &g);
+  Tensor u = randn({b, l, d}, DType::f32, &g), delta = randn({b, l, d}, DType::f32, &g),
+         A = rand({d, n}, DType::f32, &g, -2.0, -0.2);
+  NoGradGuard ng;
+  const size_t before = cpu_bytes_in_use();
+  reset_cpu_peak_bytes();
+  ScanResult r = selective_scan(u, delta, A, narrow(dbl, 2, 2, n), narrow(dbl, 2, 2 + n, n), Tensor(),
+                                narrow(xz, 2, d, d), Tensor(), true, false);
+  CHECK(cpu_peak_bytes() - before == r.y.nbytes());
+}
+
 TEST_CASE("selective_scan: without softplus, D, z or bias the output is the plain recurrence") {
   // A hand-computed case: d = n = 1, A = -1, dt = 0.5, B = 2, C = 3, u = 1, 2:
   // h0 = 0.5*2*1 = 1, y0 = 3; h1 = e^-0.5 * 1 + 0.5*2*2 = 2.60653066, y1 = 7.81959198.

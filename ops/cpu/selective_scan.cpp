@@ -182,12 +182,12 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
       // Software pipelined by one step: step t + 1's dt (softplus) is computed, and step t - 1's output
       // gated and stored, while step t's states update, instead of each standing as a dependent
       // chain at the start or end of its own step.
-      auto gate_and_store = [&](int64_t row, Vec<T> y) {  // y z sigmoid(z) into out
+      auto gate_and_store = [&](int64_t t, Vec<T> y) {  // y z sigmoid(z) into out, step t
         if (a.z) {
-          const Vec<T> z = load_first(a.z + row, nc);
+          const Vec<T> z = load_first(a.z + (i * l + t) * a.z_rs + c0, nc);
           y = y * z * vsigmoid(z);
         }
-        store_first(out + row, y, nc);
+        store_first(out + (i * l + t) * d + c0, y, nc);
       };
       Vec<T> dt_next, u_next, y_prev{};
       load_step(a, p, (i * l) * d + c0, nc, dt_next, u_next);
@@ -197,13 +197,13 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
           const int64_t ahead = row + kPrefetchSteps * d;
           __builtin_prefetch(a.delta + ahead);
           __builtin_prefetch(a.u + ahead);
-          if (a.z) __builtin_prefetch(a.z + ahead);
+          if (a.z) __builtin_prefetch(a.z + (i * l + t + kPrefetchSteps) * a.z_rs + c0);
           __builtin_prefetch(out + ahead, 1);
         }
         const Vec<T> dt = dt_next, u = u_next;
         if (t + 1 < l) load_step(a, p, row + d, nc, dt_next, u_next);
-        if (t > 0) gate_and_store(row - d, y_prev);
-        const T *Bt = a.B + (i * l + t) * n, *Ct = a.C + (i * l + t) * n;
+        if (t > 0) gate_and_store(t - 1, y_prev);
+        const T *Bt = a.B + (i * l + t) * a.B_rs, *Ct = a.C + (i * l + t) * a.C_rs;
         const Vec<T> dtu = dt * u;
         Vec<T> y = p.D * u;
         for_regs<T>([&](const auto r) {
@@ -220,7 +220,7 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
         if (chunk_states && ((t + 1) % kScanChunk == 0 || t == l - 1))
           store_state(h.data(), n, nc, chunk_states + ((i * nchunks + t / kScanChunk) * d + c0) * n);
       }
-      gate_and_store((i * l + l - 1) * d + c0, y_prev);
+      gate_and_store(l - 1, y_prev);
       if (last_state) store_state(h.data(), n, nc, last_state + (i * d + c0) * n);
     }
   });
@@ -306,7 +306,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
             load_step(a, p, row, nc, dtb[tt], ub[tt], &dspb[tt]);
             const Vec<T> go = load_first(dout + row, nc);
             if (a.z) {
-              const Vec<T> zz = load_first(a.z + row, nc), sg = vsigmoid(zz);
+              const Vec<T> zz = load_first(a.z + (i * l + t0 + tt) * a.z_rs + c0, nc), sg = vsigmoid(zz);
               dyb[tt] = go * zz * sg;
               dzb[tt] = go * sg * (T(1) + zz * (T(1) - sg));
             } else {
@@ -322,12 +322,12 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
               __builtin_prefetch(a.delta + ahead);
               __builtin_prefetch(a.u + ahead);
               __builtin_prefetch(dout + ahead);
-              if (a.z) __builtin_prefetch(a.z + ahead);
+              if (a.z) __builtin_prefetch(a.z + (i * l + t + kPrefetchSteps) * a.z_rs + c0);
               if (a.z && g.dz) __builtin_prefetch(g.dz + ahead, 1);
             }
             if (tt + 1 < L) step_values(tt + 1);
             const Vec<T> dt = dtb[tt], u = ub[tt], dy = dyb[tt];
-            const T *Bt = a.B + (i * l + t) * n, *Ct = a.C + (i * l + t) * n;
+            const T *Bt = a.B + (i * l + t) * a.B_rs, *Ct = a.C + (i * l + t) * a.C_rs;
             const Vec<T>* prev = hbuf.data() + tt * n;
             Vec<T>* hc = hbuf.data() + (tt + 1) * n;
             Vec<T>* ac = abuf.data() + tt * n;
@@ -360,7 +360,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
               if (g.ddelta) __builtin_prefetch(g.ddelta + row - kPrefetchSteps * d, 1);
             }
             const Vec<T> dt = dtb[tt], u = ub[tt], dy = dyb[tt], dtu = dt * u;
-            const T *Bt = a.B + (i * l + t) * n, *Ct = a.C + (i * l + t) * n;
+            const T *Bt = a.B + (i * l + t) * a.B_rs, *Ct = a.C + (i * l + t) * a.C_rs;
             const Vec<T>* prev = hbuf.data() + tt * n;
             const Vec<T>* ac = abuf.data() + tt * n;
             Vec<T> dua{}, dtA{};  // sum_k dL/dh * B, sum_k A * dL/dh * a * h[t-1]
