@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <random>
@@ -469,6 +470,29 @@ TEST_CASE("bf16: rounding to nearest, ties to even, NaN and infinity kept") {
   for (int i = 0; i < 100000; ++i) {
     const float x = dist(rng);
     REQUIRE(double(round_bf16(x)) == ref_bf16(x));
+  }
+}
+
+TEST_CASE("bf16: the vector rounding of the packing gives round_bf16's bits, NaN and infinities included") {
+  // Every bit pattern class: NaNs with their payload high or only in the low 16 bits (which rounding
+  // must not carry into an infinity), infinities, the largest floats, ties, subnormals, zeros, and
+  // random bits; 4099 values so that the scalar tail runs too.
+  const uint32_t special[] = {0x7f800001u, 0xff800001u, 0x7fc00000u, 0x7f80ffffu, 0xffffffffu, 0x7f800000u,
+                              0xff800000u, 0x7f7fffffu, 0x7f7f7fffu, 0x3f808000u, 0x3f818000u, 0x00008000u,
+                              0x00018000u, 0x00000001u, 0x80000000u, 0x00000000u};
+  std::mt19937 rng(12);
+  std::vector<uint32_t> bits(4099);
+  for (size_t i = 0; i < bits.size(); ++i) bits[i] = i < std::size(special) ? special[i] : uint32_t(rng());
+  std::vector<float> x(bits.size()), got(bits.size()), want(bits.size());
+  std::memcpy(x.data(), bits.data(), bits.size() * 4);
+  cpu::round_bf16_span(x.data(), got.data(), int64_t(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) want[i] = round_bf16(x[i]);
+  for (size_t i = 0; i < x.size(); ++i) {
+    uint32_t g, w;
+    std::memcpy(&g, &got[i], 4);
+    std::memcpy(&w, &want[i], 4);
+    INFO("input bits 0x" << std::hex << bits[i]);
+    REQUIRE(g == w);
   }
 }
 

@@ -143,30 +143,64 @@ inline T packed(T x) {
 
 // dst[0:n] = src[0:n] rounded to bf16, eight values at a time: core/bf16.h's round_bf16 (nearest, ties to
 // even, NaN kept a quiet NaN) as vector bit operations and a select instead of its branch, so the same bits.
+using Bits8 = uint32_t __attribute__((vector_size(32)));  // eight floats' bits
+inline Bits8 round_bits(Bits8 u) {
+  using F = float __attribute__((vector_size(32)));
+  const F f = (F)u;
+  const Bits8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  const Bits8 quiet = (u | 0x400000u) & 0xffff0000u;
+  return f != f ? quiet : rounded;  // NaN: a compare and a blend
+}
 inline void round_span(const float* src, float* dst, int64_t n) {
-  using U = uint32_t __attribute__((vector_size(32)));
-  using I = int32_t __attribute__((vector_size(32)));
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    U u;
+    Bits8 u;
     std::memcpy(&u, src + i, sizeof u);
-    const U rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    const U quiet = (u | 0x400000u) & 0xffff0000u;
-    const U nan = (U)((I)(u & 0x7fffffffu) > 0x7f800000);
-    u = (quiet & nan) | (rounded & ~nan);
+    u = round_bits(u);
     std::memcpy(dst + i, &u, sizeof u);
   }
   for (; i < n; ++i) dst[i] = round_bf16(src[i]);
 }
 inline void round_span(float* p, int64_t n) { round_span(p, p, n); }
 
-// One full MR = 6 row micro-panel of A stored by rows (op(A)(i, k) = src[i * lda + k]): dst[k * 6 + i]
-// for the columns k < kc in whole groups of 8; returns how many columns it packed. Each group is an
-// 8 x 8 transpose in registers (rows 6 and 7 read row 5 again), whose column k's first 6 lanes go to
-// dst + k * 6 by an 8-float store; the next column's store overwrites the 2 lanes past them, and the
-// group's last column is stored as 4 + 2 so that nothing past the group is written. A copy: the same
-// values as the scalar loop, 3 times faster (the backward's dX = dY W packs all of dY this way).
-template <class T>
+#if defined(__AVX__)
+// Eight rows of 8 floats (row i at rows[i] + k, read for i < Distinct) transposed in registers:
+// c[e] = column k + e, rows 0..7, rounded to bf16 when Round (round_span's operations, on the rows).
+template <bool Round, int Distinct = 8>
+inline void transpose8(const float* const (&rows)[8], int64_t k, __m256 (&c)[8]) {
+  __m256 r[8], t[8], s[8];
+  for (int i = 0; i < Distinct; ++i) {  // rows from Distinct on repeat the last distinct one
+    r[i] = _mm256_loadu_ps(rows[i] + k);
+    if constexpr (Round) r[i] = (__m256)round_bits((Bits8)r[i]);
+  }
+  for (int i = Distinct; i < 8; ++i) r[i] = r[Distinct - 1];
+  for (int i = 0; i < 8; i += 2) {  // per 128-bit half: (i, q) (i + 1, q) for two columns q
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int h = 0; h < 8; h += 4) {  // s[h + e]: column e | column e + 4 of rows h .. h + 3
+    s[h + 0] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    s[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    s[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    s[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int e = 0; e < 4; ++e) {
+    c[e] = _mm256_permute2f128_ps(s[e], s[4 + e], 0x20);
+    c[e + 4] = _mm256_permute2f128_ps(s[e], s[4 + e], 0x31);
+  }
+}
+#endif
+
+// Packing by 8 x 8 transposes in registers (AVX, float), for the two layouts whose scalar loops would
+// write with a stride: the same values as those loops (rounded as packed<T, Round> rounds), about three
+// times faster. Each returns how many of the kc columns it packed, a multiple of 8; the caller's scalar
+// loop does the rest.
+//
+// One full micro-panel of A stored by rows (MR = 6, op(A)(i, k) = src[i * lda + k]) into dst[k * 6 + i]:
+// rows 6 and 7 of each transpose repeat row 5; column k's first 6 lanes go to dst + k * 6 by an
+// 8-float store whose last 2 lanes the next column's store overwrites, and the last column of each 8 is
+// stored as 4 + 2, so nothing past the group is written. (The backward's dX = dY W packs all of dY so.)
+template <class T, bool Round>
 int64_t pack_rows6(const T* src, int64_t lda, int64_t kc, T* dst) {
 #if defined(__AVX__)
   if constexpr (std::is_same_v<T, float> && Blocking<T>::MR == 6) {
@@ -174,24 +208,12 @@ int64_t pack_rows6(const T* src, int64_t lda, int64_t kc, T* dst) {
     for (int i = 0; i < 8; ++i) row[i] = src + std::min(i, 5) * lda;
     int64_t k = 0;
     for (; k + 8 <= kc; k += 8) {
-      __m256 r[8], t[8], s[8];
-      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(row[i] + k);
-      for (int i = 0; i < 8; i += 2) {  // lane q: (i, 2q') (i+1, 2q') ... within each 128-bit half
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-      }
-      for (int h = 0; h < 8; h += 4) {  // s[h + e]: column e | column e + 4 of rows h .. h + 3
-        s[h + 0] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        s[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        s[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        s[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], _MM_SHUFFLE(3, 2, 3, 2));
-      }
+      __m256 c[8];
+      transpose8<Round, 6>(row, k, c);
       float* d = dst + k * 6;
-      for (int e = 0; e < 4; ++e) _mm256_storeu_ps(d + e * 6, _mm256_permute2f128_ps(s[e], s[4 + e], 0x20));
-      for (int e = 0; e < 3; ++e) _mm256_storeu_ps(d + (4 + e) * 6, _mm256_permute2f128_ps(s[e], s[4 + e], 0x31));
-      const __m256 c7 = _mm256_permute2f128_ps(s[3], s[7], 0x31);
-      _mm_storeu_ps(d + 42, _mm256_castps256_ps128(c7));
-      _mm_storel_pi(reinterpret_cast<__m64*>(d + 46), _mm256_extractf128_ps(c7, 1));
+      for (int e = 0; e < 7; ++e) _mm256_storeu_ps(d + e * 6, c[e]);
+      _mm_storeu_ps(d + 42, _mm256_castps256_ps128(c[7]));
+      _mm_storel_pi(reinterpret_cast<__m64*>(d + 46), _mm256_extractf128_ps(c[7], 1));
     }
     return k;
   }
@@ -200,13 +222,38 @@ int64_t pack_rows6(const T* src, int64_t lda, int64_t kc, T* dst) {
   return 0;
 }
 
+// One full micro-panel of B stored by columns (op(B)(k, j) = src[j * ldb + k], j < NR: a weight W in
+// x W^T) into dst[k * NR + j], eight of its NR columns per transpose.
+template <class T, bool Round>
+int64_t pack_cols(const T* src, int64_t ldb, int64_t kc, T* dst) {
+#if defined(__AVX__)
+  constexpr int NR = Blocking<T>::NR;
+  if constexpr (std::is_same_v<T, float> && NR % 8 == 0) {
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8)
+      for (int j0 = 0; j0 < NR; j0 += 8) {
+        const float* row[8];
+        for (int i = 0; i < 8; ++i) row[i] = src + (j0 + i) * ldb;
+        __m256 c[8];
+        transpose8<Round>(row, k, c);
+        for (int e = 0; e < 8; ++e) _mm256_storeu_ps(dst + (k + e) * NR + j0, c[e]);
+      }
+    return k;
+  }
+#endif
+  (void)src, (void)ldb, (void)kc, (void)dst;
+  return 0;
+}
+
 // Packs op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc / MR) micro-panels of MR x kc (zero rows past mc).
 template <class T, bool Round = false>
 void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, T* dst) {
   constexpr int MR = Blocking<T>::MR;
-  if constexpr (Round) {  // packed as they are, then the packed panels rounded in one contiguous pass
-    pack_a<T, false>(trans, A, lda, i0, k0, mc, kc, dst);
-    return round_span(dst, (mc + MR - 1) / MR * MR * kc);
+  if constexpr (Round) {  // transposed: packed as it is, then the packed panels rounded in one contiguous pass
+    if (trans) {
+      pack_a<T, false>(trans, A, lda, i0, k0, mc, kc, dst);
+      return round_span(dst, (mc + MR - 1) / MR * MR * kc);
+    }
   }
   if (trans) {  // the full panels row by row of A: each row's mc values read once, in order
     const int64_t full = mc / MR * MR;
@@ -228,7 +275,7 @@ void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t
         for (int64_t i = mr; i < MR; ++i) d[i] = T(0);
       }
     } else {  // op(A)(i, k) = A[i * lda + k]: read each row along k
-      const int64_t kv = mr == MR ? pack_rows6(A + (i0 + ip) * lda + k0, lda, kc, dst) : 0;
+      const int64_t kv = mr == MR ? pack_rows6<T, Round>(A + (i0 + ip) * lda + k0, lda, kc, dst) : 0;
       for (int64_t i = 0; i < mr; ++i) {
         const T* src = A + (i0 + ip + i) * lda + k0;
         for (int64_t k = kv; k < kc; ++k) dst[k * MR + i] = packed<T, Round>(src[k]);
@@ -243,27 +290,27 @@ void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t
 template <class T, bool Round = false>
 void pack_b(bool trans, const T* B, int64_t ldb, int64_t k0, int64_t j0, int64_t kc, int64_t nc, T* dst) {
   constexpr int NR = Blocking<T>::NR;
-  if constexpr (Round) {  // as pack_a
-    pack_b<T, false>(trans, B, ldb, k0, j0, kc, nc, dst);
-    return round_span(dst, (nc + NR - 1) / NR * NR * kc);
-  }
   for (int64_t jp = 0; jp < nc; jp += NR, dst += NR * kc) {
     const int64_t nr = std::min<int64_t>(NR, nc - jp);
     if (!trans) {  // op(B)(k, j) = B[k * ldb + j]: NR contiguous values per k
       for (int64_t k = 0; k < kc; ++k) {
         const T* src = B + (k0 + k) * ldb + j0 + jp;
         T* d = dst + k * NR;
-        if (nr == NR && !Round) {
-          std::memcpy(d, src, sizeof(T) * NR);
+        if (nr == NR) {
+          if constexpr (Round)
+            round_span(src, d, NR);  // Round: float only (gemm_rounded)
+          else
+            std::memcpy(d, src, sizeof(T) * NR);
         } else {
           for (int64_t j = 0; j < nr; ++j) d[j] = packed<T, Round>(src[j]);
           for (int64_t j = nr; j < NR; ++j) d[j] = T(0);
         }
       }
     } else {  // op(B)(k, j) = B[j * ldb + k]: read each stored row along k
+      const int64_t kv = nr == NR ? pack_cols<T, Round>(B + (j0 + jp) * ldb + k0, ldb, kc, dst) : 0;
       for (int64_t j = 0; j < nr; ++j) {
         const T* src = B + (j0 + jp + j) * ldb + k0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = packed<T, Round>(src[k]);
+        for (int64_t k = kv; k < kc; ++k) dst[k * NR + j] = packed<T, Round>(src[k]);
       }
       for (int64_t j = nr; j < NR; ++j)
         for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = T(0);

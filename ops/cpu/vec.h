@@ -90,7 +90,7 @@ inline void store_first(T* p, V v, int64_t m) {
 // the compiler evaluates a * b + c.
 template <class V>
 inline V vfma(V a, V b, V c) {
-  constexpr bool f32 = std::is_same_v<lane_t<V>, float>;
+  [[maybe_unused]] constexpr bool f32 = std::is_same_v<lane_t<V>, float>;
 #if defined(__AVX512F__)
   if constexpr (sizeof(V) == 64 && f32) return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
   if constexpr (sizeof(V) == 64 && !f32) return (V)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
