@@ -25,6 +25,10 @@ double measure_peak_gflops(int threads);
 // The same with AVX512-BF16 dot products (VDPBF16PS; 2 flops per bf16 pair product); 0 without it.
 double measure_bf16_peak_gflops(int threads);
 double measure_memory_bandwidth_gbs(int threads);
+// The OPENBLAS_CORETYPE the OpenBLAS peers run with: "SkylakeX" where this CPU has the AVX-512 subsets
+// those kernels use (Debian's OpenBLAS takes recent Xeons for a generic core), else null: OpenBLAS's own
+// detection (right for AVX2 cores; SkylakeX kernels there stop the process with SIGILL).
+const char* openblas_coretype();
 
 // bench/scan_bench_cuda.cpp (`bench scan --device cuda`): the fused scan on the GPU, forward and
 // forward+backward, bytes per second against the device-to-device copy bandwidth of the same run,

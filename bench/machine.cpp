@@ -129,4 +129,14 @@ double measure_memory_bandwidth_gbs(int threads) {
   return best;
 }
 
+const char* openblas_coretype() {
+#if defined(__x86_64__)
+  const bool skylakex = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return skylakex ? "SkylakeX" : nullptr;
+#else
+  return nullptr;
+#endif
+}
+
 }  // namespace mg::bench

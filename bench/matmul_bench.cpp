@@ -11,7 +11,8 @@
 //              backward dW (N, K) = dY^T (N, M) X (M, K)    gemm(trans_a), K = M = 4096 summed over tokens
 // OpenBLAS is loaded at run time (dlopen "libopenblas.so.0", cblas_sgemm) only here, never linked by
 // the library; if it is missing the peer is skipped. Debian's build picks a generic core on CPUs it
-// does not know, so OPENBLAS_CORETYPE=SkylakeX is set unless the environment sets it. Both libraries
+// does not know, so on AVX-512 CPUs OPENBLAS_CORETYPE=SkylakeX is set unless the environment sets it
+// (bench/machine.cpp, openblas_coretype: elsewhere OpenBLAS detects the core itself). Both libraries
 // run with the same thread count. Each figure is the best of --reps timed trials (each trial repeats
 // the call for >= 20 ms), after one warm-up call: the machine is shared, and the best is the least
 // disturbed run.
@@ -56,7 +57,7 @@ struct OpenBlas {
 
 OpenBlas load_openblas() {
   OpenBlas o;
-  setenv("OPENBLAS_CORETYPE", "SkylakeX", /*overwrite=*/0);
+  if (const char* core = openblas_coretype()) setenv("OPENBLAS_CORETYPE", core, /*overwrite=*/0);
   void* h = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     const char* e = dlerror();

@@ -36,8 +36,10 @@ std::map<std::string, std::string> run_torch_peer(const std::string& args, const
     status = "skipped: " + script + " not found";
     return {};
   }
-  // Debian's OpenBLAS misdetects this CPU; SkylakeX kernels are right for AVX-512 machines.
-  const std::string cmd = mg::format("OPENBLAS_CORETYPE=SkylakeX {} {} {} 2>&1", python, shell_quote(script), args);
+  // Debian's OpenBLAS misdetects recent Xeons; SkylakeX kernels are right for AVX-512 machines only.
+  const char* core = openblas_coretype();
+  const std::string env = core && !getenv("OPENBLAS_CORETYPE") ? mg::format("OPENBLAS_CORETYPE={} ", core) : "";
+  const std::string cmd = mg::format("{}{} {} {} 2>&1", env, python, shell_quote(script), args);
   std::fflush(stdout);
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) {
