@@ -96,6 +96,21 @@ def read_bytes(path):
     return raw
 
 
+def cpu_blas():
+    """The library behind libblas.so.3 in this process (Debian's torch multiplies through it, whichever BLAS
+    the system's alternatives select): openblas, mkl, blis, reference (libblas3), or unknown."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "libblas.so" in line}
+    except OSError:
+        return "unknown"
+    for path in paths:
+        for name in ("openblas", "mkl", "blis"):
+            if name in path:
+                return name
+    return "reference" if paths else "unknown"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="small", choices=sorted(PRESETS))
@@ -131,6 +146,10 @@ def main():
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
+    blas = "cublas" if gpu else cpu_blas()
+    if blas == "reference":
+        print("torch_peer note: this torch multiplies with the reference BLAS (libblas3), several times "
+              "slower than OpenBLAS: on Debian, apt-get install libopenblas0-pthread", flush=True)
     if gpu and not torch.cuda.is_available():
         print("torch_peer skipped: this torch has no CUDA device (torch.cuda.is_available() is False)")
         return 0
@@ -352,7 +371,7 @@ def main():
           f"tokens_per_s={args.batch * args.seq * n / total:.1f} ms_per_step={1e3 * total / n:.1f} "
           f"fwd_ms={1e3 * fwd / n:.1f} bwd_ms={1e3 * bwd / n:.1f} opt_ms={1e3 * upd / n:.1f} "
           f"peak_rss_mb={peak_rss_mb():.1f} base_rss_mb={base_rss:.1f} "
-          f"loss_first={loss_first:.4f} loss_last={loss_last:.4f} torch={torch.__version__}", flush=True)
+          f"loss_first={loss_first:.4f} loss_last={loss_last:.4f} torch={torch.__version__} blas={blas}", flush=True)
     return 0
 
 

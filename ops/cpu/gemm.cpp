@@ -249,21 +249,33 @@ int64_t pack_cols(const T* src, int64_t ldb, int64_t kc, T* dst) {
 template <class T, bool Round = false>
 void pack_a(bool trans, const T* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, T* dst) {
   constexpr int MR = Blocking<T>::MR;
-  if constexpr (Round) {  // transposed: packed as it is, then the packed panels rounded in one contiguous pass
-    if (trans) {
-      pack_a<T, false>(trans, A, lda, i0, k0, mc, kc, dst);
-      return round_span(dst, (mc + MR - 1) / MR * MR * kc);
-    }
-  }
   if (trans) {  // the full panels row by row of A: each row's mc values read once, in order
     const int64_t full = mc / MR * MR;
     for (int64_t k = 0; k < kc; ++k) {
       const T* src = A + (k0 + k) * lda + i0;
       T* d = dst + k * MR;
-      for (int64_t ip = 0; ip < full; ip += MR, d += MR * kc, src += MR)
+      for (int64_t ip = 0; ip < full; ip += MR, d += MR * kc, src += MR) {
+#if defined(__AVX__)
+        // Round, MR = 6: eight values rounded as one vector and stored whole, the last two landing where
+        // this panel's next column goes (written next); the block's last panel and column take the
+        // scalar loop, so nothing is read or written past them.
+        if constexpr (Round && std::is_same_v<T, float> && MR == 6) {
+          if (ip + MR < full && k + 1 < kc) {
+            _mm256_storeu_ps(d, (__m256)round_bits((Bits8)_mm256_loadu_ps(src)));
+            continue;
+          }
+        }
+#endif
         for (int i = 0; i < MR; ++i) d[i] = packed<T, Round>(src[i]);
+      }
     }
     dst += full * kc, i0 += full, mc -= full;
+  }
+  if constexpr (Round) {  // the last, partial panel of a transposed block: packed, then rounded
+    if (trans && mc > 0) {
+      pack_a<T, false>(trans, A, lda, i0, k0, mc, kc, dst);
+      return round_span(dst, MR * kc);
+    }
   }
   for (int64_t ip = 0; ip < mc; ip += MR, dst += MR * kc) {
     const int64_t mr = std::min<int64_t>(MR, mc - ip);

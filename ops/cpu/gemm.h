@@ -39,7 +39,7 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
 //           (packing, tiling, edges) on plain C++ tiles of the same semantics (amx_tiles.h), for tests;
 //   dpbf16: the AVX512-BF16 VDPBF16PS micro-kernel on packed bf16 pairs (gemm_bf16.cpp);
 //   fp32:   the float32 gemm above on the rounded operands, rounded as its packing copies them
-//           ("fp32-on-rounded": the same multiply-adds as float32 plus the rounding, 4-5% on the
+//           ("fp32-on-rounded": the same multiply-adds as float32 plus the rounding, 0-5% on the
 //           training shapes: docs/perf.md, "bf16 without AMX").
 // `automatic` takes amx where the CPU has it; else dpbf16 on AMD CPUs with AVX512-BF16 (Zen 4 runs
 // VDPBF16PS at twice the float FMA rate, the Sapphire Rapids Xeon at half of it: docs/perf.md, "Mixed
