@@ -120,7 +120,7 @@ TEST_CASE("autocast: linear's output and gradients have the bits of the bf16 gem
   // the bits of cpu::gemm_bf16 called on the float32 operands as they are (with this CPU's way).
   Generator g(9);
   // A narrow layer (dt_proj's shape) and a wider one; 37 rows (the packed gemm) and 3 (the small-M path).
-  for (const auto [in, rows] : {std::pair<int64_t, int64_t>{16, 37}, {40, 37}, {16, 3}, {40, 3}}) {
+  for (const auto& [in, rows] : {std::pair<int64_t, int64_t>{16, 37}, {40, 37}, {16, 3}, {40, 3}}) {
     const int64_t outf = 24;
     Tensor x = randn({rows, in}, DType::f32, &g).requires_grad_(),
            w = randn({outf, in}, DType::f32, &g).requires_grad_();

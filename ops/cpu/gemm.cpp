@@ -141,9 +141,10 @@ inline T packed(T x) {
   return x;
 }
 
-// dst[0:n] = src[0:n] rounded to bf16, eight values at a time: core/bf16.h's round_bf16 (nearest, ties to
-// even, NaN kept a quiet NaN) as vector bit operations and a select instead of its branch, so the same bits.
-using Bits8 = uint32_t __attribute__((vector_size(32)));  // eight floats' bits
+// Eight floats (as their bits) rounded to bf16: core/bf16.h's round_bf16 (nearest, ties to even, NaN kept
+// a quiet NaN) as vector bit operations and a select instead of its branch, so the same bits (checked for
+// all 2^32 floats once; tests/test_gemm.cpp checks the special values).
+using Bits8 = uint32_t __attribute__((vector_size(32)));
 inline Bits8 round_bits(Bits8 u) {
   using F = float __attribute__((vector_size(32)));
   const F f = (F)u;
@@ -151,6 +152,7 @@ inline Bits8 round_bits(Bits8 u) {
   const Bits8 quiet = (u | 0x400000u) & 0xffff0000u;
   return f != f ? quiet : rounded;  // NaN: a compare and a blend
 }
+// dst[0:n] = src[0:n] rounded to bf16, eight values at a time.
 inline void round_span(const float* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -192,9 +194,9 @@ inline void transpose8(const float* const (&rows)[8], int64_t k, __m256 (&c)[8])
 #endif
 
 // Packing by 8 x 8 transposes in registers (AVX, float), for the two layouts whose scalar loops would
-// write with a stride: the same values as those loops (rounded as packed<T, Round> rounds), about three
-// times faster. Each returns how many of the kc columns it packed, a multiple of 8; the caller's scalar
-// loop does the rest.
+// write with a stride: the same values as those loops (rounded as packed<T, Round> rounds). Each returns
+// how many of the kc columns it packed, a multiple of 8; the caller's scalar loop does the rest. (In the
+// `small` training step on an AVX2 core, packing op(A) went from 5.8% of the time to 4.2%.)
 //
 // One full micro-panel of A stored by rows (MR = 6, op(A)(i, k) = src[i * lda + k]) into dst[k * 6 + i]:
 // rows 6 and 7 of each transpose repeat row 5; column k's first 6 lanes go to dst + k * 6 by an
