@@ -122,7 +122,7 @@ bool use_bf16(DType t) { return t == DType::f32 && autocast_precision() == Preci
 // it, once per product. linear then rounds x and the weight in the forward (x is narrow), keeps the rounded
 // copies for the backward and rounds the output gradient once for both products. The same operands rounded
 // once instead of twice, so the same bits: rounding is idempotent and the fp32 way is bit-identical to the
-// float32 gemm on rounded copies. Wider layers keep the fp32 way, whose rounding of packed panels in cache
+// float32 gemm on rounded copies. Wider layers keep the fp32 way, whose rounding as the packing copies
 // costs less than a separate rounding pass over memory (docs/perf.md, "bf16 without AMX").
 constexpr int64_t kRoundOnceFeatures = 32;
 bool rounds_once(const Tensor& x, const Tensor& w) {
