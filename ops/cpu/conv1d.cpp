@@ -46,7 +46,7 @@ constexpr int kLaneBytes = 16;
 // (the taps, the exponential's polynomial, the division) is about 90 cycles of latency, more than the
 // out-of-order core overlaps on one register's chains; here each instruction of one chain sits beside the
 // same of kParts - 1 independent ones. (A 64-byte GCC vector would do this for two registers but for its
-// comparisons, split lane by lane.) Enough operators for the kernels and vec.h's vexp_any. Measured on
+// comparisons, split lane by lane.) Enough operators for the kernels and vec.h's vexp_bits. Measured on
 // Zen 2 (docs/perf.md, the conv): 4 registers beat 2 and 8.
 constexpr int kParts = 4;
 template <class H>

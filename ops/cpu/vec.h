@@ -206,14 +206,6 @@ inline V vexp_bits(V x) {
   if constexpr (!ZeroBelow) return v;
   return select(x < zero_below, V{}, v);
 }
-template <class V>
-inline V vexp_any(V x) {
-  return vexp_bits<false>(x);
-}
-template <class V>
-inline V vexp2_any(V x) {
-  return vexp_bits<true>(x);
-}
 // The same on the two halves of a Vec<float>: the forms for targets without AVX-512.
 template <bool Base2>
 inline Vec<float> vexp_halves(Vec<float> x) {
