@@ -1,10 +1,11 @@
-// Argument checks shared by the ops' check functions.
+// Argument checks shared by the ops' check functions, and the row layout their kernels read.
 #pragma once
 #include <initializer_list>
 #include <utility>
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "ops/ops.h"
 
 namespace mg {
 
@@ -38,5 +39,33 @@ inline void check_scan_operands(const char* op, const char* x_name, const Tensor
   MG_CHECK(!bias.defined() || bias.shape() == dd, "[{}] {} must be {} to match {} {}, got {}", op, bias_name, dd,
            x_name, x.shape(), bias.shape());
 }
+
+// The stride between consecutive rows of t, its last dim a row and its leading dims flattened in row-major
+// order, when those rows are evenly spaced (whatever the leading dims' own strides); -1 when they are not.
+// With one row (or none), the row's length.
+inline int64_t even_row_stride(const Tensor& t) {
+  int64_t rs = -1, next = 0;
+  for (int64_t d = t.dim() - 2; d >= 0; --d) {
+    if (t.size(d) == 1) continue;
+    if (rs < 0)
+      rs = t.stride(d);
+    else if (t.stride(d) != next)
+      return -1;
+    next = t.stride(d) * t.size(d);
+  }
+  return rs >= 0 ? rs : t.dim() > 0 ? t.size(-1) : 1;
+}
+
+// An input as the kernels that read it row by row take it (the scan's z, B and C, the step kernels'
+// operands): itself, detached, when the elements of a row are adjacent and its rows evenly spaced, as in a
+// narrow of a wider tensor's last dim (a split of a projection's output), else a contiguous copy.
+inline Tensor rows_of(const Tensor& t) {
+  if (!t.defined()) return Tensor();
+  Tensor v = t.detach();
+  const bool adjacent = v.dim() == 0 || v.size(-1) <= 1 || v.stride(-1) == 1;
+  return adjacent && even_row_stride(v) >= 0 ? v : contiguous(v);
+}
+// The row stride the kernels take for a tensor rows_of returned (0 for an undefined one).
+inline int64_t row_stride(const Tensor& t) { return t.defined() ? even_row_stride(t) : 0; }
 
 }  // namespace mg

@@ -60,25 +60,6 @@ ScanDims check_scan(const char* op, const Tensor& u, const Tensor& delta, const 
   return {b, l, d, n};
 }
 
-// t (b, l, w) for the kernels' row-strided reading (ScanArgs' z, B and C): itself when its rows (i, t)
-// are evenly spaced with adjacent elements, as the narrows of a projection's output along its last dim
-// are, else a contiguous copy. Detached either way, as the op's other inputs.
-Tensor rows_in_place(const Tensor& t) {
-  if (!t.defined()) return Tensor();
-  const Tensor v = t.detach();
-  if (v.is_contiguous()) return v;
-  const int64_t b = v.size(0), l = v.size(1), w = v.size(2);
-  const int64_t rs = l > 1 ? v.stride(1) : v.stride(0);  // between rows (i, t) and (i, t + 1), or (i + 1, 0)
-  const bool even = v.stride(2) == 1 && (b == 1 || l == 1 || v.stride(0) == l * v.stride(1));
-  return even && rs >= w ? v : contiguous(v);
-}
-// The row stride of a tensor that rows_in_place returned.
-int64_t row_stride(const Tensor& t) {
-  if (!t.defined()) return 0;
-  if (t.is_contiguous() || (t.size(0) == 1 && t.size(1) == 1)) return t.size(2);
-  return t.size(1) > 1 ? t.stride(1) : t.stride(0);
-}
-
 template <class T>
 ScanArgs<T> scan_args(const ScanDims& s, const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
                       const Tensor& C, const Tensor& D, const Tensor& z, const Tensor& delta_bias, const Tensor& h0,
@@ -106,8 +87,8 @@ ScanResult selective_scan(const Tensor& u_in, const Tensor& delta_in, const Tens
   auto prep = [](const Tensor& t) { return t.defined() ? contiguous(t.detach()) : Tensor(); };
   // z, B and C are read in place where they are narrows of a wider tensor's last dim (in the Mamba layer,
   // of in_proj's and x_proj's outputs): no copy, and the backward keeps the views.
-  Tensor u = prep(u_in), delta = prep(delta_in), A = prep(A_in), B = rows_in_place(B_in), C = rows_in_place(C_in),
-         D = prep(D_in), z = rows_in_place(z_in), delta_bias = prep(delta_bias_in), h0 = prep(h0_in);
+  Tensor u = prep(u_in), delta = prep(delta_in), A = prep(A_in), B = rows_of(B_in), C = rows_of(C_in), D = prep(D_in),
+         z = rows_of(z_in), delta_bias = prep(delta_bias_in), h0 = prep(h0_in);
   const DType dtype = u.dtype();
   const bool needs_backward =
       any_requires_grad({&u_in, &delta_in, &A_in, &B_in, &C_in, &D_in, &z_in, &delta_bias_in, &h0_in});

@@ -78,15 +78,8 @@ StepDims check_conv_update(const char* op, const Tensor& state, const Tensor& x,
   return {b, d, k};
 }
 
-// The input as the kernels read it: itself (detached) when its last dim has stride 1, else a copy.
-Tensor rows_of(const Tensor& t) {
-  if (!t.defined()) return Tensor();
-  Tensor v = t.detach();
-  return v.size(-1) <= 1 || v.stride(-1) == 1 ? v : contiguous(v);
-}
+// The inputs as the kernels read them: ops/input_checks.h's rows_of and row_stride, or contiguous.
 Tensor dense(const Tensor& t) { return t.defined() ? contiguous(t.detach()) : Tensor(); }
-// The row stride of a (rows, cols) tensor read through rows_of.
-int64_t row_stride(const Tensor& t) { return t.defined() ? t.stride(0) : 0; }
 
 template <class T>
 StateUpdateArgs<T> su_args(const StepDims& s, const Tensor& state, const Tensor& x, const Tensor& dt, const Tensor& A,
