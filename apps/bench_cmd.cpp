@@ -1,6 +1,6 @@
 // `mambagrad bench scan|matmul|conv|train|generate [options]`: the benchmarks in bench/ (docs/perf.md).
 //   scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]
-//   matmul [--reps R] [--quick]
+//   matmul [--reps R] [--quick] [--peer]
 //   conv [--reps R] [--quick]
 //   train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer] [--detect-anomaly]
 //   generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]
@@ -67,8 +67,8 @@ CLI::Option* add_model_bench_options(CLI::App* cmd, BenchOpts& o) {
                   "per op");
   cmd->add_option("--data", o.data, "train: sample batches from this byte file's train split (default: random bytes)");
   cmd->add_flag("--peer", o.peer,
-                "train, generate: also run the PyTorch peer, bench/torch_peer.py, and print the "
-                "ratios");
+                "train, generate, matmul: also run the PyTorch peer, bench/torch_peer.py, and print the "
+                "ratios (matmul: torch.mm in float32 and bfloat16 on the same shapes)");
   return batch;
 }
 
@@ -104,7 +104,7 @@ Run bench_run(const std::shared_ptr<BenchOpts>& o, CLI::Option* batch) {
                "[bench matmul] measures the CPU gemm against OpenBLAS; --device {} is not "
                "supported (cuBLAS is timed inside `bench train --device cuda`)",
                o->device);
-      return bench::run_matmul_bench(o->scan.reps, o->scan.quick);
+      return bench::run_matmul_bench(o->scan.reps, o->scan.quick, o->peer);
     };
   if (o->device != "cpu")
     return [o] {

@@ -39,8 +39,9 @@ int run_scan_bench_cuda(const ScanBenchOptions& o);
 // its memory floor (bytes moved at the measured bandwidth). Returns 0.
 int run_conv_bench(int reps, bool quick);
 
-// bench/matmul_bench.cpp: our gemm vs OpenBLAS (loaded at run time) on the presets' training shapes.
-int run_matmul_bench(int reps, bool quick);
+// bench/matmul_bench.cpp: our gemm vs OpenBLAS (loaded at run time) on the presets' training shapes;
+// peer: also torch.mm in float32 and bfloat16 (bench/torch_peer.py --matmul).
+int run_matmul_bench(int reps, bool quick, bool peer);
 
 // bench/train_bench.cpp: full training steps of the presets (tokens/s, peak memory), optionally beside
 // the PyTorch peer bench/torch_peer.py, on `device` ("cpu", "cuda" or "cuda:N").

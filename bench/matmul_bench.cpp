@@ -185,6 +185,8 @@ struct MatmulRow {
   int64_t M, N, K;
   double ours = 0, theirs = 0;                      // GFLOP/s
   double bf16_fp32 = 0, bf16_dp = 0, bf16_amx = 0;  // the bf16 gemm's ways, GFLOP/s (0: not run)
+  double torch_fp32 = 0, torch_bf16 = 0;            // the PyTorch peer's torch.mm, GFLOP/s (0: not run)
+  double bf16_best() const { return std::max({bf16_fp32, bf16_dp, bf16_amx}); }
 };
 
 // The forward and the two backward gemms of every linear layer of the presets, on M tokens.
@@ -265,7 +267,7 @@ void print_training_rows(const std::vector<MatmulRow>& rows, const std::vector<M
                 "gemm M x N x K", "ours GF/s", "OpenBLAS", "ratio", "bf16 fp32r", "bf16 dp", "bf16 amx", "bf16/fp32");
     }
     std::string dims = mg::format("{}x{}x{}", s.M, s.N, s.K);
-    const double bf16_best = std::max({s.bf16_fp32, s.bf16_dp, s.bf16_amx});
+    const double bf16_best = s.bf16_best();
     bf16_log_sum += std::log(bf16_best / s.ours);
     auto gf = [](double x) { return x > 0 ? mg::format("{:.1f}", x) : std::string("-"); };
     const std::string bf16_cols =
@@ -292,10 +294,60 @@ void print_training_rows(const std::vector<MatmulRow>& rows, const std::vector<M
               std::exp(log_ratio_sum / n_ratio), min_ratio);
 }
 
+// The PyTorch peer (bench/torch_peer.py --matmul) on every row, at this run's thread count: torch.mm in
+// float32 and in bfloat16 on the same layouts. Returns false (and says why) when it did not run.
+bool time_torch_rows(std::vector<MatmulRow>& rows, int reps) {
+  std::string shapes;
+  for (const MatmulRow& s : rows) shapes += mg::format("{},{},{},{},{};", s.M, s.N, s.K, int(s.ta), int(s.tb));
+  mg::print("\nPyTorch peer: torch.mm in float32 and bfloat16 on the same shapes, {} threads\n", num_threads());
+  std::string status;
+  const auto kv =
+      run_torch_peer(mg::format("--matmul '{}' --reps {} --threads {}", shapes, reps, num_threads()), "fp32_0", status);
+  if (kv.empty()) {
+    mg::print("PyTorch peer {}\n", status);
+    return false;
+  }
+  auto figure = [&](const std::string& key) {
+    auto it = kv.find(key);
+    return it == kv.end() ? 0.0 : std::atof(it->second.c_str());
+  };
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i].torch_fp32 = figure(mg::format("fp32_{}", i));
+    rows[i].torch_bf16 = figure(mg::format("bf16_{}", i));
+  }
+  return true;
+}
+
+// Ours against the PyTorch peer: float32 against torch's float32, and our bf16 gemm (the way
+// --precision bf16 takes here) against torch's bf16 matmul.
+void print_torch_rows(const std::vector<MatmulRow>& rows) {
+  const cpu::Bf16Gemm way = cpu::bf16_gemm_choice();
+  auto ours_bf16 = [&](const MatmulRow& s) {
+    return way == cpu::Bf16Gemm::amx ? s.bf16_amx : way == cpu::Bf16Gemm::dpbf16 ? s.bf16_dp : s.bf16_fp32;
+  };
+  mg::print("\n  {:<6} {:<10} {:<12} {:>16} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9}\n", "preset", "layer", "form",
+            "gemm M x N x K", "ours fp32", "torch fp32", "ratio", "ours bf16", "torch bf16", "ratio");
+  double log_fp32 = 0, log_bf16 = 0, min_bf16 = 1e30;
+  int n = 0;
+  for (const MatmulRow& s : rows) {
+    if (s.torch_fp32 <= 0 || s.torch_bf16 <= 0) continue;
+    const double r32 = s.ours / s.torch_fp32, r16 = ours_bf16(s) / s.torch_bf16;
+    log_fp32 += std::log(r32), log_bf16 += std::log(r16), min_bf16 = std::min(min_bf16, r16), ++n;
+    mg::print("  {:<6} {:<10} {:<12} {:>16} {:>10.1f} {:>10.1f} {:>8.2f}x {:>10.1f} {:>10.1f} {:>8.2f}x\n", s.preset,
+              s.layer, s.form, mg::format("{}x{}x{}", s.M, s.N, s.K), s.ours, s.torch_fp32, r32, ours_bf16(s),
+              s.torch_bf16, r16);
+  }
+  if (n)
+    mg::print(
+        "\nours / PyTorch over {} shapes (above 1: ours faster): float32 geometric mean {:.2f}x; bf16 ({} way) "
+        "geometric mean {:.2f}x, minimum {:.2f}x\n",
+        n, std::exp(log_fp32 / n), cpu::bf16_gemm_name(way), std::exp(log_bf16 / n), min_bf16);
+}
+
 }  // namespace
 
 // Declared in apps/bench_cmd.cpp.
-int run_matmul_bench(int reps, bool quick) {
+int run_matmul_bench(int reps, bool quick, bool peer) {
   MG_CHECK(reps >= 1, "[bench matmul] --reps must be at least 1 (the best of that many trials is reported), got {}",
            reps);
   const int threads = num_threads();
@@ -309,6 +361,7 @@ int run_matmul_bench(int reps, bool quick) {
   std::vector<MatmulRow> rows = training_rows(presets, M);
   time_training_rows(rows, reps, ob);
   print_training_rows(rows, presets, M, ob);
+  if (peer && time_torch_rows(rows, reps)) print_torch_rows(rows);
   return 0;
 }
 

@@ -51,6 +51,19 @@ exp(dt A) per step), each pick read back with .tolist() as a sampler would. Prin
 
     torch_peer preset=small batch=1 prefill_tokens_per_s=... gen_tokens_per_s=... ms_per_step=...
 
+--matmul "M,N,K,TA,TB;...": what `mambagrad bench matmul --peer` compares with: C (M, N) = op(A) op(B) by
+torch.mm into a preallocated C (out=), op(A) = A.t() of A stored (K, M) when TA is 1, op(B) = B.t() of B
+stored (N, K) when TB is 1 (how linear's forward and backward hand their operands to the BLAS), once in
+float32 and once with A, B and C in bfloat16 (PyTorch's bf16 matmul: oneDNN where the CPU has a bf16
+instruction, else its own fallback), under torch.inference_mode(). Each figure is the best of --reps trials
+of at least 20 ms after a warm-up call (one trial when a call takes over half a second). Prints
+
+    torch_peer fp32_0=GFLOP/s bf16_0=GFLOP/s fp32_1=... torch=... blas=... capability=...
+
+--threads T also limits the BLAS's own threads (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS and MKL_NUM_THREADS,
+unless the environment sets them): Debian's torch multiplies float32 through OpenBLAS, whose thread pool
+torch.set_num_threads does not size, so without them a 1-thread peer would multiply on every core.
+
 Checks (not timed):
     --load RUN --check-logits FILE   load RUN/model.safetensors (as written by `mambagrad train`) and
                                      compare the logits with `mambagrad logits --run RUN --out FILE`
@@ -111,6 +124,57 @@ def cpu_blas():
     return "reference" if paths else "unknown"
 
 
+def cpu_capability(torch):
+    """The SIMD level PyTorch's CPU kernels dispatch to (torch.__config__.show()'s "CPU capability usage")."""
+    for line in torch.__config__.show().splitlines():
+        if "CPU capability usage:" in line:
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def run_matmul(args, torch):
+    shapes = [tuple(int(v) for v in s.split(",")) for s in args.matmul.split(";") if s]
+    for shape in shapes:
+        if len(shape) != 5 or min(shape[:3]) < 1:
+            raise SystemExit(f"torch_peer: --matmul wants M,N,K,TA,TB with M, N, K >= 1, got {shape}")
+
+    def best_seconds(f):
+        t0 = time.perf_counter()
+        f()  # warm-up
+        trials = args.reps if time.perf_counter() - t0 < 0.5 else 1
+        best = float("inf")
+        for _ in range(max(1, trials)):
+            n, t0 = 0, time.perf_counter()
+            while True:
+                f()
+                n += 1
+                elapsed = time.perf_counter() - t0
+                if elapsed >= 0.02:
+                    break
+            best = min(best, elapsed / n)
+        return best
+
+    gen = torch.Generator().manual_seed(1)
+    figures = {}
+    with torch.inference_mode():
+        for i, (m, n, k, ta, tb) in enumerate(shapes):
+            a = torch.rand((k, m) if ta else (m, k), generator=gen) * 2 - 1
+            b = torch.rand((n, k) if tb else (k, n), generator=gen) * 2 - 1
+            line = f"matmul {i + 1}/{len(shapes)}: {m}x{n}x{k}"
+            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                A, B = a.to(dtype), b.to(dtype)
+                op_a, op_b = (A.t() if ta else A), (B.t() if tb else B)
+                C = torch.empty((m, n), dtype=dtype)
+                gflops = 2.0 * m * n * k / best_seconds(lambda: torch.mm(op_a, op_b, out=C)) / 1e9
+                figures[f"{name}_{i}"] = gflops
+                line += f" {name} {gflops:.1f}"
+            print(line + " GFLOP/s", flush=True)
+    print("torch_peer " + " ".join(f"{key}={value:.2f}" for key, value in figures.items()) +
+          f" torch={torch.__version__} blas={cpu_blas()} capability={cpu_capability(torch).replace(' ', '_')}",
+          flush=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="small", choices=sorted(PRESETS))
@@ -132,7 +196,14 @@ def main():
     ap.add_argument("--generate", action="store_true", help="time prefill and the recurrent step instead of training")
     ap.add_argument("--prompt-bytes", type=int, default=4096, help="--generate: prompt length")
     ap.add_argument("--tokens", type=int, default=300, help="--generate: decoded tokens per row")
+    ap.add_argument("--matmul", default="", help='time torch.mm on "M,N,K,TA,TB;..." instead of training')
+    ap.add_argument("--reps", type=int, default=3, help="--matmul: timed trials per shape (the best is printed)")
     args = ap.parse_args()
+
+    if args.threads > 0:  # before torch loads its BLAS: see --threads in the module docstring
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            if not os.environ.get(var):
+                os.environ[var] = str(args.threads)
 
     try:
         import torch
@@ -160,6 +231,8 @@ def main():
     def sync():
         if gpu:
             torch.cuda.synchronize(device)
+    if args.matmul:
+        return run_matmul(args, torch)
     torch.manual_seed(args.seed)
     d_model, n_layer = PRESETS[args.preset]
     vocab = 256

@@ -21,7 +21,9 @@
 // CPU in float32, with as many threads) for each preset in a child process, and prints the ratios. The
 // peer runs its two selective scans (--scan precomputed: exp(dt A) and dt B u for all steps first, then a
 // loop over unbind views; --scan loop: each step's factors computed in the loop) and the ratio is against
-// the faster: the best a careful PyTorch user writes.
+// the faster: the best a careful PyTorch user writes. The peer warms up at least kPeerWarmup steps: its
+// second step allocates most of its memory (the AdamW state and the scan's saved tensors, gigabytes) and
+// takes two to three times a later step's time, so one warm-up step would count it.
 //
 // --precision fp32|bf16|both: bf16 runs the steps under an AutocastGuard (ops/autocast.h, mixed
 // precision) and the peer under torch.autocast(device, torch.bfloat16); both runs each preset in fp32
@@ -190,6 +192,8 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
   return r;
 }
 
+constexpr int kPeerWarmup = 2;
+
 // Runs the PyTorch peer for one preset; echoes its output indented. Returns its key=value figures
 // (empty when it was skipped or failed; `status` says which).
 std::map<std::string, std::string> run_peer(const std::string& preset, int64_t batch, int64_t seq, int steps,
@@ -197,8 +201,8 @@ std::map<std::string, std::string> run_peer(const std::string& preset, int64_t b
                                             const char* scan, std::string& status) {
   return run_torch_peer(
       mg::format("--preset {} --batch {} --seq {} --steps {} --warmup {} --threads {} --scan {}{}{}{}", preset, batch,
-                 seq, steps, warmup, num_threads(), scan, precision == Precision::bf16 ? " --autocast" : "",
-                 data.empty() ? "" : " --data " + shell_quote(data),
+                 seq, steps, std::max(warmup, kPeerWarmup), num_threads(), scan,
+                 precision == Precision::bf16 ? " --autocast" : "", data.empty() ? "" : " --data " + shell_quote(data),
                  device.is_cuda() ? " --device " + device.str() : ""),
       "tokens_per_s", status);
 }
