@@ -114,6 +114,39 @@ Run bench_run(const std::shared_ptr<BenchOpts>& o, CLI::Option* batch) {
   return [o] { return bench::run_scan_bench(o->scan); };
 }
 
+// The benchmarks each option applies to; given to another, it is an error (it would be ignored).
+void check_options_apply(CLI::App* cmd, const std::string& what) {
+  struct Applies {
+    const char* option;
+    std::vector<std::string> to;
+  };
+  const Applies table[] = {
+      {"--reps", {"scan", "matmul", "conv"}},
+      {"--ref-steps", {"scan"}},
+      {"--quick", {"scan", "matmul", "conv"}},
+      {"--preset", {"train", "generate"}},
+      {"--batch", {"train", "generate"}},
+      {"--prompt-bytes", {"generate"}},
+      {"--tokens", {"generate"}},
+      {"--background-load", {"generate"}},
+      {"--seq", {"train"}},
+      {"--steps", {"train"}},
+      {"--warmup", {"train"}},
+      {"--detect-anomaly", {"train"}},
+      {"--precision", {"train", "matmul"}},
+      {"--profile", {"train"}},
+      {"--data", {"train"}},
+      {"--peer", {"train", "generate", "matmul"}},
+      {"--device", {"scan", "train", "generate", "conv", "matmul"}},
+  };
+  for (const Applies& a : table) {
+    if (cmd->get_option(a.option)->count() == 0 || std::find(a.to.begin(), a.to.end(), what) != a.to.end()) continue;
+    std::string list;
+    for (size_t i = 0; i < a.to.size(); ++i) list += (i ? i + 1 == a.to.size() ? " and " : ", " : "") + a.to[i];
+    MG_CHECK(false, "[bench {}] {} is an option of bench {}, not of bench {}", what, a.option, list, what);
+  }
+}
+
 }  // namespace
 
 void add_bench_command(CLI::App& app, Run& run) {
@@ -132,8 +165,8 @@ void add_bench_command(CLI::App& app, Run& run) {
          "--device", o->device,
          "scan, train, generate: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
       ->capture_default_str();
-  cmd->callback([o, &run, batch] {
-    MG_CHECK(o->profile.empty() || o->what == "train", "[bench {}] --profile is for bench train", o->what);
+  cmd->callback([o, &run, batch, cmd] {
+    check_options_apply(cmd, o->what);  // before anything runs (main reports the error)
 #if MG_CUDA_EMULATED
     if (o->device != "cpu")
       std::fprintf(stderr,

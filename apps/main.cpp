@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
       }
     }
     return app.exit(e);
+  } catch (const std::exception& e) {  // a subcommand's callback refusing its options, before anything runs
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
   }
   // After an error: a rank of a data-parallel run that failed alone ends the job (MPI_Abort), so that
   // no other rank waits for it forever in a collective (train/distributed.h).

@@ -241,6 +241,27 @@ TEST_CASE("input limits: bench options out of range are errors naming the option
         std::string::npos);
 }
 
+TEST_CASE("input limits: an option of another benchmark is an error naming it and where it belongs") {
+  TempDir d("limits_bench_options");
+  const std::string trace = d / "trace.json";
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"bench", "conv", "--preset", "base"}, "[bench conv] --preset is an option of bench train and generate"},
+      {{"bench", "conv", "--profile", trace}, "[bench conv] --profile is an option of bench train, not of bench conv"},
+      {{"bench", "scan", "--quick", "--steps", "3"}, "[bench scan] --steps is an option of bench train"},
+      {{"bench", "generate", "--reps", "2"}, "[bench generate] --reps is an option of bench scan, matmul and conv"},
+  };
+  for (const Case& c : cases) {
+    auto r = run_cli(c.args, {}, kKillMs);
+    check_refused(r, {c.message});
+    CHECK(r.out.empty());  // refused before any benchmark ran
+  }
+  CHECK(!fs::exists(trace));
+}
+
 TEST_CASE("input limits: --eval-bytes and eval --bytes shorter than a window name the option and its minimum") {
   TempDir d("limits_window");
   const std::string data = write_text(d, 30000);
