@@ -321,7 +321,9 @@ bool time_torch_rows(std::vector<MatmulRow>& rows, int reps) {
 // Ours against the PyTorch peer: float32 against torch's float32, and our bf16 gemm (the way
 // --precision bf16 takes here) against torch's bf16 matmul.
 void print_torch_rows(const std::vector<MatmulRow>& rows) {
-  const cpu::Bf16Gemm way = cpu::bf16_gemm_choice();
+  // The way --precision bf16 runs here among the timed ones (an emulated or unknown way: fp32-on-rounded).
+  cpu::Bf16Gemm way = cpu::bf16_gemm_choice();
+  if (way != cpu::Bf16Gemm::amx && way != cpu::Bf16Gemm::dpbf16) way = cpu::Bf16Gemm::fp32;
   auto ours_bf16 = [&](const MatmulRow& s) {
     return way == cpu::Bf16Gemm::amx ? s.bf16_amx : way == cpu::Bf16Gemm::dpbf16 ? s.bf16_dp : s.bf16_fp32;
   };
