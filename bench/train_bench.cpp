@@ -428,7 +428,8 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   if (peer && gpu) print_peer_table_gpu(rows, device);
   if (peer && !gpu) print_peer_table_cpu(rows);
   if (peer)
-    mg::print("torch: the faster of the peer's two scans (precomputed, loop){}\n",
+    mg::print("torch: the faster of the peer's two scans (precomputed, loop), {} timed steps after {} warm-up{}\n",
+              steps, std::max(warmup, kPeerWarmup),
               precisions.back() == Precision::bf16 ? "; bf16 rows: PyTorch under torch.autocast(bfloat16)" : "");
   return peer_failed ? 1 : 0;  // a skipped peer (no python3 or torch) is not a failure
 }
