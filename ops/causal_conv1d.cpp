@@ -3,7 +3,8 @@
 //     pre[t, c] = bias[c] + sum_{j<k} weight[c, j] x[t-(k-1)+j, c],   y = silu(pre) when apply_silu, else pre,
 // where x at the negative times -(k-1) .. -1 is initial_state[:, c, 0 .. k-2] (the conv state of
 // causal_conv1d_update, oldest first), or zero without one.
-// Fused forward and vjp; the forward saves only its inputs and the backward recomputes pre:
+// Fused forward and vjp; the forward saves its inputs (and with silu its output) and the backward recomputes
+// pre (on the CPU silu's sigmoid comes from the output as y / pre, a division instead of an exponential):
 //     dpre = dy * silu'(pre),  dx[s, c] = sum_j weight[c, j] dpre[s+(k-1)-j, c],
 //     dweight[c, j] = sum_{b,t} dpre[t, c] x[t-(k-1)+j, c],  dbias[c] = sum_{b,t} dpre[t, c],
 //     dinitial_state[c, m] = sum_{j<=m} weight[c, j] dpre[m-j, c]   (terms with m-j >= l are 0).
@@ -81,8 +82,9 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
   const bool has_init = init_in.defined();
   record(id, {x_in, w_in, bias_in, init_in}, {&out},
          [sx = SavedTensor(x, id), sw = SavedTensor(w, id), sb = SavedTensor(bias, id), si = SavedTensor(init, id),
-          apply_silu, has_init](const VjpArgs& g) {
+          sy = SavedTensor(apply_silu && dev.is_cpu() ? out : Tensor(), id), apply_silu, has_init](const VjpArgs& g) {
            Tensor x = sx.get(), w = sw.get(), bias = sb.get(), init = si.get(), gout = contiguous(g[0]);
+           const Tensor y = sy.get();  // the output (silu on the CPU), kept by the layers after it anyway
            const int64_t b = x.size(0), l = x.size(1), d = x.size(2), k = w.size(1);
            const Device dev = x.device();
            Tensor dx = g.needs_grad(0) ? Tensor::empty(x.shape(), x.dtype(), dev) : Tensor();
@@ -108,8 +110,9 @@ Tensor causal_conv1d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_
                return;
              }
              auto out = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-             cpu::conv1d_backward(conv_args(x, w.data<T>(), pb, pinit, k, apply_silu), gout.data<T>(), out(dx), out(dw),
-                                  out(db), k > 1 ? out(dinit) : nullptr);
+             cpu::Conv1dArgs<T> args = conv_args(x, w.data<T>(), pb, pinit, k, apply_silu);
+             args.y = y.defined() ? y.data<T>() : nullptr;
+             cpu::conv1d_backward(args, gout.data<T>(), out(dx), out(dw), out(db), k > 1 ? out(dinit) : nullptr);
            });
            return std::vector<Tensor>{dx, dw, db, dinit};
          });

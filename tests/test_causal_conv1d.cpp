@@ -44,6 +44,21 @@ TEST_CASE("causal_conv1d: hand-computed values, x at negative times is zero") {
   CHECK(s[0] == doctest::Approx(13 / (1 + std::exp(-13.0))).epsilon(1e-14));
 }
 
+TEST_CASE("causal_conv1d: silu's gradient where the pre-activation is 0 or -0 is silu'(0) = 1/2 (no 0 / 0)") {
+  // x = 0, so pre = bias: 0 in channel 0 and -0 in channel 1. With dy = 1, dpre = 1/2 at every time:
+  // dbias = l / 2, dweight = 0 (x is 0), dx[s] = (w[c, 0] + w[c, 1]) / 2 but at the last time w[c, 1] / 2.
+  for (DType dt : {DType::f64, DType::f32}) {
+    INFO("dtype " << dtype_name(dt));
+    Tensor x = zeros({1, 3, 2}, dt).requires_grad_();
+    Tensor w = from_vector<double>({1, 2, 3, 4}, {2, 2}).to(dt).requires_grad_();
+    Tensor b = from_vector<double>({0.0, -0.0}, {2}).to(dt).requires_grad_();
+    sum(causal_conv1d(x, w, b, /*apply_silu=*/true)).backward();
+    CHECK(x.grad().to(DType::f64).to_vector<double>() == std::vector<double>{1.5, 3.5, 1.5, 3.5, 1.0, 2.0});
+    CHECK(w.grad().to(DType::f64).to_vector<double>() == std::vector<double>{0, 0, 0, 0});
+    CHECK(b.grad().to(DType::f64).to_vector<double>() == std::vector<double>{1.5, 1.5});
+  }
+}
+
 TEST_CASE("causal_conv1d: fused equals the composed reference (float64 and float32)") {
   for (DType dt : {DType::f64, DType::f32}) {
     for (bool silu : {false, true}) {

@@ -4,7 +4,8 @@
 // registers, then silu, one store: x read once (its k rows are in L1), y written once.
 //
 // Backward: one pass over each sequence (sequences split across threads). At time t the pre-activation
-// is recomputed, dpre[t] = dy[t] silu'(pre[t]) kept in a ring of the last k rows, and
+// is recomputed (and silu's sigmoid taken from the forward's output where it is given: sigmoid_from_silu),
+// dpre[t] = dy[t] silu'(pre[t]) kept in a ring of the last k rows, and
 //   dx[t-(k-1)] = sum_j w[j] dpre[t-j]                        (all its dpre terms are known at t),
 //   dw[j] += dpre[t] x[t-(k-1)+j],  db += dpre[t]            (per-sequence sums in T),
 //   dinit[m] += w[m-t] dpre[t] for t <= m < k-1               (the taps reaching the initial state),
@@ -180,6 +181,19 @@ inline LV<double> sigmoid_lanes(LV<double> x) {
   return x;
 }
 
+// silu's sigmoid at pre from silu's value there, y = pre sigmoid(pre): y / pre, and 1/2 where |pre| < 2^-60
+// (there y / pre loses digits, or is 0 / 0, and sigmoid(pre) is 1/2 to the last bit in float and double).
+// A division instead of an exponential: the backward's sigmoid without recomputing it.
+template <class V>
+MG_INLINE V sigmoid_from_silu(V y, V pre) {
+  constexpr float tiny = 8.67361737988403547e-19f;  // 2^-60
+  const auto small = (pre < V{} + tiny) & (V{} - tiny < pre);
+  if constexpr (requires(V v) { v[0]; })  // a vector of the compiler: its conditional is a blend
+    return small ? V{} + 0.5f : y / pre;
+  else  // Parts
+    return select(small, V{} + 0.5f, y / pre);
+}
+
 // Channels [c, c + m) of a row: m = kLanes<T> when Full (no branch in the loads), else the last
 // lanes of a row. The kernels are generic lambdas called with either.
 template <class T, bool Full>
@@ -289,6 +303,7 @@ void backward_sequence(const Conv<T>& a, int64_t i, const T* dy, T* dx, T* dinit
   };
   for (int64_t t = 0; t < l; ++t) {
     const T* g = dy + (i * l + t) * d;
+    const T* yr = a.y ? a.y + (i * l + t) * d : nullptr;
     T* rt = ring + (t % k) * ws;
     const Taps<T> taps(a, i, t);
     if (dx && t >= k - 1) ring_rows(t - (k - 1));
@@ -297,7 +312,8 @@ void backward_sequence(const Conv<T>& a, int64_t i, const T* dy, T* dx, T* dinit
       for_lanes<T>(d, [&](const auto& ln) MG_INLINE_LAMBDA {
         LV<T> dp = ln.load(g);
         if (a.silu) {
-          const LV<T> pre = taps.template pre<In, K>(ln), s = sigmoid_lanes(pre);
+          const LV<T> pre = taps.template pre<In, K>(ln);
+          const LV<T> s = yr ? sigmoid_from_silu(ln.load(yr), pre) : sigmoid_lanes(pre);
           dp = dp * s * (T(1) + pre * (T(1) - s));
         }
         ln.store(rt, dp);

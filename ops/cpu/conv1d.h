@@ -14,6 +14,9 @@ struct Conv1dArgs {
   const T* init;  // (b, d, k - 1), the inputs at times -(k-1) .. -1, or null (zeros)
   int64_t b, l, d, k;
   bool silu;
+  // With silu, the forward's output y (b, l, d), contiguous, or null: the backward then takes silu's
+  // sigmoid as y / pre (1/2 where |pre| < 2^-60) instead of computing an exponential; else it recomputes it.
+  const T* y = nullptr;
 };
 
 // y (b, l, d), contiguous: silu(pre) or pre.
