@@ -187,6 +187,9 @@ struct MatmulRow {
   double bf16_fp32 = 0, bf16_dp = 0, bf16_amx = 0;  // the bf16 gemm's ways, GFLOP/s (0: not run)
   double torch_fp32 = 0, torch_bf16 = 0;            // the PyTorch peer's torch.mm, GFLOP/s (0: not run)
   double bf16_best() const { return std::max({bf16_fp32, bf16_dp, bf16_amx}); }
+  double bf16_of(cpu::Bf16Gemm way) const {  // amx, dpbf16 or (any other way) fp32-on-rounded
+    return way == cpu::Bf16Gemm::amx ? bf16_amx : way == cpu::Bf16Gemm::dpbf16 ? bf16_dp : bf16_fp32;
+  }
 };
 
 // The forward and the two backward gemms of every linear layer of the presets, on M tokens.
@@ -324,19 +327,16 @@ void print_torch_rows(const std::vector<MatmulRow>& rows) {
   // The way --precision bf16 runs here among the timed ones (an emulated or unknown way: fp32-on-rounded).
   cpu::Bf16Gemm way = cpu::bf16_gemm_choice();
   if (way != cpu::Bf16Gemm::amx && way != cpu::Bf16Gemm::dpbf16) way = cpu::Bf16Gemm::fp32;
-  auto ours_bf16 = [&](const MatmulRow& s) {
-    return way == cpu::Bf16Gemm::amx ? s.bf16_amx : way == cpu::Bf16Gemm::dpbf16 ? s.bf16_dp : s.bf16_fp32;
-  };
   mg::print("\n  {:<6} {:<10} {:<12} {:>16} {:>10} {:>10} {:>9} {:>10} {:>10} {:>9}\n", "preset", "layer", "form",
             "gemm M x N x K", "ours fp32", "torch fp32", "ratio", "ours bf16", "torch bf16", "ratio");
   double log_fp32 = 0, log_bf16 = 0, min_bf16 = 1e30;
   int n = 0;
   for (const MatmulRow& s : rows) {
     if (s.torch_fp32 <= 0 || s.torch_bf16 <= 0) continue;
-    const double r32 = s.ours / s.torch_fp32, r16 = ours_bf16(s) / s.torch_bf16;
+    const double r32 = s.ours / s.torch_fp32, r16 = s.bf16_of(way) / s.torch_bf16;
     log_fp32 += std::log(r32), log_bf16 += std::log(r16), min_bf16 = std::min(min_bf16, r16), ++n;
     mg::print("  {:<6} {:<10} {:<12} {:>16} {:>10.1f} {:>10.1f} {:>8.2f}x {:>10.1f} {:>10.1f} {:>8.2f}x\n", s.preset,
-              s.layer, s.form, mg::format("{}x{}x{}", s.M, s.N, s.K), s.ours, s.torch_fp32, r32, ours_bf16(s),
+              s.layer, s.form, mg::format("{}x{}x{}", s.M, s.N, s.K), s.ours, s.torch_fp32, r32, s.bf16_of(way),
               s.torch_bf16, r16);
   }
   if (n)

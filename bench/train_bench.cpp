@@ -193,6 +193,8 @@ Result bench_preset(const std::string& preset, const ByteDataset& data, int64_t 
 }
 
 constexpr int kPeerWarmup = 2;
+// The warm-up steps the peer runs for a --warmup of `warmup`.
+int peer_warmup(int warmup) { return std::max(warmup, kPeerWarmup); }
 
 // Runs the PyTorch peer for one preset; echoes its output indented. Returns its key=value figures
 // (empty when it was skipped or failed; `status` says which).
@@ -201,7 +203,7 @@ std::map<std::string, std::string> run_peer(const std::string& preset, int64_t b
                                             const char* scan, std::string& status) {
   return run_torch_peer(
       mg::format("--preset {} --batch {} --seq {} --steps {} --warmup {} --threads {} --scan {}{}{}{}", preset, batch,
-                 seq, steps, std::max(warmup, kPeerWarmup), num_threads(), scan,
+                 seq, steps, peer_warmup(warmup), num_threads(), scan,
                  precision == Precision::bf16 ? " --autocast" : "", data.empty() ? "" : " --data " + shell_quote(data),
                  device.is_cuda() ? " --device " + device.str() : ""),
       "tokens_per_s", status);
@@ -429,7 +431,7 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
   if (peer && !gpu) print_peer_table_cpu(rows);
   if (peer)
     mg::print("torch: the faster of the peer's two scans (precomputed, loop), {} timed steps after {} warm-up{}\n",
-              steps, std::max(warmup, kPeerWarmup),
+              steps, peer_warmup(warmup),
               precisions.back() == Precision::bf16 ? "; bf16 rows: PyTorch under torch.autocast(bfloat16)" : "");
   return peer_failed ? 1 : 0;  // a skipped peer (no python3 or torch) is not a failure
 }

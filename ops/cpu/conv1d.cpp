@@ -103,8 +103,9 @@ MG_INLINE IP operator~(const IP& a) { return MG_PARTS(~a.h[i]); }
 MG_INLINE IP operator<<(const IP& a, int s) { return MG_PARTS(a.h[i] << s); }
 MG_INLINE IP operator<(const FP& a, const FP& b) { return MG_PARTS(a.h[i] < b.h[i]); }
 MG_INLINE IP operator>(const FP& a, const FP& b) { return b < a; }
-// vec.h's select per register (a blend, or vmaxps / vminps for a clamp).
+// vec.h's select per register (a blend, or vmaxps / vminps for a clamp); vec.h's own for the other types.
 MG_INLINE FP select(const IP& m, const FP& a, const FP& b) { return MG_PARTS(m.h[i] ? a.h[i] : b.h[i]); }
+using cpu::select;
 #endif
 
 template <class T>
@@ -188,10 +189,7 @@ template <class V>
 MG_INLINE V sigmoid_from_silu(V y, V pre) {
   constexpr float tiny = 8.67361737988403547e-19f;  // 2^-60
   const auto small = (pre < V{} + tiny) & (V{} - tiny < pre);
-  if constexpr (requires(V v) { v[0]; })  // a vector of the compiler: its conditional is a blend
-    return small ? V{} + 0.5f : y / pre;
-  else  // Parts
-    return select(small, V{} + 0.5f, y / pre);
+  return select(small, V{} + 0.5f, y / pre);
 }
 
 // Channels [c, c + m) of a row: m = kLanes<T> when Full (no branch in the loads), else the last
