@@ -15,10 +15,11 @@
 #   7. mambagrad train --device cuda: the tiny preset on the enwik8 sample, 300 steps
 #   8. that run evaluated on the CPU and on CUDA (the checkpoint crosses devices) and sampled on CUDA
 #   9. compute-sanitizer memcheck and racecheck over the scan's and conv's small test cases
+#  10. scripts/amx-check.sh --quick: bf16 on the machine's processor (AMX where it has it), last
 #
 # then prints a summary table last. All output also goes to $OUT/gpu-check.log when $OUT is set
-# (else build-gpu-check/ in the repository), with $OUT/summary.txt and the training run's
-# $OUT/train-metrics.jsonl.
+# (else build-gpu-check/ in the repository), with $OUT/summary.txt, the training run's
+# $OUT/train-metrics.jsonl and the processor's $OUT/amx-summary.txt.
 #
 # Usage, from anywhere:
 #   scripts/gpu-check.sh [BUILD_DIR]          BUILD_DIR defaults to build-cuda (relative to the repo)
@@ -267,6 +268,23 @@ for tool in memcheck racecheck; do
     record "sanitizer $tool" SKIPPED 0 "compute-sanitizer not found"
   fi
 done
+
+# The GPU machine's processor in bf16: scripts/amx-check.sh --quick (the bf16 gemm tests, bench matmul
+# --precision bf16 at 1 thread, and the small step in bf16 against float32 at 1 and 2 threads). GPU hosts
+# are often Intel Xeons with AMX, which no other machine of this project has had. Last of all: the GPU's
+# checks come first when the budget is tight.
+run_step cpu-bf16 150 env OUT="$STEP_DIR/amx" MG_AMX_CHECK_BUDGET=145 "$ROOT/scripts/amx-check.sh" --quick "$BUILD"
+if [ -f "$STEP_DIR/amx/amx-summary.txt" ]; then
+  cp "$STEP_DIR/amx/amx-summary.txt" "$LOG_DIR/amx-summary.txt"
+  way=$(grep -m 1 "^the way --precision bf16 takes" "$STEP_DIR/amx/amx-summary.txt" | awk '{print $NF}')
+  mm=$(grep -m 1 "^matmul bf16 / our fp32" "$STEP_DIR/amx/amx-summary.txt" | grep -oE "mean [0-9.?]+x" | cut -d' ' -f2)
+  st=$(grep "^step small bf16 / fp32" "$STEP_DIR/amx/amx-summary.txt" | grep -oE "[0-9.]+x \(by" | cut -d' ' -f1 |
+    tr '\n' ' ')
+  record "cpu bf16 (amx-check)" "$(status_of "$LAST_RC")" "$LAST_SECS" \
+    "$(figure "${way:-?} way; matmul bf16/fp32 ${mm:-?}; step bf16/fp32 (1, 2 threads) ${st:-?}")"
+else
+  record "cpu bf16 (amx-check)" "$(status_of "$LAST_RC")" "$LAST_SECS" "$(figure "no summary")"
+fi
 
 # ---------------------------------------------------------------- summary (last)
 
