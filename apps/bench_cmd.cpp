@@ -1,6 +1,6 @@
 // `mambagrad bench scan|matmul|conv|train|generate [options]`: the benchmarks in bench/ (docs/perf.md).
 //   scan [--reps R] [--ref-steps N] [--quick] [--device cpu|cuda[:N]]
-//   matmul [--reps R] [--quick] [--peer]
+//   matmul [--reps R] [--quick] [--peer] [--precision P]
 //   conv [--reps R] [--quick]
 //   train [--preset P ...] [--batch B] [--seq L] [--steps N] [--data FILE] [--peer] [--detect-anomaly]
 //   generate [--preset P ...] [--batch B] [--prompt-bytes N] [--tokens T] [--peer] [--background-load]
@@ -58,10 +58,11 @@ CLI::Option* add_model_bench_options(CLI::App* cmd, BenchOpts& o) {
   add_checked(cmd, "--warmup", o.warmup, "train: untimed steps first", int_range(0, kMaxCount));
   cmd->add_flag("--detect-anomaly", o.detect_anomaly,
                 "train: time the steps under anomaly mode (train --detect-anomaly), to measure its overhead");
-  add_checked(cmd, "--precision", o.precision,
-              "train: fp32, bf16 (mixed precision, as train --precision; the peer under torch.autocast) or both "
-              "(each preset in fp32 then bf16, with the ratio)",
-              CLI::IsMember({"fp32", "bf16", "both"}));
+  add_checked(
+      cmd, "--precision", o.precision,
+      "train: fp32, bf16 (mixed precision, as train --precision; the peer under torch.autocast) or both "
+      "(each preset in fp32 then bf16, with the ratio); matmul times float32 and every bf16 way whatever it says",
+      CLI::IsMember({"fp32", "bf16", "both"}));
   cmd->add_option("--profile", o.profile,
                   "train: profile the timed steps of one preset: write a Chrome trace to this file and print a table "
                   "per op");
@@ -161,9 +162,9 @@ void add_bench_command(CLI::App& app, Run& run) {
       ->check(CLI::IsMember({"scan", "matmul", "conv", "train", "generate"}));
   add_kernel_bench_options(cmd, *o);
   CLI::Option* batch = add_model_bench_options(cmd, *o);
-  cmd->add_option(
-         "--device", o->device,
-         "scan, train, generate: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy bandwidth)")
+  cmd->add_option("--device", o->device,
+                  "scan, train, generate: cpu, cuda or cuda:N (scan on cuda: the fused scan against the GPU's copy "
+                  "bandwidth); conv, matmul: cpu only")
       ->capture_default_str();
   cmd->callback([o, &run, batch, cmd] {
     check_options_apply(cmd, o->what);  // before anything runs (main reports the error)
