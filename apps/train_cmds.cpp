@@ -29,7 +29,7 @@ std::string default_run_folder(const std::string& preset, bool overwrite) {
   for (int i = 1;; ++i) {
     std::string dir = i == 1 ? base : mg::format("{}-{}", base, i);
     const RunFolderContents c = inspect_run_folder(dir);
-    if (!c.is_file && !c.holds_run() && c.other_files.empty()) return dir;
+    if (!c.is_file && !c.is_checkpoint && !c.holds_run() && c.other_files.empty()) return dir;
   }
 }
 

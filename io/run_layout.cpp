@@ -27,7 +27,15 @@ bool is_root_run_file(const std::string& name) {
   return std::any_of(std::begin(kRootRunFiles), std::end(kRootRunFiles), [&](const char* f) { return name == f; });
 }
 
-bool is_temporary(const std::string& name) { return name.find(".tmp.") != std::string::npos; }
+bool is_temporary(const std::string& name) {
+  const size_t at = name.rfind(".tmp.");
+  if (at == std::string::npos || at + 5 == name.size() || name.size() - (at + 5) > 10) return false;
+  for (size_t i = at + 5; i < name.size(); ++i)
+    if (name[i] < '0' || name[i] > '9') return false;  // .tmp.<pid>
+  std::string base = name.substr(0, at);
+  if (base.size() > 4 && base.compare(base.size() - 4, 4, ".old") == 0) base.resize(base.size() - 4);
+  return is_root_run_file(base) || base == kManifestFile || checkpoint_step(base) >= 0;
+}
 
 bool is_damaged_checkpoint(const std::string& name) {
   const std::string suffix = ".damaged";
@@ -45,11 +53,34 @@ RunFolderContents inspect_run_folder(const std::string& dir) {
     return c;
   }
   c.exists = true;
+  bool marker = false;  // run.json, a checkpoint folder or a root trainer state: the folder holds a run
+  std::vector<std::string> root_files;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     if (name == kLockFile || is_temporary(name)) continue;
-    const bool run_file = is_root_run_file(name) || checkpoint_step(name) >= 0 || is_damaged_checkpoint(name);
-    (run_file ? c.run_files : c.other_files).push_back(name);
+    if (name == kManifestFile) c.is_checkpoint = true;
+    if (name == kRunFile || name == kStateFile || checkpoint_step(name) >= 0 || is_damaged_checkpoint(name)) {
+      marker = true;
+      c.run_files.push_back(name);
+    } else {
+      (is_root_run_file(name) ? root_files : c.other_files).push_back(name);
+    }
+  }
+  // A folder named checkpoint-<step> (or set aside) inside a folder that holds a run.
+  const fs::path abs = fs::absolute(dir, ec).lexically_normal();
+  const std::string own = (abs.has_filename() ? abs : abs.parent_path()).filename().string();
+  if (!c.is_checkpoint && (checkpoint_step(own) >= 0 || is_damaged_checkpoint(own))) {
+    const fs::path parent = (abs.has_filename() ? abs : abs.parent_path()).parent_path();
+    std::error_code pec;
+    c.is_checkpoint = fs::exists(parent / kRunFile, pec);
+  }
+  if (c.is_checkpoint) marker = false;
+  if (!marker) {  // not a run: its run-file names are someone else's files
+    c.other_files.insert(c.other_files.end(), c.run_files.begin(), c.run_files.end());
+    c.other_files.insert(c.other_files.end(), root_files.begin(), root_files.end());
+    c.run_files.clear();
+  } else {
+    c.run_files.insert(c.run_files.end(), root_files.begin(), root_files.end());
   }
   std::sort(c.run_files.begin(), c.run_files.end());
   std::sort(c.other_files.begin(), c.other_files.end());
@@ -64,8 +95,10 @@ bool is_run_file(const std::string& path) {
   const fs::path parent = p.parent_path();
   const std::string parent_name = parent.filename().string();
   if (checkpoint_step(parent_name) >= 0 || is_damaged_checkpoint(parent_name)) return true;
+  const RunFolderContents c = inspect_run_folder(parent.string());
+  if (c.is_checkpoint) return true;
   const bool root_name = is_root_run_file(name) || name == kLockFile || checkpoint_step(name) >= 0;
-  return root_name && inspect_run_folder(parent.string()).holds_run();
+  return root_name && c.holds_run();
 }
 
 }  // namespace mg

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -186,6 +187,70 @@ TEST_CASE("run folder: a run is never replaced unless asked, and a refused start
     CHECK(r.out.find("the run is saved in " + run + "; sample from it with: mambagrad generate --run " + run) !=
           std::string::npos);
   }
+}
+
+// Every file of a folder, with its bytes (recursively; names relative to the folder).
+std::map<std::string, std::string> folder_bytes(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    out[fs::relative(e.path(), dir).string()] = e.is_regular_file() ? read_bytes(e.path()) : "(folder)";
+  return out;
+}
+
+TEST_CASE("run folder: a checkpoint folder, a user's *.tmp.* files and a lone config.json are never taken for a run") {
+  TempDir d("not_a_run");
+  TrainOptions o = train_tiny(d, {.steps = 4});
+  const std::string run = d / "run", ckpt = d / "run/checkpoint-4";
+  const auto ckpt_before = folder_bytes(ckpt);
+
+  // A checkpoint folder (model, config and trainer state, as the older run layout) is not a folder to
+  // train in or resume: the run's only checkpoint would be replaced.
+  for (bool overwrite : {false, true}) {
+    TrainOptions into = tiny_options(o.data, ckpt);
+    into.overwrite = overwrite;
+    CHECK_THROWS_WITH_AS(train(into, false), doctest::Contains("is a checkpoint folder of a run"), Error);
+  }
+  cli_fails({"train", "--resume", ckpt, "--steps", "6", "--threads", "1"},
+            "is a checkpoint folder of a run, not a run folder");
+  auto copy = d / "copy-of-checkpoint";  // copied elsewhere, its checkpoint.json still says what it is
+  fs::copy(ckpt, copy);
+  cli_fails({"train", "--resume", copy, "--steps", "6", "--threads", "1"}, "is a checkpoint folder of a run");
+  CHECK(folder_bytes(ckpt) == ckpt_before);
+  auto r = resume_cli(run, {"--steps", "6"});  // the run itself resumes
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(fs::exists(run + "/checkpoint-6/checkpoint.json"));
+
+  // Names with ".tmp." that the trainer did not write are a user's files: a folder holding them is not
+  // empty, and a run folder keeps them through --resume and --overwrite.
+  fs::create_directories(d / "mine/old.tmp.backup");
+  write_bytes(d / "mine/thesis.tmp.tex", "precious");
+  write_bytes(d / "mine/old.tmp.backup/data.csv", "precious");
+  CHECK_THROWS_WITH_AS(train(tiny_options(o.data, d / "mine"), false),
+                       doctest::Contains("is not empty and holds no run (old.tmp.backup, thesis.tmp.tex)"), Error);
+  write_bytes(run + "/notes.tmp.md", "mine");
+  write_bytes(run + "/notes.tmp.1234", "mine too");
+  write_bytes(run + "/model.safetensors.tmp.1234", "a writer's leftover");
+  r = resume_cli(run, {"--steps", "7"});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(!fs::exists(run + "/model.safetensors.tmp.1234"));
+  o.overwrite = true;
+  train(o, false);
+  CHECK(read_bytes(d / "mine/thesis.tmp.tex") == "precious");
+  CHECK(read_bytes(d / "mine/old.tmp.backup/data.csv") == "precious");
+  CHECK(read_bytes(run + "/notes.tmp.md") == "mine");
+  CHECK(read_bytes(run + "/notes.tmp.1234") == "mine too");
+
+  // A folder with a config.json of its own (or a model, metrics or curves) holds no run: refused, even
+  // with --overwrite, and the file is left alone; --resume says the same.
+  fs::create_directories(d / "app");
+  write_bytes(d / "app/config.json", "{\"port\": 8080}");
+  for (bool overwrite : {false, true}) {
+    TrainOptions into = tiny_options(o.data, d / "app");
+    into.overwrite = overwrite;
+    CHECK_THROWS_WITH_AS(train(into, false), doctest::Contains("is not empty and holds no run (config.json)"), Error);
+  }
+  cli_fails({"train", "--resume", d / "app", "--steps", "2", "--threads", "1"}, "holds no training run");
+  CHECK(read_bytes(d / "app/config.json") == "{\"port\": 8080}");
 }
 
 TEST_CASE("run folder: a second trainer on a folder in use is refused") {

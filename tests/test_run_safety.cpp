@@ -142,6 +142,24 @@ TEST_CASE("run safety: eval, generate and logits verify the root model against c
                 fs::copy_options::overwrite_existing);
   auto ok = run_cli(commands[0]);
   CHECK_MESSAGE(ok.exit_code == 0, ok.err);
+  // The root config.json too: an edited epsilon would change every prediction without a word.
+  const std::string config = read_bytes(run + "/config.json");
+  const auto at = config.find("\"layer_norm_epsilon\": 1e-05");
+  REQUIRE(at != std::string::npos);
+  std::string edited = config;
+  edited.replace(at, 27, "\"layer_norm_epsilon\": 0.5");
+  write_bytes(run + "/config.json", edited);
+  for (const auto& args : commands) {
+    INFO(args[0]);
+    auto r = run_cli(args);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, run + "/config.json does not match the size and CRC-32 that"));
+    CHECK(contains(r.err, "Restore it with: cp " + run + "/checkpoint-2/config.json " + run + "/config.json"));
+  }
+  CHECK(!fs::exists(d / "l.safetensors"));
+  write_bytes(run + "/config.json", config);
+  ok = run_cli(commands[0]);
+  CHECK_MESSAGE(ok.exit_code == 0, ok.err);
 }
 
 TEST_CASE("run safety: a root model newer than the newest usable checkpoint is not taken unverified") {

@@ -99,16 +99,21 @@ TEST_CASE("trainer: bad data gets a clear error before anything is written") {
 TEST_CASE("trainer: a checkpoint whose shapes do not match its config names the tensor and both shapes") {
   TempDir d("mismatch");
   train_tiny(d, {.steps = 2});
-  {  // claim a different d_state in config.json
-    std::ifstream in(d / "run/config.json");
+  // The model alone (a folder with no checkpoint to verify it against, as Hugging Face's), whose
+  // config.json claims a different d_state. (In a run folder the changed config is refused first:
+  // tests/test_run_safety.cpp.)
+  fs::create_directories(d / "bare");
+  for (const std::string f : {"model.safetensors", "config.json"}) fs::copy_file(d / ("run/" + f), d / ("bare/" + f));
+  {
+    std::ifstream in(d / "bare/config.json");
     std::string cfg((std::istreambuf_iterator<char>(in)), {});
     auto at = cfg.find("\"state_size\": 16");
     REQUIRE(at != std::string::npos);
     cfg.replace(at, 16, "\"state_size\": 8");
-    std::ofstream(d / "run/config.json") << cfg;
+    std::ofstream(d / "bare/config.json") << cfg;
   }
-  CHECK_THROWS_WITH_AS(load_model(d / "run"), doctest::Contains("tensor 'backbone.layers.0.mixer.A_log' in"), Error);
-  CHECK_THROWS_WITH_AS(load_model(d / "run"), doctest::Contains("has shape (64, 16), but the model expects (64, 8)"),
+  CHECK_THROWS_WITH_AS(load_model(d / "bare"), doctest::Contains("tensor 'backbone.layers.0.mixer.A_log' in"), Error);
+  CHECK_THROWS_WITH_AS(load_model(d / "bare"), doctest::Contains("has shape (64, 16), but the model expects (64, 8)"),
                        Error);
   CHECK_THROWS_WITH_AS(load_model(d / "nowhere"), doctest::Contains("is not a run folder"), Error);
 }

@@ -50,6 +50,8 @@ std::optional<int64_t> root_step(const std::string& model) {
 }
 
 std::string require_folder(const std::string& dir) {
+  std::error_code ec;
+  MG_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), "[run] {} is a file, not a run folder", dir);
   MG_CHECK(fs::is_directory(dir), "[run] {} is not a run folder (train one with: mambagrad train --out {})", dir, dir);
   return dir;
 }
@@ -84,7 +86,7 @@ T reread_if_rotated(const std::string& run_dir, F&& read) {
   }
 }
 
-// Where the model of a run folder is read from: the root model.safetensors and config.json, checked
+// Where the model of a run folder is read from: the root model.safetensors and config.json, both checked
 // against the newest checkpoint's manifest (size and CRC-32) when there is one. A root file older than
 // that checkpoint (a trainer is between its commit and the switch of the root files, or crashed there) is
 // passed over for the checkpoint's own copy; a root file of the same step that does not match was
@@ -99,8 +101,11 @@ std::string model_folder(const std::string& run_dir) {
              "[run] the run in {} has not saved its first checkpoint yet (it saves one at every --eval-every steps and "
              "at the end); wait for it, or continue a stopped run with: mambagrad train --resume {}",
              run_dir, run_dir);
-    MG_THROW("[run] {} has no {} and no {} (is it a run folder written by mambagrad train?)", run_dir, kModelFile,
-             kConfigFile);
+    const bool has_model = fs::exists(model), has_config = fs::exists(run_dir + "/" + kConfigFile);
+    MG_THROW("[run] {} has {} (is it a run folder written by mambagrad train?)", run_dir,
+             has_model    ? mg::format("a {} but no {}", kModelFile, kConfigFile)
+             : has_config ? mg::format("a {} but no {}", kConfigFile, kModelFile)
+                          : mg::format("no {} and no {}", kModelFile, kConfigFile));
   }
   if (!root) return ckpt->dir;
   // The step first: a trainer replaces the root file (by a rename) only with a newer one, so a root of the
@@ -109,7 +114,14 @@ std::string model_folder(const std::string& run_dir) {
   const std::optional<int64_t> step = root_step(model);
   if (step && *step < ckpt->step) return ckpt->dir;
   const std::string why = compare_with_checkpoint(*ckpt, kModelFile, model);
-  if (why.empty()) return run_dir;
+  if (why.empty()) {  // the config too: the same in every checkpoint of a run, so no step to compare
+    const std::string config = run_dir + "/" + kConfigFile;
+    const std::string config_why = compare_with_checkpoint(*ckpt, kConfigFile, config);
+    MG_CHECK(config_why.empty(),
+             "[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
+             config_why, ckpt->dir, kConfigFile, config);
+    return run_dir;
+  }
   MG_CHECK(!step || *step == ckpt->step,
            "[run] {} is from step {}, newer than the newest usable checkpoint ({}, step {}), so it cannot be verified: "
            "the checkpoint of step {} is missing or damaged. Resume the run (which sets a damaged checkpoint aside), "

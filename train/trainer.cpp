@@ -59,6 +59,10 @@ std::string fmt_duration(double s) {
 // --overwrite; one that holds other files is refused.
 void check_new_run_folder(const std::string& dir, const RunFolderContents& c, bool overwrite) {
   MG_CHECK(!c.is_file, "[train] --out {} is a file, not a folder", dir);
+  MG_CHECK(!c.is_checkpoint,
+           "[train] --out {} is a checkpoint folder of a run (only its trainer writes there), not a folder for a "
+           "new run: continue that run with --resume on the folder that holds it, or choose another --out",
+           dir);
   if (c.holds_run() && !overwrite)
     MG_THROW(
         "[train] {} already holds a run ({}): continue it with --resume {}, replace it with --overwrite, or "
@@ -276,8 +280,8 @@ void check_ranks(const TrainOptions& opts, const World& world, bool resume) {
 
 // The paths a run records (JSON: UTF-8 only) and the trace file of --profile, an output under the rule of
 // io/output_file.h: never the data, never one of the run's files.
-void check_train_paths(const TrainOptions& opts) {
-  check_utf8_path(opts.out, "train", "--out");
+void check_train_paths(const TrainOptions& opts, bool resume) {
+  check_utf8_path(opts.out, "train", resume ? "--resume" : "--out");
   check_utf8_path(opts.data, "train", "--data");
   if (opts.profile.empty()) return;
   check_utf8_path(opts.profile, "train", "--profile");
@@ -576,7 +580,7 @@ void check_options(TrainOptions& opts, const World& world, bool resume) {
     opts.validate();
     require_device(opts.device, "train");
     check_ranks(opts, world, resume);
-    check_train_paths(opts);
+    check_train_paths(opts, resume);
   });
 }
 
@@ -588,8 +592,13 @@ TrainData check_folder_and_load_data(TrainOptions& opts, const World& world, boo
     if (world.root()) {
       const RunFolderContents contents = inspect_run_folder(opts.out);
       if (resume) {
+        MG_CHECK(!contents.is_file, "[resume] {} is a file, not a run folder", opts.out);
         MG_CHECK(contents.exists, "[resume] {} is not a run folder (train one with: mambagrad train --out {})",
                  opts.out, opts.out);
+        MG_CHECK(!contents.is_checkpoint,
+                 "[resume] {} is a checkpoint folder of a run, not a run folder: resume the run with --resume on "
+                 "the folder that holds it (its parent), which picks its newest complete checkpoint",
+                 opts.out);
         MG_CHECK(!opts.overwrite, "[train] --overwrite and --resume exclude each other");
       } else {
         check_new_run_folder(opts.out, contents, opts.overwrite);
