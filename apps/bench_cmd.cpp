@@ -65,8 +65,10 @@ CLI::Option* add_model_bench_options(CLI::App* cmd, BenchOpts& o) {
       CLI::IsMember({"fp32", "bf16", "both"}));
   cmd->add_option("--profile", o.profile,
                   "train: profile the timed steps of one preset: write a Chrome trace to this file and print a table "
-                  "per op");
-  cmd->add_option("--data", o.data, "train: sample batches from this byte file's train split (default: random bytes)");
+                  "per op")
+      ->check(non_empty("a file for the trace"));
+  cmd->add_option("--data", o.data, "train: sample batches from this byte file's train split (default: random bytes)")
+      ->check(non_empty("a byte file"));
   cmd->add_flag("--peer", o.peer,
                 "train, generate, matmul: also run the PyTorch peer, bench/torch_peer.py, and print the "
                 "ratios (matmul: torch.mm in float32 and bfloat16 on the same shapes)");

@@ -43,7 +43,7 @@ void add_graph_command(CLI::App& app, Run& run) {
       ->check(at_least(1));
   cmd->add_option("--batch", o->batch, "batch size")->capture_default_str()->check(at_least(1));
   cmd->add_option("--seq", o->seq, "sequence length")->capture_default_str()->check(at_least(1));
-  cmd->add_option("--seed", o->seed, "seed of the initialisation and the random tokens")->capture_default_str();
+  add_checked(cmd, "--seed", o->seed, "seed of the initialisation and the random tokens", unsigned_integer());
   cmd->add_option("--out", o->out, "output .dot file")->capture_default_str();
   cmd->add_flag("--svg", o->svg, "also write the SVG (OUT with .svg for .dot) with Graphviz's dot (when installed)");
   cmd->callback([o, &run] {

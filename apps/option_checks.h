@@ -51,6 +51,13 @@ inline CLI::Validator unsigned_integer() {
   return integer<uint64_t>([](uint64_t) { return true; }, "an integer from 0 to 18446744073709551615");
 }
 
+// A text that is not empty (`--op ""` would otherwise mean "every op" without a word); `what` says what it
+// names.
+inline CLI::Validator non_empty(const std::string& what) {
+  return CLI::Validator(
+      [what](std::string& text) -> std::string { return text.empty() ? "must name " + what + ", got ''" : ""; }, what);
+}
+
 // A finite real number for which `ok(v)` holds.
 inline CLI::Validator real(std::function<bool(double)> ok, std::string valid) {
   return CLI::Validator(

@@ -92,7 +92,8 @@ void add_run_options(CLI::App* cmd, TrainOptions& o, TrainOverrides& ov) {
                 "(slower; may change on resume)");
   cmd->add_option("--profile", o.profile,
                   "profile steps (every op's forward and backward: time, thread, shapes, bytes): write a Chrome trace "
-                  "to this file (open it in ui.perfetto.dev) and print a table per op");
+                  "to this file (open it in ui.perfetto.dev) and print a table per op")
+      ->check(non_empty("a file for the trace"));
   add_checked(cmd, "--profile-steps", o.profile_steps,
               "steps to profile with --profile (the first step is skipped as a warm-up when there are enough)",
               at_least(1));
@@ -182,7 +183,7 @@ void add_train_command(CLI::App& app, Run& run) {
   auto o = std::make_shared<TrainOptions>();
   auto ov = std::make_shared<TrainOverrides>();
   auto* cmd = app.add_subcommand("train", "train a Mamba LM on enwik8 or any byte file");
-  cmd->add_option("--data", o->data, "enwik8.zip, a .gz file or any byte file");
+  cmd->add_option("--data", o->data, "enwik8.zip, a .gz file or any byte file")->check(non_empty("a byte file"));
   cmd->add_option("--out", o->out,
                   "run folder (checkpoints, metrics.jsonl, curves.svg); default runs/<preset>, or runs/<preset>-2, "
                   "-3 ... when that holds a run");
@@ -212,7 +213,8 @@ void add_eval_command(CLI::App& app, Run& run) {
   auto* cmd = app.add_subcommand("eval", "loss, bits per character and perplexity of a trained run");
   cmd->add_option("--run", o->run_dir, "run folder")->required();
   cmd->add_option("--split", o->split, "train, validation or test")->capture_default_str();
-  cmd->add_option("--data", o->data, "byte file (default: the one the run trained on)");
+  cmd->add_option("--data", o->data, "byte file (default: the one the run trained on)")
+      ->check(non_empty("a byte file"));
   cmd->add_option("--bytes", o->bytes, "evaluate only the first N bytes of the split (-1: all)")
       ->capture_default_str()
       ->check(minus_one_or_positive("the whole split"));

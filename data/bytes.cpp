@@ -35,7 +35,10 @@ uint64_t le64(const uint8_t* p) { return uint64_t(le32(p)) | uint64_t(le32(p + 4
 // open descriptor.
 int open_regular_file(const std::string& path, const std::string& option) {
   const std::string name = option.empty() ? std::string("a data file") : option;
+  MG_CHECK(!path.empty(), "[data] {} is an empty path: name a byte file (raw, gzip or zip)", name);
   const RegularOpen r = open_regular(path);
+  if (r.stat_errno == ENOENT && !option.empty() && option != "--data")  // logits --input: no training hint
+    MG_THROW("[data] {} '{}' does not exist", option, path);
   if (r.stat_errno == ENOENT)
     MG_THROW(
         "[data] '{}' does not exist. To train on enwik8, download it into the current folder with:\n    {}\n"

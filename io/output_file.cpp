@@ -1,7 +1,10 @@
 #include "io/output_file.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
@@ -67,7 +70,17 @@ std::string file_kind(const std::string& path) {
 void check_output_path(const std::string& path, const OutputCheck& c) {
   MG_CHECK(!path.empty(), "[{}] {} is empty: name the file to write", c.command, c.option);
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) {
+  if (::stat(path.c_str(), &st) != 0) {  // a new file: its folder must exist and take it (before any work)
+    const fs::path parent = fs::path(path).parent_path();
+    struct stat pst {};
+    if (!parent.empty()) {
+      MG_CHECK(::stat(parent.c_str(), &pst) == 0 && S_ISDIR(pst.st_mode),
+               "[{}] {} {}: the folder {} does not exist; create it first, or write the output elsewhere", c.command,
+               c.option, path, parent.string());
+      MG_CHECK(::access(parent.c_str(), W_OK) == 0, "[{}] {} {}: the folder {} is not writable ({})", c.command,
+               c.option, path, parent.string(), std::strerror(errno));
+    }
+  } else {
     if (S_ISCHR(st.st_mode)) return;  // written into, never replaced (write_file_atomic)
     MG_CHECK(S_ISREG(st.st_mode),
              "[{}] {} {} is {}; only a regular file (replaced atomically) or a character device such as /dev/null "

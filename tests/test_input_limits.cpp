@@ -334,3 +334,46 @@ TEST_CASE("input limits: under an address-space limit (ulimit -v) a large run is
   check_refused(r, {"[train] a model of", "more than this machine's memory (1 GiB)"});
   CHECK(!fs::exists(d / "run"));
 }
+
+TEST_CASE("input limits: empty paths, seeds out of range and outputs into missing folders are refused by name first") {
+  TempDir d("limits_empty");
+  const std::string data = write_text(d, 30000);
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"gradcheck", "--op", ""}, "--op: must name an op, got ''"},
+      {{"gradcheck", "--seed", "-1"}, "--seed: must be an integer from 0 to 18446744073709551615, got '-1'"},
+      {{"graph", "--seed", "99999999999999999999999", "--out", d / "g.dot"}, "which is out of the 64-bit range"},
+      {{"train", "--data", data, "--out", d / "run", "--profile", ""}, "--profile: must name a file for the trace"},
+      {{"train", "--data", "", "--out", d / "run"}, "--data: must name a byte file, got ''"},
+      {{"eval", "--run", d / "run", "--data", ""}, "--data: must name a byte file, got ''"},
+      {{"bench", "train", "--data", ""}, "--data: must name a byte file, got ''"},
+  };
+  for (const Case& c : cases) {
+    auto r = run_cli(c.args, {}, kKillMs);
+    INFO(r.err);
+    CHECK(r.signal == 0);
+    CHECK(r.exit_code != 0);
+    CHECK_MESSAGE(r.err.find(c.message) != std::string::npos, c.message);
+  }
+  CHECK(!fs::exists(d / "run"));
+  CHECK(!fs::exists(d / "g.dot"));
+
+  // An output in a folder that does not exist is refused before the work (the forward of logits), naming
+  // the option; a run folder that cannot be made names --out; a missing --input gets no enwik8 hint.
+  check_refused(run_cli({"graph", "--out", d / "missing/g.dot"}, {}, kKillMs),
+                {"[graph] --out " + (d / "missing/g.dot") + ": the folder " + (d / "missing") + " does not exist"});
+  REQUIRE(run_cli(tiny_train(data, d / "run"), {}, kKillMs).exit_code == 0);
+  check_refused(
+      run_cli({"logits", "--run", d / "run", "--input", data, "--out", d / "missing/l.safetensors"}, {}, kKillMs),
+      {"[logits] --out", "does not exist"});
+  auto in =
+      run_cli({"logits", "--run", d / "run", "--input", d / "nope.txt", "--out", d / "l.safetensors"}, {}, kKillMs);
+  check_refused(in, {"[data] --input '" + (d / "nope.txt") + "' does not exist"});
+  CHECK(in.err.find("enwik8") == std::string::npos);
+  std::ofstream(d / "a-file") << "x";
+  check_refused(run_cli({"train", "--data", data, "--out", d / "a-file/run", "--steps", "1"}, {}, kKillMs),
+                {"[train] cannot create the run folder " + (d / "a-file/run") + " (--out)"});
+}

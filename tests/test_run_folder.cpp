@@ -283,6 +283,14 @@ TEST_CASE("run folder: a metrics line cut short by a full disk does not block re
   int64_t steps = 0;
   for (auto& j : lines) steps += j.contains("train_loss");
   CHECK(steps == 8);
+  // A line damaged in the middle is dropped too, with a note on stderr even under --quiet.
+  std::string text = read_bytes(d / "run/metrics.jsonl");
+  text.insert(text.find('\n') + 1, "garbage\n");
+  write_bytes(d / "run/metrics.jsonl", text);
+  auto q = resume_cli(d / "run", {"--steps", "10"});
+  CHECK_MESSAGE(q.exit_code == 0, q.err);
+  CHECK(q.err.find("note: 1 line of " + (d / "run/metrics.jsonl") + " could not be read") != std::string::npos);
+  CHECK(read_bytes(d / "run/metrics.jsonl").find("garbage") == std::string::npos);
 }
 
 TEST_CASE("run folder: outputs never replace a run's own files") {

@@ -385,9 +385,11 @@ class RunHistory {
     if (resume) {
       int64_t dropped = 0;
       history_ = read_jsonl(path_, &dropped);
-      if (dropped && opts.progress)
-        mg::print("note: {} line{} of {} could not be read (cut short by a crash?) and {} dropped\n", dropped,
-                  dropped == 1 ? "" : "s", path_, dropped == 1 ? "is" : "are");
+      if (dropped)  // on stderr even with --quiet: lines of the user's file are dropped
+        std::fputs(mg::format("note: {} line{} of {} could not be read (cut short by a crash?) and {} dropped\n",
+                              dropped, dropped == 1 ? "" : "s", path_, dropped == 1 ? "is" : "are")
+                       .c_str(),
+                   stderr);
     }
     std::erase_if(history_,
                   [&](const nlohmann::json& j) { return !j.is_object() || j.value("step", int64_t(0)) > start; });
@@ -751,7 +753,9 @@ Restored Trainer::take_folder() {
   Restored from;
   agreed_phase(world_, [&] {
     if (!root_) return;
-    fs::create_directories(dir_);
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+    MG_CHECK(!ec, "[train] cannot create the run folder {} (--out): {}", dir_, ec.message());
     lock_.emplace(dir_);
     if (!resume_) {
       check_new_run_folder(dir_, inspect_run_folder(dir_), opts_.overwrite);  // again, now that it is ours
