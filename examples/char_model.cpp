@@ -21,7 +21,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s FILE [STEPS]  (any text file, e.g. README.md)\n", argv[0]);
     return 2;
   }
-  const int steps = argc > 2 ? std::atoi(argv[2]) : 30;
+  int steps = 30;
+  if (argc > 2) {  // a whole positive number, or the usage
+    char* end = nullptr;
+    const long v = std::strtol(argv[2], &end, 10);
+    if (*argv[2] == '\0' || *end != '\0' || v < 1 || v > 1000000) {
+      std::fprintf(stderr, "%s: STEPS must be an integer from 1 to 1000000, got '%s'\n", argv[0], argv[2]);
+      return 2;
+    }
+    steps = int(v);
+  }
   try {
     ByteDataset text(read_byte_file(argv[1]), argv[1]);
     MambaConfig cfg = MambaConfig::preset("tiny");

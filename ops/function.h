@@ -1,7 +1,7 @@
 // User-defined differentiable ops, as torch.autograd.Function: the user names the op and writes its
 // forward (library ops or a kernel of its own) and its backward. The op records one node under its own
 // name, so the tools name it like a built-in op, and the engine checks its gradients like any other.
-// examples/custom_op.cpp and docs/internals.md ("Ops of your own") show one whole:
+// examples/custom_op.cpp and docs/internals.md ("7. An op of your own: `Function`") show one whole:
 //   struct Square : mg::Function<Square> {
 //     static constexpr const char* name = "square";
 //     static Tensor forward(FunctionCtx& ctx, const Tensor& x) { ctx.save_for_backward({x}); return mul(x, x); }

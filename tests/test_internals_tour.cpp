@@ -56,7 +56,7 @@ void tour_tiny_mamba() {
   CHECK(kinds["causal_conv1d"] == 1);
   CHECK(kinds["rms_norm"] == 2);  // the block's norm and norm_f
 
-  loss.backward();  // run_backward({loss}, {ones({})}, false)
+  loss.backward();  // run_backward({loss}, {ones like the loss}, false)
   for (auto& [name, p] : model.state_dict()) CHECK(p.grad().defined());
   CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("backward through the graph a second time"), Error);
 }
