@@ -27,11 +27,13 @@ int& thread_count() {
 
 int num_threads() { return thread_count(); }
 
-int64_t parallel_pieces(int64_t n, int64_t cost_per_item, int nt) {
+int64_t parallel_pieces(int64_t n, int64_t cost_per_item, int nt, int64_t min_items) {
   // n * cost_per_item can pass 2^63 (callers that always want every thread say 2^40 per item).
   const int64_t by_work =
       cost_per_item > 0 && n > INT64_MAX / cost_per_item ? INT64_MAX : n * cost_per_item / kParallelGrain;
-  return std::min<int64_t>(n, std::max<int64_t>(nt, std::min<int64_t>(kPiecesPerThread * nt, by_work)));
+  int64_t pieces = std::min<int64_t>(kPiecesPerThread * nt, by_work);
+  if (min_items > 1 && n / min_items < pieces) pieces = n / min_items / nt * nt;
+  return std::min<int64_t>(n, std::max<int64_t>(nt, pieces));
 }
 
 void set_num_threads(int n) {

@@ -11,9 +11,11 @@ int num_threads();
 void set_num_threads(int n);
 
 // Runs f(begin, end) over [0, n) split into contiguous ranges (parallel_pieces) across threads; serial
-// when the work (n * cost_per_item) is small. Each index is processed exactly once.
+// when the work (n * cost_per_item) is small. Each index is processed exactly once. min_items: a piece
+// holds at least this many items where it can (for work whose every piece pays a fixed cost of its
+// own, as the gemm's pieces each pack a whole operand).
 template <class F>
-void parallel_for(int64_t n, int64_t cost_per_item, F&& f);
+void parallel_for(int64_t n, int64_t cost_per_item, F&& f, int64_t min_items = 1);
 // Below this much work (n * cost_per_item) parallel_for runs on the calling thread alone.
 inline constexpr int64_t kParallelGrain = 32768;
 // How many contiguous pieces parallel_for cuts [0, n) into for nt threads: up to kPiecesPerThread per
@@ -21,8 +23,10 @@ inline constexpr int64_t kParallelGrain = 32768;
 // pieces first come, first served, so a thread that shares its core with another process takes fewer
 // of them instead of holding the others at the join (docs/perf.md, "Training beside a busy process").
 // Every kernel makes its results independent of the pieces (sums in an order fixed by the sizes).
+// With min_items > 1, fewer pieces where each would hold fewer items, a multiple of nt (whole rounds
+// of the threads), never fewer than nt.
 inline constexpr int64_t kPiecesPerThread = 4;
-int64_t parallel_pieces(int64_t n, int64_t cost_per_item, int nt);
+int64_t parallel_pieces(int64_t n, int64_t cost_per_item, int nt, int64_t min_items = 1);
 
 // For work repeated many times with the same shape (a decoding step), whether to run the next one on
 // one thread or split across the threads, chosen by timing both. A split pays only while every thread
@@ -67,14 +71,14 @@ class SplitChooser {
 namespace mg {
 
 template <class F>
-void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
+void parallel_for(int64_t n, int64_t cost_per_item, F&& f, int64_t min_items) {
   if (n <= 0) return;
   const int nt = num_threads();
   if (nt <= 1 || n * cost_per_item < kParallelGrain || omp_in_parallel()) {
     f(int64_t(0), n);
     return;
   }
-  const int64_t pieces = parallel_pieces(n, cost_per_item, nt);
+  const int64_t pieces = parallel_pieces(n, cost_per_item, nt, min_items);
 #pragma omp parallel for num_threads((int)std::min <int64_t>(nt, pieces)) schedule(dynamic, 1)
   for (int64_t c = 0; c < pieces; ++c) {
     int64_t b = n * c / pieces, e = n * (c + 1) / pieces;

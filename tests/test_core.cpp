@@ -213,6 +213,12 @@ TEST_CASE(
   CHECK(parallel_pieces(40, 1000, 2) == 2);             // never fewer than the threads
   CHECK(parallel_pieces(3, int64_t(1) << 40, 2) == 3);  // never more than the items; no overflow
   CHECK(parallel_pieces(int64_t(1) << 40, int64_t(1) << 40, 2) == 2 * kPiecesPerThread);
+  // With a minimum of items per piece (the gemm's 512 rows): fewer, a multiple of the threads, at least nt.
+  CHECK(parallel_pieces(43, int64_t(1) << 30, 2, 85) == 2);   // 256 rows: one piece per thread
+  CHECK(parallel_pieces(341, int64_t(1) << 30, 2, 85) == 4);  // 2048 rows: 4 pieces of 512
+  CHECK(parallel_pieces(683, int64_t(1) << 30, 2, 85) == 8);  // 4096 rows: as without the minimum
+  CHECK(parallel_pieces(600, int64_t(1) << 30, 3, 85) == 6);  // 7 would fit: 6, two rounds of 3 threads
+  CHECK(parallel_pieces(100, 1000, 2, 10) == 3);              // the work bound still applies
 
   std::mutex mu;
   std::vector<std::pair<int64_t, int64_t>> ranges;

@@ -818,6 +818,17 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* 
 
 namespace {
 
+// A piece of the threaded packed path holds at least this many rows (or columns) of C where it can.
+// Every piece packs all of the other operand (op(B) for a row piece, op(A) for a column piece) and
+// streams it through the caches once per block of K, whatever its own size, so small pieces of a
+// product with few rows (or columns) and a long K pay that again and again: dW = dY^T X of `small`
+// (256 x 512 x 4096) in 8 pieces ran at 128-130 GFLOP/s on 2 Zen 2 cores, in 2 at 141-163 (and
+// 1024 x 256 x 4096 at 128-134 against 160-166; x_proj's 48 x 512 x 4096, split by columns, at 110-114
+// against 137-141), while the products with 4096 rows (8 pieces of 512 rows either way) ran the same.
+// Fewer pieces are less even on a busy machine, where the trainer runs such steps on one thread anyway
+// (docs/perf.md, "Training beside a busy process").
+constexpr int64_t kMinPieceRows = 512;
+
 // The packed path, threads over whole MR row panels (or NR column panels when C has more of those).
 template <class T, bool Round>
 void packed_threads(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
@@ -826,17 +837,23 @@ void packed_threads(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
   const int64_t m_panels = (M + MR - 1) / MR, n_panels = (N + NR - 1) / NR;
   const int64_t flops_per_row = N * K, flops_per_col = M * K;
   if (m_panels >= n_panels) {  // threads over row panels; each packs all of op(B) it needs
-    parallel_for(m_panels, MR * flops_per_row, [&](int64_t b, int64_t e) {
-      const int64_t i0 = b * MR, i1 = std::min(M, e * MR);
-      const T* a = trans_a ? A + i0 : A + i0 * lda;
-      gemm_serial<T, Round>(trans_a, trans_b, i1 - i0, N, K, a, lda, B, ldb, beta, C + i0 * ldc, ldc);
-    });
-  } else {  // threads over column panels
-    parallel_for(n_panels, NR * flops_per_col, [&](int64_t b, int64_t e) {
-      const int64_t j0 = b * NR, j1 = std::min(N, e * NR);
-      const T* bb = trans_b ? B + j0 * ldb : B + j0;
-      gemm_serial<T, Round>(trans_a, trans_b, M, j1 - j0, K, A, lda, bb, ldb, beta, C + j0, ldc);
-    });
+    parallel_for(
+        m_panels, MR * flops_per_row,
+        [&](int64_t b, int64_t e) {
+          const int64_t i0 = b * MR, i1 = std::min(M, e * MR);
+          const T* a = trans_a ? A + i0 : A + i0 * lda;
+          gemm_serial<T, Round>(trans_a, trans_b, i1 - i0, N, K, a, lda, B, ldb, beta, C + i0 * ldc, ldc);
+        },
+        kMinPieceRows / MR);
+  } else {  // threads over column panels; each packs all of op(A)
+    parallel_for(
+        n_panels, NR * flops_per_col,
+        [&](int64_t b, int64_t e) {
+          const int64_t j0 = b * NR, j1 = std::min(N, e * NR);
+          const T* bb = trans_b ? B + j0 * ldb : B + j0;
+          gemm_serial<T, Round>(trans_a, trans_b, M, j1 - j0, K, A, lda, bb, ldb, beta, C + j0, ldc);
+        },
+        kMinPieceRows / NR);
   }
 }
 
