@@ -265,6 +265,11 @@ TEST_CASE("run folder: a second trainer on a folder in use is refused") {
     o.overwrite = true;
     CHECK_THROWS_WITH_AS(train(o, false), doctest::Contains("is in use by another trainer"), Error);
     CHECK(fs::exists(d / "run/checkpoint-2"));
+    // Its .lock removed by hand while it runs: the folder's own lock still refuses a second trainer.
+    fs::remove(d / "run/.lock");
+    CHECK_THROWS_WITH_AS(train(r, true), doctest::Contains("is in use by another trainer (its .lock was removed"),
+                         Error);
+    o.overwrite = false;
   }
   TrainOptions r = load_run_options(d / "run");  // released: the run continues
   r.steps = 4;

@@ -141,10 +141,29 @@ RunLock::RunLock(const std::string& dir) {
   }
   const std::string pid = std::to_string((long long)::getpid()) + "\n";
   if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
+  // The folder itself too: a .lock removed by hand while a trainer runs would otherwise let a second
+  // trainer make a new one and write the same folder. A folder that holds a run is never empty, so it
+  // cannot be removed under the lock. Where the file system cannot lock a folder (some network file
+  // systems), the .lock file alone guards it.
+  dir_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd_ >= 0 && ::flock(dir_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(dir_fd_);
+    dir_fd_ = -1;
+    if (err == EWOULDBLOCK) {
+      ::close(fd_);
+      fd_ = -1;
+      MG_THROW(
+          "[train] {} is in use by another trainer (its {} was removed while it runs, so its pid is unknown); wait "
+          "for it to finish or stop it first",
+          dir, kLockFile);
+    }
+  }
 }
 
 RunLock::~RunLock() {
-  if (fd_ >= 0) ::close(fd_);  // closing the descriptor releases the flock
+  if (dir_fd_ >= 0) ::close(dir_fd_);  // closing the descriptors releases the flocks
+  if (fd_ >= 0) ::close(fd_);
 }
 
 std::optional<CheckpointRef> find_checkpoint(const std::string& run_dir, std::vector<std::string>* skipped) {

@@ -32,7 +32,7 @@ namespace mg {
 
 // The file names, inspect_run_folder() and is_run_file() are in io/run_layout.h.
 
-// Holds an exclusive flock on `dir/.lock` for its lifetime (the folder must exist). Throws mg::Error
+// Holds an exclusive flock on `dir/.lock` and on `dir` for its lifetime (the folder must exist). Throws mg::Error
 // naming the folder and the other trainer's pid when another process holds it. The kernel drops the
 // lock when the process dies, so a killed trainer never leaves a stale lock.
 class RunLock {
@@ -43,7 +43,8 @@ class RunLock {
   RunLock& operator=(const RunLock&) = delete;
 
  private:
-  int fd_ = -1;
+  int fd_ = -1;      // DIR/.lock, which names the holder's pid
+  int dir_fd_ = -1;  // DIR itself: holds even when .lock is removed by hand
 };
 
 struct CheckpointRef {
