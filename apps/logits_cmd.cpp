@@ -39,7 +39,10 @@ void add_logits_command(CLI::App& app, Run& run) {
       // An output never replaces a device, a file it reads (the input, the run's training data) or a run's own
       // files (io/output_file.h).
       const std::optional<TrainOptions> recorded = find_run_options(o->run_dir);
-      check_output_path(o->out, {"logits", "--out", {o->input}, "", recorded ? recorded->data : ""});
+      // In a folder of a model alone (no run, so no run files to refuse), the model files it loads too.
+      std::vector<std::string> reads{o->input};
+      if (!recorded) reads.insert(reads.end(), {o->run_dir + "/" + kModelFile, o->run_dir + "/" + kConfigFile});
+      check_output_path(o->out, {"logits", "--out", reads, "", recorded ? recorded->data : ""});
       const Device device = resolve_device(o->device, "logits");
       auto model = load_model(o->run_dir, device);
       check_fits_in_memory(model->config().forward_bytes((double)o->bytes), "logits",

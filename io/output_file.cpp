@@ -70,14 +70,20 @@ std::string file_kind(const std::string& path) {
 void check_output_path(const std::string& path, const OutputCheck& c) {
   MG_CHECK(!path.empty(), "[{}] {} is empty: name the file to write", c.command, c.option);
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {  // a new file: its folder must exist and take it (before any work)
+  if (::stat(path.c_str(), &st) != 0) {  // a new file: its folder must exist and take it (before any work),
+    // unless it is the run folder the command is about to make (train --out R --profile R/trace.json)
     const fs::path parent = fs::path(path).parent_path();
+    std::error_code ec;
+    const bool made_by_command = !c.run_dir.empty() && fs::weakly_canonical(fs::absolute(parent, ec), ec) ==
+                                                           fs::weakly_canonical(fs::absolute(c.run_dir, ec), ec);
     struct stat pst {};
-    if (!parent.empty()) {
-      MG_CHECK(::stat(parent.c_str(), &pst) == 0 && S_ISDIR(pst.st_mode),
-               "[{}] {} {}: the folder {} does not exist; create it first, or write the output elsewhere", c.command,
-               c.option, path, parent.string());
-      MG_CHECK(::access(parent.c_str(), W_OK) == 0, "[{}] {} {}: the folder {} is not writable ({})", c.command,
+    if (!parent.empty() && !made_by_command) {
+      const bool exists = ::stat(parent.c_str(), &pst) == 0;
+      MG_CHECK(exists, "[{}] {} {}: the folder {} does not exist; create it first, or write the output elsewhere",
+               c.command, c.option, path, parent.string());
+      MG_CHECK(S_ISDIR(pst.st_mode), "[{}] {} {}: {} is {}, not a folder", c.command, c.option, path, parent.string(),
+               file_kind_name(pst.st_mode));
+      MG_CHECK(::access(parent.c_str(), W_OK | X_OK) == 0, "[{}] {} {}: the folder {} is not writable ({})", c.command,
                c.option, path, parent.string(), std::strerror(errno));
     }
   } else {

@@ -54,11 +54,13 @@ RunFolderContents inspect_run_folder(const std::string& dir) {
   }
   c.exists = true;
   bool marker = false;  // run.json, a checkpoint folder or a root trainer state: the folder holds a run
+  bool manifest = false, state = false;  // checkpoint.json and trainer_state.safetensors: a checkpoint
   std::vector<std::string> root_files;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string name = e.path().filename().string();
     if (name == kLockFile || is_temporary(name)) continue;
-    if (name == kManifestFile) c.is_checkpoint = true;
+    if (name == kManifestFile) manifest = true;
+    state = state || name == kStateFile;
     if (name == kRunFile || name == kStateFile || checkpoint_step(name) >= 0 || is_damaged_checkpoint(name)) {
       marker = true;
       c.run_files.push_back(name);
@@ -66,6 +68,7 @@ RunFolderContents inspect_run_folder(const std::string& dir) {
       (is_root_run_file(name) ? root_files : c.other_files).push_back(name);
     }
   }
+  c.is_checkpoint = manifest && state;  // a user's own checkpoint.json alone does not make one
   // A folder named checkpoint-<step> (or set aside) inside a folder that holds a run.
   const fs::path abs = fs::absolute(dir, ec).lexically_normal();
   const std::string own = (abs.has_filename() ? abs : abs.parent_path()).filename().string();

@@ -36,8 +36,9 @@ bool is_damaged_checkpoint(const std::string& name);
 // checkpoint folder (`checkpoint-<step>`, or one set aside as `.damaged`) or, the older layout, a
 // trainer_state.safetensors at its root; then the root files of a run (model, config, metrics, curves) are
 // the run's too. Without one of those, a config.json or model.safetensors is someone else's file (a
-// Hugging Face model folder, a user's config). A checkpoint folder itself (it holds checkpoint.json, or is
-// named `checkpoint-<step>` inside a run) is never a run folder: only its trainer writes there.
+// Hugging Face model folder, a user's config). A checkpoint folder itself (it holds checkpoint.json and a
+// trainer state, or is named `checkpoint-<step>` inside a run) is never a run folder: only its trainer
+// writes there.
 struct RunFolderContents {
   bool exists = false;                   // a directory of that name exists
   bool is_file = false;                  // the name is taken by something that is not a directory

@@ -376,4 +376,11 @@ TEST_CASE("input limits: empty paths, seeds out of range and outputs into missin
   std::ofstream(d / "a-file") << "x";
   check_refused(run_cli({"train", "--data", data, "--out", d / "a-file/run", "--steps", "1"}, {}, kKillMs),
                 {"[train] cannot create the run folder " + (d / "a-file/run") + " (--out)"});
+  check_refused(run_cli({"graph", "--out", d / "a-file/g.dot"}, {}, kKillMs),
+                {"[graph] --out " + (d / "a-file/g.dot") + ": " + (d / "a-file") + " is a regular file, not a folder"});
+  // A user's folder with a checkpoint.json of its own is not a checkpoint: outputs may go there.
+  fs::create_directories(d / "mine");
+  std::ofstream(d / "mine/checkpoint.json") << "{}";
+  auto g = run_cli({"graph", "--out", d / "mine/g.dot"}, {}, kKillMs);
+  CHECK_MESSAGE(g.exit_code == 0, g.err);
 }

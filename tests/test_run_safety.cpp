@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <nlohmann/json.hpp>
 
 #include "core/format.h"
 #include "io/atomic_file.h"
@@ -157,9 +158,25 @@ TEST_CASE("run safety: eval, generate and logits verify the root model against c
     CHECK(contains(r.err, "Restore it with: cp " + run + "/checkpoint-2/config.json " + run + "/config.json"));
   }
   CHECK(!fs::exists(d / "l.safetensors"));
+  // The same JSON written differently (another build's serialisation) is the same config.
+  write_bytes(run + "/config.json", nlohmann::json::parse(config).dump(4));
+  ok = run_cli(commands[0]);
+  CHECK_MESSAGE(ok.exit_code == 0, ok.err);
   write_bytes(run + "/config.json", config);
   ok = run_cli(commands[0]);
   CHECK_MESSAGE(ok.exit_code == 0, ok.err);
+
+  // A folder of the model alone (no run, so no run files to refuse): logits still never writes over the
+  // model or the config it reads.
+  fs::create_directories(d / "bare");
+  for (const std::string f : {"model.safetensors", "config.json"}) fs::copy_file(run + "/" + f, d / ("bare/" + f));
+  const std::string bare_model = read_bytes(d / "bare/model.safetensors");
+  for (const std::string f : {"model.safetensors", "config.json"}) {
+    auto r = run_cli({"logits", "--run", d / "bare", "--input", data, "--bytes", "8", "--out", d / ("bare/" + f)});
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, "which this command reads"));
+  }
+  CHECK(read_bytes(d / "bare/model.safetensors") == bare_model);
 }
 
 TEST_CASE("run safety: a root model newer than the newest usable checkpoint is not taken unverified") {

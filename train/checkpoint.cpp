@@ -86,6 +86,15 @@ T reread_if_rotated(const std::string& run_dir, F&& read) {
   }
 }
 
+// True when both files parse as JSON to the same value (false when either does not parse).
+bool same_json(const std::string& a, const std::string& b) {
+  try {
+    return nlohmann::json::parse(read_text_file(a)) == nlohmann::json::parse(read_text_file(b));
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 // Where the model of a run folder is read from: the root model.safetensors and config.json, both checked
 // against the newest checkpoint's manifest (size and CRC-32) when there is one. A root file older than
 // that checkpoint (a trainer is between its commit and the switch of the root files, or crashed there) is
@@ -117,9 +126,12 @@ std::string model_folder(const std::string& run_dir) {
   if (why.empty()) {  // the config too: the same in every checkpoint of a run, so no step to compare
     const std::string config = run_dir + "/" + kConfigFile;
     const std::string config_why = compare_with_checkpoint(*ckpt, kConfigFile, config);
-    MG_CHECK(config_why.empty(),
-             "[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
-             config_why, ckpt->dir, kConfigFile, config);
+    MG_CHECK(
+        config_why.empty() ||
+            same_json(config, ckpt->dir + "/" + kConfigFile),  // other bytes, same JSON:
+                                                               // written by another build, whose serialisation differed
+        "[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
+        config_why, ckpt->dir, kConfigFile, config);
     return run_dir;
   }
   MG_CHECK(!step || *step == ckpt->step,

@@ -139,8 +139,6 @@ RunLock::RunLock(const std::string& dir) {
       MG_THROW("[train] {} is in use by another trainer (pid {}); wait for it to finish or stop it first", dir, pid);
     MG_THROW("[train] cannot lock '{}': {}", path, std::strerror(err));
   }
-  const std::string pid = std::to_string((long long)::getpid()) + "\n";
-  if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
   // The folder itself too: a .lock removed by hand while a trainer runs would otherwise let a second
   // trainer make a new one and write the same folder. A folder that holds a run is never empty, so it
   // cannot be removed under the lock. Where the file system cannot lock a folder (some network file
@@ -159,6 +157,8 @@ RunLock::RunLock(const std::string& dir) {
           dir, kLockFile);
     }
   }
+  const std::string pid = std::to_string((long long)::getpid()) + "\n";  // both held: name the holder
+  if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
 }
 
 RunLock::~RunLock() {

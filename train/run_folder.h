@@ -82,7 +82,8 @@ std::string compare_with_checkpoint(const CheckpointRef& ckpt, const std::string
 // the same bytes as files of their own; a hard link (runs of earlier builds) is replaced by a copy.
 void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt);
 
-// Removes what an interrupted writer left: `*.tmp.<pid>` files and `checkpoint-*.tmp.<pid>` folders.
+// Removes what an interrupted trainer left: its own names followed by `.tmp.<pid>` (io/run_layout.h,
+// is_temporary): root run files and `checkpoint-<step>[.old].tmp.<pid>` folders.
 // Call only while holding the RunLock (then no other process is writing them).
 void remove_temporaries(const std::string& run_dir);
 

@@ -599,8 +599,10 @@ TrainData check_folder_and_load_data(TrainOptions& opts, const World& world, boo
                  opts.out, opts.out);
         MG_CHECK(!contents.is_checkpoint,
                  "[resume] {} is a checkpoint folder of a run, not a run folder: resume the run with --resume on "
-                 "the folder that holds it (its parent), which picks its newest complete checkpoint",
-                 opts.out);
+                 "the folder that holds it, which picks its newest complete checkpoint (to continue a copy of a "
+                 "checkpoint as a run of its own, make it one: mkdir NEW && cp -r {} NEW/checkpoint-<its step>, "
+                 "then --resume NEW)",
+                 opts.out, opts.out);
         MG_CHECK(!opts.overwrite, "[train] --overwrite and --resume exclude each other");
       } else {
         check_new_run_folder(opts.out, contents, opts.overwrite);
@@ -779,11 +781,12 @@ void Trainer::restore_state() {
 }
 
 // The run's record: what it is, what it trains on, what it was asked. config.json at the root is what
-// from_pretrained(dir) reads (the checkpoints carry their own copy).
+// from_pretrained(dir) reads (the checkpoints carry their own copy; a resumed run's root has its
+// checkpoint's, published in restore_state, which readers check against the checkpoint's manifest).
 void Trainer::write_run_record() {
   if (!root_) return;
   write_file_atomic(dir_ + "/" + kRunFile, nlohmann::ordered_json::parse(opts_.to_json()).dump(2) + "\n");
-  write_file_atomic(dir_ + "/" + kConfigFile, model_.config().to_json());
+  if (!from_.ckpt || from_.ckpt->legacy) write_file_atomic(dir_ + "/" + kConfigFile, model_.config().to_json());
   crash_point("run-started");
   history_.emplace(opts_, resume_, start_, from_.changed);
 }
