@@ -70,14 +70,10 @@ std::string file_kind(const std::string& path) {
 void check_output_path(const std::string& path, const OutputCheck& c) {
   MG_CHECK(!path.empty(), "[{}] {} is empty: name the file to write", c.command, c.option);
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {  // a new file: its folder must exist and take it (before any work),
-    // unless it is the run folder the command is about to make (train --out R --profile R/trace.json)
+  if (::stat(path.c_str(), &st) != 0) {  // a new file: its folder must exist and take it (before any work)
     const fs::path parent = fs::path(path).parent_path();
-    std::error_code ec;
-    const bool made_by_command = !c.run_dir.empty() && fs::weakly_canonical(fs::absolute(parent, ec), ec) ==
-                                                           fs::weakly_canonical(fs::absolute(c.run_dir, ec), ec);
     struct stat pst {};
-    if (!parent.empty() && !made_by_command) {
+    if (!parent.empty()) {
       const bool exists = ::stat(parent.c_str(), &pst) == 0;
       MG_CHECK(exists, "[{}] {} {}: the folder {} does not exist; create it first, or write the output elsewhere",
                c.command, c.option, path, parent.string());

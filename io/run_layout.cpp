@@ -70,12 +70,12 @@ RunFolderContents inspect_run_folder(const std::string& dir) {
   }
   c.is_checkpoint = manifest && state;  // a user's own checkpoint.json alone does not make one
   // A folder named checkpoint-<step> (or set aside) inside a folder that holds a run.
-  const fs::path abs = fs::absolute(dir, ec).lexically_normal();
-  const std::string own = (abs.has_filename() ? abs : abs.parent_path()).filename().string();
+  fs::path self = fs::absolute(dir, ec).lexically_normal();
+  if (!self.has_filename()) self = self.parent_path();  // "run/checkpoint-4/" names checkpoint-4
+  const std::string own = self.filename().string();
   if (!c.is_checkpoint && (checkpoint_step(own) >= 0 || is_damaged_checkpoint(own))) {
-    const fs::path parent = (abs.has_filename() ? abs : abs.parent_path()).parent_path();
     std::error_code pec;
-    c.is_checkpoint = fs::exists(parent / kRunFile, pec);
+    c.is_checkpoint = fs::exists(self.parent_path() / kRunFile, pec);
   }
   if (c.is_checkpoint) marker = false;
   if (!marker) {  // not a run: its run-file names are someone else's files

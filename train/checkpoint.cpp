@@ -95,6 +95,14 @@ bool same_json(const std::string& a, const std::string& b) {
   }
 }
 
+// A root file (`path`, the run's `name`) that does not match its checkpoint's copy: the error, with how to
+// restore it.
+[[noreturn]] void changed_since_checkpoint(const std::string& why, const CheckpointRef& ckpt, const char* name,
+                                           const std::string& path) {
+  MG_THROW("[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
+           why, ckpt.dir, name, path);
+}
+
 // Where the model of a run folder is read from: the root model.safetensors and config.json, both checked
 // against the newest checkpoint's manifest (size and CRC-32) when there is one. A root file older than
 // that checkpoint (a trainer is between its commit and the switch of the root files, or crashed there) is
@@ -126,12 +134,9 @@ std::string model_folder(const std::string& run_dir) {
   if (why.empty()) {  // the config too: the same in every checkpoint of a run, so no step to compare
     const std::string config = run_dir + "/" + kConfigFile;
     const std::string config_why = compare_with_checkpoint(*ckpt, kConfigFile, config);
-    MG_CHECK(
-        config_why.empty() ||
-            same_json(config, ckpt->dir + "/" + kConfigFile),  // other bytes, same JSON:
-                                                               // written by another build, whose serialisation differed
-        "[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
-        config_why, ckpt->dir, kConfigFile, config);
+    // Other bytes of the same JSON: written by a build whose serialisation differed.
+    if (!config_why.empty() && !same_json(config, ckpt->dir + "/" + kConfigFile))
+      changed_since_checkpoint(config_why, *ckpt, kConfigFile, config);
     return run_dir;
   }
   MG_CHECK(!step || *step == ckpt->step,
@@ -139,8 +144,7 @@ std::string model_folder(const std::string& run_dir) {
            "the checkpoint of step {} is missing or damaged. Resume the run (which sets a damaged checkpoint aside), "
            "or use the older one with: cp {}/{} {}",
            model, *step, ckpt->dir, ckpt->step, *step, ckpt->dir, kModelFile, model);
-  MG_THROW("[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
-           why, ckpt->dir, kModelFile, model);
+  changed_since_checkpoint(why, *ckpt, kModelFile, model);
 }
 
 }  // namespace
