@@ -57,36 +57,9 @@ trap 'rm -rf "$STEP_DIR"' EXIT
 BUDGET=${MG_AMX_CHECK_BUDGET:-$( ((BPC)) && echo 4800 || echo 1200)}  # --bpc: two 600-step runs more
 START=$(date +%s)
 
-say() { printf '%s\n' "$*" | tee -a "$LOG"; }
-elapsed() { echo $(($(date +%s) - START)); }
-
-# run_step NAME LIMIT_S CMD...: CMD under timeout (capped by what is left of the budget), its output to
-# the terminal, the log and $STEP_DIR/NAME.out. Sets LAST_RC, LAST_SECS and LAST_OUT.
-FAILED=0
-run_step() {
-  local name=$1 limit=$2
-  shift 2
-  local left=$((BUDGET - $(elapsed) - 5))
-  ((limit > left)) && limit=$left
-  LAST_OUT=$STEP_DIR/$name.out
-  : >"$LAST_OUT"
-  if ((limit < 10)); then
-    say "=== $name: not run, the ${BUDGET}s budget is spent"
-    LAST_RC=125 LAST_SECS=0 FAILED=1
-    return
-  fi
-  say ""
-  say "=== $name (limit ${limit}s, at $(elapsed)s): $*"
-  local t0
-  t0=$(date +%s)
-  timeout -k 5 "$limit" "$@" 2>&1 | tee "$LAST_OUT" | tee -a "$LOG"
-  LAST_RC=${PIPESTATUS[0]}
-  LAST_SECS=$(($(date +%s) - t0))
-  ((LAST_RC == 124 || LAST_RC == 137)) && say "=== $name: TIMED OUT after ${limit}s"
-  ((LAST_RC == 132)) && say "=== $name: illegal instruction: the build targets another processor (rebuild with -DMG_NATIVE=OFF)"
-  say "=== $name: exit status $LAST_RC after ${LAST_SECS}s"
-  ((LAST_RC == 0)) || FAILED=1
-}
+# say, elapsed and run_step (LAST_RC, LAST_SECS, LAST_OUT, STEPS_FAILED).
+# shellcheck source=scripts/check-steps.sh
+source "$ROOT/scripts/check-steps.sh"
 
 # The summary: one row per target or fact.
 ROWS=()
@@ -185,7 +158,7 @@ if ((BPC)); then
   if [ -z "$DATA" ]; then
     say "--bpc: no enwik8 zip (set MG_DATA)"
     row "${MG_AMX_CHECK_BPC_STEPS:-600} steps: |bpc bf16 - fp32| <= 0.01" "?" "no enwik8 zip (set MG_DATA)"
-    FAILED=1
+    STEPS_FAILED=1
   else
     threads=$(nproc)
     ((threads > 8)) && threads=8
@@ -211,4 +184,4 @@ fi
   printf '%-44s %-8s %s\n' "target" "" "measured"
   for r in "${ROWS[@]}"; do printf '%s\n' "$r"; done
 } | tee "$SUMMARY" | tee -a "$LOG"
-exit $FAILED
+exit $STEPS_FAILED

@@ -65,37 +65,12 @@ STEP_DIR=$(mktemp -d /tmp/gpu-check.XXXXXX)
 BUDGET=${MG_GPU_CHECK_BUDGET:-470}
 START=$(date +%s)
 
-say() { printf '%s\n' "$*" | tee -a "$LOG"; }
-elapsed() { echo $(($(date +%s) - START)); }
+# say, elapsed and run_step (LAST_RC, LAST_SECS, LAST_OUT, STEPS_FAILED).
+# shellcheck source=scripts/check-steps.sh
+source "$ROOT/scripts/check-steps.sh"
 
 NAMES=() STATUS=() SECS=() FIGURES=()
 record() { NAMES+=("$1"); STATUS+=("$2"); SECS+=("$3"); FIGURES+=("$4"); }
-
-# run_step NAME LIMIT_S CMD...: runs CMD under timeout (capped by what is left of the budget),
-# streaming its output to the terminal, the log and $STEP_DIR/NAME.out. Sets LAST_RC and LAST_SECS.
-run_step() {
-  local name=$1 limit=$2
-  shift 2
-  local left=$((BUDGET - $(elapsed) - 5))
-  ((limit > left)) && limit=$left
-  LAST_OUT=$STEP_DIR/$name.out
-  : >"$LAST_OUT"
-  if ((limit < 10)); then
-    say "=== $name: skipped, the ${BUDGET}s budget is spent"
-    LAST_RC=125 LAST_SECS=0
-    return
-  fi
-  say ""
-  say "=== $name (limit ${limit}s, at $(elapsed)s): $*"
-  local t0
-  t0=$(date +%s)
-  timeout -k 5 "$limit" "$@" 2>&1 | tee "$LAST_OUT" | tee -a "$LOG"
-  LAST_RC=${PIPESTATUS[0]}
-  LAST_SECS=$(($(date +%s) - t0))
-  ((LAST_RC == 124 || LAST_RC == 137)) && say "=== $name: TIMED OUT after ${limit}s"
-  ((LAST_RC == 132)) && say "=== $name: illegal instruction: the build targets another processor (rebuild with -DMG_NATIVE=OFF)"
-  say "=== $name: exit status $LAST_RC after ${LAST_SECS}s"
-}
 
 # The figure for the summary: $1 when the step passed; else why not (the first "error:" line, or the
 # last line of output).
