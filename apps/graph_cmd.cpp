@@ -48,8 +48,8 @@ void add_graph_command(CLI::App& app, Run& run) {
   cmd->add_flag("--svg", o->svg, "also write the SVG (OUT with .svg for .dot) with Graphviz's dot (when installed)");
   cmd->callback([o, &run] {
     run = [o] {
-      check_output_path(o->out, {"graph", "--out", {}, "", ""});
-      if (o->svg) check_output_path(svg_path(o->out), {"graph", "--out (its .svg)", {o->out}, "", ""});
+      check_output_path(o->out, {"graph", "--out", {}, "", "", OutputKind::Dot});
+      if (o->svg) check_output_path(svg_path(o->out), {"graph", "--out (its .svg)", {o->out}, "", "", OutputKind::Svg});
       MambaConfig config = MambaConfig::preset(o->preset);
       if (o->n_layer > 0) config.n_layer = o->n_layer;
       MambaLM model(config, o->seed);

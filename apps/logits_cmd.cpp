@@ -42,7 +42,7 @@ void add_logits_command(CLI::App& app, Run& run) {
       // In a folder of a model alone (no run, so no run files to refuse), the model files it loads too.
       std::vector<std::string> reads{o->input};
       if (!recorded) reads.insert(reads.end(), {o->run_dir + "/" + kModelFile, o->run_dir + "/" + kConfigFile});
-      check_output_path(o->out, {"logits", "--out", reads, "", recorded ? recorded->data : ""});
+      check_output_path(o->out, {"logits", "--out", reads, "", recorded ? recorded->data : "", OutputKind::Logits});
       const Device device = resolve_device(o->device, "logits");
       auto model = load_model(o->run_dir, device);
       check_fits_in_memory(model->config().forward_bytes((double)o->bytes), "logits",

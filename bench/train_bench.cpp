@@ -64,6 +64,7 @@
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "io/atomic_file.h"
+#include "io/output_file.h"
 #include "models/mamba.h"
 #include "ops/autocast.h"
 #include "ops/cpu/gemm.h"
@@ -238,7 +239,8 @@ std::vector<Precision> bench_precisions(const std::string& precision_arg) {
 
 // Every option, checked before any work.
 void check_train_bench_options(const std::vector<std::string>& presets_in, int64_t batch, int64_t seq, int steps,
-                               int warmup, bool peer, const std::string& profile, size_t num_precisions) {
+                               int warmup, bool peer, const std::string& profile, const std::string& data,
+                               size_t num_precisions) {
   MG_CHECK(profile.empty() || num_precisions == 1,
            "[bench train] --profile profiles one run: give --precision fp32 or bf16, not both");
   MG_CHECK(batch >= 1 && seq >= 1 && steps >= 1 && warmup >= 0,
@@ -246,6 +248,7 @@ void check_train_bench_options(const std::vector<std::string>& presets_in, int64
            seq, steps, warmup);
   if (!profile.empty()) {
     check_output_file_option(profile, "--profile");
+    check_output_path(profile, {"bench train", "--profile", {data}, "", "", OutputKind::Trace});
     MG_CHECK(
         presets_in.size() == 1 && !peer,
         "[bench train] --profile profiles the timed steps of one preset without the peer: give one --preset "
@@ -377,7 +380,7 @@ int run_train_bench(const std::vector<std::string>& presets_in, int64_t batch, i
                     bool peer, const std::string& data_path, const std::string& device_name,
                     const std::string& precision_arg, const std::string& profile) {
   const std::vector<Precision> precisions = bench_precisions(precision_arg);
-  check_train_bench_options(presets_in, batch, seq, steps, warmup, peer, profile, precisions.size());
+  check_train_bench_options(presets_in, batch, seq, steps, warmup, peer, profile, data_path, precisions.size());
   const Device device = Device::parse(device_name);
   require_device(device, "bench train");  // before any work, as the other commands
   const bool gpu = device.is_cuda();

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "core/regular_file.h"
@@ -49,6 +50,44 @@ size_t invalid_utf8_at(const std::string& s) {
     i += n;
   }
   return std::string::npos;
+}
+
+const char* kind_name(OutputKind kind) {
+  switch (kind) {
+    case OutputKind::Dot:
+      return "a DOT graph";
+    case OutputKind::Svg:
+      return "an SVG image";
+    case OutputKind::Logits:
+      return "a logits file (safetensors with tokens and logits)";
+    case OutputKind::Trace:
+      return "a Chrome trace";
+  }
+  return "";
+}
+
+// Whether the file at `path` starts as an output of `kind` does (an earlier output of the command, which
+// may be replaced): by its first bytes, as the commands write them.
+bool earlier_output(const std::string& path, OutputKind kind) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(4096, '\0');
+  in.read(head.data(), (std::streamsize)head.size());
+  head.resize((size_t)std::max<std::streamsize>(in.gcount(), 0));
+  switch (kind) {
+    case OutputKind::Dot:
+      return head.starts_with("digraph");
+    case OutputKind::Svg:
+      return head.find("<svg") != std::string::npos;
+    case OutputKind::Trace:
+      return head.starts_with("{") && head.find("\"traceEvents\"") != std::string::npos;
+    case OutputKind::Logits: {  // safetensors: an 8-byte little-endian header length, then the JSON header
+      if (head.size() < 9 || head[8] != '{') return false;
+      uint64_t n = 0;
+      for (int i = 7; i >= 0; --i) n = n << 8 | (unsigned char)head[i];
+      return head.substr(8, (size_t)std::min<uint64_t>(n, head.size() - 8)).find("\"logits\"") != std::string::npos;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -98,6 +137,11 @@ void check_output_path(const std::string& path, const OutputCheck& c) {
   }
   MG_CHECK(!is_run_file(path) && !in_run_dir(path, c.run_dir),
            "[{}] {} {} is one of a run's own files; write the output to another file", c.command, c.option, path);
+  MG_CHECK(!S_ISREG(st.st_mode) || st.st_size == 0 || earlier_output(path, c.kind),
+           "[{}] {} {} exists and is not {} that an earlier run of the command wrote: an output replaces only such a "
+           "file or an empty one, never a file of yours. Write the output to another file, or remove {} first if "
+           "it may go",
+           c.command, c.option, path, kind_name(c.kind), path);
 }
 
 }  // namespace mg

@@ -241,6 +241,58 @@ TEST_CASE("run safety: an output never replaces a folder, a FIFO, a device, a fi
   CHECK(fs::is_empty(d / "new"));  // refused before anything was made
 }
 
+TEST_CASE("run safety: an output replaces only an earlier output of its kind or an empty file, never a user's file") {
+  TempDir d("output_kinds");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 2);
+  const std::string input = d.file("input.txt", std::string(64, 'a'));
+  const std::string notes = d.file("notes.txt", std::string("my notes\n"));
+  fs::copy_file(run + "/model.safetensors", d / "weights.safetensors");  // safetensors, but not logits
+  const std::string weights = read_bytes(d / "weights.safetensors");
+  auto refused = [&](const test::CliRun& r, const std::string& says) {
+    CHECK(r.exit_code == 1);
+    CHECK_MESSAGE(contains(r.err, says), r.err);
+  };
+  // graph: a data file, notes and a DOT file of another tool's are refused; its own earlier output and an
+  // empty file are replaced.
+  const std::string other_dot = d.file("other.dot", std::string("graph G { a -- b }\n"));
+  for (const std::string& out : {data, notes, other_dot})
+    refused(run_cli({"graph", "--out", out}), "[graph] --out " + out + " exists and is not a DOT graph");
+  CHECK(read_bytes(notes) == "my notes\n");
+  CHECK(read_bytes(other_dot) == "graph G { a -- b }\n");
+  const std::string empty = d.file("empty.dot", std::string());
+  for (const std::string& out : {d / "g.dot", d / "g.dot", empty}) {
+    auto g = run_cli({"graph", "--out", out});
+    CHECK_MESSAGE(g.exit_code == 0, g.err);
+    CHECK(read_bytes(out).starts_with("digraph"));
+  }
+  // logits: a model's safetensors and notes are refused; its own earlier output is replaced.
+  auto logits = [&](const std::string& out) {
+    return run_cli({"logits", "--run", run, "--input", input, "--bytes", "16", "--out", out});
+  };
+  refused(logits(d / "weights.safetensors"),
+          "[logits] --out " + (d / "weights.safetensors") + " exists and is not a logits file");
+  refused(logits(notes), "is not a logits file");
+  CHECK(read_bytes(d / "weights.safetensors") == weights);
+  for (int i = 0; i < 2; ++i) {
+    auto l = logits(d / "logits.safetensors");
+    CHECK_MESSAGE(l.exit_code == 0, l.err);
+  }
+  // train --profile: notes are refused before the run folder is made; an earlier trace is replaced.
+  refused(run_cli({"train", "--data", data, "--out", d / "p", "--steps", "1", "--profile", notes}),
+          "[train] --profile " + notes + " exists and is not a Chrome trace");
+  CHECK(!fs::exists(d / "p"));
+  CHECK(read_bytes(notes) == "my notes\n");
+  const std::string trace = d / "trace.json";
+  for (const char* out : {"p1", "p2"}) {
+    std::vector<std::string> args = tiny_train(data, d / out, 1);
+    args.insert(args.end(), {"--profile", trace});
+    auto t = run_cli(args);
+    CHECK_MESSAGE(t.exit_code == 0, t.err);
+  }
+  CHECK(contains(read_bytes(trace), "\"traceEvents\""));
+}
+
 TEST_CASE("run safety: a character device named as an output is written into, never replaced") {
   TempDir d("devices");
   const std::string data = write_text(d, 30000);

@@ -285,7 +285,7 @@ void check_train_paths(const TrainOptions& opts, bool resume) {
   check_utf8_path(opts.data, "train", "--data");
   if (opts.profile.empty()) return;
   check_utf8_path(opts.profile, "train", "--profile");
-  check_output_path(opts.profile, {"train", "--profile", {opts.data}, opts.out, ""});
+  check_output_path(opts.profile, {"train", "--profile", {opts.data}, opts.out, "", OutputKind::Trace});
 }
 
 // What shows that the run in `dir`, which has no usable checkpoint, made progress that a start from step 0
