@@ -149,6 +149,11 @@ void check_inplace(const char* op, const Tensor& t) {
            "[{}] in-place ops are not recorded by autograd, and this tensor {} requires grad (run the update "
            "inside a NoGradGuard, or use the out-of-place op)",
            op, t.shape());
+  for (int64_t d = 0; d < t.dim(); ++d)  // an expand()ed view: one element stands for several
+    MG_CHECK(t.strides()[d] != 0 || t.shape()[d] <= 1,
+             "[{}] the tensor {} has elements that share memory (stride 0 in dim {}: an expand()ed view), so an "
+             "in-place op would write each of them several times; clone() it first",
+             op, t.shape(), d);
 }
 
 }  // namespace

@@ -33,17 +33,35 @@ bool FunctionCtx::is_non_differentiable(const Tensor& output) const {
 
 namespace {
 
-// The forward's outputs, checked; an output that is one of the inputs itself becomes a new handle on
-// the same storage, so that recording it never rewrites the input's own grad_fn.
-std::vector<Tensor> checked_outputs(OpKind op, std::vector<Tensor> outputs, const std::vector<Tensor>& inputs) {
+// The forward's outputs, checked.
+void check_outputs(OpKind op, const std::vector<Tensor>& outputs) {
   MG_CHECK(!outputs.empty(), "[{}] the forward of this custom op returned no tensor", op.name());
-  for (size_t i = 0; i < outputs.size(); ++i) {
+  for (size_t i = 0; i < outputs.size(); ++i)
     MG_CHECK(outputs[i].defined(), "[{}] the forward of this custom op returned an undefined tensor as output {}",
              op.name(), i);
-    for (const Tensor& in : inputs)
-      if (in.defined() && in.impl_ptr() == outputs[i].impl_ptr()) outputs[i] = outputs[i].detach();
+}
+
+// A Tensor kept in ctx.saved_data would make a cycle (output -> node -> ctx -> output) that leaks the
+// graph when backward never runs, and would escape the in-place check: tensors go through save_for_backward.
+void check_saved_data(OpKind op, const FunctionCtx& ctx) {
+  for (const auto& [key, value] : ctx.saved_data) {
+    const auto& t = value.type();
+    MG_CHECK(t != typeid(Tensor) && t != typeid(std::vector<Tensor>) && t != typeid(std::optional<Tensor>),
+             "[{}] ctx.saved_data[\"{}\"] holds a tensor: keep tensors with ctx.save_for_backward (it checks that they "
+             "are not modified in place and frees them after backward), and only other values in saved_data",
+             op.name(), key);
   }
-  return outputs;
+}
+
+// Runs `f` (the user's forward or backward); an exception it throws is rethrown as mg::Error naming the op
+// and the pass, so that "bad any_cast" or "[mul] dtypes differ" says where it came from.
+template <class F>
+auto in_user_code(OpKind op, const char* pass, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    MG_THROW("[{}] {}: {}", op.name(), pass, e.what());
+  }
 }
 
 }  // namespace
@@ -51,6 +69,7 @@ std::vector<Tensor> checked_outputs(OpKind op, std::vector<Tensor> outputs, cons
 std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs, const FunctionForward& forward,
                                    FunctionBackward backward) {
   OpScope scope(op, inputs);  // the profiler's event, under the op's own name
+  const bool custom = op.id() < 0 && !is_library_op_name(op.name());
   auto ctx = std::make_shared<FunctionCtx>(op);
   ctx->needs_.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i)
@@ -58,32 +77,54 @@ std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs,
   std::vector<Tensor> outputs;
   {
     NoGradGuard no_grad;  // the ops inside the forward record nothing: the op is one node
-    outputs = checked_outputs(op, forward(*ctx), inputs);
+    outputs = custom ? in_user_code(op, "forward", [&] { return forward(*ctx); }) : forward(*ctx);
   }
+  check_outputs(op, outputs);
+  check_saved_data(op, *ctx);
   // Only the differentiable outputs are recorded; the vjp puts their gradients back in place, with
-  // zeros for the others, so that backward sees one gradient per output of forward.
+  // zeros for the others, so that backward sees one gradient per output of forward. Every output is a
+  // new handle on its storage: recording never rewrites the history of a tensor the forward did not make
+  // (an input returned as is, a captured parameter or cache, another graph's output).
   std::vector<Tensor*> recorded;
   std::vector<size_t> slot;
   std::vector<TensorMeta> metas;
   for (size_t i = 0; i < outputs.size(); ++i) {
     metas.push_back(TensorMeta::of(outputs[i]));
-    if (ctx->is_non_differentiable(outputs[i])) continue;
+    const bool differentiable = !ctx->is_non_differentiable(outputs[i]);
+    outputs[i] = outputs[i].detach();
+    if (!differentiable) continue;
     recorded.push_back(&outputs[i]);
     slot.push_back(i);
   }
   if (recorded.empty()) return outputs;
+  // backward gets contiguous gradients (an expanded one, as sum's backward gives, is copied), so that a
+  // loop over data() reads each element; it must not modify them: a gradient's storage may be shared with
+  // other inputs' gradients (add hands one to both), so an in-place change would corrupt theirs. Checked
+  // by the storages' versions.
   record(op, inputs, recorded,
-         [ctx, backward = std::move(backward), slot = std::move(slot), metas = std::move(metas)](const VjpArgs& a) {
+         [ctx, custom, backward = std::move(backward), slot = std::move(slot),
+          metas = std::move(metas)](const VjpArgs& a) {
            std::vector<Tensor> grads(metas.size());
-           for (size_t k = 0; k < slot.size(); ++k) grads[slot[k]] = a[k];
+           for (size_t k = 0; k < slot.size(); ++k) grads[slot[k]] = a[k].defined() ? a[k].contiguous() : a[k];
            for (size_t i = 0; i < grads.size(); ++i)
              if (!grads[i].defined()) grads[i] = zeros(metas[i].shape, metas[i].dtype, metas[i].device);
+           std::vector<uint64_t> versions;
+           for (const Tensor& g : grads) versions.push_back(g.storage()->version());
            ctx->needs_ = a.needs;
-           std::vector<Tensor> in_grads = backward(*ctx, grads);
+           std::vector<Tensor> in_grads =
+               custom ? in_user_code(ctx->op(), "backward", [&] { return backward(*ctx, grads); })
+                      : backward(*ctx, grads);
+           for (size_t i = 0; i < grads.size(); ++i)
+             MG_CHECK(grads[i].storage()->version() == versions[i],
+                      "[{}] backward: the gradient of output {} it received was modified in place; a gradient may "
+                      "share its storage with other inputs' gradients, so compute a new tensor (mul(g, ...), not "
+                      "g.mul_(...))",
+                      ctx->op().name(), i);
            MG_CHECK(in_grads.size() == ctx->needs_.size(),
-                    "[autograd] the backward of {} returned {} gradients for its {} tensor inputs (return one per "
+                    "[autograd] the backward of {} returned {} gradient{} for its {} tensor input{} (return one per "
                     "input, an undefined Tensor() where needs_input_grad(i) is false)",
-                    ctx->op().name(), in_grads.size(), ctx->needs_.size());
+                    ctx->op().name(), in_grads.size(), in_grads.size() == 1 ? "" : "s", ctx->needs_.size(),
+                    ctx->needs_.size() == 1 ? "" : "s");
            return in_grads;
          });
   return outputs;

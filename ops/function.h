@@ -14,13 +14,17 @@
 // Its arguments are tensors, lists of tensors (std::vector<Tensor>), optional tensors
 // (std::optional<Tensor>: one input, undefined when empty) and other values (backward gets those through
 // ctx.saved_data); the node's inputs are the tensors in order, a list's elements in its place (a pointer
-// to a tensor does not compile). backward gets one gradient per output (zeros where none came, or
-// for a non-differentiable output) and returns one per input, undefined where !ctx.needs_input_grad(i).
+// to a tensor, or tensors in another container, do not compile). backward gets one contiguous gradient per
+// output (zeros where none came, or for a non-differentiable output), which it must not modify in place
+// (checked), and returns one per input, undefined where !ctx.needs_input_grad(i). An exception from forward
+// or backward is rethrown as mg::Error naming the op and the pass. Every output is a new handle on what
+// forward returned, so returning an input, a captured parameter or a cached tensor never rewrites its history.
 #pragma once
 #include <any>
 #include <map>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -53,6 +57,7 @@ class FunctionCtx {
   bool needs_input_grad(size_t i) const { return i < needs_.size() && needs_[i]; }
 
   // Anything else backward needs: ctx.saved_data["beta"] = beta; std::any_cast<double>(ctx.saved_data["beta"]).
+  // Not tensors (a Tensor, a list or an optional one here is refused after forward): save_for_backward.
   std::map<std::string, std::any> saved_data;
 
  private:
@@ -71,12 +76,30 @@ std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs,
                                    FunctionBackward backward);
 
 namespace detail {
+// Tensors inside another container (std::array, std::span, std::list, a pair or a tuple) would be neither
+// inputs nor get gradients: such an argument does not compile. (A struct holding tensors cannot be told
+// apart from any other value: pass its tensors as arguments of their own.)
+template <class T>
+struct holds_tensors : std::false_type {};
+template <class T>
+requires requires { typename T::value_type; }
+struct holds_tensors<T> : std::is_same<std::remove_cv_t<typename T::value_type>, Tensor> {};
+template <class A, class B>
+struct holds_tensors<std::pair<A, B>>
+    : std::bool_constant<std::is_same_v<std::decay_t<A>, Tensor> || std::is_same_v<std::decay_t<B>, Tensor>> {};
+template <class... Ts>
+struct holds_tensors<std::tuple<Ts...>> : std::bool_constant<(std::is_same_v<std::decay_t<Ts>, Tensor> || ...)> {};
+
 template <class A>
 void collect_tensor(std::vector<Tensor>& out, const A& a) {
   using T = std::decay_t<A>;
   static_assert(!std::is_same_v<std::remove_cv_t<std::remove_pointer_t<T>>, Tensor> || !std::is_pointer_v<T>,
                 "mg::Function::apply: pass a Tensor (or a std::vector<Tensor>), not a pointer to one: a pointer "
                 "would be neither an input nor get a gradient");
+  static_assert(
+      std::is_same_v<T, std::vector<Tensor>> || std::is_same_v<T, std::optional<Tensor>> || !holds_tensors<T>::value,
+      "mg::Function::apply: tensors inside this container would be neither inputs nor get gradients: pass "
+      "them as Tensor arguments or in a std::vector<Tensor>");
   if constexpr (std::is_same_v<T, Tensor>)
     out.push_back(a);
   else if constexpr (std::is_same_v<T, std::vector<Tensor>>)

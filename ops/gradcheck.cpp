@@ -44,7 +44,9 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
         MG_CHECK(t.dtype() == DType::f64, "[gradcheck] inputs that require grad must be float64, got {} {}", t.shape(),
                  t.dtype());
     Tensor out = fn(inputs);
-    MG_CHECK(out.requires_grad(), "[gradcheck] the output does not require grad: nothing was recorded");
+    MG_CHECK(out.requires_grad(),
+             "[gradcheck] the output does not require grad: nothing was recorded (no input requires grad, or grad "
+             "mode is off)");
     Generator g(seed ^ 0x5eed);
     Tensor r = randn(out.shape(), DType::f64, &g);
     if (!out.device().is_cpu()) r = to_device(r, out.device());
@@ -75,11 +77,26 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
         double fp, fm;
         {
           NoGradGuard ng;
-          set(orig + eps);
-          fp = loss_of(fn(inputs));
-          set(orig - eps);
-          fm = loss_of(fn(inputs));
-          set(orig);
+          // The element is restored whatever fn throws: the caller's input is never left perturbed.
+          struct Restore {
+            decltype(set)& put;
+            double v;
+            ~Restore() {
+              try {
+                put(v);
+              } catch (...) {}
+            }
+          } restore{set, orig};
+          auto at = [&](double delta) {
+            set(orig + delta);
+            try {
+              return loss_of(fn(inputs));
+            } catch (const std::exception& e) {
+              MG_THROW("{} (at input {} element {} {} eps)", e.what(), k, i, delta > 0 ? "+" : "-");
+            }
+          };
+          fp = at(eps);
+          fm = at(-eps);
         }
         const double numeric = (fp - fm) / (2 * eps);
         const double a = analytic[i];
@@ -92,9 +109,12 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const std::vector<Tensor>& inpu
       }
     }
     res.pass = res.message.empty();
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // mg::Error, or whatever a user's op threw: a failed case, not a crash
     res.pass = false;
     res.message = e.what();
+  } catch (...) {
+    res.pass = false;
+    res.message = "the function threw something that is not a std::exception";
   }
   return res;
 }

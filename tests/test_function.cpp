@@ -102,6 +102,51 @@ struct TripleOptBias : Function<TripleOptBias> {
   }
 };
 
+// x tanh x with a loop of its own over the gradient it receives, as a student writes one (grads[0].data()).
+struct XTanhX : Function<XTanhX> {
+  static constexpr const char* name = "x_tanh_x_loop";
+  static Tensor forward(FunctionCtx& ctx, const Tensor& x) {
+    ctx.save_for_backward({x});
+    return mul(x, tanh(x));
+  }
+  static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+    const Tensor x = ctx.saved()[0];
+    std::vector<double> gx(x.numel());
+    const double* g = grads[0].data<double>();  // read element by element: must be contiguous
+    const std::vector<double> xv = x.to_vector<double>();
+    for (size_t i = 0; i < gx.size(); ++i)
+      gx[i] = g[i] * (std::tanh(xv[i]) + xv[i] * (1 - std::tanh(xv[i]) * std::tanh(xv[i])));
+    return {from_vector<double>(gx, x.shape())};
+  }
+};
+
+// Returns a tensor it did not make: a parameter captured from outside (g_captured).
+Tensor g_captured;
+struct ReturnsCaptured : Function<ReturnsCaptured> {
+  static constexpr const char* name = "returns_captured";
+  static Tensor forward(FunctionCtx&, const Tensor&) { return g_captured; }
+  static std::vector<Tensor> backward(FunctionCtx&, const std::vector<Tensor>& grads) {
+    return {mul_scalar(grads[0], 0.0)};
+  }
+};
+
+// 3 x, with a backward that goes wrong in a way chosen by the test (g_slip).
+int g_slip = 0;
+struct Slippery : Function<Slippery> {
+  static constexpr const char* name = "slippery";
+  static Tensor forward(FunctionCtx& ctx, const Tensor& x) {
+    if (g_slip == 2) ctx.saved_data["y"] = x;  // a tensor in saved_data
+    if (g_slip == 3) throw std::out_of_range("vector::at");
+    ctx.saved_data["k"] = 3;  // an int
+    return mul_scalar(x, 3.0);
+  }
+  static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+    if (g_slip == 0) return {grads[0].mul_(3.0)};  // modifies its gradient
+    if (g_slip == 1) return {mul_scalar(grads[0], std::any_cast<double>(ctx.saved_data["k"]))};  // bad any_cast
+    return {mul_scalar(grads[0], 3.0)};
+  }
+};
+
 Tensor leaf(std::vector<double> v) {
   const int64_t n = (int64_t)v.size();
   return from_vector<double>(std::move(v), {n}).requires_grad_();
@@ -173,7 +218,7 @@ TEST_CASE("custom op: returned gradients are checked like any op's, and errors n
                "which is (3,) float64 on cpu"});
   g_bad_mode = 1;
   check_error([&] { sum(Misbehaving::apply(x)).backward(); },
-              {"the backward of misbehaving returned 2 gradients for its 1 tensor inputs"});
+              {"the backward of misbehaving returned 2 gradients for its 1 tensor input ("});
   g_bad_mode = 2;
   AnomalyMode on;
   check_error([&] { sum(Misbehaving::apply(x)).backward(); },
@@ -278,4 +323,71 @@ TEST_CASE("gradcheck: a program's own cases run through run_gradcheck with the C
   CHECK(w.table.find("FAIL") != std::string::npos);
   check_error([] { run_gradcheck({.op = "no_such_op", .print = false}); },
               {"[gradcheck] no case for op 'no_such_op' (ops with cases: add, ", "scaled_cube"});
+}
+
+TEST_CASE("custom op: backward gets contiguous gradients, even from sum's expanded one") {
+  Tensor x = leaf({0.5, 1.0, 2.0, -1.5});
+  sum(XTanhX::apply(x)).backward();  // sum's backward hands a (4,) view of one element (stride 0)
+  const std::vector<double> xv = {0.5, 1.0, 2.0, -1.5};
+  const std::vector<double> gx = x.grad().to_vector<double>();
+  for (size_t i = 0; i < xv.size(); ++i)
+    CHECK(gx[i] == doctest::Approx(std::tanh(xv[i]) + xv[i] / (std::cosh(xv[i]) * std::cosh(xv[i]))));
+}
+
+TEST_CASE("custom op: a forward that returns a tensor it did not make leaves that tensor's history alone") {
+  g_captured = leaf({1.0, 2.0});  // a parameter
+  Tensor x = leaf({5.0, 6.0});
+  Tensor y = ReturnsCaptured::apply(x);
+  CHECK(y.grad_fn()->name() == "returns_captured");
+  CHECK(g_captured.is_leaf());  // still a parameter: its own uses send it gradients
+  CHECK(!g_captured.grad_fn());
+  sum(mul_scalar(g_captured, 3.0)).backward();
+  CHECK(g_captured.grad().to_vector<double>() == std::vector<double>{3.0, 3.0});
+  Tensor v = leaf({1.0, 1.0});
+  g_captured = mul_scalar(v, 5.0);  // another graph's output
+  Tensor y2 = ReturnsCaptured::apply(x);
+  CHECK(g_captured.grad_fn()->name() == "mul_scalar");
+  sum(g_captured).backward();
+  CHECK(v.grad().to_vector<double>() == std::vector<double>{5.0, 5.0});
+  g_captured = Tensor();
+}
+
+TEST_CASE(
+    "custom op: a backward that modifies its gradient, throws, or keeps a tensor in saved_data is refused by name") {
+  Tensor x = leaf({1.0, 2.0}), w = leaf({1.0, 1.0});
+  g_slip = 0;  // add hands one gradient to both inputs: changing it in place would corrupt w's
+  check_error([&] { sum(add(w, Slippery::apply(x))).backward(); },
+              {"[slippery] backward: the gradient of output 0 it received was modified in place"});
+  g_slip = 1;
+  check_error([&] { sum(Slippery::apply(x)).backward(); }, {"[slippery] backward: bad any_cast"});
+  g_slip = 2;
+  check_error([&] { Slippery::apply(x); }, {"[slippery] ctx.saved_data[\"y\"] holds a tensor", "save_for_backward"});
+  g_slip = 3;
+  check_error([&] { Slippery::apply(x); }, {"[slippery] forward: vector::at"});
+  // In-place ops refuse a tensor whose elements share memory (PyTorch's rule), instead of compounding.
+  Tensor one = from_vector<double>({1.0}, {1});
+  check_error([&] { one.expand({3}).mul_(3.0); }, {"[mul_] the tensor (3,) has elements that share memory"});
+  CHECK(one.to_vector<double>() == std::vector<double>{1.0});
+  g_slip = 0;
+}
+
+TEST_CASE("gradcheck: a case that throws any exception fails with its message, and its input is restored") {
+  // Throws at x + eps for x = 0.5: a domain check, as a user's op may have.
+  auto fn = [](const std::vector<Tensor>& in) {
+    if (in[0].to_vector<double>()[0] > 0.5) throw std::domain_error("x must be <= 0.5");
+    return mul(in[0], in[0]);
+  };
+  Tensor x = from_vector<double>({0.5, 1.0}, {2}).requires_grad_();
+  GradcheckResult r = gradcheck(fn, {x});
+  CHECK(!r.pass);
+  CHECK(r.message.find("x must be <= 0.5 (at input 0 element 0 + eps)") != std::string::npos);
+  CHECK(x.to_vector<double>() == std::vector<double>{0.5, 1.0});  // not left perturbed
+  g_slip = 1;  // bad any_cast in backward, through the runner: a FAIL row, not an abort
+  GradcheckRegistry own;
+  own.add({Slippery::kind(), "", [](Generator& g, Device d) { return std::vector<Tensor>{gc_randn({3}, g, d)}; },
+           [](const std::vector<Tensor>& in) { return Slippery::apply(in[0]); }});
+  GradcheckSummary s = run_gradcheck({.op = "slippery", .print = false, .registry = &own});
+  CHECK(s.failed == 1);
+  CHECK(s.table.find("bad any_cast") != std::string::npos);
+  g_slip = 0;
 }
