@@ -513,7 +513,7 @@ TEST_CASE("run folder: a damaged newest checkpoint is set aside and the older co
   const std::string data = write_text(d, 30000);
   cli_ok(tiny_train(data, d / "ref", 4));
   // Kill right after checkpoint 4 committed, before the older one is removed: both are present.
-  test::killed_run(data, d / "run", 4, "checkpoint-published:4");
+  test::killed_run(data, d / "run", 4, "checkpoint-renamed:4");
   REQUIRE(fs::exists(d / "run/checkpoint-3"));
   REQUIRE(fs::exists(d / "run/checkpoint-4"));
   const std::string damaged = d / "run/checkpoint-4/model.safetensors";

@@ -182,9 +182,13 @@ TEST_CASE("run safety: eval, generate and logits verify the root model against c
 TEST_CASE("run safety: a root model newer than the newest usable checkpoint is not taken unverified") {
   TempDir d("root_newer");
   const std::string data = write_text(d, 30000);
-  // Killed after checkpoint 4 was published, before checkpoint 3 was removed; then checkpoint 4 is damaged.
-  test::killed_run(data, d / "run", 4, "checkpoint-published:4");
+  // Killed after checkpoint 4 was committed, before checkpoint 3 was removed, with the root model already
+  // step 4's (as earlier builds left it: they published before removing the older checkpoint); then
+  // checkpoint 4 is damaged.
+  test::killed_run(data, d / "run", 4, "checkpoint-renamed:4");
   REQUIRE(fs::exists(d / "run/checkpoint-3"));
+  fs::copy_file(d / "run/checkpoint-4/model.safetensors", d / "run/model.safetensors",
+                fs::copy_options::overwrite_existing);
   const std::string damaged = d / "run/checkpoint-4/model.safetensors";
   xor_byte(damaged, fs::file_size(damaged) / 2, 1);
   auto e = run_cli({"eval", "--run", d / "run", "--bytes", "512"});
@@ -351,6 +355,47 @@ TEST_CASE("run safety: a full disk: graph says why and leaves no file, generate 
   auto r = shell(cli() + " generate --run " + run + " --bytes 50000 > " + full.dir + "/out.txt");
   CHECK(r.exit_code == 1);
   CHECK(contains(r.err, "No space left on device"));
+}
+
+TEST_CASE(
+    "run safety: on a nearly full disk a checkpoint's root copy takes the space of the checkpoint it supersedes") {
+  TempDir d("nearly_full");
+  const std::string data = write_text(d, 30000);
+  const std::string disk = d / "disk";
+  fs::create_directories(disk);
+  if (::mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=16m") != 0) {
+    std::printf("SKIPPED: mounting a small tmpfs is not permitted here (%s)\n", std::strerror(errno));
+    return;
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount(dir.c_str()); }
+  } unmount{disk};
+  const std::string run = disk + "/run";
+  auto first = run_cli(tiny_train(data, run, 1));
+  REQUIRE_MESSAGE(first.exit_code == 0, first.err);
+  // Leave free the space of one more checkpoint and half a model: checkpoint-2 fits, and its root copy fits
+  // only once checkpoint-1 is gone (removing it after the copy, as before, failed every resume here).
+  auto used = [](const std::string& dir) {
+    uintmax_t bytes = 0;
+    for (auto& e : fs::recursive_directory_iterator(dir))
+      if (e.is_regular_file()) bytes += (e.file_size() + 4095) / 4096 * 4096;
+    return bytes;
+  };
+  const uintmax_t ckpt = used(run + "/checkpoint-1"), model = fs::file_size(run + "/model.safetensors");
+  const fs::space_info space = fs::space(disk);
+  const uintmax_t keep = ckpt + model / 2;
+  REQUIRE(space.available > keep);
+  {
+    std::ofstream filler(disk + "/filler", std::ios::binary);
+    filler << std::string(space.available - keep, 'x');
+    REQUIRE(filler.good());
+  }
+  auto r = resume_cli(run, {"--steps", "2"});
+  CHECK_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(fs::exists(run + "/checkpoint-2"));
+  CHECK(!fs::exists(run + "/checkpoint-1"));
+  CHECK(read_bytes(run + "/model.safetensors") == read_bytes(run + "/checkpoint-2/model.safetensors"));
 }
 
 TEST_CASE("run safety: resume never starts over when the run got further than its start") {

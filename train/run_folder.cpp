@@ -213,9 +213,23 @@ std::string compare_with_checkpoint(const CheckpointRef& ckpt, const std::string
 
 void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt) {
   if (ckpt.legacy) return;
+  // The checkpoints before this one are superseded: removed first, so that the space they held is free
+  // for the root copies (on a nearly full disk the copy would otherwise fail on every resume). Readers
+  // take the checkpoint itself while the root model is older than it.
+  std::error_code ec;
+  for (const auto& [s, dir] : checkpoint_folders(run_dir))
+    if (s < ckpt.step) fs::remove_all(dir, ec);
   for (const char* name : {kModelFile, kConfigFile}) {
     const std::string src = ckpt.dir + "/" + name, dst = run_dir + "/" + name;
-    if (fs::exists(src) && !same_content(src, dst)) copy_file_atomic(src, dst);
+    try {
+      if (fs::exists(src) && !same_content(src, dst)) copy_file_atomic(src, dst);
+    } catch (const std::exception& e) {
+      MG_THROW(
+          "[checkpoint] checkpoint-{} is saved in {}, but the root {} (a copy of the checkpoint's) could not be "
+          "updated: {}. Nothing is lost (readers use the checkpoint until the copy is made): free space and "
+          "continue the run with: mambagrad train --resume {}",
+          ckpt.step, run_dir, name, e.what(), run_dir);
+    }
   }
   fsync_dir(run_dir);
 }
@@ -262,11 +276,9 @@ void write_checkpoint(const std::string& run_dir, int64_t step,
                   : std::string("No earlier checkpoint exists."));
   }
   crash_point("checkpoint-renamed");
-  publish_checkpoint(run_dir, CheckpointRef{step, final_dir, false});
-  crash_point("checkpoint-published");
-  for (const auto& [s, dir] : checkpoint_folders(run_dir))
-    if (s < step) fs::remove_all(dir, ec);
   fs::remove_all(aside, ec);
+  publish_checkpoint(run_dir, CheckpointRef{step, final_dir, false});  // removes the older checkpoints first
+  crash_point("checkpoint-published");
   fs::remove(run_dir + "/" + kStateFile, ec);  // a legacy root trainer_state is superseded now
   fsync_dir(run_dir);
   crash_point("checkpoint-done");

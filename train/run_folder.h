@@ -77,9 +77,11 @@ std::vector<std::pair<std::string, std::string>> set_aside_unusable_checkpoints(
 // `name` (or the manifest lists no such file), else what differs, naming both files.
 std::string compare_with_checkpoint(const CheckpointRef& ckpt, const std::string& name, const std::string& path);
 
-// Makes the root model.safetensors and config.json copies of those of `ckpt` (after a crash between a
-// checkpoint's rename and the root switch, or a root file written over). A no-op when they already hold
-// the same bytes as files of their own; a hard link (runs of earlier builds) is replaced by a copy.
+// Removes the checkpoints older than `ckpt` (superseded), then makes the root model.safetensors and
+// config.json copies of those of `ckpt` (after a crash between a checkpoint's rename and the root switch,
+// or a root file written over). The copies are a no-op when they already hold the same bytes as files of
+// their own; a hard link (runs of earlier builds) is replaced by a copy. A copy that fails (a full disk)
+// is an error saying that the checkpoint is saved and how to continue.
 void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt);
 
 // Removes what an interrupted trainer left: its own names followed by `.tmp.<pid>` (io/run_layout.h,
