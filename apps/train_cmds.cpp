@@ -309,6 +309,7 @@ void add_generate_command(CLI::App& app, Run& run) {
       const Device device = resolve_device(o->device, "generate");
       auto model = load_model(o->run_dir, device);
       const bool stream = o->s.num_samples == 1 && !o->jsonl;
+      o->s.keep = !stream;  // a stream is printed as it is made, in memory that does not grow with --bytes
       if (stream) std::fwrite(o->prompt.data(), 1, o->prompt.size(), stdout);
       auto texts = generate_samples(*model, o->prompt, o->s, [stream](int64_t, char c) {
         if (!stream) return;

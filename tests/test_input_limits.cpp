@@ -305,6 +305,22 @@ TEST_CASE("input limits: generate, logits and eval bound what their options ask 
       {"[generate] --num-samples 1000000000 x (--bytes 1000000 + a prompt of 1 bytes), with their states "
        "needs",
        "more than this machine's memory", "use a smaller --num-samples or --bytes"});
+  // --bytes plus the prompt's length past 2^63 once wrapped and passed the bound (and sampled without end).
+  check_refused(run_cli({"generate", "--run", d / "run", "--num-samples", "3", "--prompt", "0123456789", "--bytes",
+                         "9223372036854775800"},
+                        {}, kKillMs),
+                {"[generate] --num-samples 3 x (--bytes 9223372036854775800 + a prompt of 10 bytes)",
+                 "more than this machine's memory"});
+  // One continuation streams: its text is not kept, so a long one is not bounded by the memory.
+  auto streamed = run_cli({"generate", "--run", d / "run", "--bytes", "30000000000"}, {}, 2000);
+  CHECK(streamed.signal != 0);  // still sampling when the test's limit stopped it
+  CHECK(streamed.err.find("memory") == std::string::npos);
+  // Continuation i uses seed + i: past 2^64 - 1 it would wrap to seed 0.
+  check_refused(
+      run_cli({"generate", "--run", d / "run", "--seed", "18446744073709551615", "--num-samples", "2"}, {}, kKillMs),
+      {"[generate] --seed 18446744073709551615 with --num-samples 2",
+       "use a --seed of at most "
+       "18446744073709551614"});
   check_refused(
       run_cli({"logits", "--run", d / "run", "--input", data, "--out", d / "l.safetensors", "--bytes", "100000000000"},
               {}, kKillMs),

@@ -15,6 +15,10 @@ void SampleOptions::validate() const {
            "[generate] --temperature must be >= 0 and finite (0: greedy), got {}", temperature);
   MG_CHECK(top_k >= 0, "[generate] --top-k must be >= 0 (0: no cut), got {}", top_k);
   MG_CHECK(num_samples >= 1, "[generate] --num-samples must be at least 1, got {}", num_samples);
+  MG_CHECK(uint64_t(num_samples - 1) <= ~uint64_t(0) - seed,
+           "[generate] --seed {} with --num-samples {}: continuation i uses seed + i, which passes 2^64 - 1; use a "
+           "--seed of at most {}",
+           seed, num_samples, ~uint64_t(0) - uint64_t(num_samples - 1));
 }
 
 std::vector<std::string> generate_samples(const MambaLM& model, const std::string& prompt, const SampleOptions& o,
@@ -25,13 +29,16 @@ std::vector<std::string> generate_samples(const MambaLM& model, const std::strin
   const int64_t n = o.num_samples, vocab = model.config().vocab_size;
   const std::string context = prompt.empty() ? std::string("\n") : prompt;
   const MambaConfig& c = model.config();
-  check_fits_in_memory((double)n * (double)(o.bytes + (int64_t)context.size()) +
-                           c.forward_bytes((double)n * (double)context.size()) +
-                           4.0 * (double)n * (double)c.n_layer * (double)c.d_inner() * (double)(c.d_state + c.d_conv),
-                       "generate",
-                       mg::format("--num-samples {} x (--bytes {} + a prompt of {} bytes), with their states", n,
-                                  o.bytes, context.size()),
-                       "; use a smaller --num-samples or --bytes");
+  // In double: --bytes near 2^63 plus the prompt's length must not wrap. The texts count only where kept.
+  check_fits_in_memory(
+      (double)n * ((o.keep ? (double)o.bytes : 0.0) + (double)context.size()) +
+          c.forward_bytes((double)n * (double)context.size()) +
+          4.0 * (double)n * (double)c.n_layer * (double)c.d_inner() * (double)(c.d_state + c.d_conv),
+      "generate",
+      o.keep ? mg::format("--num-samples {} x (--bytes {} + a prompt of {} bytes), with their states", n, o.bytes,
+                          context.size())
+             : mg::format("--num-samples {} x a prompt of {} bytes, with their states", n, context.size()),
+      "; use a smaller --num-samples or --bytes");
   std::vector<int64_t> ids;
   for (unsigned char c : context) {
     MG_CHECK(c < vocab, "[generate] the prompt's byte {} (at offset {}) is outside the model's vocabulary of {}",
@@ -59,7 +66,7 @@ std::vector<std::string> generate_samples(const MambaLM& model, const std::strin
     for (int64_t i = 0; i < n; ++i) {
       MG_CHECK(p[i] >= 0, "[generate] the model's logits hold NaN (continuation {}, byte {}): the weights are broken",
                i, t);
-      out[i] += (char)p[i];
+      if (o.keep) out[i] += (char)p[i];
       if (emit) emit(i, (char)p[i]);
     }
     if (t + 1 < o.bytes) logits = model.step(picks, state);

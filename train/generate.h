@@ -16,6 +16,7 @@ struct SampleOptions {
   int64_t top_k = 40;        // 0: no cut
   uint64_t seed = 0;
   int64_t num_samples = 1;  // continuations of the prompt, sampled as one batch; continuation i uses seed + i
+  bool keep = true;         // return the texts; false: only emit them (a stream, in memory that does not grow)
   // Throws mg::Error naming the option (--bytes, --temperature, --top-k, --num-samples) and its valid range.
   void validate() const;
 };
@@ -23,8 +24,8 @@ struct SampleOptions {
 // opts.num_samples continuations of `prompt` (an empty prompt starts from a newline), sampled together
 // on the model's device. Continuation i draws from the generator seeded seed + i, and a row's
 // arithmetic does not depend on the batch, so it is the same text as the single continuation with that
-// seed. emit(i, byte) is called for each byte as it is made. Only the picked bytes come back from the
-// device, never the logits (ops/sample.cpp).
+// seed. emit(i, byte) is called for each byte as it is made; the texts come back where opts.keep (empty
+// strings otherwise). Only the picked bytes come back from the device, never the logits (ops/sample.cpp).
 std::vector<std::string> generate_samples(const MambaLM& model, const std::string& prompt, const SampleOptions& opts,
                                           const std::function<void(int64_t, char)>& emit = nullptr);
 
