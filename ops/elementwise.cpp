@@ -343,6 +343,10 @@ void register_elementwise_gradchecks(GradcheckRegistry& r) {
   // The branches the entries' intervals do not reach.
   un(
       kind_of<fn::pow_op>(), [](const Tensor& x) { return pow(x, -1.5); }, 0.5, 3, "p = -1.5");
+  un(
+      kind_of<fn::pow_op>(), [](const Tensor& x) { return pow(x, 1.0); }, -2, 2, "p = 1");
+  un(
+      kind_of<fn::pow_op>(), [](const Tensor& x) { return pow(x, 2.5); }, 0.5, 3, "p = 2.5");
   un(kind_of<fn::softplus_op>(), softplus, 20.5, 30, "x > 20 (linear branch)");
 }
 

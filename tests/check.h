@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iomanip>
 #include <iterator>
 #include <string>
 #include <vector>
@@ -13,6 +14,16 @@
 #include "ops/ops.h"
 
 namespace mg {
+
+// |got - want| <= tol |want| (got == want where want is 0): relative at every magnitude, which doctest's
+// Approx is not for values below 1 (its default scale adds 1 to the bound, so epsilon(e) is about e
+// absolute there). CHECK_REL prints both values.
+inline bool rel_close(double got, double want, double tol) {
+  return got == want || std::abs(got - want) <= tol * std::abs(want);
+}
+#define CHECK_REL(got, want, tol)                      \
+  CHECK_MESSAGE(::mg::rel_close((got), (want), (tol)), \
+                "got " << std::setprecision(17) << (got) << ", want " << (want) << ", relative tolerance " << (tol))
 
 inline double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
   double m = 0;

@@ -1,6 +1,7 @@
 // Tensors, views, factories, the generator and printing.
 #include <doctest/doctest.h>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -240,13 +241,28 @@ TEST_CASE(
   CHECK(ranges[0] == std::make_pair(int64_t(0), int64_t(10)));
 
   // A thread held up in its first piece (as by another process on its core) takes no other: the free
-  // thread takes the rest, instead of each thread getting half of the pieces up front.
-  std::vector<int> owner(2 * kPiecesPerThread, -1);
+  // thread takes the rest, instead of each thread getting half of the pieces up front. Piece 0 waits
+  // until every other piece is done (no timing: a split made up front would leave pieces to its thread,
+  // which never finish while it waits, and the wait gives up after 20 s).
+  const int pieces = 2 * kPiecesPerThread;
+  std::vector<int> owner(pieces, -1);
+  std::atomic<int> done{0};
+  std::atomic<bool> gave_up{false};
   parallel_for(1000, 1000, [&](int64_t b, int64_t) {
-    const int64_t piece = b * (2 * kPiecesPerThread) / 1000;
+    const int64_t piece = b * pieces / 1000;
     owner[piece] = omp_get_thread_num();
-    if (piece == 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    if (piece != 0) {
+      ++done;
+      return;
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (done.load() < pieces - 1 && !gave_up)
+      if (std::chrono::steady_clock::now() > until)
+        gave_up = true;
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
   });
+  CHECK(!gave_up);
   CHECK(std::count(owner.begin(), owner.end(), owner[0]) == 1);
   set_num_threads(before);
 }

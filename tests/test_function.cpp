@@ -46,7 +46,7 @@ struct AddWithMask : Function<AddWithMask> {
   static std::vector<Tensor> forward(FunctionCtx& ctx, const Tensor& a, const Tensor& b) {
     std::vector<double> va = a.to_vector<double>(), vb = b.to_vector<double>(), m(va.size());
     for (size_t i = 0; i < va.size(); ++i) m[i] = va[i] > vb[i] ? 1.0 : 0.0;
-    Tensor mask = from_vector<double>(m, a.shape());
+    Tensor mask = from_vector<double>(m, a.shape()).to(a.device());
     ctx.mark_non_differentiable({mask});
     return {add(a, b), mask};
   }
@@ -180,7 +180,7 @@ TEST_CASE("custom op: gradcheck in float64 on the cpu and cuda devices") {
                                   {gc_randn({3, 4}, g, d)});
     CHECK_MESSAGE(r.pass, r.message);
     GradcheckResult r2 = gradcheck([](const std::vector<Tensor>& in) { return AddWithMask::apply(in[0], in[1])[0]; },
-                                   {gc_randn({5}, g, kCPU), gc_randn({5}, g, kCPU)});
+                                   {gc_randn({5}, g, d), gc_randn({5}, g, d)});
     CHECK_MESSAGE(r2.pass, r2.message);
   }
 }

@@ -92,7 +92,7 @@ TEST_CASE("mamba: initialisation follows the official code") {
   auto e = m.embeddings->weight.to_vector<float>();
   double ss = 0;
   for (float v : e) ss += (double)v * v;
-  CHECK(std::sqrt(ss / e.size()) == doctest::Approx(0.02).epsilon(0.03));
+  CHECK_REL(std::sqrt(ss / e.size()), 0.02, 0.03);  // 65,536 draws: about 0.3% of standard error
   for (float w : m.norm_f->weight.to_vector<float>()) CHECK(w == 1.0f);
   // Same seed, same model; another seed, another model.
   MambaLM m2(c, 3), m3(c, 4);

@@ -205,7 +205,7 @@ TEST_CASE("train: lr_at warm-up, cosine and floor") {
   CHECK(lr_at(10, 10, 110, peak) == doctest::Approx(1e-3).epsilon(1e-12));
   CHECK(lr_at(35, 10, 110, peak) == doctest::Approx(0.00086819805153394642).epsilon(1e-12));  // 1/4 of the way
   CHECK(lr_at(60, 10, 110, peak) == doctest::Approx(5.5e-4).epsilon(1e-12));                  // halfway
-  CHECK(lr_at(109, 10, 110, peak) == doctest::Approx(1e-4).epsilon(1e-3));
+  CHECK_REL(lr_at(109, 10, 110, peak), 0.00010022204783542078, 1e-12);  // the cosine's last step before the floor
   CHECK(lr_at(110, 10, 110, peak) == doctest::Approx(1e-4).epsilon(1e-12));
   CHECK(lr_at(5000, 10, 110, peak) == doctest::Approx(1e-4).epsilon(1e-12));
   // no warm-up; another floor

@@ -12,6 +12,7 @@
 #include "introspect/memory_report.h"
 #include "introspect/profiler.h"
 #include "models/mamba.h"
+#include "tests/check.h"
 #include "tests/devices.h"
 #include "tests/cli.h"
 #include "tests/temp_dir.h"
@@ -125,9 +126,9 @@ TEST_CASE("profiler: a tiny Mamba step's trace holds the scan, the conv and the 
   for (const ProfileRow& r : prof.table()) {
     rows_ms += r.forward_ms + r.backward_ms;
     CHECK(r.calls == forward_calls[r.op]);
-    CHECK(r.forward_ms + r.backward_ms == doctest::Approx(top_ms[r.op]).epsilon(1e-3));
+    CHECK_REL(r.forward_ms + r.backward_ms, top_ms[r.op], 1e-6);
   }
-  CHECK(rows_ms == doctest::Approx(top_us * 1e-3).epsilon(1e-3));
+  CHECK_REL(rows_ms, top_us * 1e-3, 1e-6);
   const std::string text = prof.table_text();
   CHECK(text.find("selective_scan") != std::string::npos);
   CHECK(text.find("(outside ops)") != std::string::npos);

@@ -131,6 +131,12 @@ TEST_CASE("selective_scan: fused equals the composed reference in float64, value
   compare_with_reference(c, DType::f64, 1e-12, 1e-11, 1e-11);
   Cfg bare{"", 3, 50, 4, 5, false, false, false, false, true, 0.05, 0.6};
   compare_with_reference(bare, DType::f64, 1e-12, 1e-11, 1e-11);
+  // The option and extreme-delta cases too: each gradient relative to its own size. gradcheck's absolute
+  // tolerance (1e-7) cannot see a wrong gradient of delta, A, B or C where delta ~ -30 makes them 1e-24..1e-11.
+  for (const Cfg& o : test::option_cases(40, 24, 12)) {
+    INFO(o.label);
+    compare_with_reference(o, DType::f64, 1e-12, 1e-11, 1e-11);
+  }
 }
 
 TEST_CASE("selective_scan: float32 parity with the float64 reference at (b=2, l=1000, d=64, n=16)") {
