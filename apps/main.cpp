@@ -1,5 +1,7 @@
 // mambagrad: the command line. `mambagrad --help` lists the subcommands.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <new>
 
 #include "apps/commands.h"
@@ -51,7 +53,39 @@ int main(int argc, char** argv) {
         return e.get_exit_code();
       }
     }
-    return app.exit(e);
+    if (!app.get_subcommands().empty()) {
+      const CLI::App* cmd = app.get_subcommands().front();
+      const std::string name = cmd->get_name();
+      // An option the command does not have (CLI11: "The following arguments were not expected: 0.9 --top-p",
+      // in reverse order): name it, and the command's options.
+      if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
+        for (int i = 1; i < argc; ++i) {
+          const std::string a = argv[i], opt = a.substr(0, a.find('='));
+          if (opt.size() < 2 || opt[0] != '-' || cmd->get_option_no_throw(opt) || app.get_option_no_throw(opt))
+            continue;
+          std::string names;
+          for (const CLI::Option* o : cmd->get_options())
+            if (o->get_name() != "--help") names += (names.empty() ? "" : ", ") + o->get_name();
+          std::fprintf(stderr, "error: [%s] unknown option %s (%s's options: %s; see mambagrad %s --help)\n",
+                       name.c_str(), opt.c_str(), name.c_str(), names.c_str(), name.c_str());
+          return e.get_exit_code();
+        }
+      }
+      // An option given twice (CLI11: "--bytes: At Most 1 required but received 2").
+      const std::string what = e.what();
+      const size_t at = what.find(": At Most 1 required but received ");
+      if (dynamic_cast<const CLI::ArgumentMismatch*>(&e) && at != std::string::npos) {
+        std::fprintf(stderr, "error: [%s] %s was given %s times; give it once\n", name.c_str(),
+                     what.substr(0, at).c_str(), what.substr(at + 34).c_str());
+        return e.get_exit_code();
+      }
+    }
+    const int status = app.exit(e);  // --help prints here: a write error fails it as any output
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      std::fprintf(stderr, "error: cannot write to standard output: %s\n", std::strerror(errno));
+      return status == 0 ? 1 : status;
+    }
+    return status;
   } catch (const std::exception& e) {  // a subcommand's callback refusing its options, before anything runs
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

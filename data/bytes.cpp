@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <new>
 #include <string_view>
@@ -37,6 +38,12 @@ int open_regular_file(const std::string& path, const std::string& option) {
   const std::string name = option.empty() ? std::string("a data file") : option;
   MG_CHECK(!path.empty(), "[data] {} is an empty path: name a byte file (raw, gzip or zip)", name);
   const RegularOpen r = open_regular(path);
+  struct stat link {};
+  if (r.stat_errno == ENOENT && ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+    std::error_code ec;
+    MG_THROW("[data] {} '{}' is a symbolic link to '{}', which does not exist", name, path,
+             std::filesystem::read_symlink(path, ec).string());
+  }
   if (r.stat_errno == ENOENT && !option.empty() && option != "--data")  // logits --input: no training hint
     MG_THROW("[data] {} '{}' does not exist", option, path);
   if (r.stat_errno == ENOENT)

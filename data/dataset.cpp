@@ -60,8 +60,8 @@ void ByteDataset::check_window(int64_t seq_len, int64_t available, bool capped) 
   // seq_len (up to INT64_MAX) overflows here.
   MG_CHECK(
       seq_len < available,
-      "[data] the {} split{} has {} bytes, shorter than one window: seq_len {} needs seq_len + 1 = {} bytes; use a "
-      "shorter seq_len or a larger {}",
+      "[data] the {} split{} has {} bytes, shorter than one window: seq_len (--seq) {} needs seq_len + 1 = {} bytes; "
+      "use a shorter seq_len or a larger {}",
       name_, capped ? mg::format(" (capped at max_bytes = {})", available) : std::string(), available, seq_len,
       (uint64_t)seq_len + 1, capped ? "max_bytes" : "data file");
 }

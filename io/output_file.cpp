@@ -96,8 +96,10 @@ void check_utf8_path(const std::string& path, const std::string& command, const 
   const size_t at = invalid_utf8_at(path);
   MG_CHECK(at == std::string::npos,
            "[{}] {} is not valid UTF-8 text (byte 0x{:02x} at offset {}); the run records its paths in JSON, which "
-           "holds UTF-8 only: choose a name in UTF-8",
-           command, option, (unsigned)(unsigned char)path[at], at);
+           "holds UTF-8 only: {}",
+           command, option, (unsigned)(unsigned char)path[at], at,
+           option == "--resume" ? "rename the folder (mv) to a name in UTF-8, then resume it there"
+                                : "choose a name in UTF-8");
 }
 
 std::string file_kind(const std::string& path) {

@@ -303,6 +303,12 @@ TEST_CASE("data: a missing, empty or folder path gives a clear error") {
   CHECK(contains(msg, "curl -LO http://mattmahoney.net/dc/enwik8.zip"));
   CHECK(contains(read_error(dir.path.string()), "is a directory"));
   check_read_error(dir, "empty.txt", Bytes{}, {"is empty"});
+  // A link to nothing says so, rather than "does not exist" beside a name that ls shows.
+  const std::string link = (dir.path / "broken.txt").string();
+  std::filesystem::create_symlink("nowhere.txt", link);
+  const std::string broken = read_error(link);
+  CHECK(contains(broken, "'" + link + "' is a symbolic link to 'nowhere.txt', which does not exist"));
+  CHECK(!contains(broken, "curl"));
 }
 
 TEST_CASE("data: a damaged zip gives a clear error naming the file") {
@@ -441,7 +447,7 @@ TEST_CASE("data: windows and batches whose sizes overflow int64 give clear error
   std::string msg = error_of([&] { ds.sample(1, kMax, g); });
   CAPTURE(msg);
   CHECK(msg ==
-        "[data] the train split has 2000 bytes, shorter than one window: seq_len 9223372036854775807 needs "
+        "[data] the train split has 2000 bytes, shorter than one window: seq_len (--seq) 9223372036854775807 needs "
         "seq_len + 1 = 9223372036854775808 bytes; use a shorter seq_len or a larger data file");
   msg = error_of([&] { ds.num_eval_batches(4, kMax); });
   CHECK(contains(msg, "seq_len + 1 = 9223372036854775808 bytes"));

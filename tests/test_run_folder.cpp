@@ -393,6 +393,15 @@ TEST_CASE("run folder: every out-of-range option is an error naming it, before a
   CHECK(t.err.size() < 200);
   cli_ok({"gradcheck", "--op", "add", "--threads", "1"});
   cli_fails({"bogus-command"}, "unknown command 'bogus-command' (valid: train, eval, generate");
+  // an option the command does not have is named with the command's options; one given twice is named
+  cli_fails({"generate", "--run", d / "nowhere", "--top-p", "0.9"},
+            "[generate] unknown option --top-p (generate's options: --run, --prompt, --bytes, --temperature, --top-k");
+  cli_fails({"generate", "--run", d / "nowhere", "--bytes", "5", "--bytes", "3"},
+            "[generate] --bytes was given 2 times; give it once");
+  // --help that cannot be written fails, as any command's output does
+  auto h = test::run_program("/bin/sh", {"-c", std::string(MG_CLI_PATH) + " --help > /dev/full"});
+  CHECK(h.exit_code == 1);
+  CHECK(h.err.find("cannot write to standard output") != std::string::npos);
 }
 
 TEST_CASE("run folder: a non-finite loss before any checkpoint says that none exists") {

@@ -517,6 +517,11 @@ TEST_CASE("run safety: paths that are not UTF-8 and an empty --resume are refuse
   CHECK(r.exit_code == 1);
   CHECK(contains(r.err, "[train] --out is not valid UTF-8 text (byte 0xff at offset"));
   CHECK(!fs::exists(bad));
+  fs::copy(trained_run(d, data, 1), bad, fs::copy_options::recursive);  // a run copied under such a name
+  auto rb = run_cli({"train", "--resume", bad});
+  CHECK(rb.exit_code == 1);
+  CHECK(contains(rb.err, "[train] --resume is not valid UTF-8 text"));
+  CHECK(contains(rb.err, "rename the folder (mv) to a name in UTF-8"));
   auto e = run_cli({"train", "--resume", "", "--data", data});
   CHECK(e.exit_code == 1);
   CHECK(contains(e.err, "[train] --resume is empty"));

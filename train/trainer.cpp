@@ -391,8 +391,20 @@ class RunHistory {
                        .c_str(),
                    stderr);
     }
-    std::erase_if(history_,
-                  [&](const nlohmann::json& j) { return !j.is_object() || j.value("step", int64_t(0)) > start; });
+    const size_t before = history_.size();
+    int64_t first_past = -1;
+    std::erase_if(history_, [&](const nlohmann::json& j) {
+      const bool past = !j.is_object() || j.value("step", int64_t(0)) > start;
+      if (past && j.is_object() && first_past < 0) first_past = j.value("step", int64_t(0));
+      return past;
+    });
+    const size_t past = before - history_.size();
+    if (resume && past > 0 && opts.progress)  // the steps after the checkpoint are trained again
+      std::fputs(mg::format("note: {} line{} of {} from step {} on {} dropped: the run resumes from its checkpoint "
+                            "of step {} and trains those steps again\n",
+                            past, past == 1 ? "" : "s", path_, first_past, past == 1 ? "is" : "are", start)
+                     .c_str(),
+                 stderr);
     if (resume && start == opts.steps) {  // training is done; only the final test evaluation may be missing
       const bool tested = std::any_of(history_.begin(), history_.end(), [&](const nlohmann::json& j) {
         return j.value("step", int64_t(-1)) == start && j.contains("test_loss");
