@@ -292,6 +292,11 @@ void add_generate_command(CLI::App& app, Run& run) {
   cmd->add_option("--top-k", o->s.top_k, "sample among the k likeliest bytes (0: all)")
       ->capture_default_str()
       ->check(at_least(0));
+  cmd->add_option("--top-p", o->s.top_p,
+                  "nucleus sampling: among those, the fewest likeliest bytes holding this much of the probability "
+                  "(1: all)")
+      ->capture_default_str()
+      ->check(real([](double v) { return v > 0 && v <= 1; }, "a number in (0, 1] (1: no cut)"));
   cmd->add_option("--seed", o->s.seed, "sampling seed (continuation i uses seed + i)")
       ->capture_default_str()
       ->check(unsigned_integer());

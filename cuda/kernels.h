@@ -109,7 +109,7 @@ void max_backward(DType t, const void* g, const int64_t* indices, void* dx, int6
 // of mg::sample_tokens (ops/sample.cpp), with uniforms[r] (device, double; null when temperature is 0);
 // -1 for a row holding NaN.
 void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t vocab, double temperature, int64_t keep,
-                 const double* uniforms, int64_t* out, int device);
+                 double top_p, const double* uniforms, int64_t* out, int device);
 
 // ---- embedding (cuda/embedding.cu) ----
 // out (n, D) = weight rows ids[i] (ids already checked to be in range).

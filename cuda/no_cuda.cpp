@@ -67,7 +67,7 @@ void arange(DType, void*, int64_t, int64_t, int64_t, int) { no_cuda("arange"); }
 void sum_rows(DType, const void*, void*, int64_t, int64_t, double, int) { no_cuda("sum"); }
 void max_dim(DType, const void*, void*, int64_t*, int64_t, int64_t, int64_t, int) { no_cuda("max"); }
 void max_backward(DType, const void*, const int64_t*, void*, int64_t, int64_t, int64_t, int) { no_cuda("max"); }
-void sample_rows(DType, const void*, int64_t, int64_t, int64_t, double, int64_t, const double*, int64_t*, int) {
+void sample_rows(DType, const void*, int64_t, int64_t, int64_t, double, int64_t, double, const double*, int64_t*, int) {
   no_cuda("sample");
 }
 void embedding_forward(DType, const void*, const int64_t*, void*, int64_t, int64_t, int) { no_cuda("embedding"); }

@@ -11,7 +11,8 @@ namespace {
 
 template <class T>
 __global__ void sample_kernel(const T* logits, int64_t ld, int64_t vocab, double temperature, int64_t keep,
-                              const double* uniforms, int64_t* out, double* kept_value, int64_t* kept_index) {
+                              double top_p, const double* uniforms, int64_t* out, double* kept_value,
+                              int64_t* kept_index) {
   __shared__ int has_nan;
   const int64_t row = blockIdx.x;
   const T* l = logits + row * ld;
@@ -39,6 +40,13 @@ __global__ void sample_kernel(const T* logits, int64_t ld, int64_t vocab, double
   const double top = value[0];
   double total = 0;
   for (int64_t k = 0; k < keep; ++k) total += value[k] = exp((value[k] - top) / temperature);
+  if (top_p < 1) {  // the nucleus, as the CPU cuts it
+    const double bound = top_p * total;
+    double before = value[0];
+    int64_t n = 1;
+    while (n < keep && before < bound) before += value[n++];
+    keep = n, total = before;
+  }
   double r = uniforms[row] * total;
   int64_t pick = index[keep - 1];
   for (int64_t k = 0; k < keep; ++k) {
@@ -54,7 +62,7 @@ __global__ void sample_kernel(const T* logits, int64_t ld, int64_t vocab, double
 }  // namespace
 
 void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t vocab, double temperature, int64_t keep,
-                 const double* uniforms, int64_t* out, int device) {
+                 double top_p, const double* uniforms, int64_t* out, int device) {
   if (rows == 0) return;
   set_device(device, "sample");
   Scratch scratch((size_t)(rows * keep) * (sizeof(double) + sizeof(int64_t)), device, "sample");
@@ -62,7 +70,7 @@ void sample_rows(DType t, const void* logits, int64_t rows, int64_t ld, int64_t 
   int64_t* index = reinterpret_cast<int64_t*>(value + rows * keep);
   MG_DISPATCH_FLOAT(t, "sample", [&] {
     sample_kernel<scalar_t><<<grid_of((size_t)rows, "sample"), kThreads, 0, stream(device)>>>(
-        static_cast<const scalar_t*>(logits), ld, vocab, temperature, keep, uniforms, out, value, index);
+        static_cast<const scalar_t*>(logits), ld, vocab, temperature, keep, top_p, uniforms, out, value, index);
   });
   MG_CUDA_LAUNCH_CHECK("sample");
 }

@@ -143,33 +143,47 @@ TEST_CASE("sample: the picks follow softmax(logits / T) over the top k, in the o
   const int64_t vocab = 8;  // the last column is padding: never picked
   Tensor logits = from_vector<float>(l, {1, 9});
   for (double T : {0.5, 1.0, 2.0})
-    for (int64_t k : {0, 1, 3, 5}) {
-      CAPTURE(T);
-      CAPTURE(k);
-      std::vector<int> idx = {0, 1, 2, 3, 4, 5, 6, 7};
-      std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return l[a] > l[b]; });
-      const int keep = k == 0 ? 8 : (int)k;
-      std::vector<double> prob(8, 0.0);
-      double z = 0;
-      for (int j = 0; j < keep; ++j) z += std::exp(l[idx[j]] / T);
-      for (int j = 0; j < keep; ++j) prob[idx[j]] = std::exp(l[idx[j]] / T) / z;
-      const int N = 2000;
-      std::vector<int> count(9, 0);
-      std::vector<int> rank(9, 99);
-      for (int j = 0; j < 8; ++j) rank[idx[j]] = j;
-      int last_rank = -1;
-      bool ordered = true;
-      for (int i = 0; i < N; ++i) {
-        const int64_t pick = sample_tokens(logits, vocab, T, k, {(i + 0.5) / N}).to_vector<int64_t>()[0];
-        REQUIRE(pick >= 0);
-        REQUIRE(pick < vocab);
-        ++count[pick];
-        ordered &= rank[pick] >= last_rank;  // ascending draws walk the kept entries likeliest first
-        last_rank = rank[pick];
+    for (int64_t k : {0, 1, 3, 5})
+      for (double top_p : {1.0, 0.9, 0.5, 0.05}) {
+        CAPTURE(T);
+        CAPTURE(k);
+        CAPTURE(top_p);
+        std::vector<int> idx = {0, 1, 2, 3, 4, 5, 6, 7};
+        std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return l[a] > l[b]; });
+        int keep = k == 0 ? 8 : (int)k;
+        // The nucleus (Hugging Face's top_p): of the top k by probability, the likeliest ones until the ones
+        // before reach top_p of their probability.
+        double z = 0;
+        for (int j = 0; j < keep; ++j) z += std::exp(l[idx[j]] / T);
+        double before = 0;
+        for (int j = 0; j < keep; ++j) {
+          if (j > 0 && before >= top_p) {
+            keep = j;
+            break;
+          }
+          before += std::exp(l[idx[j]] / T) / z;
+        }
+        std::vector<double> prob(8, 0.0);
+        z = 0;
+        for (int j = 0; j < keep; ++j) z += std::exp(l[idx[j]] / T);
+        for (int j = 0; j < keep; ++j) prob[idx[j]] = std::exp(l[idx[j]] / T) / z;
+        const int N = 2000;
+        std::vector<int> count(9, 0);
+        std::vector<int> rank(9, 99);
+        for (int j = 0; j < 8; ++j) rank[idx[j]] = j;
+        int last_rank = -1;
+        bool ordered = true;
+        for (int i = 0; i < N; ++i) {
+          const int64_t pick = sample_tokens(logits, vocab, T, k, {(i + 0.5) / N}, top_p).to_vector<int64_t>()[0];
+          REQUIRE(pick >= 0);
+          REQUIRE(pick < vocab);
+          ++count[pick];
+          ordered &= rank[pick] >= last_rank;  // ascending draws walk the kept entries likeliest first
+          last_rank = rank[pick];
+        }
+        CHECK(ordered);
+        for (int v = 0; v < 9; ++v) CHECK(std::abs(count[v] / double(N) - (v < 8 ? prob[v] : 0.0)) <= 1.0 / N + 1e-12);
       }
-      CHECK(ordered);
-      for (int v = 0; v < 9; ++v) CHECK(std::abs(count[v] / double(N) - (v < 8 ? prob[v] : 0.0)) <= 1.0 / N + 1e-12);
-    }
   // Greedy: the first of the largest; NaN gives -1.
   CHECK(sample_tokens(logits, 8, 0.0, 0).to_vector<int64_t>()[0] == 1);
   CHECK(sample_tokens(logits, 9, 0.0, 0).to_vector<int64_t>()[0] == 8);
@@ -181,6 +195,16 @@ TEST_CASE("sample: the picks follow softmax(logits / T) over the top k, in the o
               {"[sample] needs one uniform draw per row: 1 rows, 0 draws"});
   check_error([&] { sample_tokens(logits, 8, 1.0, 0, {1.0}); }, {"[sample] uniform draws must be in [0, 1), got 1"});
   check_error([&] { sample_tokens(logits, 8, -1.0, 0, {0.5}); }, {"[sample] temperature must be >= 0 and finite"});
+  for (double bad_p : {0.0, -0.5, 1.5, std::nan("")})
+    check_error([&] { sample_tokens(logits, 8, 1.0, 0, {0.5}, bad_p); }, {"[sample] top_p must be in (0, 1]"});
+  // Probabilities 0.4, 0.3, 0.2, 0.1 and top_p 0.5: the first two are kept (0.4 before the second is less
+  // than 0.5), weighed 4/7 and 3/7.
+  Tensor four = from_vector<double>({std::log(0.2), std::log(0.4), std::log(0.1), std::log(0.3)}, {1, 4});
+  auto pick = [&](double u) { return sample_tokens(four, 4, 1.0, 0, {u}, 0.5).to_vector<int64_t>()[0]; };
+  CHECK(pick(0.0) == 1);
+  CHECK(pick(4.0 / 7 - 1e-9) == 1);
+  CHECK(pick(4.0 / 7 + 1e-9) == 3);
+  CHECK(pick(0.999999) == 3);
 }
 
 TEST_CASE("cuda sample: the device picks the same tokens as the CPU from the same draws") {
@@ -192,14 +216,16 @@ TEST_CASE("cuda sample: the device picks the same tokens as the CPU from the sam
       const std::vector<double> u = {0.0, 0.3, 0.5, 0.77, 0.999};
       Tensor dev = logits.to(kCUDA);
       for (double T : {0.0, 0.7, 1.0, 1.5})
-        for (int64_t k : {0, 1, 40, 256}) {
-          CAPTURE(T);
-          CAPTURE(k);
-          auto want = sample_tokens(logits, 256, T, k, u).to_vector<int64_t>();
-          Tensor got = sample_tokens(dev, 256, T, k, u);
-          CHECK(got.device() == kCUDA);
-          CHECK(got.to_vector<int64_t>() == want);
-        }
+        for (int64_t k : {0, 1, 40, 256})
+          for (double top_p : {1.0, 0.8, 0.3}) {
+            CAPTURE(T);
+            CAPTURE(k);
+            CAPTURE(top_p);
+            auto want = sample_tokens(logits, 256, T, k, u, top_p).to_vector<int64_t>();
+            Tensor got = sample_tokens(dev, 256, T, k, u, top_p);
+            CHECK(got.device() == kCUDA);
+            CHECK(got.to_vector<int64_t>() == want);
+          }
     }
     Tensor tied = from_vector<float>({1, 3, 3, 0, 3, 2}, {2, 3}).to(kCUDA);
     CHECK(sample_tokens(tied, 3, 0.0, 0).to_vector<int64_t>() == std::vector<int64_t>{1, 1});

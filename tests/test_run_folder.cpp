@@ -384,6 +384,7 @@ TEST_CASE("run folder: every out-of-range option is an error naming it, before a
                      "--temperature: must be a non-negative number");
   CHECK(g.out.empty());
   cli_fails({"generate", "--run", d / "nowhere", "--bytes", "-5"}, "--bytes: must be a non-negative");
+  cli_fails({"generate", "--run", d / "nowhere", "--top-p", "0"}, "--top-p: must be a number in (0, 1] (1: no cut)");
   SampleOptions s;
   s.top_k = -1;
   CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("--top-k must be >= 0"), Error);
@@ -394,8 +395,9 @@ TEST_CASE("run folder: every out-of-range option is an error naming it, before a
   cli_ok({"gradcheck", "--op", "add", "--threads", "1"});
   cli_fails({"bogus-command"}, "unknown command 'bogus-command' (valid: train, eval, generate");
   // an option the command does not have is named with the command's options; one given twice is named
-  cli_fails({"generate", "--run", d / "nowhere", "--top-p", "0.9"},
-            "[generate] unknown option --top-p (generate's options: --run, --prompt, --bytes, --temperature, --top-k");
+  cli_fails({"generate", "--run", d / "nowhere", "--min-p", "0.05"},
+            "[generate] unknown option --min-p (generate's options: --run, --prompt, --bytes, --temperature, --top-k, "
+            "--top-p");
   cli_fails({"generate", "--run", d / "nowhere", "--bytes", "5", "--bytes", "3"},
             "[generate] --bytes was given 2 times; give it once");
   // --help that cannot be written fails, as any command's output does

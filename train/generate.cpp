@@ -14,6 +14,7 @@ void SampleOptions::validate() const {
   MG_CHECK(std::isfinite(temperature) && temperature >= 0,
            "[generate] --temperature must be >= 0 and finite (0: greedy), got {}", temperature);
   MG_CHECK(top_k >= 0, "[generate] --top-k must be >= 0 (0: no cut), got {}", top_k);
+  MG_CHECK(top_p > 0 && top_p <= 1, "[generate] --top-p must be in (0, 1] (1: no cut), got {}", top_p);
   MG_CHECK(num_samples >= 1, "[generate] --num-samples must be at least 1, got {}", num_samples);
   MG_CHECK(uint64_t(num_samples - 1) <= ~uint64_t(0) - seed,
            "[generate] --seed {} with --num-samples {}: continuation i uses seed + i, which passes 2^64 - 1; use a "
@@ -60,7 +61,7 @@ std::vector<std::string> generate_samples(const MambaLM& model, const std::strin
   std::vector<double> u(o.temperature > 0 ? n : 0);
   for (int64_t t = 0; t < o.bytes; ++t) {
     for (size_t i = 0; i < u.size(); ++i) u[i] = gens[i].next_uniform();
-    Tensor picks = sample_tokens(logits, vocab, o.temperature, o.top_k, u);  // (n) on the device
+    Tensor picks = sample_tokens(logits, vocab, o.temperature, o.top_k, u, o.top_p);  // (n) on the device
     Tensor host = device.is_cpu() ? picks : to_device(picks, kCPU);
     const int64_t* p = host.data<int64_t>();
     for (int64_t i = 0; i < n; ++i) {

@@ -16,8 +16,10 @@ struct SampleOptions {
   int64_t top_k = 40;        // 0: no cut
   uint64_t seed = 0;
   int64_t num_samples = 1;  // continuations of the prompt, sampled as one batch; continuation i uses seed + i
+  double top_p = 1.0;       // nucleus: the smallest set of the top_k holding top_p of the probability (1: no cut)
   bool keep = true;         // return the texts; false: only emit them (a stream, in memory that does not grow)
-  // Throws mg::Error naming the option (--bytes, --temperature, --top-k, --num-samples) and its valid range.
+  // Throws mg::Error naming the option (--bytes, --temperature, --top-k, --top-p, --num-samples, --seed) and its
+  // valid range.
   void validate() const;
 };
 
