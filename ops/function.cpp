@@ -1,6 +1,9 @@
 #include "ops/function.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
+#include <typeindex>
 
 #include "ops/ops.h"
 
@@ -27,6 +30,19 @@ void FunctionCtx::mark_non_differentiable(const std::vector<Tensor>& outputs) {
 bool FunctionCtx::is_non_differentiable(const Tensor& output) const {
   return !is_floating(output.dtype()) || std::find(non_differentiable_.begin(), non_differentiable_.end(),
                                                    output.impl_ptr().get()) != non_differentiable_.end();
+}
+
+OpKind function_kind(std::string_view name, const std::type_info& type) {
+  const OpKind kind = OpKind::custom(name);  // checks the name
+  static std::mutex mu;
+  static std::map<std::string, std::type_index, std::less<>> owners;
+  std::lock_guard lock(mu);
+  const auto [it, added] = owners.emplace(std::string(name), std::type_index(type));
+  MG_CHECK(added || it->second == std::type_index(type),
+           "[custom op] two Function types are named '{}': each op needs a name of its own (they would share one "
+           "node name, profiler row and set of gradcheck cases)",
+           name);
+  return kind;
 }
 
 // ---- apply ----

@@ -26,6 +26,7 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -75,6 +76,10 @@ class FunctionCtx {
 std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs, const FunctionForward& forward,
                                    FunctionBackward backward);
 
+// OpKind::custom(name) for the Function type `type`; throws mg::Error when another Function type already
+// has that name (the two would share one kind: one row in the profiler, one set of gradcheck cases).
+OpKind function_kind(std::string_view name, const std::type_info& type);
+
 namespace detail {
 // Tensors inside another container (std::array, std::span, std::list, a pair or a tuple) would be neither
 // inputs nor get gradients: such an argument does not compile. (A struct holding tensors cannot be told
@@ -117,7 +122,7 @@ template <class Derived>
 struct Function {
   // The op's kind, its name interned (for gradcheck cases: GradcheckCase{Derived::kind(), ...}).
   static OpKind kind() {
-    static const OpKind k = OpKind::custom(Derived::name);
+    static const OpKind k = function_kind(Derived::name, typeid(Derived));
     return k;
   }
 

@@ -147,6 +147,18 @@ struct Slippery : Function<Slippery> {
   }
 };
 
+// Two ops of one name.
+struct NamedTwiceA : Function<NamedTwiceA> {
+  static constexpr const char* name = "named_twice";
+  static Tensor forward(FunctionCtx&, const Tensor& x) { return mul_scalar(x, 2.0); }
+  static std::vector<Tensor> backward(FunctionCtx&, const std::vector<Tensor>& g) { return {mul_scalar(g[0], 2.0)}; }
+};
+struct NamedTwiceB : Function<NamedTwiceB> {
+  static constexpr const char* name = "named_twice";
+  static Tensor forward(FunctionCtx&, const Tensor& x) { return mul_scalar(x, 3.0); }
+  static std::vector<Tensor> backward(FunctionCtx&, const std::vector<Tensor>& g) { return {mul_scalar(g[0], 3.0)}; }
+};
+
 Tensor leaf(std::vector<double> v) {
   const int64_t n = (int64_t)v.size();
   return from_vector<double>(std::move(v), {n}).requires_grad_();
@@ -293,6 +305,11 @@ TEST_CASE("custom op: names are checked, and a name is one kind however often it
   CHECK(a.id() == -1);
   CHECK(OpKind(OpId::matmul).name() == "matmul");
   CHECK(!(a == OpKind(OpId::matmul)));
+  // Two Function types of one name would share a kind: the second is refused when it is first used.
+  Tensor x = leaf({1.0});
+  CHECK(NamedTwiceA::apply(x).grad_fn()->name() == "named_twice");
+  check_error([&] { NamedTwiceB::apply(x); }, {"[custom op] two Function types are named 'named_twice'"});
+  CHECK(NamedTwiceA::kind() == NamedTwiceA::kind());  // the first keeps its name
 }
 
 TEST_CASE("gradcheck: a program's own cases run through run_gradcheck with the CLI's table") {

@@ -249,8 +249,14 @@ TEST_CASE("run folder: a checkpoint folder, a user's *.tmp.* files and a lone co
     into.overwrite = overwrite;
     CHECK_THROWS_WITH_AS(train(into, false), doctest::Contains("is not empty and holds no run (config.json)"), Error);
   }
-  cli_fails({"train", "--resume", d / "app", "--steps", "2", "--threads", "1"}, "holds no training run");
+  auto app = cli_fails({"train", "--resume", d / "app", "--steps", "2", "--threads", "1"}, "holds no training run");
+  CHECK(app.err.find("leaves only its lock") == std::string::npos);
   CHECK(read_bytes(d / "app/config.json") == "{\"port\": 8080}");
+  // A folder a trainer left as it started (its lock, a temporary run.json): the message says to start again.
+  fs::create_directories(d / "early");
+  write_bytes(d / "early/.lock", "");
+  write_bytes(d / "early/run.json.tmp.4242", "{");
+  cli_fails({"train", "--resume", d / "early"}, "leaves only its lock: start the run again with mambagrad train --out");
 }
 
 TEST_CASE("run folder: a second trainer on a folder in use is refused") {
