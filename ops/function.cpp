@@ -90,11 +90,21 @@ std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs,
   ctx->needs_.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i)
     ctx->needs_[i] = GradMode::enabled() && inputs[i].defined() && inputs[i].requires_grad();
+  std::vector<uint64_t> versions(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (ctx->needs_[i]) versions[i] = inputs[i].storage()->version();
   std::vector<Tensor> outputs;
   {
     NoGradGuard no_grad;  // the ops inside the forward record nothing: the op is one node
     outputs = custom ? in_user_code(op, "forward", [&] { return forward(*ctx); }) : forward(*ctx);
   }
+  // Grad mode is off inside forward, so an in-place op there is not refused as it is outside: an input
+  // that needs a gradient and changed would get one of the wrong function.
+  for (size_t i = 0; i < inputs.size(); ++i)
+    MG_CHECK(!ctx->needs_[i] || inputs[i].storage()->version() == versions[i],
+             "[{}] forward: input {} (which needs a gradient) was modified in place; compute a new tensor, or clone() "
+             "the input first",
+             op.name(), i);
   check_outputs(op, outputs);
   check_saved_data(op, *ctx);
   // Only the differentiable outputs are recorded; the vjp puts their gradients back in place, with

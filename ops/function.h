@@ -16,7 +16,8 @@
 // ctx.saved_data); the node's inputs are the tensors in order, a list's elements in its place (a pointer
 // to a tensor, or tensors in another container, do not compile). backward gets one contiguous gradient per
 // output (zeros where none came, or for a non-differentiable output), which it must not modify in place
-// (checked), and returns one per input, undefined where !ctx.needs_input_grad(i). An exception from forward
+// (checked), and returns one per input, undefined where !ctx.needs_input_grad(i). forward must not modify an
+// input that needs a gradient in place (checked). An exception from forward
 // or backward is rethrown as mg::Error naming the op and the pass. Every output is a new handle on what
 // forward returned, so returning an input, a captured parameter or a cached tensor never rewrites its history.
 #pragma once

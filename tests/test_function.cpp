@@ -137,7 +137,8 @@ struct Slippery : Function<Slippery> {
   static Tensor forward(FunctionCtx& ctx, const Tensor& x) {
     if (g_slip == 2) ctx.saved_data["y"] = x;  // a tensor in saved_data
     if (g_slip == 3) throw std::out_of_range("vector::at");
-    ctx.saved_data["k"] = 3;  // an int
+    if (g_slip == 4) x.mul_(2.0);  // grad mode is off here
+    ctx.saved_data["k"] = 3;       // an int
     return mul_scalar(x, 3.0);
   }
   static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
@@ -381,6 +382,9 @@ TEST_CASE(
   check_error([&] { Slippery::apply(x); }, {"[slippery] ctx.saved_data[\"y\"] holds a tensor", "save_for_backward"});
   g_slip = 3;
   check_error([&] { Slippery::apply(x); }, {"[slippery] forward: vector::at"});
+  g_slip = 4;
+  check_error([&] { Slippery::apply(x); },
+              {"[slippery] forward: input 0 (which needs a gradient) was modified in place"});
   // In-place ops refuse a tensor whose elements share memory (PyTorch's rule), instead of compounding.
   Tensor one = from_vector<double>({1.0}, {1});
   check_error([&] { one.expand({3}).mul_(3.0); }, {"[mul_] the tensor (3,) has elements that share memory"});
