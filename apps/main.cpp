@@ -61,11 +61,17 @@ int main(int argc, char** argv) {
       if (dynamic_cast<const CLI::ExtrasError*>(&e)) {
         for (int i = 1; i < argc; ++i) {
           const std::string a = argv[i], opt = a.substr(0, a.find('='));
-          if (opt.size() < 2 || opt[0] != '-' || cmd->get_option_no_throw(opt) || app.get_option_no_throw(opt))
+          if (a == "--") break;  // what follows is not options
+          if (opt.size() < 2 || opt[0] != '-' || (opt[1] >= '0' && opt[1] <= '9') || opt[1] == '.') continue;
+          const CLI::Option* known = cmd->get_option_no_throw(opt);
+          if (!known) known = app.get_option_no_throw(opt);
+          if (known) {  // skip its value, which may start with '-' (--warmup -1, --prompt "-- hi")
+            if (known->get_expected_min() > 0 && a.find('=') == std::string::npos) ++i;
             continue;
+          }
           std::string names;
           for (const CLI::Option* o : cmd->get_options())
-            if (o->get_name() != "--help") names += (names.empty() ? "" : ", ") + o->get_name();
+            if (o->nonpositional() && o->get_name() != "--help") names += (names.empty() ? "" : ", ") + o->get_name();
           std::fprintf(stderr, "error: [%s] unknown option %s (%s's options: %s; see mambagrad %s --help)\n",
                        name.c_str(), opt.c_str(), name.c_str(), names.c_str(), name.c_str());
           return e.get_exit_code();

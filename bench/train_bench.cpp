@@ -247,7 +247,6 @@ void check_train_bench_options(const std::vector<std::string>& presets_in, int64
            "[bench train] batch, seq and steps must be positive and warmup not negative (got {}, {}, {}, {})", batch,
            seq, steps, warmup);
   if (!profile.empty()) {
-    check_output_file_option(profile, "--profile");
     check_output_path(profile, {"bench train", "--profile", {data}, "", "", OutputKind::Trace});
     MG_CHECK(
         presets_in.size() == 1 && !peer,

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/regular_file.h"
@@ -66,8 +67,9 @@ const char* kind_name(OutputKind kind) {
   return "";
 }
 
-// Whether the file at `path` starts as an output of `kind` does (an earlier output of the command, which
-// may be replaced): by its first bytes, as the commands write them.
+// Whether the file at `path` starts as the command's own output of `kind` does (an earlier output, which
+// may be replaced): by its first bytes, exactly as the commands write them, so that a user's own DOT graph,
+// SVG, trace or safetensors file is not taken for one.
 bool earlier_output(const std::string& path, OutputKind kind) {
   std::ifstream in(path, std::ios::binary);
   std::string head(4096, '\0');
@@ -75,16 +77,21 @@ bool earlier_output(const std::string& path, OutputKind kind) {
   head.resize((size_t)std::max<std::streamsize>(in.gcount(), 0));
   switch (kind) {
     case OutputKind::Dot:
-      return head.starts_with("digraph");
-    case OutputKind::Svg:
-      return head.find("<svg") != std::string::npos;
-    case OutputKind::Trace:
-      return head.starts_with("{") && head.find("\"traceEvents\"") != std::string::npos;
-    case OutputKind::Logits: {  // safetensors: an 8-byte little-endian header length, then the JSON header
-      if (head.size() < 9 || head[8] != '{') return false;
+      return head.starts_with("digraph autograd {");  // introspect/graph_dot.cpp
+    case OutputKind::Svg:  // Graphviz's rendering of that graph names it in a comment before the <svg> element
+      return head.find("<!-- Title: autograd ") != std::string::npos && head.find("<svg") != std::string::npos;
+    case OutputKind::Trace:  // introspect/profiler.cpp
+      return head.starts_with("{\"displayTimeUnit\": \"ms\", \"traceEvents\": [");
+    case OutputKind::Logits: {  // safetensors (an 8-byte little-endian header length, then the JSON header)
+      if (head.size() < 9 || head[8] != '{') return false;  // holding exactly tokens and logits
       uint64_t n = 0;
       for (int i = 7; i >= 0; --i) n = n << 8 | (unsigned char)head[i];
-      return head.substr(8, (size_t)std::min<uint64_t>(n, head.size() - 8)).find("\"logits\"") != std::string::npos;
+      if (n > head.size() - 8) return false;
+      const nlohmann::json h = nlohmann::json::parse(head.substr(8, (size_t)n), nullptr, false);
+      if (!h.is_object()) return false;
+      size_t tensors = 0;
+      for (const auto& item : h.items()) tensors += item.key() != "__metadata__";
+      return tensors == 2 && h.contains("tokens") && h.contains("logits");
     }
   }
   return false;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <new>
 #include <typeindex>
 
 #include "ops/ops.h"
@@ -75,6 +76,8 @@ template <class F>
 auto in_user_code(OpKind op, const char* pass, F&& f) -> decltype(f()) {
   try {
     return f();
+  } catch (const std::bad_alloc&) {
+    throw;  // the command line's out-of-memory message names the machine's memory
   } catch (const std::exception& e) {
     MG_THROW("[{}] {}: {}", op.name(), pass, e.what());
   }
@@ -84,8 +87,8 @@ auto in_user_code(OpKind op, const char* pass, F&& f) -> decltype(f()) {
 
 std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs, const FunctionForward& forward,
                                    FunctionBackward backward) {
-  OpScope scope(op, inputs);  // the profiler's event, under the op's own name
-  const bool custom = op.id() < 0 && !is_library_op_name(op.name());
+  OpScope scope(op, inputs);        // the profiler's event, under the op's own name
+  const bool custom = op.id() < 0;  // a user's op (the library's own ops do not come through here)
   auto ctx = std::make_shared<FunctionCtx>(op);
   ctx->needs_.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i)

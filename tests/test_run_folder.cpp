@@ -77,15 +77,26 @@ TEST_CASE("run folder: a trainer killed at any point of a checkpoint resumes to 
     std::string name;
     int64_t resumes_at;  // the checkpoint that must survive: the step the resumed run starts from
   };
-  const std::vector<Point> points = {{"run-started", 0},          {"metrics-logged:1", 0},
-                                     {"checkpoint-begin:1", 0},   {"checkpoint-model:1", 0},
-                                     {"checkpoint-state:1", 0},   {"checkpoint-written:1", 0},
-                                     {"checkpoint-renamed:1", 1}, {"checkpoint-published:1", 1},
-                                     {"checkpoint-done:1", 1},    {"validation:3", 2},
-                                     {"checkpoint-begin:3", 2},   {"checkpoint-model:3", 2},
-                                     {"checkpoint-state:3", 2},   {"checkpoint-written:3", 2},
-                                     {"checkpoint-renamed:3", 3}, {"checkpoint-published:3", 3},
-                                     {"checkpoint-done:3", 3},    {"test", 5}};
+  const std::vector<Point> points = {{"run-started", 0},
+                                     {"metrics-logged:1", 0},
+                                     {"checkpoint-begin:1", 0},
+                                     {"checkpoint-model:1", 0},
+                                     {"checkpoint-state:1", 0},
+                                     {"checkpoint-written:1", 0},
+                                     {"checkpoint-renamed:1", 1},
+                                     {"checkpoint-superseded:1", 1},
+                                     {"checkpoint-published:1", 1},
+                                     {"checkpoint-done:1", 1},
+                                     {"validation:3", 2},
+                                     {"checkpoint-begin:3", 2},
+                                     {"checkpoint-model:3", 2},
+                                     {"checkpoint-state:3", 2},
+                                     {"checkpoint-written:3", 2},
+                                     {"checkpoint-renamed:3", 3},
+                                     {"checkpoint-superseded:3", 3},
+                                     {"checkpoint-published:3", 3},
+                                     {"checkpoint-done:3", 3},
+                                     {"test", 5}};
   int i = 0;
   for (const auto& [point, resumes_at] : points) {
     INFO("killed at " << point);
@@ -251,6 +262,9 @@ TEST_CASE("run folder: a checkpoint folder, a user's *.tmp.* files and a lone co
   }
   auto app = cli_fails({"train", "--resume", d / "app", "--steps", "2", "--threads", "1"}, "holds no training run");
   CHECK(app.err.find("leaves only its lock") == std::string::npos);
+  fs::create_directories(d / "empty");
+  auto empty = cli_fails({"train", "--resume", d / "empty"}, "holds no training run");
+  CHECK(empty.err.find("leaves only its lock") == std::string::npos);
   CHECK(read_bytes(d / "app/config.json") == "{\"port\": 8080}");
   // A folder a trainer left as it started (its lock, a temporary run.json): the message says to start again.
   fs::create_directories(d / "early");
@@ -404,6 +418,10 @@ TEST_CASE("run folder: every out-of-range option is an error naming it, before a
   cli_fails({"generate", "--run", d / "nowhere", "--min-p", "0.05"},
             "[generate] unknown option --min-p (generate's options: --run, --prompt, --bytes, --temperature, --top-k, "
             "--top-p");
+  // values that start with '-' are values, and a flag takes none
+  cli_fails({"train", "--warmup", "-1", "--bogus", "5"}, "[train] unknown option --bogus (");
+  cli_fails({"generate", "--run", d / "nowhere", "--prompt", "-- hi", "--jsonl", "--zz", "1"},
+            "[generate] unknown option --zz (");
   cli_fails({"generate", "--run", d / "nowhere", "--bytes", "5", "--bytes", "3"},
             "[generate] --bytes was given 2 times; give it once");
   // --help that cannot be written fails, as any command's output does

@@ -57,15 +57,15 @@ bool all_finite(const std::string& path) {
   return true;
 }
 
-// A small tmpfs mounted at `dir` and filled up, unmounted at the end; `ok` is false where this process may
-// not mount (not root, or in a container without the capability).
+// A small tmpfs mounted at `dir` (of `size`) and filled up unless `fill` is false, unmounted at the end; `ok`
+// is false where this process may not mount (not root, or in a container without the capability).
 struct FullDisk {
   std::string dir;
   bool ok = false;
-  explicit FullDisk(const std::string& d) : dir(d) {
+  explicit FullDisk(const std::string& d, const std::string& size = "64k", bool fill = true) : dir(d) {
     fs::create_directories(dir);
-    ok = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=64k") == 0;
-    if (!ok) return;
+    ok = ::mount("tmpfs", dir.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+    if (!ok || !fill) return;
     std::FILE* f = std::fopen((dir + "/filler").c_str(), "wb");
     std::string block(4096, 'x');
     while (f && std::fwrite(block.data(), 1, block.size(), f) == block.size() && std::fflush(f) == 0) {}
@@ -259,11 +259,11 @@ TEST_CASE("run safety: an output replaces only an earlier output of its kind or 
   };
   // graph: a data file, notes and a DOT file of another tool's are refused; its own earlier output and an
   // empty file are replaced.
-  const std::string other_dot = d.file("other.dot", std::string("graph G { a -- b }\n"));
+  const std::string other_dot = d.file("other.dot", std::string("digraph deps { a -> b }\n"));  // a user's DOT graph
   for (const std::string& out : {data, notes, other_dot})
     refused(run_cli({"graph", "--out", out}), "[graph] --out " + out + " exists and is not a DOT graph");
   CHECK(read_bytes(notes) == "my notes\n");
-  CHECK(read_bytes(other_dot) == "graph G { a -- b }\n");
+  CHECK(read_bytes(other_dot) == "digraph deps { a -> b }\n");
   const std::string empty = d.file("empty.dot", std::string());
   for (const std::string& out : {d / "g.dot", d / "g.dot", empty}) {
     auto g = run_cli({"graph", "--out", out});
@@ -361,16 +361,12 @@ TEST_CASE(
     "run safety: on a nearly full disk a checkpoint's root copy takes the space of the checkpoint it supersedes") {
   TempDir d("nearly_full");
   const std::string data = write_text(d, 30000);
-  const std::string disk = d / "disk";
-  fs::create_directories(disk);
-  if (::mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=16m") != 0) {
+  FullDisk mounted(d / "disk", "16m", /*fill=*/false);
+  if (!mounted.ok) {
     std::printf("SKIPPED: mounting a small tmpfs is not permitted here (%s)\n", std::strerror(errno));
     return;
   }
-  struct Unmount {
-    std::string dir;
-    ~Unmount() { ::umount(dir.c_str()); }
-  } unmount{disk};
+  const std::string disk = mounted.dir;
   const std::string run = disk + "/run";
   auto first = run_cli(tiny_train(data, run, 1));
   REQUIRE_MESSAGE(first.exit_code == 0, first.err);
@@ -395,6 +391,23 @@ TEST_CASE(
   CHECK_MESSAGE(r.exit_code == 0, r.err);
   CHECK(fs::exists(run + "/checkpoint-2"));
   CHECK(!fs::exists(run + "/checkpoint-1"));
+  CHECK(read_bytes(run + "/model.safetensors") == read_bytes(run + "/checkpoint-2/model.safetensors"));
+}
+
+TEST_CASE("run safety: a root model that cannot be updated says that the checkpoint is saved and how to go on") {
+  TempDir d("root_blocked");
+  const std::string data = write_text(d, 30000);
+  const std::string run = trained_run(d, data, 1);
+  fs::remove(run + "/model.safetensors");
+  fs::create_directories(run + "/model.safetensors");  // the copy's rename cannot replace it
+  auto r = resume_cli(run, {"--steps", "2"});
+  CHECK(r.exit_code == 1);
+  CHECK(contains(r.err, "[checkpoint] checkpoint-1 is saved in " + run +
+                            ", but the root model.safetensors (a copy of the checkpoint's) could not be updated"));
+  CHECK(contains(r.err, "continue the run with: mambagrad train --resume " + run));
+  fs::remove(run + "/model.safetensors");  // the cause fixed: the run goes on
+  auto again = resume_cli(run, {"--steps", "2"});
+  CHECK_MESSAGE(again.exit_code == 0, again.err);
   CHECK(read_bytes(run + "/model.safetensors") == read_bytes(run + "/checkpoint-2/model.safetensors"));
 }
 

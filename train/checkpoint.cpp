@@ -239,7 +239,7 @@ TrainOptions load_run_options(const std::string& run_dir) {
     const std::string run_file = run_dir + "/" + kRunFile;
     if (fs::exists(run_file)) return TrainOptions::from_json(read_text_file(run_file), run_file);
     // A trainer stopped as it started leaves only its lock (and perhaps a temporary run.json).
-    bool only_lock = skipped.empty();
+    bool only_lock = skipped.empty() && fs::exists(run_dir + "/" + kLockFile);
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(run_dir, ec)) {
       const std::string name = e.path().filename().string();

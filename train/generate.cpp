@@ -39,7 +39,7 @@ std::vector<std::string> generate_samples(const MambaLM& model, const std::strin
       o.keep ? mg::format("--num-samples {} x (--bytes {} + a prompt of {} bytes), with their states", n, o.bytes,
                           context.size())
              : mg::format("--num-samples {} x a prompt of {} bytes, with their states", n, context.size()),
-      "; use a smaller --num-samples or --bytes");
+      o.keep ? "; use a smaller --num-samples or --bytes" : "; use a shorter prompt");
   std::vector<int64_t> ids;
   for (unsigned char c : context) {
     MG_CHECK(c < vocab, "[generate] the prompt's byte {} (at offset {}) is outside the model's vocabulary of {}",

@@ -219,6 +219,7 @@ void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt) {
   std::error_code ec;
   for (const auto& [s, dir] : checkpoint_folders(run_dir))
     if (s < ckpt.step) fs::remove_all(dir, ec);
+  crash_point("checkpoint-superseded");
   for (const char* name : {kModelFile, kConfigFile}) {
     const std::string src = ckpt.dir + "/" + name, dst = run_dir + "/" + name;
     try {
@@ -226,8 +227,8 @@ void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt) {
     } catch (const std::exception& e) {
       MG_THROW(
           "[checkpoint] checkpoint-{} is saved in {}, but the root {} (a copy of the checkpoint's) could not be "
-          "updated: {}. Nothing is lost (readers use the checkpoint until the copy is made): free space and "
-          "continue the run with: mambagrad train --resume {}",
+          "updated: {}. Nothing is lost (readers use the checkpoint until the copy is made): fix the cause (free "
+          "space, where the disk is full) and continue the run with: mambagrad train --resume {}",
           ckpt.step, run_dir, name, e.what(), run_dir);
     }
   }

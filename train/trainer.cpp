@@ -756,14 +756,14 @@ Trainer::Trainer(TrainOptions& opts, TrainData data, World& world, bool resume)
       introspection_(introspection_opts_, start_),
       step_threads_(opts.device.is_cpu() && !world.distributed()),
       eval_mode_(opts.carry_state ? "stream" : "windows") {
+  if (from_.ckpt) restore_state();  // its root copies say themselves how to go on when they fail
   try {
-    if (from_.ckpt) restore_state();
     write_run_record();
-  } catch (const Error& e) {  // a full disk, mostly: the root files of a resumed run are rewritten here
-    if (!resume_ || !from_.ckpt || std::string_view(e.what()).starts_with("[checkpoint]")) throw;
+  } catch (const Error& e) {  // a full disk, mostly: run.json and metrics.jsonl of a resumed run are rewritten here
+    if (!resume_ || !from_.ckpt) throw;
     MG_THROW(
-        "{}. The run is as it was at its checkpoint (step {}); fix the cause (free space?) and resume again with: "
-        "mambagrad train --resume {}",
+        "{}. The run is as it was at its checkpoint (step {}); fix the cause and resume again with: mambagrad "
+        "train --resume {}",
         e.what(), start_, dir_);
   }
   progress_.header(model_, data_, resume_);
