@@ -10,6 +10,7 @@
 #include "apps/device_option.h"
 #include "apps/option_checks.h"
 #include "core/memory_limit.h"
+#include "core/regular_file.h"
 #include "data/bytes.h"
 #include "data/dataset.h"
 #include "train/interrupt.h"
@@ -275,7 +276,7 @@ void add_eval_command(CLI::App& app, Run& run) {
 
 void add_generate_command(CLI::App& app, Run& run) {
   struct Opts {
-    std::string run_dir, prompt, device = "cpu";
+    std::string run_dir, prompt, prompt_file, device = "cpu";
     SampleOptions s;
     bool jsonl = false;
   };
@@ -284,7 +285,11 @@ void add_generate_command(CLI::App& app, Run& run) {
                                  "sample bytes from a trained run (the prompt through the parallel "
                                  "forward, then the recurrent step)");
   cmd->add_option("--run", o->run_dir, "run folder")->required();
-  cmd->add_option("--prompt", o->prompt, "text to start from");
+  auto* prompt = cmd->add_option("--prompt", o->prompt, "text to start from");
+  cmd->add_option("--prompt-file", o->prompt_file,
+                  "start from the bytes of this file (any bytes, and longer than a command line holds)")
+      ->check(non_empty("a file"))
+      ->excludes(prompt);
   cmd->add_option("--bytes", o->s.bytes, "bytes to sample")->capture_default_str()->check(at_least(0));
   cmd->add_option("--temperature", o->s.temperature, "0 means greedy")
       ->capture_default_str()
@@ -311,6 +316,13 @@ void add_generate_command(CLI::App& app, Run& run) {
   cmd->callback([o, &run] {
     run = [o] {
       o->s.validate();  // before anything is printed
+      if (!o->prompt_file.empty()) {
+        const RegularFile file(o->prompt_file, "[generate] --prompt-file");
+        check_fits_in_memory((double)file.size(), "generate",
+                             mg::format("--prompt-file {} ({} bytes)", o->prompt_file, file.size()),
+                             "; use a shorter prompt");
+        o->prompt = file.read_all();
+      }
       const Device device = resolve_device(o->device, "generate");
       auto model = load_model(o->run_dir, device);
       const bool stream = o->s.num_samples == 1 && !o->jsonl;

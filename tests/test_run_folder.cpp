@@ -416,8 +416,8 @@ TEST_CASE("run folder: every out-of-range option is an error naming it, before a
   cli_fails({"bogus-command"}, "unknown command 'bogus-command' (valid: train, eval, generate");
   // an option the command does not have is named with the command's options; one given twice is named
   cli_fails({"generate", "--run", d / "nowhere", "--min-p", "0.05"},
-            "[generate] unknown option --min-p (generate's options: --run, --prompt, --bytes, --temperature, --top-k, "
-            "--top-p");
+            "[generate] unknown option --min-p (generate's options: --run, --prompt, --prompt-file, --bytes, "
+            "--temperature, --top-k, --top-p");
   // values that start with '-' are values, and a flag takes none
   cli_fails({"train", "--warmup", "-1", "--bogus", "5"}, "[train] unknown option --bogus (");
   cli_fails({"generate", "--run", d / "nowhere", "--prompt", "-- hi", "--jsonl", "--zz", "1"},

@@ -131,6 +131,16 @@ TEST_CASE("trainer: greedy generation is reproducible and sampling follows its s
   CHECK(generate(*model, "the", s1, [&](char c) { streamed += c; }) == streamed);
   CHECK(generate(*model, "the", s1) == streamed);
   CHECK(generate(*model, "the", s2) != streamed);
+  // --prompt-file: any bytes (a NUL, trailing newlines), the same continuation as the library's from them.
+  const std::string prompt("the\0cat\n\n", 9);
+  const std::string file = d.file("prompt.bin", prompt);
+  auto cli =
+      test::run_cli({"generate", "--run", d / "run", "--prompt-file", file, "--bytes", "40", "--temperature", "0"});
+  REQUIRE_MESSAGE(cli.exit_code == 0, cli.err);
+  CHECK(cli.out == prompt + generate(*model, prompt, greedy) + "\n");
+  auto both = test::run_cli({"generate", "--run", d / "run", "--prompt", "x", "--prompt-file", file});
+  CHECK(both.exit_code != 0);
+  CHECK(both.err.find("--prompt excludes --prompt-file") != std::string::npos);
 }
 
 TEST_CASE("trainer: Ctrl-C saves a checkpoint and returns cleanly") {
