@@ -78,11 +78,12 @@ int main(int argc, char** argv) {
         }
       }
       // An option given twice (CLI11: "--bytes: At Most 1 required but received 2").
+      constexpr std::string_view kTwice = ": At Most 1 required but received ";
       const std::string what = e.what();
-      const size_t at = what.find(": At Most 1 required but received ");
+      const size_t at = what.find(kTwice);
       if (dynamic_cast<const CLI::ArgumentMismatch*>(&e) && at != std::string::npos) {
         std::fprintf(stderr, "error: [%s] %s was given %s times; give it once\n", name.c_str(),
-                     what.substr(0, at).c_str(), what.substr(at + 34).c_str());
+                     what.substr(0, at).c_str(), what.substr(at + kTwice.size()).c_str());
         return e.get_exit_code();
       }
     }

@@ -70,6 +70,15 @@ void check_saved_data(OpKind op, const FunctionCtx& ctx) {
   }
 }
 
+// Each tensor's storage version (0 for an undefined one): compared after the user's code to see what it
+// modified in place.
+std::vector<uint64_t> storage_versions(const std::vector<Tensor>& ts) {
+  std::vector<uint64_t> v;
+  v.reserve(ts.size());
+  for (const Tensor& t : ts) v.push_back(t.defined() ? t.storage()->version() : 0);
+  return v;
+}
+
 // Runs `f` (the user's forward or backward); an exception it throws is rethrown as mg::Error naming the op
 // and the pass, so that "bad any_cast" or "[mul] dtypes differ" says where it came from.
 template <class F>
@@ -93,9 +102,7 @@ std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs,
   ctx->needs_.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i)
     ctx->needs_[i] = GradMode::enabled() && inputs[i].defined() && inputs[i].requires_grad();
-  std::vector<uint64_t> versions(inputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i)
-    if (ctx->needs_[i]) versions[i] = inputs[i].storage()->version();
+  const std::vector<uint64_t> versions = storage_versions(inputs);
   std::vector<Tensor> outputs;
   {
     NoGradGuard no_grad;  // the ops inside the forward record nothing: the op is one node
@@ -137,8 +144,7 @@ std::vector<Tensor> apply_function(OpKind op, const std::vector<Tensor>& inputs,
            for (size_t k = 0; k < slot.size(); ++k) grads[slot[k]] = a[k].defined() ? a[k].contiguous() : a[k];
            for (size_t i = 0; i < grads.size(); ++i)
              if (!grads[i].defined()) grads[i] = zeros(metas[i].shape, metas[i].dtype, metas[i].device);
-           std::vector<uint64_t> versions;
-           for (const Tensor& g : grads) versions.push_back(g.storage()->version());
+           const std::vector<uint64_t> versions = storage_versions(grads);
            ctx->needs_ = a.needs;
            std::vector<Tensor> in_grads =
                custom ? in_user_code(ctx->op(), "backward", [&] { return backward(*ctx, grads); })

@@ -238,13 +238,11 @@ TrainOptions load_run_options(const std::string& run_dir) {
     if (auto ckpt = find_checkpoint(run_dir, &skipped)) return checkpoint_options(*ckpt);
     const std::string run_file = run_dir + "/" + kRunFile;
     if (fs::exists(run_file)) return TrainOptions::from_json(read_text_file(run_file), run_file);
-    // A trainer stopped as it started leaves only its lock (and perhaps a temporary run.json).
-    bool only_lock = skipped.empty() && fs::exists(run_dir + "/" + kLockFile);
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(run_dir, ec)) {
-      const std::string name = e.path().filename().string();
-      only_lock = only_lock && (name == kLockFile || is_temporary(name));
-    }
+    // A trainer stopped as it started leaves only its lock (and perhaps a temporary run.json), which
+    // inspect_run_folder passes over.
+    const RunFolderContents contents = inspect_run_folder(run_dir);
+    const bool only_lock = skipped.empty() && fs::exists(run_dir + "/" + kLockFile) && contents.run_files.empty() &&
+                           contents.other_files.empty();
     MG_THROW("[run] {} holds no training run: it has no {} and no checkpoint{}{}{}", run_dir, kRunFile,
              skipped.empty() ? "" : "; ", join_names(skipped, skipped.size()),
              only_lock ? mg::format(" (a trainer stopped as it started leaves only its lock: start the run again "
