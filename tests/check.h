@@ -25,15 +25,26 @@ inline bool rel_close(double got, double want, double tol) {
   CHECK_MESSAGE(::mg::rel_close((got), (want), (tol)), \
                 "got " << std::setprecision(17) << (got) << ", want " << (want) << ", relative tolerance " << (tol))
 
+// |got - want| for the comparisons below: 0 where they are equal (infinities of one sign included), infinite
+// where either is NaN. (std::max(m, NaN) keeps m: a NaN result, such as memory a kernel never wrote, which the
+// CUDA emulator fills with NaN, must fail a comparison instead of vanishing from it.)
+inline double elem_diff(double got, double want) {
+  if (got == want) return 0;
+  const double d = std::abs(got - want);
+  return std::isnan(d) ? INFINITY : d;
+}
+
 inline double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
   double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]));
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, elem_diff(a[i], b[i]));
   return m;
 }
 
 inline double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b, double floor) {
+  REQUIRE(a.size() == b.size());
   double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / std::max(std::abs(b[i]), floor));
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, elem_diff(a[i], b[i]) / std::max(std::abs(b[i]), floor));
   return m;
 }
 
@@ -43,7 +54,7 @@ inline double rel_err(const Tensor& got, const Tensor& want) {
   REQUIRE(g.size() == w.size());
   double num = 0, den = 0;
   for (size_t i = 0; i < g.size(); ++i) {
-    num = std::max(num, std::abs(g[i] - w[i]));
+    num = std::max(num, elem_diff(g[i], w[i]));
     den = std::max(den, std::abs(w[i]));
   }
   return den > 0 ? num / den : num;

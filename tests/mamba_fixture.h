@@ -14,6 +14,7 @@
 
 #include "models/mamba.h"
 #include "ops/ops.h"
+#include "tests/check.h"
 #include "tests/fixture.h"
 
 namespace mg::test {
@@ -58,11 +59,12 @@ struct FixtureErr {
 // `got` on any device, `want` a fixture array.
 inline FixtureErr compare_to_fixture(const Tensor& got, const Tensor& want) {
   auto g = got.to(kCPU).to(DType::f64).to_vector<double>(), w = want.to_vector<double>();
+  REQUIRE(g.size() == w.size());
   FixtureErr e;
   for (double v : w) e.max_ref = std::max(e.max_ref, std::abs(v));
   const double floor = 1e-3 * e.max_ref;
   for (size_t i = 0; i < g.size(); ++i) {
-    const double d = std::abs(g[i] - w[i]);
+    const double d = elem_diff(g[i], w[i]);  // infinite at a NaN
     e.max_abs = std::max(e.max_abs, d);
     const double r = d / (std::abs(w[i]) + floor);
     if (r > e.worst_rel) e.worst_rel = r, e.worst_at = (int64_t)i;
