@@ -369,6 +369,37 @@ TEST_CASE("distributed: a stop signal on one rank stops every rank after the sam
   CHECK(test::train_losses(d / "run/metrics.jsonl").size() == 5);
 }
 
+TEST_CASE("distributed: a stop signal on one rank during validation or the final test stops every rank there") {
+  test::TempDir d("dist_stop_eval");
+  const std::string data = test::write_text(d, 60000, true);
+  // Rank 1 alone gets SIGINT as the validation of step 10 starts: every rank stops within it (rather than
+  // after the whole validation, which mpirun's SIGKILL would not wait for), and step 10 is saved without
+  // val_bpc.
+  auto v =
+      mpirun(2, tiny_args(data, d / "val", 20), {"MG_TEST_INTERRUPT_AT=validation:1", "MG_TEST_CRASH_RANK=1"}, 60000);
+  CAPTURE(v.out + v.err);
+  CHECK(v.exit_code != 0);
+  CHECK(v.signal == 0);
+  auto ckpt = find_checkpoint(d / "val");
+  REQUIRE(ckpt);
+  CHECK(ckpt->step == 10);
+  auto lines = read_jsonl(d / "val/metrics.jsonl");
+  REQUIRE(!lines.empty());
+  CHECK(lines.back()["step"] == 10);
+  CHECK(!lines.back().contains("val_bpc"));
+  CHECK(records_with(d / "val/metrics.jsonl", "val_bpc").empty());
+
+  // In the final test: the job stops non-zero (it used to finish the test and exit 0), no test line is
+  // logged, and the checkpoint of the last step is there.
+  auto t = mpirun(2, tiny_args(data, d / "test", 10), {"MG_TEST_INTERRUPT_AT=test", "MG_TEST_CRASH_RANK=1"}, 60000);
+  CAPTURE(t.out + t.err);
+  CHECK(t.exit_code != 0);
+  CHECK(t.signal == 0);
+  REQUIRE(find_checkpoint(d / "test"));
+  CHECK(find_checkpoint(d / "test")->step == 10);
+  CHECK(records_with(d / "test/metrics.jsonl", "test_bpc").empty());
+}
+
 TEST_CASE("distributed: a batch not divisible by the ranks, or --carry-state, is refused before any file is written") {
   test::TempDir d("dist_batch");
   const std::string data = test::write_text(d, 60000, true);

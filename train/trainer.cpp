@@ -195,19 +195,27 @@ EvalResult evaluate_stream(const MambaLM& model, const ByteDataset& data, int64_
 
 namespace {
 
-// evaluate() split over the ranks of a data-parallel run: rank r takes batches r, r + N, ... and the
-// sums are added up. It does not poll for Ctrl-C (a rank that stopped alone would leave the others
-// waiting in the sum); the trainer's stop is agreed between steps.
+// evaluate() split over the ranks of a data-parallel run: in round k rank r takes batch k N + r, and the
+// sums are added up at the end. A stop signal is agreed after every round, as evaluate() polls between
+// batches: every rank throws Interrupted after the same round (a rank that stopped alone would leave the
+// others waiting in the sum), with SIGTERM on a rank that got no signal itself, so that Ctrl-C on mpirun
+// (SIGTERM to every rank, SIGKILL a few seconds later) stops a long validation or test in time to save.
 EvalResult evaluate_ranks(const MambaLM& model, const ByteDataset& data, int64_t batch, int64_t seq, int64_t max_bytes,
                           const World& world) {
   NoGradGuard ng;
   double sums[2] = {0, 0};  // loss * targets, targets
-  const int64_t n = data.num_eval_batches(batch, seq, max_bytes);
-  for (int64_t i = world.rank(); i < n; i += world.size()) {
-    Batch b = data.eval_batch(i, batch, seq, max_bytes, model.device());
-    const double count = (double)b.targets.numel();
-    sums[0] += model.loss(b.inputs, b.targets).item() * count;
-    sums[1] += count;
+  const int64_t n = data.num_eval_batches(batch, seq, max_bytes), ranks = world.size();
+  for (int64_t first = 0; first < n; first += ranks) {
+    if (const int64_t i = first + world.rank(); i < n) {
+      Batch b = data.eval_batch(i, batch, seq, max_bytes, model.device());
+      const double count = (double)b.targets.numel();
+      sums[0] += model.loss(b.inputs, b.targets).item() * count;
+      sums[1] += count;
+    }
+    const int own = interrupt_signal();
+    double any = own ? 1 : 0;
+    world.sum(&any, 1);
+    if (any > 0) throw Interrupted(own ? own : SIGTERM, "evaluate");
   }
   world.sum(sums, 2);
   EvalResult r;

@@ -53,7 +53,8 @@ struct TrainResult {
 // the global batch (it must be divisible by N), every rank draws the same windows and trains on its
 // batch / N rows, the gradients are summed over the ranks during backward (then clipped, and every rank
 // takes the same AdamW step), and validation and test are split over the ranks. Rank 0 alone prints and
-// writes the folder; a stop signal is agreed between the ranks after each step. --carry-state is refused.
+// writes the folder; a stop signal is agreed between the ranks after each step and after each round of
+// evaluation batches. --carry-state is refused.
 TrainResult train(TrainOptions opts, bool resume);
 
 // require_device(device, op), the one check that a device is usable, is in core/device.h.
