@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "core/format.h"
@@ -565,6 +567,74 @@ TEST_CASE("run safety: eval and generate read the newest checkpoint again when a
   }
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
   CHECK(loads > 0);
+}
+
+namespace {
+
+// The step of the newest checkpoint-<step> folder in `run` (0 when none, or the folder is gone).
+int64_t newest_checkpoint_step(const fs::path& run) {
+  int64_t newest = 0;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(run, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("checkpoint-", 0) == 0 && name.find('.') == std::string::npos)
+      newest = std::max<int64_t>(newest, std::atoll(name.c_str() + 11));
+  }
+  return newest;
+}
+
+// A tiny run of many steps (a checkpoint every 2), and `act` on its folder once it has saved step 4.
+test::CliRun train_and_then(const std::string& data, const fs::path& run, const std::function<void()>& act) {
+  std::thread mover([&] {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (newest_checkpoint_step(run) < 4 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    act();
+  });
+  test::CliRun r = run_cli(tiny_train(data, run, 3000, {.eval_every = 2}), {}, 180000);
+  mover.join();
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("run safety: a run folder moved or removed while it trains is never made again at its old name") {
+  TempDir d("moved_run");
+  const std::string data = write_text(d, 30000);
+  {
+    // Moved: the trainer saves the step it is at where the folder now is and stops, naming the new place.
+    const fs::path run = d / "run", moved = d / "moved";
+    const test::CliRun r = train_and_then(data, run, [&] { fs::rename(run, moved); });
+    CAPTURE(r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.find("was moved to") != std::string::npos);
+    CHECK(r.err.find("train --resume " + fs::canonical(moved).string()) != std::string::npos);
+    CHECK(!fs::exists(run));  // before: a new folder there with later checkpoints, no run.json, no lock
+    const auto ckpt = find_checkpoint(moved);
+    REQUIRE(ckpt);
+    CHECK(ckpt->step >= 4);
+    CHECK(ckpt->step < 3000);
+    CHECK(test::train_losses((moved / "metrics.jsonl").string()).size() == (size_t)ckpt->step);
+    const test::CliRun resumed =
+        run_cli({"train", "--resume", moved, "--stop-at", std::to_string(ckpt->step + 2), "--threads", "1", "--quiet"});
+    CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
+  }
+  {
+    // Removed (as rm -rf would: here renamed away first, then removed): the trainer stops with an error and
+    // makes nothing at the old name.
+    const fs::path run = d / "run2", gone = d / "gone";
+    const test::CliRun r = train_and_then(data, run, [&] {
+      fs::rename(run, gone);
+      std::error_code ec;
+      while (fs::exists(gone) && fs::remove_all(gone, ec) == static_cast<std::uintmax_t>(-1)) {}
+    });
+    CAPTURE(r.err);
+    CHECK(r.exit_code == 1);
+    // The trainer may have seen the folder moved before it was removed: then it saved there first.
+    CHECK((r.err.find("was removed while training") != std::string::npos ||
+           r.err.find("was moved to") != std::string::npos));
+    CHECK(!fs::exists(run));
+  }
 }
 
 TEST_CASE("run safety: write_file_atomic replaces only regular files, copy_file_atomic makes a file of its own") {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -123,7 +124,7 @@ uint32_t crc32_file(const std::string& path) {
   return (uint32_t)crc;
 }
 
-RunLock::RunLock(const std::string& dir) {
+RunLock::RunLock(const std::string& dir) : dir_(dir) {
   const std::string path = dir + "/" + kLockFile;
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   MG_CHECK(fd_ >= 0, "[train] cannot create the lock file '{}': {}", path, std::strerror(errno));
@@ -159,6 +160,23 @@ RunLock::RunLock(const std::string& dir) {
   }
   const std::string pid = std::to_string((long long)::getpid()) + "\n";  // both held: name the holder
   if (::ftruncate(fd_, 0) == 0) (void)!::pwrite(fd_, pid.data(), pid.size(), 0);
+}
+
+std::optional<std::string> RunLock::moved_to() const {
+  struct stat held {
+  }, named{};
+  if (dir_fd_ < 0 || ::fstat(dir_fd_, &held) != 0) return std::nullopt;  // nothing to compare with: assume in place
+  if (::stat(dir_.c_str(), &named) == 0 && named.st_dev == held.st_dev && named.st_ino == held.st_ino)
+    return std::nullopt;
+  if (held.st_nlink == 0) return std::string();  // removed
+  // Linux names a descriptor's directory where it is now.
+  char buf[4096];
+  const std::string link = "/proc/self/fd/" + std::to_string(dir_fd_);
+  const ssize_t n = ::readlink(link.c_str(), buf, sizeof buf);
+  if (n <= 0 || n >= (ssize_t)sizeof buf) return std::string();
+  std::string where(buf, (size_t)n);
+  if (where.ends_with(" (deleted)")) return std::string();
+  return where;
 }
 
 RunLock::~RunLock() {

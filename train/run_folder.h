@@ -42,7 +42,14 @@ class RunLock {
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
 
+  // nullopt while the locked folder is still at `dir`. When it was moved or renamed: where it is now;
+  // when it was removed (or `dir` now names another folder and the locked one cannot be found): "". A
+  // trainer writes by path, so it asks before each checkpoint: writing on would make a new folder at
+  // `dir` with no lock and no run record beside the moved run.
+  std::optional<std::string> moved_to() const;
+
  private:
+  std::string dir_;
   int fd_ = -1;      // DIR/.lock, which names the holder's pid
   int dir_fd_ = -1;  // DIR itself: holds even when .lock is removed by hand
 };

@@ -711,6 +711,7 @@ class Trainer {
   EvalResult run_eval(const ByteDataset& split, int64_t max_bytes) const;
   int agreed_signal() const;
   TrainResult stopped(int64_t done, int signo, const char* phase);
+  void check_folder_in_place(int64_t step);
   void print_test_result(const EvalResult& test) const;
 
   TrainOptions& opts_;
@@ -911,10 +912,38 @@ void Trainer::log(const nlohmann::ordered_json& rec, bool eval_now) {
 
 void Trainer::save(int64_t step) {
   if (root_) {
-    save_checkpoint(dir_, model_, opt_, opts_, step, data_gen_, carry_);
-    history_->plot();
+    check_folder_in_place(step);
+    try {
+      save_checkpoint(dir_, model_, opt_, opts_, step, data_gen_, carry_);
+      history_->plot();
+    } catch (const Error&) {
+      check_folder_in_place(step);  // moved while the checkpoint was written: say so rather than ENOENT
+      throw;
+    }
   }
   last_saved_ = step;
+}
+
+// The trainer writes its folder by path: when the folder it locked is no longer at --out (moved, renamed
+// or removed while it trains), it stops instead of making a new folder there, which would hold
+// checkpoints with no lock (a second trainer could take it) and no run record. A moved folder gets the
+// checkpoint of `step` where it now is, so nothing is lost.
+void Trainer::check_folder_in_place(int64_t step) {
+  const std::optional<std::string> where = lock_->moved_to();
+  if (!where) return;
+  mg::print("{}", progress_.break_line());
+  if (where->empty())
+    MG_THROW(
+        "[train] the run folder {} was removed while training (or another folder took its name); stopping at step "
+        "{} without writing there: a new folder would hold checkpoints with no run record and no lock",
+        dir_, step);
+  if (const auto there = find_checkpoint(*where); !there || there->step != step)  // it may have got there
+    save_checkpoint(*where, model_, opt_, opts_, step, data_gen_, carry_);
+  last_saved_ = step;
+  MG_THROW(
+      "[train] the run folder {} was moved to {} while training; the checkpoint of step {} is saved there, and "
+      "training stops rather than make a new {}. Continue with: mambagrad train --resume {}",
+      dir_, *where, step, dir_, *where);
 }
 
 // The stop signal, agreed between the ranks so that all stop after the same step: a rank that got none
