@@ -1,4 +1,7 @@
 // mambagrad: the command line. `mambagrad --help` lists the subcommands.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -13,13 +16,31 @@
 #include "train/distributed.h"
 #include "train/interrupt.h"
 
+namespace {
+
+// Descriptors 0, 1 and 2 that the caller closed (`mambagrad train ... >&-`) are taken by /dev/null opened
+// read-only before anything else is opened: otherwise the first file opened (a run's .lock, its
+// metrics.jsonl) would become standard output and receive the progress lines. Writes to a read-only
+// descriptor fail as writes to a closed one do (EBADF), so a closed output is still reported.
+void reserve_standard_descriptors() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      const int got = ::open("/dev/null", O_RDONLY);  // the lowest free descriptor: this one
+      if (got > 2) ::close(got);
+    }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  reserve_standard_descriptors();
   CLI::App app{"mambagrad: a from-scratch tensor library with autograd, and Mamba on enwik8"};
   app.require_subcommand(1);
   app.fallthrough();  // the global options below are accepted after the subcommand too
   int threads = 0;
   app.add_option("--threads", threads, "CPU threads (default: MG_NUM_THREADS, else all cores)")
-      ->check(mg::app::integer<int64_t>([](int64_t v) { return v >= 1 && v <= 4096; }, "an integer from 1 to 4096"));
+      ->check(mg::app::integer<int64_t>([](int64_t v) { return v >= 1 && v <= mg::kMaxThreads; },
+                                        mg::format("an integer from 1 to {}", mg::kMaxThreads)));
   // Subcommands that run on a GPU take --device (apps/device_option.h); this switch is global.
   bool tf32 = false;
   app.add_flag("--tf32", tf32, "CUDA: float32 matmuls in TF32 (faster, ~1e-3 relative error; default full float32)");

@@ -11,11 +11,16 @@ namespace mg {
 namespace {
 int initial_threads() {
   if (const char* s = std::getenv("MG_NUM_THREADS")) {
-    try {
-      int n = std::stoi(s);
-      if (n >= 1) return n;
-    } catch (...) {}
-    MG_THROW("[threads] MG_NUM_THREADS='{}' is not a positive integer", s);
+    // The whole text, digits only, within --threads' range ("1.5", "1e3" or "2abc" are not taken as 1, 1, 2).
+    int n = 0;
+    bool digits = *s != 0;
+    for (const char* c = s; *c && digits; ++c) {
+      digits = *c >= '0' && *c <= '9';
+      if (digits && n <= kMaxThreads) n = n * 10 + (*c - '0');
+    }
+    MG_CHECK(digits && n >= 1 && n <= kMaxThreads, "[threads] MG_NUM_THREADS='{}' is not an integer from 1 to {}", s,
+             kMaxThreads);
+    return n;
   }
   return omp_get_max_threads();
 }

@@ -7,6 +7,9 @@
 
 namespace mg {
 
+// The most threads a user may ask for (--threads, MG_NUM_THREADS).
+inline constexpr int kMaxThreads = 4096;
+
 int num_threads();
 void set_num_threads(int n);
 

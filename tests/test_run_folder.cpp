@@ -413,6 +413,16 @@ TEST_CASE("run folder: every out-of-range option is an error naming it, before a
                      "--threads: must be an integer from 1 to 4096, got '0'");
   CHECK(t.err.size() < 200);
   cli_ok({"gradcheck", "--op", "add", "--threads", "1"});
+  // MG_NUM_THREADS: the whole text, in --threads' range (it took "1.5", "1e3" and "2abc" by their first digits,
+  // and any size)
+  for (const char* v : {"0", "-1", "abc", "", "1.5", "1e3", "2abc", " 2", "4097", "99999999999"}) {
+    INFO("MG_NUM_THREADS=" << v);
+    const test::CliRun r = run_cli({"gradcheck", "--op", "add"}, {std::string("MG_NUM_THREADS=") + v});
+    CHECK(r.exit_code != 0);
+    CHECK(r.err.find("[threads] MG_NUM_THREADS='" + std::string(v) + "' is not an integer from 1 to 4096") !=
+          std::string::npos);
+  }
+  cli_ok({"gradcheck", "--op", "add"}, {"MG_NUM_THREADS=2"});
   cli_fails({"bogus-command"}, "unknown command 'bogus-command' (valid: train, eval, generate");
   // an option the command does not have is named with the command's options; one given twice is named
   cli_fails({"generate", "--run", d / "nowhere", "--min-p", "0.05"},

@@ -339,6 +339,22 @@ TEST_CASE("run safety: a write error on standard output fails eval, generate and
   }
 }
 
+TEST_CASE("run safety: with standard output closed, no file the trainer opens takes its place") {
+  TempDir d("stdout_closed");
+  const std::string data = write_text(d, 30000);
+  const std::string run = d / "run";
+  std::string cmd = cli();
+  for (const std::string& a : tiny_train(data, run, 3))
+    if (a != "--quiet") cmd += " '" + a + "'";  // progress lines, which went into .lock (descriptor 1)
+  auto r = shell(cmd + " >&-");
+  CHECK(r.exit_code == 1);
+  CHECK(contains(r.err, "cannot write to standard output: Bad file descriptor"));
+  std::ifstream lock(run + "/.lock");
+  std::string text((std::istreambuf_iterator<char>(lock)), std::istreambuf_iterator<char>());
+  CAPTURE(text);
+  CHECK(text.find_first_not_of("0123456789\n") == std::string::npos);  // the holder's pid alone
+}
+
 TEST_CASE("run safety: a full disk: graph says why and leaves no file, generate stops with an error") {
   TempDir d("full_disk");
   FullDisk full(d / "full");
