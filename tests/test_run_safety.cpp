@@ -339,6 +339,18 @@ TEST_CASE("run safety: a write error on standard output fails eval, generate and
   }
 }
 
+TEST_CASE("run safety: an --out too long for the checkpoints' paths is refused before anything is made") {
+  TempDir d("long_out");
+  const std::string data = write_text(d, 30000);
+  std::string out = d / "top";
+  while (out.size() < 4000) out += "/" + std::string(200, 'd');  // each part a valid name, the whole too long
+  const test::CliRun r = run_cli(tiny_train(data, out, 2));
+  CHECK(r.exit_code == 1);
+  CHECK(contains(r.err, "[train] --out is " + std::to_string(out.size()) + " characters long"));
+  CHECK(contains(r.err, "use a path of at most"));
+  CHECK(!fs::exists(d / "top"));  // it used to train, then fail at its first checkpoint, on every resume too
+}
+
 TEST_CASE("run safety: with standard output closed, no file the trainer opens takes its place") {
   TempDir d("stdout_closed");
   const std::string data = write_text(d, 30000);

@@ -289,7 +289,18 @@ void check_ranks(const TrainOptions& opts, const World& world, bool resume) {
 // The paths a run records (JSON: UTF-8 only) and the trace file of --profile, an output under the rule of
 // io/output_file.h: never the data, never one of the run's files.
 void check_train_paths(const TrainOptions& opts, bool resume) {
-  check_utf8_path(opts.out, "train", resume ? "--resume" : "--out");
+  const char* out_flag = resume ? "--resume" : "--out";
+  check_utf8_path(opts.out, "train", out_flag);
+  // The longest path the run writes below its folder (a checkpoint's temporary trainer state, with room for
+  // any step and pid) must fit the system's limit, or the first checkpoint would fail after the training.
+  constexpr size_t kLongestBelow =
+      sizeof("/checkpoint-9223372036854775807.old.tmp.4294967295/trainer_state.safetensors.tmp.4294967295") - 1;
+  constexpr size_t kLimit = PATH_MAX - 1 - kLongestBelow;
+  MG_CHECK(opts.out.size() <= kLimit,
+           "[train] {} is {} characters long; the run writes paths up to {} characters longer below it (its "
+           "checkpoints' temporary files), past the system's limit of {} for a path: use a path of at most {} "
+           "characters",
+           out_flag, opts.out.size(), kLongestBelow, PATH_MAX - 1, kLimit);
   check_utf8_path(opts.data, "train", "--data");
   if (opts.profile.empty()) return;
   check_utf8_path(opts.profile, "train", "--profile");
