@@ -364,6 +364,11 @@ TEST_CASE("run folder: on resume the options a run cannot change are refused by 
   CHECK(other.err.find("name different folders") != std::string::npos);
   auto both = resume_cli(d / "run", {"--overwrite"});
   CHECK(both.err.find("exclude each other") != std::string::npos);
+  // A finished run is refused as such, without advice to fix a cause and resume again (which fails the same).
+  auto done = resume_cli(d / "run");
+  CHECK(done.exit_code == 1);
+  CHECK(done.err.find("already finished its 10 steps (raise --steps to train further)") != std::string::npos);
+  CHECK(done.err.find("fix the cause") == std::string::npos);
 }
 
 TEST_CASE("run folder: every out-of-range option is an error naming it, before anything is written") {

@@ -780,7 +780,8 @@ Trainer::Trainer(TrainOptions& opts, TrainData data, World& world, bool resume)
   try {
     write_run_record();
   } catch (const Error& e) {  // a full disk, mostly: run.json and metrics.jsonl of a resumed run are rewritten here
-    if (!resume_ || !from_.ckpt) throw;
+    // A refusal ("[resume] the run ... already finished") is not a failure to fix and retry: as it is.
+    if (!resume_ || !from_.ckpt || std::string_view(e.what()).starts_with("[resume]")) throw;
     MG_THROW(
         "{}. The run is as it was at its checkpoint (step {}); fix the cause and resume again with: mambagrad "
         "train --resume {}",
