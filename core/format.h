@@ -28,6 +28,11 @@ struct StrFormatter : fmt::formatter<std::string> {
 };
 
 std::string vformat(fmt::string_view format_str, fmt::format_args args);
+
+// `s` as one word of a POSIX shell command line: as it is when it holds only characters no shell treats
+// specially (letters, digits and _ - . / + , : = @ %), else in single quotes (a ' inside as '\''), so that
+// the commands that messages suggest can be pasted whatever a path holds (spaces, $, quotes, newlines).
+std::string shell_word(std::string_view s);
 void vprint(std::FILE* f, fmt::string_view format_str, fmt::format_args args);
 
 template <class... Args>

@@ -339,6 +339,25 @@ TEST_CASE("run safety: a write error on standard output fails eval, generate and
   }
 }
 
+TEST_CASE("run safety: the commands that messages suggest can be pasted into a shell whatever the path holds") {
+  // shell_word against the shell itself: printf prints the word back as the shell parsed it.
+  for (const std::string w : {"runs/small", "a b", "it's", "$(rm -rf x)", "tab\there", "new\nline", "back\\slash",
+                              "\"quoted\"", "-dash", "", "''", "*?[]~#!&;|<>"}) {
+    INFO(w);
+    const auto r = shell("printf %s " + shell_word(w));
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == w);
+  }
+  CHECK(shell_word("runs/small-2.5") == "runs/small-2.5");  // plain words stay as they are
+  TempDir d("paste");
+  const std::string data = write_text(d, 30000), run = d / "my run";
+  std::vector<std::string> args = tiny_train(data, run, 2);
+  args.erase(std::find(args.begin(), args.end(), "--quiet"));
+  const test::CliRun r = run_cli(args);
+  REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+  CHECK(contains(r.out, "sample from it with: mambagrad generate --run '" + run + "' --prompt"));
+}
+
 TEST_CASE("run safety: an --out too long for the checkpoints' paths is refused before anything is made") {
   TempDir d("long_out");
   const std::string data = write_text(d, 30000);
@@ -478,8 +497,8 @@ TEST_CASE("run safety: resume never starts over when the run got further than it
     CHECK(contains(e.err, run + " has no usable checkpoint, but the run got further than its start"));
     CHECK(contains(e.err, c.says));
     CHECK(contains(e.err, "restore the checkpoint folder"));
-    CHECK(contains(e.err, "mambagrad train --out " + run + " --overwrite"));
-    CHECK(read_bytes(run + "/metrics.jsonl") == metrics);  // nothing changed
+    CHECK(contains(e.err, "mambagrad train --out " + shell_word(run) + " --overwrite"));  // quoted: "a file"
+    CHECK(read_bytes(run + "/metrics.jsonl") == metrics);                                 // nothing changed
     if (!model.empty()) CHECK(read_bytes(run + "/model.safetensors") == model);
   }
 }

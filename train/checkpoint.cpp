@@ -52,7 +52,8 @@ std::optional<int64_t> root_step(const std::string& model) {
 std::string require_folder(const std::string& dir) {
   std::error_code ec;
   MG_CHECK(!fs::exists(dir, ec) || fs::is_directory(dir, ec), "[run] {} is a file, not a run folder", dir);
-  MG_CHECK(fs::is_directory(dir), "[run] {} is not a run folder (train one with: mambagrad train --out {})", dir, dir);
+  MG_CHECK(fs::is_directory(dir), "[run] {} is not a run folder (train one with: mambagrad train --out {})", dir,
+           shell_word(dir));
   return dir;
 }
 
@@ -99,8 +100,8 @@ bool same_json(const std::string& a, const std::string& b) {
 // restore it.
 [[noreturn]] void changed_since_checkpoint(const std::string& why, const CheckpointRef& ckpt, const char* name,
                                            const std::string& path) {
-  MG_THROW("[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {}/{} {}",
-           why, ckpt.dir, name, path);
+  MG_THROW("[run] {}: the file was changed or damaged after its checkpoint was written. Restore it with: cp {} {}", why,
+           shell_word(ckpt.dir + "/" + name), shell_word(path));
 }
 
 // Where the model of a run folder is read from: the root model.safetensors and config.json, both checked
@@ -117,7 +118,7 @@ std::string model_folder(const std::string& run_dir) {
     MG_CHECK(!fs::exists(run_dir + "/" + kRunFile),
              "[run] the run in {} has not saved its first checkpoint yet (it saves one at every --eval-every steps and "
              "at the end); wait for it, or continue a stopped run with: mambagrad train --resume {}",
-             run_dir, run_dir);
+             run_dir, shell_word(run_dir));
     const bool has_model = fs::exists(model), has_config = fs::exists(run_dir + "/" + kConfigFile);
     MG_THROW("[run] {} has {} (is it a run folder written by mambagrad train?)", run_dir,
              has_model    ? mg::format("a {} but no {}", kModelFile, kConfigFile)
@@ -142,8 +143,8 @@ std::string model_folder(const std::string& run_dir) {
   MG_CHECK(!step || *step == ckpt->step,
            "[run] {} is from step {}, newer than the newest usable checkpoint ({}, step {}), so it cannot be verified: "
            "the checkpoint of step {} is missing or damaged. Resume the run (which sets a damaged checkpoint aside), "
-           "or use the older one with: cp {}/{} {}",
-           model, *step, ckpt->dir, ckpt->step, *step, ckpt->dir, kModelFile, model);
+           "or use the older one with: cp {} {}",
+           model, *step, ckpt->dir, ckpt->step, *step, shell_word(ckpt->dir + "/" + kModelFile), shell_word(model));
   changed_since_checkpoint(why, *ckpt, kModelFile, model);
 }
 
@@ -247,7 +248,7 @@ TrainOptions load_run_options(const std::string& run_dir) {
              skipped.empty() ? "" : "; ", join_names(skipped, skipped.size()),
              only_lock ? mg::format(" (a trainer stopped as it started leaves only its lock: start the run again "
                                     "with mambagrad train --out {} and its options)",
-                                    run_dir)
+                                    shell_word(run_dir))
                        : std::string());
   });
 }

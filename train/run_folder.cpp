@@ -247,7 +247,7 @@ void publish_checkpoint(const std::string& run_dir, const CheckpointRef& ckpt) {
           "[checkpoint] checkpoint-{} is saved in {}, but the root {} (a copy of the checkpoint's) could not be "
           "updated: {}. Nothing is lost (readers use the checkpoint until the copy is made): fix the cause (free "
           "space, where the disk is full) and continue the run with: mambagrad train --resume {}",
-          ckpt.step, run_dir, name, e.what(), run_dir);
+          ckpt.step, run_dir, name, e.what(), shell_word(run_dir));
     }
   }
   fsync_dir(run_dir);

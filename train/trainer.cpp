@@ -347,7 +347,7 @@ void refuse_lost_progress(const std::string& dir, const std::vector<std::string>
       "[resume] {} has no usable checkpoint, but the run got further than its start: {}. Resuming would start "
       "it over from step 0, so it is refused. Either restore the checkpoint folder (checkpoint-<step>/ with its "
       "{}) and resume again, or start the run over with: mambagrad train --out {} --overwrite ...",
-      dir, join_names(found, found.size()), kManifestFile, dir);
+      dir, join_names(found, found.size()), kManifestFile, shell_word(dir));
 }
 
 // What a resumed run starts from: the newest usable checkpoint (loaded into `model`), or step 0 when
@@ -627,7 +627,7 @@ TrainData check_folder_and_load_data(TrainOptions& opts, const World& world, boo
       if (resume) {
         MG_CHECK(!contents.is_file, "[resume] {} is a file, not a run folder", opts.out);
         MG_CHECK(contents.exists, "[resume] {} is not a run folder (train one with: mambagrad train --out {})",
-                 opts.out, opts.out);
+                 opts.out, shell_word(opts.out));
         MG_CHECK(!contents.is_checkpoint,
                  "[resume] {} is a checkpoint folder of a run, not a run folder: resume the run with --resume on "
                  "the folder that holds it, which picks its newest complete checkpoint (to continue a copy of a "
@@ -785,7 +785,7 @@ Trainer::Trainer(TrainOptions& opts, TrainData data, World& world, bool resume)
     MG_THROW(
         "{}. The run is as it was at its checkpoint (step {}); fix the cause and resume again with: mambagrad "
         "train --resume {}",
-        e.what(), start_, dir_);
+        e.what(), start_, shell_word(dir_));
   }
   progress_.header(model_, data_, resume_);
 }
@@ -955,7 +955,7 @@ void Trainer::check_folder_in_place(int64_t step) {
   MG_THROW(
       "[train] the run folder {} was moved to {} while training; the checkpoint of step {} is saved there, and "
       "training stops rather than make a new {}. Continue with: mambagrad train --resume {}",
-      dir_, *where, step, dir_, *where);
+      dir_, *where, step, dir_, shell_word(*where));
 }
 
 // The stop signal, agreed between the ranks so that all stop after the same step: a rank that got none
@@ -980,7 +980,7 @@ TrainResult Trainer::stopped(int64_t done, int signo, const char* phase) {
   if (last_saved_ != done) save(done);
   if (opts_.progress)
     mg::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
-              progress_.break_line(), signo ? "interrupted" : "stopped", phase, done, dir_, dir_);
+              progress_.break_line(), signo ? "interrupted" : "stopped", phase, done, dir_, shell_word(dir_));
   TrainResult r;
   r.step = done, r.signal = signo;
   return r;
@@ -999,7 +999,7 @@ TrainResult Trainer::finish() {
       mg::print(
           "interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
           "in {}; evaluate it with: mambagrad eval --run {} --split test\n",
-          opts_.steps, dir_, dir_);
+          opts_.steps, dir_, shell_word(dir_));
     result.signal = e.signo;
     return result;
   }
@@ -1021,7 +1021,8 @@ void Trainer::print_test_result(const EvalResult& test) const {
     mg::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts_.device.str(),
               (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
   }
-  mg::print("the run is saved in {}; sample from it with: mambagrad generate --run {} --prompt \"The \"\n", dir_, dir_);
+  mg::print("the run is saved in {}; sample from it with: mambagrad generate --run {} --prompt \"The \"\n", dir_,
+            shell_word(dir_));
 }
 
 }  // namespace
