@@ -16,8 +16,17 @@ void FunctionCtx::save_for_backward(const std::vector<Tensor>& tensors) {
   for (const Tensor& t : tensors) saved_.emplace_back(t, op_);
 }
 
-std::vector<Tensor> FunctionCtx::saved() const {
-  std::vector<Tensor> out;
+const Tensor& SavedTensors::operator[](size_t i) const {
+  MG_CHECK(i < size(),
+           "ctx.saved()[{}], but {}: keep what backward needs with ctx.save_for_backward({{...}}) in forward", i,
+           empty() ? std::string("forward saved no tensors")
+                   : mg::format("forward saved {} (indices 0 to {})",
+                                size() == 1 ? std::string("1 tensor") : mg::format("{} tensors", size()), size() - 1));
+  return std::vector<Tensor>::operator[](i);
+}
+
+SavedTensors FunctionCtx::saved() const {
+  SavedTensors out;
   out.reserve(saved_.size());
   for (const SavedTensor& s : saved_) out.push_back(s.get());
   return out;

@@ -37,6 +37,17 @@
 namespace mg {
 
 class FunctionCtx;
+
+// What ctx.saved() returns: the saved tensors in order, whose [] checks its index, so that a backward that
+// reads a tensor its forward never saved gets an error naming the op (through apply_function) instead of
+// reading past the list.
+class SavedTensors : public std::vector<Tensor> {
+ public:
+  using std::vector<Tensor>::vector;
+  const Tensor& operator[](size_t i) const;
+  Tensor& operator[](size_t i) { return const_cast<Tensor&>(std::as_const(*this)[i]); }
+};
+
 using FunctionForward = std::function<std::vector<Tensor>(FunctionCtx&)>;
 using FunctionBackward = std::function<std::vector<Tensor>(FunctionCtx&, const std::vector<Tensor>& grads)>;
 
@@ -48,7 +59,7 @@ class FunctionCtx {
   // Keeps tensors (inputs, outputs or intermediates) for backward, each with its storage's version:
   // saved() throws, naming the op, when one was modified in place in between, as built-in ops do.
   void save_for_backward(const std::vector<Tensor>& tensors);
-  std::vector<Tensor> saved() const;
+  SavedTensors saved() const;
 
   // Outputs (as returned by forward) that get no gradient, such as indices or masks: they do not
   // require grad, and backward receives zeros for them. Integer outputs are non-differentiable anyway.

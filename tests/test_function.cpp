@@ -120,6 +120,21 @@ struct XTanhX : Function<XTanhX> {
   }
 };
 
+// Reads saved tensor g_read_index, having saved g_saved_count copies of x (a student who forgot
+// save_for_backward, or counted wrong).
+int g_saved_count = 0;
+size_t g_read_index = 0;
+struct ForgetsToSave : Function<ForgetsToSave> {
+  static constexpr const char* name = "forgets_to_save";
+  static Tensor forward(FunctionCtx& ctx, const Tensor& x) {
+    if (g_saved_count > 0) ctx.save_for_backward(std::vector<Tensor>((size_t)g_saved_count, x));
+    return mul(x, x);
+  }
+  static std::vector<Tensor> backward(FunctionCtx& ctx, const std::vector<Tensor>& grads) {
+    return {mul(grads[0], mul_scalar(ctx.saved()[g_read_index], 2.0))};
+  }
+};
+
 // Returns a tensor it did not make: a parameter captured from outside (g_captured).
 Tensor g_captured;
 struct ReturnsCaptured : Function<ReturnsCaptured> {
@@ -218,6 +233,20 @@ TEST_CASE("custom op: a saved tensor modified in place is an error naming the op
     w.add_(w);
   }
   check_error([&] { z.backward(); }, {"that scaled_cube saved for backward was modified in place"});
+}
+
+TEST_CASE("custom op: reading a tensor forward did not save is an error naming the op, not a crash") {
+  Tensor x = leaf({1.0, 2.0});
+  g_saved_count = 0, g_read_index = 0;  // it read past an empty list
+  check_error([&] { sum(ForgetsToSave::apply(x)).backward(); },
+              {"[forgets_to_save] backward: ctx.saved()[0], but forward saved no tensors: keep what backward needs "
+               "with ctx.save_for_backward({...}) in forward"});
+  g_saved_count = 2, g_read_index = 2;
+  check_error([&] { sum(ForgetsToSave::apply(x)).backward(); },
+              {"ctx.saved()[2], but forward saved 2 tensors (indices 0 to 1)"});
+  g_read_index = 1;  // within the list: the gradient 2 x
+  sum(ForgetsToSave::apply(x)).backward();
+  CHECK(x.grad().to_vector<double>() == std::vector<double>{2.0, 4.0});
 }
 
 TEST_CASE("custom op: returned gradients are checked like any op's, and errors name the op") {
