@@ -62,8 +62,8 @@ void ByteDataset::check_window(int64_t seq_len, int64_t available, bool capped) 
       seq_len < available,
       "[data] the {} split{} has {} bytes, shorter than one window: seq_len (--seq) {} needs seq_len + 1 = {} bytes; "
       "use a shorter seq_len or a larger {}",
-      name_, capped ? mg::format(" (capped at max_bytes = {})", available) : std::string(), available, seq_len,
-      (uint64_t)seq_len + 1, capped ? "max_bytes" : "data file");
+      name_, capped ? mg::format(" (its first {} bytes, as many as asked for)", available) : std::string(), available,
+      seq_len, (uint64_t)seq_len + 1, capped ? "number of bytes" : "data file");
 }
 
 Batch ByteDataset::sample(int64_t batch, int64_t seq_len, Generator& gen, Device device) const {
@@ -118,10 +118,12 @@ int64_t ByteDataset::stream_length(int64_t streams, int64_t max_bytes) const {
   MG_CHECK(streams >= 1, "[data] streams: the batch must be at least 1, got {}", streams);
   const int64_t span = max_bytes < 0 ? size() : std::min(size(), max_bytes);
   MG_CHECK(span - 1 >= streams,
-           "[data] the {} split{} has {} bytes: too few for {} streams of at least one target each (it needs {} "
-           "bytes); use a smaller batch",
-           name_, max_bytes >= 0 && size() > max_bytes ? mg::format(" (capped at max_bytes = {})", span) : "", span,
-           streams, streams + 1);
+           "[data] the {} split{} has {} bytes: too few for {} stream{} (--batch) of at least one target each (it "
+           "needs {} bytes); use a smaller --batch{}",
+           name_,
+           max_bytes >= 0 && size() > max_bytes ? mg::format(" (its first {} bytes, as many as asked for)", span) : "",
+           span, streams, streams == 1 ? "" : "s", streams + 1,
+           max_bytes >= 0 && size() > max_bytes ? " or a larger number of bytes" : "");
   return (span - 1) / streams;
 }
 

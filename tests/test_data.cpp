@@ -384,7 +384,7 @@ TEST_CASE("data: a split shorter than one window is an error") {
     ds.eval_batch(0, 1, 5, 4);
     FAIL("no error");
   } catch (const mg::Error& e) {
-    CHECK(contains(e.what(), "max_bytes = 4"));
+    CHECK(contains(e.what(), "(its first 4 bytes, as many as asked for)"));
     CHECK(contains(e.what(), "seq_len + 1 = 6"));
   }
   mg::ByteDataset none;
@@ -453,7 +453,7 @@ TEST_CASE("data: windows and batches whose sizes overflow int64 give clear error
   CHECK(contains(msg, "seq_len + 1 = 9223372036854775808 bytes"));
   CHECK(!has_negative_number(msg));
   msg = error_of([&] { ds.num_eval_batches(4, kMax, 100); });
-  CHECK(contains(msg, "(capped at max_bytes = 100) has 100 bytes"));
+  CHECK(contains(msg, "(its first 100 bytes, as many as asked for) has 100 bytes"));
   CHECK(!has_negative_number(msg));
   // batch * seq_len = 2^54 * 1024 = 2^64 tokens: the batch wrapped to an empty tensor that was written to.
   msg = error_of([&] { ds.sample(int64_t(1) << 54, 1024, g); });
@@ -627,9 +627,11 @@ TEST_CASE("data: streams cover every byte but the first exactly once, in order, 
     CHECK(all == slice_of(text, 1, span - 1));  // every target once, in order
   }
   CHECK_THROWS_AS(ds.stream_window(ds.num_stream_windows(4, 16), 4, 16), mg::Error);
-  mg::check_error([&] { ds.stream_length(1000); },
-                  {"[data] the test split has 1000 bytes: too few for 1000 streams", "use a smaller batch"});
-  mg::check_error([&] { ds.stream_length(20, 10); }, {"(capped at max_bytes = 10)"});
+  mg::check_error(
+      [&] { ds.stream_length(1000); },
+      {"[data] the test split has 1000 bytes: too few for 1000 streams (--batch)", "use a smaller --batch"});
+  mg::check_error([&] { ds.stream_length(20, 10); },
+                  {"(its first 10 bytes, as many as asked for)", "use a smaller --batch or a larger number of bytes"});
 }
 
 // A zip of enwik8's first 4,154,399 bytes, named by MG_ENWIK8_HEAD (skipped when it is not set).
