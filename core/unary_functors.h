@@ -3,11 +3,7 @@
 #pragma once
 #include <cmath>
 
-#ifdef __CUDACC__
-#define MG_HD __host__ __device__
-#else
-#define MG_HD
-#endif
+#include "core/host_device.h"
 
 namespace mg::fn {
 

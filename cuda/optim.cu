@@ -12,6 +12,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/adamw_element.h"
 #include "core/error.h"
 #include "cuda/check.cuh"
 #include "cuda/launch.cuh"
@@ -98,7 +99,7 @@ void upload(Workspace& w, size_t dst_offset, const void* src, size_t n, int devi
   w.pending = true;
 }
 
-// The per-element arithmetic of the CPU AdamW (ops/cpu/optim.cpp, adamw_update), in T.
+// The CPU AdamW's per-element update (core/adamw_element.h, shared), in T; the decay is the entry's.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     adamw_kernel(const AdamWEntry* __restrict__ table, T w1, T b2, T w2, T step_size, T bc2_sqrt, T eps) {
@@ -107,15 +108,8 @@ __global__ void __launch_bounds__(kThreads)
   const T* __restrict__ g = static_cast<const T*>(e.g);
   T* __restrict__ m = static_cast<T*>(e.m);
   T* __restrict__ v = static_cast<T*>(e.v);
-  const T kdecay = (T)e.decay;
-  for (int64_t i = threadIdx.x; i < e.n; i += blockDim.x) {
-    const T gi = g[i];
-    const T mi = m[i] + w1 * (gi - m[i]);
-    const T vi = v[i] * b2 + w2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    p[i] = p[i] * kdecay - step_size * (mi / (sqrt(vi) / bc2_sqrt + eps));
-  }
+  const AdamWCoefficients<T> c{(T)e.decay, w1, b2, w2, step_size, bc2_sqrt, eps};
+  for (int64_t i = threadIdx.x; i < e.n; i += blockDim.x) adamw_element(p[i], g[i], m[i], v[i], c);
 }
 
 // The sum over the block of x[i] (Square: x[i]^2) for i < n, in double: each thread adds a fixed strided

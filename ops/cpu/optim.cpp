@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/adamw_element.h"
 #include "core/parallel.h"
 
 namespace mg::cpu {
@@ -11,17 +12,10 @@ namespace mg::cpu {
 template <class T>
 void adamw_update(T* p, const T* g, T* m, T* v, int64_t n, double decay, double beta1, double beta2, double step_size,
                   double bc2_sqrt, double eps) {
-  const T kdecay = (T)decay, w1 = (T)(1.0 - beta1), b2 = (T)beta2, w2 = (T)(1.0 - beta2);
-  const T ss = (T)step_size, bcs = (T)bc2_sqrt, e = (T)eps;
+  const AdamWCoefficients<T> c{(T)decay,     (T)(1.0 - beta1), (T)beta2, (T)(1.0 - beta2),
+                               (T)step_size, (T)bc2_sqrt,      (T)eps};
   parallel_for(n, 8, [&](int64_t b, int64_t end) {
-    for (int64_t i = b; i < end; ++i) {
-      const T gi = g[i];
-      const T mi = m[i] + w1 * (gi - m[i]);
-      const T vi = v[i] * b2 + w2 * gi * gi;
-      m[i] = mi;
-      v[i] = vi;
-      p[i] = p[i] * kdecay - ss * (mi / (std::sqrt(vi) / bcs + e));
-    }
+    for (int64_t i = b; i < end; ++i) adamw_element(p[i], g[i], m[i], v[i], c);
   });
 }
 
