@@ -27,6 +27,7 @@
 
 #include <cstdint>
 
+#include "core/unary_functors.h"
 #include "cuda/check.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/scan_kernels.h"
@@ -50,10 +51,14 @@ __device__ __forceinline__ double scaled_A(double A) { return A; }
 __device__ __forceinline__ float exp_scaled(float x) { return exp2f(x); }
 __device__ __forceinline__ double exp_scaled(double x) { return exp(x); }
 
-__device__ __forceinline__ float softplus_of(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
-__device__ __forceinline__ double softplus_of(double x) { return x > 20.0 ? x : log1p(exp(x)); }
-__device__ __forceinline__ float sigmoid_of(float x) { return 1.0f / (1.0f + expf(-x)); }
-__device__ __forceinline__ double sigmoid_of(double x) { return 1.0 / (1.0 + exp(-x)); }
+// The input of step `row` as the forward and the backward both read it: u, and the step size dt = delta +
+// bias, through softplus when asked (core/unary_functors.h's, as the CPU's: log1p(exp(x)), x above 20).
+template <class T>
+__device__ __forceinline__ void load_step(const ScanArgs<T>& p, int64_t row, T bias, T& u, T& dt) {
+  u = p.u[row];
+  const T x = p.delta[row] + bias;
+  dt = p.softplus ? fn::softplus(x) : x;
+}
 
 // S consecutive values from shared memory (16-byte aligned: offsets are multiples of S elements).
 __device__ __forceinline__ void load_items(const float* src, float (&dst)[S]) {
@@ -182,9 +187,7 @@ __global__ void __launch_bounds__(P* W) scan_forward_kernel(ScanArgs<T> p, T* ou
       y[s] = T(0);
       if (valid && t < l) {
         const int64_t row = (i * l + t) * d + c;
-        u[s] = p.u[row];
-        const T x = p.delta[row] + bias;
-        dt[s] = p.softplus ? softplus_of(x) : x;
+        load_step(p, row, bias, u[s], dt[s]);
       } else {
         u[s] = T(0);
         dt[s] = T(0);
@@ -225,7 +228,7 @@ __global__ void __launch_bounds__(P* W) scan_forward_kernel(ScanArgs<T> p, T* ou
         T v = y[s] + Dc * u[s];
         if (p.z) {
           const T zz = p.z[(i * l + t) * p.z_rs + c];
-          v *= zz * sigmoid_of(zz);
+          v *= zz * fn::sigmoid(zz);
         }
         out[row] = v;
       }
@@ -288,13 +291,11 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
       yacc[s] = du_acc[s] = ddt_acc[s] = T(0);
       if (valid && t < l) {
         const int64_t row = (i * l + t) * d + c;
-        u[s] = p.u[row];
-        const T x = p.delta[row] + bias;
-        dt[s] = p.softplus ? softplus_of(x) : x;
+        load_step(p, row, bias, u[s], dt[s]);
         T go = dout[row];
         if (p.z) {
           const T zz = p.z[(i * l + t) * p.z_rs + c];
-          go *= zz * sigmoid_of(zz);
+          go *= zz * fn::sigmoid(zz);
         }
         dy[s] = go;
       } else {
@@ -380,11 +381,11 @@ __global__ void __launch_bounds__(P* W, sizeof(T) == 4 ? 2 : 1)
       T dd = ddt_acc[s];
       if (p.softplus) {
         const T x = p.delta[row] + bias;
-        dd *= x > T(20) ? T(1) : sigmoid_of(x);
+        dd *= x > T(20) ? T(1) : fn::sigmoid(x);
       }
       if (g.ddelta) g.ddelta[row] = dd;
       if (g.dz) {
-        const T zz = p.z[(i * l + t) * p.z_rs + c], sg = sigmoid_of(zz);
+        const T zz = p.z[(i * l + t) * p.z_rs + c], sg = fn::sigmoid(zz);
         const T yv = yacc[s] + Dc * u[s];
         g.dz[row] = dout[row] * yv * sg * (T(1) + zz * (T(1) - sg));
       }

@@ -13,6 +13,7 @@
 #include "io/safetensors.h"
 #include "cuda/nccl.h"
 #include "ops/ops.h"
+#include "tests/check.h"
 #include "tests/cli.h"
 #include "tests/devices.h"
 #include "tests/run_cli.h"
@@ -419,6 +420,16 @@ TEST_CASE("distributed: a batch not divisible by the ranks, or --carry-state, is
   CHECK(c.exit_code != 0);
   CHECK(c.err.find("--carry-state is not supported with 2 processes") != std::string::npos);
   CHECK(!fs::exists(d / "run"));
+  // Resumed on 2 ranks, a run trained with it as one process: the message says the run has it (the user
+  // did not pass --carry-state), and the run is left as it was.
+  auto one = test::run_cli(tiny_args(data, d / "carried", 4, {"--carry-state"}), {}, 120000);
+  REQUIRE_MESSAGE(one.exit_code == 0, one.err);
+  const std::string metrics = mg::read_bytes(d / "carried/metrics.jsonl");
+  auto rc = mpirun(2, {"train", "--resume", d / "carried", "--steps", "6", "--quiet", "--threads", "1"});
+  CHECK(rc.exit_code != 0);
+  CHECK(rc.err.find("[resume] --carry-state is not supported with 2 processes") != std::string::npos);
+  CHECK(rc.err.find("was trained with it: resume it as one process") != std::string::npos);
+  CHECK(mg::read_bytes(d / "carried/metrics.jsonl") == metrics);
 }
 
 namespace {

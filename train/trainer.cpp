@@ -281,9 +281,10 @@ void check_ranks(const TrainOptions& opts, const World& world, bool resume) {
            "use a multiple of {} (e.g. {})",
            opts.batch, n, n, n, below > 0 ? mg::format("{} or {}", below, above) : std::to_string(above));
   MG_CHECK(!opts.carry_state,
-           "[train] --carry-state is not supported with {} processes yet (each row is a stream whose state would "
-           "have to travel with its rank's rows, in checkpoints too); run it as one process",
-           n);
+           "[{}] --carry-state is not supported with {} processes yet (each row is a stream whose state would "
+           "have to travel with its rank's rows, in checkpoints too); {} as one process",
+           resume ? "resume" : "train", n,
+           resume ? mg::format("the run in {} was trained with it: resume it", opts.out) : std::string("run it"));
 }
 
 // The paths a run records (JSON: UTF-8 only) and the trace file of --profile, an output under the rule of
