@@ -74,29 +74,34 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
       });
     });
   }
-  record(OpId::embedding, {weight, ids}, {&out}, [ids_host, V, D](const VjpArgs& g) {
-    Tensor gc = contiguous(g[0]);
-    Tensor dw = zeros({V, D}, gc.dtype(), gc.device());
-    const int64_t* pi = ids_host.data<int64_t>();
-    const int64_t n = ids_host.numel();
-    if (gc.device().is_cuda()) {
-      int64_t nseg = 0;
-      std::vector<int64_t> groups = group_by_id(pi, n, V, nseg);
-      Tensor groups_dev = from_vector<int64_t>(groups, {(int64_t)groups.size()}, gc.device());
-      cuda::embedding_backward(gc.dtype(), gc.raw_data(), groups_dev.data<int64_t>(), n, nseg, dw.raw_data(), D,
-                               gc.device().index);
-      return std::vector<Tensor>{dw, Tensor()};
-    }
-    MG_DISPATCH_FLOAT(gc.dtype(), "embedding", [&] {
-      const scalar_t* pg = gc.data<scalar_t>();
-      scalar_t* pd = dw.data<scalar_t>();
-      parallel_for(D, n, [&](int64_t b, int64_t e) {
-        for (int64_t i = 0; i < n; ++i)
-          for (int64_t j = b; j < e; ++j) pd[pi[i] * D + j] += pg[i * D + j];
-      });
-    });
-    return std::vector<Tensor>{dw, Tensor()};
-  });
+  // The caller's ids are version-checked (as PyTorch does): on the cpu ids_host is their storage when
+  // they are contiguous, and the vjp scatters where it points. On CUDA it is the host copy, which the vjp
+  // groups; the check refuses a backward after the ids changed in place there too.
+  record(OpId::embedding, {weight, ids}, {&out},
+         [sids = SavedTensor(ids, OpId::embedding), ids_host, V, D](const VjpArgs& g) {
+           sids.get();
+           Tensor gc = contiguous(g[0]);
+           Tensor dw = zeros({V, D}, gc.dtype(), gc.device());
+           const int64_t* pi = ids_host.data<int64_t>();
+           const int64_t n = ids_host.numel();
+           if (gc.device().is_cuda()) {
+             int64_t nseg = 0;
+             std::vector<int64_t> groups = group_by_id(pi, n, V, nseg);
+             Tensor groups_dev = from_vector<int64_t>(groups, {(int64_t)groups.size()}, gc.device());
+             cuda::embedding_backward(gc.dtype(), gc.raw_data(), groups_dev.data<int64_t>(), n, nseg, dw.raw_data(), D,
+                                      gc.device().index);
+             return std::vector<Tensor>{dw, Tensor()};
+           }
+           MG_DISPATCH_FLOAT(gc.dtype(), "embedding", [&] {
+             const scalar_t* pg = gc.data<scalar_t>();
+             scalar_t* pd = dw.data<scalar_t>();
+             parallel_for(D, n, [&](int64_t b, int64_t e) {
+               for (int64_t i = 0; i < n; ++i)
+                 for (int64_t j = b; j < e; ++j) pd[pi[i] * D + j] += pg[i * D + j];
+             });
+           });
+           return std::vector<Tensor>{dw, Tensor()};
+         });
   return out;
 }
 

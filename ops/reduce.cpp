@@ -156,8 +156,9 @@ std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
     });
   }
   record(OpId::max, {x}, {&values},
-         [idx = kept_for_backward(indices, OpId::max), in_shape = x.shape(), outer, inner, n](const VjpArgs& g) {
-           Tensor gc = contiguous(g[0]);
+         [si = SavedTensor(indices, OpId::max), in_shape = x.shape(), outer, inner, n](const VjpArgs& g) {
+           // The indices are returned to the caller too: version-checked, since the vjp writes where they point.
+           Tensor idx = si.get(), gc = contiguous(g[0]);
            Tensor dx = zeros(in_shape, gc.dtype(), gc.device());
            if (gc.device().is_cuda()) {
              cuda::max_backward(gc.dtype(), gc.raw_data(), idx.data<int64_t>(), dx.raw_data(), outer, n, inner,

@@ -119,7 +119,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
   }
   record(OpId::cross_entropy, {logits, targets}, {&out},
          [sx = SavedTensor(x, OpId::cross_entropy), lse = kept_for_backward(lse, OpId::cross_entropy),
-          tc = kept_for_backward(tc, OpId::cross_entropy), count, ignore_index](const VjpArgs& g) {
+          st = SavedTensor(targets, OpId::cross_entropy), tc, count, ignore_index](const VjpArgs& g) {
+           // The caller's targets are version-checked (as PyTorch does): tc is their storage when they are
+           // contiguous, the vjp writes at d[target], and the count was taken from them.
+           st.get();
            Tensor x = sx.get();
            const int64_t N = x.size(0), C = x.size(1);
            Tensor dx = Tensor::empty({N, C}, x.dtype(), x.device(), "cross_entropy");

@@ -4,6 +4,8 @@
 
 #include "autograd/node.h"
 #include "ops/ops.h"
+#include "tests/check.h"
+#include "tests/devices.h"
 
 using namespace mg;
 
@@ -181,4 +183,59 @@ TEST_CASE("autograd: a leaf's .grad never shares memory with another gradient (s
   (d * 1.0).backward(dy);
   d.grad().add_(ones({4}, DType::f64));
   CHECK(dy.to_vector<double>() == std::vector<double>(4, 3.0));
+}
+
+namespace {
+// The int64 tensors that max returns and that cross_entropy and embedding read are the caller's: the
+// vjps index with them, so changing them in place after the forward must make backward raise (as
+// PyTorch does), not scatter the gradient where the new values point (out of bounds when they are).
+void check_saved_indices_are_versioned(Device dev) {
+  auto leaf = [&](std::vector<double> v, Shape s) { return from_vector<double>(v, s, dev).requires_grad_(); };
+  {
+    Tensor x = leaf({1, 5, 2, 7, 0, 3}, {2, 3});
+    auto [v, i] = max(x, 1);
+    sum(v).backward(ones({}, DType::f64, dev), /*retain_graph=*/true);  // unchanged: the gradient goes to 5 and 7
+    CHECK(x.grad().to(kCPU).to_vector<double>() == std::vector<double>{0, 1, 0, 1, 0, 0});
+    i.fill_(2);  // in range, but not where the maxima are
+    check_error([&] { sum(v).backward(); }, {"that max saved for backward was modified in place"});
+  }
+  {
+    Tensor logits = leaf(std::vector<double>(12, 0.0), {3, 4});
+    Tensor t = from_vector<int64_t>({0, 3, 1}, {3}, dev);
+    Tensor loss = cross_entropy(logits, t);
+    loss.backward(ones({}, DType::f64, dev), true);  // uniform softmax: 1/12 everywhere, minus 1/3 at the targets
+    auto gv = logits.grad().to(kCPU).to_vector<double>();
+    CHECK(gv[0] == doctest::Approx(1.0 / 12 - 1.0 / 3));
+    CHECK(gv[7] == doctest::Approx(1.0 / 12 - 1.0 / 3));
+    CHECK(gv[1] == doctest::Approx(1.0 / 12));
+    t.fill_(2);
+    check_error([&] { loss.backward(); }, {"that cross_entropy saved for backward was modified in place"});
+    // Non-contiguous targets (read through a copy): a change to the caller's storage still raises.
+    Tensor base = from_vector<int64_t>({0, 9, 2, 9, 1, 9}, {3, 2}, dev);
+    Tensor tn = base.narrow(1, 0, 1).reshape({3});
+    REQUIRE(!tn.is_contiguous());
+    Tensor loss2 = cross_entropy(logits, tn);
+    base.fill_(1);
+    check_error([&] { loss2.backward(); }, {"that cross_entropy saved for backward was modified in place"});
+  }
+  {
+    Tensor w = leaf({0, 1, 10, 11, 20, 21}, {3, 2});
+    Tensor ids = from_vector<int64_t>({2, 0, 2}, {3}, dev);
+    Tensor e = sum(embedding(w, ids));
+    e.backward(ones({}, DType::f64, dev), true);
+    CHECK(w.grad().to(kCPU).to_vector<double>() == std::vector<double>{1, 1, 0, 0, 2, 2});
+    ids.fill_(1);
+    check_error([&] { e.backward(); }, {"that embedding saved for backward was modified in place"});
+  }
+}
+}  // namespace
+
+TEST_CASE("autograd: max's indices, cross_entropy's targets and embedding's ids changed in place make backward raise") {
+  check_saved_indices_are_versioned(kCPU);
+}
+
+TEST_CASE(
+    "cuda autograd: max's indices, cross_entropy's targets and embedding's ids changed in place raise, as on the cpu") {
+  MG_REQUIRE_CUDA();
+  check_saved_indices_are_versioned(kCUDA);
 }
