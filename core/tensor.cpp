@@ -42,8 +42,15 @@ Tensor make_view(const Tensor& base, Shape shape, Strides strides, int64_t offse
   return Tensor(std::move(impl));
 }
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+// (wrap_dim lets a scalar take dim 0 or -1, as reductions do; a scalar has no size or stride to give.)
+int64_t Tensor::size(int64_t d) const {
+  MG_CHECK(dim() > 0, "[size] a 0-dim tensor has no dims (asked for dim {})", d);
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  MG_CHECK(dim() > 0, "[stride] a 0-dim tensor has no dims (asked for dim {})", d);
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t expect = 1;

@@ -292,6 +292,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
   OpScope scope(OpId::split, {&x});
   check_defined("split", x);
+  MG_CHECK(x.dim() > 0, "[split] cannot split a 0-dim tensor (it has no dim {})", dim);
   int64_t d = wrap_dim(dim, x.dim(), "split");
   int64_t total = 0;
   for (int64_t s : sizes) {
@@ -328,7 +329,8 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t dim) {
   check_defined("split", x);
   MG_CHECK(size > 0, "[split] split size must be positive, got {}", size);
-  int64_t n = x.size(dim);
+  MG_CHECK(x.dim() > 0, "[split] cannot split a 0-dim tensor (it has no dim {})", dim);
+  int64_t n = x.size(wrap_dim(dim, x.dim(), "split"));
   std::vector<int64_t> sizes;
   for (int64_t at = 0; at < n; at += sizes.back()) sizes.push_back(std::min(size, n - at));  // at + size may overflow
   return split(x, sizes, dim);
@@ -337,7 +339,8 @@ std::vector<Tensor> split(const Tensor& x, int64_t size, int64_t dim) {
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
   MG_CHECK(chunks > 0, "[chunk] number of chunks must be positive, got {}", chunks);
   check_defined("chunk", x);
-  int64_t n = x.size(dim);
+  MG_CHECK(x.dim() > 0, "[chunk] cannot chunk a 0-dim tensor (it has no dim {})", dim);
+  int64_t n = x.size(wrap_dim(dim, x.dim(), "chunk"));
   return split(x, std::max<int64_t>(1, n / chunks + (n % chunks != 0)), dim);  // ceil(n / chunks), no overflow
 }
 

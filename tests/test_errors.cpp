@@ -61,6 +61,24 @@ TEST_CASE("errors: out-of-range dims and ids") {
   CHECK_THROWS_WITH_AS(permute(zeros({2, 3}), {0, 0}), "[permute] dim 0 repeats in (0, 0)", Error);
 }
 
+TEST_CASE("errors: a 0-dim tensor has no size or stride to give, and split and chunk name themselves") {
+  // A wrongly wrapped dim names split or chunk, not the size() they call.
+  CHECK_THROWS_WITH_AS(split(zeros({4}), 2, 5),
+                       "[split] dim 5 is out of range for a tensor with 1 dims (valid: -1 to 0)", Error);
+  CHECK_THROWS_WITH_AS(chunk(zeros({4}), 2, -2),
+                       "[chunk] dim -2 is out of range for a tensor with 1 dims (valid: -1 to 0)", Error);
+  const Tensor s = scalar_tensor(2.0);
+  CHECK_THROWS_WITH_AS(split(s, {1}, 0), "[split] cannot split a 0-dim tensor (it has no dim 0)", Error);
+  CHECK_THROWS_WITH_AS(split(s, 1, 0), "[split] cannot split a 0-dim tensor (it has no dim 0)", Error);
+  CHECK_THROWS_WITH_AS(chunk(s, 2, -1), "[chunk] cannot chunk a 0-dim tensor (it has no dim -1)", Error);
+  CHECK_THROWS_WITH_AS(s.size(0), "[size] a 0-dim tensor has no dims (asked for dim 0)", Error);
+  CHECK_THROWS_WITH_AS(s.size(-1), "[size] a 0-dim tensor has no dims (asked for dim -1)", Error);
+  CHECK_THROWS_WITH_AS(s.stride(0), "[stride] a 0-dim tensor has no dims (asked for dim 0)", Error);
+  // A 1-element 1-dim tensor still splits and chunks.
+  CHECK(chunk(reshape(s, {1}), 2, 0).size() == 1);
+  CHECK(split(reshape(s, {1}), 1, -1)[0].to_vector<float>() == std::vector<float>{2.0f});
+}
+
 TEST_CASE("errors: backward on a non-scalar without a gradient") {
   Tensor x = ones({3}).requires_grad_();
   CHECK_THROWS_WITH_AS((x * 2.0).backward(),
