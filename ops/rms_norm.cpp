@@ -15,8 +15,10 @@
 namespace mg {
 
 namespace {
-void check_rms(const char* op, const Tensor& x, const Tensor& w) {
+void check_rms(const char* op, const Tensor& x, const Tensor& w, double eps) {
   MG_CHECK(x.defined() && w.defined(), "[{}] got an undefined tensor", op);
+  // (A model's config asks more, norm_eps > 0; the op takes what PyTorch's does, eps = 0 included.)
+  MG_CHECK(std::isfinite(eps) && eps >= 0, "[{}] eps must be finite and >= 0, got {}", op, eps);
   MG_CHECK(is_floating(x.dtype()) && x.dtype() == w.dtype(),
            "[{}] x and weight must share a floating dtype, got {} and {}", op, x.dtype(), w.dtype());
   MG_CHECK(x.device() == w.device(), "[{}] x is on {} but weight on {}", op, x.device(), w.device());
@@ -28,7 +30,7 @@ void check_rms(const char* op, const Tensor& x, const Tensor& w) {
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, double eps) {
   OpScope scope(OpId::rms_norm, {&x_in, &w_in});
-  check_rms("rms_norm", x_in, w_in);
+  check_rms("rms_norm", x_in, w_in, eps);
   Tensor x = contiguous(x_in.detach()), w = contiguous(w_in.detach());
   const int64_t D = x.size(-1), rows = x.numel() / std::max<int64_t>(D, 1);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device(), "rms_norm");
@@ -94,7 +96,7 @@ Tensor rms_norm(const Tensor& x_in, const Tensor& w_in, double eps) {
 }
 
 Tensor rms_norm_reference(const Tensor& x, const Tensor& w, double eps) {
-  check_rms("rms_norm_reference", x, w);
+  check_rms("rms_norm_reference", x, w, eps);
   return mul(mul(x, rsqrt(add_scalar(mean(mul(x, x), {-1}, true), eps))), w);
 }
 
@@ -104,6 +106,13 @@ void register_rms_norm_gradchecks(GradcheckRegistry& r) {
            return std::vector<Tensor>{gc_randn({2, 3, 8}, g, d), gc_randn({8}, g, d)};
          },
          [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1]); }});
+  // Rows of small norm (mean(x^2) about 0.01) with eps 0.1: eps dominates rstd.
+  r.add({OpId::rms_norm, "(3, 5) small rows, eps 0.1",
+         [](Generator& g, Device d) {
+           return std::vector<Tensor>{mul_scalar(gc_randn({3, 5}, g, d), 0.1).detach().requires_grad_(),
+                                      gc_randn({5}, g, d)};
+         },
+         [](const std::vector<Tensor>& in) { return rms_norm(in[0], in[1], 0.1); }});
 }
 
 }  // namespace mg

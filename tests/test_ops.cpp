@@ -7,6 +7,7 @@
 #include "autograd/node.h"
 #include "ops/ops.h"
 #include "tests/check.h"
+#include "tests/devices.h"
 
 using namespace mg;
 
@@ -242,4 +243,47 @@ TEST_CASE("ops: fused rms_norm matches its composed reference (values and gradie
     for (int i = 0; i < 64; i += 13)
       CHECK(yv[row * 64 + i] == doctest::Approx(xv[row * 64 + i] * rs * wv[i]).epsilon(1e-5));
   }
+}
+
+namespace {
+// rms_norm on rows where eps is not negligible, against hand values and the definition in double.
+void check_rms_norm_eps(Device dev) {
+  // x = (0.3, 0.4): mean(x^2) = 0.125; with eps 0.125, rstd = 1 / sqrt(0.25) = 2. A zero row: 0, not NaN.
+  Tensor x = from_vector<double>({0.3, 0.4, 0, 0}, {2, 2}, dev);
+  Tensor w = from_vector<double>({1.0, -2.0}, {2}, dev);
+  auto y = rms_norm(x, w, 0.125).to(kCPU).to_vector<double>();
+  CHECK_REL(y[0], 0.6, 1e-15);
+  CHECK_REL(y[1], -1.6, 1e-15);
+  CHECK(y[2] == 0.0);
+  CHECK(y[3] == 0.0);
+  // eps 0 is allowed (as in PyTorch): x / sqrt(mean(x^2)) = (3, 4) / sqrt(12.5) for (3, 4).
+  auto y0 = rms_norm(from_vector<double>({3, 4}, {1, 2}, dev), w, 0.0).to(kCPU).to_vector<double>();
+  CHECK_REL(y0[0], 3 / std::sqrt(12.5), 1e-15);
+  CHECK_REL(y0[1], -8 / std::sqrt(12.5), 1e-15);
+  // float32 rows of norm about 1e-3 with the default eps 1e-5 (which then sets most of rstd).
+  Generator g(12);
+  Tensor xs = (randn({5, 32}, DType::f32, &g) * 1e-3).to(dev);
+  Tensor ws = randn({32}, DType::f32, &g).to(dev);
+  auto xv = xs.to(kCPU).to_vector<float>(), wv = ws.to(kCPU).to_vector<float>();
+  auto ys = rms_norm(xs, ws).to(kCPU).to_vector<float>();
+  for (int r = 0; r < 5; ++r) {
+    double ss = 0;
+    for (int i = 0; i < 32; ++i) ss += (double)xv[r * 32 + i] * xv[r * 32 + i];
+    const double rs = 1.0 / std::sqrt(ss / 32 + 1e-5);
+    for (int i = 0; i < 32; ++i) CHECK_REL(ys[r * 32 + i], (double)xv[r * 32 + i] * rs * wv[i], 1e-5);
+  }
+  // eps must be finite and >= 0.
+  for (double bad : {-1e-5, std::nan(""), (double)INFINITY})
+    check_error([&] { rms_norm(x, w, bad); }, {"[rms_norm] eps must be finite and >= 0, got"});
+  check_error([&] { rms_norm_reference(x, w, -1.0); }, {"[rms_norm_reference] eps must be finite and >= 0, got -1"});
+}
+}  // namespace
+
+TEST_CASE("ops: rms_norm's eps matters on rows of small norm (hand values), and must be finite and >= 0") {
+  check_rms_norm_eps(kCPU);
+}
+
+TEST_CASE("cuda ops: rms_norm's eps on rows of small norm, and its check, as on the cpu") {
+  MG_REQUIRE_CUDA();
+  check_rms_norm_eps(kCUDA);
 }
