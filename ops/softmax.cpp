@@ -160,14 +160,18 @@ Tensor cross_entropy_reference(const Tensor& logits, const Tensor& targets, int6
   const int64_t N = logits.size(0), C = logits.size(1);
   Tensor tc = contiguous(to_device(targets, kCPU));
   check_targets("cross_entropy_reference", tc, C, ignore_index);
-  // A one-hot mask of the counted targets (a constant), then -sum(mask * log_softmax) / count.
+  // A one-hot mask of the counted targets (a constant), then -sum(mask * (x - lse)) / count, with the
+  // log-sum-exp composed here from max, sub, exp, sum and log (not log_softmax: the fused op shares
+  // row_logsumexp with it). The shift by the row max is a constant: lse does not depend on it.
   std::vector<double> mask(N * C, 0.0);
   const int64_t* pt = tc.data<int64_t>();
   int64_t count = 0;
   for (int64_t r = 0; r < N; ++r)
     if (pt[r] != ignore_index) mask[r * C + pt[r]] = 1.0, ++count;
   Tensor m = to_dtype(from_vector<double>(mask, {N, C}, logits.device()), logits.dtype());
-  return mul_scalar(sum(mul(log_softmax(logits, 1), m)), -1.0 / (double)count);
+  Tensor shift = max(logits, 1, true).first.detach();                     // (N, 1)
+  Tensor lse = add(log(sum(exp(sub(logits, shift)), {1}, true)), shift);  // (N, 1)
+  return mul_scalar(sum(mul(sub(logits, lse), m)), -1.0 / (double)count);
 }
 
 void register_softmax_gradchecks(GradcheckRegistry& r) {

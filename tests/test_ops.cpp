@@ -287,3 +287,48 @@ TEST_CASE("cuda ops: rms_norm's eps on rows of small norm, and its check, as on 
   MG_REQUIRE_CUDA();
   check_rms_norm_eps(kCUDA);
 }
+
+namespace {
+// log_softmax and cross_entropy on logits far past exp's range (|x| ~ 1000, exp overflows past 709):
+// the shift by the row max keeps them finite. Hand values, in float32 and float64, to within one unit
+// in the last place of 1000 (x - lse subtracts numbers near 1000).
+void check_logsumexp_shift(Device dev) {
+  const double ln2 = std::log(2.0);
+  for (DType t : {DType::f32, DType::f64}) {
+    CAPTURE(t);
+    const double tol = 1000 * (t == DType::f64 ? 0x1p-52 : 0x1p-23);
+    auto near = [&](double got, double want) {
+      CHECK_MESSAGE(std::abs(got - want) <= tol, "got " << got << ", want " << want << " within " << tol);
+    };
+    Tensor x = to_dtype(from_vector<double>({1000, 1000, -1000, -1000, 1000, 0}, {3, 2}, dev), t);
+    auto y = log_softmax(x, 1).to(kCPU).to(DType::f64).to_vector<double>();
+    for (int i = 0; i < 4; ++i) near(y[i], -ln2);
+    CHECK(y[4] == 0.0);  // log(1 + exp(-1000)) rounds to 0
+    CHECK(y[5] == -1000.0);
+    // Rows (1000, 1000) with target 0 and (800, 0) with target 1: losses ln 2 and 800, mean (ln 2 + 800) / 2;
+    // the gradient is (softmax - onehot) / 2: (-1/4, 1/4) and (1/2, -1/2).
+    for (bool fused : {true, false}) {
+      CAPTURE(fused);
+      Tensor logits = to_dtype(from_vector<double>({1000, 1000, 800, 0}, {2, 2}, dev), t).requires_grad_();
+      Tensor targets = from_vector<int64_t>({0, 1}, {2}, dev);
+      Tensor loss = fused ? cross_entropy(logits, targets) : cross_entropy_reference(logits, targets);
+      near(loss.item(), (ln2 + 800) / 2);
+      loss.backward();
+      auto gv = logits.grad().to(kCPU).to(DType::f64).to_vector<double>();
+      near(gv[0], -0.25);
+      near(gv[1], 0.25);
+      near(gv[2], 0.5);
+      near(gv[3], -0.5);
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("ops: log_softmax and cross_entropy of logits around +-1000 (the max shift), against hand values") {
+  check_logsumexp_shift(kCPU);
+}
+
+TEST_CASE("cuda ops: log_softmax and cross_entropy of logits around +-1000, against hand values as on the cpu") {
+  MG_REQUIRE_CUDA();
+  check_logsumexp_shift(kCUDA);
+}
