@@ -65,6 +65,8 @@ void check_ce(const char* op, const Tensor& logits, const Tensor& targets) {
   MG_CHECK(logits.dim() == 2, "[{}] logits must be (N, C), got {} (flatten the leading dims first)", op,
            logits.shape());
   MG_CHECK(is_floating(logits.dtype()), "[{}] logits must be floating, got {}", op, logits.dtype());
+  // (With no class every target would have to be ignore_index, and each row's log-sum-exp is of nothing.)
+  MG_CHECK(logits.size(1) > 0, "[{}] logits need at least one class (got shape {})", op, logits.shape());
   MG_CHECK(targets.dtype() == DType::i64, "[{}] targets must be int64, got {}", op, targets.dtype());
   MG_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0),
            "[{}] targets must be ({},) to match logits {}, got {}", op, logits.size(0), logits.shape(),

@@ -2,10 +2,12 @@
 // be valid. Each message is checked in full where it is short enough to read.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
 #include "ops/ops.h"
+#include "tests/devices.h"
 
 using namespace mg;
 
@@ -77,6 +79,25 @@ TEST_CASE("errors: a 0-dim tensor has no size or stride to give, and split and c
   // A 1-element 1-dim tensor still splits and chunks.
   CHECK(chunk(reshape(s, {1}), 2, 0).size() == 1);
   CHECK(split(reshape(s, {1}), 1, -1)[0].to_vector<float>() == std::vector<float>{2.0f});
+}
+
+TEST_CASE("errors: cross_entropy needs at least one class") {
+  // Every target ignored would pass the target check; the row's log-sum-exp would read an empty row.
+  CHECK_THROWS_WITH_AS(cross_entropy(zeros({4, 0}), full({4}, -100.0, DType::i64)),
+                       "[cross_entropy] logits need at least one class (got shape (4, 0))", Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(zeros({0, 0}), zeros({0}, DType::i64)),
+                       "[cross_entropy] logits need at least one class (got shape (0, 0))", Error);
+  CHECK_THROWS_WITH_AS(cross_entropy_reference(zeros({2, 0}, DType::f64), full({2}, -100.0, DType::i64)),
+                       "[cross_entropy_reference] logits need at least one class (got shape (2, 0))", Error);
+  // No rows but classes: a loss of nothing counted, NaN (as in PyTorch).
+  CHECK(std::isnan(cross_entropy(zeros({0, 3}), zeros({0}, DType::i64)).item()));
+}
+
+TEST_CASE("cuda errors: cross_entropy needs at least one class, as on the cpu") {
+  MG_REQUIRE_CUDA();
+  CHECK_THROWS_WITH_AS(cross_entropy(zeros({4, 0}, DType::f32, kCUDA), full({4}, -100.0, DType::i64, kCUDA)),
+                       "[cross_entropy] logits need at least one class (got shape (4, 0))", Error);
+  CHECK(std::isnan(cross_entropy(zeros({0, 3}, DType::f32, kCUDA), zeros({0}, DType::i64, kCUDA)).item()));
 }
 
 TEST_CASE("errors: backward on a non-scalar without a gradient") {
