@@ -32,6 +32,13 @@ std::optional<MatLayout> mat_layout(int64_t rows, int64_t cols, int64_t s_row, i
   return std::nullopt;
 }
 
+// t as (rows, its last dim), the leading dims flattened. The sizes are explicit: reshape cannot resolve a -1
+// next to a 0 (an empty last dim: in_features or k of 0).
+Tensor as_rows(const Tensor& t) {
+  const Shape lead(t.shape().begin(), t.shape().end() - 1);
+  return reshape(t, {lead.numel(), t.size(-1)});
+}
+
 // Makes the last two dims readable by the gemm (copies only when neither layout fits).
 Tensor gemm_ready(const Tensor& x) {
   int64_t n = x.dim();
@@ -210,7 +217,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   Tensor out;
   // A matrix times a batch of rows: fold the batch into M for one large gemm.
   if (b.dim() == 2 && a.dim() > 2) {
-    Tensor a2 = a.detach().reshape({-1, a.size(-1)});
+    Tensor a2 = as_rows(a.detach());
     Shape s = a.shape();
     s.back() = b.size(-1);
     out = matmul_forward(a2, b.detach()).view(s);
@@ -226,7 +233,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
            if (g.needs_grad(0)) da = sum_to(matmul(g[0], transpose(b, -1, -2)), a.shape());
            if (g.needs_grad(1)) {
              if (b.dim() == 2 && a.dim() > 2)  // sum over the batch inside one gemm
-               db = matmul(transpose(reshape(a, {-1, a.size(-1)}), 0, 1), reshape(g[0], {-1, b.size(-1)}));
+               db = matmul(transpose(as_rows(a), 0, 1), as_rows(g[0]));
              else
                db = sum_to(matmul(transpose(a, -1, -2), g[0]), b.shape());
            }
@@ -267,7 +274,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
       out.fill_(0.0);
     }
     if (rows > 0 && outf > 0 && in > 0) {
-      Tensor x2 = cublas_ready(x.detach().reshape({-1, in}));
+      Tensor x2 = cublas_ready(as_rows(x.detach()));
       Tensor wr = cublas_ready(w.detach());
       const MatLayout lx = cublas_layout_of(x2), lw = cublas_layout_of(wr);
       // out = x2 @ w^T: w^T is w read with the opposite transpose flag.
@@ -275,7 +282,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
                  out.raw_data(), outf, 0, 1, dev, bf16);
     }
   } else {
-    Tensor x2 = gemm_ready(xo.detach().reshape({-1, in}));
+    Tensor x2 = gemm_ready(as_rows(xo.detach()));
     Tensor wr = gemm_ready(wo.detach());
     const int64_t rows = x2.size(0);
     MG_DISPATCH_FLOAT(x.dtype(), "linear", [&] {
@@ -286,7 +293,10 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         const scalar_t* pb = bc.data<scalar_t>();
         for (int64_t r = 0; r < rows; ++r) std::copy(pb, pb + outf, po + r * outf);
         beta = 1;
+      } else if (in == 0) {  // a sum of nothing, as on CUDA
+        std::fill(po, po + rows * outf, scalar_t(0));
       }
+      if (rows == 0 || outf == 0 || in == 0) return;
       auto lx = *mat_layout(rows, in, x2.strides()[0], x2.strides()[1]);
       auto lw = *mat_layout(outf, in, wr.strides()[0], wr.strides()[1]);
       // out = x2 @ w^T: w^T is w read with the opposite transpose flag.
@@ -300,11 +310,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
            // Rounded operands: the float32 products of the rounded gradient give the bf16 products' bits.
            AutocastGuard same(once ? Precision::f32 : precision);
            Tensor x = sx.get(), w = sw.get();
-           Tensor g2 = reshape(g[0], {-1, w.size(0)});
+           Tensor g2 = as_rows(g[0]);
            const Tensor gm = once && (g.needs_grad(0) || g.needs_grad(1)) ? rounded_bf16(g2) : g2;
            Tensor dx, dw, db;
            if (g.needs_grad(0)) dx = reshape(matmul(gm, w), x.shape());
-           if (g.needs_grad(1)) dw = matmul(transpose(gm, 0, 1), reshape(x, {-1, w.size(1)}));
+           if (g.needs_grad(1)) dw = matmul(transpose(gm, 0, 1), as_rows(x));
            if (has_b && g.needs_grad(2)) db = sum(g2, {0});
            return std::vector<Tensor>{dx, dw, db};
          });

@@ -332,3 +332,58 @@ TEST_CASE("cuda ops: log_softmax and cross_entropy of logits around +-1000, agai
   MG_REQUIRE_CUDA();
   check_logsumexp_shift(kCUDA);
 }
+
+namespace {
+// Products with an empty inner dim (in_features or k of 0) are sums of nothing: zeros, or the bias; with
+// an empty output dim they are empty, and so is what backward sends through them.
+void check_empty_inner_products(Device dev) {
+  auto leaf = [&](std::vector<double> v, Shape s) { return from_vector<double>(v, s, dev).requires_grad_(); };
+  {
+    Tensor x = leaf({}, {2, 0}), w = leaf({}, {3, 0}), b = leaf({1, 2, 3}, {3});
+    Tensor y = linear(x, w, b);
+    REQUIRE(y.shape() == Shape{2, 3});
+    CHECK(y.to(kCPU).to_vector<double>() == std::vector<double>{1, 2, 3, 1, 2, 3});
+    sum(y * from_vector<double>({1, 10, 100, 2, 20, 200}, {2, 3}, dev)).backward();
+    CHECK(b.grad().to(kCPU).to_vector<double>() == std::vector<double>{3, 30, 300});
+    CHECK(x.grad().shape() == Shape{2, 0});
+    CHECK(w.grad().shape() == Shape{3, 0});
+    Tensor y3 = linear(zeros({2, 2, 0}, DType::f64, dev), zeros({3, 0}, DType::f64, dev));
+    REQUIRE(y3.shape() == Shape{2, 2, 3});
+    CHECK(y3.to(kCPU).to_vector<double>() == std::vector<double>(12, 0.0));
+  }
+  {
+    Tensor x = leaf({1, 2, 3, 4, 5, 6, 7, 8}, {2, 4}), w = leaf({}, {0, 4});
+    Tensor y = linear(x, w);
+    REQUIRE(y.shape() == Shape{2, 0});
+    sum(y).backward();
+    CHECK(x.grad().to(kCPU).to_vector<double>() == std::vector<double>(8, 0.0));
+    CHECK(w.grad().shape() == Shape{0, 4});
+  }
+  {
+    Tensor a = leaf({}, {2, 3, 0}), b = leaf({}, {0, 4});
+    Tensor c = matmul(a, b);
+    REQUIRE(c.shape() == Shape{2, 3, 4});
+    CHECK(c.to(kCPU).to_vector<double>() == std::vector<double>(24, 0.0));
+    sum(c).backward();
+    CHECK(a.grad().shape() == Shape{2, 3, 0});
+    CHECK(b.grad().shape() == Shape{0, 4});
+  }
+  {
+    Tensor a = leaf(std::vector<double>(30, 1.0), {2, 3, 5}), b = leaf({}, {5, 0});
+    Tensor c = matmul(a, b);
+    REQUIRE(c.shape() == Shape{2, 3, 0});
+    sum(c).backward();
+    CHECK(a.grad().to(kCPU).to_vector<double>() == std::vector<double>(30, 0.0));
+    CHECK(b.grad().shape() == Shape{5, 0});
+  }
+}
+}  // namespace
+
+TEST_CASE("ops: linear and matmul with an empty inner or output dim give zeros or the bias, forward and backward") {
+  check_empty_inner_products(kCPU);
+}
+
+TEST_CASE("cuda ops: linear and matmul with an empty inner or output dim, as on the cpu") {
+  MG_REQUIRE_CUDA();
+  check_empty_inner_products(kCUDA);
+}
