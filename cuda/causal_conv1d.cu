@@ -167,6 +167,20 @@ __global__ void conv_dw_finish_kernel(const double* partials, int64_t row_blocks
   }
 }
 
+template <class T>
+__global__ void zero_kernel(T* p, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    p[i] = T(0);
+}
+
+// p[0, n) = 0; nothing for a null or empty p.
+template <class T>
+void zero(T* p, int64_t n, cudaStream_t st) {
+  if (!p || n <= 0) return;
+  zero_kernel<T><<<grid_for(n), kThreads, 0, st>>>(p, n);
+  MG_CUDA_LAUNCH_CHECK("causal_conv1d");
+}
+
 int64_t row_blocks(int64_t rows) {
   const int64_t r = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
   return r < 1 ? 1 : (r > kMaxRowBlocks ? kMaxRowBlocks : r);
@@ -179,6 +193,7 @@ int64_t causal_conv1d_partials(int64_t b, int64_t l, int64_t d, int64_t k) { ret
 template <class T>
 void causal_conv1d_forward(const T* x, const T* w, const T* bias, const T* init, int64_t b, int64_t l, int64_t d,
                            int64_t k, bool apply_silu, T* out, int device) {
+  if (b * l * d == 0) return;  // empty inputs launch nothing (a grid of 0 blocks is an invalid launch)
   set_device(device, "causal_conv1d");
   conv_forward_kernel<T>
       <<<grid_for(b * l * d), kThreads, 0, stream(device)>>>(x, w, bias, init, b, l, d, k, apply_silu, out);
@@ -194,6 +209,12 @@ void causal_conv1d_backward(const T* x, const T* w, const T* bias, const T* init
   MG_CHECK(!(dw || dbias) || partials, "[causal_conv1d] internal error: dweight needs its partials");
   cudaStream_t st = stream(device);
   const int64_t m = b * l * d;
+  if (m == 0) {  // no output: the gradients are sums of nothing (dx is empty), as on the cpu
+    zero(dw, d * k, st);
+    zero(dbias, d, st);
+    zero(dinit, b * d * (k - 1), st);
+    return;
+  }
   const T* g = dout;
   if (apply_silu) {
     conv_dpre_kernel<T><<<grid_for(m), kThreads, 0, st>>>(x, w, bias, init, dout, b, l, d, k, dpre);

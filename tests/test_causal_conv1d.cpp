@@ -9,6 +9,7 @@
 #include "core/parallel.h"
 #include "ops/ops.h"
 #include "tests/check.h"
+#include "tests/devices.h"
 #include "tests/fixture.h"
 
 using namespace mg;
@@ -337,4 +338,41 @@ TEST_CASE("causal_conv1d: a sequence run in pieces that carry final_state equals
 TEST_CASE("causal_conv1d: matches the PyTorch fixture with an initial state (outputs, final state, every gradient)") {
   auto fx = test::load_fixture("scan_state_fixture.bin", "MGSTATFX");
   for (const char* name : {"conv_state_k4", "conv_state_short"}) check_conv_fixture({fx, name}, true);
+}
+
+namespace {
+// causal_conv1d of an empty x (b, l or d of 0): an empty output; dweight, dbias and the initial state's
+// gradient are sums of nothing, zeros; dx is empty.
+void check_empty_conv(Device dev) {
+  struct Cfg {
+    int64_t b, l, d, k;
+  };
+  for (Cfg c : {Cfg{0, 5, 3, 4}, Cfg{2, 0, 3, 4}, Cfg{2, 5, 0, 4}, Cfg{2, 0, 3, 1}})
+    for (bool silu : {false, true}) {
+      CAPTURE(c.b);
+      CAPTURE(c.l);
+      CAPTURE(c.d);
+      CAPTURE(c.k);
+      CAPTURE(silu);
+      Generator g(5);
+      auto leaf = [&](Shape s) { return randn(s, DType::f64, &g).to(dev).requires_grad_(); };
+      Tensor x = leaf({c.b, c.l, c.d}), w = leaf({c.d, c.k}), bias = leaf({c.d}), init = leaf({c.b, c.d, c.k - 1});
+      Tensor y = causal_conv1d(x, w, bias, silu, init);
+      REQUIRE(y.shape() == x.shape());
+      sum(y).backward();
+      CHECK(x.grad().shape() == x.shape());
+      CHECK(w.grad().to(kCPU).to_vector<double>() == std::vector<double>(c.d * c.k, 0.0));
+      CHECK(bias.grad().to(kCPU).to_vector<double>() == std::vector<double>(c.d, 0.0));
+      CHECK(init.grad().to(kCPU).to_vector<double>() == std::vector<double>(c.b * c.d * (c.k - 1), 0.0));
+    }
+}
+}  // namespace
+
+TEST_CASE("causal_conv1d: an empty x gives an empty output and zero gradients for weight, bias and initial state") {
+  check_empty_conv(kCPU);
+}
+
+TEST_CASE("cuda causal_conv1d: an empty x gives an empty output and zero gradients, as on the cpu (no empty launch)") {
+  MG_REQUIRE_CUDA();
+  check_empty_conv(kCUDA);
 }
