@@ -38,6 +38,10 @@ __global__ void sample_kernel(const T* logits, int64_t ld, int64_t vocab, double
     return;
   }
   const double top = value[0];
+  if (top == INFINITY || top == -INFINITY) {  // the first kept +inf; -1 for an all -inf row (as the CPU)
+    out[row] = top > 0 ? index[0] : -1;
+    return;
+  }
   double total = 0;
   for (int64_t k = 0; k < keep; ++k) total += value[k] = exp((value[k] - top) / temperature);
   if (top_p < 1) {  // the nucleus, as the CPU cuts it

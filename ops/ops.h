@@ -119,7 +119,8 @@ Tensor rms_norm_reference(const Tensor& x, const Tensor& weight, double eps = 1e
 // 0 (the first on ties), else a draw from softmax(logits / temperature) over the top_k largest (0: all),
 // cut to the smallest set holding top_p of the probability (1: no cut), using uniforms[r] in [0, 1) for
 // row r (the rule is stated in ops/sample.cpp; the same on every device). int64 (b) on the logits'
-// device; -1 for a row that holds NaN.
+// device; -1 for a row that holds NaN, or (when sampling) whose entries are all -inf; a +inf entry is
+// picked (the first one).
 Tensor sample_tokens(const Tensor& logits, int64_t vocab, double temperature, int64_t top_k,
                      const std::vector<double>& uniforms = {}, double top_p = 1.0);
 

@@ -8,6 +8,12 @@
 //   top_p, applied after top_k); with u the row's uniform draw in [0, 1) and r = u * (the kept weights'
 //   sum), walk the kept entries in order and pick the first with r < p_k (r -= p_k otherwise; the last
 //   one when rounding runs past the end).
+// Infinities, the same on every device: a +inf among the kept entries outweighs every finite one, so the
+//   first kept +inf (the lowest index among the +inf) is picked, whatever the draw (its weight would be
+//   exp(inf - inf) = NaN). A row whose kept entries are all -inf (then all of its entries are) has no
+//   distribution to draw from: PyTorch's torch.multinomial (and so Hugging Face's sampling) raises on
+//   its probabilities, which are NaN; here it gives -1, as a row holding NaN does (generate raises on it).
+//   Greedy (temperature 0) takes the first of the largest as torch.argmax does: 0 for an all -inf row.
 // On CUDA one kernel does all rows (cuda/sample.cu), so decoding never copies logits to the host;
 // only the picks (b int64) come back, and the uniform draws (b double) go over.
 #include <algorithm>
@@ -34,6 +40,8 @@ int64_t pick_row(const T* l, int64_t vocab, double temperature, int64_t keep, do
                     [&](int64_t a, int64_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
   p.resize(keep);
   const double top = (double)l[idx[0]];
+  if (top == INFINITY) return idx[0];  // the first +inf (see the rule above)
+  if (top == -INFINITY) return -1;     // all -inf: nothing to draw from
   double total = 0;
   for (int64_t k = 0; k < keep; ++k) total += p[k] = std::exp(((double)l[idx[k]] - top) / temperature);
   if (top_p < 1) {  // the nucleus: cut where the weights before an entry reach top_p of the total

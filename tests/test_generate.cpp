@@ -207,6 +207,46 @@ TEST_CASE("sample: the picks follow softmax(logits / T) over the top k, in the o
   CHECK(pick(0.999999) == 3);
 }
 
+namespace {
+// Infinite logits: a +inf is picked (the first kept one) whatever the draw; a row of -inf only gives -1
+// when sampling (nothing to draw from, as a NaN row) and 0 when greedy (the first of the largest).
+void check_sample_infinities(Device dev) {
+  const double inf = INFINITY;
+  for (DType t : {DType::f32, DType::f64}) {
+    CAPTURE(t);
+    Tensor l = to_dtype(from_vector<double>({0, inf, 5, inf,          //
+                                             -inf, -inf, -inf, -inf,  //
+                                             -inf, 2, -inf, -1,       //
+                                             inf, -inf, 3, 4},        //
+                                            {4, 4}, dev),
+                        t);
+    for (double u : {0.0, 0.5, 0.999})
+      for (int64_t k : {0, 2, 3})
+        for (double top_p : {1.0, 0.5}) {
+          CAPTURE(u);
+          CAPTURE(k);
+          CAPTURE(top_p);
+          // Row 2: 2 and -1 are finite, the -inf weigh nothing: 2 unless the draw falls in -1's share
+          // (e^-3 / (1 + e^-3) of it, about 0.047, only without the nucleus cut).
+          const int64_t row2 = u > 1 / (1 + std::exp(-3.0)) && top_p == 1.0 && k != 1 ? 3 : 1;
+          CHECK(sample_tokens(l, 4, 1.0, k, {u, u, u, u}, top_p).to(kCPU).to_vector<int64_t>() ==
+                std::vector<int64_t>{1, -1, row2, 0});
+        }
+    CHECK(sample_tokens(l, 4, 0.0, 0).to(kCPU).to_vector<int64_t>() == std::vector<int64_t>{1, 0, 1, 0});
+    // A +inf beyond vocab is padding: never picked.
+    CHECK(sample_tokens(l, 1, 1.0, 0, {0.5, 0.5, 0.5, 0.5}).to(kCPU).to_vector<int64_t>() ==
+          std::vector<int64_t>{0, -1, -1, 0});
+  }
+}
+}  // namespace
+
+TEST_CASE("sample: a +inf logit is picked, a row of -inf gives -1 (0 when greedy)") { check_sample_infinities(kCPU); }
+
+TEST_CASE("cuda sample: infinite logits give the CPU's picks (+inf picked, -1 for a row of -inf)") {
+  MG_REQUIRE_CUDA();
+  check_sample_infinities(kCUDA);
+}
+
 TEST_CASE("cuda sample: the device picks the same tokens as the CPU from the same draws") {
   MG_REQUIRE_CUDA();
   Generator g(8);

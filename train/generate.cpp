@@ -65,7 +65,9 @@ std::vector<std::string> generate_samples(const MambaLM& model, const std::strin
     Tensor host = device.is_cpu() ? picks : to_device(picks, kCPU);
     const int64_t* p = host.data<int64_t>();
     for (int64_t i = 0; i < n; ++i) {
-      MG_CHECK(p[i] >= 0, "[generate] the model's logits hold NaN (continuation {}, byte {}): the weights are broken",
+      MG_CHECK(p[i] >= 0,
+               "[generate] the model's logits hold NaN or are all -inf (continuation {}, byte {}): the weights are "
+               "broken",
                i, t);
       if (o.keep) out[i] += (char)p[i];
       if (emit) emit(i, (char)p[i]);
