@@ -111,8 +111,10 @@ Tensor randint(int64_t lo, int64_t hi, const Shape& shape, Generator* gen) {
   Tensor t = Tensor::empty(shape, DType::i64);
   uint64_t base = g.advance((uint64_t)t.numel());
   int64_t* p = t.data<int64_t>();
-  uint64_t range = (uint64_t)(hi - lo);
-  for (int64_t i = 0; i < t.numel(); ++i) p[i] = lo + (int64_t)(g.bits(base + i) % range);
+  // In uint64 arithmetic: hi - lo overflows int64 when the range is wider than INT64_MAX (e.g. from
+  // INT64_MIN); the sum wraps back into [lo, hi), and the conversion to int64 is modular (C++20).
+  const uint64_t range = (uint64_t)hi - (uint64_t)lo;
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = (int64_t)((uint64_t)lo + g.bits(base + i) % range);
   return t;
 }
 

@@ -1,6 +1,8 @@
 // Tensors, views, factories, the generator and printing.
 #include <doctest/doctest.h>
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -10,6 +12,8 @@
 
 #include "core/parallel.h"
 #include "ops/ops.h"
+#include "tests/check.h"
+#include "tests/devices.h"
 
 using namespace mg;
 
@@ -265,4 +269,26 @@ TEST_CASE(
   CHECK(!gave_up);
   CHECK(std::count(owner.begin(), owner.end(), owner[0]) == 1);
   set_num_threads(before);
+}
+
+TEST_CASE(
+    "core: randint over a range wider than INT64_MAX (from INT64_MIN) stays in range, computed without overflow") {
+  const int64_t lo_min = std::numeric_limits<int64_t>::min(), hi_max = std::numeric_limits<int64_t>::max();
+  for (auto [lo, hi] : {std::pair<int64_t, int64_t>{lo_min, 1}, {lo_min, hi_max}, {-5, hi_max}, {3, 7}}) {
+    CAPTURE(lo);
+    CAPTURE(hi);
+    Generator g(17), ref(17);
+    auto v = randint(lo, hi, {4000}, &g).to_vector<int64_t>();
+    // The reference in 128-bit integers: lo + bits mod (hi - lo) for the same counters.
+    const uint64_t base = ref.advance(4000);
+    const __int128 range = (__int128)hi - lo;
+    bool below_zero = false, above_zero = false;
+    for (int64_t i = 0; i < 4000; ++i) {
+      const __int128 want = lo + (__int128)(ref.bits(base + i) % (unsigned __int128)range);
+      REQUIRE(v[i] == (int64_t)want);
+      REQUIRE((v[i] >= lo && v[i] < hi));
+      below_zero |= v[i]<0, above_zero |= v[i]> 0;
+    }
+    if (lo == lo_min && hi == hi_max) CHECK((below_zero && above_zero));
+  }
 }
