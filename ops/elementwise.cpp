@@ -254,6 +254,8 @@ const Tensor& Tensor::copy_(const Tensor& src) const {
   MG_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
            "[copy_] source of shape {} cannot be broadcast to the destination's shape {}", src.shape(), shape());
   Tensor s = src.device() == device() ? src.detach() : to_device(src.detach(), device());
+  // Floats into int64 go through to_dtype, which refuses NaN, infinities and values out of range.
+  if (dtype() == DType::i64 && is_floating(s.dtype())) s = to_dtype(s, DType::i64);
   if (device().is_cuda()) {  // the kernel converts the dtype as it copies
     cuda::copy(dtype(), raw_data(), s.dtype(), s.raw_data(),
                cuda::iter<2>("copy_", shape(), {strides(), cuda::broadcast_strides(s, shape())}),

@@ -358,10 +358,29 @@ Tensor clone(const Tensor& x) {
   return out;
 }
 
+// Converting a float that is NaN, infinite or outside [-2^63, 2^63) to int64 is undefined behaviour in C++
+// (and PyTorch's result for it is implementation-defined): such a value is refused, naming it and where
+// it is. The check reads the source once (on CUDA from a host copy); nothing in the library converts
+// floats to int64 on a hot path.
+void check_int64_convertible(const Tensor& x) {
+  Tensor h = contiguous(x.device().is_cpu() ? x.detach() : to_device(x.detach(), kCPU));
+  MG_DISPATCH_FLOAT(h.dtype(), "to_dtype", [&] {
+    const scalar_t* p = h.data<scalar_t>();
+    for (int64_t i = 0; i < h.numel(); ++i) {
+      const double v = (double)p[i];  // exact: both bounds are powers of two
+      MG_CHECK(v >= -0x1p63 && v < 0x1p63,
+               "[to_dtype] cannot convert {} to int64: the element at flat index {} is {} (valid: finite values "
+               "in [-2^63, 2^63))",
+               x.dtype(), i, v);
+    }
+  });
+}
+
 Tensor to_dtype(const Tensor& x, DType dtype) {
   OpScope scope(OpId::to_dtype, {&x});
   check_defined("to_dtype", x);
   if (x.dtype() == dtype) return x;
+  if (dtype == DType::i64 && is_floating(x.dtype())) check_int64_convertible(x);
   Tensor out = copy_as(x, dtype);
   if (is_floating(dtype) && is_floating(x.dtype()))
     record(OpId::to_dtype, {x}, {&out},

@@ -292,3 +292,32 @@ TEST_CASE(
     if (lo == lo_min && hi == hi_max) CHECK((below_zero && above_zero));
   }
 }
+
+namespace {
+void check_float_to_int64(Device dev) {
+  CHECK(
+      from_vector<double>({-3.9, 2.5, -0x1p63, 0x1p63 - 1024}, {4}, dev).to(DType::i64).to(kCPU).to_vector<int64_t>() ==
+      std::vector<int64_t>{-3, 2, std::numeric_limits<int64_t>::min(), (int64_t)(0x1p63 - 1024)});
+  for (double bad : {std::nan(""), (double)INFINITY, -(double)INFINITY, 0x1p63, -0x1p63 - 2048})
+    for (DType t : {DType::f32, DType::f64}) {
+      if (t == DType::f32 && bad == -0x1p63 - 2048) continue;  // rounds to -2^63 in float32: in range
+      CAPTURE(bad);
+      Tensor x = to_dtype(from_vector<double>({1, bad}, {2}, dev), t);
+      check_error([&] { x.to(DType::i64); },
+                  {mg::format("[to_dtype] cannot convert {} to int64: the element at flat index 1 is", t),
+                   "(valid: finite values in [-2^63, 2^63))"});
+      Tensor dst = zeros({2}, DType::i64, dev);
+      check_error([&] { dst.copy_(x); }, {"[to_dtype] cannot convert"});
+      CHECK(dst.to(kCPU).to_vector<int64_t>() == std::vector<int64_t>{0, 0});  // untouched
+    }
+}
+}  // namespace
+
+TEST_CASE("core: to_dtype and copy_ refuse NaN, infinite and out-of-range floats into int64, naming the value") {
+  check_float_to_int64(kCPU);
+}
+
+TEST_CASE("cuda core: to_dtype and copy_ into int64 on the device refuse what the cpu refuses") {
+  MG_REQUIRE_CUDA();
+  check_float_to_int64(kCUDA);
+}
