@@ -147,6 +147,35 @@ void check_in_place(const char* op, const Tensor& state, const char* state_name,
   MG_CHECK(out.is_contiguous(), "[{}] out must be contiguous", op);
 }
 
+// Whether the elements of a and b can share bytes: the same storage and overlapping ranges
+// [first element, last element] (a conservative test for interleaved strided views).
+bool memory_overlaps(const Tensor& a, const Tensor& b) {
+  if (!a.defined() || !b.defined() || a.numel() == 0 || b.numel() == 0 || a.storage() != b.storage()) return false;
+  auto bytes = [](const Tensor& t) {  // [begin, end) in bytes of the storage
+    int64_t lo = t.offset(), hi = t.offset();
+    for (int64_t d = 0; d < t.dim(); ++d) {
+      const int64_t reach = (t.shape()[d] - 1) * t.strides()[d];
+      (reach < 0 ? lo : hi) += reach;
+    }
+    const int64_t es = (int64_t)dtype_size(t.dtype());
+    return std::pair<int64_t, int64_t>{lo * es, (hi + 1) * es};
+  };
+  const auto [a0, a1] = bytes(a);
+  const auto [b0, b1] = bytes(b);
+  return a0 < b1 && b0 < a1;
+}
+
+// The in-place forms write `written` (out, or the state) while the kernel still reads the inputs: none of
+// them may share its memory.
+void check_no_overlap(const char* op, const char* written_name, const Tensor& written,
+                      std::initializer_list<std::pair<const char*, const Tensor*>> inputs) {
+  for (auto& [name, t] : inputs)
+    MG_CHECK(!memory_overlaps(written, *t),
+             "[{}] {} overlaps {} in memory: the step would overwrite {} while it reads it (give {} memory of its "
+             "own)",
+             op, written_name, name, name, written_name);
+}
+
 Tensor silu_grad(const Tensor& g, const Tensor& v) {  // g * silu'(v) = g s (1 + v (1 - s)), s = sigmoid(v)
   Tensor sg = sigmoid(v);
   return mul(g, mul(sg, add_scalar(mul(v, add_scalar(neg(sg), 1.0)), 1.0)));
@@ -220,6 +249,19 @@ void selective_state_update_(Tensor& state, const Tensor& x, const Tensor& dt, c
   const char* op = "selective_state_update_";
   const StepDims s = check_state_update(op, state, x, dt, A, B, C, D, z, dt_bias);
   check_in_place(op, state, "state", out, x, {&state, &x, &dt, &A, &B, &C, &D, &z, &dt_bias, &out});
+  check_no_overlap(op, "out", out,
+                   {{"state", &state},
+                    {"x", &x},
+                    {"dt", &dt},
+                    {"A", &A},
+                    {"B", &B},
+                    {"C", &C},
+                    {"D", &D},
+                    {"z", &z},
+                    {"dt_bias", &dt_bias}});
+  check_no_overlap(
+      op, "state", state,
+      {{"x", &x}, {"dt", &dt}, {"A", &A}, {"B", &B}, {"C", &C}, {"D", &D}, {"z", &z}, {"dt_bias", &dt_bias}});
   run_state_update(s, state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, out, state);
   state.storage()->bump_version();
   out.storage()->bump_version();
@@ -282,6 +324,8 @@ void causal_conv1d_update_(Tensor& conv_state, const Tensor& x, const Tensor& we
   const char* op = "causal_conv1d_update_";
   const StepDims s = check_conv_update(op, conv_state, x, weight, bias);
   check_in_place(op, conv_state, "conv_state", out, x, {&conv_state, &x, &weight, &bias, &out});
+  check_no_overlap(op, "out", out, {{"conv_state", &conv_state}, {"x", &x}, {"weight", &weight}, {"bias", &bias}});
+  check_no_overlap(op, "conv_state", conv_state, {{"x", &x}, {"weight", &weight}, {"bias", &bias}});
   run_conv_update(s, conv_state, x, weight, bias, apply_silu, out, conv_state);
   conv_state.storage()->bump_version();
   out.storage()->bump_version();

@@ -498,3 +498,75 @@ TEST_CASE("causal_conv1d_update: error messages name the op, the tensor and the 
                 {"[causal_conv1d_update] weight is on cuda:0 but x is on cpu"});
   }
 }
+
+namespace {
+// The in-place forms write out and the state while the kernel reads the inputs: memory shared between a
+// written tensor and an input is an error naming both. Disjoint ranges of one storage are fine.
+void check_in_place_overlaps(Device dev) {
+  NoGradGuard ng;
+  Generator g(31);
+  auto rn = [&](const Shape& s) { return randn(s, DType::f64, &g).to(dev); };
+  const int64_t b = 2, d = 3, n = 4;
+  Tensor state = rn({b, d, n}), A = rand({d, n}, DType::f64, &g, -2.0, -0.5).to(dev), B = rn({b, n}), C = rn({b, n});
+  Tensor D = rn({d}), bias = rn({d});
+  Tensor buf = rn({4 * b * d});  // x, dt, z and out cut from one storage
+  auto part = [&](int64_t at) { return narrow(buf, 0, at, b * d).view({b, d}); };
+  Tensor x = part(0), dt = part(b * d), z = part(2 * b * d);
+  auto step = [&](Tensor& st, const Tensor& xx, Tensor& out) {
+    selective_state_update_(st, xx, dt, A, B, C, D, z, bias, true, out);
+  };
+  const std::string op = "[selective_state_update_] ";
+  {
+    Tensor st = state.clone(), out = x;
+    check_error([&] { step(st, x, out); },
+                {op + "out overlaps x in memory: the step would overwrite x while it reads it"});
+    Tensor half = narrow(buf, 0, b * d / 2, b * d).view({b, d});  // half over x, half over dt
+    check_error([&] { step(st, x, half); }, {op + "out overlaps x in memory"});
+    Tensor into_state = narrow(st.view({-1}), 0, n, b * d).view({b, d});
+    check_error([&] { step(st, x, into_state); }, {op + "out overlaps state in memory"});
+    Tensor x_in_state = narrow(st.view({-1}), 0, 0, b * d).view({b, d});
+    Tensor out2 = Tensor::empty({b, d}, DType::f64, dev);
+    check_error([&] { step(st, x_in_state, out2); }, {op + "state overlaps x in memory"});
+    Tensor over_z = part(2 * b * d);
+    check_error([&] { step(st, x, over_z); }, {op + "out overlaps z in memory"});
+  }
+  {
+    // out in the same storage as x, dt and z but past them: the functional op's result, bit for bit.
+    StateUpdateResult want = selective_state_update(state, x, dt, A, B, C, D, z, bias, true);
+    Tensor st = state.clone(), out = part(3 * b * d);
+    step(st, x, out);
+    CHECK(out.to(kCPU).to_vector<double>() == want.y.to(kCPU).to_vector<double>());
+    CHECK(st.to(kCPU).to_vector<double>() == want.state.to(kCPU).to_vector<double>());
+  }
+  {
+    const int64_t k = 4;
+    Tensor cs = rn({b, d, k - 1}), w = rn({d, k}), out = Tensor::empty({b, d}, DType::f64, dev);
+    const std::string cop = "[causal_conv1d_update_] ";
+    check_error([&] { causal_conv1d_update_(cs, x, w, bias, true, x); }, {cop + "out overlaps x in memory"});
+    Tensor in_cs = narrow(cs.view({-1}), 0, 0, b * d).view({b, d});
+    check_error([&] { causal_conv1d_update_(cs, x, w, bias, true, in_cs); },
+                {cop + "out overlaps conv_state in memory"});
+    Tensor big = rn({d * k + b * d * (k - 1)});
+    // weight at [0, dk), the state from dk - 1: one element shared.
+    Tensor wv = narrow(big, 0, 0, d * k).view({d, k});
+    Tensor csv = narrow(big, 0, d * k - 1, b * d * (k - 1)).view({b, d, k - 1});
+    check_error([&] { causal_conv1d_update_(csv, x, wv, bias, true, out); },
+                {cop + "conv_state overlaps weight in memory"});
+    // Disjoint: fine, and the functional op's result.
+    Tensor csd = narrow(big, 0, d * k, b * d * (k - 1)).view({b, d, k - 1});
+    ConvUpdateResult want = causal_conv1d_update(csd, x, wv, bias, true);
+    causal_conv1d_update_(csd, x, wv, bias, true, out);
+    CHECK(out.to(kCPU).to_vector<double>() == want.y.to(kCPU).to_vector<double>());
+    CHECK(csd.to(kCPU).to_vector<double>() == want.state.to(kCPU).to_vector<double>());
+  }
+}
+}  // namespace
+
+TEST_CASE("state updates in place: out or the state sharing memory with an input is an error naming both") {
+  check_in_place_overlaps(kCPU);
+}
+
+TEST_CASE("cuda state updates in place: out or the state sharing memory with an input is the cpu's error") {
+  MG_REQUIRE_CUDA();
+  check_in_place_overlaps(kCUDA);
+}
