@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "core/parallel.h"
 #include "ops/ops.h"
 #include "tests/check.h"
 #include "tests/devices.h"
@@ -50,8 +51,30 @@ TEST_CASE("ops: unary functions match <cmath>") {
   Tensor p = from_vector<double>({0.25, 1, 4}, {3});
   CHECK(sqrt(p).to_vector<double>() == std::vector<double>{0.5, 1, 2});
   CHECK(rsqrt(p).to_vector<double>() == std::vector<double>{2, 1, 0.5});
-  CHECK(pow(p, 3).to_vector<double>()[2] == doctest::Approx(64));
-  CHECK(log(p).to_vector<double>()[2] == doctest::Approx(std::log(4.0)));
+  // pow over negative and positive bases: integer exponents (odd ones keep the sign), fractional ones
+  // (NaN for a negative base), against std::pow; 0^0 = 1 and 0^-1 = inf as in <cmath>.
+  Tensor base = from_vector<double>({-3, -2, -0.5, 0, 0.25, 1, 4, 7.5}, {8});
+  const auto bv = base.to_vector<double>();
+  for (double e : {0.0, 1.0, 2.0, 3.0, 5.0, -1.0, -2.0, 0.5, 2.5}) {
+    CAPTURE(e);
+    const auto got = pow(base, e).to_vector<double>();
+    for (size_t i = 0; i < bv.size(); ++i) {
+      CAPTURE(bv[i]);
+      const double want = std::pow(bv[i], e);
+      if (std::isnan(want))
+        CHECK(std::isnan(got[i]));
+      else
+        CHECK_REL(got[i], want, 1e-15);
+    }
+  }
+  CHECK(pow(from_vector<double>({-2}, {1}), 3).item() == -8.0);
+  // log over many magnitudes, and its edges: log 0 = -inf, log of a negative number is NaN.
+  const std::vector<double> lv = {1e-300, 1e-8, 0.25, 1, 2, 4, 1e8, 1e300};
+  const auto lg = log(from_vector<double>(lv, {8})).to_vector<double>();
+  for (size_t i = 0; i < lv.size(); ++i) CHECK_REL(lg[i], std::log(lv[i]), 1e-15);
+  const auto edge = log(from_vector<double>({0.0, -1.0}, {2})).to_vector<double>();
+  CHECK(edge[0] == -INFINITY);
+  CHECK(std::isnan(edge[1]));
   CHECK((p * 2.0 + 1.0).to_vector<double>() == std::vector<double>{1.5, 3, 9});
   CHECK((1.0 - p).to_vector<double>() == std::vector<double>{0.75, 0, -3});
 }
@@ -386,4 +409,58 @@ TEST_CASE("ops: linear and matmul with an empty inner or output dim give zeros o
 TEST_CASE("cuda ops: linear and matmul with an empty inner or output dim, as on the cpu") {
   MG_REQUIRE_CUDA();
   check_empty_inner_products(kCUDA);
+}
+
+TEST_CASE("ops: embedding's backward on a table wide enough for the threads to split its columns equals a loop") {
+  // 200 ids into a (50, 300) table: 60,000 units of work, past kParallelGrain, so each thread sums a range
+  // of columns that does not start at 0. The loop adds in the same order (ids ascending): equal bits.
+  const int64_t V = 50, D = 300, n = 200;
+  Generator g(41);
+  std::vector<int64_t> idv(n);
+  for (int64_t i = 0; i < n; ++i) idv[i] = (i * 7 + i / 3) % V;
+  Tensor ids = from_vector<int64_t>(idv, {n});
+  Tensor r = randn({n, D}, DType::f64, &g);
+  const auto rv = r.to_vector<double>();
+  std::vector<double> want(V * D, 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < D; ++j) want[idv[i] * D + j] += rv[i * D + j];
+  const int saved = num_threads();
+  for (int threads : {1, 3, 4}) {
+    CAPTURE(threads);
+    set_num_threads(threads);
+    Tensor w = randn({V, D}, DType::f64, &g).requires_grad_();
+    Tensor e = embedding(w, ids);
+    const auto ev = e.to_vector<double>(), wv = w.to_vector<double>();
+    bool rows_ok = true;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < D; ++j) rows_ok &= ev[i * D + j] == wv[idv[i] * D + j];
+    CHECK(rows_ok);
+    sum(e * r).backward();
+    CHECK(w.grad().to_vector<double>() == want);
+  }
+  set_num_threads(saved);
+}
+
+namespace {
+// to_dtype's vjp converts the gradient back: exactly, for values both dtypes hold (the registry's
+// gradcheck of the float32 round trip needs loose tolerances).
+void check_to_dtype_vjp(Device dev) {
+  const std::vector<double> gv = {0.5, -1.25, 3, 1024, -0.0078125, 0};
+  Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3}, dev).requires_grad_();
+  to_dtype(x, DType::f32).backward(to_dtype(from_vector<double>(gv, {2, 3}, dev), DType::f32));
+  REQUIRE(x.grad().dtype() == DType::f64);
+  CHECK(x.grad().to(kCPU).to_vector<double>() == gv);
+  Tensor y = from_vector<float>({1, 2, 3, 4, 5, 6}, {3, 2}, dev).requires_grad_();
+  to_dtype(y.transpose(0, 1), DType::f64).backward(from_vector<double>(gv, {2, 3}, dev));
+  REQUIRE(y.grad().dtype() == DType::f32);
+  // y.grad is the transpose of the gradient: gv read column by column.
+  CHECK(y.grad().to(kCPU).to_vector<float>() == std::vector<float>{0.5f, 1024, -1.25f, -0.0078125f, 3, 0});
+}
+}  // namespace
+
+TEST_CASE("ops: to_dtype's gradient is the output gradient converted back, exactly") { check_to_dtype_vjp(kCPU); }
+
+TEST_CASE("cuda ops: to_dtype's gradient is the output gradient converted back, exactly, as on the cpu") {
+  MG_REQUIRE_CUDA();
+  check_to_dtype_vjp(kCUDA);
 }
