@@ -950,8 +950,16 @@ void Trainer::check_folder_in_place(int64_t step) {
         "[train] the run folder {} was removed while training (or another folder took its name); stopping at step "
         "{} without writing there: a new folder would hold checkpoints with no run record and no lock",
         dir_, step);
-  if (const auto there = find_checkpoint(*where); !there || there->step != step)  // it may have got there
-    save_checkpoint(*where, model_, opt_, opts_, step, data_gen_, carry_);
+  if (const auto there = find_checkpoint(*where); !there || there->step != step) {  // it may have got there
+    try {
+      save_checkpoint(*where, model_, opt_, opts_, step, data_gen_, carry_);
+    } catch (const Error& e) {  // moved on, or removed, while this was written
+      MG_THROW(
+          "[train] the run folder {} was moved to {} while training, and the checkpoint of step {} could not be "
+          "written there ({}); training stops rather than make a new {}",
+          dir_, *where, step, e.what(), dir_);
+    }
+  }
   last_saved_ = step;
   MG_THROW(
       "[train] the run folder {} was moved to {} while training; the checkpoint of step {} is saved there, and "
