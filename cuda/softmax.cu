@@ -9,24 +9,31 @@ namespace mg::cuda {
 
 namespace {
 
-// log(sum(exp(row))) shifted by the row's max; every thread of the block gets it.
+// log(sum(exp(row))) as the row's max m and log(sum(exp(row - m))), kept apart as on the cpu
+// (ops/softmax.cpp: log_softmax is (x - m) - log_sum); every thread of the block gets them.
 template <class T>
-__device__ T block_row_logsumexp(const T* row, int64_t n) {
+struct RowLse {
+  T max;
+  double log_sum;
+};
+template <class T>
+__device__ RowLse<T> block_row_logsumexp(const T* row, int64_t n) {
   T m = -INFINITY;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) m = m < row[i] ? row[i] : m;
   m = block_max(m);
   double s = 0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += std::exp((double)(row[i] - m));
   s = block_sum(s);
-  return m + (T)std::log(s);
+  return {m, std::log(s)};
 }
 
 template <class T>
 __global__ void log_softmax_kernel(const T* x, T* y, int64_t rows, int64_t n) {
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* row = x + r * n;
-    const T lse = block_row_logsumexp(row, n);
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) y[r * n + i] = row[i] - lse;
+    const RowLse<T> lse = block_row_logsumexp(row, n);
+    const T ls = (T)lse.log_sum;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) y[r * n + i] = (row[i] - lse.max) - ls;
   }
 }
 
@@ -35,11 +42,11 @@ __global__ void ce_rows_kernel(const T* x, const int64_t* targets, int64_t N, in
                                double* row_loss) {
   for (int64_t r = blockIdx.x; r < N; r += gridDim.x) {
     const T* row = x + r * C;
-    const T l = block_row_logsumexp(row, C);
+    const RowLse<T> l = block_row_logsumexp(row, C);
     if (threadIdx.x == 0) {
-      lse[r] = l;
+      lse[r] = l.max + (T)l.log_sum;
       const int64_t t = targets[r];
-      row_loss[r] = t == ignore_index ? 0.0 : (double)l - (double)row[t];
+      row_loss[r] = t == ignore_index ? 0.0 : ((double)l.max - (double)row[t]) + l.log_sum;
     }
   }
 }
