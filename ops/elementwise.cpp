@@ -8,6 +8,7 @@
 #include "cuda/runtime.h"
 #include "cuda/tensor_iter.h"
 #include "ops/cpu/loops.h"
+#include "ops/input_checks.h"
 #include "ops/ops.h"
 #include "core/unary_ops.h"
 
@@ -244,6 +245,7 @@ void scalar_inplace(const Tensor& t, const char* op, double v, CudaOp cuda_op, F
 
 const Tensor& Tensor::fill_(double v) const {
   check_inplace("fill_", *this);
+  check_int64_value(dtype(), v, "fill_");
   scalar_inplace<true>(*this, "fill_", v, cuda::fill, [](auto, auto val) { return val; });
   return *this;
 }

@@ -8,6 +8,7 @@
 #include "cuda/kernels.h"
 #include "cuda/tensor_iter.h"
 #include "ops/cpu/loops.h"
+#include "ops/input_checks.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -23,6 +24,7 @@ Tensor on_device(Tensor t, Device d) { return d.is_cpu() ? t : to_device(t, d); 
 }  // namespace
 
 Tensor full(const Shape& shape, double value, DType dtype, Device device) {
+  check_int64_value(dtype, value, "full");
   if (device.is_cuda()) {
     Tensor t = Tensor::empty(shape, dtype, device, "full");
     cuda::fill(dtype, t.raw_data(), value, cuda::iter<1>("full", shape, {t.strides()}), device.index);

@@ -9,6 +9,14 @@
 
 namespace mg {
 
+// A value that fills an int64 tensor (full, fill_) must be one an int64 holds: a C++ conversion of NaN, an
+// infinity or a value outside [-2^63, 2^63) is undefined behaviour (to_dtype refuses the same per element).
+inline void check_int64_value(DType dtype, double value, const char* op) {
+  if (dtype != DType::i64) return;
+  MG_CHECK(value >= -0x1p63 && value < 0x1p63,
+           "[{}] cannot fill an int64 tensor with {} (valid: finite values in [-2^63, 2^63))", op, value);
+}
+
 // Every defined tensor of `inputs` has the dtype and the device of `ref` (named `ref_name`); the error
 // names the op, the input and both dtypes or devices.
 inline void check_same_dtype_device(const char* op, const char* ref_name, const Tensor& ref,

@@ -44,7 +44,10 @@ inline double max_abs_diff(const std::vector<double>& a, const std::vector<doubl
 inline double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b, double floor) {
   REQUIRE(a.size() == b.size());
   double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, elem_diff(a[i], b[i]) / std::max(std::abs(b[i]), floor));
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double r = elem_diff(a[i], b[i]) / std::max(std::abs(b[i]), floor);
+    m = std::max(m, std::isnan(r) ? INFINITY : r);  // NaN where b is: the scale is NaN too
+  }
   return m;
 }
 

@@ -66,7 +66,7 @@ inline FixtureErr compare_to_fixture(const Tensor& got, const Tensor& want) {
   for (size_t i = 0; i < g.size(); ++i) {
     const double d = elem_diff(g[i], w[i]);  // infinite at a NaN
     e.max_abs = std::max(e.max_abs, d);
-    const double r = d / (std::abs(w[i]) + floor);
+    const double r = std::isnan(w[i]) ? INFINITY : d / (std::abs(w[i]) + floor);
     if (r > e.worst_rel) e.worst_rel = r, e.worst_at = (int64_t)i;
   }
   return e;

@@ -100,6 +100,26 @@ TEST_CASE("cuda errors: cross_entropy needs at least one class, as on the cpu") 
   CHECK(std::isnan(cross_entropy(zeros({0, 3}, DType::f32, kCUDA), zeros({0}, DType::i64, kCUDA)).item()));
 }
 
+TEST_CASE("errors: full and fill_ refuse an int64 fill that int64 cannot hold, on every device") {
+  // A C++ conversion of NaN, an infinity or 2^63 to int64 is undefined behaviour (UBSan aborts on it).
+  std::vector<Device> devices{kCPU};
+  if (test::cuda_available()) devices.push_back(kCUDA);
+  for (Device dev : devices) {
+    CAPTURE(dev);
+    for (double v : {std::nan(""), (double)INFINITY, -(double)INFINITY, 0x1p63, -0x1p64}) {
+      CAPTURE(v);
+      CHECK_THROWS_WITH_AS(full({2}, v, DType::i64, dev), doctest::Contains("[full] cannot fill an int64 tensor"),
+                           Error);
+      Tensor t = zeros({2}, DType::i64, dev);
+      CHECK_THROWS_WITH_AS(t.fill_(v), doctest::Contains("[fill_] cannot fill an int64 tensor"), Error);
+      CHECK(t.to(kCPU).to_vector<int64_t>() == std::vector<int64_t>{0, 0});  // left as it was
+    }
+    CHECK(full({1}, -0x1p63, DType::i64, dev).to(kCPU).to_vector<int64_t>()[0] == INT64_MIN);  // the bounds hold
+    CHECK(full({1}, 0x1p62, DType::i64, dev).to(kCPU).to_vector<int64_t>()[0] == (int64_t(1) << 62));
+    CHECK(std::isnan(full({1}, std::nan(""), DType::f32, dev).item()));  // floats take any value
+  }
+}
+
 TEST_CASE("errors: backward on a non-scalar without a gradient") {
   Tensor x = ones({3}).requires_grad_();
   CHECK_THROWS_WITH_AS((x * 2.0).backward(),

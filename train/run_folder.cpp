@@ -262,7 +262,9 @@ void write_checkpoint(const std::string& run_dir, int64_t step,
   std::error_code ec;
   try {
     fs::remove_all(tmp, ec);
-    fs::create_directories(tmp);
+    // Not create_directories: a run folder moved or removed meanwhile must fail here, not be made again
+    // (without its lock) at its old name.
+    fs::create_directory(tmp);
     write_files(tmp);
     nlohmann::ordered_json manifest;
     manifest["format"] = "mambagrad-checkpoint";

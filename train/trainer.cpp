@@ -67,7 +67,7 @@ void check_new_run_folder(const std::string& dir, const RunFolderContents& c, bo
     MG_THROW(
         "[train] {} already holds a run ({}): continue it with --resume {}, replace it with --overwrite, or "
         "choose another --out",
-        dir, join_names(c.run_files), dir);
+        dir, join_names(c.run_files), shell_word(dir));
   if (!c.holds_run() && !c.other_files.empty())
     MG_THROW("[train] {} is not empty and holds no run ({}); choose an empty or new folder for --out", dir,
              join_names(c.other_files));
@@ -634,7 +634,7 @@ TrainData check_folder_and_load_data(TrainOptions& opts, const World& world, boo
                  "the folder that holds it, which picks its newest complete checkpoint (to continue a copy of a "
                  "checkpoint as a run of its own, make it one: mkdir NEW && cp -r {} NEW/checkpoint-<its step>, "
                  "then --resume NEW)",
-                 opts.out, opts.out);
+                 opts.out, shell_word(opts.out));
         MG_CHECK(!opts.overwrite, "[train] --overwrite and --resume exclude each other");
       } else {
         check_new_run_folder(opts.out, contents, opts.overwrite);
