@@ -200,6 +200,16 @@ namespace {
 // batches: every rank throws Interrupted after the same round (a rank that stopped alone would leave the
 // others waiting in the sum), with SIGTERM on a rank that got no signal itself, so that Ctrl-C on mpirun
 // (SIGTERM to every rank, SIGKILL a few seconds later) stops a long validation or test in time to save.
+// The stop signal, agreed between the ranks so that all stop at the same point: a rank that got none
+// stops as if by SIGTERM when another got one. (One process: its own signal.)
+int agreed_signal(const World& world) {
+  const int s = interrupt_signal();
+  if (!world.distributed()) return s;
+  double any = s ? 1 : 0;
+  world.sum(&any, 1);
+  return s ? s : any > 0 ? SIGTERM : 0;
+}
+
 EvalResult evaluate_ranks(const MambaLM& model, const ByteDataset& data, int64_t batch, int64_t seq, int64_t max_bytes,
                           const World& world) {
   NoGradGuard ng;
@@ -212,10 +222,7 @@ EvalResult evaluate_ranks(const MambaLM& model, const ByteDataset& data, int64_t
       sums[0] += model.loss(b.inputs, b.targets).item() * count;
       sums[1] += count;
     }
-    const int own = interrupt_signal();
-    double any = own ? 1 : 0;
-    world.sum(&any, 1);
-    if (any > 0) throw Interrupted(own ? own : SIGTERM, "evaluate");
+    if (const int signo = agreed_signal(world)) throw Interrupted(signo, "evaluate");
   }
   world.sum(sums, 2);
   EvalResult r;
@@ -721,7 +728,6 @@ class Trainer {
   [[noreturn]] void diverged(const std::string& what, int64_t step) const;
   void check_finite(const char* what, double v, int64_t step) const;
   EvalResult run_eval(const ByteDataset& split, int64_t max_bytes) const;
-  int agreed_signal() const;
   TrainResult stopped(int64_t done, int signo, const char* phase);
   void check_folder_in_place(int64_t step);
   void print_test_result(const EvalResult& test) const;
@@ -967,18 +973,8 @@ void Trainer::check_folder_in_place(int64_t step) {
       dir_, *where, step, dir_, shell_word(*where));
 }
 
-// The stop signal, agreed between the ranks so that all stop after the same step: a rank that got none
-// stops as if by SIGTERM when another got one.
-int Trainer::agreed_signal() const {
-  const int s = interrupt_signal();
-  if (!world_.distributed()) return s;
-  double any = s ? 1 : 0;
-  world_.sum(&any, 1);
-  return s ? s : any > 0 ? SIGTERM : 0;
-}
-
 std::optional<TrainResult> Trainer::maybe_stop(int64_t done, int signo, bool during_validation) {
-  if (!signo) signo = agreed_signal();
+  if (!signo) signo = agreed_signal(world_);
   if (signo) return stopped(done, signo, during_validation ? " during validation" : "");
   if (opts_.stop_at > 0 && done >= opts_.stop_at && done < opts_.steps) return stopped(done, 0, "");
   return std::nullopt;
