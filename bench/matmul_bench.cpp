@@ -186,6 +186,7 @@ struct MatmulRow {
   double ours = 0, theirs = 0;                      // GFLOP/s
   double bf16_fp32 = 0, bf16_dp = 0, bf16_amx = 0;  // the bf16 gemm's ways, GFLOP/s (0: not run)
   double torch_fp32 = 0, torch_bf16 = 0;            // the PyTorch peer's torch.mm, GFLOP/s (0: not run)
+  double amx_untiled = 0;  // the AMX kernel without its tile operations (AmxTiles::none), GFLOP/s of the product
   double bf16_best() const { return std::max({bf16_fp32, bf16_dp, bf16_amx}); }
   double bf16_of(cpu::Bf16Gemm way) const {  // amx, dpbf16 or (any other way) fp32-on-rounded
     return way == cpu::Bf16Gemm::amx ? bf16_amx : way == cpu::Bf16Gemm::dpbf16 ? bf16_dp : bf16_fp32;
@@ -226,6 +227,9 @@ void time_ours(MatmulRow& s, int reps, const float* a, int64_t lda, const float*
   s.bf16_fp32 = bf16_way(cpu::Bf16Gemm::fp32);
   if (cpu::cpu_has_avx512_bf16()) s.bf16_dp = bf16_way(cpu::Bf16Gemm::dpbf16);
   if (cpu::cpu_has_amx()) s.bf16_amx = bf16_way(cpu::Bf16Gemm::amx);
+  s.amx_untiled = flop / 1e9 / best_seconds(reps, [&] {
+                    cpu::gemm_bf16_amx(cpu::AmxTiles::none, s.ta, s.tb, s.M, s.N, s.K, a, lda, b, ldb, 0.f, c, s.N);
+                  });
 }
 
 // All of ours first, then all of OpenBLAS: its idle threads spin for a while after each call and would
@@ -297,6 +301,28 @@ void print_training_rows(const std::vector<MatmulRow>& rows, const std::vector<M
               std::exp(log_ratio_sum / n_ratio), min_ratio);
 }
 
+// The AMX kernel's work outside its tile instructions (packing with rounding, loops, write-back), which
+// runs on any CPU: per product its time against the time the 4x target allows the whole kernel (our
+// float32 gemm's time / 4). Where it takes most of that budget, the target is out of reach whatever the
+// tiles do.
+void print_amx_untiled(const std::vector<MatmulRow>& rows) {
+  mg::print(
+      "\nThe AMX kernel without its tile instructions (packing, loops, write-back), against the time a 4x\n"
+      "speed-up over our float32 gemm allows the whole kernel (float32 time / 4)\n");
+  mg::print("  {:<6} {:<10} {:<12} {:>16} {:>12} {:>12} {:>9}\n", "preset", "layer", "form", "gemm M x N x K",
+            "untiled ms", "fp32 ms / 4", "share");
+  double log_sum = 0;
+  for (const MatmulRow& s : rows) {
+    const double gflop = 2.0 * s.M * s.N * s.K / 1e9, untiled_ms = gflop / s.amx_untiled * 1e3;
+    const double budget_ms = gflop / s.ours * 1e3 / 4;
+    log_sum += std::log(untiled_ms / budget_ms);
+    mg::print("  {:<6} {:<10} {:<12} {:>16} {:>12.3f} {:>12.3f} {:>8.0f}%\n", s.preset, s.layer, s.form,
+              mg::format("{}x{}x{}", s.M, s.N, s.K), untiled_ms, budget_ms, 100 * untiled_ms / budget_ms);
+  }
+  mg::print("untiled AMX kernel / (float32 time / 4) over {} shapes: geometric mean {:.0f}%\n", rows.size(),
+            100 * std::exp(log_sum / rows.size()));
+}
+
 // The PyTorch peer (bench/torch_peer.py --matmul) on every row, at this run's thread count: torch.mm in
 // float32 and in bfloat16 on the same layouts. Returns false (and says why) when it did not run.
 bool time_torch_rows(std::vector<MatmulRow>& rows, int reps) {
@@ -363,6 +389,7 @@ int run_matmul_bench(int reps, bool quick, bool peer) {
   std::vector<MatmulRow> rows = training_rows(presets, M);
   time_training_rows(rows, reps, ob);
   print_training_rows(rows, presets, M, ob);
+  print_amx_untiled(rows);
   if (peer && time_torch_rows(rows, reps)) print_torch_rows(rows);
   return 0;
 }

@@ -127,6 +127,11 @@ else
   row "matmul bf16 / our fp32, 1 thread" "" "geometric mean ${mm:-?}x$(why) (4x is the AMX target)"
   row "matmul bf16 / torch bf16, 1 thread" "" "geometric mean ${vs_mean:-?}x, minimum ${vs_min:-?}x${PEER_NOTE:+ $PEER_NOTE}"
 fi
+# The AMX kernel's packing, loops and write-back alone (no tile instructions), on any processor: its share
+# of the time the 4x target allows the whole kernel.
+untiled=$(grep -oE "untiled AMX kernel / \(float32 time / 4\) over [0-9]+ shapes: geometric mean [0-9]+%" "$LAST_OUT" |
+  tail -n 1 | grep -oE "[0-9]+%$")
+row "amx kernel without its tiles / (fp32 / 4)" "" "geometric mean ${untiled:-?} (the rest is the tiles' time)"
 
 PRESETS="small base"
 ((QUICK)) && PRESETS=small

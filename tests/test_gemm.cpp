@@ -439,6 +439,7 @@ std::vector<Case> amx_edge_cases() {
                                     {47, 5, 513},
                                     {130, 40, 97},
                                     {9, 140, 1030},
+                                    {70, 66, 600},  // whole blocks that accumulate a second K block
                                     {200, 70, 7}})) {
     cases.push_back(c);
     c.ldc_pad = 3, c.lda_pad = 1, c.ldb_pad = 2, c.beta = 0.75;

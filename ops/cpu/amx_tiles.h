@@ -91,4 +91,31 @@ class EmulatedTiles {
   alignas(64) unsigned char data_[kTiles][kTileRows][kTileColsb] = {};
 };
 
+// No tiles at all: every operation does nothing but the stores, which zero their rows. The kernel on
+// these runs its packing, loops and write-back alone: bench matmul times that part of the AMX kernel on
+// any CPU (its product is zeros).
+class NoTiles {
+ public:
+  explicit NoTiles(const TileConfig& cfg) : cfg_(cfg) {}
+  template <int T>
+  void zero() {}
+  template <int T>
+  void load(const void*, int64_t) {
+    asm volatile("" ::: "memory");  // as the real load: the packing's stores stay ahead of it
+  }
+  template <int T>
+  void store(void* base, int64_t stride) const {
+    char* p = static_cast<char*>(base);
+    if (cfg_.colsb[T] == kTileColsb)  // whole rows: a constant size, stores the compiler writes out
+      for (int r = 0; r < cfg_.rows[T]; ++r) std::memset(p + r * stride, 0, kTileColsb);
+    else
+      for (int r = 0; r < cfg_.rows[T]; ++r) std::memset(p + r * stride, 0, cfg_.colsb[T]);
+  }
+  template <int C, int A, int B>
+  void dpbf16ps() {}
+
+ private:
+  TileConfig cfg_;
+};
+
 }  // namespace mg::cpu

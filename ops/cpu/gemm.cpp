@@ -47,6 +47,7 @@
 
 #include "core/bf16.h"
 #include "core/parallel.h"
+#include "ops/cpu/bf16_vec.h"
 #include "ops/cpu/scratch.h"
 #include "ops/cpu/vec.h"
 
@@ -141,17 +142,6 @@ inline T packed(T x) {
   return x;
 }
 
-// Eight floats (as their bits) rounded to bf16: core/bf16.h's round_bf16 (nearest, ties to even, NaN kept
-// a quiet NaN) as vector bit operations and a select instead of its branch, so the same bits (checked for
-// all 2^32 floats once; tests/test_gemm.cpp checks the special values).
-using Bits8 = uint32_t __attribute__((vector_size(32)));
-inline Bits8 round_bits(Bits8 u) {
-  using F = float __attribute__((vector_size(32)));
-  const F f = (F)u;
-  const Bits8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  const Bits8 quiet = (u | 0x400000u) & 0xffff0000u;
-  return f != f ? quiet : rounded;  // NaN: a compare and a blend
-}
 // dst[0:n] = src[0:n] rounded to bf16, eight values at a time.
 inline void round_span(const float* src, float* dst, int64_t n) {
   int64_t i = 0;

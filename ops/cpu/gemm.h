@@ -63,8 +63,10 @@ void gemm_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, c
 // bit operations, eight values at a time); src == dst rounds in place.
 void round_bf16_span(const float* src, float* dst, int64_t n);
 
-// The AMX way (gemm_amx.cpp), on the instructions or, when emulated, on amx_tiles.h's EmulatedTiles.
-void gemm_bf16_amx(bool emulated, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+// The AMX way (gemm_amx.cpp), on the instructions, on amx_tiles.h's EmulatedTiles, or with no tile
+// operations at all (NoTiles: C gets zeros), for timing the kernel's packing, loops and write-back alone.
+enum class AmxTiles { real, emulated, none };
+void gemm_bf16_amx(AmxTiles tiles, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 }  // namespace mg::cpu

@@ -10,8 +10,10 @@
 //   A: per 16-row panel, per 32-k chunk q: Ap[r][kk]      = bf16(op(A)(row r, k = 32 q + kk))
 //   B: per 16-column panel, per chunk q:   Bp[p][2 n + e] = bf16(op(B)(k = 32 q + 2 p + e, column n))
 // Tiles 0-3 hold the 2 x 2 accumulators, 4-5 two A tiles, 6-7 two B tiles: per chunk four loads and four
-// TDPBF16PS. The accumulators are stored to a local 32 x 32 block and the valid part written to C with
-// beta (first K block) or added (later ones): the same arithmetic for a full block and an edge.
+// TDPBF16PS. The accumulators start from zero in the first K block and from C in the later ones, and are
+// stored into C; an edge block (or any block when beta is neither 0 nor a later K block's) goes through a
+// local 32 x 32 block, its valid part copied in and out (C = sums + beta C with beta): the same
+// arithmetic for a full block and an edge.
 //
 // Threads: C split into contiguous ranges of 32-row (or 32-column) blocks, K never split and the blocking
 // fixed, so an element's sum is the same for any thread count. Tile state is per thread: every slice
@@ -19,10 +21,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 #include "core/bf16.h"
 #include "core/parallel.h"
 #include "ops/cpu/amx_tiles.h"
+#include "ops/cpu/bf16_vec.h"
 #include "ops/cpu/gemm.h"
 #include "ops/cpu/scratch.h"
 
@@ -45,42 +49,135 @@ constexpr int64_t kKC = 512, kMC = 128, kNC = 512;  // multiples of 32
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Rounds rc x kc values v(r, k), r in [r0, r0 + rc), k in [k0, k0 + kc), of a stored matrix S into the
-// packed slots slot(r - r0, k - k0) of dst (zeroed first: `padded` elements). S holds v(r, k) at
-// S[r ld + k] when k_inner, else at S[k ld + r]; either way it is read along its rows.
-template <class Slot>
-void pack_rounded(bool k_inner, const float* S, int64_t ld, int64_t r0, int64_t k0, int64_t rc, int64_t kc,
-                  int64_t padded, uint16_t* dst, Slot slot) {
-  std::fill(dst, dst + padded, uint16_t(0));
-  if (k_inner) {
-    for (int64_t r = 0; r < rc; ++r) {
-      const float* src = S + (r0 + r) * ld + k0;
-      for (int64_t k = 0; k < kc; ++k) dst[slot(r, k)] = bf16_bits(src[k]);
+// ---- Packing ----
+// A tile of either operand covers 16 rows r (rows of op(A), or columns of op(B)) and one 32-k chunk, as
+// 16 x 16 units: a unit is a bf16 pair (v(r, 2p), v(r, 2p + 1)) as 32 bits, the first value in the low
+// half (the pair's two uint16 in memory order). An A tile holds unit (r, p) in row r, column p; a B tile
+// (the VNNI layout) in row p, column r. Rounding is bf16_vec.h's, eight values at a time.
+using Words = uint16_t __attribute__((vector_size(32)));  // the 16 halves of eight floats' bits
+
+// Units (r, p .. p + 7) from the 16 consecutive k = 2p .. 2p + 15 of row r of v: the top halves of the
+// rounded floats, in order.
+inline Bits8 units_along_k(const float* src) {
+  const Words x = (Words)round_bits(load_bits(src)), y = (Words)round_bits(load_bits(src + 8));
+  return (Bits8)__builtin_shufflevector(x, y, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
+// Units (r .. r + 7, p) from k = 2p and k = 2p + 1, each eight consecutive r of v: the two rows' rounded
+// top halves interleaved.
+inline Bits8 units_along_r(const float* k_even, const float* k_odd) {
+  const Words x = (Words)round_bits(load_bits(k_even)), y = (Words)round_bits(load_bits(k_odd));
+  return (Bits8)__builtin_shufflevector(x, y, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+}
+
+// An 8 x 8 matrix of 32-bit units transposed in registers (24 shuffles; with AVX, unpack, shuffle and
+// a 128-bit lane permute).
+inline void transpose8(Bits8 (&v)[8]) {
+  Bits8 t[8], s[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shufflevector(v[i], v[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(v[i], v[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+  }
+  for (int h = 0; h < 8; h += 4)
+    for (int e = 0; e < 2; ++e) {
+      s[h + 2 * e] = __builtin_shufflevector(t[h + e], t[h + e + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      s[h + 2 * e + 1] = __builtin_shufflevector(t[h + e], t[h + e + 2], 2, 3, 10, 11, 6, 7, 14, 15);
     }
-  } else {
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = S + (k0 + k) * ld + r0;
-      for (int64_t r = 0; r < rc; ++r) dst[slot(r, k)] = bf16_bits(src[r]);
-    }
+  for (int e = 0; e < 4; ++e) {
+    v[e] = __builtin_shufflevector(s[e], s[4 + e], 0, 1, 2, 3, 8, 9, 10, 11);
+    v[e + 4] = __builtin_shufflevector(s[e], s[4 + e], 4, 5, 6, 7, 12, 13, 14, 15);
   }
 }
 
-// op(A)[i0:i0+mc, k0:k0+kc] into round_up(mc, 32) / 16 panels of nq = ceil(kc / 32) tiles
-// (op(A)(i, k) = A[i lda + k], or A[k lda + i] when trans).
-void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint16_t* dst) {
-  const int64_t nq = (kc + kChunk - 1) / kChunk, rows = round_up(mc, kBlk);
-  pack_rounded(!trans, A, lda, i0, k0, mc, kc, rows * nq * kChunk, dst,
-               [nq](int64_t r, int64_t k) { return ((r / 16 * nq + k / kChunk) * 16 + r % 16) * kChunk + k % kChunk; });
+// Eight units into row `row` of a tile (16 units of 32 bits), from unit `col` on.
+inline void put_units(uint16_t* tile, int64_t row, int64_t col, Bits8 u) {
+  std::memcpy(tile + 32 * row + 2 * col, &u, sizeof u);
+}
+inline Bits8 get_units(const uint16_t* tile, int64_t row, int64_t col) {
+  Bits8 u;
+  std::memcpy(&u, tile + 32 * row + 2 * col, sizeof u);
+  return u;
 }
 
-// op(B)[k0:k0+kc, j0:j0+nc] into round_up(nc, 32) / 16 panels of nq tiles in the VNNI pair layout
-// (op(B)(k, j) = B[k ldb + j], or B[j ldb + k] when trans).
+// A tile's 16 x 16 units transposed in place: A's layout into B's or back.
+void transpose_tile(uint16_t* tile) {
+  Bits8 x[8], y[8];
+  for (int64_t d = 0; d < 16; d += 8) {  // the two diagonal 8 x 8 blocks
+    for (int64_t i = 0; i < 8; ++i) x[i] = get_units(tile, d + i, d);
+    transpose8(x);
+    for (int64_t i = 0; i < 8; ++i) put_units(tile, d + i, d, x[i]);
+  }
+  for (int64_t i = 0; i < 8; ++i) x[i] = get_units(tile, i, 8), y[i] = get_units(tile, 8 + i, 0);
+  transpose8(x);
+  transpose8(y);
+  for (int64_t i = 0; i < 8; ++i) put_units(tile, 8 + i, 0, x[i]), put_units(tile, i, 8, y[i]);
+}
+
+// An edge tile, one value at a time: rows r0 .. r0 + 15 and k0 .. k0 + 31 of v (S holds v(r, k) at
+// S[r ld + k] when k_inner, else at S[k ld + r]), in B's layout when b_layout, else in A's; rc and kc
+// are the rows and k left from r0 and k0, past which the tile holds zeros.
+void pack_edge_tile(bool k_inner, bool b_layout, const float* S, int64_t ld, int64_t r0, int64_t k0, int64_t rc,
+                    int64_t kc, uint16_t* tile) {
+  std::fill(tile, tile + kTileElems, uint16_t(0));
+  const int64_t rn = std::min<int64_t>(rc, 16), kn = std::min<int64_t>(kc, kChunk);
+  for (int64_t r = 0; r < rn; ++r)
+    for (int64_t k = 0; k < kn; ++k) {
+      const float v = k_inner ? S[(r0 + r) * ld + k0 + k] : S[(k0 + k) * ld + r0 + r];
+      const int64_t unit = b_layout ? k / 2 * 16 + r : r * 16 + k / 2;
+      tile[2 * unit + k % 2] = bf16_bits(v);
+    }
+}
+
+// A block of rc x kc values v(r0 + r, k0 + k) (S holds v(r, k) at S[r ld + k] when k_inner, else at
+// S[k ld + r]) as round_up(rc, 32) / 16 panels of nq = ceil(kc / 32) tiles, panel by panel (the tiles
+// of a panel consecutive in k), in B's layout when b_layout, else in A's. The whole tiles are read along
+// S's rows, one row after another: along k they give A's layout, along r B's; the other two
+// combinations then transpose each tile. The edge tiles (the last chunk, the last panels) go value by
+// value, zero-padded.
+void pack_panels(bool k_inner, bool b_layout, const float* S, int64_t ld, int64_t r0, int64_t k0, int64_t rc,
+                 int64_t kc, uint16_t* dst) {
+  const int64_t nq = (kc + kChunk - 1) / kChunk, panels = round_up(rc, kBlk) / 16;
+  const int64_t full_panels = rc / 16, full_q = kc / kChunk;
+  auto at = [&](int64_t pn, int64_t q) { return dst + (pn * nq + q) * kTileElems; };
+  if (k_inner) {  // row r of a panel: row r of each of its tiles
+    for (int64_t pn = 0; pn < full_panels; ++pn)
+      for (int64_t r = 0; r < 16; ++r) {
+        const float* src = S + (r0 + 16 * pn + r) * ld + k0;
+        for (int64_t q = 0; q < full_q; ++q) {
+          __builtin_prefetch(src + 2 * ld + kChunk * q);  // two rows ahead (the prefetchers lose short rows)
+          __builtin_prefetch(src + 2 * ld + kChunk * q + 16);
+          for (int64_t p = 0; p < 16; p += 8) put_units(at(pn, q), r, p, units_along_k(src + kChunk * q + 2 * p));
+        }
+      }
+  } else {  // pair p of a chunk: row p of its tile in each panel
+    for (int64_t q = 0; q < full_q; ++q)
+      for (int64_t p = 0; p < 16; ++p) {
+        const float* even = S + (k0 + kChunk * q + 2 * p) * ld + r0;
+        for (int64_t pn = 0; pn < full_panels; ++pn) {
+          __builtin_prefetch(even + 4 * ld + 16 * pn);  // the pair two ahead
+          __builtin_prefetch(even + 5 * ld + 16 * pn);
+          for (int64_t h = 0; h < 16; h += 8)
+            put_units(at(pn, q), p, h, units_along_r(even + 16 * pn + h, even + ld + 16 * pn + h));
+        }
+      }
+  }
+  if (k_inner == b_layout)
+    for (int64_t pn = 0; pn < full_panels; ++pn)
+      for (int64_t q = 0; q < full_q; ++q) transpose_tile(at(pn, q));
+  for (int64_t pn = 0; pn < panels; ++pn)
+    for (int64_t q = pn < full_panels ? full_q : 0; q < nq; ++q)
+      pack_edge_tile(k_inner, b_layout, S, ld, r0 + 16 * pn, k0 + kChunk * q, rc - 16 * pn, kc - kChunk * q, at(pn, q));
+}
+
+// op(A)[i0:i0+mc, k0:k0+kc] (op(A)(i, k) = A[i lda + k], or A[k lda + i] when trans).
+void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint16_t* dst) {
+  pack_panels(!trans, false, A, lda, i0, k0, mc, kc, dst);
+}
+
+// op(B)[k0:k0+kc, j0:j0+nc] in the VNNI pair layout (op(B)(k, j) = B[k ldb + j], or B[j ldb + k] when
+// trans).
 void pack_b(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t j0, int64_t kc, int64_t nc, uint16_t* dst) {
-  const int64_t nq = (kc + kChunk - 1) / kChunk, cols = round_up(nc, kBlk);
-  pack_rounded(trans, B, ldb, j0, k0, nc, kc, cols * nq * kChunk, dst, [nq](int64_t j, int64_t k) {
-    const int64_t kk = k % kChunk;
-    return ((j / 16 * nq + k / kChunk) * 16 + kk / 2) * kChunk + 2 * (j % 16) + kk % 2;
-  });
+  pack_panels(trans, true, B, ldb, j0, k0, nc, kc, dst);
 }
 
 TileConfig full_tiles() {
@@ -89,14 +186,23 @@ TileConfig full_tiles() {
   return cfg;
 }
 
-// out (32 x 32, row stride 32) = two A panels times two B panels over nq chunks.
+// out (32 x 32, row stride ldo) = two A panels times two B panels over nq chunks, added to out itself
+// when `add` (the accumulators start from it).
 template <class Tiles>
 inline void block(Tiles& t, int64_t nq, const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1,
-                  float* out) {
-  t.template zero<0>();
-  t.template zero<1>();
-  t.template zero<2>();
-  t.template zero<3>();
+                  float* out, int64_t ldo, bool add) {
+  const int64_t ld = ldo * int64_t(sizeof(float));
+  if (add) {
+    t.template load<0>(out, ld);
+    t.template load<1>(out + 16, ld);
+    t.template load<2>(out + 16 * ldo, ld);
+    t.template load<3>(out + 16 * ldo + 16, ld);
+  } else {
+    t.template zero<0>();
+    t.template zero<1>();
+    t.template zero<2>();
+    t.template zero<3>();
+  }
   for (int64_t q = 0; q < nq; ++q) {
     const int64_t o = q * kTileElems;
     t.template load<4>(a0 + o, kTileColsb);
@@ -108,26 +214,31 @@ inline void block(Tiles& t, int64_t nq, const uint16_t* a0, const uint16_t* a1, 
     t.template dpbf16ps<2, 5, 6>();
     t.template dpbf16ps<3, 5, 7>();
   }
-  constexpr int64_t ld = kBlk * sizeof(float);
   t.template store<0>(out, ld);
   t.template store<1>(out + 16, ld);
-  t.template store<2>(out + 16 * kBlk, ld);
-  t.template store<3>(out + 16 * kBlk + 16, ld);
+  t.template store<2>(out + 16 * ldo, ld);
+  t.template store<3>(out + 16 * ldo + 16, ld);
 }
 
+// How a block's sums reach C: C = sums (the first K block, beta 0), C = sums + beta C (the first K
+// block, beta != 0), or the accumulators start from C (later K blocks).
 enum class Store { overwrite, scale, accumulate };
+
+// The valid mr x nr part of C into a 32 x 32 block, zeros around it (an edge block that accumulates).
+void read_block(const float* C, int64_t ldc, int64_t mr, int64_t nr, float* blk) {
+  std::fill(blk, blk + kBlk * kBlk, 0.0f);
+  for (int64_t i = 0; i < mr; ++i) std::copy(C + i * ldc, C + i * ldc + nr, blk + i * kBlk);
+}
 
 // The valid mr x nr part of a 32 x 32 block into C.
 void write_block(const float* blk, float* C, int64_t ldc, int64_t mr, int64_t nr, Store mode, float beta) {
   for (int64_t i = 0; i < mr; ++i) {
     const float* s = blk + i * kBlk;
     float* c = C + i * ldc;
-    if (mode == Store::overwrite)
-      for (int64_t j = 0; j < nr; ++j) c[j] = s[j];
-    else if (mode == Store::scale)
+    if (mode == Store::scale)
       for (int64_t j = 0; j < nr; ++j) c[j] = s[j] + beta * c[j];
     else
-      for (int64_t j = 0; j < nr; ++j) c[j] += s[j];
+      for (int64_t j = 0; j < nr; ++j) c[j] = s[j];
   }
 }
 
@@ -154,9 +265,16 @@ void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const f
           const uint16_t* b0 = bp + (jr / 16) * panel;
           for (int64_t ir = 0; ir < mc; ir += kBlk) {
             const uint16_t* a0 = ap + (ir / 16) * panel;
-            block(t, nq, a0, a0 + panel, b0, b0 + panel, blk);
-            write_block(blk, C + (ic + ir) * ldc + jc + jr, ldc, std::min(kBlk, mc - ir), std::min(kBlk, nc - jr), mode,
-                        beta);
+            float* c = C + (ic + ir) * ldc + jc + jr;
+            const int64_t mr = std::min(kBlk, mc - ir), nr = std::min(kBlk, nc - jr);
+            const bool add = mode == Store::accumulate;
+            if (mode != Store::scale && mr == kBlk && nr == kBlk) {  // a whole block: in C itself
+              block(t, nq, a0, a0 + panel, b0, b0 + panel, c, ldc, add);
+            } else {  // an edge, or beta: through a local block, with the same arithmetic
+              if (add) read_block(c, ldc, mr, nr, blk);
+              block(t, nq, a0, a0 + panel, b0, b0 + panel, blk, kBlk, add);
+              write_block(blk, c, ldc, mr, nr, mode, beta);
+            }
           }
         }
       }
@@ -258,9 +376,11 @@ bool cpu_has_amx() {
 #endif
 }
 
-void gemm_bf16_amx(bool emulated, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+void gemm_bf16_amx(AmxTiles tiles, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  if (emulated) return threaded<EmulatedTiles>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+  if (tiles == AmxTiles::none) return threaded<NoTiles>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+  if (tiles == AmxTiles::emulated)
+    return threaded<EmulatedTiles>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
 #if MG_AMX_KERNEL
   MG_CHECK(cpu_has_amx(), "[matmul] the amx gemm needs a CPU with AMX-BF16 and AMX-TILE (and Linux's permission)");
   threaded<RealTiles>(trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);

@@ -263,7 +263,8 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, cons
   }
   if (way == Bf16Gemm::automatic) way = bf16_gemm_choice();
   if (way == Bf16Gemm::amx || way == Bf16Gemm::amx_emulated)
-    return gemm_bf16_amx(way == Bf16Gemm::amx_emulated, trans_a, trans_b, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    return gemm_bf16_amx(way == Bf16Gemm::amx_emulated ? AmxTiles::emulated : AmxTiles::real, trans_a, trans_b, M, N, K,
+                         A, lda, B, ldb, beta, C, ldc);
 #if MG_BF16_KERNEL
   if (way == Bf16Gemm::dpbf16) {
     MG_CHECK(cpu_has_avx512_bf16(), "[matmul] the dpbf16 gemm needs a CPU with AVX512-BF16");
