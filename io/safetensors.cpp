@@ -250,28 +250,49 @@ void check_tiling(std::vector<StEntry>& entries, uint64_t data_size, const std::
 
 }  // namespace
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  const RegularFile in(path, kOp);  // a FIFO or a device is refused, not waited on
-  uint64_t n = 0;
-  const nlohmann::json header = parse_header(read_header_text(in, path, n), path);
-  const uint64_t data_size = in.size() - 8 - n;
-  SafetensorsFile result;
+namespace {
+
+// The validated header of an open file: its tensors' entries in data order, and its metadata.
+struct StHeader {
+  uint64_t header_bytes = 0;
   std::vector<StEntry> entries;
+  std::map<std::string, std::string> metadata;
+};
+
+StHeader read_header(const RegularFile& in, const std::string& path) {
+  StHeader h;
+  const nlohmann::json header = parse_header(read_header_text(in, path, h.header_bytes), path);
+  const uint64_t data_size = in.size() - 8 - h.header_bytes;
   for (const auto& [name, info] : header.items()) {
     if (name == "__metadata__")
-      result.metadata = read_metadata(info, path);
+      h.metadata = read_metadata(info, path);
     else
-      entries.push_back(parse_entry(name, info, data_size, path));
+      h.entries.push_back(parse_entry(name, info, data_size, path));
   }
-  check_tiling(entries, data_size, path);
-  for (const StEntry& e : entries) {
+  check_tiling(h.entries, data_size, path);
+  return h;
+}
+
+}  // namespace
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  const RegularFile in(path, kOp);  // a FIFO or a device is refused, not waited on
+  StHeader h = read_header(in, path);
+  SafetensorsFile result;
+  result.metadata = std::move(h.metadata);
+  for (const StEntry& e : h.entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
-    MG_CHECK(in.read_at(8 + n + e.begin, t.raw_data(), e.end - e.begin),
+    MG_CHECK(in.read_at(8 + h.header_bytes + e.begin, t.raw_data(), e.end - e.begin),
              "{} '{}': tensor '{}': reading bytes [{}, {}) failed (file truncated while reading?)", kOp, path, e.name,
              e.begin, e.end);
     result.tensors.emplace_back(e.name, std::move(t));
   }
   return result;
+}
+
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  const RegularFile in(path, kOp);
+  return read_header(in, path).metadata;
 }
 
 NamedTensors load_safetensors(const std::string& path) { return read_safetensors(path).tensors; }

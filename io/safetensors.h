@@ -37,6 +37,9 @@ struct SafetensorsFile {
 
 // Reads and validates a whole file.
 SafetensorsFile read_safetensors(const std::string& path);
+// The metadata alone, from a header validated as read_safetensors validates it (the tensors' bytes are
+// not read: a trainer state's options without its optimizer moments).
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 // The tensors only, in file order.
 NamedTensors load_safetensors(const std::string& path);
 // The tensors by name.

@@ -154,6 +154,7 @@ TEST_CASE("io: safetensors loading rejects every kind of bad file with a clear m
     parts.push_back(path);
     parts.push_back("[load_safetensors]");
     check_error([&] { load_safetensors(path); }, parts);
+    check_error([&] { read_safetensors_metadata(path); }, parts);  // the same header checks, no data read
   };
   const std::string f32x2 = std::string("\x00\x00\x80\x3f\x00\x00\x00\x40", 8);  // 1.0f, 2.0f
   // A correct file, for reference.
@@ -167,6 +168,7 @@ TEST_CASE("io: safetensors loading rejects every kind of bad file with a clear m
   check_error([&] { load_safetensors(fifo); },
               {"[load_safetensors]", fifo, "is a FIFO (named pipe), not a regular file"});
   check_error([&] { load_safetensors(dir.path.string()); }, {"[load_safetensors]", "is a directory"});
+  check_error([&] { read_safetensors_metadata(fifo); }, {"[load_safetensors]", fifo, "is a FIFO"});
   expect_bad("abc", {"too short"});
   expect_bad(std::string("\xff\xff\xff\xff\x00\x00\x00\x00{}", 10), {"bad header length"});
   expect_bad(std::string("\x40\x00\x00\x00\x00\x00\x00\x00{}", 10), {"bad header length", "truncated"});
@@ -181,6 +183,7 @@ TEST_CASE("io: safetensors loading rejects every kind of bad file with a clear m
   write_bytes(path,
               st_file(R"({"__metadata__":{"x":"1"},"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", f32x2));
   CHECK(read_safetensors(path).metadata.at("x") == "1");
+  CHECK(read_safetensors_metadata(path) == std::map<std::string, std::string>{{"x", "1"}});
   expect_bad(st_file(R"({"x":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}})", f32x2),
              {"tensor 'x'", "unsupported dtype 'BF16'"});
   expect_bad(st_file(R"({"x":{"shape":[2],"data_offsets":[0,8]}})", f32x2), {"tensor 'x'", "missing \"dtype\""});

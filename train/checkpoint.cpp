@@ -60,9 +60,9 @@ std::string require_folder(const std::string& dir) {
 // The options stored with a checkpoint (its trainer_state's metadata).
 TrainOptions checkpoint_options(const CheckpointRef& ckpt) {
   const std::string path = ckpt.dir + "/" + kStateFile;
-  auto f = read_safetensors(path);
-  MG_CHECK(f.metadata.count("options"), "[resume] {} has no training options in its metadata", path);
-  return TrainOptions::from_json(f.metadata.at("options"), path);
+  const auto metadata = read_safetensors_metadata(path);  // not the optimizer's moments
+  MG_CHECK(metadata.count("options"), "[resume] {} has no training options in its metadata", path);
+  return TrainOptions::from_json(metadata.at("options"), path);
 }
 
 // The names in a run folder that change when a trainer saves a checkpoint and removes the older one.
