@@ -9,12 +9,15 @@
 
 namespace mg {
 
-// A value that fills an int64 tensor (full, fill_) must be one an int64 holds: a C++ conversion of NaN, an
-// infinity or a value outside [-2^63, 2^63) is undefined behaviour (to_dtype refuses the same per element).
+// Whether a C++ conversion of `value` to int64 is defined: finite and in [-2^63, 2^63) (the bounds are
+// powers of two, exact in double; NaN fails both comparisons). to_dtype refuses other values per element.
+inline bool fits_int64(double value) { return value >= -0x1p63 && value < 0x1p63; }
+
+// A value that fills an int64 tensor (full, fill_) must be one an int64 holds (fits_int64).
 inline void check_int64_value(DType dtype, double value, const char* op) {
   if (dtype != DType::i64) return;
-  MG_CHECK(value >= -0x1p63 && value < 0x1p63,
-           "[{}] cannot fill an int64 tensor with {} (valid: finite values in [-2^63, 2^63))", op, value);
+  MG_CHECK(fits_int64(value), "[{}] cannot fill an int64 tensor with {} (valid: finite values in [-2^63, 2^63))", op,
+           value);
 }
 
 // Every defined tensor of `inputs` has the dtype and the device of `ref` (named `ref_name`); the error

@@ -13,6 +13,7 @@
 #include "cuda/runtime.h"
 #include "cuda/tensor_iter.h"
 #include "ops/cpu/loops.h"
+#include "ops/input_checks.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -367,8 +368,8 @@ void check_int64_convertible(const Tensor& x) {
   MG_DISPATCH_FLOAT(h.dtype(), "to_dtype", [&] {
     const scalar_t* p = h.data<scalar_t>();
     for (int64_t i = 0; i < h.numel(); ++i) {
-      const double v = (double)p[i];  // exact: both bounds are powers of two
-      MG_CHECK(v >= -0x1p63 && v < 0x1p63,
+      const double v = (double)p[i];  // exact for float and double
+      MG_CHECK(fits_int64(v),
                "[to_dtype] cannot convert {} to int64: the element at flat index {} is {} (valid: finite values "
                "in [-2^63, 2^63))",
                x.dtype(), i, v);
