@@ -1,8 +1,9 @@
 // sample_rows: one token per row of logits, on the device (ops/sample.cpp states the rule and holds
 // the CPU loop). One block per row: each thread ranks its entries against the whole row (value
 // descending, lower index first on ties), the kept ones (rank < keep) land in rank order in scratch,
-// and thread 0 walks them in that order with the same double arithmetic as the CPU, so both devices
-// pick the same token from the same uniform draw.
+// and thread 0 walks them in that order with the CPU's own arithmetic (core/sample_pick.h), so both
+// devices pick the same token from the same uniform draw.
+#include "core/sample_pick.h"
 #include "cuda/launch.cuh"
 
 namespace mg::cuda {
@@ -37,30 +38,7 @@ __global__ void sample_kernel(const T* logits, int64_t ld, int64_t vocab, double
     out[row] = index[0];
     return;
   }
-  const double top = value[0];
-  if (top == INFINITY || top == -INFINITY) {  // the first kept +inf; -1 for an all -inf row (as the CPU)
-    out[row] = top > 0 ? index[0] : -1;
-    return;
-  }
-  double total = 0;
-  for (int64_t k = 0; k < keep; ++k) total += value[k] = exp((value[k] - top) / temperature);
-  if (top_p < 1) {  // the nucleus, as the CPU cuts it
-    const double bound = top_p * total;
-    double before = value[0];
-    int64_t n = 1;
-    while (n < keep && before < bound) before += value[n++];
-    keep = n, total = before;
-  }
-  double r = uniforms[row] * total;
-  int64_t pick = index[keep - 1];
-  for (int64_t k = 0; k < keep; ++k) {
-    if (r < value[k]) {
-      pick = index[k];
-      break;
-    }
-    r -= value[k];
-  }
-  out[row] = pick;
+  out[row] = pick_ranked(value, index, keep, temperature, top_p, uniforms[row]);
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <numeric>
 
 #include "core/dispatch.h"
+#include "core/sample_pick.h"
 #include "cuda/kernels.h"
 #include "ops/ops.h"
 
@@ -39,24 +40,8 @@ int64_t pick_row(const T* l, int64_t vocab, double temperature, int64_t keep, do
   std::partial_sort(idx.begin(), idx.begin() + keep, idx.end(),
                     [&](int64_t a, int64_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
   p.resize(keep);
-  const double top = (double)l[idx[0]];
-  if (top == INFINITY) return idx[0];  // the first +inf (see the rule above)
-  if (top == -INFINITY) return -1;     // all -inf: nothing to draw from
-  double total = 0;
-  for (int64_t k = 0; k < keep; ++k) total += p[k] = std::exp(((double)l[idx[k]] - top) / temperature);
-  if (top_p < 1) {  // the nucleus: cut where the weights before an entry reach top_p of the total
-    const double bound = top_p * total;
-    double before = p[0];
-    int64_t n = 1;
-    while (n < keep && before < bound) before += p[n++];
-    keep = n, total = before;
-  }
-  double r = u * total;
-  for (int64_t k = 0; k < keep; ++k) {
-    if (r < p[k]) return idx[k];
-    r -= p[k];
-  }
-  return idx[keep - 1];
+  for (int64_t k = 0; k < keep; ++k) p[k] = (double)l[idx[k]];
+  return pick_ranked(p.data(), idx.data(), keep, temperature, top_p, u);
 }
 
 }  // namespace
