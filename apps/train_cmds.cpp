@@ -246,8 +246,8 @@ void add_eval_command(CLI::App& app, Run& run) {
       MG_CHECK(
           o->bytes == -1 || o->bytes > seq,
           "[eval] --bytes {} is shorter than one window of --seq {} + 1 bytes{}: use at least {}, or -1 (the whole "
-          "split)",
-          o->bytes, seq, o->seq > 0 ? "" : " (the run's)", (uint64_t)seq + 1);
+          "split){}",
+          o->bytes, seq, o->seq > 0 ? "" : " (the run's)", (uint64_t)seq + 1, o->seq > 0 ? ", or a smaller --seq" : "");
       auto model = load_model(o->run_dir, device);
       check_fits_in_memory(model->config().forward_bytes((double)o->batch * (double)seq), "eval",
                            mg::format("a batch of --batch {} x --seq {} tokens", o->batch, seq),

@@ -277,6 +277,11 @@ TEST_CASE("input limits: --eval-bytes and eval --bytes shorter than a window nam
   REQUIRE(run_cli(tiny_train(data, d / "run"), {}, kKillMs).exit_code == 0);
   auto e = run_cli({"eval", "--run", d / "run", "--bytes", "10"}, {}, kKillMs);
   check_refused(e, {"--bytes 10 is shorter than one window of --seq 32 + 1 bytes (the run's): use at least 33"});
+  CHECK(e.err.find("smaller --seq") == std::string::npos);  // the run's window: not the user's to shrink
+  // A --seq of the user's own: a smaller one is a way out too (-1 cannot help when the split is short).
+  auto s = run_cli({"eval", "--run", d / "run", "--bytes", "1000", "--seq", "999999999"}, {}, kKillMs);
+  check_refused(s, {"--bytes 1000 is shorter than one window of --seq 999999999 + 1 bytes: use at least 1000000000, "
+                    "or -1 (the whole split), or a smaller --seq"});
 }
 
 TEST_CASE("input limits: eval and resume after the run's data file moved ask for --data with the recorded path") {
