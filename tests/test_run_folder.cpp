@@ -3,6 +3,10 @@
 // cannot change, out-of-range options, Ctrl-C in every phase. Most cases run the `mambagrad` program
 // as a child process (tests/cli.h), as a user would.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
@@ -290,6 +294,25 @@ TEST_CASE("run folder: a second trainer on a folder in use is refused") {
     CHECK_THROWS_WITH_AS(train(r, true), doctest::Contains("is in use by another trainer (its .lock was removed"),
                          Error);
     o.overwrite = false;
+  }
+  {
+    // Another program holds the .lock, which still names the last trainer, long gone: the message says so
+    // instead of naming that pid as a trainer in use.
+    const pid_t gone = ::fork();
+    if (gone == 0) ::_exit(0);
+    REQUIRE(gone > 0);
+    REQUIRE(::waitpid(gone, nullptr, 0) == gone);
+    write_bytes(d / "run/.lock", std::to_string(gone) + "\n");
+    const int fd = ::open((d / "run/.lock").c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    TrainOptions r = load_run_options(d / "run");
+    r.steps = 4;
+    r.progress = false;
+    const std::string want =
+        mg::format("is locked by another program: its .lock names pid {}, a trainer that has exited", gone);
+    CHECK_THROWS_WITH_AS(train(r, true), doctest::Contains(want.c_str()), Error);
+    ::close(fd);
   }
   TrainOptions r = load_run_options(d / "run");  // released: the run continues
   r.steps = 4;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -136,8 +137,17 @@ RunLock::RunLock(const std::string& dir) : dir_(dir) {
     fd_ = -1;
     std::string pid = n > 0 ? std::string(buf, (size_t)n) : std::string("unknown");
     while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-    if (err == EWOULDBLOCK)
+    if (err == EWOULDBLOCK) {
+      // The pid is the last trainer's. Where no such process lives, another program holds the lock.
+      char* end = nullptr;
+      const long long p = std::strtoll(pid.c_str(), &end, 10);
+      if (!pid.empty() && *end == '\0' && p > 0 && p <= INT_MAX && ::kill((pid_t)p, 0) != 0 && errno == ESRCH)
+        MG_THROW(
+            "[train] {} is locked by another program: its {} names pid {}, a trainer that has exited, so the lock "
+            "is held by some other process (`fuser {}` names it); wait for it or stop it first",
+            dir, kLockFile, pid, shell_word(path));
       MG_THROW("[train] {} is in use by another trainer (pid {}); wait for it to finish or stop it first", dir, pid);
+    }
     MG_THROW("[train] cannot lock '{}': {}", path, std::strerror(err));
   }
   // The folder itself too: a .lock removed by hand while a trainer runs would otherwise let a second
