@@ -3,7 +3,8 @@
 // a decode section (M = 1 and 16 rows against each weight, see decode_section). The training shapes
 // also run the bf16 gemm of mixed precision (gemm.h, "Mixed precision"), each way this CPU has (fp32 on
 // rounded operands always, avx512-bf16 and amx where the CPU has them), against our float32 gemm in the
-// same run, and say which way `--precision bf16` runs here.
+// same run, and say which way `--precision bf16` runs here; last, the AMX kernel with its tile operations
+// left out (its packing, loops and write-back, measurable on any CPU) against the time its 4x target allows.
 //
 // Shapes: tokens M = batch 16 x seq 256 = 4096; each linear layer y = x W^T (W stored (N, K)) in its
 // three forms: forward  Y (M, N) = X (M, K) W^T            gemm(trans_b)

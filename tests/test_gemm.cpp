@@ -444,6 +444,8 @@ std::vector<Case> amx_edge_cases() {
     cases.push_back(c);
     c.ldc_pad = 3, c.lda_pad = 1, c.ldb_pad = 2, c.beta = 0.75;
     cases.push_back(c);
+    c.beta = 1.0;  // the first K block's sums start from C (a bias)
+    cases.push_back(c);
   }
   return cases;
 }

@@ -1,10 +1,12 @@
 // The few AMX tile operations the bf16 gemm uses (ops/cpu/gemm_amx.cpp), behind one small interface
-// with two implementations of the same semantics:
+// with two implementations of the same semantics, and a third that leaves them out:
 //   RealTiles (gemm_amx.cpp): the instructions (LDTILECFG, TILELOADD, TILESTORED, TILEZERO, TDPBF16PS,
 //                             TILERELEASE), compiled whatever -march says and run only where the CPU has
 //                             AMX and Linux granted the tile data (cpu_has_amx, gemm.h);
 //   EmulatedTiles (here):     plain C++ that any CPU runs, so that the kernel's packing, tiling and edges
-//                             are tested everywhere (MG_BF16_GEMM=amx-emu, or Bf16Gemm::amx_emulated).
+//                             are tested everywhere (MG_BF16_GEMM=amx-emu, or Bf16Gemm::amx_emulated);
+//   NoTiles (here):           no tile operation at all (the stores write zeros), for timing the kernel's
+//                             packing, loops and write-back alone (bench matmul).
 // A kernel is a template on the implementation; tile numbers are template arguments, as the
 // instructions take them as immediates.
 //
@@ -15,7 +17,9 @@
 //     for m, for p in order, for n:  c[m][n] += a[m][2p] b[2p][n];  c[m][n] += a[m][2p + 1] b[2p + 1][n]
 // bf16 inputs below the normal range read as zero (DAZ), as the instruction does; float32 sums round to
 // nearest. The hardware may order or fuse the additions of one instruction differently: the two agree up
-// to float32 summation order (a product of two bf16 is exact in float32).
+// to float32 summation order (a product of two bf16 is exact in float32). The hardware also flushes
+// float32 results below the normal range to zero, and so reads a subnormal C it starts from as zero (the
+// kernel starts from C in its later K blocks); the emulation keeps them, a difference below 2^-126.
 #pragma once
 #include <cstdint>
 #include <cstring>

@@ -12,7 +12,9 @@ namespace mg::cpu {
 using Bits8 = uint32_t __attribute__((vector_size(32)));
 
 // Eight floats (as their bits) rounded to bf16, each kept in the top half of its 32 bits.
-inline Bits8 round_bits(Bits8 u) {
+// (static: each file gets its own copy, compiled for its own vector width, never one shared through the
+// linker by files built for different ones.)
+static inline Bits8 round_bits(Bits8 u) {
   using F = float __attribute__((vector_size(32)));
   const F f = (F)u;
   const Bits8 rounded = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
@@ -20,7 +22,7 @@ inline Bits8 round_bits(Bits8 u) {
   return f != f ? quiet : rounded;  // NaN: a compare and a blend
 }
 
-inline Bits8 load_bits(const float* p) {
+static inline Bits8 load_bits(const float* p) {
   Bits8 u;
   std::memcpy(&u, p, sizeof u);
   return u;

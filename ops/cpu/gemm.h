@@ -64,7 +64,8 @@ void gemm_rounded(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, c
 void round_bf16_span(const float* src, float* dst, int64_t n);
 
 // The AMX way (gemm_amx.cpp), on the instructions, on amx_tiles.h's EmulatedTiles, or with no tile
-// operations at all (NoTiles: C gets zeros), for timing the kernel's packing, loops and write-back alone.
+// operations at all (NoTiles: C gets zeros where beta is 0), for timing the kernel's packing, loops and
+// write-back alone.
 enum class AmxTiles { real, emulated, none };
 void gemm_bf16_amx(AmxTiles tiles, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);

@@ -10,10 +10,10 @@
 //   A: per 16-row panel, per 32-k chunk q: Ap[r][kk]      = bf16(op(A)(row r, k = 32 q + kk))
 //   B: per 16-column panel, per chunk q:   Bp[p][2 n + e] = bf16(op(B)(k = 32 q + 2 p + e, column n))
 // Tiles 0-3 hold the 2 x 2 accumulators, 4-5 two A tiles, 6-7 two B tiles: per chunk four loads and four
-// TDPBF16PS. The accumulators start from zero in the first K block and from C in the later ones, and are
-// stored into C; an edge block (or any block when beta is neither 0 nor a later K block's) goes through a
-// local 32 x 32 block, its valid part copied in and out (C = sums + beta C with beta): the same
-// arithmetic for a full block and an edge.
+// TDPBF16PS. The accumulators start from zero in the first K block (from C where beta is 1) and from C
+// in the later ones, and are stored into C; an edge block, and every block of the first K block where
+// beta is neither 0 nor 1 (then C = sums + beta C), goes through a local 32 x 32 block, its valid part
+// copied in and out: the same arithmetic for a full block and an edge.
 //
 // Threads: C split into contiguous ranges of 32-row (or 32-column) blocks, K never split and the blocking
 // fixed, so an element's sum is the same for any thread count. Tile state is per thread: every slice
@@ -89,6 +89,12 @@ inline void transpose8(Bits8 (&v)[8]) {
   }
 }
 
+// A prefetch `rows` rows of ld floats past p, which may lie past the operand's end (a prefetch never
+// faults); the address is computed as an integer, not as a pointer past the array.
+inline void prefetch_rows(const float* p, int64_t rows, int64_t ld) {
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(rows * ld * 4)));
+}
+
 // Eight units into row `row` of a tile (16 units of 32 bits), from unit `col` on.
 inline void put_units(uint16_t* tile, int64_t row, int64_t col, Bits8 u) {
   std::memcpy(tile + 32 * row + 2 * col, &u, sizeof u);
@@ -144,8 +150,8 @@ void pack_panels(bool k_inner, bool b_layout, const float* S, int64_t ld, int64_
       for (int64_t r = 0; r < 16; ++r) {
         const float* src = S + (r0 + 16 * pn + r) * ld + k0;
         for (int64_t q = 0; q < full_q; ++q) {
-          __builtin_prefetch(src + 2 * ld + kChunk * q);  // two rows ahead (the prefetchers lose short rows)
-          __builtin_prefetch(src + 2 * ld + kChunk * q + 16);
+          prefetch_rows(src + kChunk * q, 2, ld);  // two rows ahead (the prefetchers lose short rows)
+          prefetch_rows(src + kChunk * q + 16, 2, ld);
           for (int64_t p = 0; p < 16; p += 8) put_units(at(pn, q), r, p, units_along_k(src + kChunk * q + 2 * p));
         }
       }
@@ -154,8 +160,8 @@ void pack_panels(bool k_inner, bool b_layout, const float* S, int64_t ld, int64_
       for (int64_t p = 0; p < 16; ++p) {
         const float* even = S + (k0 + kChunk * q + 2 * p) * ld + r0;
         for (int64_t pn = 0; pn < full_panels; ++pn) {
-          __builtin_prefetch(even + 4 * ld + 16 * pn);  // the pair two ahead
-          __builtin_prefetch(even + 5 * ld + 16 * pn);
+          prefetch_rows(even + 16 * pn, 4, ld);  // the pair two ahead
+          prefetch_rows(even + 16 * pn, 5, ld);
           for (int64_t h = 0; h < 16; h += 8)
             put_units(at(pn, q), p, h, units_along_r(even + 16 * pn + h, even + ld + 16 * pn + h));
         }
@@ -256,7 +262,8 @@ void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const f
     const int64_t nc = std::min(kNC, N - jc);
     for (int64_t pc = 0; pc < K; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc), nq = (kc + kChunk - 1) / kChunk, panel = nq * kTileElems;
-      const Store mode = pc > 0 ? Store::accumulate : beta == 0.0f ? Store::overwrite : Store::scale;
+      // beta 1 in the first K block is a sum that starts from C, as every later K block is.
+      const Store mode = pc > 0 || beta == 1.0f ? Store::accumulate : beta == 0.0f ? Store::overwrite : Store::scale;
       pack_b(trans_b, B, ldb, pc, jc, kc, nc, bp);
       for (int64_t ic = 0; ic < M; ic += kMC) {
         const int64_t mc = std::min(kMC, M - ic);
