@@ -144,7 +144,8 @@ RunLock::RunLock(const std::string& dir) : dir_(dir) {
       if (!pid.empty() && *end == '\0' && p > 0 && p <= INT_MAX && ::kill((pid_t)p, 0) != 0 && errno == ESRCH)
         MG_THROW(
             "[train] {} is locked by another program: its {} names pid {}, a trainer that has exited, so the lock "
-            "is held by some other process (`fuser {}` names it); wait for it or stop it first",
+            "is held by some other process, or by a trainer in another PID namespace such as a container (`fuser "
+            "{}` names a holder on this machine); wait for it or stop it first",
             dir, kLockFile, pid, shell_word(path));
       MG_THROW("[train] {} is in use by another trainer (pid {}); wait for it to finish or stop it first", dir, pid);
     }
