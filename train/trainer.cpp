@@ -195,11 +195,6 @@ EvalResult evaluate_stream(const MambaLM& model, const ByteDataset& data, int64_
 
 namespace {
 
-// evaluate() split over the ranks of a data-parallel run: in round k rank r takes batch k N + r, and the
-// sums are added up at the end. A stop signal is agreed after every round, as evaluate() polls between
-// batches: every rank throws Interrupted after the same round (a rank that stopped alone would leave the
-// others waiting in the sum), with SIGTERM on a rank that got no signal itself, so that Ctrl-C on mpirun
-// (SIGTERM to every rank, SIGKILL a few seconds later) stops a long validation or test in time to save.
 // The stop signal, agreed between the ranks so that all stop at the same point: a rank that got none
 // stops as if by SIGTERM when another got one. (One process: its own signal.)
 int agreed_signal(const World& world) {
@@ -210,6 +205,11 @@ int agreed_signal(const World& world) {
   return s ? s : any > 0 ? SIGTERM : 0;
 }
 
+// evaluate() split over the ranks of a data-parallel run: in round k rank r takes batch k N + r, and the
+// sums are added up at the end. A stop signal is agreed after every round, as evaluate() polls between
+// batches: every rank throws Interrupted after the same round (a rank that stopped alone would leave the
+// others waiting in the sum), with SIGTERM on a rank that got no signal itself, so that Ctrl-C on mpirun
+// (SIGTERM to every rank, SIGKILL a few seconds later) stops a long validation or test in time to save.
 EvalResult evaluate_ranks(const MambaLM& model, const ByteDataset& data, int64_t batch, int64_t seq, int64_t max_bytes,
                           const World& world) {
   NoGradGuard ng;
