@@ -92,7 +92,8 @@ inline void transpose8(Bits8 (&v)[8]) {
 // A prefetch `rows` rows of ld floats past p, which may lie past the operand's end (a prefetch never
 // faults); the address is computed as an integer, not as a pointer past the array.
 inline void prefetch_rows(const float* p, int64_t rows, int64_t ld) {
-  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(rows * ld * 4)));
+  __builtin_prefetch(
+      reinterpret_cast<const void*>(reinterpret_cast<uintptr_t>(p) + uintptr_t(rows * ld) * sizeof(float)));
 }
 
 // Eight units into row `row` of a tile (16 units of 32 bits), from unit `col` on.
