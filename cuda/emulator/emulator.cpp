@@ -139,6 +139,9 @@ struct Block {
   std::vector<uint64_t> xchg;
   std::vector<unsigned char> dyn;
   int cur = -1;
+  int nthreads = 0;
+  bool reverse = false;         // this launch runs its threads (and blocks) last to first
+  bool from_scheduler = false;  // the running fiber was entered from the scheduler, not from another fiber
   void* sched_sp = nullptr;
   void* sched_asan_fake = nullptr;  // the same, for the scheduler's (the host thread's) stack
   const void* sched_bottom = nullptr;
@@ -168,7 +171,9 @@ Stats g_stats;
 // for its fake stack, which ASan then frees.
 void fiber_resumed(Block& b) {
 #if MG_EMU_ASAN
-  __sanitizer_finish_switch_fiber(b.fibers[b.cur].asan_fake, &b.sched_bottom, &b.sched_size);
+  // The stack left behind is the scheduler's (kept for switching back to it) or another fiber's.
+  __sanitizer_finish_switch_fiber(b.fibers[b.cur].asan_fake, b.from_scheduler ? &b.sched_bottom : nullptr,
+                                  b.from_scheduler ? &b.sched_size : nullptr);
 #else
   (void)b;
 #endif
@@ -206,15 +211,58 @@ char* new_stack() {
   return static_cast<char*>(p);
 }
 
-// Stack i starts i * 272 bytes (mod 4 KiB) below its mapping's top: were all tops at the same offset
-// within a page, they would share cache sets.
+// Stack i starts i * (4 KiB + 272) bytes (mod 64 KiB) below its mapping's top. The mappings lie 256 KiB
+// apart, so tops at the same offset within a page would share the L1's cache sets, and tops spread over
+// one page only (i * 272 mod 4 KiB) would share a sixteenth of the L2's: a block of 256 threads would
+// evict its own saved registers between two of a thread's turns.
 void* init_stack(char* stack, int i) {
-  auto top = (reinterpret_cast<uintptr_t>(stack + kStackBytes) - uintptr_t(i) * 272 % 4096) & ~uintptr_t(15);
+  auto top = (reinterpret_cast<uintptr_t>(stack + kStackBytes) - uintptr_t(i) * (4096 + 272) % 65536) & ~uintptr_t(15);
   auto* s = reinterpret_cast<uint64_t*>(top);
   s[-1] = 0;                                        // fiber_main's return address (it never returns)
   s[-2] = reinterpret_cast<uint64_t>(&fiber_main);  // where `ret` goes
   for (int r = 3; r <= 8; ++r) s[-r] = 0;           // rbp rbx r12 r13 r14 r15
   return &s[-8];
+}
+
+// A block's threads run in rounds: each ready thread in turn (first to last, or last to first), until it
+// returns or waits at a barrier. A thread that waits hands over to the next ready thread of the round
+// itself, one switch instead of two through the scheduler; the last one of the round, and a thread that
+// returns (its stack is then free for the next thread to start), go back to the scheduler.
+int fiber_at(const Block& b, int pos) { return b.reverse ? b.nthreads - 1 - pos : pos; }
+int position_of(const Block& b, int i) { return b.reverse ? b.nthreads - 1 - i : i; }
+
+// The first ready thread at a position from `pos` on in this round's order, or -1.
+int next_ready(const Block& b, int pos) {
+  for (; pos < b.nthreads; ++pos) {
+    const int i = fiber_at(b, pos);
+    if (b.fibers[i].state == State::ready) return i;
+  }
+  return -1;
+}
+
+// Gives a thread that has not started a stack: the most recently freed one, or a new one. (Not inlined:
+// its locals would give make_current, which runs at every switch, a frame ASan poisons and unpoisons.)
+[[gnu::noinline]] int add_stack(Block& b) {
+  b.stacks.push_back(new_stack());
+  return (int)b.stacks.size() - 1;
+}
+[[gnu::noinline]] void give_stack(Block& b, Fiber& f) {
+  if (b.free_stacks.empty()) {
+    f.stack = add_stack(b);
+  } else {
+    f.stack = b.free_stacks.back();
+    b.free_stacks.pop_back();
+  }
+  f.sp = init_stack(b.stacks[f.stack], f.stack);
+}
+
+// Makes thread i the current one.
+void make_current(Block& b, int i) {
+  Fiber& f = b.fibers[i];
+  if (!f.sp) give_stack(b, f);
+  b.cur = i;
+  threadIdx = f.tid;
+  ++g_stats.switches;
 }
 
 void yield(State why) {
@@ -223,9 +271,20 @@ void yield(State why) {
     fail("__syncthreads or a warp shuffle outside a kernel");
     return;
   }
-  b.fibers[b.cur].state = why;
-  switch_to_scheduler(b, false);
-  mg_emu_switch(&b.fibers[b.cur].sp, b.sched_sp);
+  const int me = b.cur;
+  b.fibers[me].state = why;
+  const int next = next_ready(b, position_of(b, me) + 1);
+  if (next < 0) {
+    switch_to_scheduler(b, false);
+    mg_emu_switch(&b.fibers[me].sp, b.sched_sp);
+  } else {
+    make_current(b, next);
+#if MG_EMU_ASAN
+    __sanitizer_start_switch_fiber(&b.fibers[me].asan_fake, b.stacks[b.fibers[next].stack] + 4096, kStackBytes - 4096);
+#endif
+    b.from_scheduler = false;
+    mg_emu_switch(&b.fibers[me].sp, b.fibers[next].sp);
+  }
   fiber_resumed(b);
 }
 
@@ -235,6 +294,7 @@ void switch_to_fiber(Block& b, const char* stack) {
 #else
   (void)stack;
 #endif
+  b.from_scheduler = true;
   mg_emu_switch(&b.sched_sp, b.fibers[b.cur].sp);
 #if MG_EMU_ASAN
   __sanitizer_finish_switch_fiber(b.sched_asan_fake, nullptr, nullptr);
@@ -251,26 +311,16 @@ bool reverse_order() {
 
 // Runs one block to completion. Returns false (with b.failure set) on a deadlock.
 bool run_block(Block& b, int nthreads) {
-  const bool rev = reverse_order();
+  b.nthreads = nthreads;
+  b.reverse = reverse_order();
   for (;;) {
-    for (int k = 0; k < nthreads; ++k) {
-      const int i = rev ? nthreads - 1 - k : k;
-      Fiber& f = b.fibers[i];
-      if (f.state != State::ready) continue;
-      if (!f.sp) {
-        if (b.free_stacks.empty()) {
-          b.free_stacks.push_back((int)b.stacks.size());
-          b.stacks.push_back(new_stack());
-        }
-        f.stack = b.free_stacks.back();
-        b.free_stacks.pop_back();
-        f.sp = init_stack(b.stacks[f.stack], f.stack);
-      }
-      b.cur = i;
-      threadIdx = f.tid;
-      switch_to_fiber(b, b.stacks[f.stack]);
-      ++g_stats.switches;
+    for (int i = next_ready(b, 0); i >= 0;) {
+      make_current(b, i);
+      switch_to_fiber(b, b.stacks[b.fibers[i].stack]);
+      // Back from the thread that returned, or from the round's last one to wait (b.cur either way).
+      const Fiber& f = b.fibers[b.cur];
       if (f.state == State::done) b.free_stacks.push_back(f.stack);
+      i = next_ready(b, position_of(b, b.cur) + 1);
     }
     b.cur = -1;
     // Every thread is now done or waiting. Release the warps whose live lanes all wait at a warp barrier,
@@ -331,10 +381,16 @@ std::string thread_name(const Block& b, int i) {
   const uint3 t = b.fibers[i].tid;
   return "(" + std::to_string(t.x) + "," + std::to_string(t.y) + "," + std::to_string(t.z) + ")";
 }
-void report_race(Block& b, int other, bool other_wrote, int t, bool write, const char* name, size_t offset) {
+// Not inlined, nor is anything else that builds a string or grows a vector: shared_access runs at every
+// access, and under ASan locals like those give its frame redzones to poison and unpoison on each call.
+[[gnu::noinline]] void report_race(Block& b, int other, bool other_wrote, int t, bool write, const char* name,
+                                   size_t offset) {
   b.failure = "shared-memory race on " + std::string(name) + ", byte " + std::to_string(offset) + ": thread " +
               thread_name(b, t) + (write ? " writes it and thread " : " reads it and thread ") + thread_name(b, other) +
               (other_wrote ? " wrote it" : " read it") + " with no __syncthreads between";
+}
+[[gnu::noinline]] void size_elements(SharedArray& a, size_t element_bytes) {
+  a.elements.resize(a.bytes / element_bytes);
 }
 }  // namespace
 
@@ -353,9 +409,14 @@ void shared_access(const void* base, const char* name, const void* p, size_t n, 
   if (b.cur < 0) return;
   ++g_stats.shared_accesses;
   if ((write && same_value) || !b.failure.empty()) return;
-  auto arr = std::find_if(b.shared.begin(), b.shared.end(), [&](const SharedArray& a) { return a.base == base; });
-  if (arr == b.shared.end()) return;  // declared outside a kernel
-  if (arr->elements.empty()) arr->elements.resize(arr->bytes / n);
+  SharedArray* arr = nullptr;
+  for (SharedArray& a : b.shared)
+    if (a.base == base) {
+      arr = &a;
+      break;
+    }
+  if (!arr) return;  // declared outside a kernel
+  if (arr->elements.empty()) size_elements(*arr, n);
   const size_t offset = static_cast<const char*>(p) - static_cast<const char*>(base);
   ElementAccess& c = arr->elements[offset / n];
   if (c.barrier != b.barriers) c = ElementAccess{b.barriers};
@@ -776,18 +837,26 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
       return (double)v;
     }
   };
+  // op(A)[i, p] = a[i * a_i + p * a_p], op(B)[p, j] = b[p * b_p + j * b_j]. Per batch, both are read once
+  // into rows of doubles (op(A) by rows, op(B) by columns), so that each sum runs along contiguous memory;
+  // every element is still the sum over p in order of the same products.
+  const long long a_i = ta == CUBLAS_OP_N ? 1 : lda, a_p = ta == CUBLAS_OP_N ? lda : 1;
+  const long long b_p = tb == CUBLAS_OP_N ? 1 : ldb, b_j = tb == CUBLAS_OP_N ? ldb : 1;
+  std::vector<double> ar((size_t)m * k), bc((size_t)n * k);
   for (int q = 0; q < batch; ++q) {
     const TIn* a = A + q * sa;
     const TIn* b = B + q * sb;
     T* c = C + q * sc;
+    for (int i = 0; i < m; ++i)
+      for (int p = 0; p < k; ++p) ar[(size_t)i * k + p] = in(a[i * a_i + p * a_p]);
+    for (int j = 0; j < n; ++j)
+      for (int p = 0; p < k; ++p) bc[(size_t)j * k + p] = in(b[p * b_p + j * b_j]);
     for (int j = 0; j < n; ++j)
       for (int i = 0; i < m; ++i) {
         double acc = 0;
-        for (int p = 0; p < k; ++p) {
-          const TIn av = ta == CUBLAS_OP_N ? a[i + (long long)p * lda] : a[p + (long long)i * lda];
-          const TIn bv = tb == CUBLAS_OP_N ? b[p + (long long)j * ldb] : b[j + (long long)p * ldb];
-          acc += in(av)*in(bv);
-        }
+        const double* ai = ar.data() + (size_t)i * k;
+        const double* bj = bc.data() + (size_t)j * k;
+        for (int p = 0; p < k; ++p) acc += ai[p] * bj[p];
         T& out = c[i + (long long)j * ldc];
         // beta == 0: C is not read, so garbage (even NaN) in it does not matter, as in cuBLAS.
         out = *beta == T(0) ? T(*alpha * (T)acc) : T(*alpha * (T)acc + *beta * out);
