@@ -112,7 +112,8 @@ struct Fiber {
   uint3 tid{};
 };
 
-constexpr size_t kStackBytes = 256 << 10;
+constexpr size_t kStackBytes = 320 << 10;  // a 4 KiB guard page, at most 64 KiB of offset (init_stack), the rest
+                                           // for the thread: about 250 KiB (pages are mapped as touched)
 
 // The race check's record of one element of a static shared array since the last __syncthreads (the
 // elements of an array all have its one type, so an element is the unit two threads can share): the
@@ -140,7 +141,7 @@ struct Block {
   std::vector<unsigned char> dyn;
   int cur = -1;
   int nthreads = 0;
-  bool reverse = false;         // this launch runs its threads (and blocks) last to first
+  bool reverse = false;         // this block runs its threads last to first (launch_impl reverses the blocks)
   bool from_scheduler = false;  // the running fiber was entered from the scheduler, not from another fiber
   void* sched_sp = nullptr;
   void* sched_asan_fake = nullptr;  // the same, for the scheduler's (the host thread's) stack
@@ -167,8 +168,9 @@ struct Stats {
 };
 Stats g_stats;
 
-// The three sides of a switch, told to ASan (nothing without it). A fiber that is done passes no place
-// for its fake stack, which ASan then frees.
+// The sides of a switch, told to ASan (nothing without it): a fiber resuming, a fiber leaving for the
+// scheduler, the scheduler leaving for a fiber (switch_to_fiber), and a fiber leaving for another (in
+// yield). A fiber that is done passes no place for its fake stack, which ASan then frees.
 void fiber_resumed(Block& b) {
 #if MG_EMU_ASAN
   // The stack left behind is the scheduler's (kept for switching back to it) or another fiber's.
@@ -211,10 +213,12 @@ char* new_stack() {
   return static_cast<char*>(p);
 }
 
-// Stack i starts i * (4 KiB + 272) bytes (mod 64 KiB) below its mapping's top. The mappings lie 256 KiB
-// apart, so tops at the same offset within a page would share the L1's cache sets, and tops spread over
-// one page only (i * 272 mod 4 KiB) would share a sixteenth of the L2's: a block of 256 threads would
-// evict its own saved registers between two of a thread's turns.
+// Stack i starts i * (4 KiB + 272) bytes (mod 64 KiB) below its mapping's top. Tops at the same offset
+// within a page would share the L1's cache sets. And the mappings lie kStackBytes apart: with every top
+// in its mapping's last page (i * 272 mod 4 KiB, as before), the tops' page numbers agreed in their low
+// bits, which pick the TLB's set. Spreading them over 16 pages made an emulated training step 1.2x
+// faster (docs/perf.md), most likely through the TLB: the first load from the resumed stack after a
+// switch had taken most of the switch's time.
 void* init_stack(char* stack, int i) {
   auto top = (reinterpret_cast<uintptr_t>(stack + kStackBytes) - uintptr_t(i) * (4096 + 272) % 65536) & ~uintptr_t(15);
   auto* s = reinterpret_cast<uint64_t*>(top);
@@ -564,6 +568,7 @@ void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, si
       f.state = State::ready;
       f.tid = {unsigned(i % block.x), unsigned(i / block.x % block.y), unsigned(i / (block.x * block.y))};
       f.sp = nullptr;
+      f.asan_fake = nullptr;  // a thread of the last block that finished had its fake stack freed by ASan
     }
     ok = run_block(b, n);
     ++g_stats.blocks;
@@ -795,6 +800,13 @@ const char* cublasGetStatusString(cublasStatus_t s) {
 
 namespace {
 
+// sum over p of x[p] y[p], in order of p.
+[[gnu::noinline, gnu::optimize("no-tree-vectorize")]] double dot_in_order(const double* x, const double* y, int k) {
+  double acc = 0;
+  for (int p = 0; p < k; ++p) acc += x[p] * y[p];
+  return acc;
+}
+
 // C = alpha op(A) op(B) + beta C, all column-major, `batch` times with the given strides. TIn is the
 // element type of A and B: T itself, or uint16_t for bf16 bits (with a float C).
 template <class T, class TIn = T>
@@ -839,30 +851,35 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
       return (double)v;
     }
   };
-  // op(A)[i, p] = a[i * a_i + p * a_p], op(B)[p, j] = b[p * b_p + j * b_j]. Per batch, both are read once
-  // into rows of doubles (op(A) by rows, op(B) by columns), so that each sum runs along contiguous memory;
-  // every element is still the sum over p in order of the same products.
+  // op(A)[i, p] = a[i * a_i + p * a_p], op(B)[p, j] = b[p * b_p + j * b_j]. Per tile of 64 x 64 of C,
+  // op(A)'s rows and op(B)'s columns are read once into doubles, so that each sum runs along contiguous
+  // memory; every element is still the sum over p in order of the same products. (Not vectorized:
+  // -O3 would sum the products of doubles unfused, four at a time, and fused where k % 4 leaves some.)
   const long long a_i = ta == CUBLAS_OP_N ? 1 : lda, a_p = ta == CUBLAS_OP_N ? lda : 1;
   const long long b_p = tb == CUBLAS_OP_N ? 1 : ldb, b_j = tb == CUBLAS_OP_N ? ldb : 1;
-  std::vector<double> ar((size_t)m * k), bc((size_t)n * k);
+  constexpr int kTile = 64;
+  std::vector<double> ar((size_t)kTile * k), bc((size_t)kTile * k);
   for (int q = 0; q < batch; ++q) {
     const TIn* a = A + q * sa;
     const TIn* b = B + q * sb;
     T* c = C + q * sc;
-    for (int i = 0; i < m; ++i)
-      for (int p = 0; p < k; ++p) ar[(size_t)i * k + p] = in(a[i * a_i + p * a_p]);
-    for (int j = 0; j < n; ++j)
-      for (int p = 0; p < k; ++p) bc[(size_t)j * k + p] = in(b[p * b_p + j * b_j]);
-    for (int j = 0; j < n; ++j)
-      for (int i = 0; i < m; ++i) {
-        double acc = 0;
-        const double* ai = ar.data() + (size_t)i * k;
-        const double* bj = bc.data() + (size_t)j * k;
-        for (int p = 0; p < k; ++p) acc += ai[p] * bj[p];
-        T& out = c[i + (long long)j * ldc];
-        // beta == 0: C is not read, so garbage (even NaN) in it does not matter, as in cuBLAS.
-        out = *beta == T(0) ? T(*alpha * (T)acc) : T(*alpha * (T)acc + *beta * out);
+    for (int j0 = 0; j0 < n; j0 += kTile) {
+      const int nj = std::min(kTile, n - j0);
+      for (int j = 0; j < nj; ++j)
+        for (int p = 0; p < k; ++p) bc[(size_t)j * k + p] = in(b[p * b_p + (j0 + j) * b_j]);
+      for (int i0 = 0; i0 < m; i0 += kTile) {
+        const int mi = std::min(kTile, m - i0);
+        for (int i = 0; i < mi; ++i)
+          for (int p = 0; p < k; ++p) ar[(size_t)i * k + p] = in(a[(i0 + i) * a_i + p * a_p]);
+        for (int j = 0; j < nj; ++j)
+          for (int i = 0; i < mi; ++i) {
+            const double acc = dot_in_order(ar.data() + (size_t)i * k, bc.data() + (size_t)j * k, k);
+            T& out = c[(i0 + i) + (long long)(j0 + j) * ldc];
+            // beta == 0: C is not read, so garbage (even NaN) in it does not matter, as in cuBLAS.
+            out = *beta == T(0) ? T(*alpha * (T)acc) : T(*alpha * (T)acc + *beta * out);
+          }
       }
+    }
   }
   return CUBLAS_STATUS_SUCCESS;
 }
