@@ -244,12 +244,14 @@ int next_ready(const Block& b, int pos) {
   return -1;
 }
 
-// Gives a thread that has not started a stack: the most recently freed one, or a new one. (Not inlined:
-// its locals would give make_current, which runs at every switch, a frame ASan poisons and unpoisons.)
+// Maps a new stack and returns its index.
 [[gnu::noinline]] int add_stack(Block& b) {
   b.stacks.push_back(new_stack());
   return (int)b.stacks.size() - 1;
 }
+// Gives a thread that has not started a stack: the most recently freed one, or a new one. (Neither is
+// inlined: their locals would give make_current, which runs at every switch, a frame ASan poisons and
+// unpoisons.)
 [[gnu::noinline]] void give_stack(Block& b, Fiber& f) {
   if (b.free_stacks.empty()) {
     f.stack = add_stack(b);
