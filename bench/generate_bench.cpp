@@ -74,7 +74,7 @@ void sync(Device d) {
   if (d.is_cuda()) cuda::synchronize(d.index);
 }
 
-Figures measure(const MambaLM& model, const Tensor& prompt, int64_t tokens, Device device) {
+Figures measure_generation(const MambaLM& model, const Tensor& prompt, int64_t tokens, Device device) {
   NoGradGuard ng;
   Figures f;
   f.threads = num_threads();
@@ -163,7 +163,7 @@ int run_generate_bench(const GenerateBenchOptions& o) {
   std::vector<Figures> figs;
   for (int t : thread_counts) {
     set_num_threads(t);
-    Figures f = measure(model, prompt, o.tokens, device);
+    Figures f = measure_generation(model, prompt, o.tokens, device);
     const double peak = device.is_cpu() ? measure_peak_gflops(t) : 0;
     const double bw = device.is_cpu() ? measure_memory_bandwidth_gbs(t) : 0;
     const double floor_mem_ms = bw > 0 ? 1e3 * weight_bytes / (bw * 1e9) : 0;

@@ -56,7 +56,7 @@ struct Measure {
   size_t bwd_peak = 0;                   // peak bytes above the start of backward
 };
 
-Measure measure(const ScanInputs& full, int64_t steps, bool reference, int reps) {
+Measure measure_scan(const ScanInputs& full, int64_t steps, bool reference, int reps) {
   Measure m;
   const int runs = reference ? std::min(reps, 3) : reps;  // the reference is slow: at most 3 runs, median
   Generator g(99);
@@ -125,8 +125,8 @@ int run_scan_bench(const ScanBenchOptions& o) {
     ScanInputs full = make_scan_inputs(c.b, c.l, c.d, c.n, g);
     const int64_t ref_steps = std::min(c.l, o.ref_steps > 0 ? o.ref_steps : int64_t(256));
     const double scale = (double)c.l / (double)ref_steps;
-    Measure f = measure(full, c.l, false, o.reps);
-    Measure r = measure(full, ref_steps, true, o.reps);
+    Measure f = measure_scan(full, c.l, false, o.reps);
+    Measure r = measure_scan(full, ref_steps, true, o.reps);
     r.fwd_ms *= scale, r.fb_ms *= scale, r.saved = (size_t)(r.saved * scale), r.bwd_peak = (size_t)(r.bwd_peak * scale);
 
     const double bld = (double)(c.b * c.l * c.d) * 4, bln = (double)(c.b * c.l * c.n) * 4,

@@ -63,7 +63,7 @@ Timing time_runs(int dev, int reps, F&& fn) {
   return {median(t), peak > before ? peak - before : 0};
 }
 
-std::string mib(double bytes) { return mg::format("{:.0f} MiB", bytes / (1024.0 * 1024.0)); }
+std::string whole_mib(double bytes) { return mg::format("{:.0f} MiB", bytes / (1024.0 * 1024.0)); }
 
 }  // namespace
 
@@ -97,7 +97,7 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
       o.quick ? std::vector<Cfg>{{2, 512, 256, 16}} : std::vector<Cfg>{{8, 2048, 1536, 16}, {64, 256, 1024, 16}};
   mg::print("selective_scan on {}, float32, delta_softplus with D, z and delta_bias; chunk {} steps; median of {}\n",
             device.str(), cuda::kScanChunkCuda, reps);
-  mg::print("device-to-device copy: {:.0f} GB/s (read + write of {})\n\n", copy_gbs, mib((double)copy_elems * 4));
+  mg::print("device-to-device copy: {:.0f} GB/s (read + write of {})\n\n", copy_gbs, whole_mib((double)copy_elems * 4));
 
   struct Row {
     std::string shape, pass;
@@ -139,7 +139,7 @@ int run_scan_bench_cuda(const ScanBenchOptions& o) {
   mg::print("  {:<22} {:<18} {:>9} {:>9} {:>10} {:>11}\n", "(b, l, d, n)", "pass", "ms", "GB/s", "of copy", "peak mem");
   for (const Row& r : rows)
     mg::print("  {:<22} {:<18} {:>9.3f} {:>9.0f} {:>9.0f}% {:>11}\n", r.shape, r.pass, r.ms, r.gbs, 100 * r.ratio,
-              mib((double)r.peak));
+              whole_mib((double)r.peak));
   double worst = 1e9;
   for (const Row& r : rows)
     if (r.pass == std::string("forward+backward")) worst = std::min(worst, r.ratio);

@@ -89,13 +89,13 @@ class AnomalyObserver final : public EngineObserver {
     }
   }
 };
-AnomalyObserver g_observer;
+AnomalyObserver g_anomaly_observer;
 }  // namespace
 
 bool AnomalyMode::is_enabled() { return g_anomaly.load(std::memory_order_relaxed); }
 void AnomalyMode::set_enabled(bool on) {
   g_anomaly.store(on, std::memory_order_relaxed);
-  on ? add_engine_observer(&g_observer) : remove_engine_observer(&g_observer);
+  on ? add_engine_observer(&g_anomaly_observer) : remove_engine_observer(&g_anomaly_observer);
 }
 
 const AnomalyInfo* anomaly_info(const Node& node) { return dynamic_cast<const AnomalyInfo*>(node.note.get()); }

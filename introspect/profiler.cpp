@@ -189,7 +189,7 @@ class ProfilerObserver final : public EngineObserver {
     t_backward_marks.pop_back();
   }
 };
-ProfilerObserver g_observer;
+ProfilerObserver g_profiler_observer;
 
 }  // namespace
 
@@ -206,14 +206,14 @@ Profiler::Profiler() {
   ++g_session_serial;
   g_session.t0 = std::chrono::steady_clock::now();
   recording_ = true;
-  add_engine_observer(&g_observer);
+  add_engine_observer(&g_profiler_observer);
 }
 
 Profiler::~Profiler() { stop(); }
 
 void Profiler::stop() {
   if (!recording_) return;
-  remove_engine_observer(&g_observer);
+  remove_engine_observer(&g_profiler_observer);
   std::lock_guard lock(g_session.mu);
   g_session.recording = false;
   recording_ = false;

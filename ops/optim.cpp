@@ -30,7 +30,7 @@ std::vector<cuda::GradTensor> cuda_tensors(const std::vector<Tensor>& ts, int de
   return out;
 }
 
-void check_floating(const std::vector<Tensor>& ts, const char* op) {
+void check_all_floating(const std::vector<Tensor>& ts, const char* op) {
   for (const Tensor& t : ts) {
     MG_CHECK(t.defined(), "[{}] a tensor is undefined", op);
     MG_CHECK(is_floating(t.dtype()), "[{}] tensors must be float32 or float64, got {}", op, t.dtype());
@@ -89,7 +89,7 @@ void adamw_step_(const std::vector<AdamWParam>& params, const AdamWStep& step) {
 }
 
 double sum_squares(const std::vector<Tensor>& ts) {
-  check_floating(ts, "sum_squares");
+  check_all_floating(ts, "sum_squares");
   // Host tensors are summed here, contiguous tensors of each CUDA device by one kernel pass over all
   // of them (cuda/optim.cu), others (non-contiguous CUDA views) through a contiguous host copy.
   double total = 0.0;
@@ -104,7 +104,7 @@ double sum_squares(const std::vector<Tensor>& ts) {
 }
 
 void mul_each_(const std::vector<Tensor>& ts, double coef) {
-  check_floating(ts, "mul_each_");
+  check_all_floating(ts, "mul_each_");
   NoGradGuard guard;
   for (int d : cuda_devices(ts)) cuda::scale_grads(cuda_tensors(ts, d), coef, d, "mul_each_");
   for (const Tensor& t : ts) {
