@@ -34,6 +34,17 @@ inline unsigned blocks_for(int64_t items) { return (unsigned)(items < kMaxStride
 // Blocks for a grid-stride loop over n elements (n > 0), `threads` per block.
 inline unsigned grid_for(int64_t n, int threads = kThreads) { return blocks_for((n + threads - 1) / threads); }
 
+// Threads for a kernel that reduces each row of n values in one block (block_reduce): n rounded up to
+// a power of two, at least one warp and at most kThreads. A short row then leaves no threads idle
+// through every barrier of the reduction, with the same result: the threads past n hold the
+// reduction's identity, which the kThreads-wide tree would only have combined into lanes below n in
+// its first steps, leaving them unchanged.
+inline int row_threads(int64_t n) {
+  int t = 32;
+  while (t < kThreads && t < n) t *= 2;
+  return t;
+}
+
 // Blocks for a launch of one block per item (count > 0), e.g. per chunk of a table of tensors
 // (cuda/optim.cu): no grid-stride loop, so every item needs its own block; throws past INT_MAX.
 inline unsigned grid_of(size_t count, const char* op) {
@@ -91,14 +102,14 @@ struct MaxOp {
 };
 
 // One value per thread combined over the block by `op` in a fixed tree (same order on every run): lane
-// i + kThreads/2 into lane i, then i + kThreads/4, ... All threads of the block must call it; the
-// result is valid in every thread. blockDim.x must be kThreads.
+// i + blockDim.x/2 into lane i, then i + blockDim.x/4, ... All threads of the block must call it; the
+// result is valid in every thread. blockDim.x must be a power of two, at most kThreads (row_threads).
 template <class T, class Op>
 __device__ T block_reduce(T v, Op op) {
   __shared__ T buf[kThreads];
   buf[threadIdx.x] = v;
   __syncthreads();
-  for (int s = kThreads / 2; s > 0; s >>= 1) {
+  for (int s = (int)blockDim.x / 2; s > 0; s >>= 1) {
     if ((int)threadIdx.x < s) {
       const T a = buf[threadIdx.x], b = buf[threadIdx.x + s];  // values, not the emulator's checked references
       buf[threadIdx.x] = op(a, b);

@@ -82,7 +82,7 @@ void sum_rows(DType t, const void* x, void* out, int64_t rows, int64_t n, double
       short_rows_kernel<scalar_t><<<grid_for(rows), kThreads, 0, s>>>(px, po, rows, n, scale);
       MG_CUDA_LAUNCH_CHECK("sum");
     } else if (rows >= 256 || n <= kChunk) {
-      segment_sum_kernel<scalar_t, scalar_t><<<blocks_for(rows), kThreads, 0, s>>>(px, po, rows, n, 1, n, scale);
+      segment_sum_kernel<scalar_t, scalar_t><<<blocks_for(rows), row_threads(n), 0, s>>>(px, po, rows, n, 1, n, scale);
       MG_CUDA_LAUNCH_CHECK("sum");
     } else {
       const int64_t chunks = (n + kChunk - 1) / kChunk;
@@ -91,7 +91,7 @@ void sum_rows(DType t, const void* x, void* out, int64_t rows, int64_t n, double
           <<<blocks_for(rows * chunks), kThreads, 0, s>>>(px, partial.as<double>(), rows, n, chunks, kChunk, 1.0);
       MG_CUDA_LAUNCH_CHECK("sum");
       segment_sum_kernel<double, scalar_t>
-          <<<blocks_for(rows), kThreads, 0, s>>>(partial.as<double>(), po, rows, chunks, 1, chunks, scale);
+          <<<blocks_for(rows), row_threads(chunks), 0, s>>>(partial.as<double>(), po, rows, chunks, 1, chunks, scale);
       MG_CUDA_LAUNCH_CHECK("sum");
     }
   });

@@ -68,7 +68,7 @@ void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rs
   if (rows == 0) return;
   set_device(device, "rms_norm");
   MG_DISPATCH_FLOAT(t, "rms_norm", [&] {
-    rms_forward_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, stream(device)>>>(
+    rms_forward_kernel<scalar_t><<<blocks_for(rows), row_threads(D), 0, stream(device)>>>(
         static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(w), static_cast<scalar_t*>(out),
         static_cast<scalar_t*>(rstd), rows, D, eps);
   });
@@ -85,8 +85,8 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
     auto* pg = static_cast<const scalar_t*>(g);
     auto* pr = static_cast<const scalar_t*>(rstd);
     if (dx && rows > 0) {
-      rms_backward_dx_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, s>>>(px, static_cast<const scalar_t*>(w), pg,
-                                                                             pr, static_cast<scalar_t*>(dx), rows, D);
+      rms_backward_dx_kernel<scalar_t><<<blocks_for(rows), row_threads(D), 0, s>>>(
+          px, static_cast<const scalar_t*>(w), pg, pr, static_cast<scalar_t*>(dx), rows, D);
       MG_CUDA_LAUNCH_CHECK("rms_norm");
     }
     if (dw) {

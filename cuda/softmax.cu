@@ -82,8 +82,8 @@ void log_softmax_rows(DType t, const void* x, void* y, int64_t rows, int64_t n, 
   if (rows == 0 || n == 0) return;
   set_device(device, "log_softmax");
   MG_DISPATCH_FLOAT(t, "log_softmax", [&] {
-    log_softmax_kernel<scalar_t><<<blocks_for(rows), kThreads, 0, stream(device)>>>(static_cast<const scalar_t*>(x),
-                                                                                    static_cast<scalar_t*>(y), rows, n);
+    log_softmax_kernel<scalar_t><<<blocks_for(rows), row_threads(n), 0, stream(device)>>>(
+        static_cast<const scalar_t*>(x), static_cast<scalar_t*>(y), rows, n);
   });
   MG_CUDA_LAUNCH_CHECK("log_softmax");
 }
@@ -95,9 +95,9 @@ void cross_entropy_forward(DType t, const void* logits, const int64_t* targets, 
   Scratch row_loss((size_t)(N > 0 ? N : 1) * sizeof(double), device, "cross_entropy");
   MG_DISPATCH_FLOAT(t, "cross_entropy", [&] {
     if (N > 0 && C > 0) {
-      ce_rows_kernel<scalar_t><<<blocks_for(N), kThreads, 0, s>>>(static_cast<const scalar_t*>(logits), targets, N, C,
-                                                                  ignore_index, static_cast<scalar_t*>(lse),
-                                                                  row_loss.as<double>());
+      ce_rows_kernel<scalar_t><<<blocks_for(N), row_threads(C), 0, s>>>(static_cast<const scalar_t*>(logits), targets,
+                                                                        N, C, ignore_index, static_cast<scalar_t*>(lse),
+                                                                        row_loss.as<double>());
       MG_CUDA_LAUNCH_CHECK("cross_entropy");
     }
     ce_mean_kernel<scalar_t>
