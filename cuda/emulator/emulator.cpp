@@ -802,11 +802,32 @@ const char* cublasGetStatusString(cublasStatus_t s) {
 
 namespace {
 
-// sum over p of x[p] y[p], in order of p.
-[[gnu::noinline, gnu::optimize("no-tree-vectorize")]] double dot_in_order(const double* x, const double* y, int k) {
+// sum over p of x[p] y[p], in order of p, each product rounded before it is added: neither vectorized
+// nor contracted into FMAs, whatever the optimization level or the -mtune (GCC splits FMA chains on
+// some cores and not on others). Products of two floats are exact in double, so for float and bf16
+// inputs only the order of the additions matters.
+[[gnu::noinline, gnu::optimize("no-tree-vectorize", "fp-contract=off")]] double dot_in_order(const double* x,
+                                                                                             const double* y, int k) {
   double acc = 0;
   for (int p = 0; p < k; ++p) acc += x[p] * y[p];
   return acc;
+}
+
+// Eight such sums side by side: rows x and x + k against columns y, y + k, y + 2k, y + 3k. Each is summed
+// in order of p exactly as dot_in_order sums it (the same bits); eight independent chains keep the adder
+// busy where one chain waits for each addition.
+[[gnu::noinline, gnu::optimize("no-tree-vectorize", "fp-contract=off")]] void dots_2x4_in_order(const double* x,
+                                                                                                const double* y, int k,
+                                                                                                double (&acc)[2][4]) {
+  const double *x0 = x, *x1 = x + k, *y0 = y, *y1 = y + k, *y2 = y + 2 * k, *y3 = y + 3 * k;
+  double a00 = 0, a01 = 0, a02 = 0, a03 = 0, a10 = 0, a11 = 0, a12 = 0, a13 = 0;
+  for (int p = 0; p < k; ++p) {
+    const double u = x0[p], v = x1[p], b0 = y0[p], b1 = y1[p], b2 = y2[p], b3 = y3[p];
+    a00 += u * b0, a01 += u * b1, a02 += u * b2, a03 += u * b3;
+    a10 += v * b0, a11 += v * b1, a12 += v * b2, a13 += v * b3;
+  }
+  acc[0][0] = a00, acc[0][1] = a01, acc[0][2] = a02, acc[0][3] = a03;
+  acc[1][0] = a10, acc[1][1] = a11, acc[1][2] = a12, acc[1][3] = a13;
 }
 
 // C = alpha op(A) op(B) + beta C, all column-major, `batch` times with the given strides. TIn is the
@@ -855,8 +876,8 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
   };
   // op(A)[i, p] = a[i * a_i + p * a_p], op(B)[p, j] = b[p * b_p + j * b_j]. Per tile of 64 x 64 of C,
   // op(A)'s rows and op(B)'s columns are read once into doubles, so that each sum runs along contiguous
-  // memory; every element is still the sum over p in order of the same products. (Not vectorized:
-  // -O3 would sum the products of doubles unfused, four at a time, and fused where k % 4 leaves some.)
+  // memory, eight elements of C at a time; every element is still the sum over p in order of the same
+  // products (dot_in_order).
   const long long a_i = ta == CUBLAS_OP_N ? 1 : lda, a_p = ta == CUBLAS_OP_N ? lda : 1;
   const long long b_p = tb == CUBLAS_OP_N ? 1 : ldb, b_j = tb == CUBLAS_OP_N ? ldb : 1;
   constexpr int kTile = 64;
@@ -873,12 +894,23 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
         const int mi = std::min(kTile, m - i0);
         for (int i = 0; i < mi; ++i)
           for (int p = 0; p < k; ++p) ar[(size_t)i * k + p] = in(a[(i0 + i) * a_i + p * a_p]);
-        for (int j = 0; j < nj; ++j)
-          for (int i = 0; i < mi; ++i) {
-            const double acc = dot_in_order(ar.data() + (size_t)i * k, bc.data() + (size_t)j * k, k);
-            T& out = c[(i0 + i) + (long long)(j0 + j) * ldc];
-            // beta == 0: C is not read, so garbage (even NaN) in it does not matter, as in cuBLAS.
-            out = *beta == T(0) ? T(*alpha * (T)acc) : T(*alpha * (T)acc + *beta * out);
+        const auto put = [&](int i, int j, double acc) {
+          T& out = c[(i0 + i) + (long long)(j0 + j) * ldc];
+          // beta == 0: C is not read, so garbage (even NaN) in it does not matter, as in cuBLAS.
+          out = *beta == T(0) ? T(*alpha * (T)acc) : T(*alpha * (T)acc + *beta * out);
+        };
+        for (int j = 0; j < nj; j += 4)
+          for (int i = 0; i < mi; i += 2) {
+            if (j + 4 <= nj && i + 2 <= mi) {
+              double acc[2][4];
+              dots_2x4_in_order(ar.data() + (size_t)i * k, bc.data() + (size_t)j * k, k, acc);
+              for (int r = 0; r < 2; ++r)
+                for (int e = 0; e < 4; ++e) put(i + r, j + e, acc[r][e]);
+              continue;
+            }
+            for (int jj = j; jj < std::min(j + 4, nj); ++jj)  // the edges of the tile, one sum at a time
+              for (int ii = i; ii < std::min(i + 2, mi); ++ii)
+                put(ii, jj, dot_in_order(ar.data() + (size_t)ii * k, bc.data() + (size_t)jj * k, k));
           }
       }
     }
