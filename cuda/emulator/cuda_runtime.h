@@ -144,7 +144,7 @@ const char* error_text(const char* base, const std::string& detail);
 void block_barrier();         // __syncthreads
 void warp_barrier();          // the lanes of the calling thread's warp (shuffles, __syncwarp)
 int lane_slot();              // the calling thread's index in the block
-uint64_t* exchange();         // one 8-byte slot per thread of the block, for shuffles
+uint64_t* exchange();         // one 8-byte slot per thread of the block for the calling thread's next shuffle
 void fail(const char* what);  // a kernel-side misuse: recorded, reported by the launch's error
 void* dynamic_smem();         // the block's dynamic shared memory (extern __shared__)
 
@@ -289,7 +289,6 @@ T shfl(T v, int src_lane, unsigned mask) {
   warp_barrier();
   T r;
   std::memcpy(&r, &x[(me & ~31) + src_lane], sizeof(T));
-  warp_barrier();  // every lane has read before the slots are written again
   return r;
 }
 

@@ -110,6 +110,7 @@ struct Fiber {
   int stack = -1;             // index into Block::stacks while the thread runs
   State state = State::ready;
   uint3 tid{};
+  bool odd_shuffle = false;  // which set of the block's exchange slots this thread's next shuffle uses
 };
 
 constexpr size_t kStackBytes = 320 << 10;  // a 4 KiB guard page, at most 64 KiB of offset (init_stack), the rest
@@ -137,7 +138,7 @@ struct Block {
   std::vector<int> free_stacks;  // stacks of threads that finished: the next thread to start takes the
                                  // most recently freed one, still in cache, so a kernel without barriers
                                  // runs all its threads on one stack
-  std::vector<uint64_t> xchg;
+  std::vector<uint64_t> xchg;    // two sets of one 8-byte slot per thread, for shuffles in turn (exchange())
   std::vector<unsigned char> dyn;
   int cur = -1;
   int nthreads = 0;
@@ -375,7 +376,15 @@ void fail(const char* what) {
 void block_barrier() { yield(State::wait_block); }
 void warp_barrier() { yield(State::wait_warp); }
 int lane_slot() { return (int)(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)); }
-uint64_t* exchange() { return g_block.xchg.data(); }
+// The lanes of a warp take the two sets of slots in turn, shuffle after shuffle, so a shuffle needs one
+// warp barrier (between the writes and the reads): a lane writes a set again only two shuffles later,
+// after the barrier of the shuffle between, which every lane reaches only after its read of that set.
+uint64_t* exchange() {
+  Block& b = g_block;
+  Fiber& f = b.fibers[b.cur];
+  f.odd_shuffle = !f.odd_shuffle;
+  return b.xchg.data() + (f.odd_shuffle ? b.nthreads : 0);
+}
 void* dynamic_smem() { return g_block.dyn.data(); }
 
 namespace {
@@ -549,7 +558,7 @@ void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, si
   b.fibers.assign(n, Fiber{});
   b.free_stacks.clear();
   for (int i = (int)b.stacks.size() - 1; i >= 0; --i) b.free_stacks.push_back(i);
-  b.xchg.assign(n, 0);
+  b.xchg.assign(2 * (size_t)n, 0);
   b.dyn.assign(smem, 0xff);  // NaN bytes: a read of shared memory nobody wrote shows up
   b.failure.clear();
   b.body = &body;
@@ -571,6 +580,7 @@ void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, si
       f.tid = {unsigned(i % block.x), unsigned(i / block.x % block.y), unsigned(i / (block.x * block.y))};
       f.sp = nullptr;
       f.asan_fake = nullptr;  // a thread of the last block that finished had its fake stack freed by ASan
+      f.odd_shuffle = false;
     }
     ok = run_block(b, n);
     ++g_stats.blocks;
