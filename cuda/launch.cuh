@@ -124,10 +124,6 @@ template <class T>
 __device__ T block_sum(T v) {
   return block_reduce(v, SumOp{});
 }
-template <class T>
-__device__ T block_max(T v) {
-  return block_reduce(v, MaxOp{});
-}
 
 // Scratch device memory for the length of one launcher call. Freeing it right after the kernels
 // are queued is safe: the next user of the block is queued after them on the same stream.
