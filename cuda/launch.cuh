@@ -1,5 +1,6 @@
 // Shared by the kernel files: dtype dispatch (core/dispatch.h), launch geometry, element offsets of a StridedIter,
-// fixed-shape block reductions, and scratch device memory from the caching allocator.
+// fixed-shape block reductions, the rows of a row-reducing kernel (a warp or a block each), and scratch
+// device memory from the caching allocator.
 //
 // The launch convention of every kernel file: a launcher makes the device current with
 // `set_device(device, op)` (cuda/check.cuh), sizes its grid with one of the three helpers below
@@ -12,6 +13,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "core/dispatch.h"
 #include "core/error.h"
@@ -21,7 +23,8 @@
 
 namespace mg::cuda {
 
-constexpr int kThreads = 256;  // threads per block of every kernel that takes no other; a power of two
+constexpr int kThreads = 256;                // threads per block of every kernel that takes no other; a power of two
+constexpr unsigned kFullMask = 0xffffffffu;  // every lane of a warp, for the __shfl_*_sync intrinsics
 
 // The most blocks a launch of a stride loop gets in one grid dimension (the y and z limit, and a
 // grid large enough to fill any device in x).
@@ -123,6 +126,49 @@ __device__ T block_reduce(T v, Op op) {
 template <class T>
 __device__ T block_sum(T v) {
   return block_reduce(v, SumOp{});
+}
+
+// Kernels that reduce rows of n values (rms_norm, log_softmax, cross_entropy) take one warp per row of up
+// to kWarpRow values, kThreads / 32 rows to a block, and one block of row_threads(n) per longer row. A
+// warp's reductions are shuffles, with no barrier of the block (PyTorch's softmax and layer norms do
+// the same for short rows); a block per row leaves most of its threads waiting at every barrier of a
+// short row's tree. RowSplit says which rows a thread works on and which of its values it takes.
+constexpr int64_t kWarpRow = 1024;
+template <bool Warp>
+struct RowSplit {
+  __device__ int64_t first() const {
+    return Warp ? blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32 : blockIdx.x;
+  }
+  __device__ int64_t step() const { return Warp ? (int64_t)gridDim.x * (blockDim.x / 32) : gridDim.x; }
+  __device__ int64_t lane() const { return Warp ? threadIdx.x % 32 : threadIdx.x; }
+  __device__ int64_t lanes() const { return Warp ? 32 : blockDim.x; }
+};
+
+// One value per lane combined over the row's lanes by `op`: the block's fixed tree, or the xor
+// butterfly of the warp, whose every step has the same two operands in every lane (so every lane
+// ends with the same bits), then lane 0's value (for the max: lanes could keep different NaNs).
+// Every lane of the row must call it.
+template <bool Warp, class T, class Op>
+__device__ T row_reduce(T v, Op op) {
+  if constexpr (Warp) {
+    for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_xor_sync(kFullMask, v, off));
+    return __shfl_sync(kFullMask, v, 0);
+  } else {
+    return block_reduce(v, op);
+  }
+}
+
+// Calls launch(warp, grid, block) for a kernel over `rows` rows of n values (rows > 0): warp is
+// std::true_type (a warp per row) where n <= kWarpRow, else std::false_type (a block per row); the
+// kernel takes RowSplit<decltype(warp)::value> (named first, as `constexpr bool W`: the emulator's
+// rewrite of a launch takes template arguments without parentheses).
+template <class Launch>
+void launch_rows(int64_t rows, int64_t n, Launch&& launch) {
+  constexpr int64_t warps = kThreads / 32;
+  if (n <= kWarpRow)
+    launch(std::true_type{}, dim3(blocks_for((rows + warps - 1) / warps)), dim3(kThreads));
+  else
+    launch(std::false_type{}, dim3(blocks_for(rows)), dim3(row_threads(n)));
 }
 
 // Scratch device memory for the length of one launcher call. Freeing it right after the kernels

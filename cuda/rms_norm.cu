@@ -1,6 +1,7 @@
-// Fused rms_norm: the forward and the row part of the vjp take one block per row (sums of squares and
-// dot products in double, in a fixed tree); dw sums over rows in two passes, fixed chunks of
-// kRowChunk rows then the chunk partials in order, so it is deterministic without atomics.
+// Fused rms_norm: the forward and the row part of the vjp take one warp per row of up to kWarpRow values
+// and one block per longer row (cuda/launch.cuh), with sums of squares and dot products in double in a
+// fixed order; dw sums over rows in two passes, fixed chunks of kRowChunk rows then the chunk partials
+// in order, so it is deterministic without atomics.
 #include <cmath>
 
 #include "cuda/launch.cuh"
@@ -11,30 +12,32 @@ namespace {
 
 constexpr int64_t kRowChunk = 64;
 
-template <class T>
+template <bool Warp, class T>
 __global__ void rms_forward_kernel(const T* x, const T* w, T* out, T* rstd, int64_t rows, int64_t D, double eps) {
-  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+  const RowSplit<Warp> rs;
+  for (int64_t r = rs.first(); r < rows; r += rs.step()) {
     const T* xr = x + r * D;
     double ss = 0;
-    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) ss += (double)xr[i] * xr[i];
-    ss = block_sum(ss);
-    const T rs = (T)(1.0 / std::sqrt(ss / (double)D + eps));
-    if (threadIdx.x == 0) rstd[r] = rs;
-    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) out[r * D + i] = xr[i] * rs * w[i];
+    for (int64_t i = rs.lane(); i < D; i += rs.lanes()) ss += (double)xr[i] * xr[i];
+    ss = row_reduce<Warp>(ss, SumOp{});
+    const T inv = (T)(1.0 / std::sqrt(ss / (double)D + eps));
+    if (rs.lane() == 0) rstd[r] = inv;
+    for (int64_t i = rs.lane(); i < D; i += rs.lanes()) out[r * D + i] = xr[i] * inv * w[i];
   }
 }
 
-template <class T>
+template <bool Warp, class T>
 __global__ void rms_backward_dx_kernel(const T* x, const T* w, const T* g, const T* rstd, T* dx, int64_t rows,
                                        int64_t D) {
-  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+  const RowSplit<Warp> rs;
+  for (int64_t r = rs.first(); r < rows; r += rs.step()) {
     const T *xr = x + r * D, *gr = g + r * D;
-    const T rs = rstd[r];
+    const T inv = rstd[r];
     double dot = 0;  // sum(g * w * xhat)
-    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) dot += (double)gr[i] * w[i] * xr[i] * rs;
-    dot = block_sum(dot);
+    for (int64_t i = rs.lane(); i < D; i += rs.lanes()) dot += (double)gr[i] * w[i] * xr[i] * inv;
+    dot = row_reduce<Warp>(dot, SumOp{});
     const T c = (T)(dot / (double)D);
-    for (int64_t i = threadIdx.x; i < D; i += blockDim.x) dx[r * D + i] = rs * (gr[i] * w[i] - xr[i] * rs * c);
+    for (int64_t i = rs.lane(); i < D; i += rs.lanes()) dx[r * D + i] = inv * (gr[i] * w[i] - xr[i] * inv * c);
   }
 }
 
@@ -68,9 +71,12 @@ void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rs
   if (rows == 0) return;
   set_device(device, "rms_norm");
   MG_DISPATCH_FLOAT(t, "rms_norm", [&] {
-    rms_forward_kernel<scalar_t><<<blocks_for(rows), row_threads(D), 0, stream(device)>>>(
-        static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(w), static_cast<scalar_t*>(out),
-        static_cast<scalar_t*>(rstd), rows, D, eps);
+    launch_rows(rows, D, [&](auto warp, dim3 grid, dim3 block) {
+      constexpr bool W = decltype(warp)::value;
+      rms_forward_kernel<W, scalar_t>
+          <<<grid, block, 0, stream(device)>>>(static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(w),
+                                               static_cast<scalar_t*>(out), static_cast<scalar_t*>(rstd), rows, D, eps);
+    });
   });
   MG_CUDA_LAUNCH_CHECK("rms_norm");
 }
@@ -85,8 +91,11 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
     auto* pg = static_cast<const scalar_t*>(g);
     auto* pr = static_cast<const scalar_t*>(rstd);
     if (dx && rows > 0) {
-      rms_backward_dx_kernel<scalar_t><<<blocks_for(rows), row_threads(D), 0, s>>>(
-          px, static_cast<const scalar_t*>(w), pg, pr, static_cast<scalar_t*>(dx), rows, D);
+      launch_rows(rows, D, [&](auto warp, dim3 grid, dim3 block) {
+        constexpr bool W = decltype(warp)::value;
+        rms_backward_dx_kernel<W, scalar_t>
+            <<<grid, block, 0, s>>>(px, static_cast<const scalar_t*>(w), pg, pr, static_cast<scalar_t*>(dx), rows, D);
+      });
       MG_CUDA_LAUNCH_CHECK("rms_norm");
     }
     if (dw) {

@@ -40,7 +40,6 @@ constexpr int S = kScanItems;
 constexpr int P = kScanWarps;
 constexpr int TC = kScanItems * kScanWarps;  // chunk length
 constexpr int W = kScanLanes;
-constexpr unsigned kFullMask = 0xffffffffu;
 static_assert(W == 32, "a block's channels are the 32 lanes of a warp");
 static_assert(2 * S <= 32 && (S & (S - 1)) == 0, "the dB/dC butterfly reduces 2 * kScanItems <= 32 values");
 

@@ -1,7 +1,7 @@
 // log_softmax over contiguous rows, and the fused cross_entropy forward and backward. One warp per row
-// of up to 1024 values, one block per longer row: the max by a reduction, then sum(exp(x - max)) in
-// double in a fixed order (as the cpu keeps that sum in double); the loss is the mean of the per-row
-// losses, summed in one block in a fixed tree.
+// of up to kWarpRow values, one block per longer row (cuda/launch.cuh): the max by a reduction, then
+// sum(exp(x - max)) in double in a fixed order (as the cpu keeps that sum in double); the loss is the
+// mean of the per-row losses, summed in one block in a fixed tree.
 #include <cmath>
 
 #include "cuda/launch.cuh"
@@ -9,41 +9,6 @@
 namespace mg::cuda {
 
 namespace {
-
-// Which rows a thread works on: one block per row, or (Warp) one warp per row, blockDim.x / 32 rows
-// to a block. Rows of at most kWarpRow values take a warp: their reductions are shuffles within the
-// warp, with no barrier of the block (PyTorch's softmax does the same for short rows); a block per
-// row leaves most of 256 threads waiting at ten barriers for a row of a few hundred values.
-constexpr int64_t kWarpRow = 1024;
-template <bool Warp>
-struct RowSplit {
-  __device__ int64_t first() const {
-    return Warp ? blockIdx.x * (int64_t)(blockDim.x / 32) + threadIdx.x / 32 : blockIdx.x;
-  }
-  __device__ int64_t step() const { return Warp ? (int64_t)gridDim.x * (blockDim.x / 32) : gridDim.x; }
-  __device__ int64_t lane() const { return Warp ? threadIdx.x % 32 : threadIdx.x; }
-  __device__ int64_t lanes() const { return Warp ? 32 : blockDim.x; }
-};
-
-// The launch of a kernel over `rows` rows of n values: a warp per row (kThreads / 32 rows a block)
-// or a block of row_threads(n) per row.
-inline dim3 row_grid(int64_t rows, int64_t n) {
-  return n <= kWarpRow ? blocks_for((rows + kThreads / 32 - 1) / (kThreads / 32)) : blocks_for(rows);
-}
-inline dim3 row_block(int64_t n) { return n <= kWarpRow ? kThreads : row_threads(n); }
-
-// One value per lane combined over the row's lanes by `op`: the block's fixed tree, or the xor
-// butterfly of the warp, whose every addition has the same two operands in every lane (so every lane
-// ends with the same bits), then lane 0's value (for the max: lanes could keep different NaNs).
-template <bool Warp, class T, class Op>
-__device__ T row_reduce(T v, Op op) {
-  if constexpr (Warp) {
-    for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, off));
-    return __shfl_sync(0xffffffffu, v, 0);
-  } else {
-    return block_reduce(v, op);
-  }
-}
 
 // log(sum(exp(row))) as the row's max m and log(sum(exp(row - m))), kept apart as on the cpu
 // (ops/softmax.cpp: log_softmax is (x - m) - log_sum); every lane of the row gets them.
@@ -123,10 +88,10 @@ void log_softmax_rows(DType t, const void* x, void* y, int64_t rows, int64_t n, 
   MG_DISPATCH_FLOAT(t, "log_softmax", [&] {
     auto* px = static_cast<const scalar_t*>(x);
     auto* py = static_cast<scalar_t*>(y);
-    if (n <= kWarpRow)
-      log_softmax_kernel<true, scalar_t><<<row_grid(rows, n), row_block(n), 0, stream(device)>>>(px, py, rows, n);
-    else
-      log_softmax_kernel<false, scalar_t><<<row_grid(rows, n), row_block(n), 0, stream(device)>>>(px, py, rows, n);
+    launch_rows(rows, n, [&](auto warp, dim3 grid, dim3 block) {
+      constexpr bool W = decltype(warp)::value;
+      log_softmax_kernel<W, scalar_t><<<grid, block, 0, stream(device)>>>(px, py, rows, n);
+    });
   });
   MG_CUDA_LAUNCH_CHECK("log_softmax");
 }
@@ -140,12 +105,10 @@ void cross_entropy_forward(DType t, const void* logits, const int64_t* targets, 
     if (N > 0 && C > 0) {
       auto* px = static_cast<const scalar_t*>(logits);
       auto* pl = static_cast<scalar_t*>(lse);
-      if (C <= kWarpRow)
-        ce_rows_kernel<true, scalar_t>
-            <<<row_grid(N, C), row_block(C), 0, s>>>(px, targets, N, C, ignore_index, pl, row_loss.as<double>());
-      else
-        ce_rows_kernel<false, scalar_t>
-            <<<row_grid(N, C), row_block(C), 0, s>>>(px, targets, N, C, ignore_index, pl, row_loss.as<double>());
+      launch_rows(N, C, [&](auto warp, dim3 grid, dim3 block) {
+        constexpr bool W = decltype(warp)::value;
+        ce_rows_kernel<W, scalar_t><<<grid, block, 0, s>>>(px, targets, N, C, ignore_index, pl, row_loss.as<double>());
+      });
       MG_CUDA_LAUNCH_CHECK("cross_entropy");
     }
     ce_mean_kernel<scalar_t>
