@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -27,11 +28,12 @@ struct CliRun {
 
 // `args` follow the program name; `env` adds NAME=value entries to this process's environment. With
 // kill_after_ms >= 0 the child gets SIGKILL after that many milliseconds unless it ended before.
-// `cwd`, when not empty, is the child's working directory.
+// `cwd`, when not empty, is the child's working directory. `on_stop`, when given, runs each time the child
+// stops itself (SIGSTOP: the trainer's MG_TEST_STOP_AT), and the child then gets SIGCONT.
 // run_program: the same for another program (mpirun, tests/test_distributed.cpp), by its path.
 inline CliRun run_program(const std::string& program, const std::vector<std::string>& args,
-                          const std::vector<std::string>& env = {}, int kill_after_ms = -1,
-                          const std::string& cwd = "") {
+                          const std::vector<std::string>& env = {}, int kill_after_ms = -1, const std::string& cwd = "",
+                          const std::function<void()>& on_stop = {}) {
   static int counter = 0;
   const std::string base = "/tmp/mg_cli_out_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
   const std::string out_path = base + ".out", err_path = base + ".err";
@@ -73,7 +75,10 @@ inline CliRun run_program(const std::string& program, const std::vector<std::str
       std::this_thread::sleep_for(std::chrono::microseconds(500));
     }
   } else {
-    ::waitpid(pid, &status, 0);
+    while (::waitpid(pid, &status, on_stop ? WUNTRACED : 0) == pid && WIFSTOPPED(status)) {
+      on_stop();
+      ::kill(pid, SIGCONT);
+    }
   }
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
@@ -90,8 +95,8 @@ inline CliRun run_program(const std::string& program, const std::vector<std::str
 }
 
 inline CliRun run_cli(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
-                      int kill_after_ms = -1, const std::string& cwd = "") {
-  return run_program(MG_CLI_PATH, args, env, kill_after_ms, cwd);
+                      int kill_after_ms = -1, const std::string& cwd = "", const std::function<void()>& on_stop = {}) {
+  return run_program(MG_CLI_PATH, args, env, kill_after_ms, cwd, on_stop);
 }
 
 }  // namespace mg::test

@@ -689,6 +689,53 @@ TEST_CASE("run safety: a run folder moved or removed while it trains is never ma
   }
 }
 
+TEST_CASE("run safety: a run folder moved or removed during the final test evaluation is named where it is") {
+  TempDir d("moved_at_test");
+  const std::string data = write_text(d, 30000);
+  // A finished 2-step run that stops itself (SIGSTOP) as its test evaluation starts; `act` then runs on
+  // its folder and the run goes on. Without --quiet, for its closing lines.
+  auto finish_after = [&](const fs::path& run, const std::function<void()>& act) {
+    std::vector<std::string> args = tiny_train(data, run, 2);
+    std::erase(args, std::string("--quiet"));
+    return run_cli(args, {"MG_TEST_STOP_AT=test"}, -1, "", act);
+  };
+  {
+    // Moved: the test's record follows the folder (metrics.jsonl is open), and the closing lines name the new
+    // place. Before, they named the old one, where nothing was.
+    const fs::path run = d / "run", moved = d / "moved";
+    bool acted = false;
+    const test::CliRun r = finish_after(run, [&] { fs::rename(run, moved), acted = true; });
+    CAPTURE(r.out);
+    CAPTURE(r.err);
+    REQUIRE(acted);
+    CHECK(r.exit_code == 0);
+    const std::string now = fs::canonical(moved).string();
+    CHECK(contains(r.err, "the run folder " + run.string() + " was moved to " + now + " during the test evaluation"));
+    CHECK(contains(r.out, "the run is saved in " + now + ";"));
+    CHECK(contains(r.out, "generate --run " + now + " "));
+    CHECK(!contains(r.out, run.string() + ";"));
+    CHECK(!fs::exists(run));
+    const std::vector<nlohmann::json> lines = read_jsonl((moved / "metrics.jsonl").string());
+    REQUIRE(!lines.empty());
+    CHECK(lines.back().value("step", int64_t(0)) == 2);
+    CHECK(lines.back().contains("test_bpc"));
+  }
+  {
+    // Removed: an error (exit 1) rather than "the run is saved in" a folder that is gone; nothing is made there.
+    const fs::path run = d / "run2";
+    bool acted = false;
+    const test::CliRun r = finish_after(run, [&] { fs::remove_all(run), acted = true; });
+    CAPTURE(r.out);
+    CAPTURE(r.err);
+    REQUIRE(acted);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, "the run folder " + run.string() + " was removed during the test evaluation"));
+    CHECK(contains(r.out, "test: loss"));  // the evaluation's figures are printed before the error
+    CHECK(!contains(r.out, "the run is saved in"));
+    CHECK(!fs::exists(run));
+  }
+}
+
 TEST_CASE("run safety: write_file_atomic replaces only regular files, copy_file_atomic makes a file of its own") {
   TempDir d("atomic_kinds");
   REQUIRE(::mkfifo((d / "fifo").c_str(), 0644) == 0);

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <utility>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -356,7 +357,11 @@ void crash_point(const char* name) {
     return;
   static std::map<std::string, int64_t> seen;
   bool counted = false;
-  for (const char* var : {"MG_TEST_CRASH_AT", "MG_TEST_INTERRUPT_AT", "MG_TEST_HANGUP_AT"}) {
+  static constexpr std::pair<const char*, int> kHooks[] = {{"MG_TEST_CRASH_AT", SIGKILL},
+                                                           {"MG_TEST_INTERRUPT_AT", SIGINT},
+                                                           {"MG_TEST_HANGUP_AT", SIGHUP},
+                                                           {"MG_TEST_STOP_AT", SIGSTOP}};
+  for (const auto& [var, signo] : kHooks) {
     const char* spec = std::getenv(var);
     if (!spec || !*spec) continue;
     const std::string s = spec;
@@ -365,10 +370,10 @@ void crash_point(const char* name) {
     if (!counted) ++seen[name], counted = true;
     const int64_t nth = colon == std::string::npos ? 1 : std::atoll(s.c_str() + colon + 1);
     if (seen[name] != nth) continue;
-    if (var[8] == 'C')
-      ::kill(::getpid(), SIGKILL);
+    if (signo == SIGKILL || signo == SIGSTOP)  // to the whole process, not only this thread
+      ::kill(::getpid(), signo);
     else
-      std::raise(var[8] == 'H' ? SIGHUP : SIGINT);
+      std::raise(signo);
   }
 }
 

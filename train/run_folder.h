@@ -109,7 +109,8 @@ uint32_t crc32_file(const std::string& path);
 // A test hook for the crash tests: when the environment variable MG_TEST_CRASH_AT is `name` or
 // `name:N`, the process kills itself with SIGKILL at the first (or N-th) call with that name;
 // MG_TEST_INTERRUPT_AT does the same with a SIGINT (as Ctrl-C), MG_TEST_HANGUP_AT with a SIGHUP (a closed
-// terminal). The trainer calls it between the
+// terminal), MG_TEST_STOP_AT with a SIGSTOP (the test acts on the folder, then sends SIGCONT). The trainer
+// calls it between the
 // writes of a checkpoint and before each phase ("step": after each training step, on every rank).
 // With MG_TEST_CRASH_RANK=r only rank r of a data-parallel run does. Without the variables it does nothing.
 void crash_point(const char* name);

@@ -730,6 +730,8 @@ class Trainer {
   EvalResult run_eval(const ByteDataset& split, int64_t max_bytes) const;
   TrainResult stopped(int64_t done, int signo, const char* phase);
   void check_folder_in_place(int64_t step);
+  std::optional<std::string> folder_now() const;
+  std::string saved_folder(const char* phase) const;
   void print_test_result(const EvalResult& test) const;
 
   TrainOptions& opts_;
@@ -983,9 +985,10 @@ std::optional<TrainResult> Trainer::maybe_stop(int64_t done, int signo, bool dur
 TrainResult Trainer::stopped(int64_t done, int signo, const char* phase) {
   introspection_.finish();
   if (last_saved_ != done) save(done);
+  const std::string folder = saved_folder(phase);
   if (opts_.progress)
     mg::print("{}{}{} at step {}: checkpoint saved in {}; continue with: mambagrad train --resume {}\n",
-              progress_.break_line(), signo ? "interrupted" : "stopped", phase, done, dir_, shell_word(dir_));
+              progress_.break_line(), signo ? "interrupted" : "stopped", phase, done, folder, shell_word(folder));
   TrainResult r;
   r.step = done, r.signal = signo;
   return r;
@@ -1000,11 +1003,12 @@ TrainResult Trainer::finish() {
   try {
     result.test = run_eval(data_.test, opts_.test_bytes);
   } catch (const Interrupted& e) {
+    const std::string folder = saved_folder(" during the test evaluation");
     if (opts_.progress)
       mg::print(
           "interrupted during the test evaluation; training is complete and its checkpoint (step {}) is saved "
           "in {}; evaluate it with: mambagrad eval --run {} --split test\n",
-          opts_.steps, dir_, shell_word(dir_));
+          opts_.steps, folder, shell_word(folder));
     result.signal = e.signo;
     return result;
   }
@@ -1012,9 +1016,43 @@ TrainResult Trainer::finish() {
   nlohmann::ordered_json rec;
   rec["step"] = opts_.steps, rec["test_loss"] = result.test.loss, rec["test_bpc"] = result.test.bpc();
   rec["eval_mode"] = eval_mode_;
-  if (root_) history_->log(rec);
+  if (root_) history_->log(rec);  // metrics.jsonl is open: the record follows a moved folder
   if (opts_.progress) print_test_result(result.test);
+  const std::string folder = saved_folder(" during the test evaluation");
+  if (opts_.progress)
+    mg::print("the run is saved in {}; sample from it with: mambagrad generate --run {} --prompt \"The \"\n", folder,
+              shell_word(folder));
   return result;
+}
+
+// Where the run folder is now: --out, the place it was moved to since the last check (found as
+// check_folder_in_place finds it), or nothing when it was removed. Rank 0 alone holds the lock; the
+// others answer --out.
+std::optional<std::string> Trainer::folder_now() const {
+  if (!lock_) return dir_;
+  const std::optional<std::string> where = lock_->moved_to();
+  if (!where) return dir_;
+  if (where->empty()) return std::nullopt;
+  return where;
+}
+
+// The folder that the closing messages name: where the run is now. A folder moved after its last checkpoint
+// (`phase`: " during the test evaluation", or at a stop) is named where it went, with a note; a removed one
+// ends the command with an error, as removal while training does, since nothing of the run is left.
+std::string Trainer::saved_folder(const char* phase) const {
+  const std::optional<std::string> now = folder_now();
+  MG_CHECK(now.has_value(),
+           "[train] the run folder {} was removed{} (or another folder took its name): its checkpoints and "
+           "metrics are gone",
+           dir_, *phase ? phase : " after its last checkpoint");
+  if (*now != dir_) {  // on stderr even with --quiet, as the trainer's other notes on the user's files
+    if (opts_.progress) mg::print("{}", progress_.break_line());
+    std::fputs(mg::format("note: the run folder {} was moved to {}{}; the run is saved there\n", dir_, *now,
+                          *phase ? phase : " after its last checkpoint")
+                   .c_str(),
+               stderr);
+  }
+  return *now;
 }
 
 void Trainer::print_test_result(const EvalResult& test) const {
@@ -1026,8 +1064,6 @@ void Trainer::print_test_result(const EvalResult& test) const {
     mg::print("{} memory: peak {:.1f} MB, in use {:.1f} MB, cached {:.1f} MB\n", opts_.device.str(),
               (double)m.peak / 1048576.0, (double)m.in_use / 1048576.0, (double)m.cached / 1048576.0);
   }
-  mg::print("the run is saved in {}; sample from it with: mambagrad generate --run {} --prompt \"The \"\n", dir_,
-            shell_word(dir_));
 }
 
 }  // namespace
