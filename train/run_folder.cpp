@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <climits>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -32,6 +34,38 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string pid_suffix() { return ".tmp." + std::to_string((long long)::getpid()); }
+
+// The processes that hold a flock on the file or folder open as `fd`, as Linux lists them in /proc/locks
+// ("1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF", majors and minors in hex; a waiter's
+// line has "->" in place of FLOCK). None where that cannot be read; a holder outside this PID namespace
+// (a trainer in a container) is listed as 0 and left out.
+std::vector<long long> flock_holders(int fd) {
+  std::vector<long long> pids;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return pids;
+  std::ifstream in("/proc/locks");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, kind, mode, access, dev;
+    long long pid = 0;
+    if (!(fields >> id >> kind) || kind != "FLOCK" || !(fields >> mode >> access >> pid >> dev) || pid <= 0) continue;
+    unsigned maj = 0, min = 0;
+    unsigned long long ino = 0;
+    if (std::sscanf(dev.c_str(), "%x:%x:%llu", &maj, &min, &ino) == 3 && maj == ::major(st.st_dev) &&
+        min == ::minor(st.st_dev) && ino == (unsigned long long)st.st_ino)
+      pids.push_back(pid);
+  }
+  return pids;
+}
+
+// "pid 1234 (name)": a process and its command name, from /proc (the pid alone where that is gone).
+std::string process_text(long long pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  if (!std::getline(in, name) || name.empty()) return mg::format("pid {}", pid);
+  return mg::format("pid {} ({})", pid, name);
+}
 
 void fsync_dir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -134,15 +168,24 @@ RunLock::RunLock(const std::string& dir) : dir_(dir) {
     const int err = errno;
     char buf[32] = {};
     const ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+    const std::vector<long long> holders = err == EWOULDBLOCK ? flock_holders(fd_) : std::vector<long long>{};
     ::close(fd_);
     fd_ = -1;
     std::string pid = n > 0 ? std::string(buf, (size_t)n) : std::string("unknown");
     while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
     if (err == EWOULDBLOCK) {
-      // The pid is the last trainer's. Where no such process lives, another program holds the lock.
+      // The pid written in the file is the last trainer's. The holder, where the kernel names it, says
+      // whether that trainer still holds the lock or another process does (a trainer writes its pid just
+      // after it takes the lock).
       char* end = nullptr;
       const long long p = std::strtoll(pid.c_str(), &end, 10);
-      if (!pid.empty() && *end == '\0' && p > 0 && p <= INT_MAX && ::kill((pid_t)p, 0) != 0 && errno == ESRCH)
+      const bool named = !pid.empty() && *end == '\0' && p > 0 && p <= INT_MAX;
+      if (!holders.empty() && std::find(holders.begin(), holders.end(), p) == holders.end())
+        MG_THROW("[train] {} is locked by another process: {} holds its {}{}; wait for it to finish or stop it first",
+                 dir, process_text(holders.front()), kLockFile,
+                 named ? mg::format(" (the pid written in it, {}, is of an earlier trainer)", pid) : std::string());
+      // Where no such process lives, another program holds the lock.
+      if (holders.empty() && named && ::kill((pid_t)p, 0) != 0 && errno == ESRCH)
         MG_THROW(
             "[train] {} is locked by another program: its {} names pid {}, a trainer that has exited, so the lock "
             "is held by some other process, or by a trainer in another PID namespace such as a container (`fuser "
@@ -159,15 +202,16 @@ RunLock::RunLock(const std::string& dir) : dir_(dir) {
   dir_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd_ >= 0 && ::flock(dir_fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
+    const std::vector<long long> holders = err == EWOULDBLOCK ? flock_holders(dir_fd_) : std::vector<long long>{};
     ::close(dir_fd_);
     dir_fd_ = -1;
     if (err == EWOULDBLOCK) {
       ::close(fd_);
       fd_ = -1;
       MG_THROW(
-          "[train] {} is in use by another trainer (its {} was removed while it runs, so its pid is unknown); wait "
-          "for it to finish or stop it first",
-          dir, kLockFile);
+          "[train] {} is in use by another trainer ({}: its {} was removed while it runs, and it holds the "
+          "folder's own lock); wait for it to finish or stop it first",
+          dir, holders.empty() ? std::string("its pid is unknown") : process_text(holders.front()), kLockFile);
     }
   }
   const std::string pid = std::to_string((long long)::getpid()) + "\n";  // both held: name the holder
