@@ -243,6 +243,16 @@ void add_eval_command(CLI::App& app, Run& run) {
                o->run_dir);
       const TrainOptions opts = recorded.value_or(TrainOptions{});
       const int64_t seq = o->seq > 0 ? o->seq : opts.seq;
+      const std::string path = o->data.empty() ? opts.data : o->data;
+      // A split shorter than one window: no --bytes helps, only a smaller --seq. Checked from the size the
+      // run records before the file is read, and again on the bytes read.
+      const auto check_split = [&](uint64_t n) {
+        MG_CHECK(n > (uint64_t)seq,
+                 "[eval] the {} split of {} has {} bytes, shorter than one window of --seq {} + 1 bytes{}: {}",
+                 o->split, path, n, seq, o->seq > 0 ? "" : " (the run's)",
+                 n >= 2 ? mg::format("pass --seq at most {}", n - 1) : std::string("evaluate another split"));
+      };
+      if (o->data.empty() && opts.data_bytes > 0) check_split(split_size(opts.data_bytes, o->split));
       MG_CHECK(
           o->bytes == -1 || o->bytes > seq,
           "[eval] --bytes {} is shorter than one window of --seq {} + 1 bytes{}: use at least {}, or -1 (the whole "
@@ -252,7 +262,6 @@ void add_eval_command(CLI::App& app, Run& run) {
       check_fits_in_memory(model->config().forward_bytes((double)o->batch * (double)seq), "eval",
                            mg::format("a batch of --batch {} x --seq {} tokens", o->batch, seq),
                            "; use a smaller --batch or --seq");
-      const std::string path = o->data.empty() ? opts.data : o->data;
       std::vector<uint8_t> bytes = read_run_data(opts, o->data, "eval");
       if (o->data.empty()) check_run_data(opts, bytes, "eval");
       ByteSplits s = split_bytes(std::move(bytes));
@@ -260,6 +269,7 @@ void add_eval_command(CLI::App& app, Run& run) {
                       : o->split == "validation" ? std::move(s.val)
                                                  : std::move(s.test),
                       o->split);
+      check_split((uint64_t)set.size());
       InterruptGuard interrupt;  // Ctrl-C stops between batches: mg::Interrupted, exit status 130
       const bool streams = o->stream || (!o->windows && opts.carry_state);
       EvalResult r = streams ? evaluate_stream(*model, set, o->batch, seq, o->bytes)

@@ -32,12 +32,24 @@ Batch window_batch(const uint8_t* src, int64_t rows, int64_t len, Device device,
 
 }  // namespace
 
+namespace {
+
+// floor(0.9 n) and floor(0.95 n), the ends of train and validation, in integers (no rounding of 0.9 in
+// floating point); 128-bit so that any size works.
+uint64_t train_end(uint64_t n) { return (uint64_t)((unsigned __int128)n * 9 / 10); }
+uint64_t validation_end(uint64_t n) { return (uint64_t)((unsigned __int128)n * 19 / 20); }
+
+}  // namespace
+
+uint64_t split_size(uint64_t n, const std::string& name) {
+  if (name == "train") return train_end(n);
+  if (name == "validation") return validation_end(n) - train_end(n);
+  MG_CHECK(name == "test", "[data] unknown split '{}' (valid: train, validation, test)", name);
+  return n - validation_end(n);
+}
+
 ByteSplits split_bytes(std::vector<uint8_t> all) {
-  const uint64_t n = all.size();
-  // floor(0.9 n) and floor(0.95 n) in integers (no rounding of 0.9 in floating point); 128-bit so
-  // that any size works.
-  const size_t a = (size_t)((unsigned __int128)n * 9 / 10);
-  const size_t b = (size_t)((unsigned __int128)n * 19 / 20);
+  const size_t a = (size_t)train_end(all.size()), b = (size_t)validation_end(all.size());
   ByteSplits s;
   s.val.assign(all.begin() + a, all.begin() + b);
   s.test.assign(all.begin() + b, all.end());

@@ -23,6 +23,8 @@ struct ByteSplits {
 // Splits at floor(0.9 n) and floor(0.95 n), computed exactly in integers: [0, 0.9n) is train,
 // [0.9n, 0.95n) validation and [0.95n, n) test. Takes `all` by value and reuses its buffer for train.
 ByteSplits split_bytes(std::vector<uint8_t> all);
+// The size of split `name` ("train", "validation" or "test") of n bytes, as split_bytes cuts them.
+uint64_t split_size(uint64_t n, const std::string& name);
 
 // inputs and targets: int64 (batch, seq_len); targets[b][t] is the byte after inputs[b][t].
 struct Batch {

@@ -278,10 +278,27 @@ TEST_CASE("input limits: --eval-bytes and eval --bytes shorter than a window nam
   auto e = run_cli({"eval", "--run", d / "run", "--bytes", "10"}, {}, kKillMs);
   check_refused(e, {"--bytes 10 is shorter than one window of --seq 32 + 1 bytes (the run's): use at least 33"});
   CHECK(e.err.find("smaller --seq") == std::string::npos);  // the run's window: not the user's to shrink
-  // A --seq of the user's own: a smaller one is a way out too (-1 cannot help when the split is short).
-  auto s = run_cli({"eval", "--run", d / "run", "--bytes", "1000", "--seq", "999999999"}, {}, kKillMs);
-  check_refused(s, {"--bytes 1000 is shorter than one window of --seq 999999999 + 1 bytes: use at least 1000000000, "
-                    "or -1 (the whole split), or a smaller --seq"});
+  // A --seq of the user's own: a smaller one is a way out too.
+  auto s = run_cli({"eval", "--run", d / "run", "--bytes", "39", "--seq", "39"}, {}, kKillMs);
+  check_refused(s, {"--bytes 39 is shorter than one window of --seq 39 + 1 bytes: use at least 40, or -1 (the whole "
+                    "split), or a smaller --seq"});
+  // A window longer than the split: no --bytes helps (not even -1), so the message gives the largest --seq
+  // instead. The test split of 30000 bytes is its last 1500: checked from the size the run records,
+  // before the file is read, and again on the bytes read when --data names the file.
+  for (const std::string bytes : {"1000", "-1"}) {
+    CAPTURE(bytes);
+    auto w = run_cli({"eval", "--run", d / "run", "--bytes", bytes, "--seq", "999999999"}, {}, kKillMs);
+    check_refused(w, {"[eval] the test split of " + data +
+                      " has 1500 bytes, shorter than one window of --seq "
+                      "999999999 + 1 bytes: pass --seq at most 1499"});
+    CHECK(w.err.find("-1 (the whole split)") == std::string::npos);
+  }
+  auto f = run_cli({"eval", "--run", d / "run", "--bytes", "-1", "--seq", "1500", "--data", data}, {}, kKillMs);
+  check_refused(f, {"[eval] the test split of " + data +
+                    " has 1500 bytes, shorter than one window of --seq 1500 + "
+                    "1 bytes: pass --seq at most 1499"});
+  auto v = run_cli({"eval", "--run", d / "run", "--split", "validation", "--seq", "1499"}, {}, kKillMs);
+  CHECK_MESSAGE(v.exit_code == 0, v.err);  // 1500 bytes hold one window of 1499 + 1
 }
 
 TEST_CASE("input limits: eval and resume after the run's data file moved ask for --data with the recorded path") {
