@@ -159,9 +159,8 @@ __device__ T row_reduce(T v, Op op) {
 }
 
 // Calls launch(warp, grid, block) for a kernel over `rows` rows of n values (rows > 0): warp is
-// std::true_type (a warp per row) where n <= kWarpRow, else std::false_type (a block per row); the
-// kernel takes RowSplit<decltype(warp)::value> (named first, as `constexpr bool W`: the emulator's
-// rewrite of a launch takes template arguments without parentheses).
+// std::true_type (a warp per row) where n <= kWarpRow, else std::false_type (a block per row), whose
+// `warp.value` is the kernel's template argument.
 template <class Launch>
 void launch_rows(int64_t rows, int64_t n, Launch&& launch) {
   constexpr int64_t warps = kThreads / 32;

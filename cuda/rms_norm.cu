@@ -72,8 +72,7 @@ void rms_norm_forward(DType t, const void* x, const void* w, void* out, void* rs
   set_device(device, "rms_norm");
   MG_DISPATCH_FLOAT(t, "rms_norm", [&] {
     launch_rows(rows, D, [&](auto warp, dim3 grid, dim3 block) {
-      constexpr bool W = decltype(warp)::value;
-      rms_forward_kernel<W, scalar_t>
+      rms_forward_kernel<warp.value, scalar_t>
           <<<grid, block, 0, stream(device)>>>(static_cast<const scalar_t*>(x), static_cast<const scalar_t*>(w),
                                                static_cast<scalar_t*>(out), static_cast<scalar_t*>(rstd), rows, D, eps);
     });
@@ -92,8 +91,7 @@ void rms_norm_backward(DType t, const void* x, const void* w, const void* g, con
     auto* pr = static_cast<const scalar_t*>(rstd);
     if (dx && rows > 0) {
       launch_rows(rows, D, [&](auto warp, dim3 grid, dim3 block) {
-        constexpr bool W = decltype(warp)::value;
-        rms_backward_dx_kernel<W, scalar_t>
+        rms_backward_dx_kernel<warp.value, scalar_t>
             <<<grid, block, 0, s>>>(px, static_cast<const scalar_t*>(w), pg, pr, static_cast<scalar_t*>(dx), rows, D);
       });
       MG_CUDA_LAUNCH_CHECK("rms_norm");

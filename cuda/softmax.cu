@@ -89,8 +89,7 @@ void log_softmax_rows(DType t, const void* x, void* y, int64_t rows, int64_t n, 
     auto* px = static_cast<const scalar_t*>(x);
     auto* py = static_cast<scalar_t*>(y);
     launch_rows(rows, n, [&](auto warp, dim3 grid, dim3 block) {
-      constexpr bool W = decltype(warp)::value;
-      log_softmax_kernel<W, scalar_t><<<grid, block, 0, stream(device)>>>(px, py, rows, n);
+      log_softmax_kernel<warp.value, scalar_t><<<grid, block, 0, stream(device)>>>(px, py, rows, n);
     });
   });
   MG_CUDA_LAUNCH_CHECK("log_softmax");
@@ -106,8 +105,8 @@ void cross_entropy_forward(DType t, const void* logits, const int64_t* targets, 
       auto* px = static_cast<const scalar_t*>(logits);
       auto* pl = static_cast<scalar_t*>(lse);
       launch_rows(N, C, [&](auto warp, dim3 grid, dim3 block) {
-        constexpr bool W = decltype(warp)::value;
-        ce_rows_kernel<W, scalar_t><<<grid, block, 0, s>>>(px, targets, N, C, ignore_index, pl, row_loss.as<double>());
+        ce_rows_kernel<warp.value, scalar_t>
+            <<<grid, block, 0, s>>>(px, targets, N, C, ignore_index, pl, row_loss.as<double>());
       });
       MG_CUDA_LAUNCH_CHECK("cross_entropy");
     }
