@@ -233,8 +233,14 @@ void* init_stack(char* stack, int i) {
 // returns or waits at a barrier. A thread that waits hands over to the next ready thread of the round
 // itself, one switch instead of two through the scheduler; the last one of the round, and a thread that
 // returns (its stack is then free for the next thread to start), go back to the scheduler.
-int fiber_at(const Block& b, int pos) { return b.reverse ? b.nthreads - 1 - pos : pos; }
-int position_of(const Block& b, int i) { return b.reverse ? b.nthreads - 1 - i : i; }
+// Position k of n in run order: k, or n - 1 - k in reverse order. The map is its own inverse, so it takes
+// a position to an index (of a thread, of a block) and an index back to its position.
+template <class I>
+I run_order(bool reverse, I n, I k) {
+  return reverse ? n - 1 - k : k;
+}
+int fiber_at(const Block& b, int pos) { return run_order(b.reverse, b.nthreads, pos); }
+int position_of(const Block& b, int i) { return run_order(b.reverse, b.nthreads, i); }
 
 // The first ready thread at a position from `pos` on in this round's order, or -1.
 int next_ready(const Block& b, int pos) {
@@ -568,7 +574,7 @@ void launch_impl(const void* kernel, const char* name, dim3 grid, dim3 block, si
   const uint64_t nblocks = uint64_t(grid.x) * grid.y * grid.z;
   bool ok = true;
   for (uint64_t k = 0; k < nblocks && ok; ++k) {
-    const uint64_t lin = rev ? nblocks - 1 - k : k;
+    const uint64_t lin = run_order(rev, nblocks, k);
     blockIdx = {unsigned(lin % grid.x), unsigned(lin / grid.x % grid.y), unsigned(lin / (uint64_t(grid.x) * grid.y))};
     if (smem) std::fill(b.dyn.begin(), b.dyn.end(), 0xff);
     b.shared.clear();
