@@ -182,6 +182,37 @@ TEST_CASE("run safety: eval, generate and logits verify the root model against c
   CHECK(read_bytes(d / "bare/model.safetensors") == bare_model);
 }
 
+TEST_CASE("run safety: a root model older than the newest checkpoint is passed over with a note") {
+  TempDir d("root_older");
+  const std::string data = write_text(d, 30000);
+  // Killed after checkpoint 4 was committed, before the root copy was updated: the root model is step 3's.
+  test::killed_run(data, d / "run", 4, "checkpoint-renamed:4");
+  const std::string root = d / "run/model.safetensors", ckpt = d / "run/checkpoint-4";
+  REQUIRE(fs::exists(ckpt));
+  REQUIRE(read_bytes(root) != read_bytes(ckpt + "/model.safetensors"));
+  const std::string note = root + " is from step 3, older than the newest checkpoint (" + ckpt +
+                           ", step 4): that checkpoint's model is read";
+  // Read is checkpoint 4's model: the same logits as from that folder itself.
+  auto logits_of = [&](const std::string& run, const std::string& out) {
+    return run_cli({"logits", "--run", run, "--input", data, "--bytes", "16", "--out", out, "--threads", "1"});
+  };
+  const test::CliRun from_run = logits_of(d / "run", d / "a.safetensors");
+  CHECK_MESSAGE(from_run.exit_code == 0, from_run.err);
+  CHECK(contains(from_run.err, note));
+  const test::CliRun from_ckpt = logits_of(ckpt, d / "b.safetensors");
+  CHECK_MESSAGE(from_ckpt.exit_code == 0, from_ckpt.err);
+  CHECK(!contains(from_ckpt.err, "note:"));
+  CHECK(read_bytes(d / "a.safetensors") == read_bytes(d / "b.safetensors"));
+  auto e = run_cli({"eval", "--run", d / "run", "--bytes", "512", "--threads", "1"});
+  CHECK_MESSAGE(e.exit_code == 0, e.err);
+  CHECK(contains(e.err, note));
+  // Resumed, the trainer puts the root copy back: no note after that.
+  REQUIRE(test::resume_cli(d / "run").exit_code == 0);
+  auto again = run_cli({"eval", "--run", d / "run", "--bytes", "512", "--threads", "1"});
+  CHECK_MESSAGE(again.exit_code == 0, again.err);
+  CHECK(!contains(again.err, "note:"));
+}
+
 TEST_CASE("run safety: a root model newer than the newest usable checkpoint is not taken unverified") {
   TempDir d("root_newer");
   const std::string data = write_text(d, 30000);

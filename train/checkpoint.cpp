@@ -1,6 +1,7 @@
 #include "train/checkpoint.h"
 
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -107,8 +108,8 @@ bool same_json(const std::string& a, const std::string& b) {
 // Where the model of a run folder is read from: the root model.safetensors and config.json, both checked
 // against the newest checkpoint's manifest (size and CRC-32) when there is one. A root file older than
 // that checkpoint (a trainer is between its commit and the switch of the root files, or crashed there) is
-// passed over for the checkpoint's own copy; a root file of the same step that does not match was
-// changed or damaged afterwards, and one of a newer step cannot be verified: both are refused.
+// passed over for the checkpoint's own copy, with a note on stderr; a root file of the same step that does not match
+// was changed or damaged afterwards, and one of a newer step cannot be verified: both are refused.
 std::string model_folder(const std::string& run_dir) {
   const std::string model = run_dir + "/" + kModelFile;
   const bool root = fs::exists(model) && fs::exists(run_dir + "/" + kConfigFile);
@@ -130,7 +131,16 @@ std::string model_folder(const std::string& run_dir) {
   // checkpoint's step read here is the file compared below, unless a newer checkpoint comes meanwhile
   // (then load_model reads again).
   const std::optional<int64_t> step = root_step(model);
-  if (step && *step < ckpt->step) return ckpt->dir;
+  if (step && *step < ckpt->step) {  // said, so that a root file put there to be read is not passed over silently
+    std::fputs(mg::format("note: {} is from step {}, older than the newest checkpoint ({}, step {}): that "
+                          "checkpoint's model is read instead (a trainer that stopped before updating the root "
+                          "copy leaves it so, and its next --resume updates it; to read that file itself, pass a "
+                          "folder holding it and its config.json as --run)\n",
+                          model, *step, ckpt->dir, ckpt->step)
+                   .c_str(),
+               stderr);
+    return ckpt->dir;
+  }
   const std::string why = compare_with_checkpoint(*ckpt, kModelFile, model);
   if (why.empty()) {  // the config too: the same in every checkpoint of a run, so no step to compare
     const std::string config = run_dir + "/" + kConfigFile;
