@@ -108,8 +108,8 @@ bool same_json(const std::string& a, const std::string& b) {
 // Where the model of a run folder is read from: the root model.safetensors and config.json, both checked
 // against the newest checkpoint's manifest (size and CRC-32) when there is one. A root file older than
 // that checkpoint (a trainer is between its commit and the switch of the root files, or crashed there) is
-// passed over for the checkpoint's own copy, with a note on stderr; a root file of the same step that does not match
-// was changed or damaged afterwards, and one of a newer step cannot be verified: both are refused.
+// passed over for the checkpoint's own copy, with a note on stderr; a root file of the same step that does
+// not match was changed or damaged afterwards, and one of a newer step cannot be verified: both are refused.
 std::string model_folder(const std::string& run_dir) {
   const std::string model = run_dir + "/" + kModelFile;
   const bool root = fs::exists(model) && fs::exists(run_dir + "/" + kConfigFile);

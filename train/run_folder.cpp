@@ -17,8 +17,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <utility>
 #include <sstream>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
