@@ -157,14 +157,17 @@ struct Block {
 thread_local Block g_block;
 
 struct Stats {
-  uint64_t launches = 0, blocks = 0, threads = 0, switches = 0, shared_accesses = 0;
+  // turns: the times a kernel thread is made current (a switch into it, from the scheduler or from the
+  // thread before it at a barrier); one per thread in a kernel without barriers.
+  uint64_t launches = 0, blocks = 0, threads = 0, turns = 0, shared_accesses = 0;
   ~Stats() {
     if (std::getenv("MG_CUDA_EMU_STATS"))
-      std::fprintf(stderr,
-                   "cuda emulator: %llu launches, %llu blocks, %llu threads, %llu switches, %llu checked shared-memory "
-                   "accesses\n",
-                   (unsigned long long)launches, (unsigned long long)blocks, (unsigned long long)threads,
-                   (unsigned long long)switches, (unsigned long long)shared_accesses);
+      std::fprintf(
+          stderr,
+          "cuda emulator: %llu launches, %llu blocks, %llu threads, %llu thread turns, %llu checked shared-memory "
+          "accesses\n",
+          (unsigned long long)launches, (unsigned long long)blocks, (unsigned long long)threads,
+          (unsigned long long)turns, (unsigned long long)shared_accesses);
   }
 };
 Stats g_stats;
@@ -275,7 +278,7 @@ void make_current(Block& b, int i) {
   if (!f.sp) give_stack(b, f);
   b.cur = i;
   threadIdx = f.tid;
-  ++g_stats.switches;
+  ++g_stats.turns;
 }
 
 void yield(State why) {
