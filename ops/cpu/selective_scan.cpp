@@ -144,6 +144,13 @@ inline void for_regs(F&& f) {
   for (int q = 0; q < kRegsPerVec<T>; ++q) f(RegView<T>{q});
 }
 
+// Where a Vec is several registers (float on AVX2), a full block's per-step work (dt's softplus, u, the
+// gate) runs one register at a time too, on loads and stores of the rows themselves: GCC moves such
+// 64-byte values through the stack and general registers. The same arithmetic per lane as the Vec forms
+// (load_step, vsoftplus, vsigmoid), which the last, partial block of channels takes.
+template <class T>
+inline constexpr bool kStepsByReg = std::is_same_v<T, float> && (kRegsPerVec<T> > 1);
+
 }  // namespace
 
 namespace {
@@ -181,8 +188,33 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
         std::fill(h.begin(), h.end(), Vec<T>{});
       // Software pipelined by one step: step t + 1's dt (softplus) is computed, and step t - 1's output
       // gated and stored, while step t's states update, instead of each standing as a dependent
-      // chain at the start or end of its own step.
+      // chain at the start or end of its own step. (A full block: one register at a time, kStepsByReg.)
+      const bool by_reg = kStepsByReg<T> && nc == W;
+      auto step_inputs = [&](int64_t row, Vec<T>& dt, Vec<T>& u) {
+        if constexpr (kStepsByReg<T>)
+          if (by_reg)
+            return for_regs<T>([&](const auto r) {
+              using R = typename decltype(r)::R;
+              const int64_t o = row + r.q * kRegLanes<T>;
+              const R x = loadu<T, R>(a.delta + o) + r(p.bias);
+              r.set(dt, a.softplus ? softplus_lanes(x, static_cast<R*>(nullptr)) : x);
+              r.set(u, loadu<T, R>(a.u + o));
+            });
+        load_step(a, p, row, nc, dt, u);
+      };
       auto gate_and_store = [&](int64_t t, Vec<T> y) {  // y z sigmoid(z) into out, step t
+        if constexpr (kStepsByReg<T>)
+          if (by_reg)
+            return for_regs<T>([&](const auto r) {
+              using R = typename decltype(r)::R;
+              const int64_t o = r.q * kRegLanes<T>;
+              R y_r = r(y);
+              if (a.z) {
+                const R z = loadu<T, R>(a.z + (i * l + t) * a.z_rs + c0 + o);
+                y_r = y_r * z * (1.0f / (1.0f + vexp(-z)));  // vsigmoid's arithmetic
+              }
+              storeu(out + (i * l + t) * d + c0 + o, y_r);
+            });
         if (a.z) {
           const Vec<T> z = load_first(a.z + (i * l + t) * a.z_rs + c0, nc);
           y = y * z * vsigmoid(z);
@@ -190,7 +222,7 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
         store_first(out + (i * l + t) * d + c0, y, nc);
       };
       Vec<T> dt_next, u_next, y_prev{};
-      load_step(a, p, (i * l) * d + c0, nc, dt_next, u_next);
+      step_inputs((i * l) * d + c0, dt_next, u_next);
       for (int64_t t = 0; t < l; ++t) {
         const int64_t row = (i * l + t) * d + c0;
         if (t + kPrefetchSteps < l) {
@@ -201,7 +233,7 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
           __builtin_prefetch(out + ahead, 1);
         }
         const Vec<T> dt = dt_next, u = u_next;
-        if (t + 1 < l) load_step(a, p, row + d, nc, dt_next, u_next);
+        if (t + 1 < l) step_inputs(row + d, dt_next, u_next);
         if (t > 0) gate_and_store(t - 1, y_prev);
         const T *Bt = a.B + (i * l + t) * a.B_rs, *Ct = a.C + (i * l + t) * a.C_rs;
         const Vec<T> dtu = dt * u;
@@ -279,6 +311,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
       if (pC) std::fill(pC, pC + l * n, T(0));
       for (int64_t blk = grp * bpg; blk < std::min(nblocks, (grp + 1) * bpg); ++blk) {
         const int64_t c0 = blk * W, nc = std::min(W, d - c0);
+        const bool by_reg = kStepsByReg<T> && nc == W;
         p.load(a, c0, nc);
         if (dlast)
           load_state(dlast + (i * d + c0) * n, n, nc, gst.data());
@@ -303,6 +336,30 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
           // states update, not as a dependent chain at the start of its own step.
           auto step_values = [&](int64_t tt) {
             const int64_t row = (i * l + t0 + tt) * d + c0;
+            if constexpr (kStepsByReg<T>)
+              if (by_reg)
+                return for_regs<T>([&](const auto r) {
+                  using R = typename decltype(r)::R;
+                  const int64_t o = row + r.q * kRegLanes<T>;
+                  const R x = loadu<T, R>(a.delta + o) + r(p.bias);
+                  if (a.softplus) {
+                    R dsp;
+                    r.set(dtb[tt], softplus_lanes(x, &dsp));
+                    r.set(dspb[tt], dsp);
+                  } else {
+                    r.set(dtb[tt], x);
+                  }
+                  r.set(ub[tt], loadu<T, R>(a.u + o));
+                  const R go = loadu<T, R>(dout + o);
+                  if (a.z) {  // vsigmoid's arithmetic, and the Vec form's products below
+                    const R zz = loadu<T, R>(a.z + (i * l + t0 + tt) * a.z_rs + c0 + r.q * kRegLanes<T>);
+                    const R sg = 1.0f / (1.0f + vexp(-zz));
+                    r.set(dyb[tt], go * zz * sg);
+                    r.set(dzb[tt], go * sg * (1.0f + zz * (1.0f - sg)));
+                  } else {
+                    r.set(dyb[tt], go);
+                  }
+                });
             load_step(a, p, row, nc, dtb[tt], ub[tt], &dspb[tt]);
             const Vec<T> go = load_first(dout + row, nc);
             if (a.z) {
