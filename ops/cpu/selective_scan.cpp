@@ -151,6 +151,26 @@ inline void for_regs(F&& f) {
 template <class T>
 inline constexpr bool kStepsByReg = std::is_same_v<T, float> && (kRegsPerVec<T> > 1);
 
+// load_step on register r of a full block (kStepsByReg): dt (softplus'd when asked, with its derivative
+// into *ddt when given) and u.
+template <class T, class RV>
+inline void load_step_reg(const ScanArgs<T>& a, const BlockParams<T>& p, int64_t row, RV r, Vec<T>& dt, Vec<T>& u,
+                          Vec<T>* ddt = nullptr) {
+  using R = typename RV::R;
+  const int64_t o = row + r.q * kRegLanes<T>;
+  const R x = loadu<T, R>(a.delta + o) + r(p.bias);
+  if (!a.softplus) {
+    r.set(dt, x);
+  } else if (ddt) {
+    R g;
+    r.set(dt, softplus_lanes(x, &g));
+    r.set(*ddt, g);
+  } else {
+    r.set(dt, softplus_lanes(x, static_cast<R*>(nullptr)));
+  }
+  r.set(u, loadu<T, R>(a.u + o));
+}
+
 }  // namespace
 
 namespace {
@@ -192,14 +212,7 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
       const bool by_reg = kStepsByReg<T> && nc == W;
       auto step_inputs = [&](int64_t row, Vec<T>& dt, Vec<T>& u) {
         if constexpr (kStepsByReg<T>)
-          if (by_reg)
-            return for_regs<T>([&](const auto r) {
-              using R = typename decltype(r)::R;
-              const int64_t o = row + r.q * kRegLanes<T>;
-              const R x = loadu<T, R>(a.delta + o) + r(p.bias);
-              r.set(dt, a.softplus ? softplus_lanes(x, static_cast<R*>(nullptr)) : x);
-              r.set(u, loadu<T, R>(a.u + o));
-            });
+          if (by_reg) return for_regs<T>([&](const auto r) { load_step_reg(a, p, row, r, dt, u); });
         load_step(a, p, row, nc, dt, u);
       };
       auto gate_and_store = [&](int64_t t, Vec<T> y) {  // y z sigmoid(z) into out, step t
@@ -340,17 +353,8 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
               if (by_reg)
                 return for_regs<T>([&](const auto r) {
                   using R = typename decltype(r)::R;
-                  const int64_t o = row + r.q * kRegLanes<T>;
-                  const R x = loadu<T, R>(a.delta + o) + r(p.bias);
-                  if (a.softplus) {
-                    R dsp;
-                    r.set(dtb[tt], softplus_lanes(x, &dsp));
-                    r.set(dspb[tt], dsp);
-                  } else {
-                    r.set(dtb[tt], x);
-                  }
-                  r.set(ub[tt], loadu<T, R>(a.u + o));
-                  const R go = loadu<T, R>(dout + o);
+                  load_step_reg(a, p, row, r, dtb[tt], ub[tt], &dspb[tt]);
+                  const R go = loadu<T, R>(dout + row + r.q * kRegLanes<T>);
                   if (a.z) {  // vsigmoid's arithmetic, and the Vec form's products below
                     const R zz = loadu<T, R>(a.z + (i * l + t0 + tt) * a.z_rs + c0 + r.q * kRegLanes<T>);
                     const R sg = 1.0f / (1.0f + vexp(-zz));
