@@ -28,8 +28,9 @@ struct CliRun {
 
 // `args` follow the program name; `env` adds NAME=value entries to this process's environment. With
 // kill_after_ms >= 0 the child gets SIGKILL after that many milliseconds unless it ended before.
-// `cwd`, when not empty, is the child's working directory. `on_stop`, when given, runs each time the child
-// stops itself (SIGSTOP: the trainer's MG_TEST_STOP_AT), and the child then gets SIGCONT.
+// `cwd`, when not empty, is the child's working directory. `on_stop`, when given (without kill_after_ms),
+// runs each time the child stops itself (SIGSTOP: the trainer's MG_TEST_STOP_AT), and the child then gets
+// SIGCONT.
 // run_program: the same for another program (mpirun, tests/test_distributed.cpp), by its path.
 inline CliRun run_program(const std::string& program, const std::vector<std::string>& args,
                           const std::vector<std::string>& env = {}, int kill_after_ms = -1, const std::string& cwd = "",

@@ -730,7 +730,6 @@ class Trainer {
   EvalResult run_eval(const ByteDataset& split, int64_t max_bytes) const;
   TrainResult stopped(int64_t done, int signo, const char* phase);
   void check_folder_in_place(int64_t step);
-  std::optional<std::string> folder_now() const;
   std::string saved_folder(const char* phase) const;
   void print_test_result(const EvalResult& test) const;
 
@@ -1025,34 +1024,24 @@ TrainResult Trainer::finish() {
   return result;
 }
 
-// Where the run folder is now: --out, the place it was moved to since the last check (found as
-// check_folder_in_place finds it), or nothing when it was removed. Rank 0 alone holds the lock; the
-// others answer --out.
-std::optional<std::string> Trainer::folder_now() const {
-  if (!lock_) return dir_;
-  const std::optional<std::string> where = lock_->moved_to();
-  if (!where) return dir_;
-  if (where->empty()) return std::nullopt;
-  return where;
-}
-
 // The folder that the closing messages name: where the run is now. A folder moved after its last checkpoint
-// (`phase`: " during the test evaluation", or at a stop) is named where it went, with a note; a removed one
-// ends the command with an error, as removal while training does, since nothing of the run is left.
+// (`phase`: " during the test evaluation", or at a stop) is named where it went, as check_folder_in_place
+// finds it, with a note; a removed one ends the command with an error, as removal while training does,
+// since nothing of the run is left. Rank 0 alone holds the lock; the others answer --out.
 std::string Trainer::saved_folder(const char* phase) const {
-  const std::optional<std::string> now = folder_now();
-  MG_CHECK(now.has_value(),
+  const std::optional<std::string> where = lock_ ? lock_->moved_to() : std::nullopt;
+  if (!where) return dir_;
+  const char* when = *phase ? phase : " after its last checkpoint";
+  MG_CHECK(!where->empty(),
            "[train] the run folder {} was removed{} (or another folder took its name): its checkpoints and "
            "metrics are gone",
-           dir_, *phase ? phase : " after its last checkpoint");
-  if (*now != dir_) {  // on stderr even with --quiet, as the trainer's other notes on the user's files
-    if (opts_.progress) mg::print("{}", progress_.break_line());
-    std::fputs(mg::format("note: the run folder {} was moved to {}{}; the run is saved there\n", dir_, *now,
-                          *phase ? phase : " after its last checkpoint")
-                   .c_str(),
-               stderr);
-  }
-  return *now;
+           dir_, when);
+  // On stderr even with --quiet, as the trainer's other notes on the user's files.
+  if (opts_.progress) mg::print("{}", progress_.break_line());
+  std::fputs(
+      mg::format("note: the run folder {} was moved to {}{}; the run is saved there\n", dir_, *where, when).c_str(),
+      stderr);
+  return *where;
 }
 
 void Trainer::print_test_result(const EvalResult& test) const {

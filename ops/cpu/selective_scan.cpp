@@ -224,7 +224,7 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
               R y_r = r(y);
               if (a.z) {
                 const R z = loadu<T, R>(a.z + (i * l + t) * a.z_rs + c0 + o);
-                y_r = y_r * z * (1.0f / (1.0f + vexp(-z)));  // vsigmoid's arithmetic
+                y_r = y_r * z * vsigmoid(z);
               }
               storeu(out + (i * l + t) * d + c0 + o, y_r);
             });
@@ -355,9 +355,9 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
                   using R = typename decltype(r)::R;
                   load_step_reg(a, p, row, r, dtb[tt], ub[tt], &dspb[tt]);
                   const R go = loadu<T, R>(dout + row + r.q * kRegLanes<T>);
-                  if (a.z) {  // vsigmoid's arithmetic, and the Vec form's products below
+                  if (a.z) {  // the Vec form's products below
                     const R zz = loadu<T, R>(a.z + (i * l + t0 + tt) * a.z_rs + c0 + r.q * kRegLanes<T>);
-                    const R sg = 1.0f / (1.0f + vexp(-zz));
+                    const R sg = vsigmoid(zz);
                     r.set(dyb[tt], go * zz * sg);
                     r.set(dzb[tt], go * sg * (1.0f + zz * (1.0f - sg)));
                   } else {

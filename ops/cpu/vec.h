@@ -333,7 +333,10 @@ inline Vec<double> vsoftplus(Vec<double> x, Vec<double>& dsoftplus) {
   return x;
 }
 
-inline Vec<float> vsigmoid(Vec<float> x) { return 1.0f / (1.0f + vexp(-x)); }
+// On a Vec or on one register of float (the scan's per-register steps): the same arithmetic per lane.
+template <class V>
+requires std::is_same_v < lane_t<V>,
+float > inline V vsigmoid(V x) { return 1.0f / (1.0f + vexp(-x)); }
 inline Vec<double> vsigmoid(Vec<double> x) { return 1.0 / (1.0 + vexp(-x)); }
 
 namespace detail {
