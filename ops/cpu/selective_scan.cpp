@@ -324,7 +324,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
       if (pC) std::fill(pC, pC + l * n, T(0));
       for (int64_t blk = grp * bpg; blk < std::min(nblocks, (grp + 1) * bpg); ++blk) {
         const int64_t c0 = blk * W, nc = std::min(W, d - c0);
-        const bool by_reg = kStepsByReg<T> && nc == W;
+        const bool full = nc == W, by_reg = kStepsByReg<T> && full;
         p.load(a, c0, nc);
         if (dlast)
           load_state(dlast + (i * d + c0) * n, n, nc, gst.data());
@@ -387,16 +387,15 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
               if (a.z && g.dz) __builtin_prefetch(g.dz + ahead, 1);
             }
             if (tt + 1 < L) step_values(tt + 1);
-            const Vec<T> dt = dtb[tt], u = ub[tt], dy = dyb[tt];
             const T *Bt = a.B + (i * l + t) * a.B_rs, *Ct = a.C + (i * l + t) * a.C_rs;
             const Vec<T>* prev = hbuf.data() + tt * n;
             Vec<T>* hc = hbuf.data() + (tt + 1) * n;
             Vec<T>* ac = abuf.data() + tt * n;
-            const Vec<T> dtu = dt * u;
-            Vec<T> y = p.D * u;
+            const bool want_dz = a.z && g.dz;
+            Vec<T> dzv{};  // a partial block's dz, stored after the loop
             for_regs<T>([&](const auto r) {
-              const auto dt_r = r(dt), dtu_r = r(dtu), dy_r = r(dy);
-              auto y_r = r(y);
+              const auto dt_r = r(dtb[tt]), u_r = r(ub[tt]), dy_r = r(dyb[tt]), dtu_r = dt_r * u_r;
+              auto y_r = r(p.D) * u_r;
               for (int64_t k = 0; k < n; ++k) {
                 const auto e = vexp2(dt_r * r(p.A2[k]));
                 const auto hk = e * r(prev[k]) + dtu_r * Bt[k];
@@ -405,10 +404,14 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
                 y_r += hk * Ct[k];
                 r.set(rows[k], dy_r * hk);
               }
-              r.set(y, y_r);
+              if (!want_dz) return;
+              if (full)
+                storeu(g.dz + row + r.q * kRegLanes<T>, y_r * r(dzb[tt]));
+              else
+                r.set(dzv, y_r * r(dzb[tt]));
             });
             if (pC) add_row_sums(rows.data(), n, pC + t * n);
-            if (a.z && g.dz) store_first(g.dz + row, y * dzb[tt], nc);
+            if (want_dz && !full) store_first(g.dz + row, dzv, nc);
           }
 
           // 2. The reverse recurrence over the chunk; gst carries dL/dh across steps and chunks.
@@ -420,14 +423,13 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
               if (g.du) __builtin_prefetch(g.du + row - kPrefetchSteps * d, 1);
               if (g.ddelta) __builtin_prefetch(g.ddelta + row - kPrefetchSteps * d, 1);
             }
-            const Vec<T> dt = dtb[tt], u = ub[tt], dy = dyb[tt], dtu = dt * u;
             const T *Bt = a.B + (i * l + t) * a.B_rs, *Ct = a.C + (i * l + t) * a.C_rs;
             const Vec<T>* prev = hbuf.data() + tt * n;
             const Vec<T>* ac = abuf.data() + tt * n;
-            Vec<T> dua{}, dtA{};  // sum_k dL/dh * B, sum_k A * dL/dh * a * h[t-1]
+            Vec<T> du{}, dd{};  // a partial block's dL/du and dL/d(delta), stored after the loop
             for_regs<T>([&](const auto r) {
-              const auto dt_r = r(dt), dtu_r = r(dtu), dy_r = r(dy);
-              auto dua_r = r(dua), dtA_r = r(dtA);
+              const auto dt_r = r(dtb[tt]), u_r = r(ub[tt]), dy_r = r(dyb[tt]), dtu_r = dt_r * u_r;
+              typename decltype(r)::R dua_r{}, dtA_r{};  // sum_k dL/dh * B, sum_k A * dL/dh * a * h[t-1]
               for (int64_t k = 0; k < n; ++k) {
                 const auto gg = r(gst[k]) + dy_r * Ct[k];  // dL/dh[t]
                 const auto ac_k = r(ac[k]);
@@ -438,16 +440,23 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
                 r.set(dAc[k], r(dAc[k]) + dt_r * q);
                 r.set(gst[k], gg * ac_k);  // dL/dh[t-1] through this step
               }
-              r.set(dua, dua_r);
-              r.set(dtA, dtA_r);
+              const auto du_r = dua_r * dt_r + r(p.D) * dy_r;
+              auto dd_r = dua_r * u_r + dtA_r;  // dL/d(dt)
+              if (a.softplus) dd_r *= r(dspb[tt]);
+              r.set(dDc, r(dDc) + dy_r * u_r);
+              r.set(dbc, r(dbc) + dd_r);
+              const int64_t o = row + r.q * kRegLanes<T>;
+              if (full) {
+                if (g.du) storeu(g.du + o, du_r);
+                if (g.ddelta) storeu(g.ddelta + o, dd_r);
+              } else {
+                r.set(du, du_r);
+                r.set(dd, dd_r);
+              }
             });
             if (pB) add_row_sums(rows.data(), n, pB + t * n);
-            if (g.du) store_first(g.du + row, dua * dt + p.D * dy, nc);
-            Vec<T> dd = dua * u + dtA;  // dL/d(dt)
-            if (a.softplus) dd *= dspb[tt];
-            if (g.ddelta) store_first(g.ddelta + row, dd, nc);
-            dDc += dy * u;
-            dbc += dd;
+            if (!full && g.du) store_first(g.du + row, du, nc);
+            if (!full && g.ddelta) store_first(g.ddelta + row, dd, nc);
           }
           // Sums over a chunk in T, over chunks in double.
           for (int64_t k = 0; k < n; ++k) dAtot[k] += __builtin_convertvector(dAc[k], Vec<double>);
