@@ -103,8 +103,12 @@ MG_INLINE IP operator~(const IP& a) { return MG_PARTS(~a.h[i]); }
 MG_INLINE IP operator<<(const IP& a, int s) { return MG_PARTS(a.h[i] << s); }
 MG_INLINE IP operator<(const FP& a, const FP& b) { return MG_PARTS(a.h[i] < b.h[i]); }
 MG_INLINE IP operator>(const FP& a, const FP& b) { return b < a; }
-// vec.h's select per register (a blend, or vmaxps / vminps for a clamp); vec.h's own for the other types.
+// vec.h's select (a blend) and clamp_to (vmaxps / vminps) per register; vec.h's own for the other types.
 MG_INLINE FP select(const IP& m, const FP& a, const FP& b) { return MG_PARTS(m.h[i] ? a.h[i] : b.h[i]); }
+MG_INLINE FP clamp_to(const FP& x, const FP& lo, const FP& hi) {
+  return MG_PARTS(cpu::clamp_to(x.h[i], lo.h[i], hi.h[i]));
+}
+using cpu::clamp_to;
 using cpu::select;
 #endif
 

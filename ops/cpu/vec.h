@@ -168,9 +168,23 @@ inline V select(I m, V a, V b) {
     return (V)(((I)a & m) | ((I)b & ~m));
 }
 
+// x < lo ? lo : (x > hi ? hi : x) per lane, NaN kept, on a float vector. On one AVX register as vmaxps(lo,
+// x) and vminps(hi, .): both return their second operand where one is NaN, so the same values for
+// every x (GCC emits a compare and a blend for each conditional, sharing the first compare with a later
+// x < lo).
+template <class V>
+inline V clamp_to(V x, V lo, V hi) {
+#if defined(__AVX__)
+  if constexpr (std::is_same_v<V, VecN<float, 8>>)
+    return (V)_mm256_min_ps((__m256)hi, _mm256_max_ps((__m256)lo, (__m256)x));
+#endif
+  const V xc = select(x < lo, lo, x);
+  return select(xc > hi, hi, xc);
+}
+
 // exp(x) (Base2 false) or 2^x (Base2 true) on any float vector, the one exponential of the kernels:
-// y = x / ln2 (or x) = m + f with m = round(y), 2^m built in the exponent bits, the clamps and the zero
-// below the range through select (callers pass one register of the target: see on_halves).
+// y = x / ln2 (or x) = m + f with m = round(y), 2^m built in the exponent bits, the clamps (clamp_to) and
+// the zero below the range (select) (callers pass one register of the target: see on_halves).
 //   exp: Cephes' expf: the reduction r = x - m ln2 exact (ln2 split in two), exp_poly(r); relative
 //        error about 1 ulp; 0 below -87.3 (where expf is denormal anyway), finite up to 88.
 //   2^x: f = x - m exact, exp2_poly(f) (under 1 ulp evaluated in float); 0 below -126. For the scan's
