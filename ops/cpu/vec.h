@@ -199,8 +199,7 @@ inline V vexp_bits(V x) {
   const V round = V{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
   const V lo = V{} + (Base2 ? -126.0f : -87.0f), hi = V{} + (Base2 ? 127.0f : 88.0f);
   const V zero_below = Base2 ? lo : V{} - 87.3f;
-  V xc = select(x < lo, lo, x);
-  xc = select(xc > hi, hi, xc);
+  const V xc = clamp_to(x, lo, hi);
   V t;
   if constexpr (Base2)
     t = xc + round;
