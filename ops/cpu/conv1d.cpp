@@ -108,7 +108,6 @@ MG_INLINE FP select(const IP& m, const FP& a, const FP& b) { return MG_PARTS(m.h
 MG_INLINE FP clamp_to(const FP& x, const FP& lo, const FP& hi) {
   return MG_PARTS(cpu::clamp_to(x.h[i], lo.h[i], hi.h[i]));
 }
-using cpu::clamp_to;
 using cpu::select;
 #endif
 

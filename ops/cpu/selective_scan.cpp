@@ -249,11 +249,10 @@ void scan_forward_impl(const ScanArgs<T>& a, T* out, T* chunk_states, T* last_st
         if (t + 1 < l) step_inputs(row + d, dt_next, u_next);
         if (t > 0) gate_and_store(t - 1, y_prev);
         const T *Bt = a.B + (i * l + t) * a.B_rs, *Ct = a.C + (i * l + t) * a.C_rs;
-        const Vec<T> dtu = dt * u;
-        Vec<T> y = p.D * u;
+        Vec<T> y;
         for_regs<T>([&](const auto r) {
-          const auto dt_r = r(dt), dtu_r = r(dtu);
-          auto y_r = r(y);
+          const auto dt_r = r(dt), u_r = r(u), dtu_r = dt_r * u_r;
+          auto y_r = r(p.D) * u_r;
           for (int64_t k = 0; k < n; ++k) {
             const auto hk = vexp2(dt_r * r(p.A2[k])) * r(h[k]) + dtu_r * Bt[k];
             r.set(h[k], hk);
@@ -324,7 +323,7 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
       if (pC) std::fill(pC, pC + l * n, T(0));
       for (int64_t blk = grp * bpg; blk < std::min(nblocks, (grp + 1) * bpg); ++blk) {
         const int64_t c0 = blk * W, nc = std::min(W, d - c0);
-        const bool full = nc == W, by_reg = kStepsByReg<T> && full;
+        const bool full = nc == W, by_reg = kStepsByReg<T> && full, want_dz = a.z && g.dz;
         p.load(a, c0, nc);
         if (dlast)
           load_state(dlast + (i * d + c0) * n, n, nc, gst.data());
@@ -391,7 +390,6 @@ void selective_scan_backward(const ScanArgs<T>& a, const T* dout, const T* dlast
             const Vec<T>* prev = hbuf.data() + tt * n;
             Vec<T>* hc = hbuf.data() + (tt + 1) * n;
             Vec<T>* ac = abuf.data() + tt * n;
-            const bool want_dz = a.z && g.dz;
             Vec<T> dzv{};  // a partial block's dz, stored after the loop
             for_regs<T>([&](const auto r) {
               const auto dt_r = r(dtb[tt]), u_r = r(ub[tt]), dy_r = r(dyb[tt]), dtu_r = dt_r * u_r;

@@ -348,8 +348,10 @@ inline Vec<double> vsoftplus(Vec<double> x, Vec<double>& dsoftplus) {
 
 // On a Vec or on one register of float (the scan's per-register steps): the same arithmetic per lane.
 template <class V>
-requires std::is_same_v < lane_t<V>,
-float > inline V vsigmoid(V x) { return 1.0f / (1.0f + vexp(-x)); }
+inline V vsigmoid(V x) {
+  static_assert(std::is_same_v<lane_t<V>, float>, "a float vector (Vec<double> has its own overload)");
+  return 1.0f / (1.0f + vexp(-x));
+}
 inline Vec<double> vsigmoid(Vec<double> x) { return 1.0 / (1.0 + vexp(-x)); }
 
 namespace detail {
