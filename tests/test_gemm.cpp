@@ -585,6 +585,26 @@ TEST_CASE("gemm bf16 amx: the real instructions against the float32 gemm on roun
   set_num_threads(saved);
 }
 
+TEST_CASE("gemm bf16 dpbf16: the AVX512-BF16 kernel against the float32 gemm on rounded operands, edge shapes") {
+  if (!cpu::cpu_has_avx512_bf16()) {
+    std::printf("SKIPPED: no AVX512-BF16 on this CPU (the dpbf16 way cannot run here)\n");
+    return;
+  }
+  // The AMX edges, and the dpbf16 kernel's own: its 6 x 32 tiles, N = 16 and 48 (a last panel of 16
+  // columns written straight into C), KC = 256 (128 pairs), MC = 144 rows.
+  std::vector<Case> cases = amx_edge_cases();
+  for (Case c : all_transpositions({{6, 16, 256}, {150, 48, 257}, {145, 16, 513}, {12, 96, 255}})) {
+    cases.push_back(c);
+    c.ldc_pad = 1, c.lda_pad = 3, c.ldb_pad = 1, c.beta = 0.5;
+    cases.push_back(c);
+  }
+  uint32_t seed = 60;
+  for (const Case& c : cases) {
+    INFO(describe(c));
+    CHECK(amx_vs_rounded(c, cpu::Bf16Gemm::dpbf16, ++seed) <= 1.0);
+  }
+}
+
 TEST_CASE("gemm bf16: the fp32 way (rounding while packing) equals the float32 gemm on rounded copies, bit for bit") {
   for (Case c : all_transpositions({{4, 33, 70}, {16, 64, 40}, {17, 48, 300}, {300, 48, 257}, {90, 700, 33}})) {
     c.beta = 0.5, c.ldc_pad = 2;
@@ -629,40 +649,49 @@ std::vector<float> rounding_edges(size_t n, uint32_t seed) {
 }  // namespace
 
 TEST_CASE(
-    "gemm bf16: the fp32 way rounds every packed and copied value as round_bf16 does (ties, carries, subnormals)") {
+    "gemm bf16: the fp32 and dpbf16 ways round every packed and copied value as documented (ties, carries, "
+    "subnormals)") {
   // C = op(A) I or I op(B) with I the identity: each element of C is one rounded input (times 1, plus
   // zeros), so C shows the rounding of every element through each path: A packed or read in place
-  // (N = K <= 32 columns), B packed, the small-M copies, either transposition.
-  for (int64_t n : {24, 100})
-    for (int64_t m : {5, 40})
-      for (bool ta : {false, true})
-        for (bool tb : {false, true}) {
-          const std::vector<float> x = rounding_edges(size_t(m * n), uint32_t(m * n + ta * 2 + tb));
-          std::vector<float> eye(size_t(n * n), 0.0f);
-          for (int64_t i = 0; i < n; ++i) eye[i * n + i] = 1.0f;
-          std::vector<float> want(x.size()), ca(x.size()), cb(x.size());
-          // x stored as op(X) (m x n), or transposed (n x m)
-          std::vector<float> xs(x.size());
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) {
-              xs[ta ? j * m + i : i * n + j] = x[i * n + j];
-              want[i * n + j] = round_bf16(x[i * n + j]) + 0.0f;  // -0 sums to +0
-            }
-          INFO("m ", m, " n ", n, " ta ", ta, " tb ", tb);
-          cpu::gemm_bf16(ta, tb, m, n, n, xs.data(), ta ? m : n, eye.data(), n, 0.0f, ca.data(), n,
-                         cpu::Bf16Gemm::fp32);
-          CHECK(std::memcmp(ca.data(), want.data(), want.size() * 4) == 0);
-          // (n x m) = I (n x n) op(Y), op(Y) = x^T: Y stored as x (tb) or as x^T
-          std::vector<float> ys(x.size()), want_t(x.size());
-          for (int64_t i = 0; i < m; ++i)
-            for (int64_t j = 0; j < n; ++j) {
-              ys[tb ? i * n + j : j * m + i] = x[i * n + j];
-              want_t[j * m + i] = round_bf16(x[i * n + j]) + 0.0f;
-            }
-          cpu::gemm_bf16(ta, tb, n, m, n, eye.data(), n, ys.data(), tb ? n : m, 0.0f, cb.data(), m,
-                         cpu::Bf16Gemm::fp32);
-          CHECK(std::memcmp(cb.data(), want_t.data(), want_t.size() * 4) == 0);
-        }
+  // (N = K <= 32 columns), B packed, the small-M copies, either transposition. The fp32 way rounds as
+  // round_bf16; dpbf16 (where the CPU has AVX512-BF16) as well, except that it reads a float32 below the
+  // smallest normal as zero (the largest of them round_bf16 would carry up to the smallest normal).
+  std::vector<cpu::Bf16Gemm> ways{cpu::Bf16Gemm::fp32};
+  if (cpu::cpu_has_avx512_bf16()) ways.push_back(cpu::Bf16Gemm::dpbf16);
+  for (cpu::Bf16Gemm way : ways) {
+    const auto rounded = [way](float v) {
+      if (way == cpu::Bf16Gemm::dpbf16 && std::abs(v) < std::numeric_limits<float>::min()) return 0.0f;
+      return round_bf16(v) + 0.0f;  // -0 sums to +0
+    };
+    for (int64_t n : {24, 100})
+      for (int64_t m : {5, 40})
+        for (bool ta : {false, true})
+          for (bool tb : {false, true}) {
+            const std::vector<float> x = rounding_edges(size_t(m * n), uint32_t(m * n + ta * 2 + tb));
+            std::vector<float> eye(size_t(n * n), 0.0f);
+            for (int64_t i = 0; i < n; ++i) eye[i * n + i] = 1.0f;
+            std::vector<float> want(x.size()), ca(x.size()), cb(x.size());
+            // x stored as op(X) (m x n), or transposed (n x m)
+            std::vector<float> xs(x.size());
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = 0; j < n; ++j) {
+                xs[ta ? j * m + i : i * n + j] = x[i * n + j];
+                want[i * n + j] = rounded(x[i * n + j]);
+              }
+            INFO("way ", cpu::bf16_gemm_name(way), " m ", m, " n ", n, " ta ", ta, " tb ", tb);
+            cpu::gemm_bf16(ta, tb, m, n, n, xs.data(), ta ? m : n, eye.data(), n, 0.0f, ca.data(), n, way);
+            CHECK(std::memcmp(ca.data(), want.data(), want.size() * 4) == 0);
+            // (n x m) = I (n x n) op(Y), op(Y) = x^T: Y stored as x (tb) or as x^T
+            std::vector<float> ys(x.size()), want_t(x.size());
+            for (int64_t i = 0; i < m; ++i)
+              for (int64_t j = 0; j < n; ++j) {
+                ys[tb ? i * n + j : j * m + i] = x[i * n + j];
+                want_t[j * m + i] = rounded(x[i * n + j]);
+              }
+            cpu::gemm_bf16(ta, tb, n, m, n, eye.data(), n, ys.data(), tb ? n : m, 0.0f, cb.data(), m, way);
+            CHECK(std::memcmp(cb.data(), want_t.data(), want_t.size() * 4) == 0);
+          }
+  }
 }
 
 TEST_CASE("gemm bf16: the ways are named as bench prints them") {

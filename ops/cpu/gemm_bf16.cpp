@@ -2,7 +2,8 @@
 //
 // A product of two bfloat16 values (8 significant bits each) has at most 16 significant bits, so it is exact
 // in float32: both ways below add the same exact products in float32; they differ only in the order of the
-// additions (and dpbf16 flushes bf16 subnormals, below 1.2e-38, to zero, as the instruction does).
+// additions (and dpbf16 reads inputs below the smallest normal float, 1.2e-38, as zeros, as its instructions
+// do).
 //
 // fp32 way (gemm_rounded, gemm.cpp): the float32 gemm with op(A) and op(B) rounded as its packing copies
 // them, so no pass beyond the float32 gemm's own. amx way: gemm_amx.cpp.
@@ -11,16 +12,18 @@
 // it): the gemm.cpp loop nest (jc, pc, ic, jr, ir; the same KC / MC / NC blocking and thread split) on
 // operands packed as bf16 pairs. A 32-bit lane holds (x[k], x[k + 1]) for an even k, so one
 // VDPBF16PS adds a[i][k] b[k][j] + a[i][k + 1] b[k + 1][j] to each of 16 float accumulators:
-//   A micro-panel: Ap[kp * MR + i] = (a(i, 2kp), a(i, 2kp + 1))          MR rows, ceil(kc / 2) pairs
+//   A micro-panel: pair (i, kp) = (a(i, 2kp), a(i, 2kp + 1))             MR rows, ceil(kc / 2) pairs
 //   B micro-panel: Bp[kp * NR + j] = (b(2kp, j), b(2kp + 1, j))          NR columns
-// An odd K is padded with a zero pair member; edge tiles run the full kernel on a local tile, as in
-// gemm.cpp, so an element's bits never depend on where the tiles or the threads' ranges fall.
+// The packing rounds 32 floats at a time with VCVTNE2PS2BF16 and stores each operand in the order it reads
+// it: a row-major A by rows of pairs, a transposed A (dW = dY^T X) by rows of its (K, M) storage, two rows
+// interleaved into pairs; B likewise (pack_a_rows, pack_a_pairs, pack_b). The micro-kernel broadcasts A's
+// pairs from either layout. An odd K is padded with a zero pair member; edge tiles run the full kernel on
+// a local tile, as in gemm.cpp, so an element's bits never depend on where the tiles or the threads'
+// ranges fall.
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string_view>
 
-#include "core/bf16.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/cpu/gemm.h"
@@ -42,45 +45,102 @@ namespace {
 constexpr int kMR = 6, kNR = 32;                               // a 6 x 32 tile: 12 accumulators of 16 floats
 constexpr int64_t kKC = 256, kMC = kMR * 24, kNC = kNR * 128;  // as gemm.cpp's float blocking
 
-inline uint32_t pair(float lo, float hi) { return uint32_t(bf16_bits(lo)) | uint32_t(bf16_bits(hi)) << 16; }
+// Rounding to bf16 is VCVTNE2PS2BF16: nearest, ties to even, a NaN kept a quiet NaN (core/bf16.h's
+// round_bf16), except that a float32 subnormal becomes a zero of its sign. round_bf16 gives a bf16
+// subnormal there, which VDPBF16PS reads as a zero anyway, or for the largest float32 subnormals (from
+// 2^-126 - 2^-134) the smallest normal, 2^-126: those alone differ, read as zeros (a test checks it).
 
-// op(A)[i0:i0+mc, k0:k0+kc] into ceil(mc / MR) panels of MR rows x ceil(kc / 2) pairs (zeros past the edges).
-void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint32_t* dst) {
-  const int64_t np = (kc + 1) / 2;
-  for (int64_t ip = 0; ip < mc; ip += kMR, dst += kMR * np) {
-    const int64_t mr = mc - ip < kMR ? mc - ip : kMR;
-    for (int64_t i = 0; i < kMR; ++i) {
-      if (i >= mr) {
-        for (int64_t p = 0; p < np; ++p) dst[p * kMR + i] = 0;
-        continue;
-      }
-      const int64_t row = i0 + ip + i;
-      for (int64_t p = 0; p < np; ++p) {
-        const int64_t k = k0 + 2 * p;
-        const float lo = trans ? A[k * lda + row] : A[row * lda + k];
-        const float hi = 2 * p + 1 < kc ? (trans ? A[(k + 1) * lda + row] : A[row * lda + k + 1]) : 0.0f;
-        dst[p * kMR + i] = pair(lo, hi);
-      }
+// The mask of the first n of 16 lanes (none for n <= 0, all for n >= 16).
+inline __mmask16 first(int64_t n) { return n <= 0 ? 0 : n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+
+// 32 floats (lo: the first 16, hi: the next 16) as 16 bf16 pairs, lane q = (x[2q], x[2q + 1]).
+inline __m512i pairs_along(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+
+// Two rows of 16 floats as 16 bf16 pairs, lane q = (lo[q], hi[q]).
+inline __m512i pairs_across(__m512 lo, __m512 hi) {
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                              6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+// Packed A, two layouts; element (i, p) of a panel is the pair (op(A)(i, 2p), op(A)(i, 2p + 1)):
+//   by rows (A stored by rows, pairs along each row): panel r at dst + r MR np, element (i, p) at [i np + p];
+//   by pairs (A stored transposed, pairs across two rows): the whole block at dst, element (i, p) of the
+//     row block's i-th row at [p ldp + i], ldp = mc rounded up to MR; panel r starts at dst + r MR.
+// Each is the order in which its source is read; zeros past mc and kc.
+inline int64_t a_block_stride(int64_t mc) { return (mc + kMR - 1) / kMR * kMR; }
+
+void pack_a_rows(const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint32_t* dst) {
+  const int64_t np = (kc + 1) / 2, rows = a_block_stride(mc);
+  for (int64_t i = 0; i < rows; ++i) {
+    uint32_t* d = dst + i * np;
+    if (i >= mc) {
+      std::memset(d, 0, size_t(np) * 4);
+      continue;
+    }
+    const float* src = A + (i0 + i) * lda + k0;
+    for (int64_t k = 0; k < kc; k += 32) {
+      const int64_t left = kc - k;
+      const __m512 lo = _mm512_maskz_loadu_ps(first(left), src + k);
+      const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), src + k + 16);
+      _mm512_mask_storeu_epi32(d + k / 2, first((left + 1) / 2), pairs_along(lo, hi));
     }
   }
 }
 
-// op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc / NR) panels of ceil(kc / 2) pairs x NR columns.
+void pack_a_pairs(const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint32_t* dst) {
+  const int64_t np = (kc + 1) / 2, ldp = a_block_stride(mc);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t p = 0; p < np; ++p) {
+    const float* lo_row = A + (k0 + 2 * p) * lda + i0;
+    const float* hi_row = 2 * p + 1 < kc ? lo_row + lda : nullptr;
+    uint32_t* d = dst + p * ldp;
+    for (int64_t i = 0; i < ldp; i += 16) {
+      const __mmask16 m = first(mc - i);
+      const __m512 lo = _mm512_maskz_loadu_ps(m, lo_row + i);
+      const __m512 hi = hi_row ? _mm512_maskz_loadu_ps(m, hi_row + i) : zero;
+      _mm512_mask_storeu_epi32(d + i, first(ldp - i), pairs_across(lo, hi));
+    }
+  }
+}
+
+// op(B)[k0:k0+kc, j0:j0+nc] into ceil(nc / NR) panels of ceil(kc / 2) pairs x NR columns (zeros past the edges):
+// Bp[p * NR + j] = (op(B)(2p, j), op(B)(2p + 1, j)).
 void pack_b(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t j0, int64_t kc, int64_t nc, uint32_t* dst) {
   const int64_t np = (kc + 1) / 2;
+  const __m512 zero = _mm512_setzero_ps();
   for (int64_t jp = 0; jp < nc; jp += kNR, dst += kNR * np) {
     const int64_t nr = nc - jp < kNR ? nc - jp : kNR;
-    for (int64_t p = 0; p < np; ++p) {
-      const int64_t k = k0 + 2 * p;
-      const bool has_hi = 2 * p + 1 < kc;
-      uint32_t* d = dst + p * kNR;
-      for (int64_t j = 0; j < nr; ++j) {
-        const int64_t col = j0 + jp + j;
-        const float lo = trans ? B[col * ldb + k] : B[k * ldb + col];
-        const float hi = has_hi ? (trans ? B[col * ldb + k + 1] : B[(k + 1) * ldb + col]) : 0.0f;
-        d[j] = pair(lo, hi);
+    if (!trans) {  // op(B)(k, j) = B[k * ldb + j]: two rows of B give a row of pairs
+      for (int64_t p = 0; p < np; ++p) {
+        const float* lo_row = B + (k0 + 2 * p) * ldb + j0 + jp;
+        const float* hi_row = 2 * p + 1 < kc ? lo_row + ldb : nullptr;
+        for (int64_t j = 0; j < kNR; j += 16) {
+          const __mmask16 m = first(nr - j);
+          const __m512 lo = _mm512_maskz_loadu_ps(m, lo_row + j);
+          const __m512 hi = hi_row ? _mm512_maskz_loadu_ps(m, hi_row + j) : zero;
+          _mm512_storeu_si512(dst + p * kNR + j, pairs_across(lo, hi));
+        }
       }
-      for (int64_t j = nr; j < kNR; ++j) d[j] = 0;
+      continue;
+    }
+    // op(B)(k, j) = B[j * ldb + k] (a weight in x W^T): each column's pairs lie along its row of B, 16 at a
+    // time, then go to their rows of the panel one by one. B is the operand every row block of C reuses.
+    alignas(64) uint32_t col[16];
+    for (int64_t j = 0; j < kNR; ++j) {
+      if (j >= nr) {
+        for (int64_t p = 0; p < np; ++p) dst[p * kNR + j] = 0;
+        continue;
+      }
+      const float* src = B + (j0 + jp + j) * ldb + k0;
+      for (int64_t k = 0; k < kc; k += 32) {
+        const int64_t left = kc - k;
+        const __m512 lo = _mm512_maskz_loadu_ps(first(left), src + k);
+        const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), src + k + 16);
+        _mm512_store_si512(col, pairs_along(lo, hi));
+        const int64_t n = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16;
+        for (int64_t q = 0; q < n; ++q) dst[(k / 2 + q) * kNR + j] = col[q];
+      }
     }
   }
 }
@@ -88,25 +148,28 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t j0, int
 enum class Store { overwrite, scale, accumulate };
 
 // C[0:MR, 0:NV*16] <- an A panel times a B panel over np pairs (the B panel keeps stride NR when NV = 1).
-template <int NV>
-void micro_kernel(int64_t np, const uint32_t* __restrict Ap, const uint32_t* __restrict Bp, float* __restrict C,
-                  int64_t ldc, Store mode, float beta) {
+// A's pair (i, p) is Ap[i * np + p] (kRows: packed by rows) or Ap[p * lda + i] (packed by pairs).
+template <int NV, bool kRows>
+void micro_kernel(int64_t np, const uint32_t* __restrict Ap, int64_t lda, const uint32_t* __restrict Bp,
+                  float* __restrict C, int64_t ldc, Store mode, float beta) {
   __m512 acc[kMR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < kMR; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  const uint32_t* a_row[kMR];
+#pragma GCC unroll 8
+  for (int i = 0; i < kMR; ++i) a_row[i] = Ap + (kRows ? i * np : i);
   for (int64_t p = 0; p < np; ++p) {
     __m512i b[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(Bp + v * 16);
 #pragma GCC unroll 8
     for (int i = 0; i < kMR; ++i) {
-      const __m512i a = _mm512_set1_epi32(int(Ap[i]));
+      const __m512i a = _mm512_set1_epi32(int(kRows ? a_row[i][p] : a_row[i][p * lda]));
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], (__m512bh)a, (__m512bh)b[v]);
     }
-    Ap += kMR;
     Bp += kNR;
   }
   const __m512 vb = _mm512_set1_ps(beta);
@@ -124,6 +187,15 @@ void micro_kernel(int64_t np, const uint32_t* __restrict Ap, const uint32_t* __r
     }
 }
 
+template <int NV>
+void micro_kernel(bool rows, int64_t np, const uint32_t* Ap, int64_t lda, const uint32_t* Bp, float* C, int64_t ldc,
+                  Store mode, float beta) {
+  if (rows)
+    micro_kernel<NV, true>(np, Ap, lda, Bp, C, ldc, mode, beta);
+  else
+    micro_kernel<NV, false>(np, Ap, lda, Bp, C, ldc, mode, beta);
+}
+
 // The loop nest for one (M, N) slice of C, on one thread.
 void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
             int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -132,6 +204,7 @@ void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const f
   const int64_t nc_max = n_round < kNC ? n_round : kNC, mc_max = m_round < kMC ? m_round : kMC;
   uint32_t* bp = thread_scratch<uint32_t>(0, size_t(np_max * nc_max));
   uint32_t* ap = thread_scratch<uint32_t>(1, size_t(np_max * mc_max));
+  const bool rows = !trans_a;
   alignas(64) float tile[kMR * kNR];
   for (int64_t jc = 0; jc < N; jc += kNC) {
     const int64_t nc = N - jc < kNC ? N - jc : kNC;
@@ -140,17 +213,24 @@ void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const f
       pack_b(trans_b, B, ldb, pc, jc, kc, nc, bp);
       const Store mode = pc > 0 ? Store::accumulate : beta == 0.0f ? Store::overwrite : Store::scale;
       for (int64_t ic = 0; ic < M; ic += kMC) {
-        const int64_t mc = M - ic < kMC ? M - ic : kMC;
-        pack_a(trans_a, A, lda, ic, pc, mc, kc, ap);
+        const int64_t mc = M - ic < kMC ? M - ic : kMC, ldp = a_block_stride(mc);
+        if (rows)
+          pack_a_rows(A, lda, ic, pc, mc, kc, ap);
+        else
+          pack_a_pairs(A, lda, ic, pc, mc, kc, ap);
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const int64_t nr = nc - jr < kNR ? nc - jr : kNR;
           const uint32_t* b_panel = bp + (jr / kNR) * kNR * np;
           for (int64_t ir = 0; ir < mc; ir += kMR) {
             const int64_t mr = mc - ir < kMR ? mc - ir : kMR;
-            const uint32_t* a_panel = ap + (ir / kMR) * kMR * np;
+            const uint32_t* a_panel = ap + (rows ? ir * np : ir);
             float* c = C + (ic + ir) * ldc + jc + jr;
             if (mr == kMR && nr == kNR) {
-              micro_kernel<2>(np, a_panel, b_panel, c, ldc, mode, beta);
+              micro_kernel<2>(rows, np, a_panel, ldp, b_panel, c, ldc, mode, beta);
+              continue;
+            }
+            if (mr == kMR && nr == 16) {  // a last panel of exactly 16 columns (N = 16, 48, ...): straight into C
+              micro_kernel<1>(rows, np, a_panel, ldp, b_panel, c, ldc, mode, beta);
               continue;
             }
             // Edge: the same kernel on a local tile (holding C's values when it must read them).
@@ -158,9 +238,9 @@ void serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const f
               for (int64_t i = 0; i < mr; ++i)
                 for (int64_t j = 0; j < nr; ++j) tile[i * kNR + j] = c[i * ldc + j];
             if (nr <= 16)
-              micro_kernel<1>(np, a_panel, b_panel, tile, kNR, mode, beta);
+              micro_kernel<1>(rows, np, a_panel, ldp, b_panel, tile, kNR, mode, beta);
             else
-              micro_kernel<2>(np, a_panel, b_panel, tile, kNR, mode, beta);
+              micro_kernel<2>(rows, np, a_panel, ldp, b_panel, tile, kNR, mode, beta);
             for (int64_t i = 0; i < mr; ++i)
               for (int64_t j = 0; j < nr; ++j) c[i * ldc + j] = tile[i * kNR + j];
           }
