@@ -591,9 +591,9 @@ TEST_CASE("gemm bf16 dpbf16: the AVX512-BF16 kernel against the float32 gemm on 
     return;
   }
   // The AMX edges, and the dpbf16 kernel's own: its 6 x 32 tiles, N = 16 and 48 (a last panel of 16
-  // columns written straight into C), KC = 256 (128 pairs), MC = 144 rows.
+  // columns written straight into C), KC = 512 (256 pairs), MC = 144 rows.
   std::vector<Case> cases = amx_edge_cases();
-  for (Case c : all_transpositions({{6, 16, 256}, {150, 48, 257}, {145, 16, 513}, {12, 96, 255}})) {
+  for (Case c : all_transpositions({{6, 16, 512}, {150, 48, 513}, {145, 16, 1025}, {12, 96, 511}})) {
     cases.push_back(c);
     c.ldc_pad = 1, c.lda_pad = 3, c.ldb_pad = 1, c.beta = 0.5;
     cases.push_back(c);

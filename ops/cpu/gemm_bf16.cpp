@@ -9,9 +9,10 @@
 // them, so no pass beyond the float32 gemm's own. amx way: gemm_amx.cpp.
 //
 // dpbf16 way (x86-64 with AVX512-BF16, compiled for it whatever -march says and run only when the CPU has
-// it): the gemm.cpp loop nest (jc, pc, ic, jr, ir; the same KC / MC / NC blocking and thread split) on
-// operands packed as bf16 pairs. A 32-bit lane holds (x[k], x[k + 1]) for an even k, so one
-// VDPBF16PS adds a[i][k] b[k][j] + a[i][k + 1] b[k + 1][j] to each of 16 float accumulators:
+// it): the gemm.cpp loop nest (jc, pc, ic, jr, ir; the same MC / NC blocking and thread split, and KC
+// twice as long, 512 values in 256 pairs) on operands packed as bf16 pairs. A 32-bit lane holds
+// (x[k], x[k + 1]) for an even k, so one VDPBF16PS adds a[i][k] b[k][j] + a[i][k + 1] b[k + 1][j] to each of 16 float
+// accumulators:
 //   A micro-panel: pair (i, kp) = (a(i, 2kp), a(i, 2kp + 1))             MR rows, ceil(kc / 2) pairs
 //   B micro-panel: Bp[kp * NR + j] = (b(2kp, j), b(2kp + 1, j))          NR columns
 // The packing rounds 32 floats at a time with VCVTNE2PS2BF16 and stores each operand in the order it reads
@@ -43,7 +44,7 @@ namespace {
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")
 
 constexpr int kMR = 6, kNR = 32;                               // a 6 x 32 tile: 12 accumulators of 16 floats
-constexpr int64_t kKC = 256, kMC = kMR * 24, kNC = kNR * 128;  // as gemm.cpp's float blocking
+constexpr int64_t kKC = 512, kMC = kMR * 24, kNC = kNR * 128;  // KC: 256 pairs, a B panel of 32 KiB
 
 // Rounding to bf16 is VCVTNE2PS2BF16: nearest, ties to even, a NaN kept a quiet NaN (core/bf16.h's
 // round_bf16), except that a float32 subnormal becomes a zero of its sign. round_bf16 gives a bf16
