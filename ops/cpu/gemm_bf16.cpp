@@ -11,8 +11,8 @@
 // dpbf16 way (x86-64 with AVX512-BF16, compiled for it whatever -march says and run only when the CPU has
 // it): the gemm.cpp loop nest (jc, pc, ic, jr, ir; the same MC / NC blocking and thread split, and KC
 // twice as long, 512 values in 256 pairs) on operands packed as bf16 pairs. A 32-bit lane holds
-// (x[k], x[k + 1]) for an even k, so one VDPBF16PS adds a[i][k] b[k][j] + a[i][k + 1] b[k + 1][j] to each of 16 float
-// accumulators:
+// (x[k], x[k + 1]) for an even k, so one VDPBF16PS adds a[i][k] b[k][j] + a[i][k + 1] b[k + 1][j]
+// to each of 16 float accumulators:
 //   A micro-panel: pair (i, kp) = (a(i, 2kp), a(i, 2kp + 1))             MR rows, ceil(kc / 2) pairs
 //   B micro-panel: Bp[kp * NR + j] = (b(2kp, j), b(2kp + 1, j))          NR columns
 // The packing rounds 32 floats at a time with VCVTNE2PS2BF16 and stores each operand in the order it reads
