@@ -2,6 +2,7 @@
 // composed reference on fresh random inputs, values and gradients, in float32.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/node.h"
@@ -265,6 +266,54 @@ TEST_CASE("ops: fused rms_norm matches its composed reference (values and gradie
     double rs = 1.0 / std::sqrt(ss / 64 + 1e-5);
     for (int i = 0; i < 64; i += 13)
       CHECK(yv[row * 64 + i] == doctest::Approx(xv[row * 64 + i] * rs * wv[i]).epsilon(1e-5));
+  }
+}
+
+TEST_CASE(
+    "ops: rms_norm over many rows: dw against the definition in double, the same bits for 1 and 2 threads, "
+    "a row alone as in its batch") {
+  // 3000 rows of 37 (a width off the 8-lane sums): dw is summed over blocks of rows, dx and the output per row.
+  // float64 too: there a different order of dw's sums shows in the bits (float32 rounds it away).
+  for (DType dt : {DType::f32, DType::f64}) {
+    INFO("dtype ", dt);
+    Generator g(21);
+    const int64_t R = 3000, D = 37;
+    Tensor x = randn({R, D}, dt, &g).requires_grad_();
+    Tensor w = (randn({D}, dt, &g) + 1.0).detach().requires_grad_();
+    Tensor up = randn({R, D}, dt, &g);
+    const auto vals = [](const Tensor& t) { return t.detach().to(DType::f64).to_vector<double>(); };
+    const int saved = num_threads();
+    auto run = [&](int threads) {
+      set_num_threads(threads);
+      x.zero_grad(), w.zero_grad();
+      Tensor y = rms_norm(x, w);
+      sum(y * up).backward();
+      return std::vector<std::vector<double>>{vals(y), vals(x.grad()), vals(w.grad())};
+    };
+    const auto one = run(1), two = run(2);
+    set_num_threads(saved);
+    CHECK(one[0] == two[0]);
+    CHECK(one[1] == two[1]);
+    CHECK(one[2] == two[2]);
+    // dw[i] = sum_r up[r, i] x[r, i] rstd_r, in double; in float32 the op's rstd is rounded (2^-24 relative).
+    const auto xv = vals(x), uv = vals(up);
+    std::vector<double> ref(D, 0.0), mag(D, 0.0);
+    for (int64_t r = 0; r < R; ++r) {
+      double ss = 0;
+      for (int64_t i = 0; i < D; ++i) ss += xv[r * D + i] * xv[r * D + i];
+      const double rs = 1.0 / std::sqrt(ss / D + 1e-5);
+      for (int64_t i = 0; i < D; ++i) {
+        ref[i] += uv[r * D + i] * xv[r * D + i] * rs;
+        mag[i] += std::abs(uv[r * D + i] * xv[r * D + i] * rs);
+      }
+    }
+    const double tol = dt == DType::f32 ? 1e-6 : 1e-13;
+    for (int64_t i = 0; i < D; ++i) CHECK(std::abs(one[2][i] - ref[i]) <= tol * mag[i]);
+    // A row by itself gives the bits it has in the batch (generation normalises one token at a time).
+    for (int64_t r : {0, 63, 64, 1999, 2999}) {
+      const auto alone = vals(rms_norm(x.detach().narrow(0, r, 1).contiguous(), w.detach()));
+      CHECK(std::equal(alone.begin(), alone.end(), one[0].begin() + r * D));
+    }
   }
 }
 
