@@ -216,6 +216,38 @@ TEST_CASE("ops: log_softmax matches the definition") {
   }
 }
 
+TEST_CASE("ops: log_softmax and cross_entropy in float32 against the definition in double, rows of any width") {
+  // float32 rows take vec.h's exponential a vector of lanes at a time: widths below, at and past 16, and
+  // logits of scale 1 (where a lane past the row would add exp(-max), about 0.1) and 10.
+  Generator g(16);
+  for (int64_t C : {1, 7, 16, 37, 256})
+    for (double scale : {1.0, 10.0}) {
+      INFO("C ", C, " scale ", scale);
+      const int64_t N = 5;
+      Tensor x = (randn({N, C}, DType::f32, &g) * scale).detach().requires_grad_();
+      std::vector<int64_t> t(N);
+      for (int64_t r = 0; r < N; ++r) t[r] = (int64_t)(g.next_u64() % C);
+      const auto xv = x.to_vector<float>();
+      const auto y = log_softmax(x, 1).to_vector<float>();
+      Tensor loss = cross_entropy(x, from_vector<int64_t>(t, {N}));
+      loss.backward();
+      const auto dx = x.grad().to_vector<float>();
+      double want_loss = 0;
+      for (int64_t r = 0; r < N; ++r) {
+        double s = 0;
+        for (int64_t i = 0; i < C; ++i) s += std::exp((double)xv[r * C + i]);
+        for (int64_t i = 0; i < C; ++i) {
+          const double ly = (double)xv[r * C + i] - std::log(s);
+          CHECK(std::abs(y[r * C + i] - ly) <= 1e-6 * (1 + std::abs(ly)));
+          const double grad = (std::exp(ly) - (i == t[r] ? 1.0 : 0.0)) / N;
+          CHECK(std::abs(dx[r * C + i] - grad) <= 1e-6 / N);
+        }
+        want_loss -= ((double)xv[r * C + t[r]] - std::log(s)) / N;
+      }
+      CHECK(std::abs(loss.item() - want_loss) <= 1e-6 * (1 + std::abs(want_loss)));
+    }
+}
+
 TEST_CASE("ops: fused cross_entropy matches its composed reference (values and gradients, float32)") {
   Generator g(7);
   for (bool with_ignore : {false, true}) {
