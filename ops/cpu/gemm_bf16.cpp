@@ -64,6 +64,27 @@ inline __m512i pairs_across(__m512 lo, __m512 hi) {
   return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
+// A row of kc floats as ceil(kc / 2) pairs (x[2q], x[2q + 1]) at dst, a zero member past an odd kc.
+void pairs_along_row(const float* src, int64_t kc, uint32_t* dst) {
+  for (int64_t k = 0; k < kc; k += 32) {
+    const int64_t left = kc - k;
+    const __m512 lo = _mm512_maskz_loadu_ps(first(left), src + k);
+    const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), src + k + 16);
+    _mm512_mask_storeu_epi32(dst + k / 2, first((left + 1) / 2), pairs_along(lo, hi));
+  }
+}
+
+// Two rows as width pairs (lo[j], hi[j]) at dst: zeros from j = n on, and hi members of zero where hi is null
+// (past an odd kc). width is a multiple of 16 or the last pairs are masked off.
+void pairs_across_rows(const float* lo, const float* hi, int64_t n, int64_t width, uint32_t* dst) {
+  for (int64_t j = 0; j < width; j += 16) {
+    const __mmask16 m = first(n - j);
+    const __m512 l = _mm512_maskz_loadu_ps(m, lo + j);
+    const __m512 h = hi ? _mm512_maskz_loadu_ps(m, hi + j) : _mm512_setzero_ps();
+    _mm512_mask_storeu_epi32(dst + j, first(width - j), pairs_across(l, h));
+  }
+}
+
 // Packed A, two layouts; element (i, p) of a panel is the pair (op(A)(i, 2p), op(A)(i, 2p + 1)):
 //   by rows (A stored by rows, pairs along each row): panel r at dst + r MR np, element (i, p) at [i np + p];
 //   by pairs (A stored transposed, pairs across two rows): the whole block at dst, element (i, p) of the
@@ -74,34 +95,18 @@ inline int64_t a_block_stride(int64_t mc) { return (mc + kMR - 1) / kMR * kMR; }
 void pack_a_rows(const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint32_t* dst) {
   const int64_t np = (kc + 1) / 2, rows = a_block_stride(mc);
   for (int64_t i = 0; i < rows; ++i) {
-    uint32_t* d = dst + i * np;
-    if (i >= mc) {
-      std::memset(d, 0, size_t(np) * 4);
-      continue;
-    }
-    const float* src = A + (i0 + i) * lda + k0;
-    for (int64_t k = 0; k < kc; k += 32) {
-      const int64_t left = kc - k;
-      const __m512 lo = _mm512_maskz_loadu_ps(first(left), src + k);
-      const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), src + k + 16);
-      _mm512_mask_storeu_epi32(d + k / 2, first((left + 1) / 2), pairs_along(lo, hi));
-    }
+    if (i < mc)
+      pairs_along_row(A + (i0 + i) * lda + k0, kc, dst + i * np);
+    else
+      std::memset(dst + i * np, 0, size_t(np) * 4);
   }
 }
 
 void pack_a_pairs(const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t mc, int64_t kc, uint32_t* dst) {
   const int64_t np = (kc + 1) / 2, ldp = a_block_stride(mc);
-  const __m512 zero = _mm512_setzero_ps();
   for (int64_t p = 0; p < np; ++p) {
     const float* lo_row = A + (k0 + 2 * p) * lda + i0;
-    const float* hi_row = 2 * p + 1 < kc ? lo_row + lda : nullptr;
-    uint32_t* d = dst + p * ldp;
-    for (int64_t i = 0; i < ldp; i += 16) {
-      const __mmask16 m = first(mc - i);
-      const __m512 lo = _mm512_maskz_loadu_ps(m, lo_row + i);
-      const __m512 hi = hi_row ? _mm512_maskz_loadu_ps(m, hi_row + i) : zero;
-      _mm512_mask_storeu_epi32(d + i, first(ldp - i), pairs_across(lo, hi));
-    }
+    pairs_across_rows(lo_row, 2 * p + 1 < kc ? lo_row + lda : nullptr, mc, ldp, dst + p * ldp);
   }
 }
 
@@ -109,39 +114,21 @@ void pack_a_pairs(const float* A, int64_t lda, int64_t i0, int64_t k0, int64_t m
 // Bp[p * NR + j] = (op(B)(2p, j), op(B)(2p + 1, j)).
 void pack_b(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t j0, int64_t kc, int64_t nc, uint32_t* dst) {
   const int64_t np = (kc + 1) / 2;
-  const __m512 zero = _mm512_setzero_ps();
+  alignas(64) uint32_t col[kKC / 2];
   for (int64_t jp = 0; jp < nc; jp += kNR, dst += kNR * np) {
     const int64_t nr = nc - jp < kNR ? nc - jp : kNR;
     if (!trans) {  // op(B)(k, j) = B[k * ldb + j]: two rows of B give a row of pairs
       for (int64_t p = 0; p < np; ++p) {
         const float* lo_row = B + (k0 + 2 * p) * ldb + j0 + jp;
-        const float* hi_row = 2 * p + 1 < kc ? lo_row + ldb : nullptr;
-        for (int64_t j = 0; j < kNR; j += 16) {
-          const __mmask16 m = first(nr - j);
-          const __m512 lo = _mm512_maskz_loadu_ps(m, lo_row + j);
-          const __m512 hi = hi_row ? _mm512_maskz_loadu_ps(m, hi_row + j) : zero;
-          _mm512_storeu_si512(dst + p * kNR + j, pairs_across(lo, hi));
-        }
+        pairs_across_rows(lo_row, 2 * p + 1 < kc ? lo_row + ldb : nullptr, nr, kNR, dst + p * kNR);
       }
       continue;
     }
-    // op(B)(k, j) = B[j * ldb + k] (a weight in x W^T): each column's pairs lie along its row of B, 16 at a
-    // time, then go to their rows of the panel one by one. B is the operand every row block of C reuses.
-    alignas(64) uint32_t col[16];
+    // op(B)(k, j) = B[j * ldb + k] (a weight in x W^T): each column's pairs lie along its row of B, then go
+    // to their rows of the panel one by one. B is the operand every row block of C reuses.
     for (int64_t j = 0; j < kNR; ++j) {
-      if (j >= nr) {
-        for (int64_t p = 0; p < np; ++p) dst[p * kNR + j] = 0;
-        continue;
-      }
-      const float* src = B + (j0 + jp + j) * ldb + k0;
-      for (int64_t k = 0; k < kc; k += 32) {
-        const int64_t left = kc - k;
-        const __m512 lo = _mm512_maskz_loadu_ps(first(left), src + k);
-        const __m512 hi = _mm512_maskz_loadu_ps(first(left - 16), src + k + 16);
-        _mm512_store_si512(col, pairs_along(lo, hi));
-        const int64_t n = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16;
-        for (int64_t q = 0; q < n; ++q) dst[(k / 2 + q) * kNR + j] = col[q];
-      }
+      if (j < nr) pairs_along_row(B + (j0 + jp + j) * ldb + k0, kc, col);
+      for (int64_t p = 0; p < np; ++p) dst[p * kNR + j] = j < nr ? col[p] : 0;
     }
   }
 }
