@@ -10,6 +10,7 @@
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/loops.h"
+#include "ops/cpu/vec.h"
 #include "ops/ops.h"
 
 namespace mg {
@@ -27,18 +28,18 @@ void check_rms(const char* op, const Tensor& x, const Tensor& w, double eps) {
            w.shape());
 }
 
-// sum over i < n of term(i), in double: eight interleaved partial sums (term i goes to sum i % 8), added in
-// a fixed order at the end. A row's sum has the same bits however the rows are split across threads, and
-// the eight sums are independent chains, which the compiler vectorises; one running sum would wait for
-// each add in turn (about 3 cycles an element).
+// sum over i < n of term(i), in double: eight interleaved partial sums (term i goes to lane i % 8), added by
+// vec.h's hsum (a fixed tree) at the end. A row's sum has the same bits however the rows are split across
+// threads, and the eight sums are independent chains, which the compiler vectorises; one running sum
+// would wait for each add in turn (about 3 cycles an element).
 template <class Term>
 inline double row_sum(int64_t n, Term&& term) {
-  double s[8] = {};
+  cpu::VecN<double, 8> s = {};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
     for (int j = 0; j < 8; ++j) s[j] += term(i + j);
   for (int j = 0; i + j < n; ++j) s[j] += term(i + j);
-  return ((s[0] + s[4]) + (s[2] + s[6])) + ((s[1] + s[5]) + (s[3] + s[7]));
+  return cpu::hsum(s);
 }
 }  // namespace
 
