@@ -8,8 +8,9 @@
 //     dpre = dy * silu'(pre),  dx[s, c] = sum_j weight[c, j] dpre[s+(k-1)-j, c],
 //     dweight[c, j] = sum_{b,t} dpre[t, c] x[t-(k-1)+j, c],  dbias[c] = sum_{b,t} dpre[t, c],
 //     dinitial_state[c, m] = sum_{j<=m} weight[c, j] dpre[m-j, c]   (terms with m-j >= l are 0).
-// The CPU kernels are ops/cpu/conv1d.cpp (one pass per sequence; dweight and dbias summed per sequence,
-// then over the sequences in order: deterministic). x may be a view with channels contiguous.
+// The CPU kernels are ops/cpu/conv1d.cpp (time in blocks of rows, each walked one lane vector of channels
+// at a time; dweight and dbias summed per sequence, then over the sequences in order: deterministic). x may
+// be a view with channels contiguous.
 // causal_conv1d_with_state also returns the final state, the last k-1 inputs of [initial_state, x]
 // along time as (b, d, k-1), composed from narrow/transpose/cat (so differentiable for free).
 // On CUDA the kernels are in cuda/causal_conv1d.cu (fixed-order partials: deterministic too).

@@ -1,16 +1,29 @@
 // causal_conv1d on the CPU (conv1d.h), vectorised over kLanes<T> channels at a time (ops/cpu/vec.h).
 //
-// Forward: rows (i, t) split across threads; each output vector is bias + sum_j w[j] x[t-(k-1)+j] in
-// registers, then silu, one store: x read once (its k rows are in L1), y written once.
+// Both passes walk time in blocks of kBlock rows. Within a block, one lane vector of channels at a time
+// walks down the block's rows with everything it carries in registers: the k weights, the bias, the last
+// k inputs and, in the backward, the last k dpre and the k + 1 dw / db sums. So each time costs one load
+// of each input and one store, where a pass along whole rows loads the k taps and stores the sums again
+// for every lane vector. Rows are d apart, which the hardware prefetchers do not follow, so while a block
+// is walked the next block's rows are prefetched in memory order (one line of each stream per step). The
+// outputs go to a small staging buffer and are copied to their rows after each lane vector's walk: a load
+// waits for an earlier store whose address has the same low 12 bits (4K aliasing), and with rows a
+// multiple of 4 KiB apart every store to the output's column would match the next loads of the inputs'.
+// docs/perf.md (the conv) has the measurements.
 //
-// Backward: one pass over each sequence (sequences split across threads). At time t the pre-activation
+// Forward: (sequence, block) pairs split across threads; each output is bias + sum_j w[j] x[t-(k-1)+j],
+// then silu.
+//
+// Backward: sequences split across threads, each walked block after block, carrying between blocks the
+// last k-1 inputs and dpre of each channel (`Carry`) and its dw / db sums. At time t the pre-activation
 // is recomputed (and silu's sigmoid taken from the forward's output where it is given: sigmoid_from_silu),
-// dpre[t] = dy[t] silu'(pre[t]) kept in a ring of the last k rows, and
+// dpre[t] = dy[t] silu'(pre[t]), and
 //   dx[t-(k-1)] = sum_j w[j] dpre[t-j]                        (all its dpre terms are known at t),
-//   dw[j] += dpre[t] x[t-(k-1)+j],  db += dpre[t]            (per-sequence sums in T),
-//   dinit[m] += w[m-t] dpre[t] for t <= m < k-1               (the taps reaching the initial state),
-// and the last k-1 rows of dx after the loop. x and dy are read once and dx written once; dw and db go
-// through a (b, k+1, d) double buffer summed over the sequences in order: independent of the threads.
+//   dw[j] += dpre[t] x[t-(k-1)+j],  db += dpre[t]            (per-sequence sums in T, t ascending),
+//   dinit[m] = sum over t <= m of w[m-t] dpre[t]              (the taps reaching the initial state),
+// and the last k-1 rows of dx after the last block. x, dy and y are read once and dx written once; dw and
+// db go through a (b, k+1, d) buffer summed over the sequences in order in double: independent of the
+// threads.
 #include "ops/cpu/conv1d.h"
 
 #include <algorithm>
@@ -43,13 +56,12 @@ constexpr int kLaneBytes = 16;
 #endif
 
 #if MG_CONV_PARTS
-// kParts registers as one float lane vector, every operation written per register. One output's chain
-// (the taps, the exponential's polynomial, the division) is about 90 cycles of latency, more than the
-// out-of-order core overlaps on one register's chains; here each instruction of one chain sits beside the
-// same of kParts - 1 independent ones. (A 64-byte GCC vector would do this for two registers but for its
-// comparisons, split lane by lane.) Enough operators for the kernels and vec.h's vexp_bits. Measured on
-// Zen 2 (docs/perf.md, the conv): 4 registers beat 2 and 8.
-constexpr int kParts = 4;
+// kParts registers as one float lane vector, every operation written per register: each instruction of
+// one output's chain (the taps, the exponential's polynomial, the division) sits beside the same of
+// kParts - 1 independent ones, which the out-of-order core overlaps better than one register's chains.
+// (A 64-byte GCC vector would do this but for its comparisons, split lane by lane.) Enough operators for
+// the kernels and vec.h's vexp_bits. Two: the walks keep about 18 lane vectors live (docs/perf.md, the conv).
+constexpr int kParts = 2;
 template <class H>
 struct Parts;
 // Parts{f(0), f(1), ...}, and f(0), f(1), ...: one statement per register, no loop.
@@ -238,111 +250,189 @@ struct Conv : Conv1dArgs<T> {
   }
 };
 
-// The k input rows of the output at time t of sequence i: xr[j] is x at time t - (k-1) + j, or null
-// before time 0, where the initial state (strided by k - 1 over the channels) or zero stands in.
+// Times per block: a block's rows of every stream (8 rows of 2-4 KiB) stay in L2 while its lane vectors
+// walk them.
+constexpr int64_t kBlock = 8;
+
+// K lane vectors: in registers when K is known at compile time (the presets' 4), else `k` of them in
+// memory the caller provides (any other kernel width).
+template <class T, int K>
+struct Window {
+  LV<T> v[K];
+  explicit Window(LV<T>*) {}
+  MG_INLINE LV<T>& operator[](int64_t j) { return v[j]; }
+};
 template <class T>
-struct Taps {
-  static constexpr int64_t kMax = 16;  // k above this takes the per-tap path (never in the presets)
-  const T* xr[kMax];
-  const Conv<T>* a;
-  int64_t i, t;
-  Taps(const Conv<T>& args, int64_t i_, int64_t t_) : a(&args), i(i_), t(t_) {
-    for (int64_t j = 0; j < std::min(args.k, kMax); ++j) {
-      const int64_t s = t - (args.k - 1) + j;
-      xr[j] = s >= 0 ? args.x + i * args.xs0 + s * args.xs1 : nullptr;
-    }
-  }
-  // Whether every tap reads x (no initial state or zero before time 0): the branch-free path.
-  bool inside() const { return t >= a->k - 1 && a->k <= kMax; }
-  template <class L>
-  MG_INLINE LV<T> x_in(int64_t j, const L& ln) const {
-    return ln.load(xr[j]);
-  }
-  template <class L>
-  LV<T> x_any(int64_t j, const L& ln) const {
-    const int64_t s = t - (a->k - 1) + j;
-    if (s >= 0) return ln.load(a->x + i * a->xs0 + s * a->xs1);
-    if (!a->init) return LV<T>{};
-    return lv_load_first(a->init + (i * a->d + ln.c) * (a->k - 1) + (s + a->k - 1), ln.m, a->k - 1);
-  }
-  // bias + sum_j w[j] x[t - (k-1) + j] for the lanes; Inside: inside() holds.
-  // K: the kernel width when known at compile time (the presets' 4), else 0.
-  template <bool Inside, int K, class L>
-  MG_INLINE LV<T> pre(const L& ln) const {
-    LV<T> acc = a->bias ? ln.load(a->bias) : LV<T>{};
-    const int64_t k = K ? K : a->k;
-    for (int64_t j = 0; j < k; ++j) {
-      if constexpr (Inside)
-        acc += ln.load(a->wt + j * a->ws) * x_in(j, ln);
-      else
-        acc += ln.load(a->wt + j * a->ws) * x_any(j, ln);
-    }
-    return acc;
-  }
+struct Window<T, 0> {
+  LV<T>* v;
+  explicit Window(LV<T>* mem) : v(mem) {}
+  LV<T>& operator[](int64_t j) { return v[j]; }
 };
 
-// One sequence's backward (see the top of the file); part (k + 1, d): its dw rows, then db.
+// x at time s of sequence i for the lanes: before time 0 the initial state (strided by k - 1 over the
+// channels), or zero without one.
+template <class T, class L>
+LV<T> x_at(const Conv<T>& a, int64_t i, int64_t s, const L& ln) {
+  if (s >= 0) return ln.load(a.x + i * a.xs0 + s * a.xs1);
+  if (!a.init) return LV<T>{};
+  return lv_load_first(a.init + (i * a.d + ln.c) * (a.k - 1) + (s + a.k - 1), ln.m, a.k - 1);
+}
+
+// Prefetches line `step` (in memory order) of rows [r0, r0 + n) of a (rows, d) stream with row stride rs:
+// called once per step of a block's walk, which has as many steps as the next block has lines.
+template <class T>
+MG_INLINE void prefetch_line(const T* p, int64_t rs, int64_t r0, int64_t n, int64_t step, int64_t lines_per_row,
+                             bool write) {
+  if (step >= n * lines_per_row) return;
+  const T* q = p + (r0 + step / lines_per_row) * rs + (step % lines_per_row) * kLanes<T>;
+  if (write)
+    __builtin_prefetch(q, 1, 2);
+  else
+    __builtin_prefetch(q, 0, 2);
+}
+
+// Forward of rows [t0, t1) of sequence i, prefetching rows [t1, t2).
 template <class T, int K>
-void backward_sequence(const Conv<T>& a, int64_t i, const T* dy, T* dx, T* dinit, T* ring, T* part) {
-  const int64_t l = a.l, d = a.d, k = K ? K : a.k, ws = a.ws;
-  std::fill(part, part + (k + 1) * ws, T(0));
-  if (dinit) std::fill(dinit + i * d * (k - 1), dinit + (i + 1) * d * (k - 1), T(0));
-  // dx[s] = sum_j w[j] dpre[s + (k-1) - j] over the terms before l, from the ring: rows[j] is that
-  // ring row, or null past l (set by ring_rows once per s, not per lane vector).
-  std::vector<const T*> rows(static_cast<size_t>(k));
-  auto ring_rows = [&](int64_t s) {
+void forward_block(const Conv<T>& a, int64_t i, int64_t t0, int64_t t1, int64_t t2, T* y, T* stage, LV<T>* mem) {
+  const int64_t l = a.l, d = a.d, ws = a.ws, k = K ? K : a.k;
+  const int64_t lines = (d + kLanes<T> - 1) / kLanes<T>;
+  const T* xr = a.x + i * a.xs0;
+  T* yr = y + i * l * d;
+  int64_t step = 0;
+  for_lanes<T>(d, [&](const auto& ln) MG_INLINE_LAMBDA {
+    Window<T, K> w(mem), xw(mem + k);  // xw[j]: x at t - (k-1) + j
+    const LV<T> bias = a.bias ? ln.load(a.bias) : LV<T>{};
+#pragma GCC unroll 16
     for (int64_t j = 0; j < k; ++j) {
-      const int64_t t = s + (k - 1) - j;
-      rows[j] = t < l ? ring + (t % k) * ws : nullptr;
+      w[j] = ln.load(a.wt + j * ws);
+      if (j < k - 1) xw[j] = x_at(a, i, t0 - (k - 1) + j, ln);
     }
-  };
-  auto dx_row = [&](int64_t s, const auto& ln) MG_INLINE_LAMBDA {
-    LV<T> acc = {};
-    for (int64_t j = 0; j < k; ++j)
-      if (rows[j]) acc += ln.load(a.wt + j * ws) * ln.load(rows[j]);
-    ln.store(dx + (i * l + s) * d, acc);
-  };
-  for (int64_t t = 0; t < l; ++t) {
-    const T* g = dy + (i * l + t) * d;
-    const T* yr = a.y ? a.y + (i * l + t) * d : nullptr;
-    T* rt = ring + (t % k) * ws;
-    const Taps<T> taps(a, i, t);
-    if (dx && t >= k - 1) ring_rows(t - (k - 1));
-    auto row = [&](auto inside) {
-      constexpr bool In = decltype(inside)::value;
-      for_lanes<T>(d, [&](const auto& ln) MG_INLINE_LAMBDA {
-        LV<T> dp = ln.load(g);
-        if (a.silu) {
-          const LV<T> pre = taps.template pre<In, K>(ln);
-          const LV<T> s = yr ? sigmoid_from_silu(ln.load(yr), pre) : sigmoid_lanes(pre);
-          dp = dp * s * (T(1) + pre * (T(1) - s));
-        }
-        ln.store(rt, dp);
-        ln.store(part + k * ws, ln.load(part + k * ws) + dp);
-        for (int64_t j = 0; j < k; ++j) {
-          const LV<T> xj = In ? taps.x_in(j, ln) : taps.x_any(j, ln);
-          ln.store(part + j * ws, ln.load(part + j * ws) + dp * xj);
-        }
-        if (dinit)
-          for (int64_t m = t; m < k - 1; ++m) {  // dinit[i, c, m] += w[c, m - t] dpre[t, c]
-            T add[kLanes<T>];
-            lv_store(add, ln.load(a.wt + (m - t) * ws) * dp);
-            T* p = dinit + (i * d + ln.c) * (k - 1) + m;
-            for (int64_t e = 0; e < ln.m; ++e) p[e * (k - 1)] += add[e];
-          }
-        if (dx && t >= k - 1) dx_row(t - (k - 1), ln);
-      });
-    };
-    if (taps.inside())
-      row(std::true_type{});
-    else
-      row(std::false_type{});
+    for (int64_t t = t0; t < t1; ++t, ++step) {
+      prefetch_line(xr, a.xs1, t1, t2 - t1, step, lines, false);
+      prefetch_line(yr, d, t1, t2 - t1, step, lines, true);
+      xw[k - 1] = ln.load(xr + t * a.xs1);
+      LV<T> pre = bias;
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < k; ++j) pre += w[j] * xw[j];
+      lv_store(stage + (t - t0) * kLanes<T>, a.silu ? pre * sigmoid_lanes(pre) : pre);
+#pragma GCC unroll 16
+      for (int64_t j = 0; j + 1 < k; ++j) xw[j] = xw[j + 1];
+    }
+    for (int64_t t = t0; t < t1; ++t) ln.store(yr + t * d, lv_load(stage + (t - t0) * kLanes<T>));
+  });
+}
+
+// What the backward of one sequence carries from block to block: per channel (rows ws apart) the last
+// k - 1 inputs, the last k - 1 dpre (newest first), and dpre at times 0 .. k-2 (for dinit).
+template <class T>
+struct Carry {
+  T *x, *dp, *dp0;
+};
+
+// Backward of rows [t0, t1) of sequence i, prefetching rows [n0, n0 + nn) of sequence ni; part (k + 1, ws):
+// the sequence's dw rows and db.
+template <class T, int K>
+void backward_block(const Conv<T>& a, int64_t i, int64_t t0, int64_t t1, int64_t ni, int64_t n0, int64_t nn,
+                    const T* dy, T* dx, T* part, const Carry<T>& carry, bool keep_dp0, T* stage, LV<T>* mem) {
+  const int64_t l = a.l, d = a.d, ws = a.ws, k = K ? K : a.k;
+  const int64_t lines = (d + kLanes<T> - 1) / kLanes<T>;
+  const T* xr = a.x + i * a.xs0;
+  const T* g = dy + i * l * d;
+  const T* yr = a.y ? a.y + i * l * d : nullptr;
+  T* dxr = dx ? dx + i * l * d : nullptr;
+  const T* nx = a.x + ni * a.xs0;  // the rows to prefetch
+  const T* ng = dy + ni * l * d;
+  const T* ny = a.y ? a.y + ni * l * d : nullptr;
+  T* ndx = dx ? dx + ni * l * d : nullptr;
+  int64_t step = 0;
+  for_lanes<T>(d, [&](const auto& ln) MG_INLINE_LAMBDA {
+    // xw[j]: x at t - (k-1) + j; dpw[j]: dpre at t - j
+    Window<T, K> w(mem), xw(mem + k), dpw(mem + 2 * k);
+    Window<T, K ? K + 1 : 0> sum(mem + 3 * k);
+    const LV<T> bias = a.bias ? ln.load(a.bias) : LV<T>{};
+#pragma GCC unroll 16
+    for (int64_t j = 0; j < k; ++j) {
+      w[j] = ln.load(a.wt + j * ws);
+      if (j < k - 1) xw[j] = ln.load(carry.x + j * ws), dpw[j] = ln.load(carry.dp + j * ws);
+    }
+#pragma GCC unroll 16
+    for (int64_t j = 0; j <= k; ++j) sum[j] = ln.load(part + j * ws);
+    for (int64_t t = t0; t < t1; ++t, ++step) {
+      prefetch_line(nx, a.xs1, n0, nn, step, lines, false);
+      prefetch_line(ng, d, n0, nn, step, lines, false);
+      if (ny) prefetch_line(ny, d, n0, nn, step, lines, false);
+      if (ndx && n0 >= k - 1) prefetch_line(ndx, d, n0 - (k - 1), nn, step, lines, true);
+      xw[k - 1] = ln.load(xr + t * a.xs1);
+      LV<T> pre = bias;
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < k; ++j) pre += w[j] * xw[j];
+      LV<T> dp = ln.load(g + t * d);
+      if (a.silu) {
+        const LV<T> s = yr ? sigmoid_from_silu(ln.load(yr + t * d), pre) : sigmoid_lanes(pre);
+        dp = dp * s * (T(1) + pre * (T(1) - s));
+      }
+      sum[k] += dp;
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < k; ++j) sum[j] += dp * xw[j];
+#pragma GCC unroll 16
+      for (int64_t j = k - 1; j > 0; --j) dpw[j] = dpw[j - 1];
+      dpw[0] = dp;
+      if (keep_dp0 && t < k - 1) ln.store(carry.dp0 + t * ws, dp);
+      LV<T> acc = {};
+#pragma GCC unroll 16
+      for (int64_t j = 0; j < k; ++j) acc += w[j] * dpw[j];
+      lv_store(stage + (t - t0) * kLanes<T>, acc);  // dx at t - (k-1), when that is a time
+#pragma GCC unroll 16
+      for (int64_t j = 0; j + 1 < k; ++j) xw[j] = xw[j + 1];
+    }
+#pragma GCC unroll 16
+    for (int64_t j = 0; j + 1 < k; ++j) ln.store(carry.x + j * ws, xw[j]), ln.store(carry.dp + j * ws, dpw[j]);
+#pragma GCC unroll 16
+    for (int64_t j = 0; j <= k; ++j) ln.store(part + j * ws, sum[j]);
+    if (!dxr) return;
+    for (int64_t t = std::max(t0, k - 1); t < t1; ++t)
+      ln.store(dxr + (t - (k - 1)) * d, lv_load(stage + (t - t0) * kLanes<T>));
+    if (t1 == l)  // dx's last k - 1 rows: row s = l - (k-1) + q takes the dpre at s + (k-1) - j < l (dpw[j - q - 1])
+      for (int64_t q = 0; q + 1 < k; ++q) {
+        const int64_t s = l - (k - 1) + q;
+        if (s < 0) continue;
+        LV<T> acc = {};
+#pragma GCC unroll 16
+        for (int64_t j = q + 1; j < k; ++j) acc += w[j] * dpw[j - q - 1];
+        ln.store(dxr + s * d, acc);
+      }
+  });
+}
+
+// One sequence's backward, block after block; the next sequence (`next`, or -1) is prefetched during the
+// last block. part (k + 1, ws): its dw rows, then db.
+template <class T, int K>
+void backward_sequence(const Conv<T>& a, int64_t i, int64_t next, const T* dy, T* dx, T* dinit, T* part, T* carry_mem,
+                       T* stage, LV<T>* mem) {
+  const int64_t l = a.l, d = a.d, ws = a.ws, k = a.k;
+  const Carry<T> carry{carry_mem, carry_mem + (k - 1) * ws, carry_mem + 2 * (k - 1) * ws};
+  std::fill(part, part + (k + 1) * ws, T(0));
+  std::fill(carry.dp, carry.dp + 2 * (k - 1) * ws, T(0));
+#pragma GCC unroll 16
+  for (int64_t j = 0; j + 1 < k; ++j)
+    for (int64_t c = 0; c < d; ++c) carry.x[j * ws + c] = a.init ? a.init[(i * d + c) * (k - 1) + j] : T(0);
+  for (int64_t t0 = 0; t0 < l; t0 += kBlock) {
+    const int64_t t1 = std::min(l, t0 + kBlock);
+    const bool last = t1 == l;
+    const int64_t ni = last ? std::max<int64_t>(next, 0) : i, n0 = last ? 0 : t1;
+    const int64_t nn = last ? (next >= 0 ? std::min(l, kBlock) : 0) : std::min(l, t1 + kBlock) - t1;
+    backward_block<T, K>(a, i, t0, t1, ni, n0, nn, dy, dx, part, carry, dinit != nullptr, stage, mem);
   }
-  if (dx)
-    for (int64_t s = std::max<int64_t>(0, l - (k - 1)); s < l; ++s) {
-      ring_rows(s);
-      for_lanes<T>(d, [&](const auto& ln) { dx_row(s, ln); });
-    }
+  if (dinit)  // dinit[i, c, m] = sum over t <= m of w[c, m - t] dpre[t, c], t ascending
+    for (int64_t c = 0; c < d; ++c)
+      for (int64_t m = 0; m + 1 < k; ++m) {
+        T acc = T(0);
+        for (int64_t t = 0; t <= m && t < l; ++t) {
+          const T term = a.wt[(m - t) * ws + c] * carry.dp0[t * ws + c];
+          acc += term;
+        }
+        dinit[(i * d + c) * (k - 1) + m] = acc;
+      }
 }
 
 }  // namespace
@@ -350,28 +440,17 @@ void backward_sequence(const Conv<T>& a, int64_t i, const T* dy, T* dx, T* dinit
 template <class T>
 void conv1d_forward(const Conv1dArgs<T>& args, T* y) {
   const Conv<T> a(args);
-  auto run = [&](auto width) {  // width: K as a type (4, or 0 for any k)
-    parallel_for(a.b * a.l, a.d * (a.k + 8), [&](int64_t lo, int64_t hi) {
-      for (int64_t r = lo; r < hi; ++r) {
-        const Taps<T> taps(a, r / a.l, r % a.l);
-        T* yr = y + r * a.d;
-        auto row = [&](auto inside) {
-          for_lanes<T>(a.d, [&](const auto& ln) MG_INLINE_LAMBDA {
-            const LV<T> pre = taps.template pre<decltype(inside)::value, decltype(width)::value>(ln);
-            ln.store(yr, a.silu ? pre * sigmoid_lanes(pre) : pre);
-          });
-        };
-        if (taps.inside())
-          row(std::true_type{});
-        else
-          row(std::false_type{});
-      }
-    });
-  };
-  if (a.k == 4)
-    run(std::integral_constant<int, 4>{});
-  else
-    run(std::integral_constant<int, 0>{});
+  const int64_t blocks = (a.l + kBlock - 1) / kBlock;
+  parallel_for(a.b * blocks, kBlock * a.d * (a.k + 8), [&](int64_t lo, int64_t hi) {
+    std::vector<T> stage(size_t(kBlock * kLanes<T>));
+    std::vector<LV<T>> mem(size_t(2 * a.k));
+    for (int64_t q = lo; q < hi; ++q) {
+      const int64_t i = q / blocks, t0 = (q % blocks) * kBlock, t1 = std::min(a.l, t0 + kBlock);
+      // the next block of this thread's range in the same sequence, if any, is prefetched
+      const int64_t t2 = q + 1 < hi && (q + 1) % blocks ? std::min(a.l, t1 + kBlock) : t1;
+      (a.k == 4 ? forward_block<T, 4> : forward_block<T, 0>)(a, i, t0, t1, t2, y, stage.data(), mem.data());
+    }
+  });
 }
 
 template <class T>
@@ -380,10 +459,12 @@ void conv1d_backward(const Conv1dArgs<T>& args, const T* dy, T* dx, T* dw, T* db
   const int64_t d = a.d, k = a.k, ws = a.ws;
   std::vector<T> parts(size_t(a.b * (k + 1) * ws));
   parallel_for(a.b, a.l * d * (2 * k + 12), [&](int64_t lo, int64_t hi) {
-    std::vector<T> ring(size_t(k * ws));
+    std::vector<T> carry(size_t(3 * (k - 1) * ws)), stage(size_t(kBlock * kLanes<T>));
+    std::vector<LV<T>> mem(size_t(4 * k + 1));
     for (int64_t i = lo; i < hi; ++i)
-      (k == 4 ? backward_sequence<T, 4> : backward_sequence<T, 0>)(a, i, dy, dx, dinit, ring.data(),
-                                                                   parts.data() + i * (k + 1) * ws);
+      (k == 4 ? backward_sequence<T, 4> : backward_sequence<T, 0>)(a, i, i + 1 < hi ? i + 1 : -1, dy, dx, dinit,
+                                                                   parts.data() + i * (k + 1) * ws, carry.data(),
+                                                                   stage.data(), mem.data());
   });
   if (!dw && !db) return;
   std::vector<double> sum(size_t((k + 1) * ws), 0.0);
