@@ -413,7 +413,6 @@ void backward_sequence(const Conv<T>& a, int64_t i, int64_t next, const T* dy, T
   const Carry<T> carry{carry_mem, carry_mem + (k - 1) * ws, carry_mem + 2 * (k - 1) * ws};
   std::fill(part, part + (k + 1) * ws, T(0));
   std::fill(carry.dp, carry.dp + 2 * (k - 1) * ws, T(0));
-#pragma GCC unroll 16
   for (int64_t j = 0; j + 1 < k; ++j)
     for (int64_t c = 0; c < d; ++c) carry.x[j * ws + c] = a.init ? a.init[(i * d + c) * (k - 1) + j] : T(0);
   for (int64_t t0 = 0; t0 < l; t0 += kBlock) {
