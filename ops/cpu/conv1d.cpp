@@ -15,7 +15,7 @@
 // then silu.
 //
 // Backward: sequences split across threads, each walked block after block, carrying between blocks the
-// last k-1 inputs and dpre of each channel (`Carry`) and its dw / db sums. At time t the pre-activation
+// last k-1 dpre of each channel (`Carry`) and its dw / db sums. At time t the pre-activation
 // is recomputed (and silu's sigmoid taken from the forward's output where it is given: sigmoid_from_silu),
 // dpre[t] = dy[t] silu'(pre[t]), and
 //   dx[t-(k-1)] = sum_j w[j] dpre[t-j]                        (all its dpre terms are known at t),
@@ -323,10 +323,11 @@ void forward_block(const Conv<T>& a, int64_t i, int64_t t0, int64_t t1, int64_t 
 }
 
 // What the backward of one sequence carries from block to block: per channel (rows ws apart) the last
-// k - 1 inputs, the last k - 1 dpre (newest first), and dpre at times 0 .. k-2 (for dinit).
+// k - 1 dpre (newest first), and dpre at times 0 .. k-2 (for dinit). (The last k - 1 inputs are x's rows
+// before the block, read again as the forward reads them.)
 template <class T>
 struct Carry {
-  T *x, *dp, *dp0;
+  T *dp, *dp0;
 };
 
 // Backward of rows [t0, t1) of sequence i, prefetching rows [n0, n0 + nn) of sequence ni; part (k + 1, ws):
@@ -353,7 +354,7 @@ void backward_block(const Conv<T>& a, int64_t i, int64_t t0, int64_t t1, int64_t
 #pragma GCC unroll 16
     for (int64_t j = 0; j < k; ++j) {
       w[j] = ln.load(a.wt + j * ws);
-      if (j < k - 1) xw[j] = ln.load(carry.x + j * ws), dpw[j] = ln.load(carry.dp + j * ws);
+      if (j < k - 1) xw[j] = x_at(a, i, t0 - (k - 1) + j, ln), dpw[j] = ln.load(carry.dp + j * ws);
     }
 #pragma GCC unroll 16
     for (int64_t j = 0; j <= k; ++j) sum[j] = ln.load(part + j * ws);
@@ -386,7 +387,7 @@ void backward_block(const Conv<T>& a, int64_t i, int64_t t0, int64_t t1, int64_t
       for (int64_t j = 0; j + 1 < k; ++j) xw[j] = xw[j + 1];
     }
 #pragma GCC unroll 16
-    for (int64_t j = 0; j + 1 < k; ++j) ln.store(carry.x + j * ws, xw[j]), ln.store(carry.dp + j * ws, dpw[j]);
+    for (int64_t j = 0; j + 1 < k; ++j) ln.store(carry.dp + j * ws, dpw[j]);
 #pragma GCC unroll 16
     for (int64_t j = 0; j <= k; ++j) ln.store(part + j * ws, sum[j]);
     if (!dxr) return;
@@ -410,11 +411,9 @@ template <class T, int K>
 void backward_sequence(const Conv<T>& a, int64_t i, int64_t next, const T* dy, T* dx, T* dinit, T* part, T* carry_mem,
                        T* stage, LV<T>* mem) {
   const int64_t l = a.l, d = a.d, ws = a.ws, k = a.k;
-  const Carry<T> carry{carry_mem, carry_mem + (k - 1) * ws, carry_mem + 2 * (k - 1) * ws};
+  const Carry<T> carry{carry_mem, carry_mem + (k - 1) * ws};
   std::fill(part, part + (k + 1) * ws, T(0));
   std::fill(carry.dp, carry.dp + 2 * (k - 1) * ws, T(0));
-  for (int64_t j = 0; j + 1 < k; ++j)
-    for (int64_t c = 0; c < d; ++c) carry.x[j * ws + c] = a.init ? a.init[(i * d + c) * (k - 1) + j] : T(0);
   for (int64_t t0 = 0; t0 < l; t0 += kBlock) {
     const int64_t t1 = std::min(l, t0 + kBlock);
     const bool last = t1 == l;
@@ -458,7 +457,7 @@ void conv1d_backward(const Conv1dArgs<T>& args, const T* dy, T* dx, T* dw, T* db
   const int64_t d = a.d, k = a.k, ws = a.ws;
   std::vector<T> parts(size_t(a.b * (k + 1) * ws));
   parallel_for(a.b, a.l * d * (2 * k + 12), [&](int64_t lo, int64_t hi) {
-    std::vector<T> carry(size_t(3 * (k - 1) * ws)), stage(size_t(kBlock * kLanes<T>));
+    std::vector<T> carry(size_t(2 * (k - 1) * ws)), stage(size_t(kBlock * kLanes<T>));
     std::vector<LV<T>> mem(size_t(4 * k + 1));
     for (int64_t i = lo; i < hi; ++i)
       (k == 4 ? backward_sequence<T, 4> : backward_sequence<T, 0>)(a, i, i + 1 < hi ? i + 1 : -1, dy, dx, dinit,
